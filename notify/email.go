@@ -11,8 +11,8 @@ import (
 
 // Email is one rendered e-mail message for one recipient.
 type Email struct {
-	// To is one address, either bare ("jo@example.org") or with a display
-	// name ("Jo Bloggs <jo@example.org>"). Lists are refused.
+	// To is one bare address ("jo@example.org"). Display names, lists and
+	// groups are refused: the gateway passes the address it stored.
 	To string
 	// Subject is a single line.
 	Subject string
@@ -86,6 +86,9 @@ func (e Email) validate() (*mail.Address, error) {
 	to, err := parseOneAddress("To", e.To)
 	if err != nil {
 		return nil, err
+	}
+	if to.Name != "" || to.Address != strings.TrimSpace(e.To) {
+		return nil, fmt.Errorf("%w: To must be a bare address", ErrInvalidAddress)
 	}
 	if err := checkHeaderValue("Subject", e.Subject); err != nil {
 		return nil, err
