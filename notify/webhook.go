@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -41,9 +42,10 @@ const DefaultWebhookTolerance = 5 * time.Minute
 //	Authorization: Bearer {BearerToken}        (when set)
 //	Latchkey-Signature: t=…,v1=…               (when Secret is set)
 //
-//	{"to":"+447911123456","body":"…"}
+//	{"id":"<32 hex digits>","to":"+447911123456","body":"…"}
 //
-// and any 2xx answer means accepted.
+// and any 2xx answer means accepted. id is random per request (it is covered
+// by the signature): a receiver can use it to drop duplicates and replays.
 type WebhookConfig struct {
 	// URL must be https, except http on loopback for test servers.
 	URL string
@@ -76,6 +78,7 @@ var _ SMSSender = (*Webhook)(nil)
 
 // WebhookPayload is the JSON body of a webhook request.
 type WebhookPayload struct {
+	ID   string `json:"id"`
 	To   string `json:"to"`
 	Body string `json:"body"`
 }
@@ -124,7 +127,9 @@ func (w *Webhook) SendSMS(ctx context.Context, m SMS) error {
 	if err := m.validate(); err != nil {
 		return err
 	}
-	body, err := json.Marshal(WebhookPayload{To: m.To, Body: m.Body})
+	var id [16]byte
+	_, _ = rand.Read(id[:]) // crypto/rand.Read never fails (Go 1.24+)
+	body, err := json.Marshal(WebhookPayload{ID: hex.EncodeToString(id[:]), To: m.To, Body: m.Body})
 	if err != nil {
 		return fmt.Errorf("notify: webhook: %w", err)
 	}
