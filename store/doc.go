@@ -1,0 +1,33 @@
+// Package store owns Latchkey's server-side state: recovery methods
+// (enrollment), in-flight reset/unlock/register flows, one-time codes,
+// registration sessions, rate-limit counters and audit events.
+//
+// The [Store] interface is the contract; [SQLite] is the embedded
+// implementation (pure Go, modernc.org/sqlite). A PostgreSQL implementation
+// can follow behind the same interface and must pass the same conformance
+// suite in package storetest.
+//
+// What is kept at rest, and how:
+//   - Flow and session IDs are bearer secrets: only SHA-256(ID) is stored and
+//     lookups hash their input. An ID is returned to callers only as they
+//     passed it in.
+//   - Code values are never seen by the store: the caller passes a hash (an
+//     HMAC of the code) and the store compares hashes in constant time.
+//   - Method addresses (email addresses, phone numbers) and Flow.Data are
+//     encrypted with AES-256-GCM under a key derived from the key given to
+//     the constructor, which is never written to the database. A keyed HMAC
+//     "blind index" of the normalized address lets [Store.CountAccountsByAddress]
+//     work without decrypting.
+//   - Rate-limit counter keys (which may contain addresses or IPs) are stored
+//     only as a keyed HMAC.
+//
+// Errors: [ErrNotFound] means missing or expired, [ErrCodeMismatch] means a
+// wrong code was counted, [ErrConflict] means an optimistic-concurrency loss
+// or an ID that already exists, [ErrInvalid] means the caller passed an
+// argument the store refuses. Compare with errors.Is. No error string
+// contains an address, ID, code hash or key.
+//
+// Times are stored in UTC with microsecond precision: every time.Time the
+// store returns is in UTC and truncated to whole microseconds. A zero
+// time.Time round-trips as zero.
+package store

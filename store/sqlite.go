@@ -1,0 +1,971 @@
+package store
+
+import (
+	"context"
+	"crypto/subtle"
+	"database/sql"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+//go:embed schema.sql
+var schemaV1 string
+
+// migrations[i] brings the schema from version i to version i+1. Append
+// new migrations; never edit a released one.
+var migrations = []string{schemaV1}
+
+// DefaultBusyTimeout is how long a SQLite connection waits for another
+// connection's (or process's) write lock before failing.
+const DefaultBusyTimeout = 10 * time.Second
+
+// SQLite is the embedded Store implementation on modernc.org/sqlite.
+//
+// It keeps two connection pools on one database file: a single writer
+// connection, on which every write runs as a BEGIN IMMEDIATE transaction
+// (so writers in the same process queue in Go instead of spinning on
+// SQLITE_BUSY, and writers in other processes are serialized by SQLite's
+// file locks and busy_timeout), and several read-only reader connections
+// (WAL mode lets them read while a write is in progress). An in-memory
+// database (":memory:" or mode=memory) uses the single writer connection for
+// everything.
+type SQLite struct {
+	w, r *sql.DB
+	k    *keys
+	// now is the clock UpdateFlow uses to decide expiry; tests may replace
+	// it before use.
+	now func() time.Time
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ Store = (*SQLite)(nil)
+
+// OpenSQLite opens (creating if needed) the SQLite database named by dsn,
+// applies pending schema migrations and checks that key is the key the
+// database was created with.
+//
+// dsn is a file path or a "file:" URI as accepted by modernc.org/sqlite,
+// e.g. "file:/var/lib/latchkey/latchkey.db". The store adds WAL journaling,
+// synchronous=NORMAL and a busy_timeout unless the DSN sets them, and always
+// turns on foreign keys and immediate transactions. A new database file is
+// created with mode 0600.
+//
+// key must be at least MinKeyLen random bytes; it is never stored. Separate
+// subkeys for encryption, blind indexes and counter keys are derived from it
+// with HKDF-SHA256. Opening an existing database with a different key fails.
+func OpenSQLite(ctx context.Context, dsn string, key []byte) (*SQLite, error) {
+	k, err := deriveKeys(key)
+	if err != nil {
+		return nil, err
+	}
+	name, query, memory, err := parseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if !memory {
+		if err := createPrivateFile(name); err != nil {
+			return nil, err
+		}
+	}
+
+	setDefault := func(q url.Values, key, value string) {
+		if q.Get(key) == "" {
+			q.Set(key, value)
+		}
+	}
+	wq := cloneValues(query)
+	setDefault(wq, "_busy_timeout", fmt.Sprint(DefaultBusyTimeout.Milliseconds()))
+	setDefault(wq, "_synchronous", "NORMAL")
+	if !memory {
+		setDefault(wq, "_journal_mode", "WAL")
+	}
+	wq.Set("_foreign_keys", "1")
+	wq.Set("_txlock", "immediate")
+
+	s := &SQLite{k: k, now: time.Now}
+	s.w, err = sql.Open("sqlite", name+"?"+wq.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("store: open sqlite: %w", err)
+	}
+	s.w.SetMaxOpenConns(1)
+	s.w.SetMaxIdleConns(1)
+	s.w.SetConnMaxIdleTime(0)
+	s.w.SetConnMaxLifetime(0)
+
+	if err := s.migrate(ctx); err != nil {
+		s.w.Close()
+		return nil, err
+	}
+
+	if memory {
+		s.r = s.w
+		return s, nil
+	}
+	rq := cloneValues(query)
+	setDefault(rq, "_busy_timeout", fmt.Sprint(DefaultBusyTimeout.Milliseconds()))
+	rq.Del("_journal_mode") // WAL is persistent; set by the writer
+	rq.Del("_journal")
+	rq.Set("_foreign_keys", "1")
+	rq.Set("_query_only", "1")
+	s.r, err = sql.Open("sqlite", name+"?"+rq.Encode())
+	if err != nil {
+		s.w.Close()
+		return nil, fmt.Errorf("store: open sqlite: %w", err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	s.r.SetMaxOpenConns(n)
+	s.r.SetMaxIdleConns(n)
+	if err := s.r.PingContext(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: open sqlite: %w", err)
+	}
+	return s, nil
+}
+
+// parseDSN splits dsn into the name passed to the driver, the query
+// parameters, and whether it names an in-memory database.
+func parseDSN(dsn string) (name string, query url.Values, memory bool, err error) {
+	name, rawQuery, _ := strings.Cut(dsn, "?")
+	query, err = url.ParseQuery(rawQuery)
+	if err != nil {
+		return "", nil, false, fmt.Errorf("%w: malformed DSN query", ErrInvalid)
+	}
+	if name == "" {
+		return "", nil, false, fmt.Errorf("%w: empty DSN", ErrInvalid)
+	}
+	memory = name == ":memory:" || name == "file::memory:" || query.Get("mode") == "memory"
+	return name, query, memory, nil
+}
+
+// createPrivateFile creates the database file with mode 0600 if it does
+// not exist yet, so the store (and SQLite's -wal and -shm files, which
+// copy the main file's mode) is not readable by other users.
+func createPrivateFile(name string) error {
+	path := name
+	if p, ok := strings.CutPrefix(name, "file:"); ok {
+		if rest, ok := strings.CutPrefix(p, "//"); ok {
+			// file://host/path: only an empty or "localhost" host is local.
+			host, pth, _ := strings.Cut(rest, "/")
+			if host != "" && host != "localhost" {
+				return nil // let SQLite report it
+			}
+			p = "/" + pth
+		}
+		u, err := url.PathUnescape(p)
+		if err != nil {
+			return fmt.Errorf("%w: malformed DSN path", ErrInvalid)
+		}
+		path = u
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("store: create database file: %w", err)
+	}
+	return f.Close()
+}
+
+func cloneValues(v url.Values) url.Values {
+	out := make(url.Values, len(v))
+	for k, vs := range v {
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
+}
+
+// migrate creates or upgrades the schema and checks the key, in one
+// immediate transaction so that concurrent starters do not race.
+func (s *SQLite) migrate(ctx context.Context) error {
+	return s.writeTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
+			version    INTEGER PRIMARY KEY,
+			applied_at INTEGER NOT NULL
+		) STRICT`); err != nil {
+			return fmt.Errorf("store: migrate: %w", err)
+		}
+		var v int
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
+			return fmt.Errorf("store: migrate: %w", err)
+		}
+		if v > len(migrations) {
+			return fmt.Errorf("store: database schema version %d is newer than this build supports (%d)", v, len(migrations))
+		}
+		for i := v; i < len(migrations); i++ {
+			if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+				return fmt.Errorf("store: migrate to version %d: %w", i+1, err)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version, applied_at) VALUES (?, ?)`,
+				i+1, time.Now().UnixMicro()); err != nil {
+				return fmt.Errorf("store: migrate to version %d: %w", i+1, err)
+			}
+		}
+		var check []byte
+		err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE name = 'key_check'`).Scan(&check)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			if _, err := tx.ExecContext(ctx, `INSERT INTO meta (name, value) VALUES ('key_check', ?)`, s.k.keyCheck); err != nil {
+				return fmt.Errorf("store: migrate: %w", err)
+			}
+		case err != nil:
+			return fmt.Errorf("store: migrate: %w", err)
+		case !hmacEqual(check, s.k.keyCheck):
+			return errors.New("store: the key does not match the one this database was created with")
+		}
+		return nil
+	})
+}
+
+func hmacEqual(a, b []byte) bool { return subtle.ConstantTimeCompare(a, b) == 1 }
+
+// writeTx runs fn in a BEGIN IMMEDIATE transaction on the writer
+// connection and commits if fn returns nil.
+func (s *SQLite) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+// Checkpoint copies the write-ahead log into the main database file and
+// truncates the log (PRAGMA wal_checkpoint(TRUNCATE)). Useful before a file
+// backup; the store checkpoints on its own otherwise.
+func (s *SQLite) Checkpoint(ctx context.Context) error {
+	var busy, logFrames, checkpointed int
+	if err := s.w.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logFrames, &checkpointed); err != nil {
+		return fmt.Errorf("store: checkpoint: %w", err)
+	}
+	if busy != 0 {
+		return errors.New("store: checkpoint: database busy")
+	}
+	return nil
+}
+
+// Ping implements Store.
+func (s *SQLite) Ping(ctx context.Context) error {
+	if err := s.r.PingContext(ctx); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	var one int
+	if err := s.r.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	return nil
+}
+
+// Close implements Store. It closes both pools; the last connection to
+// close checkpoints the WAL.
+func (s *SQLite) Close() error {
+	s.closeOnce.Do(func() {
+		var errs []error
+		if s.r != s.w {
+			errs = append(errs, s.r.Close())
+		}
+		errs = append(errs, s.w.Close())
+		if err := errors.Join(errs...); err != nil {
+			s.closeErr = fmt.Errorf("store: close: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+// ---- time and value encoding ----
+
+// dbTime converts t to microseconds since the epoch; NULL for zero.
+func dbTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMicro()
+}
+
+func fromDBTime(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return time.UnixMicro(v.Int64).UTC()
+}
+
+func notEmpty(what string, values ...string) error {
+	for _, v := range values {
+		if v == "" {
+			return fmt.Errorf("%w: empty %s", ErrInvalid, what)
+		}
+	}
+	return nil
+}
+
+func checkSecretID(what, id string) error {
+	if len(id) < MinSecretIDLen {
+		return fmt.Errorf("%w: %s id shorter than %d bytes", ErrInvalid, what, MinSecretIDLen)
+	}
+	return nil
+}
+
+// ---- methods ----
+
+func methodAAD(accountID, methodID, typ string) []byte {
+	return aad("method-address", accountID, methodID, typ)
+}
+
+// AddMethod implements Store.
+func (s *SQLite) AddMethod(ctx context.Context, m Method) error {
+	if m.ID == "" || m.AccountID == "" || m.Type == "" || m.Address == "" {
+		return fmt.Errorf("%w: method id, account, type and address are required", ErrInvalid)
+	}
+	enc := s.k.seal([]byte(m.Address), methodAAD(m.AccountID, m.ID, m.Type))
+	idx := s.k.addressIndex(m.Type, m.Address)
+	res, err := s.w.ExecContext(ctx, `INSERT INTO methods
+		(account_id, id, type, address_enc, address_idx, verified, created_at, verified_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		m.AccountID, m.ID, m.Type, enc, idx, m.Verified, m.CreatedAt.UnixMicro(), dbTime(m.VerifiedAt))
+	if err != nil {
+		return fmt.Errorf("store: add method: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("store: add method: %w", ErrConflict)
+	}
+	return nil
+}
+
+const methodColumns = `account_id, id, type, address_enc, verified, created_at, verified_at`
+
+type rowScanner interface{ Scan(dest ...any) error }
+
+func (s *SQLite) scanMethod(row rowScanner) (Method, error) {
+	var (
+		m          Method
+		enc        []byte
+		created    int64
+		verifiedAt sql.NullInt64
+	)
+	if err := row.Scan(&m.AccountID, &m.ID, &m.Type, &enc, &m.Verified, &created, &verifiedAt); err != nil {
+		return Method{}, err
+	}
+	addr, err := s.k.open(enc, methodAAD(m.AccountID, m.ID, m.Type))
+	if err != nil {
+		return Method{}, err
+	}
+	m.Address = string(addr)
+	m.CreatedAt = time.UnixMicro(created).UTC()
+	m.VerifiedAt = fromDBTime(verifiedAt)
+	return m, nil
+}
+
+// GetMethod implements Store.
+func (s *SQLite) GetMethod(ctx context.Context, accountID, methodID string) (Method, error) {
+	row := s.r.QueryRowContext(ctx, `SELECT `+methodColumns+` FROM methods WHERE account_id = ? AND id = ?`,
+		accountID, methodID)
+	m, err := s.scanMethod(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Method{}, fmt.Errorf("store: get method: %w", ErrNotFound)
+	}
+	if err != nil {
+		return Method{}, fmt.Errorf("store: get method: %w", err)
+	}
+	return m, nil
+}
+
+// ListMethods implements Store.
+func (s *SQLite) ListMethods(ctx context.Context, accountID string) ([]Method, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+methodColumns+` FROM methods
+		WHERE account_id = ? ORDER BY created_at, id`, accountID)
+	if err != nil {
+		return nil, fmt.Errorf("store: list methods: %w", err)
+	}
+	defer rows.Close()
+	out := []Method{}
+	for rows.Next() {
+		m, err := s.scanMethod(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: list methods: %w", err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: list methods: %w", err)
+	}
+	return out, nil
+}
+
+// VerifyMethod implements Store.
+func (s *SQLite) VerifyMethod(ctx context.Context, accountID, methodID string, at time.Time) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE methods SET verified = 1, verified_at = ?
+		WHERE account_id = ? AND id = ?`, dbTime(at), accountID, methodID)
+	if err != nil {
+		return fmt.Errorf("store: verify method: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("store: verify method: %w", ErrNotFound)
+	}
+	return nil
+}
+
+// DeleteMethod implements Store.
+func (s *SQLite) DeleteMethod(ctx context.Context, accountID, methodID string) error {
+	return s.writeTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM methods WHERE account_id = ? AND id = ?`, accountID, methodID)
+		if err != nil {
+			return fmt.Errorf("store: delete method: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("store: delete method: %w", ErrNotFound)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM codes WHERE account_id = ? AND method_id = ?`, accountID, methodID); err != nil {
+			return fmt.Errorf("store: delete method: %w", err)
+		}
+		return nil
+	})
+}
+
+// CountAccountsByAddress implements Store.
+func (s *SQLite) CountAccountsByAddress(ctx context.Context, typ, address string) (int, error) {
+	var n int
+	err := s.r.QueryRowContext(ctx, `SELECT COUNT(DISTINCT account_id) FROM methods
+		WHERE type = ? AND address_idx = ? AND verified = 1`, typ, s.k.addressIndex(typ, address)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: count accounts by address: %w", err)
+	}
+	return n, nil
+}
+
+// ---- flows ----
+
+func flowDataAAD(idHash []byte) []byte { return aad("flow-data", string(idHash)) }
+
+// encodeFlow returns the stored forms of f.Verified and f.Data.
+func (s *SQLite) encodeFlow(idHash []byte, f Flow) (verified, data any, err error) {
+	if len(f.Verified) > 0 {
+		b, err := json.Marshal(f.Verified)
+		if err != nil {
+			return nil, nil, fmt.Errorf("store: encode flow: %w", err)
+		}
+		verified = string(b)
+	}
+	if len(f.Data) > 0 {
+		b, err := json.Marshal(f.Data)
+		if err != nil {
+			return nil, nil, fmt.Errorf("store: encode flow: %w", err)
+		}
+		data = s.k.seal(b, flowDataAAD(idHash))
+	}
+	return verified, data, nil
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// insertFlow inserts f through e; ErrConflict if the ID exists.
+func (s *SQLite) insertFlow(ctx context.Context, e execer, f Flow) error {
+	if err := checkSecretID("flow", f.ID); err != nil {
+		return err
+	}
+	if f.Kind == "" {
+		return fmt.Errorf("%w: empty flow kind", ErrInvalid)
+	}
+	h := hashID(f.ID)
+	verified, data, err := s.encodeFlow(h, f)
+	if err != nil {
+		return err
+	}
+	res, err := e.ExecContext(ctx, `INSERT INTO flows
+		(id_hash, kind, account_id, required, verified, data_enc, created_at, expires_at, version)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		h, f.Kind, f.AccountID, f.Required, verified, data, f.CreatedAt.UnixMicro(), f.ExpiresAt.UnixMicro(), f.Version)
+	if err != nil {
+		return fmt.Errorf("store: create flow: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("store: create flow: %w", ErrConflict)
+	}
+	return nil
+}
+
+// CreateFlow implements Store.
+func (s *SQLite) CreateFlow(ctx context.Context, f Flow) error {
+	return s.insertFlow(ctx, s.w, f)
+}
+
+// GetFlow implements Store.
+func (s *SQLite) GetFlow(ctx context.Context, id string, now time.Time) (Flow, error) {
+	if len(id) < MinSecretIDLen {
+		return Flow{}, fmt.Errorf("store: get flow: %w", ErrNotFound)
+	}
+	h := hashID(id)
+	var (
+		f                  Flow
+		verified           sql.NullString
+		data               []byte
+		created, expiresAt int64
+	)
+	err := s.r.QueryRowContext(ctx, `SELECT kind, account_id, required, verified, data_enc, created_at, expires_at, version
+		FROM flows WHERE id_hash = ? AND expires_at > ?`, h, now.UnixMicro()).
+		Scan(&f.Kind, &f.AccountID, &f.Required, &verified, &data, &created, &expiresAt, &f.Version)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Flow{}, fmt.Errorf("store: get flow: %w", ErrNotFound)
+	}
+	if err != nil {
+		return Flow{}, fmt.Errorf("store: get flow: %w", err)
+	}
+	if verified.Valid {
+		if err := json.Unmarshal([]byte(verified.String), &f.Verified); err != nil {
+			return Flow{}, fmt.Errorf("store: get flow: decode verified: %w", err)
+		}
+	}
+	if data != nil {
+		pt, err := s.k.open(data, flowDataAAD(h))
+		if err != nil {
+			return Flow{}, fmt.Errorf("store: get flow: %w", err)
+		}
+		if err := json.Unmarshal(pt, &f.Data); err != nil {
+			return Flow{}, fmt.Errorf("store: get flow: decode data: %w", err)
+		}
+	}
+	f.ID = id
+	f.CreatedAt = time.UnixMicro(created).UTC()
+	f.ExpiresAt = time.UnixMicro(expiresAt).UTC()
+	return f, nil
+}
+
+// UpdateFlow implements Store.
+func (s *SQLite) UpdateFlow(ctx context.Context, f Flow) error {
+	if len(f.ID) < MinSecretIDLen {
+		return fmt.Errorf("store: update flow: %w", ErrNotFound)
+	}
+	h := hashID(f.ID)
+	verified, data, err := s.encodeFlow(h, f)
+	if err != nil {
+		return err
+	}
+	return s.writeTx(ctx, func(tx *sql.Tx) error {
+		var (
+			kind, account string
+			expiresAt     int64
+			version       int
+		)
+		err := tx.QueryRowContext(ctx, `SELECT kind, account_id, expires_at, version FROM flows WHERE id_hash = ?`, h).
+			Scan(&kind, &account, &expiresAt, &version)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && expiresAt <= s.now().UnixMicro()) {
+			return fmt.Errorf("store: update flow: %w", ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("store: update flow: %w", err)
+		}
+		if version != f.Version {
+			return fmt.Errorf("store: update flow: %w", ErrConflict)
+		}
+		if kind != f.Kind || account != f.AccountID {
+			return fmt.Errorf("%w: a flow's kind and account cannot change", ErrInvalid)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE flows SET required = ?, verified = ?, data_enc = ?, expires_at = ?,
+			version = version + 1 WHERE id_hash = ?`,
+			f.Required, verified, data, f.ExpiresAt.UnixMicro(), h); err != nil {
+			return fmt.Errorf("store: update flow: %w", err)
+		}
+		return nil
+	})
+}
+
+// DeleteFlow implements Store.
+func (s *SQLite) DeleteFlow(ctx context.Context, id string) error {
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM flows WHERE id_hash = ?`, hashID(id)); err != nil {
+		return fmt.Errorf("store: delete flow: %w", err)
+	}
+	return nil
+}
+
+// DeleteFlowsForAccount implements Store.
+func (s *SQLite) DeleteFlowsForAccount(ctx context.Context, accountID string) error {
+	if err := notEmpty("account id", accountID); err != nil {
+		return err
+	}
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM flows WHERE account_id = ?`, accountID); err != nil {
+		return fmt.Errorf("store: delete flows for account: %w", err)
+	}
+	return nil
+}
+
+// ---- codes ----
+
+// IssueCode implements Store.
+func (s *SQLite) IssueCode(ctx context.Context, c Code) error {
+	if len(c.Hash) == 0 {
+		return fmt.Errorf("%w: empty code hash", ErrInvalid)
+	}
+	if err := notEmpty("code purpose or method id", c.Purpose, c.MethodID); err != nil {
+		return err
+	}
+	h := hashID(c.FlowID)
+	return s.writeTx(ctx, func(tx *sql.Tx) error {
+		var account string
+		err := tx.QueryRowContext(ctx, `SELECT account_id FROM flows WHERE id_hash = ?`, h).Scan(&account)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("store: issue code: %w", ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("store: issue code: %w", err)
+		}
+		if account != c.AccountID {
+			return fmt.Errorf("%w: code account differs from its flow's", ErrInvalid)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO codes
+			(flow_hash, purpose, method_id, account_id, hash, expires_at, tries) VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (flow_hash, purpose, method_id) DO UPDATE SET
+				account_id = excluded.account_id, hash = excluded.hash,
+				expires_at = excluded.expires_at, tries = excluded.tries`,
+			h, c.Purpose, c.MethodID, c.AccountID, c.Hash, c.ExpiresAt.UnixMicro(), c.Tries); err != nil {
+			return fmt.Errorf("store: issue code: %w", err)
+		}
+		return nil
+	})
+}
+
+// RedeemCode implements Store.
+func (s *SQLite) RedeemCode(ctx context.Context, flowID, purpose, methodID string, hash []byte, maxTries int, now time.Time) error {
+	if maxTries < 1 {
+		return fmt.Errorf("%w: maxTries must be at least 1", ErrInvalid)
+	}
+	h := hashID(flowID)
+	nowUS := now.UnixMicro()
+	var outcome error
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		var (
+			stored                   []byte
+			tries                    int
+			codeExpires, flowExpires int64
+		)
+		err := tx.QueryRowContext(ctx, `SELECT c.hash, c.tries, c.expires_at, f.expires_at
+			FROM codes c JOIN flows f ON f.id_hash = c.flow_hash
+			WHERE c.flow_hash = ? AND c.purpose = ? AND c.method_id = ?`, h, purpose, methodID).
+			Scan(&stored, &tries, &codeExpires, &flowExpires)
+		if errors.Is(err, sql.ErrNoRows) {
+			outcome = ErrNotFound
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("store: redeem code: %w", err)
+		}
+		del := func() error {
+			_, err := tx.ExecContext(ctx, `DELETE FROM codes WHERE flow_hash = ? AND purpose = ? AND method_id = ?`,
+				h, purpose, methodID)
+			if err != nil {
+				return fmt.Errorf("store: redeem code: %w", err)
+			}
+			return nil
+		}
+		switch {
+		case codeExpires <= nowUS || flowExpires <= nowUS || tries >= maxTries:
+			outcome = ErrNotFound
+			return del()
+		case subtle.ConstantTimeCompare(stored, hash) == 1:
+			return del()
+		case tries+1 >= maxTries:
+			outcome = ErrCodeMismatch
+			return del()
+		default:
+			outcome = ErrCodeMismatch
+			_, err := tx.ExecContext(ctx, `UPDATE codes SET tries = tries + 1
+				WHERE flow_hash = ? AND purpose = ? AND method_id = ?`, h, purpose, methodID)
+			if err != nil {
+				return fmt.Errorf("store: redeem code: %w", err)
+			}
+			return nil
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if outcome != nil {
+		return fmt.Errorf("store: redeem code: %w", outcome)
+	}
+	return nil
+}
+
+// ---- sessions ----
+
+// CreateSession implements Store.
+func (s *SQLite) CreateSession(ctx context.Context, sess Session) error {
+	if err := checkSecretID("session", sess.ID); err != nil {
+		return err
+	}
+	if err := notEmpty("session account id", sess.AccountID); err != nil {
+		return err
+	}
+	res, err := s.w.ExecContext(ctx, `INSERT INTO sessions
+		(id_hash, account_id, username, created_at, auth_at, last_seen, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		hashID(sess.ID), sess.AccountID, sess.Username, sess.CreatedAt.UnixMicro(),
+		dbTime(sess.AuthAt), dbTime(sess.LastSeen), sess.ExpiresAt.UnixMicro())
+	if err != nil {
+		return fmt.Errorf("store: create session: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("store: create session: %w", ErrConflict)
+	}
+	return nil
+}
+
+// GetSession implements Store.
+func (s *SQLite) GetSession(ctx context.Context, id string, now time.Time) (Session, error) {
+	if len(id) < MinSecretIDLen {
+		return Session{}, fmt.Errorf("store: get session: %w", ErrNotFound)
+	}
+	var (
+		sess               Session
+		created, expiresAt int64
+		authAt, lastSeen   sql.NullInt64
+	)
+	err := s.r.QueryRowContext(ctx, `SELECT account_id, username, created_at, auth_at, last_seen, expires_at
+		FROM sessions WHERE id_hash = ? AND expires_at > ?`, hashID(id), now.UnixMicro()).
+		Scan(&sess.AccountID, &sess.Username, &created, &authAt, &lastSeen, &expiresAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Session{}, fmt.Errorf("store: get session: %w", ErrNotFound)
+	}
+	if err != nil {
+		return Session{}, fmt.Errorf("store: get session: %w", err)
+	}
+	sess.ID = id
+	sess.CreatedAt = time.UnixMicro(created).UTC()
+	sess.AuthAt = fromDBTime(authAt)
+	sess.LastSeen = fromDBTime(lastSeen)
+	sess.ExpiresAt = time.UnixMicro(expiresAt).UTC()
+	return sess, nil
+}
+
+// setSessionTime sets one time column of a live session.
+func (s *SQLite) setSessionTime(ctx context.Context, op, column, id string, t time.Time) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE sessions SET `+column+` = ? WHERE id_hash = ? AND expires_at > ?`,
+		dbTime(t), hashID(id), t.UnixMicro())
+	if err != nil {
+		return fmt.Errorf("store: %s: %w", op, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("store: %s: %w", op, ErrNotFound)
+	}
+	return nil
+}
+
+// TouchSession implements Store.
+func (s *SQLite) TouchSession(ctx context.Context, id string, lastSeen time.Time) error {
+	return s.setSessionTime(ctx, "touch session", "last_seen", id, lastSeen)
+}
+
+// SetSessionAuthTime implements Store.
+func (s *SQLite) SetSessionAuthTime(ctx context.Context, id string, t time.Time) error {
+	return s.setSessionTime(ctx, "set session auth time", "auth_at", id, t)
+}
+
+// DeleteSession implements Store.
+func (s *SQLite) DeleteSession(ctx context.Context, id string) error {
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM sessions WHERE id_hash = ?`, hashID(id)); err != nil {
+		return fmt.Errorf("store: delete session: %w", err)
+	}
+	return nil
+}
+
+// DeleteSessionsForAccount implements Store.
+func (s *SQLite) DeleteSessionsForAccount(ctx context.Context, accountID string) error {
+	if err := notEmpty("account id", accountID); err != nil {
+		return err
+	}
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM sessions WHERE account_id = ?`, accountID); err != nil {
+		return fmt.Errorf("store: delete sessions for account: %w", err)
+	}
+	return nil
+}
+
+// ---- counters ----
+
+// window returns the window length and the start of the window containing
+// now, in microseconds.
+func window(w time.Duration, now time.Time) (length, start int64, err error) {
+	length = w.Microseconds()
+	if length < 1 {
+		return 0, 0, fmt.Errorf("%w: counter window shorter than a microsecond", ErrInvalid)
+	}
+	t := now.UnixMicro()
+	start = t - t%length
+	if t%length < 0 {
+		start -= length
+	}
+	return length, start, nil
+}
+
+// Hit implements Store.
+func (s *SQLite) Hit(ctx context.Context, key string, w time.Duration, now time.Time) (int, error) {
+	length, start, err := window(w, now)
+	if err != nil {
+		return 0, err
+	}
+	kh := s.k.counterKey(key)
+	var n int
+	err = s.writeTx(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `INSERT INTO counters (key_hash, window_us, window_start, window_end, count)
+			VALUES (?, ?, ?, ?, 1)
+			ON CONFLICT (key_hash, window_us, window_start) DO UPDATE SET count = count + 1
+			RETURNING count`, kh, length, start, start+length).Scan(&n)
+		if err != nil {
+			return fmt.Errorf("store: hit: %w", err)
+		}
+		return nil
+	})
+	return n, err
+}
+
+// Count implements Store.
+func (s *SQLite) Count(ctx context.Context, key string, w time.Duration, now time.Time) (int, error) {
+	length, start, err := window(w, now)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	err = s.r.QueryRowContext(ctx, `SELECT count FROM counters WHERE key_hash = ? AND window_us = ? AND window_start = ?`,
+		s.k.counterKey(key), length, start).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: count: %w", err)
+	}
+	return n, nil
+}
+
+// ---- audit ----
+
+// AppendAudit implements Store.
+func (s *SQLite) AppendAudit(ctx context.Context, e AuditEvent) error {
+	if err := notEmpty("audit event type", e.Type); err != nil {
+		return err
+	}
+	var details any
+	if len(e.Details) > 0 {
+		b, err := json.Marshal(e.Details)
+		if err != nil {
+			return fmt.Errorf("store: append audit: %w", err)
+		}
+		details = string(b)
+	}
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO audit
+		(time, type, request_id, client_ip, account_id, outcome, details) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		e.Time.UnixMicro(), e.Type, e.RequestID, e.ClientIP, e.AccountID, e.Outcome, details); err != nil {
+		return fmt.Errorf("store: append audit: %w", err)
+	}
+	return nil
+}
+
+// ListAudit implements Store.
+func (s *SQLite) ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, error) {
+	var (
+		where []string
+		args  []any
+	)
+	if q.AccountID != "" {
+		where = append(where, "account_id = ?")
+		args = append(args, q.AccountID)
+	}
+	if q.Type != "" {
+		where = append(where, "type = ?")
+		args = append(args, q.Type)
+	}
+	if !q.Since.IsZero() {
+		where = append(where, "time >= ?")
+		args = append(args, q.Since.UnixMicro())
+	}
+	if !q.Until.IsZero() {
+		where = append(where, "time < ?")
+		args = append(args, q.Until.UnixMicro())
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = DefaultAuditLimit
+	}
+	limit = min(limit, MaxAuditLimit)
+	query := `SELECT time, type, request_id, client_ip, account_id, outcome, details FROM audit`
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY time DESC, seq DESC LIMIT ?"
+	args = append(args, limit)
+
+	rows, err := s.r.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: list audit: %w", err)
+	}
+	defer rows.Close()
+	out := []AuditEvent{}
+	for rows.Next() {
+		var (
+			e       AuditEvent
+			t       int64
+			details sql.NullString
+		)
+		if err := rows.Scan(&t, &e.Type, &e.RequestID, &e.ClientIP, &e.AccountID, &e.Outcome, &details); err != nil {
+			return nil, fmt.Errorf("store: list audit: %w", err)
+		}
+		e.Time = time.UnixMicro(t).UTC()
+		if details.Valid {
+			if err := json.Unmarshal([]byte(details.String), &e.Details); err != nil {
+				return nil, fmt.Errorf("store: list audit: decode details: %w", err)
+			}
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: list audit: %w", err)
+	}
+	return out, nil
+}
+
+// ---- maintenance ----
+
+// Purge implements Store.
+func (s *SQLite) Purge(ctx context.Context, now time.Time) (int, error) {
+	t := now.UnixMicro()
+	total := 0
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		// Codes first (including those of expired flows) so that cascaded
+		// deletes are counted too.
+		for _, q := range []string{
+			`DELETE FROM codes WHERE expires_at <= ?`,
+			`DELETE FROM codes WHERE flow_hash IN (SELECT id_hash FROM flows WHERE expires_at <= ?)`,
+			`DELETE FROM flows WHERE expires_at <= ?`,
+			`DELETE FROM sessions WHERE expires_at <= ?`,
+			`DELETE FROM counters WHERE window_end <= ?`,
+		} {
+			res, err := tx.ExecContext(ctx, q, t)
+			if err != nil {
+				return fmt.Errorf("store: purge: %w", err)
+			}
+			n, _ := res.RowsAffected()
+			total += int(n)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return total, nil
+}

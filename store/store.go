@@ -1,0 +1,269 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Implementations wrap them; test with errors.Is.
+var (
+	// ErrNotFound is returned when the requested row does not exist, does
+	// not belong to the given account, or has expired. Callers must treat
+	// "expired" and "never existed" alike.
+	ErrNotFound = errors.New("store: not found")
+
+	// ErrCodeMismatch is returned by RedeemCode when a live code exists but
+	// the hash differs. The wrong try has been counted (and the code deleted
+	// if it was the last allowed try).
+	ErrCodeMismatch = errors.New("store: wrong code")
+
+	// ErrConflict is returned when an optimistic-concurrency check fails
+	// (UpdateFlow with a stale Version) or when a row with the same ID
+	// already exists (AddMethod, CreateFlow, CreateSession).
+	ErrConflict = errors.New("store: conflict")
+
+	// ErrInvalid is returned (wrapped, with a description that never holds
+	// the offending value) when an argument is refused: an empty or too short
+	// ID, an empty hash, a non-positive window, a flow whose Kind or AccountID
+	// an update tries to change, and the like. It signals a caller bug.
+	ErrInvalid = errors.New("store: invalid argument")
+)
+
+// MinSecretIDLen is the shortest Flow.ID or Session.ID the store accepts
+// (in bytes of the string). IDs must be >= 128-bit CSPRNG values; 16
+// characters is only a floor that catches obvious mistakes, it cannot
+// measure entropy. A lookup with a shorter ID is answered with ErrNotFound.
+const MinSecretIDLen = 16
+
+// Method types known to the store. Type is free text to the store (TOTP and
+// other methods can follow); only these two get address normalization for
+// the blind index.
+const (
+	MethodEmail = "email"
+	MethodSMS   = "sms"
+)
+
+// Flow kinds.
+const (
+	FlowReset    = "reset"
+	FlowUnlock   = "unlock"
+	FlowRegister = "register"
+)
+
+// Audit limits for ListAudit.
+const (
+	DefaultAuditLimit = 100  // used when AuditQuery.Limit <= 0
+	MaxAuditLimit     = 1000 // larger limits are lowered to this
+)
+
+// Method is a recovery contact registered by an account.
+type Method struct {
+	// ID identifies the method within its account; made by the caller.
+	ID string
+	// AccountID is the directory's immutable id of the owner.
+	AccountID string
+	// Type is MethodEmail or MethodSMS (or a later method type).
+	Type string
+	// Address is the destination in plaintext. It is encrypted at rest and
+	// returned exactly as given to AddMethod (not normalized).
+	Address string
+	// Verified is set by VerifyMethod once the user proved control.
+	Verified bool
+	// CreatedAt is when the method was added; ListMethods orders by it.
+	CreatedAt time.Time
+	// VerifiedAt is the last VerifyMethod time; zero while unverified.
+	VerifiedAt time.Time
+}
+
+// Flow is the state of one reset, unlock or register flow.
+type Flow struct {
+	// ID is a bearer secret (>= 128-bit CSPRNG, at least MinSecretIDLen
+	// characters) made by the caller. Only SHA-256(ID) is stored.
+	ID string
+	// Kind is FlowReset, FlowUnlock or FlowRegister. Fixed at creation.
+	Kind string
+	// AccountID is the account the flow is bound to; "" is allowed for
+	// decoy flows started for unknown or ineligible users. Fixed at creation.
+	AccountID string
+	// Required is the number of distinct methods to prove.
+	Required int
+	// Verified lists the method ids proven in this flow. Nil when empty.
+	Verified []string
+	// Data is small extra state, encrypted at rest. Nil when empty.
+	Data map[string]string
+	// CreatedAt is fixed at creation.
+	CreatedAt time.Time
+	// ExpiresAt: the flow is live while now < ExpiresAt.
+	ExpiresAt time.Time
+	// Version is the optimistic-concurrency counter. CreateFlow stores it as
+	// given (normally 0); each successful UpdateFlow increments it by one.
+	Version int
+}
+
+// Code is a one-time code bound to one flow, one purpose and one method.
+type Code struct {
+	// FlowID is the flow's bearer ID (stored hashed). The flow must exist.
+	FlowID string
+	// Purpose says what the code is for (e.g. "reset", "register-email").
+	Purpose string
+	// MethodID is the method the code was sent to.
+	MethodID string
+	// AccountID must equal the flow's AccountID.
+	AccountID string
+	// Hash is the caller's hash (an HMAC) of the code; never the code.
+	Hash []byte
+	// ExpiresAt: the code is live while now < ExpiresAt (and its flow is live).
+	ExpiresAt time.Time
+	// Tries is the number of wrong tries already counted, normally 0.
+	Tries int
+}
+
+// Session is a signed-in registration session (web or API).
+type Session struct {
+	// ID is a bearer secret like Flow.ID; only SHA-256(ID) is stored.
+	ID string
+	// AccountID is the directory's immutable id of the user.
+	AccountID string
+	// Username is the name the user signed in with (for display).
+	Username string
+	// CreatedAt is when the session was created.
+	CreatedAt time.Time
+	// AuthAt is when the password was last entered (sign-in or re-entry).
+	AuthAt time.Time
+	// LastSeen is the last activity, for idle timeouts (the caller checks it).
+	LastSeen time.Time
+	// ExpiresAt is the absolute expiry: live while now < ExpiresAt.
+	ExpiresAt time.Time
+}
+
+// AuditEvent is one audit record. Audit events are append-only: no method
+// of Store changes or deletes them, and Purge keeps them.
+type AuditEvent struct {
+	Time      time.Time
+	Type      string // e.g. "reset.started", Entra vocabulary
+	RequestID string
+	ClientIP  string
+	AccountID string
+	Outcome   string
+	Details   map[string]string // nil when empty; stored in plaintext
+}
+
+// AuditQuery selects audit events for ListAudit. Zero fields do not filter.
+type AuditQuery struct {
+	AccountID string    // only this account's events
+	Type      string    // only events of this type
+	Since     time.Time // only events with Time >= Since
+	Until     time.Time // only events with Time < Until (use for paging)
+	// Limit is the maximum number of events: <= 0 means DefaultAuditLimit,
+	// larger than MaxAuditLimit means MaxAuditLimit.
+	Limit int
+}
+
+// Store is Latchkey's state. Implementations are safe for concurrent use by
+// many goroutines and, where the backend allows it, by many processes
+// sharing the same database. Every method that takes an ID of a bearer
+// secret hashes it before use; IDs never appear in errors.
+type Store interface {
+	// AddMethod stores a new recovery method. m.ID, m.AccountID, m.Type
+	// and m.Address must be non-empty. ErrConflict if the account already
+	// has a method with m.ID.
+	AddMethod(ctx context.Context, m Method) error
+	// GetMethod returns one method of the account; ErrNotFound if the
+	// account has no method with that id.
+	GetMethod(ctx context.Context, accountID, methodID string) (Method, error)
+	// ListMethods returns the account's methods ordered by CreatedAt (then
+	// ID); an empty slice and nil error when there are none.
+	ListMethods(ctx context.Context, accountID string) ([]Method, error)
+	// VerifyMethod marks the method verified and sets VerifiedAt to at
+	// (again on re-verification). ErrNotFound if missing.
+	VerifyMethod(ctx context.Context, accountID, methodID string, at time.Time) error
+	// DeleteMethod removes the method and every outstanding code bound to
+	// it. ErrNotFound if missing.
+	DeleteMethod(ctx context.Context, accountID, methodID string) error
+	// CountAccountsByAddress returns how many distinct accounts have a
+	// VERIFIED method of type typ with this address (compared after
+	// normalization: emails trimmed and lower-cased, phone numbers reduced
+	// to '+' and digits). Unverified methods do not count, so nobody can
+	// inflate the count for someone else's address without proving it.
+	CountAccountsByAddress(ctx context.Context, typ, address string) (int, error)
+
+	// CreateFlow stores a new flow. ErrConflict if a flow with f.ID exists.
+	CreateFlow(ctx context.Context, f Flow) error
+	// GetFlow returns the flow with this ID, with ID set to id.
+	// ErrNotFound when missing or expired (now >= ExpiresAt).
+	GetFlow(ctx context.Context, id string, now time.Time) (Flow, error)
+	// UpdateFlow replaces Required, Verified, Data and ExpiresAt of the
+	// stored flow if its version is still f.Version, and stores version
+	// f.Version+1 (a caller that keeps using f must increment f.Version).
+	// ErrConflict if the stored version differs; ErrNotFound if missing or
+	// expired by the store's clock (wall time unless the implementation
+	// lets tests set a clock); ErrInvalid if f.Kind or f.AccountID differ
+	// from the stored flow (a flow never changes owner or kind).
+	UpdateFlow(ctx context.Context, f Flow) error
+	// DeleteFlow removes the flow and its codes. Deleting a missing flow is
+	// not an error.
+	DeleteFlow(ctx context.Context, id string) error
+	// DeleteFlowsForAccount removes every flow (and code) of the account;
+	// call it on any password change. accountID must not be empty.
+	DeleteFlowsForAccount(ctx context.Context, accountID string) error
+
+	// IssueCode stores c as the one live code for (c.FlowID, c.Purpose,
+	// c.MethodID), replacing any previous one (and its tries count).
+	// ErrNotFound if the flow does not exist; ErrInvalid if c.AccountID is
+	// not the flow's account or c.Hash is empty.
+	IssueCode(ctx context.Context, c Code) error
+	// RedeemCode checks hash against the live code for (flowID, purpose,
+	// methodID), atomically (exactly one of any number of concurrent
+	// callers, in any number of processes, can succeed):
+	//   - no live code (never issued, already used, dead, expired, or its
+	//     flow expired) -> ErrNotFound;
+	//   - hash differs -> the try is counted and ErrCodeMismatch is returned;
+	//     the code is deleted once its tries reach maxTries;
+	//   - hash matches -> the code is deleted and nil is returned.
+	// maxTries must be >= 1. The caller still has to bound guesses per
+	// account across re-issued codes (with Hit).
+	RedeemCode(ctx context.Context, flowID, purpose, methodID string, hash []byte, maxTries int, now time.Time) error
+
+	// CreateSession stores a new session. ErrConflict if the ID exists.
+	CreateSession(ctx context.Context, s Session) error
+	// GetSession returns the session with ID set to id. ErrNotFound when
+	// missing or expired (now >= ExpiresAt). Idle timeouts are the
+	// caller's check on LastSeen.
+	GetSession(ctx context.Context, id string, now time.Time) (Session, error)
+	// TouchSession sets LastSeen. ErrNotFound if missing or expired at
+	// lastSeen.
+	TouchSession(ctx context.Context, id string, lastSeen time.Time) error
+	// SetSessionAuthTime sets AuthAt ("password re-entered at").
+	// ErrNotFound if missing or expired at t.
+	SetSessionAuthTime(ctx context.Context, id string, t time.Time) error
+	// DeleteSession removes the session. Deleting a missing session is not
+	// an error.
+	DeleteSession(ctx context.Context, id string) error
+	// DeleteSessionsForAccount removes every session of the account.
+	// accountID must not be empty.
+	DeleteSessionsForAccount(ctx context.Context, accountID string) error
+
+	// Hit adds one to key's counter for the fixed window of length window
+	// that contains now (windows are aligned to the Unix epoch) and returns
+	// the new count. Atomic: N concurrent hits return 1..N. Keys are stored
+	// only as a keyed hash, so they may contain addresses or IPs.
+	Hit(ctx context.Context, key string, window time.Duration, now time.Time) (int, error)
+	// Count returns key's count for the window containing now (0 if none).
+	Count(ctx context.Context, key string, window time.Duration, now time.Time) (int, error)
+
+	// AppendAudit stores one audit event. e.Type must not be empty.
+	AppendAudit(ctx context.Context, e AuditEvent) error
+	// ListAudit returns matching events newest first (ties: the later
+	// appended first).
+	ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, error)
+
+	// Purge deletes expired flows, codes and sessions and counter windows
+	// that ended at or before now, and returns how many rows it deleted.
+	// Audit events are kept.
+	Purge(ctx context.Context, now time.Time) (int, error)
+	// Ping checks that the store is reachable (for /readyz).
+	Ping(ctx context.Context) error
+	// Close releases the store. Calling it more than once is allowed.
+	Close() error
+}
