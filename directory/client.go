@@ -1,0 +1,358 @@
+package directory
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// ErrCertificate is returned (wrapped in ErrUnavailable's place) when no
+// server could be reached because certificate verification failed.
+var ErrCertificate = errors.New("directory: server certificate not trusted")
+
+// Client is the go-ldap implementation of Directory.
+type Client struct {
+	cfg  Config
+	log  *slog.Logger
+	now  func() time.Time
+	svc  *pool // connections bound as the service account
+	usr  *pool // connections used only for user binds
+	info ServerInfo
+	// policy hints control to send on AD resets, nil when unsupported
+	hints ldap.Control
+	// policy entries read from the directory, by DN
+	policies policyCache
+}
+
+var _ Directory = (*Client)(nil)
+
+// Open validates cfg, connects, binds the service account and reads the
+// RootDSE. Warnings about missing capabilities are logged and kept in Info().
+func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Client, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{cfg: cfg.withDefaults(), log: logger.With("component", "directory"), now: time.Now}
+	c.svc = newPool(c, true, c.cfg.PoolSize)
+	c.usr = newPool(c, false, c.cfg.PoolSize)
+	if err := c.discover(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Info describes the server found at startup.
+func (c *Client) Info() ServerInfo { return c.info }
+
+// Close releases all pooled connections.
+func (c *Client) Close() error {
+	c.svc.close()
+	c.usr.close()
+	return nil
+}
+
+// Ping runs a RootDSE read on a service connection.
+func (c *Client) Ping(ctx context.Context) error {
+	return c.withService(ctx, "ping", true, func(conn *ldap.Conn) error {
+		_, err := conn.Search(ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
+			"(objectClass=*)", []string{"1.1"}, nil))
+		return err
+	})
+}
+
+// dial connects to the first URL that answers, upgrades to TLS as
+// configured and, for service connections, binds the service account.
+func (c *Client) dial(ctx context.Context, bindService bool) (*ldap.Conn, string, error) {
+	var lastKind error = ErrUnavailable
+	for _, raw := range c.cfg.URLs {
+		if err := ctx.Err(); err != nil {
+			return nil, "", newErr("connect", ErrUnavailable)
+		}
+		conn, err := c.dialOne(ctx, raw)
+		if err != nil {
+			kind := ErrUnavailable
+			if isCertError(err) {
+				kind = ErrCertificate
+			}
+			lastKind = kind
+			c.log.Warn("directory server unreachable, trying the next one", "url", raw, "error", err.Error())
+			continue
+		}
+		if bindService {
+			if err := conn.Bind(c.cfg.BindDN, c.cfg.BindPassword); err != nil {
+				conn.Close()
+				de := classify("service bind", err, nil)
+				if errors.Is(de, ErrUnavailable) {
+					lastKind = ErrUnavailable
+					c.log.Warn("service bind failed, trying the next server", "url", raw, "error", de.Error())
+					continue
+				}
+				c.log.Error("service account bind refused", "url", raw, "error", de.Error())
+				return nil, "", de
+			}
+		}
+		return conn, raw, nil
+	}
+	return nil, "", newErr("connect", lastKind)
+}
+
+func (c *Client) dialOne(ctx context.Context, raw string) (*ldap.Conn, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	host := u.Hostname()
+	tc, err := c.cfg.tlsConfig(host)
+	if err != nil {
+		return nil, err
+	}
+	d := &net.Dialer{Timeout: c.cfg.DialTimeout}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d.Timeout {
+		d.Deadline = dl
+	}
+	conn, err := ldap.DialURL(raw, ldap.DialWithDialer(d), ldap.DialWithTLSConfig(tc))
+	if err != nil {
+		return nil, err
+	}
+	conn.SetTimeout(c.cfg.Timeout)
+	if u.Scheme == "ldap" && c.cfg.StartTLS {
+		if err := conn.StartTLS(tc); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
+	return conn, nil
+}
+
+func isCertError(err error) bool {
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var ci x509.CertificateInvalidError
+	var tv *tls.CertificateVerificationError
+	return errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) || errors.As(err, &tv)
+}
+
+// isConnError reports whether err means the connection is unusable.
+func isConnError(err error) bool {
+	if err == nil {
+		return false
+	}
+	if ldap.IsErrorWithCode(err, ldap.ErrorNetwork) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed)
+}
+
+// withService runs f on a pooled service connection. A read (idempotent) is
+// retried once on a fresh connection (and so the next URL) when the pooled one
+// turned out to be dead; a write never is, so it cannot be applied twice.
+func (c *Client) withService(ctx context.Context, op string, idempotent bool, f func(*ldap.Conn) error) error {
+	for attempt := 0; ; attempt++ {
+		conn, err := c.svc.get(ctx)
+		if err != nil {
+			return err
+		}
+		err = f(conn)
+		if isConnError(err) {
+			c.svc.put(conn, false)
+			if idempotent && attempt == 0 {
+				continue
+			}
+			return classify(op, err, nil)
+		}
+		c.svc.put(conn, true)
+		if err != nil {
+			return classify(op, err, nil)
+		}
+		return nil
+	}
+}
+
+// withUserConn runs f on a connection reserved for user binds. f binds;
+// afterwards the connection goes back to the user pool, never to the
+// service pool, so a service operation can never run with a user's identity.
+func (c *Client) withUserConn(ctx context.Context, f func(*ldap.Conn) error) error {
+	conn, err := c.usr.get(ctx)
+	if err != nil {
+		return err
+	}
+	err = f(conn)
+	// A connection whose bind failed is anonymous, which is fine for the
+	// next user bind; a broken one is dropped.
+	c.usr.put(conn, !isConnError(err) && !conn.IsClosing())
+	return err
+}
+
+func (c *Client) discover(ctx context.Context) error {
+	c.svc.slots <- struct{}{} // the discovery connection joins the service pool
+	conn, urlUsed, err := c.dial(ctx, true)
+	if err != nil {
+		<-c.svc.slots
+		return err
+	}
+	res, err := conn.Search(ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, int(c.cfg.Timeout/time.Second), false,
+		"(objectClass=*)", []string{"supportedControl", "supportedExtension", "supportedCapabilities",
+			"vendorName", "vendorVersion", "defaultNamingContext", "namingContexts"}, nil))
+	if err != nil || len(res.Entries) != 1 {
+		c.svc.discard(conn)
+		if err == nil {
+			return newErr("discover", ErrFailed)
+		}
+		return classify("discover", err, nil)
+	}
+	c.svc.put(conn, true)
+	e := res.Entries[0]
+	info := ServerInfo{
+		Flavor:            c.cfg.Flavor,
+		URL:               urlUsed,
+		Vendor:            e.GetAttributeValue("vendorName"),
+		NamingContext:     e.GetAttributeValue("defaultNamingContext"),
+		SupportedControls: e.GetAttributeValues("supportedControl"),
+		IsAD:              slices.Contains(e.GetAttributeValues("supportedCapabilities"), oidADCapability),
+		PasswordModify:    slices.Contains(e.GetAttributeValues("supportedExtension"), oidPasswordModify),
+	}
+	if info.NamingContext == "" {
+		info.NamingContext = e.GetAttributeValue("namingContexts")
+	}
+	info.PPolicyControl = slices.Contains(info.SupportedControls, oidPPolicy)
+	switch {
+	case slices.Contains(info.SupportedControls, oidPolicyHints):
+		info.PolicyHintsOID = oidPolicyHints
+	case slices.Contains(info.SupportedControls, oidPolicyHintsDeprec):
+		info.PolicyHintsOID = oidPolicyHintsDeprec
+	}
+	warn := func(msg string) { info.Warnings = append(info.Warnings, msg) }
+	switch c.cfg.Flavor {
+	case OpenLDAP:
+		if info.IsAD {
+			warn("the server is Active Directory but directory.type is openldap")
+		}
+		if !info.PasswordModify {
+			warn("the server does not advertise the Password Modify extended operation (RFC 3062): resets and changes will fail")
+		}
+		if !info.PPolicyControl {
+			warn("the server does not advertise the password policy control: lockout, must-change and policy reasons cannot be detected")
+		}
+	case ActiveDirectory:
+		if !info.IsAD {
+			warn("directory.type is activedirectory but the server does not announce Active Directory capabilities")
+		}
+		if info.PolicyHintsOID == "" {
+			warn("the domain controller does not support the policy hints control: resets by the service account skip password history and minimum age (Samba 4.17 behaves this way)")
+		} else {
+			c.hints = policyHints(info.PolicyHintsOID)
+		}
+	}
+	if u, _ := url.Parse(urlUsed); u != nil && u.Scheme == "ldap" && !c.cfg.StartTLS {
+		warn("the connection to the directory is not encrypted (plain ldap:// allowed by configuration)")
+	}
+	for _, w := range info.Warnings {
+		c.log.Warn("directory capability", "warning", w)
+	}
+	c.log.Info("directory connected", "url", urlUsed, "flavor", string(c.cfg.Flavor), "vendor", info.Vendor,
+		"password_modify", info.PasswordModify, "ppolicy", info.PPolicyControl, "policy_hints", info.PolicyHintsOID)
+	c.info = info
+	return nil
+}
+
+// pool is a bounded set of connections of one kind.
+type pool struct {
+	c       *Client
+	service bool
+	idle    chan *ldap.Conn
+	slots   chan struct{}
+	done    chan struct{}
+}
+
+func newPool(c *Client, service bool, size int) *pool {
+	return &pool{c: c, service: service, idle: make(chan *ldap.Conn, size), slots: make(chan struct{}, size), done: make(chan struct{})}
+}
+
+func (p *pool) get(ctx context.Context) (*ldap.Conn, error) {
+	for {
+		select {
+		case conn := <-p.idle:
+			if conn.IsClosing() {
+				p.discard(conn)
+				continue
+			}
+			return conn, nil
+		default:
+		}
+		select {
+		case conn := <-p.idle:
+			if conn.IsClosing() {
+				p.discard(conn)
+				continue
+			}
+			return conn, nil
+		case p.slots <- struct{}{}:
+			conn, _, err := p.c.dial(ctx, p.service)
+			if err != nil {
+				<-p.slots
+				return nil, err
+			}
+			return conn, nil
+		case <-ctx.Done():
+			return nil, newErr("connect", ErrUnavailable)
+		case <-p.done:
+			return nil, newErr("connect", ErrUnavailable)
+		}
+	}
+}
+
+func (p *pool) put(conn *ldap.Conn, healthy bool) {
+	if !healthy || conn.IsClosing() {
+		p.discard(conn)
+		return
+	}
+	select {
+	case <-p.done:
+		p.discard(conn)
+	case p.idle <- conn:
+	default:
+		p.discard(conn)
+	}
+}
+
+func (p *pool) discard(conn *ldap.Conn) {
+	conn.Close()
+	select {
+	case <-p.slots:
+	default:
+	}
+}
+
+func (p *pool) close() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	close(p.done)
+	for {
+		select {
+		case conn := <-p.idle:
+			p.discard(conn)
+		default:
+			return
+		}
+	}
+}
+
+// String avoids printing configuration (and the bind password) by accident.
+func (c *Client) String() string { return fmt.Sprintf("directory.Client(%s)", c.cfg.Flavor) }

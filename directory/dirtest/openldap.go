@@ -1,0 +1,107 @@
+package dirtest
+
+import (
+	"context"
+	_ "embed"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/latchkeyhq/latchkey/directory"
+)
+
+//go:embed testdata/slapd.conf.in
+var slapdConf string
+
+//go:embed testdata/openldap-seed.ldif
+var openldapSeed string
+
+// StartOpenLDAP starts a seeded slapd on free loopback ports (ldap:// with
+// StartTLS, and ldaps://) in a temporary directory, stopped at cleanup.
+// It takes about 0.2 s.
+func StartOpenLDAP(t testing.TB) *Server {
+	t.Helper()
+	need(t, "slapd", "slaptest", "ldapadd")
+	dir := t.TempDir()
+	certs, err := WriteCerts(filepath.Join(dir, "certs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "slapd.conf")
+	if err := os.WriteFile(conf, []byte(strings.ReplaceAll(slapdConf, "@DIR@", dir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("slaptest", "-Q", "-u", "-f", conf).CombinedOutput(); err != nil {
+		t.Fatalf("dirtest: slaptest: %v\n%s", err, out)
+	}
+	s := &Server{
+		Flavor: directory.OpenLDAP, Dir: dir, CAFile: certs.CAFile, CAPEM: certs.CAPEM,
+		BaseDN:          "dc=example,dc=org",
+		UserFilter:      "(&(objectClass=inetOrgPerson)(uid={username}))",
+		ServiceDN:       "cn=sspr,ou=services,dc=example,dc=org",
+		ServicePassword: "ssprpw-Secret1",
+		AdminDN:         "cn=admin,dc=example,dc=org",
+		AdminPassword:   "adminpw",
+		DefaultPolicyDN: "cn=default,ou=policies,dc=example,dc=org",
+		SpecialUser:     `d*v(e)\`,
+		UnicodeUser:     "josé",
+	}
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		p1, err1 := freePort()
+		p2, err2 := freePort()
+		if err1 != nil || err2 != nil || p1 == p2 {
+			continue
+		}
+		s.URL = "ldap://127.0.0.1:" + strconv.Itoa(p1)
+		s.LDAPSURL = "ldaps://127.0.0.1:" + strconv.Itoa(p2)
+		logf, _ := os.Create(filepath.Join(dir, "slapd.log"))
+		// -d 0: stay in the foreground, so the test owns the process.
+		cmd := exec.Command("slapd", "-d", "0", "-f", conf, "-h", s.URL+"/ "+s.LDAPSURL+"/")
+		cmd.Stdout, cmd.Stderr = logf, logf
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("dirtest: starting slapd: %v", err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		go func() {
+			select {
+			case <-exited:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		lastErr = waitLDAP(ctx, s.URL, certs.CAPEM)
+		cancel()
+		if lastErr != nil {
+			cmd.Process.Kill()
+			<-exited
+			logf.Close()
+			continue // most likely a port taken in between: try others
+		}
+		t.Cleanup(func() {
+			cmd.Process.Kill() // throwaway data: no need for a clean shutdown
+			<-exited
+			logf.Close()
+		})
+		seed := exec.Command("ldapadd", "-x", "-H", s.URL, "-D", s.AdminDN, "-w", s.AdminPassword)
+		seed.Stdin = strings.NewReader(openldapSeed)
+		if out, err := seed.CombinedOutput(); err != nil {
+			t.Fatalf("dirtest: seeding slapd: %v\n%s", err, out)
+		}
+		return s
+	}
+	log, _ := os.ReadFile(filepath.Join(dir, "slapd.log"))
+	t.Fatalf("dirtest: slapd did not start: %v\n%s", lastErr, log)
+	return nil
+}

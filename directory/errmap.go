@@ -1,0 +1,175 @@
+package directory
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// Behera ppolicy error numbers (draft-behera-ldap-password-policy, 8.2.2).
+const (
+	ppPasswordExpired       = 0
+	ppAccountLocked         = 1
+	ppChangeAfterReset      = 2
+	ppPasswordModNotAllowed = 3
+	ppMustSupplyOldPassword = 4
+	ppInsufficientQuality   = 5
+	ppPasswordTooShort      = 6
+	ppPasswordTooYoung      = 7
+	ppPasswordInHistory     = 8
+)
+
+// adDataRe finds the sub-code in an AD bind diagnostic such as
+// "80090308: LdapErr: DSID-0C0903A9, comment: AcceptSecurityContext error, data 775, v1db1".
+var adDataRe = regexp.MustCompile(`\bdata ([0-9a-fA-F]{3,8})\b`)
+
+// adWinErrRe finds the leading Windows error code, e.g. "0000052D: ...".
+var adWinErrRe = regexp.MustCompile(`^([0-9A-Fa-f]{8}):`)
+
+// classify maps a go-ldap error (and any response controls) to an *Error.
+// It is the only place server answers are interpreted; the server's text is
+// read here and never copied into the result.
+func classify(op string, err error, ctrls []ldap.Control) *Error {
+	if err == nil {
+		return nil
+	}
+	var de *Error
+	if errors.As(err, &de) {
+		return de
+	}
+	if len(ctrls) == 0 {
+		ctrls = controlsFromErr(err)
+	}
+	pp := ppolicyError(ctrls)
+	e := &Error{Op: op, Kind: ErrFailed}
+	if pp >= 0 {
+		e.Sub = fmt.Sprintf("ppolicy %d", pp)
+	}
+
+	var le *ldap.Error
+	if !errors.As(err, &le) {
+		var ne net.Error
+		if errors.As(err, &ne) || errors.Is(err, net.ErrClosed) {
+			e.Kind = ErrUnavailable
+		}
+		return e
+	}
+	e.Code = int(le.ResultCode)
+	diag := ""
+	if le.Err != nil {
+		diag = le.Err.Error()
+	}
+	winErr := ""
+	if m := adWinErrRe.FindStringSubmatch(diag); m != nil {
+		winErr = strings.ToUpper(m[1])
+	}
+	adData := ""
+	if m := adDataRe.FindStringSubmatch(diag); m != nil {
+		adData = strings.ToLower(m[1])
+		e.Sub = "data " + adData
+	} else if winErr != "" && e.Sub == "" {
+		e.Sub = winErr
+	}
+
+	switch le.ResultCode {
+	case ldap.LDAPResultInvalidCredentials:
+		e.Kind = ErrInvalidCredentials
+		switch adData {
+		case "775":
+			e.Kind = ErrAccountLocked
+		case "773":
+			e.Kind = ErrPasswordMustChange
+		case "532":
+			e.Kind = ErrPasswordExpired
+		case "533", "701", "530", "531":
+			e.Kind = ErrAccountDisabled
+		}
+		switch pp {
+		case ppAccountLocked:
+			e.Kind = ErrAccountLocked
+		case ppPasswordExpired:
+			e.Kind = ErrPasswordExpired
+		}
+	case ldap.LDAPResultConstraintViolation, ldap.LDAPResultUnwillingToPerform:
+		e.Kind, e.Reason = policyKind(le.ResultCode, pp, winErr, diag)
+	case ldap.LDAPResultInsufficientAccessRights:
+		e.Kind = ErrInsufficientRights
+		if pp == ppChangeAfterReset || strings.Contains(diag, "restricted to bind/unbind/abandon/StartTLS/modify password") {
+			e.Kind = ErrPasswordMustChange
+		}
+	case ldap.LDAPResultConfidentialityRequired, ldap.LDAPResultStrongAuthRequired:
+		e.Kind = ErrInsecure
+	case ldap.LDAPResultNoSuchObject:
+		e.Kind = ErrNotFound
+	case ldap.LDAPResultBusy, ldap.LDAPResultUnavailable, ldap.LDAPResultServerDown,
+		ldap.LDAPResultTimeout, ldap.LDAPResultTimeLimitExceeded, ldap.LDAPResultAdminLimitExceeded,
+		ldap.ErrorNetwork, ldap.LDAPResultConnectError, ldap.LDAPResultUnavailableCriticalExtension:
+		e.Kind = ErrUnavailable
+	}
+	return e
+}
+
+// policyKind interprets 19 (constraint violation) and 53 (unwilling to perform)
+// on password operations.
+func policyKind(code uint16, pp int, winErr, diag string) (error, Reason) {
+	switch pp {
+	case ppPasswordTooShort:
+		return ErrPolicyRejected, ReasonTooShort
+	case ppPasswordInHistory:
+		return ErrPolicyRejected, ReasonInHistory
+	case ppInsufficientQuality:
+		return ErrPolicyRejected, ReasonNotComplex
+	case ppPasswordTooYoung:
+		return ErrPolicyRejected, ReasonTooYoung
+	case ppPasswordModNotAllowed:
+		return ErrPolicyRejected, ReasonNotAllowed
+	case ppMustSupplyOldPassword:
+		return ErrInvalidCredentials, ReasonNone
+	case ppAccountLocked:
+		return ErrAccountLocked, ReasonNone
+	case ppChangeAfterReset:
+		return ErrPasswordMustChange, ReasonNone
+	}
+	d := strings.ToLower(diag)
+	switch winErr {
+	case "0000052D": // ERROR_PASSWORD_RESTRICTION
+		switch {
+		case strings.Contains(d, "too short"):
+			return ErrPolicyRejected, ReasonTooShort
+		case strings.Contains(d, "complexity"):
+			return ErrPolicyRejected, ReasonNotComplex
+		case strings.Contains(d, "history") || strings.Contains(d, "already used"):
+			return ErrPolicyRejected, ReasonInHistory
+		case strings.Contains(d, "too young") || strings.Contains(d, "minimum password age"):
+			return ErrPolicyRejected, ReasonTooYoung
+		}
+		return ErrPolicyRejected, ReasonPolicy
+	case "00000056": // ERROR_INVALID_PASSWORD: wrong old password on change
+		return ErrInvalidCredentials, ReasonNone
+	case "0000001F", "00002077": // unicodePwd over a plain connection
+		if strings.Contains(d, "unicodepwd") || code == ldap.LDAPResultUnwillingToPerform {
+			return ErrInsecure, ReasonNone
+		}
+	case "00000005": // ERROR_ACCESS_DENIED
+		return ErrInsufficientRights, ReasonNone
+	}
+	// OpenLDAP without the response control: the same cases, by text.
+	switch {
+	case strings.Contains(d, "in history") || strings.Contains(d, "not being changed from existing value"):
+		return ErrPolicyRejected, ReasonInHistory
+	case strings.Contains(d, "quality"):
+		return ErrPolicyRejected, ReasonPolicy
+	case strings.Contains(d, "too young"):
+		return ErrPolicyRejected, ReasonTooYoung
+	case strings.Contains(d, "old password"):
+		return ErrInvalidCredentials, ReasonNone
+	}
+	if code == ldap.LDAPResultConstraintViolation {
+		return ErrPolicyRejected, ReasonPolicy
+	}
+	return ErrFailed, ReasonNone
+}
