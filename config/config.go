@@ -1,0 +1,376 @@
+package config
+
+import (
+	"time"
+
+	"github.com/latchkeyhq/latchkey/policy"
+)
+
+// Config is the whole configuration file. Field tags are the YAML keys; see
+// config.example.yaml at the repository root for every key with comments.
+type Config struct {
+	Server    Server    `mapstructure:"server"`
+	Directory Directory `mapstructure:"directory"`
+	Policy    Policy    `mapstructure:"policy"`
+	Email     Email     `mapstructure:"email"`
+	SMS       SMS       `mapstructure:"sms"`
+	SMTP      SMTP      `mapstructure:"smtp"`
+	Store     Store     `mapstructure:"store"`
+	Log       Log       `mapstructure:"log"`
+
+	// Demo is set by `latchkey demo` (WithDemo), never by the file or the
+	// environment. It allows directory.insecure_skip_verify and requires a
+	// loopback listen address.
+	Demo bool `mapstructure:"-"`
+	// Warnings are soft problems found by Load (a world-readable secret file,
+	// inline secrets in a world-readable config file). They never contain
+	// secrets; log them.
+	Warnings []Problem `mapstructure:"-"`
+}
+
+// Server configures the HTTP listener.
+type Server struct {
+	// Listen is host:port; an empty host listens on every interface.
+	Listen string `mapstructure:"listen"`
+	// PublicURL is the absolute base URL users reach; links are built from
+	// it, never from the Host header. https, or http for loopback hosts.
+	PublicURL string `mapstructure:"public_url"`
+	// TrustedProxies are CIDRs (or single addresses) whose X-Forwarded-For
+	// header is believed.
+	TrustedProxies []string `mapstructure:"trusted_proxies"`
+	// SecretKey signs and encrypts (CSRF, cookies, stored seeds); at least 32
+	// bytes. Secret: also secret_key_file.
+	SecretKey     string `mapstructure:"secret_key"`
+	SecretKeyFile string `mapstructure:"secret_key_file"`
+	// Helpdesk is an http(s) URL or a mailto: link shown on every page.
+	Helpdesk          string        `mapstructure:"helpdesk"`
+	ReadHeaderTimeout time.Duration `mapstructure:"read_header_timeout"`
+	ReadTimeout       time.Duration `mapstructure:"read_timeout"`
+	WriteTimeout      time.Duration `mapstructure:"write_timeout"`
+	IdleTimeout       time.Duration `mapstructure:"idle_timeout"`
+}
+
+// Directory types, the values of directory.type.
+const (
+	DirectoryOpenLDAP        = "openldap"
+	DirectoryActiveDirectory = "activedirectory"
+)
+
+// Directory configures the LDAP connection.
+type Directory struct {
+	// Type is DirectoryOpenLDAP or DirectoryActiveDirectory.
+	Type string `mapstructure:"type"`
+	// URLs are tried in order (failover): ldaps://host[:port] or
+	// ldap://host[:port].
+	URLs []string `mapstructure:"urls"`
+	// StartTLS upgrades ldap:// connections with StartTLS.
+	StartTLS bool `mapstructure:"start_tls"`
+	// CAFile is a PEM bundle that verifies the servers; empty means the
+	// system roots.
+	CAFile string `mapstructure:"ca_file"`
+	// InsecureSkipVerify turns certificate verification off; only in the demo.
+	InsecureSkipVerify bool `mapstructure:"insecure_skip_verify"`
+	// AllowPlaintext allows ldap:// without StartTLS.
+	AllowPlaintext bool   `mapstructure:"allow_plaintext"`
+	BindDN         string `mapstructure:"bind_dn"`
+	// BindPassword is the service account's password. Secret: also
+	// bind_password_file.
+	BindPassword     string `mapstructure:"bind_password"`
+	BindPasswordFile string `mapstructure:"bind_password_file"`
+	BaseDN           string `mapstructure:"base_dn"`
+	// UserFilter finds one user; "{username}" is replaced by the escaped
+	// username. Empty means DefaultUserFilter(Type).
+	UserFilter string `mapstructure:"user_filter"`
+	// GroupMemberAttribute is the OpenLDAP group attribute walked to resolve
+	// nested groups: "member" (groupOfNames) or "uniqueMember"
+	// (groupOfUniqueNames). Active Directory ignores it.
+	GroupMemberAttribute string        `mapstructure:"group_member_attribute"`
+	Timeout              time.Duration `mapstructure:"timeout"`
+	// PoolSize is the number of pooled service-account connections.
+	PoolSize int `mapstructure:"pool_size"`
+}
+
+// Policy is who may use self-service and how.
+type Policy struct {
+	// Scope is policy.ScopeNone, ScopeSelected or ScopeAll.
+	Scope string `mapstructure:"scope"`
+	// Groups (scope selected): members of any, nested, are eligible.
+	Groups []string `mapstructure:"groups"`
+	// ExcludeGroups: members are never eligible.
+	ExcludeGroups []string `mapstructure:"exclude_groups"`
+	// IncludePrivileged opts privileged accounts (AD adminCount=1, members of
+	// PrivilegedGroups) in; by default they are excluded.
+	IncludePrivileged bool `mapstructure:"include_privileged"`
+	// PrivilegedGroups are extra groups whose members count as privileged.
+	PrivilegedGroups []string `mapstructure:"privileged_groups"`
+	// MethodsRequired is 1 or 2 different methods verified per reset.
+	MethodsRequired int `mapstructure:"methods_required"`
+	// Methods available: email, sms, totp, questions.
+	Methods []string `mapstructure:"methods"`
+	// Tiers are stricter rules for some groups.
+	Tiers    []Tier   `mapstructure:"tiers"`
+	Password Password `mapstructure:"password"`
+	// CodeTTL is how long a one-time code lives (at most 10 minutes).
+	CodeTTL time.Duration `mapstructure:"code_ttl"`
+	// CodeLength is the number of digits in a one-time code, 6 to 8.
+	CodeLength int `mapstructure:"code_length"`
+	// MaxTries is how many wrong codes kill a code, 1 to 5.
+	MaxTries int `mapstructure:"max_tries"`
+	// CoolingOff: a method registered more recently than this cannot alone
+	// authorise a reset.
+	CoolingOff time.Duration `mapstructure:"cooling_off"`
+	// ReconfirmDays: users re-confirm their methods after this many days;
+	// 0 never (Entra: 0-730).
+	ReconfirmDays int `mapstructure:"reconfirm_days"`
+}
+
+// Tier is a stricter rule for members of some groups.
+type Tier struct {
+	Groups []string `mapstructure:"groups"`
+	// MethodsRequired; 0 keeps policy.methods_required.
+	MethodsRequired int `mapstructure:"methods_required"`
+	// Methods restricts policy.methods; empty keeps them all.
+	Methods []string `mapstructure:"methods"`
+}
+
+// Password is the gateway's own password rules (policy.Rules).
+type Password struct {
+	MinLength   int      `mapstructure:"min_length"`
+	MaxLength   int      `mapstructure:"max_length"`
+	BannedWords []string `mapstructure:"banned_words"`
+}
+
+// Email turns the e-mail method (and e-mail notifications) on; it needs smtp.
+type Email struct {
+	Enabled bool `mapstructure:"enabled"`
+}
+
+// SMS providers, the values of sms.provider.
+const (
+	SMSTwilio  = "twilio"
+	SMSWebhook = "webhook"
+)
+
+// SMS configures text messages.
+type SMS struct {
+	Enabled  bool   `mapstructure:"enabled"`
+	Provider string `mapstructure:"provider"`
+	// AllowedCountries are ISO 3166-1 alpha-2 codes (GB, DE) of the numbers
+	// users may register; required, against SMS toll fraud.
+	AllowedCountries []string `mapstructure:"allowed_countries"`
+	Twilio           Twilio   `mapstructure:"twilio"`
+	Webhook          Webhook  `mapstructure:"webhook"`
+}
+
+// Twilio configures the Twilio Messages API.
+type Twilio struct {
+	AccountSID string `mapstructure:"account_sid"`
+	// AuthToken. Secret: also auth_token_file.
+	AuthToken     string `mapstructure:"auth_token"`
+	AuthTokenFile string `mapstructure:"auth_token_file"`
+	// From is an E.164 number or an alphanumeric sender ID; or set
+	// MessagingServiceSID instead.
+	From                string `mapstructure:"from"`
+	MessagingServiceSID string `mapstructure:"messaging_service_sid"`
+	// BaseURL is the API root; change it only for tests.
+	BaseURL string `mapstructure:"base_url"`
+}
+
+// Webhook posts each SMS as JSON to a URL of the site's own.
+type Webhook struct {
+	URL string `mapstructure:"url"`
+	// Secret signs the requests. Secret: also secret_file.
+	Secret     string `mapstructure:"secret"`
+	SecretFile string `mapstructure:"secret_file"`
+}
+
+// SMTP TLS modes, the values of smtp.tls.
+const (
+	// SMTPTLSMandatory: STARTTLS, required.
+	SMTPTLSMandatory = "mandatory"
+	// SMTPTLSStartTLS: the same as mandatory; there is no opportunistic mode.
+	SMTPTLSStartTLS = "starttls"
+	// SMTPTLSImplicit: TLS from the first byte (usually port 465).
+	SMTPTLSImplicit = "implicit"
+	// SMTPTLSNone: no TLS; needs smtp.allow_plaintext unless the host is
+	// loopback.
+	SMTPTLSNone = "none"
+)
+
+// SMTP configures the mail server.
+type SMTP struct {
+	Host string `mapstructure:"host"`
+	// Port; 0 means by TLS mode: 465 implicit, 587 mandatory/starttls, 25 none.
+	Port int    `mapstructure:"port"`
+	TLS  string `mapstructure:"tls"`
+	// AllowPlaintext accepts tls: none with a host that is not loopback.
+	AllowPlaintext bool   `mapstructure:"allow_plaintext"`
+	CAFile         string `mapstructure:"ca_file"`
+	Username       string `mapstructure:"username"`
+	// Password for SMTP AUTH. Secret: also password_file.
+	Password     string `mapstructure:"password"`
+	PasswordFile string `mapstructure:"password_file"`
+	// From is the sender: "Latchkey <no-reply@example.org>".
+	From    string        `mapstructure:"from"`
+	Timeout time.Duration `mapstructure:"timeout"`
+}
+
+// Store drivers, the values of store.driver.
+const (
+	StoreSQLite   = "sqlite"
+	StorePostgres = "postgres"
+)
+
+// Store configures where state lives.
+type Store struct {
+	Driver string `mapstructure:"driver"`
+	// DSN: "file:/var/lib/latchkey/latchkey.db" (sqlite) or
+	// "postgres://..." (postgres). Secret (it may hold a password): also
+	// dsn_file. With sqlite and neither set, DefaultDSN.
+	DSN     string `mapstructure:"dsn"`
+	DSNFile string `mapstructure:"dsn_file"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `mapstructure:"level"`
+	// Format is json or text.
+	Format string `mapstructure:"format"`
+	// AuditFile, when set, receives audit events as JSON lines.
+	AuditFile string `mapstructure:"audit_file"`
+}
+
+// Defaults that are not obvious from Default.
+const (
+	DefaultListen     = "127.0.0.1:8080"
+	DefaultDSN        = "file:/var/lib/latchkey/latchkey.db"
+	DefaultTwilioURL  = "https://api.twilio.com"
+	DefaultCodeTTL    = 10 * time.Minute
+	DefaultCodeLength = 8
+	DefaultMaxTries   = 5
+	DefaultCoolingOff = 24 * time.Hour
+	DefaultReconfirm  = 180
+)
+
+// Default returns the built-in defaults: every key Load knows, with the value
+// it has when neither the file nor the environment sets it. It does not pass
+// Validate on its own (no public URL, secret key or directory).
+func Default() *Config {
+	c := rawDefaults()
+	c.fillDerived()
+	return c
+}
+
+// fillDerived sets the defaults that depend on other keys, once the file, the
+// environment and the secret files have been read: the user filter for the
+// directory type, and the SQLite DSN when neither dsn nor dsn_file is set.
+func (c *Config) fillDerived() {
+	if c.Directory.UserFilter == "" {
+		c.Directory.UserFilter = DefaultUserFilter(c.Directory.Type)
+	}
+	if c.Store.DSN == "" && c.Store.DSNFile == "" && c.Store.Driver == StoreSQLite {
+		c.Store.DSN = DefaultDSN
+	}
+}
+
+// rawDefaults are the defaults registered with viper, before fillDerived.
+func rawDefaults() *Config {
+	return &Config{
+		Server: Server{
+			Listen:            DefaultListen,
+			TrustedProxies:    []string{},
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       15 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       60 * time.Second,
+		},
+		Directory: Directory{
+			Type:                 DirectoryOpenLDAP,
+			URLs:                 []string{},
+			GroupMemberAttribute: "member",
+			Timeout:              5 * time.Second,
+			PoolSize:             4,
+		},
+		Policy: Policy{
+			Scope:            policy.ScopeNone,
+			Groups:           []string{},
+			ExcludeGroups:    []string{},
+			PrivilegedGroups: []string{},
+			MethodsRequired:  1,
+			Methods:          []string{policy.MethodEmail},
+			Tiers:            []Tier{},
+			Password: Password{
+				MinLength:   policy.DefaultMinLength,
+				MaxLength:   policy.DefaultMaxLength,
+				BannedWords: []string{},
+			},
+			CodeTTL:       DefaultCodeTTL,
+			CodeLength:    DefaultCodeLength,
+			MaxTries:      DefaultMaxTries,
+			CoolingOff:    DefaultCoolingOff,
+			ReconfirmDays: DefaultReconfirm,
+		},
+		Email: Email{Enabled: true},
+		SMS: SMS{
+			Provider:         SMSTwilio,
+			AllowedCountries: []string{},
+			Twilio:           Twilio{BaseURL: DefaultTwilioURL},
+		},
+		SMTP: SMTP{
+			TLS:     SMTPTLSMandatory,
+			Timeout: 10 * time.Second,
+		},
+		Store: Store{Driver: StoreSQLite},
+		Log:   Log{Level: "info", Format: "json"},
+	}
+}
+
+// DefaultUserFilter is the user filter used when directory.user_filter is
+// empty: inetOrgPerson by uid on OpenLDAP, person/user by sAMAccountName on
+// Active Directory. Disabled accounts are found too, so that they get the
+// same answer as everyone else and are refused by eligibility.
+func DefaultUserFilter(directoryType string) string {
+	if directoryType == DirectoryActiveDirectory {
+		return "(&(objectCategory=person)(objectClass=user)(sAMAccountName={username}))"
+	}
+	return "(&(objectClass=inetOrgPerson)(uid={username}))"
+}
+
+// Eligibility converts the policy section for policy.Eligibility.Decide.
+// Privileged accounts are excluded unless include_privileged is set.
+func (p Policy) Eligibility() policy.Eligibility {
+	e := policy.Eligibility{
+		Scope:             p.Scope,
+		Groups:            clone(p.Groups),
+		ExcludeGroups:     clone(p.ExcludeGroups),
+		ExcludePrivileged: !p.IncludePrivileged,
+		PrivilegedGroups:  clone(p.PrivilegedGroups),
+		MethodsRequired:   p.MethodsRequired,
+		Methods:           clone(p.Methods),
+	}
+	for _, t := range p.Tiers {
+		e.Tiers = append(e.Tiers, policy.Tier{
+			Groups:          clone(t.Groups),
+			MethodsRequired: t.MethodsRequired,
+			Methods:         clone(t.Methods),
+		})
+	}
+	return e
+}
+
+// PasswordRules converts policy.password for policy.Rules.Check.
+func (p Policy) PasswordRules() policy.Rules {
+	return policy.Rules{
+		MinLength:   p.Password.MinLength,
+		MaxLength:   p.Password.MaxLength,
+		BannedWords: clone(p.Password.BannedWords),
+	}
+}
+
+func clone(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return append([]string(nil), s...)
+}
