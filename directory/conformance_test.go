@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -123,8 +124,13 @@ func runConformance(t *testing.T, srv *dirtest.Server) {
 		if _, err := directory.Open(ctx, cfg, nil); err == nil || !strings.Contains(err.Error(), "allow_plaintext") {
 			t.Fatalf("plain ldap:// without allow_plaintext: err = %v", err)
 		}
-		if !isAD {
-			cfg.AllowPlaintext = true
+		cfg.AllowPlaintext = true
+		if isAD {
+			// Samba refuses simple binds without TLS (strong auth required);
+			// either way, no password operation runs in clear.
+			_, err := directory.Open(ctx, cfg, nil)
+			wantErr(t, err, directory.ErrInsecure, srv.ServicePassword)
+		} else {
 			c := open(t, cfg)
 			if !hasWarning(c.Info(), "not encrypted") {
 				t.Fatalf("no plaintext warning: %v", c.Info().Warnings)
@@ -153,6 +159,17 @@ func runConformance(t *testing.T, srv *dirtest.Server) {
 		cfg.URLs = []string{dead}
 		_, err = directory.Open(ctx, cfg, nil)
 		wantErr(t, err, directory.ErrUnavailable)
+		// a server that accepts connections and never answers: the dial
+		// (TCP + TLS handshake) times out and the next URL is used
+		hang := hangingServer(t)
+		cfg = srv.Config()
+		cfg.URLs = []string{hang, srv.LDAPSURL}
+		cfg.DialTimeout = 300 * time.Millisecond
+		start := time.Now()
+		c = open(t, cfg)
+		if c.Info().URL != srv.LDAPSURL || time.Since(start) > 10*time.Second {
+			t.Fatalf("connected to %s after %s", c.Info().URL, time.Since(start))
+		}
 		// wrong service password
 		cfg = srv.Config()
 		cfg.BindPassword = "not-the-password"
@@ -499,6 +516,36 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// hangingServer accepts TCP connections and never says a word.
+func hangingServer(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return "ldaps://" + l.Addr().String()
 }
 
 // deadURL is an ldaps URL on a loopback port nobody listens on.

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The full test suite: unit tests, the real-server suites (slapd, Samba AD DC,
+# mailpit, the SMS contract server, headless Chromium) and a short run of
+# every fuzz target. Run as root: a Samba AD DC must listen on 389/636.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/deps.sh
+export PATH="$(go env GOPATH)/bin:$PATH"
+go vet ./...
+go test -count=1 -timeout 30m ./...
+# each fuzz target briefly (the corpus in testdata/fuzz runs in every go test)
+grep -rEo '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' . | sort -u | while IFS=: read -r file decl; do
+  target=${decl#func }
+  go test -run '^$' -fuzz "^${target}\$" -fuzztime 10s "./$(dirname "${file#./}")"
+done
