@@ -177,10 +177,18 @@ func TestSQLiteInMemory(t *testing.T) {
 
 // ---- across processes ----
 
-// The helper process: opens the database named in the environment, waits
-// for the start file to appear, redeems the code (or updates the flow) from
-// several goroutines and prints one line per result.
+// The helper process (this test binary re-executed with helperEnv set)
+// opens the database named in the environment and, for each round, waits
+// until that round's start time and then runs the operation from several
+// goroutines at once, printing one "result" line per call.
 const helperEnv = "LATCHKEY_STORE_TEST_HELPER"
+
+const (
+	crossProcs    = 4
+	crossPerProc  = 5
+	crossRounds   = 5
+	crossInterval = 500 * time.Millisecond
+)
 
 func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) != "" {
@@ -191,83 +199,86 @@ func TestMain(m *testing.M) {
 
 func runHelper() int {
 	var (
-		op       = os.Getenv(helperEnv)
-		dbPath   = os.Getenv("HELPER_DB")
-		flowID   = os.Getenv("HELPER_FLOW")
-		startF   = os.Getenv("HELPER_START")
-		n, _     = strconv.Atoi(os.Getenv("HELPER_N"))
-		ctx      = context.Background()
-		deadline = time.Now().Add(30 * time.Second)
+		op      = os.Getenv(helperEnv)
+		dbPath  = os.Getenv("HELPER_DB")
+		flowIDs = strings.Split(os.Getenv("HELPER_FLOWS"), ",")
+		ctx     = context.Background()
 	)
+	startNS, err := strconv.ParseInt(os.Getenv("HELPER_START_AT"), 10, 64)
+	if err != nil {
+		fmt.Println("bad start time")
+		return 1
+	}
 	s, err := store.OpenSQLite(ctx, "file:"+dbPath, testKey)
 	if err != nil {
 		fmt.Println("open:", err)
 		return 1
 	}
 	defer s.Close()
-	if err := s.Ping(ctx); err != nil {
-		fmt.Println("ping:", err)
-		return 1
-	}
-	fmt.Println("ready")
-	for {
-		if _, err := os.Stat(startF); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			fmt.Println("timeout waiting for start")
-			return 1
-		}
-		time.Sleep(time.Millisecond)
-	}
-	now := time.Now()
+	// Warm the reader pool so that no caller pays for opening a connection.
 	var wg sync.WaitGroup
-	results := make([]error, n)
-	for i := range n {
+	for range crossPerProc {
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			switch op {
-			case "redeem":
-				results[i] = s.RedeemCode(ctx, flowID, "reset", "m1", []byte("right"), 5, now)
-			case "update":
-				f, err := s.GetFlow(ctx, flowID, now)
-				if err != nil {
-					results[i] = err
-					return
-				}
-				f.Version = 0 // every caller updates the version it was created with
-				f.Verified = []string{fmt.Sprintf("pid%d-%d", os.Getpid(), i)}
-				results[i] = s.UpdateFlow(ctx, f)
-			case "hit":
-				_, results[i] = s.Hit(ctx, "shared-key", time.Hour, now)
-			}
-		}()
+		go func() { defer wg.Done(); s.GetFlow(ctx, flowIDs[0], time.Now()) }()
 	}
 	wg.Wait()
-	for _, err := range results {
-		switch {
-		case err == nil:
-			fmt.Println("result ok")
-		case errors.Is(err, store.ErrNotFound):
-			fmt.Println("result notfound")
-		case errors.Is(err, store.ErrConflict):
-			fmt.Println("result conflict")
-		default:
-			fmt.Println("result error", err)
+
+	for round, flowID := range flowIDs {
+		at := time.Unix(0, startNS).Add(time.Duration(round) * crossInterval)
+		if d := time.Until(at); d > 0 {
+			time.Sleep(d)
+		} else {
+			// Correctness is still checked, only with less overlap.
+			fmt.Println("late", round, -d)
+		}
+		now := time.Now()
+		results := make([]error, crossPerProc)
+		for i := range crossPerProc {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				switch op {
+				case "redeem":
+					results[i] = s.RedeemCode(ctx, flowID, "reset", "m1", []byte("right"), 5, now)
+				case "update":
+					f, err := s.GetFlow(ctx, flowID, now)
+					if err != nil {
+						results[i] = err
+						return
+					}
+					f.Version = 0 // every caller updates the version the flow was created with
+					f.Verified = []string{fmt.Sprintf("pid%d-%d", os.Getpid(), i)}
+					results[i] = s.UpdateFlow(ctx, f)
+				case "hit":
+					_, results[i] = s.Hit(ctx, "shared-key-"+flowID, time.Hour, now)
+				}
+			}()
+		}
+		wg.Wait()
+		for _, err := range results {
+			switch {
+			case err == nil:
+				fmt.Println("result", round, "ok")
+			case errors.Is(err, store.ErrNotFound):
+				fmt.Println("result", round, "notfound")
+			case errors.Is(err, store.ErrConflict):
+				fmt.Println("result", round, "conflict")
+			default:
+				fmt.Println("result", round, "error", err)
+			}
 		}
 	}
 	return 0
 }
 
 // TestSQLiteAcrossProcesses runs 4 processes x 5 goroutines (20 callers)
-// against one database file and checks that exactly one redeems the code,
-// exactly one updates the flow version, and that no counter hit is lost.
+// against one database file, in 5 rounds started at the same instant in
+// every process, and checks that exactly one caller redeems each code,
+// exactly one updates each flow version, and that no counter hit is lost.
 func TestSQLiteAcrossProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts subprocesses")
 	}
-	const procs, perProc = 4, 5
 	ctx := t.Context()
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "shared.db")
@@ -280,22 +291,26 @@ func TestSQLiteAcrossProcesses(t *testing.T) {
 
 	for _, op := range []string{"redeem", "update", "hit"} {
 		t.Run(op, func(t *testing.T) {
-			f := store.Flow{ID: fmt.Sprintf("flow-%s-0123456789abcdef", op), Kind: store.FlowReset, AccountID: "a",
-				CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
-			if err := s.CreateFlow(ctx, f); err != nil {
-				t.Fatal(err)
+			var ids []string
+			for round := range crossRounds {
+				f := store.Flow{ID: fmt.Sprintf("flow-%s-%d-0123456789abcdef", op, round), Kind: store.FlowReset,
+					AccountID: "a", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+				if err := s.CreateFlow(ctx, f); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.IssueCode(ctx, store.Code{FlowID: f.ID, Purpose: "reset", MethodID: "m1", AccountID: "a",
+					Hash: []byte("right"), ExpiresAt: now.Add(time.Hour)}); err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, f.ID)
 			}
-			if err := s.IssueCode(ctx, store.Code{FlowID: f.ID, Purpose: "reset", MethodID: "m1", AccountID: "a",
-				Hash: []byte("right"), ExpiresAt: now.Add(time.Hour)}); err != nil {
-				t.Fatal(err)
-			}
-			startFile := filepath.Join(dir, "start-"+op)
+			startAt := time.Now().Add(2 * time.Second) // time for the helpers to start, even under -race
 			var cmds []*exec.Cmd
 			var outs []*bytes.Buffer
-			for range procs {
+			for range crossProcs {
 				cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-				cmd.Env = append(os.Environ(), helperEnv+"="+op, "HELPER_DB="+dbPath, "HELPER_FLOW="+f.ID,
-					"HELPER_START="+startFile, "HELPER_N="+strconv.Itoa(perProc))
+				cmd.Env = append(os.Environ(), helperEnv+"="+op, "HELPER_DB="+dbPath,
+					"HELPER_FLOWS="+strings.Join(ids, ","), "HELPER_START_AT="+strconv.FormatInt(startAt.UnixNano(), 10))
 				out := &bytes.Buffer{}
 				cmd.Stdout, cmd.Stderr = out, out
 				if err := cmd.Start(); err != nil {
@@ -303,42 +318,47 @@ func TestSQLiteAcrossProcesses(t *testing.T) {
 				}
 				cmds, outs = append(cmds, cmd), append(outs, out)
 			}
-			// Let the helpers open the database, then start them together.
-			time.Sleep(500 * time.Millisecond)
-			if err := os.WriteFile(startFile, nil, 0o600); err != nil {
-				t.Fatal(err)
+			counts := make([]map[string]int, crossRounds)
+			for i := range counts {
+				counts[i] = map[string]int{}
 			}
-			counts := map[string]int{}
 			for i, cmd := range cmds {
 				if err := cmd.Wait(); err != nil {
 					t.Fatalf("helper %d: %v\n%s", i, err, outs[i])
 				}
 				for _, line := range strings.Split(outs[i].String(), "\n") {
-					if r, ok := strings.CutPrefix(line, "result "); ok {
-						counts[r]++
+					if strings.HasPrefix(line, "late ") {
+						t.Logf("helper %d: %s", i, line)
+					}
+					var round int
+					var result string
+					if _, err := fmt.Sscanf(line, "result %d %s", &round, &result); err == nil {
+						counts[round][result]++
 					}
 				}
 			}
-			total := procs * perProc
-			switch op {
-			case "redeem":
-				if counts["ok"] != 1 || counts["notfound"] != total-1 {
-					t.Fatalf("redeem across processes: %v; want 1 ok, %d notfound", counts, total-1)
-				}
-			case "update":
-				if counts["ok"] != 1 || counts["conflict"] != total-1 {
-					t.Fatalf("update across processes: %v; want 1 ok, %d conflict", counts, total-1)
-				}
-				got, err := s.GetFlow(ctx, f.ID, now)
-				if err != nil || got.Version != 1 {
-					t.Fatalf("flow after updates: %+v, %v", got, err)
-				}
-			case "hit":
-				if counts["ok"] != total {
-					t.Fatalf("hit across processes: %v", counts)
-				}
-				if n, err := s.Count(ctx, "shared-key", time.Hour, now); err != nil || n != total {
-					t.Fatalf("Count after %d hits from %d processes = %d, %v", total, procs, n, err)
+			total := crossProcs * crossPerProc
+			for round, c := range counts {
+				switch op {
+				case "redeem":
+					if c["ok"] != 1 || c["notfound"] != total-1 {
+						t.Errorf("round %d: redeem across processes: %v; want 1 ok, %d notfound", round, c, total-1)
+					}
+				case "update":
+					if c["ok"] != 1 || c["conflict"] != total-1 {
+						t.Errorf("round %d: update across processes: %v; want 1 ok, %d conflict", round, c, total-1)
+					}
+					got, err := s.GetFlow(ctx, ids[round], now)
+					if err != nil || got.Version != 1 {
+						t.Errorf("round %d: flow after updates: %+v, %v", round, got, err)
+					}
+				case "hit":
+					if c["ok"] != total {
+						t.Errorf("round %d: hit across processes: %v", round, c)
+					}
+					if n, err := s.Count(ctx, "shared-key-"+ids[round], time.Hour, now); err != nil || n != total {
+						t.Errorf("round %d: Count after %d hits from %d processes = %d, %v", round, total, crossProcs, n, err)
+					}
 				}
 			}
 		})

@@ -105,7 +105,10 @@ type suite struct {
 
 // ---- helpers ----
 
-const concurrency = 20
+const (
+	concurrency = 20 // callers in each concurrency test
+	rounds      = 10 // repetitions of the exactly-one-winner tests
+)
 
 // newID returns a 128-bit random hex ID, like the gateway makes.
 func newID() string {
@@ -605,21 +608,23 @@ func (s *suite) flowsConcurrentUpdate(t *testing.T) {
 				stores = append(stores, s.open(t))
 			}
 			ctx, now := ctxT(t), base()
-			f := mustCreateFlow(t, stores[0], newFlow("acct-a", now))
-			errs := race(concurrency, stores, func(st store.Store, i int) error {
-				g := f
-				g.Verified = []string{fmt.Sprintf("m%d", i)}
-				return st.UpdateFlow(ctx, g)
-			})
-			got := tally(t, errs, store.ErrConflict)
-			if got[nil] != 1 || got[store.ErrConflict] != concurrency-1 {
-				t.Fatalf("concurrent UpdateFlow: %d successes, %d conflicts; want 1 and %d",
-					got[nil], got[store.ErrConflict], concurrency-1)
-			}
-			final, err := stores[0].GetFlow(ctx, f.ID, now)
-			wantErr(t, "GetFlow", err, nil)
-			if final.Version != f.Version+1 || len(final.Verified) != 1 {
-				t.Fatalf("flow after concurrent updates: %+v", final)
+			for round := range rounds {
+				f := mustCreateFlow(t, stores[0], newFlow("acct-a", now))
+				errs := race(concurrency, stores, func(st store.Store, i int) error {
+					g := f
+					g.Verified = []string{fmt.Sprintf("m%d", i)}
+					return st.UpdateFlow(ctx, g)
+				})
+				got := tally(t, errs, store.ErrConflict)
+				if got[nil] != 1 || got[store.ErrConflict] != concurrency-1 {
+					t.Fatalf("round %d: concurrent UpdateFlow: %d successes, %d conflicts; want 1 and %d",
+						round, got[nil], got[store.ErrConflict], concurrency-1)
+				}
+				final, err := stores[0].GetFlow(ctx, f.ID, now)
+				wantErr(t, "GetFlow", err, nil)
+				if final.Version != f.Version+1 || len(final.Verified) != 1 {
+					t.Fatalf("flow after concurrent updates: %+v", final)
+				}
 			}
 		})
 	}
@@ -770,15 +775,19 @@ func (s *suite) codesConcurrentRedeem(t *testing.T) {
 				stores = append(stores, s.open(t))
 			}
 			ctx, now := ctxT(t), base()
-			f := mustCreateFlow(t, stores[0], newFlow("acct-a", now))
-			mustIssue(t, stores[0], code(f, "m1", "right", now))
-			errs := race(concurrency, stores, func(st store.Store, _ int) error {
-				return st.RedeemCode(ctx, f.ID, "reset", "m1", []byte("right"), 5, now)
-			})
-			got := tally(t, errs, store.ErrNotFound)
-			if got[nil] != 1 || got[store.ErrNotFound] != concurrency-1 {
-				t.Fatalf("concurrent RedeemCode: %d successes, %d not found; want 1 and %d",
-					got[nil], got[store.ErrNotFound], concurrency-1)
+			// Several rounds: later rounds run on warm connection pools,
+			// where a check-then-act race has its best chance to show.
+			for round := range rounds {
+				f := mustCreateFlow(t, stores[0], newFlow("acct-a", now))
+				mustIssue(t, stores[0], code(f, "m1", "right", now))
+				errs := race(concurrency, stores, func(st store.Store, _ int) error {
+					return st.RedeemCode(ctx, f.ID, "reset", "m1", []byte("right"), 5, now)
+				})
+				got := tally(t, errs, store.ErrNotFound)
+				if got[nil] != 1 || got[store.ErrNotFound] != concurrency-1 {
+					t.Fatalf("round %d: concurrent RedeemCode: %d successes, %d not found; want 1 and %d",
+						round, got[nil], got[store.ErrNotFound], concurrency-1)
+				}
 			}
 		})
 	}
