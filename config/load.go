@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"reflect"
 	"strconv"
@@ -96,7 +97,7 @@ func Load(path string, opts ...Option) (*Config, error) {
 	cfg := &Config{}
 	err := v.UnmarshalExact(cfg, func(dc *mapstructure.DecoderConfig) {
 		dc.WeaklyTypedInput = false
-		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(durationHook, scalarToSliceHook)
+		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(durationHook, wholeNumberHook, scalarToSliceHook)
 	})
 	if err != nil {
 		problems = append(problems, decodeProblems(err, fields)...)
@@ -340,6 +341,22 @@ func durationHook(from, to reflect.Type, data any) (any, error) {
 	return data, nil
 }
 
+// wholeNumberHook refuses fractions where an integer is expected (mapstructure
+// would truncate 58.7 to 58).
+func wholeNumberHook(from, to reflect.Type, data any) (any, error) {
+	if to.Kind() != reflect.Int || to == durationType {
+		return data, nil
+	}
+	if from.Kind() == reflect.Float64 || from.Kind() == reflect.Float32 {
+		f := reflect.ValueOf(data).Float()
+		if f != math.Trunc(f) || math.Abs(f) > 1<<31 {
+			return nil, errors.New("must be a whole number")
+		}
+		return int(f), nil
+	}
+	return data, nil
+}
+
 // scalarToSliceHook turns a single string where a list is expected into a
 // one-element list. Unlike viper's default it never splits on commas, which
 // would cut a DN into pieces.
@@ -369,18 +386,18 @@ func decodeProblems(err error, fields []field) []Problem {
 			}
 			return
 		}
-		var de *mapstructure.DecodeError
-		if !errors.As(err, &de) {
+		de, ok := err.(*mapstructure.DecodeError)
+		if !ok {
+			if u := errors.Unwrap(err); u != nil {
+				walk(u) // viper's "decoding failed due to..." wrapper
+				return
+			}
 			out = append(out, Problem{Message: err.Error()})
 			return
 		}
 		inner := de.Unwrap()
-		if _, ok := inner.(interface{ Unwrap() []error }); ok {
-			walk(inner)
-			return
-		}
-		var nested *mapstructure.DecodeError
-		if errors.As(inner, &nested) {
+		switch inner.(type) {
+		case interface{ Unwrap() []error }, *mapstructure.DecodeError:
 			walk(inner)
 			return
 		}
