@@ -248,13 +248,13 @@ func TestEnvBadValues(t *testing.T) {
 	t.Parallel()
 	const marker = "S3CR3T-MARKER"
 	_, err := config.Load("", env(map[string]string{
-		"LATCHKEY_SMTP_PORT":             "25" + marker,
-		"LATCHKEY_EMAIL_ENABLED":         "maybe" + marker,
-		"LATCHKEY_DIRECTORY_TIMEOUT":     "5" + marker,
-		"LATCHKEY_DIRECTORY_URLS":        `["unterminated` + marker,
-		"LATCHKEY_POLICY_TIERS":          "not json " + marker,
-		"LATCHKEY_POLICY_METHODS":        "email",
-		"LATCHKEY_POLICY_CODE_LENGTH":    "8",
+		"LATCHKEY_SMTP_PORT":              "25" + marker,
+		"LATCHKEY_EMAIL_ENABLED":          "maybe" + marker,
+		"LATCHKEY_DIRECTORY_TIMEOUT":      "5" + marker,
+		"LATCHKEY_DIRECTORY_URLS":         `["unterminated` + marker,
+		"LATCHKEY_POLICY_TIERS":           "not json " + marker,
+		"LATCHKEY_POLICY_METHODS":         "email",
+		"LATCHKEY_POLICY_CODE_LENGTH":     "8",
 		"LATCHKEY_SERVER_TRUSTED_PROXIES": "",
 	}))
 	ps := problems(t, err)

@@ -396,7 +396,8 @@ func (c *Config) validatePolicy(ch *checker) {
 	if len(methods) > 0 && !slices.ContainsFunc(methods, func(m string) bool { return m != policy.MethodQuestions }) {
 		ch.add("policy.methods", "security questions can never be the only method: add email, sms or totp")
 	}
-	if p.MethodsRequired < 1 || p.MethodsRequired > 2 {
+	baseOK := p.MethodsRequired >= 1 && p.MethodsRequired <= 2
+	if !baseOK {
 		ch.add("policy.methods_required", "must be 1 or 2")
 	} else if len(p.Methods) > 0 && p.MethodsRequired > len(methods) {
 		ch.add("policy.methods_required", "is %d but policy.methods offers only %d", p.MethodsRequired, len(methods))
@@ -424,7 +425,7 @@ func (c *Config) validatePolicy(ch *checker) {
 			}
 		}
 		need := max(p.MethodsRequired, t.MethodsRequired)
-		if len(left) < need && len(methods) > 0 {
+		if baseOK && len(methods) > 0 && len(left) < need {
 			ch.add(key, "requires %d methods but leaves only %d available", need, len(left))
 		}
 	}
