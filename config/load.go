@@ -45,6 +45,12 @@ func WithDemo() Option {
 // LATCHKEY_* environment overrides over the defaults and the file, and reads
 // every *_file secret. It does not call Validate.
 //
+// The environment is read key by key (LATCHKEY_ + the key path upper-cased,
+// "." replaced by "_"), through os.LookupEnv or WithLookupEnv, and set over
+// the file; empty variables are ignored. A *_file secret whose section is
+// off (sms.enabled false, email.enabled false, the other SMS provider) is not
+// read.
+//
 // Problems with the content (unknown keys, wrong types, bad environment
 // values, unreadable secret files, a secret given twice) are all returned
 // together as a *ValidationError with their key paths. A file that cannot be
@@ -79,6 +85,8 @@ func Load(path string, opts ...Option) (*Config, error) {
 		}
 	}
 
+	// Environment overrides. viper's AutomaticEnv cannot take a lookup
+	// function, so each known key is looked up here and set explicitly.
 	var problems []Problem
 	for _, f := range fields {
 		name := envName(f.key)
@@ -240,12 +248,19 @@ func schema() []field {
 	return out
 }
 
-// Keys lists every configuration key Load knows, in file order, with the
-// environment variable that overrides it.
-func Keys() [][2]string {
-	var out [][2]string
+// Key is one configuration key and the environment variable that overrides
+// it.
+type Key struct {
+	Path string // "sms.twilio.account_sid"
+	Env  string // "LATCHKEY_SMS_TWILIO_ACCOUNT_SID"
+}
+
+// Keys lists every configuration key Load knows, in file order. Lists
+// (including policy.tiers) are single keys.
+func Keys() []Key {
+	var out []Key
 	for _, f := range schema() {
-		out = append(out, [2]string{f.key, envName(f.key)})
+		out = append(out, Key{Path: f.key, Env: envName(f.key)})
 	}
 	return out
 }
@@ -407,6 +422,9 @@ func decodeProblems(err error, fields []field) []Problem {
 				out = append(out, Problem{Key: joinKey(de.Name(), k), Message: "unknown key"})
 			}
 			return
+		}
+		if strings.HasPrefix(msg, "expected a map") {
+			msg = "must be a mapping of keys to values"
 		}
 		if t, ok := types[de.Name()]; ok {
 			msg = "must be " + describeType(t)

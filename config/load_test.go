@@ -144,11 +144,11 @@ func TestKeys(t *testing.T) {
 	seen := map[string]string{}
 	var all []string
 	for _, k := range config.Keys() {
-		if other, dup := seen[k[1]]; dup {
-			t.Errorf("%s and %s share the variable %s", other, k[0], k[1])
+		if other, dup := seen[k.Env]; dup {
+			t.Errorf("%s and %s share the variable %s", other, k.Path, k.Env)
 		}
-		seen[k[1]] = k[0]
-		all = append(all, k[0])
+		seen[k.Env] = k.Path
+		all = append(all, k.Path)
 	}
 	for _, want := range []string{"server.secret_key_file", "directory.bind_password_file", "sms.twilio.account_sid",
 		"sms.twilio.auth_token_file", "sms.webhook.secret_file", "smtp.password_file", "store.dsn_file", "policy.tiers",
@@ -374,6 +374,16 @@ policy:
 	if !slices.Equal(cfg.Policy.Groups, []string{"cn=one,ou=groups,dc=example,dc=org"}) ||
 		!slices.Equal(cfg.Directory.URLs, []string{"ldaps://single.example.org"}) {
 		t.Errorf("groups = %q, urls = %q", cfg.Policy.Groups, cfg.Directory.URLs)
+	}
+}
+
+func TestSectionNotAMapping(t *testing.T) {
+	t.Parallel()
+	path := writeFile(t, t.TempDir(), "c.yaml", "server: 5\npolicy:\n  tiers: [5]\n", 0o600)
+	_, err := config.Load(path, env(nil))
+	ps := problems(t, err)
+	if !hasProblem(ps, "server", "mapping") || !hasProblem(ps, "policy.tiers[0]", "mapping") || len(ps) != 2 {
+		t.Errorf("problems = %v", ps)
 	}
 }
 

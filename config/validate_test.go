@@ -438,10 +438,10 @@ func TestExampleFileDocumentsEveryKey(t *testing.T) {
 	}
 	text := string(data)
 	for _, k := range config.Keys() {
-		parts := strings.Split(k[0], ".")
+		parts := strings.Split(k.Path, ".")
 		last := parts[len(parts)-1]
 		if !strings.Contains(text, last+":") {
-			t.Errorf("config.example.yaml does not mention %s", k[0])
+			t.Errorf("config.example.yaml does not mention %s", k.Path)
 		}
 	}
 }
