@@ -65,8 +65,8 @@ func TestParsePhone(t *testing.T) {
 		{"+44 7911 1234567", nil, "", "", notify.ErrInvalidPhone}, // 11-digit UK NSN
 		{"+44 791", nil, "", "", notify.ErrInvalidPhone},
 		{"+49 1511 2345 6789 0123", nil, "", "", notify.ErrInvalidPhone}, // > 15 digits
-		{"+４４7911123456", nil, "", "", notify.ErrInvalidPhone},         // full-width digits
-		{"+44 7911 123456\n", nil, "+447911123456", "GB", nil},          // trimmed
+		{"+４４7911123456", nil, "", "", notify.ErrInvalidPhone},           // full-width digits
+		{"+44 7911 123456\n", nil, "+447911123456", "GB", nil},           // trimmed
 		{"+44\n7911 123456", nil, "", "", notify.ErrInvalidPhone},
 		{"+33 6 12 34 56 7", nil, "", "", notify.ErrInvalidPhone},
 		{"+" + strings.Repeat("4", 70), nil, "", "", notify.ErrInvalidPhone},
