@@ -67,3 +67,18 @@ func TestCheckDN(t *testing.T) {
 		}
 	}
 }
+
+func FuzzDN(f *testing.F) {
+	for _, s := range []string{"cn=a,dc=b", ` CN = x\, y , DC=z `, `cn=a\`, "cn=#0a", "=,+", "cn=a\\ ,dc=b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, dn string) {
+		n := policy.NormalizeDN(dn)
+		if policy.NormalizeDN(n) != n {
+			t.Fatalf("NormalizeDN not idempotent: %q -> %q -> %q", dn, n, policy.NormalizeDN(n))
+		}
+		if err := policy.CheckDN(dn); err != nil && !errors.Is(err, policy.ErrInvalidDN) {
+			t.Fatalf("CheckDN(%q) = %v, not ErrInvalidDN", dn, err)
+		}
+	})
+}
