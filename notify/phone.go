@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // E.164 allows at most 15 digits including the country calling code. The
@@ -235,10 +236,20 @@ func ParsePhone(s string, allowedCountries []string) (e164, iso string, err erro
 	if len(s) > maxPhoneInput {
 		return "", "", ErrInvalidPhone
 	}
-	s = strings.ReplaceAll(strings.TrimSpace(s), "(0)", "")
+	s = strings.TrimSpace(s)
 	var b strings.Builder
 	plus := false
-	for i, r := range s {
+	trunkAt := -1 // number of digits before a "(0)" trunk-prefix marker
+	for i := 0; i < len(s); {
+		if strings.HasPrefix(s[i:], "(0)") {
+			if trunkAt >= 0 {
+				return "", "", ErrInvalidPhone
+			}
+			trunkAt = b.Len()
+			i += 3
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
 		switch {
 		case r >= '0' && r <= '9':
 			b.WriteRune(r)
@@ -249,12 +260,14 @@ func ParsePhone(s string, allowedCountries []string) (e164, iso string, err erro
 		default:
 			return "", "", ErrInvalidPhone
 		}
+		i += size
 	}
 	digits := b.String()
 	switch {
 	case plus:
 	case strings.HasPrefix(digits, "00"):
 		digits = digits[2:]
+		trunkAt -= 2
 	default:
 		return "", "", fmt.Errorf("%w: start with + and the country code", ErrInvalidPhone)
 	}
@@ -267,6 +280,10 @@ func ParsePhone(s string, allowedCountries []string) (e164, iso string, err erro
 	}
 	nsn := digits[len(code):]
 	if nsn == "" {
+		return "", "", ErrInvalidPhone
+	}
+	if trunkAt >= 0 && trunkAt != len(code) {
+		// "(0)" belongs right after the country code, nowhere else.
 		return "", "", ErrInvalidPhone
 	}
 	if code == "1" {

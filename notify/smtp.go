@@ -199,9 +199,15 @@ func (s *SMTP) client(ctx context.Context) (*mail.Client, error) {
 	return c, nil
 }
 
-// SendEmail validates e and sends it. Validation errors (ErrInvalidAddress,
-// ErrHeaderInjection, ErrInvalidMessage) are returned before any connection
-// is made. Use IsTemporary to decide whether a failure is worth a retry.
+// SendEmail validates e and sends it on a new connection. Validation errors
+// (ErrInvalidAddress, ErrHeaderInjection, ErrInvalidMessage) are returned
+// before any connection is made. Use IsTemporary to decide whether a failure
+// is worth a retry.
+//
+// The context bounds the dial; after that the connection's I/O deadline is
+// Timeout, shortened to the context's deadline when there is one. Cancelling
+// a context without a deadline does not interrupt a send already past the
+// dial (go-mail gives no hook for it); give the context a deadline.
 func (s *SMTP) SendEmail(ctx context.Context, e Email) error {
 	to, err := e.validate()
 	if err != nil {
@@ -297,9 +303,10 @@ func scrubSecrets(err error, secrets ...string) error {
 }
 
 // IsTemporary reports whether a send error is worth retrying later: an SMTP
-// 4xx reply, a provider's 429 or 5xx, or a network timeout. Validation
-// errors, TLS verification failures, authentication failures and permanent
-// rejections are not temporary.
+// 4xx reply, a provider's 429 or 5xx, or a timeout. Validation errors, TLS
+// verification failures, authentication failures and permanent rejections
+// are not temporary. After a timeout the message may nevertheless have been
+// delivered, so a retry can send it twice.
 func IsTemporary(err error) bool {
 	if err == nil {
 		return false

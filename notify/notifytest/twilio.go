@@ -282,7 +282,8 @@ func (f *FakeTwilio) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var fail *TwilioError
 	if !hang && len(f.failNext) > 0 {
-		fail = &f.failNext[0]
+		e := f.failNext[0]
+		fail = &e
 		f.failNext = f.failNext[1:]
 	}
 	f.mu.Unlock()
