@@ -84,8 +84,11 @@ type Directory struct {
 	// GroupMemberAttribute is the OpenLDAP group attribute walked to resolve
 	// nested groups: "member" (groupOfNames) or "uniqueMember"
 	// (groupOfUniqueNames). Active Directory ignores it.
-	GroupMemberAttribute string        `mapstructure:"group_member_attribute"`
-	Timeout              time.Duration `mapstructure:"timeout"`
+	GroupMemberAttribute string `mapstructure:"group_member_attribute"`
+	// DefaultPolicyDN (OpenLDAP) is the ppolicy_default entry, for showing
+	// the policy of users without pwdPolicySubentry.
+	DefaultPolicyDN string        `mapstructure:"default_policy_dn"`
+	Timeout         time.Duration `mapstructure:"timeout"`
 	// PoolSize is the number of pooled service-account connections.
 	PoolSize int `mapstructure:"pool_size"`
 }

@@ -311,6 +311,9 @@ func (c *Config) validateDirectory(ch *checker) {
 	}
 	if d.Type == DirectoryOpenLDAP {
 		ch.oneOf("directory.group_member_attribute", d.GroupMemberAttribute, "member", "uniqueMember")
+		if d.DefaultPolicyDN != "" {
+			ch.dn("directory.default_policy_dn", d.DefaultPolicyDN)
+		}
 	}
 	ch.positive("directory.timeout", d.Timeout)
 	if d.PoolSize < 1 || d.PoolSize > MaxPoolSize {
@@ -320,12 +323,13 @@ func (c *Config) validateDirectory(ch *checker) {
 
 var placeholderRE = regexp.MustCompile(`\{[^{}]*\}`)
 
-// checkUserFilter requires exactly one {username}, no other placeholder, and
+// checkUserFilter requires at least one {username} (each is replaced by the
+// same escaped value, e.g. (|(uid={username})(mail={username}))), no other placeholder, and
 // a parenthesised filter with balanced parentheses.
 func checkUserFilter(ch *checker, f string) {
 	const key = "directory.user_filter"
-	if n := strings.Count(f, "{username}"); n != 1 {
-		ch.add(key, "must contain {username} exactly once (found %d)", n)
+	if n := strings.Count(f, "{username}"); n < 1 {
+		ch.add(key, "must contain {username}")
 	}
 	for _, p := range placeholderRE.FindAllString(f, -1) {
 		if p != "{username}" {

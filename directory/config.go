@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 )
+
+var attrNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]*$`)
 
 // Defaults for Config fields left zero.
 const (
@@ -42,6 +45,9 @@ type Config struct {
 	BaseDN       string
 	// UserFilter contains {username}, e.g. (&(objectClass=inetOrgPerson)(uid={username})).
 	UserFilter string
+	// MemberAttributes are the group attributes an OpenLDAP walk follows
+	// (default member and uniqueMember).
+	MemberAttributes []string
 	// GroupBaseDN is where OpenLDAP group walks search (default BaseDN).
 	GroupBaseDN string
 	// DefaultPolicyDN is the OpenLDAP ppolicy_default entry, used for users
@@ -74,6 +80,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if o.MaxGroupDepth <= 0 {
 		o.MaxGroupDepth = DefaultGroupDepth
+	}
+	if len(o.MemberAttributes) == 0 {
+		o.MemberAttributes = []string{"member", "uniqueMember"}
 	}
 	if o.GroupBaseDN == "" {
 		o.GroupBaseDN = o.BaseDN
@@ -125,6 +134,11 @@ func (c *Config) validate() error {
 	}
 	if c.BaseDN == "" {
 		probs = append(probs, "base_dn is required")
+	}
+	for _, a := range c.MemberAttributes {
+		if !attrNameRE.MatchString(a) {
+			probs = append(probs, "member attribute names must be LDAP attribute names")
+		}
 	}
 	if err := ValidateFilterTemplate(c.UserFilter); err != nil {
 		probs = append(probs, "user_filter: "+err.Error())

@@ -47,10 +47,10 @@ func TestValidateFilterTemplate(t *testing.T) {
 	for tpl, ok := range map[string]bool{
 		"(uid={username})": true,
 		"(&(objectClass=user)(|(sAMAccountName={username})(userPrincipalName={username})))": true,
-		"uid={username}":    false,
-		"(uid=alice)":       false,
+		"uid={username}":     false,
+		"(uid=alice)":        false,
 		"(&(uid={username})": false,
-		"":                  false,
+		"":                   false,
 	} {
 		if err := ValidateFilterTemplate(tpl); (err == nil) != ok {
 			t.Errorf("ValidateFilterTemplate(%q) = %v", tpl, err)

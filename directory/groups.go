@@ -63,7 +63,7 @@ func (c *Client) adMemberOf(ctx context.Context, u *User, targets map[string]*ld
 
 // walkMemberOf resolves nesting on servers without the in-chain rule
 // (OpenLDAP 2.5 has neither it nor nestgroup): a breadth-first walk up from
-// the user through groups whose member or uniqueMember names the current
+// the user through groups whose member attributes (member, uniqueMember) name the current
 // level, with a visited set against cycles and a depth bound.
 func (c *Client) walkMemberOf(ctx context.Context, u *User, targets map[string]*ldap.DN, out map[string]bool) error {
 	visited := map[string]bool{normDN(u.DN): true}
@@ -74,7 +74,9 @@ func (c *Client) walkMemberOf(ctx context.Context, u *User, targets map[string]*
 		b.WriteString("(|")
 		for _, dn := range frontier {
 			v := ldap.EscapeFilter(dn)
-			b.WriteString("(member=" + v + ")(uniqueMember=" + v + ")")
+			for _, a := range c.cfg.MemberAttributes {
+				b.WriteString("(" + a + "=" + v + ")")
+			}
 		}
 		b.WriteString(")")
 		var groups []string
