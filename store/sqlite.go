@@ -41,7 +41,7 @@ const DefaultBusyTimeout = 10 * time.Second
 // database (":memory:" or mode=memory) uses the single writer connection for
 // everything.
 type SQLite struct {
-	w, r *sql.DB
+	w, r *pool
 	k    *keys
 	// now is the clock UpdateFlow uses to decide expiry; tests may replace
 	// it before use.
@@ -96,9 +96,9 @@ func OpenSQLite(ctx context.Context, dsn string, key []byte) (*SQLite, error) {
 	wq.Set("_txlock", "immediate")
 
 	s := &SQLite{k: k, now: time.Now}
-	s.w, err = sql.Open("sqlite", name+"?"+wq.Encode())
+	s.w, err = openPool(name + "?" + wq.Encode())
 	if err != nil {
-		return nil, fmt.Errorf("store: open sqlite: %w", err)
+		return nil, err
 	}
 	s.w.SetMaxOpenConns(1)
 	s.w.SetMaxIdleConns(1)
@@ -120,10 +120,10 @@ func OpenSQLite(ctx context.Context, dsn string, key []byte) (*SQLite, error) {
 	rq.Del("_journal")
 	rq.Set("_foreign_keys", "1")
 	rq.Set("_query_only", "1")
-	s.r, err = sql.Open("sqlite", name+"?"+rq.Encode())
+	s.r, err = openPool(name + "?" + rq.Encode())
 	if err != nil {
 		s.w.Close()
-		return nil, fmt.Errorf("store: open sqlite: %w", err)
+		return nil, err
 	}
 	n := max(4, runtime.GOMAXPROCS(0))
 	s.r.SetMaxOpenConns(n)
@@ -191,7 +191,8 @@ func cloneValues(v url.Values) url.Values {
 // migrate creates or upgrades the schema and checks the key, in one
 // immediate transaction so that concurrent starters do not race.
 func (s *SQLite) migrate(ctx context.Context) error {
-	return s.writeTx(ctx, func(tx *sql.Tx) error {
+	return s.writeTx(ctx, func(t txn) error {
+		tx := t.tx // DDL and one-off statements: not cached
 		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
 			version    INTEGER PRIMARY KEY,
 			applied_at INTEGER NOT NULL
@@ -234,12 +235,20 @@ func hmacEqual(a, b []byte) bool { return subtle.ConstantTimeCompare(a, b) == 1 
 
 // writeTx runs fn in a BEGIN IMMEDIATE transaction on the writer
 // connection and commits if fn returns nil.
-func (s *SQLite) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (s *SQLite) writeTx(ctx context.Context, fn func(tx txn) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}
-	if err := fn(tx); err != nil {
+	var missed []string
+	defer func() {
+		// The connection is free again: prepare what the transaction ran
+		// unprepared, for next time. A failure only means no caching.
+		for _, q := range missed {
+			s.w.prepare(ctx, q)
+		}
+	}()
+	if err := fn(txn{tx: tx, p: s.w, missed: &missed}); err != nil {
 		tx.Rollback()
 		return err
 	}
@@ -254,7 +263,7 @@ func (s *SQLite) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 // backup; the store checkpoints on its own otherwise.
 func (s *SQLite) Checkpoint(ctx context.Context) error {
 	var busy, logFrames, checkpointed int
-	if err := s.w.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logFrames, &checkpointed); err != nil {
+	if err := s.w.DB.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logFrames, &checkpointed); err != nil {
 		return fmt.Errorf("store: checkpoint: %w", err)
 	}
 	if busy != 0 {
@@ -425,7 +434,7 @@ func (s *SQLite) VerifyMethod(ctx context.Context, accountID, methodID string, a
 
 // DeleteMethod implements Store.
 func (s *SQLite) DeleteMethod(ctx context.Context, accountID, methodID string) error {
-	return s.writeTx(ctx, func(tx *sql.Tx) error {
+	return s.writeTx(ctx, func(tx txn) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM methods WHERE account_id = ? AND id = ?`, accountID, methodID)
 		if err != nil {
 			return fmt.Errorf("store: delete method: %w", err)
@@ -477,6 +486,11 @@ func (s *SQLite) encodeFlow(idHash []byte, f Flow) (verified, data any, err erro
 type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
+
+var (
+	_ execer = (*pool)(nil)
+	_ execer = txn{}
+)
 
 // insertFlow inserts f through e; ErrConflict if the ID exists.
 func (s *SQLite) insertFlow(ctx context.Context, e execer, f Flow) error {
@@ -560,7 +574,7 @@ func (s *SQLite) UpdateFlow(ctx context.Context, f Flow) error {
 	if err != nil {
 		return err
 	}
-	return s.writeTx(ctx, func(tx *sql.Tx) error {
+	return s.writeTx(ctx, func(tx txn) error {
 		var (
 			kind, account string
 			expiresAt     int64
@@ -619,7 +633,7 @@ func (s *SQLite) IssueCode(ctx context.Context, c Code) error {
 		return err
 	}
 	h := hashID(c.FlowID)
-	return s.writeTx(ctx, func(tx *sql.Tx) error {
+	return s.writeTx(ctx, func(tx txn) error {
 		var account string
 		err := tx.QueryRowContext(ctx, `SELECT account_id FROM flows WHERE id_hash = ?`, h).Scan(&account)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -651,7 +665,7 @@ func (s *SQLite) RedeemCode(ctx context.Context, flowID, purpose, methodID strin
 	h := hashID(flowID)
 	nowUS := now.UnixMicro()
 	var outcome error
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+	err := s.writeTx(ctx, func(tx txn) error {
 		var (
 			stored                   []byte
 			tries                    int
@@ -822,7 +836,7 @@ func (s *SQLite) Hit(ctx context.Context, key string, w time.Duration, now time.
 	}
 	kh := s.k.counterKey(key)
 	var n int
-	err = s.writeTx(ctx, func(tx *sql.Tx) error {
+	err = s.writeTx(ctx, func(tx txn) error {
 		err := tx.QueryRowContext(ctx, `INSERT INTO counters (key_hash, window_us, window_start, window_end, count)
 			VALUES (?, ?, ?, ?, 1)
 			ON CONFLICT (key_hash, window_us, window_start) DO UPDATE SET count = count + 1
@@ -945,7 +959,7 @@ func (s *SQLite) ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, err
 func (s *SQLite) Purge(ctx context.Context, now time.Time) (int, error) {
 	t := now.UnixMicro()
 	total := 0
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+	err := s.writeTx(ctx, func(tx txn) error {
 		// Codes first (including those of expired flows) so that cascaded
 		// deletes are counted too.
 		for _, q := range []string{
