@@ -120,6 +120,12 @@ func hashID(id string) []byte {
 	return sum[:]
 }
 
+// idKey is the integer primary key of a flow or session row: the first 8
+// bytes of its ID hash. Lookups also compare the full hash.
+func idKey(h []byte) int64 {
+	return int64(binary.BigEndian.Uint64(h[:8]))
+}
+
 // aad builds an unambiguous byte string from parts (each length-prefixed).
 func aad(parts ...string) []byte {
 	n := 0

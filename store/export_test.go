@@ -36,8 +36,8 @@ func SeedForBench(ctx context.Context, s *SQLite, n int, now time.Time) error {
 				return err
 			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO codes
-				(flow_hash, purpose, method_id, account_id, hash, expires_at, tries) VALUES (?, ?, ?, ?, ?, ?, 0)`,
-				hashID(f.ID), "reset", "m2", f.AccountID, hashID("code"), now.Add(10*time.Minute).UnixMicro()); err != nil {
+				(flow_key, purpose, method_id, account_id, hash, expires_at, tries) VALUES (?, ?, ?, ?, ?, ?, 0)`,
+				idKey(hashID(f.ID)), "reset", "m2", f.AccountID, hashID("code"), now.Add(10*time.Minute).UnixMicro()); err != nil {
 				return err
 			}
 		}

@@ -506,9 +506,9 @@ func (s *SQLite) insertFlow(ctx context.Context, e execer, f Flow) error {
 		return err
 	}
 	res, err := e.ExecContext(ctx, `INSERT INTO flows
-		(id_hash, kind, account_id, required, verified, data_enc, created_at, expires_at, version)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-		h, f.Kind, f.AccountID, f.Required, verified, data, f.CreatedAt.UnixMicro(), f.ExpiresAt.UnixMicro(), f.Version)
+		(key, id_hash, kind, account_id, required, verified, data_enc, created_at, expires_at, version)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		idKey(h), h, f.Kind, f.AccountID, f.Required, verified, data, f.CreatedAt.UnixMicro(), f.ExpiresAt.UnixMicro(), f.Version)
 	if err != nil {
 		return fmt.Errorf("store: create flow: %w", err)
 	}
@@ -536,7 +536,7 @@ func (s *SQLite) GetFlow(ctx context.Context, id string, now time.Time) (Flow, e
 		created, expiresAt int64
 	)
 	err := s.r.QueryRowContext(ctx, `SELECT kind, account_id, required, verified, data_enc, created_at, expires_at, version
-		FROM flows WHERE id_hash = ? AND expires_at > ?`, h, now.UnixMicro()).
+		FROM flows WHERE key = ? AND id_hash = ? AND expires_at > ?`, idKey(h), h, now.UnixMicro()).
 		Scan(&f.Kind, &f.AccountID, &f.Required, &verified, &data, &created, &expiresAt, &f.Version)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Flow{}, fmt.Errorf("store: get flow: %w", ErrNotFound)
@@ -580,7 +580,8 @@ func (s *SQLite) UpdateFlow(ctx context.Context, f Flow) error {
 			expiresAt     int64
 			version       int
 		)
-		err := tx.QueryRowContext(ctx, `SELECT kind, account_id, expires_at, version FROM flows WHERE id_hash = ?`, h).
+		err := tx.QueryRowContext(ctx, `SELECT kind, account_id, expires_at, version FROM flows
+			WHERE key = ? AND id_hash = ?`, idKey(h), h).
 			Scan(&kind, &account, &expiresAt, &version)
 		if errors.Is(err, sql.ErrNoRows) || (err == nil && expiresAt <= s.now().UnixMicro()) {
 			return fmt.Errorf("store: update flow: %w", ErrNotFound)
@@ -595,8 +596,8 @@ func (s *SQLite) UpdateFlow(ctx context.Context, f Flow) error {
 			return fmt.Errorf("%w: a flow's kind and account cannot change", ErrInvalid)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE flows SET required = ?, verified = ?, data_enc = ?, expires_at = ?,
-			version = version + 1 WHERE id_hash = ?`,
-			f.Required, verified, data, f.ExpiresAt.UnixMicro(), h); err != nil {
+			version = version + 1 WHERE key = ?`,
+			f.Required, verified, data, f.ExpiresAt.UnixMicro(), idKey(h)); err != nil {
 			return fmt.Errorf("store: update flow: %w", err)
 		}
 		return nil
@@ -605,7 +606,8 @@ func (s *SQLite) UpdateFlow(ctx context.Context, f Flow) error {
 
 // DeleteFlow implements Store.
 func (s *SQLite) DeleteFlow(ctx context.Context, id string) error {
-	if _, err := s.w.ExecContext(ctx, `DELETE FROM flows WHERE id_hash = ?`, hashID(id)); err != nil {
+	h := hashID(id)
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM flows WHERE key = ? AND id_hash = ?`, idKey(h), h); err != nil {
 		return fmt.Errorf("store: delete flow: %w", err)
 	}
 	return nil
@@ -635,7 +637,8 @@ func (s *SQLite) IssueCode(ctx context.Context, c Code) error {
 	h := hashID(c.FlowID)
 	return s.writeTx(ctx, func(tx txn) error {
 		var account string
-		err := tx.QueryRowContext(ctx, `SELECT account_id FROM flows WHERE id_hash = ?`, h).Scan(&account)
+		err := tx.QueryRowContext(ctx, `SELECT account_id FROM flows WHERE key = ? AND id_hash = ?`, idKey(h), h).
+			Scan(&account)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("store: issue code: %w", ErrNotFound)
 		}
@@ -646,11 +649,11 @@ func (s *SQLite) IssueCode(ctx context.Context, c Code) error {
 			return fmt.Errorf("%w: code account differs from its flow's", ErrInvalid)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO codes
-			(flow_hash, purpose, method_id, account_id, hash, expires_at, tries) VALUES (?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (flow_hash, purpose, method_id) DO UPDATE SET
+			(flow_key, purpose, method_id, account_id, hash, expires_at, tries) VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (flow_key, purpose, method_id) DO UPDATE SET
 				account_id = excluded.account_id, hash = excluded.hash,
 				expires_at = excluded.expires_at, tries = excluded.tries`,
-			h, c.Purpose, c.MethodID, c.AccountID, c.Hash, c.ExpiresAt.UnixMicro(), c.Tries); err != nil {
+			idKey(h), c.Purpose, c.MethodID, c.AccountID, c.Hash, c.ExpiresAt.UnixMicro(), c.Tries); err != nil {
 			return fmt.Errorf("store: issue code: %w", err)
 		}
 		return nil
@@ -663,6 +666,7 @@ func (s *SQLite) RedeemCode(ctx context.Context, flowID, purpose, methodID strin
 		return fmt.Errorf("%w: maxTries must be at least 1", ErrInvalid)
 	}
 	h := hashID(flowID)
+	key := idKey(h)
 	nowUS := now.UnixMicro()
 	var outcome error
 	err := s.writeTx(ctx, func(tx txn) error {
@@ -672,8 +676,8 @@ func (s *SQLite) RedeemCode(ctx context.Context, flowID, purpose, methodID strin
 			codeExpires, flowExpires int64
 		)
 		err := tx.QueryRowContext(ctx, `SELECT c.hash, c.tries, c.expires_at, f.expires_at
-			FROM codes c JOIN flows f ON f.id_hash = c.flow_hash
-			WHERE c.flow_hash = ? AND c.purpose = ? AND c.method_id = ?`, h, purpose, methodID).
+			FROM codes c JOIN flows f ON f.key = c.flow_key
+			WHERE c.flow_key = ? AND f.id_hash = ? AND c.purpose = ? AND c.method_id = ?`, key, h, purpose, methodID).
 			Scan(&stored, &tries, &codeExpires, &flowExpires)
 		if errors.Is(err, sql.ErrNoRows) {
 			outcome = ErrNotFound
@@ -683,8 +687,8 @@ func (s *SQLite) RedeemCode(ctx context.Context, flowID, purpose, methodID strin
 			return fmt.Errorf("store: redeem code: %w", err)
 		}
 		del := func() error {
-			_, err := tx.ExecContext(ctx, `DELETE FROM codes WHERE flow_hash = ? AND purpose = ? AND method_id = ?`,
-				h, purpose, methodID)
+			_, err := tx.ExecContext(ctx, `DELETE FROM codes WHERE flow_key = ? AND purpose = ? AND method_id = ?`,
+				key, purpose, methodID)
 			if err != nil {
 				return fmt.Errorf("store: redeem code: %w", err)
 			}
@@ -702,7 +706,7 @@ func (s *SQLite) RedeemCode(ctx context.Context, flowID, purpose, methodID strin
 		default:
 			outcome = ErrCodeMismatch
 			_, err := tx.ExecContext(ctx, `UPDATE codes SET tries = tries + 1
-				WHERE flow_hash = ? AND purpose = ? AND method_id = ?`, h, purpose, methodID)
+				WHERE flow_key = ? AND purpose = ? AND method_id = ?`, key, purpose, methodID)
 			if err != nil {
 				return fmt.Errorf("store: redeem code: %w", err)
 			}
@@ -728,10 +732,11 @@ func (s *SQLite) CreateSession(ctx context.Context, sess Session) error {
 	if err := notEmpty("session account id", sess.AccountID); err != nil {
 		return err
 	}
+	h := hashID(sess.ID)
 	res, err := s.w.ExecContext(ctx, `INSERT INTO sessions
-		(id_hash, account_id, username, created_at, auth_at, last_seen, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-		hashID(sess.ID), sess.AccountID, sess.Username, sess.CreatedAt.UnixMicro(),
+		(key, id_hash, account_id, username, created_at, auth_at, last_seen, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		idKey(h), h, sess.AccountID, sess.Username, sess.CreatedAt.UnixMicro(),
 		dbTime(sess.AuthAt), dbTime(sess.LastSeen), sess.ExpiresAt.UnixMicro())
 	if err != nil {
 		return fmt.Errorf("store: create session: %w", err)
@@ -747,13 +752,14 @@ func (s *SQLite) GetSession(ctx context.Context, id string, now time.Time) (Sess
 	if len(id) < MinSecretIDLen {
 		return Session{}, fmt.Errorf("store: get session: %w", ErrNotFound)
 	}
+	h := hashID(id)
 	var (
 		sess               Session
 		created, expiresAt int64
 		authAt, lastSeen   sql.NullInt64
 	)
 	err := s.r.QueryRowContext(ctx, `SELECT account_id, username, created_at, auth_at, last_seen, expires_at
-		FROM sessions WHERE id_hash = ? AND expires_at > ?`, hashID(id), now.UnixMicro()).
+		FROM sessions WHERE key = ? AND id_hash = ? AND expires_at > ?`, idKey(h), h, now.UnixMicro()).
 		Scan(&sess.AccountID, &sess.Username, &created, &authAt, &lastSeen, &expiresAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Session{}, fmt.Errorf("store: get session: %w", ErrNotFound)
@@ -771,8 +777,9 @@ func (s *SQLite) GetSession(ctx context.Context, id string, now time.Time) (Sess
 
 // setSessionTime sets one time column of a live session.
 func (s *SQLite) setSessionTime(ctx context.Context, op, column, id string, t time.Time) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE sessions SET `+column+` = ? WHERE id_hash = ? AND expires_at > ?`,
-		dbTime(t), hashID(id), t.UnixMicro())
+	h := hashID(id)
+	res, err := s.w.ExecContext(ctx, `UPDATE sessions SET `+column+` = ? WHERE key = ? AND id_hash = ? AND expires_at > ?`,
+		dbTime(t), idKey(h), h, t.UnixMicro())
 	if err != nil {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
@@ -794,7 +801,8 @@ func (s *SQLite) SetSessionAuthTime(ctx context.Context, id string, t time.Time)
 
 // DeleteSession implements Store.
 func (s *SQLite) DeleteSession(ctx context.Context, id string) error {
-	if _, err := s.w.ExecContext(ctx, `DELETE FROM sessions WHERE id_hash = ?`, hashID(id)); err != nil {
+	h := hashID(id)
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM sessions WHERE key = ? AND id_hash = ?`, idKey(h), h); err != nil {
 		return fmt.Errorf("store: delete session: %w", err)
 	}
 	return nil
@@ -964,7 +972,7 @@ func (s *SQLite) Purge(ctx context.Context, now time.Time) (int, error) {
 		// deletes are counted too.
 		for _, q := range []string{
 			`DELETE FROM codes WHERE expires_at <= ?`,
-			`DELETE FROM codes WHERE flow_hash IN (SELECT id_hash FROM flows WHERE expires_at <= ?)`,
+			`DELETE FROM codes WHERE flow_key IN (SELECT key FROM flows WHERE expires_at <= ?)`,
 			`DELETE FROM flows WHERE expires_at <= ?`,
 			`DELETE FROM sessions WHERE expires_at <= ?`,
 			`DELETE FROM counters WHERE window_end <= ?`,
