@@ -456,7 +456,9 @@ func (c *Config) validatePolicy(ch *checker) {
 	if p.MaxTries < 1 || p.MaxTries > MaxMaxTries {
 		ch.add("policy.max_tries", "must be 1-%d", MaxMaxTries)
 	}
-	ch.positive("policy.cooling_off", p.CoolingOff)
+	if p.CoolingOff < 0 {
+		ch.add("policy.cooling_off", "must not be negative (0 turns the cooling-off period off)")
+	}
 	if p.ReconfirmDays < 0 || p.ReconfirmDays > MaxReconfirmDays {
 		ch.add("policy.reconfirm_days", "must be 0 (never) to %d", MaxReconfirmDays)
 	}

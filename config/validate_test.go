@@ -166,7 +166,7 @@ func TestValidate(t *testing.T) {
 		{"code_length 5", func(c *config.Config) { c.Policy.CodeLength = 5 }, "policy.code_length", "6-8"},
 		{"code_length 9", func(c *config.Config) { c.Policy.CodeLength = 9 }, "policy.code_length", "6-8"},
 		{"max_tries 6", func(c *config.Config) { c.Policy.MaxTries = 6 }, "policy.max_tries", "1-5"},
-		{"cooling_off", func(c *config.Config) { c.Policy.CoolingOff = 0 }, "policy.cooling_off", "positive"},
+		{"cooling_off", func(c *config.Config) { c.Policy.CoolingOff = -time.Second }, "policy.cooling_off", "negative"},
 		{"reconfirm 0", func(c *config.Config) { c.Policy.ReconfirmDays = 0 }, "", ""},
 		{"reconfirm 731", func(c *config.Config) { c.Policy.ReconfirmDays = 731 }, "policy.reconfirm_days", "730"},
 		// smtp / email

@@ -1,0 +1,372 @@
+// Command latchkey is the Latchkey self-service password reset gateway.
+//
+//	latchkey serve --config FILE    run the gateway
+//	latchkey check --config FILE    preflight: configuration, directory, store, SMTP
+//	latchkey version
+//
+// Exit codes: 0 success, 2 bad configuration (every problem listed with its
+// key path), 1 anything else.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/latchkeyhq/latchkey/config"
+	"github.com/latchkeyhq/latchkey/directory"
+	"github.com/latchkeyhq/latchkey/gateway"
+	"github.com/latchkeyhq/latchkey/notify"
+	"github.com/latchkeyhq/latchkey/store"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const (
+	exitOK     = 0
+	exitFail   = 1
+	exitConfig = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitConfig
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "latchkey", version)
+		return exitOK
+	case "serve", "check":
+	case "help", "-h", "--help":
+		usage(stdout)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "latchkey: unknown command %q\n", cmd)
+		usage(stderr)
+		return exitConfig
+	}
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration file (YAML); every key can also be set as LATCHKEY_<SECTION>_<KEY>")
+	if err := fs.Parse(rest); err != nil {
+		return exitConfig
+	}
+	cfg, code := loadConfig(*path, stderr)
+	if cfg == nil {
+		return code
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if cmd == "check" {
+		return check(ctx, cfg, stdout)
+	}
+	return serve(ctx, cfg, stderr)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage:
+  latchkey serve --config FILE    run the gateway
+  latchkey check --config FILE    check configuration, directory, store and SMTP
+  latchkey version                print the version
+`)
+}
+
+// loadConfig loads and validates; on problems it lists every one and
+// returns exit code 2.
+func loadConfig(path string, stderr io.Writer) (*config.Config, int) {
+	cfg, err := config.Load(path)
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		var ve *config.ValidationError
+		if errors.As(err, &ve) {
+			fmt.Fprintln(stderr, "latchkey: the configuration has problems:")
+			for _, p := range ve.Problems {
+				fmt.Fprintln(stderr, "  "+p.String())
+			}
+			return nil, exitConfig
+		}
+		fmt.Fprintln(stderr, "latchkey:", err)
+		return nil, exitConfig
+	}
+	return cfg, exitOK
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.Log.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func directoryConfig(cfg *config.Config) directory.Config {
+	d := cfg.Directory
+	dc := directory.Config{
+		Flavor:             directory.Flavor(d.Type),
+		URLs:               d.URLs,
+		StartTLS:           d.StartTLS,
+		AllowPlaintext:     d.AllowPlaintext,
+		CAFile:             d.CAFile,
+		InsecureSkipVerify: d.InsecureSkipVerify,
+		BindDN:             d.BindDN,
+		BindPassword:       d.BindPassword,
+		BaseDN:             d.BaseDN,
+		UserFilter:         d.UserFilter,
+		DefaultPolicyDN:    d.DefaultPolicyDN,
+		Timeout:            d.Timeout,
+		PoolSize:           d.PoolSize,
+	}
+	if d.Type == config.DirectoryOpenLDAP && d.GroupMemberAttribute != "" {
+		dc.MemberAttributes = []string{d.GroupMemberAttribute}
+	}
+	return dc
+}
+
+func smtpConfig(cfg *config.Config) notify.SMTPConfig {
+	s := cfg.SMTP
+	tls := s.TLS
+	if tls == config.SMTPTLSMandatory {
+		tls = notify.TLSStartTLS
+	}
+	return notify.SMTPConfig{Host: s.Host, Port: s.Port, TLS: tls, CAFile: s.CAFile, Username: s.Username,
+		Password: s.Password, From: s.From, Timeout: s.Timeout}
+}
+
+func smsSender(cfg *config.Config, log *slog.Logger) (notify.SMSSender, error) {
+	if !cfg.SMS.Enabled {
+		return nil, nil
+	}
+	switch cfg.SMS.Provider {
+	case config.SMSWebhook:
+		return notify.NewWebhook(notify.WebhookConfig{URL: cfg.SMS.Webhook.URL, Secret: cfg.SMS.Webhook.Secret, Logger: log})
+	default:
+		t := cfg.SMS.Twilio
+		return notify.NewTwilio(notify.TwilioConfig{AccountSID: t.AccountSID, AuthToken: t.AuthToken, From: t.From,
+			MessagingServiceSID: t.MessagingServiceSID, BaseURL: t.BaseURL, Logger: log})
+	}
+}
+
+func gatewayOptions(cfg *config.Config) (gateway.Options, error) {
+	pu, err := url.Parse(cfg.Server.PublicURL)
+	if err != nil {
+		return gateway.Options{}, err
+	}
+	var proxies []netip.Prefix
+	for _, p := range cfg.Server.TrustedProxies {
+		if pre, err := netip.ParsePrefix(p); err == nil {
+			proxies = append(proxies, pre)
+		} else if a, err := netip.ParseAddr(p); err == nil {
+			proxies = append(proxies, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	elig := cfg.Policy.Eligibility()
+	var methods []string
+	for _, m := range elig.Methods {
+		if (m == store.MethodEmail && cfg.Email.Enabled) || (m == store.MethodSMS && cfg.SMS.Enabled) {
+			methods = append(methods, m)
+		}
+	}
+	elig.Methods = methods
+	return gateway.Options{
+		PublicURL:        pu,
+		SecretKey:        []byte(cfg.Server.SecretKey),
+		Helpdesk:         cfg.Server.Helpdesk,
+		Eligibility:      elig,
+		Password:         cfg.Policy.PasswordRules(),
+		CodeLength:       cfg.Policy.CodeLength,
+		CodeTTL:          cfg.Policy.CodeTTL,
+		MaxTries:         cfg.Policy.MaxTries,
+		CoolingOff:       cfg.Policy.CoolingOff,
+		AllowedCountries: cfg.SMS.AllowedCountries,
+		UnlockOnReset:    true,
+		TrustedProxies:   proxies,
+		ReadTimeout:      cfg.Server.ReadTimeout,
+		WriteTimeout:     cfg.Server.WriteTimeout,
+		IdleTimeout:      cfg.Server.IdleTimeout,
+	}, nil
+}
+
+func auditLogger(cfg *config.Config, stdout io.Writer) (*slog.Logger, func(), error) {
+	w, closeFn := stdout, func() {}
+	if cfg.Log.AuditFile != "" {
+		f, err := os.OpenFile(cfg.Log.AuditFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return nil, nil, err
+		}
+		w, closeFn = f, func() { f.Close() }
+	}
+	return slog.New(slog.NewJSONHandler(w, nil)).With("log", "audit"), closeFn, nil
+}
+
+func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) int {
+	log := newLogger(cfg, stderr)
+	for _, w := range cfg.Warnings {
+		log.Warn("configuration", "warning", w.String())
+	}
+	audit, closeAudit, err := auditLogger(cfg, stderr)
+	if err != nil {
+		log.Error("opening the audit file", "error", err.Error())
+		return exitFail
+	}
+	defer closeAudit()
+
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	dir, err := directory.Open(dctx, directoryConfig(cfg), log)
+	cancel()
+	if err != nil {
+		log.Error("connecting to the directory", "error", err.Error())
+		return exitFail
+	}
+	defer dir.Close()
+	st, err := store.OpenSQLite(ctx, cfg.Store.DSN, []byte(cfg.Server.SecretKey))
+	if err != nil {
+		log.Error("opening the store", "error", err.Error())
+		return exitFail
+	}
+	defer st.Close()
+	deps := gateway.Deps{Directory: dir, Store: st, Log: log, Audit: audit}
+	if cfg.Email.Enabled {
+		m, err := notify.NewSMTP(smtpConfig(cfg), log)
+		if err != nil {
+			log.Error("smtp", "error", err.Error())
+			return exitFail
+		}
+		deps.Mailer = m
+	}
+	if s, err := smsSender(cfg, log); err != nil {
+		log.Error("sms", "error", err.Error())
+		return exitFail
+	} else if s != nil {
+		deps.SMS = s
+	}
+	opts, err := gatewayOptions(cfg)
+	if err != nil {
+		log.Error("gateway options", "error", err.Error())
+		return exitFail
+	}
+	svc, err := gateway.NewService(opts, deps)
+	if err != nil {
+		log.Error("gateway", "error", err.Error())
+		return exitFail
+	}
+	defer svc.Close()
+	srv, err := gateway.New(svc)
+	if err != nil {
+		log.Error("gateway", "error", err.Error())
+		return exitFail
+	}
+	hs := srv.HTTPServer(cfg.Server.Listen)
+	if cfg.Server.ReadHeaderTimeout > 0 {
+		hs.ReadHeaderTimeout = cfg.Server.ReadHeaderTimeout
+	}
+	audit.Info("audit", "event", "configuration.loaded", "time", time.Now().UTC().Format(time.RFC3339Nano), "outcome", "success")
+	go purge(ctx, st, log)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.ListenAndServe() }()
+	log.Info("latchkey listening", "listen", cfg.Server.Listen, "public_url", cfg.Server.PublicURL, "version", version)
+	select {
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", "error", err.Error())
+			return exitFail
+		}
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+		log.Info("latchkey stopped")
+	}
+	return exitOK
+}
+
+// purge removes expired flows, codes and sessions every minute.
+func purge(ctx context.Context, st store.Store, log *slog.Logger) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := st.Purge(ctx, time.Now()); err != nil {
+				log.Warn("store purge", "error", err.Error())
+			}
+		}
+	}
+}
+
+// check is the preflight: every line says what was checked and how it went.
+func check(ctx context.Context, cfg *config.Config, stdout io.Writer) int {
+	failed := false
+	report := func(name string, err error, detail string) {
+		if err != nil {
+			failed = true
+			fmt.Fprintf(stdout, "FAIL  %-10s %v\n", name, err)
+			return
+		}
+		fmt.Fprintf(stdout, "ok    %-10s %s\n", name, detail)
+	}
+	report("config", nil, "valid")
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stdout, "warn  %-10s %s\n", "config", w.String())
+	}
+	log := slog.New(slog.DiscardHandler)
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	dir, err := directory.Open(dctx, directoryConfig(cfg), log)
+	cancel()
+	if err != nil {
+		report("directory", err, "")
+	} else {
+		info := dir.Info()
+		report("directory", nil, fmt.Sprintf("%s at %s (service bind, RootDSE read)", info.Flavor, info.URL))
+		for _, w := range info.Warnings {
+			fmt.Fprintf(stdout, "warn  %-10s %s\n", "directory", w)
+		}
+		dir.Close()
+	}
+	if st, err := store.OpenSQLite(ctx, cfg.Store.DSN, []byte(cfg.Server.SecretKey)); err != nil {
+		report("store", err, "")
+	} else {
+		report("store", st.Ping(ctx), cfg.Store.Driver)
+		st.Close()
+	}
+	if cfg.Email.Enabled {
+		m, err := notify.NewSMTP(smtpConfig(cfg), log)
+		if err == nil {
+			cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			err = m.Check(cctx)
+			cancel()
+		}
+		report("smtp", err, cfg.SMTP.Host)
+	}
+	if cfg.SMS.Enabled {
+		_, err := smsSender(cfg, log)
+		report("sms", err, cfg.SMS.Provider+" configured (no message sent)")
+	}
+	if failed {
+		return exitFail
+	}
+	return exitOK
+}
+

@@ -1,0 +1,400 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/latchkeyhq/latchkey/directory"
+	"github.com/latchkeyhq/latchkey/directory/dirtest"
+)
+
+func TestAPIOpenLDAP(t *testing.T) {
+	runAPISuite(t, dirtest.StartOpenLDAP(t))
+}
+
+func TestAPIActiveDirectory(t *testing.T) {
+	runAPISuite(t, dirtest.StartSamba(t))
+}
+
+// register signs user in and registers and verifies an email address and,
+// when phone is not empty, a mobile number. It returns the method ids.
+func (e *env) register(user, email, phone string) (emailID, smsID string) {
+	e.t.Helper()
+	r := e.must(200, e.api("POST", "/api/v1/session", "", map[string]string{"username": user, "password": e.dir.Password(user)}), "sign in "+user)
+	token := r.str("token")
+	if token == "" || r.str("expires_at") == "" {
+		e.t.Fatalf("session answer %s", r.Body)
+	}
+	r = e.must(201, e.api("POST", "/api/v1/methods", token, map[string]string{"type": "email", "address": email}), "add email")
+	emailID = r.str("id")
+	code := e.mailCode(email)
+	r = e.must(200, e.api("POST", "/api/v1/methods/"+emailID+"/verify", token, map[string]string{"code": code}), "verify email")
+	if r.JSON["verified"] != true {
+		e.t.Fatalf("email not verified: %s", r.Body)
+	}
+	if phone != "" {
+		r = e.must(201, e.api("POST", "/api/v1/methods", token, map[string]string{"type": "sms", "address": phone}), "add sms")
+		smsID = r.str("id")
+		e164 := "+" + strings.Map(func(r rune) rune {
+			if r >= '0' && r <= '9' {
+				return r
+			}
+			return -1
+		}, phone)
+		code = e.smsCode(e164)
+		e.must(200, e.api("POST", "/api/v1/methods/"+smsID+"/verify", token, map[string]string{"code": code}), "verify sms")
+	}
+	r = e.must(200, e.api("GET", "/api/v1/methods", token, nil), "list methods")
+	var list []map[string]any
+	json.Unmarshal(r.Body, &list)
+	want := 1
+	if phone != "" {
+		want = 2
+	}
+	if len(list) != want {
+		e.t.Fatalf("methods: %s", r.Body)
+	}
+	for _, m := range list {
+		if m["verified"] != true || strings.Contains(m["hint"].(string), email) {
+			e.t.Fatalf("method %v", m)
+		}
+	}
+	return emailID, smsID
+}
+
+type flow struct {
+	ID       string
+	Required int
+	Methods  []map[string]any
+}
+
+func (e *env) startReset(user string) (flow, resp) {
+	e.t.Helper()
+	r := e.must(200, e.api("POST", "/api/v1/reset", "", map[string]string{"username": user}), "reset start "+user)
+	f := flow{ID: r.str("flow")}
+	if n, ok := r.JSON["required"].(float64); ok {
+		f.Required = int(n)
+	}
+	for _, m := range r.JSON["methods"].([]any) {
+		f.Methods = append(f.Methods, m.(map[string]any))
+	}
+	return f, r
+}
+
+func (e *env) verifyByEmail(f flow, methodID, addr string) resp {
+	e.t.Helper()
+	e.must(202, e.api("POST", "/api/v1/reset/send", "", map[string]string{"flow": f.ID, "method": methodID}), "send")
+	code := e.mailCode(addr)
+	return e.api("POST", "/api/v1/reset/verify", "", map[string]string{"flow": f.ID, "method": methodID, "code": code})
+}
+
+func (e *env) complete(f flow, pw string) resp {
+	return e.api("POST", "/api/v1/reset/complete", "", map[string]string{"flow": f.ID, "password": pw})
+}
+
+func violations(r resp) []string {
+	var out []string
+	for _, v := range r.JSON["errors"].([]any) {
+		out = append(out, v.(map[string]any)["code"].(string))
+	}
+	return out
+}
+
+func runAPISuite(t *testing.T, srv *dirtest.Server) {
+	mail, sms := startMail(t)
+	addToGroup(t, srv, "heidi", "staff")
+	for _, u := range []string{"ivan", "frank", "grace", "twin1"} {
+		addToGroup(t, srv, u, "staff")
+	}
+	e := startGateway(t, srv, mail, sms, params{})
+	isAD := srv.Flavor == directory.ActiveDirectory
+	ctx := context.Background()
+
+	t.Run("nested group member registers email and SMS and resets with one method", func(t *testing.T) {
+		e.t = t
+		emailID, _ := e.register("carol", "carol.home@example.net", "+44 7700 900003")
+		f, _ := e.startReset("carol")
+		if f.Required != 1 || len(f.Methods) != 2 {
+			t.Fatalf("flow %+v", f)
+		}
+		r := e.must(200, e.verifyByEmail(f, emailID, "carol.home@example.net"), "verify")
+		if r.JSON["remaining"].(float64) != 0 {
+			t.Fatalf("remaining %s", r.Body)
+		}
+		e.must(200, e.complete(f, "Violet-Meadow-Lantern-7"), "complete")
+		if err := srv.UserBind("carol", "Violet-Meadow-Lantern-7"); err != nil {
+			t.Fatalf("new password does not bind: %v", err)
+		}
+		// told on every channel: the directory mail, the registered email, the phone
+		for _, to := range []string{"carol.home@example.net", "carol@" + domain(srv)} {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			m, err := mail.WaitForMessage(cctx, to)
+			cancel()
+			if err != nil || !strings.Contains(m.Subject, "password was reset") {
+				t.Fatalf("no reset notice to %s: %v", to, err)
+			}
+		}
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		m, err := sms.WaitFor(cctx, "+447700900003")
+		cancel()
+		if err != nil || !strings.Contains(m.Body, "password was reset") {
+			t.Fatalf("no SMS notice: %v %q", err, m.Body)
+		}
+		// the flow is finished
+		r = e.complete(f, "Another-Fine-Password-9")
+		if r.Status != 410 || r.errCode() != "flow_expired" {
+			t.Fatalf("completing twice: %d %s", r.Status, r.Body)
+		}
+		mail.DeleteAll(ctx)
+	})
+
+	t.Run("tier requires two different methods", func(t *testing.T) {
+		e.t = t
+		emailID, smsID := e.register("alice", "alice.home@example.net", "+44 7700 900001")
+		f, _ := e.startReset("alice")
+		if f.Required != 2 {
+			t.Fatalf("required %d", f.Required)
+		}
+		r := e.must(200, e.verifyByEmail(f, emailID, "alice.home@example.net"), "verify email")
+		if r.JSON["remaining"].(float64) != 1 {
+			t.Fatalf("remaining %s", r.Body)
+		}
+		// the same method again does not count twice
+		e.must(202, e.api("POST", "/api/v1/reset/send", "", map[string]string{"flow": f.ID, "method": emailID}), "send again")
+		r = e.complete(f, "Quiet-River-Stone-42")
+		if r.Status != 409 || r.errCode() != "not_verified" {
+			t.Fatalf("complete with one of two: %d %s", r.Status, r.Body)
+		}
+		e.must(202, e.api("POST", "/api/v1/reset/send", "", map[string]string{"flow": f.ID, "method": smsID}), "send sms")
+		code := e.smsCode("+447700900001")
+		r = e.must(200, e.api("POST", "/api/v1/reset/verify", "", map[string]string{"flow": f.ID, "method": smsID, "code": code}), "verify sms")
+		if r.JSON["remaining"].(float64) != 0 {
+			t.Fatalf("remaining %s", r.Body)
+		}
+		e.must(200, e.complete(f, "Quiet-River-Stone-42"), "complete")
+		if err := srv.UserBind("alice", "Quiet-River-Stone-42"); err != nil {
+			t.Fatal(err)
+		}
+		mail.DeleteAll(ctx)
+		sms.Reset()
+	})
+
+	t.Run("directory refuses a password and the user retries", func(t *testing.T) {
+		e.t = t
+		emailID, _ := e.register("heidi", "heidi.home@example.net", "")
+		f, _ := e.startReset("heidi")
+		e.must(200, e.verifyByEmail(f, emailID, "heidi.home@example.net"), "verify")
+		// passes the gateway's rules (8+), not heidi's directory policy (14+)
+		r := e.complete(f, "Short-Pass-1!")
+		if r.Status != 422 || !reflect.DeepEqual(violations(r), []string{"directory_too_short"}) {
+			t.Fatalf("too short: %d %s", r.Status, r.Body)
+		}
+		// the gateway's own rules come first
+		r = e.complete(f, "heidi-2024")
+		if r.Status != 422 || !contains(violations(r), "contains_username") {
+			t.Fatalf("local rules: %d %s", r.Status, r.Body)
+		}
+		// the policy shown before typing includes the directory's
+		r = e.must(200, e.api("POST", "/api/v1/reset/policy", "", map[string]string{"flow": f.ID}), "policy")
+		if !strings.Contains(string(r.Body), "at least 14 characters") {
+			t.Fatalf("policy %s", r.Body)
+		}
+		e.must(200, e.complete(f, "Long-Enough-Meadow-Lantern-7"), "retry")
+		if err := srv.UserBind("heidi", "Long-Enough-Meadow-Lantern-7"); err != nil {
+			t.Fatal(err)
+		}
+		// the current password again: history (Samba skips history on resets)
+		f, _ = e.startReset("heidi")
+		e.must(200, e.verifyByEmail(f, emailID, "heidi.home@example.net"), "verify")
+		r = e.complete(f, "Long-Enough-Meadow-Lantern-7")
+		if isAD {
+			e.must(200, r, "Samba 4.17 accepts a reset to a password in history")
+		} else if r.Status != 422 || !reflect.DeepEqual(violations(r), []string{"directory_in_history"}) {
+			t.Fatalf("history: %d %s", r.Status, r.Body)
+		}
+		mail.DeleteAll(ctx)
+	})
+
+	t.Run("ineligible, unknown, excluded, disabled and no-method users look alike and get nothing", func(t *testing.T) {
+		e.t = t
+		mail.DeleteAll(ctx)
+		sms.Reset()
+		// judy is in cycle-a (excluded); erin in no group; ivan disabled;
+		// bob eligible without methods; nobody does not exist
+		users := []string{"erin", "nobody-here", "judy", "ivan", "bob"}
+		var shapes []string
+		for _, u := range users {
+			f, r := e.startReset(u)
+			keys := make([]string, 0, len(r.JSON))
+			for k := range r.JSON {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			shapes = append(shapes, strings.Join(keys, ","))
+			if f.Required != 1 || len(f.Methods) < 1 || len(f.ID) < 40 {
+				t.Fatalf("%s: flow %+v", u, f)
+			}
+			for _, m := range f.Methods {
+				if len(m["id"].(string)) != 22 || !strings.Contains(m["hint"].(string), "•") {
+					t.Fatalf("%s: method %v", u, m)
+				}
+				e.must(202, e.api("POST", "/api/v1/reset/send", "", map[string]string{"flow": f.ID, "method": m["id"].(string)}), "send "+u)
+				r := e.api("POST", "/api/v1/reset/verify", "", map[string]string{"flow": f.ID, "method": m["id"].(string), "code": "123456"})
+				if r.Status != 422 || r.errCode() != "invalid_code" {
+					t.Fatalf("%s: verify %d %s", u, r.Status, r.Body)
+				}
+			}
+			r = e.complete(f, "Whatever-Password-1")
+			if r.Status != 409 || r.errCode() != "not_verified" {
+				t.Fatalf("%s: complete %d %s", u, r.Status, r.Body)
+			}
+		}
+		for _, s := range shapes[1:] {
+			if s != shapes[0] {
+				t.Fatalf("answer shapes differ: %v", shapes)
+			}
+		}
+		// the same fake set on every ask
+		a, _ := e.startReset("nobody-here")
+		b, _ := e.startReset("nobody-here")
+		if !reflect.DeepEqual(a.Methods, b.Methods) {
+			t.Fatalf("decoys change: %v vs %v", a.Methods, b.Methods)
+		}
+		// nothing was sent to anyone
+		time.Sleep(time.Second)
+		if list, err := mail.Messages(ctx); err != nil || len(list) != 0 {
+			t.Fatalf("mail sent: %v %v", list, err)
+		}
+		if msgs := sms.Messages(); len(msgs) != 0 {
+			t.Fatalf("sms sent: %v", msgs)
+		}
+		// and an ineligible user cannot register either
+		r := e.api("POST", "/api/v1/session", "", map[string]string{"username": "erin", "password": srv.Password("erin")})
+		if r.Status != 403 || r.errCode() != "not_eligible" {
+			t.Fatalf("erin sign in: %d %s", r.Status, r.Body)
+		}
+		r = e.api("POST", "/api/v1/session", "", map[string]string{"username": "carol", "password": "wrong-password"})
+		r2 := e.api("POST", "/api/v1/session", "", map[string]string{"username": "nobody-here", "password": "wrong-password"})
+		if r.Status != 401 || r2.Status != 401 || r.errCode() != "sign_in_failed" || r2.errCode() != "sign_in_failed" {
+			t.Fatalf("sign-in failures differ: %s / %s", r.Body, r2.Body)
+		}
+	})
+
+	t.Run("codes are single use and die after five wrong tries", func(t *testing.T) {
+		e.t = t
+		emailID := registeredEmail(t, e, "frank", "frank.home@example.net")
+		f, _ := e.startReset("frank")
+		e.must(202, e.api("POST", "/api/v1/reset/send", "", map[string]string{"flow": f.ID, "method": emailID}), "send")
+		code := e.mailCode("frank.home@example.net")
+		e.must(200, e.api("POST", "/api/v1/reset/verify", "", map[string]string{"flow": f.ID, "method": emailID, "code": code}), "verify")
+		r := e.api("POST", "/api/v1/reset/verify", "", map[string]string{"flow": f.ID, "method": emailID, "code": code})
+		if r.Status != 422 || r.errCode() != "invalid_code" {
+			t.Fatalf("code used twice: %d %s", r.Status, r.Body)
+		}
+		// a code from one flow does not work in another
+		g, _ := e.startReset("frank")
+		e.must(202, e.api("POST", "/api/v1/reset/send", "", map[string]string{"flow": g.ID, "method": emailID}), "send")
+		code = e.mailCode("frank.home@example.net")
+		h, _ := e.startReset("frank")
+		r = e.api("POST", "/api/v1/reset/verify", "", map[string]string{"flow": h.ID, "method": emailID, "code": code})
+		if r.Status != 422 {
+			t.Fatalf("code of another flow: %d %s", r.Status, r.Body)
+		}
+		// five wrong tries kill the code
+		for i := 0; i < 5; i++ {
+			wrong := "000000"
+			if code == wrong {
+				wrong = "111111"
+			}
+			r = e.api("POST", "/api/v1/reset/verify", "", map[string]string{"flow": g.ID, "method": emailID, "code": wrong})
+			if r.Status != 422 {
+				t.Fatalf("wrong try %d: %d %s", i, r.Status, r.Body)
+			}
+		}
+		r = e.api("POST", "/api/v1/reset/verify", "", map[string]string{"flow": g.ID, "method": emailID, "code": code})
+		if r.Status != 422 || r.errCode() != "invalid_code" {
+			t.Fatalf("right code after five wrong: %d %s", r.Status, r.Body)
+		}
+	})
+
+	t.Run("an expired code is refused", func(t *testing.T) {
+		e.t = t
+		short := startGateway(t, srv, mail, sms, params{CodeTTL: time.Second})
+		emailID := registeredEmail(t, short, "grace", "grace.home@example.net")
+		f, _ := short.startReset("grace")
+		short.must(202, short.api("POST", "/api/v1/reset/send", "", map[string]string{"flow": f.ID, "method": emailID}), "send")
+		code := short.mailCode("grace.home@example.net")
+		time.Sleep(1500 * time.Millisecond)
+		r := short.api("POST", "/api/v1/reset/verify", "", map[string]string{"flow": f.ID, "method": emailID, "code": code})
+		if r.Status != 422 || r.errCode() != "invalid_code" {
+			t.Fatalf("expired code: %d %s", r.Status, r.Body)
+		}
+	})
+
+	t.Run("unlock and change", func(t *testing.T) {
+		e.t = t
+		emailID := registeredEmail(t, e, "twin1", "twin1.home@example.net")
+		for i := 0; i < 3; i++ {
+			srv.UserBind("twin1", "Bad-Guess-1")
+		}
+		if err := srv.UserBind("twin1", srv.Password("twin1")); err == nil {
+			t.Fatal("twin1 not locked")
+		}
+		r := e.must(200, e.api("POST", "/api/v1/unlock", "", map[string]string{"username": "twin1"}), "unlock start")
+		fid := r.str("flow")
+		e.must(202, e.api("POST", "/api/v1/unlock/send", "", map[string]string{"flow": fid, "method": emailID}), "send")
+		code := e.mailCode("twin1.home@example.net")
+		e.must(200, e.api("POST", "/api/v1/unlock/verify", "", map[string]string{"flow": fid, "method": emailID, "code": code}), "verify")
+		e.must(200, e.api("POST", "/api/v1/unlock/complete", "", map[string]string{"flow": fid}), "unlock")
+		if err := srv.UserBind("twin1", srv.Password("twin1")); err != nil {
+			t.Fatalf("after unlock: %v", err)
+		}
+		r = e.api("POST", "/api/v1/change", "", map[string]string{"username": "twin1", "old_password": "Wrong-Old-1", "new_password": "Golden-Harbor-Kite-5"})
+		if r.Status != 401 || r.errCode() != "sign_in_failed" {
+			t.Fatalf("change with a wrong password: %d %s", r.Status, r.Body)
+		}
+		e.must(200, e.api("POST", "/api/v1/change", "", map[string]string{"username": "twin1", "old_password": srv.Password("twin1"), "new_password": "Golden-Harbor-Kite-5"}), "change")
+		if err := srv.UserBind("twin1", "Golden-Harbor-Kite-5"); err != nil {
+			t.Fatalf("after change: %v", err)
+		}
+	})
+
+	t.Run("logs hold no secrets", func(t *testing.T) {
+		e.t = t
+		for _, path := range []string{e.log, e.audit} {
+			b, _ := readFile(path)
+			for _, secret := range []string{srv.ServicePassword, twilioToken, "Violet-Meadow-Lantern-7", "Quiet-River-Stone-42",
+				"Long-Enough-Meadow-Lantern-7", "Golden-Harbor-Kite-5", "carol.home@example.net"} {
+				if strings.Contains(b, secret) {
+					t.Fatalf("%s contains %q", path, secret)
+				}
+			}
+		}
+	})
+}
+
+func registeredEmail(t *testing.T, e *env, user, addr string) string {
+	id, _ := e.register(user, addr, "")
+	return id
+}
+
+func domain(srv *dirtest.Server) string {
+	if srv.Flavor == directory.ActiveDirectory {
+		return "example.test"
+	}
+	return "example.org"
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,355 @@
+// Package e2e runs the real latchkey binary against real servers: a slapd
+// or a Samba AD DC (directory/dirtest), mailpit for mail and a local server
+// that enforces Twilio's Messages API for SMS (notify/notifytest).
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/latchkeyhq/latchkey/directory/dirtest"
+	"github.com/latchkeyhq/latchkey/notify/notifytest"
+)
+
+var binary string
+
+var httpClient = &http.Client{Timeout: 30 * time.Second}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "latchkey-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "latchkey")
+	out, err := exec.Command("go", "build", "-o", binary, "../cmd/latchkey").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building latchkey: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// params tune one gateway's configuration.
+type params struct {
+	MethodsRequired int
+	CodeTTL         time.Duration
+	Extra           string // appended to the policy section
+}
+
+// env is one running gateway with its servers.
+type env struct {
+	t     *testing.T
+	dir   *dirtest.Server
+	mail  *notifytest.Mailpit
+	sms   *notifytest.FakeTwilio
+	base  string
+	work  string
+	log   string
+	audit string
+	cmd   *exec.Cmd
+}
+
+const (
+	twilioSID   = "AC0123456789abcdef0123456789abcdef"
+	twilioToken = "e2e-twilio-auth-token-0123456789"
+	twilioFrom  = "+15005550006"
+)
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startGateway writes a configuration for srv and starts latchkey serve.
+// The mail and SMS servers may be shared between gateways of one test.
+func startGateway(t *testing.T, srv *dirtest.Server, mail *notifytest.Mailpit, sms *notifytest.FakeTwilio, p params) *env {
+	t.Helper()
+	if p.MethodsRequired == 0 {
+		p.MethodsRequired = 1
+	}
+	if p.CodeTTL == 0 {
+		p.CodeTTL = 10 * time.Minute
+	}
+	work := t.TempDir()
+	write := func(name, content string) string {
+		path := filepath.Join(work, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	port := freePort(t)
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	key := make([]byte, 48)
+	rand.Read(key)
+	secret := write("secret.key", base64.StdEncoding.EncodeToString(key))
+	bindpw := write("bind.pw", srv.ServicePassword)
+	twtoken := write("twilio.token", twilioToken)
+	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	cfg := fmt.Sprintf(`server:
+  listen: "127.0.0.1:%d"
+  public_url: %q
+  secret_key_file: %q
+  helpdesk: "mailto:helpdesk@example.org"
+directory:
+  type: %s
+  urls: [%q]
+  ca_file: %q
+  bind_dn: %s
+  bind_password_file: %q
+  base_dn: %s
+  user_filter: %s
+  timeout: 10s
+policy:
+  scope: selected
+  groups: [%s]
+  exclude_groups: [%s]
+  methods_required: %d
+  methods: [email, sms]
+  tiers:
+    - groups: [%s]
+      methods_required: 2
+  password:
+    min_length: 8
+  code_ttl: %s
+  cooling_off: 0s
+%s
+email:
+  enabled: true
+sms:
+  enabled: true
+  provider: twilio
+  allowed_countries: [GB, US]
+  twilio:
+    account_sid: %q
+    auth_token_file: %q
+    from: %q
+    base_url: %q
+smtp:
+  host: %q
+  port: %d
+  tls: none
+  from: "Latchkey <latchkey@example.org>"
+store:
+  driver: sqlite
+  dsn: %q
+log:
+  level: debug
+  format: json
+  audit_file: %q
+`, port, base, secret, srv.Flavor, srv.LDAPSURL, srv.CAFile, q(srv.ServiceDN), bindpw, q(srv.BaseDN), q(srv.UserFilter),
+		q(srv.Group("staff")), q(srv.Group("cycle-a")), p.MethodsRequired, q(srv.Group("sspr-admins")), p.CodeTTL, p.Extra,
+		twilioSID, twtoken, twilioFrom, sms.URL, mail.SMTPHost, mail.SMTPPort,
+		"file:"+filepath.Join(work, "latchkey.db"), filepath.Join(work, "audit.log"))
+	if srv.DefaultPolicyDN != "" {
+		cfg = strings.Replace(cfg, "  timeout: 10s\n", "  timeout: 10s\n  default_policy_dn: "+q(srv.DefaultPolicyDN)+"\n", 1)
+	}
+	cfgPath := write("latchkey.yaml", cfg)
+	e := &env{t: t, dir: srv, mail: mail, sms: sms, base: base, work: work,
+		log: filepath.Join(work, "latchkey.log"), audit: filepath.Join(work, "audit.log")}
+	logf, err := os.Create(e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.cmd = exec.Command(binary, "serve", "--config", cfgPath)
+	e.cmd.Stdout, e.cmd.Stderr = logf, logf
+	e.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := e.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { e.cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		e.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			e.cmd.Process.Kill()
+			<-exited
+		}
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(e.log)
+			t.Logf("gateway log:\n%s", tail(string(b), 6000))
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		select {
+		case <-exited:
+			b, _ := os.ReadFile(e.log)
+			t.Fatalf("latchkey exited: %s", b)
+		default:
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(e.log)
+			t.Fatalf("latchkey not ready: %v\n%s", err, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return e
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func startMail(t *testing.T) (*notifytest.Mailpit, *notifytest.FakeTwilio) {
+	mail := notifytest.StartMailpit(t)
+	sms := notifytest.StartTwilio(t, notifytest.TwilioCredentials(twilioSID, twilioToken), notifytest.TwilioSenders(twilioFrom))
+	return mail, sms
+}
+
+// resp is an API answer.
+type resp struct {
+	Status int
+	Body   []byte
+	JSON   map[string]any
+}
+
+func (r resp) str(key string) string { s, _ := r.JSON[key].(string); return s }
+
+func (r resp) errCode() string {
+	if e, ok := r.JSON["error"].(map[string]any); ok {
+		s, _ := e["code"].(string)
+		return s
+	}
+	return ""
+}
+
+func (e *env) api(method, path, token string, body any) resp {
+	e.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, e.base+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := httpClient.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	r := resp{Status: res.StatusCode, Body: b}
+	_ = json.Unmarshal(b, &r.JSON)
+	return r
+}
+
+func (e *env) must(want int, r resp, what string) resp {
+	e.t.Helper()
+	if r.Status != want {
+		e.t.Fatalf("%s: status %d, want %d: %s", what, r.Status, want, r.Body)
+	}
+	return r
+}
+
+var codeRE = regexp.MustCompile(`\b(\d{6,8})\b`)
+
+// mailCode waits for a verification code mailed to addr and deletes the
+// mailbox contents afterwards.
+func (e *env) mailCode(addr string) string {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for {
+		list, err := e.mail.Search(ctx, `to:"`+addr+`" subject:"verification code"`)
+		if err == nil && len(list) > 0 {
+			m, err := e.mail.Message(ctx, list[0].ID)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			c := codeRE.FindStringSubmatch(m.Text)
+			if c == nil {
+				e.t.Fatalf("no code in mail: %q", m.Text)
+			}
+			if err := e.mail.DeleteAll(ctx); err != nil {
+				e.t.Fatal(err)
+			}
+			return c[1]
+		}
+		select {
+		case <-ctx.Done():
+			e.t.Fatalf("no code mailed to %s", addr)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// smsCode waits for a code sent by SMS to number.
+func (e *env) smsCode(number string) string {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for {
+		msgs := e.sms.Messages()
+		for i := len(msgs) - 1; i >= 0; i-- {
+			if msgs[i].To == number && strings.Contains(msgs[i].Body, "is your") {
+				if c := codeRE.FindStringSubmatch(msgs[i].Body); c != nil {
+					e.sms.Reset()
+					return c[1]
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			e.t.Fatalf("no code sent by SMS to %s", number)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// addToGroup makes a seeded user a direct member of a seeded group.
+func addToGroup(t *testing.T, srv *dirtest.Server, user, group string) {
+	srv.Modify(t, fmt.Sprintf("dn: %s\nchangetype: modify\nadd: member\nmember: %s\n", srv.Group(group), srv.UserDN(user)))
+}
+
+func readFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	return string(b), err
+}

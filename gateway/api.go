@@ -1,0 +1,338 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+type apiErrorBody struct {
+	Error struct {
+		Code      string      `json:"code"`
+		Message   string      `json:"message"`
+		RequestID string      `json:"request_id"`
+		Details   []Violation `json:"errors,omitempty"`
+	} `json:"error"`
+	// Errors repeats the password violations at the top level, as
+	// {errors:[{code,message}]} (the contract of reset/complete and change).
+	Errors []Violation `json:"errors,omitempty"`
+}
+
+func apiError(p *Problem, requestID string) apiErrorBody {
+	var b apiErrorBody
+	b.Error.Code, b.Error.Message, b.Error.RequestID = p.Code, p.Message(), requestID
+	b.Error.Details = p.Violations
+	b.Errors = p.Violations
+	return b
+}
+
+// decodeJSON reads exactly one JSON object into v: application/json only,
+// unknown fields, repeated keys and trailing data refused.
+func decodeJSON(c echo.Context, v any) error {
+	mt, _, err := mime.ParseMediaType(c.Request().Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return problem(CodeInvalidRequest, errors.New("content type must be application/json"))
+	}
+	body, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return problem(CodeTooLarge, nil)
+		}
+		return problem(CodeInvalidRequest, err)
+	}
+	if err := checkDuplicateKeys(body); err != nil {
+		return problem(CodeInvalidRequest, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return problem(CodeInvalidRequest, err)
+	}
+	if dec.More() {
+		return problem(CodeInvalidRequest, errors.New("trailing data"))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return problem(CodeInvalidRequest, errors.New("trailing data"))
+	}
+	return nil
+}
+
+// checkDuplicateKeys refuses a JSON document in which an object repeats a
+// key: encoding/json would silently keep the last one.
+func checkDuplicateKeys(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	type frame struct {
+		obj  bool
+		keys map[string]bool
+		key  bool // next token in this object is a key
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{', '[':
+				if top != nil && top.obj {
+					top.key = true
+				}
+				stack = append(stack, &frame{obj: t == '{', keys: map[string]bool{}, key: t == '{'})
+			case '}', ']':
+				stack = stack[:len(stack)-1]
+			}
+			continue
+		case string:
+			if top != nil && top.obj && top.key {
+				if top.keys[strings.ToLower(t)] {
+					return errors.New("repeated key " + t)
+				}
+				top.keys[strings.ToLower(t)] = true
+				top.key = false
+				continue
+			}
+		}
+		if top != nil && top.obj {
+			top.key = true
+		}
+	}
+}
+
+// field bounds a string field.
+func field(s string, max int) error {
+	if len(s) > max {
+		return problem(CodeInvalidRequest, errors.New("field too long"))
+	}
+	return nil
+}
+
+func bearer(c echo.Context) string {
+	h := c.Request().Header.Get("Authorization")
+	if t, ok := strings.CutPrefix(h, "Bearer "); ok {
+		return strings.TrimSpace(t)
+	}
+	return ""
+}
+
+// ---------------------------------------------------------------- session and methods
+
+func (s *Server) apiSession(c echo.Context) error {
+	var in struct{ Username, Password string }
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if err := field(in.Username, 256); err != nil {
+		return err
+	}
+	if err := field(in.Password, maxField); err != nil {
+		return err
+	}
+	sess, err := s.svc.SignIn(c.Request().Context(), in.Username, in.Password, meta(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"token": sess.ID, "expires_at": sess.ExpiresAt.UTC().Format(time.RFC3339)})
+}
+
+func (s *Server) apiSignOut(c echo.Context) error {
+	s.svc.SignOut(c.Request().Context(), bearer(c))
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) apiMethods(c echo.Context) error {
+	sess, err := s.svc.Session(c.Request().Context(), bearer(c))
+	if err != nil {
+		return err
+	}
+	ms, err := s.svc.Methods(c.Request().Context(), sess)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, ms)
+}
+
+func (s *Server) apiAddMethod(c echo.Context) error {
+	sess, err := s.svc.Session(c.Request().Context(), bearer(c))
+	if err != nil {
+		return err
+	}
+	var in struct{ Type, Address string }
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if err := field(in.Address, 254); err != nil {
+		return err
+	}
+	mv, err := s.svc.AddMethod(c.Request().Context(), sess, in.Type, in.Address, meta(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, map[string]string{"id": mv.ID})
+}
+
+func (s *Server) apiVerifyMethod(c echo.Context) error {
+	sess, err := s.svc.Session(c.Request().Context(), bearer(c))
+	if err != nil {
+		return err
+	}
+	var in struct{ Code string }
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if err := field(in.Code, 16); err != nil {
+		return err
+	}
+	mv, err := s.svc.VerifyMethod(c.Request().Context(), sess, c.Param("id"), in.Code, meta(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, mv)
+}
+
+func (s *Server) apiResendMethod(c echo.Context) error {
+	sess, err := s.svc.Session(c.Request().Context(), bearer(c))
+	if err != nil {
+		return err
+	}
+	if err := s.svc.ResendMethodCode(c.Request().Context(), sess, c.Param("id"), meta(c)); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusAccepted)
+}
+
+func (s *Server) apiRemoveMethod(c echo.Context) error {
+	sess, err := s.svc.Session(c.Request().Context(), bearer(c))
+	if err != nil {
+		return err
+	}
+	var in struct{ Password string }
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if err := s.svc.RemoveMethod(c.Request().Context(), sess, c.Param("id"), in.Password, meta(c)); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// ---------------------------------------------------------------- reset and unlock
+
+func apiKind(c echo.Context) string {
+	if strings.HasPrefix(c.Request().URL.Path, "/api/v1/unlock") {
+		return "unlock"
+	}
+	return "reset"
+}
+
+func (s *Server) apiFlowStart(c echo.Context) error {
+	var in struct{ Username string }
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if err := field(in.Username, 256); err != nil {
+		return err
+	}
+	f, err := s.svc.StartFlow(c.Request().Context(), apiKind(c), in.Username, meta(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"flow": f.ID, "required": f.Required, "methods": f.Methods})
+}
+
+func (s *Server) apiFlowSend(c echo.Context) error {
+	var in struct{ Flow, Method string }
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if err := s.svc.SendFlowCode(c.Request().Context(), apiKind(c), in.Flow, in.Method, meta(c)); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusAccepted)
+}
+
+func (s *Server) apiFlowVerify(c echo.Context) error {
+	var in struct{ Flow, Method, Code string }
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if err := field(in.Code, 16); err != nil {
+		return err
+	}
+	f, err := s.svc.VerifyFlowCode(c.Request().Context(), apiKind(c), in.Flow, in.Method, in.Code, meta(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"verified": f.Verified, "remaining": f.Remaining})
+}
+
+func (s *Server) apiResetPolicy(c echo.Context) error {
+	var in struct{ Flow string }
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	r, err := s.svc.FlowPasswordRules(c.Request().Context(), in.Flow)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, r)
+}
+
+func (s *Server) apiResetComplete(c echo.Context) error {
+	var in struct{ Flow, Password string }
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if err := field(in.Password, maxField); err != nil {
+		return err
+	}
+	if err := s.svc.CompleteFlow(c.Request().Context(), "reset", in.Flow, in.Password, meta(c)); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "password_reset"})
+}
+
+func (s *Server) apiUnlockComplete(c echo.Context) error {
+	var in struct{ Flow string }
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if err := s.svc.CompleteFlow(c.Request().Context(), "unlock", in.Flow, "", meta(c)); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "unlocked"})
+}
+
+func (s *Server) apiChange(c echo.Context) error {
+	var in struct {
+		Username    string `json:"username"`
+		OldPassword string `json:"old_password"`
+		NewPassword string `json:"new_password"`
+	}
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if field(in.Username, 256) != nil || field(in.OldPassword, maxField) != nil || field(in.NewPassword, maxField) != nil {
+		return problem(CodeInvalidRequest, nil)
+	}
+	if err := s.svc.Change(c.Request().Context(), in.Username, in.OldPassword, in.NewPassword, meta(c)); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "password_changed"})
+}

@@ -1,0 +1,318 @@
+package gateway
+
+import (
+	"context"
+	"crypto/hmac"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"html/template"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/latchkeyhq/latchkey/templates"
+)
+
+// Server is the HTTP face of a Service.
+type Server struct {
+	svc   *Service
+	e     *echo.Echo
+	pages map[string]*template.Template
+	// cookie names: __Host- prefixed and Secure behind https
+	secure                                bool
+	cookieSession, cookieCSRF, cookieFlow string
+	origin                                string
+}
+
+const (
+	maxBody       = 64 << 10
+	ctxRequestID  = "latchkey.request_id"
+	ctxClientIP   = "latchkey.client_ip"
+	ctxCSRFCookie = "latchkey.csrf"
+)
+
+// New builds the HTTP server around svc.
+func New(svc *Service) (*Server, error) {
+	s := &Server{svc: svc, e: echo.New()}
+	s.secure = svc.o.PublicURL.Scheme == "https"
+	prefix := ""
+	if s.secure {
+		prefix = "__Host-"
+	}
+	s.cookieSession, s.cookieCSRF, s.cookieFlow = prefix+"latchkey_session", prefix+"latchkey_csrf", prefix+"latchkey_flow"
+	s.origin = svc.o.PublicURL.Scheme + "://" + svc.o.PublicURL.Host
+	if err := s.loadPages(); err != nil {
+		return nil, err
+	}
+	e := s.e
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(s.base)
+	s.routes()
+	return s, nil
+}
+
+// Handler is the root http.Handler.
+func (s *Server) Handler() http.Handler { return s.e }
+
+// HTTPServer is an http.Server with the configured timeouts.
+func (s *Server) HTTPServer(addr string) *http.Server {
+	o := s.svc.o
+	return &http.Server{Addr: addr, Handler: s.e, ReadTimeout: o.ReadTimeout, ReadHeaderTimeout: 5 * time.Second,
+		WriteTimeout: o.WriteTimeout, IdleTimeout: o.IdleTimeout, MaxHeaderBytes: 16 << 10}
+}
+
+func (s *Server) loadPages() error {
+	names, err := fs.Glob(templates.FS, "pages/*.html")
+	if err != nil {
+		return err
+	}
+	s.pages = map[string]*template.Template{}
+	for _, n := range names {
+		if strings.HasSuffix(n, "/layout.html") {
+			continue
+		}
+		t, err := template.ParseFS(templates.FS, "pages/layout.html", n)
+		if err != nil {
+			return err
+		}
+		s.pages[strings.TrimSuffix(strings.TrimPrefix(n, "pages/"), ".html")] = t
+	}
+	return nil
+}
+
+// base runs on every request: request id, client address, security headers,
+// body limit, and the CSRF cookie for browsers.
+func (s *Server) base(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		rid := make([]byte, 8)
+		randRead(rid)
+		id := hex.EncodeToString(rid)
+		c.Set(ctxRequestID, id)
+		c.Set(ctxClientIP, s.clientIP(c.Request()))
+		h := c.Response().Header()
+		h.Set("X-Request-Id", id)
+		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+		if !strings.HasPrefix(c.Request().URL.Path, "/static/") {
+			h.Set("Cache-Control", "no-store")
+		}
+		if s.secure {
+			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+		}
+		c.Request().Body = http.MaxBytesReader(c.Response(), c.Request().Body, maxBody)
+		return next(c)
+	}
+}
+
+// clientIP is the socket peer, or the last untrusted address in
+// X-Forwarded-For when the peer is a configured trusted proxy.
+func (s *Server) clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	if !s.trusted(peer) {
+		return peer.String()
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return peer.String()
+		}
+		if !s.trusted(a) {
+			return a.String()
+		}
+	}
+	return peer.String()
+}
+
+func (s *Server) trusted(a netip.Addr) bool {
+	for _, p := range s.svc.o.TrustedProxies {
+		if p.Contains(a.Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+func meta(c echo.Context) Meta {
+	id, _ := c.Get(ctxRequestID).(string)
+	ip, _ := c.Get(ctxClientIP).(string)
+	return Meta{RequestID: id, ClientIP: ip}
+}
+
+// handleError is the one error handler: fixed messages with a request id
+// for users, details in the log.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var p *Problem
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &p):
+	case errors.As(err, &he):
+		switch he.Code {
+		case http.StatusNotFound:
+			p = problem(CodeNotFound, nil)
+		case http.StatusMethodNotAllowed:
+			p = problem(CodeMethodNotAllowed, nil)
+		case http.StatusRequestEntityTooLarge:
+			p = problem(CodeTooLarge, nil)
+		case http.StatusBadRequest:
+			p = problem(CodeInvalidRequest, err)
+		default:
+			p = problem(CodeInternal, err)
+		}
+	default:
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			p = problem(CodeTooLarge, nil)
+		} else {
+			p = problem(CodeInternal, err)
+		}
+	}
+	m := meta(c)
+	if p.Status >= 500 {
+		s.svc.log.Error("request failed", "request_id", m.RequestID, "path", c.Path(), "code", p.Code, "error", errString(p.Err))
+	} else if p.Err != nil {
+		s.svc.log.Debug("request refused", "request_id", m.RequestID, "path", c.Path(), "code", p.Code, "error", errString(p.Err))
+	}
+	if isAPI(c) {
+		_ = c.JSON(p.Status, apiError(p, m.RequestID))
+		return
+	}
+	_ = s.render(c, p.Status, "error", "Something went wrong", nil, p)
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func isAPI(c echo.Context) bool {
+	p := c.Request().URL.Path
+	return strings.HasPrefix(p, "/api/") || p == "/healthz" || p == "/readyz"
+}
+
+// pageData is what every page template receives.
+type pageData struct {
+	Title, Product, Helpdesk, CSRF, RequestID string
+	Notice, Error                             string
+	Errors                                    []Violation
+	Data                                      any
+}
+
+func (s *Server) render(c echo.Context, status int, page, title string, data any, p *Problem) error {
+	t, ok := s.pages[page]
+	if !ok {
+		return problem(CodeInternal, errors.New("no page "+page))
+	}
+	d := pageData{Title: title, Product: s.svc.o.ProductName, Helpdesk: s.svc.o.Helpdesk, CSRF: s.csrfToken(c),
+		Notice: notices[c.QueryParam("notice")], Data: data}
+	if p != nil {
+		d.Error, d.Errors, d.RequestID = p.Message(), p.Violations, meta(c).RequestID
+		if len(p.Violations) > 0 {
+			d.Error = "The new password was not accepted:"
+		}
+	}
+	var b strings.Builder
+	if err := t.ExecuteTemplate(&b, "layout", d); err != nil {
+		return problem(CodeInternal, err)
+	}
+	return c.HTML(status, b.String())
+}
+
+// notices are the fixed status messages a redirect may ask a page to show.
+var notices = map[string]string{
+	"code_sent":      "We sent a new code.",
+	"verified":       "The method is verified. You can use it to reset your password.",
+	"removed":        "The method was removed.",
+	"signed_in":      "You are signed in.",
+	"method_ok":      "That method is verified.",
+	"reauth_ok":      "Thank you. You can now add a method.",
+	"already_signed": "",
+}
+
+// ---------------------------------------------------------------- CSRF
+
+// csrfToken returns the form token for this browser: an HMAC of a random
+// per-browser cookie (set here when missing).
+func (s *Server) csrfToken(c echo.Context) string {
+	v, _ := c.Get(ctxCSRFCookie).(string)
+	if v == "" {
+		if ck, err := c.Cookie(s.cookieCSRF); err == nil && len(ck.Value) >= 32 {
+			v = ck.Value
+		} else {
+			v = newToken()
+			c.SetCookie(s.cookie(s.cookieCSRF, v, 0))
+		}
+		c.Set(ctxCSRFCookie, v)
+	}
+	return base64.RawURLEncoding.EncodeToString(mac(s.svc.k.csrf, v))
+}
+
+// checkCSRF refuses a cross-site form post: Sec-Fetch-Site and Origin must
+// say same origin when present, and the form token must match the cookie.
+func (s *Server) checkCSRF(c echo.Context) error {
+	r := c.Request()
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return problem(CodeCSRF, errors.New("cross-site request"))
+	}
+	if o := r.Header.Get("Origin"); o != "" && o != s.origin {
+		return problem(CodeCSRF, errors.New("foreign origin"))
+	}
+	ck, err := c.Cookie(s.cookieCSRF)
+	if err != nil || len(ck.Value) < 32 {
+		return problem(CodeCSRF, errors.New("no csrf cookie"))
+	}
+	got, err := base64.RawURLEncoding.DecodeString(formValue(c, "_csrf"))
+	if err != nil || !hmac.Equal(got, mac(s.svc.k.csrf, ck.Value)) {
+		return problem(CodeCSRF, errors.New("bad csrf token"))
+	}
+	c.Set(ctxCSRFCookie, ck.Value)
+	return nil
+}
+
+func (s *Server) cookie(name, value string, maxAge int) *http.Cookie {
+	return &http.Cookie{Name: name, Value: value, Path: "/", MaxAge: maxAge, Secure: s.secure, HttpOnly: true, SameSite: http.SameSiteStrictMode}
+}
+
+// ---------------------------------------------------------------- health
+
+func (s *Server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
+	defer cancel()
+	status, code := map[string]string{"directory": "ok", "store": "ok"}, http.StatusOK
+	if err := s.svc.d.Directory.Ping(ctx); err != nil {
+		status["directory"], code = "unavailable", http.StatusServiceUnavailable
+		s.svc.log.Warn("readiness: directory", "error", err.Error())
+	}
+	if err := s.svc.d.Store.Ping(ctx); err != nil {
+		status["store"], code = "unavailable", http.StatusServiceUnavailable
+		s.svc.log.Warn("readiness: store", "error", err.Error())
+	}
+	return c.JSON(code, status)
+}

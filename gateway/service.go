@@ -1,0 +1,959 @@
+package gateway
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/mail"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/text/unicode/norm"
+
+	"github.com/latchkeyhq/latchkey/directory"
+	"github.com/latchkeyhq/latchkey/notify"
+	"github.com/latchkeyhq/latchkey/policy"
+	"github.com/latchkeyhq/latchkey/store"
+)
+
+// Service holds the flows. Pages and the JSON API call the same methods.
+type Service struct {
+	o     Options
+	d     Deps
+	k     keys
+	out   *outbox
+	log   *slog.Logger
+	audit *slog.Logger
+	mails *mailTemplates
+}
+
+// Meta is what a flow step knows about the request, for audit and logs.
+type Meta struct {
+	RequestID string
+	ClientIP  string
+}
+
+// MethodView is a registered method as its owner sees it.
+type MethodView struct {
+	ID        string    `json:"id"`
+	Type      string    `json:"type"`
+	Hint      string    `json:"hint"`
+	Verified  bool      `json:"verified"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Offered is a method offered in a reset or unlock flow, masked.
+type Offered struct {
+	ID   string `json:"id"`
+	Type string `json:"type"`
+	Hint string `json:"hint"`
+	real bool
+}
+
+// FlowView is the state of a reset or unlock flow as its user sees it.
+type FlowView struct {
+	ID        string    `json:"flow"`
+	Kind      string    `json:"-"`
+	Required  int       `json:"required"`
+	Methods   []Offered `json:"methods"`
+	Verified  []string  `json:"verified"`
+	Remaining int       `json:"remaining"`
+}
+
+// offeredJSON is how offered methods are kept in the flow (encrypted at rest).
+type offeredJSON struct {
+	ID   string `json:"i"`
+	Type string `json:"t"`
+	Hint string `json:"h"`
+	Real bool   `json:"r,omitempty"`
+}
+
+// NewService builds the flows. Call Close to drain the outbox.
+func NewService(o Options, d Deps) (*Service, error) {
+	if err := o.setDefaults(); err != nil {
+		return nil, err
+	}
+	if d.Directory == nil || d.Store == nil {
+		return nil, errors.New("gateway: Directory and Store are required")
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Audit == nil {
+		d.Audit = d.Log
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	k, err := deriveKeys(o.SecretKey)
+	if err != nil {
+		return nil, err
+	}
+	mt, err := loadMailTemplates()
+	if err != nil {
+		return nil, err
+	}
+	return &Service{o: o, d: d, k: k, log: d.Log, audit: d.Audit, mails: mt,
+		out: newOutbox(d.Mailer, d.SMS, d.Log)}, nil
+}
+
+// Close waits for queued messages to be sent.
+func (s *Service) Close() { s.out.close() }
+
+func (s *Service) now() time.Time { return s.d.Now().UTC() }
+
+// canonicalUsername is the form a typed username is looked up by.
+func canonicalUsername(in string) string {
+	return strings.TrimSpace(norm.NFC.String(in))
+}
+
+// methodsAvailable is the set of method types that are both allowed by the
+// decision and have a sender configured.
+func (s *Service) methodsAvailable(allowed []string) []string {
+	var out []string
+	for _, m := range allowed {
+		if (m == store.MethodEmail && s.d.Mailer != nil) || (m == store.MethodSMS && s.d.SMS != nil) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (s *Service) decide(ctx context.Context, u *directory.User) (policy.Decision, error) {
+	member, err := s.d.Directory.MemberOf(ctx, u, s.o.Eligibility.AllGroups())
+	if err != nil {
+		return policy.Decision{}, err
+	}
+	return s.o.Eligibility.Decide(policy.Subject{MemberOf: member, Privileged: u.Status.Privileged, Disabled: u.Status.Disabled}), nil
+}
+
+func (s *Service) dirProblem(err error) *Problem {
+	switch {
+	case errors.Is(err, directory.ErrUnavailable), errors.Is(err, directory.ErrCertificate):
+		return problem(CodeUnavailable, err)
+	default:
+		return problem(CodeInternal, err)
+	}
+}
+
+func (s *Service) record(ctx context.Context, m Meta, typ, account, outcome string, details map[string]string) {
+	ev := store.AuditEvent{Time: s.now(), Type: typ, RequestID: m.RequestID, ClientIP: m.ClientIP, AccountID: account, Outcome: outcome, Details: details}
+	attrs := []any{"event", typ, "time", ev.Time.Format(time.RFC3339Nano), "request_id", m.RequestID, "client_ip", m.ClientIP,
+		"account_id", account, "outcome", outcome}
+	for k, v := range details {
+		attrs = append(attrs, k, v)
+	}
+	s.audit.Info("audit", attrs...)
+	if err := s.d.Store.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
+		s.log.Error("audit event not stored", "request_id", m.RequestID, "event", typ, "error", err.Error())
+	}
+}
+
+// ---------------------------------------------------------------- sign-in
+
+// SignIn checks username and password with a real bind and, for an eligible
+// user, opens a registration session. Every failure of the credentials
+// (unknown user, wrong password, locked, disabled) is the same
+// sign_in_failed; an ineligible user with the right password gets
+// not_eligible.
+func (s *Service) SignIn(ctx context.Context, username, password string, m Meta) (store.Session, error) {
+	name := canonicalUsername(username)
+	u, err := s.d.Directory.Lookup(ctx, name)
+	if err == nil {
+		err = s.d.Directory.VerifyPassword(ctx, u, password)
+		if errors.Is(err, directory.ErrPasswordMustChange) || errors.Is(err, directory.ErrPasswordExpired) {
+			err = nil // the password is proven; registering is still allowed
+		}
+	}
+	if err != nil {
+		if errors.Is(err, directory.ErrUnavailable) {
+			return store.Session{}, s.dirProblem(err)
+		}
+		account := ""
+		if u != nil {
+			account = u.ID
+		}
+		s.record(ctx, m, "sign_in", account, "failed", map[string]string{"reason": reasonOf(err)})
+		return store.Session{}, problem(CodeSignInFailed, err)
+	}
+	dec, err := s.decide(ctx, u)
+	if err != nil {
+		return store.Session{}, s.dirProblem(err)
+	}
+	if !dec.Eligible {
+		s.record(ctx, m, "sign_in", u.ID, "not_eligible", map[string]string{"reason": dec.Reason})
+		return store.Session{}, problem(CodeNotEligible, errors.New(dec.Reason))
+	}
+	now := s.now()
+	sess := store.Session{ID: newToken(), AccountID: u.ID, Username: u.Username, CreatedAt: now, AuthAt: now, LastSeen: now,
+		ExpiresAt: now.Add(s.o.SessionTTL)}
+	if err := s.d.Store.CreateSession(ctx, sess); err != nil {
+		return store.Session{}, problem(CodeInternal, err)
+	}
+	s.record(ctx, m, "sign_in", u.ID, "success", nil)
+	return sess, nil
+}
+
+func reasonOf(err error) string {
+	for _, e := range []error{directory.ErrNotFound, directory.ErrAmbiguous, directory.ErrInvalidCredentials,
+		directory.ErrAccountLocked, directory.ErrAccountDisabled} {
+		if errors.Is(err, e) {
+			return strings.TrimPrefix(e.Error(), "directory: ")
+		}
+	}
+	return "error"
+}
+
+// Session returns the live session for token, enforcing the idle timeout.
+func (s *Service) Session(ctx context.Context, token string) (store.Session, error) {
+	if token == "" {
+		return store.Session{}, problem(CodeSessionExpired, nil)
+	}
+	now := s.now()
+	sess, err := s.d.Store.GetSession(ctx, token, now)
+	if err != nil {
+		return store.Session{}, problem(CodeSessionExpired, nil)
+	}
+	if now.Sub(sess.LastSeen) > s.o.SessionIdle {
+		s.d.Store.DeleteSession(ctx, token)
+		return store.Session{}, problem(CodeSessionExpired, nil)
+	}
+	if err := s.d.Store.TouchSession(ctx, token, now); err != nil {
+		return store.Session{}, problem(CodeSessionExpired, nil)
+	}
+	return sess, nil
+}
+
+// SignOut ends a session.
+func (s *Service) SignOut(ctx context.Context, token string) {
+	if token != "" {
+		s.d.Store.DeleteSession(ctx, token)
+	}
+}
+
+// Reauth re-checks the password of a signed-in user, for changes to
+// recovery methods.
+func (s *Service) Reauth(ctx context.Context, sess store.Session, password string, m Meta) error {
+	u, err := s.sessionUser(ctx, sess)
+	if err != nil {
+		return err
+	}
+	if err := s.d.Directory.VerifyPassword(ctx, u, password); err != nil &&
+		!errors.Is(err, directory.ErrPasswordMustChange) && !errors.Is(err, directory.ErrPasswordExpired) {
+		if errors.Is(err, directory.ErrUnavailable) {
+			return s.dirProblem(err)
+		}
+		s.record(ctx, m, "reauth", sess.AccountID, "failed", nil)
+		return problem(CodeSignInFailed, err)
+	}
+	if err := s.d.Store.SetSessionAuthTime(ctx, sess.ID, s.now()); err != nil {
+		return problem(CodeSessionExpired, err)
+	}
+	return nil
+}
+
+func (s *Service) sessionUser(ctx context.Context, sess store.Session) (*directory.User, error) {
+	u, err := s.d.Directory.Lookup(ctx, sess.Username)
+	if err != nil {
+		if errors.Is(err, directory.ErrUnavailable) {
+			return nil, s.dirProblem(err)
+		}
+		return nil, problem(CodeSessionExpired, err)
+	}
+	if u.ID != sess.AccountID {
+		return nil, problem(CodeSessionExpired, errors.New("account behind the username changed"))
+	}
+	return u, nil
+}
+
+// ---------------------------------------------------------------- methods
+
+func hint(typ, addr string) string {
+	if typ == store.MethodSMS {
+		return notify.MaskPhone(addr)
+	}
+	return notify.MaskEmail(addr)
+}
+
+func view(m store.Method) MethodView {
+	return MethodView{ID: m.ID, Type: m.Type, Hint: hint(m.Type, m.Address), Verified: m.Verified, CreatedAt: m.CreatedAt}
+}
+
+// Methods lists the signed-in user's methods.
+func (s *Service) Methods(ctx context.Context, sess store.Session) ([]MethodView, error) {
+	ms, err := s.d.Store.ListMethods(ctx, sess.AccountID)
+	if err != nil {
+		return nil, problem(CodeInternal, err)
+	}
+	out := make([]MethodView, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, view(m))
+	}
+	return out, nil
+}
+
+// AvailableMethodTypes are the method types a signed-in user may add.
+func (s *Service) AvailableMethodTypes() []string { return s.methodsAvailable(s.o.Eligibility.Methods) }
+
+func normalizeEmail(in string) (string, bool) {
+	in = strings.TrimSpace(in)
+	if len(in) > 254 || strings.ContainsAny(in, "\r\n<>\"(),;:") {
+		return "", false
+	}
+	a, err := mail.ParseAddress(in)
+	if err != nil || a.Name != "" || a.Address != in {
+		return "", false
+	}
+	at := strings.LastIndexByte(in, '@')
+	if at < 1 || !strings.Contains(in[at+1:], ".") {
+		return "", false
+	}
+	return in[:at] + "@" + strings.ToLower(in[at+1:]), true
+}
+
+// AddMethod registers a new, unverified method and sends a code to it.
+func (s *Service) AddMethod(ctx context.Context, sess store.Session, typ, address string, m Meta) (MethodView, error) {
+	if s.now().Sub(sess.AuthAt) > s.o.ReauthWindow {
+		return MethodView{}, problem(CodeReauthRequired, nil)
+	}
+	if !slices.Contains(s.AvailableMethodTypes(), typ) {
+		return MethodView{}, problem(CodeMethodType, nil)
+	}
+	var addr string
+	switch typ {
+	case store.MethodEmail:
+		a, ok := normalizeEmail(address)
+		if !ok {
+			return MethodView{}, problem(CodeInvalidEmail, nil)
+		}
+		addr = a
+	case store.MethodSMS:
+		e164, _, err := notify.ParsePhone(address, s.o.AllowedCountries)
+		if err != nil {
+			return MethodView{}, problem(CodeInvalidPhone, err)
+		}
+		addr = e164
+	}
+	existing, err := s.d.Store.ListMethods(ctx, sess.AccountID)
+	if err != nil {
+		return MethodView{}, problem(CodeInternal, err)
+	}
+	for _, e := range existing {
+		if e.Type == typ && strings.EqualFold(e.Address, addr) {
+			if e.Verified {
+				return MethodView{}, problem(CodeMethodExists, nil)
+			}
+			// the same unverified method again: send a fresh code
+			if err := s.sendRegistrationCode(ctx, sess, e, m); err != nil {
+				return MethodView{}, err
+			}
+			return view(e), nil
+		}
+	}
+	if len(existing) >= s.o.MaxMethods {
+		return MethodView{}, problem(CodeMethodLimit, nil)
+	}
+	meth := store.Method{ID: newID(), AccountID: sess.AccountID, Type: typ, Address: addr, CreatedAt: s.now()}
+	if err := s.d.Store.AddMethod(ctx, meth); err != nil {
+		return MethodView{}, problem(CodeInternal, err)
+	}
+	s.record(ctx, m, "registration.method_added", sess.AccountID, "pending", map[string]string{"method": meth.ID, "type": typ})
+	if err := s.sendRegistrationCode(ctx, sess, meth, m); err != nil {
+		return MethodView{}, err
+	}
+	return view(meth), nil
+}
+
+// regFlowID derives the registration flow of one method in one session:
+// unguessable without the key, nothing extra to store.
+func (s *Service) regFlowID(sessID, methodID string) string {
+	return hex.EncodeToString(mac(s.k.register, sessID, methodID))
+}
+
+func regPurpose(typ string) string { return "register-" + typ }
+
+// ResendMethodCode sends a new code for an unverified method.
+func (s *Service) ResendMethodCode(ctx context.Context, sess store.Session, methodID string, m Meta) error {
+	meth, err := s.d.Store.GetMethod(ctx, sess.AccountID, methodID)
+	if err != nil {
+		return problem(CodeMethodNotFound, err)
+	}
+	if meth.Verified {
+		return nil
+	}
+	return s.sendRegistrationCode(ctx, sess, meth, m)
+}
+
+func (s *Service) sendRegistrationCode(ctx context.Context, sess store.Session, meth store.Method, m Meta) error {
+	now := s.now()
+	flowID := s.regFlowID(sess.ID, meth.ID)
+	if _, err := s.d.Store.GetFlow(ctx, flowID, now); err != nil {
+		f := store.Flow{ID: flowID, Kind: store.FlowRegister, AccountID: sess.AccountID, Required: 1,
+			Data: map[string]string{"method": meth.ID}, CreatedAt: now, ExpiresAt: now.Add(s.o.FlowTTL)}
+		if err := s.d.Store.CreateFlow(ctx, f); err != nil && !errors.Is(err, store.ErrConflict) {
+			return problem(CodeInternal, err)
+		}
+	}
+	code := newCode(s.o.CodeLength)
+	c := store.Code{FlowID: flowID, Purpose: regPurpose(meth.Type), MethodID: meth.ID, AccountID: sess.AccountID,
+		Hash: s.k.codeHash(flowID, regPurpose(meth.Type), meth.ID, code), ExpiresAt: now.Add(s.o.CodeTTL)}
+	if err := s.d.Store.IssueCode(ctx, c); err != nil {
+		return problem(CodeInternal, err)
+	}
+	// the destination is read from the store, never from the request
+	stored, err := s.d.Store.GetMethod(ctx, sess.AccountID, meth.ID)
+	if err != nil {
+		return problem(CodeInternal, err)
+	}
+	s.sendCode(stored, "register", code, m)
+	return nil
+}
+
+// VerifyMethod checks the code sent to a new method and marks it verified.
+func (s *Service) VerifyMethod(ctx context.Context, sess store.Session, methodID, code string, m Meta) (MethodView, error) {
+	meth, err := s.d.Store.GetMethod(ctx, sess.AccountID, methodID)
+	if err != nil {
+		return MethodView{}, problem(CodeMethodNotFound, err)
+	}
+	if meth.Verified {
+		return view(meth), nil
+	}
+	flowID := s.regFlowID(sess.ID, meth.ID)
+	code = normalizeCode(code)
+	err = s.d.Store.RedeemCode(ctx, flowID, regPurpose(meth.Type), meth.ID, s.k.codeHash(flowID, regPurpose(meth.Type), meth.ID, code), s.o.MaxTries, s.now())
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrCodeMismatch) {
+			s.record(ctx, m, "registration.method_verified", sess.AccountID, "failed", map[string]string{"method": meth.ID})
+			return MethodView{}, problem(CodeInvalidCode, nil)
+		}
+		return MethodView{}, problem(CodeInternal, err)
+	}
+	now := s.now()
+	if err := s.d.Store.VerifyMethod(ctx, sess.AccountID, meth.ID, now); err != nil {
+		return MethodView{}, problem(CodeInternal, err)
+	}
+	s.d.Store.DeleteFlow(ctx, flowID)
+	meth.Verified, meth.VerifiedAt = true, now
+	s.record(ctx, m, "registration.method_verified", sess.AccountID, "success", map[string]string{"method": meth.ID, "type": meth.Type})
+	s.noticeAll(ctx, sess.AccountID, sess.Username, "method_added", meth.ID, m)
+	return view(meth), nil
+}
+
+// RemoveMethod deletes a method after the password is entered again, and
+// tells every channel, the removed one included.
+func (s *Service) RemoveMethod(ctx context.Context, sess store.Session, methodID, password string, m Meta) error {
+	if err := s.Reauth(ctx, sess, password, m); err != nil {
+		return err
+	}
+	meth, err := s.d.Store.GetMethod(ctx, sess.AccountID, methodID)
+	if err != nil {
+		return problem(CodeMethodNotFound, err)
+	}
+	s.noticeAll(ctx, sess.AccountID, sess.Username, "method_removed", "", m)
+	if err := s.d.Store.DeleteMethod(ctx, sess.AccountID, methodID); err != nil {
+		return problem(CodeInternal, err)
+	}
+	s.record(ctx, m, "registration.method_removed", sess.AccountID, "success", map[string]string{"method": meth.ID, "type": meth.Type})
+	return nil
+}
+
+// ---------------------------------------------------------------- reset and unlock
+
+// StartFlow begins a reset or an unlock. Every username, existing or not,
+// eligible or not, gets the same kind of answer after the same work: a flow
+// and a list of masked methods (real ones only for an eligible account; a
+// stable fake set otherwise). Nothing is sent and nothing changes on the
+// account.
+func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) (FlowView, error) {
+	if kind != store.FlowReset && kind != store.FlowUnlock {
+		return FlowView{}, problem(CodeInvalidRequest, nil)
+	}
+	name := canonicalUsername(username)
+	if name == "" || len(name) > 256 {
+		return FlowView{}, problem(CodeInvalidRequest, nil)
+	}
+	base := s.o.Eligibility.MethodsRequired
+	if base < 1 {
+		base = 1
+	}
+	required, account, dn, outcome := base, "", "", "unknown"
+	var offered []Offered
+	u, err := s.d.Directory.Lookup(ctx, name)
+	switch {
+	case err == nil:
+		dec, derr := s.decide(ctx, u)
+		if derr != nil {
+			return FlowView{}, s.dirProblem(derr)
+		}
+		methods, serr := s.d.Store.ListMethods(ctx, u.ID)
+		if serr != nil {
+			return FlowView{}, problem(CodeInternal, serr)
+		}
+		outcome = "not_eligible:" + dec.Reason
+		if dec.Eligible {
+			outcome = "eligible"
+			required = max(dec.MethodsRequired, 1)
+			allowed := s.methodsAvailable(dec.Methods)
+			for _, meth := range methods {
+				if meth.Verified && slices.Contains(allowed, meth.Type) {
+					offered = append(offered, Offered{ID: meth.ID, Type: meth.Type, Hint: hint(meth.Type, meth.Address), real: true})
+				}
+			}
+			if len(offered) > 0 {
+				account, dn = u.ID, u.DN
+			} else {
+				outcome = "no_methods"
+			}
+		}
+	case errors.Is(err, directory.ErrNotFound), errors.Is(err, directory.ErrAmbiguous):
+		// the same work as for a real account: a group check and a store read
+		_, _ = s.d.Directory.MemberOf(ctx, &directory.User{DN: "cn=latchkey-decoy-" + hex.EncodeToString(mac(s.k.decoy, name)[:6])}, s.o.Eligibility.AllGroups())
+		_, _ = s.d.Store.ListMethods(ctx, "decoy-"+hex.EncodeToString(mac(s.k.decoy, name)[:8]))
+	default:
+		return FlowView{}, s.dirProblem(err)
+	}
+	if len(offered) < required {
+		offered = append(offered, s.decoys(name, required, len(offered))...)
+	}
+	now := s.now()
+	data, _ := json.Marshal(toJSON(offered))
+	f := store.Flow{ID: newToken(), Kind: kind, AccountID: account, Required: required,
+		Data: map[string]string{"offered": string(data), "dn": dn}, CreatedAt: now, ExpiresAt: now.Add(s.o.FlowTTL)}
+	if err := s.d.Store.CreateFlow(ctx, f); err != nil {
+		return FlowView{}, problem(CodeInternal, err)
+	}
+	s.record(ctx, m, kind+".started", account, outcome, nil)
+	return s.flowView(f, offered), nil
+}
+
+func toJSON(o []Offered) []offeredJSON {
+	out := make([]offeredJSON, len(o))
+	for i, m := range o {
+		out[i] = offeredJSON{ID: m.ID, Type: m.Type, Hint: m.Hint, Real: m.real}
+	}
+	return out
+}
+
+func (s *Service) flowView(f store.Flow, offered []Offered) FlowView {
+	v := FlowView{ID: f.ID, Kind: f.Kind, Required: f.Required, Methods: offered, Verified: append([]string{}, f.Verified...)}
+	v.Remaining = max(f.Required-len(f.Verified), 0)
+	return v
+}
+
+func offeredOf(f store.Flow) []Offered {
+	var js []offeredJSON
+	_ = json.Unmarshal([]byte(f.Data["offered"]), &js)
+	out := make([]Offered, len(js))
+	for i, m := range js {
+		out[i] = Offered{ID: m.ID, Type: m.Type, Hint: m.Hint, real: m.Real}
+	}
+	return out
+}
+
+// decoys returns a stable fake set of methods for name, so that asking
+// twice about an unknown user shows the same hints, like a real one.
+func (s *Service) decoys(name string, required, have int) []Offered {
+	key := strings.ToLower(name)
+	seed := mac(s.k.decoy, "set", key)
+	n := required - have
+	if have == 0 && seed[0]&1 == 1 {
+		n++ // real users often have one method more than required
+	}
+	types := s.methodsAvailable(s.o.Eligibility.Methods)
+	if len(types) == 0 {
+		types = []string{store.MethodEmail}
+	}
+	var out []Offered
+	for i := 0; i < n; i++ {
+		h := mac(s.k.decoy, "method", key, strconv.Itoa(have+i))
+		typ := types[int(h[11])%len(types)]
+		var addr string
+		if typ == store.MethodSMS {
+			cc := "1"
+			if len(s.o.AllowedCountries) > 0 {
+				if c, ok := notify.CountryCallingCode(s.o.AllowedCountries[int(h[12])%len(s.o.AllowedCountries)]); ok {
+					cc = c
+				}
+			}
+			digits := make([]byte, 10)
+			for j := range digits {
+				digits[j] = '0' + h[13+j]%10
+			}
+			digits[0] = '7'
+			addr = "+" + cc + string(digits)
+		} else {
+			tlds := []string{"com", "org", "net", "co.uk", "de"}
+			addr = string(rune('a'+h[13]%26)) + "xxxx@" + string(rune('a'+h[14]%26)) + "xxxx." + tlds[int(h[15])%len(tlds)]
+		}
+		out = append(out, Offered{ID: hex.EncodeToString(h[:11]), Type: typ, Hint: hint(typ, addr)})
+	}
+	return out
+}
+
+func (s *Service) loadFlow(ctx context.Context, kind, id string) (store.Flow, error) {
+	if len(id) < store.MinSecretIDLen || len(id) > 128 {
+		return store.Flow{}, problem(CodeFlowExpired, nil)
+	}
+	f, err := s.d.Store.GetFlow(ctx, id, s.now())
+	if err != nil || f.Kind != kind {
+		return store.Flow{}, problem(CodeFlowExpired, err)
+	}
+	return f, nil
+}
+
+// Flow returns the current state of a flow.
+func (s *Service) Flow(ctx context.Context, kind, id string) (FlowView, error) {
+	f, err := s.loadFlow(ctx, kind, id)
+	if err != nil {
+		return FlowView{}, err
+	}
+	return s.flowView(f, offeredOf(f)), nil
+}
+
+// SendFlowCode sends a code to one of the flow's methods. A fake method (an
+// unknown or ineligible user) gets a code issued and never sent: the work
+// and the answer are the same.
+func (s *Service) SendFlowCode(ctx context.Context, kind, flowID, methodID string, m Meta) error {
+	f, err := s.loadFlow(ctx, kind, flowID)
+	if err != nil {
+		return err
+	}
+	var om *Offered
+	for _, o := range offeredOf(f) {
+		if o.ID == methodID {
+			om = &o
+			break
+		}
+	}
+	if om == nil {
+		return problem(CodeInvalidRequest, nil)
+	}
+	if slices.Contains(f.Verified, methodID) {
+		return nil
+	}
+	code := newCode(s.o.CodeLength)
+	c := store.Code{FlowID: f.ID, Purpose: kind, MethodID: methodID, AccountID: f.AccountID,
+		Hash: s.k.codeHash(f.ID, kind, methodID, code), ExpiresAt: s.now().Add(s.o.CodeTTL)}
+	if err := s.d.Store.IssueCode(ctx, c); err != nil {
+		return problem(CodeInternal, err)
+	}
+	if om.real && f.AccountID != "" {
+		meth, err := s.d.Store.GetMethod(ctx, f.AccountID, methodID)
+		if err != nil {
+			// removed since the flow started: nothing to send
+			s.log.Info("method of a flow no longer exists", "request_id", m.RequestID)
+			return nil
+		}
+		s.sendCode(meth, kind, code, m)
+	}
+	s.record(ctx, m, kind+".code_sent", f.AccountID, "success", map[string]string{"method": methodID})
+	return nil
+}
+
+// VerifyFlowCode checks a code for one method of the flow.
+func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, code string, m Meta) (FlowView, error) {
+	f, err := s.loadFlow(ctx, kind, flowID)
+	if err != nil {
+		return FlowView{}, err
+	}
+	offered := offeredOf(f)
+	idx := slices.IndexFunc(offered, func(o Offered) bool { return o.ID == methodID })
+	if idx < 0 {
+		return FlowView{}, problem(CodeInvalidRequest, nil)
+	}
+	code = normalizeCode(code)
+	err = s.d.Store.RedeemCode(ctx, f.ID, kind, methodID, s.k.codeHash(f.ID, kind, methodID, code), s.o.MaxTries, s.now())
+	if err != nil || !offered[idx].real || f.AccountID == "" {
+		if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrCodeMismatch) {
+			return FlowView{}, problem(CodeInternal, err)
+		}
+		s.record(ctx, m, kind+".gate", f.AccountID, "failed", map[string]string{"method": methodID})
+		return FlowView{}, problem(CodeInvalidCode, nil)
+	}
+	for attempt := 0; ; attempt++ {
+		if !slices.Contains(f.Verified, methodID) {
+			f.Verified = append(f.Verified, methodID)
+		}
+		err = s.d.Store.UpdateFlow(ctx, f)
+		if err == nil {
+			f.Version++
+			break
+		}
+		if !errors.Is(err, store.ErrConflict) || attempt > 3 {
+			return FlowView{}, problem(CodeFlowExpired, err)
+		}
+		if f, err = s.loadFlow(ctx, kind, flowID); err != nil {
+			return FlowView{}, err
+		}
+	}
+	s.record(ctx, m, kind+".gate", f.AccountID, "passed", map[string]string{"method": methodID, "type": offered[idx].Type})
+	return s.flowView(f, offered), nil
+}
+
+// PasswordRules is what the password page shows before the user types.
+type PasswordRules struct {
+	Local     []Violation `json:"local"`
+	Directory []string    `json:"directory"`
+}
+
+// FlowPasswordRules describes the rules for the flow's account, once the
+// methods are verified.
+func (s *Service) FlowPasswordRules(ctx context.Context, flowID string) (PasswordRules, error) {
+	f, err := s.loadFlow(ctx, store.FlowReset, flowID)
+	if err != nil {
+		return PasswordRules{}, err
+	}
+	if f.AccountID == "" || len(f.Verified) < f.Required {
+		return PasswordRules{}, problem(CodeNotVerified, nil)
+	}
+	u, err := s.flowUser(ctx, f)
+	if err != nil {
+		return PasswordRules{}, err
+	}
+	return s.passwordRules(ctx, u), nil
+}
+
+func (s *Service) passwordRules(ctx context.Context, u *directory.User) PasswordRules {
+	var r PasswordRules
+	for _, req := range s.o.Password.Describe() {
+		r.Local = append(r.Local, Violation{Code: req.Code, Message: requirementText(req.Code, req.Params)})
+	}
+	if u != nil {
+		if p, err := s.d.Directory.EffectivePolicy(ctx, u); err == nil && p.Known {
+			r.Directory = directoryRuleTexts(p)
+		}
+	}
+	return r
+}
+
+func (s *Service) flowUser(ctx context.Context, f store.Flow) (*directory.User, error) {
+	u, err := s.d.Directory.Refresh(ctx, &directory.User{DN: f.Data["dn"]})
+	if err != nil {
+		if errors.Is(err, directory.ErrUnavailable) {
+			return nil, s.dirProblem(err)
+		}
+		return nil, problem(CodeFlowExpired, err)
+	}
+	if u.ID != f.AccountID {
+		return nil, problem(CodeFlowExpired, errors.New("account changed during the flow"))
+	}
+	return u, nil
+}
+
+// CompleteFlow finishes a verified flow: a reset writes the new password
+// as the service account (policy enforced by the directory); an unlock
+// clears the lockout. Eligibility is checked again first.
+func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password string, m Meta) error {
+	f, err := s.loadFlow(ctx, kind, flowID)
+	if err != nil {
+		return err
+	}
+	if f.AccountID == "" || len(f.Verified) < f.Required {
+		s.record(ctx, m, kind+".completed", f.AccountID, "not_verified", nil)
+		return problem(CodeNotVerified, nil)
+	}
+	if s.o.CoolingOff > 0 {
+		old := false
+		for _, id := range f.Verified {
+			if meth, err := s.d.Store.GetMethod(ctx, f.AccountID, id); err == nil && s.now().Sub(meth.VerifiedAt) >= s.o.CoolingOff {
+				old = true
+			}
+		}
+		if !old {
+			s.record(ctx, m, kind+".completed", f.AccountID, "method_too_new", nil)
+			return problem(CodeMethodTooNew, nil)
+		}
+	}
+	u, err := s.flowUser(ctx, f)
+	if err != nil {
+		return err
+	}
+	dec, err := s.decide(ctx, u)
+	if err != nil {
+		return s.dirProblem(err)
+	}
+	if !dec.Eligible {
+		s.record(ctx, m, kind+".completed", u.ID, "not_eligible", map[string]string{"reason": dec.Reason})
+		return problem(CodeNotEligible, errors.New(dec.Reason))
+	}
+	if kind == store.FlowReset {
+		if vs := s.o.Password.Check(password, policy.Context{Username: u.Username, DisplayName: u.DisplayName, Email: u.Mail}); len(vs) > 0 {
+			p := problem(CodePasswordRejected, nil)
+			for _, v := range vs {
+				p.Violations = append(p.Violations, Violation{Code: v.Code, Message: violationText(v.Code, v.Params)})
+			}
+			return p
+		}
+	}
+	// Claim the flow: of concurrent completions exactly one proceeds to
+	// the directory write.
+	if f.Data == nil {
+		f.Data = map[string]string{}
+	}
+	if at, err := time.Parse(time.RFC3339Nano, f.Data["writing"]); err == nil && s.now().Sub(at) < time.Minute {
+		return problem(CodeFlowExpired, errors.New("flow is being completed"))
+	}
+	f.Data["writing"] = s.now().Format(time.RFC3339Nano)
+	if err := s.d.Store.UpdateFlow(ctx, f); err != nil {
+		return problem(CodeFlowExpired, err)
+	}
+	f.Version++
+	if kind == store.FlowReset {
+		err = s.d.Directory.SetPassword(ctx, u, password, directory.SetOptions{Unlock: s.o.UnlockOnReset})
+	} else {
+		err = s.d.Directory.Unlock(ctx, u)
+	}
+	if err != nil {
+		delete(f.Data, "writing")
+		if uerr := s.d.Store.UpdateFlow(context.WithoutCancel(ctx), f); uerr != nil {
+			s.log.Error("releasing a flow failed", "request_id", m.RequestID, "error", uerr.Error())
+		}
+		s.record(ctx, m, kind+".completed", u.ID, "refused", map[string]string{"reason": dirReason(err)})
+		return s.writeProblem(err)
+	}
+	// any password change ends every open flow and session of the account
+	if err := s.d.Store.DeleteFlowsForAccount(context.WithoutCancel(ctx), u.ID); err != nil {
+		s.log.Error("deleting flows after a reset failed", "request_id", m.RequestID, "error", err.Error())
+	}
+	event := "unlocked"
+	if kind == store.FlowReset {
+		event = "password_reset"
+		if err := s.d.Store.DeleteSessionsForAccount(context.WithoutCancel(ctx), u.ID); err != nil {
+			s.log.Error("deleting sessions after a reset failed", "request_id", m.RequestID, "error", err.Error())
+		}
+	}
+	s.record(ctx, m, kind+".completed", u.ID, "success", nil)
+	s.noticeUser(ctx, u, event, "", m)
+	return nil
+}
+
+func dirReason(err error) string {
+	if r := directory.ReasonOf(err); r != directory.ReasonNone {
+		return string(r)
+	}
+	return reasonOf(err)
+}
+
+func (s *Service) writeProblem(err error) *Problem {
+	switch {
+	case errors.Is(err, directory.ErrPolicyRejected):
+		p := problem(CodePasswordRejected, err)
+		r := directory.ReasonOf(err)
+		p.Violations = []Violation{{Code: "directory_" + string(r), Message: directoryReasonText(r)}}
+		return p
+	case errors.Is(err, directory.ErrAccountDisabled):
+		return problem(CodeNotEligible, err)
+	case errors.Is(err, directory.ErrUnavailable):
+		return problem(CodeUnavailable, err)
+	default:
+		s.log.Error("directory refused a write", "error", err.Error())
+		return problem(CodeInternal, err)
+	}
+}
+
+// ---------------------------------------------------------------- change
+
+// Change changes a password as the user (old and new). Unknown user, wrong
+// old password, locked or disabled are one sign_in_failed.
+func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword string, m Meta) error {
+	u, err := s.d.Directory.Lookup(ctx, canonicalUsername(username))
+	if err != nil {
+		if errors.Is(err, directory.ErrUnavailable) {
+			return s.dirProblem(err)
+		}
+		s.record(ctx, m, "change.completed", "", "failed", nil)
+		return problem(CodeSignInFailed, err)
+	}
+	if vs := s.o.Password.Check(newPassword, policy.Context{Username: u.Username, DisplayName: u.DisplayName, Email: u.Mail}); len(vs) > 0 {
+		p := problem(CodePasswordRejected, nil)
+		for _, v := range vs {
+			p.Violations = append(p.Violations, Violation{Code: v.Code, Message: violationText(v.Code, v.Params)})
+		}
+		return p
+	}
+	if err := s.d.Directory.ChangePassword(ctx, u, oldPassword, newPassword); err != nil {
+		s.record(ctx, m, "change.completed", u.ID, "refused", map[string]string{"reason": dirReason(err)})
+		if errors.Is(err, directory.ErrPolicyRejected) || errors.Is(err, directory.ErrUnavailable) {
+			return s.writeProblem(err)
+		}
+		return problem(CodeSignInFailed, err)
+	}
+	ctx = context.WithoutCancel(ctx)
+	s.d.Store.DeleteFlowsForAccount(ctx, u.ID)
+	s.d.Store.DeleteSessionsForAccount(ctx, u.ID)
+	s.record(ctx, m, "change.completed", u.ID, "success", nil)
+	s.noticeUser(ctx, u, "password_changed", "", m)
+	return nil
+}
+
+// ---------------------------------------------------------------- messages
+
+func (s *Service) sendCode(meth store.Method, purpose, code string, m Meta) {
+	data := codeMail{Product: s.o.ProductName, Code: code, Minutes: int(s.o.CodeTTL / time.Minute), Purpose: purpose,
+		URL: s.o.PublicURL.String(), Helpdesk: s.o.Helpdesk}
+	switch meth.Type {
+	case store.MethodEmail:
+		e, err := s.mails.email("code", meth.Address, data)
+		if err != nil {
+			s.log.Error("rendering a code mail failed", "error", err.Error())
+			return
+		}
+		s.out.enqueue(job{requestID: m.RequestID, email: &e})
+	case store.MethodSMS:
+		body, err := s.mails.sms("code", data)
+		if err != nil {
+			s.log.Error("rendering a code sms failed", "error", err.Error())
+			return
+		}
+		s.out.enqueue(job{requestID: m.RequestID, sms: &notify.SMS{To: meth.Address, Body: body}})
+	}
+}
+
+// noticeAll tells every verified channel of the account (and the directory
+// mail) about event; skip excludes one method id.
+func (s *Service) noticeAll(ctx context.Context, accountID, username, event, skip string, m Meta) {
+	u, err := s.d.Directory.Lookup(ctx, username)
+	if err != nil || u.ID != accountID {
+		u = &directory.User{ID: accountID}
+	}
+	s.noticeUser(ctx, u, event, skip, m)
+}
+
+func (s *Service) noticeUser(ctx context.Context, u *directory.User, event, skip string, m Meta) {
+	data := noticeMail{Product: s.o.ProductName, Event: event, Time: s.now().Format("2 January 2006 15:04 MST"),
+		URL: s.o.PublicURL.String(), Helpdesk: s.o.Helpdesk, Name: u.DisplayName}
+	seen := map[string]bool{}
+	send := func(typ, addr string) {
+		key := typ + ":" + strings.ToLower(addr)
+		if addr == "" || seen[key] {
+			return
+		}
+		seen[key] = true
+		s.sendNotice(typ, addr, data, m)
+	}
+	methods, _ := s.d.Store.ListMethods(ctx, u.ID)
+	for _, meth := range methods {
+		if meth.Verified && meth.ID != skip {
+			send(meth.Type, meth.Address)
+		}
+	}
+	send(store.MethodEmail, u.Mail)
+}
+
+func (s *Service) sendNotice(typ, addr string, data noticeMail, m Meta) {
+	if typ == store.MethodSMS {
+		body, err := s.mails.sms("notice", data)
+		if err == nil {
+			s.out.enqueue(job{requestID: m.RequestID, sms: &notify.SMS{To: addr, Body: body}})
+		}
+		return
+	}
+	e, err := s.mails.email("notice", addr, data)
+	if err == nil {
+		s.out.enqueue(job{requestID: m.RequestID, email: &e})
+	}
+}

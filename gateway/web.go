@@ -1,0 +1,541 @@
+package gateway
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/latchkeyhq/latchkey/store"
+)
+
+const maxField = 1024
+
+// form wraps a POST handler for pages: parses the form strictly (no
+// repeated fields, bounded values) and checks CSRF first.
+func (s *Server) form(h echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		ct := r.Header.Get("Content-Type")
+		if !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
+			return problem(CodeInvalidRequest, errors.New("not a form"))
+		}
+		if err := r.ParseForm(); err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return problem(CodeTooLarge, nil)
+			}
+			return problem(CodeInvalidRequest, err)
+		}
+		if err := strictValues(r.PostForm); err != nil {
+			return err
+		}
+		if len(r.URL.RawQuery) > 0 && r.URL.Query().Has("_csrf") {
+			return problem(CodeInvalidRequest, errors.New("token in query"))
+		}
+		if err := s.checkCSRF(c); err != nil {
+			return err
+		}
+		return h(c)
+	}
+}
+
+func strictValues(v url.Values) error {
+	for k, vs := range v {
+		if len(vs) > 1 {
+			return problem(CodeInvalidRequest, errors.New("repeated field "+k))
+		}
+		if len(vs[0]) > maxField {
+			return problem(CodeInvalidRequest, errors.New("field too long "+k))
+		}
+	}
+	return nil
+}
+
+func formValue(c echo.Context, key string) string {
+	if v := c.Request().PostForm[key]; len(v) == 1 {
+		return v[0]
+	}
+	return ""
+}
+
+func (s *Server) redirect(c echo.Context, path string) error {
+	return c.Redirect(http.StatusSeeOther, path)
+}
+
+// ---------------------------------------------------------------- home
+
+func (s *Server) home(c echo.Context) error {
+	return s.render(c, http.StatusOK, "home", s.svc.o.ProductName+" self-service", nil, nil)
+}
+
+// ---------------------------------------------------------------- registration
+
+func (s *Server) sessionFromCookie(c echo.Context) (store.Session, error) {
+	ck, err := c.Cookie(s.cookieSession)
+	if err != nil {
+		return store.Session{}, problem(CodeSessionExpired, nil)
+	}
+	return s.svc.Session(c.Request().Context(), ck.Value)
+}
+
+func (s *Server) signInPage(c echo.Context) error {
+	if _, err := s.sessionFromCookie(c); err == nil {
+		return s.redirect(c, "/register/methods")
+	}
+	return s.render(c, http.StatusOK, "signin", "Register recovery methods", struct{ Username string }{}, nil)
+}
+
+func (s *Server) signIn(c echo.Context) error {
+	ctx := c.Request().Context()
+	if old, err := c.Cookie(s.cookieSession); err == nil {
+		s.svc.SignOut(ctx, old.Value) // a new session id at every sign-in
+	}
+	username := formValue(c, "username")
+	sess, err := s.svc.SignIn(ctx, username, formValue(c, "password"), meta(c))
+	if err != nil {
+		p := asProblem(err)
+		if p.Code == CodeNotEligible {
+			return s.render(c, http.StatusForbidden, "not_eligible", "Not available for your account", nil, nil)
+		}
+		return s.render(c, p.Status, "signin", "Register recovery methods", struct{ Username string }{username}, p)
+	}
+	c.SetCookie(s.cookie(s.cookieSession, sess.ID, 0))
+	return s.redirect(c, "/register/methods")
+}
+
+type methodsPage struct {
+	Methods                               []MethodView
+	HasVerified, CanEmail, CanSMS, NeedReauth bool
+}
+
+func (s *Server) methodsData(c echo.Context, sess store.Session) (methodsPage, error) {
+	ms, err := s.svc.Methods(c.Request().Context(), sess)
+	if err != nil {
+		return methodsPage{}, err
+	}
+	d := methodsPage{Methods: ms}
+	for _, m := range ms {
+		d.HasVerified = d.HasVerified || m.Verified
+	}
+	for _, t := range s.svc.AvailableMethodTypes() {
+		d.CanEmail = d.CanEmail || t == store.MethodEmail
+		d.CanSMS = d.CanSMS || t == store.MethodSMS
+	}
+	d.NeedReauth = s.svc.now().Sub(sess.AuthAt) > s.svc.o.ReauthWindow
+	return d, nil
+}
+
+func (s *Server) methodsPage(c echo.Context) error {
+	sess, err := s.sessionFromCookie(c)
+	if err != nil {
+		return s.redirect(c, "/register")
+	}
+	d, err := s.methodsData(c, sess)
+	if err != nil {
+		return err
+	}
+	return s.render(c, http.StatusOK, "methods", "Your recovery methods", d, nil)
+}
+
+func (s *Server) methodsError(c echo.Context, sess store.Session, err error) error {
+	p := asProblem(err)
+	if p.Status >= 500 {
+		return p
+	}
+	d, derr := s.methodsData(c, sess)
+	if derr != nil {
+		return derr
+	}
+	return s.render(c, p.Status, "methods", "Your recovery methods", d, p)
+}
+
+func (s *Server) addMethod(c echo.Context) error {
+	sess, err := s.sessionFromCookie(c)
+	if err != nil {
+		return s.redirect(c, "/register")
+	}
+	mv, err := s.svc.AddMethod(c.Request().Context(), sess, formValue(c, "type"), formValue(c, "address"), meta(c))
+	if err != nil {
+		return s.methodsError(c, sess, err)
+	}
+	return s.redirect(c, "/register/methods/"+url.PathEscape(mv.ID)+"/verify")
+}
+
+func (s *Server) reauth(c echo.Context) error {
+	sess, err := s.sessionFromCookie(c)
+	if err != nil {
+		return s.redirect(c, "/register")
+	}
+	if err := s.svc.Reauth(c.Request().Context(), sess, formValue(c, "password"), meta(c)); err != nil {
+		return s.methodsError(c, sess, err)
+	}
+	return s.redirect(c, "/register/methods?notice=reauth_ok")
+}
+
+func (s *Server) findMethod(c echo.Context, sess store.Session) (MethodView, error) {
+	ms, err := s.svc.Methods(c.Request().Context(), sess)
+	if err != nil {
+		return MethodView{}, err
+	}
+	for _, m := range ms {
+		if m.ID == c.Param("id") {
+			return m, nil
+		}
+	}
+	return MethodView{}, problem(CodeMethodNotFound, nil)
+}
+
+func (s *Server) verifyMethodPage(c echo.Context) error {
+	sess, err := s.sessionFromCookie(c)
+	if err != nil {
+		return s.redirect(c, "/register")
+	}
+	m, err := s.findMethod(c, sess)
+	if err != nil {
+		return err
+	}
+	if m.Verified {
+		return s.redirect(c, "/register/methods?notice=method_ok")
+	}
+	return s.render(c, http.StatusOK, "verify_method", "Confirm your method", m, nil)
+}
+
+func (s *Server) verifyMethod(c echo.Context) error {
+	sess, err := s.sessionFromCookie(c)
+	if err != nil {
+		return s.redirect(c, "/register")
+	}
+	m, err := s.findMethod(c, sess)
+	if err != nil {
+		return err
+	}
+	if _, err := s.svc.VerifyMethod(c.Request().Context(), sess, m.ID, formValue(c, "code"), meta(c)); err != nil {
+		p := asProblem(err)
+		if p.Status >= 500 {
+			return p
+		}
+		return s.render(c, p.Status, "verify_method", "Confirm your method", m, p)
+	}
+	return s.redirect(c, "/register/methods?notice=verified")
+}
+
+func (s *Server) resendMethod(c echo.Context) error {
+	sess, err := s.sessionFromCookie(c)
+	if err != nil {
+		return s.redirect(c, "/register")
+	}
+	if err := s.svc.ResendMethodCode(c.Request().Context(), sess, c.Param("id"), meta(c)); err != nil {
+		return err
+	}
+	return s.redirect(c, "/register/methods/"+url.PathEscape(c.Param("id"))+"/verify?notice=code_sent")
+}
+
+func (s *Server) removeMethod(c echo.Context) error {
+	sess, err := s.sessionFromCookie(c)
+	if err != nil {
+		return s.redirect(c, "/register")
+	}
+	if err := s.svc.RemoveMethod(c.Request().Context(), sess, c.Param("id"), formValue(c, "password"), meta(c)); err != nil {
+		return s.methodsError(c, sess, err)
+	}
+	return s.redirect(c, "/register/methods?notice=removed")
+}
+
+func (s *Server) signOut(c echo.Context) error {
+	if ck, err := c.Cookie(s.cookieSession); err == nil {
+		s.svc.SignOut(c.Request().Context(), ck.Value)
+	}
+	c.SetCookie(s.cookie(s.cookieSession, "", -1))
+	return s.redirect(c, "/")
+}
+
+// ---------------------------------------------------------------- reset and unlock pages
+
+func kindOf(c echo.Context) string {
+	if strings.HasPrefix(c.Request().URL.Path, "/unlock") {
+		return store.FlowUnlock
+	}
+	return store.FlowReset
+}
+
+func flowTitle(kind string) string {
+	if kind == store.FlowUnlock {
+		return "Unlock your account"
+	}
+	return "Reset your password"
+}
+
+func (s *Server) flowStartPage(c echo.Context) error {
+	kind := kindOf(c)
+	return s.render(c, http.StatusOK, "flow_start", flowTitle(kind), struct{ Kind string }{kind}, nil)
+}
+
+func (s *Server) flowStart(c echo.Context) error {
+	kind := kindOf(c)
+	f, err := s.svc.StartFlow(c.Request().Context(), kind, formValue(c, "username"), meta(c))
+	if err != nil {
+		p := asProblem(err)
+		if p.Status >= 500 {
+			return p
+		}
+		return s.render(c, p.Status, "flow_start", flowTitle(kind), struct{ Kind string }{kind}, p)
+	}
+	c.SetCookie(s.cookie(s.cookieFlow, kind+"."+f.ID, 0))
+	return s.redirect(c, "/"+kind+"/methods")
+}
+
+// flowFromCookie returns the flow of this browser for the page's kind.
+func (s *Server) flowFromCookie(c echo.Context, kind string) (FlowView, error) {
+	ck, err := c.Cookie(s.cookieFlow)
+	if err != nil {
+		return FlowView{}, problem(CodeFlowExpired, nil)
+	}
+	k, id, ok := strings.Cut(ck.Value, ".")
+	if !ok || k != kind {
+		return FlowView{}, problem(CodeFlowExpired, nil)
+	}
+	return s.svc.Flow(c.Request().Context(), kind, id)
+}
+
+type offeredRow struct {
+	ID, Type, Hint string
+	Verified       bool
+}
+
+type flowMethodsPage struct {
+	Kind                string
+	Required, Remaining int
+	Methods             []offeredRow
+}
+
+func (s *Server) flowMethodsData(kind string, f FlowView) flowMethodsPage {
+	d := flowMethodsPage{Kind: kind, Required: f.Required, Remaining: f.Remaining}
+	for _, m := range f.Methods {
+		d.Methods = append(d.Methods, offeredRow{ID: m.ID, Type: m.Type, Hint: m.Hint, Verified: contains(f.Verified, m.ID)})
+	}
+	return d
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) flowExpired(c echo.Context, kind string) error {
+	c.SetCookie(s.cookie(s.cookieFlow, "", -1))
+	return s.render(c, http.StatusGone, "flow_start", flowTitle(kind), struct{ Kind string }{kind}, problem(CodeFlowExpired, nil))
+}
+
+func (s *Server) flowMethodsPage(c echo.Context) error {
+	kind := kindOf(c)
+	f, err := s.flowFromCookie(c, kind)
+	if err != nil {
+		return s.flowExpired(c, kind)
+	}
+	if f.Remaining == 0 {
+		return s.redirect(c, "/"+kind+"/"+finalStep(kind))
+	}
+	return s.render(c, http.StatusOK, "flow_methods", flowTitle(kind), s.flowMethodsData(kind, f), nil)
+}
+
+func finalStep(kind string) string {
+	if kind == store.FlowUnlock {
+		return "complete"
+	}
+	return "password"
+}
+
+func (s *Server) flowSend(c echo.Context) error {
+	kind := kindOf(c)
+	f, err := s.flowFromCookie(c, kind)
+	if err != nil {
+		return s.flowExpired(c, kind)
+	}
+	method := formValue(c, "method")
+	if err := s.svc.SendFlowCode(c.Request().Context(), kind, f.ID, method, meta(c)); err != nil {
+		return err
+	}
+	return s.redirect(c, "/"+kind+"/code?method="+url.QueryEscape(method))
+}
+
+type flowCodePage struct {
+	Kind, ID, Hint string
+	Minutes        int
+}
+
+func (s *Server) flowCodeData(kind string, f FlowView, method string) (flowCodePage, bool) {
+	for _, m := range f.Methods {
+		if m.ID == method {
+			return flowCodePage{Kind: kind, ID: m.ID, Hint: m.Hint, Minutes: int(s.svc.o.CodeTTL.Minutes())}, true
+		}
+	}
+	return flowCodePage{}, false
+}
+
+func (s *Server) flowCodePage(c echo.Context) error {
+	kind := kindOf(c)
+	f, err := s.flowFromCookie(c, kind)
+	if err != nil {
+		return s.flowExpired(c, kind)
+	}
+	d, ok := s.flowCodeData(kind, f, c.QueryParam("method"))
+	if !ok {
+		return s.redirect(c, "/"+kind+"/methods")
+	}
+	return s.render(c, http.StatusOK, "flow_code", flowTitle(kind), d, nil)
+}
+
+func (s *Server) flowVerify(c echo.Context) error {
+	kind := kindOf(c)
+	f, err := s.flowFromCookie(c, kind)
+	if err != nil {
+		return s.flowExpired(c, kind)
+	}
+	method := formValue(c, "method")
+	nf, err := s.svc.VerifyFlowCode(c.Request().Context(), kind, f.ID, method, formValue(c, "code"), meta(c))
+	if err != nil {
+		p := asProblem(err)
+		if p.Code == CodeFlowExpired {
+			return s.flowExpired(c, kind)
+		}
+		d, ok := s.flowCodeData(kind, f, method)
+		if !ok || p.Status >= 500 {
+			return p
+		}
+		return s.render(c, p.Status, "flow_code", flowTitle(kind), d, p)
+	}
+	if nf.Remaining > 0 {
+		return s.redirect(c, "/"+kind+"/methods?notice=method_ok")
+	}
+	return s.redirect(c, "/"+kind+"/"+finalStep(kind))
+}
+
+type passwordPage struct {
+	Username string
+	Rules    PasswordRules
+}
+
+func (s *Server) resetPasswordPage(c echo.Context) error {
+	f, err := s.flowFromCookie(c, store.FlowReset)
+	if err != nil {
+		return s.flowExpired(c, store.FlowReset)
+	}
+	rules, err := s.svc.FlowPasswordRules(c.Request().Context(), f.ID)
+	if err != nil {
+		if asProblem(err).Code == CodeNotVerified {
+			return s.redirect(c, "/reset/methods")
+		}
+		return err
+	}
+	return s.render(c, http.StatusOK, "flow_password", "Choose a new password", passwordPage{Rules: rules}, nil)
+}
+
+func (s *Server) resetPassword(c echo.Context) error {
+	ctx := c.Request().Context()
+	f, err := s.flowFromCookie(c, store.FlowReset)
+	if err != nil {
+		return s.flowExpired(c, store.FlowReset)
+	}
+	pw := formValue(c, "password")
+	var perr error
+	if pw != formValue(c, "confirm") {
+		p := problem(CodePasswordRejected, nil)
+		p.Violations = []Violation{{Code: "mismatch", Message: "The two passwords are not the same."}}
+		perr = p
+	} else {
+		perr = s.svc.CompleteFlow(ctx, store.FlowReset, f.ID, pw, meta(c))
+	}
+	if perr != nil {
+		p := asProblem(perr)
+		switch {
+		case p.Code == CodeFlowExpired:
+			return s.flowExpired(c, store.FlowReset)
+		case p.Code == CodeNotVerified:
+			return s.redirect(c, "/reset/methods")
+		case p.Status >= 500 && p.Code != CodeUnavailable:
+			return p
+		}
+		rules, _ := s.svc.FlowPasswordRules(ctx, f.ID)
+		return s.render(c, p.Status, "flow_password", "Choose a new password", passwordPage{Rules: rules}, p)
+	}
+	c.SetCookie(s.cookie(s.cookieFlow, "", -1))
+	return s.redirect(c, "/reset/done")
+}
+
+func (s *Server) unlockCompletePage(c echo.Context) error {
+	f, err := s.flowFromCookie(c, store.FlowUnlock)
+	if err != nil {
+		return s.flowExpired(c, store.FlowUnlock)
+	}
+	if f.Remaining > 0 {
+		return s.redirect(c, "/unlock/methods")
+	}
+	return s.render(c, http.StatusOK, "flow_unlock", "Unlock your account", nil, nil)
+}
+
+func (s *Server) unlockComplete(c echo.Context) error {
+	f, err := s.flowFromCookie(c, store.FlowUnlock)
+	if err != nil {
+		return s.flowExpired(c, store.FlowUnlock)
+	}
+	if err := s.svc.CompleteFlow(c.Request().Context(), store.FlowUnlock, f.ID, "", meta(c)); err != nil {
+		p := asProblem(err)
+		if p.Code == CodeNotVerified {
+			return s.redirect(c, "/unlock/methods")
+		}
+		return p
+	}
+	c.SetCookie(s.cookie(s.cookieFlow, "", -1))
+	return s.redirect(c, "/unlock/done")
+}
+
+type donePage struct {
+	Message     string
+	NewPassword bool
+}
+
+func (s *Server) resetDone(c echo.Context) error {
+	return s.render(c, http.StatusOK, "done", "Password reset", donePage{"Your password has been reset. We have told you about it on every method you registered.", true}, nil)
+}
+
+func (s *Server) unlockDone(c echo.Context) error {
+	return s.render(c, http.StatusOK, "done", "Account unlocked", donePage{"Your account is unlocked. Your password has not changed.", false}, nil)
+}
+
+// ---------------------------------------------------------------- change
+
+type changePage struct {
+	Username string
+	Rules    PasswordRules
+}
+
+func (s *Server) changePage(c echo.Context) error {
+	return s.render(c, http.StatusOK, "change", "Change your password", changePage{Rules: s.svc.passwordRules(c.Request().Context(), nil)}, nil)
+}
+
+func (s *Server) change(c echo.Context) error {
+	username := formValue(c, "username")
+	var err error
+	if formValue(c, "new_password") != formValue(c, "confirm") {
+		p := problem(CodePasswordRejected, nil)
+		p.Violations = []Violation{{Code: "mismatch", Message: "The two new passwords are not the same."}}
+		err = p
+	} else {
+		err = s.svc.Change(c.Request().Context(), username, formValue(c, "old_password"), formValue(c, "new_password"), meta(c))
+	}
+	if err != nil {
+		p := asProblem(err)
+		if p.Status >= 500 && p.Code != CodeUnavailable {
+			return p
+		}
+		return s.render(c, p.Status, "change", "Change your password", changePage{Username: username, Rules: s.svc.passwordRules(c.Request().Context(), nil)}, p)
+	}
+	return s.render(c, http.StatusOK, "done", "Password changed", donePage{"Your password has been changed.", true}, nil)
+}
