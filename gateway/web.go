@@ -107,7 +107,7 @@ func (s *Server) signIn(c echo.Context) error {
 }
 
 type methodsPage struct {
-	Methods                               []MethodView
+	Methods                                   []MethodView
 	HasVerified, CanEmail, CanSMS, NeedReauth bool
 }
 

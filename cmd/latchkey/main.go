@@ -369,4 +369,3 @@ func check(ctx context.Context, cfg *config.Config, stdout io.Writer) int {
 	}
 	return exitOK
 }
-
