@@ -963,31 +963,50 @@ func (s *SQLite) ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, err
 
 // ---- maintenance ----
 
-// Purge implements Store.
+// purgeBatch is how many rows Purge deletes per transaction, so that it
+// never holds the write lock for long (other writers run between batches).
+const purgeBatch = 1000
+
+// Purge implements Store. It deletes in batches of purgeBatch rows, each in
+// its own transaction; the count covers codes deleted with their flows.
 func (s *SQLite) Purge(ctx context.Context, now time.Time) (int, error) {
 	t := now.UnixMicro()
+	steps := [][]string{
+		{`DELETE FROM codes WHERE (flow_key, purpose, method_id) IN
+			(SELECT flow_key, purpose, method_id FROM codes WHERE expires_at <= ?1 LIMIT ?2)`},
+		// Codes of expired flows first, so that they are counted too
+		// (rows removed by ON DELETE CASCADE are not).
+		{`DELETE FROM codes WHERE flow_key IN
+			(SELECT key FROM flows WHERE expires_at <= ?1 ORDER BY expires_at, key LIMIT ?2)`,
+			`DELETE FROM flows WHERE key IN
+			(SELECT key FROM flows WHERE expires_at <= ?1 ORDER BY expires_at, key LIMIT ?2)`},
+		{`DELETE FROM sessions WHERE key IN (SELECT key FROM sessions WHERE expires_at <= ?1 LIMIT ?2)`},
+		{`DELETE FROM counters WHERE (key_hash, window_us, window_start) IN
+			(SELECT key_hash, window_us, window_start FROM counters WHERE window_end <= ?1 LIMIT ?2)`},
+	}
 	total := 0
-	err := s.writeTx(ctx, func(tx txn) error {
-		// Codes first (including those of expired flows) so that cascaded
-		// deletes are counted too.
-		for _, q := range []string{
-			`DELETE FROM codes WHERE expires_at <= ?`,
-			`DELETE FROM codes WHERE flow_key IN (SELECT key FROM flows WHERE expires_at <= ?)`,
-			`DELETE FROM flows WHERE expires_at <= ?`,
-			`DELETE FROM sessions WHERE expires_at <= ?`,
-			`DELETE FROM counters WHERE window_end <= ?`,
-		} {
-			res, err := tx.ExecContext(ctx, q, t)
+	for _, step := range steps {
+		for {
+			last := 0 // rows deleted by the step's last statement in this batch
+			err := s.writeTx(ctx, func(tx txn) error {
+				for _, q := range step {
+					res, err := tx.ExecContext(ctx, q, t, purgeBatch)
+					if err != nil {
+						return fmt.Errorf("store: purge: %w", err)
+					}
+					n, _ := res.RowsAffected()
+					total += int(n)
+					last = int(n)
+				}
+				return nil
+			})
 			if err != nil {
-				return fmt.Errorf("store: purge: %w", err)
+				return total, err
 			}
-			n, _ := res.RowsAffected()
-			total += int(n)
+			if last < purgeBatch {
+				break
+			}
 		}
-		return nil
-	})
-	if err != nil {
-		return 0, err
 	}
 	return total, nil
 }
