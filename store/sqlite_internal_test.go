@@ -169,3 +169,29 @@ func TestDeriveKeys(t *testing.T) {
 		t.Errorf("open: %q, %v", pt, err)
 	}
 }
+
+// Purge works through more rows than one batch and counts them all,
+// including the codes of expired flows.
+func TestPurgeManyBatches(t *testing.T) {
+	s, ctx, now := openInternal(t), t.Context(), time.Now()
+	const n = 2*purgeBatch + 500
+	if err := SeedForBench(ctx, s, n, now.Add(-2*time.Hour)); err != nil { // flows expired an hour ago
+		t.Fatal(err)
+	}
+	live := Flow{ID: "live-flow-0123456789", Kind: FlowReset, AccountID: "a", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := s.CreateFlow(ctx, live); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Purge(ctx, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != 2*n {
+		t.Errorf("Purge = %d, want %d (flows and their codes)", got, 2*n)
+	}
+	var flows, codes int
+	s.w.DB.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM flows), (SELECT COUNT(*) FROM codes)`).Scan(&flows, &codes)
+	if flows != 1 || codes != 0 {
+		t.Errorf("after Purge: %d flows, %d codes; want 1 and 0", flows, codes)
+	}
+}
