@@ -3,6 +3,7 @@ package dirtest
 import (
 	"context"
 	_ "embed"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,22 +28,32 @@ var openldapSeed string
 func StartOpenLDAP(t testing.TB) *Server {
 	t.Helper()
 	need(t, "slapd", "slaptest", "ldapadd")
-	dir := t.TempDir()
-	certs, err := WriteCerts(filepath.Join(dir, "certs"))
+	s, stop, err := RunOpenLDAP(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(stop)
+	return s
+}
+
+// RunOpenLDAP is StartOpenLDAP outside tests (the dev environment): it runs
+// a seeded slapd with its files in dir until stop is called.
+func RunOpenLDAP(dir string) (s *Server, stop func(), err error) {
+	certs, err := WriteCerts(filepath.Join(dir, "certs"))
+	if err != nil {
+		return nil, nil, err
+	}
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	conf := filepath.Join(dir, "slapd.conf")
 	if err := os.WriteFile(conf, []byte(strings.ReplaceAll(slapdConf, "@DIR@", dir)), 0o600); err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	if out, err := exec.Command("slaptest", "-Q", "-u", "-f", conf).CombinedOutput(); err != nil {
-		t.Fatalf("dirtest: slaptest: %v\n%s", err, out)
+		return nil, nil, fmt.Errorf("dirtest: slaptest: %v\n%s", err, out)
 	}
-	s := &Server{
+	s = &Server{
 		Flavor: directory.OpenLDAP, Dir: dir, CAFile: certs.CAFile, CAPEM: certs.CAPEM,
 		BaseDN:          "dc=example,dc=org",
 		UserFilter:      "(&(objectClass=inetOrgPerson)(uid={username}))",
@@ -64,12 +75,12 @@ func StartOpenLDAP(t testing.TB) *Server {
 		s.URL = "ldap://127.0.0.1:" + strconv.Itoa(p1)
 		s.LDAPSURL = "ldaps://127.0.0.1:" + strconv.Itoa(p2)
 		logf, _ := os.Create(filepath.Join(dir, "slapd.log"))
-		// -d 0: stay in the foreground, so the test owns the process.
+		// -d 0: stay in the foreground, so the caller owns the process.
 		cmd := exec.Command("slapd", "-d", "0", "-f", conf, "-h", s.URL+"/ "+s.LDAPSURL+"/")
 		cmd.Stdout, cmd.Stderr = logf, logf
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
-			t.Fatalf("dirtest: starting slapd: %v", err)
+			return nil, nil, fmt.Errorf("dirtest: starting slapd: %w", err)
 		}
 		exited := make(chan struct{})
 		go func() { cmd.Wait(); close(exited) }()
@@ -89,19 +100,19 @@ func StartOpenLDAP(t testing.TB) *Server {
 			logf.Close()
 			continue // most likely a port taken in between: try others
 		}
-		t.Cleanup(func() {
+		stop = func() {
 			cmd.Process.Kill() // throwaway data: no need for a clean shutdown
 			<-exited
 			logf.Close()
-		})
+		}
 		seed := exec.Command("ldapadd", "-x", "-H", s.URL, "-D", s.AdminDN, "-w", s.AdminPassword)
 		seed.Stdin = strings.NewReader(openldapSeed)
 		if out, err := seed.CombinedOutput(); err != nil {
-			t.Fatalf("dirtest: seeding slapd: %v\n%s", err, out)
+			stop()
+			return nil, nil, fmt.Errorf("dirtest: seeding slapd: %v\n%s", err, out)
 		}
-		return s
+		return s, stop, nil
 	}
 	log, _ := os.ReadFile(filepath.Join(dir, "slapd.log"))
-	t.Fatalf("dirtest: slapd did not start: %v\n%s", lastErr, log)
-	return nil
+	return nil, nil, fmt.Errorf("dirtest: slapd did not start: %v\n%s", lastErr, log)
 }
