@@ -20,6 +20,9 @@
 //     work without decrypting.
 //   - Rate-limit counter keys (which may contain addresses or IPs) are stored
 //     only as a keyed HMAC.
+//   - Everything else is plaintext: account ids, method ids and types,
+//     Session.Username, code purposes and the whole of every AuditEvent. Do
+//     not put addresses or secrets there.
 //
 // Errors: [ErrNotFound] means missing or expired, [ErrCodeMismatch] means a
 // wrong code was counted, [ErrConflict] means an optimistic-concurrency loss

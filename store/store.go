@@ -197,8 +197,8 @@ type Store interface {
 	// stored flow if its version is still f.Version, and stores version
 	// f.Version+1 (a caller that keeps using f must increment f.Version).
 	// ErrConflict if the stored version differs; ErrNotFound if missing or
-	// expired by the store's clock (wall time unless the implementation
-	// lets tests set a clock); ErrInvalid if f.Kind or f.AccountID differ
+	// expired at the current wall-clock time (an expired flow cannot be
+	// revived by moving ExpiresAt); ErrInvalid if f.Kind or f.AccountID differ
 	// from the stored flow (a flow never changes owner or kind).
 	UpdateFlow(ctx context.Context, f Flow) error
 	// DeleteFlow removes the flow and its codes. Deleting a missing flow is
