@@ -1,0 +1,189 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latchkeyhq/latchkey/directory"
+	"github.com/latchkeyhq/latchkey/notify/notifytest"
+	"github.com/latchkeyhq/latchkey/policy"
+	"github.com/latchkeyhq/latchkey/store"
+)
+
+// fakeDir is an in-memory directory for fast unit tests; the e2e suite
+// runs the same flows against real servers.
+type fakeDir struct {
+	mu       sync.Mutex
+	users    map[string]*directory.User // by lower-case username
+	pw       map[string]string          // by DN
+	groups   map[string][]string        // DN -> groups (nested already resolved)
+	writes   int
+	minLen   int
+	history  map[string][]string
+	unlocked int
+}
+
+func newFakeDir() *fakeDir {
+	d := &fakeDir{users: map[string]*directory.User{}, pw: map[string]string{}, groups: map[string][]string{}, history: map[string][]string{}, minLen: 8}
+	add := func(name, pw string, groups ...string) {
+		u := &directory.User{DN: "uid=" + name + ",ou=people,dc=x", ID: "id-" + name, Username: name, DisplayName: strings.ToUpper(name[:1]) + name[1:] + " Test", Mail: name + "@corp.example"}
+		d.users[name] = u
+		d.pw[u.DN] = pw
+		d.groups[u.DN] = groups
+	}
+	add("carol", "Carol-Pass1!", "cn=staff")
+	add("alice", "Alice-Pass1!", "cn=staff", "cn=admins")
+	add("erin", "Erin-Pass1!")
+	add("ivan", "Ivan-Pass1!", "cn=staff")
+	d.users["ivan"].Status.Disabled = true
+	return d
+}
+
+func (d *fakeDir) Lookup(ctx context.Context, name string) (*directory.User, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if u, ok := d.users[strings.ToLower(name)]; ok {
+		c := *u
+		return &c, nil
+	}
+	return nil, &directory.Error{Op: "lookup", Kind: directory.ErrNotFound}
+}
+
+func (d *fakeDir) Refresh(ctx context.Context, u *directory.User) (*directory.User, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, x := range d.users {
+		if x.DN == u.DN {
+			c := *x
+			return &c, nil
+		}
+	}
+	return nil, &directory.Error{Op: "refresh", Kind: directory.ErrNotFound}
+}
+
+func (d *fakeDir) VerifyPassword(ctx context.Context, u *directory.User, pw string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if pw == "" || d.pw[u.DN] != pw {
+		return &directory.Error{Op: "verify", Kind: directory.ErrInvalidCredentials}
+	}
+	return nil
+}
+
+func (d *fakeDir) MemberOf(ctx context.Context, u *directory.User, groups []string) (map[string]bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[string]bool{}
+	for _, g := range groups {
+		for _, h := range d.groups[u.DN] {
+			if strings.EqualFold(g, h) {
+				out[g] = true
+			}
+		}
+		if !out[g] {
+			out[g] = false
+		}
+	}
+	return out, nil
+}
+
+func (d *fakeDir) SetPassword(ctx context.Context, u *directory.User, pw string, o directory.SetOptions) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	time.Sleep(5 * time.Millisecond) // widen race windows
+	if len(pw) < d.minLen {
+		return &directory.Error{Op: "set", Kind: directory.ErrPolicyRejected, Reason: directory.ReasonTooShort}
+	}
+	for _, h := range append(d.history[u.DN], d.pw[u.DN]) {
+		if h == pw {
+			return &directory.Error{Op: "set", Kind: directory.ErrPolicyRejected, Reason: directory.ReasonInHistory}
+		}
+	}
+	d.history[u.DN] = append(d.history[u.DN], d.pw[u.DN])
+	d.pw[u.DN] = pw
+	d.writes++
+	return nil
+}
+
+func (d *fakeDir) ChangePassword(ctx context.Context, u *directory.User, old, pw string) error {
+	if err := d.VerifyPassword(ctx, u, old); err != nil {
+		return err
+	}
+	return d.SetPassword(ctx, u, pw, directory.SetOptions{})
+}
+
+func (d *fakeDir) Unlock(ctx context.Context, u *directory.User) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.unlocked++
+	return nil
+}
+
+func (d *fakeDir) EffectivePolicy(ctx context.Context, u *directory.User) (directory.PasswordPolicy, error) {
+	return directory.PasswordPolicy{Known: true, MinLength: d.minLen, HistoryLength: 3}, nil
+}
+func (d *fakeDir) Info() directory.ServerInfo     { return directory.ServerInfo{} }
+func (d *fakeDir) Ping(ctx context.Context) error { return nil }
+func (d *fakeDir) Close() error                   { return nil }
+
+func (d *fakeDir) password(name string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.pw[d.users[name].DN]
+}
+
+// testbed is a Service and Server over the fake directory, a real SQLite
+// store in a temp dir and a message recorder.
+type testbed struct {
+	svc *Service
+	srv *Server
+	dir *fakeDir
+	st  store.Store
+	rec *notifytest.Recorder
+	// read counts the codes a test has read, per recipient
+	read map[string]int
+}
+
+func newTestbed(t *testing.T, tweak func(*Options)) *testbed {
+	t.Helper()
+	st, err := store.OpenSQLite(context.Background(), "file:"+filepath.Join(t.TempDir(), "t.db"), []byte(strings.Repeat("k", 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	pu, _ := url.Parse("https://sspr.example.org")
+	o := Options{
+		PublicURL: pu,
+		SecretKey: []byte("0123456789abcdef0123456789abcdef-test"),
+		Helpdesk:  "mailto:help@example.org",
+		Eligibility: policy.Eligibility{Scope: policy.ScopeSelected, Groups: []string{"cn=staff"}, ExcludePrivileged: true,
+			MethodsRequired: 1, Methods: []string{"email", "sms"},
+			Tiers: []policy.Tier{{Groups: []string{"cn=admins"}, MethodsRequired: 2}}},
+		Password:         policy.Rules{MinLength: 8},
+		AllowedCountries: []string{"GB"},
+	}
+	if tweak != nil {
+		tweak(&o)
+	}
+	rec := &notifytest.Recorder{}
+	dir := newFakeDir()
+	svc, err := NewService(o, Deps{Directory: dir, Store: st, Mailer: rec, SMS: rec, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Close)
+	srv, err := New(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testbed{svc: svc, srv: srv, dir: dir, st: st, rec: rec, read: map[string]int{}}
+}
+
+func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }

@@ -1,0 +1,437 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latchkeyhq/latchkey/store"
+)
+
+var digits = regexp.MustCompile(`\b(\d{6,8})\b`)
+
+// lastCode waits for the next code sent to `to` (email or SMS) that this
+// test has not read yet.
+func (tb *testbed) lastCode(t *testing.T, to string) string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		var codes []string
+		for _, e := range tb.rec.Emails() {
+			if e.To == to && strings.Contains(e.Subject, "code") {
+				codes = append(codes, digits.FindStringSubmatch(e.Text)[1])
+			}
+		}
+		for _, m := range tb.rec.SMS() {
+			if m.To == to && strings.Contains(m.Body, "is your") {
+				codes = append(codes, digits.FindStringSubmatch(m.Body)[1])
+			}
+		}
+		if len(codes) > tb.read[to] {
+			tb.read[to] = len(codes)
+			return codes[len(codes)-1]
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no code sent to %s", to)
+	return ""
+}
+
+func (tb *testbed) messagesTo(to string) int {
+	n := 0
+	for _, e := range tb.rec.Emails() {
+		if e.To == to {
+			n++
+		}
+	}
+	for _, s := range tb.rec.SMS() {
+		if s.To == to {
+			n++
+		}
+	}
+	return n
+}
+
+// enroll registers and verifies an email for user.
+func (tb *testbed) enroll(t *testing.T, user, addr string) (store.Session, string) {
+	t.Helper()
+	ctx := context.Background()
+	sess, err := tb.svc.SignIn(ctx, user, tb.dir.password(user), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mv, err := tb.svc.AddMethod(ctx, sess, "email", addr, Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.svc.VerifyMethod(ctx, sess, mv.ID, tb.lastCode(t, addr), Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	// let the "method added" notice reach the directory mail, so later
+	// counts of sent messages start from a quiet outbox
+	deadline := time.Now().Add(5 * time.Second)
+	for tb.messagesTo(user+"@corp.example") == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return sess, mv.ID
+}
+
+func wantCode(t *testing.T, err error, code string) {
+	t.Helper()
+	if err == nil || asProblem(err).Code != code {
+		t.Fatalf("error %v, want %s", err, code)
+	}
+}
+
+func TestResetHappyPath(t *testing.T) {
+	tb := newTestbed(t, nil)
+	ctx := context.Background()
+	_, mid := tb.enroll(t, "carol", "carol@home.example")
+	f, err := tb.svc.StartFlow(ctx, "reset", " Carol ", Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Required != 1 || len(f.Methods) != 1 || f.Methods[0].ID != mid || f.Methods[0].Hint == "carol@home.example" {
+		t.Fatalf("flow %+v", f)
+	}
+	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "New-Password-123", Meta{}), CodeNotVerified)
+	if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.lastCode(t, "carol@home.example"), Meta{})
+	if err != nil || v.Remaining != 0 {
+		t.Fatalf("verify: %+v %v", v, err)
+	}
+	// local rules first
+	err = tb.svc.CompleteFlow(ctx, "reset", f.ID, "carol-1234", Meta{})
+	wantCode(t, err, CodePasswordRejected)
+	if asProblem(err).Violations[0].Code != "contains_username" {
+		t.Fatalf("violations %+v", asProblem(err).Violations)
+	}
+	if err := tb.svc.CompleteFlow(ctx, "reset", f.ID, "New-Password-123", Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if tb.dir.password("carol") != "New-Password-123" {
+		t.Fatal("password not written")
+	}
+	// every open flow of the account is gone
+	_, err = tb.svc.Flow(ctx, "reset", f.ID)
+	wantCode(t, err, CodeFlowExpired)
+}
+
+func TestDirectoryRefusalLetsTheUserRetry(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) { o.Password.MinLength = 8 })
+	tb.dir.minLen = 14
+	ctx := context.Background()
+	_, mid := tb.enroll(t, "carol", "c@home.example")
+	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
+	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
+	if _, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.lastCode(t, "c@home.example"), Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	err := tb.svc.CompleteFlow(ctx, "reset", f.ID, "Short-Pw-1", Meta{})
+	wantCode(t, err, CodePasswordRejected)
+	if v := asProblem(err).Violations; len(v) != 1 || v[0].Code != "directory_too_short" || v[0].Message == "" {
+		t.Fatalf("violations %+v", v)
+	}
+	if err := tb.svc.CompleteFlow(ctx, "reset", f.ID, "A-Much-Longer-Password-1", Meta{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUnknownAndIneligibleUsersGetStableDecoysAndNothingIsSent(t *testing.T) {
+	tb := newTestbed(t, nil)
+	ctx := context.Background()
+	tb.enroll(t, "carol", "carol@home.example")
+	before := len(tb.rec.Emails())
+	var flows []FlowView
+	for _, u := range []string{"nobody", "erin", "ivan", "alice", "nobody"} {
+		f, err := tb.svc.StartFlow(ctx, "reset", u, Meta{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(f.Methods) < f.Required || len(f.ID) < 40 {
+			t.Fatalf("%s: %+v", u, f)
+		}
+		for _, m := range f.Methods {
+			if len(m.ID) != 22 || m.real {
+				t.Fatalf("%s: method %+v", u, m)
+			}
+			if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, m.ID, Meta{}); err != nil {
+				t.Fatal(err)
+			}
+			_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, m.ID, "12345678", Meta{})
+			wantCode(t, err, CodeInvalidCode)
+		}
+		wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "Whatever-Pass-1", Meta{}), CodeNotVerified)
+		flows = append(flows, f)
+	}
+	if flows[0].Methods[0] != flows[4].Methods[0] || flows[0].ID == flows[4].ID {
+		t.Fatal("decoys are not stable per username, or flows are reused")
+	}
+	time.Sleep(100 * time.Millisecond)
+	if len(tb.rec.Emails()) != before || len(tb.rec.SMS()) != 0 {
+		t.Fatalf("something was sent: %d emails", len(tb.rec.Emails())-before)
+	}
+}
+
+func TestTwoMethodsMustBeDifferent(t *testing.T) {
+	tb := newTestbed(t, nil)
+	ctx := context.Background()
+	sess, mid := tb.enroll(t, "alice", "alice@home.example")
+	f, _ := tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
+	if f.Required != 2 || len(f.Methods) < 2 {
+		t.Fatalf("flow %+v", f)
+	}
+	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
+	code := tb.lastCode(t, "alice@home.example")
+	v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, code, Meta{})
+	if err != nil || v.Remaining != 1 {
+		t.Fatalf("verify: %+v %v", v, err)
+	}
+	// the same method again: no new code is sent and it cannot count twice
+	if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, code, Meta{})
+	wantCode(t, err, CodeInvalidCode)
+	if v, _ := tb.svc.Flow(ctx, "reset", f.ID); v.Remaining != 1 {
+		t.Fatalf("remaining %d", v.Remaining)
+	}
+	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "Some-New-Password-9", Meta{}), CodeNotVerified)
+	// a phone as the second method
+	ph, err := tb.svc.AddMethod(ctx, sess, "sms", "+44 7700 900123", Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.svc.VerifyMethod(ctx, sess, ph.ID, tb.lastCode(t, "+447700900123"), Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	// the flow offers what was registered when it started; a new flow sees the phone
+	g, _ := tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
+	for _, m := range []string{mid, ph.ID} {
+		tb.svc.SendFlowCode(ctx, "reset", g.ID, m, Meta{})
+		to := "alice@home.example"
+		if m == ph.ID {
+			to = "+447700900123"
+		}
+		if _, err := tb.svc.VerifyFlowCode(ctx, "reset", g.ID, m, tb.lastCode(t, to), Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tb.svc.CompleteFlow(ctx, "reset", g.ID, "Some-New-Password-9", Meta{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCodesAreBoundToTheirFlow(t *testing.T) {
+	tb := newTestbed(t, nil)
+	ctx := context.Background()
+	_, cm := tb.enroll(t, "carol", "carol@home.example")
+	_, am := tb.enroll(t, "alice", "alice@home.example")
+	fc, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
+	fa, _ := tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
+	tb.svc.SendFlowCode(ctx, "reset", fc.ID, cm, Meta{})
+	code := tb.lastCode(t, "carol@home.example")
+	// carol's code in alice's flow, with either method id
+	for _, m := range []string{am, cm} {
+		if _, err := tb.svc.VerifyFlowCode(ctx, "reset", fa.ID, m, code, Meta{}); err == nil {
+			t.Fatal("a code worked in another user's flow")
+		}
+	}
+	// a reset code in an unlock flow of the same user
+	fu, _ := tb.svc.StartFlow(ctx, "unlock", "carol", Meta{})
+	if _, err := tb.svc.VerifyFlowCode(ctx, "unlock", fu.ID, cm, code, Meta{}); err == nil {
+		t.Fatal("a reset code worked for unlock")
+	}
+	// a flow id of one kind is not a flow of another
+	_, err := tb.svc.VerifyFlowCode(ctx, "unlock", fc.ID, cm, code, Meta{})
+	wantCode(t, err, CodeFlowExpired)
+	// still good where it belongs
+	if _, err := tb.svc.VerifyFlowCode(ctx, "reset", fc.ID, cm, code, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConcurrentRedemptionsAndCompletions(t *testing.T) {
+	tb := newTestbed(t, nil)
+	ctx := context.Background()
+	_, mid := tb.enroll(t, "carol", "carol@home.example")
+	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
+	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
+	code := tb.lastCode(t, "carol@home.example")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := 0
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, code, Meta{}); err == nil {
+				mu.Lock()
+				ok++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if ok != 1 {
+		t.Fatalf("%d of 20 concurrent redemptions succeeded", ok)
+	}
+	ok = 0
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			if err := tb.svc.CompleteFlow(ctx, "reset", f.ID, "Concurrent-Pass-99", Meta{}); err == nil {
+				mu.Lock()
+				ok++
+				mu.Unlock()
+			}
+		}(i)
+	}
+	wg.Wait()
+	if ok != 1 || tb.dir.writes != 1 {
+		t.Fatalf("%d completions succeeded, %d directory writes", ok, tb.dir.writes)
+	}
+}
+
+func TestWrongCodesKillTheCode(t *testing.T) {
+	tb := newTestbed(t, nil)
+	ctx := context.Background()
+	_, mid := tb.enroll(t, "carol", "carol@home.example")
+	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
+	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
+	code := tb.lastCode(t, "carol@home.example")
+	for i := 0; i < DefaultMaxTries; i++ {
+		_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, "00000000", Meta{})
+		wantCode(t, err, CodeInvalidCode)
+	}
+	_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, code, Meta{})
+	wantCode(t, err, CodeInvalidCode)
+}
+
+func TestCoolingOff(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) { o.CoolingOff = time.Hour })
+	ctx := context.Background()
+	_, mid := tb.enroll(t, "carol", "carol@home.example")
+	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
+	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
+	tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.lastCode(t, "carol@home.example"), Meta{})
+	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "New-Password-123", Meta{}), CodeMethodTooNew)
+	if tb.dir.writes != 0 {
+		t.Fatal("written despite the cooling-off period")
+	}
+}
+
+func TestRegistrationRules(t *testing.T) {
+	now := time.Now()
+	clock := func() time.Time { return now }
+	tb := newTestbed(t, nil)
+	tb.svc.d.Now = clock
+	ctx := context.Background()
+	_, err := tb.svc.SignIn(ctx, "erin", tb.dir.password("erin"), Meta{})
+	wantCode(t, err, CodeNotEligible)
+	_, err = tb.svc.SignIn(ctx, "carol", "wrong", Meta{})
+	wantCode(t, err, CodeSignInFailed)
+	_, err = tb.svc.SignIn(ctx, "nobody", "wrong", Meta{})
+	wantCode(t, err, CodeSignInFailed)
+	_, err = tb.svc.SignIn(ctx, "ivan", tb.dir.password("ivan"), Meta{})
+	wantCode(t, err, CodeNotEligible)
+
+	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"not-an-email", "a@b", "Carol <c@x.example>", "c@x.example\r\nBcc: e@evil.example", "c@x.example,d@y.example"} {
+		_, err := tb.svc.AddMethod(ctx, sess, "email", bad, Meta{})
+		wantCode(t, err, CodeInvalidEmail)
+	}
+	for _, bad := range []string{"12345", "+1 202 555 0143", "+49 30 1234567"} { // GB only
+		_, err := tb.svc.AddMethod(ctx, sess, "sms", bad, Meta{})
+		wantCode(t, err, CodeInvalidPhone)
+	}
+	_, err = tb.svc.AddMethod(ctx, sess, "totp", "x", Meta{})
+	wantCode(t, err, CodeMethodType)
+	// an unverified method is not offered for reset
+	mv, err := tb.svc.AddMethod(ctx, sess, "email", "carol@home.example", Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
+	for _, m := range f.Methods {
+		if m.ID == mv.ID {
+			t.Fatal("unverified method offered")
+		}
+	}
+	// a stale sign-in must re-enter the password before adding
+	now = now.Add(DefaultReauthWindow + time.Minute)
+	sess, _ = tb.svc.d.Store.GetSession(ctx, sess.ID, now)
+	_, err = tb.svc.AddMethod(ctx, sess, "email", "other@home.example", Meta{})
+	wantCode(t, err, CodeReauthRequired)
+	// idle sessions end
+	now = now.Add(DefaultSessionIdle + time.Minute)
+	_, err = tb.svc.Session(ctx, sess.ID)
+	wantCode(t, err, CodeSessionExpired)
+}
+
+func TestRemovingAMethodNeedsThePasswordAndTellsEveryChannel(t *testing.T) {
+	tb := newTestbed(t, nil)
+	ctx := context.Background()
+	sess, mid := tb.enroll(t, "carol", "carol@home.example")
+	wantCode(t, tb.svc.RemoveMethod(ctx, sess, mid, "wrong", Meta{}), CodeSignInFailed)
+	before := tb.messagesTo("carol@home.example")
+	if err := tb.svc.RemoveMethod(ctx, sess, mid, tb.dir.password("carol"), Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for tb.messagesTo("carol@home.example") == before || tb.messagesTo("carol@corp.example") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("removal not notified to the removed address and the directory mail")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ms, _ := tb.svc.Methods(ctx, sess)
+	if len(ms) != 0 {
+		t.Fatalf("methods %+v", ms)
+	}
+}
+
+func TestChangeAndUnlock(t *testing.T) {
+	tb := newTestbed(t, nil)
+	ctx := context.Background()
+	wantCode(t, tb.svc.Change(ctx, "carol", "wrong", "Brand-New-Pass-1", Meta{}), CodeSignInFailed)
+	wantCode(t, tb.svc.Change(ctx, "nobody", "wrong", "Brand-New-Pass-1", Meta{}), CodeSignInFailed)
+	wantCode(t, tb.svc.Change(ctx, "carol", tb.dir.password("carol"), "short", Meta{}), CodePasswordRejected)
+	if err := tb.svc.Change(ctx, "carol", "Carol-Pass1!", "Brand-New-Pass-1", Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	_, mid := tb.enroll(t, "carol", "carol@home.example")
+	f, _ := tb.svc.StartFlow(ctx, "unlock", "carol", Meta{})
+	tb.svc.SendFlowCode(ctx, "unlock", f.ID, mid, Meta{})
+	if _, err := tb.svc.VerifyFlowCode(ctx, "unlock", f.ID, mid, tb.lastCode(t, "carol@home.example"), Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.svc.CompleteFlow(ctx, "unlock", f.ID, "", Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if tb.dir.unlocked != 1 || tb.dir.password("carol") != "Brand-New-Pass-1" {
+		t.Fatal("unlock did not unlock only")
+	}
+}
+
+func TestErrorsNeverCarrySecrets(t *testing.T) {
+	p := problem(CodeInternal, errors.New("x"))
+	if p.Message() != messages[CodeInternal] {
+		t.Fatal(p.Message())
+	}
+	for code := range statuses {
+		if _, ok := messages[code]; !ok {
+			t.Errorf("no message for %s", code)
+		}
+	}
+}
