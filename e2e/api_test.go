@@ -278,6 +278,14 @@ func runAPISuite(t *testing.T, srv *dirtest.Server) {
 		if r.Status != 403 || r.errCode() != "not_eligible" {
 			t.Fatalf("erin sign in: %d %s", r.Status, r.Body)
 		}
+		if isAD {
+			// privileged accounts are excluded by default, even in the group
+			addToGroup(t, srv, "Administrator", "staff")
+			r := e.api("POST", "/api/v1/session", "", map[string]string{"username": "Administrator", "password": srv.AdminPassword})
+			if r.Status != 403 || r.errCode() != "not_eligible" {
+				t.Fatalf("Administrator sign in: %d %s", r.Status, r.Body)
+			}
+		}
 		r = e.api("POST", "/api/v1/session", "", map[string]string{"username": "carol", "password": "wrong-password"})
 		r2 := e.api("POST", "/api/v1/session", "", map[string]string{"username": "nobody-here", "password": "wrong-password"})
 		if r.Status != 401 || r2.Status != 401 || r.errCode() != "sign_in_failed" || r2.errCode() != "sign_in_failed" {

@@ -181,6 +181,9 @@ func gatewayOptions(cfg *config.Config) (gateway.Options, error) {
 		}
 	}
 	elig := cfg.Policy.Eligibility()
+	if elig.ExcludePrivileged && cfg.Directory.Type == config.DirectoryActiveDirectory {
+		elig.PrivilegedGroups = append(elig.PrivilegedGroups, adPrivilegedGroups(cfg.Directory.BaseDN)...)
+	}
 	var methods []string
 	for _, m := range elig.Methods {
 		if (m == store.MethodEmail && cfg.Email.Enabled) || (m == store.MethodSMS && cfg.SMS.Enabled) {
@@ -205,6 +208,22 @@ func gatewayOptions(cfg *config.Config) (gateway.Options, error) {
 		WriteTimeout:     cfg.Server.WriteTimeout,
 		IdleTimeout:      cfg.Server.IdleTimeout,
 	}, nil
+}
+
+// adPrivilegedGroups are the built-in AD groups whose members are excluded
+// unless policy.include_privileged is set (adminCount=1 is checked too).
+// Enterprise and Schema Admins live in the forest root domain; for a child
+// domain add them to policy.privileged_groups.
+func adPrivilegedGroups(baseDN string) []string {
+	return []string{
+		"CN=Domain Admins,CN=Users," + baseDN,
+		"CN=Enterprise Admins,CN=Users," + baseDN,
+		"CN=Schema Admins,CN=Users," + baseDN,
+		"CN=Administrators,CN=Builtin," + baseDN,
+		"CN=Account Operators,CN=Builtin," + baseDN,
+		"CN=Server Operators,CN=Builtin," + baseDN,
+		"CN=Backup Operators,CN=Builtin," + baseDN,
+	}
 }
 
 func auditLogger(cfg *config.Config, stdout io.Writer) (*slog.Logger, func(), error) {

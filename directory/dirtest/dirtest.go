@@ -73,6 +73,9 @@ func (s *Server) Password(name string) string {
 // UserDN is the DN of a seeded user.
 func (s *Server) UserDN(name string) string {
 	if s.Flavor == directory.ActiveDirectory {
+		if name == "Administrator" {
+			return s.AdminDN
+		}
 		return "CN=" + ldap.EscapeDN(name) + ",OU=People," + s.BaseDN
 	}
 	return "uid=" + ldap.EscapeDN(name) + ",ou=people," + s.BaseDN
