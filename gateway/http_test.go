@@ -279,3 +279,24 @@ func TestPagesFlowWithoutJavaScript(t *testing.T) {
 		t.Fatal("done page, or a sign-in happened")
 	}
 }
+
+func TestMetrics(t *testing.T) {
+	tb := newTestbed(t, nil)
+	c := newClient(t, tb)
+	c.api("POST", "/api/v1/reset", `{"username":"carol-secret-name"}`, nil)
+	c.get("/reset")
+	w := c.get("/metrics")
+	body := w.Body.String()
+	for _, want := range []string{
+		`latchkey_http_requests_total{method="POST",route="/api/v1/reset",status="200"} 1`,
+		`latchkey_http_requests_total{method="GET",route="/reset",status="200"} 1`,
+		`latchkey_events_total{event="reset.started",outcome="unknown"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("missing %s in\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, "carol-secret-name") {
+		t.Fatal("a username reached /metrics")
+	}
+}

@@ -53,7 +53,7 @@ func New(svc *Service) (*Server, error) {
 	e := s.e
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	e.Use(s.base)
+	e.Use(s.base, svc.stats.middleware)
 	s.routes()
 	return s, nil
 }
@@ -210,7 +210,7 @@ func errString(err error) string {
 
 func isAPI(c echo.Context) bool {
 	p := c.Request().URL.Path
-	return strings.HasPrefix(p, "/api/") || p == "/healthz" || p == "/readyz"
+	return strings.HasPrefix(p, "/api/") || p == "/healthz" || p == "/readyz" || p == "/metrics"
 }
 
 // pageData is what every page template receives.

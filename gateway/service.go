@@ -29,6 +29,7 @@ type Service struct {
 	log   *slog.Logger
 	audit *slog.Logger
 	mails *mailTemplates
+	stats *metrics
 }
 
 // Meta is what a flow step knows about the request, for audit and logs.
@@ -97,7 +98,7 @@ func NewService(o Options, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{o: o, d: d, k: k, log: d.Log, audit: d.Audit, mails: mt,
+	return &Service{o: o, d: d, k: k, log: d.Log, audit: d.Audit, mails: mt, stats: newMetrics(),
 		out: newOutbox(d.Mailer, d.SMS, d.Log)}, nil
 }
 
@@ -148,6 +149,7 @@ func (s *Service) record(ctx context.Context, m Meta, typ, account, outcome stri
 		attrs = append(attrs, k, v)
 	}
 	s.audit.Info("audit", attrs...)
+	s.stats.event(typ, outcome)
 	if err := s.d.Store.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
 		s.log.Error("audit event not stored", "request_id", m.RequestID, "event", typ, "error", err.Error())
 	}

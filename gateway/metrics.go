@@ -1,0 +1,98 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+// metrics are Prometheus counters in the text exposition format. Labels are
+// route patterns, status codes and event names: never a username, address,
+// code or token.
+type metrics struct {
+	mu       sync.Mutex
+	requests map[[3]string]uint64 // method, route, status
+	events   map[[2]string]uint64 // audit event type, outcome
+	seconds  map[string]float64   // route -> total seconds
+	started  time.Time
+}
+
+func newMetrics() *metrics {
+	return &metrics{requests: map[[3]string]uint64{}, events: map[[2]string]uint64{}, seconds: map[string]float64{}, started: time.Now()}
+}
+
+func (m *metrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		status := c.Response().Status
+		if err != nil {
+			status = asProblemStatus(err)
+		}
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
+		m.mu.Lock()
+		m.requests[[3]string{c.Request().Method, route, fmt.Sprint(status)}]++
+		m.seconds[route] += time.Since(start).Seconds()
+		m.mu.Unlock()
+		return err
+	}
+}
+
+func asProblemStatus(err error) int {
+	if he, ok := err.(*echo.HTTPError); ok {
+		return he.Code
+	}
+	return asProblem(err).Status
+}
+
+func (m *metrics) event(typ, outcome string) {
+	if i := strings.IndexByte(outcome, ':'); i >= 0 {
+		outcome = outcome[:i] // "not_eligible:reason" -> "not_eligible"
+	}
+	m.mu.Lock()
+	m.events[[2]string{typ, outcome}]++
+	m.mu.Unlock()
+}
+
+func (m *metrics) handler(c echo.Context) error {
+	var b strings.Builder
+	m.mu.Lock()
+	b.WriteString("# HELP latchkey_http_requests_total HTTP requests by method, route and status.\n# TYPE latchkey_http_requests_total counter\n")
+	keys := make([][3]string, 0, len(m.requests))
+	for k := range m.requests {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return strings.Join(keys[i][:], " ") < strings.Join(keys[j][:], " ") })
+	for _, k := range keys {
+		fmt.Fprintf(&b, "latchkey_http_requests_total{method=%q,route=%q,status=%q} %d\n", k[0], k[1], k[2], m.requests[k])
+	}
+	b.WriteString("# HELP latchkey_http_request_seconds_total Time spent serving requests, by route.\n# TYPE latchkey_http_request_seconds_total counter\n")
+	routes := make([]string, 0, len(m.seconds))
+	for r := range m.seconds {
+		routes = append(routes, r)
+	}
+	sort.Strings(routes)
+	for _, r := range routes {
+		fmt.Fprintf(&b, "latchkey_http_request_seconds_total{route=%q} %g\n", r, m.seconds[r])
+	}
+	b.WriteString("# HELP latchkey_events_total Audit events by type and outcome.\n# TYPE latchkey_events_total counter\n")
+	ev := make([][2]string, 0, len(m.events))
+	for k := range m.events {
+		ev = append(ev, k)
+	}
+	sort.Slice(ev, func(i, j int) bool { return ev[i][0]+ev[i][1] < ev[j][0]+ev[j][1] })
+	for _, k := range ev {
+		fmt.Fprintf(&b, "latchkey_events_total{event=%q,outcome=%q} %d\n", k[0], k[1], m.events[k])
+	}
+	fmt.Fprintf(&b, "# HELP latchkey_uptime_seconds Seconds since start.\n# TYPE latchkey_uptime_seconds gauge\nlatchkey_uptime_seconds %g\n", time.Since(m.started).Seconds())
+	m.mu.Unlock()
+	return c.Blob(http.StatusOK, "text/plain; version=0.0.4; charset=utf-8", []byte(b.String()))
+}
