@@ -17,6 +17,7 @@ type Config struct {
 	SMTP      SMTP      `mapstructure:"smtp"`
 	Store     Store     `mapstructure:"store"`
 	Log       Log       `mapstructure:"log"`
+	Limits    Limits    `mapstructure:"limits"`
 
 	// Demo is set by `latchkey demo` (WithDemo), never by the file or the
 	// environment. It allows directory.insecure_skip_verify and requires a
@@ -244,6 +245,35 @@ type Log struct {
 	AuditFile string `mapstructure:"audit_file"`
 }
 
+// Limits are the abuse budgets, counted in the store so they hold across
+// restarts and instances. A request over budget gets the normal answer and
+// nothing happens (no lookup result, no message, no bind).
+type Limits struct {
+	// Window is the counting window of the per-account, per-IP and
+	// per-destination budgets.
+	Window time.Duration `mapstructure:"window"`
+	// StartsPerAccount: reset/unlock starts per account (every spelling of
+	// one account shares it; unknown names get a counter too).
+	StartsPerAccount int `mapstructure:"starts_per_account"`
+	// StartsPerIP: reset/unlock starts per client address.
+	StartsPerIP int `mapstructure:"starts_per_ip"`
+	// SendsPerAccount: codes sent per account, all channels together.
+	SendsPerAccount int `mapstructure:"sends_per_account"`
+	// SendsPerDestination: codes sent to one address or number.
+	SendsPerDestination int `mapstructure:"sends_per_destination"`
+	// SMSPerHour: every SMS the gateway sends in a clock hour, all users.
+	SMSPerHour int `mapstructure:"sms_per_hour"`
+	// CodeFailuresPerAccount: wrong codes per account across re-sent codes.
+	CodeFailuresPerAccount int `mapstructure:"code_failures_per_account"`
+	// SignInsPerIP: password sign-ins (register, change) per client address.
+	SignInsPerIP int `mapstructure:"sign_ins_per_ip"`
+	// BindFailures: wrong passwords per account the gateway forwards to the
+	// directory in BindFailureWindow; also kept below the directory's own
+	// lockout threshold, so the gateway never locks an account.
+	BindFailures      int           `mapstructure:"bind_failures"`
+	BindFailureWindow time.Duration `mapstructure:"bind_failure_window"`
+}
+
 // Defaults that are not obvious from Default.
 const (
 	DefaultListen     = "127.0.0.1:8080"
@@ -326,6 +356,18 @@ func rawDefaults() *Config {
 		},
 		Store: Store{Driver: StoreSQLite},
 		Log:   Log{Level: "info", Format: "json"},
+		Limits: Limits{
+			Window:                 time.Hour,
+			StartsPerAccount:       10,
+			StartsPerIP:            60,
+			SendsPerAccount:        10,
+			SendsPerDestination:    5,
+			SMSPerHour:             200,
+			CodeFailuresPerAccount: 10,
+			SignInsPerIP:           60,
+			BindFailures:           3,
+			BindFailureWindow:      time.Hour,
+		},
 	}
 }
 

@@ -131,6 +131,7 @@ func (c *Config) Validate() error {
 	c.validateSMS(&ch)
 	c.validateStore(&ch)
 	c.validateLog(&ch)
+	c.validateLimits(&ch)
 	if len(ch.problems) > 0 {
 		return &ValidationError{Problems: ch.problems}
 	}
@@ -569,4 +570,20 @@ func (c *Config) validateStore(ch *checker) {
 func (c *Config) validateLog(ch *checker) {
 	ch.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	ch.oneOf("log.format", c.Log.Format, "json", "text")
+}
+
+func (c *Config) validateLimits(ch *checker) {
+	l := c.Limits
+	ch.positive("limits.window", l.Window)
+	ch.positive("limits.bind_failure_window", l.BindFailureWindow)
+	for key, v := range map[string]int{
+		"limits.starts_per_account": l.StartsPerAccount, "limits.starts_per_ip": l.StartsPerIP,
+		"limits.sends_per_account": l.SendsPerAccount, "limits.sends_per_destination": l.SendsPerDestination,
+		"limits.sms_per_hour": l.SMSPerHour, "limits.code_failures_per_account": l.CodeFailuresPerAccount,
+		"limits.sign_ins_per_ip": l.SignInsPerIP, "limits.bind_failures": l.BindFailures,
+	} {
+		if v < 1 {
+			ch.add(key, "must be at least 1")
+		}
+	}
 }

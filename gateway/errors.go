@@ -57,6 +57,7 @@ const (
 	CodeTooLarge         = "too_large"
 	CodeCSRF             = "forbidden"
 	CodeInternal         = "internal"
+	CodeTooMany          = "too_many"
 )
 
 var messages = map[string]string{
@@ -82,6 +83,7 @@ var messages = map[string]string{
 	CodeTooLarge:         "The request is too large.",
 	CodeCSRF:             "The form has expired or was sent from another site. Reload the page and try again.",
 	CodeInternal:         "Something went wrong.",
+	CodeTooMany:          "Too many attempts. Please wait a while and try again.",
 }
 
 var statuses = map[string]int{
@@ -107,6 +109,7 @@ var statuses = map[string]int{
 	CodeTooLarge:         http.StatusRequestEntityTooLarge,
 	CodeCSRF:             http.StatusForbidden,
 	CodeInternal:         http.StatusInternalServerError,
+	CodeTooMany:          http.StatusTooManyRequests,
 }
 
 func messageFor(code string) string {

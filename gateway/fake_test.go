@@ -25,6 +25,8 @@ type fakeDir struct {
 	pw       map[string]string          // by DN
 	groups   map[string][]string        // DN -> groups (nested already resolved)
 	writes   int
+	binds    int
+	lockout  int
 	minLen   int
 	history  map[string][]string
 	unlocked int
@@ -71,6 +73,7 @@ func (d *fakeDir) Refresh(ctx context.Context, u *directory.User) (*directory.Us
 func (d *fakeDir) VerifyPassword(ctx context.Context, u *directory.User, pw string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.binds++
 	if pw == "" || d.pw[u.DN] != pw {
 		return &directory.Error{Op: "verify", Kind: directory.ErrInvalidCredentials}
 	}
@@ -127,7 +130,7 @@ func (d *fakeDir) Unlock(ctx context.Context, u *directory.User) error {
 }
 
 func (d *fakeDir) EffectivePolicy(ctx context.Context, u *directory.User) (directory.PasswordPolicy, error) {
-	return directory.PasswordPolicy{Known: true, MinLength: d.minLen, HistoryLength: 3}, nil
+	return directory.PasswordPolicy{Known: true, MinLength: d.minLen, HistoryLength: 3, LockoutThreshold: d.lockout}, nil
 }
 func (d *fakeDir) Info() directory.ServerInfo     { return directory.ServerInfo{} }
 func (d *fakeDir) Ping(ctx context.Context) error { return nil }
@@ -187,3 +190,5 @@ func newTestbed(t *testing.T, tweak func(*Options)) *testbed {
 }
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+func storeQuery(typ string) store.AuditQuery { return store.AuditQuery{Type: typ} }

@@ -58,6 +58,8 @@ type Options struct {
 	UnlockOnReset bool
 	// TrustedProxies: peers whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
+	// Limits are the abuse budgets.
+	Limits Limits
 	// Timeouts of the HTTP server.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 }
@@ -111,6 +113,7 @@ func (o *Options) setDefaults() error {
 	if o.MaxMethods <= 0 {
 		o.MaxMethods = DefaultMaxMethods
 	}
+	o.Limits.setDefaults()
 	if o.ReadTimeout <= 0 {
 		o.ReadTimeout = 10 * time.Second
 	}

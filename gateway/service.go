@@ -164,9 +164,16 @@ func (s *Service) record(ctx context.Context, m Meta, typ, account, outcome stri
 // not_eligible.
 func (s *Service) SignIn(ctx context.Context, username, password string, m Meta) (store.Session, error) {
 	name := canonicalUsername(username)
+	if !s.hit(ctx, "signin-ip:"+m.ClientIP, s.o.Limits.SignInsPerIP, s.o.Limits.Window) {
+		s.record(ctx, m, "blocked", "", "sign_in_ip_budget", nil)
+		return store.Session{}, problem(CodeSignInFailed, errors.New("sign-in budget of the client address spent"))
+	}
 	u, err := s.d.Directory.Lookup(ctx, name)
+	if err != nil && (errors.Is(err, directory.ErrNotFound) || errors.Is(err, directory.ErrAmbiguous)) {
+		s.decoyBind(ctx, name, password)
+	}
 	if err == nil {
-		err = s.d.Directory.VerifyPassword(ctx, u, password)
+		err = s.verifyPassword(ctx, u, password, m)
 		if errors.Is(err, directory.ErrPasswordMustChange) || errors.Is(err, directory.ErrPasswordExpired) {
 			err = nil // the password is proven; registering is still allowed
 		}
@@ -200,6 +207,15 @@ func (s *Service) SignIn(ctx context.Context, username, password string, m Meta)
 	return sess, nil
 }
 
+func errorsIsAny(err error, targets ...error) bool {
+	for _, t := range targets {
+		if errors.Is(err, t) {
+			return true
+		}
+	}
+	return false
+}
+
 func reasonOf(err error) string {
 	for _, e := range []error{directory.ErrNotFound, directory.ErrAmbiguous, directory.ErrInvalidCredentials,
 		directory.ErrAccountLocked, directory.ErrAccountDisabled} {
@@ -208,6 +224,13 @@ func reasonOf(err error) string {
 		}
 	}
 	return "error"
+}
+
+// decoyBind does the work of a failed bind for a name that matched no
+// account, so that the answer takes as long as for a wrong password.
+func (s *Service) decoyBind(ctx context.Context, name, password string) {
+	dn := "cn=latchkey-nobody-" + hex.EncodeToString(mac(s.k.decoy, "bind", strings.ToLower(name))[:8])
+	_ = s.d.Directory.VerifyPassword(ctx, &directory.User{DN: dn}, password)
 }
 
 // Session returns the live session for token, enforcing the idle timeout.
@@ -244,7 +267,7 @@ func (s *Service) Reauth(ctx context.Context, sess store.Session, password strin
 	if err != nil {
 		return err
 	}
-	if err := s.d.Directory.VerifyPassword(ctx, u, password); err != nil &&
+	if err := s.verifyPassword(ctx, u, password, m); err != nil &&
 		!errors.Is(err, directory.ErrPasswordMustChange) && !errors.Is(err, directory.ErrPasswordExpired) {
 		if errors.Is(err, directory.ErrUnavailable) {
 			return s.dirProblem(err)
@@ -411,6 +434,10 @@ func (s *Service) sendRegistrationCode(ctx context.Context, sess store.Session, 
 	if err != nil {
 		return problem(CodeInternal, err)
 	}
+	if !s.hit(ctx, "send:acct:"+sess.AccountID, s.o.Limits.SendsPerAccount, s.o.Limits.Window) || !s.sendAllowed(ctx, stored) {
+		s.record(ctx, m, "blocked", sess.AccountID, "send_budget", map[string]string{"method": meth.ID})
+		return problem(CodeTooMany, nil)
+	}
 	s.sendCode(stored, "register", code, m)
 	return nil
 }
@@ -426,9 +453,15 @@ func (s *Service) VerifyMethod(ctx context.Context, sess store.Session, methodID
 	}
 	flowID := s.regFlowID(sess.ID, meth.ID)
 	code = normalizeCode(code)
+	failKey := "codefail:acct:" + sess.AccountID
+	if s.count(ctx, failKey, s.o.Limits.Window) >= s.o.Limits.CodeFailuresPerAccount {
+		s.record(ctx, m, "blocked", sess.AccountID, "code_budget", nil)
+		return MethodView{}, problem(CodeTooMany, nil)
+	}
 	err = s.d.Store.RedeemCode(ctx, flowID, regPurpose(meth.Type), meth.ID, s.k.codeHash(flowID, regPurpose(meth.Type), meth.ID, code), s.o.MaxTries, s.now())
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrCodeMismatch) {
+			s.hit(ctx, failKey, 1<<30, s.o.Limits.Window)
 			s.record(ctx, m, "registration.method_verified", sess.AccountID, "failed", map[string]string{"method": meth.ID})
 			return MethodView{}, problem(CodeInvalidCode, nil)
 		}
@@ -484,7 +517,13 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 	}
 	required, account, dn, outcome := base, "", "", "unknown"
 	var offered []Offered
+	ipOK := s.hit(ctx, "start-ip:"+m.ClientIP, s.o.Limits.StartsPerIP, s.o.Limits.Window)
 	u, err := s.d.Directory.Lookup(ctx, name)
+	var lu *directory.User
+	if err == nil {
+		lu = u
+	}
+	acctOK := s.hit(ctx, "start:"+accountKey(lu, name), s.o.Limits.StartsPerAccount, s.o.Limits.Window)
 	switch {
 	case err == nil:
 		dec, derr := s.decide(ctx, u)
@@ -518,13 +557,22 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 	default:
 		return FlowView{}, s.dirProblem(err)
 	}
+	if !ipOK || !acctOK {
+		// Over budget: the same answer as otherwise (the same hints, so
+		// that asking again shows no change), but nothing can be sent.
+		for i := range offered {
+			offered[i].real = false
+		}
+		s.record(ctx, m, "blocked", account, "start_budget", nil)
+		account, dn, outcome = "", "", "blocked"
+	}
 	if len(offered) < required {
 		offered = append(offered, s.decoys(name, required, len(offered))...)
 	}
 	now := s.now()
 	data, _ := json.Marshal(toJSON(offered))
 	f := store.Flow{ID: newToken(), Kind: kind, AccountID: account, Required: required,
-		Data: map[string]string{"offered": string(data), "dn": dn}, CreatedAt: now, ExpiresAt: now.Add(s.o.FlowTTL)}
+		Data: map[string]string{"offered": string(data), "dn": dn, "acct": accountKey(lu, name)}, CreatedAt: now, ExpiresAt: now.Add(s.o.FlowTTL)}
 	if err := s.d.Store.CreateFlow(ctx, f); err != nil {
 		return FlowView{}, problem(CodeInternal, err)
 	}
@@ -643,6 +691,8 @@ func (s *Service) SendFlowCode(ctx context.Context, kind, flowID, methodID strin
 	if err := s.d.Store.IssueCode(ctx, c); err != nil {
 		return problem(CodeInternal, err)
 	}
+	// every flow spends the account's send budget, real or not
+	acctOK := s.hit(ctx, "send:"+f.Data["acct"], s.o.Limits.SendsPerAccount, s.o.Limits.Window)
 	if om.real && f.AccountID != "" {
 		meth, err := s.d.Store.GetMethod(ctx, f.AccountID, methodID)
 		if err != nil {
@@ -650,10 +700,27 @@ func (s *Service) SendFlowCode(ctx context.Context, kind, flowID, methodID strin
 			s.log.Info("method of a flow no longer exists", "request_id", m.RequestID)
 			return nil
 		}
+		if !acctOK || !s.sendAllowed(ctx, meth) {
+			s.record(ctx, m, "blocked", f.AccountID, "send_budget", map[string]string{"method": methodID})
+			return nil // the same 202: a throttled send looks like any other
+		}
 		s.sendCode(meth, kind, code, m)
 	}
 	s.record(ctx, m, kind+".code_sent", f.AccountID, "success", map[string]string{"method": methodID})
 	return nil
+}
+
+// sendAllowed spends the destination's budget and, for SMS, the global
+// hourly SMS budget.
+func (s *Service) sendAllowed(ctx context.Context, meth store.Method) bool {
+	if !s.hit(ctx, "dest:"+meth.Type+":"+store.NormalizeAddress(meth.Type, meth.Address), s.o.Limits.SendsPerDestination, s.o.Limits.Window) {
+		return false
+	}
+	if meth.Type == store.MethodSMS && !s.hit(ctx, "sms:global", s.o.Limits.SMSPerHour, time.Hour) {
+		s.log.Warn("the hourly SMS budget is spent")
+		return false
+	}
+	return true
 }
 
 // VerifyFlowCode checks a code for one method of the flow.
@@ -668,11 +735,17 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 		return FlowView{}, problem(CodeInvalidRequest, nil)
 	}
 	code = normalizeCode(code)
+	failKey := "codefail:" + f.Data["acct"]
+	if s.count(ctx, failKey, s.o.Limits.Window) >= s.o.Limits.CodeFailuresPerAccount {
+		s.record(ctx, m, "blocked", f.AccountID, "code_budget", nil)
+		return FlowView{}, problem(CodeInvalidCode, nil)
+	}
 	err = s.d.Store.RedeemCode(ctx, f.ID, kind, methodID, s.k.codeHash(f.ID, kind, methodID, code), s.o.MaxTries, s.now())
 	if err != nil || !offered[idx].real || f.AccountID == "" {
 		if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrCodeMismatch) {
 			return FlowView{}, problem(CodeInternal, err)
 		}
+		s.hit(ctx, failKey, 1<<30, s.o.Limits.Window)
 		s.record(ctx, m, kind+".gate", f.AccountID, "failed", map[string]string{"method": methodID})
 		return FlowView{}, problem(CodeInvalidCode, nil)
 	}
@@ -862,11 +935,17 @@ func (s *Service) writeProblem(err error) *Problem {
 // Change changes a password as the user (old and new). Unknown user, wrong
 // old password, locked or disabled are one sign_in_failed.
 func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword string, m Meta) error {
-	u, err := s.d.Directory.Lookup(ctx, canonicalUsername(username))
+	name := canonicalUsername(username)
+	if !s.hit(ctx, "signin-ip:"+m.ClientIP, s.o.Limits.SignInsPerIP, s.o.Limits.Window) {
+		s.record(ctx, m, "blocked", "", "sign_in_ip_budget", nil)
+		return problem(CodeSignInFailed, errors.New("sign-in budget of the client address spent"))
+	}
+	u, err := s.d.Directory.Lookup(ctx, name)
 	if err != nil {
 		if errors.Is(err, directory.ErrUnavailable) {
 			return s.dirProblem(err)
 		}
+		s.decoyBind(ctx, name, oldPassword)
 		s.record(ctx, m, "change.completed", "", "failed", nil)
 		return problem(CodeSignInFailed, err)
 	}
@@ -877,7 +956,15 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 		}
 		return p
 	}
+	bindKey := "bindfail:" + u.ID
+	if oldPassword == "" || s.count(ctx, bindKey, s.o.Limits.BindFailureWindow) >= s.bindBudget(ctx, u) {
+		s.record(ctx, m, "blocked", u.ID, "bind_budget", nil)
+		return problem(CodeSignInFailed, errors.New("bind budget spent"))
+	}
 	if err := s.d.Directory.ChangePassword(ctx, u, oldPassword, newPassword); err != nil {
+		if errors.Is(err, directory.ErrInvalidCredentials) {
+			s.hit(ctx, bindKey, 1<<30, s.o.Limits.BindFailureWindow)
+		}
 		s.record(ctx, m, "change.completed", u.ID, "refused", map[string]string{"reason": dirReason(err)})
 		if errors.Is(err, directory.ErrPolicyRejected) || errors.Is(err, directory.ErrUnavailable) {
 			return s.writeProblem(err)

@@ -203,10 +203,22 @@ func gatewayOptions(cfg *config.Config) (gateway.Options, error) {
 		CoolingOff:       cfg.Policy.CoolingOff,
 		AllowedCountries: cfg.SMS.AllowedCountries,
 		UnlockOnReset:    true,
-		TrustedProxies:   proxies,
-		ReadTimeout:      cfg.Server.ReadTimeout,
-		WriteTimeout:     cfg.Server.WriteTimeout,
-		IdleTimeout:      cfg.Server.IdleTimeout,
+		Limits: gateway.Limits{
+			Window:                 cfg.Limits.Window,
+			StartsPerAccount:       cfg.Limits.StartsPerAccount,
+			StartsPerIP:            cfg.Limits.StartsPerIP,
+			SendsPerAccount:        cfg.Limits.SendsPerAccount,
+			SendsPerDestination:    cfg.Limits.SendsPerDestination,
+			SMSPerHour:             cfg.Limits.SMSPerHour,
+			CodeFailuresPerAccount: cfg.Limits.CodeFailuresPerAccount,
+			SignInsPerIP:           cfg.Limits.SignInsPerIP,
+			BindFailures:           cfg.Limits.BindFailures,
+			BindFailureWindow:      cfg.Limits.BindFailureWindow,
+		},
+		TrustedProxies: proxies,
+		ReadTimeout:    cfg.Server.ReadTimeout,
+		WriteTimeout:   cfg.Server.WriteTimeout,
+		IdleTimeout:    cfg.Server.IdleTimeout,
 	}, nil
 }
 

@@ -1,0 +1,134 @@
+package gateway
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBindsStopBeforeTheDirectoryLocksTheAccount(t *testing.T) {
+	tb := newTestbed(t, nil)
+	tb.dir.lockout = 3 // the directory locks at the third wrong password
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		_, err := tb.svc.SignIn(ctx, "carol", "wrong-"+string(rune('a'+i)), Meta{ClientIP: "192.0.2.1"})
+		wantCode(t, err, CodeSignInFailed)
+	}
+	if tb.dir.binds != 2 {
+		t.Fatalf("%d wrong binds forwarded, want 2 (threshold 3 - 1)", tb.dir.binds)
+	}
+	// the budget is per account: the right password is refused too, without a bind
+	_, err := tb.svc.SignIn(ctx, "CAROL", tb.dir.password("carol"), Meta{})
+	wantCode(t, err, CodeSignInFailed)
+	wantCode(t, tb.svc.Change(ctx, " carol", tb.dir.password("carol"), "Another-Pass-123", Meta{}), CodeSignInFailed)
+	if tb.dir.binds != 2 || tb.dir.writes != 0 {
+		t.Fatalf("binds %d writes %d", tb.dir.binds, tb.dir.writes)
+	}
+	// other accounts are not affected
+	if _, err := tb.svc.SignIn(ctx, "alice", tb.dir.password("alice"), Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	// unknown names are answered after a (decoy) bind too
+	before := tb.dir.binds
+	_, err = tb.svc.SignIn(ctx, "nobody", "whatever", Meta{})
+	wantCode(t, err, CodeSignInFailed)
+	if tb.dir.binds != before+1 {
+		t.Fatal("no decoy bind for an unknown name")
+	}
+}
+
+func TestStartBudgetIsPerAccountWhateverTheSpelling(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) { o.Limits.StartsPerAccount = 2 })
+	ctx := context.Background()
+	_, mid := tb.enroll(t, "carol", "carol@home.example")
+	var flows []FlowView
+	for _, spelling := range []string{"carol", "CAROL", " Carol "} {
+		f, err := tb.svc.StartFlow(ctx, "reset", spelling, Meta{ClientIP: "192.0.2.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		flows = append(flows, f)
+	}
+	// the third answer looks the same...
+	if flows[2].Methods[0].ID != mid || flows[2].Methods[0].Hint != flows[0].Methods[0].Hint {
+		t.Fatalf("throttled answer differs: %+v vs %+v", flows[2].Methods, flows[0].Methods)
+	}
+	// ...but nothing can be sent through it
+	sent := len(tb.rec.Emails())
+	if err := tb.svc.SendFlowCode(ctx, "reset", flows[2].ID, mid, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if len(tb.rec.Emails()) != sent {
+		t.Fatal("a code was sent through a throttled flow")
+	}
+	// while the earlier flows still work
+	if err := tb.svc.SendFlowCode(ctx, "reset", flows[1].ID, mid, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	tb.lastCode(t, "carol@home.example")
+}
+
+func TestStartBudgetPerIPIgnoresForgedForwardedFor(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) { o.Limits.StartsPerIP = 3 })
+	c := newClient(t, tb)
+	codes := map[int]int{}
+	for i := 0; i < 5; i++ {
+		req := httptest.NewRequest("POST", "/api/v1/reset", strings.NewReader(`{"username":"user`+string(rune('a'+i))+`"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Forwarded-For", "203.0.113."+string(rune('1'+i)))
+		w := c.do(req)
+		codes[w.Code]++
+	}
+	if codes[200] != 5 {
+		t.Fatalf("throttled starts must look normal: %v", codes)
+	}
+	evs, _ := tb.st.ListAudit(context.Background(), storeQuery("blocked"))
+	if len(evs) != 2 {
+		t.Fatalf("%d blocked events, want 2 (the forged header must not give each request a new address)", len(evs))
+	}
+	for _, e := range evs {
+		if e.ClientIP != "192.0.2.10" {
+			t.Fatalf("client ip %q", e.ClientIP)
+		}
+	}
+}
+
+func TestSendBudgets(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) { o.Limits.SendsPerDestination = 3; o.Limits.SMSPerHour = 100 })
+	ctx := context.Background()
+	_, mid := tb.enroll(t, "carol", "carol@home.example") // the registration code is send 1
+	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
+	for i := 0; i < 4; i++ {
+		if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	// the registration code and two of the four reset codes
+	if n := tb.messagesTo("carol@home.example"); n != 3 {
+		t.Fatalf("%d messages to the address, want 3", n)
+	}
+}
+
+func TestCodeFailureBudgetSpansResentCodes(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) { o.Limits.CodeFailuresPerAccount = 6 })
+	ctx := context.Background()
+	_, mid := tb.enroll(t, "carol", "carol@home.example")
+	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
+	for round := 0; round < 2; round++ {
+		tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
+		tb.lastCode(t, "carol@home.example")
+		for i := 0; i < 3; i++ {
+			_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, "99999999", Meta{})
+			wantCode(t, err, CodeInvalidCode)
+		}
+	}
+	// six wrong guesses spent the budget: a fresh, right code is refused
+	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
+	code := tb.lastCode(t, "carol@home.example")
+	_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, code, Meta{})
+	wantCode(t, err, CodeInvalidCode)
+}
