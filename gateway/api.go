@@ -101,10 +101,10 @@ func checkDuplicateKeys(body []byte) error {
 			continue
 		case string:
 			if top != nil && top.obj && top.key {
-				if top.keys[strings.ToLower(t)] {
+				if top.keys[foldKey(t)] {
 					return errors.New("repeated key " + t)
 				}
-				top.keys[strings.ToLower(t)] = true
+				top.keys[foldKey(t)] = true
 				top.key = false
 				continue
 			}
@@ -336,3 +336,11 @@ func (s *Server) apiChange(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "password_changed"})
 }
+
+// foldKey is how encoding/json matches keys to fields: case-insensitively,
+// with the long s and the Kelvin sign folding to s and k.
+func foldKey(k string) string {
+	return strings.ToLower(keyFolder.Replace(k))
+}
+
+var keyFolder = strings.NewReplacer("\u017f", "s", "\u212a", "k")
