@@ -53,6 +53,7 @@ type params struct {
 	MethodsRequired int
 	CodeTTL         time.Duration
 	Extra           string // appended to the policy section
+	Limits          string // a whole limits: section
 }
 
 // env is one running gateway with its servers.
@@ -160,10 +161,11 @@ log:
   level: debug
   format: json
   audit_file: %q
+%s
 `, port, base, secret, srv.Flavor, srv.LDAPSURL, srv.CAFile, q(srv.ServiceDN), bindpw, q(srv.BaseDN), q(srv.UserFilter),
 		q(srv.Group("staff")), q(srv.Group("cycle-a")), p.MethodsRequired, q(srv.Group("sspr-admins")), p.CodeTTL, p.Extra,
 		twilioSID, twtoken, twilioFrom, sms.URL, mail.SMTPHost, mail.SMTPPort,
-		"file:"+filepath.Join(work, "latchkey.db"), filepath.Join(work, "audit.log"))
+		"file:"+filepath.Join(work, "latchkey.db"), filepath.Join(work, "audit.log"), p.Limits)
 	if srv.DefaultPolicyDN != "" {
 		cfg = strings.Replace(cfg, "  timeout: 10s\n", "  timeout: 10s\n  default_policy_dn: "+q(srv.DefaultPolicyDN)+"\n", 1)
 	}

@@ -30,6 +30,8 @@ type Service struct {
 	audit *slog.Logger
 	mails *mailTemplates
 	stats *metrics
+	// pads hold unauthenticated answers to one duration per step
+	padStart, padSend, padVerify *padder
 }
 
 // Meta is what a flow step knows about the request, for audit and logs.
@@ -99,6 +101,7 @@ func NewService(o Options, d Deps) (*Service, error) {
 		return nil, err
 	}
 	return &Service{o: o, d: d, k: k, log: d.Log, audit: d.Audit, mails: mt, stats: newMetrics(),
+		padStart: newPadder(), padSend: newPadder(), padVerify: newPadder(),
 		out: newOutbox(d.Mailer, d.SMS, d.Log)}, nil
 }
 
@@ -511,6 +514,8 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 	if name == "" || len(name) > 256 {
 		return FlowView{}, problem(CodeInvalidRequest, nil)
 	}
+	start, real := time.Now(), false
+	defer func() { s.padStart.wait(ctx, start, real) }()
 	base := s.o.Eligibility.MethodsRequired
 	if base < 1 {
 		base = 1
@@ -577,6 +582,7 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 		return FlowView{}, problem(CodeInternal, err)
 	}
 	s.record(ctx, m, kind+".started", account, outcome, nil)
+	real = account != ""
 	return s.flowView(f, offered), nil
 }
 
@@ -672,6 +678,8 @@ func (s *Service) SendFlowCode(ctx context.Context, kind, flowID, methodID strin
 	if err != nil {
 		return err
 	}
+	start := time.Now()
+	defer func() { s.padSend.wait(ctx, start, f.AccountID != "") }()
 	var om *Offered
 	for _, o := range offeredOf(f) {
 		if o.ID == methodID {
@@ -734,6 +742,8 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 	if idx < 0 {
 		return FlowView{}, problem(CodeInvalidRequest, nil)
 	}
+	start := time.Now()
+	defer func() { s.padVerify.wait(ctx, start, f.AccountID != "") }()
 	code = normalizeCode(code)
 	failKey := "codefail:" + f.Data["acct"]
 	if s.count(ctx, failKey, s.o.Limits.Window) >= s.o.Limits.CodeFailuresPerAccount {
