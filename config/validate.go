@@ -535,7 +535,7 @@ func (c *Config) validateSMS(ch *checker) {
 		if t.From == "" && t.MessagingServiceSID == "" {
 			ch.add("sms.twilio.from", "required: an E.164 number (+441234567890) or sender ID, or set sms.twilio.messaging_service_sid")
 		}
-		if t.From != "" && !e164RE.MatchString(t.From) && !(alphaSenderRE.MatchString(t.From) && strings.ContainsFunc(t.From, isLetter)) {
+		if t.From != "" && !e164RE.MatchString(t.From) && (!alphaSenderRE.MatchString(t.From) || !strings.ContainsFunc(t.From, isLetter)) {
 			ch.add("sms.twilio.from", "must be an E.164 number (+441234567890) or an alphanumeric sender ID of up to 11 characters (quote numbers in YAML)")
 		}
 		if t.MessagingServiceSID != "" && !twilioServiceRE.MatchString(t.MessagingServiceSID) {

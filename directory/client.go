@@ -76,7 +76,7 @@ func (c *Client) Ping(ctx context.Context) error {
 // dial connects to the first URL that answers, upgrades to TLS as
 // configured and, for service connections, binds the service account.
 func (c *Client) dial(ctx context.Context, bindService bool) (*ldap.Conn, string, error) {
-	var lastKind error = ErrUnavailable
+	lastKind := ErrUnavailable
 	for _, raw := range c.cfg.URLs {
 		if err := ctx.Err(); err != nil {
 			return nil, "", newErr("connect", ErrUnavailable)

@@ -95,7 +95,7 @@ func classify(op string, err error, ctrls []ldap.Control) *Error {
 			e.Kind = ErrPasswordExpired
 		}
 	case ldap.LDAPResultConstraintViolation, ldap.LDAPResultUnwillingToPerform:
-		e.Kind, e.Reason = policyKind(le.ResultCode, pp, winErr, diag)
+		e.Reason, e.Kind = policyKind(le.ResultCode, pp, winErr, diag)
 	case ldap.LDAPResultInsufficientAccessRights:
 		e.Kind = ErrInsufficientRights
 		if pp == ppChangeAfterReset || strings.Contains(diag, "restricted to bind/unbind/abandon/StartTLS/modify password") {
@@ -115,61 +115,61 @@ func classify(op string, err error, ctrls []ldap.Control) *Error {
 
 // policyKind interprets 19 (constraint violation) and 53 (unwilling to perform)
 // on password operations.
-func policyKind(code uint16, pp int, winErr, diag string) (error, Reason) {
+func policyKind(code uint16, pp int, winErr, diag string) (Reason, error) {
 	switch pp {
 	case ppPasswordTooShort:
-		return ErrPolicyRejected, ReasonTooShort
+		return ReasonTooShort, ErrPolicyRejected
 	case ppPasswordInHistory:
-		return ErrPolicyRejected, ReasonInHistory
+		return ReasonInHistory, ErrPolicyRejected
 	case ppInsufficientQuality:
-		return ErrPolicyRejected, ReasonNotComplex
+		return ReasonNotComplex, ErrPolicyRejected
 	case ppPasswordTooYoung:
-		return ErrPolicyRejected, ReasonTooYoung
+		return ReasonTooYoung, ErrPolicyRejected
 	case ppPasswordModNotAllowed:
-		return ErrPolicyRejected, ReasonNotAllowed
+		return ReasonNotAllowed, ErrPolicyRejected
 	case ppMustSupplyOldPassword:
-		return ErrInvalidCredentials, ReasonNone
+		return ReasonNone, ErrInvalidCredentials
 	case ppAccountLocked:
-		return ErrAccountLocked, ReasonNone
+		return ReasonNone, ErrAccountLocked
 	case ppChangeAfterReset:
-		return ErrPasswordMustChange, ReasonNone
+		return ReasonNone, ErrPasswordMustChange
 	}
 	d := strings.ToLower(diag)
 	switch winErr {
 	case "0000052D": // ERROR_PASSWORD_RESTRICTION
 		switch {
 		case strings.Contains(d, "too short"):
-			return ErrPolicyRejected, ReasonTooShort
+			return ReasonTooShort, ErrPolicyRejected
 		case strings.Contains(d, "complexity"):
-			return ErrPolicyRejected, ReasonNotComplex
+			return ReasonNotComplex, ErrPolicyRejected
 		case strings.Contains(d, "history") || strings.Contains(d, "already used"):
-			return ErrPolicyRejected, ReasonInHistory
+			return ReasonInHistory, ErrPolicyRejected
 		case strings.Contains(d, "too young") || strings.Contains(d, "minimum password age"):
-			return ErrPolicyRejected, ReasonTooYoung
+			return ReasonTooYoung, ErrPolicyRejected
 		}
-		return ErrPolicyRejected, ReasonPolicy
+		return ReasonPolicy, ErrPolicyRejected
 	case "00000056": // ERROR_INVALID_PASSWORD: wrong old password on change
-		return ErrInvalidCredentials, ReasonNone
+		return ReasonNone, ErrInvalidCredentials
 	case "0000001F", "00002077": // unicodePwd over a plain connection
 		if strings.Contains(d, "unicodepwd") || code == ldap.LDAPResultUnwillingToPerform {
-			return ErrInsecure, ReasonNone
+			return ReasonNone, ErrInsecure
 		}
 	case "00000005": // ERROR_ACCESS_DENIED
-		return ErrInsufficientRights, ReasonNone
+		return ReasonNone, ErrInsufficientRights
 	}
 	// OpenLDAP without the response control: the same cases, by text.
 	switch {
 	case strings.Contains(d, "in history") || strings.Contains(d, "not being changed from existing value"):
-		return ErrPolicyRejected, ReasonInHistory
+		return ReasonInHistory, ErrPolicyRejected
 	case strings.Contains(d, "quality"):
-		return ErrPolicyRejected, ReasonPolicy
+		return ReasonPolicy, ErrPolicyRejected
 	case strings.Contains(d, "too young"):
-		return ErrPolicyRejected, ReasonTooYoung
+		return ReasonTooYoung, ErrPolicyRejected
 	case strings.Contains(d, "old password"):
-		return ErrInvalidCredentials, ReasonNone
+		return ReasonNone, ErrInvalidCredentials
 	}
 	if code == ldap.LDAPResultConstraintViolation {
-		return ErrPolicyRejected, ReasonPolicy
+		return ReasonPolicy, ErrPolicyRejected
 	}
-	return ErrFailed, ReasonNone
+	return ReasonNone, ErrFailed
 }

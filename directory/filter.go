@@ -54,11 +54,6 @@ func ValidateFilterTemplate(template string) error {
 	return nil
 }
 
-// equalityFilter is (attr=value) with value escaped.
-func equalityFilter(attr, value string) string {
-	return "(" + attr + "=" + ldap.EscapeFilter(value) + ")"
-}
-
 func plausibleName(s string) bool {
 	if s == "" || len(s) > maxUsernameBytes || !utf8.ValidString(s) {
 		return false

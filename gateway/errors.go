@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 )
 
@@ -135,5 +134,3 @@ func asProblem(err error) *Problem {
 	}
 	return problem(CodeInternal, err)
 }
-
-func wrapf(format string, a ...any) error { return fmt.Errorf(format, a...) }

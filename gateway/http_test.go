@@ -233,8 +233,8 @@ func TestClientIPIgnoresForwardedForFromUntrustedPeers(t *testing.T) {
 func TestPagesFlowWithoutJavaScript(t *testing.T) {
 	tb := newTestbed(t, nil)
 	c := newClient(t, tb)
-	w := c.post("/register", "/register", url.Values{"username": {"carol"}, "password": {"Carol-Pass1!"}}, nil)
-	w = c.post("/register/methods", "/register/methods", url.Values{"type": {"email"}, "address": {"carol@home.example"}}, nil)
+	c.post("/register", "/register", url.Values{"username": {"carol"}, "password": {"Carol-Pass1!"}}, nil)
+	w := c.post("/register/methods", "/register/methods", url.Values{"type": {"email"}, "address": {"carol@home.example"}}, nil)
 	loc := w.Header().Get("Location")
 	if w.Code != http.StatusSeeOther || !strings.HasSuffix(loc, "/verify") {
 		t.Fatalf("add method: %d %s", w.Code, w.Body)

@@ -293,7 +293,10 @@ func (s *Server) checkCSRF(c echo.Context) error {
 }
 
 func (s *Server) cookie(name, value string, maxAge int) *http.Cookie {
-	return &http.Cookie{Name: name, Value: value, Path: "/", MaxAge: maxAge, Secure: s.secure, HttpOnly: true, SameSite: http.SameSiteStrictMode}
+	// Secure whenever public_url is https; config allows http only for
+	// loopback hosts (development), where browsers would drop Secure cookies.
+	return &http.Cookie{ // #nosec G124 -- see above
+		Name: name, Value: value, Path: "/", MaxAge: maxAge, Secure: s.secure, HttpOnly: true, SameSite: http.SameSiteStrictMode}
 }
 
 // ---------------------------------------------------------------- health

@@ -210,6 +210,13 @@ func (s *Service) SignIn(ctx context.Context, username, password string, m Meta)
 	return sess, nil
 }
 
+// forget logs a failed clean-up that the user's answer does not depend on.
+func (s *Service) forget(err error) {
+	if err != nil {
+		s.log.Error("store clean-up failed", "error", err.Error())
+	}
+}
+
 func errorsIsAny(err error, targets ...error) bool {
 	for _, t := range targets {
 		if errors.Is(err, t) {
@@ -247,7 +254,7 @@ func (s *Service) Session(ctx context.Context, token string) (store.Session, err
 		return store.Session{}, problem(CodeSessionExpired, nil)
 	}
 	if now.Sub(sess.LastSeen) > s.o.SessionIdle {
-		s.d.Store.DeleteSession(ctx, token)
+		s.forget(s.d.Store.DeleteSession(ctx, token))
 		return store.Session{}, problem(CodeSessionExpired, nil)
 	}
 	if err := s.d.Store.TouchSession(ctx, token, now); err != nil {
@@ -259,7 +266,7 @@ func (s *Service) Session(ctx context.Context, token string) (store.Session, err
 // SignOut ends a session.
 func (s *Service) SignOut(ctx context.Context, token string) {
 	if token != "" {
-		s.d.Store.DeleteSession(ctx, token)
+		s.forget(s.d.Store.DeleteSession(ctx, token))
 	}
 }
 
@@ -474,7 +481,7 @@ func (s *Service) VerifyMethod(ctx context.Context, sess store.Session, methodID
 	if err := s.d.Store.VerifyMethod(ctx, sess.AccountID, meth.ID, now); err != nil {
 		return MethodView{}, problem(CodeInternal, err)
 	}
-	s.d.Store.DeleteFlow(ctx, flowID)
+	s.forget(s.d.Store.DeleteFlow(ctx, flowID))
 	meth.Verified, meth.VerifiedAt = true, now
 	s.record(ctx, m, "registration.method_verified", sess.AccountID, "success", map[string]string{"method": meth.ID, "type": meth.Type})
 	s.noticeAll(ctx, sess.AccountID, sess.Username, "method_added", meth.ID, m)
@@ -982,8 +989,8 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 		return problem(CodeSignInFailed, err)
 	}
 	ctx = context.WithoutCancel(ctx)
-	s.d.Store.DeleteFlowsForAccount(ctx, u.ID)
-	s.d.Store.DeleteSessionsForAccount(ctx, u.ID)
+	s.forget(s.d.Store.DeleteFlowsForAccount(ctx, u.ID))
+	s.forget(s.d.Store.DeleteSessionsForAccount(ctx, u.ID))
 	s.record(ctx, m, "change.completed", u.ID, "success", nil)
 	s.noticeUser(ctx, u, "password_changed", "", m)
 	return nil

@@ -193,4 +193,4 @@ func checkDNValue(v string) error {
 func isAlpha(c byte) bool   { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
 func isDigit(c byte) bool   { return c >= '0' && c <= '9' }
 func isHex(c byte) bool     { return isDigit(c) || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
-func isHexRune(r rune) bool { return r < 0x80 && isHex(byte(r)) }
+func isHexRune(r rune) bool { return r < 0x80 && isHex(byte(r)) } // #nosec G115 -- r < 0x80 checked first

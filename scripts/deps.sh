@@ -31,3 +31,8 @@ if [ ! -x "$GOBIN_DIR/mailpit" ] && ! command -v mailpit >/dev/null; then
   echo "deps: installing mailpit (about a minute to compile)"
   go install github.com/axllent/mailpit@v1.27.11
 fi
+
+if [ ! -x "$GOBIN_DIR/golangci-lint" ]; then
+  echo "deps: installing golangci-lint v2.15.0 (about a minute to compile)"
+  go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
+fi

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The full test suite: unit tests, the real-server suites (slapd, Samba AD DC,
+# The full test suite: go vet and golangci-lint, unit tests, the real-server suites (slapd, Samba AD DC,
 # mailpit, the SMS contract server, headless Chromium) and a short run of
 # every fuzz target. Run as root: a Samba AD DC must listen on 389/636.
 set -euo pipefail
@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 export PATH="$(go env GOPATH)/bin:$PATH"
 go vet ./...
+golangci-lint run ./...   # gosec, staticcheck, errcheck, ... (.golangci.yml)
 go test -count=1 -timeout 30m ./...
 # each fuzz target briefly (the corpus in testdata/fuzz runs in every go test)
 grep -rEo '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' . | sort -u | while IFS=: read -r file decl; do

@@ -38,7 +38,7 @@ func (p *pool) prepare(ctx context.Context, query string) (*sql.Stmt, error) {
 	if st != nil {
 		return st, nil
 	}
-	st, err := p.DB.PrepareContext(ctx, query)
+	st, err := p.PrepareContext(ctx, query)
 	if err != nil {
 		return nil, err
 	}

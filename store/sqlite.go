@@ -174,7 +174,7 @@ func createPrivateFile(name string) error {
 		}
 		path = u
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600) // #nosec G304 -- the database path of store.dsn
 	if errors.Is(err, fs.ErrExist) {
 		return nil
 	}
@@ -249,11 +249,11 @@ func (s *SQLite) writeTx(ctx context.Context, fn func(tx txn) error) error {
 		// The connection is free again: prepare what the transaction ran
 		// unprepared, for next time. A failure only means no caching.
 		for _, q := range missed {
-			s.w.prepare(ctx, q)
+			_, _ = s.w.prepare(ctx, q)
 		}
 	}()
 	if err := fn(txn{tx: tx, p: s.w, missed: &missed}); err != nil {
-		tx.Rollback()
+		_ = tx.Rollback()
 		return err
 	}
 	if err := tx.Commit(); err != nil {
