@@ -189,6 +189,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 		}
 	}
 	m := meta(c)
+	if p.Code == CodeCSRF {
+		s.svc.record(c.Request().Context(), m, "blocked", "", "csrf", map[string]string{"path": c.Path()})
+	}
 	if p.Status >= 500 {
 		s.svc.log.Error("request failed", "request_id", m.RequestID, "path", c.Path(), "code", p.Code, "error", errString(p.Err))
 	} else if p.Err != nil {
