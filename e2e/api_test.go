@@ -27,6 +27,7 @@ func (e *env) register(user, email, phone string) (emailID, smsID string) {
 	e.t.Helper()
 	r := e.must(200, e.api("POST", "/api/v1/session", "", map[string]string{"username": user, "password": e.dir.Password(user)}), "sign in "+user)
 	token := r.str("token")
+	e.secrets = append(e.secrets, token)
 	if token == "" || r.str("expires_at") == "" {
 		e.t.Fatalf("session answer %s", r.Body)
 	}
@@ -77,6 +78,7 @@ func (e *env) startReset(user string) (flow, resp) {
 	e.t.Helper()
 	r := e.must(200, e.api("POST", "/api/v1/reset", "", map[string]string{"username": user}), "reset start "+user)
 	f := flow{ID: r.str("flow")}
+	e.secrets = append(e.secrets, f.ID)
 	if n, ok := r.JSON["required"].(float64); ok {
 		f.Required = int(n)
 	}
@@ -376,8 +378,12 @@ func runAPISuite(t *testing.T, srv *dirtest.Server) {
 		e.t = t
 		for _, path := range []string{e.log, e.audit} {
 			b, _ := readFile(path)
-			for _, secret := range []string{srv.ServicePassword, twilioToken, "Violet-Meadow-Lantern-7", "Quiet-River-Stone-42",
-				"Long-Enough-Meadow-Lantern-7", "Golden-Harbor-Kite-5", "carol.home@example.net"} {
+			secrets := append([]string{srv.ServicePassword, twilioToken, "Violet-Meadow-Lantern-7", "Quiet-River-Stone-42",
+				"Long-Enough-Meadow-Lantern-7", "Golden-Harbor-Kite-5", "carol.home@example.net", "+447700900003"}, e.secrets...)
+			if len(e.secrets) < 20 {
+				t.Fatalf("only %d codes, tokens and flow ids collected", len(e.secrets))
+			}
+			for _, secret := range secrets {
 				if strings.Contains(b, secret) {
 					t.Fatalf("%s contains %q", path, secret)
 				}

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,6 +68,8 @@ type env struct {
 	log   string
 	audit string
 	cmd   *exec.Cmd
+	// secrets the run produced (codes, tokens, flow ids), for log scans
+	secrets []string
 }
 
 const (
@@ -313,6 +316,7 @@ func (e *env) mailCode(addr string) string {
 			if err := e.mail.DeleteAll(ctx); err != nil {
 				e.t.Fatal(err)
 			}
+			e.secrets = append(e.secrets, c[1])
 			return c[1]
 		}
 		select {
@@ -334,6 +338,7 @@ func (e *env) smsCode(number string) string {
 			if msgs[i].To == number && strings.Contains(msgs[i].Body, "is your") {
 				if c := codeRE.FindStringSubmatch(msgs[i].Body); c != nil {
 					e.sms.Reset()
+					e.secrets = append(e.secrets, c[1])
 					return c[1]
 				}
 			}
@@ -354,4 +359,9 @@ func addToGroup(t *testing.T, srv *dirtest.Server, user, group string) {
 func readFile(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	return string(b), err
+}
+
+func newJar() http.CookieJar {
+	j, _ := cookiejar.New(nil)
+	return j
 }
