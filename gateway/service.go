@@ -966,6 +966,17 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 		s.record(ctx, m, "change.completed", "", "failed", nil)
 		return problem(CodeSignInFailed, err)
 	}
+	// The old password is proven first (a bind, within the account's budget
+	// of wrong passwords), so that nothing below tells an unknown name from
+	// a known one to someone who does not know the password.
+	if err := s.verifyPassword(ctx, u, oldPassword, m); err != nil &&
+		!errors.Is(err, directory.ErrPasswordMustChange) && !errors.Is(err, directory.ErrPasswordExpired) {
+		if errors.Is(err, directory.ErrUnavailable) {
+			return s.dirProblem(err)
+		}
+		s.record(ctx, m, "change.completed", u.ID, "failed", map[string]string{"reason": reasonOf(err)})
+		return problem(CodeSignInFailed, err)
+	}
 	if vs := s.o.Password.Check(newPassword, policy.Context{Username: u.Username, DisplayName: u.DisplayName, Email: u.Mail}); len(vs) > 0 {
 		p := problem(CodePasswordRejected, nil)
 		for _, v := range vs {
@@ -974,10 +985,6 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 		return p
 	}
 	bindKey := "bindfail:" + u.ID
-	if oldPassword == "" || s.count(ctx, bindKey, s.o.Limits.BindFailureWindow) >= s.bindBudget(ctx, u) {
-		s.record(ctx, m, "blocked", u.ID, "bind_budget", nil)
-		return problem(CodeSignInFailed, errors.New("bind budget spent"))
-	}
 	if err := s.d.Directory.ChangePassword(ctx, u, oldPassword, newPassword); err != nil {
 		if errors.Is(err, directory.ErrInvalidCredentials) {
 			s.hit(ctx, bindKey, 1<<30, s.o.Limits.BindFailureWindow)

@@ -407,6 +407,9 @@ func TestChangeAndUnlock(t *testing.T) {
 	wantCode(t, tb.svc.Change(ctx, "carol", "wrong", "Brand-New-Pass-1", Meta{}), CodeSignInFailed)
 	wantCode(t, tb.svc.Change(ctx, "nobody", "wrong", "Brand-New-Pass-1", Meta{}), CodeSignInFailed)
 	wantCode(t, tb.svc.Change(ctx, "carol", tb.dir.password("carol"), "short", Meta{}), CodePasswordRejected)
+	// a weak new password with a wrong old one says nothing about the name
+	wantCode(t, tb.svc.Change(ctx, "carol", "wrong", "short", Meta{}), CodeSignInFailed)
+	wantCode(t, tb.svc.Change(ctx, "nobody", "wrong", "short", Meta{}), CodeSignInFailed)
 	if err := tb.svc.Change(ctx, "carol", "Carol-Pass1!", "Brand-New-Pass-1", Meta{}); err != nil {
 		t.Fatal(err)
 	}
