@@ -59,7 +59,7 @@ type params struct {
 
 // env is one running gateway with its servers.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	dir   *dirtest.Server
 	mail  *notifytest.Mailpit
 	sms   *notifytest.FakeTwilio
@@ -78,7 +78,7 @@ const (
 	twilioFrom  = "+15005550006"
 )
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +89,7 @@ func freePort(t *testing.T) int {
 
 // startGateway writes a configuration for srv and starts latchkey serve.
 // The mail and SMS servers may be shared between gateways of one test.
-func startGateway(t *testing.T, srv *dirtest.Server, mail *notifytest.Mailpit, sms *notifytest.FakeTwilio, p params) *env {
+func startGateway(t testing.TB, srv *dirtest.Server, mail *notifytest.Mailpit, sms *notifytest.FakeTwilio, p params) *env {
 	t.Helper()
 	if p.MethodsRequired == 0 {
 		p.MethodsRequired = 1
@@ -232,7 +232,7 @@ func tail(s string, n int) string {
 	return s
 }
 
-func startMail(t *testing.T) (*notifytest.Mailpit, *notifytest.FakeTwilio) {
+func startMail(t testing.TB) (*notifytest.Mailpit, *notifytest.FakeTwilio) {
 	mail := notifytest.StartMailpit(t)
 	sms := notifytest.StartTwilio(t, notifytest.TwilioCredentials(twilioSID, twilioToken), notifytest.TwilioSenders(twilioFrom))
 	return mail, sms
