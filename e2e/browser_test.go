@@ -1,0 +1,673 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
+
+	"github.com/latchkeyhq/latchkey/directory/dirtest"
+	"github.com/latchkeyhq/latchkey/notify/notifytest"
+)
+
+// The browser suite drives the HTML pages in headless Chromium (Debian's
+// chromium package, or CHROMIUM_BIN) with chromedp, and runs axe-core
+// (vendored in testdata/axe-core) plus a phone-width layout check on every
+// page it visits. LATCHKEY_E2E_SCREENSHOTS=DIR saves a desktop and a phone
+// screenshot of every page there.
+
+const (
+	axeVersion = "4.14.1"
+	axePath    = "testdata/axe-core/axe.min.js"
+	// stepTimeout bounds one step: a click and the page load it causes,
+	// typing into a field, reading a text.
+	stepTimeout = 30 * time.Second
+)
+
+func TestBrowserOpenLDAP(t *testing.T) {
+	runBrowserSuite(t, dirtest.StartOpenLDAP)
+}
+
+func TestBrowserActiveDirectory(t *testing.T) {
+	runBrowserSuite(t, dirtest.StartSamba)
+}
+
+// chromiumPath finds the browser: CHROMIUM_BIN, else chromium on PATH.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("CHROMIUM_BIN"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			notifytest.SkipOrFail(t, "browser: CHROMIUM_BIN=%s: %v", p, err)
+		}
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	notifytest.SkipOrFail(t, "browser: chromium not found on PATH and CHROMIUM_BIN not set (apt-get install chromium)")
+	return ""
+}
+
+// browser is one headless Chromium with a fresh profile, and the checks run
+// on every page.
+type browser struct {
+	t      *testing.T
+	ctx    context.Context
+	base   string
+	axe    string
+	shots  string
+	pages  int
+	axeDur time.Duration
+}
+
+func newBrowser(t *testing.T, exe, base string) *browser {
+	t.Helper()
+	src, err := os.ReadFile(axePath)
+	if err != nil {
+		t.Fatalf("axe-core is vendored in e2e/%s: %v", axePath, err)
+	}
+	tmp := t.TempDir()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.Headless,
+		chromedp.NoSandbox, // the suites run as root
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(filepath.Join(tmp, "profile")),
+		chromedp.Env("TMPDIR="+tmp), // else every run leaves /tmp/org.chromium.Chromium.* behind
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
+	ctx, tcancel := context.WithTimeout(ctx, 4*time.Minute)
+	// LIFO: the browser stops before TempDir removes its profile.
+	t.Cleanup(func() { tcancel(); cancel(); acancel() })
+	b := &browser{t: t, ctx: ctx, base: base, axe: string(src), shots: os.Getenv("LATCHKEY_E2E_SCREENSHOTS")}
+	start := time.Now()
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting %s: %v", exe, err)
+	}
+	t.Logf("browser started in %v", time.Since(start).Round(time.Millisecond))
+	return b
+}
+
+// open loads path and checks the status of the final response.
+func (b *browser) open(path string, status int) {
+	b.t.Helper()
+	res, err := chromedp.Run(b.ctx, chromedp.NavigateResponse(b.base+path))
+	if err != nil {
+		b.t.Fatalf("GET %s: %v", path, err)
+	}
+	if res.Status != int64(status) {
+		b.t.Fatalf("GET %s: status %d, want %d", path, res.Status, status)
+	}
+}
+
+// click clicks the element the CSS selector sel selects, waits for the page
+// it leads to, and checks the status of that page (after any redirect) and
+// its path (unless path is "").
+func (b *browser) click(sel string, status int, path string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+	defer cancel()
+	click := chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible)
+	res, err := chromedp.RunResponse(ctx, click)
+	if err != nil {
+		state, serr := chromedp.Run(b.ctx, chromedp.Evaluate[string](`(() => {
+		  const e = document.querySelector(`+jsString(sel)+`);
+		  const r = e && e.getBoundingClientRect();
+		  return location.pathname + ' window ' + innerWidth + 'x' + innerHeight + ' scale ' + visualViewport.scale +
+		    ' scroll ' + scrollX + ',' + scrollY + ' element ' + (r ? JSON.stringify(r) : 'missing');
+		})()`))
+		loc, lerr := chromedp.Run(b.ctx, chromedp.Location())
+		b.t.Fatalf("click %s: %v (page: %s %v; location %s %v)", sel, err, state, serr, loc, lerr)
+	}
+	if res.Status != int64(status) {
+		hint := ""
+		if res.Status == 403 && status != 403 {
+			hint = "; if the gateway log says \"foreign origin\", its CSRF check refuses what Chromium sends:" +
+				" under Referrer-Policy: no-referrer a page's own form posts carry \"Origin: null\" with Sec-Fetch-Site: same-origin"
+		}
+		b.t.Fatalf("click %s: %s answered %d, want %d%s", sel, res.URL, res.Status, status, hint)
+	}
+	if got := b.path(); path != "" && got != path {
+		b.t.Fatalf("click %s: at %s, want %s", sel, got, path)
+	}
+}
+
+// jsString quotes s for JavaScript.
+func jsString(s string) string {
+	q, _ := json.Marshal(s)
+	return string(q)
+}
+
+// path is the path of the current page, without the query.
+func (b *browser) path() string {
+	b.t.Helper()
+	loc, err := chromedp.Run(b.ctx, chromedp.Location())
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	u, err := url.Parse(loc)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return u.Path
+}
+
+// typeInto types text into the (empty) field with the given id.
+func (b *browser) typeInto(id, text string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID(id), text, chromedp.NodeVisible)); err != nil {
+		b.t.Fatalf("typing into #%s: %v", id, err)
+	}
+}
+
+func (b *browser) text(sel chromedp.CSS) string {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Text(sel, chromedp.NodeVisible))
+	if err != nil {
+		b.t.Fatalf("text of %s: %v", sel, err)
+	}
+	return s
+}
+
+// mainText is what the page's main landmark says.
+func (b *browser) mainText() string {
+	b.t.Helper()
+	return b.text("main")
+}
+
+func (b *browser) mustSee(want ...string) {
+	b.t.Helper()
+	txt := b.mainText()
+	for _, w := range want {
+		if !strings.Contains(txt, w) {
+			b.t.Fatalf("%s: %q not on the page:\n%s", b.path(), w, txt)
+		}
+	}
+}
+
+// errorText is the text of the page's alert, or "" when it shows none.
+func (b *browser) errorText() string {
+	b.t.Helper()
+	s, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](
+		`(() => { const e = document.querySelector('main .error[role=alert]'); return e ? e.innerText : ''; })()`))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return s
+}
+
+// mustError checks that the page shows an alert that says want, and that
+// its title starts with "Error:".
+func (b *browser) mustError(want string) {
+	b.t.Helper()
+	got := b.errorText()
+	title, err := chromedp.Run(b.ctx, chromedp.Title())
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if !strings.Contains(got, want) || !strings.HasPrefix(title, "Error: ") {
+		b.t.Fatalf("%s: title %q, alert %q: want an alert saying %q and a title starting with \"Error: \"", b.path(), title, got, want)
+	}
+}
+
+// ---------------------------------------------------------------- checks
+
+type axeNode struct {
+	HTML    string `json:"html"`
+	Target  string `json:"target"`
+	Summary string `json:"summary"`
+}
+
+type axeViolation struct {
+	ID      string    `json:"id"`
+	Impact  string    `json:"impact"`
+	Help    string    `json:"help"`
+	HelpURL string    `json:"helpUrl"`
+	Nodes   []axeNode `json:"nodes"`
+}
+
+type axeResult struct {
+	Version    string         `json:"version"`
+	Violations []axeViolation `json:"violations"`
+	Incomplete []axeViolation `json:"incomplete"`
+}
+
+// axeRun reduces axe's answer to plain strings in the page: node targets
+// can be nested arrays.
+const axeRun = `(async () => {
+  const r = await axe.run(document, {
+    runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice']},
+    resultTypes: ['violations', 'incomplete'],
+  });
+  const slim = list => list.map(v => ({
+    id: v.id, impact: v.impact || '', help: v.help, helpUrl: v.helpUrl,
+    nodes: v.nodes.map(n => ({html: n.html, target: JSON.stringify(n.target), summary: n.failureSummary || ''})),
+  }));
+  return {version: axe.version, violations: slim(r.violations), incomplete: slim(r.incomplete)};
+})()`
+
+// runAxe injects axe-core through CDP (the page's CSP allows no script of
+// its own) and runs it on the current page.
+func (b *browser) runAxe() axeResult {
+	b.t.Helper()
+	start := time.Now()
+	ok, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](b.axe+"\n;typeof axe === 'object'"))
+	if err != nil || !ok {
+		b.t.Fatalf("injecting axe-core: %v", err)
+	}
+	r, err := chromedp.Run(b.ctx, chromedp.Evaluate[axeResult](axeRun, chromedp.EvalAwaitPromise))
+	if err != nil {
+		b.t.Fatalf("axe.run: %v", err)
+	}
+	b.axeDur += time.Since(start)
+	if r.Version != axeVersion {
+		b.t.Fatalf("axe-core %s ran, want %s", r.Version, axeVersion)
+	}
+	return r
+}
+
+func formatAxe(vs []axeViolation) string {
+	var sb strings.Builder
+	for _, v := range vs {
+		fmt.Fprintf(&sb, "  [%s] %s: %s\n      %s\n", v.Impact, v.ID, v.Help, v.HelpURL)
+		for _, n := range v.Nodes {
+			fmt.Fprintf(&sb, "      - %s\n        at %s\n", n.HTML, n.Target)
+			for _, line := range strings.Split(strings.TrimSpace(n.Summary), "\n") {
+				if line != "" {
+					fmt.Fprintf(&sb, "          %s\n", strings.TrimSpace(line))
+				}
+			}
+		}
+	}
+	return sb.String()
+}
+
+type layout struct {
+	Width       int      `json:"width"`
+	InnerWidth  int      `json:"innerWidth"`
+	ScrollWidth int      `json:"scrollWidth"`
+	Wide        []string `json:"wide"`
+}
+
+// measure reports the page's width, how wide its content is, and the
+// elements that stick out of the viewport.
+const measure = `(() => {
+  const de = document.documentElement, w = de.clientWidth;
+  const wide = [];
+  for (const el of document.body.querySelectorAll('*')) {
+    const r = el.getBoundingClientRect();
+    if (r.width > 0 && (r.right > w + 0.5 || r.left < -0.5)) {
+      wide.push(el.outerHTML.replace(/\s+/g, ' ').slice(0, 160) + ' [left ' + Math.round(r.left) + ', right ' + Math.round(r.right) + ']');
+    }
+  }
+  return {width: w, innerWidth: window.innerWidth,
+          scrollWidth: Math.max(de.scrollWidth, document.body.scrollWidth), wide: wide.slice(0, 8)};
+})()`
+
+// phoneLayout lays the page out on a phone-sized screen and reports it.
+func (b *browser) phoneLayout(width int64) (layout, []byte) {
+	b.t.Helper()
+	desktop, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`innerWidth`))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if err := chromedp.Do(b.ctx, chromedp.EmulateViewport(width, 800, chromedp.EmulateMobile, chromedp.EmulatePortrait)); err != nil {
+		b.t.Fatal(err)
+	}
+	defer func() {
+		if _, err := chromedp.Call(b.ctx, emulation.ClearDeviceMetricsOverride, cdp.Empty{}); err != nil {
+			b.t.Fatal(err)
+		}
+		// The command returns before the page is laid out again; a click
+		// before that would aim at where the element was on the phone.
+		w, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](fmt.Sprintf(`new Promise(done => {
+		  const t0 = performance.now();
+		  const tick = () => (innerWidth === %d || performance.now() - t0 > 5000)
+		    ? requestAnimationFrame(() => requestAnimationFrame(() => done(innerWidth)))
+		    : requestAnimationFrame(tick);
+		  tick();
+		})`, desktop), chromedp.EvalAwaitPromise))
+		if err != nil || w != desktop {
+			b.t.Fatalf("the page did not return to %d px after the phone check: %d %v", desktop, w, err)
+		}
+	}()
+	l, err := chromedp.Run(b.ctx, chromedp.Evaluate[layout](measure))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	var shot []byte
+	if b.shots != "" {
+		if shot, err = chromedp.Run(b.ctx, chromedp.FullScreenshot(100)); err != nil {
+			b.t.Fatal(err)
+		}
+	}
+	return l, shot
+}
+
+func (l layout) problem(width int64) string {
+	if l.InnerWidth == int(width) && l.Width == int(width) && l.ScrollWidth <= l.Width && len(l.Wide) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("at %d px wide the page is %d px (viewport %d, window %d); sticking out:\n    %s",
+		width, l.ScrollWidth, l.Width, l.InnerWidth, strings.Join(l.Wide, "\n    "))
+}
+
+type pageFacts struct {
+	Scripts int    `json:"scripts"`
+	Rules   int    `json:"rules"`
+	Lang    string `json:"lang"`
+	Margin  string `json:"margin"`
+}
+
+// check runs every page check on the current page: no script, the
+// stylesheet applied, axe-core without violations, and no horizontal
+// scrolling at 375 and 320 px (WCAG 1.4.10 reflow).
+func (b *browser) check(name string) {
+	b.t.Helper()
+	b.pages++
+	where := fmt.Sprintf("page %q (%s)", name, b.path())
+	f, err := chromedp.Run(b.ctx, chromedp.Evaluate[pageFacts](`({
+	  scripts: document.scripts.length,
+	  rules: Array.from(document.styleSheets).reduce((n, s) => n + s.cssRules.length, 0),
+	  lang: document.documentElement.lang,
+	  margin: getComputedStyle(document.body).marginTop})`))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if f.Scripts != 0 || f.Rules == 0 || f.Margin != "0px" || f.Lang == "" {
+		b.t.Errorf("%s: scripts %d, CSS rules %d, body margin %s, lang %q: want no script and style.css applied",
+			where, f.Scripts, f.Rules, f.Margin, f.Lang)
+	}
+	if b.shots != "" {
+		b.screenshot(name, "desktop", nil)
+	}
+	r := b.runAxe()
+	if len(r.Violations) > 0 {
+		b.t.Errorf("axe-core %s: %d violation(s) on %s:\n%s", r.Version, len(r.Violations), where, formatAxe(r.Violations))
+	}
+	if len(r.Incomplete) > 0 {
+		b.t.Logf("axe-core: %d result(s) to review by hand on %s:\n%s", len(r.Incomplete), where, formatAxe(r.Incomplete))
+	}
+	for _, w := range []int64{375, 320} {
+		l, shot := b.phoneLayout(w)
+		if p := l.problem(w); p != "" {
+			b.t.Errorf("%s: %s", where, p)
+		}
+		if shot != nil {
+			b.screenshot(name, fmt.Sprintf("phone%d", w), shot)
+		}
+	}
+}
+
+func (b *browser) screenshot(name, kind string, png []byte) {
+	b.t.Helper()
+	if png == nil {
+		var err error
+		if png, err = chromedp.Run(b.ctx, chromedp.FullScreenshot(100)); err != nil {
+			b.t.Fatal(err)
+		}
+	}
+	dir := filepath.Join(b.shots, strings.ReplaceAll(b.t.Name(), "/", "_"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.t.Fatal(err)
+	}
+	file := fmt.Sprintf("%02d-%s-%s.png", b.pages, strings.NewReplacer(" ", "-", ":", "", "(", "", ")", "", "'", "").Replace(name), kind)
+	if err := os.WriteFile(filepath.Join(dir, file), png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// selfTest shows that the checks can fail: a control without a label and
+// an element wider than a phone, added to the current page.
+func (b *browser) selfTest() {
+	b.t.Helper()
+	if err := chromedp.Do(b.ctx, chromedp.Evaluate[chromedp.Void](`(() => {
+	  const i = document.createElement('input'); i.id = 'axe-self-test'; document.querySelector('main').append(i);
+	  const d = document.createElement('div'); d.id = 'wide-self-test'; d.style.width = '600px'; d.textContent = 'wide'; document.querySelector('main').append(d);
+	})()`)); err != nil {
+		b.t.Fatal(err)
+	}
+	r := b.runAxe()
+	found := false
+	for _, v := range r.Violations {
+		for _, n := range v.Nodes {
+			found = found || (v.ID == "label" && strings.Contains(n.HTML, "axe-self-test"))
+		}
+	}
+	if !found {
+		b.t.Fatalf("axe-core did not report an input without a label: %s", formatAxe(r.Violations))
+	}
+	l, _ := b.phoneLayout(375)
+	if l.problem(375) == "" || len(l.Wide) == 0 || !strings.Contains(strings.Join(l.Wide, " "), "wide-self-test") {
+		b.t.Fatalf("the layout check did not notice a 600 px element at 375 px: %+v", l)
+	}
+}
+
+// ---------------------------------------------------------------- the suite
+
+func runBrowserSuite(t *testing.T, startDir func(testing.TB) *dirtest.Server) {
+	exe := chromiumPath(t)
+	t0 := time.Now()
+	srv := startDir(t)
+	mail, sms := startMail(t)
+	e := startGateway(t, srv, mail, sms, params{})
+	t.Logf("directory, mail, SMS and gateway ready in %v", time.Since(t0).Round(time.Millisecond))
+
+	t1 := time.Now()
+	b := newBrowser(t, exe, e.base)
+	const (
+		email    = "carol.home@example.net"
+		phone    = "+44 7700 900003"
+		e164     = "+447700900003"
+		newPass  = "Amber-Harbor-Lantern-58"
+		otherPwd = "Amber-Harbor-Lantern-59"
+	)
+
+	// The checks themselves work.
+	b.open("/", 200)
+	b.check("home")
+	b.selfTest()
+
+	// ------------------------------------------------ registration
+	b.open("/", 200)
+	b.click(`main a[href="/register"]`, 200, "/register")
+	b.check("sign in")
+
+	b.typeInto("username", "carol")
+	b.typeInto("password", "not-carols-password")
+	b.click(`form[action="/register"] button[type=submit]`, 401, "/register")
+	b.mustError("The username or password is incorrect")
+	b.check("sign in: wrong password")
+
+	// the username stays, the password does not
+	if v, _ := chromedp.Run(b.ctx, chromedp.Value(chromedp.ID("username"))); v != "carol" {
+		t.Fatalf("username after a failed sign-in: %q", v)
+	}
+	b.typeInto("password", srv.Password("carol"))
+	b.click(`form[action="/register"] button[type=submit]`, 200, "/register/methods")
+	b.mustSee("Register at least one recovery method", "You have no recovery methods yet.")
+	b.check("methods: none yet")
+
+	// an email address
+	b.typeInto("email", email)
+	b.click(`form:has(input[name=type][value=email]) button[type=submit]`, 200, "")
+	// (the path holds the method id; check its shape instead)
+	verifyPath := b.path()
+	if !strings.HasPrefix(verifyPath, "/register/methods/") || !strings.HasSuffix(verifyPath, "/verify") {
+		t.Fatalf("after adding an email: at %s", verifyPath)
+	}
+	code := e.mailCode(email)
+	b.mustSee("We sent a code to")
+	if strings.Contains(b.mainText(), email) {
+		t.Fatalf("the verify page shows the full address")
+	}
+	b.check("verify email")
+
+	b.typeInto("code", wrongCode(code))
+	b.click(`form[action$="/verify"] button[type=submit]`, 422, verifyPath)
+	b.mustError("That code is not valid")
+	b.check("verify email: wrong code")
+	b.typeInto("code", code)
+	b.click(`form[action$="/verify"] button[type=submit]`, 200, "/register/methods")
+	b.mustSee("The method is verified.", "Verified")
+	b.check("methods: email verified")
+
+	// a mobile number: first one the gateway refuses, then hers
+	b.typeInto("phone", "+44 12")
+	b.click(`form:has(input[name=type][value=sms]) button[type=submit]`, 422, "/register/methods")
+	b.mustError("Enter a mobile number in international format")
+	b.check("methods: invalid phone")
+	b.typeInto("phone", phone)
+	b.click(`form:has(input[name=type][value=sms]) button[type=submit]`, 200, "")
+	if p := b.path(); !strings.HasPrefix(p, "/register/methods/") || p == verifyPath {
+		t.Fatalf("after adding a phone: at %s", p)
+	}
+	code = e.smsCode(e164)
+	b.mustSee("Enter it to confirm this number is yours")
+	b.check("verify phone")
+	phonePath := b.path()
+	// back to the list, where the number waits for its code, and back again
+	b.click(`main a[href="/register/methods"]`, 200, "/register/methods")
+	b.mustSee("Not verified", "Enter the code for this method")
+	b.check("methods: phone not verified")
+	b.click(`main a[href$="/verify"]`, 200, phonePath)
+	b.typeInto("code", code)
+	b.click(`form[action$="/verify"] button[type=submit]`, 200, "/register/methods")
+	rows, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('ul.methods > li')).map(li => li.innerText)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || !strings.Contains(rows[0]+rows[1], "Email") || !strings.Contains(rows[0]+rows[1], "Mobile phone") ||
+		strings.Count(rows[0]+rows[1], "Not verified") != 0 || strings.Count(rows[0]+rows[1], "Verified") != 2 {
+		t.Fatalf("methods after registering: %q", rows)
+	}
+	if txt := b.mainText(); strings.Contains(txt, email) || strings.Contains(txt, "7700 900003") || strings.Contains(txt, "7700900003") {
+		t.Fatalf("the methods page shows a full address or number:\n%s", txt)
+	}
+	b.check("methods: email and phone verified")
+	t.Logf("registration done in %v", time.Since(t1).Round(time.Millisecond))
+
+	// ------------------------------------------------ reset
+	t2 := time.Now()
+	b.click(`form[action="/register/signout"] button[type=submit]`, 200, "/")
+	b.click(`main a[href="/register"]`, 200, "/register")
+	if got := b.text(`main a[href="/reset"]`); got != "Can't access your account?" {
+		t.Fatalf("reset link says %q", got)
+	}
+	b.click(`main a[href="/reset"]`, 200, "/reset")
+	b.check("reset: username")
+	b.typeInto("username", "carol")
+	b.click(`form[action="/reset"] button[type=submit]`, 200, "/reset/methods")
+	rows, err = chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('ul.methods > li')).map(li => li.innerText)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || !strings.Contains(strings.Join(rows, "\n"), "Email to") || !strings.Contains(strings.Join(rows, "\n"), "Text message to") {
+		t.Fatalf("reset methods: %q", rows)
+	}
+	if txt := b.mainText(); strings.Contains(txt, email) || strings.Contains(txt, "900003") || !strings.Contains(txt, "•") {
+		t.Fatalf("the reset methods are not masked:\n%s", txt)
+	}
+	b.check("reset: choose a method")
+	emailMethod, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`(() => {
+	  const li = Array.from(document.querySelectorAll('ul.methods > li')).find(li => li.innerText.trim().startsWith('Email to'));
+	  const m = li && li.querySelector('form input[name=method]');
+	  return m ? m.value : '';
+	})()`))
+	if err != nil || emailMethod == "" || strings.ContainsAny(emailMethod, `"\\`) {
+		t.Fatalf("no Send code button for the email: %q %v", emailMethod, err)
+	}
+	b.click(`ul.methods form:has(input[name=method][value="`+emailMethod+`"]) button[type=submit]`, 200, "/reset/code")
+	code = e.mailCode(email)
+	b.mustSee("a code is on its way")
+	b.check("reset: enter the code")
+	b.typeInto("code", code)
+	b.click(`form[action="/reset/verify"] button[type=submit]`, 200, "/reset/password")
+	rules, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('main .panel li')).map(li => li.innerText)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rules) == 0 || !strings.Contains(strings.Join(rules, "\n"), "At least 8 characters") {
+		t.Fatalf("password rules shown: %q", rules)
+	}
+	b.check("reset: new password")
+
+	b.typeInto("password", newPass)
+	b.typeInto("confirm", otherPwd)
+	b.click(`form[action="/reset/password"] button[type=submit]`, 422, "/reset/password")
+	b.mustError("The two passwords are not the same.")
+	if n, _ := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll('main .panel li').length`)); n != len(rules) {
+		t.Fatalf("the rules are gone after an error: %d of %d", n, len(rules))
+	}
+	b.check("reset: passwords differ")
+	if err := srv.UserBind("carol", newPass); err == nil {
+		t.Fatal("a mismatching confirmation changed the password")
+	}
+
+	b.typeInto("password", newPass)
+	b.typeInto("confirm", newPass)
+	b.click(`form[action="/reset/password"] button[type=submit]`, 200, "/reset/done")
+	b.mustSee("Your password has been reset.", "This page does not sign you in.")
+	b.check("reset: done")
+	if err := srv.UserBind("carol", newPass); err != nil {
+		t.Fatalf("the new password does not bind: %v", err)
+	}
+	if err := srv.UserBind("carol", srv.Password("carol")); err == nil {
+		t.Fatal("the old password still binds")
+	}
+	t.Logf("reset done in %v", time.Since(t2).Round(time.Millisecond))
+
+	// ------------------------------------------------ the other pages
+	// the flow is finished: going back to it shows an error
+	b.open("/reset/methods", 410)
+	b.mustError("has expired")
+	b.check("reset: flow expired")
+	b.open("/unlock", 200)
+	b.check("unlock: username")
+	b.open("/change", 200)
+	b.check("change")
+	b.open("/no-such-page", 404)
+	b.check("not found")
+	// a user outside the eligible groups
+	b.open("/register", 200)
+	b.typeInto("username", "erin")
+	b.typeInto("password", srv.Password("erin"))
+	b.click(`form[action="/register"] button[type=submit]`, 403, "/register")
+	b.mustSee("not enabled for self-service password reset")
+	b.check("sign in: not eligible")
+
+	t.Logf("browser part: %v for %d pages (axe-core %v of it)",
+		time.Since(t1).Round(time.Millisecond), b.pages, b.axeDur.Round(time.Millisecond))
+}
+
+// wrongCode is a code of the same length that is not code.
+func wrongCode(code string) string {
+	w := []byte(code)
+	for i := range w {
+		w[i] = '0' + (code[i]-'0'+1)%10
+	}
+	return string(w)
+}
