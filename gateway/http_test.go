@@ -123,7 +123,8 @@ func TestCSRF(t *testing.T) {
 		{"cross-site fetch", "/reset", map[string]string{"Sec-Fetch-Site": "cross-site"}},
 		{"same-site fetch", "/reset", map[string]string{"Sec-Fetch-Site": "same-site"}},
 		{"foreign origin", "/reset", map[string]string{"Origin": "https://evil.example"}},
-		{"null origin", "/reset", map[string]string{"Origin": "null"}},
+		{"null origin without fetch metadata", "/reset", map[string]string{"Origin": "null", "Sec-Fetch-Site": ""}},
+		{"null origin, cross-site", "/reset", map[string]string{"Origin": "null", "Sec-Fetch-Site": "cross-site"}},
 	}
 	for _, tc := range cases {
 		if w := c.post(tc.page, "/reset", form(), tc.hdr); w.Code != http.StatusForbidden {
@@ -138,6 +139,10 @@ func TestCSRF(t *testing.T) {
 	f.Set("_csrf", tok)
 	if w := c.post("", "/reset", f, nil); w.Code != http.StatusForbidden {
 		t.Errorf("foreign token: %d", w.Code)
+	}
+	// what Chromium sends from a page under Referrer-Policy: no-referrer
+	if w := c.post("/reset", "/reset", form(), map[string]string{"Origin": "null"}); w.Code != http.StatusSeeOther {
+		t.Fatalf("same-origin post with Origin: null: %d %s", w.Code, w.Body)
 	}
 	// the real thing, including an old browser without Sec-Fetch-Site/Origin
 	if w := c.post("/reset", "/reset", form(), map[string]string{"Sec-Fetch-Site": "", "Origin": ""}); w.Code != http.StatusSeeOther {

@@ -275,12 +275,17 @@ func (s *Server) csrfToken(c echo.Context) string {
 
 // checkCSRF refuses a cross-site form post: Sec-Fetch-Site and Origin must
 // say same origin when present, and the form token must match the cookie.
+// A page under Referrer-Policy: no-referrer makes the browser send
+// "Origin: null" on its own same-origin form posts (Fetch: "serializing a
+// request origin"), so "null" passes when Sec-Fetch-Site says same-origin;
+// the token is checked either way.
 func (s *Server) checkCSRF(c echo.Context) error {
 	r := c.Request()
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+	site := r.Header.Get("Sec-Fetch-Site")
+	if site != "" && site != "same-origin" && site != "none" {
 		return problem(CodeCSRF, errors.New("cross-site request"))
 	}
-	if o := r.Header.Get("Origin"); o != "" && o != s.origin {
+	if o := r.Header.Get("Origin"); o != "" && o != s.origin && !(o == "null" && site == "same-origin") {
 		return problem(CodeCSRF, errors.New("foreign origin"))
 	}
 	ck, err := c.Cookie(s.cookieCSRF)
