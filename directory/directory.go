@@ -109,6 +109,11 @@ type PasswordPolicy struct {
 	MinAge           time.Duration
 	MaxAge           time.Duration
 	LockoutThreshold int
+	// FailureWindow is how long the directory remembers a wrong password
+	// (OpenLDAP pwdFailureCountInterval, AD lockOutObservationWindow);
+	// FailuresNeverExpire when it keeps them until a successful bind.
+	FailureWindow       time.Duration
+	FailuresNeverExpire bool
 }
 
 // ServerInfo is what RootDSE discovery found.

@@ -85,7 +85,7 @@ func (c *Client) openldapPolicy(ctx context.Context, u *User) (cachedPolicy, err
 		return cachedPolicy{}, nil
 	}
 	return c.readPolicy(ctx, dn, []string{"pwdMinLength", "pwdInHistory", "pwdCheckQuality", "pwdMinAge", "pwdMaxAge",
-		"pwdLockout", "pwdMaxFailure", "pwdLockoutDuration"}, func(e *ldap.Entry) cachedPolicy {
+		"pwdLockout", "pwdMaxFailure", "pwdLockoutDuration", "pwdFailureCountInterval"}, func(e *ldap.Entry) cachedPolicy {
 		p := cachedPolicy{PasswordPolicy: PasswordPolicy{
 			Source:        "ppolicy:" + e.DN,
 			MinLength:     atoi(e.GetAttributeValue("pwdMinLength")),
@@ -97,6 +97,8 @@ func (c *Client) openldapPolicy(ctx context.Context, u *User) (cachedPolicy, err
 		if e.GetAttributeValue("pwdLockout") == "TRUE" {
 			p.LockoutThreshold = atoi(e.GetAttributeValue("pwdMaxFailure"))
 			p.lockoutDuration = time.Duration(atoi(e.GetAttributeValue("pwdLockoutDuration"))) * time.Second
+			p.FailureWindow = time.Duration(atoi(e.GetAttributeValue("pwdFailureCountInterval"))) * time.Second
+			p.FailuresNeverExpire = p.FailureWindow == 0
 		}
 		if p.CheckQuality == 0 {
 			p.MinLength = 0 // slapd enforces pwdMinLength only with pwdCheckQuality 1 or 2
@@ -108,16 +110,18 @@ func (c *Client) openldapPolicy(ctx context.Context, u *User) (cachedPolicy, err
 func (c *Client) adPolicy(ctx context.Context, u *User) (PasswordPolicy, error) {
 	if u.PolicyDN != "" {
 		p, err := c.readPolicy(ctx, u.PolicyDN, []string{"msDS-MinimumPasswordLength", "msDS-PasswordHistoryLength",
-			"msDS-PasswordComplexityEnabled", "msDS-MinimumPasswordAge", "msDS-MaximumPasswordAge", "msDS-LockoutThreshold"},
+			"msDS-PasswordComplexityEnabled", "msDS-MinimumPasswordAge", "msDS-MaximumPasswordAge", "msDS-LockoutThreshold", "msDS-LockoutObservationWindow"},
 			func(e *ldap.Entry) cachedPolicy {
 				return cachedPolicy{PasswordPolicy: PasswordPolicy{
-					Source:           "pso:" + e.DN,
-					MinLength:        atoi(e.GetAttributeValue("msDS-MinimumPasswordLength")),
-					HistoryLength:    atoi(e.GetAttributeValue("msDS-PasswordHistoryLength")),
-					Complexity:       e.GetAttributeValue("msDS-PasswordComplexityEnabled") == "TRUE",
-					MinAge:           adInterval(e.GetAttributeValue("msDS-MinimumPasswordAge")),
-					MaxAge:           adInterval(e.GetAttributeValue("msDS-MaximumPasswordAge")),
-					LockoutThreshold: atoi(e.GetAttributeValue("msDS-LockoutThreshold")),
+					Source:              "pso:" + e.DN,
+					MinLength:           atoi(e.GetAttributeValue("msDS-MinimumPasswordLength")),
+					HistoryLength:       atoi(e.GetAttributeValue("msDS-PasswordHistoryLength")),
+					Complexity:          e.GetAttributeValue("msDS-PasswordComplexityEnabled") == "TRUE",
+					MinAge:              adInterval(e.GetAttributeValue("msDS-MinimumPasswordAge")),
+					MaxAge:              adInterval(e.GetAttributeValue("msDS-MaximumPasswordAge")),
+					LockoutThreshold:    atoi(e.GetAttributeValue("msDS-LockoutThreshold")),
+					FailureWindow:       adInterval(e.GetAttributeValue("msDS-LockoutObservationWindow")),
+					FailuresNeverExpire: adInterval(e.GetAttributeValue("msDS-LockoutObservationWindow")) == 0,
 				}}
 			})
 		if err == nil {
@@ -129,16 +133,18 @@ func (c *Client) adPolicy(ctx context.Context, u *User) (PasswordPolicy, error) 
 	if base == "" {
 		base = c.cfg.BaseDN
 	}
-	p, err := c.readPolicy(ctx, base, []string{"minPwdLength", "pwdHistoryLength", "pwdProperties", "minPwdAge", "maxPwdAge", "lockoutThreshold"},
+	p, err := c.readPolicy(ctx, base, []string{"minPwdLength", "pwdHistoryLength", "pwdProperties", "minPwdAge", "maxPwdAge", "lockoutThreshold", "lockOutObservationWindow"},
 		func(e *ldap.Entry) cachedPolicy {
 			return cachedPolicy{PasswordPolicy: PasswordPolicy{
-				Source:           "domain",
-				MinLength:        atoi(e.GetAttributeValue("minPwdLength")),
-				HistoryLength:    atoi(e.GetAttributeValue("pwdHistoryLength")),
-				Complexity:       atoi(e.GetAttributeValue("pwdProperties"))&1 != 0,
-				MinAge:           adInterval(e.GetAttributeValue("minPwdAge")),
-				MaxAge:           adInterval(e.GetAttributeValue("maxPwdAge")),
-				LockoutThreshold: atoi(e.GetAttributeValue("lockoutThreshold")),
+				Source:              "domain",
+				MinLength:           atoi(e.GetAttributeValue("minPwdLength")),
+				HistoryLength:       atoi(e.GetAttributeValue("pwdHistoryLength")),
+				Complexity:          atoi(e.GetAttributeValue("pwdProperties"))&1 != 0,
+				MinAge:              adInterval(e.GetAttributeValue("minPwdAge")),
+				MaxAge:              adInterval(e.GetAttributeValue("maxPwdAge")),
+				LockoutThreshold:    atoi(e.GetAttributeValue("lockoutThreshold")),
+				FailureWindow:       adInterval(e.GetAttributeValue("lockOutObservationWindow")),
+				FailuresNeverExpire: adInterval(e.GetAttributeValue("lockOutObservationWindow")) == 0,
 			}}
 		})
 	return p.PasswordPolicy, err

@@ -74,31 +74,54 @@ func accountKey(u *directory.User, name string) string {
 	return "name:" + strings.ToLower(name)
 }
 
-// bindBudget is how many wrong passwords the gateway may forward for u: the
-// configured budget, kept below the directory's lockout threshold.
-func (s *Service) bindBudget(ctx context.Context, u *directory.User) int {
-	n := s.o.Limits.BindFailures
-	if p, err := s.d.Directory.EffectivePolicy(ctx, u); err == nil && p.LockoutThreshold > 0 && p.LockoutThreshold-1 < n {
-		n = p.LockoutThreshold - 1
+// bindRules are how many wrong passwords the gateway may forward for u and
+// over how long it counts them: the configured budget, kept below the
+// directory's lockout threshold, counted for at least as long as the
+// directory remembers failures (a year when it never forgets them).
+func (s *Service) bindRules(ctx context.Context, u *directory.User) (budget int, window time.Duration) {
+	budget, window = s.o.Limits.BindFailures, s.o.Limits.BindFailureWindow
+	if p, err := s.d.Directory.EffectivePolicy(ctx, u); err == nil && p.LockoutThreshold > 0 {
+		budget = min(budget, p.LockoutThreshold-1)
+		switch {
+		case p.FailuresNeverExpire:
+			window = 365 * 24 * time.Hour
+		case p.FailureWindow > window:
+			window = p.FailureWindow
+		}
 	}
-	return max(n, 0)
+	return max(budget, 0), window
 }
 
-// verifyPassword binds as u unless the account's budget of wrong
-// passwords is spent (then it answers as for a wrong password without
-// asking the directory), and counts a wrong one.
+// verifyPassword binds as u within the account's budget of wrong
+// passwords. The attempt is counted before the bind (so concurrent
+// requests cannot all pass the check), over the current and the previous
+// window (so a window boundary does not refill the budget), and the count
+// is cleared when the password is right, as the directory clears its own.
+// Over budget it answers as for a wrong password without asking the
+// directory.
 func (s *Service) verifyPassword(ctx context.Context, u *directory.User, password string, m Meta) error {
-	key := "bindfail:" + u.ID
 	if password == "" {
 		return &directory.Error{Op: "verify password", Kind: directory.ErrInvalidCredentials}
 	}
-	if s.count(ctx, key, s.o.Limits.BindFailureWindow) >= s.bindBudget(ctx, u) {
+	key := "bindfail:" + u.ID
+	budget, window := s.bindRules(ctx, u)
+	wctx := context.WithoutCancel(ctx)
+	n, err := s.d.Store.Hit(wctx, key, window, s.now())
+	if err == nil {
+		var prev int
+		prev, err = s.d.Store.Count(wctx, key, window, s.now().Add(-window))
+		n += prev
+	}
+	if err != nil || n > budget {
+		if err != nil {
+			s.log.Error("rate limit counter failed", "error", err.Error())
+		}
 		s.record(ctx, m, "blocked", u.ID, "bind_budget", nil)
 		return &directory.Error{Op: "verify password", Kind: directory.ErrInvalidCredentials}
 	}
-	err := s.d.Directory.VerifyPassword(ctx, u, password)
-	if err != nil && !errorsIsAny(err, directory.ErrUnavailable, directory.ErrPasswordMustChange, directory.ErrPasswordExpired) {
-		s.hit(ctx, key, 1<<30, s.o.Limits.BindFailureWindow)
+	err = s.d.Directory.VerifyPassword(ctx, u, password)
+	if err == nil || errorsIsAny(err, directory.ErrPasswordMustChange, directory.ErrPasswordExpired) {
+		s.forget(s.d.Store.Reset(wctx, key))
 	}
 	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -131,4 +132,46 @@ func TestCodeFailureBudgetSpansResentCodes(t *testing.T) {
 	code := tb.lastCode(t, "carol@home.example")
 	_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, code, Meta{})
 	wantCode(t, err, CodeInvalidCode)
+}
+
+func TestBindBudgetHoldsUnderConcurrencyAndAcrossWindows(t *testing.T) {
+	now := time.Date(2026, 11, 24, 10, 59, 0, 0, time.UTC)
+	var mu sync.Mutex
+	tb := newTestbed(t, nil)
+	tb.svc.d.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	tb.dir.lockout = 5 // budget: min(3, 5-1) = 3
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tb.svc.SignIn(ctx, "carol", "wrong-password", Meta{ClientIP: "192.0.2.7"})
+		}()
+	}
+	wg.Wait()
+	if tb.dir.binds != 3 {
+		t.Fatalf("%d concurrent wrong binds reached the directory, want 3", tb.dir.binds)
+	}
+	// the next window does not refill the budget at once
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	tb.svc.SignIn(ctx, "carol", "wrong-password", Meta{})
+	if tb.dir.binds != 3 {
+		t.Fatalf("a window boundary refilled the budget: %d binds", tb.dir.binds)
+	}
+	// two windows later it is back, and a right password clears the count
+	mu.Lock()
+	now = now.Add(2 * time.Hour)
+	mu.Unlock()
+	if _, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		tb.svc.SignIn(ctx, "carol", "wrong-again", Meta{})
+	}
+	if tb.dir.binds != 3+1+3 {
+		t.Fatalf("binds %d after a successful sign-in cleared the count", tb.dir.binds)
+	}
 }

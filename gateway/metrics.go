@@ -53,9 +53,13 @@ func asProblemStatus(err error) int {
 	return asProblem(err).Status
 }
 
+// event counts only successes that needed a proof (completed resets,
+// unlocks, changes, verified methods). The outcomes of unauthenticated
+// steps (started, gate, blocked, sign-in) would let anyone who can read
+// /metrics tell an eligible name from an unknown one, request by request.
 func (m *metrics) event(typ, outcome string) {
-	if i := strings.IndexByte(outcome, ':'); i >= 0 {
-		outcome = outcome[:i] // "not_eligible:reason" -> "not_eligible"
+	if outcome != "success" || (!strings.HasSuffix(typ, ".completed") && typ != "registration.method_verified") {
+		return
 	}
 	m.mu.Lock()
 	m.events[[2]string{typ, outcome}]++

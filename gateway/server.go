@@ -127,7 +127,7 @@ func (s *Server) clientIP(r *http.Request) string {
 		return host
 	}
 	if !s.trusted(peer) {
-		return peer.String()
+		return limitAddr(peer)
 	}
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
@@ -136,10 +136,21 @@ func (s *Server) clientIP(r *http.Request) string {
 			return peer.String()
 		}
 		if !s.trusted(a) {
-			return a.String()
+			return limitAddr(a)
 		}
 	}
-	return peer.String()
+	return limitAddr(peer)
+}
+
+// limitAddr is the client address as budgets and the audit see it: IPv4 as
+// is, IPv6 as its /64 (one host usually holds a whole /64).
+func limitAddr(a netip.Addr) string {
+	a = a.Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
 }
 
 func (s *Server) trusted(a netip.Addr) bool {

@@ -502,6 +502,8 @@ func (s *Service) RemoveMethod(ctx context.Context, sess store.Session, methodID
 	if err := s.d.Store.DeleteMethod(ctx, sess.AccountID, methodID); err != nil {
 		return problem(CodeInternal, err)
 	}
+	// open flows may have proven the removed method: end them
+	s.forget(s.d.Store.DeleteFlowsForAccount(ctx, sess.AccountID))
 	s.record(ctx, m, "registration.method_removed", sess.AccountID, "success", map[string]string{"method": meth.ID, "type": meth.Type})
 	return nil
 }
@@ -752,8 +754,11 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 	start := time.Now()
 	defer func() { s.padVerify.wait(ctx, start, f.AccountID != "") }()
 	code = normalizeCode(code)
+	// Every try, right or wrong, is counted before the redemption, so that
+	// concurrent guesses cannot all pass the check; a user needs one or two
+	// right tries per flow, far below the budget.
 	failKey := "codefail:" + f.Data["acct"]
-	if s.count(ctx, failKey, s.o.Limits.Window) >= s.o.Limits.CodeFailuresPerAccount {
+	if !s.hit(ctx, failKey, s.o.Limits.CodeFailuresPerAccount, s.o.Limits.Window) {
 		s.record(ctx, m, "blocked", f.AccountID, "code_budget", nil)
 		return FlowView{}, problem(CodeInvalidCode, nil)
 	}
@@ -762,7 +767,6 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 		if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrCodeMismatch) {
 			return FlowView{}, problem(CodeInternal, err)
 		}
-		s.hit(ctx, failKey, 1<<30, s.o.Limits.Window)
 		s.record(ctx, m, kind+".gate", f.AccountID, "failed", map[string]string{"method": methodID})
 		return FlowView{}, problem(CodeInvalidCode, nil)
 	}
@@ -871,6 +875,18 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 	if !dec.Eligible {
 		s.record(ctx, m, kind+".completed", u.ID, "not_eligible", map[string]string{"reason": dec.Reason})
 		return problem(CodeNotEligible, errors.New(dec.Reason))
+	}
+	// The proofs must still satisfy today's policy: enough distinct methods
+	// for the user's current tier, each still registered, verified and allowed.
+	allowed, proven := s.methodsAvailable(dec.Methods), 0
+	for _, id := range f.Verified {
+		if meth, err := s.d.Store.GetMethod(ctx, f.AccountID, id); err == nil && meth.Verified && slices.Contains(allowed, meth.Type) {
+			proven++
+		}
+	}
+	if proven < max(f.Required, dec.MethodsRequired) {
+		s.record(ctx, m, kind+".completed", u.ID, "not_verified", nil)
+		return problem(CodeNotVerified, nil)
 	}
 	if kind == store.FlowReset {
 		if vs := s.o.Password.Check(password, policy.Context{Username: u.Username, DisplayName: u.DisplayName, Email: u.Mail}); len(vs) > 0 {
@@ -984,11 +1000,7 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 		}
 		return p
 	}
-	bindKey := "bindfail:" + u.ID
 	if err := s.d.Directory.ChangePassword(ctx, u, oldPassword, newPassword); err != nil {
-		if errors.Is(err, directory.ErrInvalidCredentials) {
-			s.hit(ctx, bindKey, 1<<30, s.o.Limits.BindFailureWindow)
-		}
 		s.record(ctx, m, "change.completed", u.ID, "refused", map[string]string{"reason": dirReason(err)})
 		if errors.Is(err, directory.ErrPolicyRejected) || errors.Is(err, directory.ErrUnavailable) {
 			return s.writeProblem(err)

@@ -399,6 +399,12 @@ func TestRemovingAMethodNeedsThePasswordAndTellsEveryChannel(t *testing.T) {
 	if len(ms) != 0 {
 		t.Fatalf("methods %+v", ms)
 	}
+	if f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{}); len(f.Methods) == 0 || f.Methods[0].ID == mid {
+		t.Fatalf("a removed method is still offered: %+v", f)
+	}
+	if len(ms) != 0 {
+		t.Fatalf("methods %+v", ms)
+	}
 }
 
 func TestChangeAndUnlock(t *testing.T) {

@@ -861,6 +861,17 @@ func (s *SQLite) Hit(ctx context.Context, key string, w time.Duration, now time.
 	return n, err
 }
 
+// Reset implements Store.
+func (s *SQLite) Reset(ctx context.Context, key string) error {
+	kh := s.k.counterKey(key)
+	return s.writeTx(ctx, func(tx txn) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM counters WHERE key_hash = ?`, kh); err != nil {
+			return fmt.Errorf("store: reset: %w", err)
+		}
+		return nil
+	})
+}
+
 // Count implements Store.
 func (s *SQLite) Count(ctx context.Context, key string, w time.Duration, now time.Time) (int, error) {
 	length, start, err := window(w, now)

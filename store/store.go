@@ -251,6 +251,8 @@ type Store interface {
 	Hit(ctx context.Context, key string, window time.Duration, now time.Time) (int, error)
 	// Count returns key's count for the window containing now (0 if none).
 	Count(ctx context.Context, key string, window time.Duration, now time.Time) (int, error)
+	// Reset forgets every window of key (e.g. failures after a success).
+	Reset(ctx context.Context, key string) error
 
 	// AppendAudit stores one audit event. e.Type must not be empty.
 	AppendAudit(ctx context.Context, e AuditEvent) error

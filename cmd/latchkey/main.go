@@ -167,7 +167,7 @@ func smsSender(cfg *config.Config, log *slog.Logger) (notify.SMSSender, error) {
 	}
 }
 
-func gatewayOptions(cfg *config.Config) (gateway.Options, error) {
+func gatewayOptions(cfg *config.Config, namingContext string) (gateway.Options, error) {
 	pu, err := url.Parse(cfg.Server.PublicURL)
 	if err != nil {
 		return gateway.Options{}, err
@@ -182,7 +182,12 @@ func gatewayOptions(cfg *config.Config) (gateway.Options, error) {
 	}
 	elig := cfg.Policy.Eligibility()
 	if elig.ExcludePrivileged && cfg.Directory.Type == config.DirectoryActiveDirectory {
-		elig.PrivilegedGroups = append(elig.PrivilegedGroups, adPrivilegedGroups(cfg.Directory.BaseDN)...)
+		// the domain's own naming context from the RootDSE: base_dn may be an OU
+		domain := namingContext
+		if domain == "" {
+			domain = cfg.Directory.BaseDN
+		}
+		elig.PrivilegedGroups = append(elig.PrivilegedGroups, adPrivilegedGroups(domain)...)
 	}
 	var methods []string
 	for _, m := range elig.Methods {
@@ -291,7 +296,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) int {
 	} else if s != nil {
 		deps.SMS = s
 	}
-	opts, err := gatewayOptions(cfg)
+	opts, err := gatewayOptions(cfg, dir.Info().NamingContext)
 	if err != nil {
 		log.Error("gateway options", "error", err.Error())
 		return exitFail
