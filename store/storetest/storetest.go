@@ -88,6 +88,7 @@ func RunConformance(t *testing.T, open Opener, opts ...Option) {
 		{"Sessions", s.sessions},
 		{"Counters", s.counters},
 		{"Counters/Concurrent", s.countersConcurrent},
+		{"Counters/Reset", s.countersReset},
 		{"Audit", s.audit},
 		{"Purge", s.purge},
 		{"Ping", s.ping},
@@ -1098,5 +1099,35 @@ func (s *suite) noPlaintextAtRest(t *testing.T) {
 		if bytes.Contains(lowerRaw, bytes.ToLower([]byte(secret))) {
 			t.Errorf("%s found in plaintext in the bytes at rest", name)
 		}
+	}
+}
+
+func (s *suite) countersReset(t *testing.T) {
+	st, ctx := s.open(t), ctxT(t)
+	now := time.Date(2030, 1, 1, 10, 30, 0, 0, time.UTC)
+	for _, at := range []time.Time{now.Add(-time.Hour), now, now} {
+		if _, err := st.Hit(ctx, "bindfail:x", time.Hour, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.Hit(ctx, "bindfail:y", time.Hour, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Reset(ctx, "bindfail:x"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		key  string
+		at   time.Time
+		want int
+	}{{"bindfail:x", now, 0}, {"bindfail:x", now.Add(-time.Hour), 0}, {"bindfail:y", now, 1}} {
+		n, err := st.Count(ctx, c.key, time.Hour, c.at)
+		if err != nil || n != c.want {
+			t.Fatalf("Count(%s, %s) = %d, %v; want %d", c.key, c.at, n, err, c.want)
+		}
+	}
+	// resetting a key that never counted is fine
+	if err := st.Reset(ctx, "never"); err != nil {
+		t.Fatal(err)
 	}
 }
