@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -551,8 +550,6 @@ func hangingServer(t *testing.T) string {
 // deadURL is an ldaps URL on a loopback port nobody listens on.
 func deadURL(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	_ = os.WriteFile(filepath.Join(dir, "x"), nil, 0o600)
 	// Port 1 on loopback: connection refused at once, nothing listens there.
 	return "ldaps://127.0.0.1:1"
 }

@@ -56,15 +56,6 @@ func (s *Service) hit(ctx context.Context, key string, limit int, window time.Du
 	return n <= limit
 }
 
-func (s *Service) count(ctx context.Context, key string, window time.Duration) int {
-	n, err := s.d.Store.Count(ctx, key, window, s.now())
-	if err != nil {
-		s.log.Error("rate limit counter failed", "error", err.Error())
-		return 1 << 30
-	}
-	return n
-}
-
 // accountKey is the counter key of an account: its directory id when
 // known, else the canonical name (so unknown names are throttled alike).
 func accountKey(u *directory.User, name string) string {

@@ -175,3 +175,16 @@ func TestBindBudgetHoldsUnderConcurrencyAndAcrossWindows(t *testing.T) {
 		t.Fatalf("binds %d after a successful sign-in cleared the count", tb.dir.binds)
 	}
 }
+
+func TestThrottledSendKeepsTheLiveCode(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) { o.Limits.SendsPerDestination = 2 })
+	ctx := context.Background()
+	_, mid := tb.enroll(t, "carol", "carol@home.example") // send 1 of 2
+	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
+	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}) // send 2 of 2
+	code := tb.lastCode(t, "carol@home.example")
+	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}) // over budget
+	if _, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, code, Meta{}); err != nil {
+		t.Fatalf("a throttled send replaced the live code: %v", err)
+	}
+}

@@ -464,14 +464,13 @@ func (s *Service) VerifyMethod(ctx context.Context, sess store.Session, methodID
 	flowID := s.regFlowID(sess.ID, meth.ID)
 	code = normalizeCode(code)
 	failKey := "codefail:acct:" + sess.AccountID
-	if s.count(ctx, failKey, s.o.Limits.Window) >= s.o.Limits.CodeFailuresPerAccount {
+	if !s.hit(ctx, failKey, s.o.Limits.CodeFailuresPerAccount, s.o.Limits.Window) {
 		s.record(ctx, m, "blocked", sess.AccountID, "code_budget", nil)
 		return MethodView{}, problem(CodeTooMany, nil)
 	}
 	err = s.d.Store.RedeemCode(ctx, flowID, regPurpose(meth.Type), meth.ID, s.k.codeHash(flowID, regPurpose(meth.Type), meth.ID, code), s.o.MaxTries, s.now())
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrCodeMismatch) {
-			s.hit(ctx, failKey, 1<<30, s.o.Limits.Window)
 			s.record(ctx, m, "registration.method_verified", sess.AccountID, "failed", map[string]string{"method": meth.ID})
 			return MethodView{}, problem(CodeInvalidCode, nil)
 		}
@@ -702,26 +701,31 @@ func (s *Service) SendFlowCode(ctx context.Context, kind, flowID, methodID strin
 	if slices.Contains(f.Verified, methodID) {
 		return nil
 	}
+	// Budgets first: a throttled send must not replace the live code (and
+	// reset its tries). Every flow spends the account's budget, real or not.
+	acctOK := s.hit(ctx, "send:"+f.Data["acct"], s.o.Limits.SendsPerAccount, s.o.Limits.Window)
+	var meth *store.Method
+	if om.real && f.AccountID != "" {
+		mt, err := s.d.Store.GetMethod(ctx, f.AccountID, methodID)
+		if err != nil {
+			// removed since the flow started: nothing to send
+			s.log.Info("method of a flow no longer exists", "request_id", m.RequestID)
+			return nil
+		}
+		if !acctOK || !s.sendAllowed(ctx, mt) {
+			s.record(ctx, m, "blocked", f.AccountID, "send_budget", map[string]string{"method": methodID})
+			return nil // the same 202: a throttled send looks like any other
+		}
+		meth = &mt
+	}
 	code := newCode(s.o.CodeLength)
 	c := store.Code{FlowID: f.ID, Purpose: kind, MethodID: methodID, AccountID: f.AccountID,
 		Hash: s.k.codeHash(f.ID, kind, methodID, code), ExpiresAt: s.now().Add(s.o.CodeTTL)}
 	if err := s.d.Store.IssueCode(ctx, c); err != nil {
 		return problem(CodeInternal, err)
 	}
-	// every flow spends the account's send budget, real or not
-	acctOK := s.hit(ctx, "send:"+f.Data["acct"], s.o.Limits.SendsPerAccount, s.o.Limits.Window)
-	if om.real && f.AccountID != "" {
-		meth, err := s.d.Store.GetMethod(ctx, f.AccountID, methodID)
-		if err != nil {
-			// removed since the flow started: nothing to send
-			s.log.Info("method of a flow no longer exists", "request_id", m.RequestID)
-			return nil
-		}
-		if !acctOK || !s.sendAllowed(ctx, meth) {
-			s.record(ctx, m, "blocked", f.AccountID, "send_budget", map[string]string{"method": methodID})
-			return nil // the same 202: a throttled send looks like any other
-		}
-		s.sendCode(meth, kind, code, m)
+	if meth != nil {
+		s.sendCode(*meth, kind, code, m)
 	}
 	s.record(ctx, m, kind+".code_sent", f.AccountID, "success", map[string]string{"method": methodID})
 	return nil

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -314,18 +315,9 @@ type flowMethodsPage struct {
 func (s *Server) flowMethodsData(kind string, f FlowView) flowMethodsPage {
 	d := flowMethodsPage{Kind: kind, Required: f.Required, Remaining: f.Remaining}
 	for _, m := range f.Methods {
-		d.Methods = append(d.Methods, offeredRow{ID: m.ID, Type: m.Type, Hint: m.Hint, Verified: contains(f.Verified, m.ID)})
+		d.Methods = append(d.Methods, offeredRow{ID: m.ID, Type: m.Type, Hint: m.Hint, Verified: slices.Contains(f.Verified, m.ID)})
 	}
 	return d
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *Server) flowExpired(c echo.Context, kind string) error {
@@ -418,8 +410,7 @@ func (s *Server) flowVerify(c echo.Context) error {
 }
 
 type passwordPage struct {
-	Username string
-	Rules    PasswordRules
+	Rules PasswordRules
 }
 
 func (s *Server) resetPasswordPage(c echo.Context) error {
