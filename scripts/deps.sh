@@ -23,7 +23,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -q
-  $SUDO -E apt-get install -y -q --no-install-recommends "${missing[@]}"
+  if [ -n "$SUDO" ]; then
+    $SUDO -E apt-get install -y -q --no-install-recommends "${missing[@]}"
+  else
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
 fi
 
 GOBIN_DIR=$(go env GOPATH)/bin
