@@ -365,3 +365,18 @@ func newJar() http.CookieJar {
 	j, _ := cookiejar.New(nil)
 	return j
 }
+
+// directory is one kind of real directory a suite runs against.
+type directoryKind struct {
+	name  string
+	start func(testing.TB) *dirtest.Server
+}
+
+// directories lists the real directories every black-box suite runs
+// against: a throwaway slapd and the shared Samba AD DC.
+func directories() []directoryKind {
+	return []directoryKind{
+		{"OpenLDAP", func(t testing.TB) *dirtest.Server { return dirtest.StartOpenLDAP(t) }},
+		{"ActiveDirectory", func(t testing.TB) *dirtest.Server { return dirtest.StartSamba(t) }},
+	}
+}

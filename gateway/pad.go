@@ -53,14 +53,46 @@ func (p *padder) wait(ctx context.Context, start time.Time, real bool) {
 	if real {
 		p.observe(took)
 	}
-	rest := p.target() - took
+	sleepUntil(ctx, start.Add(p.target()))
+}
+
+// preciseWindow is how much of a wait is left to a precise sleep. Go's
+// timers wake up on a millisecond grid when the process is idle (a 0.3 ms
+// sleep takes 1.1 ms, a 1.2 ms one 2.1 ms), so two answers held until the
+// same deadline would leave at times that depend on how much work each had
+// done: the very difference the padding hides. The last stretch is slept
+// with nanosleep(2), which overshoots by a steady ~80 µs whatever the
+// length, on an OS thread of its own; preciseSlots bounds how many threads
+// that can hold at once (beyond it, timers, and coarser timing, are used).
+const preciseWindow = 2 * time.Millisecond
+
+var preciseSlots = make(chan struct{}, 64)
+
+// sleepUntil returns at deadline (or when ctx ends).
+func sleepUntil(ctx context.Context, deadline time.Time) {
+	rest := time.Until(deadline)
 	if rest <= 0 {
 		return
 	}
-	t := time.NewTimer(rest)
-	defer t.Stop()
+	if rest > preciseWindow {
+		t := time.NewTimer(rest - preciseWindow)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+	}
 	select {
-	case <-t.C:
-	case <-ctx.Done():
+	case preciseSlots <- struct{}{}:
+		preciseSleep(time.Until(deadline))
+		<-preciseSlots
+	default:
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
 	}
 }
