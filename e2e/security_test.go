@@ -3,10 +3,10 @@ package e2e
 import (
 	"cmp"
 	"context"
-	"math/rand/v2"
-	"slices"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +18,9 @@ const highLimits = `limits:
   starts_per_account: 100000
   starts_per_ip: 100000
   sign_ins_per_ip: 100000
+  sends_per_account: 100000
+  sends_per_destination: 100000
+  code_failures_per_account: 100000
 `
 
 // TestEnumerationTiming compares, over many interleaved requests in a
@@ -35,33 +38,102 @@ func TestEnumerationTiming(t *testing.T) {
 			srv := d.start(t)
 			mail, sms := startMail(t)
 			e := startGateway(t, srv, mail, sms, params{Limits: highLimits})
-			e.register("carol", "carol.timing@example.net", "")
-			enumerationTiming(t, e, []string{"carol", "erin", "no-such-user"}, timingRounds)
+			mid, _ := e.register("carol", "carol.timing@example.net", "")
+			names := []string{"carol", "erin", "no-such-user"}
+			// method picks the method a flow offers: carol's real one, the
+			// first fake one for the others
+			method := func(f flow) string {
+				for _, m := range f.Methods {
+					if m["id"] == mid {
+						return mid
+					}
+				}
+				return f.Methods[0]["id"].(string)
+			}
+			t.Run("reset start", func(t *testing.T) {
+				e.t = t
+				enumerationTiming(t, names, func(n string) (time.Duration, int) {
+					start := time.Now()
+					r := e.api("POST", "/api/v1/reset", "", map[string]string{"username": n})
+					return time.Since(start), r.Status
+				})
+			})
+			t.Run("send a code", func(t *testing.T) {
+				e.t = t
+				enumerationTiming(t, names, func(n string) (time.Duration, int) {
+					f, _ := e.startReset(n)
+					start := time.Now()
+					r := e.api("POST", "/api/v1/reset/send", "", map[string]string{"flow": f.ID, "method": method(f)})
+					return time.Since(start), r.Status
+				})
+			})
+			t.Run("sign-in with a wrong password", func(t *testing.T) {
+				e.t = t
+				// carol's wrong passwords soon reach the gateway's bind
+				// budget: a throttled real account must look like a
+				// missing one too
+				enumerationTiming(t, names, func(n string) (time.Duration, int) {
+					start := time.Now()
+					r := e.api("POST", "/api/v1/session", "", map[string]string{"username": n, "password": "Wrong-Password-1!"})
+					return time.Since(start), r.Status
+				})
+			})
+			t.Run("change with a wrong password", func(t *testing.T) {
+				e.t = t
+				enumerationTiming(t, names, func(n string) (time.Duration, int) {
+					start := time.Now()
+					r := e.api("POST", "/api/v1/change", "", map[string]string{"username": n, "old_password": "Wrong-Password-1!", "new_password": "Another-Long-Pass-9"})
+					return time.Since(start), r.Status
+				})
+			})
+			t.Run("a wrong code", func(t *testing.T) {
+				e.t = t
+				// one flow per name and a fresh code every four tries (a
+				// code dies at its fifth wrong try); after each send, a
+				// pause for everyone, so that a real mail has left (as a
+				// patient attacker would wait): this measures the check
+				// of the code, not the sending
+				flows, tries := map[string]flow{}, map[string]int{}
+				enumerationTiming(t, names, func(n string) (time.Duration, int) {
+					if tries[n]%4 == 0 {
+						f, _ := e.startReset(n)
+						flows[n] = f
+						e.must(202, e.api("POST", "/api/v1/reset/send", "", map[string]string{"flow": f.ID, "method": method(f)}), "send")
+						time.Sleep(25 * time.Millisecond)
+					}
+					tries[n]++
+					f := flows[n]
+					start := time.Now()
+					r := e.api("POST", "/api/v1/reset/verify", "", map[string]string{"flow": f.ID, "method": method(f), "code": "00000000"})
+					return time.Since(start), r.Status
+				})
+			})
 		})
 	}
 }
 
-// timingRounds is the number of measured requests per username: with 300
-// of them per half, the accuracy of a classifier that can do no better
-// than chance has a standard deviation of about 2 %.
-const timingRounds = 600
-
-func enumerationTiming(t *testing.T, e *env, names []string, rounds int) {
+// enumerationTiming runs do for every name in a shuffled order, round
+// after round, and compares the durations of the first name (a real,
+// eligible account) with each other name's. Every answer must have the
+// status of the first answer for the first name.
+func enumerationTiming(t *testing.T, names []string, do func(name string) (time.Duration, int)) {
 	const warmup = 30
 	rng := rand.New(rand.NewPCG(1, 2))
 	samples := map[string][]float64{}
 	order := slices.Clone(names)
-	for i := 0; i < rounds+warmup; i++ {
+	status := 0
+	for i := 0; i < timingRounds+warmup; i++ {
 		rng.Shuffle(len(order), func(a, b int) { order[a], order[b] = order[b], order[a] })
 		for _, n := range order {
-			start := time.Now()
-			r := e.api("POST", "/api/v1/reset", "", map[string]string{"username": n})
-			d := time.Since(start).Seconds() * 1000
-			if r.Status != 200 {
-				t.Fatalf("%s: %d", n, r.Status)
+			d, st := do(n)
+			if status == 0 {
+				status = st
+			}
+			if st != status {
+				t.Fatalf("%s: status %d, others %d", n, st, status)
 			}
 			if i >= warmup {
-				samples[n] = append(samples[n], d)
+				samples[n] = append(samples[n], d.Seconds()*1000)
 			}
 		}
 	}
@@ -80,6 +152,11 @@ func enumerationTiming(t *testing.T, e *env, names []string, rounds int) {
 		}
 	}
 }
+
+// timingRounds is the number of measured requests per username: with 300
+// of them per half, the accuracy of a classifier that can do no better
+// than chance has a standard deviation of about 2 %.
+const timingRounds = 600
 
 func median(xs []float64) float64 { return quantile(xs, 0.5) }
 

@@ -32,6 +32,8 @@ type Service struct {
 	stats *metrics
 	// pads hold unauthenticated answers to one duration per step
 	padStart, padSend, padVerify *padder
+	// failures of a password check: every one is sampled
+	padSignIn, padChange *padder
 }
 
 // Meta is what a flow step knows about the request, for audit and logs.
@@ -101,7 +103,7 @@ func NewService(o Options, d Deps) (*Service, error) {
 		return nil, err
 	}
 	return &Service{o: o, d: d, k: k, log: d.Log, audit: d.Audit, mails: mt, stats: newMetrics(),
-		padStart: newPadder(), padSend: newPadder(), padVerify: newPadder(),
+		padStart: newPadder(), padSend: newPadder(), padVerify: newPadder(), padSignIn: newPadder(), padChange: newPadder(),
 		out: newOutbox(d.Mailer, d.SMS, d.Log)}, nil
 }
 
@@ -171,6 +173,7 @@ func (s *Service) SignIn(ctx context.Context, username, password string, m Meta)
 		s.record(ctx, m, "blocked", "", "sign_in_ip_budget", nil)
 		return store.Session{}, problem(CodeSignInFailed, errors.New("sign-in budget of the client address spent"))
 	}
+	start := time.Now()
 	u, err := s.d.Directory.Lookup(ctx, name)
 	if err != nil && (errors.Is(err, directory.ErrNotFound) || errors.Is(err, directory.ErrAmbiguous)) {
 		s.decoyBind(ctx, name, password)
@@ -190,6 +193,9 @@ func (s *Service) SignIn(ctx context.Context, username, password string, m Meta)
 			account = u.ID
 		}
 		s.record(ctx, m, "sign_in", account, "failed", map[string]string{"reason": reasonOf(err)})
+		// a wrong password, a throttled account and an unknown name take
+		// different work: every failure leaves at the same time
+		s.padSignIn.wait(ctx, start, true)
 		return store.Session{}, problem(CodeSignInFailed, err)
 	}
 	dec, err := s.decide(ctx, u)
@@ -448,7 +454,9 @@ func (s *Service) sendRegistrationCode(ctx context.Context, sess store.Session, 
 		s.record(ctx, m, "blocked", sess.AccountID, "send_budget", map[string]string{"method": meth.ID})
 		return problem(CodeTooMany, nil)
 	}
-	s.sendCode(stored, "register", code, m)
+	if j, ok := s.codeMessage(stored, "register", code, m); ok {
+		s.out.enqueue(j)
+	}
 	return nil
 }
 
@@ -725,7 +733,11 @@ func (s *Service) SendFlowCode(ctx context.Context, kind, flowID, methodID strin
 		return problem(CodeInternal, err)
 	}
 	if meth != nil {
-		s.sendCode(*meth, kind, code, m)
+		if j, ok := s.codeMessage(*meth, kind, code, m); ok {
+			// sent once this answer has left, so that the work of sending
+			// cannot weigh on its time
+			s.out.enqueueAfter(j, start.Add(s.padSend.target()))
+		}
 	}
 	s.record(ctx, m, kind+".code_sent", f.AccountID, "success", map[string]string{"method": methodID})
 	return nil
@@ -977,6 +989,7 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 		s.record(ctx, m, "blocked", "", "sign_in_ip_budget", nil)
 		return problem(CodeSignInFailed, errors.New("sign-in budget of the client address spent"))
 	}
+	start := time.Now()
 	u, err := s.d.Directory.Lookup(ctx, name)
 	if err != nil {
 		if errors.Is(err, directory.ErrUnavailable) {
@@ -984,6 +997,7 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 		}
 		s.decoyBind(ctx, name, oldPassword)
 		s.record(ctx, m, "change.completed", "", "failed", nil)
+		s.padChange.wait(ctx, start, true)
 		return problem(CodeSignInFailed, err)
 	}
 	// The old password is proven first (a bind, within the account's budget
@@ -995,6 +1009,7 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 			return s.dirProblem(err)
 		}
 		s.record(ctx, m, "change.completed", u.ID, "failed", map[string]string{"reason": reasonOf(err)})
+		s.padChange.wait(ctx, start, true)
 		return problem(CodeSignInFailed, err)
 	}
 	if vs := s.o.Password.Check(newPassword, policy.Context{Username: u.Username, DisplayName: u.DisplayName, Email: u.Mail}); len(vs) > 0 {
@@ -1021,7 +1036,7 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 
 // ---------------------------------------------------------------- messages
 
-func (s *Service) sendCode(meth store.Method, purpose, code string, m Meta) {
+func (s *Service) codeMessage(meth store.Method, purpose, code string, m Meta) (job, bool) {
 	data := codeMail{Product: s.o.ProductName, Code: code, Minutes: int(s.o.CodeTTL / time.Minute), Purpose: purpose,
 		URL: s.o.PublicURL.String(), Helpdesk: s.o.Helpdesk}
 	switch meth.Type {
@@ -1029,17 +1044,18 @@ func (s *Service) sendCode(meth store.Method, purpose, code string, m Meta) {
 		e, err := s.mails.email("code", meth.Address, data)
 		if err != nil {
 			s.log.Error("rendering a code mail failed", "error", err.Error())
-			return
+			return job{}, false
 		}
-		s.out.enqueue(job{requestID: m.RequestID, email: &e})
+		return job{requestID: m.RequestID, email: &e}, true
 	case store.MethodSMS:
 		body, err := s.mails.sms("code", data)
 		if err != nil {
 			s.log.Error("rendering a code sms failed", "error", err.Error())
-			return
+			return job{}, false
 		}
-		s.out.enqueue(job{requestID: m.RequestID, sms: &notify.SMS{To: meth.Address, Body: body}})
+		return job{requestID: m.RequestID, sms: &notify.SMS{To: meth.Address, Body: body}}, true
 	}
+	return job{}, false
 }
 
 // noticeAll tells every verified channel of the account (and the directory
