@@ -570,23 +570,42 @@ func (s *SQLite) GetFlow(ctx context.Context, id string, now time.Time) (Flow, e
 
 // UpdateFlow implements Store.
 func (s *SQLite) UpdateFlow(ctx context.Context, f Flow) error {
+	return s.updateFlow(ctx, f, "")
+}
+
+// RotateFlow implements Store.
+func (s *SQLite) RotateFlow(ctx context.Context, f Flow, newID string) error {
+	if err := checkSecretID("flow", newID); err != nil {
+		return err
+	}
+	return s.updateFlow(ctx, f, newID)
+}
+
+// updateFlow updates f and, when newID is set, moves it (and its codes) to
+// newID in the same transaction.
+func (s *SQLite) updateFlow(ctx context.Context, f Flow, newID string) error {
 	if len(f.ID) < MinSecretIDLen {
 		return fmt.Errorf("store: update flow: %w", ErrNotFound)
 	}
 	h := hashID(f.ID)
-	verified, data, err := s.encodeFlow(h, f)
+	target := h
+	if newID != "" {
+		target = hashID(newID)
+	}
+	// flow data is sealed to the ID it is stored under
+	verified, data, err := s.encodeFlow(target, f)
 	if err != nil {
 		return err
 	}
 	return s.writeTx(ctx, func(tx txn) error {
 		var (
-			kind, account string
-			expiresAt     int64
-			version       int
+			kind, account      string
+			created, expiresAt int64
+			version            int
 		)
-		err := tx.QueryRowContext(ctx, `SELECT kind, account_id, expires_at, version FROM flows
+		err := tx.QueryRowContext(ctx, `SELECT kind, account_id, created_at, expires_at, version FROM flows
 			WHERE key = ? AND id_hash = ?`, idKey(h), h).
-			Scan(&kind, &account, &expiresAt, &version)
+			Scan(&kind, &account, &created, &expiresAt, &version)
 		if errors.Is(err, sql.ErrNoRows) || (err == nil && expiresAt <= time.Now().UnixMicro()) {
 			return fmt.Errorf("store: update flow: %w", ErrNotFound)
 		}
@@ -599,10 +618,29 @@ func (s *SQLite) UpdateFlow(ctx context.Context, f Flow) error {
 		if kind != f.Kind || account != f.AccountID {
 			return fmt.Errorf("%w: a flow's kind and account cannot change", ErrInvalid)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE flows SET required = ?, verified = ?, data_enc = ?, expires_at = ?,
+		if newID == "" {
+			if _, err := tx.ExecContext(ctx, `UPDATE flows SET required = ?, verified = ?, data_enc = ?, expires_at = ?,
 			version = version + 1 WHERE key = ?`,
-			f.Required, verified, data, f.ExpiresAt.UnixMicro(), idKey(h)); err != nil {
-			return fmt.Errorf("store: update flow: %w", err)
+				f.Required, verified, data, f.ExpiresAt.UnixMicro(), idKey(h)); err != nil {
+				return fmt.Errorf("store: update flow: %w", err)
+			}
+			return nil
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO flows
+			(key, id_hash, kind, account_id, required, verified, data_enc, created_at, expires_at, version)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+			idKey(target), target, kind, account, f.Required, verified, data, created, f.ExpiresAt.UnixMicro(), version+1)
+		if err != nil {
+			return fmt.Errorf("store: rotate flow: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("store: rotate flow: %w", ErrConflict)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE codes SET flow_key = ? WHERE flow_key = ?`, idKey(target), idKey(h)); err != nil {
+			return fmt.Errorf("store: rotate flow: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM flows WHERE key = ?`, idKey(h)); err != nil {
+			return fmt.Errorf("store: rotate flow: %w", err)
 		}
 		return nil
 	})

@@ -201,6 +201,12 @@ type Store interface {
 	// revived by moving ExpiresAt); ErrInvalid if f.Kind or f.AccountID differ
 	// from the stored flow (a flow never changes owner or kind).
 	UpdateFlow(ctx context.Context, f Flow) error
+	// RotateFlow is UpdateFlow that also gives the flow a new bearer ID:
+	// afterwards the flow and its live codes answer to newID only, and f.ID
+	// is gone (ErrNotFound). newID must be a fresh secret like Flow.ID;
+	// ErrConflict if it is taken. Used when a flow gains privileges (a
+	// method proven), so that an ID seen or planted before cannot ride them.
+	RotateFlow(ctx context.Context, f Flow, newID string) error
 	// DeleteFlow removes the flow and its codes. Deleting a missing flow is
 	// not an error.
 	DeleteFlow(ctx context.Context, id string) error

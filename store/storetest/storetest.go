@@ -73,6 +73,7 @@ func RunConformance(t *testing.T, open Opener, opts ...Option) {
 		{"Flows/MissingAndInvalid", s.flowsMissingAndInvalid},
 		{"Flows/Expiry", s.flowsExpiry},
 		{"Flows/Update", s.flowsUpdate},
+		{"Flows/Rotate", s.flowsRotate},
 		{"Flows/Delete", s.flowsDelete},
 		{"Flows/DeleteForAccount", s.flowsDeleteForAccount},
 		{"Flows/Restart", s.flowsRestart},
@@ -507,6 +508,49 @@ func (s *suite) flowsUpdate(t *testing.T) {
 	old.ExpiresAt = now.Add(time.Hour)
 	wantErr(t, "UpdateFlow expired", st.UpdateFlow(ctx, old), store.ErrNotFound, old.ID)
 }
+
+func (s *suite) flowsRotate(t *testing.T) {
+	st, ctx, now := s.open(t), ctxT(t), base()
+	f := newFlow("acct-a", now)
+	f.Data = map[string]string{"k": "v"}
+	mustCreateFlow(t, st, f)
+	mustIssue(t, st, code(f, "m1", "h1", now))
+	mustIssue(t, st, code(f, "m2", "h2", now))
+
+	got, _ := st.GetFlow(ctx, f.ID, now)
+	got.Verified = []string{"m1"}
+	rotated := newID()
+	wantErr(t, "RotateFlow", st.RotateFlow(ctx, got, rotated), nil, f.ID, rotated)
+
+	_, err := st.GetFlow(ctx, f.ID, now)
+	wantErr(t, "GetFlow with the old id", err, store.ErrNotFound, f.ID)
+	wantErr(t, "RedeemCode with the old id", st.RedeemCode(ctx, f.ID, "reset", "m2", []byte("h2"), 5, now), store.ErrNotFound, f.ID)
+	after, err := st.GetFlow(ctx, rotated, now)
+	wantErr(t, "GetFlow with the new id", err, nil, rotated)
+	want := got
+	want.ID, want.Version = rotated, got.Version+1
+	mustEqual(t, "flow after rotation", after, want)
+	// the live codes follow the flow
+	wantErr(t, "RedeemCode with the new id", st.RedeemCode(ctx, rotated, "reset", "m2", []byte("h2"), 5, now), nil, rotated)
+
+	// stale version, taken id, missing flow, bad id
+	wantErr(t, "RotateFlow with the old id", st.RotateFlow(ctx, got, newID()), store.ErrNotFound, got.ID)
+	stale := after
+	stale.Version--
+	wantErr(t, "RotateFlow stale", st.RotateFlow(ctx, stale, newID()), store.ErrConflict, stale.ID)
+	other := mustCreateFlow(t, st, newFlow("acct-a", now))
+	wantErr(t, "RotateFlow onto a taken id", st.RotateFlow(ctx, after, other.ID), store.ErrConflict, other.ID)
+	still, err := st.GetFlow(ctx, rotated, now)
+	wantErr(t, "GetFlow after a refused rotation", err, nil, rotated)
+	mustEqual(t, "flow after a refused rotation", still, after)
+	wantErr(t, "RotateFlow short id", st.RotateFlow(ctx, after, "short"), store.ErrInvalid)
+	missing := newFlow("acct-a", now)
+	wantErr(t, "RotateFlow missing", st.RotateFlow(ctx, missing, newID()), store.ErrNotFound, missing.ID)
+	moved := after
+	moved.AccountID = "acct-evil"
+	wantErr(t, "RotateFlow changing account", st.RotateFlow(ctx, moved, newID()), store.ErrInvalid, after.ID)
+}
+
 
 func (s *suite) flowsDelete(t *testing.T) {
 	st, ctx, now := s.open(t), ctxT(t), base()
