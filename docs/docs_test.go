@@ -1188,6 +1188,14 @@ func TestWorkedExample(t *testing.T) {
 	if a.status != 200 || a.obj()["remaining"] != 0.0 || fmt.Sprint(a.obj()["verified"]) != fmt.Sprint([]any{id}) {
 		t.Fatalf("verify: %d %s", a.status, a.raw)
 	}
+	// the flow has a new id; the old one is dead
+	old := flow
+	if flow, _ = a.obj()["flow"].(string); flow == "" || flow == old {
+		t.Fatalf("verify did not rename the flow: %s", a.raw)
+	}
+	if a := l.do("POST", "/api/v1/reset/policy", "", map[string]string{"flow": old}, ""); a.errCode() != "flow_expired" {
+		t.Errorf("policy with the id from before the proof: %d %s", a.status, a.raw)
+	}
 	// 8: the rules.
 	a = l.do("POST", "/api/v1/reset/policy", "", map[string]string{"flow": flow}, "")
 	if a.status != 200 {
@@ -1238,6 +1246,7 @@ func TestWorkedExample(t *testing.T) {
 	if a.status != 200 {
 		t.Fatalf("unlock verify: %d %s", a.status, a.raw)
 	}
+	flow = a.obj()["flow"].(string)
 	if a := l.do("POST", "/api/v1/unlock/complete", "", map[string]string{"flow": flow}, ""); a.status != 200 || a.obj()["status"] != "unlocked" {
 		t.Errorf("unlock: %d %s", a.status, a.raw)
 	}

@@ -279,7 +279,8 @@ func (s *Server) apiFlowVerify(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"verified": f.Verified, "remaining": f.Remaining})
+	// the flow has a new id from now on (the old one is gone)
+	return c.JSON(http.StatusOK, map[string]any{"flow": f.ID, "verified": f.Verified, "remaining": f.Remaining})
 }
 
 func (s *Server) apiResetPolicy(c echo.Context) error {

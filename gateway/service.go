@@ -593,13 +593,23 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 	now := s.now()
 	data, _ := json.Marshal(toJSON(offered))
 	f := store.Flow{ID: newToken(), Kind: kind, AccountID: account, Required: required,
-		Data: map[string]string{"offered": string(data), "dn": dn, "acct": accountKey(lu, name)}, CreatedAt: now, ExpiresAt: now.Add(s.o.FlowTTL)}
+		Data: map[string]string{"offered": string(data), "dn": dn, "acct": accountKey(lu, name), "bind": newToken()}, CreatedAt: now, ExpiresAt: now.Add(s.o.FlowTTL)}
 	if err := s.d.Store.CreateFlow(ctx, f); err != nil {
 		return FlowView{}, problem(CodeInternal, err)
 	}
 	s.record(ctx, m, kind+".started", account, outcome, nil)
 	real = account != ""
 	return s.flowView(f, offered), nil
+}
+
+// flowBinding is what a flow's codes are bound to: a secret fixed for the
+// flow's life (its id changes when a method is proven; live codes must
+// survive that). Flows from before the binding existed use their id.
+func flowBinding(f store.Flow) string {
+	if b := f.Data["bind"]; b != "" {
+		return b
+	}
+	return f.ID
 }
 
 func toJSON(o []Offered) []offeredJSON {
@@ -728,7 +738,7 @@ func (s *Service) SendFlowCode(ctx context.Context, kind, flowID, methodID strin
 	}
 	code := newCode(s.o.CodeLength)
 	c := store.Code{FlowID: f.ID, Purpose: kind, MethodID: methodID, AccountID: f.AccountID,
-		Hash: s.k.codeHash(f.ID, kind, methodID, code), ExpiresAt: s.now().Add(s.o.CodeTTL)}
+		Hash: s.k.codeHash(flowBinding(f), kind, methodID, code), ExpiresAt: s.now().Add(s.o.CodeTTL)}
 	if err := s.d.Store.IssueCode(ctx, c); err != nil {
 		return problem(CodeInternal, err)
 	}
@@ -778,7 +788,7 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 		s.record(ctx, m, "blocked", f.AccountID, "code_budget", nil)
 		return FlowView{}, problem(CodeInvalidCode, nil)
 	}
-	err = s.d.Store.RedeemCode(ctx, f.ID, kind, methodID, s.k.codeHash(f.ID, kind, methodID, code), s.o.MaxTries, s.now())
+	err = s.d.Store.RedeemCode(ctx, f.ID, kind, methodID, s.k.codeHash(flowBinding(f), kind, methodID, code), s.o.MaxTries, s.now())
 	if err != nil || !offered[idx].real || f.AccountID == "" {
 		if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrCodeMismatch) {
 			return FlowView{}, problem(CodeInternal, err)
@@ -786,12 +796,16 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 		s.record(ctx, m, kind+".gate", f.AccountID, "failed", map[string]string{"method": methodID})
 		return FlowView{}, problem(CodeInvalidCode, nil)
 	}
+	// A proven method gives the flow a new id: one seen or planted before
+	// (a fixed cookie, a shoulder-surfed URL) cannot ride the proof.
 	for attempt := 0; ; attempt++ {
 		if !slices.Contains(f.Verified, methodID) {
 			f.Verified = append(f.Verified, methodID)
 		}
-		err = s.d.Store.UpdateFlow(ctx, f)
+		next := newToken()
+		err = s.d.Store.RotateFlow(ctx, f, next)
 		if err == nil {
+			f.ID = next
 			f.Version++
 			break
 		}

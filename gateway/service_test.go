@@ -106,6 +106,12 @@ func TestResetHappyPath(t *testing.T) {
 	if err != nil || v.Remaining != 0 {
 		t.Fatalf("verify: %+v %v", v, err)
 	}
+	// a proven method gives the flow a new id; the old one is dead
+	if v.ID == f.ID || len(v.ID) < 32 {
+		t.Fatalf("flow id not rotated: %q", v.ID)
+	}
+	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "New-Password-123", Meta{}), CodeFlowExpired)
+	f.ID = v.ID
 	// local rules first
 	err = tb.svc.CompleteFlow(ctx, "reset", f.ID, "carol-1234", Meta{})
 	wantCode(t, err, CodePasswordRejected)
@@ -130,10 +136,12 @@ func TestDirectoryRefusalLetsTheUserRetry(t *testing.T) {
 	_, mid := tb.enroll(t, "carol", "c@home.example")
 	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
-	if _, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.lastCode(t, "c@home.example"), Meta{}); err != nil {
+	v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.lastCode(t, "c@home.example"), Meta{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	err := tb.svc.CompleteFlow(ctx, "reset", f.ID, "Short-Pw-1", Meta{})
+	f.ID = v.ID
+	err = tb.svc.CompleteFlow(ctx, "reset", f.ID, "Short-Pw-1", Meta{})
 	wantCode(t, err, CodePasswordRejected)
 	if v := asProblem(err).Violations; len(v) != 1 || v[0].Code != "directory_too_short" || v[0].Message == "" {
 		t.Fatalf("violations %+v", v)
@@ -193,6 +201,7 @@ func TestTwoMethodsMustBeDifferent(t *testing.T) {
 	if err != nil || v.Remaining != 1 {
 		t.Fatalf("verify: %+v %v", v, err)
 	}
+	f.ID = v.ID
 	// the same method again: no new code is sent and it cannot count twice
 	if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}); err != nil {
 		t.Fatal(err)
@@ -219,9 +228,11 @@ func TestTwoMethodsMustBeDifferent(t *testing.T) {
 		if m == ph.ID {
 			to = "+447700900123"
 		}
-		if _, err := tb.svc.VerifyFlowCode(ctx, "reset", g.ID, m, tb.lastCode(t, to), Meta{}); err != nil {
+		v, err := tb.svc.VerifyFlowCode(ctx, "reset", g.ID, m, tb.lastCode(t, to), Meta{})
+		if err != nil {
 			t.Fatal(err)
 		}
+		g.ID = v.ID
 	}
 	if err := tb.svc.CompleteFlow(ctx, "reset", g.ID, "Some-New-Password-9", Meta{}); err != nil {
 		t.Fatal(err)
@@ -266,14 +277,15 @@ func TestConcurrentRedemptionsAndCompletions(t *testing.T) {
 	code := tb.lastCode(t, "carol@home.example")
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	ok := 0
+	ok, next := 0, ""
 	for i := 0; i < 20; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, code, Meta{}); err == nil {
+			if v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, code, Meta{}); err == nil {
 				mu.Lock()
 				ok++
+				next = v.ID
 				mu.Unlock()
 			}
 		}()
@@ -282,7 +294,7 @@ func TestConcurrentRedemptionsAndCompletions(t *testing.T) {
 	if ok != 1 {
 		t.Fatalf("%d of 20 concurrent redemptions succeeded", ok)
 	}
-	ok = 0
+	ok, f.ID = 0, next
 	for i := 0; i < 20; i++ {
 		wg.Add(1)
 		go func(i int) {
@@ -321,8 +333,11 @@ func TestCoolingOff(t *testing.T) {
 	_, mid := tb.enroll(t, "carol", "carol@home.example")
 	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
-	tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.lastCode(t, "carol@home.example"), Meta{})
-	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "New-Password-123", Meta{}), CodeMethodTooNew)
+	v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.lastCode(t, "carol@home.example"), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", v.ID, "New-Password-123", Meta{}), CodeMethodTooNew)
 	if tb.dir.writes != 0 {
 		t.Fatal("written despite the cooling-off period")
 	}
@@ -422,10 +437,11 @@ func TestChangeAndUnlock(t *testing.T) {
 	_, mid := tb.enroll(t, "carol", "carol@home.example")
 	f, _ := tb.svc.StartFlow(ctx, "unlock", "carol", Meta{})
 	tb.svc.SendFlowCode(ctx, "unlock", f.ID, mid, Meta{})
-	if _, err := tb.svc.VerifyFlowCode(ctx, "unlock", f.ID, mid, tb.lastCode(t, "carol@home.example"), Meta{}); err != nil {
+	v, err := tb.svc.VerifyFlowCode(ctx, "unlock", f.ID, mid, tb.lastCode(t, "carol@home.example"), Meta{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tb.svc.CompleteFlow(ctx, "unlock", f.ID, "", Meta{}); err != nil {
+	if err := tb.svc.CompleteFlow(ctx, "unlock", v.ID, "", Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	if tb.dir.unlocked != 1 || tb.dir.password("carol") != "Brand-New-Pass-1" {
@@ -442,5 +458,47 @@ func TestErrorsNeverCarrySecrets(t *testing.T) {
 		if _, ok := messages[code]; !ok {
 			t.Errorf("no message for %s", code)
 		}
+	}
+}
+
+// TestFlowIDRotatesAndLiveCodesFollow: each proven method gives the flow a
+// new id (the old one is dead for every step), and a code sent before the
+// rotation still works under the new id.
+func TestFlowIDRotatesAndLiveCodesFollow(t *testing.T) {
+	tb := newTestbed(t, nil)
+	ctx := context.Background()
+	sess, mid := tb.enroll(t, "alice", "alice@home.example")
+	ph, err := tb.svc.AddMethod(ctx, sess, "sms", "+44 7700 900123", Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.svc.VerifyMethod(ctx, sess, ph.ID, tb.lastCode(t, "+447700900123"), Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
+	if f.Required != 2 {
+		t.Fatalf("required %d", f.Required)
+	}
+	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
+	tb.svc.SendFlowCode(ctx, "reset", f.ID, ph.ID, Meta{})
+	mailCode, smsCode := tb.lastCode(t, "alice@home.example"), tb.lastCode(t, "+447700900123")
+	v1, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, mailCode, Meta{})
+	if err != nil || v1.ID == f.ID {
+		t.Fatalf("first proof: %+v %v", v1, err)
+	}
+	// the old id is gone for every step
+	_, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, ph.ID, smsCode, Meta{})
+	wantCode(t, err, CodeFlowExpired)
+	wantCode(t, tb.svc.SendFlowCode(ctx, "reset", f.ID, ph.ID, Meta{}), CodeFlowExpired)
+	_, err = tb.svc.Flow(ctx, "reset", f.ID)
+	wantCode(t, err, CodeFlowExpired)
+	// the SMS code sent before the rotation works under the new id
+	v2, err := tb.svc.VerifyFlowCode(ctx, "reset", v1.ID, ph.ID, smsCode, Meta{})
+	if err != nil || v2.Remaining != 0 || v2.ID == v1.ID {
+		t.Fatalf("second proof: %+v %v", v2, err)
+	}
+	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", v1.ID, "Some-New-Password-9", Meta{}), CodeFlowExpired)
+	if err := tb.svc.CompleteFlow(ctx, "reset", v2.ID, "Some-New-Password-9", Meta{}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -403,6 +403,7 @@ func (s *Server) flowVerify(c echo.Context) error {
 		}
 		return s.render(c, p.Status, "flow_code", flowTitle(kind), d, p)
 	}
+	c.SetCookie(s.cookie(s.cookieFlow, kind+"."+nf.ID, 0)) // a new id once a method is proven
 	if nf.Remaining > 0 {
 		return s.redirect(c, "/"+kind+"/methods?notice=method_ok")
 	}
