@@ -551,7 +551,6 @@ func (s *suite) flowsRotate(t *testing.T) {
 	wantErr(t, "RotateFlow changing account", st.RotateFlow(ctx, moved, newID()), store.ErrInvalid, after.ID)
 }
 
-
 func (s *suite) flowsDelete(t *testing.T) {
 	st, ctx, now := s.open(t), ctxT(t), base()
 	f := mustCreateFlow(t, st, newFlow("acct-a", now))
