@@ -423,6 +423,34 @@ func (s *SQLite) ListMethods(ctx context.Context, accountID string) ([]Method, e
 	return out, nil
 }
 
+// SampleMethods implements Store.
+func (s *SQLite) SampleMethods(ctx context.Context, maxAccounts int) ([]Method, error) {
+	if maxAccounts <= 0 {
+		return []Method{}, nil
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT `+methodColumns+` FROM methods
+		WHERE verified = 1 AND account_id IN (
+			SELECT account_id FROM methods WHERE verified = 1
+			GROUP BY account_id ORDER BY MAX(verified_at) DESC, account_id LIMIT ?)
+		ORDER BY account_id, created_at, id`, maxAccounts)
+	if err != nil {
+		return nil, fmt.Errorf("store: sample methods: %w", err)
+	}
+	defer rows.Close()
+	out := []Method{}
+	for rows.Next() {
+		m, err := s.scanMethod(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: sample methods: %w", err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: sample methods: %w", err)
+	}
+	return out, nil
+}
+
 // VerifyMethod implements Store.
 func (s *SQLite) VerifyMethod(ctx context.Context, accountID, methodID string, at time.Time) error {
 	res, err := s.w.ExecContext(ctx, `UPDATE methods SET verified = 1, verified_at = ?

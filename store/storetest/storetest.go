@@ -69,6 +69,7 @@ func RunConformance(t *testing.T, open Opener, opts ...Option) {
 		{"Methods/Verify", s.methodsVerify},
 		{"Methods/Delete", s.methodsDelete},
 		{"Methods/CountAccountsByAddress", s.countAccountsByAddress},
+		{"Methods/Sample", s.methodsSample},
 		{"Flows/CreateGet", s.flowsCreateGet},
 		{"Flows/MissingAndInvalid", s.flowsMissingAndInvalid},
 		{"Flows/Expiry", s.flowsExpiry},
@@ -345,6 +346,52 @@ func (s *suite) methodsDelete(t *testing.T) {
 	list, _ := st.ListMethods(ctx, "acct-a")
 	if len(list) != 1 || list[0].ID != "m2" {
 		t.Fatalf("ListMethods after delete: %+v", list)
+	}
+}
+
+func (s *suite) methodsSample(t *testing.T) {
+	st, ctx, now := s.open(t), ctxT(t), base()
+	got, err := st.SampleMethods(ctx, 10)
+	wantErr(t, "SampleMethods on an empty store", err, nil)
+	if len(got) != 0 {
+		t.Fatalf("SampleMethods on an empty store: %v", got)
+	}
+	add := func(account, id, typ, addr string, verifiedAt time.Time) {
+		t.Helper()
+		wantErr(t, "AddMethod", st.AddMethod(ctx, store.Method{ID: id, AccountID: account, Type: typ, Address: addr,
+			CreatedAt: now}), nil)
+		if !verifiedAt.IsZero() {
+			wantErr(t, "VerifyMethod", st.VerifyMethod(ctx, account, id, verifiedAt), nil)
+		}
+	}
+	add("old", "e1", store.MethodEmail, "old@example.org", now.Add(time.Minute))
+	add("mid", "e1", store.MethodEmail, "mid@example.org", now.Add(2*time.Minute))
+	add("mid", "s1", store.MethodSMS, "+447700900001", now.Add(3*time.Minute))
+	add("mid", "x1", store.MethodEmail, "unverified@example.org", time.Time{})
+	add("new", "s1", store.MethodSMS, "+447700900002", now.Add(4*time.Minute))
+	add("none", "e1", store.MethodEmail, "none@example.org", time.Time{})
+
+	ids := func(ms []store.Method) []string {
+		var out []string
+		for _, m := range ms {
+			if !m.Verified {
+				t.Fatalf("SampleMethods returned an unverified method %s/%s", m.AccountID, m.ID)
+			}
+			out = append(out, m.AccountID+"/"+m.ID+"="+m.Address)
+		}
+		return out
+	}
+	got, err = st.SampleMethods(ctx, 2)
+	wantErr(t, "SampleMethods", err, nil)
+	mustEqual(t, "the two most recently verified accounts", ids(got),
+		[]string{"mid/e1=mid@example.org", "mid/s1=+447700900001", "new/s1=+447700900002"})
+	got, _ = st.SampleMethods(ctx, 100)
+	if len(got) != 4 {
+		t.Fatalf("SampleMethods(100) = %v", ids(got))
+	}
+	got, _ = st.SampleMethods(ctx, 0)
+	if len(got) != 0 {
+		t.Fatalf("SampleMethods(0) = %v", ids(got))
 	}
 }
 
