@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/mail"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -32,6 +31,7 @@ type Service struct {
 	stats *metrics
 	// pads hold unauthenticated answers to one duration per step
 	padStart, padSend, padVerify *padder
+	decoySrc                     decoySource
 	// failures of a password check: every one is sampled
 	padSignIn, padChange *padder
 }
@@ -532,11 +532,10 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 	}
 	start, real := time.Now(), false
 	defer func() { s.padStart.wait(ctx, start, real) }()
-	base := s.o.Eligibility.MethodsRequired
-	if base < 1 {
-		base = 1
-	}
-	required, account, dn, outcome := base, "", "", "unknown"
+	// counts for fake methods are taken once a day, by whichever request
+	// comes first: any name's, not only an unknown one's
+	s.decoyModel(ctx)
+	required, account, dn, outcome := s.baseRequired(), "", "", "unknown"
 	var offered []Offered
 	ipOK := s.hit(ctx, "start-ip:"+m.ClientIP, s.o.Limits.StartsPerIP, s.o.Limits.Window)
 	u, err := s.d.Directory.Lookup(ctx, name)
@@ -587,8 +586,8 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 		s.record(ctx, m, "blocked", account, "start_budget", nil)
 		account, dn, outcome = "", "", "blocked"
 	}
-	if len(offered) < required {
-		offered = append(offered, s.decoys(name, required, len(offered))...)
+	if len(offered) == 0 || len(offered) < required {
+		offered = append(offered, s.decoys(ctx, name, len(offered), required)...)
 	}
 	now := s.now()
 	data, _ := json.Marshal(toJSON(offered))
@@ -620,11 +619,25 @@ func toJSON(o []Offered) []offeredJSON {
 	return out
 }
 
+// flowView is what a flow shows. Until a method is proven it shows the
+// policy's base number of methods required, whatever the account's tier:
+// a stricter tier (administrators, IT staff) would otherwise tell anyone
+// who types a name that the account exists and what it is. The true number
+// shows from the first proof on (as remaining methods).
 func (s *Service) flowView(f store.Flow, offered []Offered) FlowView {
-	v := FlowView{ID: f.ID, Kind: f.Kind, Required: f.Required, Methods: offered, Verified: append([]string{}, f.Verified...)}
-	v.Remaining = max(f.Required-len(f.Verified), 0)
+	required := f.Required
+	if len(f.Verified) == 0 {
+		required = s.baseRequired()
+	}
+	v := FlowView{ID: f.ID, Kind: f.Kind, Required: required, Methods: offered, Verified: append([]string{}, f.Verified...)}
+	v.Remaining = max(required-len(f.Verified), 0)
+	if len(f.Verified) > 0 {
+		v.Remaining = max(f.Required-len(f.Verified), 0)
+	}
 	return v
 }
+
+func (s *Service) baseRequired() int { return max(s.o.Eligibility.MethodsRequired, 1) }
 
 func offeredOf(f store.Flow) []Offered {
 	var js []offeredJSON
@@ -632,46 +645,6 @@ func offeredOf(f store.Flow) []Offered {
 	out := make([]Offered, len(js))
 	for i, m := range js {
 		out[i] = Offered{ID: m.ID, Type: m.Type, Hint: m.Hint, real: m.Real}
-	}
-	return out
-}
-
-// decoys returns a stable fake set of methods for name, so that asking
-// twice about an unknown user shows the same hints, like a real one.
-func (s *Service) decoys(name string, required, have int) []Offered {
-	key := strings.ToLower(name)
-	seed := mac(s.k.decoy, "set", key)
-	n := required - have
-	if have == 0 && seed[0]&1 == 1 {
-		n++ // real users often have one method more than required
-	}
-	types := s.methodsAvailable(s.o.Eligibility.Methods)
-	if len(types) == 0 {
-		types = []string{store.MethodEmail}
-	}
-	var out []Offered
-	for i := 0; i < n; i++ {
-		h := mac(s.k.decoy, "method", key, strconv.Itoa(have+i))
-		typ := types[int(h[11])%len(types)]
-		var addr string
-		if typ == store.MethodSMS {
-			cc := "1"
-			if len(s.o.AllowedCountries) > 0 {
-				if c, ok := notify.CountryCallingCode(s.o.AllowedCountries[int(h[12])%len(s.o.AllowedCountries)]); ok {
-					cc = c
-				}
-			}
-			digits := make([]byte, 10)
-			for j := range digits {
-				digits[j] = '0' + h[13+j]%10
-			}
-			digits[0] = '7'
-			addr = "+" + cc + string(digits)
-		} else {
-			tlds := []string{"com", "org", "net", "co.uk", "de"}
-			addr = string(rune('a'+h[13]%26)) + "xxxx@" + string(rune('a'+h[14]%26)) + "xxxx." + tlds[int(h[15])%len(tlds)]
-		}
-		out = append(out, Offered{ID: hex.EncodeToString(h[:11]), Type: typ, Hint: hint(typ, addr)})
 	}
 	return out
 }

@@ -192,13 +192,15 @@ func TestTwoMethodsMustBeDifferent(t *testing.T) {
 	ctx := context.Background()
 	sess, mid := tb.enroll(t, "alice", "alice@home.example")
 	f, _ := tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
-	if f.Required != 2 || len(f.Methods) < 2 {
+	// the tier's stricter number shows only after a first proof: before,
+	// it would tell anyone that the name is a real administrator's
+	if f.Required != 1 || len(f.Methods) < 2 {
 		t.Fatalf("flow %+v", f)
 	}
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
 	code := tb.lastCode(t, "alice@home.example")
 	v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, code, Meta{})
-	if err != nil || v.Remaining != 1 {
+	if err != nil || v.Remaining != 1 || v.Required != 2 {
 		t.Fatalf("verify: %+v %v", v, err)
 	}
 	f.ID = v.ID
@@ -476,14 +478,11 @@ func TestFlowIDRotatesAndLiveCodesFollow(t *testing.T) {
 		t.Fatal(err)
 	}
 	f, _ := tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
-	if f.Required != 2 {
-		t.Fatalf("required %d", f.Required)
-	}
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, ph.ID, Meta{})
 	mailCode, smsCode := tb.lastCode(t, "alice@home.example"), tb.lastCode(t, "+447700900123")
 	v1, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, mailCode, Meta{})
-	if err != nil || v1.ID == f.ID {
+	if err != nil || v1.ID == f.ID || v1.Remaining != 1 {
 		t.Fatalf("first proof: %+v %v", v1, err)
 	}
 	// the old id is gone for every step

@@ -424,15 +424,15 @@ func (s *SQLite) ListMethods(ctx context.Context, accountID string) ([]Method, e
 }
 
 // SampleMethods implements Store.
-func (s *SQLite) SampleMethods(ctx context.Context, maxAccounts int) ([]Method, error) {
+func (s *SQLite) SampleMethods(ctx context.Context, maxAccounts int, before time.Time) ([]Method, error) {
 	if maxAccounts <= 0 {
 		return []Method{}, nil
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT `+methodColumns+` FROM methods
-		WHERE verified = 1 AND account_id IN (
-			SELECT account_id FROM methods WHERE verified = 1
+		WHERE verified = 1 AND verified_at < ? AND account_id IN (
+			SELECT account_id FROM methods WHERE verified = 1 AND verified_at < ?
 			GROUP BY account_id ORDER BY MAX(verified_at) DESC, account_id LIMIT ?)
-		ORDER BY account_id, created_at, id`, maxAccounts)
+		ORDER BY account_id, created_at, id`, dbTime(before), dbTime(before), maxAccounts)
 	if err != nil {
 		return nil, fmt.Errorf("store: sample methods: %w", err)
 	}

@@ -187,12 +187,12 @@ type Store interface {
 	// to '+' and digits). Unverified methods do not count, so nobody can
 	// inflate the count for someone else's address without proving it.
 	CountAccountsByAddress(ctx context.Context, typ, address string) (int, error)
-	// SampleMethods returns the verified methods of up to maxAccounts
-	// accounts, the most recently verified first, every verified method of
-	// each account included, grouped by account. It exists for aggregate
+	// SampleMethods returns the methods verified before the given time of
+	// up to maxAccounts accounts, the most recently verified accounts first,
+	// every such method of each account included, grouped by account. It exists for aggregate
 	// statistics (the shape of the fake methods shown for unknown names);
 	// callers must not return its addresses to anyone.
-	SampleMethods(ctx context.Context, maxAccounts int) ([]Method, error)
+	SampleMethods(ctx context.Context, maxAccounts int, before time.Time) ([]Method, error)
 
 	// CreateFlow stores a new flow. ErrConflict if a flow with f.ID exists.
 	CreateFlow(ctx context.Context, f Flow) error

@@ -351,7 +351,7 @@ func (s *suite) methodsDelete(t *testing.T) {
 
 func (s *suite) methodsSample(t *testing.T) {
 	st, ctx, now := s.open(t), ctxT(t), base()
-	got, err := st.SampleMethods(ctx, 10)
+	got, err := st.SampleMethods(ctx, 10, now.Add(time.Hour))
 	wantErr(t, "SampleMethods on an empty store", err, nil)
 	if len(got) != 0 {
 		t.Fatalf("SampleMethods on an empty store: %v", got)
@@ -381,15 +381,19 @@ func (s *suite) methodsSample(t *testing.T) {
 		}
 		return out
 	}
-	got, err = st.SampleMethods(ctx, 2)
+	got, err = st.SampleMethods(ctx, 2, now.Add(time.Hour))
 	wantErr(t, "SampleMethods", err, nil)
 	mustEqual(t, "the two most recently verified accounts", ids(got),
 		[]string{"mid/e1=mid@example.org", "mid/s1=+447700900001", "new/s1=+447700900002"})
-	got, _ = st.SampleMethods(ctx, 100)
+	got, _ = st.SampleMethods(ctx, 100, now.Add(time.Hour))
 	if len(got) != 4 {
 		t.Fatalf("SampleMethods(100) = %v", ids(got))
 	}
-	got, _ = st.SampleMethods(ctx, 0)
+	// only what was verified before the given time
+	got, _ = st.SampleMethods(ctx, 100, now.Add(3*time.Minute))
+	mustEqual(t, "methods verified before a time", ids(got),
+		[]string{"mid/e1=mid@example.org", "old/e1=old@example.org"})
+	got, _ = st.SampleMethods(ctx, 0, now.Add(time.Hour))
 	if len(got) != 0 {
 		t.Fatalf("SampleMethods(0) = %v", ids(got))
 	}

@@ -1,0 +1,236 @@
+package gateway
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/latchkeyhq/latchkey/notify"
+	"github.com/latchkeyhq/latchkey/store"
+)
+
+// Fake methods for names that have none to show (unknown, ineligible,
+// excluded, disabled, privileged, no methods, throttled).
+//
+// A fake set must look like a real one: if fakes came from a fixed pattern,
+// any real hint outside it (an upper-case initial, another top-level
+// domain, a third method) would prove the account exists. So fakes are
+// drawn from what real users registered: the mix of method types per
+// account, the masked email hints and the phone country codes, counted over
+// the most recently verified accounts in the store. Only masked hints and
+// counts are kept, never addresses. Each draw is a keyed hash of the name,
+// so asking twice shows the same set, like a real account.
+//
+// The counts are taken as of the start of the current UTC day, and kept for
+// the day: every instance sharing a store draws from the same counts, and a
+// fake set changes at most once a day (when the counts move), not between
+// two requests. With fewer than decoyMinAccounts registered accounts the
+// counts would reveal too little (and too much about those few), so a
+// built-in pattern is used instead.
+
+const (
+	decoyMinAccounts = 20
+	decoySample      = 5000
+)
+
+// weighted is a discrete distribution over keys, drawn by a number in
+// [0, 1). Keys are ordered by label, so that the same counts give the same
+// draws on every instance.
+type weighted[T any] struct {
+	keys []T
+	cum  []float64 // cumulative weights, last = total
+}
+
+// tally counts labelled keys before they become a weighted.
+type tally[T any] struct {
+	n   map[string]float64
+	key map[string]T
+}
+
+func (t *tally[T]) add(label string, key T, n float64) {
+	if t.n == nil {
+		t.n, t.key = map[string]float64{}, map[string]T{}
+	}
+	t.n[label] += n
+	t.key[label] = key
+}
+
+func (t *tally[T]) weighted() weighted[T] {
+	labels := make([]string, 0, len(t.n))
+	for l := range t.n {
+		labels = append(labels, l)
+	}
+	slices.Sort(labels)
+	var w weighted[T]
+	total := 0.0
+	for _, l := range labels {
+		total += t.n[l]
+		w.keys = append(w.keys, t.key[l])
+		w.cum = append(w.cum, total)
+	}
+	return w
+}
+
+func (w weighted[T]) empty() bool { return len(w.keys) == 0 }
+
+// draw picks a key; u is in [0, 1).
+func (w weighted[T]) draw(u float64) T {
+	x := u * w.cum[len(w.cum)-1]
+	i := sort.SearchFloat64s(w.cum, x)
+	for i < len(w.cum) && w.cum[i] <= x {
+		i++
+	}
+	return w.keys[min(i, len(w.keys)-1)]
+}
+
+// decoyModel is what fakes are drawn from.
+type decoyModel struct {
+	day      string             // UTC date the counts were taken for
+	sets     weighted[[]string] // method types of one account, sorted
+	emails   weighted[string]   // masked email hints
+	phones   weighted[string]   // masked phone hints without the last two digits
+	accounts int                // accounts counted
+	learned  bool               // false: the built-in pattern
+}
+
+type decoySource struct {
+	mu    sync.Mutex
+	model *decoyModel
+}
+
+// model returns the counts for today, taking them from the store once a
+// day. On a store failure the previous counts (or the pattern) are used.
+func (s *Service) decoyModel(ctx context.Context) *decoyModel {
+	now := s.now().UTC()
+	day := now.Format(time.DateOnly)
+	s.decoySrc.mu.Lock()
+	defer s.decoySrc.mu.Unlock()
+	if m := s.decoySrc.model; m != nil && m.day == day {
+		return m
+	}
+	m := s.learnDecoys(ctx, now.Truncate(24*time.Hour))
+	m.day = day
+	s.decoySrc.model = m
+	return m
+}
+
+func (s *Service) learnDecoys(ctx context.Context, before time.Time) *decoyModel {
+	types := s.methodsAvailable(s.o.Eligibility.Methods)
+	ms, err := s.d.Store.SampleMethods(context.WithoutCancel(ctx), decoySample, before)
+	if err != nil {
+		s.log.Error("counting registered methods for decoys failed", "error", err.Error())
+		ms = nil
+	}
+	var sets tally[[]string]
+	var emails, phones tally[string]
+	byAccount := map[string][]string{}
+	for _, meth := range ms {
+		if !slices.Contains(types, meth.Type) {
+			continue
+		}
+		byAccount[meth.AccountID] = append(byAccount[meth.AccountID], meth.Type)
+		h := hint(meth.Type, meth.Address)
+		if meth.Type == store.MethodSMS {
+			if n := len(h); n > 2 && isDigit(h[n-1]) && isDigit(h[n-2]) {
+				phones.add(h[:n-2], h[:n-2], 1)
+			}
+		} else if h != bullets {
+			emails.add(h, h, 1)
+		}
+	}
+	if len(byAccount) < decoyMinAccounts {
+		return s.patternDecoys(types)
+	}
+	for _, set := range byAccount {
+		slices.Sort(set)
+		sets.add(strings.Join(set, "+"), set, 1)
+	}
+	m := &decoyModel{sets: sets.weighted(), emails: emails.weighted(), phones: phones.weighted(), accounts: len(byAccount), learned: true}
+	// a type nobody uses yet still needs hints, should a set hold it
+	p := s.patternDecoys(types)
+	if m.emails.empty() {
+		m.emails = p.emails
+	}
+	if m.phones.empty() {
+		m.phones = p.phones
+	}
+	return m
+}
+
+func isDigit(b byte) bool { return b >= '0' && b <= '9' }
+
+// patternDecoys is the built-in distribution used until enough accounts
+// have registered: one or two methods of the available types, lower-case
+// initials, common top-level domains, the allowed countries.
+func (s *Service) patternDecoys(types []string) *decoyModel {
+	if len(types) == 0 {
+		types = []string{store.MethodEmail}
+	}
+	var sets tally[[]string]
+	var emails, phones tally[string]
+	for i, a := range types {
+		sets.add(a, []string{a}, 2)
+		for _, b := range types[i:] {
+			sets.add(a+"+"+b, []string{a, b}, 1)
+		}
+	}
+	for _, tld := range []string{"com", "org", "net", "de", "uk", "fr", "nl", "io"} {
+		for l := 'a'; l <= 'z'; l++ {
+			for _, d := range "ghoyiawpme" {
+				h := string(l) + bullets + "@" + string(d) + bullets + "." + tld
+				emails.add(h, h, 1)
+			}
+		}
+	}
+	ccs := []string{"1"}
+	if len(s.o.AllowedCountries) > 0 {
+		ccs = ccs[:0]
+		for _, c := range s.o.AllowedCountries {
+			if cc, ok := notify.CountryCallingCode(c); ok {
+				ccs = append(ccs, cc)
+			}
+		}
+	}
+	for _, cc := range ccs {
+		p := "+" + cc + " •••• ••"
+		phones.add(p, p, 1)
+	}
+	return &decoyModel{sets: sets.weighted(), emails: emails.weighted(), phones: phones.weighted()}
+}
+
+const bullets = "•••"
+
+// decoys returns a stable fake set of methods for name: the method types of
+// one drawn account, each with a drawn hint. have is how many real methods
+// precede the fakes (a real user with fewer methods than required), and
+// atLeast the smallest total to reach.
+func (s *Service) decoys(ctx context.Context, name string, have, atLeast int) []Offered {
+	m := s.decoyModel(ctx)
+	key := strings.ToLower(name)
+	u := func(parts ...string) float64 {
+		h := mac(s.k.decoy, parts...)
+		return float64(binary.BigEndian.Uint64(h[:8])>>11) / (1 << 53)
+	}
+	set := m.sets.draw(u("set", key))
+	var out []Offered
+	for i := have; i < max(len(set), atLeast); i++ {
+		typ := set[i%len(set)]
+		n := strconv.Itoa(i)
+		id := mac(s.k.decoy, "method", key, n)
+		var h string
+		if typ == store.MethodSMS {
+			d := mac(s.k.decoy, "digits", key, n)
+			h = m.phones.draw(u("phone", key, n)) + string(rune('0'+d[0]%10)) + string(rune('0'+d[1]%10))
+		} else {
+			h = m.emails.draw(u("email", key, n))
+		}
+		out = append(out, Offered{ID: hex.EncodeToString(id[:11]), Type: typ, Hint: h})
+	}
+	return out
+}
