@@ -188,3 +188,42 @@ func TestThrottledSendKeepsTheLiveCode(t *testing.T) {
 		t.Fatalf("a throttled send replaced the live code: %v", err)
 	}
 }
+
+// TestThrottledRegistrationStoresNothing: over the send budget, adding a
+// method answers too_many_requests and leaves no unverified method behind,
+// and a throttled resend keeps the live registration code.
+func TestThrottledRegistrationStoresNothing(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) { o.Limits.SendsPerDestination = 2 })
+	ctx := context.Background()
+	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mv, err := tb.svc.AddMethod(ctx, sess, "email", "carol@home.example", Meta{}) // send 1 of 2
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := tb.lastCode(t, "carol@home.example")
+	if err := tb.svc.ResendMethodCode(ctx, sess, mv.ID, Meta{}); err != nil { // send 2 of 2
+		t.Fatal(err)
+	}
+	live := tb.lastCode(t, "carol@home.example")
+	wantCode(t, tb.svc.ResendMethodCode(ctx, sess, mv.ID, Meta{}), CodeTooMany)
+	// another account adding the same (now throttled) address stores nothing
+	other, err := tb.svc.SignIn(ctx, "alice", tb.dir.password("alice"), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tb.svc.AddMethod(ctx, other, "email", "CAROL@home.example", Meta{})
+	wantCode(t, err, CodeTooMany)
+	if ms, _ := tb.st.ListMethods(ctx, other.AccountID); len(ms) != 0 {
+		t.Fatalf("a throttled add stored %d methods", len(ms))
+	}
+	// the live code is the second one, untouched by the throttled resend
+	if _, err := tb.svc.VerifyMethod(ctx, sess, mv.ID, first, Meta{}); err == nil {
+		t.Fatal("the replaced first code still works")
+	}
+	if _, err := tb.svc.VerifyMethod(ctx, sess, mv.ID, live, Meta{}); err != nil {
+		t.Fatalf("a throttled resend replaced the live code: %v", err)
+	}
+}

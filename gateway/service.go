@@ -399,11 +399,16 @@ func (s *Service) AddMethod(ctx context.Context, sess store.Session, typ, addres
 		return MethodView{}, problem(CodeMethodLimit, nil)
 	}
 	meth := store.Method{ID: newID(), AccountID: sess.AccountID, Type: typ, Address: addr, CreatedAt: s.now()}
+	// budgets before anything is stored: a throttled request leaves no
+	// unverified method behind
+	if err := s.spendRegistrationSend(ctx, sess, meth, m); err != nil {
+		return MethodView{}, err
+	}
 	if err := s.d.Store.AddMethod(ctx, meth); err != nil {
 		return MethodView{}, problem(CodeInternal, err)
 	}
 	s.record(ctx, m, "registration.method_added", sess.AccountID, "pending", map[string]string{"method": meth.ID, "type": typ})
-	if err := s.sendRegistrationCode(ctx, sess, meth, m); err != nil {
+	if err := s.issueRegistrationCode(ctx, sess, meth, m); err != nil {
 		return MethodView{}, err
 	}
 	return view(meth), nil
@@ -429,7 +434,27 @@ func (s *Service) ResendMethodCode(ctx context.Context, sess store.Session, meth
 	return s.sendRegistrationCode(ctx, sess, meth, m)
 }
 
+// sendRegistrationCode spends the send budgets for meth, then issues a code
+// and sends it to the method's address as stored. Over budget nothing
+// changes: the live code (if any) stays as it is.
 func (s *Service) sendRegistrationCode(ctx context.Context, sess store.Session, meth store.Method, m Meta) error {
+	if err := s.spendRegistrationSend(ctx, sess, meth, m); err != nil {
+		return err
+	}
+	return s.issueRegistrationCode(ctx, sess, meth, m)
+}
+
+// spendRegistrationSend counts one send to meth against the account's and
+// the destination's budgets (and the global SMS budget).
+func (s *Service) spendRegistrationSend(ctx context.Context, sess store.Session, meth store.Method, m Meta) error {
+	if !s.hit(ctx, "send:acct:"+sess.AccountID, s.o.Limits.SendsPerAccount, s.o.Limits.Window) || !s.sendAllowed(ctx, meth) {
+		s.record(ctx, m, "blocked", sess.AccountID, "send_budget", map[string]string{"type": meth.Type})
+		return problem(CodeTooMany, nil)
+	}
+	return nil
+}
+
+func (s *Service) issueRegistrationCode(ctx context.Context, sess store.Session, meth store.Method, m Meta) error {
 	now := s.now()
 	flowID := s.regFlowID(sess.ID, meth.ID)
 	if _, err := s.d.Store.GetFlow(ctx, flowID, now); err != nil {
@@ -449,10 +474,6 @@ func (s *Service) sendRegistrationCode(ctx context.Context, sess store.Session, 
 	stored, err := s.d.Store.GetMethod(ctx, sess.AccountID, meth.ID)
 	if err != nil {
 		return problem(CodeInternal, err)
-	}
-	if !s.hit(ctx, "send:acct:"+sess.AccountID, s.o.Limits.SendsPerAccount, s.o.Limits.Window) || !s.sendAllowed(ctx, stored) {
-		s.record(ctx, m, "blocked", sess.AccountID, "send_budget", map[string]string{"method": meth.ID})
-		return problem(CodeTooMany, nil)
 	}
 	if j, ok := s.codeMessage(stored, "register", code, m); ok {
 		s.out.enqueue(j)
