@@ -11,10 +11,15 @@ import (
 )
 
 // TestAttacks runs the black-box attacks of the security issue against the
-// real binary and a real slapd: races, token swapping, cross-site posts and
-// headers on every kind of answer.
+// real binary with a real slapd and a real Samba AD DC: races, token
+// swapping, cross-site posts and headers on every kind of answer.
 func TestAttacks(t *testing.T) {
-	srv := dirtest.StartOpenLDAP(t)
+	for _, d := range directories() {
+		t.Run(d.name, func(t *testing.T) { runAttackSuite(t, d.start(t)) })
+	}
+}
+
+func runAttackSuite(t *testing.T, srv *dirtest.Server) {
 	mail, sms := startMail(t)
 	for _, u := range []string{"frank", "grace"} {
 		addToGroup(t, srv, u, "staff")

@@ -239,7 +239,12 @@ func bestThreshold(a, b []float64) (x float64, aBelow bool) {
 // TestHostHeaderIsNeverTrusted sends a reset with a forged Host and
 // X-Forwarded-Host and checks what reaches the mail server.
 func TestHostHeaderIsNeverTrusted(t *testing.T) {
-	srv := dirtest.StartOpenLDAP(t)
+	for _, d := range directories() {
+		t.Run(d.name, func(t *testing.T) { hostHeaderIsNeverTrusted(t, d.start(t)) })
+	}
+}
+
+func hostHeaderIsNeverTrusted(t *testing.T, srv *dirtest.Server) {
 	mail, sms := startMail(t)
 	e := startGateway(t, srv, mail, sms, params{})
 	emailID, _ := e.register("carol", "carol.host@example.net", "")
