@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/mail"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -512,6 +513,13 @@ func (s *Service) VerifyMethod(ctx context.Context, sess store.Session, methodID
 	s.forget(s.d.Store.DeleteFlow(ctx, flowID))
 	meth.Verified, meth.VerifiedAt = true, now
 	s.record(ctx, m, "registration.method_verified", sess.AccountID, "success", map[string]string{"method": meth.ID, "type": meth.Type})
+	// one address or number on several accounts is how a stolen session or
+	// password is turned into lasting access (or a helpdesk phone reused):
+	// flagged for the admins, without telling the user who else has it
+	if n, err := s.d.Store.CountAccountsByAddress(ctx, meth.Type, meth.Address); err == nil && n > 1 {
+		s.record(ctx, m, "registration.shared_destination", sess.AccountID, "flagged",
+			map[string]string{"method": meth.ID, "type": meth.Type, "accounts": strconv.Itoa(n)})
+	}
 	s.noticeAll(ctx, sess.AccountID, sess.Username, "method_added", meth.ID, m)
 	return view(meth), nil
 }

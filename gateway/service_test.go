@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"sync"
@@ -499,5 +500,42 @@ func TestFlowIDRotatesAndLiveCodesFollow(t *testing.T) {
 	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", v1.ID, "Some-New-Password-9", Meta{}), CodeFlowExpired)
 	if err := tb.svc.CompleteFlow(ctx, "reset", v2.ID, "Some-New-Password-9", Meta{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSharedDestinationIsFlagged: an address verified on a second account
+// leaves an audit event for the admins (security notes D5), and nothing
+// for an address only one account has.
+func TestSharedDestinationIsFlagged(t *testing.T) {
+	tb := newTestbed(t, nil)
+	ctx := context.Background()
+	tb.enroll(t, "carol", "shared@home.example")
+	flagged := func() []store.AuditEvent {
+		evs, err := tb.st.ListAudit(ctx, storeQuery("registration.shared_destination"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return evs
+	}
+	if evs := flagged(); len(evs) != 0 {
+		t.Fatalf("flagged with one account: %+v", evs)
+	}
+	sess, _ := tb.enroll(t, "alice", "alice@home.example")
+	if evs := flagged(); len(evs) != 0 {
+		t.Fatalf("flagged a distinct address: %+v", evs)
+	}
+	mv, err := tb.svc.AddMethod(ctx, sess, "email", " Shared@HOME.example ", Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.svc.VerifyMethod(ctx, sess, mv.ID, tb.lastCode(t, "Shared@home.example"), Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	evs := flagged()
+	if len(evs) != 1 || evs[0].AccountID != sess.AccountID || evs[0].Outcome != "flagged" || evs[0].Details["accounts"] != "2" {
+		t.Fatalf("flags %+v", evs)
+	}
+	if strings.Contains(fmt.Sprint(evs[0].Details), "shared@") {
+		t.Fatal("the address is in the audit event")
 	}
 }
