@@ -796,6 +796,7 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 			return FlowView{}, problem(CodeInternal, err)
 		}
 		s.record(ctx, m, kind+".gate", f.AccountID, "failed", map[string]string{"method": methodID})
+		s.partialFailure(ctx, f, m)
 		return FlowView{}, problem(CodeInvalidCode, nil)
 	}
 	// A proven method gives the flow a new id: one seen or planted before
@@ -820,6 +821,34 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 	}
 	s.record(ctx, m, kind+".gate", f.AccountID, "passed", map[string]string{"method": methodID, "type": offered[idx].Type})
 	return s.flowView(f, offered), nil
+}
+
+// partialNoticeAfter is the number of wrong codes, after a first method was
+// proven in the flow, at which the user is told (security notes H2).
+const partialNoticeAfter = 3
+
+// partialFailure counts a wrong code in a flow where one method is already
+// proven and more are needed: someone holds one of the user's methods and
+// not the other. At partialNoticeAfter such failures the user is told, once
+// per flow, on every channel.
+func (s *Service) partialFailure(ctx context.Context, f store.Flow, m Meta) {
+	if f.AccountID == "" || len(f.Verified) == 0 || len(f.Verified) >= f.Required {
+		return
+	}
+	n, _ := strconv.Atoi(f.Data["partial_fail"])
+	n++
+	f.Data["partial_fail"] = strconv.Itoa(n)
+	ctx = context.WithoutCancel(ctx)
+	if err := s.d.Store.UpdateFlow(ctx, f); err != nil {
+		return // a concurrent try updated the flow: it counts instead
+	}
+	if n != partialNoticeAfter {
+		return
+	}
+	s.record(ctx, m, f.Kind+".partial_failure", f.AccountID, "notified", nil)
+	if u, err := s.flowUser(ctx, f); err == nil {
+		s.noticeUser(ctx, u, "partial_failure", "", m)
+	}
 }
 
 // PasswordRules is what the password page shows before the user types.

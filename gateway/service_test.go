@@ -539,3 +539,61 @@ func TestSharedDestinationIsFlagged(t *testing.T) {
 		t.Fatal("the address is in the audit event")
 	}
 }
+
+// TestPartialSuccessIsNotified: after one of two methods is proven, three
+// wrong codes for the second tell the user on every channel, once.
+func TestPartialSuccessIsNotified(t *testing.T) {
+	tb := newTestbed(t, nil)
+	ctx := context.Background()
+	sess, mid := tb.enroll(t, "alice", "alice@home.example")
+	ph, err := tb.svc.AddMethod(ctx, sess, "sms", "+44 7700 900123", Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.svc.VerifyMethod(ctx, sess, ph.ID, tb.lastCode(t, "+447700900123"), Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	before := tb.messagesTo("alice@home.example")
+	f, _ := tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
+	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
+	v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.lastCode(t, "alice@home.example"), Meta{})
+	if err != nil || v.Remaining != 1 {
+		t.Fatalf("first proof: %+v %v", v, err)
+	}
+	tb.svc.SendFlowCode(ctx, "reset", v.ID, ph.ID, Meta{})
+	for i := 0; i < 4; i++ {
+		if _, err := tb.svc.VerifyFlowCode(ctx, "reset", v.ID, ph.ID, "00000000", Meta{}); err == nil {
+			t.Fatal("a wrong code passed")
+		}
+		if i == 1 {
+			time.Sleep(50 * time.Millisecond)
+			if n := tb.messagesTo("alice@home.example"); n != before+1 { // the reset code only
+				t.Fatalf("told after two wrong codes: %d messages", n-before)
+			}
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	// the code mail plus one notice (not two: the fourth try tells nobody)
+	if n := tb.messagesTo("alice@home.example"); n != before+2 {
+		t.Fatalf("%d messages after four wrong codes, want the code and one notice", n-before)
+	}
+	told := map[string]bool{}
+	for _, e := range tb.rec.Emails() {
+		if strings.Contains(e.Text, "failed to prove a second one") {
+			told[e.To] = true
+		}
+	}
+	for _, m := range tb.rec.SMS() {
+		if strings.Contains(m.Body, "not finished") {
+			told[m.To] = true
+		}
+	}
+	if !told["alice@home.example"] || !told["alice@corp.example"] || !told["+447700900123"] {
+		t.Fatalf("told %v, want the registered email, the directory mail and the phone", told)
+	}
+	evs, _ := tb.st.ListAudit(ctx, storeQuery("reset.partial_failure"))
+	if len(evs) != 1 || evs[0].AccountID != "id-alice" {
+		t.Fatalf("audit %+v", evs)
+	}
+}
