@@ -263,6 +263,10 @@ type Limits struct {
 	SendsPerDestination int `mapstructure:"sends_per_destination"`
 	// SMSPerHour: every SMS the gateway sends in a clock hour, all users.
 	SMSPerHour int `mapstructure:"sms_per_hour"`
+	// SMSPerPrefixPerHour: SMS to numbers that share their first six digits
+	// (country code and number block), per clock hour, all users: the
+	// velocity check against SMS pumping through premium number ranges.
+	SMSPerPrefixPerHour int `mapstructure:"sms_per_prefix_per_hour"`
 	// CodeFailuresPerAccount: wrong codes per account across re-sent codes.
 	CodeFailuresPerAccount int `mapstructure:"code_failures_per_account"`
 	// SignInsPerIP: password sign-ins (register, change) per client address.
@@ -363,6 +367,7 @@ func rawDefaults() *Config {
 			SendsPerAccount:        10,
 			SendsPerDestination:    5,
 			SMSPerHour:             200,
+			SMSPerPrefixPerHour:    50,
 			CodeFailuresPerAccount: 10,
 			SignInsPerIP:           60,
 			BindFailures:           3,

@@ -579,8 +579,9 @@ func (c *Config) validateLimits(ch *checker) {
 	for key, v := range map[string]int{
 		"limits.starts_per_account": l.StartsPerAccount, "limits.starts_per_ip": l.StartsPerIP,
 		"limits.sends_per_account": l.SendsPerAccount, "limits.sends_per_destination": l.SendsPerDestination,
-		"limits.sms_per_hour": l.SMSPerHour, "limits.code_failures_per_account": l.CodeFailuresPerAccount,
-		"limits.sign_ins_per_ip": l.SignInsPerIP, "limits.bind_failures": l.BindFailures,
+		"limits.sms_per_hour": l.SMSPerHour, "limits.sms_per_prefix_per_hour": l.SMSPerPrefixPerHour,
+		"limits.code_failures_per_account": l.CodeFailuresPerAccount,
+		"limits.sign_ins_per_ip":           l.SignInsPerIP, "limits.bind_failures": l.BindFailures,
 	} {
 		if v < 1 {
 			ch.add(key, "must be at least 1")

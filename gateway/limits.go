@@ -17,6 +17,7 @@ type Limits struct {
 	SendsPerAccount        int
 	SendsPerDestination    int
 	SMSPerHour             int
+	SMSPerPrefixPerHour    int
 	CodeFailuresPerAccount int
 	SignInsPerIP           int
 	BindFailures           int
@@ -40,6 +41,7 @@ func (l *Limits) setDefaults() {
 	def(&l.SendsPerAccount, 10)
 	def(&l.SendsPerDestination, 5)
 	def(&l.SMSPerHour, 200)
+	def(&l.SMSPerPrefixPerHour, 50)
 	def(&l.CodeFailuresPerAccount, 10)
 	def(&l.SignInsPerIP, 60)
 	def(&l.BindFailures, 3)

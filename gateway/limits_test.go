@@ -227,3 +227,33 @@ func TestThrottledRegistrationStoresNothing(t *testing.T) {
 		t.Fatalf("a throttled resend replaced the live code: %v", err)
 	}
 }
+
+// TestSMSPrefixVelocity: SMS to numbers of one block (first six digits)
+// stop at the block's hourly budget; another block still gets its SMS.
+func TestSMSPrefixVelocity(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) { o.Limits.SMSPerPrefixPerHour = 2 })
+	ctx := context.Background()
+	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, number := range []string{"+44 7700 900001", "+44 7700 900002"} {
+		if _, err := tb.svc.AddMethod(ctx, sess, "sms", number, Meta{}); err != nil {
+			t.Fatalf("sms %d: %v", i, err)
+		}
+	}
+	// a third number of the same block (+447700) is over the block's budget
+	_, err = tb.svc.AddMethod(ctx, sess, "sms", "+44 7700 900003", Meta{})
+	wantCode(t, err, CodeTooMany)
+	// another block is not
+	if _, err := tb.svc.AddMethod(ctx, sess, "sms", "+44 7911 123456", Meta{}); err != nil {
+		t.Fatalf("another block: %v", err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := tb.messagesTo("+447700900003"); n != 0 {
+		t.Fatalf("%d SMS past the block's budget", n)
+	}
+	if n := tb.messagesTo("+447911123456"); n != 1 {
+		t.Fatalf("%d SMS to another block, want 1", n)
+	}
+}

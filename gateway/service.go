@@ -761,11 +761,24 @@ func (s *Service) sendAllowed(ctx context.Context, meth store.Method) bool {
 	if !s.hit(ctx, "dest:"+meth.Type+":"+store.NormalizeAddress(meth.Type, meth.Address), s.o.Limits.SendsPerDestination, s.o.Limits.Window) {
 		return false
 	}
-	if meth.Type == store.MethodSMS && !s.hit(ctx, "sms:global", s.o.Limits.SMSPerHour, time.Hour) {
-		s.log.Warn("the hourly SMS budget is spent")
-		return false
+	if meth.Type == store.MethodSMS {
+		if !s.hit(ctx, "sms:global", s.o.Limits.SMSPerHour, time.Hour) {
+			s.log.Warn("the hourly SMS budget is spent")
+			return false
+		}
+		if p := smsPrefix(meth.Address); !s.hit(ctx, "sms:prefix:"+p, s.o.Limits.SMSPerPrefixPerHour, time.Hour) {
+			s.log.Warn("the hourly SMS budget of a number block is spent", "prefix", p)
+			return false
+		}
 	}
 	return true
+}
+
+// smsPrefix is the block a number belongs to for the velocity budget: the
+// country code and the first digits, six digits in all.
+func smsPrefix(e164 string) string {
+	d := strings.TrimPrefix(store.NormalizeAddress(store.MethodSMS, e164), "+")
+	return "+" + d[:min(len(d), 6)]
 }
 
 // VerifyFlowCode checks a code for one method of the flow.
