@@ -257,6 +257,10 @@ type Limits struct {
 	StartsPerAccount int `mapstructure:"starts_per_account"`
 	// StartsPerIP: reset/unlock starts per client address.
 	StartsPerIP int `mapstructure:"starts_per_ip"`
+	// StartsTotal: reset/unlock starts per window, all clients together. It
+	// bounds the state that requests without any proof can create (flows,
+	// counters), whatever the number of client addresses.
+	StartsTotal int `mapstructure:"starts_total"`
 	// SendsPerAccount: codes sent per account, all channels together.
 	SendsPerAccount int `mapstructure:"sends_per_account"`
 	// SendsPerDestination: codes sent to one address or number.
@@ -364,6 +368,7 @@ func rawDefaults() *Config {
 			Window:                 time.Hour,
 			StartsPerAccount:       10,
 			StartsPerIP:            60,
+			StartsTotal:            20000,
 			SendsPerAccount:        10,
 			SendsPerDestination:    5,
 			SMSPerHour:             200,

@@ -577,7 +577,7 @@ func (c *Config) validateLimits(ch *checker) {
 	ch.positive("limits.window", l.Window)
 	ch.positive("limits.bind_failure_window", l.BindFailureWindow)
 	for key, v := range map[string]int{
-		"limits.starts_per_account": l.StartsPerAccount, "limits.starts_per_ip": l.StartsPerIP,
+		"limits.starts_per_account": l.StartsPerAccount, "limits.starts_per_ip": l.StartsPerIP, "limits.starts_total": l.StartsTotal,
 		"limits.sends_per_account": l.SendsPerAccount, "limits.sends_per_destination": l.SendsPerDestination,
 		"limits.sms_per_hour": l.SMSPerHour, "limits.sms_per_prefix_per_hour": l.SMSPerPrefixPerHour,
 		"limits.code_failures_per_account": l.CodeFailuresPerAccount,

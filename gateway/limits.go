@@ -14,6 +14,7 @@ type Limits struct {
 	Window                 time.Duration
 	StartsPerAccount       int
 	StartsPerIP            int
+	StartsTotal            int
 	SendsPerAccount        int
 	SendsPerDestination    int
 	SMSPerHour             int
@@ -38,6 +39,7 @@ func (l *Limits) setDefaults() {
 	}
 	def(&l.StartsPerAccount, 10)
 	def(&l.StartsPerIP, 60)
+	def(&l.StartsTotal, 20000)
 	def(&l.SendsPerAccount, 10)
 	def(&l.SendsPerDestination, 5)
 	def(&l.SMSPerHour, 200)

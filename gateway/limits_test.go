@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -255,5 +256,29 @@ func TestSMSPrefixVelocity(t *testing.T) {
 	}
 	if n := tb.messagesTo("+447911123456"); n != 1 {
 		t.Fatalf("%d SMS to another block, want 1", n)
+	}
+}
+
+// TestStartsTotalBoundsState: past the total start budget no flow is
+// stored for anyone, and every name, real or not, gets the same refusal.
+func TestStartsTotalBoundsState(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) { o.Limits.StartsTotal = 3 })
+	ctx := context.Background()
+	tb.enroll(t, "carol", "carol@home.example")
+	for i := 0; i < 3; i++ {
+		if _, err := tb.svc.StartFlow(ctx, "reset", fmt.Sprintf("nobody-%d", i), Meta{ClientIP: fmt.Sprintf("192.0.2.%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var codes []string
+	for _, name := range []string{"carol", "nobody-9", "erin"} {
+		f, err := tb.svc.StartFlow(ctx, "reset", name, Meta{ClientIP: "198.51.100.7"})
+		if err == nil || f.ID != "" {
+			t.Fatalf("%s: a flow past the total budget", name)
+		}
+		codes = append(codes, asProblem(err).Code)
+	}
+	if codes[0] != CodeTooMany || codes[1] != codes[0] || codes[2] != codes[0] {
+		t.Fatalf("refusals %v", codes)
 	}
 }

@@ -559,6 +559,13 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 	if name == "" || len(name) > 256 {
 		return FlowView{}, problem(CodeInvalidRequest, nil)
 	}
+	// Requests without any proof create a flow and counters: their total
+	// is bounded, whatever the number of client addresses. Over it, every
+	// name gets the same refusal.
+	if !s.hit(ctx, "start:total", s.o.Limits.StartsTotal, s.o.Limits.Window) {
+		s.record(ctx, m, "blocked", "", "start_total_budget", nil)
+		return FlowView{}, problem(CodeTooMany, errors.New("total start budget spent"))
+	}
 	start, real := time.Now(), false
 	defer func() { s.padStart.wait(ctx, start, real) }()
 	// counts for fake methods are taken once a day, by whichever request
