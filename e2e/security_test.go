@@ -17,6 +17,7 @@ import (
 const highLimits = `limits:
   starts_per_account: 100000
   starts_per_ip: 100000
+  starts_total: 10000000
   sign_ins_per_ip: 100000
   sends_per_account: 100000
   sends_per_destination: 100000
