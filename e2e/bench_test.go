@@ -4,8 +4,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/go-ldap/ldap/v3"
 
@@ -46,21 +48,72 @@ func BenchmarkResetStart(b *testing.B) {
 	}
 }
 
+// benchUsers change their passwords in the change benchmarks, one
+// goroutine each (changes of one account are serial by nature: old -> new).
+var benchUsers = []string{"alice", "bob", "carol", "erin", "frank", "grace", "twin1", "twin2"}
+
+// passwords holds the current password of each bench user of one
+// directory: a benchmark function runs several times (growing b.N).
+type passwords map[string]string
+
+func newPasswords(srv *dirtest.Server) passwords {
+	p := passwords{}
+	for _, u := range benchUsers {
+		p[u] = srv.Password(u)
+	}
+	return p
+}
+
+// changeLoop runs b.N password changes spread over c users at once; change
+// does one (user, old, new) change.
+func changeLoop(b *testing.B, pw passwords, c int, change func(w int, user, old, next string) error) {
+	var n, done atomic.Int64
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	b.ResetTimer()
+	for w := 0; w < c; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			user := benchUsers[w]
+			mu.Lock()
+			cur := pw[user]
+			mu.Unlock()
+			defer func() { mu.Lock(); pw[user] = cur; mu.Unlock() }()
+			for done.Add(1) <= int64(b.N) {
+				next := fmt.Sprintf("Bench-Passw0rd-%d-%d-x", time.Now().UnixNano(), n.Add(1))
+				if err := change(w, user, cur, next); err != nil {
+					b.Error(err)
+					return
+				}
+				cur = next
+			}
+		}(w)
+	}
+	wg.Wait()
+}
+
+// BenchmarkChange changes passwords through the gateway's API at
+// concurrency 1 and 8 (8 accounts).
 func BenchmarkChange(b *testing.B) {
 	e, srv := benchEnv(b)
-	var n atomic.Int64
-	cur := srv.Password("erin")
-	b.ResetTimer()
-	// changes of one account are serial by nature (old -> new)
-	for i := 0; i < b.N; i++ {
-		next := fmt.Sprintf("Bench-Passw0rd-%d-x", n.Add(1))
-		if r := e.api("POST", "/api/v1/change", "", map[string]string{"username": "erin", "old_password": cur, "new_password": next}); r.Status != 200 {
-			b.Fatalf("change %d: %s", r.Status, r.Body)
-		}
-		cur = next
+	pw := newPasswords(srv)
+	for _, c := range []int{1, 8} {
+		b.Run(fmt.Sprintf("c=%d", c), func(b *testing.B) {
+			changeLoop(b, pw, c, func(_ int, user, old, next string) error {
+				if r := e.api("POST", "/api/v1/change", "", map[string]string{"username": user, "old_password": old, "new_password": next}); r.Status != 200 {
+					return fmt.Errorf("change %s: %d %s", user, r.Status, r.Body)
+				}
+				return nil
+			})
+		})
 	}
 }
 
+// BenchmarkRawChange is the ceiling: the same directory work straight with
+// go-ldap on persistent connections (one service and one user connection
+// per worker): search as the service account, bind as the user, Password
+// Modify with old and new.
 func BenchmarkRawChange(b *testing.B) {
 	srv := dirtest.StartOpenLDAP(b)
 	pool := x509.NewCertPool()
@@ -72,28 +125,31 @@ func BenchmarkRawChange(b *testing.B) {
 		}
 		return c
 	}
-	svc, usr := dial(), dial()
-	defer svc.Close()
-	defer usr.Close()
-	if err := svc.Bind(srv.ServiceDN, srv.ServicePassword); err != nil {
-		b.Fatal(err)
-	}
-	cur := srv.Password("erin")
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		res, err := svc.Search(ldap.NewSearchRequest(srv.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 2, 0, false,
-			"(&(objectClass=inetOrgPerson)(uid=erin))", []string{"entryUUID"}, nil))
-		if err != nil || len(res.Entries) != 1 {
-			b.Fatal(err)
-		}
-		dn := res.Entries[0].DN
-		if err := usr.Bind(dn, cur); err != nil {
-			b.Fatal(err)
-		}
-		next := fmt.Sprintf("Raw-Passw0rd-%d-x", i)
-		if _, err := usr.PasswordModify(ldap.NewPasswordModifyRequest(dn, cur, next)); err != nil {
-			b.Fatal(err)
-		}
-		cur = next
+	pw := newPasswords(srv)
+	for _, c := range []int{1, 8} {
+		b.Run(fmt.Sprintf("c=%d", c), func(b *testing.B) {
+			svc, usr := make([]*ldap.Conn, c), make([]*ldap.Conn, c)
+			for w := range c {
+				svc[w], usr[w] = dial(), dial()
+				defer svc[w].Close()
+				defer usr[w].Close()
+				if err := svc[w].Bind(srv.ServiceDN, srv.ServicePassword); err != nil {
+					b.Fatal(err)
+				}
+			}
+			changeLoop(b, pw, c, func(w int, user, old, next string) error {
+				res, err := svc[w].Search(ldap.NewSearchRequest(srv.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 2, 0, false,
+					"(&(objectClass=inetOrgPerson)(uid="+ldap.EscapeFilter(user)+"))", []string{"entryUUID"}, nil))
+				if err != nil || len(res.Entries) != 1 {
+					return fmt.Errorf("search %s: %v", user, err)
+				}
+				dn := res.Entries[0].DN
+				if err := usr[w].Bind(dn, old); err != nil {
+					return err
+				}
+				_, err = usr[w].PasswordModify(ldap.NewPasswordModifyRequest(dn, old, next))
+				return err
+			})
+		})
 	}
 }
