@@ -337,29 +337,42 @@ func runConformance(t *testing.T, srv *dirtest.Server) {
 	t.Run("change", func(t *testing.T) {
 		carol := lookup(t, d, "carol")
 		old := srv.Password("carol")
-		wantErr(t, d.ChangePassword(ctx, carol, "Wrong-Old-1!", "Carol-New-1!"), directory.ErrInvalidCredentials, "Wrong-Old-1!", "Carol-New-1!")
-		err := d.ChangePassword(ctx, carol, old, "Sh0rt!")
+		calls := 0
+		proven := func() error { calls++; return nil }
+		wantErr(t, d.ChangePassword(ctx, carol, "Wrong-Old-1!", "Carol-New-1!", proven), directory.ErrInvalidCredentials, "Wrong-Old-1!", "Carol-New-1!")
+		if calls != 0 {
+			t.Fatal("proven called for a wrong old password")
+		}
+		// proven runs after the bind and can stop the change
+		stop := errors.New("stop here")
+		if err := d.ChangePassword(ctx, carol, old, "Carol-Stopped-1!", func() error { calls++; return stop }); err != stop || calls != 1 {
+			t.Fatalf("stopped change: %v, %d calls", err, calls)
+		}
+		if err := srv.UserBind("carol", old); err != nil {
+			t.Fatalf("a stopped change changed the password: %v", err)
+		}
+		err := d.ChangePassword(ctx, carol, old, "Sh0rt!", nil)
 		wantErr(t, err, directory.ErrPolicyRejected, old)
 		if r := directory.ReasonOf(err); r != directory.ReasonTooShort {
 			t.Fatalf("reason = %q", r)
 		}
-		err = d.ChangePassword(ctx, carol, old, old)
+		err = d.ChangePassword(ctx, carol, old, old, nil)
 		wantErr(t, err, directory.ErrPolicyRejected, old)
 		if r := directory.ReasonOf(err); r != directory.ReasonInHistory {
 			t.Fatalf("reason = %q", r)
 		}
-		if err := d.ChangePassword(ctx, carol, old, "Carol-New-1!"); err != nil {
+		if err := d.ChangePassword(ctx, carol, old, "Carol-New-1!", nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := srv.UserBind("carol", "Carol-New-1!"); err != nil {
 			t.Fatalf("bind after change: %v", err)
 		}
-		err = d.ChangePassword(ctx, carol, "Carol-New-1!", old)
+		err = d.ChangePassword(ctx, carol, "Carol-New-1!", old, nil)
 		wantErr(t, err, directory.ErrPolicyRejected)
 		if r := directory.ReasonOf(err); r != directory.ReasonInHistory {
 			t.Fatalf("back to the previous password: reason = %q", r)
 		}
-		wantErr(t, d.ChangePassword(ctx, carol, "", "Carol-New-2!"), directory.ErrInvalidCredentials)
+		wantErr(t, d.ChangePassword(ctx, carol, "", "Carol-New-2!", nil), directory.ErrInvalidCredentials)
 	})
 
 	t.Run("lockout and unlock", func(t *testing.T) {
@@ -414,7 +427,7 @@ func runConformance(t *testing.T, srv *dirtest.Server) {
 		}
 		wantErr(t, d.VerifyPassword(ctx, grace, "Grace-Temp-1!"), directory.ErrPasswordMustChange)
 		wantErr(t, d.VerifyPassword(ctx, grace, "Grace-Wrong-1!"), directory.ErrInvalidCredentials)
-		if err := d.ChangePassword(ctx, grace, "Grace-Temp-1!", "Grace-Mine-1!"); err != nil {
+		if err := d.ChangePassword(ctx, grace, "Grace-Temp-1!", "Grace-Mine-1!", nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := d.VerifyPassword(ctx, grace, "Grace-Mine-1!"); err != nil {

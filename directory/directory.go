@@ -34,8 +34,12 @@ type Directory interface {
 	// directory's own policy (length, quality, history where the server
 	// supports it) still applies.
 	SetPassword(ctx context.Context, u *User, newPassword string, opts SetOptions) error
-	// ChangePassword changes the password as the user: old and new.
-	ChangePassword(ctx context.Context, u *User, oldPassword, newPassword string) error
+	// ChangePassword changes the password as the user: old and new. When
+	// proven is not nil it is called once the old password is proven (the
+	// user's bind succeeded) and before anything is written; its error
+	// stops the change and is returned as is. One bind serves as the proof
+	// and the change.
+	ChangePassword(ctx context.Context, u *User, oldPassword, newPassword string, proven func() error) error
 	// Unlock clears the lockout state only; it never enables a disabled
 	// account (ErrAccountDisabled).
 	Unlock(ctx context.Context, u *User) error

@@ -103,8 +103,9 @@ func (c *Client) SetPassword(ctx context.Context, u *User, newPassword string, o
 }
 
 // ChangePassword changes u's password as u: the directory applies its
-// self-change rules (history, minimum age, pwdAllowUserChange).
-func (c *Client) ChangePassword(ctx context.Context, u *User, oldPassword, newPassword string) error {
+// self-change rules (history, minimum age, pwdAllowUserChange). proven, if
+// not nil, runs between the user's bind and the write (see Directory).
+func (c *Client) ChangePassword(ctx context.Context, u *User, oldPassword, newPassword string, proven func() error) error {
 	const op = "change password"
 	if u == nil || u.DN == "" {
 		return newErr(op, ErrNotFound)
@@ -115,13 +116,19 @@ func (c *Client) ChangePassword(ctx context.Context, u *User, oldPassword, newPa
 	if newPassword == "" {
 		return &Error{Op: op, Kind: ErrPolicyRejected, Reason: ReasonTooShort}
 	}
+	if proven == nil {
+		proven = func() error { return nil }
+	}
 	if c.cfg.Flavor == ActiveDirectory {
-		return c.adChange(ctx, u, oldPassword, newPassword)
+		return c.adChange(ctx, u, oldPassword, newPassword, proven)
 	}
 	return c.withUserConn(ctx, func(conn *ldap.Conn) error {
 		// A must-change bind succeeds (with ppolicy error 2) and may then
 		// only modify its own password, which is what follows.
 		if err := c.userBind(conn, op, u, oldPassword); err != nil && !errors.Is(err, ErrPasswordMustChange) {
+			return err
+		}
+		if err := proven(); err != nil {
 			return err
 		}
 		req := passwordModifyRequest(u.DN, oldPassword, newPassword, []ldap.Control{ldap.NewControlBeheraPasswordPolicy()})
@@ -137,7 +144,7 @@ func (c *Client) ChangePassword(ctx context.Context, u *User, oldPassword, newPa
 // which AD only answers when the password is right); then the same
 // old-and-new change is sent on a service connection: the DC still verifies
 // the old password and applies the user-change rules.
-func (c *Client) adChange(ctx context.Context, u *User, oldPassword, newPassword string) error {
+func (c *Client) adChange(ctx context.Context, u *User, oldPassword, newPassword string, proven func() error) error {
 	const op = "change password"
 	modify := func(conn *ldap.Conn) error {
 		if _, ok := conn.TLSConnectionState(); !ok {
@@ -153,8 +160,11 @@ func (c *Client) adChange(ctx context.Context, u *User, oldPassword, newPassword
 		if err := c.userBind(conn, op, u, oldPassword); err != nil {
 			if errors.Is(err, ErrPasswordMustChange) {
 				mustChange = true
-				return nil
+				return proven() // data 773 comes only with the right password
 			}
+			return err
+		}
+		if err := proven(); err != nil {
 			return err
 		}
 		if err := modify(conn); err != nil {

@@ -115,9 +115,14 @@ func (d *fakeDir) SetPassword(ctx context.Context, u *directory.User, pw string,
 	return nil
 }
 
-func (d *fakeDir) ChangePassword(ctx context.Context, u *directory.User, old, pw string) error {
+func (d *fakeDir) ChangePassword(ctx context.Context, u *directory.User, old, pw string, proven func() error) error {
 	if err := d.VerifyPassword(ctx, u, old); err != nil {
 		return err
+	}
+	if proven != nil {
+		if err := proven(); err != nil {
+			return err
+		}
 	}
 	return d.SetPassword(ctx, u, pw, directory.SetOptions{})
 }

@@ -95,16 +95,25 @@ func (s *Service) bindRules(ctx context.Context, u *directory.User) (budget int,
 // Over budget it answers as for a wrong password without asking the
 // directory.
 func (s *Service) verifyPassword(ctx context.Context, u *directory.User, password string, m Meta) error {
-	if password == "" {
+	if password == "" || !s.bindAttempt(ctx, u, m) {
 		return &directory.Error{Op: "verify password", Kind: directory.ErrInvalidCredentials}
 	}
-	key := "bindfail:" + u.ID
+	err := s.d.Directory.VerifyPassword(ctx, u, password)
+	if err == nil || errorsIsAny(err, directory.ErrPasswordMustChange, directory.ErrPasswordExpired) {
+		s.bindProven(ctx, u)
+	}
+	return err
+}
+
+// bindAttempt counts one password attempt for u and reports whether it may
+// go to the directory.
+func (s *Service) bindAttempt(ctx context.Context, u *directory.User, m Meta) bool {
 	budget, window := s.bindRules(ctx, u)
 	wctx := context.WithoutCancel(ctx)
-	n, err := s.d.Store.Hit(wctx, key, window, s.now())
+	n, err := s.d.Store.Hit(wctx, bindKey(u), window, s.now())
 	if err == nil {
 		var prev int
-		prev, err = s.d.Store.Count(wctx, key, window, s.now().Add(-window))
+		prev, err = s.d.Store.Count(wctx, bindKey(u), window, s.now().Add(-window))
 		n += prev
 	}
 	if err != nil || n > budget {
@@ -112,11 +121,15 @@ func (s *Service) verifyPassword(ctx context.Context, u *directory.User, passwor
 			s.log.Error("rate limit counter failed", "error", err.Error())
 		}
 		s.record(ctx, m, "blocked", u.ID, "bind_budget", nil)
-		return &directory.Error{Op: "verify password", Kind: directory.ErrInvalidCredentials}
+		return false
 	}
-	err = s.d.Directory.VerifyPassword(ctx, u, password)
-	if err == nil || errorsIsAny(err, directory.ErrPasswordMustChange, directory.ErrPasswordExpired) {
-		s.forget(s.d.Store.Reset(wctx, key))
-	}
-	return err
+	return true
 }
+
+// bindProven clears u's count of wrong passwords, as the directory clears
+// its own after a right one.
+func (s *Service) bindProven(ctx context.Context, u *directory.User) {
+	s.forget(s.d.Store.Reset(context.WithoutCancel(ctx), bindKey(u)))
+}
+
+func bindKey(u *directory.User) string { return "bindfail:" + u.ID }

@@ -1065,26 +1065,44 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 		s.padChange.wait(ctx, start, true)
 		return problem(CodeSignInFailed, err)
 	}
-	// The old password is proven first (a bind, within the account's budget
-	// of wrong passwords), so that nothing below tells an unknown name from
-	// a known one to someone who does not know the password.
-	if err := s.verifyPassword(ctx, u, oldPassword, m); err != nil &&
-		!errors.Is(err, directory.ErrPasswordMustChange) && !errors.Is(err, directory.ErrPasswordExpired) {
+	// The old password is proven first, within the account's budget of
+	// wrong passwords, by the user's bind that also makes the change; the
+	// gateway's own rules are checked only then, so that nothing tells an
+	// unknown name from a known one to someone who does not know the
+	// password.
+	proven := false
+	err = errors.New("empty password")
+	if oldPassword != "" && s.bindAttempt(ctx, u, m) {
+		err = s.d.Directory.ChangePassword(ctx, u, oldPassword, newPassword, func() error {
+			proven = true
+			s.bindProven(ctx, u)
+			if vs := s.o.Password.Check(newPassword, policy.Context{Username: u.Username, DisplayName: u.DisplayName, Email: u.Mail}); len(vs) > 0 {
+				p := problem(CodePasswordRejected, nil)
+				for _, v := range vs {
+					p.Violations = append(p.Violations, Violation{Code: v.Code, Message: violationText(v.Code, v.Params)})
+				}
+				return p
+			}
+			return nil
+		})
+	}
+	switch {
+	case err == nil:
+	case !proven:
 		if errors.Is(err, directory.ErrUnavailable) {
 			return s.dirProblem(err)
+		}
+		if errors.Is(err, directory.ErrPasswordExpired) {
+			s.bindProven(ctx, u) // the directory says so only to the right password
 		}
 		s.record(ctx, m, "change.completed", u.ID, "failed", map[string]string{"reason": reasonOf(err)})
 		s.padChange.wait(ctx, start, true)
 		return problem(CodeSignInFailed, err)
-	}
-	if vs := s.o.Password.Check(newPassword, policy.Context{Username: u.Username, DisplayName: u.DisplayName, Email: u.Mail}); len(vs) > 0 {
-		p := problem(CodePasswordRejected, nil)
-		for _, v := range vs {
-			p.Violations = append(p.Violations, Violation{Code: v.Code, Message: violationText(v.Code, v.Params)})
+	default:
+		var p *Problem
+		if errors.As(err, &p) {
+			return p // the gateway's rules
 		}
-		return p
-	}
-	if err := s.d.Directory.ChangePassword(ctx, u, oldPassword, newPassword); err != nil {
 		s.record(ctx, m, "change.completed", u.ID, "refused", map[string]string{"reason": dirReason(err)})
 		if errors.Is(err, directory.ErrPolicyRejected) || errors.Is(err, directory.ErrUnavailable) {
 			return s.writeProblem(err)
