@@ -4,6 +4,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,7 +29,22 @@ func benchEnv(b *testing.B) (*env, *dirtest.Server) {
 	srv := dirtest.StartOpenLDAP(b)
 	mail, sms := startMail(b)
 	e := startGateway(b, srv, mail, sms, params{Limits: highLimits + "  bind_failures: 100000\n"})
+	b.Cleanup(func() { b.Logf("gateway peak RSS: %s", peakRSS(e.cmd.Process.Pid)) })
 	return e, srv
+}
+
+// peakRSS is VmHWM of a process (Linux).
+func peakRSS(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "unknown"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
 }
 
 // BenchmarkResetStart starts resets for a registered user (the real path)
@@ -152,4 +170,26 @@ func BenchmarkRawChange(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkPage fetches the reset page (a GET, nothing stored).
+func BenchmarkPage(b *testing.B) {
+	e, _ := benchEnv(b)
+	b.SetParallelism(4) // 8 clients on 2 cores
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			res, err := httpClient.Get(e.base + "/reset")
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode != 200 {
+				b.Errorf("status %d", res.StatusCode)
+				return
+			}
+		}
+	})
 }
