@@ -701,9 +701,14 @@ func (d *fakeDir) SetPassword(_ context.Context, u *directory.User, pw string, o
 	return nil
 }
 
-func (d *fakeDir) ChangePassword(ctx context.Context, u *directory.User, oldPW, newPW string) error {
+func (d *fakeDir) ChangePassword(ctx context.Context, u *directory.User, oldPW, newPW string, proven func() error) error {
 	if err := d.VerifyPassword(ctx, u, oldPW); err != nil {
 		return err
+	}
+	if proven != nil {
+		if err := proven(); err != nil {
+			return err
+		}
 	}
 	return d.SetPassword(ctx, u, newPW, directory.SetOptions{})
 }
