@@ -111,6 +111,11 @@ func (s *Server) base(next echo.HandlerFunc) echo.HandlerFunc {
 			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
 		}
 		c.Request().Body = http.MaxBytesReader(c.Response(), c.Request().Body, maxBody)
+		switch c.Request().Method {
+		case http.MethodOptions, http.MethodTrace, http.MethodConnect:
+			// no CORS preflight answers, no echo of the request
+			return problem(CodeMethodNotAllowed, nil)
+		}
 		return next(c)
 	}
 }
