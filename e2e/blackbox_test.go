@@ -290,6 +290,66 @@ func runBlackBox(t *testing.T, srv *dirtest.Server) {
 		}
 	})
 
+	t.Run("sign-in and change fail alike for unknown, wrong, disabled and locked accounts", func(t *testing.T) {
+		e.t = t
+		// twin2 locked at the directory (its lockout threshold of wrong
+		// binds, sent straight to the directory, not through the gateway)
+		for i := 0; i < 5; i++ {
+			_ = srv.UserBind("twin2", "Wrong-Straight-1!")
+		}
+		if srv.UserBind("twin2", srv.Password("twin2")) == nil {
+			t.Fatal("twin2 is not locked")
+		}
+		cases := map[string][2]string{
+			"unknown":        {"no-such-user-a4", "Some-Password-1!"},
+			"wrong password": {"frank", "Not-Franks-Password-1!"},
+			"disabled":       {"ivan", srv.Password("ivan")},
+			"locked":         {"twin2", srv.Password("twin2")},
+		}
+		for _, path := range []string{"/api/v1/session", "/api/v1/change"} {
+			var first []byte
+			for name, c := range cases {
+				body := map[string]string{"username": c[0], "password": c[1]}
+				if path == "/api/v1/change" {
+					body = map[string]string{"username": c[0], "old_password": c[1], "new_password": "Another-Long-Passw0rd-7"}
+				}
+				r := e.api("POST", path, "", body)
+				norm := nonces.ReplaceAll(r.Body, nil)
+				if r.Status != 401 || r.errCode() != "sign_in_failed" {
+					t.Fatalf("%s %s: %d %s", path, name, r.Status, r.Body)
+				}
+				if first == nil {
+					first = norm
+				} else if !bytes.Equal(first, norm) {
+					t.Fatalf("%s %s answers differently:\n%s\n%s", path, name, first, norm)
+				}
+			}
+		}
+	})
+
+	t.Run("the database holds no code, address, token or flow id in clear", func(t *testing.T) {
+		e.t = t
+		var db []byte
+		for _, suffix := range []string{"", "-wal"} {
+			b, err := os.ReadFile(filepath.Join(e.work, "latchkey.db"+suffix))
+			if err != nil && suffix == "" {
+				t.Fatal(err)
+			}
+			db = append(db, b...)
+		}
+		if len(db) < 4096 {
+			t.Fatalf("database of %d bytes", len(db))
+		}
+		if !bytes.Contains(db, []byte("reset.started")) {
+			t.Fatal("the database scan does not see the audit rows: it would see nothing else either")
+		}
+		for _, secret := range append([]string{"carol.bb@example.net", "example.net"}, e.secrets...) {
+			if bytes.Contains(db, []byte(secret)) {
+				t.Fatalf("the database holds %q in clear", secret)
+			}
+		}
+	})
+
 	t.Run("every audit line has time, request id, client address and outcome", func(t *testing.T) {
 		e.t = t
 		types := map[string]bool{}

@@ -597,3 +597,26 @@ func TestPartialSuccessIsNotified(t *testing.T) {
 		t.Fatalf("audit %+v", evs)
 	}
 }
+
+// TestDeliveryFailuresDoNotShow: when the mail server refuses everything,
+// sending a code answers as for a fake method (security notes A5).
+func TestDeliveryFailuresDoNotShow(t *testing.T) {
+	tb := newTestbed(t, nil)
+	ctx := context.Background()
+	_, mid := tb.enroll(t, "carol", "carol@home.example")
+	time.Sleep(50 * time.Millisecond)
+	before := len(tb.rec.Emails())
+	tb.rec.Err = errors.New("550 mailbox unavailable")
+	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
+	if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}); err != nil {
+		t.Fatalf("a refused delivery showed: %v", err)
+	}
+	g, _ := tb.svc.StartFlow(ctx, "reset", "no-such-user", Meta{})
+	if err := tb.svc.SendFlowCode(ctx, "reset", g.ID, g.Methods[0].ID, Meta{}); err != nil {
+		t.Fatalf("fake send: %v", err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := len(tb.rec.Emails()); n != before {
+		t.Fatalf("%d emails recorded while the server refused all", n-before)
+	}
+}
