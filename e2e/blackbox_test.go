@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -473,4 +474,29 @@ func TestRefusesToStartUnsafely(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSlowClientsAreCut: a client that never finishes its headers is
+// disconnected by the server's header timeout instead of holding a
+// connection for ever (security notes K1).
+func TestSlowClientsAreCut(t *testing.T) {
+	srv := dirtest.StartOpenLDAP(t)
+	mail, sms := startMail(t)
+	e := startGateway(t, srv, mail, sms, params{})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	if _, err := conn.Write([]byte("POST /api/v1/reset HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	_, err = io.ReadAll(conn)
+	took := time.Since(start)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("the server held a half-sent request for %v", took)
+	}
+	t.Logf("cut after %v", took.Round(time.Millisecond))
 }

@@ -91,7 +91,7 @@ func wantCode(t *testing.T, err error, code string) {
 func TestResetHappyPath(t *testing.T) {
 	tb := newTestbed(t, nil)
 	ctx := context.Background()
-	_, mid := tb.enroll(t, "carol", "carol@home.example")
+	sess, mid := tb.enroll(t, "carol", "carol@home.example")
 	f, err := tb.svc.StartFlow(ctx, "reset", " Carol ", Meta{})
 	if err != nil {
 		t.Fatal(err)
@@ -125,9 +125,11 @@ func TestResetHappyPath(t *testing.T) {
 	if tb.dir.password("carol") != "New-Password-123" {
 		t.Fatal("password not written")
 	}
-	// every open flow of the account is gone
+	// every open flow of the account is gone, and so is every session
 	_, err = tb.svc.Flow(ctx, "reset", f.ID)
 	wantCode(t, err, CodeFlowExpired)
+	_, err = tb.svc.Session(ctx, sess.ID)
+	wantCode(t, err, CodeSessionExpired)
 }
 
 func TestDirectoryRefusalLetsTheUserRetry(t *testing.T) {
