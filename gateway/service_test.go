@@ -81,6 +81,26 @@ func (tb *testbed) enroll(t *testing.T, user, addr string) (store.Session, strin
 	return sess, mv.ID
 }
 
+// addPhone registers and verifies a mobile number for the session's user.
+func (tb *testbed) addPhone(t *testing.T, sess store.Session, number string) MethodView {
+	t.Helper()
+	ctx := context.Background()
+	ph, err := tb.svc.AddMethod(ctx, sess, "sms", number, Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e164 := "+" + strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, number)
+	if _, err := tb.svc.VerifyMethod(ctx, sess, ph.ID, tb.lastCode(t, e164), Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	return ph
+}
+
 func wantCode(t *testing.T, err error, code string) {
 	t.Helper()
 	if err == nil || asProblem(err).Code != code {
@@ -218,13 +238,7 @@ func TestTwoMethodsMustBeDifferent(t *testing.T) {
 	}
 	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "Some-New-Password-9", Meta{}), CodeNotVerified)
 	// a phone as the second method
-	ph, err := tb.svc.AddMethod(ctx, sess, "sms", "+44 7700 900123", Meta{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tb.svc.VerifyMethod(ctx, sess, ph.ID, tb.lastCode(t, "+447700900123"), Meta{}); err != nil {
-		t.Fatal(err)
-	}
+	ph := tb.addPhone(t, sess, "+44 7700 900123")
 	// the flow offers what was registered when it started; a new flow sees the phone
 	g, _ := tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
 	for _, m := range []string{mid, ph.ID} {
@@ -473,13 +487,7 @@ func TestFlowIDRotatesAndLiveCodesFollow(t *testing.T) {
 	tb := newTestbed(t, nil)
 	ctx := context.Background()
 	sess, mid := tb.enroll(t, "alice", "alice@home.example")
-	ph, err := tb.svc.AddMethod(ctx, sess, "sms", "+44 7700 900123", Meta{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tb.svc.VerifyMethod(ctx, sess, ph.ID, tb.lastCode(t, "+447700900123"), Meta{}); err != nil {
-		t.Fatal(err)
-	}
+	ph := tb.addPhone(t, sess, "+44 7700 900123")
 	f, _ := tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, ph.ID, Meta{})
@@ -548,13 +556,7 @@ func TestPartialSuccessIsNotified(t *testing.T) {
 	tb := newTestbed(t, nil)
 	ctx := context.Background()
 	sess, mid := tb.enroll(t, "alice", "alice@home.example")
-	ph, err := tb.svc.AddMethod(ctx, sess, "sms", "+44 7700 900123", Meta{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tb.svc.VerifyMethod(ctx, sess, ph.ID, tb.lastCode(t, "+447700900123"), Meta{}); err != nil {
-		t.Fatal(err)
-	}
+	ph := tb.addPhone(t, sess, "+44 7700 900123")
 	time.Sleep(50 * time.Millisecond)
 	before := tb.messagesTo("alice@home.example")
 	f, _ := tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
