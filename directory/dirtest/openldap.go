@@ -22,13 +22,28 @@ var slapdConf string
 //go:embed testdata/openldap-seed.ldif
 var openldapSeed string
 
+// Option tunes a test slapd.
+type Option func(*options)
+
+type options struct {
+	referral string
+}
+
+// WithReferral makes slapd answer every operation outside its naming
+// context with a referral to url (slapd's global "referral" directive).
+func WithReferral(url string) Option { return func(o *options) { o.referral = url } }
+
 // StartOpenLDAP starts a seeded slapd on free loopback ports (ldap:// with
 // StartTLS, and ldaps://) in a temporary directory, stopped at cleanup.
 // It takes about 0.2 s.
-func StartOpenLDAP(t testing.TB) *Server {
+func StartOpenLDAP(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	need(t, "slapd", "slaptest", "ldapadd")
-	s, stop, err := RunOpenLDAP(t.TempDir())
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	s, stop, err := runOpenLDAP(t.TempDir(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,6 +54,10 @@ func StartOpenLDAP(t testing.TB) *Server {
 // RunOpenLDAP is StartOpenLDAP outside tests (the dev environment): it runs
 // a seeded slapd with its files in dir until stop is called.
 func RunOpenLDAP(dir string) (s *Server, stop func(), err error) {
+	return runOpenLDAP(dir, options{})
+}
+
+func runOpenLDAP(dir string, o options) (s *Server, stop func(), err error) {
 	certs, err := WriteCerts(filepath.Join(dir, "certs"))
 	if err != nil {
 		return nil, nil, err
@@ -47,7 +66,11 @@ func RunOpenLDAP(dir string) (s *Server, stop func(), err error) {
 		return nil, nil, err
 	}
 	conf := filepath.Join(dir, "slapd.conf")
-	if err := os.WriteFile(conf, []byte(strings.ReplaceAll(slapdConf, "@DIR@", dir)), 0o600); err != nil {
+	text := strings.ReplaceAll(slapdConf, "@DIR@", dir)
+	if o.referral != "" {
+		text = strings.Replace(text, "\nmodulepath ", "\nreferral "+o.referral+"\n\nmodulepath ", 1)
+	}
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		return nil, nil, err
 	}
 	if out, err := exec.Command("slaptest", "-Q", "-u", "-f", conf).CombinedOutput(); err != nil {
