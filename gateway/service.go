@@ -857,6 +857,9 @@ func (s *Service) partialFailure(ctx context.Context, f store.Flow, m Meta) {
 	}
 	n, _ := strconv.Atoi(f.Data["partial_fail"])
 	n++
+	if f.Data == nil {
+		f.Data = map[string]string{}
+	}
 	f.Data["partial_fail"] = strconv.Itoa(n)
 	ctx = context.WithoutCancel(ctx)
 	if err := s.d.Store.UpdateFlow(ctx, f); err != nil {
