@@ -35,7 +35,7 @@ const (
 )
 
 func TestBrowserOpenLDAP(t *testing.T) {
-	runBrowserSuite(t, dirtest.StartOpenLDAP)
+	runBrowserSuite(t, func(t testing.TB) *dirtest.Server { return dirtest.StartOpenLDAP(t) })
 }
 
 func TestBrowserActiveDirectory(t *testing.T) {
