@@ -226,6 +226,9 @@ func (s *Server) apiRemoveMethod(c echo.Context) error {
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
+	if err := field(in.Password, maxField); err != nil {
+		return err
+	}
 	if err := s.svc.RemoveMethod(c.Request().Context(), sess, c.Param("id"), in.Password, meta(c)); err != nil {
 		return err
 	}
