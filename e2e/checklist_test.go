@@ -1272,12 +1272,20 @@ func ckSuite(t *testing.T, d ckDirectory) {
 		if a := other.get("/register/methods"); a.status != 303 {
 			t.Fatalf("the old session id still works: %s", a)
 		}
-		// re-entering the password (to change methods) keeps the session id
-		// (security notes E2 ask for a new one: see the checklist)
+		// re-entering the password (to change methods) gives a new id too
+		// and ends the one before
+		s2 := b.cookies["__Host-latchkey_session"]
 		if a := b.post("/register/reauth", url.Values{"password": {pw("carol")}}, nil); a.status != 303 {
 			t.Fatalf("re-authentication: %s", a)
+		}
+		if s3 := b.cookies["__Host-latchkey_session"]; s3 == "" || s3 == s2 {
+			t.Fatal("re-authentication kept the session id")
 		} else {
-			t.Logf("re-authentication sets %d cookie(s)", len(a.cook))
+			g.secrets = append(g.secrets, s3)
+		}
+		other.cookies["__Host-latchkey_session"] = s2
+		if a := other.get("/register/methods"); a.status != 303 {
+			t.Fatalf("the session id from before the re-authentication still works: %s", a)
 		}
 		// the flow id lives in a cookie, never in a URL
 		a = b.post("/reset", url.Values{"username": {"carol"}}, nil)

@@ -170,9 +170,11 @@ func (s *Server) reauth(c echo.Context) error {
 	if err != nil {
 		return s.redirect(c, "/register")
 	}
-	if err := s.svc.Reauth(c.Request().Context(), sess, formValue(c, "password"), meta(c)); err != nil {
+	next, err := s.svc.ReauthSession(c.Request().Context(), sess, formValue(c, "password"), meta(c))
+	if err != nil {
 		return s.methodsError(c, sess, err)
 	}
+	c.SetCookie(s.cookie(s.cookieSession, next.ID, 0))
 	return s.redirect(c, "/register/methods?notice=reauth_ok")
 }
 
