@@ -19,6 +19,9 @@ type codeMail struct {
 // noticeMail is the data of mail/notice.* templates.
 type noticeMail struct {
 	Product, Event, Time, URL, Helpdesk, Name string
+	// From is the client address the request came from (security notes H1:
+	// time and source), empty when unknown.
+	From string
 }
 
 // mailTemplates holds one template set per file: every .txt defines its

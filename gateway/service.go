@@ -1174,7 +1174,7 @@ func (s *Service) noticeAll(ctx context.Context, accountID, username, event, ski
 }
 
 func (s *Service) noticeUser(ctx context.Context, u *directory.User, event, skip string, m Meta) {
-	data := noticeMail{Product: s.o.ProductName, Event: event, Time: s.now().Format("2 January 2006 15:04 MST"),
+	data := noticeMail{Product: s.o.ProductName, Event: event, Time: s.now().Format("2 January 2006 15:04 MST"), From: m.ClientIP,
 		URL: s.o.PublicURL.String(), Helpdesk: s.o.Helpdesk, Name: u.DisplayName}
 	seen := map[string]bool{}
 	send := func(typ, addr string) {

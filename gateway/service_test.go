@@ -624,3 +624,30 @@ func TestDeliveryFailuresDoNotShow(t *testing.T) {
 		t.Fatalf("%d emails recorded while the server refused all", n-before)
 	}
 }
+
+// TestNoticesSayWhenAndFromWhere: a notice carries the time and the client
+// address of the request (security notes H1), never a code or a password.
+func TestNoticesSayWhenAndFromWhere(t *testing.T) {
+	tb := newTestbed(t, nil)
+	ctx := context.Background()
+	tb.enroll(t, "carol", "carol@home.example")
+	if err := tb.svc.Change(ctx, "carol", tb.dir.password("carol"), "Brand-New-Passw0rd-1", Meta{ClientIP: "198.51.100.23"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	found := false
+	for _, e := range tb.rec.Emails() {
+		if e.To == "carol@home.example" && strings.Contains(e.Subject, "changed") {
+			found = true
+			if !strings.Contains(e.Text, "from the address 198.51.100.23") || !strings.Contains(e.HTML, "198.51.100.23") || !strings.Contains(e.Text, "UTC") {
+				t.Fatalf("notice without time or source:\n%s", e.Text)
+			}
+			if strings.Contains(e.Text, "Brand-New-Passw0rd-1") {
+				t.Fatal("the notice holds the password")
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no change notice")
+	}
+}
