@@ -777,7 +777,7 @@ func (s *Service) SendFlowCode(ctx context.Context, kind, flowID, methodID strin
 			s.out.enqueueAfter(j, start.Add(s.padSend.target()))
 		}
 	}
-	s.record(ctx, m, kind+".code_sent", f.AccountID, "success", map[string]string{"method": methodID})
+	s.record(ctx, m, kind+".code_sent", f.AccountID, "success", map[string]string{"method": methodID, "type": om.Type, "to": om.Hint})
 	return nil
 }
 

@@ -651,3 +651,19 @@ func TestNoticesSayWhenAndFromWhere(t *testing.T) {
 		t.Fatal("no change notice")
 	}
 }
+
+// TestCodeSentIsAuditedWithChannelAndMaskedDestination (security notes H3):
+// the audit says where a code went, masked, never the address itself.
+func TestCodeSentIsAuditedWithChannelAndMaskedDestination(t *testing.T) {
+	tb := newTestbed(t, nil)
+	ctx := context.Background()
+	_, mid := tb.enroll(t, "carol", "carol@home.example")
+	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
+	if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	evs, _ := tb.st.ListAudit(ctx, storeQuery("reset.code_sent"))
+	if len(evs) != 1 || evs[0].Details["type"] != "email" || evs[0].Details["to"] != "c•••@h•••.example" || evs[0].Details["method"] != mid {
+		t.Fatalf("code_sent %+v", evs)
+	}
+}
