@@ -197,3 +197,7 @@ func newTestbed(t *testing.T, tweak func(*Options)) *testbed {
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 
 func storeQuery(typ string) store.AuditQuery { return store.AuditQuery{Type: typ} }
+
+// codeSendDelay is the longest a code asked for in a reset flow waits in
+// the outbox before it is sent.
+const codeSendDelay = outboxSettle + outboxJitter + 100*time.Millisecond

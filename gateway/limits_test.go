@@ -62,7 +62,7 @@ func TestStartBudgetIsPerAccountWhateverTheSpelling(t *testing.T) {
 	if err := tb.svc.SendFlowCode(ctx, "reset", flows[2].ID, mid, Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(codeSendDelay)
 	if len(tb.rec.Emails()) != sent {
 		t.Fatal("a code was sent through a throttled flow")
 	}
@@ -108,7 +108,7 @@ func TestSendBudgets(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(codeSendDelay)
 	// the registration code and two of the four reset codes
 	if n := tb.messagesTo("carol@home.example"); n != 3 {
 		t.Fatalf("%d messages to the address, want 3", n)

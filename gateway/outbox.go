@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"log/slog"
 	"sync"
 	"time"
@@ -19,10 +21,11 @@ type outbox struct {
 	wg     sync.WaitGroup
 	stop   chan struct{}
 	once   sync.Once
+	// pending counts messages waiting for their time (see enqueueAfter)
+	pending sync.WaitGroup
 }
 
 type job struct {
-	notBefore time.Time
 	requestID string
 	email     *notify.Email
 	sms       *notify.SMS
@@ -35,6 +38,11 @@ const (
 	// that the answer of the request that queued it leaves first: the work
 	// of sending must not slow that answer down (a timing tell).
 	outboxSettle = 3 * time.Millisecond
+	// outboxJitter spreads the sending of codes asked for without any
+	// proof over a random half second: the CPU a send takes must not land
+	// on the asker's next request, where its absence would tell that the
+	// name has no real method.
+	outboxJitter = 500 * time.Millisecond
 	sendTimeout  = 30 * time.Second
 )
 
@@ -47,18 +55,28 @@ func newOutbox(m notify.Mailer, s notify.SMSSender, log *slog.Logger) *outbox {
 	return o
 }
 
-// enqueue never blocks: when the queue is full the message is dropped and
-// logged (the user can ask for another code).
-func (o *outbox) enqueue(j job) { o.enqueueAfter(j, time.Now()) }
-
-// enqueueAfter queues j to be sent no sooner than outboxSettle after t.
-func (o *outbox) enqueueAfter(j job, t time.Time) {
-	j.notBefore = t.Add(outboxSettle)
+// enqueue queues j now. It never blocks: when the queue is full the
+// message is dropped and logged (the user can ask for another code).
+func (o *outbox) enqueue(j job) {
 	select {
 	case o.jobs <- j:
 	default:
 		o.log.Error("outbox full, message dropped", "request_id", j.requestID)
 	}
+}
+
+// enqueueAfter queues j outboxSettle after t (when the answer of the
+// request has left) plus a random part of outboxJitter. No worker waits
+// meanwhile: a timer queues it.
+func (o *outbox) enqueueAfter(j job, t time.Time) {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	jitter := time.Duration(binary.BigEndian.Uint64(b[:]) % uint64(outboxJitter))
+	o.pending.Add(1)
+	time.AfterFunc(time.Until(t.Add(outboxSettle))+jitter, func() {
+		defer o.pending.Done()
+		o.enqueue(j)
+	})
 }
 
 func (o *outbox) work() {
@@ -82,9 +100,6 @@ func (o *outbox) work() {
 }
 
 func (o *outbox) send(j job) {
-	if d := time.Until(j.notBefore); d > 0 {
-		time.Sleep(d)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
 	defer cancel()
 	switch {
@@ -99,8 +114,10 @@ func (o *outbox) send(j job) {
 	}
 }
 
-// close stops the workers after the queue is drained.
+// close stops the workers after the waiting messages are queued and the
+// queue is drained.
 func (o *outbox) close() {
+	o.pending.Wait()
 	o.once.Do(func() { close(o.stop) })
 	o.wg.Wait()
 }

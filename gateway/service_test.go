@@ -204,7 +204,7 @@ func TestUnknownAndIneligibleUsersGetStableDecoysAndNothingIsSent(t *testing.T) 
 	if flows[0].Methods[0] != flows[4].Methods[0] || flows[0].ID == flows[4].ID {
 		t.Fatal("decoys are not stable per username, or flows are reused")
 	}
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(codeSendDelay)
 	if len(tb.rec.Emails()) != before || len(tb.rec.SMS()) != 0 {
 		t.Fatalf("something was sent: %d emails", len(tb.rec.Emails())-before)
 	}
@@ -619,7 +619,7 @@ func TestDeliveryFailuresDoNotShow(t *testing.T) {
 	if err := tb.svc.SendFlowCode(ctx, "reset", g.ID, g.Methods[0].ID, Meta{}); err != nil {
 		t.Fatalf("fake send: %v", err)
 	}
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(codeSendDelay)
 	if n := len(tb.rec.Emails()); n != before {
 		t.Fatalf("%d emails recorded while the server refused all", n-before)
 	}
