@@ -915,6 +915,10 @@ func ckSuite(t *testing.T, d ckDirectory) {
 			if (i < 2) != (a.status == 200) {
 				t.Fatalf("sign-in %d with forged headers: %s", i+1, a)
 			}
+			// past the address's budget: wait, not "wrong password"
+			if i >= 2 && (a.status != 429 || a.errCode() != "too_many") {
+				t.Fatalf("sign-in %d past the address's budget: %s, want 429 too_many", i+1, a)
+			}
 		}
 		for _, ev := range g.audit() {
 			if ip, ok := ev["client_ip"]; ok && ev["event"] != "configuration.loaded" && ip != "127.0.0.1" {

@@ -282,3 +282,31 @@ func TestStartsTotalBoundsState(t *testing.T) {
 		t.Fatalf("refusals %v", codes)
 	}
 }
+
+// A client address past its sign-in budget is told to wait (too_many), not
+// that the password is wrong: the budget names no account, and a real user
+// behind a busy NAT would otherwise doubt a correct password.
+func TestSignInBudgetPerAddressAnswersTooMany(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) { o.Limits.SignInsPerIP = 2 })
+	ctx := context.Background()
+	nat := Meta{ClientIP: "198.51.100.7"}
+	if _, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), nat); err != nil {
+		t.Fatal(err)
+	}
+	_, err := tb.svc.SignIn(ctx, "alice", "wrong", nat)
+	wantCode(t, err, CodeSignInFailed)
+	binds := tb.dir.binds
+	_, err = tb.svc.SignIn(ctx, "alice", tb.dir.password("alice"), nat)
+	wantCode(t, err, CodeTooMany)
+	wantCode(t, tb.svc.Change(ctx, "alice", tb.dir.password("alice"), "Another-Pass-123", nat), CodeTooMany)
+	if tb.dir.binds != binds || tb.dir.writes != 0 {
+		t.Fatalf("a throttled sign-in reached the directory: binds %d→%d, writes %d", binds, tb.dir.binds, tb.dir.writes)
+	}
+	if p := asProblem(err); p.Status != 429 {
+		t.Fatalf("status %d, want 429", p.Status)
+	}
+	// another address is not affected
+	if _, err := tb.svc.SignIn(ctx, "alice", tb.dir.password("alice"), Meta{ClientIP: "203.0.113.9"}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -167,12 +167,15 @@ func (s *Service) record(ctx context.Context, m Meta, typ, account, outcome stri
 // user, opens a registration session. Every failure of the credentials
 // (unknown user, wrong password, locked, disabled) is the same
 // sign_in_failed; an ineligible user with the right password gets
-// not_eligible.
+// not_eligible; a client address past its sign-in budget gets too_many.
 func (s *Service) SignIn(ctx context.Context, username, password string, m Meta) (store.Session, error) {
 	name := canonicalUsername(username)
 	if !s.hit(ctx, "signin-ip:"+m.ClientIP, s.o.Limits.SignInsPerIP, s.o.Limits.Window) {
 		s.record(ctx, m, "blocked", "", "sign_in_ip_budget", nil)
-		return store.Session{}, problem(CodeSignInFailed, errors.New("sign-in budget of the client address spent"))
+		// too_many, not sign_in_failed: the budget is the address's, it
+		// names no account, and a real user behind a busy NAT must not be
+		// told that their password is wrong
+		return store.Session{}, problem(CodeTooMany, errors.New("sign-in budget of the client address spent"))
 	}
 	start := time.Now()
 	u, err := s.d.Directory.Lookup(ctx, name)
@@ -1074,7 +1077,7 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 	name := canonicalUsername(username)
 	if !s.hit(ctx, "signin-ip:"+m.ClientIP, s.o.Limits.SignInsPerIP, s.o.Limits.Window) {
 		s.record(ctx, m, "blocked", "", "sign_in_ip_budget", nil)
-		return problem(CodeSignInFailed, errors.New("sign-in budget of the client address spent"))
+		return problem(CodeTooMany, errors.New("sign-in budget of the client address spent")) // as in SignIn
 	}
 	start := time.Now()
 	u, err := s.d.Directory.Lookup(ctx, name)
