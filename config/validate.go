@@ -466,7 +466,8 @@ func (c *Config) validatePolicy(ch *checker) {
 }
 
 func (c *Config) validateEmail(ch *checker) {
-	if !c.Email.Enabled {
+	// the demo delivers to its outbox page, never to an SMTP server
+	if !c.Email.Enabled || c.Demo {
 		return
 	}
 	s := c.SMTP
@@ -519,6 +520,9 @@ func (c *Config) validateSMS(ch *checker) {
 		case !validCountry(cc):
 			ch.add(key, "must be an upper-case ISO 3166-1 alpha-2 code such as GB or DE (got %q)", truncate(cc))
 		}
+	}
+	if c.Demo {
+		return // the demo delivers to its outbox page, never to a provider
 	}
 	if !ch.oneOf("sms.provider", s.Provider, SMSTwilio, SMSWebhook) {
 		return

@@ -14,6 +14,8 @@ type client struct {
 	t       *testing.T
 	h       http.Handler
 	cookies map[string]*http.Cookie
+	// remote is the peer address (default 192.0.2.10:5555)
+	remote string
 }
 
 func newClient(t *testing.T, tb *testbed) *client {
@@ -25,6 +27,9 @@ func (c *client) do(req *http.Request) *httptest.ResponseRecorder {
 		req.AddCookie(ck)
 	}
 	req.RemoteAddr = "192.0.2.10:5555"
+	if c.remote != "" {
+		req.RemoteAddr = c.remote
+	}
 	w := httptest.NewRecorder()
 	c.h.ServeHTTP(w, req)
 	for _, ck := range w.Result().Cookies() {

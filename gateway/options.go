@@ -75,6 +75,8 @@ type Deps struct {
 	Log *slog.Logger
 	// Audit receives one JSON line per audit event (nil: Log).
 	Audit *slog.Logger
+	// Demo is set by `latchkey demo` only (see Demo).
+	Demo Demo
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }

@@ -235,9 +235,11 @@ func isAPI(c echo.Context) bool {
 // pageData is what every page template receives.
 type pageData struct {
 	Title, Product, Helpdesk, CSRF, RequestID string
-	Notice, Error                             string
-	Errors                                    []Violation
-	Data                                      any
+	// Demo shows the "not for production" banner and the outbox link.
+	Demo          bool
+	Notice, Error string
+	Errors        []Violation
+	Data          any
 }
 
 func (s *Server) render(c echo.Context, status int, page, title string, data any, p *Problem) error {
@@ -246,7 +248,7 @@ func (s *Server) render(c echo.Context, status int, page, title string, data any
 		return problem(CodeInternal, errors.New("no page "+page))
 	}
 	d := pageData{Title: title, Product: s.svc.o.ProductName, Helpdesk: s.svc.o.Helpdesk, CSRF: s.csrfToken(c),
-		Notice: notices[c.QueryParam("notice")], Data: data}
+		Notice: notices[c.QueryParam("notice")], Data: data, Demo: s.svc.d.Demo != nil}
 	if p != nil {
 		d.Error, d.Errors, d.RequestID = p.Message(), p.Violations, meta(c).RequestID
 		if len(p.Violations) > 0 {

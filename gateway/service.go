@@ -86,6 +86,9 @@ func NewService(o Options, d Deps) (*Service, error) {
 	if d.Directory == nil || d.Store == nil {
 		return nil, errors.New("gateway: Directory and Store are required")
 	}
+	if d.Demo != nil && !isLoopbackHost(o.PublicURL.Hostname()) {
+		return nil, errors.New("gateway: the demo outbox is served on a loopback public URL only")
+	}
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}

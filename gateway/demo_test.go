@@ -1,0 +1,119 @@
+package gateway
+
+import (
+	"context"
+	"html"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/latchkeyhq/latchkey/notify"
+	"github.com/latchkeyhq/latchkey/policy"
+	"github.com/latchkeyhq/latchkey/store"
+)
+
+type fakeDemo struct {
+	*notify.Outbox
+	mu     sync.Mutex
+	locked []string
+}
+
+func (d *fakeDemo) Accounts() []DemoAccount {
+	return []DemoAccount{{Username: "carol", Password: "Carol-Demo-1!", Note: "eligible through a nested group"}}
+}
+
+func (d *fakeDemo) Lock(ctx context.Context, username string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.locked = append(d.locked, username)
+	return nil
+}
+
+func demoTestbed(t *testing.T, publicURL string) (*Server, *fakeDemo, error) {
+	t.Helper()
+	st, err := store.OpenSQLite(context.Background(), "file:"+filepath.Join(t.TempDir(), "t.db"), []byte(strings.Repeat("k", 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	pu, _ := url.Parse(publicURL)
+	demo := &fakeDemo{Outbox: notify.NewOutbox(50)}
+	o := Options{PublicURL: pu, SecretKey: []byte("0123456789abcdef0123456789abcdef-test"),
+		Eligibility: policy.Eligibility{Scope: policy.ScopeAll, MethodsRequired: 1, Methods: []string{"email", "sms"}},
+		Password:    policy.Rules{MinLength: 8}, AllowedCountries: []string{"GB"}}
+	svc, err := NewService(o, Deps{Directory: newFakeDir(), Store: st, Mailer: demo, SMS: demo, Demo: demo, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, nil, err
+	}
+	t.Cleanup(svc.Close)
+	srv, err := New(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, demo, nil
+}
+
+func TestDemoOutboxOnlyInTheDemoAndOnlyOnLoopback(t *testing.T) {
+	if _, _, err := demoTestbed(t, "https://sspr.example.org"); err == nil {
+		t.Fatal("the demo outbox was accepted on a public URL that is not loopback")
+	}
+	srv, demo, err := demoTestbed(t, "http://127.0.0.1:8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = demo.SendEmail(context.Background(), notify.Email{To: "carol@example.net", Subject: "Your code", Text: "Your code is 48213907. It expires in 10 minutes."})
+	_ = demo.SendSMS(context.Background(), notify.SMS{To: "+447700900123", Body: "552901 is your Latchkey code"})
+
+	far := &client{t: t, h: srv.Handler(), cookies: map[string]*http.Cookie{}}
+	if w := far.get("/demo/outbox"); w.Code != 404 || strings.Contains(w.Body.String(), "48213907") {
+		t.Fatalf("another host read the outbox: %d", w.Code)
+	}
+	local := &client{t: t, h: srv.Handler(), cookies: map[string]*http.Cookie{}, remote: "127.0.0.1:40000"}
+	w := local.get("/demo/outbox")
+	body := html.UnescapeString(w.Body.String())
+	if w.Code != 200 {
+		t.Fatalf("outbox: %d", w.Code)
+	}
+	for _, want := range []string{"48213907", "552901", "carol@example.net", "+447700900123", "Carol-Demo-1!", "not for production"} {
+		if !strings.Contains(body, want) {
+			t.Fatalf("outbox page lacks %q", want)
+		}
+	}
+	if strings.Index(body, "552901") > strings.Index(body, "48213907") {
+		t.Fatal("the newest message is not first")
+	}
+	if home := local.get("/").Body.String(); !strings.Contains(home, `href="/demo/outbox"`) {
+		t.Fatal("pages do not link the outbox in the demo")
+	}
+
+	// locking needs the form's token and names a demo account only
+	if w := local.post("", "/demo/lock", url.Values{"username": {"carol"}}, nil); w.Code != 403 {
+		t.Fatalf("lock without a CSRF token: %d", w.Code)
+	}
+	if w := local.post("/demo/outbox", "/demo/lock", url.Values{"username": {"mallory"}}, map[string]string{"Origin": "http://127.0.0.1:8080"}); w.Code != 400 {
+		t.Fatalf("lock of a name that is not a demo account: %d", w.Code)
+	}
+	w = local.post("/demo/outbox", "/demo/lock", url.Values{"username": {"carol"}}, map[string]string{"Origin": "http://127.0.0.1:8080"})
+	if w.Code != 303 || len(demo.locked) != 1 || demo.locked[0] != "carol" {
+		t.Fatalf("lock: %d %v", w.Code, demo.locked)
+	}
+	if page := local.get(w.Header().Get("Location")).Body.String(); !strings.Contains(page, "carol is locked now") {
+		t.Fatal("no notice after locking")
+	}
+}
+
+func TestNoDemoPagesOutsideTheDemo(t *testing.T) {
+	tb := newTestbed(t, nil)
+	c := newClient(t, tb)
+	c.remote = "127.0.0.1:40000"
+	if w := c.get("/demo/outbox"); w.Code != 404 {
+		t.Fatalf("/demo/outbox outside the demo: %d", w.Code)
+	}
+	if body := c.get("/").Body.String(); strings.Contains(body, "not for production") || strings.Contains(body, "/demo/") {
+		t.Fatal("the demo banner outside the demo")
+	}
+}
