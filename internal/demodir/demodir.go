@@ -222,7 +222,9 @@ func (s *Server) AdminPassword() string { return s.adminPW }
 func (s *Server) DefaultPolicyDN() string { return s.policyDN }
 
 // GroupDN is the DN of a group under ou=groups.
-func (s *Server) GroupDN(cn string) string { return "cn=" + ldap.EscapeDN(cn) + ",ou=groups," + s.baseDN }
+func (s *Server) GroupDN(cn string) string {
+	return "cn=" + ldap.EscapeDN(cn) + ",ou=groups," + s.baseDN
+}
 
 // Users are the seeded demo people in a stable order (none with Options.Seed).
 func (s *Server) Users() []User {

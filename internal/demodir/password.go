@@ -104,9 +104,9 @@ const adminLocked = "000001010000Z"
 // policy is a ppolicy entry as enforced here.
 type policy struct {
 	minLength, inHistory, checkQuality, maxFailure int
-	lockout, mustChange, allowUserChange       bool
-	lockoutDuration, failureInterval           time.Duration
-	minAge, maxAge                             time.Duration
+	lockout, mustChange, allowUserChange           bool
+	lockoutDuration, failureInterval               time.Duration
+	minAge, maxAge                                 time.Duration
 }
 
 func policyFrom(e *entry) policy {
