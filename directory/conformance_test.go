@@ -27,6 +27,12 @@ func TestActiveDirectory(t *testing.T) {
 	runConformance(t, dirtest.StartSamba(t))
 }
 
+// TestEmbedded runs the suite against the in-process directory that
+// `latchkey demo` uses (internal/demodir), seeded like the slapd one.
+func TestEmbedded(t *testing.T) {
+	runConformance(t, dirtest.StartEmbedded(t))
+}
+
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

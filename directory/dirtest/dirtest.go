@@ -24,6 +24,7 @@ import (
 	"github.com/go-ldap/ldap/v3"
 
 	"github.com/latchkeyhq/latchkey/directory"
+	"github.com/latchkeyhq/latchkey/internal/demodir"
 )
 
 // Server is a running test directory.
@@ -50,6 +51,11 @@ type Server struct {
 	UnicodeUser string
 	// Domain is the AD domain for UPNs and DOMAIN\name ("" on OpenLDAP).
 	Domain, NetBIOS string
+	// Embedded is true for the in-process directory of internal/demodir
+	// (StartEmbedded): an OpenLDAP look-alike, not slapd. Suites may skip
+	// what only a real slapd does, naming the reason.
+	Embedded bool
+	embedded *demodir.Server
 }
 
 // Seeded people (both flavors): alice (staff, sspr-admins; has a mobile),
@@ -133,6 +139,10 @@ func (s *Server) Admin(t testing.TB) *ldap.Conn {
 // Modify applies an LDIF change set as the administrator with ldapmodify.
 func (s *Server) Modify(t testing.TB, ldif string) {
 	t.Helper()
+	if s.Embedded {
+		s.modifyEmbedded(t, ldif)
+		return
+	}
 	cmd := exec.Command("ldapmodify", "-x", "-H", s.LDAPSURL, "-D", s.AdminDN, "-w", s.AdminPassword)
 	cmd.Env = append(os.Environ(), "LDAPTLS_CACERT="+s.CAFile)
 	cmd.Stdin = strings.NewReader(ldif)
