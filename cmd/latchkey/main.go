@@ -1,5 +1,6 @@
 // Command latchkey is the Latchkey self-service password reset gateway.
 //
+//	latchkey demo                   try it out: embedded directory, loopback only
 //	latchkey serve --config FILE    run the gateway
 //	latchkey check --config FILE    preflight: configuration, directory, store, SMTP
 //	latchkey version
@@ -15,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -54,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "latchkey", version)
 		return exitOK
 	case "serve", "check":
+	case "demo":
+		return demo(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return exitOK
@@ -82,6 +86,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
+  latchkey demo                   try it: an embedded directory, everything on 127.0.0.1 (not for production)
   latchkey serve --config FILE    run the gateway
   latchkey check --config FILE    check configuration, directory, store and SMTP
   latchkey version                print the version
@@ -90,8 +95,8 @@ func usage(w io.Writer) {
 
 // loadConfig loads and validates; on problems it lists every one and
 // returns exit code 2.
-func loadConfig(path string, stderr io.Writer) (*config.Config, int) {
-	cfg, err := config.Load(path)
+func loadConfig(path string, stderr io.Writer, opts ...config.Option) (*config.Config, int) {
+	cfg, err := config.Load(path, opts...)
 	if err == nil {
 		err = cfg.Validate()
 	}
@@ -257,7 +262,22 @@ func auditLogger(cfg *config.Config, stdout io.Writer) (*slog.Logger, func(), er
 	return slog.New(slog.NewJSONHandler(w, nil)).With("log", "audit"), closeFn, nil
 }
 
+// wiring is what `latchkey demo` changes in serve: where messages go, the
+// demo's pages, and a listener opened before the configuration was made.
+// serve leaves it zero.
+type wiring struct {
+	outbox   *notify.Outbox // mail and SMS go here instead of SMTP and a provider
+	demo     gateway.Demo
+	listener net.Listener
+	// ready is called once the gateway accepts requests
+	ready func()
+}
+
 func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) int {
+	return runGateway(ctx, cfg, stderr, wiring{})
+}
+
+func runGateway(ctx context.Context, cfg *config.Config, stderr io.Writer, w wiring) int {
 	log := newLogger(cfg, stderr)
 	for _, w := range cfg.Warnings {
 		log.Warn("configuration", "warning", w.String())
@@ -283,8 +303,15 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) int {
 		return exitFail
 	}
 	defer st.Close()
-	deps := gateway.Deps{Directory: dir, Store: st, Log: log, Audit: audit}
-	if cfg.Email.Enabled {
+	deps := gateway.Deps{Directory: dir, Store: st, Log: log, Audit: audit, Demo: w.demo}
+	if w.outbox != nil {
+		if cfg.Email.Enabled {
+			deps.Mailer = w.outbox
+		}
+		if cfg.SMS.Enabled {
+			deps.SMS = w.outbox
+		}
+	} else if cfg.Email.Enabled {
 		m, err := notify.NewSMTP(smtpConfig(cfg), log)
 		if err != nil {
 			log.Error("smtp", "error", err.Error())
@@ -292,11 +319,13 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) int {
 		}
 		deps.Mailer = m
 	}
-	if s, err := smsSender(cfg, log); err != nil {
-		log.Error("sms", "error", err.Error())
-		return exitFail
-	} else if s != nil {
-		deps.SMS = s
+	if w.outbox == nil {
+		if s, err := smsSender(cfg, log); err != nil {
+			log.Error("sms", "error", err.Error())
+			return exitFail
+		} else if s != nil {
+			deps.SMS = s
+		}
 	}
 	opts, err := gatewayOptions(cfg, dir.Info().NamingContext)
 	if err != nil {
@@ -320,9 +349,19 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) int {
 	}
 	audit.Info("audit", "event", "configuration.loaded", "time", time.Now().UTC().Format(time.RFC3339Nano), "outcome", "success")
 	go purge(ctx, st, log)
+	ln := w.listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Server.Listen); err != nil {
+			log.Error("http server", "error", err.Error())
+			return exitFail
+		}
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.ListenAndServe() }()
-	log.Info("latchkey listening", "listen", cfg.Server.Listen, "public_url", cfg.Server.PublicURL, "version", version)
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info("latchkey listening", "listen", ln.Addr().String(), "public_url", cfg.Server.PublicURL, "version", version)
+	if w.ready != nil {
+		w.ready()
+	}
 	select {
 	case err := <-errc:
 		if !errors.Is(err, http.ErrServerClosed) {

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/latchkeyhq/latchkey/config"
+	"github.com/latchkeyhq/latchkey/gateway"
+	"github.com/latchkeyhq/latchkey/internal/demodir"
+	"github.com/latchkeyhq/latchkey/notify"
+)
+
+// demo runs the whole product on this machine with nothing installed: an
+// embedded LDAP directory served over the LDAP protocol on 127.0.0.1 (the
+// unchanged directory package talks to it over LDAPS), a SQLite store in a
+// temporary directory, and mail and SMS delivered to the demo outbox page.
+// It is the same gateway `latchkey serve` runs, with a configuration made
+// here and checked by the same validation (marked as the demo's).
+func demo(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on; loopback only (port 0 picks a free one)")
+	verbose := fs.Bool("verbose", false, "print the gateway's log and audit lines")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: latchkey demo [--listen 127.0.0.1:8080] [--verbose]\n\n"+
+			"Runs Latchkey with an embedded directory, a temporary store and an outbox page\n"+
+			"for mail and SMS, on this machine only. Not for production. Ctrl-C removes it all.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitConfig
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "latchkey demo: unexpected argument %q\n", fs.Arg(0))
+		return exitConfig
+	}
+	host, _, err := net.SplitHostPort(*listen)
+	if err != nil || !loopback(host) {
+		fmt.Fprintln(stderr, "latchkey demo: --listen must be a loopback address such as 127.0.0.1:8080 (the demo is for this machine only)")
+		return exitConfig
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	work, err := os.MkdirTemp("", "latchkey-demo-")
+	if err != nil {
+		fmt.Fprintln(stderr, "latchkey demo:", err)
+		return exitFail
+	}
+	defer os.RemoveAll(work)
+
+	dir, err := demodir.Start(ctx, demodir.Options{Addr: "127.0.0.1:0"})
+	if err != nil {
+		fmt.Fprintln(stderr, "latchkey demo: starting the embedded directory:", err)
+		return exitFail
+	}
+	defer dir.Close()
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "latchkey demo: cannot listen on %s: %v (try --listen 127.0.0.1:0)\n", *listen, err)
+		return exitFail
+	}
+	// closed by the HTTP server; closed here when it never starts
+	defer ln.Close()
+	publicURL := "http://" + ln.Addr().String()
+
+	path, err := writeDemoConfig(work, dir, ln.Addr().String(), publicURL, *verbose)
+	if err != nil {
+		fmt.Fprintln(stderr, "latchkey demo:", err)
+		return exitFail
+	}
+	cfg, code := loadConfig(path, stderr, config.WithDemo())
+	if cfg == nil {
+		return code
+	}
+	outbox := notify.NewOutbox(200)
+	w := wiring{
+		outbox:   outbox,
+		demo:     &demoPages{Outbox: outbox, dir: dir},
+		listener: ln,
+		ready:    func() { printDemo(stdout, publicURL, dir) },
+	}
+	if !*verbose {
+		cfg.Log.Level = "error" // the terminal shows the demo's own lines and errors
+	}
+	return runGateway(ctx, cfg, stderr, w)
+}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// errorsOnly passes the gateway's log to w when verbose is false (then the
+// level is already "error"); when verbose, the log goes to w anyway.
+func errorsOnly(w io.Writer, verbose bool) io.Writer {
+	if verbose {
+		return io.Discard
+	}
+	return w
+}
+
+// writeDemoConfig writes the demo's configuration file and secrets, all
+// mode 0600 in the temporary directory, and returns the file's path.
+func writeDemoConfig(work string, dir *demodir.Server, listen, publicURL string, verbose bool) (string, error) {
+	key := make([]byte, 48)
+	if _, err := rand.Read(key); err != nil {
+		return "", err
+	}
+	files := map[string]string{
+		"secret.key":    base64.StdEncoding.EncodeToString(key),
+		"bind.password": dir.ServicePassword(),
+		"ldap-ca.pem":   string(dir.CAPEM()),
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(work, name), []byte(content), 0o600); err != nil {
+			return "", err
+		}
+	}
+	q := func(s string) string { return fmt.Sprintf("%q", s) }
+	auditFile := filepath.Join(work, "audit.log")
+	if verbose {
+		auditFile = "" // with the log, on the terminal
+	}
+	yaml := strings.Join([]string{
+		"server:",
+		"  listen: " + q(listen),
+		"  public_url: " + q(publicURL),
+		"  secret_key_file: " + q(filepath.Join(work, "secret.key")),
+		"directory:",
+		"  type: openldap",
+		"  urls: [" + q(dir.URL()) + "]",
+		"  ca_file: " + q(filepath.Join(work, "ldap-ca.pem")),
+		"  bind_dn: " + q(dir.ServiceDN()),
+		"  bind_password_file: " + q(filepath.Join(work, "bind.password")),
+		"  base_dn: " + q(dir.BaseDN()),
+		"  user_filter: " + q(dir.UserFilter()),
+		"  default_policy_dn: " + q(dir.DefaultPolicyDN()),
+		"policy:",
+		"  scope: selected",
+		"  groups: [" + q(dir.GroupDN("staff")) + "]",
+		"  exclude_groups: [" + q(dir.GroupDN("domain-admins")) + "]",
+		"  methods_required: 1",
+		"  methods: [email, sms]",
+		"  tiers:",
+		"    - groups: [" + q(dir.GroupDN("it-staff")) + "]",
+		"      methods_required: 2",
+		// a method registered a minute ago may reset in the demo; the
+		// production default waits a day (policy.cooling_off)
+		"  cooling_off: 0s",
+		"email:",
+		"  enabled: true",
+		"sms:",
+		"  enabled: true",
+		"  allowed_countries: [GB, US, CA, DE, FR, NL, BE, ES, IT, IE, SE, NO, DK, FI, PL, CH, AT, AU, NZ, IN]",
+		"store:",
+		"  driver: sqlite",
+		"  dsn: " + q("file:"+filepath.Join(work, "latchkey.db")),
+		"log:",
+		"  level: info",
+		"  format: text",
+		"  audit_file: " + q(auditFile),
+	}, "\n") + "\n"
+	path := filepath.Join(work, "demo.yaml")
+	return path, os.WriteFile(path, []byte(yaml), 0o600)
+}
+
+func printDemo(w io.Writer, publicURL string, dir *demodir.Server) {
+	fmt.Fprintf(w, `
+Latchkey demo: NOT FOR PRODUCTION. An embedded directory, a temporary store,
+and an outbox page instead of mail and SMS, on this machine only. Everything
+is removed when it stops (Ctrl-C).
+
+  Open        %s/
+  Outbox      %s/demo/outbox   (the codes "sent" by mail and SMS)
+
+Accounts (directory %s):
+`, publicURL, publicURL, dir.URL())
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	for _, u := range dir.Users() {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", u.Username, u.Password, u.Note)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, `
+Try: sign in at /register as carol, add an email address (the code is in the
+outbox), then "Forgot my password" at /reset, and sign in with the new one.
+`)
+}
+
+// demoPages is the gateway.Demo of `latchkey demo`.
+type demoPages struct {
+	*notify.Outbox
+	dir *demodir.Server
+}
+
+func (d *demoPages) Accounts() []gateway.DemoAccount {
+	var out []gateway.DemoAccount
+	for _, u := range d.dir.Users() {
+		out = append(out, gateway.DemoAccount{Username: u.Username, Password: u.Password, Note: u.Note})
+	}
+	return out
+}
+
+func (d *demoPages) Lock(ctx context.Context, username string) error {
+	return d.dir.Lock(username)
+}
