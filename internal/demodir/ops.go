@@ -201,8 +201,10 @@ func (c *conn) search(id int64, op *ber.Packet) {
 	}
 	s := c.s
 	s.mu.Lock()
+	// Like slapd, a base the caller may not read hides only itself (and
+	// its existence on a base search); readable entries below it are found.
 	b := s.entries[strings.Join(rdns, ",")]
-	if b == nil || !c.canRead(b) {
+	if b == nil || (scope == ldap.ScopeBaseObject && !c.canRead(b)) {
 		s.mu.Unlock()
 		c.result(id, appSearchDone, ldap.LDAPResultNoSuchObject, "")
 		return
