@@ -413,3 +413,30 @@ func TestParseLDIF(t *testing.T) {
 		t.Fatal("modrdn accepted")
 	}
 }
+
+// A reset clears every lock, the administrative one too, as slapd does.
+func TestResetClearsAdministrativeLock(t *testing.T) {
+	s := start(t)
+	a := dial(t, s)
+	if err := a.Bind(s.AdminDN(), s.AdminPassword()); err != nil {
+		t.Fatal(err)
+	}
+	m := ldap.NewModifyRequest(userDN("erin"), nil)
+	m.Add("pwdAccountLockedTime", []string{"000001010000Z"})
+	if err := a.Modify(m); err != nil {
+		t.Fatal(err)
+	}
+	if s.CheckPassword("erin", password(t, s, "erin")) {
+		t.Fatal("administratively locked erin can bind")
+	}
+	svc := dial(t, s)
+	if err := svc.Bind(s.ServiceDN(), s.ServicePassword()); err != nil {
+		t.Fatal(err)
+	}
+	if err := pwModify(svc, userDN("erin"), "", "Erin-Reset-1!"); err != nil {
+		t.Fatal(err)
+	}
+	if !s.CheckPassword("erin", "Erin-Reset-1!") {
+		t.Fatal("still locked after a reset")
+	}
+}
