@@ -174,7 +174,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	return s, nil
 }
 
-// done is closed... by Close; implemented with a channel made on demand.
+// done returns a channel closed by Close.
 func (s *Server) done() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()

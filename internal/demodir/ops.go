@@ -201,8 +201,10 @@ func (c *conn) search(id int64, op *ber.Packet) {
 	}
 	s := c.s
 	s.mu.Lock()
+	// Like slapd, a base the caller may not read hides only itself (and
+	// its existence on a base search); readable entries below it are found.
 	b := s.entries[strings.Join(rdns, ",")]
-	if b == nil || !c.canRead(b) {
+	if b == nil || (scope == ldap.ScopeBaseObject && !c.canRead(b)) {
 		s.mu.Unlock()
 		c.result(id, appSearchDone, ldap.LDAPResultNoSuchObject, "")
 		return
@@ -745,8 +747,10 @@ func (c *conn) passwordModify(value *ber.Packet) (code int, diag string, pp int)
 // setPasswordLocked sets e's password after the checks of its ppolicy
 // (skipped for the administrator, like slapd's rootdn) and keeps the
 // ppolicy state: history, pwdChangedTime, failures, lockout, pwdReset.
-// An administrative lock (000001010000Z, "disabled") is kept: a reset
-// never enables a disabled account here.
+// Like slapd 2.5 (checked against dirtest's slapd), any successful change
+// removes pwdAccountLockedTime, the administrative lock 000001010000Z
+// ("disabled") included: callers that must not enable a disabled account
+// have to check before they reset.
 func (s *Server) setPasswordLocked(e *entry, newPW string, actor role, self bool) (int, string, int) {
 	pol := s.policyFor(e)
 	now := s.now()
@@ -787,9 +791,7 @@ func (s *Server) setPasswordLocked(e *entry, newPW string, actor role, self bool
 	e.set("userPassword", hashPassword(newPW))
 	e.set("pwdChangedTime", formatTime(now))
 	e.set("pwdFailureTime")
-	if e.first("pwdAccountLockedTime") != adminLocked {
-		e.set("pwdAccountLockedTime")
-	}
+	e.set("pwdAccountLockedTime")
 	if actor == roleAdmin && !self && pol.mustChange {
 		e.set("pwdReset", "TRUE")
 	} else {
