@@ -359,6 +359,16 @@ func (ev *routeEval) stmt(st ast.Stmt) {
 			return
 		}
 		ev.scan(x)
+	case *ast.IfStmt:
+		// a route registered under a condition (the demo's pages) is still
+		// a route: the body counts; an init statement or an else does not
+		// occur and is refused
+		if x.Init != nil || x.Else != nil {
+			ev.scan(x)
+			return
+		}
+		ev.scan(x.Cond)
+		ev.block(x.Body.List)
 	case *ast.RangeStmt:
 		lit, ok := x.X.(*ast.CompositeLit)
 		val, ok2 := x.Value.(*ast.Ident)
