@@ -106,15 +106,6 @@ func loopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// errorsOnly passes the gateway's log to w when verbose is false (then the
-// level is already "error"); when verbose, the log goes to w anyway.
-func errorsOnly(w io.Writer, verbose bool) io.Writer {
-	if verbose {
-		return io.Discard
-	}
-	return w
-}
-
 // writeDemoConfig writes the demo's configuration file and secrets, all
 // mode 0600 in the temporary directory, and returns the file's path.
 func writeDemoConfig(work string, dir *demodir.Server, listen, publicURL string, verbose bool) (string, error) {

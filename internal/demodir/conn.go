@@ -110,12 +110,13 @@ func (s *Server) serve(l net.Listener, isTLS bool) {
 
 func (c *conn) run() {
 	if tc, ok := c.nc.(*tls.Conn); ok {
-		tc.SetDeadline(time.Now().Add(10 * time.Second))
+		// a deadline that cannot be set shows as a failed handshake
+		_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
 		if err := tc.Handshake(); err != nil {
 			c.s.log.Debug("TLS handshake failed", "error", err.Error())
 			return
 		}
-		tc.SetDeadline(time.Time{})
+		_ = tc.SetDeadline(time.Time{})
 	}
 	for {
 		p, err := ber.ReadPacket(c.nc)

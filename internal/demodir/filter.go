@@ -62,7 +62,7 @@ func match(f *ber.Packet, get getter) (bool, error) {
 		ok, err := match(f.Children[0], get)
 		return !ok && err == nil, err
 	case filterPresent:
-		name := attrType(string(f.Data.Bytes()))
+		name := attrType(f.Data.String())
 		if hidden[strings.ToLower(name)] {
 			return false, nil
 		}
@@ -169,5 +169,5 @@ func str(p *ber.Packet) string {
 	if p == nil || p.Data == nil {
 		return ""
 	}
-	return string(p.Data.Bytes())
+	return p.Data.String()
 }

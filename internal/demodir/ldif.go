@@ -2,6 +2,7 @@ package demodir
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -102,7 +103,7 @@ func parseRecord(lines []string) (*Change, error) {
 		return nil, nil
 	}
 	if !strings.EqualFold(name, "dn") {
-		return nil, fmt.Errorf("ldif: record does not start with dn:")
+		return nil, errors.New("ldif: the record does not start with a dn line")
 	}
 	c := &Change{DN: dn, Type: "add"}
 	rest := lines[1:]

@@ -189,7 +189,7 @@ func (c *conn) search(id int64, op *ber.Packet) {
 			return
 		}
 		if ok {
-			c.send(id, entryPacket(dse, attrs, typesOnly, dse.values))
+			_ = c.send(id, entryPacket(dse, attrs, typesOnly, dse.values)) // a broken connection fails the next read too
 		}
 		c.result(id, appSearchDone, ldap.LDAPResultSuccess, "")
 		return
@@ -631,8 +631,7 @@ func extResponse(code int, diag, name string, value *string) *ber.Packet {
 
 func (c *conn) extended(id int64, op *ber.Packet, wantPP bool) bool {
 	if len(op.Children) < 1 {
-		c.send(id, extResponse(ldap.LDAPResultProtocolError, "decoding error", "", nil))
-		return true
+		return c.send(id, extResponse(ldap.LDAPResultProtocolError, "decoding error", "", nil)) == nil
 	}
 	name := str(op.Children[0])
 	var value *ber.Packet
@@ -642,19 +641,18 @@ func (c *conn) extended(id int64, op *ber.Packet, wantPP bool) bool {
 	switch name {
 	case oidStartTLS:
 		if c.tls {
-			c.send(id, extResponse(ldap.LDAPResultOperationsError, "TLS already started", oidStartTLS, nil))
-			return true
+			return c.send(id, extResponse(ldap.LDAPResultOperationsError, "TLS already started", oidStartTLS, nil)) == nil
 		}
 		if err := c.send(id, extResponse(ldap.LDAPResultSuccess, "", oidStartTLS, nil)); err != nil {
 			return false
 		}
 		tc := tls.Server(c.nc, c.s.tls)
-		tc.SetDeadline(time.Now().Add(10 * time.Second))
+		_ = tc.SetDeadline(time.Now().Add(10 * time.Second)) // else the handshake fails
 		if err := tc.Handshake(); err != nil {
 			c.s.log.Debug("StartTLS handshake failed", "error", err.Error())
 			return false
 		}
-		tc.SetDeadline(time.Time{})
+		_ = tc.SetDeadline(time.Time{})
 		c.s.mu.Lock()
 		c.nc = tc
 		c.s.mu.Unlock()
@@ -664,16 +662,16 @@ func (c *conn) extended(id int64, op *ber.Packet, wantPP bool) bool {
 		if c.bound != "" {
 			v = "dn:" + c.bound
 		}
-		c.send(id, extResponse(ldap.LDAPResultSuccess, "", "", &v))
+		return c.send(id, extResponse(ldap.LDAPResultSuccess, "", "", &v)) == nil
 	case oidPasswordModify:
 		code, diag, pp := c.passwordModify(value)
 		var ctrls []*ber.Packet
 		if wantPP && pp != ppNone {
 			ctrls = append(ctrls, ppolicyControl(pp))
 		}
-		c.send(id, extResponse(code, diag, "", nil), ctrls...)
+		return c.send(id, extResponse(code, diag, "", nil), ctrls...) == nil
 	default:
-		c.send(id, extResponse(ldap.LDAPResultProtocolError, "unsupported extended operation", "", nil))
+		return c.send(id, extResponse(ldap.LDAPResultProtocolError, "unsupported extended operation", "", nil)) == nil
 	}
 	return true
 }

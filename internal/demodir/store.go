@@ -62,15 +62,6 @@ func (e *entry) set(name string, vals ...string) {
 	}
 }
 
-func (e *entry) hasClass(oc string) bool {
-	for _, v := range e.values("objectClass") {
-		if strings.EqualFold(v, oc) {
-			return true
-		}
-	}
-	return false
-}
-
 func (e *entry) clone() *entry {
 	c := &entry{dn: e.dn, rdns: e.rdns, attrs: make([]*attr, len(e.attrs))}
 	for i, a := range e.attrs {
