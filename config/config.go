@@ -233,6 +233,10 @@ type Store struct {
 	// dsn_file. With sqlite and neither set, DefaultDSN.
 	DSN     string `mapstructure:"dsn"`
 	DSNFile string `mapstructure:"dsn_file"`
+	// AllowPlaintext (postgres) accepts an sslmode other than verify-full
+	// (disable, prefer, require, verify-ca) to a host that is neither
+	// loopback nor a Unix socket. Off: such a DSN is a validation problem.
+	AllowPlaintext bool `mapstructure:"allow_plaintext"`
 }
 
 // Log configures logging.

@@ -565,9 +565,23 @@ func (c *Config) validateSMS(ch *checker) {
 func isLetter(r rune) bool { return r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' }
 
 func (c *Config) validateStore(ch *checker) {
-	ch.oneOf("store.driver", c.Store.Driver, StoreSQLite, StorePostgres)
-	if strings.TrimSpace(c.Store.DSN) == "" {
+	s := c.Store
+	ch.oneOf("store.driver", s.Driver, StoreSQLite, StorePostgres)
+	key := "store.dsn"
+	if s.DSNFile != "" {
+		key = "store.dsn_file"
+	}
+	if strings.TrimSpace(s.DSN) == "" {
 		ch.add("store.dsn", "required")
+		return
+	}
+	switch s.Driver {
+	case StoreSQLite:
+		if isPostgresURL(s.DSN) {
+			ch.add(key, "is a PostgreSQL DSN but store.driver is sqlite: set store.driver: postgres")
+		}
+	case StorePostgres:
+		checkPostgresDSN(ch, key, s.DSN, s.AllowPlaintext)
 	}
 }
 

@@ -35,6 +35,15 @@ func valid() *config.Config {
 	return c
 }
 
+// pg returns a change to store.driver postgres with dsn.
+func pg(dsn string, allowPlaintext bool) func(*config.Config) {
+	return func(c *config.Config) {
+		c.Store.Driver = config.StorePostgres
+		c.Store.DSN = dsn
+		c.Store.AllowPlaintext = allowPlaintext
+	}
+}
+
 func TestValidateValid(t *testing.T) {
 	t.Parallel()
 	if err := valid().Validate(); err != nil {
@@ -228,6 +237,29 @@ func TestValidate(t *testing.T) {
 		// store, log
 		{"store driver", func(c *config.Config) { c.Store.Driver = "mysql" }, "store.driver", "sqlite, postgres"},
 		{"store dsn", func(c *config.Config) { c.Store.DSN = "" }, "store.dsn", "required"},
+		{"sqlite with a postgres dsn", func(c *config.Config) { c.Store.DSN = "postgres://u@db.example.org/l?sslmode=verify-full" },
+			"store.dsn", "store.driver: postgres"},
+		{"postgres verify-full", pg("postgres://latchkey:pw@db.example.org:5432/latchkey?sslmode=verify-full&sslrootcert=/etc/latchkey/pg-ca.pem", false), "", ""},
+		{"postgres remote disable", pg("postgres://latchkey:pw@db.example.org/latchkey?sslmode=disable", false), "store.dsn", "sslmode=disable to db.example.org"},
+		{"postgres remote default sslmode", pg("postgres://latchkey@db.example.org/latchkey", false), "store.dsn", "sslmode=prefer"},
+		{"postgres remote require", pg("postgres://latchkey@10.0.0.5/latchkey?sslmode=require", false), "store.dsn", "verify-full"},
+		{"postgres remote disable allowed", pg("postgres://latchkey@db.example.org/latchkey?sslmode=disable", true), "", ""},
+		{"postgres remote fallback host", pg("postgres://latchkey@127.0.0.1,db.example.org:5433/latchkey?sslmode=disable", false), "store.dsn", "db.example.org"},
+		{"postgres loopback plaintext", pg("postgres://latchkey@127.0.0.1:5432/latchkey?sslmode=disable", false), "", ""},
+		{"postgres ipv6 loopback", pg("postgres://latchkey@[::1]:5432/latchkey", false), "", ""},
+		{"postgres localhost", pg("postgresql://latchkey@localhost/latchkey", false), "", ""},
+		{"postgres socket in query", pg("postgres:///latchkey?host=/run/postgresql", false), "", ""},
+		{"postgres socket escaped", pg("postgres://%2Frun%2Fpostgresql/latchkey", false), "", ""},
+		{"postgres keywords socket", pg("host=/run/postgresql dbname=latchkey user=latchkey", false), "", ""},
+		{"postgres keywords no host", pg("dbname=latchkey", false), "", ""},
+		{"postgres keywords remote", pg("host=db.example.org dbname=latchkey password='a b\\' c' sslmode=require", false), "store.dsn", "sslmode=require to db.example.org"},
+		{"postgres keywords verify-full", pg("host=db.example.org dbname=latchkey sslmode=verify-full sslrootcert=/etc/ca.pem", false), "", ""},
+		{"postgres bad sslmode", pg("postgres://latchkey@db.example.org/latchkey?sslmode=strict", false), "store.dsn", "sslmode must be one of"},
+		{"postgres unparsable", pg("host=db.example.org password='unterminated", false), "store.dsn", "cannot be parsed"},
+		{"postgres dsn from file", func(c *config.Config) {
+			pg("postgres://u@db.example.org/l", false)(c)
+			c.Store.DSNFile = "/run/secrets/dsn"
+		}, "store.dsn_file", "verify-full"},
 		{"log level", func(c *config.Config) { c.Log.Level = "verbose" }, "log.level", "debug, info, warn, error"},
 		{"log format", func(c *config.Config) { c.Log.Format = "xml" }, "log.format", "json, text"},
 	}

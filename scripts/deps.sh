@@ -5,7 +5,7 @@
 # Needs root (or sudo) for apt.
 set -euo pipefail
 
-packages=(slapd ldap-utils samba samba-ad-provision samba-ad-dc ldb-tools chromium ca-certificates systemd curl)
+packages=(slapd ldap-utils samba samba-ad-provision samba-ad-dc ldb-tools postgresql chromium ca-certificates systemd curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -14,8 +14,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO=sudo
   echo "deps: installing ${missing[*]}"
-  # Do not let package scripts start system daemons (slapd, smbd, nmbd...):
-  # the tests start their own throwaway servers on loopback.
+  # Do not let package scripts start system daemons (slapd, smbd, nmbd,
+  # PostgreSQL's "main" cluster...): the tests start their own throwaway
+  # servers on loopback (store/pgtest runs initdb and postgres itself).
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
     $SUDO chmod +x /usr/sbin/policy-rc.d

@@ -3,9 +3,11 @@
 // registration sessions, rate-limit counters and audit events.
 //
 // The [Store] interface is the contract; [SQLite] is the embedded
-// implementation (pure Go, modernc.org/sqlite). A PostgreSQL implementation
-// can follow behind the same interface and must pass the same conformance
-// suite in package storetest.
+// implementation (pure Go, modernc.org/sqlite), [Postgres] the one for
+// several gateway instances sharing state (jackc/pgx). Both pass the same
+// conformance suite in package storetest; package pgtest starts the real
+// PostgreSQL server the tests use. Both apply versioned schema migrations
+// when opened and report them as a [Migration].
 //
 // What is kept at rest, and how:
 //   - Flow and session IDs are bearer secrets: only SHA-256(ID) is stored and

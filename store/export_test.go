@@ -10,6 +10,10 @@ import (
 // SchemaVersionForTest is the schema version this build migrates to.
 func SchemaVersionForTest() int { return len(migrations) }
 
+// PostgresSchemaVersionForTest is the PostgreSQL schema version this build
+// migrates to.
+func PostgresSchemaVersionForTest() int { return len(pgMigrations) }
+
 // OpenRawForTest opens the database file without the store, for tests that
 // tamper with it.
 func OpenRawForTest(path string) (*sql.DB, error) {

@@ -48,8 +48,9 @@ const DefaultBusyTimeout = 10 * time.Second
 // processes some calls waited several hundred milliseconds in tests. Run
 // one gateway process per SQLite file; use PostgreSQL for several instances.
 type SQLite struct {
-	w, r *pool
-	k    *keys
+	w, r      *pool
+	k         *keys
+	migration Migration
 
 	closeOnce sync.Once
 	closeErr  error
@@ -210,6 +211,7 @@ func (s *SQLite) migrate(ctx context.Context) error {
 		if v > len(migrations) {
 			return fmt.Errorf("store: database schema version %d is newer than this build supports (%d)", v, len(migrations))
 		}
+		s.migration = Migration{From: v, To: len(migrations)}
 		for i := v; i < len(migrations); i++ {
 			if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
 				return fmt.Errorf("store: migrate to version %d: %w", i+1, err)
@@ -261,6 +263,9 @@ func (s *SQLite) writeTx(ctx context.Context, fn func(tx txn) error) error {
 	}
 	return nil
 }
+
+// Migration reports the schema versions found and left by OpenSQLite.
+func (s *SQLite) Migration() Migration { return s.migration }
 
 // Checkpoint copies the write-ahead log into the main database file and
 // truncates the log (PRAGMA wal_checkpoint(TRUNCATE)). Useful before a file

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey/store"
+	"github.com/latchkeyhq/latchkey/store/pgtest"
 	"github.com/latchkeyhq/latchkey/store/storetest"
 )
 
@@ -195,6 +196,7 @@ func TestMain(m *testing.M) {
 		os.Exit(runHelper())
 	}
 	code := m.Run()
+	pgtest.Stop() // the PostgreSQL server of postgres_test.go, if one was started
 	if benchDir != "" {
 		os.RemoveAll(benchDir)
 	}

@@ -3,6 +3,7 @@
 //	latchkey demo                   try it out: embedded directory, loopback only
 //	latchkey serve --config FILE    run the gateway
 //	latchkey check --config FILE    preflight: configuration, directory, store, SMTP
+//	latchkey migrate --config FILE  apply the store's schema migrations, print the version
 //	latchkey version
 //
 // Exit codes: 0 success, 2 bad configuration (every problem listed with its
@@ -55,7 +56,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "latchkey", version)
 		return exitOK
-	case "serve", "check":
+	case "serve", "check", "migrate":
 	case "demo":
 		return demo(rest, stdout, stderr)
 	case "help", "-h", "--help":
@@ -78,8 +79,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if cmd == "check" {
+	switch cmd {
+	case "check":
 		return check(ctx, cfg, stdout)
+	case "migrate":
+		return migrate(ctx, cfg, stdout, stderr)
 	}
 	return serve(ctx, cfg, stderr)
 }
@@ -89,6 +93,7 @@ func usage(w io.Writer) {
   latchkey demo                   try it: an embedded directory, everything on 127.0.0.1 (not for production)
   latchkey serve --config FILE    run the gateway
   latchkey check --config FILE    check configuration, directory, store and SMTP
+  latchkey migrate --config FILE  apply the store's schema migrations and print the version
   latchkey version                print the version
 `)
 }
@@ -297,7 +302,7 @@ func runGateway(ctx context.Context, cfg *config.Config, stderr io.Writer, w wir
 		return exitFail
 	}
 	defer dir.Close()
-	st, err := store.OpenSQLite(ctx, cfg.Store.DSN, []byte(cfg.Server.SecretKey))
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		log.Error("opening the store", "error", err.Error())
 		return exitFail
@@ -422,7 +427,7 @@ func check(ctx context.Context, cfg *config.Config, stdout io.Writer) int {
 		}
 		dir.Close()
 	}
-	if st, err := store.OpenSQLite(ctx, cfg.Store.DSN, []byte(cfg.Server.SecretKey)); err != nil {
+	if st, err := openStore(ctx, cfg); err != nil {
 		report("store", err, "")
 	} else {
 		report("store", st.Ping(ctx), cfg.Store.Driver)
