@@ -55,6 +55,7 @@ type params struct {
 	CodeTTL         time.Duration
 	Extra           string // appended to the policy section
 	Limits          string // a whole limits: section
+	Methods         string // policy.methods (default "email, sms")
 }
 
 // env is one running gateway with its servers.
@@ -97,6 +98,9 @@ func startGateway(t testing.TB, srv *dirtest.Server, mail *notifytest.Mailpit, s
 	if p.CodeTTL == 0 {
 		p.CodeTTL = 10 * time.Minute
 	}
+	if p.Methods == "" {
+		p.Methods = "email, sms"
+	}
 	work := t.TempDir()
 	write := func(name, content string) string {
 		path := filepath.Join(work, name)
@@ -132,7 +136,7 @@ policy:
   groups: [%s]
   exclude_groups: [%s]
   methods_required: %d
-  methods: [email, sms]
+  methods: [%s]
   tiers:
     - groups: [%s]
       methods_required: 2
@@ -166,7 +170,7 @@ log:
   audit_file: %q
 %s
 `, port, base, secret, srv.Flavor, srv.LDAPSURL, srv.CAFile, q(srv.ServiceDN), bindpw, q(srv.BaseDN), q(srv.UserFilter),
-		q(srv.Group("staff")), q(srv.Group("cycle-a")), p.MethodsRequired, q(srv.Group("sspr-admins")), p.CodeTTL, p.Extra,
+		q(srv.Group("staff")), q(srv.Group("cycle-a")), p.MethodsRequired, p.Methods, q(srv.Group("sspr-admins")), p.CodeTTL, p.Extra,
 		twilioSID, twtoken, twilioFrom, sms.URL, mail.SMTPHost, mail.SMTPPort,
 		"file:"+filepath.Join(work, "latchkey.db"), filepath.Join(work, "audit.log"), p.Limits)
 	if srv.DefaultPolicyDN != "" {

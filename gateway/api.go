@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -179,6 +180,18 @@ func (s *Server) apiAddMethod(c echo.Context) error {
 	}
 	if err := field(in.Address, 254); err != nil {
 		return err
+	}
+	if in.Type == MethodTOTP {
+		if in.Address != "" {
+			return problem(CodeInvalidRequest, errors.New("an authenticator app has no address"))
+		}
+		en, err := s.svc.EnrolTOTP(c.Request().Context(), sess, meta(c))
+		if err != nil {
+			return err
+		}
+		// the only answer that ever carries the seed (Cache-Control: no-store)
+		return c.JSON(http.StatusCreated, map[string]string{"id": en.Method.ID, "secret": en.Secret, "otpauth_url": en.URL,
+			"qr_png": base64.StdEncoding.EncodeToString(en.QRPNG)})
 	}
 	mv, err := s.svc.AddMethod(c.Request().Context(), sess, in.Type, in.Address, meta(c))
 	if err != nil {

@@ -135,6 +135,9 @@ func (s *Service) learnDecoys(ctx context.Context, before time.Time) *decoyModel
 			continue
 		}
 		byAccount[meth.AccountID] = append(byAccount[meth.AccountID], meth.Type)
+		if meth.Type == MethodTOTP {
+			continue // one hint for every app: nothing to count
+		}
 		h := hint(meth.Type, meth.Address)
 		if meth.Type == store.MethodSMS {
 			if n := len(h); n > 2 && isDigit(h[n-1]) && isDigit(h[n-2]) {
@@ -177,6 +180,9 @@ func (s *Service) patternDecoys(types []string) *decoyModel {
 	for i, a := range types {
 		sets.add(a, []string{a}, 2)
 		for _, b := range types[i:] {
+			if a == MethodTOTP && b == MethodTOTP {
+				continue // an account has one authenticator app
+			}
 			sets.add(a+"+"+b, []string{a, b}, 1)
 		}
 	}
@@ -207,10 +213,13 @@ func (s *Service) patternDecoys(types []string) *decoyModel {
 const bullets = "•••"
 
 // decoys returns a stable fake set of methods for name: the method types of
-// one drawn account, each with a drawn hint. have is how many real methods
-// precede the fakes (a real user with fewer methods than required), and
-// atLeast the smallest total to reach.
-func (s *Service) decoys(ctx context.Context, name string, have, atLeast int) []Offered {
+// one drawn account, each with a drawn hint. prior are the real methods
+// that precede the fakes (a real user with fewer methods than required),
+// and atLeast the smallest total to reach. A set never shows two
+// authenticator apps: no real account has two.
+func (s *Service) decoys(ctx context.Context, name string, prior []Offered, atLeast int) []Offered {
+	have := len(prior)
+	app := slices.ContainsFunc(prior, func(o Offered) bool { return o.Type == MethodTOTP })
 	m := s.decoyModel(ctx)
 	key := strings.ToLower(name)
 	u := func(parts ...string) float64 {
@@ -221,16 +230,34 @@ func (s *Service) decoys(ctx context.Context, name string, have, atLeast int) []
 	var out []Offered
 	for i := have; i < max(len(set), atLeast); i++ {
 		typ := set[i%len(set)]
+		if typ == MethodTOTP && app {
+			typ = s.decoyAddressType()
+		}
+		app = app || typ == MethodTOTP
 		n := strconv.Itoa(i)
 		id := mac(s.k.decoy, "method", key, n)
 		var h string
-		if typ == store.MethodSMS {
+		switch typ {
+		case MethodTOTP:
+			h = totpHint
+		case store.MethodSMS:
 			d := mac(s.k.decoy, "digits", key, n)
 			h = m.phones.draw(u("phone", key, n)) + string(rune('0'+d[0]%10)) + string(rune('0'+d[1]%10))
-		} else {
+		default:
 			h = m.emails.draw(u("email", key, n))
 		}
 		out = append(out, Offered{ID: hex.EncodeToString(id[:11]), Type: typ, Hint: h})
 	}
 	return out
+}
+
+// decoyAddressType is the type a fake takes where a second authenticator
+// app would give it away: the first available type with an address.
+func (s *Service) decoyAddressType() string {
+	for _, t := range s.methodsAvailable(s.o.Eligibility.Methods) {
+		if t != MethodTOTP {
+			return t
+		}
+	}
+	return store.MethodEmail
 }

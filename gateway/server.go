@@ -30,6 +30,19 @@ type Server struct {
 	origin                                string
 }
 
+// cspPages is the Content-Security-Policy of every answer: no script at
+// all, styles and images from the gateway only.
+const cspPages = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+
+// cspTOTPEnrol is cspPages for the one answer that shows a new
+// authenticator app's QR code, inline as a data: image. data: images run
+// no code and fetch nothing, so allowing them in img-src on this answer
+// alone opens no channel; the alternative, a GET URL serving the QR code,
+// would let anyone holding the session fetch the seed again for as long as
+// the app is unverified, from a URL that history and caches remember,
+// where the seed must leave the gateway once (security notes D3).
+const cspTOTPEnrol = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+
 const (
 	maxBody       = 64 << 10
 	ctxRequestID  = "latchkey.request_id"
@@ -98,7 +111,7 @@ func (s *Server) base(next echo.HandlerFunc) echo.HandlerFunc {
 		c.Set(ctxClientIP, s.clientIP(c.Request()))
 		h := c.Response().Header()
 		h.Set("X-Request-Id", id)
-		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+		h.Set("Content-Security-Policy", cspPages)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("X-Frame-Options", "DENY")

@@ -122,11 +122,11 @@ func canonicalUsername(in string) string {
 }
 
 // methodsAvailable is the set of method types that are both allowed by the
-// decision and have a sender configured.
+// decision and have a sender configured (an authenticator app needs none).
 func (s *Service) methodsAvailable(allowed []string) []string {
 	var out []string
 	for _, m := range allowed {
-		if (m == store.MethodEmail && s.d.Mailer != nil) || (m == store.MethodSMS && s.d.SMS != nil) {
+		if (m == store.MethodEmail && s.d.Mailer != nil) || (m == store.MethodSMS && s.d.SMS != nil) || m == MethodTOTP {
 			out = append(out, m)
 		}
 	}
@@ -340,8 +340,11 @@ func (s *Service) sessionUser(ctx context.Context, sess store.Session) (*directo
 // ---------------------------------------------------------------- methods
 
 func hint(typ, addr string) string {
-	if typ == store.MethodSMS {
+	switch typ {
+	case store.MethodSMS:
 		return notify.MaskPhone(addr)
+	case MethodTOTP:
+		return totpHint // the address is the seed: never shown, not even masked
 	}
 	return notify.MaskEmail(addr)
 }
@@ -389,6 +392,10 @@ func (s *Service) AddMethod(ctx context.Context, sess store.Session, typ, addres
 	}
 	if !slices.Contains(s.AvailableMethodTypes(), typ) {
 		return MethodView{}, problem(CodeMethodType, nil)
+	}
+	if typ == MethodTOTP {
+		// the seed must reach the user: EnrolTOTP returns it
+		return MethodView{}, problem(CodeInvalidRequest, errors.New("an authenticator app is added with EnrolTOTP"))
 	}
 	var addr string
 	switch typ {
@@ -457,6 +464,9 @@ func (s *Service) ResendMethodCode(ctx context.Context, sess store.Session, meth
 	if meth.Verified {
 		return nil
 	}
+	if meth.Type == MethodTOTP {
+		return problem(CodeInvalidRequest, errors.New("nothing to send to an authenticator app"))
+	}
 	return s.sendRegistrationCode(ctx, sess, meth, m)
 }
 
@@ -523,25 +533,43 @@ func (s *Service) VerifyMethod(ctx context.Context, sess store.Session, methodID
 		s.record(ctx, m, "blocked", sess.AccountID, "code_budget", nil)
 		return MethodView{}, problem(CodeTooMany, nil)
 	}
-	err = s.d.Store.RedeemCode(ctx, flowID, regPurpose(meth.Type), meth.ID, s.k.codeHash(flowID, regPurpose(meth.Type), meth.ID, code), s.o.MaxTries, s.now())
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrCodeMismatch) {
-			s.record(ctx, m, "registration.method_verified", sess.AccountID, "failed", map[string]string{"method": meth.ID})
+	if meth.Type == MethodTOTP {
+		res, err := s.checkTOTP(ctx, meth, code)
+		if err != nil {
+			return MethodView{}, problem(CodeInternal, err)
+		}
+		if res != totpOK {
+			s.record(ctx, m, "registration.method_verified", sess.AccountID, "failed", map[string]string{"method": meth.ID, "reason": res.reason()})
 			return MethodView{}, problem(CodeInvalidCode, nil)
 		}
-		return MethodView{}, problem(CodeInternal, err)
+	} else {
+		err = s.d.Store.RedeemCode(ctx, flowID, regPurpose(meth.Type), meth.ID, s.k.codeHash(flowID, regPurpose(meth.Type), meth.ID, code), s.o.MaxTries, s.now())
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrCodeMismatch) {
+				s.record(ctx, m, "registration.method_verified", sess.AccountID, "failed", map[string]string{"method": meth.ID})
+				return MethodView{}, problem(CodeInvalidCode, nil)
+			}
+			return MethodView{}, problem(CodeInternal, err)
+		}
 	}
 	now := s.now()
 	if err := s.d.Store.VerifyMethod(ctx, sess.AccountID, meth.ID, now); err != nil {
 		return MethodView{}, problem(CodeInternal, err)
 	}
-	s.forget(s.d.Store.DeleteFlow(ctx, flowID))
 	meth.Verified, meth.VerifiedAt = true, now
 	s.record(ctx, m, "registration.method_verified", sess.AccountID, "success", map[string]string{"method": meth.ID, "type": meth.Type})
+	if meth.Type == MethodTOTP {
+		// the new seed is proven: the old one stops working now
+		s.revokeOtherTOTP(ctx, sess.AccountID, meth.ID, m)
+	} else {
+		s.forget(s.d.Store.DeleteFlow(ctx, flowID))
+	}
 	// one address or number on several accounts is how a stolen session or
 	// password is turned into lasting access (or a helpdesk phone reused):
 	// flagged for the admins, without telling the user who else has it
-	if n, err := s.d.Store.CountAccountsByAddress(ctx, meth.Type, meth.Address); err == nil && n > 1 {
+	if meth.Type == MethodTOTP {
+		// a seed is random and never shared: nothing to compare
+	} else if n, err := s.d.Store.CountAccountsByAddress(ctx, meth.Type, meth.Address); err == nil && n > 1 {
 		s.record(ctx, m, "registration.shared_destination", sess.AccountID, "flagged",
 			map[string]string{"method": meth.ID, "type": meth.Type, "accounts": strconv.Itoa(n)})
 	}
@@ -648,7 +676,7 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 		account, dn, outcome = "", "", "blocked"
 	}
 	if len(offered) == 0 || len(offered) < required {
-		offered = append(offered, s.decoys(ctx, name, len(offered), required)...)
+		offered = append(offered, s.decoys(ctx, name, offered, required)...)
 	}
 	now := s.now()
 	data, _ := json.Marshal(toJSON(offered))
@@ -753,6 +781,11 @@ func (s *Service) SendFlowCode(ctx context.Context, kind, flowID, methodID strin
 	if slices.Contains(f.Verified, methodID) {
 		return nil
 	}
+	if om.Type == MethodTOTP {
+		// Nothing to send: the app shows the code. Real and fake apps
+		// alike get the same 202 after the same padded time.
+		return nil
+	}
 	// Budgets first: a throttled send must not replace the live code (and
 	// reset its tries). Every flow spends the account's budget, real or not.
 	acctOK := s.hit(ctx, "send:"+f.Data["acct"], s.o.Limits.SendsPerAccount, s.o.Limits.Window)
@@ -835,14 +868,33 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 		s.record(ctx, m, "blocked", f.AccountID, "code_budget", nil)
 		return FlowView{}, problem(CodeInvalidCode, nil)
 	}
-	err = s.d.Store.RedeemCode(ctx, f.ID, kind, methodID, s.k.codeHash(flowBinding(f), kind, methodID, code), s.o.MaxTries, s.now())
-	if err != nil || !offered[idx].real || f.AccountID == "" {
-		if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrCodeMismatch) {
-			return FlowView{}, problem(CodeInternal, err)
+	if offered[idx].Type == MethodTOTP {
+		res := totpWrong
+		if offered[idx].real && f.AccountID != "" {
+			meth, gerr := s.d.Store.GetMethod(ctx, f.AccountID, methodID)
+			if gerr == nil && meth.Verified && meth.Type == MethodTOTP {
+				if res, err = s.checkTOTP(ctx, meth, code); err != nil {
+					return FlowView{}, problem(CodeInternal, err)
+				}
+			}
+		} else {
+			s.decoyTOTP(methodID, code)
 		}
-		s.record(ctx, m, kind+".gate", f.AccountID, "failed", map[string]string{"method": methodID})
-		s.partialFailure(ctx, f, m)
-		return FlowView{}, problem(CodeInvalidCode, nil)
+		if res != totpOK {
+			s.record(ctx, m, kind+".gate", f.AccountID, "failed", map[string]string{"method": methodID, "type": MethodTOTP, "reason": res.reason()})
+			s.partialFailure(ctx, f, m)
+			return FlowView{}, problem(CodeInvalidCode, nil)
+		}
+	} else {
+		err = s.d.Store.RedeemCode(ctx, f.ID, kind, methodID, s.k.codeHash(flowBinding(f), kind, methodID, code), s.o.MaxTries, s.now())
+		if err != nil || !offered[idx].real || f.AccountID == "" {
+			if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrCodeMismatch) {
+				return FlowView{}, problem(CodeInternal, err)
+			}
+			s.record(ctx, m, kind+".gate", f.AccountID, "failed", map[string]string{"method": methodID})
+			s.partialFailure(ctx, f, m)
+			return FlowView{}, problem(CodeInvalidCode, nil)
+		}
 	}
 	// A proven method gives the flow a new id: one seen or planted before
 	// (a fixed cookie, a shoulder-surfed URL) cannot ride the proof.
@@ -987,9 +1039,16 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 	}
 	// The proofs must still satisfy today's policy: enough distinct methods
 	// for the user's current tier, each still registered, verified and allowed.
-	allowed, proven := s.methodsAvailable(dec.Methods), 0
+	// An authenticator app counts once, however many were proven.
+	allowed, proven, app := s.methodsAvailable(dec.Methods), 0, false
 	for _, id := range f.Verified {
 		if meth, err := s.d.Store.GetMethod(ctx, f.AccountID, id); err == nil && meth.Verified && slices.Contains(allowed, meth.Type) {
+			if meth.Type == MethodTOTP {
+				if app {
+					continue
+				}
+				app = true
+			}
 			proven++
 		}
 	}
@@ -1193,7 +1252,8 @@ func (s *Service) noticeUser(ctx context.Context, u *directory.User, event, skip
 	}
 	methods, _ := s.d.Store.ListMethods(ctx, u.ID)
 	for _, meth := range methods {
-		if meth.Verified && meth.ID != skip {
+		// an authenticator app has no address: its Address is the seed
+		if meth.Verified && meth.ID != skip && (meth.Type == store.MethodEmail || meth.Type == store.MethodSMS) {
 			send(meth.Type, meth.Address)
 		}
 	}

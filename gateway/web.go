@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"encoding/base64"
 	"errors"
+	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -108,8 +110,10 @@ func (s *Server) signIn(c echo.Context) error {
 }
 
 type methodsPage struct {
-	Methods                                   []MethodView
-	HasVerified, CanEmail, CanSMS, NeedReauth bool
+	Methods                                            []MethodView
+	HasVerified, CanEmail, CanSMS, CanTOTP, NeedReauth bool
+	// HasTOTP: an authenticator app is registered (adding one replaces it)
+	HasTOTP bool
 }
 
 func (s *Server) methodsData(c echo.Context, sess store.Session) (methodsPage, error) {
@@ -120,10 +124,12 @@ func (s *Server) methodsData(c echo.Context, sess store.Session) (methodsPage, e
 	d := methodsPage{Methods: ms}
 	for _, m := range ms {
 		d.HasVerified = d.HasVerified || m.Verified
+		d.HasTOTP = d.HasTOTP || (m.Type == MethodTOTP && m.Verified)
 	}
 	for _, t := range s.svc.AvailableMethodTypes() {
 		d.CanEmail = d.CanEmail || t == store.MethodEmail
 		d.CanSMS = d.CanSMS || t == store.MethodSMS
+		d.CanTOTP = d.CanTOTP || t == MethodTOTP
 	}
 	d.NeedReauth = s.svc.now().Sub(sess.AuthAt) > s.svc.o.ReauthWindow
 	return d, nil
@@ -158,11 +164,45 @@ func (s *Server) addMethod(c echo.Context) error {
 	if err != nil {
 		return s.redirect(c, "/register")
 	}
+	if formValue(c, "type") == MethodTOTP {
+		return s.enrolTOTP(c, sess)
+	}
 	mv, err := s.svc.AddMethod(c.Request().Context(), sess, formValue(c, "type"), formValue(c, "address"), meta(c))
 	if err != nil {
 		return s.methodsError(c, sess, err)
 	}
 	return s.redirect(c, "/register/methods/"+url.PathEscape(mv.ID)+"/verify")
+}
+
+type totpEnrolPage struct {
+	ID, Secret string
+	// QR is the QR code as a data: URL (allowed by this answer's CSP only)
+	QR template.URL
+}
+
+// enrolTOTP answers the form post itself (no redirect): the seed is in
+// this one answer and in no URL or later page.
+func (s *Server) enrolTOTP(c echo.Context, sess store.Session) error {
+	en, err := s.svc.EnrolTOTP(c.Request().Context(), sess, meta(c))
+	if err != nil {
+		return s.methodsError(c, sess, err)
+	}
+	c.Response().Header().Set("Content-Security-Policy", cspTOTPEnrol)
+	d := totpEnrolPage{ID: en.Method.ID, Secret: groupSecret(en.Secret),
+		QR: template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(en.QRPNG))} // #nosec G203 -- our own PNG, base64
+	return s.render(c, http.StatusOK, "totp_enrol", "Set up your authenticator app", d, nil)
+}
+
+// groupSecret writes a base32 seed in groups of four, as apps show them.
+func groupSecret(sec string) string {
+	var b strings.Builder
+	for i, r := range sec {
+		if i > 0 && i%4 == 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func (s *Server) reauth(c echo.Context) error {
@@ -360,14 +400,14 @@ func (s *Server) flowSend(c echo.Context) error {
 }
 
 type flowCodePage struct {
-	Kind, ID, Hint string
-	Minutes        int
+	Kind, ID, Type, Hint string
+	Minutes              int
 }
 
 func (s *Server) flowCodeData(kind string, f FlowView, method string) (flowCodePage, bool) {
 	for _, m := range f.Methods {
 		if m.ID == method {
-			return flowCodePage{Kind: kind, ID: m.ID, Hint: m.Hint, Minutes: int(s.svc.o.CodeTTL.Minutes())}, true
+			return flowCodePage{Kind: kind, ID: m.ID, Type: m.Type, Hint: m.Hint, Minutes: int(s.svc.o.CodeTTL.Minutes())}, true
 		}
 	}
 	return flowCodePage{}, false

@@ -201,7 +201,8 @@ func gatewayOptions(cfg *config.Config, namingContext string) (gateway.Options, 
 	}
 	var methods []string
 	for _, m := range elig.Methods {
-		if (m == store.MethodEmail && cfg.Email.Enabled) || (m == store.MethodSMS && cfg.SMS.Enabled) {
+		// an authenticator app needs no sender
+		if (m == store.MethodEmail && cfg.Email.Enabled) || (m == store.MethodSMS && cfg.SMS.Enabled) || m == gateway.MethodTOTP {
 			methods = append(methods, m)
 		}
 	}
