@@ -215,6 +215,12 @@ func runHelper() int {
 		fmt.Println("bad start time")
 		return 1
 	}
+	nowNS, err := strconv.ParseInt(os.Getenv("HELPER_NOW"), 10, 64)
+	if err != nil {
+		fmt.Println("bad hit time")
+		return 1
+	}
+	hitAt := time.Unix(0, nowNS)
 	s, err := store.OpenSQLite(ctx, "file:"+dbPath, testKey)
 	if err != nil {
 		fmt.Println("open:", err)
@@ -256,7 +262,7 @@ func runHelper() int {
 					f.Verified = []string{fmt.Sprintf("pid%d-%d", os.Getpid(), i)}
 					results[i] = s.UpdateFlow(ctx, f)
 				case "hit":
-					_, results[i] = s.Hit(ctx, "shared-key-"+flowID, time.Hour, now)
+					_, results[i] = s.Hit(ctx, "shared-key-"+flowID, time.Hour, hitAt)
 				}
 			}()
 		}
@@ -316,7 +322,10 @@ func TestSQLiteAcrossProcesses(t *testing.T) {
 			for range crossProcs {
 				cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
 				cmd.Env = append(os.Environ(), helperEnv+"="+op, "HELPER_DB="+dbPath,
-					"HELPER_FLOWS="+strings.Join(ids, ","), "HELPER_START_AT="+strconv.FormatInt(startAt.UnixNano(), 10))
+					"HELPER_FLOWS="+strings.Join(ids, ","), "HELPER_START_AT="+strconv.FormatInt(startAt.UnixNano(), 10),
+					// counters hit at the test's instant: the helpers' own clock may
+					// cross a window boundary the test's Count does not
+					"HELPER_NOW="+strconv.FormatInt(now.UnixNano(), 10))
 				out := &bytes.Buffer{}
 				cmd.Stdout, cmd.Stderr = out, out
 				if err := cmd.Start(); err != nil {
