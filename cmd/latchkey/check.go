@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -193,7 +194,7 @@ func checkSMTP(ctx context.Context, cfg *config.Config, log *slog.Logger) checkR
 		case notify.TLSImplicit:
 			parts = append(parts, "implicit TLS, certificate verified")
 		case notify.TLSNone:
-			parts = append(parts, "no TLS (smtp.tls: none)")
+			parts = append(parts, "no TLS (smtp.tls: none, on loopback)")
 		default:
 			parts = append(parts, "STARTTLS, certificate verified")
 		}
@@ -201,7 +202,7 @@ func checkSMTP(ctx context.Context, cfg *config.Config, log *slog.Logger) checkR
 			parts = append(parts, "AUTH as "+sc.Username+" accepted")
 		}
 		r.Status, r.Message = statusOK, fmt.Sprintf("%s:%d: %s; nothing sent", cfg.SMTP.Host, cfg.SMTP.Port, strings.Join(parts, ", "))
-		if sc.TLS == notify.TLSNone {
+		if sc.TLS == notify.TLSNone && !isLoopback(cfg.SMTP.Host) {
 			r.Status, r.Fix = statusWarn, "set smtp.tls to starttls (port 587) or implicit (port 465)"
 		}
 		return r
@@ -279,4 +280,13 @@ func checkSMS(ctx context.Context, cfg *config.Config, log *slog.Logger) checkRe
 		r.Status, r.Message, r.Fix = statusWarn, cfg.SMS.Provider+": not checked", "none known"
 	}
 	return r
+}
+
+// isLoopback reports whether host is localhost or a loopback address.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }

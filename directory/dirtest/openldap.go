@@ -95,15 +95,17 @@ func runOpenLDAP(dir string, o options) (s *Server, stop func(), err error) {
 	}
 	s = &Server{
 		Flavor: directory.OpenLDAP, Dir: dir, CAFile: certs.CAFile, CAPEM: certs.CAPEM,
-		BaseDN:          "dc=example,dc=org",
-		UserFilter:      "(&(objectClass=inetOrgPerson)(uid={username}))",
-		ServiceDN:       "cn=sspr,ou=services,dc=example,dc=org",
-		ServicePassword: "ssprpw-Secret1",
-		AdminDN:         "cn=admin,dc=example,dc=org",
-		AdminPassword:   "adminpw",
-		DefaultPolicyDN: "cn=default,ou=policies,dc=example,dc=org",
-		SpecialUser:     `d*v(e)\`,
-		UnicodeUser:     "josé",
+		BaseDN:           "dc=example,dc=org",
+		UserFilter:       "(&(objectClass=inetOrgPerson)(uid={username}))",
+		ServiceDN:        "cn=sspr,ou=services,dc=example,dc=org",
+		ServicePassword:  "ssprpw-Secret1",
+		AdminDN:          "cn=admin,dc=example,dc=org",
+		AdminPassword:    "adminpw",
+		ReadOnlyDN:       "cn=sspr-readonly,ou=services,dc=example,dc=org",
+		ReadOnlyPassword: "ssprpw-Secret1",
+		DefaultPolicyDN:  "cn=default,ou=policies,dc=example,dc=org",
+		SpecialUser:      `d*v(e)\`,
+		UnicodeUser:      "josé",
 	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {

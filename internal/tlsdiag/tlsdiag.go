@@ -54,9 +54,13 @@ func Verify(chain []*x509.Certificate, roots *x509.CertPool, host string, now ti
 	for _, c := range chain[1:] {
 		inter.AddCert(c)
 	}
+	// the authority is checked at the nearest moment the leaf was valid
 	at := now
-	if at.After(leaf.NotAfter) || at.Before(leaf.NotBefore) {
-		at = leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2)
+	switch {
+	case at.After(leaf.NotAfter):
+		at = leaf.NotAfter.Add(-time.Second)
+	case at.Before(leaf.NotBefore):
+		at = leaf.NotBefore.Add(time.Second)
 	}
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: at,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
@@ -111,8 +115,8 @@ func unknownAuthority(c *x509.Certificate) string {
 		return "certificate signed by an unknown authority"
 	}
 	issuer := c.Issuer.String()
-	if c.Issuer.String() == c.Subject.String() {
-		return fmt.Sprintf("certificate signed by an unknown authority (self-signed, %q)", issuer)
+	if !c.IsCA && issuer == c.Subject.String() {
+		return fmt.Sprintf("self-signed certificate %q, signed by an unknown authority", issuer)
 	}
 	return fmt.Sprintf("certificate signed by an unknown authority (issuer %q)", issuer)
 }
@@ -142,5 +146,5 @@ func nameMismatch(c *x509.Certificate, host string) string {
 	if net.ParseIP(host) != nil {
 		what = "IP address"
 	}
-	return fmt.Sprintf("certificate is valid for %s, not for the %s %s", strings.Join(names, ", "), what, host)
+	return fmt.Sprintf("certificate is valid for %s, not %s (the %s connected to)", strings.Join(names, ", "), host, what)
 }
