@@ -166,3 +166,33 @@ func TestFakeTwilioAccountResource(t *testing.T) {
 		})
 	}
 }
+
+// TestWebhookCheckReachable: a TCP connection only, no message.
+func TestWebhookCheckReachable(t *testing.T) {
+	t.Parallel()
+	recv := notifytest.StartWebhook(t)
+	wh, err := notify.NewWebhook(recv.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wh.CheckReachable(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(recv.Messages()); n != 0 {
+		t.Fatalf("%d messages", n)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := recv.Config()
+	cfg.URL = "http://" + l.Addr().String() + "/sms"
+	l.Close()
+	wh, err = notify.NewWebhook(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wh.CheckReachable(ctxT(t, 10*time.Second)); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("err = %v, want connection refused", err)
+	}
+}
