@@ -288,14 +288,6 @@ func (s *SMTP) Check(ctx context.Context) error {
 		}
 		return ce
 	}
-	// A bare TCP connection first, so that "cannot connect" is told apart
-	// from what happens after the greeting.
-	d := net.Dialer{Timeout: s.cfg.Timeout}
-	conn, err := d.DialContext(ctx, "tcp", s.addr())
-	if err != nil {
-		return fail(StageConnect, err)
-	}
-	conn.Close()
 	c, err := s.client(ctx)
 	if err != nil {
 		return fmt.Errorf("notify: smtp check: %w", err)
@@ -315,8 +307,11 @@ func (s *SMTP) Check(ctx context.Context) error {
 func smtpStage(err error) string {
 	var rh tls.RecordHeaderError
 	var alert tls.AlertError
+	var oe *net.OpError
 	msg := err.Error()
 	switch {
+	case errors.As(err, &oe) && oe.Op == "dial":
+		return StageConnect
 	case tlsdiag.IsCertError(err), errors.As(err, &rh), errors.As(err, &alert),
 		strings.Contains(msg, "STARTTLS"), strings.HasPrefix(msg, "tls:"), strings.Contains(msg, " tls: "):
 		return StageTLS

@@ -227,6 +227,9 @@ func checkSMTP(ctx context.Context, cfg *config.Config, log *slog.Logger) checkR
 			r.Fix = "renew the mail server's certificate (or check the clocks)"
 		default:
 			r.Fix = "set smtp.tls to what the server speaks: implicit for SMTPS (port 465), starttls for submission (port 587)"
+			if strings.Contains(ce.Detail, "protocol version") {
+				r.Fix = "enable TLS 1.2 or later on the mail server: latchkey refuses older versions"
+			}
 		}
 	case notify.StageAuth:
 		r.Fix = "check smtp.username and smtp.password (or smtp.password_file), and that the server offers AUTH over TLS"
