@@ -31,6 +31,8 @@ type Client struct {
 	hints ldap.Control
 	// policy entries read from the directory, by DN
 	policies policyCache
+	// capFindings are info.Warnings with their fixes, for Preflight
+	capFindings []Finding
 }
 
 var _ Directory = (*Client)(nil)
@@ -235,30 +237,39 @@ func (c *Client) discover(ctx context.Context) error {
 	case slices.Contains(info.SupportedControls, oidPolicyHintsDeprec):
 		info.PolicyHintsOID = oidPolicyHintsDeprec
 	}
-	warn := func(msg string) { info.Warnings = append(info.Warnings, msg) }
+	warn := func(msg, fix string) {
+		info.Warnings = append(info.Warnings, msg)
+		c.capFindings = append(c.capFindings, Finding{Check: "directory.capabilities", Status: CheckWarn, Message: msg, Fix: fix})
+	}
 	switch c.cfg.Flavor {
 	case OpenLDAP:
 		if info.IsAD {
-			warn("the server is Active Directory but directory.type is openldap")
+			warn("the server is Active Directory but directory.type is openldap",
+				"set directory.type: activedirectory")
 		}
 		if !info.PasswordModify {
-			warn("the server does not advertise the Password Modify extended operation (RFC 3062): resets and changes will fail")
+			warn("the server does not advertise the Password Modify extended operation (RFC 3062): resets and changes will fail",
+				"point directory.urls at an OpenLDAP server (slapd offers the operation built in), or set directory.type to what the server is")
 		}
 		if !info.PPolicyControl {
-			warn("the server does not advertise the password policy control: lockout, must-change and policy reasons cannot be detected")
+			warn("the server does not advertise the password policy control: lockout, must-change and policy reasons cannot be detected",
+				"load the ppolicy overlay on the users' database (moduleload ppolicy; overlay ppolicy; ppolicy_default <policy DN>)")
 		}
 	case ActiveDirectory:
 		if !info.IsAD {
-			warn("directory.type is activedirectory but the server does not announce Active Directory capabilities")
+			warn("directory.type is activedirectory but the server does not announce Active Directory capabilities",
+				"set directory.type: openldap, or point directory.urls at a domain controller")
 		}
 		if info.PolicyHintsOID == "" {
-			warn("the domain controller does not support the policy hints control: resets by the service account skip password history and minimum age (Samba 4.17 behaves this way)")
+			warn("the domain controller does not support the policy hints control: resets by the service account skip password history and minimum age (Samba 4.17 behaves this way)",
+				"use domain controllers that offer the policy hints control 1.2.840.113556.1.4.2239 (Windows Server 2012 or later, 2008 R2 with KB2386717); until then, users may reset to a password in their history (changes as the user still check it)")
 		} else {
 			c.hints = policyHints(info.PolicyHintsOID)
 		}
 	}
 	if u, _ := url.Parse(urlUsed); u != nil && u.Scheme == "ldap" && !c.cfg.StartTLS {
-		warn("the connection to the directory is not encrypted (plain ldap:// allowed by configuration)")
+		warn("the connection to the directory is not encrypted (plain ldap:// allowed by configuration)",
+			"use ldaps:// URLs in directory.urls or set directory.start_tls: true, and remove directory.allow_plaintext")
 	}
 	for _, w := range info.Warnings {
 		c.log.Warn("directory capability", "warning", w)

@@ -1962,7 +1962,7 @@ func ckSuite(t *testing.T, d ckDirectory) {
 			port, hs = tlsServer(v.max)
 			code, out = run("check", map[string]string{"LATCHKEY_SMTP_HOST": "127.0.0.1", "LATCHKEY_SMTP_PORT": strconv.Itoa(port),
 				"LATCHKEY_SMTP_TLS": "implicit", "LATCHKEY_SMTP_CA_FILE": cert.CertFile})
-			if code != 1 || !regexp.MustCompile(`(?m)^FAIL\s+smtp`).MatchString(out) || !regexp.MustCompile(`(?m)^ok\s+directory`).MatchString(out) {
+			if code != 1 || !regexp.MustCompile(`(?m)^FAIL\s+smtp`).MatchString(out) || !regexp.MustCompile(`(?m)^OK\s+directory\.bind`).MatchString(out) {
 				t.Fatalf("check with a fake SMTP server: exit %d\n%s", code, out)
 			}
 			err = waitHandshake(hs)

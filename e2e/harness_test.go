@@ -88,9 +88,10 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// startGateway writes a configuration for srv and starts latchkey serve.
-// The mail and SMS servers may be shared between gateways of one test.
-func startGateway(t testing.TB, srv *dirtest.Server, mail *notifytest.Mailpit, sms *notifytest.FakeTwilio, p params) *env {
+// writeConfig writes a gateway configuration for srv, mail and sms into a
+// new work directory (secrets in files next to it) and returns the
+// directory, the configuration's path and the port it listens on.
+func writeConfig(t testing.TB, srv *dirtest.Server, mail *notifytest.Mailpit, sms *notifytest.FakeTwilio, p params) (work, cfgPath string, port int) {
 	t.Helper()
 	if p.MethodsRequired == 0 {
 		p.MethodsRequired = 1
@@ -101,7 +102,7 @@ func startGateway(t testing.TB, srv *dirtest.Server, mail *notifytest.Mailpit, s
 	if p.Methods == "" {
 		p.Methods = "email, sms"
 	}
-	work := t.TempDir()
+	work = t.TempDir()
 	write := func(name, content string) string {
 		path := filepath.Join(work, name)
 		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
@@ -109,7 +110,7 @@ func startGateway(t testing.TB, srv *dirtest.Server, mail *notifytest.Mailpit, s
 		}
 		return path
 	}
-	port := freePort(t)
+	port = freePort(t)
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
 	key := make([]byte, 48)
 	rand.Read(key)
@@ -176,7 +177,15 @@ log:
 	if srv.DefaultPolicyDN != "" {
 		cfg = strings.Replace(cfg, "  timeout: 10s\n", "  timeout: 10s\n  default_policy_dn: "+q(srv.DefaultPolicyDN)+"\n", 1)
 	}
-	cfgPath := write("latchkey.yaml", cfg)
+	return work, write("latchkey.yaml", cfg), port
+}
+
+// startGateway writes a configuration for srv and starts latchkey serve.
+// The mail and SMS servers may be shared between gateways of one test.
+func startGateway(t testing.TB, srv *dirtest.Server, mail *notifytest.Mailpit, sms *notifytest.FakeTwilio, p params) *env {
+	t.Helper()
+	work, cfgPath, port := writeConfig(t, srv, mail, sms, p)
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
 	e := &env{t: t, dir: srv, mail: mail, sms: sms, base: base, work: work,
 		log: filepath.Join(work, "latchkey.log"), audit: filepath.Join(work, "audit.log")}
 	logf, err := os.Create(e.log)

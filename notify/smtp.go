@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/wneessen/go-mail"
+
+	"github.com/latchkeyhq/latchkey/internal/tlsdiag"
 )
 
 // SMTP TLS modes accepted in SMTPConfig.TLS.
@@ -245,21 +247,83 @@ func (s *SMTP) SendEmail(ctx context.Context, e Email) error {
 	return nil
 }
 
+// Stages of an SMTP check, CheckError.Stage: which step failed.
+const (
+	StageConnect = "connect" // no TCP connection to host:port
+	StageTLS     = "tls"     // STARTTLS missing, handshake failed or certificate not trusted
+	StageAuth    = "auth"    // SMTP AUTH refused or impossible
+	StageSMTP    = "smtp"    // anything else the server answered
+)
+
+// CheckError is the error of Check: the stage that failed, an explanation
+// (for a certificate: unknown authority, or the names it holds), and the
+// cause. It never holds the password.
+type CheckError struct {
+	Stage  string
+	Addr   string // host:port
+	Detail string
+	// TLSKind is the certificate problem (tlsdiag kinds: unknown_authority,
+	// name_mismatch, expired, ...) when Stage is StageTLS and the
+	// certificate was the problem.
+	TLSKind string
+	Err     error
+}
+
+func (e *CheckError) Error() string {
+	return fmt.Sprintf("notify: smtp check %s: %s: %s", e.Addr, e.Stage, e.Detail)
+}
+
+func (e *CheckError) Unwrap() error { return e.Err }
+
 // Check connects, says EHLO, performs STARTTLS and AUTH as configured, and
-// quits without sending. It is the SMTP step of `latchkey check`.
+// quits without sending. It is the SMTP step of `latchkey check`. Failures
+// are a *CheckError saying which stage failed.
 func (s *SMTP) Check(ctx context.Context) error {
+	fail := func(stage string, err error) error {
+		err = s.scrub(err)
+		ce := &CheckError{Stage: stage, Addr: s.addr(), Detail: err.Error(), Err: err}
+		if stage == StageTLS && tlsdiag.IsCertError(err) {
+			p := tlsdiag.Describe(err)
+			ce.Detail, ce.TLSKind = p.Message, string(p.Kind)
+		}
+		return ce
+	}
 	c, err := s.client(ctx)
 	if err != nil {
 		return fmt.Errorf("notify: smtp check: %w", err)
 	}
 	sc, err := c.DialToSMTPClientWithContext(ctx)
 	if err != nil {
-		return fmt.Errorf("notify: smtp check %s: %w", s.addr(), s.scrub(err))
+		return fail(smtpStage(err), err)
 	}
 	if err := c.CloseWithSMTPClient(sc); err != nil {
-		return fmt.Errorf("notify: smtp check %s: %w", s.addr(), s.scrub(err))
+		return fail(StageSMTP, err)
 	}
 	return nil
+}
+
+// smtpStage says which step of go-mail's dial (greeting, EHLO, STARTTLS,
+// AUTH) an error came from.
+func smtpStage(err error) string {
+	var rh tls.RecordHeaderError
+	var alert tls.AlertError
+	var oe *net.OpError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &oe) && oe.Op == "dial":
+		return StageConnect
+	case tlsdiag.IsCertError(err), errors.As(err, &rh), errors.As(err, &alert),
+		strings.Contains(msg, "STARTTLS"), strings.HasPrefix(msg, "tls:"), strings.Contains(msg, " tls: "):
+		return StageTLS
+	case errors.Is(err, mail.ErrNoSupportedAuthDiscovered), strings.Contains(msg, "SMTP AUTH"),
+		strings.Contains(msg, "SMTP Auth"), strings.Contains(msg, "authentication"):
+		return StageAuth
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return StageConnect
+	}
+	return StageSMTP
 }
 
 func (s *SMTP) addr() string {

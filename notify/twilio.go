@@ -209,3 +209,67 @@ func (t *Twilio) Send(ctx context.Context, m SMS) (sid string, err error) {
 		slog.String("sid", ok.SID), slog.String("status", ok.Status), slog.String("to", MaskPhone(m.To)))
 	return ok.SID, nil
 }
+
+// TwilioAccount is what CheckCredentials read from the account resource.
+type TwilioAccount struct {
+	SID string
+	// Status is "active", "suspended" or "closed".
+	Status string
+	// Type is "Trial" or "Full"; a trial account only sends to verified numbers.
+	Type         string
+	FriendlyName string
+}
+
+// CheckCredentials proves the credentials without sending anything: an
+// authenticated GET of the account resource,
+// GET {base_url}/2010-04-01/Accounts/{AccountSid}.json. A refusal is a
+// *ProviderError (401/20003: wrong account_sid or auth_token; 404/20404: no
+// such account). Twilio's answer also holds the auth token; it is neither
+// kept nor returned. An API key (APIKeySID) may not read the account
+// resource on Twilio; the check then reports its refusal.
+func (t *Twilio) CheckCredentials(ctx context.Context) (TwilioAccount, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.cfg.Timeout)
+	defer cancel()
+	u := strings.TrimSuffix(t.endpoint, "/Messages.json") + ".json"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return TwilioAccount{}, fmt.Errorf("notify: twilio: %w", err)
+	}
+	user := t.cfg.AccountSID
+	if t.cfg.APIKeySID != "" {
+		user = t.cfg.APIKeySID
+	}
+	req.SetBasicAuth(user, t.cfg.AuthToken)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "latchkey-notify")
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return TwilioAccount{}, fmt.Errorf("notify: twilio: %w", scrubSecrets(redactURLError(err), t.cfg.AuthToken))
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return TwilioAccount{}, fmt.Errorf("notify: twilio: reading response: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		pe := &ProviderError{Provider: "twilio", HTTPStatus: resp.StatusCode}
+		var te twilioError
+		if json.Unmarshal(body, &te) == nil {
+			pe.Code = te.Code
+			if strings.HasPrefix(te.MoreInfo, "https://") && len(te.MoreInfo) < 200 {
+				pe.MoreInfo = te.MoreInfo
+			}
+		}
+		return TwilioAccount{}, pe
+	}
+	var a struct {
+		SID          string `json:"sid"`
+		Status       string `json:"status"`
+		Type         string `json:"type"`
+		FriendlyName string `json:"friendly_name"`
+	}
+	if err := json.Unmarshal(body, &a); err != nil || a.SID != t.cfg.AccountSID {
+		return TwilioAccount{}, fmt.Errorf("notify: twilio: HTTP %d without the account %s", resp.StatusCode, t.cfg.AccountSID)
+	}
+	return TwilioAccount{SID: a.SID, Status: a.Status, Type: a.Type, FriendlyName: a.FriendlyName}, nil
+}

@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -233,4 +235,27 @@ func VerifyWebhookSignature(secret, header string, body []byte, now time.Time, t
 		}
 	}
 	return fmt.Errorf("%w: no matching signature", ErrBadSignature)
+}
+
+// CheckReachable opens a TCP connection to the webhook's host and port and
+// closes it: all that can be checked without sending a message (the
+// receiver's answer to a real request is not known until one is sent).
+func (w *Webhook) CheckReachable(ctx context.Context) error {
+	u, err := url.Parse(w.cfg.URL)
+	if err != nil {
+		return fmt.Errorf("notify: webhook: %w", err)
+	}
+	port := u.Port()
+	if port == "" {
+		port = "443"
+		if u.Scheme == "http" {
+			port = "80"
+		}
+	}
+	d := net.Dialer{Timeout: w.cfg.Timeout}
+	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(u.Hostname(), port))
+	if err != nil {
+		return fmt.Errorf("notify: webhook: %w", err)
+	}
+	return conn.Close()
 }

@@ -2,7 +2,7 @@
 //
 //	latchkey demo                   try it out: embedded directory, loopback only
 //	latchkey serve --config FILE    run the gateway
-//	latchkey check --config FILE    preflight: configuration, directory, store, SMTP
+//	latchkey check --config FILE    preflight: configuration, directory, store, SMTP, SMS
 //	latchkey migrate --config FILE  apply the store's schema migrations, print the version
 //	latchkey version
 //
@@ -70,7 +70,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "configuration file (YAML); every key can also be set as LATCHKEY_<SECTION>_<KEY>")
+	var copts checkOptions
+	if cmd == "check" {
+		copts.register(fs)
+		fs.Usage = func() {}
+	}
 	if err := fs.Parse(rest); err != nil {
+		if cmd == "check" {
+			if errors.Is(err, flag.ErrHelp) {
+				checkHelp(stdout, fs)
+				return exitOK
+			}
+			checkHelp(stderr, fs)
+		}
+		return exitConfig
+	}
+	if copts.TryReset && copts.Canary == "" {
+		fmt.Fprintln(stderr, "latchkey: --try-reset needs --canary USER")
 		return exitConfig
 	}
 	cfg, code := loadConfig(*path, stderr)
@@ -81,7 +97,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	switch cmd {
 	case "check":
-		return check(ctx, cfg, stdout)
+		return check(ctx, cfg, *path, copts, stdout)
 	case "migrate":
 		return migrate(ctx, cfg, stdout, stderr)
 	}
@@ -92,7 +108,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   latchkey demo                   try it: an embedded directory, everything on 127.0.0.1 (not for production)
   latchkey serve --config FILE    run the gateway
-  latchkey check --config FILE    check configuration, directory, store and SMTP
+  latchkey check --config FILE    preflight: directory, TLS, rights, store, SMTP, SMS
+                                  (latchkey check --help for its flags)
   latchkey migrate --config FILE  apply the store's schema migrations and print the version
   latchkey version                print the version
 `)
@@ -397,58 +414,4 @@ func purge(ctx context.Context, st store.Store, log *slog.Logger) {
 			}
 		}
 	}
-}
-
-// check is the preflight: every line says what was checked and how it went.
-func check(ctx context.Context, cfg *config.Config, stdout io.Writer) int {
-	failed := false
-	report := func(name string, err error, detail string) {
-		if err != nil {
-			failed = true
-			fmt.Fprintf(stdout, "FAIL  %-10s %v\n", name, err)
-			return
-		}
-		fmt.Fprintf(stdout, "ok    %-10s %s\n", name, detail)
-	}
-	report("config", nil, "valid")
-	for _, w := range cfg.Warnings {
-		fmt.Fprintf(stdout, "warn  %-10s %s\n", "config", w.String())
-	}
-	log := slog.New(slog.DiscardHandler)
-	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	dir, err := directory.Open(dctx, directoryConfig(cfg), log)
-	cancel()
-	if err != nil {
-		report("directory", err, "")
-	} else {
-		info := dir.Info()
-		report("directory", nil, fmt.Sprintf("%s at %s (service bind, RootDSE read)", info.Flavor, info.URL))
-		for _, w := range info.Warnings {
-			fmt.Fprintf(stdout, "warn  %-10s %s\n", "directory", w)
-		}
-		dir.Close()
-	}
-	if st, err := openStore(ctx, cfg); err != nil {
-		report("store", err, "")
-	} else {
-		report("store", st.Ping(ctx), cfg.Store.Driver)
-		st.Close()
-	}
-	if cfg.Email.Enabled {
-		m, err := notify.NewSMTP(smtpConfig(cfg), log)
-		if err == nil {
-			cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-			err = m.Check(cctx)
-			cancel()
-		}
-		report("smtp", err, cfg.SMTP.Host)
-	}
-	if cfg.SMS.Enabled {
-		_, err := smsSender(cfg, log)
-		report("sms", err, cfg.SMS.Provider+" configured (no message sent)")
-	}
-	if failed {
-		return exitFail
-	}
-	return exitOK
 }

@@ -26,6 +26,22 @@ type Certs struct {
 // 127.0.0.1, the machine's hostname (libldap checks it instead of
 // "localhost") and extra DNS names, in dir.
 func WriteCerts(dir string, extraDNS ...string) (*Certs, error) {
+	dns := []string{"localhost"}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		dns = append(dns, h)
+	}
+	return writeCerts(dir, append(dns, extraDNS...), []net.IP{net.ParseIP("127.0.0.1")})
+}
+
+// WriteCertsFor is WriteCerts with a server certificate valid for exactly
+// these DNS names and no IP address. With no names it has no subject
+// alternative name at all, only CN=localhost, like the certificate Samba
+// generates for itself: TLS clients that ignore the CN (Go's) refuse it.
+func WriteCertsFor(dir string, dns ...string) (*Certs, error) {
+	return writeCerts(dir, dns, nil)
+}
+
+func writeCerts(dir string, dns []string, ips []net.IP) (*Certs, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -52,11 +68,6 @@ func WriteCerts(dir string, extraDNS ...string) (*Certs, error) {
 	if err != nil {
 		return nil, err
 	}
-	dns := []string{"localhost"}
-	if h, err := os.Hostname(); err == nil && h != "" {
-		dns = append(dns, h)
-	}
-	dns = append(dns, extraDNS...)
 	tpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2),
 		Subject:      pkix.Name{CommonName: "localhost"},
@@ -65,7 +76,7 @@ func WriteCerts(dir string, extraDNS ...string) (*Certs, error) {
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		DNSNames:     dns,
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		IPAddresses:  ips,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tpl, ca, &key.PublicKey, caKey)
 	if err != nil {

@@ -43,6 +43,10 @@ type Server struct {
 	ServicePassword string
 	AdminDN         string
 	AdminPassword   string
+	// ReadOnlyDN and ReadOnlyPassword are an account that may read the
+	// users but not reset their passwords: OpenLDAP's cn=sspr-readonly
+	// (read on everything, no access to userPassword), AD's plain user bob.
+	ReadOnlyDN, ReadOnlyPassword string
 	// DefaultPolicyDN is the OpenLDAP ppolicy_default entry ("" on AD).
 	DefaultPolicyDN string
 	// SpecialUser is a seeded username full of filter metacharacters.

@@ -27,11 +27,23 @@ type Option func(*options)
 
 type options struct {
 	referral string
+	// certNames, when set, are the only DNS names of the server certificate
+	certNames    []string
+	certNamesSet bool
 }
 
 // WithReferral makes slapd answer every operation outside its naming
 // context with a referral to url (slapd's global "referral" directive).
 func WithReferral(url string) Option { return func(o *options) { o.referral = url } }
+
+// WithCertNames gives slapd a server certificate valid for exactly these DNS
+// names and no IP address (the test CA still signs it; Server.CAFile
+// verifies it). With no names the certificate has no subject alternative
+// name, only CN=localhost. Admin, UserBind and Modify, which connect to
+// 127.0.0.1 over LDAPS, do not work on such a server.
+func WithCertNames(dns ...string) Option {
+	return func(o *options) { o.certNames, o.certNamesSet = dns, true }
+}
 
 // StartOpenLDAP starts a seeded slapd on free loopback ports (ldap:// with
 // StartTLS, and ldaps://) in a temporary directory, stopped at cleanup.
@@ -58,7 +70,12 @@ func RunOpenLDAP(dir string) (s *Server, stop func(), err error) {
 }
 
 func runOpenLDAP(dir string, o options) (s *Server, stop func(), err error) {
-	certs, err := WriteCerts(filepath.Join(dir, "certs"))
+	var certs *Certs
+	if o.certNamesSet {
+		certs, err = WriteCertsFor(filepath.Join(dir, "certs"), o.certNames...)
+	} else {
+		certs, err = WriteCerts(filepath.Join(dir, "certs"))
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -78,15 +95,17 @@ func runOpenLDAP(dir string, o options) (s *Server, stop func(), err error) {
 	}
 	s = &Server{
 		Flavor: directory.OpenLDAP, Dir: dir, CAFile: certs.CAFile, CAPEM: certs.CAPEM,
-		BaseDN:          "dc=example,dc=org",
-		UserFilter:      "(&(objectClass=inetOrgPerson)(uid={username}))",
-		ServiceDN:       "cn=sspr,ou=services,dc=example,dc=org",
-		ServicePassword: "ssprpw-Secret1",
-		AdminDN:         "cn=admin,dc=example,dc=org",
-		AdminPassword:   "adminpw",
-		DefaultPolicyDN: "cn=default,ou=policies,dc=example,dc=org",
-		SpecialUser:     `d*v(e)\`,
-		UnicodeUser:     "josé",
+		BaseDN:           "dc=example,dc=org",
+		UserFilter:       "(&(objectClass=inetOrgPerson)(uid={username}))",
+		ServiceDN:        "cn=sspr,ou=services,dc=example,dc=org",
+		ServicePassword:  "ssprpw-Secret1",
+		AdminDN:          "cn=admin,dc=example,dc=org",
+		AdminPassword:    "adminpw",
+		ReadOnlyDN:       "cn=sspr-readonly,ou=services,dc=example,dc=org",
+		ReadOnlyPassword: "ssprpw-Secret1",
+		DefaultPolicyDN:  "cn=default,ou=policies,dc=example,dc=org",
+		SpecialUser:      `d*v(e)\`,
+		UnicodeUser:      "josé",
 	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {

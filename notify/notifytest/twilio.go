@@ -78,7 +78,16 @@ type TwilioError struct {
 // On success it answers 201 with a JSON body shaped like Twilio's (sid
 // "SM…", status "queued", or "accepted" with a messaging service).
 //
-// Not modelled: the list and fetch endpoints, status callbacks, media,
+// It also serves the account resource, GET /2010-04-01/Accounts/{AccountSid}.json
+// (what `latchkey check` reads to prove the credentials without sending),
+// with the same authentication rules, answering 200 and Twilio's account
+// JSON (status AccountStatus, type AccountType; like Twilio's, it includes
+// the auth token). Other methods on it are 405/20004 here (Twilio allows a
+// POST to update the account; that is not modelled). Twilio documents that
+// standard API keys cannot use the /Accounts resource; the fake answers an
+// API key there with 401/20003 (the exact status Twilio uses is not verified).
+//
+// Not modelled: the message list and fetch endpoints, status callbacks, media,
 // scheduling, per-country sender rules, rate limits (inject them with
 // FailNext), and Twilio's own request signing of webhooks.
 type FakeTwilio struct {
@@ -91,6 +100,9 @@ type FakeTwilio struct {
 	// From is a sender the account owns; MessagingServiceSID a service it owns.
 	From                string
 	MessagingServiceSID string
+	// AccountStatus ("active", "suspended", "closed") and AccountType
+	// ("Full", "Trial") are what the account resource answers.
+	AccountStatus, AccountType string
 
 	srv     *httptest.Server
 	senders map[string]bool
@@ -136,6 +148,8 @@ func StartTwilio(t testing.TB, opts ...TwilioOption) *FakeTwilio {
 		APIKeySecret:        randHex(16),
 		MessagingServiceSID: "MG" + randHex(16),
 		From:                TwilioTestFrom,
+		AccountStatus:       "active",
+		AccountType:         "Full",
 		senders:             map[string]bool{TwilioTestFrom: true},
 		changed:             make(chan struct{}),
 		release:             make(chan struct{}),
@@ -228,6 +242,7 @@ func twilioErr(status, code int, msg string) TwilioError {
 
 var (
 	twilioPath   = regexp.MustCompile(`^/2010-04-01/Accounts/([^/]+)/Messages\.json$`)
+	accountPath  = regexp.MustCompile(`^/2010-04-01/Accounts/([^/]+)\.json$`)
 	reServiceSID = regexp.MustCompile(`^MG[0-9a-fA-F]{32}$`)
 )
 
@@ -259,6 +274,10 @@ func (f *FakeTwilio) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		(ctEqual(user, f.APIKeySID) && ctEqual(pass, f.APIKeySecret)))
 	if !authed {
 		f.reject(w, twilioErr(401, 20003, "Authenticate"))
+		return
+	}
+	if a := accountPath.FindStringSubmatch(r.URL.Path); a != nil {
+		f.serveAccount(w, r, a[1], ctEqual(user, f.AccountSID))
 		return
 	}
 	m := twilioPath.FindStringSubmatch(r.URL.Path)
@@ -403,6 +422,33 @@ func (f *FakeTwilio) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		"subresource_uris":      map[string]string{"media": uri + "/Media.json"},
 		"to":                    to,
 		"uri":                   uri + ".json",
+	})
+}
+
+// serveAccount answers GET /2010-04-01/Accounts/{sid}.json for an
+// authenticated request.
+func (f *FakeTwilio) serveAccount(w http.ResponseWriter, r *http.Request, sid string, asAccount bool) {
+	if sid != f.AccountSID || !asAccount {
+		f.reject(w, twilioErr(401, 20003, "Authenticate"))
+		return
+	}
+	if r.Method != http.MethodGet {
+		f.reject(w, twilioErr(405, 20004, "Method not allowed"))
+		return
+	}
+	uri := "/2010-04-01/Accounts/" + f.AccountSID
+	date := time.Now().UTC().Format("Mon, 02 Jan 2006 15:04:05 -0700")
+	writeJSON(w, http.StatusOK, map[string]any{
+		"auth_token":        f.AuthToken,
+		"date_created":      date,
+		"date_updated":      date,
+		"friendly_name":     "latchkey notifytest",
+		"owner_account_sid": f.AccountSID,
+		"sid":               f.AccountSID,
+		"status":            f.AccountStatus,
+		"subresource_uris":  map[string]string{"messages": uri + "/Messages.json"},
+		"type":              f.AccountType,
+		"uri":               uri + ".json",
 	})
 }
 

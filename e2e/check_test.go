@@ -1,0 +1,455 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/latchkeyhq/latchkey/directory/dirtest"
+)
+
+// checkResult is one entry of `latchkey check --json`.
+type checkResult struct {
+	Check   string `json:"check"`
+	Status  string `json:"status"`
+	Message string `json:"message"`
+	Fix     string `json:"fix"`
+}
+
+// runCheck runs `latchkey check --config cfg args...` and returns its
+// standard output and exit code.
+func runCheck(t *testing.T, cfg string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"check", "--config", cfg}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	if errb.Len() > 0 {
+		t.Logf("stderr: %s", errb.String())
+	}
+	return out.String(), code
+}
+
+// checkJSON runs check with --json and decodes the results.
+func checkJSON(t *testing.T, cfg string, args ...string) ([]checkResult, int) {
+	t.Helper()
+	out, code := runCheck(t, cfg, append(args, "--json")...)
+	var rs []checkResult
+	if err := json.Unmarshal([]byte(out), &rs); err != nil {
+		t.Fatalf("check --json printed no JSON array (%v):\n%s", err, out)
+	}
+	// every object has exactly the four keys
+	var raw []map[string]any
+	_ = json.Unmarshal([]byte(out), &raw)
+	for _, r := range raw {
+		if len(r) != 4 || r["check"] == nil || r["status"] == nil || r["message"] == nil || r["fix"] == nil {
+			t.Fatalf("result without check/status/message/fix: %v", r)
+		}
+	}
+	for _, r := range rs {
+		if r.Status != "OK" && r.Status != "WARN" && r.Status != "FAIL" {
+			t.Fatalf("status %q: %+v", r.Status, r)
+		}
+		if r.Status != "OK" && r.Fix == "" {
+			t.Errorf("%s %s without a fix: %s", r.Status, r.Check, r.Message)
+		}
+	}
+	return rs, code
+}
+
+func dump(rs []checkResult) string {
+	var b strings.Builder
+	for _, r := range rs {
+		fmt.Fprintf(&b, "%-4s %s: %s | fix: %s\n", r.Status, r.Check, r.Message, r.Fix)
+	}
+	return b.String()
+}
+
+// wantResult finds a result of check with status whose message contains
+// every string of msg and whose fix contains fix.
+func wantResult(t *testing.T, rs []checkResult, check, status string, fix string, msg ...string) checkResult {
+	t.Helper()
+next:
+	for _, r := range rs {
+		if r.Check != check || r.Status != status || !strings.Contains(r.Fix, fix) {
+			continue
+		}
+		for _, m := range msg {
+			if !strings.Contains(r.Message, m) {
+				continue next
+			}
+		}
+		return r
+	}
+	t.Fatalf("no %s %s with %q and fix %q in:\n%s", status, check, msg, fix, dump(rs))
+	return checkResult{}
+}
+
+// wantNo fails if a result of check has status.
+func wantNo(t *testing.T, rs []checkResult, check, status string) {
+	t.Helper()
+	for _, r := range rs {
+		if r.Check == check && r.Status == status {
+			t.Fatalf("unexpected %s %s: %s\n%s", status, check, r.Message, dump(rs))
+		}
+	}
+}
+
+// variant writes a copy of the configuration with each old string (which
+// must occur) replaced by the following new one.
+func variant(t *testing.T, cfg string, pairs ...string) string {
+	t.Helper()
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for i := 0; i < len(pairs); i += 2 {
+		if !strings.Contains(s, pairs[i]) {
+			t.Fatalf("configuration has no %q:\n%s", pairs[i], s)
+		}
+		s = strings.ReplaceAll(s, pairs[i], pairs[i+1])
+	}
+	f, err := os.CreateTemp(filepath.Dir(cfg), "variant-*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(s); err != nil {
+		t.Fatal(err)
+	}
+	return f.Name()
+}
+
+func writeSecret(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func statuses(rs []checkResult) map[string]int {
+	n := map[string]int{}
+	for _, r := range rs {
+		n[r.Status]++
+	}
+	return n
+}
+
+func TestCheckOpenLDAP(t *testing.T) {
+	srv := dirtest.StartOpenLDAP(t)
+	mail, sms := startMail(t)
+	work, cfg, _ := writeConfig(t, srv, mail, sms, params{})
+	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+
+	t.Run("AllOKWithCanaryAndTryReset", func(t *testing.T) {
+		rs, code := checkJSON(t, cfg, "--canary", "carol", "--try-reset")
+		if code != 0 {
+			t.Fatalf("exit %d:\n%s", code, dump(rs))
+		}
+		if n := statuses(rs); n["WARN"] != 0 || n["FAIL"] != 0 {
+			t.Fatalf("not all OK:\n%s", dump(rs))
+		}
+		for _, c := range []string{"config", "directory.reach", "directory.tls", "directory.bind", "directory.capabilities",
+			"directory.base_dn", "directory.canary", "directory.policy", "directory.reset_right", "store", "smtp", "sms"} {
+			wantResult(t, rs, c, "OK", "")
+		}
+		wantResult(t, rs, "directory.tls", "OK", "", "certificate for DNS:localhost", "IP:127.0.0.1")
+		for _, g := range []string{"policy.groups[0]", "policy.exclude_groups[0]", "policy.tiers[0].groups[0]"} {
+			wantResult(t, rs, "directory.group", "OK", "", g)
+		}
+		wantResult(t, rs, "directory.reset_right", "OK", "", `"carol"`, "password was changed")
+		wantResult(t, rs, "sms", "OK", "", "accepted the credentials", "no message sent")
+		// the reset happened: carol's seeded password is gone
+		if err := srv.UserBind("carol", srv.Password("carol")); err == nil {
+			t.Fatal("carol's old password still binds: nothing was reset")
+		}
+		if n := len(sms.Messages()); n != 0 {
+			t.Fatalf("the SMS check sent %d messages", n)
+		}
+		out, _ := json.Marshal(rs)
+		for _, secret := range []string{twilioToken, srv.ServicePassword} {
+			if strings.Contains(string(out), secret) {
+				t.Fatalf("the output holds a secret")
+			}
+		}
+	})
+
+	t.Run("TextWithoutCanary", func(t *testing.T) {
+		out, code := runCheck(t, cfg)
+		if code != 0 {
+			t.Fatalf("exit %d:\n%s", code, out)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		for _, l := range lines[:len(lines)-1] {
+			if !strings.HasPrefix(l, "OK  ") && !strings.HasPrefix(l, "WARN") && !strings.HasPrefix(l, "FAIL") {
+				t.Fatalf("line without a status: %q", l)
+			}
+			if !strings.HasPrefix(l, "OK") && !strings.Contains(l, " -- fix: ") {
+				t.Fatalf("WARN/FAIL line without a fix: %q", l)
+			}
+		}
+		for _, want := range []string{"WARN  directory.canary", "not tried: no --canary USER given", "-- fix: run latchkey check --canary USER",
+			"WARN  directory.reset_right", "OK    directory.bind", "0 FAIL"} {
+			if !strings.Contains(out, want) {
+				t.Fatalf("no %q in:\n%s", want, out)
+			}
+		}
+	})
+
+	t.Run("StartTLS", func(t *testing.T) {
+		c := variant(t, cfg, "urls: ["+q(srv.LDAPSURL)+"]", "urls: ["+q(srv.URL)+"]\n  start_tls: true")
+		rs, code := checkJSON(t, c)
+		if code != 0 {
+			t.Fatalf("exit %d:\n%s", code, dump(rs))
+		}
+		wantResult(t, rs, "directory.tls", "OK", "", srv.URL, "TLS 1.")
+	})
+
+	t.Run("OneURLUnreachable", func(t *testing.T) {
+		dead := "ldaps://127.0.0.1:" + strconv.Itoa(freePort(t))
+		c := variant(t, cfg, "urls: ["+q(srv.LDAPSURL)+"]", "urls: ["+q(dead)+", "+q(srv.LDAPSURL)+"]")
+		rs, code := checkJSON(t, c)
+		if code != 1 {
+			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
+		}
+		wantResult(t, rs, "directory.reach", "FAIL", "directory.urls[0]", dead, "connection refused")
+		wantResult(t, rs, "directory.reach", "OK", "", srv.LDAPSURL)
+		wantResult(t, rs, "directory.bind", "OK", "", srv.LDAPSURL) // failover to the second
+	})
+
+	t.Run("WrongCA", func(t *testing.T) {
+		other, err := dirtest.WriteCerts(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := variant(t, cfg, "ca_file: "+q(srv.CAFile), "ca_file: "+q(other.CAFile))
+		rs, code := checkJSON(t, c)
+		if code != 1 {
+			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
+		}
+		wantResult(t, rs, "directory.tls", "FAIL", "set directory.ca_file to the CA certificate that signed", "unknown authority", `issuer "CN=Latchkey Test CA"`)
+		wantNo(t, rs, "directory.tls", "OK")
+		wantResult(t, rs, "directory.bind", "FAIL", "directory.tls", "not checked")
+	})
+
+	t.Run("WrongBindPassword", func(t *testing.T) {
+		c := variant(t, cfg, filepath.Join(work, "bind.pw"), writeSecret(t, "not-the-password"))
+		rs, code := checkJSON(t, c)
+		if code != 1 {
+			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
+		}
+		wantResult(t, rs, "directory.bind", "FAIL", "directory.bind_password", "invalid credentials")
+		wantResult(t, rs, "directory.tls", "OK", "")
+	})
+
+	t.Run("WrongBaseDN", func(t *testing.T) {
+		c := variant(t, cfg, "base_dn: "+q(srv.BaseDN), `base_dn: "ou=nowhere,dc=example,dc=org"`)
+		rs, code := checkJSON(t, c, "--canary", "bob")
+		if code != 1 {
+			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
+		}
+		wantResult(t, rs, "directory.base_dn", "FAIL", "directory.base_dn", "ou=nowhere,dc=example,dc=org", "does not exist")
+		wantResult(t, rs, "directory.canary", "FAIL", "directory.user_filter", `base_dn "ou=nowhere,dc=example,dc=org"`, "(uid=bob)")
+	})
+
+	t.Run("AmbiguousCanary", func(t *testing.T) {
+		c := variant(t, cfg, "(uid={username})", "(sn={username})")
+		rs, code := checkJSON(t, c, "--canary", "Twin")
+		if code != 1 {
+			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
+		}
+		wantResult(t, rs, "directory.canary", "FAIL", "directory.user_filter", "ambiguous", "(sn=Twin)")
+	})
+
+	t.Run("MissingGroup", func(t *testing.T) {
+		c := variant(t, cfg, "groups: ["+q(srv.Group("staff"))+"]", `groups: ["cn=no-such-group,ou=groups,dc=example,dc=org"]`)
+		rs, code := checkJSON(t, c)
+		if code != 1 {
+			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
+		}
+		wantResult(t, rs, "directory.group", "FAIL", "correct policy.groups[0]", "policy.groups[0]", "cn=no-such-group", "does not exist")
+		wantResult(t, rs, "directory.group", "OK", "", "policy.tiers[0].groups[0]")
+	})
+
+	t.Run("NoResetRight", func(t *testing.T) {
+		c := variant(t, cfg, "bind_dn: "+q(srv.ServiceDN), "bind_dn: "+q(srv.ReadOnlyDN),
+			filepath.Join(work, "bind.pw"), writeSecret(t, srv.ReadOnlyPassword))
+		rs, code := checkJSON(t, c, "--canary", "bob", "--try-reset")
+		if code != 1 {
+			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
+		}
+		wantResult(t, rs, "directory.bind", "OK", "", srv.ReadOnlyDN)
+		wantResult(t, rs, "directory.canary", "OK", "", "uid=bob")
+		wantResult(t, rs, "directory.reset_right", "FAIL", "=wx", "may not reset", "insufficient access")
+		if err := srv.UserBind("bob", srv.Password("bob")); err != nil {
+			t.Fatalf("bob's password changed after all: %v", err)
+		}
+		// without --try-reset OpenLDAP offers nothing read-only: WARN, not OK
+		rs, _ = checkJSON(t, c, "--canary", "bob")
+		wantResult(t, rs, "directory.reset_right", "WARN", "--try-reset", "no read-only test")
+	})
+
+	t.Run("SMTPDown", func(t *testing.T) {
+		c := variant(t, cfg, "port: "+strconv.Itoa(mail.SMTPPort), "port: "+strconv.Itoa(freePort(t)))
+		rs, code := checkJSON(t, c)
+		if code != 1 {
+			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
+		}
+		wantResult(t, rs, "smtp", "FAIL", "smtp.host and smtp.port", "connect failed", "connection refused")
+	})
+
+	t.Run("BadSMSCredentials", func(t *testing.T) {
+		c := variant(t, cfg, filepath.Join(work, "twilio.token"), writeSecret(t, "wrong-twilio-auth-token-000000000"))
+		rs, code := checkJSON(t, c)
+		if code != 1 {
+			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
+		}
+		wantResult(t, rs, "sms", "FAIL", "sms.twilio.auth_token", "refused the credentials", "401", "20003")
+		if n := len(sms.Messages()); n != 0 {
+			t.Fatalf("the SMS check sent %d messages", n)
+		}
+		// the text form says the same on one line
+		out, code := runCheck(t, c)
+		if code != 1 || !strings.Contains(out, "FAIL  sms") || !strings.Contains(out, "-- fix: set sms.twilio.account_sid and sms.twilio.auth_token") {
+			t.Fatalf("exit %d:\n%s", code, out)
+		}
+	})
+
+	t.Run("Flags", func(t *testing.T) {
+		if out, code := runCheck(t, cfg, "--try-reset"); code != 2 {
+			t.Fatalf("--try-reset without --canary: exit %d\n%s", code, out)
+		}
+		out, code := runCheck(t, cfg, "--help")
+		if code != 0 {
+			t.Fatalf("--help: exit %d", code)
+		}
+		for _, want := range []string{"-canary", "-try-reset", "-json", "changes its password", "directory.reset_right", "Exit status"} {
+			if !strings.Contains(out, want) {
+				t.Fatalf("--help lacks %q:\n%s", want, out)
+			}
+		}
+		bad := variant(t, cfg, "methods_required: 1", "methods_required: 7")
+		if out, code := runCheck(t, bad); code != 2 {
+			t.Fatalf("invalid configuration: exit %d\n%s", code, out)
+		}
+	})
+}
+
+// TestCheckCertificateNames runs check against slapds whose certificates
+// lack the name the gateway connects to.
+func TestCheckCertificateNames(t *testing.T) {
+	mail, sms := startMail(t)
+	t.Run("OtherName", func(t *testing.T) {
+		srv := dirtest.StartOpenLDAP(t, dirtest.WithCertNames("ldap.example.org"))
+		_, cfg, _ := writeConfig(t, srv, mail, sms, params{})
+		rs, code := checkJSON(t, cfg)
+		if code != 1 {
+			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
+		}
+		wantResult(t, rs, "directory.tls", "FAIL", "change the host in directory.urls[0] to a name the certificate holds (DNS:ldap.example.org)",
+			"valid for DNS:ldap.example.org, not 127.0.0.1 (the IP address connected to)")
+		for _, r := range rs {
+			if r.Check == "directory.tls" && strings.Contains(r.Message, "unknown authority") {
+				t.Fatalf("the right CA reported as unknown: %s", r.Message)
+			}
+		}
+	})
+	t.Run("NoSAN", func(t *testing.T) {
+		srv := dirtest.StartOpenLDAP(t, dirtest.WithCertNames())
+		_, cfg, _ := writeConfig(t, srv, mail, sms, params{})
+		rs, code := checkJSON(t, cfg)
+		if code != 1 {
+			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
+		}
+		wantResult(t, rs, "directory.tls", "FAIL", "subjectAltName for 127.0.0.1", "certificate has no SAN", `CN="localhost"`)
+		// StartTLS is inspected the same way
+		c := variant(t, cfg, "urls: [\""+srv.LDAPSURL+"\"]", "urls: [\""+srv.URL+"\"]\n  start_tls: true")
+		rs, _ = checkJSON(t, c)
+		wantResult(t, rs, "directory.tls", "FAIL", "subjectAltName", srv.URL, "certificate has no SAN")
+	})
+}
+
+func TestCheckActiveDirectory(t *testing.T) {
+	srv := dirtest.StartSamba(t)
+	mail, sms := startMail(t)
+	work, cfg, _ := writeConfig(t, srv, mail, sms, params{})
+	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+
+	t.Run("OKButNoPolicyHints", func(t *testing.T) {
+		rs, code := checkJSON(t, cfg, "--canary", "carol", "--try-reset")
+		if code != 0 {
+			t.Fatalf("exit %d:\n%s", code, dump(rs))
+		}
+		// Samba 4.17 lacks the policy hints control: the only WARN
+		wantResult(t, rs, "directory.capabilities", "WARN", "policy hints control", "policy hints control", "skip password history")
+		for _, r := range rs {
+			if r.Status != "OK" && r.Check != "directory.capabilities" {
+				t.Fatalf("not OK: %+v\n%s", r, dump(rs))
+			}
+		}
+		wantResult(t, rs, "directory.reset_right", "OK", "", `"carol"`, "password was changed")
+		wantResult(t, rs, "directory.policy", "OK", "", "domain", "no minimum age")
+		if err := srv.UserBind("carol", srv.Password("carol")); err == nil {
+			t.Fatal("carol's old password still binds: nothing was reset")
+		}
+	})
+
+	t.Run("ReadOnlyRightsCheck", func(t *testing.T) {
+		rs, _ := checkJSON(t, cfg, "--canary", "bob")
+		wantResult(t, rs, "directory.reset_right", "WARN", "--try-reset", "lockoutTime and pwdLastSet", "allowedAttributesEffective")
+	})
+
+	t.Run("NoResetRight", func(t *testing.T) {
+		c := variant(t, cfg, "bind_dn: "+q(srv.ServiceDN), "bind_dn: "+q(srv.ReadOnlyDN),
+			filepath.Join(work, "bind.pw"), writeSecret(t, srv.ReadOnlyPassword))
+		rs, code := checkJSON(t, c, "--canary", "erin")
+		if code != 1 {
+			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
+		}
+		wantResult(t, rs, "directory.reset_right", "FAIL", "Reset Password", "may not write lockoutTime, pwdLastSet")
+		rs, code = checkJSON(t, c, "--canary", "erin", "--try-reset")
+		if code != 1 {
+			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
+		}
+		wantResult(t, rs, "directory.reset_right", "FAIL", "delegate to "+srv.ReadOnlyDN, "may not reset", "insufficient access")
+		if err := srv.UserBind("erin", srv.Password("erin")); err != nil {
+			t.Fatalf("erin's password changed after all: %v", err)
+		}
+	})
+
+	t.Run("WrongBindPassword", func(t *testing.T) {
+		c := variant(t, cfg, filepath.Join(work, "bind.pw"), writeSecret(t, "Not-The-Password1!"))
+		rs, code := checkJSON(t, c)
+		if code != 1 {
+			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
+		}
+		wantResult(t, rs, "directory.bind", "FAIL", "directory.bind_password", "invalid credentials")
+	})
+
+	t.Run("MinPwdAge", func(t *testing.T) {
+		// one day, in AD's negative 100 ns units
+		srv.Modify(t, "dn: "+srv.BaseDN+"\nchangetype: modify\nreplace: minPwdAge\nminPwdAge: -864000000000\n")
+		rs, code := checkJSON(t, cfg)
+		if code != 0 {
+			t.Fatalf("exit %d:\n%s", code, dump(rs))
+		}
+		wantResult(t, rs, "directory.policy", "WARN", "--min-pwd-age=0", "minimum password age is 24h0m0s", "cannot reset again")
+	})
+}
