@@ -78,8 +78,8 @@ func StartOpenLDAP(t testing.TB, opts ...Option) *Server {
 // ldap:// URL as its rootdn, retrying every second), and waits until the
 // seeded entries have arrived. provider must have been started with
 // AsProvider. The replica is read-only: a write to it is refused with
-// "shadow context; no update referral" (53). It has its own certificate
-// from its own test CA (CAFile). Stopped at cleanup.
+// "shadow context; no update referral" (53). It serves the provider's
+// certificate, so the provider's CAFile verifies both. Stopped at cleanup.
 func StartReplica(t testing.TB, provider *Server) *Server {
 	t.Helper()
 	need(t, "slapd", "slaptest", "ldapadd")
@@ -230,6 +230,26 @@ func (s *Server) Restart(t testing.TB) {
 	t.Fatalf("dirtest: slapd did not restart: %v\n%s", err, tailString(string(log), 4000))
 }
 
+func copyCerts(from, to string) (*Certs, error) {
+	if err := os.MkdirAll(to, 0o755); err != nil {
+		return nil, err
+	}
+	for _, name := range []string{"ca.crt", "server.crt", "server.key"} {
+		b, err := os.ReadFile(filepath.Join(from, name)) // #nosec G304 -- the test provider's own files
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(to, name), b, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	pem, err := os.ReadFile(filepath.Join(to, "ca.crt")) // #nosec G304 -- written just above
+	if err != nil {
+		return nil, err
+	}
+	return &Certs{Dir: to, CAFile: filepath.Join(to, "ca.crt"), CAPEM: pem}, nil
+}
+
 func tailString(s string, n int) string {
 	if len(s) > n {
 		return s[len(s)-n:]
@@ -266,7 +286,11 @@ syncrepl rid=001
 
 func runOpenLDAP(dir string, o options) (s *Server, stop func(), err error) {
 	var certs *Certs
-	if o.certNamesSet {
+	if o.consumer != nil {
+		// the provider's certificate (valid for 127.0.0.1): one CA file
+		// verifies both servers
+		certs, err = copyCerts(filepath.Join(o.consumer.Dir, "certs"), filepath.Join(dir, "certs"))
+	} else if o.certNamesSet {
 		certs, err = WriteCertsFor(filepath.Join(dir, "certs"), o.certNames...)
 	} else {
 		certs, err = WriteCerts(filepath.Join(dir, "certs"))
