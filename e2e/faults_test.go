@@ -245,6 +245,9 @@ func TestStoreUnavailable(t *testing.T) {
 	_, smsID := e.register("carol", "carol.home@example.net", "+44 7700 900003")
 	f, _ := e.startReset("carol")
 	ctx := context.Background()
+	// notices of the registration may still be on their way: let them land
+	settleMail(t, mail)
+	time.Sleep(time.Second)
 	mail.DeleteAll(ctx)
 	sms.Reset()
 
