@@ -162,9 +162,20 @@ func isConnError(err error) bool {
 // withService runs f on a pooled service connection. A read (idempotent) is
 // retried once on a fresh connection (and so the next URL) when the pooled one
 // turned out to be dead; a write never is, so it cannot be applied twice.
+// The one exception is a write a read-only replica refused (the pool
+// failed over to it while the first server was down): it was not applied,
+// so it is tried once more on a freshly dialled connection, which goes to
+// the first server that answers in directory.urls order.
 func (c *Client) withService(ctx context.Context, op string, idempotent bool, f func(*ldap.Conn) error) error {
+	fresh := false
 	for attempt := 0; ; attempt++ {
-		conn, err := c.svc.get(ctx)
+		var conn *ldap.Conn
+		var err error
+		if fresh {
+			conn, err = c.svc.dialFresh(ctx)
+		} else {
+			conn, err = c.svc.get(ctx)
+		}
 		if err != nil {
 			return err
 		}
@@ -176,10 +187,22 @@ func (c *Client) withService(ctx context.Context, op string, idempotent bool, f 
 			}
 			return classify(op, err, nil)
 		}
-		c.svc.put(conn, true)
 		if err != nil {
-			return classify(op, err, nil)
+			de := classify(op, err, nil)
+			if de.Sub == subReplica || de.Sub == subReferral {
+				// this connection goes to a replica: drop it, so that the
+				// pool fails back to the first server once it is up
+				c.svc.put(conn, false)
+				if !idempotent && attempt == 0 {
+					fresh = true
+					continue
+				}
+				return de
+			}
+			c.svc.put(conn, true)
+			return de
 		}
+		c.svc.put(conn, true)
 		return nil
 	}
 }
@@ -324,6 +347,23 @@ func (p *pool) get(ctx context.Context) (*ldap.Conn, error) {
 			return nil, newErr("connect", ErrUnavailable)
 		}
 	}
+}
+
+// dialFresh takes a slot for a new connection, bypassing the idle ones.
+func (p *pool) dialFresh(ctx context.Context) (*ldap.Conn, error) {
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, newErr("connect", ErrUnavailable)
+	case <-p.done:
+		return nil, newErr("connect", ErrUnavailable)
+	}
+	conn, _, err := p.c.dial(ctx, p.service)
+	if err != nil {
+		<-p.slots
+		return nil, err
+	}
+	return conn, nil
 }
 
 func (p *pool) put(conn *ldap.Conn, healthy bool) {

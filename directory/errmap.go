@@ -94,8 +94,20 @@ func classify(op string, err error, ctrls []ldap.Control) *Error {
 		case ppPasswordExpired:
 			e.Kind = ErrPasswordExpired
 		}
-	case ldap.LDAPResultConstraintViolation, ldap.LDAPResultUnwillingToPerform:
+	case ldap.LDAPResultUnwillingToPerform:
+		if isReplicaRefusal(diag) {
+			// a read-only replica (slapd syncrepl consumer): the write was
+			// not applied; another server (the provider) may take it
+			e.Kind, e.Sub = ErrUnavailable, subReplica
+			break
+		}
 		e.Reason, e.Kind = policyKind(le.ResultCode, pp, winErr, diag)
+	case ldap.LDAPResultConstraintViolation:
+		e.Reason, e.Kind = policyKind(le.ResultCode, pp, winErr, diag)
+	case ldap.LDAPResultReferral:
+		// a replica configured with updateref answers writes with a
+		// referral; referrals are never followed (see referral_test.go)
+		e.Kind, e.Sub = ErrUnavailable, subReferral
 	case ldap.LDAPResultInsufficientAccessRights:
 		e.Kind = ErrInsufficientRights
 		if pp == ppChangeAfterReset || strings.Contains(diag, "restricted to bind/unbind/abandon/StartTLS/modify password") {
@@ -111,6 +123,18 @@ func classify(op string, err error, ctrls []ldap.Control) *Error {
 		e.Kind = ErrUnavailable
 	}
 	return e
+}
+
+// Error.Sub of a write refused because the server is a replica.
+const (
+	subReplica  = "read-only replica"
+	subReferral = "referral"
+)
+
+// isReplicaRefusal reports whether diag is slapd's answer to a write on a
+// syncrepl consumer without an update referral.
+func isReplicaRefusal(diag string) bool {
+	return strings.Contains(strings.ToLower(diag), "shadow context")
 }
 
 // policyKind interprets 19 (constraint violation) and 53 (unwilling to perform)

@@ -53,6 +53,8 @@ func TestClassifyRecordedAnswers(t *testing.T) {
 		{"ad account expired", 49, "80090308: LdapErr: DSID-0C09042A, comment: AcceptSecurityContext error, data 701, v3839", nil, ErrAccountDisabled, ReasonNone},
 		{"ad no rights", 50, "error in module acl: insufficient access rights during LDB_MODIFY (50)", nil, ErrInsufficientRights, ReasonNone},
 		{"ad unicodePwd in clear", 53, "0000001F: SvcErr: DSID-031A126C, problem 5003 (WILL_NOT_PERFORM), data 0", nil, ErrInsecure, ReasonNone},
+		{"write on a syncrepl consumer", 53, "shadow context; no update referral", nil, ErrUnavailable, ReasonNone},
+		{"write on a replica with updateref", 10, "", nil, ErrUnavailable, ReasonNone},
 		{"no such object", 32, "", nil, ErrNotFound, ReasonNone},
 		{"busy", 51, "", nil, ErrUnavailable, ReasonNone},
 		{"unavailable critical extension", 12, "", nil, ErrUnavailable, ReasonNone},

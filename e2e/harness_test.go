@@ -26,6 +26,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
+	"github.com/latchkeyhq/latchkey/store/pgtest"
 )
 
 var binary string
@@ -45,6 +46,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	pgtest.Stop()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -56,6 +58,25 @@ type params struct {
 	Extra           string // appended to the policy section
 	Limits          string // a whole limits: section
 	Methods         string // policy.methods (default "email, sms")
+	// Store replaces the store: section (default: SQLite in the work
+	// directory); see postgresStore.
+	Store string
+	// SQLitePath puts the default SQLite database at this path.
+	SQLitePath string
+	// SecretKey is the server.secret_key (random when nil): instances
+	// sharing a store share it.
+	SecretKey []byte
+	// DirURLs replaces directory.urls (default: the server's LDAPS URL);
+	// DirPlaintext sets directory.allow_plaintext; DirTimeout replaces
+	// directory.timeout (default 10s).
+	DirURLs      []string
+	DirPlaintext bool
+	DirTimeout   time.Duration
+}
+
+// postgresStore is a params.Store for database db of a pgtest server.
+func postgresStore(pg *pgtest.Server, db string) string {
+	return fmt.Sprintf("store:\n  driver: postgres\n  dsn: %q\n  allow_plaintext: true\n", pg.DSN(db))
 }
 
 // env is one running gateway with its servers.
@@ -69,6 +90,10 @@ type env struct {
 	log   string
 	audit string
 	cmd   *exec.Cmd
+	// cfgPath is the configuration; exited closes when the process ends
+	cfgPath string
+	exited  chan struct{}
+	logf    *os.File
 	// secrets the run produced (codes, tokens, flow ids), for log scans
 	secrets []string
 }
@@ -112,8 +137,11 @@ func writeConfig(t testing.TB, srv *dirtest.Server, mail *notifytest.Mailpit, sm
 	}
 	port = freePort(t)
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	key := make([]byte, 48)
-	rand.Read(key)
+	key := p.SecretKey
+	if key == nil {
+		key = make([]byte, 48)
+		rand.Read(key)
+	}
 	secret := write("secret.key", base64.StdEncoding.EncodeToString(key))
 	bindpw := write("bind.pw", srv.ServicePassword)
 	twtoken := write("twilio.token", twilioToken)
@@ -174,6 +202,21 @@ log:
 		q(srv.Group("staff")), q(srv.Group("cycle-a")), p.MethodsRequired, p.Methods, q(srv.Group("sspr-admins")), p.CodeTTL, p.Extra,
 		twilioSID, twtoken, twilioFrom, sms.URL, mail.SMTPHost, mail.SMTPPort,
 		"file:"+filepath.Join(work, "latchkey.db"), filepath.Join(work, "audit.log"), p.Limits)
+	if p.Store != "" {
+		cfg = strings.Replace(cfg, fmt.Sprintf("store:\n  driver: sqlite\n  dsn: %q\n", "file:"+filepath.Join(work, "latchkey.db")), p.Store, 1)
+	} else if p.SQLitePath != "" {
+		cfg = strings.Replace(cfg, "file:"+filepath.Join(work, "latchkey.db"), "file:"+p.SQLitePath, 1)
+	}
+	if p.DirURLs != nil {
+		urls, _ := json.Marshal(p.DirURLs)
+		cfg = strings.Replace(cfg, fmt.Sprintf("  urls: [%q]\n", srv.LDAPSURL), "  urls: "+string(urls)+"\n", 1)
+	}
+	if p.DirPlaintext {
+		cfg = strings.Replace(cfg, "  timeout: 10s\n", "  timeout: 10s\n  allow_plaintext: true\n", 1)
+	}
+	if p.DirTimeout != 0 {
+		cfg = strings.Replace(cfg, "  timeout: 10s\n", "  timeout: "+p.DirTimeout.String()+"\n", 1)
+	}
 	if srv.DefaultPolicyDN != "" {
 		cfg = strings.Replace(cfg, "  timeout: 10s\n", "  timeout: 10s\n  default_policy_dn: "+q(srv.DefaultPolicyDN)+"\n", 1)
 	}
@@ -186,37 +229,42 @@ func startGateway(t testing.TB, srv *dirtest.Server, mail *notifytest.Mailpit, s
 	t.Helper()
 	work, cfgPath, port := writeConfig(t, srv, mail, sms, p)
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	e := &env{t: t, dir: srv, mail: mail, sms: sms, base: base, work: work,
+	e := &env{t: t, dir: srv, mail: mail, sms: sms, base: base, work: work, cfgPath: cfgPath,
 		log: filepath.Join(work, "latchkey.log"), audit: filepath.Join(work, "audit.log")}
-	logf, err := os.Create(e.log)
+	t.Cleanup(func() {
+		e.stop()
+		if t.Failed() {
+			b, _ := os.ReadFile(e.log)
+			t.Logf("gateway %s log:\n%s", e.base, tail(string(b), 6000))
+		}
+	})
+	e.launch()
+	return e
+}
+
+// launch starts latchkey serve with e's configuration (appending to its
+// log) and waits until /readyz answers 200.
+func (e *env) launch() {
+	t := e.t
+	t.Helper()
+	logf, err := os.OpenFile(e.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.cmd = exec.Command(binary, "serve", "--config", cfgPath)
+	e.logf = logf
+	e.cmd = exec.Command(binary, "serve", "--config", e.cfgPath)
 	e.cmd.Stdout, e.cmd.Stderr = logf, logf
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := e.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan struct{})
-	go func() { e.cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		e.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			e.cmd.Process.Kill()
-			<-exited
-		}
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(e.log)
-			t.Logf("gateway log:\n%s", tail(string(b), 6000))
-		}
-	})
+	e.exited = exited
+	cmd := e.cmd
+	go func() { cmd.Wait(); close(exited) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(base + "/readyz")
+		resp, err := http.Get(e.base + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -235,7 +283,42 @@ func startGateway(t testing.TB, srv *dirtest.Server, mail *notifytest.Mailpit, s
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return e
+}
+
+// stop sends SIGTERM and waits for the process to exit (SIGKILL after
+// 30 s); it returns the exit code. Stopping a stopped gateway does nothing.
+func (e *env) stop() int {
+	if e.cmd == nil {
+		return -1
+	}
+	select {
+	case <-e.exited:
+	default:
+		e.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-e.exited:
+		case <-time.After(30 * time.Second):
+			e.cmd.Process.Kill()
+			<-e.exited
+		}
+	}
+	e.logf.Close()
+	return e.cmd.ProcessState.ExitCode()
+}
+
+// kill ends the process with SIGKILL, as a crash or an evicted pod would.
+func (e *env) kill() {
+	e.cmd.Process.Kill()
+	<-e.exited
+	e.logf.Close()
+}
+
+// restart stops the gateway (SIGTERM) and starts it again with the same
+// configuration, store and port.
+func (e *env) restart() {
+	e.t.Helper()
+	e.stop()
+	e.launch()
 }
 
 func tail(s string, n int) string {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -58,6 +59,23 @@ func (s *Service) hit(ctx context.Context, key string, limit int, window time.Du
 		return false
 	}
 	return n <= limit
+}
+
+// spend is hit for the first budget a request spends. A store that does
+// not answer is a clear 503 unavailable, before anything is looked up or
+// sent: not a too_many the user would take for a limit.
+func (s *Service) spend(ctx context.Context, key string, limit int, window time.Duration) (bool, *Problem) {
+	n, err := s.d.Store.Hit(context.WithoutCancel(ctx), key, window, s.now())
+	if err != nil {
+		return false, storeProblem(err)
+	}
+	return n <= limit, nil
+}
+
+// storeProblem is the answer when the store failed: the service is
+// unavailable (503), and whatever was in flight is still there to retry.
+func storeProblem(err error) *Problem {
+	return problem(CodeUnavailable, fmt.Errorf("store: %w", err))
 }
 
 // accountKey is the counter key of an account: its directory id when

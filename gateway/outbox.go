@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/latchkeyhq/latchkey/notify"
@@ -13,6 +14,11 @@ import (
 
 // outbox sends mail and SMS in the background, so that neither the speed nor
 // the failure of SMTP or the SMS provider shows in any response.
+//
+// A message that fails is tried again after outboxRetryDelays; after the
+// last try the failed hook runs (the service audits it). On shutdown close
+// sends everything queued, waiting for messages still in their settle or
+// jitter time and for retries, within a time bound.
 type outbox struct {
 	mailer notify.Mailer
 	sms    notify.SMSSender
@@ -21,14 +27,24 @@ type outbox struct {
 	wg     sync.WaitGroup
 	stop   chan struct{}
 	once   sync.Once
-	// pending counts messages waiting for their time (see enqueueAfter)
-	pending sync.WaitGroup
+	// inflight counts messages accepted and not yet sent or given up,
+	// including those waiting for their time (enqueueAfter) or a retry
+	inflight atomic.Int64
+	// failed, if set, is called once for a message whose last try failed
+	failed func(j job, err error)
+	// retryDelays are the waits before the second, third... try
+	retryDelays []time.Duration
 }
 
 type job struct {
 	requestID string
 	email     *notify.Email
 	sms       *notify.SMS
+	// account and purpose are for the audit event of a failure:
+	// "code" or "notice:<event>"
+	account string
+	purpose string
+	attempt int
 }
 
 const (
@@ -44,10 +60,18 @@ const (
 	// name has no real method.
 	outboxJitter = 500 * time.Millisecond
 	sendTimeout  = 30 * time.Second
+	// OutboxDrainTimeout bounds how long Close waits for queued messages.
+	OutboxDrainTimeout = 20 * time.Second
 )
 
+// outboxRetryDelays: three tries in all, over about three seconds. A code
+// is only useful for minutes and a user can ask for another one; a notice
+// that still fails is audited (notice.failed).
+var outboxRetryDelays = []time.Duration{time.Second, 2 * time.Second}
+
 func newOutbox(m notify.Mailer, s notify.SMSSender, log *slog.Logger) *outbox {
-	o := &outbox{mailer: m, sms: s, log: log, jobs: make(chan job, outboxCapacity), stop: make(chan struct{})}
+	o := &outbox{mailer: m, sms: s, log: log, jobs: make(chan job, outboxCapacity), stop: make(chan struct{}),
+		retryDelays: outboxRetryDelays}
 	for i := 0; i < outboxWorkers; i++ {
 		o.wg.Add(1)
 		go o.work()
@@ -58,9 +82,15 @@ func newOutbox(m notify.Mailer, s notify.SMSSender, log *slog.Logger) *outbox {
 // enqueue queues j now. It never blocks: when the queue is full the
 // message is dropped and logged (the user can ask for another code).
 func (o *outbox) enqueue(j job) {
+	o.inflight.Add(1)
+	o.put(j)
+}
+
+func (o *outbox) put(j job) {
 	select {
 	case o.jobs <- j:
 	default:
+		o.inflight.Add(-1)
 		o.log.Error("outbox full, message dropped", "request_id", j.requestID)
 	}
 }
@@ -72,11 +102,12 @@ func (o *outbox) enqueueAfter(j job, t time.Time) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	jitter := time.Duration(binary.BigEndian.Uint64(b[:]) % uint64(outboxJitter))
-	o.pending.Add(1)
-	time.AfterFunc(time.Until(t.Add(outboxSettle))+jitter, func() {
-		defer o.pending.Done()
-		o.enqueue(j)
-	})
+	o.inflight.Add(1)
+	o.later(j, time.Until(t.Add(outboxSettle))+jitter)
+}
+
+func (o *outbox) later(j job, d time.Duration) {
+	time.AfterFunc(d, func() { o.put(j) })
 }
 
 func (o *outbox) work() {
@@ -102,22 +133,51 @@ func (o *outbox) work() {
 func (o *outbox) send(j job) {
 	ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
 	defer cancel()
+	var err error
+	kind := "email"
 	switch {
 	case j.email != nil && o.mailer != nil:
-		if err := o.mailer.SendEmail(ctx, *j.email); err != nil {
-			o.log.Warn("sending email failed", "request_id", j.requestID, "error", err.Error())
-		}
+		err = o.mailer.SendEmail(ctx, *j.email)
 	case j.sms != nil && o.sms != nil:
-		if err := o.sms.SendSMS(ctx, *j.sms); err != nil {
-			o.log.Warn("sending sms failed", "request_id", j.requestID, "error", err.Error())
-		}
+		kind = "sms"
+		err = o.sms.SendSMS(ctx, *j.sms)
+	}
+	if err == nil {
+		o.inflight.Add(-1)
+		return
+	}
+	if j.attempt < len(o.retryDelays) {
+		o.log.Warn("sending "+kind+" failed, will retry", "request_id", j.requestID, "attempt", j.attempt+1, "error", err.Error())
+		d := o.retryDelays[j.attempt]
+		j.attempt++
+		o.later(j, d)
+		return
+	}
+	o.inflight.Add(-1)
+	o.log.Error("sending "+kind+" failed, giving up", "request_id", j.requestID, "attempts", j.attempt+1, "error", err.Error())
+	if o.failed != nil {
+		o.failed(j, err)
 	}
 }
 
 // close stops the workers after the waiting messages are queued and the
-// queue is drained.
-func (o *outbox) close() {
-	o.pending.Wait()
-	o.once.Do(func() { close(o.stop) })
-	o.wg.Wait()
+// queue is drained, or when timeout has passed (then it logs how many
+// messages were not sent, and those are lost).
+func (o *outbox) close(timeout time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		// wait until nothing waits for its time or a retry and nothing
+		// is queued or being sent (requests have stopped: no new ones)
+		for o.inflight.Load() > 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		o.once.Do(func() { close(o.stop) })
+		o.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		o.log.Error("outbox: shutdown timeout, messages not sent", "messages", o.inflight.Load(), "timeout", timeout.String())
+	}
 }

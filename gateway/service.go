@@ -106,13 +106,34 @@ func NewService(o Options, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{o: o, d: d, k: k, log: d.Log, audit: d.Audit, mails: mt, stats: newMetrics(),
+	s := &Service{o: o, d: d, k: k, log: d.Log, audit: d.Audit, mails: mt, stats: newMetrics(),
 		padStart: newPadder(), padSend: newPadder(), padVerify: newPadder(), padSignIn: newPadder(), padChange: newPadder(),
-		out: newOutbox(d.Mailer, d.SMS, d.Log)}, nil
+		out: newOutbox(d.Mailer, d.SMS, d.Log)}
+	s.out.failed = s.messageFailed
+	return s, nil
 }
 
-// Close waits for queued messages to be sent.
-func (s *Service) Close() { s.out.close() }
+// Close waits for queued messages to be sent, at most OutboxDrainTimeout.
+func (s *Service) Close() { s.out.close(OutboxDrainTimeout) }
+
+// CloseWithin is Close with another bound.
+func (s *Service) CloseWithin(timeout time.Duration) { s.out.close(timeout) }
+
+// messageFailed audits a message the outbox gave up on: a notice the user
+// never got (notice.failed) or a code (code.failed; the user can ask for
+// another). The destination is not in the event, only its kind.
+func (s *Service) messageFailed(j job, err error) {
+	typ := store.MethodEmail
+	if j.sms != nil {
+		typ = store.MethodSMS
+	}
+	event, purpose := "code.failed", j.purpose
+	if strings.HasPrefix(j.purpose, "notice:") {
+		event, purpose = "notice.failed", strings.TrimPrefix(j.purpose, "notice:")
+	}
+	s.record(context.Background(), Meta{RequestID: j.requestID}, event, j.account, "failed",
+		map[string]string{"type": typ, "purpose": purpose, "reason": "send_failed"})
+}
 
 func (s *Service) now() time.Time { return s.d.Now().UTC() }
 
@@ -173,7 +194,9 @@ func (s *Service) record(ctx context.Context, m Meta, typ, account, outcome stri
 // not_eligible; a client address past its sign-in budget gets too_many.
 func (s *Service) SignIn(ctx context.Context, username, password string, m Meta) (store.Session, error) {
 	name := canonicalUsername(username)
-	if !s.hit(ctx, "signin-ip:"+m.ClientIP, s.o.Limits.SignInsPerIP, s.o.Limits.Window) {
+	if ok, p := s.spend(ctx, "signin-ip:"+m.ClientIP, s.o.Limits.SignInsPerIP, s.o.Limits.Window); p != nil {
+		return store.Session{}, p
+	} else if !ok {
 		s.record(ctx, m, "blocked", "", "sign_in_ip_budget", nil)
 		// too_many, not sign_in_failed: the budget is the address's, it
 		// names no account, and a real user behind a busy NAT must not be
@@ -217,7 +240,7 @@ func (s *Service) SignIn(ctx context.Context, username, password string, m Meta)
 	sess := store.Session{ID: newToken(), AccountID: u.ID, Username: u.Username, CreatedAt: now, AuthAt: now, LastSeen: now,
 		ExpiresAt: now.Add(s.o.SessionTTL)}
 	if err := s.d.Store.CreateSession(ctx, sess); err != nil {
-		return store.Session{}, problem(CodeInternal, err)
+		return store.Session{}, storeProblem(err)
 	}
 	s.record(ctx, m, "sign_in", u.ID, "success", nil)
 	return sess, nil
@@ -263,6 +286,9 @@ func (s *Service) Session(ctx context.Context, token string) (store.Session, err
 	}
 	now := s.now()
 	sess, err := s.d.Store.GetSession(ctx, token, now)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return store.Session{}, storeProblem(err)
+	}
 	if err != nil {
 		return store.Session{}, problem(CodeSessionExpired, nil)
 	}
@@ -316,7 +342,7 @@ func (s *Service) ReauthSession(ctx context.Context, sess store.Session, passwor
 	next := sess
 	next.ID, next.AuthAt, next.LastSeen = newToken(), now, now
 	if err := s.d.Store.CreateSession(ctx, next); err != nil {
-		return store.Session{}, problem(CodeInternal, err)
+		return store.Session{}, storeProblem(err)
 	}
 	s.forget(s.d.Store.DeleteSession(context.WithoutCancel(ctx), sess.ID))
 	s.record(ctx, m, "reauth", sess.AccountID, "success", nil)
@@ -357,7 +383,7 @@ func view(m store.Method) MethodView {
 func (s *Service) Methods(ctx context.Context, sess store.Session) ([]MethodView, error) {
 	ms, err := s.d.Store.ListMethods(ctx, sess.AccountID)
 	if err != nil {
-		return nil, problem(CodeInternal, err)
+		return nil, storeProblem(err)
 	}
 	out := make([]MethodView, 0, len(ms))
 	for _, m := range ms {
@@ -414,7 +440,7 @@ func (s *Service) AddMethod(ctx context.Context, sess store.Session, typ, addres
 	}
 	existing, err := s.d.Store.ListMethods(ctx, sess.AccountID)
 	if err != nil {
-		return MethodView{}, problem(CodeInternal, err)
+		return MethodView{}, storeProblem(err)
 	}
 	for _, e := range existing {
 		if e.Type == typ && strings.EqualFold(e.Address, addr) {
@@ -438,7 +464,7 @@ func (s *Service) AddMethod(ctx context.Context, sess store.Session, typ, addres
 		return MethodView{}, err
 	}
 	if err := s.d.Store.AddMethod(ctx, meth); err != nil {
-		return MethodView{}, problem(CodeInternal, err)
+		return MethodView{}, storeProblem(err)
 	}
 	s.record(ctx, m, "registration.method_added", sess.AccountID, "pending", map[string]string{"method": meth.ID, "type": typ})
 	if err := s.issueRegistrationCode(ctx, sess, meth, m); err != nil {
@@ -497,19 +523,19 @@ func (s *Service) issueRegistrationCode(ctx context.Context, sess store.Session,
 		f := store.Flow{ID: flowID, Kind: store.FlowRegister, AccountID: sess.AccountID, Required: 1,
 			Data: map[string]string{"method": meth.ID}, CreatedAt: now, ExpiresAt: now.Add(s.o.FlowTTL)}
 		if err := s.d.Store.CreateFlow(ctx, f); err != nil && !errors.Is(err, store.ErrConflict) {
-			return problem(CodeInternal, err)
+			return storeProblem(err)
 		}
 	}
 	code := newCode(s.o.CodeLength)
 	c := store.Code{FlowID: flowID, Purpose: regPurpose(meth.Type), MethodID: meth.ID, AccountID: sess.AccountID,
 		Hash: s.k.codeHash(flowID, regPurpose(meth.Type), meth.ID, code), ExpiresAt: now.Add(s.o.CodeTTL)}
 	if err := s.d.Store.IssueCode(ctx, c); err != nil {
-		return problem(CodeInternal, err)
+		return storeProblem(err)
 	}
 	// the destination is read from the store, never from the request
 	stored, err := s.d.Store.GetMethod(ctx, sess.AccountID, meth.ID)
 	if err != nil {
-		return problem(CodeInternal, err)
+		return storeProblem(err)
 	}
 	if j, ok := s.codeMessage(stored, "register", code, m); ok {
 		s.out.enqueue(j)
@@ -536,7 +562,7 @@ func (s *Service) VerifyMethod(ctx context.Context, sess store.Session, methodID
 	if meth.Type == MethodTOTP {
 		res, err := s.checkTOTP(ctx, meth, code)
 		if err != nil {
-			return MethodView{}, problem(CodeInternal, err)
+			return MethodView{}, storeProblem(err)
 		}
 		if res != totpOK {
 			s.record(ctx, m, "registration.method_verified", sess.AccountID, "failed", map[string]string{"method": meth.ID, "reason": res.reason()})
@@ -549,12 +575,12 @@ func (s *Service) VerifyMethod(ctx context.Context, sess store.Session, methodID
 				s.record(ctx, m, "registration.method_verified", sess.AccountID, "failed", map[string]string{"method": meth.ID})
 				return MethodView{}, problem(CodeInvalidCode, nil)
 			}
-			return MethodView{}, problem(CodeInternal, err)
+			return MethodView{}, storeProblem(err)
 		}
 	}
 	now := s.now()
 	if err := s.d.Store.VerifyMethod(ctx, sess.AccountID, meth.ID, now); err != nil {
-		return MethodView{}, problem(CodeInternal, err)
+		return MethodView{}, storeProblem(err)
 	}
 	meth.Verified, meth.VerifiedAt = true, now
 	s.record(ctx, m, "registration.method_verified", sess.AccountID, "success", map[string]string{"method": meth.ID, "type": meth.Type})
@@ -589,7 +615,7 @@ func (s *Service) RemoveMethod(ctx context.Context, sess store.Session, methodID
 	}
 	s.noticeAll(ctx, sess.AccountID, sess.Username, "method_removed", "", m)
 	if err := s.d.Store.DeleteMethod(ctx, sess.AccountID, methodID); err != nil {
-		return problem(CodeInternal, err)
+		return storeProblem(err)
 	}
 	// open flows may have proven the removed method: end them
 	s.forget(s.d.Store.DeleteFlowsForAccount(ctx, sess.AccountID))
@@ -615,7 +641,9 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 	// Requests without any proof create a flow and counters: their total
 	// is bounded, whatever the number of client addresses. Over it, every
 	// name gets the same refusal.
-	if !s.hit(ctx, "start:total", s.o.Limits.StartsTotal, s.o.Limits.Window) {
+	if ok, p := s.spend(ctx, "start:total", s.o.Limits.StartsTotal, s.o.Limits.Window); p != nil {
+		return FlowView{}, p
+	} else if !ok {
 		s.record(ctx, m, "blocked", "", "start_total_budget", nil)
 		return FlowView{}, problem(CodeTooMany, errors.New("total start budget spent"))
 	}
@@ -641,7 +669,7 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 		}
 		methods, serr := s.d.Store.ListMethods(ctx, u.ID)
 		if serr != nil {
-			return FlowView{}, problem(CodeInternal, serr)
+			return FlowView{}, storeProblem(serr)
 		}
 		outcome = "not_eligible:" + dec.Reason
 		if dec.Eligible {
@@ -683,7 +711,7 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 	f := store.Flow{ID: newToken(), Kind: kind, AccountID: account, Required: required,
 		Data: map[string]string{"offered": string(data), "dn": dn, "acct": accountKey(lu, name), "bind": newToken()}, CreatedAt: now, ExpiresAt: now.Add(s.o.FlowTTL)}
 	if err := s.d.Store.CreateFlow(ctx, f); err != nil {
-		return FlowView{}, problem(CodeInternal, err)
+		return FlowView{}, storeProblem(err)
 	}
 	s.record(ctx, m, kind+".started", account, outcome, nil)
 	real = account != ""
@@ -743,6 +771,10 @@ func (s *Service) loadFlow(ctx context.Context, kind, id string) (store.Flow, er
 		return store.Flow{}, problem(CodeFlowExpired, nil)
 	}
 	f, err := s.d.Store.GetFlow(ctx, id, s.now())
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		// the store does not answer: the flow is not lost, try later
+		return store.Flow{}, storeProblem(err)
+	}
 	if err != nil || f.Kind != kind {
 		return store.Flow{}, problem(CodeFlowExpired, err)
 	}
@@ -807,7 +839,7 @@ func (s *Service) SendFlowCode(ctx context.Context, kind, flowID, methodID strin
 	c := store.Code{FlowID: f.ID, Purpose: kind, MethodID: methodID, AccountID: f.AccountID,
 		Hash: s.k.codeHash(flowBinding(f), kind, methodID, code), ExpiresAt: s.now().Add(s.o.CodeTTL)}
 	if err := s.d.Store.IssueCode(ctx, c); err != nil {
-		return problem(CodeInternal, err)
+		return storeProblem(err)
 	}
 	if meth != nil {
 		if j, ok := s.codeMessage(*meth, kind, code, m); ok {
@@ -874,7 +906,7 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 			meth, gerr := s.d.Store.GetMethod(ctx, f.AccountID, methodID)
 			if gerr == nil && meth.Verified && meth.Type == MethodTOTP {
 				if res, err = s.checkTOTP(ctx, meth, code); err != nil {
-					return FlowView{}, problem(CodeInternal, err)
+					return FlowView{}, storeProblem(err)
 				}
 			}
 		} else {
@@ -889,7 +921,7 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 		err = s.d.Store.RedeemCode(ctx, f.ID, kind, methodID, s.k.codeHash(flowBinding(f), kind, methodID, code), s.o.MaxTries, s.now())
 		if err != nil || !offered[idx].real || f.AccountID == "" {
 			if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrCodeMismatch) {
-				return FlowView{}, problem(CodeInternal, err)
+				return FlowView{}, storeProblem(err)
 			}
 			s.record(ctx, m, kind+".gate", f.AccountID, "failed", map[string]string{"method": methodID})
 			s.partialFailure(ctx, f, m)
@@ -908,6 +940,9 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 			f.ID = next
 			f.Version++
 			break
+		}
+		if !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
+			return FlowView{}, storeProblem(err)
 		}
 		if !errors.Is(err, store.ErrConflict) || attempt > 3 {
 			return FlowView{}, problem(CodeFlowExpired, err)
@@ -1075,6 +1110,9 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 	}
 	f.Data["writing"] = s.now().Format(time.RFC3339Nano)
 	if err := s.d.Store.UpdateFlow(ctx, f); err != nil {
+		if !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
+			return storeProblem(err)
+		}
 		return problem(CodeFlowExpired, err)
 	}
 	f.Version++
@@ -1137,7 +1175,9 @@ func (s *Service) writeProblem(err error) *Problem {
 // old password, locked or disabled are one sign_in_failed.
 func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword string, m Meta) error {
 	name := canonicalUsername(username)
-	if !s.hit(ctx, "signin-ip:"+m.ClientIP, s.o.Limits.SignInsPerIP, s.o.Limits.Window) {
+	if ok, p := s.spend(ctx, "signin-ip:"+m.ClientIP, s.o.Limits.SignInsPerIP, s.o.Limits.Window); p != nil {
+		return p
+	} else if !ok {
 		s.record(ctx, m, "blocked", "", "sign_in_ip_budget", nil)
 		return problem(CodeTooMany, errors.New("sign-in budget of the client address spent")) // as in SignIn
 	}
@@ -1216,14 +1256,14 @@ func (s *Service) codeMessage(meth store.Method, purpose, code string, m Meta) (
 			s.log.Error("rendering a code mail failed", "error", err.Error())
 			return job{}, false
 		}
-		return job{requestID: m.RequestID, email: &e}, true
+		return job{requestID: m.RequestID, email: &e, account: meth.AccountID, purpose: "code"}, true
 	case store.MethodSMS:
 		body, err := s.mails.sms("code", data)
 		if err != nil {
 			s.log.Error("rendering a code sms failed", "error", err.Error())
 			return job{}, false
 		}
-		return job{requestID: m.RequestID, sms: &notify.SMS{To: meth.Address, Body: body}}, true
+		return job{requestID: m.RequestID, sms: &notify.SMS{To: meth.Address, Body: body}, account: meth.AccountID, purpose: "code"}, true
 	}
 	return job{}, false
 }
@@ -1248,7 +1288,7 @@ func (s *Service) noticeUser(ctx context.Context, u *directory.User, event, skip
 			return
 		}
 		seen[key] = true
-		s.sendNotice(typ, addr, data, m)
+		s.sendNotice(typ, addr, u.ID, data, m)
 	}
 	methods, _ := s.d.Store.ListMethods(ctx, u.ID)
 	for _, meth := range methods {
@@ -1260,16 +1300,17 @@ func (s *Service) noticeUser(ctx context.Context, u *directory.User, event, skip
 	send(store.MethodEmail, u.Mail)
 }
 
-func (s *Service) sendNotice(typ, addr string, data noticeMail, m Meta) {
+func (s *Service) sendNotice(typ, addr, account string, data noticeMail, m Meta) {
+	purpose := "notice:" + data.Event
 	if typ == store.MethodSMS {
 		body, err := s.mails.sms("notice", data)
 		if err == nil {
-			s.out.enqueue(job{requestID: m.RequestID, sms: &notify.SMS{To: addr, Body: body}})
+			s.out.enqueue(job{requestID: m.RequestID, sms: &notify.SMS{To: addr, Body: body}, account: account, purpose: purpose})
 		}
 		return
 	}
 	e, err := s.mails.email("notice", addr, data)
 	if err == nil {
-		s.out.enqueue(job{requestID: m.RequestID, email: &e})
+		s.out.enqueue(job{requestID: m.RequestID, email: &e, account: account, purpose: purpose})
 	}
 }

@@ -360,7 +360,12 @@ func runGateway(ctx context.Context, cfg *config.Config, stderr io.Writer, w wir
 		log.Error("gateway", "error", err.Error())
 		return exitFail
 	}
-	defer svc.Close()
+	defer func() {
+		// after the HTTP server stopped: send what is queued (codes in
+		// their jitter time, notices, retries), within a bound
+		svc.Close()
+		log.Info("outbox drained")
+	}()
 	srv, err := gateway.New(svc)
 	if err != nil {
 		log.Error("gateway", "error", err.Error())

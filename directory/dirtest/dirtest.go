@@ -60,6 +60,8 @@ type Server struct {
 	// what only a real slapd does, naming the reason.
 	Embedded bool
 	embedded *demodir.Server
+	// proc is the slapd process (OpenLDAP only), for Stop and Restart
+	proc *slapdProc
 }
 
 // Seeded people (both flavors): alice (staff, sspr-admins; has a mobile),

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,6 +31,11 @@ type options struct {
 	// certNames, when set, are the only DNS names of the server certificate
 	certNames    []string
 	certNamesSet bool
+	// provider loads syncprov: the server can be replicated (StartReplica)
+	provider bool
+	// consumer, when set, makes the server a syncrepl consumer of this
+	// provider instead of a seeded server of its own
+	consumer *Server
 }
 
 // WithReferral makes slapd answer every operation outside its naming
@@ -44,6 +50,10 @@ func WithReferral(url string) Option { return func(o *options) { o.referral = ur
 func WithCertNames(dns ...string) Option {
 	return func(o *options) { o.certNames, o.certNamesSet = dns, true }
 }
+
+// AsProvider loads the syncprov overlay, so that StartReplica can start a
+// consumer replicating from the server.
+func AsProvider() Option { return func(o *options) { o.provider = true } }
 
 // StartOpenLDAP starts a seeded slapd on free loopback ports (ldap:// with
 // StartTLS, and ldaps://) in a temporary directory, stopped at cleanup.
@@ -63,15 +73,224 @@ func StartOpenLDAP(t testing.TB, opts ...Option) *Server {
 	return s
 }
 
+// StartReplica starts a second slapd that replicates provider's naming
+// context with syncrepl (refreshAndPersist, binding to the provider's
+// ldap:// URL as its rootdn, retrying every second), and waits until the
+// seeded entries have arrived. provider must have been started with
+// AsProvider. The replica is read-only: a write to it is refused with
+// "shadow context; no update referral" (53). It serves the provider's
+// certificate, so the provider's CAFile verifies both. Stopped at cleanup.
+func StartReplica(t testing.TB, provider *Server) *Server {
+	t.Helper()
+	need(t, "slapd", "slaptest", "ldapadd")
+	if provider.proc == nil || !provider.proc.provider {
+		t.Fatal("dirtest: StartReplica needs a provider started with dirtest.AsProvider()")
+	}
+	s, stop, err := runOpenLDAP(t.TempDir(), options{consumer: provider})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	// the last seeded entry has arrived: the refresh is complete
+	if err := s.WaitReplicated(provider, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// WaitReplicated waits until the replica s holds the same contextCSN as
+// provider: every change made on the provider so far has arrived.
+func (s *Server) WaitReplicated(provider *Server, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		want, err1 := provider.contextCSN()
+		got, err2 := s.contextCSN()
+		if err1 == nil && err2 == nil && want != "" && got == want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("dirtest: replica not in sync after %s: provider contextCSN %q (%v), replica %q (%v)", timeout, want, err1, got, err2)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (s *Server) contextCSN() (string, error) {
+	cmd := exec.Command("ldapsearch", "-x", "-LLL", "-o", "ldif-wrap=no", "-H", s.URL, "-D", s.AdminDN, "-w", s.AdminPassword,
+		"-s", "base", "-b", s.BaseDN, "contextCSN")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%v: %s", err, out)
+	}
+	var csns []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(l, "contextCSN: "); ok {
+			csns = append(csns, strings.TrimSpace(v))
+		}
+	}
+	return strings.Join(csns, ","), nil
+}
+
 // RunOpenLDAP is StartOpenLDAP outside tests (the dev environment): it runs
 // a seeded slapd with its files in dir until stop is called.
 func RunOpenLDAP(dir string) (s *Server, stop func(), err error) {
 	return runOpenLDAP(dir, options{})
 }
 
+// slapdProc is a slapd a test owns: it can be stopped and started again on
+// the same ports with the same data (Stop, Restart).
+type slapdProc struct {
+	conf, dir string
+	urls      string
+	provider  bool
+	mu        sync.Mutex
+	cmd       *exec.Cmd
+	exited    chan struct{}
+	logf      *os.File
+}
+
+func (p *slapdProc) start() error {
+	logf, err := os.OpenFile(filepath.Join(p.dir, "slapd.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	// -d 0: stay in the foreground, so the caller owns the process.
+	cmd := exec.Command("slapd", "-d", "0", "-f", p.conf, "-h", p.urls)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("dirtest: starting slapd: %w", err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	p.mu.Lock()
+	p.cmd, p.exited, p.logf = cmd, exited, logf
+	p.mu.Unlock()
+	return nil
+}
+
+// kill stops slapd with SIGKILL (throwaway data: no clean shutdown needed;
+// mdb is crash-safe) and waits for it to exit.
+func (p *slapdProc) kill() {
+	p.mu.Lock()
+	cmd, exited, logf := p.cmd, p.exited, p.logf
+	p.cmd = nil
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Kill()
+	<-exited
+	logf.Close()
+}
+
+// Stop stops the server (SIGKILL: like a crash or a pulled cable) and
+// waits until it has exited. Restart brings it back. OpenLDAP only.
+func (s *Server) Stop(t testing.TB) {
+	t.Helper()
+	if s.proc == nil {
+		t.Fatal("dirtest: Stop works on a slapd started by StartOpenLDAP or StartReplica")
+	}
+	s.proc.kill()
+}
+
+// Restart starts a stopped server again on the same ports with the same
+// data, and waits until it answers.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	if s.proc == nil {
+		t.Fatal("dirtest: Restart works on a slapd started by StartOpenLDAP or StartReplica")
+	}
+	s.proc.kill()
+	var err error
+	for attempt := 0; attempt < 50; attempt++ {
+		if err = s.proc.start(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		exited := s.proc.exited
+		go func() {
+			select {
+			case <-exited:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		err = waitLDAP(ctx, s.URL, s.CAPEM)
+		cancel()
+		if err == nil {
+			return
+		}
+		// the old listener's port may linger for a moment: try again
+		s.proc.kill()
+		time.Sleep(100 * time.Millisecond)
+	}
+	log, _ := os.ReadFile(filepath.Join(s.Dir, "slapd.log"))
+	t.Fatalf("dirtest: slapd did not restart: %v\n%s", err, tailString(string(log), 4000))
+}
+
+func copyCerts(from, to string) (*Certs, error) {
+	if err := os.MkdirAll(to, 0o755); err != nil {
+		return nil, err
+	}
+	for _, name := range []string{"ca.crt", "server.crt", "server.key"} {
+		b, err := os.ReadFile(filepath.Join(from, name)) // #nosec G304 -- the test provider's own files
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(to, name), b, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	pem, err := os.ReadFile(filepath.Join(to, "ca.crt")) // #nosec G304 -- written just above
+	if err != nil {
+		return nil, err
+	}
+	return &Certs{Dir: to, CAFile: filepath.Join(to, "ca.crt"), CAPEM: pem}, nil
+}
+
+func tailString(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// consumerConf turns the provider's configuration into a read-only
+// syncrepl consumer's: no refint (it would write), a syncrepl stanza, and
+// the same schema, ACLs and password policy (so binds behave alike).
+func consumerConf(text string, provider *Server) string {
+	text = strings.Replace(text, "overlay refint\nrefint_attributes member\n", "", 1)
+	// memberOf arrives with the replicated entries (attrs="*,+"); the
+	// overlay stays loaded for its schema only
+	text = strings.Replace(text, "overlay memberof\n", "# memberof: replicated, not computed\n#overlay memberof\n", 1)
+	for _, k := range []string{"memberof-group-oc", "memberof-member-ad", "memberof-memberof-ad", "memberof-refint"} {
+		text = strings.Replace(text, "\n"+k+" ", "\n#"+k+" ", 1)
+	}
+	sync := fmt.Sprintf(`
+syncrepl rid=001
+  provider=%s
+  type=refreshAndPersist
+  retry="1 +"
+  searchbase=%q
+  scope=sub
+  attrs="*,+"
+  schemachecking=off
+  bindmethod=simple
+  binddn=%q
+  credentials=%s
+`, provider.URL, provider.BaseDN, provider.AdminDN, provider.AdminPassword)
+	return strings.Replace(text, "\nindex objectClass eq\n", sync+"\nindex objectClass eq\nindex entryCSN eq\n", 1)
+}
+
 func runOpenLDAP(dir string, o options) (s *Server, stop func(), err error) {
 	var certs *Certs
-	if o.certNamesSet {
+	if o.consumer != nil {
+		// the provider's certificate (valid for 127.0.0.1): one CA file
+		// verifies both servers
+		certs, err = copyCerts(filepath.Join(o.consumer.Dir, "certs"), filepath.Join(dir, "certs"))
+	} else if o.certNamesSet {
 		certs, err = WriteCertsFor(filepath.Join(dir, "certs"), o.certNames...)
 	} else {
 		certs, err = WriteCerts(filepath.Join(dir, "certs"))
@@ -86,6 +305,16 @@ func runOpenLDAP(dir string, o options) (s *Server, stop func(), err error) {
 	text := strings.ReplaceAll(slapdConf, "@DIR@", dir)
 	if o.referral != "" {
 		text = strings.Replace(text, "\nmodulepath ", "\nreferral "+o.referral+"\n\nmodulepath ", 1)
+	}
+	if o.provider || o.consumer != nil {
+		text = strings.Replace(text, "\nmoduleload ppolicy\n", "\nmoduleload ppolicy\nmoduleload syncprov\n", 1)
+	}
+	if o.provider {
+		text = strings.Replace(text, "\nindex objectClass eq\n", "\nindex objectClass eq\nindex entryCSN eq\n", 1)
+		text += "\noverlay syncprov\nsyncprov-checkpoint 100 1\n"
+	}
+	if o.consumer != nil {
+		text = consumerConf(text, o.consumer)
 	}
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		return nil, nil, err
@@ -116,17 +345,12 @@ func runOpenLDAP(dir string, o options) (s *Server, stop func(), err error) {
 		}
 		s.URL = "ldap://127.0.0.1:" + strconv.Itoa(p1)
 		s.LDAPSURL = "ldaps://127.0.0.1:" + strconv.Itoa(p2)
-		logf, _ := os.Create(filepath.Join(dir, "slapd.log"))
-		// -d 0: stay in the foreground, so the caller owns the process.
-		cmd := exec.Command("slapd", "-d", "0", "-f", conf, "-h", s.URL+"/ "+s.LDAPSURL+"/")
-		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			return nil, nil, fmt.Errorf("dirtest: starting slapd: %w", err)
+		p := &slapdProc{conf: conf, dir: dir, urls: s.URL + "/ " + s.LDAPSURL + "/", provider: o.provider}
+		if err := p.start(); err != nil {
+			return nil, nil, err
 		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		exited := p.exited
 		go func() {
 			select {
 			case <-exited:
@@ -137,15 +361,13 @@ func runOpenLDAP(dir string, o options) (s *Server, stop func(), err error) {
 		lastErr = waitLDAP(ctx, s.URL, certs.CAPEM)
 		cancel()
 		if lastErr != nil {
-			cmd.Process.Kill()
-			<-exited
-			logf.Close()
+			p.kill()
 			continue // most likely a port taken in between: try others
 		}
-		stop = func() {
-			cmd.Process.Kill() // throwaway data: no need for a clean shutdown
-			<-exited
-			logf.Close()
+		s.proc = p
+		stop = p.kill
+		if o.consumer != nil {
+			return s, stop, nil // the entries come from the provider
 		}
 		seed := exec.Command("ldapadd", "-x", "-H", s.URL, "-D", s.AdminDN, "-w", s.AdminPassword)
 		seed.Stdin = strings.NewReader(openldapSeed)

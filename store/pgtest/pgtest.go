@@ -66,6 +66,72 @@ type Server struct {
 	cmd  *exec.Cmd
 	log  *bytes.Buffer
 	done chan struct{}
+	// for StopServer and StartAgain
+	bin  string
+	cred *syscall.Credential
+}
+
+// StartPrivate starts a server of t's own, not the package's shared one,
+// stopped and removed when t ends: for tests that stop it on purpose
+// (StopServer, StartAgain). It skips or fails like Start.
+func StartPrivate(t testing.TB) *Server {
+	t.Helper()
+	bin, err := findBin()
+	if err != nil {
+		skipOrFail(t, err.Error())
+	}
+	s, err := start(bin)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		s.stop()
+	})
+	return s
+}
+
+// StopServer shuts the server down (fast shutdown: open connections are
+// cut) and waits until it has exited; its data stays. Private servers only.
+func (s *Server) StopServer(t testing.TB) {
+	t.Helper()
+	mu.Lock()
+	defer mu.Unlock()
+	if s == shared {
+		t.Fatal("pgtest: StopServer on the shared server; use StartPrivate")
+	}
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+}
+
+// StartAgain starts a stopped server on the same port with the same data
+// and waits until it accepts connections.
+func (s *Server) StartAgain(t testing.TB) {
+	t.Helper()
+	mu.Lock()
+	defer mu.Unlock()
+	var err error
+	for range 20 {
+		var n *Server
+		n, err = launchOn(s.bin, s.Dir, filepath.Join(s.Dir, "data"), s.User, s.cred, s.Port)
+		if err == nil {
+			s.cmd, s.log, s.done = n.cmd, n.log, n.done
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("pgtest: restarting the server: %v", err)
 }
 
 var (
@@ -230,7 +296,12 @@ func launch(bin, dir, data, superuser string, cred *syscall.Credential) (*Server
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Dir: dir, Port: port, User: superuser, log: &bytes.Buffer{}, done: make(chan struct{})}
+	return launchOn(bin, dir, data, superuser, cred, port)
+}
+
+func launchOn(bin, dir, data, superuser string, cred *syscall.Credential, port int) (*Server, error) {
+	s := &Server{Dir: dir, Port: port, User: superuser, log: &bytes.Buffer{}, done: make(chan struct{}),
+		bin: bin, cred: cred}
 	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-k", dir, "-p", strconv.Itoa(port),
 		"-c", "listen_addresses=127.0.0.1", "-F", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 		"-c", "max_connections=200", "-c", "shared_buffers=32MB", "-c", "log_min_messages=warning")
