@@ -56,6 +56,14 @@ type params struct {
 	Extra           string // appended to the policy section
 	Limits          string // a whole limits: section
 	Methods         string // policy.methods (default "email, sms")
+	PublicHost      string // host of server.public_url (default 127.0.0.1; passkeys need a name)
+}
+
+func (p params) publicHost() string {
+	if p.PublicHost != "" {
+		return p.PublicHost
+	}
+	return "127.0.0.1"
 }
 
 // env is one running gateway with its servers.
@@ -111,7 +119,7 @@ func writeConfig(t testing.TB, srv *dirtest.Server, mail *notifytest.Mailpit, sm
 		return path
 	}
 	port = freePort(t)
-	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	base := "http://" + p.publicHost() + ":" + strconv.Itoa(port)
 	key := make([]byte, 48)
 	rand.Read(key)
 	secret := write("secret.key", base64.StdEncoding.EncodeToString(key))
@@ -185,7 +193,7 @@ log:
 func startGateway(t testing.TB, srv *dirtest.Server, mail *notifytest.Mailpit, sms *notifytest.FakeTwilio, p params) *env {
 	t.Helper()
 	work, cfgPath, port := writeConfig(t, srv, mail, sms, p)
-	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	base := "http://" + p.publicHost() + ":" + strconv.Itoa(port)
 	e := &env{t: t, dir: srv, mail: mail, sms: sms, base: base, work: work,
 		log: filepath.Join(work, "latchkey.log"), audit: filepath.Join(work, "audit.log")}
 	logf, err := os.Create(e.log)
