@@ -381,9 +381,9 @@ func (l layout) problem(width int64) string {
 
 type pageFacts struct {
 	Scripts []string `json:"scripts"`
-	Rules   int    `json:"rules"`
-	Lang    string `json:"lang"`
-	Margin  string `json:"margin"`
+	Rules   int      `json:"rules"`
+	Lang    string   `json:"lang"`
+	Margin  string   `json:"margin"`
 }
 
 // check runs every page check on the current page: no script, the

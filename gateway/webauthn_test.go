@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -662,5 +663,40 @@ func TestPasskeyAPI(t *testing.T) {
 	w = c.api("POST", "/api/v1/reset/verify", `{"flow":"`+f.Flow+`","method":"`+f.Methods[0].ID+`","credential":`+string(key.get(send.Options))+`}`, nil)
 	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"remaining":0`) {
 		t.Fatalf("verify: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestPasskeyPagesCSP: only the passkey pages may run a script, and only
+// the gateway's own file; the page works as a form and says it needs
+// JavaScript when none runs; other pages keep a CSP without scripts.
+func TestPasskeyPagesCSP(t *testing.T) {
+	tb := passkeyBed(t)
+	c := newClient(t, tb)
+	w := c.post("/register", "/register", url.Values{"username": {"carol"}, "password": {"Carol-Pass1!"}}, nil)
+	if w.Code != http.StatusSeeOther {
+		t.Fatalf("sign in: %d", w.Code)
+	}
+	w = c.get("/register/methods")
+	if csp := w.Header().Get("Content-Security-Policy"); strings.Contains(csp, "script-src") || !strings.Contains(w.Body.String(), "Add a passkey") {
+		t.Fatalf("methods page: CSP %q", csp)
+	}
+	w = c.post("/register/methods", "/register/methods", url.Values{"type": {"webauthn"}, "label": {`<b>"x"</b>`}}, nil)
+	body, csp := w.Body.String(), w.Header().Get("Content-Security-Policy")
+	if w.Code != http.StatusOK || csp != cspPasskey || !strings.Contains(csp, "script-src 'self';") || strings.Contains(csp, "unsafe") {
+		t.Fatalf("passkey page: %d CSP %q", w.Code, csp)
+	}
+	if strings.Count(body, "<script") != 1 || !strings.Contains(body, `<script src="/static/webauthn.js" defer></script>`) ||
+		!strings.Contains(body, "Passkeys need JavaScript") || !strings.Contains(body, `id="passkey-form" hidden`) ||
+		!strings.Contains(body, `data-options="{&#34;`) {
+		t.Fatalf("passkey page body:\n%s", body)
+	}
+	js := c.get("/static/webauthn.js")
+	if js.Code != http.StatusOK || !strings.Contains(js.Header().Get("Content-Type"), "javascript") || !strings.Contains(js.Body.String(), "navigator.credentials.create") {
+		t.Fatalf("script: %d %q", js.Code, js.Header().Get("Content-Type"))
+	}
+	for _, p := range []string{"/", "/reset", "/register", "/change"} {
+		if csp := c.get(p).Header().Get("Content-Security-Policy"); csp != cspPages {
+			t.Fatalf("%s: CSP %q", p, csp)
+		}
 	}
 }
