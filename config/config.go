@@ -109,7 +109,7 @@ type Policy struct {
 	PrivilegedGroups []string `mapstructure:"privileged_groups"`
 	// MethodsRequired is 1 or 2 different methods verified per reset.
 	MethodsRequired int `mapstructure:"methods_required"`
-	// Methods available: email, sms, totp, questions.
+	// Methods available: email, sms, totp, webauthn, questions.
 	Methods []string `mapstructure:"methods"`
 	// Tiers are stricter rules for some groups.
 	Tiers    []Tier   `mapstructure:"tiers"`

@@ -418,8 +418,12 @@ func decodeProblems(err error, fields []field) []Problem {
 		}
 		msg := inner.Error()
 		if rest, ok := strings.CutPrefix(msg, "has invalid keys: "); ok {
+			parent := de.Name()
+			if parent == reflect.TypeFor[Config]().String() {
+				parent = "" // mapstructure >= v2.5 names the root by its type
+			}
 			for k := range strings.SplitSeq(rest, ", ") {
-				out = append(out, Problem{Key: joinKey(de.Name(), k), Message: "unknown key"})
+				out = append(out, Problem{Key: joinKey(parent, k), Message: "unknown key"})
 			}
 			return
 		}

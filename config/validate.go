@@ -366,7 +366,18 @@ func checkUserFilter(ch *checker, f string) {
 	}
 }
 
-var knownMethods = []string{policy.MethodEmail, policy.MethodSMS, policy.MethodTOTP, policy.MethodQuestions}
+var knownMethods = []string{policy.MethodEmail, policy.MethodSMS, policy.MethodTOTP, policy.MethodWebAuthn, policy.MethodQuestions}
+
+// passkeyHost reports whether public_url's host can be a WebAuthn relying
+// party id: a domain name (an IP address cannot be one; "localhost" can).
+func passkeyHost(publicURL string) bool {
+	u, err := url.Parse(publicURL)
+	if err != nil || u.Hostname() == "" {
+		return false
+	}
+	_, err = netip.ParseAddr(u.Hostname())
+	return err != nil
+}
 
 func (c *Config) validatePolicy(ch *checker) {
 	p := c.Policy
@@ -395,6 +406,8 @@ func (c *Config) validatePolicy(ch *checker) {
 			ch.add(key, "email needs email.enabled: true")
 		case m == policy.MethodSMS && !c.SMS.Enabled:
 			ch.add(key, "sms needs sms.enabled: true")
+		case m == policy.MethodWebAuthn && !passkeyHost(c.Server.PublicURL):
+			ch.add(key, "webauthn needs server.public_url with a host name (the passkeys' relying party id), not an IP address")
 		}
 		methods = append(methods, m)
 	}

@@ -78,6 +78,15 @@ func TestValidate(t *testing.T) {
 		{"public_url http localhost", func(c *config.Config) { c.Server.PublicURL = "http://localhost:8080" }, "", ""},
 		{"public_url http ::1", func(c *config.Config) { c.Server.PublicURL = "http://[::1]:8080" }, "", ""},
 		{"public_url ftp", func(c *config.Config) { c.Server.PublicURL = "ftp://sspr.example.org" }, "server.public_url", "scheme must be https"},
+		{"webauthn", func(c *config.Config) { c.Policy.Methods = []string{"email", "webauthn"} }, "", ""},
+		{"webauthn on localhost", func(c *config.Config) {
+			c.Policy.Methods = []string{"email", "webauthn"}
+			c.Server.PublicURL = "http://localhost:8080"
+		}, "", ""},
+		{"webauthn needs a host name", func(c *config.Config) {
+			c.Policy.Methods = []string{"email", "webauthn"}
+			c.Server.PublicURL = "http://127.0.0.1:8080"
+		}, "policy.methods[1]", "host name"},
 		{"public_url path ok", func(c *config.Config) { c.Server.PublicURL = "https://example.org/sspr" }, "", ""},
 		{"public_url query", func(c *config.Config) { c.Server.PublicURL = "https://example.org/?a=b" }, "server.public_url", "query"},
 		{"public_url userinfo", func(c *config.Config) { c.Server.PublicURL = "https://u:p@example.org" }, "server.public_url", "user info"},

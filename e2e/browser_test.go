@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +71,9 @@ type browser struct {
 	shots  string
 	pages  int
 	axeDur time.Duration
+	// scripts are the scripts the current page may load (only the
+	// passkey pages load one: /static/webauthn.js)
+	scripts []string
 }
 
 func newBrowser(t *testing.T, exe, base string) *browser {
@@ -376,10 +380,10 @@ func (l layout) problem(width int64) string {
 }
 
 type pageFacts struct {
-	Scripts int    `json:"scripts"`
-	Rules   int    `json:"rules"`
-	Lang    string `json:"lang"`
-	Margin  string `json:"margin"`
+	Scripts []string `json:"scripts"`
+	Rules   int      `json:"rules"`
+	Lang    string   `json:"lang"`
+	Margin  string   `json:"margin"`
 }
 
 // check runs every page check on the current page: no script, the
@@ -390,16 +394,16 @@ func (b *browser) check(name string) {
 	b.pages++
 	where := fmt.Sprintf("page %q (%s)", name, b.path())
 	f, err := chromedp.Run(b.ctx, chromedp.Evaluate[pageFacts](`({
-	  scripts: document.scripts.length,
+	  scripts: Array.from(document.scripts).map(s => s.src || 'inline'),
 	  rules: Array.from(document.styleSheets).reduce((n, s) => n + s.cssRules.length, 0),
 	  lang: document.documentElement.lang,
 	  margin: getComputedStyle(document.body).marginTop})`))
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	if f.Scripts != 0 || f.Rules == 0 || f.Margin != "0px" || f.Lang == "" {
-		b.t.Errorf("%s: scripts %d, CSS rules %d, body margin %s, lang %q: want no script and style.css applied",
-			where, f.Scripts, f.Rules, f.Margin, f.Lang)
+	if !slices.Equal(f.Scripts, b.scripts) || f.Rules == 0 || f.Margin != "0px" || f.Lang == "" {
+		b.t.Errorf("%s: scripts %q, CSS rules %d, body margin %s, lang %q: want scripts %q and style.css applied",
+			where, f.Scripts, f.Rules, f.Margin, f.Lang, b.scripts)
 	}
 	if b.shots != "" {
 		b.screenshot(name, "desktop", nil)

@@ -72,6 +72,16 @@ type params struct {
 	DirURLs      []string
 	DirPlaintext bool
 	DirTimeout   time.Duration
+	// PublicHost is the host of server.public_url (default 127.0.0.1;
+	// passkeys need a name)
+	PublicHost string
+}
+
+func (p params) publicHost() string {
+	if p.PublicHost != "" {
+		return p.PublicHost
+	}
+	return "127.0.0.1"
 }
 
 // postgresStore is a params.Store for database db of a pgtest server.
@@ -136,7 +146,7 @@ func writeConfig(t testing.TB, srv *dirtest.Server, mail *notifytest.Mailpit, sm
 		return path
 	}
 	port = freePort(t)
-	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	base := "http://" + p.publicHost() + ":" + strconv.Itoa(port)
 	key := p.SecretKey
 	if key == nil {
 		key = make([]byte, 48)
@@ -228,7 +238,7 @@ log:
 func startGateway(t testing.TB, srv *dirtest.Server, mail *notifytest.Mailpit, sms *notifytest.FakeTwilio, p params) *env {
 	t.Helper()
 	work, cfgPath, port := writeConfig(t, srv, mail, sms, p)
-	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	base := "http://" + p.publicHost() + ":" + strconv.Itoa(port)
 	e := &env{t: t, dir: srv, mail: mail, sms: sms, base: base, work: work, cfgPath: cfgPath,
 		log: filepath.Join(work, "latchkey.log"), audit: filepath.Join(work, "audit.log")}
 	t.Cleanup(func() {

@@ -174,12 +174,18 @@ func (s *Server) apiAddMethod(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var in struct{ Type, Address string }
+	var in struct{ Type, Address, Label string }
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
 	if err := field(in.Address, 254); err != nil {
 		return err
+	}
+	if in.Type == MethodWebAuthn {
+		return s.apiAddPasskey(c, sess, in.Address, in.Label)
+	}
+	if in.Label != "" {
+		return problem(CodeInvalidRequest, errors.New("only a passkey has a label"))
 	}
 	if in.Type == MethodTOTP {
 		if in.Address != "" {
@@ -205,12 +211,25 @@ func (s *Server) apiVerifyMethod(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var in struct{ Code string }
+	var in struct {
+		Code       string
+		Credential json.RawMessage
+	}
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
 	if err := field(in.Code, 16); err != nil {
 		return err
+	}
+	if cred, ok, err := passkeyCredential(in.Credential); ok {
+		if err != nil || in.Code != "" {
+			return problem(CodeInvalidRequest, err)
+		}
+		mv, err := s.svc.FinishPasskey(c.Request().Context(), sess, c.Param("id"), cred, meta(c))
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, mv)
 	}
 	mv, err := s.svc.VerifyMethod(c.Request().Context(), sess, c.Param("id"), in.Code, meta(c))
 	if err != nil {
@@ -277,21 +296,38 @@ func (s *Server) apiFlowSend(c echo.Context) error {
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
-	if err := s.svc.SendFlowCode(c.Request().Context(), apiKind(c), in.Flow, in.Method, meta(c)); err != nil {
+	pc, err := s.svc.SendFlowChallenge(c.Request().Context(), apiKind(c), in.Flow, in.Method, meta(c))
+	if err != nil {
 		return err
+	}
+	if pc != nil {
+		// a passkey: the assertion options, for navigator.credentials.get
+		return c.JSON(http.StatusAccepted, map[string]any{"options": pc.Options})
 	}
 	return c.NoContent(http.StatusAccepted)
 }
 
 func (s *Server) apiFlowVerify(c echo.Context) error {
-	var in struct{ Flow, Method, Code string }
+	var in struct {
+		Flow, Method, Code string
+		Credential         json.RawMessage
+	}
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
 	if err := field(in.Code, 16); err != nil {
 		return err
 	}
-	f, err := s.svc.VerifyFlowCode(c.Request().Context(), apiKind(c), in.Flow, in.Method, in.Code, meta(c))
+	var f FlowView
+	var err error
+	if cred, ok, cerr := passkeyCredential(in.Credential); ok {
+		if cerr != nil || in.Code != "" {
+			return problem(CodeInvalidRequest, cerr)
+		}
+		f, err = s.svc.VerifyFlowPasskey(c.Request().Context(), apiKind(c), in.Flow, in.Method, cred, meta(c))
+	} else {
+		f, err = s.svc.VerifyFlowCode(c.Request().Context(), apiKind(c), in.Flow, in.Method, in.Code, meta(c))
+	}
 	if err != nil {
 		return err
 	}

@@ -135,8 +135,8 @@ func (s *Service) learnDecoys(ctx context.Context, before time.Time) *decoyModel
 			continue
 		}
 		byAccount[meth.AccountID] = append(byAccount[meth.AccountID], meth.Type)
-		if meth.Type == MethodTOTP {
-			continue // one hint for every app: nothing to count
+		if meth.Type == MethodTOTP || meth.Type == MethodWebAuthn {
+			continue // one hint for every app and every passkey: nothing to count
 		}
 		h := hint(meth.Type, meth.Address)
 		if meth.Type == store.MethodSMS {
@@ -240,6 +240,8 @@ func (s *Service) decoys(ctx context.Context, name string, prior []Offered, atLe
 		switch typ {
 		case MethodTOTP:
 			h = totpHint
+		case MethodWebAuthn:
+			h = passkeyHint
 		case store.MethodSMS:
 			d := mac(s.k.decoy, "digits", key, n)
 			h = m.phones.draw(u("phone", key, n)) + string(rune('0'+d[0]%10)) + string(rune('0'+d[1]%10))
@@ -255,7 +257,7 @@ func (s *Service) decoys(ctx context.Context, name string, prior []Offered, atLe
 // app would give it away: the first available type with an address.
 func (s *Service) decoyAddressType() string {
 	for _, t := range s.methodsAvailable(s.o.Eligibility.Methods) {
-		if t != MethodTOTP {
+		if t != MethodTOTP && t != MethodWebAuthn {
 			return t
 		}
 	}

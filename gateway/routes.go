@@ -25,6 +25,7 @@ func (s *Server) routes() {
 	e.POST("/register/methods/:id/verify", s.form(s.verifyMethod))
 	e.POST("/register/methods/:id/resend", s.form(s.resendMethod))
 	e.POST("/register/methods/:id/remove", s.form(s.removeMethod))
+	e.POST("/register/methods/:id/passkey", s.passkeyForm(s.finishPasskey))
 	e.POST("/register/signout", s.form(s.signOut))
 
 	for _, kind := range []string{"reset", "unlock"} {
@@ -35,6 +36,7 @@ func (s *Server) routes() {
 		e.POST(p+"/send", s.form(s.flowSend))
 		e.GET(p+"/code", s.flowCodePage)
 		e.POST(p+"/verify", s.form(s.flowVerify))
+		e.POST(p+"/passkey", s.passkeyForm(s.flowPasskey))
 	}
 	e.GET("/reset/password", s.resetPasswordPage)
 	e.POST("/reset/password", s.form(s.resetPassword))

@@ -283,6 +283,7 @@ var notices = map[string]string{
 	"signed_in":      "You are signed in.",
 	"method_ok":      "That method is verified.",
 	"reauth_ok":      "Thank you. You can now add a method.",
+	"passkey_added":  "The passkey is added. You can use it to reset your password.",
 	"already_signed": "",
 }
 

@@ -147,7 +147,8 @@ func canonicalUsername(in string) string {
 func (s *Service) methodsAvailable(allowed []string) []string {
 	var out []string
 	for _, m := range allowed {
-		if (m == store.MethodEmail && s.d.Mailer != nil) || (m == store.MethodSMS && s.d.SMS != nil) || m == MethodTOTP {
+		if (m == store.MethodEmail && s.d.Mailer != nil) || (m == store.MethodSMS && s.d.SMS != nil) || m == MethodTOTP ||
+			(m == MethodWebAuthn && s.passkeysPossible()) {
 			out = append(out, m)
 		}
 	}
@@ -371,12 +372,18 @@ func hint(typ, addr string) string {
 		return notify.MaskPhone(addr)
 	case MethodTOTP:
 		return totpHint // the address is the seed: never shown, not even masked
+	case MethodWebAuthn:
+		return passkeyHint // the address is the credential record
 	}
 	return notify.MaskEmail(addr)
 }
 
 func view(m store.Method) MethodView {
-	return MethodView{ID: m.ID, Type: m.Type, Hint: hint(m.Type, m.Address), Verified: m.Verified, CreatedAt: m.CreatedAt}
+	h := hint(m.Type, m.Address)
+	if m.Type == MethodWebAuthn {
+		h = passkeyOwnerHint(m) // the owner sees the label
+	}
+	return MethodView{ID: m.ID, Type: m.Type, Hint: h, Verified: m.Verified, CreatedAt: m.CreatedAt}
 }
 
 // Methods lists the signed-in user's methods.
@@ -422,6 +429,9 @@ func (s *Service) AddMethod(ctx context.Context, sess store.Session, typ, addres
 	if typ == MethodTOTP {
 		// the seed must reach the user: EnrolTOTP returns it
 		return MethodView{}, problem(CodeInvalidRequest, errors.New("an authenticator app is added with EnrolTOTP"))
+	}
+	if typ == MethodWebAuthn {
+		return MethodView{}, problem(CodeInvalidRequest, errors.New("a passkey is added with BeginPasskey"))
 	}
 	var addr string
 	switch typ {
@@ -490,8 +500,8 @@ func (s *Service) ResendMethodCode(ctx context.Context, sess store.Session, meth
 	if meth.Verified {
 		return nil
 	}
-	if meth.Type == MethodTOTP {
-		return problem(CodeInvalidRequest, errors.New("nothing to send to an authenticator app"))
+	if meth.Type == MethodTOTP || meth.Type == MethodWebAuthn {
+		return problem(CodeInvalidRequest, errors.New("nothing to send to an authenticator app or passkey"))
 	}
 	return s.sendRegistrationCode(ctx, sess, meth, m)
 }
@@ -1074,15 +1084,16 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 	}
 	// The proofs must still satisfy today's policy: enough distinct methods
 	// for the user's current tier, each still registered, verified and allowed.
-	// An authenticator app counts once, however many were proven.
-	allowed, proven, app := s.methodsAvailable(dec.Methods), 0, false
+	// An authenticator app counts once, however many were proven, and so
+	// do the passkeys of an account.
+	allowed, proven, once := s.methodsAvailable(dec.Methods), 0, map[string]bool{}
 	for _, id := range f.Verified {
 		if meth, err := s.d.Store.GetMethod(ctx, f.AccountID, id); err == nil && meth.Verified && slices.Contains(allowed, meth.Type) {
-			if meth.Type == MethodTOTP {
-				if app {
+			if countsOnce(meth.Type) {
+				if once[meth.Type] {
 					continue
 				}
-				app = true
+				once[meth.Type] = true
 			}
 			proven++
 		}

@@ -112,6 +112,8 @@ func (s *Server) signIn(c echo.Context) error {
 type methodsPage struct {
 	Methods                                            []MethodView
 	HasVerified, CanEmail, CanSMS, CanTOTP, NeedReauth bool
+	// CanPasskey: passkeys are on (the page that adds one needs JavaScript)
+	CanPasskey bool
 	// HasTOTP: an authenticator app is registered (adding one replaces it)
 	HasTOTP bool
 }
@@ -130,6 +132,7 @@ func (s *Server) methodsData(c echo.Context, sess store.Session) (methodsPage, e
 		d.CanEmail = d.CanEmail || t == store.MethodEmail
 		d.CanSMS = d.CanSMS || t == store.MethodSMS
 		d.CanTOTP = d.CanTOTP || t == MethodTOTP
+		d.CanPasskey = d.CanPasskey || t == MethodWebAuthn
 	}
 	d.NeedReauth = s.svc.now().Sub(sess.AuthAt) > s.svc.o.ReauthWindow
 	return d, nil
@@ -166,6 +169,9 @@ func (s *Server) addMethod(c echo.Context) error {
 	}
 	if formValue(c, "type") == MethodTOTP {
 		return s.enrolTOTP(c, sess)
+	}
+	if formValue(c, "type") == MethodWebAuthn {
+		return s.beginPasskeyPage(c, sess)
 	}
 	mv, err := s.svc.AddMethod(c.Request().Context(), sess, formValue(c, "type"), formValue(c, "address"), meta(c))
 	if err != nil {
@@ -393,6 +399,9 @@ func (s *Server) flowSend(c echo.Context) error {
 		return s.flowExpired(c, kind)
 	}
 	method := formValue(c, "method")
+	if offeredType(f, method) == MethodWebAuthn {
+		return s.flowPasskeyPage(c, kind, f, method, nil)
+	}
 	if err := s.svc.SendFlowCode(c.Request().Context(), kind, f.ID, method, meta(c)); err != nil {
 		return err
 	}

@@ -14,6 +14,9 @@ const (
 	MethodEmail = "email"
 	MethodSMS   = "sms"
 	MethodTOTP  = "totp"
+	// MethodWebAuthn is a passkey (WebAuthn); an account may hold a few,
+	// which together count as one method.
+	MethodWebAuthn = "webauthn"
 	// MethodQuestions (security questions) can never be the only method
 	// verified.
 	MethodQuestions = "questions"

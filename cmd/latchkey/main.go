@@ -218,8 +218,9 @@ func gatewayOptions(cfg *config.Config, namingContext string) (gateway.Options, 
 	}
 	var methods []string
 	for _, m := range elig.Methods {
-		// an authenticator app needs no sender
-		if (m == store.MethodEmail && cfg.Email.Enabled) || (m == store.MethodSMS && cfg.SMS.Enabled) || m == gateway.MethodTOTP {
+		// an authenticator app and a passkey need no sender
+		if (m == store.MethodEmail && cfg.Email.Enabled) || (m == store.MethodSMS && cfg.SMS.Enabled) || m == gateway.MethodTOTP ||
+			m == gateway.MethodWebAuthn {
 			methods = append(methods, m)
 		}
 	}

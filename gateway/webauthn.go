@@ -1,0 +1,551 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/go-webauthn/webauthn/protocol"
+	"github.com/go-webauthn/webauthn/webauthn"
+	"golang.org/x/text/unicode/norm"
+
+	"github.com/latchkeyhq/latchkey/store"
+)
+
+// Passkeys (WebAuthn Level 3) as a recovery method.
+//
+// The relying party is the gateway's public URL: RP ID = its host name,
+// origin = its scheme://host[:port]. A host that is an IP address cannot be
+// an RP ID, so passkeys are unavailable there (config validation says so).
+//
+// Registration (signed in, password fresh): BeginPasskey makes the creation
+// options and keeps the ceremony (challenge, user handle, parameters) in a
+// register flow whose id is derived from the session and the new method's
+// id: bound to that session and account, live for passkeyTimeout, and taken
+// (removed with an optimistic-concurrency update) by the first attempt to
+// finish, right or wrong, so a challenge is used at most once.
+// FinishPasskey checks the attestation response ("none" conveyance: the
+// gateway does not judge authenticator models) for the challenge, origin,
+// RP ID hash and user presence, then stores the credential as a verified
+// method whose Address (encrypted at rest) is the credential record as JSON.
+//
+// Reset and unlock: a passkey offered in a flow is asked for with
+// SendFlowChallenge, which answers the assertion options
+// (allowCredentials = that passkey's credential id) and keeps the ceremony
+// in the flow's Data, again single use. VerifyFlowPasskey checks the
+// assertion: credential among those allowed, challenge, origin, RP ID hash,
+// user presence, signature, and the signature counter (a counter that does
+// not grow when either side is non-zero is refused as a possible clone).
+// Every try counts toward the account's budget of wrong codes.
+//
+// Fake flows (unknown or ineligible names) answer the same shape: a stable
+// credential id per fake method derived from the decoy key, a fresh
+// challenge, and a verification that always fails.
+const (
+	// MethodWebAuthn is the method type of a passkey.
+	MethodWebAuthn = "webauthn"
+	// passkeyHint is what reset and unlock flows show for every passkey:
+	// neither the owner's label nor the date, which a name alone must not
+	// reveal (and which fakes could not imitate).
+	passkeyHint = "Passkey"
+	// passkeyLabelMax bounds a user's label, in characters.
+	passkeyLabelMax = 40
+	// passkeyTimeout is the life of one ceremony (client and server side).
+	passkeyTimeout = 3 * time.Minute
+	// maxCredentialJSON bounds an attestation or assertion response.
+	maxCredentialJSON = 16 << 10
+
+	// CodePasskeyFailed: a registration or an assertion did not verify.
+	CodePasskeyFailed = "passkey_failed"
+)
+
+func init() {
+	messages[CodePasskeyFailed] = "The passkey could not be verified. Try again, or choose another method."
+	statuses[CodePasskeyFailed] = http.StatusUnprocessableEntity
+}
+
+// passkeyRecord is a passkey as kept in store.Method.Address.
+type passkeyRecord struct {
+	Label      string              `json:"label,omitempty"`
+	Credential webauthn.Credential `json:"credential"`
+}
+
+func parsePasskey(addr string) (passkeyRecord, error) {
+	var r passkeyRecord
+	if err := json.Unmarshal([]byte(addr), &r); err != nil {
+		return r, err
+	}
+	if len(r.Credential.ID) == 0 || len(r.Credential.PublicKey) == 0 {
+		return r, errors.New("passkey record without credential")
+	}
+	return r, nil
+}
+
+// passkeyOwnerHint is what the owner's own list shows: the label, else the
+// day the passkey was added.
+func passkeyOwnerHint(m store.Method) string {
+	if r, err := parsePasskey(m.Address); err == nil && r.Label != "" {
+		return r.Label
+	}
+	return "Passkey (added " + m.CreatedAt.UTC().Format(time.DateOnly) + ")"
+}
+
+// countsOnce reports whether every method of this type together counts as
+// one method toward the number a reset requires: one authenticator app, and
+// the passkeys of an account, however many of them were proven.
+func countsOnce(typ string) bool { return typ == MethodTOTP || typ == MethodWebAuthn }
+
+// cleanLabel normalises a user's label: NFC, trimmed, at most
+// passkeyLabelMax characters, no control or formatting characters (bidi
+// overrides included). "" is a valid label (none).
+func cleanLabel(in string) (string, bool) {
+	l := strings.TrimSpace(norm.NFC.String(in))
+	if !utf8.ValidString(l) || utf8.RuneCountInString(l) > passkeyLabelMax {
+		return "", false
+	}
+	for _, r := range l {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError {
+			return "", false
+		}
+	}
+	return l, true
+}
+
+// passkeysPossible: the public URL's host can be an RP ID.
+func (s *Service) passkeysPossible() bool {
+	h := s.o.PublicURL.Hostname()
+	return h != "" && net.ParseIP(h) == nil
+}
+
+// rp is the relying party of the public URL.
+func (s *Service) rp() (*webauthn.WebAuthn, error) {
+	if !s.passkeysPossible() {
+		return nil, errors.New("passkeys need a public URL with a host name")
+	}
+	t := webauthn.TimeoutConfig{Enforce: true, Timeout: passkeyTimeout, TimeoutUVD: passkeyTimeout}
+	return webauthn.New(&webauthn.Config{
+		RPID:                  s.o.PublicURL.Hostname(),
+		RPDisplayName:         s.o.ProductName,
+		RPOrigins:             []string{s.o.PublicURL.Scheme + "://" + s.o.PublicURL.Host},
+		AttestationPreference: protocol.PreferNoAttestation,
+		AuthenticatorSelection: protocol.AuthenticatorSelection{
+			ResidentKey:      protocol.ResidentKeyRequirementPreferred,
+			UserVerification: protocol.VerificationPreferred,
+		},
+		Timeouts: webauthn.TimeoutsConfig{Login: t, Registration: t},
+	})
+}
+
+// passkeyUser is an account as the WebAuthn library sees it.
+type passkeyUser struct {
+	id    []byte
+	name  string
+	creds []webauthn.Credential
+}
+
+func (u passkeyUser) WebAuthnID() []byte                         { return u.id }
+func (u passkeyUser) WebAuthnName() string                       { return u.name }
+func (u passkeyUser) WebAuthnDisplayName() string                { return u.name }
+func (u passkeyUser) WebAuthnCredentials() []webauthn.Credential { return u.creds }
+
+// passkeyUserID is the account's user handle: stable (an authenticator
+// keeps one discoverable credential per RP and user handle), opaque, and
+// no personal data (WebAuthn §14.6.1).
+func (s *Service) passkeyUserID(accountID string) []byte {
+	return mac(s.k.register, "webauthn-user", accountID)
+}
+
+// PasskeyCeremony is the start of a passkey registration or assertion.
+type PasskeyCeremony struct {
+	// MethodID is the id the new passkey will have (registration) or the
+	// offered method (assertion).
+	MethodID string
+	// Options are PublicKeyCredentialCreationOptions or
+	// PublicKeyCredentialRequestOptions in their JSON form (binary values
+	// base64url), for navigator.credentials.create / get.
+	Options json.RawMessage
+}
+
+// BeginPasskey starts registering a passkey for the signed-in user.
+func (s *Service) BeginPasskey(ctx context.Context, sess store.Session, label string, m Meta) (PasskeyCeremony, error) {
+	if s.now().Sub(sess.AuthAt) > s.o.ReauthWindow {
+		return PasskeyCeremony{}, problem(CodeReauthRequired, nil)
+	}
+	if !slices.Contains(s.AvailableMethodTypes(), MethodWebAuthn) {
+		return PasskeyCeremony{}, problem(CodeMethodType, nil)
+	}
+	label, ok := cleanLabel(label)
+	if !ok {
+		return PasskeyCeremony{}, problem(CodeInvalidRequest, errors.New("passkey label refused"))
+	}
+	rp, err := s.rp()
+	if err != nil {
+		return PasskeyCeremony{}, problem(CodeInternal, err)
+	}
+	existing, err := s.d.Store.ListMethods(ctx, sess.AccountID)
+	if err != nil {
+		return PasskeyCeremony{}, problem(CodeInternal, err)
+	}
+	if len(existing) >= s.o.MaxMethods {
+		return PasskeyCeremony{}, problem(CodeMethodLimit, nil)
+	}
+	user := s.passkeyOwner(sess, existing)
+	var exclude []protocol.CredentialDescriptor
+	for _, c := range user.creds {
+		exclude = append(exclude, c.Descriptor())
+	}
+	creation, sd, err := rp.BeginRegistration(user, webauthn.WithExclusions(exclude),
+		webauthn.WithConveyancePreference(protocol.PreferNoAttestation))
+	if err != nil {
+		return PasskeyCeremony{}, problem(CodeInternal, err)
+	}
+	opts, err := json.Marshal(creation.Response)
+	if err != nil {
+		return PasskeyCeremony{}, problem(CodeInternal, err)
+	}
+	sdj, err := json.Marshal(sd)
+	if err != nil {
+		return PasskeyCeremony{}, problem(CodeInternal, err)
+	}
+	id, now := newID(), s.now()
+	f := store.Flow{ID: s.regFlowID(sess.ID, id), Kind: store.FlowRegister, AccountID: sess.AccountID, Required: 1,
+		Data:      map[string]string{"method": id, "passkey": string(sdj), "label": label},
+		CreatedAt: now, ExpiresAt: now.Add(passkeyTimeout)}
+	if err := s.d.Store.CreateFlow(ctx, f); err != nil {
+		return PasskeyCeremony{}, problem(CodeInternal, err)
+	}
+	s.record(ctx, m, "registration.method_added", sess.AccountID, "pending", map[string]string{"method": id, "type": MethodWebAuthn})
+	return PasskeyCeremony{MethodID: id, Options: opts}, nil
+}
+
+// passkeyOwner is the signed-in user with the credentials of the
+// account's passkeys.
+func (s *Service) passkeyOwner(sess store.Session, ms []store.Method) passkeyUser {
+	u := passkeyUser{id: s.passkeyUserID(sess.AccountID), name: sess.Username}
+	for _, e := range ms {
+		if e.Type != MethodWebAuthn {
+			continue
+		}
+		if r, err := parsePasskey(e.Address); err == nil {
+			u.creds = append(u.creds, r.Credential)
+		}
+	}
+	return u
+}
+
+// takeCeremony removes the ceremony kept under key from the flow and
+// returns it: of concurrent takers exactly one gets it (the store's version
+// check), and a taken ceremony is gone whatever the outcome.
+func (s *Service) takeCeremony(ctx context.Context, f *store.Flow, key string) (webauthn.SessionData, bool) {
+	var sd webauthn.SessionData
+	raw := f.Data[key]
+	if raw == "" {
+		return sd, false
+	}
+	delete(f.Data, key)
+	if err := s.d.Store.UpdateFlow(context.WithoutCancel(ctx), *f); err != nil {
+		return sd, false
+	}
+	f.Version++
+	if err := json.Unmarshal([]byte(raw), &sd); err != nil {
+		return sd, false
+	}
+	return sd, true
+}
+
+// credentialJSON checks that a client's response is one bounded JSON object.
+func credentialJSON(raw []byte) ([]byte, bool) {
+	raw = bytes.TrimSpace(raw)
+	return raw, len(raw) > 1 && len(raw) <= maxCredentialJSON && raw[0] == '{' && json.Valid(raw)
+}
+
+// FinishPasskey checks the authenticator's answer to BeginPasskey and
+// stores the passkey as a verified method.
+func (s *Service) FinishPasskey(ctx context.Context, sess store.Session, methodID string, credential []byte, m Meta) (MethodView, error) {
+	fail := func(reason string, err error) (MethodView, error) {
+		s.record(ctx, m, "registration.method_verified", sess.AccountID, "failed",
+			map[string]string{"method": methodID, "type": MethodWebAuthn, "reason": reason})
+		return MethodView{}, problem(CodePasskeyFailed, err)
+	}
+	if len(methodID) == 0 || len(methodID) > 64 {
+		return MethodView{}, problem(CodeMethodNotFound, nil)
+	}
+	now := s.now()
+	flowID := s.regFlowID(sess.ID, methodID)
+	f, err := s.d.Store.GetFlow(ctx, flowID, now)
+	if err != nil || f.Kind != store.FlowRegister || f.AccountID != sess.AccountID || f.Data["method"] != methodID {
+		return fail("no_ceremony", err)
+	}
+	failKey := "codefail:acct:" + sess.AccountID
+	if !s.hit(ctx, failKey, s.o.Limits.CodeFailuresPerAccount, s.o.Limits.Window) {
+		s.record(ctx, m, "blocked", sess.AccountID, "code_budget", nil)
+		return MethodView{}, problem(CodeTooMany, nil)
+	}
+	sd, ok := s.takeCeremony(ctx, &f, "passkey")
+	s.forget(s.d.Store.DeleteFlow(context.WithoutCancel(ctx), flowID))
+	if !ok {
+		return fail("no_ceremony", nil)
+	}
+	body, ok := credentialJSON(credential)
+	if !ok {
+		return fail("malformed", nil)
+	}
+	rp, err := s.rp()
+	if err != nil {
+		return MethodView{}, problem(CodeInternal, err)
+	}
+	parsed, err := protocol.ParseCredentialCreationResponseBytes(body)
+	if err != nil {
+		return fail("malformed", err)
+	}
+	existing, err := s.d.Store.ListMethods(ctx, sess.AccountID)
+	if err != nil {
+		return MethodView{}, problem(CodeInternal, err)
+	}
+	user := s.passkeyOwner(sess, existing)
+	cred, err := rp.CreateCredential(user, sd, parsed)
+	if err != nil {
+		return fail("attestation", err)
+	}
+	if !cred.Flags.UserPresent {
+		return fail("user_presence", nil)
+	}
+	for _, c := range user.creds {
+		if bytes.Equal(c.ID, cred.ID) {
+			return MethodView{}, problem(CodeMethodExists, nil)
+		}
+	}
+	if len(existing) >= s.o.MaxMethods {
+		return MethodView{}, problem(CodeMethodLimit, nil)
+	}
+	// only what checks later assertions is kept
+	cred.Attestation = webauthn.CredentialAttestation{}
+	rec, err := json.Marshal(passkeyRecord{Label: f.Data["label"], Credential: *cred})
+	if err != nil {
+		return MethodView{}, problem(CodeInternal, err)
+	}
+	meth := store.Method{ID: methodID, AccountID: sess.AccountID, Type: MethodWebAuthn, Address: string(rec), CreatedAt: now}
+	if err := s.d.Store.AddMethod(ctx, meth); err != nil {
+		return MethodView{}, problem(CodeInternal, err)
+	}
+	if err := s.d.Store.VerifyMethod(ctx, sess.AccountID, methodID, now); err != nil {
+		return MethodView{}, problem(CodeInternal, err)
+	}
+	meth.Verified, meth.VerifiedAt = true, now
+	s.record(ctx, m, "registration.method_verified", sess.AccountID, "success", map[string]string{"method": methodID, "type": MethodWebAuthn})
+	s.noticeAll(ctx, sess.AccountID, sess.Username, "method_added", methodID, m)
+	return view(meth), nil
+}
+
+// ---------------------------------------------------------------- reset and unlock
+
+func passkeyKey(methodID string) string { return "pk:" + methodID }
+
+// decoyCredential is the credential a fake passkey names: an id that looks
+// random, the same for the same fake method (so for the same name) every
+// time, of a length real authenticators use; no key (nothing can verify).
+func (s *Service) decoyCredential(methodID string) webauthn.Credential {
+	h := mac(s.k.decoy, "webauthn-cred", methodID)
+	lengths := []int{16, 32, 32, 48, 64}
+	n := lengths[int(h[0])%len(lengths)]
+	id := make([]byte, 0, n)
+	for i := 0; len(id) < n; i++ {
+		id = append(id, mac(s.k.decoy, "webauthn-cred", methodID, string(rune('a'+i)))...)
+	}
+	return webauthn.Credential{ID: id[:n]}
+}
+
+// SendFlowChallenge is SendFlowCode for every method type: for a passkey
+// it returns the assertion options (nothing is sent anywhere); for the
+// others it sends a code as SendFlowCode does and returns no options.
+func (s *Service) SendFlowChallenge(ctx context.Context, kind, flowID, methodID string, m Meta) (*PasskeyCeremony, error) {
+	f, err := s.loadFlow(ctx, kind, flowID)
+	if err != nil {
+		return nil, err
+	}
+	offered := offeredOf(f)
+	idx := slices.IndexFunc(offered, func(o Offered) bool { return o.ID == methodID })
+	if idx < 0 || offered[idx].Type != MethodWebAuthn {
+		return nil, s.SendFlowCode(ctx, kind, flowID, methodID, m)
+	}
+	start := time.Now()
+	defer func() { s.padSend.wait(ctx, start, f.AccountID != "") }()
+	if slices.Contains(f.Verified, methodID) || s.passkeyProven(f) {
+		// one passkey per flow counts: asking for another is a mistake
+		return nil, problem(CodeInvalidRequest, errors.New("a passkey is already proven in this flow"))
+	}
+	rp, err := s.rp()
+	if err != nil {
+		return nil, problem(CodeInternal, err)
+	}
+	user := passkeyUser{id: s.passkeyUserID("decoy:" + methodID), creds: []webauthn.Credential{s.decoyCredential(methodID)}}
+	if offered[idx].real && f.AccountID != "" {
+		if meth, gerr := s.d.Store.GetMethod(ctx, f.AccountID, methodID); gerr == nil && meth.Verified && meth.Type == MethodWebAuthn {
+			if r, perr := parsePasskey(meth.Address); perr == nil {
+				user = passkeyUser{id: s.passkeyUserID(f.AccountID), creds: []webauthn.Credential{r.Credential}}
+			}
+		}
+	}
+	// transports are left out of allowCredentials: they would tell anyone
+	// who types a name what kind of authenticator the account uses
+	allow := []protocol.CredentialDescriptor{{Type: protocol.PublicKeyCredentialType, CredentialID: user.creds[0].ID}}
+	assertion, sd, err := rp.BeginLogin(user, webauthn.WithAllowedCredentials(allow))
+	if err != nil {
+		return nil, problem(CodeInternal, err)
+	}
+	opts, err := json.Marshal(assertion.Response)
+	if err != nil {
+		return nil, problem(CodeInternal, err)
+	}
+	sdj, err := json.Marshal(sd)
+	if err != nil {
+		return nil, problem(CodeInternal, err)
+	}
+	for attempt := 0; ; attempt++ {
+		if f.Data == nil {
+			f.Data = map[string]string{}
+		}
+		f.Data[passkeyKey(methodID)] = string(sdj)
+		err = s.d.Store.UpdateFlow(ctx, f)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, store.ErrConflict) || attempt > 3 {
+			return nil, problem(CodeFlowExpired, err)
+		}
+		if f, err = s.loadFlow(ctx, kind, flowID); err != nil {
+			return nil, err
+		}
+	}
+	return &PasskeyCeremony{MethodID: methodID, Options: opts}, nil
+}
+
+// passkeyProven: a passkey is among the flow's proven methods.
+func (s *Service) passkeyProven(f store.Flow) bool {
+	for _, o := range offeredOf(f) {
+		if o.Type == MethodWebAuthn && slices.Contains(f.Verified, o.ID) {
+			return true
+		}
+	}
+	return false
+}
+
+// VerifyFlowPasskey checks an assertion for one passkey of the flow.
+func (s *Service) VerifyFlowPasskey(ctx context.Context, kind, flowID, methodID string, credential []byte, m Meta) (FlowView, error) {
+	f, err := s.loadFlow(ctx, kind, flowID)
+	if err != nil {
+		return FlowView{}, err
+	}
+	offered := offeredOf(f)
+	idx := slices.IndexFunc(offered, func(o Offered) bool { return o.ID == methodID })
+	if idx < 0 || offered[idx].Type != MethodWebAuthn {
+		return FlowView{}, problem(CodeInvalidRequest, nil)
+	}
+	start := time.Now()
+	defer func() { s.padVerify.wait(ctx, start, f.AccountID != "") }()
+	// counted before the check, as a code is: concurrent tries cannot
+	// all pass the budget
+	if !s.hit(ctx, "codefail:"+f.Data["acct"], s.o.Limits.CodeFailuresPerAccount, s.o.Limits.Window) {
+		s.record(ctx, m, "blocked", f.AccountID, "code_budget", nil)
+		return FlowView{}, problem(CodePasskeyFailed, nil)
+	}
+	reason, cred, meth, rec := "no_ceremony", (*webauthn.Credential)(nil), store.Method{}, passkeyRecord{}
+	if sd, ok := s.takeCeremony(ctx, &f, passkeyKey(methodID)); ok {
+		reason = "malformed"
+		body, ok := credentialJSON(credential)
+		var parsed *protocol.ParsedCredentialAssertionData
+		if ok {
+			parsed, err = protocol.ParseCredentialRequestResponseBytes(body)
+		}
+		rp, rerr := s.rp()
+		if rerr != nil {
+			return FlowView{}, problem(CodeInternal, rerr)
+		}
+		if ok && err == nil {
+			reason = "assertion"
+			user := passkeyUser{id: s.passkeyUserID("decoy:" + methodID), creds: []webauthn.Credential{s.decoyCredential(methodID)}}
+			real := false
+			if offered[idx].real && f.AccountID != "" && !slices.Contains(f.Verified, methodID) && !s.passkeyProven(f) {
+				if mt, gerr := s.d.Store.GetMethod(ctx, f.AccountID, methodID); gerr == nil && mt.Verified && mt.Type == MethodWebAuthn {
+					if r, perr := parsePasskey(mt.Address); perr == nil {
+						user, meth, rec, real = passkeyUser{id: s.passkeyUserID(f.AccountID), creds: []webauthn.Credential{r.Credential}}, mt, r, true
+					}
+				}
+			}
+			// a fake passkey has no key: the check fails like a wrong one
+			c, verr := rp.ValidateLogin(user, sd, parsed)
+			switch {
+			case verr != nil || !real:
+				err = verr
+			case c.Authenticator.CloneWarning:
+				reason = "sign_count"
+			case !parsed.Response.AuthenticatorData.Flags.HasUserPresent():
+				reason = "user_presence"
+			default:
+				cred = c
+			}
+		}
+	}
+	if cred == nil {
+		s.record(ctx, m, kind+".gate", f.AccountID, "failed", map[string]string{"method": methodID, "type": MethodWebAuthn, "reason": reason})
+		if err != nil {
+			s.log.Debug("passkey assertion refused", "request_id", m.RequestID, "error", err.Error())
+		}
+		s.partialFailure(ctx, f, m)
+		return FlowView{}, problem(CodePasskeyFailed, nil)
+	}
+	if cred.Authenticator.SignCount != rec.Credential.Authenticator.SignCount {
+		if err := s.storeSignCount(ctx, meth, rec, cred.Authenticator.SignCount); err != nil {
+			return FlowView{}, problem(CodeInternal, err)
+		}
+	}
+	// A proven method gives the flow a new id (as in VerifyFlowCode).
+	for attempt := 0; ; attempt++ {
+		if !slices.Contains(f.Verified, methodID) {
+			f.Verified = append(f.Verified, methodID)
+		}
+		next := newToken()
+		err = s.d.Store.RotateFlow(ctx, f, next)
+		if err == nil {
+			f.ID = next
+			f.Version++
+			break
+		}
+		if !errors.Is(err, store.ErrConflict) || attempt > 3 {
+			return FlowView{}, problem(CodeFlowExpired, err)
+		}
+		if f, err = s.loadFlow(ctx, kind, flowID); err != nil {
+			return FlowView{}, err
+		}
+	}
+	s.record(ctx, m, kind+".gate", f.AccountID, "passed", map[string]string{"method": methodID, "type": MethodWebAuthn})
+	return s.flowView(f, offered), nil
+}
+
+// storeSignCount keeps the new signature counter of a passkey. The store
+// has no update of a method's address, so the method is written again
+// under the same id with the same creation and verification times.
+func (s *Service) storeSignCount(ctx context.Context, meth store.Method, rec passkeyRecord, count uint32) error {
+	ctx = context.WithoutCancel(ctx)
+	rec.Credential.Authenticator.SignCount = count
+	addr, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if err := s.d.Store.DeleteMethod(ctx, meth.AccountID, meth.ID); err != nil {
+		return err
+	}
+	next := store.Method{ID: meth.ID, AccountID: meth.AccountID, Type: meth.Type, Address: string(addr), CreatedAt: meth.CreatedAt}
+	if err := s.d.Store.AddMethod(ctx, next); err != nil {
+		return err
+	}
+	return s.d.Store.VerifyMethod(ctx, meth.AccountID, meth.ID, meth.VerifiedAt)
+}

@@ -1,0 +1,702 @@
+package gateway
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-webauthn/webauthn/protocol/webauthncbor"
+	"github.com/go-webauthn/webauthn/protocol/webauthncose"
+
+	"github.com/latchkeyhq/latchkey/store"
+)
+
+// softKey is a software authenticator: one ES256 credential, its counter,
+// and the origin and RP id it claims (a real browser fills these in from
+// the page; a test can lie to show the gateway notices).
+type softKey struct {
+	t       *testing.T
+	key     *ecdsa.PrivateKey
+	id      []byte
+	handle  []byte
+	count   uint32
+	origin  string
+	rpID    string
+	noUP    bool
+	sameCnt bool // do not advance the counter (a clone)
+}
+
+func newSoftKey(t *testing.T) *softKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := make([]byte, 32)
+	rand.Read(id)
+	return &softKey{t: t, key: k, id: id, origin: "https://sspr.example.org", rpID: "sspr.example.org"}
+}
+
+var b64 = base64.RawURLEncoding
+
+func (k *softKey) clientData(typ, challenge string) []byte {
+	b, _ := json.Marshal(map[string]any{"type": typ, "challenge": challenge, "origin": k.origin, "crossOrigin": false})
+	return b
+}
+
+func (k *softKey) authData(withCred bool) []byte {
+	h := sha256.Sum256([]byte(k.rpID))
+	flags := byte(0x01 | 0x04) // UP, UV
+	if k.noUP {
+		flags = 0x04
+	}
+	if withCred {
+		flags |= 0x40 // AT
+	}
+	out := append([]byte{}, h[:]...)
+	out = append(out, flags)
+	out = binary.BigEndian.AppendUint32(out, k.count)
+	if withCred {
+		out = append(out, make([]byte, 16)...) // AAGUID: none
+		out = binary.BigEndian.AppendUint16(out, uint16(len(k.id)))
+		out = append(out, k.id...)
+		pub, err := k.key.PublicKey.ECDH()
+		if err != nil {
+			k.t.Fatal(err)
+		}
+		raw := pub.Bytes() // 0x04 || X || Y
+		cose, err := webauthncbor.Marshal(webauthncose.EC2PublicKeyData{
+			PublicKeyData: webauthncose.PublicKeyData{KeyType: int64(webauthncose.EllipticKey), Algorithm: int64(webauthncose.AlgES256)},
+			Curve:         1, XCoord: raw[1:33], YCoord: raw[33:]})
+		if err != nil {
+			k.t.Fatal(err)
+		}
+		out = append(out, cose...)
+	}
+	return out
+}
+
+// create answers creation options as navigator.credentials.create would.
+func (k *softKey) create(options json.RawMessage) []byte {
+	k.t.Helper()
+	var o struct {
+		Challenge string `json:"challenge"`
+		User      struct {
+			ID string `json:"id"`
+		} `json:"user"`
+	}
+	if err := json.Unmarshal(options, &o); err != nil {
+		k.t.Fatal(err)
+	}
+	k.handle, _ = b64.DecodeString(o.User.ID)
+	att, err := webauthncbor.Marshal(map[string]any{"fmt": "none", "attStmt": map[string]any{}, "authData": k.authData(true)})
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	b, _ := json.Marshal(map[string]any{"id": b64.EncodeToString(k.id), "rawId": b64.EncodeToString(k.id), "type": "public-key",
+		"clientExtensionResults": map[string]any{},
+		"response": map[string]any{"clientDataJSON": b64.EncodeToString(k.clientData("webauthn.create", o.Challenge)),
+			"attestationObject": b64.EncodeToString(att), "transports": []string{"internal"}}})
+	return b
+}
+
+// get answers request options as navigator.credentials.get would.
+func (k *softKey) get(options json.RawMessage) []byte {
+	k.t.Helper()
+	var o struct {
+		Challenge string `json:"challenge"`
+	}
+	if err := json.Unmarshal(options, &o); err != nil {
+		k.t.Fatal(err)
+	}
+	if !k.sameCnt {
+		k.count++
+	}
+	ad := k.authData(false)
+	cd := k.clientData("webauthn.get", o.Challenge)
+	h := sha256.Sum256(cd)
+	digest := sha256.Sum256(append(append([]byte{}, ad...), h[:]...))
+	sig, err := ecdsa.SignASN1(rand.Reader, k.key, digest[:])
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	b, _ := json.Marshal(map[string]any{"id": b64.EncodeToString(k.id), "rawId": b64.EncodeToString(k.id), "type": "public-key",
+		"clientExtensionResults": map[string]any{},
+		"response": map[string]any{"clientDataJSON": b64.EncodeToString(cd), "authenticatorData": b64.EncodeToString(ad),
+			"signature": b64.EncodeToString(sig), "userHandle": b64.EncodeToString(k.handle)}})
+	return b
+}
+
+// passkeyBed is a testbed with passkeys enabled.
+func passkeyBed(t *testing.T) *testbed {
+	return newTestbed(t, func(o *Options) { o.Eligibility.Methods = []string{"email", "sms", "webauthn"} })
+}
+
+// addPasskey signs user in and registers key as a passkey.
+func (tb *testbed) addPasskey(t *testing.T, user string, key *softKey) (store.Session, MethodView) {
+	t.Helper()
+	ctx := context.Background()
+	sess, err := tb.svc.SignIn(ctx, user, tb.dir.password(user), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := tb.svc.BeginPasskey(ctx, sess, "", Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mv, err := tb.svc.FinishPasskey(ctx, sess, pc.MethodID, key.create(pc.Options), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sess, mv
+}
+
+// passkeyFlow starts a reset for user and returns it with the first
+// passkey offered.
+func (tb *testbed) passkeyFlow(t *testing.T, user string) (FlowView, string) {
+	t.Helper()
+	f, err := tb.svc.StartFlow(context.Background(), "reset", user, Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range f.Methods {
+		if m.Type == MethodWebAuthn {
+			return f, m.ID
+		}
+	}
+	t.Fatalf("no passkey offered to %s: %+v", user, f.Methods)
+	return f, ""
+}
+
+func (tb *testbed) assertionOptions(t *testing.T, flowID, method string) json.RawMessage {
+	t.Helper()
+	pc, err := tb.svc.SendFlowChallenge(context.Background(), "reset", flowID, method, Meta{})
+	if err != nil || pc == nil {
+		t.Fatalf("assertion options: %v %v", pc, err)
+	}
+	return pc.Options
+}
+
+func wantProblem(t *testing.T, err error, code, what string) {
+	t.Helper()
+	if err == nil || asProblem(err).Code != code {
+		t.Fatalf("%s: got %v, want %s", what, err, code)
+	}
+}
+
+// TestPasskeyRegistrationAndReset: a passkey registered with a software
+// authenticator proves the account in a reset, the password is written,
+// and the owner's list shows the passkey while the flow shows "Passkey".
+func TestPasskeyRegistrationAndReset(t *testing.T) {
+	tb := passkeyBed(t)
+	ctx := context.Background()
+	key := newSoftKey(t)
+	sess, mv := tb.addPasskey(t, "carol", key)
+	if mv.Type != MethodWebAuthn || !mv.Verified || !strings.HasPrefix(mv.Hint, "Passkey (added ") {
+		t.Fatalf("method after registration: %+v", mv)
+	}
+	ms, _ := tb.svc.Methods(ctx, sess)
+	if len(ms) != 1 || ms[0].ID != mv.ID {
+		t.Fatalf("methods: %+v", ms)
+	}
+	f, id := tb.passkeyFlow(t, "carol")
+	if f.Methods[0].Hint != passkeyHint {
+		t.Fatalf("the flow shows %q for a passkey", f.Methods[0].Hint)
+	}
+	opts := tb.assertionOptions(t, f.ID, id)
+	var o struct {
+		RPID  string `json:"rpId"`
+		Allow []struct {
+			ID         string   `json:"id"`
+			Transports []string `json:"transports"`
+		} `json:"allowCredentials"`
+		UV string `json:"userVerification"`
+	}
+	if err := json.Unmarshal(opts, &o); err != nil {
+		t.Fatal(err)
+	}
+	if o.RPID != "sspr.example.org" || len(o.Allow) != 1 || o.Allow[0].ID != b64.EncodeToString(key.id) || o.Allow[0].Transports != nil || o.UV != "preferred" {
+		t.Fatalf("assertion options: %s", opts)
+	}
+	nf, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, key.get(opts), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nf.Remaining != 0 || nf.ID == f.ID {
+		t.Fatalf("after the passkey: %+v", nf)
+	}
+	if err := tb.svc.CompleteFlow(ctx, "reset", nf.ID, "Brand-New-Pass-77", Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if tb.dir.pw["uid=carol,ou=people,dc=x"] != "Brand-New-Pass-77" {
+		t.Fatal("the password was not written")
+	}
+	// the counter the authenticator reached is kept
+	meth, err := tb.st.GetMethod(ctx, "id-carol", mv.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := parsePasskey(meth.Address)
+	if err != nil || rec.Credential.Authenticator.SignCount != key.count || key.count == 0 || !meth.Verified ||
+		meth.CreatedAt.Sub(mv.CreatedAt).Abs() > time.Millisecond {
+		t.Fatalf("stored passkey after use: %+v %+v %v", meth, rec.Credential.Authenticator, err)
+	}
+	evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "reset.gate"})
+	if len(evs) != 1 || evs[0].Outcome != "passed" || evs[0].Details["type"] != MethodWebAuthn {
+		t.Fatalf("gate events: %+v", evs)
+	}
+}
+
+// TestPasskeyRegistrationChallengeSingleUse: a creation challenge serves
+// one answer; replaying the same answer, or answering after the ceremony
+// expired, is refused; and another session cannot finish it.
+func TestPasskeyRegistrationChallengeSingleUse(t *testing.T) {
+	tb := passkeyBed(t)
+	ctx := context.Background()
+	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := tb.svc.BeginPasskey(ctx, sess, "Work laptop", Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := newSoftKey(t)
+	answer := key.create(pc.Options)
+	_, err = tb.svc.FinishPasskey(ctx, other, pc.MethodID, answer, Meta{})
+	wantProblem(t, err, CodePasskeyFailed, "finishing from another session")
+	mv, err := tb.svc.FinishPasskey(ctx, sess, pc.MethodID, answer, Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mv.Hint != "Work laptop" {
+		t.Fatalf("label: %q", mv.Hint)
+	}
+	_, err = tb.svc.FinishPasskey(ctx, sess, pc.MethodID, answer, Meta{})
+	wantProblem(t, err, CodePasskeyFailed, "the same answer again")
+
+	// concurrent answers to one challenge: at most one is accepted
+	pc, err = tb.svc.BeginPasskey(ctx, sess, "", Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := newSoftKey(t)
+	answer = second.create(pc.Options)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := 0
+	for range 4 {
+		wg.Go(func() {
+			if _, err := tb.svc.FinishPasskey(ctx, sess, pc.MethodID, answer, Meta{}); err == nil {
+				mu.Lock()
+				ok++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if ok != 1 {
+		t.Fatalf("%d concurrent answers to one challenge accepted, want 1", ok)
+	}
+
+	// expired: the ceremony lives passkeyTimeout
+	clk := &testClock{t: time.Now().UTC()}
+	tb.svc.d.Now = clk.now
+	pc, err = tb.svc.BeginPasskey(ctx, sess, "", Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.add(passkeyTimeout + time.Second)
+	sess.AuthAt = clk.now()
+	_, err = tb.svc.FinishPasskey(ctx, sess, pc.MethodID, newSoftKey(t).create(pc.Options), Meta{})
+	wantProblem(t, err, CodePasskeyFailed, "an expired ceremony")
+}
+
+// TestPasskeyRegistrationRefusals: the wrong origin, the wrong RP id, no
+// user presence, a bad label and a stale password are refused, and nothing
+// is stored.
+func TestPasskeyRegistrationRefusals(t *testing.T) {
+	tb := passkeyBed(t)
+	ctx := context.Background()
+	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		bend func(*softKey)
+	}{
+		{"wrong origin", func(k *softKey) { k.origin = "https://evil.example.org" }},
+		{"wrong RP id", func(k *softKey) { k.rpID = "evil.example.org" }},
+		{"other port", func(k *softKey) { k.origin = "https://sspr.example.org:8443" }},
+		{"no user presence", func(k *softKey) { k.noUP = true }},
+	} {
+		pc, err := tb.svc.BeginPasskey(ctx, sess, "", Meta{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := newSoftKey(t)
+		tc.bend(k)
+		_, err = tb.svc.FinishPasskey(ctx, sess, pc.MethodID, k.create(pc.Options), Meta{})
+		wantProblem(t, err, CodePasskeyFailed, tc.name)
+	}
+	for _, label := range []string{strings.Repeat("x", passkeyLabelMax+1), "evil\u202egnp.exe", "a\nb"} {
+		_, err := tb.svc.BeginPasskey(ctx, sess, label, Meta{})
+		wantProblem(t, err, CodeInvalidRequest, "label "+label)
+	}
+	if ms, _ := tb.st.ListMethods(ctx, "id-carol"); len(ms) != 0 {
+		t.Fatalf("refused passkeys were stored: %+v", ms)
+	}
+	sess.AuthAt = time.Now().Add(-time.Hour)
+	_, err = tb.svc.BeginPasskey(ctx, sess, "", Meta{})
+	wantProblem(t, err, CodeReauthRequired, "a stale password")
+}
+
+// TestPasskeyAssertionRefusals: in a reset, an assertion is refused for
+// the wrong origin, the wrong RP id, another account's credential, a
+// signature counter that does not grow (a clone), no user presence and a
+// replayed challenge; every refusal counts toward the account's budget.
+func TestPasskeyAssertionRefusals(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) {
+		o.Eligibility.Methods = []string{"email", "webauthn"}
+		o.Limits.CodeFailuresPerAccount = 50
+	})
+	ctx := context.Background()
+	key := newSoftKey(t)
+	tb.addPasskey(t, "carol", key)
+	ivansKey := newSoftKey(t)
+	tb.addPasskey(t, "alice", ivansKey)
+
+	try := func(name string, answer func(opts json.RawMessage) []byte) {
+		t.Helper()
+		f, id := tb.passkeyFlow(t, "carol")
+		opts := tb.assertionOptions(t, f.ID, id)
+		_, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, answer(opts), Meta{})
+		wantProblem(t, err, CodePasskeyFailed, name)
+	}
+	bent := func(bend func(*softKey)) func(json.RawMessage) []byte {
+		return func(opts json.RawMessage) []byte {
+			k := *key
+			bend(&k)
+			b := k.get(opts)
+			key.count = k.count
+			return b
+		}
+	}
+	try("wrong origin", bent(func(k *softKey) { k.origin = "https://evil.example.org" }))
+	try("wrong RP id", bent(func(k *softKey) { k.rpID = "evil.example.org" }))
+	try("no user presence", bent(func(k *softKey) { k.noUP = true }))
+	try("another account's credential", func(opts json.RawMessage) []byte { return ivansKey.get(opts) })
+	try("not JSON", func(json.RawMessage) []byte { return []byte("[1,2]") })
+
+	// the right answer works once; its replay is refused
+	f, id := tb.passkeyFlow(t, "carol")
+	opts := tb.assertionOptions(t, f.ID, id)
+	answer := key.get(opts)
+	nf, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, answer, Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f2, id2 := tb.passkeyFlow(t, "carol")
+	tb.assertionOptions(t, f2.ID, id2)
+	_, err = tb.svc.VerifyFlowPasskey(ctx, "reset", f2.ID, id2, answer, Meta{})
+	wantProblem(t, err, CodePasskeyFailed, "a replayed assertion in another flow")
+	_, err = tb.svc.VerifyFlowPasskey(ctx, "reset", nf.ID, id, key.get(opts), Meta{})
+	wantProblem(t, err, CodePasskeyFailed, "a second proof in a proven flow")
+
+	// a clone: the counter goes back, or does not move
+	try("counter regression", bent(func(k *softKey) { k.count -= 3 }))
+	try("counter unchanged", bent(func(k *softKey) { k.sameCnt = true }))
+
+	// no options asked for: nothing to answer
+	f3, id3 := tb.passkeyFlow(t, "carol")
+	_, err = tb.svc.VerifyFlowPasskey(ctx, "reset", f3.ID, id3, answer, Meta{})
+	wantProblem(t, err, CodePasskeyFailed, "an assertion without a challenge")
+
+	n, _ := tb.st.Count(ctx, "codefail:acct:id-carol", tb.svc.o.Limits.Window, time.Now())
+	if n != 12 {
+		t.Fatalf("the account's budget counted %d tries, want every one (12)", n)
+	}
+	evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "reset.gate", AccountID: "id-carol"})
+	reasons := map[string]int{}
+	for _, e := range evs {
+		reasons[e.Details["reason"]]++
+	}
+	if reasons["sign_count"] != 2 || reasons["assertion"] != 5 || reasons["no_ceremony"] != 2 || reasons["malformed"] != 1 {
+		t.Fatalf("gate failure reasons: %v", reasons)
+	}
+}
+
+// TestPasskeyBudget: wrong assertions spend the account's budget of wrong
+// codes; over it, even the right passkey is refused.
+func TestPasskeyBudget(t *testing.T) {
+	tb := passkeyBed(t)
+	ctx := context.Background()
+	key := newSoftKey(t)
+	tb.addPasskey(t, "carol", key)
+	for i := 0; i < tb.svc.o.Limits.CodeFailuresPerAccount; i++ {
+		f, id := tb.passkeyFlow(t, "carol")
+		tb.assertionOptions(t, f.ID, id)
+		_, _ = tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, []byte(`{}`), Meta{})
+	}
+	f, id := tb.passkeyFlow(t, "carol")
+	opts := tb.assertionOptions(t, f.ID, id)
+	_, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, key.get(opts), Meta{})
+	wantProblem(t, err, CodePasskeyFailed, "the right passkey over budget")
+}
+
+// TestPasskeyCoolingOff: a passkey added moments ago cannot alone
+// authorise a reset.
+func TestPasskeyCoolingOff(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) {
+		o.Eligibility.Methods = []string{"email", "webauthn"}
+		o.CoolingOff = time.Hour
+	})
+	ctx := context.Background()
+	key := newSoftKey(t)
+	tb.addPasskey(t, "carol", key)
+	f, id := tb.passkeyFlow(t, "carol")
+	nf, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, key.get(tb.assertionOptions(t, f.ID, id)), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = tb.svc.CompleteFlow(ctx, "reset", nf.ID, "Brand-New-Pass-77", Meta{})
+	wantProblem(t, err, CodeMethodTooNew, "a new passkey alone")
+}
+
+// TestPasskeysCountOnce: two passkeys of one account are one method for a
+// tier that requires two.
+func TestPasskeysCountOnce(t *testing.T) {
+	tb := passkeyBed(t)
+	ctx := context.Background()
+	k1, k2 := newSoftKey(t), newSoftKey(t)
+	sess, _ := tb.addPasskey(t, "alice", k1) // alice's tier requires 2
+	pc, err := tb.svc.BeginPasskey(ctx, sess, "Backup key", Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(pc.Options), b64.EncodeToString(k1.id)) {
+		t.Fatalf("the registered passkey is not excluded: %s", pc.Options)
+	}
+	k2.handle = nil
+	if _, err := tb.svc.FinishPasskey(ctx, sess, pc.MethodID, k2.create(pc.Options), Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, m := range f.Methods {
+		if m.Type == MethodWebAuthn && m.ID != "" {
+			ids = append(ids, m.ID)
+		}
+	}
+	if len(ids) != 2 {
+		t.Fatalf("offered: %+v", f.Methods)
+	}
+	nf, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, ids[0], k1.get(tb.assertionOptions(t, f.ID, ids[0])), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.svc.SendFlowChallenge(ctx, "reset", nf.ID, ids[1], Meta{}); err == nil {
+		t.Fatal("a second passkey was asked for in a flow that has proven one")
+	}
+	// even if both were proven, completion counts them once
+	fl, err := tb.st.GetFlow(ctx, nf.ID, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl.Verified = append(fl.Verified, ids[1])
+	if err := tb.st.UpdateFlow(ctx, fl); err != nil {
+		t.Fatal(err)
+	}
+	err = tb.svc.CompleteFlow(ctx, "reset", nf.ID, "Brand-New-Pass-77", Meta{})
+	wantProblem(t, err, CodeNotVerified, "two passkeys for a tier requiring two methods")
+}
+
+// TestPasskeyDecoys: a name without an account gets passkey entries when
+// the real ones have them, assertion options of the same shape with a
+// stable credential id, and a verification that always fails.
+func TestPasskeyDecoys(t *testing.T) {
+	tb := passkeyBed(t)
+	ctx := context.Background()
+	key := newSoftKey(t)
+	tb.addPasskey(t, "carol", key)
+	f, real := tb.passkeyFlow(t, "carol")
+	realOpts := tb.assertionOptions(t, f.ID, real)
+
+	// the built-in pattern offers passkeys to some unknown names
+	var name, id string
+	for i := 0; i < 200 && id == ""; i++ {
+		n := "nobody" + string(rune('a'+i%26)) + strings.Repeat("x", i/26)
+		df, err := tb.svc.StartFlow(ctx, "reset", n, Meta{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range df.Methods {
+			if m.Type == MethodWebAuthn {
+				name, id = n, m.ID
+				if m.Hint != passkeyHint {
+					t.Fatalf("fake passkey hint %q", m.Hint)
+				}
+			}
+		}
+	}
+	if id == "" {
+		t.Fatal("no unknown name among 200 was offered a passkey")
+	}
+	shape := func(opts json.RawMessage) (keys []string, credID string) {
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(opts, &m); err != nil {
+			t.Fatal(err)
+		}
+		for k := range m {
+			keys = append(keys, k)
+		}
+		var o struct {
+			Allow []map[string]any `json:"allowCredentials"`
+		}
+		_ = json.Unmarshal(opts, &o)
+		if len(o.Allow) != 1 || len(o.Allow[0]) != 2 {
+			t.Fatalf("allowCredentials: %s", opts)
+		}
+		return keys, o.Allow[0]["id"].(string)
+	}
+	rk, _ := shape(realOpts)
+	var first string
+	for range 2 {
+		df, err := tb.svc.StartFlow(ctx, "reset", name, Meta{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := tb.assertionOptions(t, df.ID, id)
+		dk, cred := shape(opts)
+		if strings.Join(sortedCopy(dk), ",") != strings.Join(sortedCopy(rk), ",") {
+			t.Fatalf("fake options %v, real %v", dk, rk)
+		}
+		if first != "" && cred != first {
+			t.Fatal("the fake credential id changes between flows")
+		}
+		first = cred
+		_, err = tb.svc.VerifyFlowPasskey(ctx, "reset", df.ID, id, key.get(opts), Meta{})
+		wantProblem(t, err, CodePasskeyFailed, "a fake passkey")
+	}
+	if raw, _ := b64.DecodeString(first); len(raw) < 16 {
+		t.Fatalf("fake credential id %q", first)
+	}
+}
+
+func sortedCopy(s []string) []string {
+	c := append([]string{}, s...)
+	for i := range c {
+		for j := i + 1; j < len(c); j++ {
+			if c[j] < c[i] {
+				c[i], c[j] = c[j], c[i]
+			}
+		}
+	}
+	return c
+}
+
+// TestPasskeyAPI: the JSON API registers a passkey and resets with it;
+// the credential must be a JSON object and unknown fields are refused.
+func TestPasskeyAPI(t *testing.T) {
+	tb := passkeyBed(t)
+	c := newClient(t, tb)
+	w := c.api("POST", "/api/v1/session", `{"username":"carol","password":"Carol-Pass1!"}`, nil)
+	var sess struct{ Token string }
+	json.Unmarshal(w.Body.Bytes(), &sess)
+	auth := map[string]string{"Authorization": "Bearer " + sess.Token}
+	w = c.api("POST", "/api/v1/methods", `{"type":"webauthn","label":"Laptop"}`, auth)
+	if w.Code != http.StatusCreated {
+		t.Fatalf("add passkey: %d %s", w.Code, w.Body)
+	}
+	var add struct {
+		ID      string          `json:"id"`
+		Options json.RawMessage `json:"options"`
+	}
+	json.Unmarshal(w.Body.Bytes(), &add)
+	key := newSoftKey(t)
+	cred := key.create(add.Options)
+	for _, bad := range []string{`{"credential":"x"}`, `{"credential":[1]}`, `{"credential":{},"code":"123456"}`, `{"credential":{},"extra":1}`} {
+		if w := c.api("POST", "/api/v1/methods/"+add.ID+"/verify", bad, auth); w.Code != http.StatusBadRequest {
+			t.Fatalf("%s: %d %s", bad, w.Code, w.Body)
+		}
+	}
+	w = c.api("POST", "/api/v1/methods/"+add.ID+"/verify", `{"credential":`+string(cred)+`}`, auth)
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"hint":"Laptop"`) {
+		t.Fatalf("verify passkey: %d %s", w.Code, w.Body)
+	}
+	w = c.api("POST", "/api/v1/reset", `{"username":"carol"}`, nil)
+	var f struct {
+		Flow    string
+		Methods []Offered
+	}
+	json.Unmarshal(w.Body.Bytes(), &f)
+	if len(f.Methods) != 1 || f.Methods[0].Type != MethodWebAuthn {
+		t.Fatalf("reset methods: %s", w.Body)
+	}
+	w = c.api("POST", "/api/v1/reset/send", `{"flow":"`+f.Flow+`","method":"`+f.Methods[0].ID+`"}`, nil)
+	var send struct {
+		Options json.RawMessage `json:"options"`
+	}
+	json.Unmarshal(w.Body.Bytes(), &send)
+	if w.Code != http.StatusAccepted || len(send.Options) == 0 {
+		t.Fatalf("send: %d %s", w.Code, w.Body)
+	}
+	w = c.api("POST", "/api/v1/reset/verify", `{"flow":"`+f.Flow+`","method":"`+f.Methods[0].ID+`","credential":`+string(key.get(send.Options))+`}`, nil)
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"remaining":0`) {
+		t.Fatalf("verify: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestPasskeyPagesCSP: only the passkey pages may run a script, and only
+// the gateway's own file; the page works as a form and says it needs
+// JavaScript when none runs; other pages keep a CSP without scripts.
+func TestPasskeyPagesCSP(t *testing.T) {
+	tb := passkeyBed(t)
+	c := newClient(t, tb)
+	w := c.post("/register", "/register", url.Values{"username": {"carol"}, "password": {"Carol-Pass1!"}}, nil)
+	if w.Code != http.StatusSeeOther {
+		t.Fatalf("sign in: %d", w.Code)
+	}
+	w = c.get("/register/methods")
+	if csp := w.Header().Get("Content-Security-Policy"); strings.Contains(csp, "script-src") || !strings.Contains(w.Body.String(), "Add a passkey") {
+		t.Fatalf("methods page: CSP %q", csp)
+	}
+	w = c.post("/register/methods", "/register/methods", url.Values{"type": {"webauthn"}, "label": {`<b>"x"</b>`}}, nil)
+	body, csp := w.Body.String(), w.Header().Get("Content-Security-Policy")
+	if w.Code != http.StatusOK || csp != cspPasskey || !strings.Contains(csp, "script-src 'self';") || strings.Contains(csp, "unsafe") {
+		t.Fatalf("passkey page: %d CSP %q", w.Code, csp)
+	}
+	if strings.Count(body, "<script") != 1 || !strings.Contains(body, `<script src="/static/webauthn.js" defer></script>`) ||
+		!strings.Contains(body, "Passkeys need JavaScript") || !strings.Contains(body, `id="passkey-form" hidden`) ||
+		!strings.Contains(body, `data-options="{&#34;`) {
+		t.Fatalf("passkey page body:\n%s", body)
+	}
+	js := c.get("/static/webauthn.js")
+	if js.Code != http.StatusOK || !strings.Contains(js.Header().Get("Content-Type"), "javascript") || !strings.Contains(js.Body.String(), "navigator.credentials.create") {
+		t.Fatalf("script: %d %q", js.Code, js.Header().Get("Content-Type"))
+	}
+	for _, p := range []string{"/", "/reset", "/register", "/change"} {
+		if csp := c.get(p).Header().Get("Content-Security-Policy"); csp != cspPages {
+			t.Fatalf("%s: CSP %q", p, csp)
+		}
+	}
+}
