@@ -323,14 +323,6 @@ func (e *env) kill() {
 	e.logf.Close()
 }
 
-// restart stops the gateway (SIGTERM) and starts it again with the same
-// configuration, store and port.
-func (e *env) restart() {
-	e.t.Helper()
-	e.stop()
-	e.launch()
-}
-
 func tail(s string, n int) string {
 	if len(s) > n {
 		return s[len(s)-n:]

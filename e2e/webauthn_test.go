@@ -98,7 +98,7 @@ func runPasskeySuite(t *testing.T, startDir func(testing.TB) *dirtest.Server) {
 	b.clickAndWait("#passkey-start", "/register/methods?notice=passkey_added")
 	b.mustSee("The passkey is added", "Passkey: Test <laptop>", "Verified")
 	b.check("methods: passkey added")
-	creds, err := chromedp.Call(b.ctx, webauthn.GetCredentials, webauthn.GetCredentialsParams{AuthenticatorID: va.AuthenticatorID})
+	creds, err := chromedp.Call(b.ctx, webauthn.GetCredentials, webauthn.GetCredentialsParams(va))
 	if err != nil || len(creds.Credentials) != 1 || creds.Credentials[0].RpID != "localhost" || !creds.Credentials[0].IsResidentCredential {
 		t.Fatalf("credentials on the virtual authenticator: %+v %v", creds, err)
 	}
@@ -127,7 +127,7 @@ func runPasskeySuite(t *testing.T, startDir func(testing.TB) *dirtest.Server) {
 	if err := srv.UserBind("carol", srv.Password("carol")); err == nil {
 		t.Fatal("the old password still binds")
 	}
-	creds, err = chromedp.Call(b.ctx, webauthn.GetCredentials, webauthn.GetCredentialsParams{AuthenticatorID: va.AuthenticatorID})
+	creds, err = chromedp.Call(b.ctx, webauthn.GetCredentials, webauthn.GetCredentialsParams(va))
 	if err != nil || len(creds.Credentials) != 1 || creds.Credentials[0].SignCount < 1 {
 		t.Fatalf("the passkey was not used: %+v %v", creds, err)
 	}

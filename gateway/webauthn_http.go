@@ -17,6 +17,7 @@ import (
 // navigator.credentials and posts the answer in a form. 'self' only: no
 // inline script, no eval, no other origin. Every other answer keeps
 // cspPages (no script at all).
+// #nosec G101 -- a Content-Security-Policy, not a credential
 const cspPasskey = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 
 // passkeyPage is what the two passkey pages show. Options go into a data
