@@ -174,12 +174,18 @@ func (s *Server) apiAddMethod(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var in struct{ Type, Address string }
+	var in struct {
+		Type, Address string
+		Answers       []Answer
+	}
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
 	if err := field(in.Address, 254); err != nil {
 		return err
+	}
+	if in.Type == MethodQuestions || in.Answers != nil {
+		return s.apiSetQuestions(c, sess, in.Type, in.Address, in.Answers)
 	}
 	if in.Type == MethodTOTP {
 		if in.Address != "" {
@@ -277,6 +283,13 @@ func (s *Server) apiFlowSend(c echo.Context) error {
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
+	// security questions: nothing is sent, the answer lists them
+	if qs, ok, err := s.svc.FlowQuestions(c.Request().Context(), apiKind(c), in.Flow, in.Method, meta(c)); err != nil || ok {
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusAccepted, map[string]any{"questions": append([]Question{}, qs...)})
+	}
 	if err := s.svc.SendFlowCode(c.Request().Context(), apiKind(c), in.Flow, in.Method, meta(c)); err != nil {
 		return err
 	}
@@ -284,14 +297,23 @@ func (s *Server) apiFlowSend(c echo.Context) error {
 }
 
 func (s *Server) apiFlowVerify(c echo.Context) error {
-	var in struct{ Flow, Method, Code string }
+	var in struct {
+		Flow, Method, Code string
+		Answers            []Answer
+	}
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
 	if err := field(in.Code, 16); err != nil {
 		return err
 	}
-	f, err := s.svc.VerifyFlowCode(c.Request().Context(), apiKind(c), in.Flow, in.Method, in.Code, meta(c))
+	var f FlowView
+	var err error
+	if in.Answers != nil {
+		f, err = s.apiVerifyAnswers(c, in.Flow, in.Method, in.Code, in.Answers)
+	} else {
+		f, err = s.svc.VerifyFlowCode(c.Request().Context(), apiKind(c), in.Flow, in.Method, in.Code, meta(c))
+	}
 	if err != nil {
 		return err
 	}

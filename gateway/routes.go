@@ -26,6 +26,8 @@ func (s *Server) routes() {
 	e.POST("/register/methods/:id/resend", s.form(s.resendMethod))
 	e.POST("/register/methods/:id/remove", s.form(s.removeMethod))
 	e.POST("/register/signout", s.form(s.signOut))
+	e.GET("/register/questions", s.questionsPage)
+	e.POST("/register/questions", s.form(s.setQuestions))
 
 	for _, kind := range []string{"reset", "unlock"} {
 		p := "/" + kind
@@ -53,6 +55,7 @@ func (s *Server) routes() {
 	api.POST("/methods/:id/verify", s.apiVerifyMethod)
 	api.POST("/methods/:id/resend", s.apiResendMethod)
 	api.DELETE("/methods/:id", s.apiRemoveMethod)
+	api.GET("/questions", s.apiQuestions)
 	for _, kind := range []string{"reset", "unlock"} {
 		api.POST("/"+kind, s.apiFlowStart)
 		api.POST("/"+kind+"/send", s.apiFlowSend)

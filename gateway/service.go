@@ -126,7 +126,8 @@ func canonicalUsername(in string) string {
 func (s *Service) methodsAvailable(allowed []string) []string {
 	var out []string
 	for _, m := range allowed {
-		if (m == store.MethodEmail && s.d.Mailer != nil) || (m == store.MethodSMS && s.d.SMS != nil) || m == MethodTOTP {
+		if (m == store.MethodEmail && s.d.Mailer != nil) || (m == store.MethodSMS && s.d.SMS != nil) || m == MethodTOTP ||
+			(m == MethodQuestions && s.questionsEnabled()) {
 			out = append(out, m)
 		}
 	}
@@ -345,6 +346,8 @@ func hint(typ, addr string) string {
 		return notify.MaskPhone(addr)
 	case MethodTOTP:
 		return totpHint // the address is the seed: never shown, not even masked
+	case MethodQuestions:
+		return questionsHint // the address holds the questions and hashes
 	}
 	return notify.MaskEmail(addr)
 }
@@ -396,6 +399,9 @@ func (s *Service) AddMethod(ctx context.Context, sess store.Session, typ, addres
 	if typ == MethodTOTP {
 		// the seed must reach the user: EnrolTOTP returns it
 		return MethodView{}, problem(CodeInvalidRequest, errors.New("an authenticator app is added with EnrolTOTP"))
+	}
+	if typ == MethodQuestions {
+		return MethodView{}, problem(CodeInvalidRequest, errors.New("security questions are added with SetQuestions"))
 	}
 	var addr string
 	switch typ {
@@ -626,6 +632,7 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 	s.decoyModel(ctx)
 	required, account, dn, outcome := s.baseRequired(), "", "", "unknown"
 	var offered []Offered
+	var kinds [][]string
 	ipOK := s.hit(ctx, "start-ip:"+m.ClientIP, s.o.Limits.StartsPerIP, s.o.Limits.Window)
 	u, err := s.d.Directory.Lookup(ctx, name)
 	var lu *directory.User
@@ -653,6 +660,7 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 					offered = append(offered, Offered{ID: meth.ID, Type: meth.Type, Hint: hint(meth.Type, meth.Address), real: true})
 				}
 			}
+			offered, kinds = withoutLoneQuestions(offered), dec.RequireKinds
 			if len(offered) > 0 {
 				account, dn = u.ID, u.DN
 			} else {
@@ -682,6 +690,7 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 	data, _ := json.Marshal(toJSON(offered))
 	f := store.Flow{ID: newToken(), Kind: kind, AccountID: account, Required: required,
 		Data: map[string]string{"offered": string(data), "dn": dn, "acct": accountKey(lu, name), "bind": newToken()}, CreatedAt: now, ExpiresAt: now.Add(s.o.FlowTTL)}
+	s.flowExtras(ctx, f.Data, name, account, offered, kinds)
 	if err := s.d.Store.CreateFlow(ctx, f); err != nil {
 		return FlowView{}, problem(CodeInternal, err)
 	}
@@ -721,7 +730,7 @@ func (s *Service) flowView(f store.Flow, offered []Offered) FlowView {
 	v := FlowView{ID: f.ID, Kind: f.Kind, Required: required, Methods: offered, Verified: append([]string{}, f.Verified...)}
 	v.Remaining = max(required-len(f.Verified), 0)
 	if len(f.Verified) > 0 {
-		v.Remaining = max(f.Required-len(f.Verified), 0)
+		v.Remaining = max(f.Required-len(f.Verified), kindsRemaining(f, offered))
 	}
 	return v
 }
@@ -781,9 +790,10 @@ func (s *Service) SendFlowCode(ctx context.Context, kind, flowID, methodID strin
 	if slices.Contains(f.Verified, methodID) {
 		return nil
 	}
-	if om.Type == MethodTOTP {
-		// Nothing to send: the app shows the code. Real and fake apps
-		// alike get the same 202 after the same padded time.
+	if om.Type == MethodTOTP || om.Type == MethodQuestions {
+		// Nothing to send: the app shows the code (security questions are
+		// shown by FlowQuestions). Real and fake ones alike get the same
+		// 202 after the same padded time.
 		return nil
 	}
 	// Budgets first: a throttled send must not replace the live code (and
@@ -854,8 +864,8 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 	}
 	offered := offeredOf(f)
 	idx := slices.IndexFunc(offered, func(o Offered) bool { return o.ID == methodID })
-	if idx < 0 {
-		return FlowView{}, problem(CodeInvalidRequest, nil)
+	if idx < 0 || offered[idx].Type == MethodQuestions {
+		return FlowView{}, problem(CodeInvalidRequest, nil) // answers go to VerifyFlowAnswers
 	}
 	start := time.Now()
 	defer func() { s.padVerify.wait(ctx, start, f.AccountID != "") }()
@@ -896,8 +906,15 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 			return FlowView{}, problem(CodeInvalidCode, nil)
 		}
 	}
-	// A proven method gives the flow a new id: one seen or planted before
-	// (a fixed cookie, a shoulder-surfed URL) cannot ride the proof.
+	return s.proveMethod(ctx, kind, flowID, f, offered, idx, m)
+}
+
+// proveMethod records offered[idx] as proven in the flow. A proven method
+// gives the flow a new id: one seen or planted before (a fixed cookie, a
+// shoulder-surfed URL) cannot ride the proof.
+func (s *Service) proveMethod(ctx context.Context, kind, flowID string, f store.Flow, offered []Offered, idx int, m Meta) (FlowView, error) {
+	methodID := offered[idx].ID
+	var err error
 	for attempt := 0; ; attempt++ {
 		if !slices.Contains(f.Verified, methodID) {
 			f.Verified = append(f.Verified, methodID)
@@ -1016,7 +1033,8 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 	if s.o.CoolingOff > 0 {
 		old := false
 		for _, id := range f.Verified {
-			if meth, err := s.d.Store.GetMethod(ctx, f.AccountID, id); err == nil && s.now().Sub(meth.VerifiedAt) >= s.o.CoolingOff {
+			// security questions are never what makes a proof old enough
+			if meth, err := s.d.Store.GetMethod(ctx, f.AccountID, id); err == nil && s.now().Sub(meth.VerifiedAt) >= s.o.CoolingOff && meth.Type != MethodQuestions {
 				old = true
 			}
 		}
@@ -1041,6 +1059,7 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 	// for the user's current tier, each still registered, verified and allowed.
 	// An authenticator app counts once, however many were proven.
 	allowed, proven, app := s.methodsAvailable(dec.Methods), 0, false
+	var kinds []string
 	for _, id := range f.Verified {
 		if meth, err := s.d.Store.GetMethod(ctx, f.AccountID, id); err == nil && meth.Verified && slices.Contains(allowed, meth.Type) {
 			if meth.Type == MethodTOTP {
@@ -1050,11 +1069,17 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 				app = true
 			}
 			proven++
+			kinds = append(kinds, meth.Type)
 		}
 	}
 	if proven < max(f.Required, dec.MethodsRequired) {
 		s.record(ctx, m, kind+".completed", u.ID, "not_verified", nil)
 		return problem(CodeNotVerified, nil)
+	}
+	// security questions alone, or no method of a kind a tier requires
+	if p := kindsProblem(dec, kinds); p != nil {
+		s.record(ctx, m, kind+".completed", u.ID, p.Code, nil)
+		return p
 	}
 	if kind == store.FlowReset {
 		if vs := s.o.Password.Check(password, policy.Context{Username: u.Username, DisplayName: u.DisplayName, Email: u.Mail}); len(vs) > 0 {
