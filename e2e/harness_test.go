@@ -56,6 +56,7 @@ type params struct {
 	Extra           string // appended to the policy section
 	Limits          string // a whole limits: section
 	Methods         string // policy.methods (default "email, sms")
+	Tier            string // more keys of the sspr-admins tier (indented lines)
 }
 
 // env is one running gateway with its servers.
@@ -141,7 +142,7 @@ policy:
   tiers:
     - groups: [%s]
       methods_required: 2
-  password:
+%s  password:
     min_length: 8
   code_ttl: %s
   cooling_off: 0s
@@ -171,7 +172,7 @@ log:
   audit_file: %q
 %s
 `, port, base, secret, srv.Flavor, srv.LDAPSURL, srv.CAFile, q(srv.ServiceDN), bindpw, q(srv.BaseDN), q(srv.UserFilter),
-		q(srv.Group("staff")), q(srv.Group("cycle-a")), p.MethodsRequired, p.Methods, q(srv.Group("sspr-admins")), p.CodeTTL, p.Extra,
+		q(srv.Group("staff")), q(srv.Group("cycle-a")), p.MethodsRequired, p.Methods, q(srv.Group("sspr-admins")), p.Tier, p.CodeTTL, p.Extra,
 		twilioSID, twtoken, twilioFrom, sms.URL, mail.SMTPHost, mail.SMTPPort,
 		"file:"+filepath.Join(work, "latchkey.db"), filepath.Join(work, "audit.log"), p.Limits)
 	if srv.DefaultPolicyDN != "" {

@@ -283,13 +283,6 @@ func (s *Server) apiFlowSend(c echo.Context) error {
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
-	// security questions: nothing is sent, the answer lists them
-	if qs, ok, err := s.svc.FlowQuestions(c.Request().Context(), apiKind(c), in.Flow, in.Method, meta(c)); err != nil || ok {
-		if err != nil {
-			return err
-		}
-		return c.JSON(http.StatusAccepted, map[string]any{"questions": append([]Question{}, qs...)})
-	}
 	if err := s.svc.SendFlowCode(c.Request().Context(), apiKind(c), in.Flow, in.Method, meta(c)); err != nil {
 		return err
 	}

@@ -627,20 +627,26 @@ func TestAnswersNeverShown(t *testing.T) {
 	}
 	qid := regexp.MustCompile(`"id":"([0-9a-f]+)","type":"questions"`).FindStringSubmatch(list)[1]
 
-	// reset over the API: send answers 409 before another proof, then the
-	// questions; verify takes the answers
+	// reset over the API: send answers 202 (nothing sent); the questions
+	// are 409 before another proof, then listed; verify takes the answers
 	w = c.api("POST", "/api/v1/reset", `{"username":"carol"}`, nil)
 	var fl struct{ Flow string }
 	json.Unmarshal(w.Body.Bytes(), &fl)
-	if w = c.api("POST", "/api/v1/reset/send", `{"flow":"`+fl.Flow+`","method":"`+qid+`"}`, nil); w.Code != 409 || !strings.Contains(w.Body.String(), "not_verified") {
+	if w = c.api("POST", "/api/v1/reset/send", `{"flow":"`+fl.Flow+`","method":"`+qid+`"}`, nil); w.Code != 202 || w.Body.Len() != 0 {
+		t.Fatalf("send to questions: %d %s", w.Code, w.Body)
+	}
+	if w = c.api("POST", "/api/v1/reset/questions", `{"flow":"`+fl.Flow+`","method":"`+qid+`"}`, nil); w.Code != 409 || !strings.Contains(w.Body.String(), "not_verified") {
 		t.Fatalf("questions before a proof: %d %s", w.Code, w.Body)
+	}
+	if w = c.api("POST", "/api/v1/reset/questions", `{"flow":"`+fl.Flow+`","method":"`+emailID+`"}`, nil); w.Code != 400 {
+		t.Fatalf("questions of an email: %d %s", w.Code, w.Body)
 	}
 	c.api("POST", "/api/v1/reset/send", `{"flow":"`+fl.Flow+`","method":"`+emailID+`"}`, nil)
 	w = c.api("POST", "/api/v1/reset/verify", `{"flow":"`+fl.Flow+`","method":"`+emailID+`","code":"`+tb.lastCode(t, "carol@home.example")+`"}`, nil)
 	json.Unmarshal(w.Body.Bytes(), &fl)
-	w = c.api("POST", "/api/v1/reset/send", `{"flow":"`+fl.Flow+`","method":"`+qid+`"}`, nil)
+	w = c.api("POST", "/api/v1/reset/questions", `{"flow":"`+fl.Flow+`","method":"`+qid+`"}`, nil)
 	var asked struct{ Questions []Question }
-	if w.Code != 202 || json.Unmarshal(w.Body.Bytes(), &asked) != nil || len(asked.Questions) != 2 {
+	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &asked) != nil || len(asked.Questions) != 2 {
 		t.Fatalf("send to questions: %d %s", w.Code, w.Body)
 	}
 	keep(w.Body.String())

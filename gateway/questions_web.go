@@ -50,6 +50,23 @@ func (s *Server) apiSetQuestions(c echo.Context, sess store.Session, typ, addres
 	return c.JSON(http.StatusCreated, map[string]string{"id": mv.ID})
 }
 
+// apiFlowQuestions: POST /api/v1/reset/questions {flow, method}, the
+// questions a flow asks (once another method is proven).
+func (s *Server) apiFlowQuestions(c echo.Context) error {
+	var in struct{ Flow, Method string }
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	qs, ok, err := s.svc.FlowQuestions(c.Request().Context(), apiKind(c), in.Flow, in.Method, meta(c))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return problem(CodeInvalidRequest, errors.New("not a security questions method of the flow"))
+	}
+	return c.JSON(http.StatusOK, map[string]any{"questions": append([]Question{}, qs...)})
+}
+
 // apiVerifyAnswers: POST /api/v1/reset/verify {flow, method, answers}.
 func (s *Server) apiVerifyAnswers(c echo.Context, flow, method, code string, answers []Answer) (FlowView, error) {
 	if code != "" || len(answers) > maxAnswersInRequest {

@@ -60,6 +60,7 @@ func (s *Server) routes() {
 		api.POST("/"+kind, s.apiFlowStart)
 		api.POST("/"+kind+"/send", s.apiFlowSend)
 		api.POST("/"+kind+"/verify", s.apiFlowVerify)
+		api.POST("/"+kind+"/questions", s.apiFlowQuestions)
 	}
 	api.POST("/reset/policy", s.apiResetPolicy)
 	api.POST("/reset/complete", s.apiResetComplete)
