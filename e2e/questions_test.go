@@ -35,14 +35,14 @@ var e2eQuestions = []string{
 }
 
 // questionsParams: email, SMS, apps and questions; the sspr-admins tier
-// requires an app (or a passkey); six tries of wrong codes per hour.
+// requires an app (or a passkey); eight tries of codes per hour.
 func questionsParams() params {
 	list, _ := json.Marshal(e2eQuestions)
 	return params{
 		Methods: "email, sms, totp, questions",
 		Extra:   "  questions:\n    list: " + string(list) + "\n    required: 3\n    ask: 2\n",
 		Tier:    "      require_one_of: [totp, webauthn]\n",
-		Limits:  "limits:\n  code_failures_per_account: 6\n",
+		Limits:  "limits:\n  code_failures_per_account: 8\n",
 	}
 }
 
@@ -218,7 +218,7 @@ func runQuestionsSuite(t *testing.T, srv *dirtest.Server) {
 			wrong[k] = v
 		}
 		wrong[qs[1].Text] = "Not The Answer"
-		for i := range 4 { // 3, 4, 5, 6
+		for i := range 6 { // 3 to 8
 			if r := e.answer(&f, qid, qs, wrong); r.Status != 422 || r.errCode() != "wrong_answers" {
 				t.Fatalf("wrong answers %d: %d %s", i, r.Status, r.Body)
 			}
@@ -238,7 +238,7 @@ func runQuestionsSuite(t *testing.T, srv *dirtest.Server) {
 				failed++
 			}
 		}
-		if blocked < 1 || failed != 4 {
+		if blocked < 1 || failed != 6 {
 			t.Fatalf("audit: %d blocked, %d failed gates", blocked, failed)
 		}
 	})
