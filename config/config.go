@@ -112,8 +112,10 @@ type Policy struct {
 	// Methods available: email, sms, totp, webauthn, questions.
 	Methods []string `mapstructure:"methods"`
 	// Tiers are stricter rules for some groups.
-	Tiers    []Tier   `mapstructure:"tiers"`
-	Password Password `mapstructure:"password"`
+	Tiers []Tier `mapstructure:"tiers"`
+	// Questions configures security questions (method "questions").
+	Questions Questions `mapstructure:"questions"`
+	Password  Password  `mapstructure:"password"`
 	// CodeTTL is how long a one-time code lives (at most 10 minutes).
 	CodeTTL time.Duration `mapstructure:"code_ttl"`
 	// CodeLength is the number of digits in a one-time code, 6 to 8.
@@ -135,6 +137,9 @@ type Tier struct {
 	MethodsRequired int `mapstructure:"methods_required"`
 	// Methods restricts policy.methods; empty keeps them all.
 	Methods []string `mapstructure:"methods"`
+	// RequireOneOf: members must verify at least one method of these kinds
+	// (email, sms, totp, webauthn); security questions never count.
+	RequireOneOf []string `mapstructure:"require_one_of"`
 }
 
 // Password is the gateway's own password rules (policy.Rules).
@@ -345,6 +350,11 @@ func rawDefaults() *Config {
 			MethodsRequired:  1,
 			Methods:          []string{policy.MethodEmail},
 			Tiers:            []Tier{},
+			Questions: Questions{
+				List:     []string{},
+				Required: DefaultQuestionsRequired,
+				Ask:      DefaultQuestionsAsked,
+			},
 			Password: Password{
 				MinLength:   policy.DefaultMinLength,
 				MaxLength:   policy.DefaultMaxLength,
@@ -413,6 +423,7 @@ func (p Policy) Eligibility() policy.Eligibility {
 			Groups:          clone(t.Groups),
 			MethodsRequired: t.MethodsRequired,
 			Methods:         clone(t.Methods),
+			RequireOneOf:    clone(t.RequireOneOf),
 		})
 	}
 	return e

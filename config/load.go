@@ -238,7 +238,7 @@ func schema() []field {
 				continue
 			}
 			f := field{key: key, typ: sf.Type, def: fv.Interface(), sep: ","}
-			if strings.HasSuffix(tag, "groups") {
+			if strings.HasSuffix(tag, "groups") || key == "policy.questions.list" {
 				f.sep = ";"
 			}
 			out = append(out, f)

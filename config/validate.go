@@ -127,6 +127,7 @@ func (c *Config) Validate() error {
 	c.validateServer(&ch)
 	c.validateDirectory(&ch)
 	c.validatePolicy(&ch)
+	c.validateQuestions(&ch)
 	c.validateEmail(&ch)
 	c.validateSMS(&ch)
 	c.validateStore(&ch)

@@ -163,7 +163,40 @@ func TestValidate(t *testing.T) {
 			c.Policy.Methods = []string{"questions"}
 			c.Policy.Tiers = nil
 		}, "policy.methods", "never be the only method"},
-		{"questions with another method", func(c *config.Config) { c.Policy.Methods = []string{"email", "sms", "questions"} }, "", ""},
+		{"questions with another method", func(c *config.Config) {
+			c.Policy.Methods = []string{"email", "sms", "questions"}
+			c.Policy.Questions.List = []string{"First pet?", "First school?", "Street you grew up on?"}
+		}, "", ""},
+		{"questions without a list", func(c *config.Config) { c.Policy.Methods = []string{"email", "sms", "questions"} }, "policy.questions.list", "at least 3 questions"},
+		{"questions: fewer than required", func(c *config.Config) {
+			c.Policy.Methods = []string{"email", "sms", "questions"}
+			c.Policy.Questions.List = []string{"First pet?", "First school?"}
+		}, "policy.questions.list", "at least 3 questions"},
+		{"questions list checked while off", func(c *config.Config) { c.Policy.Questions.List = []string{"First pet?", " "} }, "policy.questions.list[1]", "empty"},
+		{"question twice", func(c *config.Config) { c.Policy.Questions.List = []string{"First pet?", "FIRST  pet? "} }, "policy.questions.list[1]", "twice"},
+		{"question too long", func(c *config.Config) { c.Policy.Questions.List = []string{strings.Repeat("x", 201)} }, "policy.questions.list[0]", "at most 200"},
+		{"questions required 0", func(c *config.Config) { c.Policy.Questions.Required = 0 }, "policy.questions.required", "1-10"},
+		{"questions required 11", func(c *config.Config) { c.Policy.Questions.Required = 11 }, "policy.questions.required", "1-10"},
+		{"questions ask above required", func(c *config.Config) { c.Policy.Questions.Ask = 4 }, "policy.questions.ask", "policy.questions.required"},
+		{"questions ask 0", func(c *config.Config) { c.Policy.Questions.Ask = 0 }, "policy.questions.ask", "1 to"},
+		{"tier requires totp", func(c *config.Config) {
+			c.Policy.Methods = []string{"email", "sms", "totp"}
+			c.Policy.Tiers[0].RequireOneOf = []string{"totp", "webauthn"}
+		}, "", ""},
+		{"tier requires an unknown kind", func(c *config.Config) {
+			c.Policy.Methods = []string{"email", "sms", "totp"}
+			c.Policy.Tiers[0].RequireOneOf = []string{"totp", "yubikey"}
+		}, "policy.tiers[0].require_one_of[1]", "must be one of email, sms, totp, webauthn"},
+		{"tier requires questions", func(c *config.Config) {
+			c.Policy.Methods = []string{"email", "sms", "totp"}
+			c.Policy.Tiers[0].RequireOneOf = []string{"totp", "questions"}
+		}, "policy.tiers[0].require_one_of[1]", "never count"},
+		{"tier requires a kind nobody has", func(c *config.Config) { c.Policy.Tiers[0].RequireOneOf = []string{"totp", "webauthn"} }, "policy.tiers[0].require_one_of", "could never reset"},
+		{"tier requires a kind its methods drop", func(c *config.Config) {
+			c.Policy.Methods = []string{"email", "sms", "totp"}
+			c.Policy.Tiers[0].Methods = []string{"email", "sms"}
+			c.Policy.Tiers[0].RequireOneOf = []string{"totp"}
+		}, "policy.tiers[0].require_one_of", "could never reset"},
 		{"methods_required 0", func(c *config.Config) { c.Policy.MethodsRequired = 0 }, "policy.methods_required", "1 or 2"},
 		{"methods_required 3", func(c *config.Config) { c.Policy.MethodsRequired = 3 }, "policy.methods_required", "1 or 2"},
 		{"methods_required above methods", func(c *config.Config) {
@@ -390,6 +423,10 @@ func TestPolicyConversion(t *testing.T) {
 	if !d.Eligible || d.MethodsRequired != 2 || !slices.Equal(d.Methods, []string{"email", "sms"}) {
 		t.Errorf("Decide = %+v", d)
 	}
+	c.Policy.Tiers[0].RequireOneOf = []string{"totp"}
+	if k := c.Policy.Eligibility().Tiers[0].RequireOneOf; !slices.Equal(k, []string{"totp"}) {
+		t.Errorf("require_one_of not converted: %v", k)
+	}
 	e.Groups[0] = "changed"
 	if c.Policy.Groups[0] == "changed" {
 		t.Error("Eligibility shares slices with the config")
@@ -444,6 +481,10 @@ func TestExampleFileVariants(t *testing.T) {
 			"LATCHKEY_SMS_PROVIDER":   "webhook",
 			"LATCHKEY_POLICY_METHODS": `["sms", "email"]`,
 		},
+		"security questions and a tier requiring an authenticator app": {
+			"LATCHKEY_POLICY_METHODS": "email,totp,questions",
+			"LATCHKEY_POLICY_TIERS":   `[{"groups":["cn=it-staff,ou=groups,dc=example,dc=org"],"require_one_of":["totp","webauthn"]}]`,
+		},
 		"active directory with default filter": {
 			"LATCHKEY_DIRECTORY_TYPE":        "activedirectory",
 			"LATCHKEY_DIRECTORY_USER_FILTER": "(&(objectCategory=person)(objectClass=user)(sAMAccountName={username}))",
@@ -466,6 +507,14 @@ func TestExampleFileVariants(t *testing.T) {
 			}
 			if err := cfg.Validate(); err != nil {
 				t.Fatal(err)
+			}
+			if strings.Contains(name, "questions") {
+				if q := cfg.Policy.Questions; len(q.List) != 4 || q.Required != 3 || q.Ask != 2 || q.AllowCustom {
+					t.Errorf("policy.questions = %+v", q)
+				}
+				if k := cfg.Policy.Eligibility().Tiers[0].RequireOneOf; !slices.Equal(k, []string{"totp", "webauthn"}) {
+					t.Errorf("require_one_of = %v", k)
+				}
 			}
 		})
 	}

@@ -72,6 +72,7 @@ type params struct {
 	DirURLs      []string
 	DirPlaintext bool
 	DirTimeout   time.Duration
+	Tier         string // more keys of the sspr-admins tier (indented lines)
 	// PublicHost is the host of server.public_url (default 127.0.0.1;
 	// passkeys need a name)
 	PublicHost string
@@ -179,7 +180,7 @@ policy:
   tiers:
     - groups: [%s]
       methods_required: 2
-  password:
+%s  password:
     min_length: 8
   code_ttl: %s
   cooling_off: 0s
@@ -209,7 +210,7 @@ log:
   audit_file: %q
 %s
 `, port, base, secret, srv.Flavor, srv.LDAPSURL, srv.CAFile, q(srv.ServiceDN), bindpw, q(srv.BaseDN), q(srv.UserFilter),
-		q(srv.Group("staff")), q(srv.Group("cycle-a")), p.MethodsRequired, p.Methods, q(srv.Group("sspr-admins")), p.CodeTTL, p.Extra,
+		q(srv.Group("staff")), q(srv.Group("cycle-a")), p.MethodsRequired, p.Methods, q(srv.Group("sspr-admins")), p.Tier, p.CodeTTL, p.Extra,
 		twilioSID, twtoken, twilioFrom, sms.URL, mail.SMTPHost, mail.SMTPPort,
 		"file:"+filepath.Join(work, "latchkey.db"), filepath.Join(work, "audit.log"), p.Limits)
 	if p.Store != "" {

@@ -174,7 +174,10 @@ func (s *Server) apiAddMethod(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var in struct{ Type, Address, Label string }
+	var in struct {
+		Type, Address, Label string
+		Answers              []Answer
+	}
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
@@ -182,10 +185,16 @@ func (s *Server) apiAddMethod(c echo.Context) error {
 		return err
 	}
 	if in.Type == MethodWebAuthn {
+		if in.Answers != nil {
+			return problem(CodeInvalidRequest, errors.New("a passkey has no answers"))
+		}
 		return s.apiAddPasskey(c, sess, in.Address, in.Label)
 	}
 	if in.Label != "" {
 		return problem(CodeInvalidRequest, errors.New("only a passkey has a label"))
+	}
+	if in.Type == MethodQuestions || in.Answers != nil {
+		return s.apiSetQuestions(c, sess, in.Type, in.Address, in.Answers)
 	}
 	if in.Type == MethodTOTP {
 		if in.Address != "" {
@@ -311,6 +320,7 @@ func (s *Server) apiFlowVerify(c echo.Context) error {
 	var in struct {
 		Flow, Method, Code string
 		Credential         json.RawMessage
+		Answers            []Answer
 	}
 	if err := decodeJSON(c, &in); err != nil {
 		return err
@@ -321,10 +331,12 @@ func (s *Server) apiFlowVerify(c echo.Context) error {
 	var f FlowView
 	var err error
 	if cred, ok, cerr := passkeyCredential(in.Credential); ok {
-		if cerr != nil || in.Code != "" {
+		if cerr != nil || in.Code != "" || in.Answers != nil {
 			return problem(CodeInvalidRequest, cerr)
 		}
 		f, err = s.svc.VerifyFlowPasskey(c.Request().Context(), apiKind(c), in.Flow, in.Method, cred, meta(c))
+	} else if in.Answers != nil {
+		f, err = s.apiVerifyAnswers(c, in.Flow, in.Method, in.Code, in.Answers)
 	} else {
 		f, err = s.svc.VerifyFlowCode(c.Request().Context(), apiKind(c), in.Flow, in.Method, in.Code, meta(c))
 	}

@@ -135,8 +135,8 @@ func (s *Service) learnDecoys(ctx context.Context, before time.Time) *decoyModel
 			continue
 		}
 		byAccount[meth.AccountID] = append(byAccount[meth.AccountID], meth.Type)
-		if meth.Type == MethodTOTP || meth.Type == MethodWebAuthn {
-			continue // one hint for every app and every passkey: nothing to count
+		if meth.Type == MethodTOTP || meth.Type == MethodWebAuthn || meth.Type == MethodQuestions {
+			continue // one hint for every app, passkey and set of questions: nothing to count
 		}
 		h := hint(meth.Type, meth.Address)
 		if meth.Type == store.MethodSMS {
@@ -151,6 +151,9 @@ func (s *Service) learnDecoys(ctx context.Context, before time.Time) *decoyModel
 		return s.patternDecoys(types)
 	}
 	for _, set := range byAccount {
+		if !slices.ContainsFunc(set, func(t string) bool { return t != MethodQuestions }) {
+			continue // never offered alone: such an account shows fakes itself
+		}
 		slices.Sort(set)
 		sets.add(strings.Join(set, "+"), set, 1)
 	}
@@ -178,10 +181,12 @@ func (s *Service) patternDecoys(types []string) *decoyModel {
 	var sets tally[[]string]
 	var emails, phones tally[string]
 	for i, a := range types {
-		sets.add(a, []string{a}, 2)
+		if a != MethodQuestions {
+			sets.add(a, []string{a}, 2) // security questions are never offered alone
+		}
 		for _, b := range types[i:] {
-			if a == MethodTOTP && b == MethodTOTP {
-				continue // an account has one authenticator app
+			if a == b && (a == MethodTOTP || a == MethodQuestions) {
+				continue // an account has one authenticator app, one set of questions
 			}
 			sets.add(a+"+"+b, []string{a, b}, 1)
 		}
@@ -220,6 +225,7 @@ const bullets = "•••"
 func (s *Service) decoys(ctx context.Context, name string, prior []Offered, atLeast int) []Offered {
 	have := len(prior)
 	app := slices.ContainsFunc(prior, func(o Offered) bool { return o.Type == MethodTOTP })
+	asks := slices.ContainsFunc(prior, func(o Offered) bool { return o.Type == MethodQuestions })
 	m := s.decoyModel(ctx)
 	key := strings.ToLower(name)
 	u := func(parts ...string) float64 {
@@ -230,10 +236,11 @@ func (s *Service) decoys(ctx context.Context, name string, prior []Offered, atLe
 	var out []Offered
 	for i := have; i < max(len(set), atLeast); i++ {
 		typ := set[i%len(set)]
-		if typ == MethodTOTP && app {
+		if (typ == MethodTOTP && app) || (typ == MethodQuestions && asks) {
 			typ = s.decoyAddressType()
 		}
 		app = app || typ == MethodTOTP
+		asks = asks || typ == MethodQuestions
 		n := strconv.Itoa(i)
 		id := mac(s.k.decoy, "method", key, n)
 		var h string
@@ -242,6 +249,8 @@ func (s *Service) decoys(ctx context.Context, name string, prior []Offered, atLe
 			h = totpHint
 		case MethodWebAuthn:
 			h = passkeyHint
+		case MethodQuestions:
+			h = questionsHint
 		case store.MethodSMS:
 			d := mac(s.k.decoy, "digits", key, n)
 			h = m.phones.draw(u("phone", key, n)) + string(rune('0'+d[0]%10)) + string(rune('0'+d[1]%10))
@@ -257,7 +266,7 @@ func (s *Service) decoys(ctx context.Context, name string, prior []Offered, atLe
 // app would give it away: the first available type with an address.
 func (s *Service) decoyAddressType() string {
 	for _, t := range s.methodsAvailable(s.o.Eligibility.Methods) {
-		if t != MethodTOTP && t != MethodWebAuthn {
+		if t != MethodTOTP && t != MethodWebAuthn && t != MethodQuestions {
 			return t
 		}
 	}

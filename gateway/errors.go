@@ -57,6 +57,11 @@ const (
 	CodeCSRF             = "forbidden"
 	CodeInternal         = "internal"
 	CodeTooMany          = "too_many"
+
+	// security questions and tiers' required kinds
+	CodeWeakAnswers        = "weak_answers"
+	CodeWrongAnswers       = "wrong_answers"
+	CodeMethodKindRequired = "method_kind_required"
 )
 
 var messages = map[string]string{
@@ -83,6 +88,10 @@ var messages = map[string]string{
 	CodeCSRF:             "The form has expired or was sent from another site. Reload the page and try again.",
 	CodeInternal:         "Something went wrong.",
 	CodeTooMany:          "Too many attempts. Please wait a while and try again.",
+
+	CodeWeakAnswers:        "Some answers are too easy to guess:",
+	CodeWrongAnswers:       "The answers are not right. Check them and try again.",
+	CodeMethodKindRequired: "Your account must also verify a stronger method, such as an authenticator app. Choose one of those too.",
 }
 
 var statuses = map[string]int{
@@ -109,6 +118,10 @@ var statuses = map[string]int{
 	CodeCSRF:             http.StatusForbidden,
 	CodeInternal:         http.StatusInternalServerError,
 	CodeTooMany:          http.StatusTooManyRequests,
+
+	CodeWeakAnswers:        http.StatusUnprocessableEntity,
+	CodeWrongAnswers:       http.StatusUnprocessableEntity,
+	CodeMethodKindRequired: http.StatusConflict,
 }
 
 func messageFor(code string) string {

@@ -60,6 +60,8 @@ type Options struct {
 	TrustedProxies []netip.Prefix
 	// Limits are the abuse budgets.
 	Limits Limits
+	// Questions configure security questions (method "questions").
+	Questions QuestionOptions
 	// Timeouts of the HTTP server.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 }
@@ -116,6 +118,7 @@ func (o *Options) setDefaults() error {
 		o.MaxMethods = DefaultMaxMethods
 	}
 	o.Limits.setDefaults()
+	o.Questions.setDefaults()
 	if o.ReadTimeout <= 0 {
 		o.ReadTimeout = 10 * time.Second
 	}

@@ -27,6 +27,8 @@ func (s *Server) routes() {
 	e.POST("/register/methods/:id/remove", s.form(s.removeMethod))
 	e.POST("/register/methods/:id/passkey", s.passkeyForm(s.finishPasskey))
 	e.POST("/register/signout", s.form(s.signOut))
+	e.GET("/register/questions", s.questionsPage)
+	e.POST("/register/questions", s.form(s.setQuestions))
 
 	for _, kind := range []string{"reset", "unlock"} {
 		p := "/" + kind
@@ -55,10 +57,12 @@ func (s *Server) routes() {
 	api.POST("/methods/:id/verify", s.apiVerifyMethod)
 	api.POST("/methods/:id/resend", s.apiResendMethod)
 	api.DELETE("/methods/:id", s.apiRemoveMethod)
+	api.GET("/questions", s.apiQuestions)
 	for _, kind := range []string{"reset", "unlock"} {
 		api.POST("/"+kind, s.apiFlowStart)
 		api.POST("/"+kind+"/send", s.apiFlowSend)
 		api.POST("/"+kind+"/verify", s.apiFlowVerify)
+		api.POST("/"+kind+"/questions", s.apiFlowQuestions)
 	}
 	api.POST("/reset/policy", s.apiResetPolicy)
 	api.POST("/reset/complete", s.apiResetComplete)

@@ -264,7 +264,7 @@ func (s *Server) render(c echo.Context, status int, page, title string, data any
 		Notice: notices[c.QueryParam("notice")], Data: data, Demo: s.svc.d.Demo != nil}
 	if p != nil {
 		d.Error, d.Errors, d.RequestID = p.Message(), p.Violations, meta(c).RequestID
-		if len(p.Violations) > 0 {
+		if len(p.Violations) > 0 && p.Code == CodePasswordRejected {
 			d.Error = "The new password was not accepted:"
 		}
 	}

@@ -148,7 +148,7 @@ func (s *Service) methodsAvailable(allowed []string) []string {
 	var out []string
 	for _, m := range allowed {
 		if (m == store.MethodEmail && s.d.Mailer != nil) || (m == store.MethodSMS && s.d.SMS != nil) || m == MethodTOTP ||
-			(m == MethodWebAuthn && s.passkeysPossible()) {
+			(m == MethodWebAuthn && s.passkeysPossible()) || (m == MethodQuestions && s.questionsEnabled()) {
 			out = append(out, m)
 		}
 	}
@@ -374,6 +374,8 @@ func hint(typ, addr string) string {
 		return totpHint // the address is the seed: never shown, not even masked
 	case MethodWebAuthn:
 		return passkeyHint // the address is the credential record
+	case MethodQuestions:
+		return questionsHint // the address holds the questions and hashes
 	}
 	return notify.MaskEmail(addr)
 }
@@ -432,6 +434,9 @@ func (s *Service) AddMethod(ctx context.Context, sess store.Session, typ, addres
 	}
 	if typ == MethodWebAuthn {
 		return MethodView{}, problem(CodeInvalidRequest, errors.New("a passkey is added with BeginPasskey"))
+	}
+	if typ == MethodQuestions {
+		return MethodView{}, problem(CodeInvalidRequest, errors.New("security questions are added with SetQuestions"))
 	}
 	var addr string
 	switch typ {
@@ -664,6 +669,7 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 	s.decoyModel(ctx)
 	required, account, dn, outcome := s.baseRequired(), "", "", "unknown"
 	var offered []Offered
+	var kinds [][]string
 	ipOK := s.hit(ctx, "start-ip:"+m.ClientIP, s.o.Limits.StartsPerIP, s.o.Limits.Window)
 	u, err := s.d.Directory.Lookup(ctx, name)
 	var lu *directory.User
@@ -691,6 +697,7 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 					offered = append(offered, Offered{ID: meth.ID, Type: meth.Type, Hint: hint(meth.Type, meth.Address), real: true})
 				}
 			}
+			offered, kinds = withoutLoneQuestions(offered), dec.RequireKinds
 			if len(offered) > 0 {
 				account, dn = u.ID, u.DN
 			} else {
@@ -720,6 +727,7 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 	data, _ := json.Marshal(toJSON(offered))
 	f := store.Flow{ID: newToken(), Kind: kind, AccountID: account, Required: required,
 		Data: map[string]string{"offered": string(data), "dn": dn, "acct": accountKey(lu, name), "bind": newToken()}, CreatedAt: now, ExpiresAt: now.Add(s.o.FlowTTL)}
+	s.flowExtras(ctx, f.Data, name, account, offered, kinds)
 	if err := s.d.Store.CreateFlow(ctx, f); err != nil {
 		return FlowView{}, storeProblem(err)
 	}
@@ -759,7 +767,7 @@ func (s *Service) flowView(f store.Flow, offered []Offered) FlowView {
 	v := FlowView{ID: f.ID, Kind: f.Kind, Required: required, Methods: offered, Verified: append([]string{}, f.Verified...)}
 	v.Remaining = max(required-len(f.Verified), 0)
 	if len(f.Verified) > 0 {
-		v.Remaining = max(f.Required-len(f.Verified), 0)
+		v.Remaining = max(f.Required-len(f.Verified), kindsRemaining(f, offered))
 	}
 	return v
 }
@@ -823,9 +831,10 @@ func (s *Service) SendFlowCode(ctx context.Context, kind, flowID, methodID strin
 	if slices.Contains(f.Verified, methodID) {
 		return nil
 	}
-	if om.Type == MethodTOTP {
-		// Nothing to send: the app shows the code. Real and fake apps
-		// alike get the same 202 after the same padded time.
+	if om.Type == MethodTOTP || om.Type == MethodQuestions {
+		// Nothing to send: the app shows the code (security questions are
+		// shown by FlowQuestions). Real and fake ones alike get the same
+		// 202 after the same padded time.
 		return nil
 	}
 	// Budgets first: a throttled send must not replace the live code (and
@@ -896,8 +905,8 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 	}
 	offered := offeredOf(f)
 	idx := slices.IndexFunc(offered, func(o Offered) bool { return o.ID == methodID })
-	if idx < 0 {
-		return FlowView{}, problem(CodeInvalidRequest, nil)
+	if idx < 0 || offered[idx].Type == MethodQuestions {
+		return FlowView{}, problem(CodeInvalidRequest, nil) // answers go to VerifyFlowAnswers
 	}
 	start := time.Now()
 	defer func() { s.padVerify.wait(ctx, start, f.AccountID != "") }()
@@ -938,8 +947,15 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 			return FlowView{}, problem(CodeInvalidCode, nil)
 		}
 	}
-	// A proven method gives the flow a new id: one seen or planted before
-	// (a fixed cookie, a shoulder-surfed URL) cannot ride the proof.
+	return s.proveMethod(ctx, kind, flowID, f, offered, idx, m)
+}
+
+// proveMethod records offered[idx] as proven in the flow. A proven method
+// gives the flow a new id: one seen or planted before (a fixed cookie, a
+// shoulder-surfed URL) cannot ride the proof.
+func (s *Service) proveMethod(ctx context.Context, kind, flowID string, f store.Flow, offered []Offered, idx int, m Meta) (FlowView, error) {
+	methodID := offered[idx].ID
+	var err error
 	for attempt := 0; ; attempt++ {
 		if !slices.Contains(f.Verified, methodID) {
 			f.Verified = append(f.Verified, methodID)
@@ -1061,7 +1077,8 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 	if s.o.CoolingOff > 0 {
 		old := false
 		for _, id := range f.Verified {
-			if meth, err := s.d.Store.GetMethod(ctx, f.AccountID, id); err == nil && s.now().Sub(meth.VerifiedAt) >= s.o.CoolingOff {
+			// security questions are never what makes a proof old enough
+			if meth, err := s.d.Store.GetMethod(ctx, f.AccountID, id); err == nil && s.now().Sub(meth.VerifiedAt) >= s.o.CoolingOff && meth.Type != MethodQuestions {
 				old = true
 			}
 		}
@@ -1087,6 +1104,7 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 	// An authenticator app counts once, however many were proven, and so
 	// do the passkeys of an account.
 	allowed, proven, once := s.methodsAvailable(dec.Methods), 0, map[string]bool{}
+	var kinds []string
 	for _, id := range f.Verified {
 		if meth, err := s.d.Store.GetMethod(ctx, f.AccountID, id); err == nil && meth.Verified && slices.Contains(allowed, meth.Type) {
 			if countsOnce(meth.Type) {
@@ -1096,11 +1114,17 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 				once[meth.Type] = true
 			}
 			proven++
+			kinds = append(kinds, meth.Type)
 		}
 	}
 	if proven < max(f.Required, dec.MethodsRequired) {
 		s.record(ctx, m, kind+".completed", u.ID, "not_verified", nil)
 		return problem(CodeNotVerified, nil)
+	}
+	// security questions alone, or no method of a kind a tier requires
+	if p := kindsProblem(dec, kinds); p != nil {
+		s.record(ctx, m, kind+".completed", u.ID, p.Code, nil)
+		return p
 	}
 	if kind == store.FlowReset {
 		if vs := s.o.Password.Check(password, policy.Context{Username: u.Username, DisplayName: u.DisplayName, Email: u.Mail}); len(vs) > 0 {

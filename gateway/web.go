@@ -116,6 +116,8 @@ type methodsPage struct {
 	CanPasskey bool
 	// HasTOTP: an authenticator app is registered (adding one replaces it)
 	HasTOTP bool
+	// CanQuestions, HasQuestions: security questions are on / registered
+	CanQuestions, HasQuestions bool
 }
 
 func (s *Server) methodsData(c echo.Context, sess store.Session) (methodsPage, error) {
@@ -127,12 +129,14 @@ func (s *Server) methodsData(c echo.Context, sess store.Session) (methodsPage, e
 	for _, m := range ms {
 		d.HasVerified = d.HasVerified || m.Verified
 		d.HasTOTP = d.HasTOTP || (m.Type == MethodTOTP && m.Verified)
+		d.HasQuestions = d.HasQuestions || m.Type == MethodQuestions
 	}
 	for _, t := range s.svc.AvailableMethodTypes() {
 		d.CanEmail = d.CanEmail || t == store.MethodEmail
 		d.CanSMS = d.CanSMS || t == store.MethodSMS
 		d.CanTOTP = d.CanTOTP || t == MethodTOTP
 		d.CanPasskey = d.CanPasskey || t == MethodWebAuthn
+		d.CanQuestions = d.CanQuestions || t == MethodQuestions
 	}
 	d.NeedReauth = s.svc.now().Sub(sess.AuthAt) > s.svc.o.ReauthWindow
 	return d, nil
@@ -432,6 +436,9 @@ func (s *Server) flowCodePage(c echo.Context) error {
 	if !ok {
 		return s.redirect(c, "/"+kind+"/methods")
 	}
+	if d.Type == MethodQuestions {
+		return s.flowQuestionsPage(c, kind, f, d, nil)
+	}
 	return s.render(c, http.StatusOK, "flow_code", flowTitle(kind), d, nil)
 }
 
@@ -442,6 +449,9 @@ func (s *Server) flowVerify(c echo.Context) error {
 		return s.flowExpired(c, kind)
 	}
 	method := formValue(c, "method")
+	if d, ok := s.flowCodeData(kind, f, method); ok && d.Type == MethodQuestions {
+		return s.flowVerifyAnswers(c, kind, f, d)
+	}
 	nf, err := s.svc.VerifyFlowCode(c.Request().Context(), kind, f.ID, method, formValue(c, "code"), meta(c))
 	if err != nil {
 		p := asProblem(err)
@@ -500,7 +510,7 @@ func (s *Server) resetPassword(c echo.Context) error {
 		switch {
 		case p.Code == CodeFlowExpired:
 			return s.flowExpired(c, store.FlowReset)
-		case p.Code == CodeNotVerified:
+		case p.Code == CodeNotVerified, p.Code == CodeMethodKindRequired:
 			return s.redirect(c, "/reset/methods")
 		case p.Status >= 500 && p.Code != CodeUnavailable:
 			return p
@@ -530,7 +540,7 @@ func (s *Server) unlockComplete(c echo.Context) error {
 	}
 	if err := s.svc.CompleteFlow(c.Request().Context(), store.FlowUnlock, f.ID, "", meta(c)); err != nil {
 		p := asProblem(err)
-		if p.Code == CodeNotVerified {
+		if p.Code == CodeNotVerified || p.Code == CodeMethodKindRequired {
 			return s.redirect(c, "/unlock/methods")
 		}
 		return p

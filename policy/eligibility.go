@@ -86,6 +86,10 @@ type Tier struct {
 	MethodsRequired int
 	// Methods restricts the available methods; empty keeps them all.
 	Methods []string
+	// RequireOneOf: members must verify, among their methods, at least one
+	// of these kinds (for example totp, webauthn). Security questions never
+	// satisfy it. Empty requires no kind. See Decision.Remaining.
+	RequireOneOf []string
 }
 
 // Subject is what the directory reported about one user.
@@ -107,6 +111,10 @@ type Decision struct {
 	Reason          string
 	MethodsRequired int
 	Methods         []string
+	// RequireKinds holds one set of kinds per matching tier with
+	// RequireOneOf: of each set, at least one kind must be verified. Nil
+	// when no matching tier requires a kind.
+	RequireKinds [][]string
 }
 
 // DefaultEligibility is the configuration default: nobody is eligible
@@ -228,6 +236,7 @@ func (e Eligibility) Decide(in Subject) Decision {
 
 	required := max(e.MethodsRequired, 1)
 	methods := dedupe(e.Methods)
+	var kinds [][]string
 	for _, t := range e.Tiers {
 		switch m.anyOf(t.Groups) {
 		case memberNo:
@@ -239,11 +248,14 @@ func (e Eligibility) Decide(in Subject) Decision {
 		if len(t.Methods) > 0 {
 			methods = slices.DeleteFunc(methods, func(x string) bool { return !slices.Contains(t.Methods, x) })
 		}
+		if k := strongKinds(t.RequireOneOf); len(t.RequireOneOf) > 0 {
+			kinds = append(kinds, k)
+		}
 	}
-	if len(methods) < required {
+	if len(methods) < required || !satisfiable(methods, kinds) {
 		return Decision{Reason: ReasonNoMethods}
 	}
-	return Decision{Eligible: true, MethodsRequired: required, Methods: methods}
+	return Decision{Eligible: true, MethodsRequired: required, Methods: methods, RequireKinds: kinds}
 }
 
 // dedupe returns a new slice with the first occurrence of each element, in order.

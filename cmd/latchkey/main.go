@@ -218,9 +218,9 @@ func gatewayOptions(cfg *config.Config, namingContext string) (gateway.Options, 
 	}
 	var methods []string
 	for _, m := range elig.Methods {
-		// an authenticator app and a passkey need no sender
+		// an authenticator app, a passkey and security questions need no sender
 		if (m == store.MethodEmail && cfg.Email.Enabled) || (m == store.MethodSMS && cfg.SMS.Enabled) || m == gateway.MethodTOTP ||
-			m == gateway.MethodWebAuthn {
+			m == gateway.MethodWebAuthn || m == gateway.MethodQuestions {
 			methods = append(methods, m)
 		}
 	}
@@ -251,6 +251,8 @@ func gatewayOptions(cfg *config.Config, namingContext string) (gateway.Options, 
 			BindFailures:           cfg.Limits.BindFailures,
 			BindFailureWindow:      cfg.Limits.BindFailureWindow,
 		},
+		Questions: gateway.QuestionOptions{List: cfg.Policy.Questions.List, AllowCustom: cfg.Policy.Questions.AllowCustom,
+			Required: cfg.Policy.Questions.Required, Ask: cfg.Policy.Questions.Ask},
 		TrustedProxies: proxies,
 		ReadTimeout:    cfg.Server.ReadTimeout,
 		WriteTimeout:   cfg.Server.WriteTimeout,
