@@ -49,6 +49,10 @@ type Server struct {
 	ReadTimeout       time.Duration `mapstructure:"read_timeout"`
 	WriteTimeout      time.Duration `mapstructure:"write_timeout"`
 	IdleTimeout       time.Duration `mapstructure:"idle_timeout"`
+	// ShutdownDelay: after SIGTERM, /readyz answers 503 for this long while
+	// requests are still served, so that a load balancer stops sending new
+	// ones before the listener closes (0: close at once).
+	ShutdownDelay time.Duration `mapstructure:"shutdown_delay"`
 }
 
 // Directory types, the values of directory.type.

@@ -181,6 +181,9 @@ func (c *Config) validateServer(ch *checker) {
 	ch.positive("server.read_timeout", s.ReadTimeout)
 	ch.positive("server.write_timeout", s.WriteTimeout)
 	ch.positive("server.idle_timeout", s.IdleTimeout)
+	if s.ShutdownDelay < 0 || s.ShutdownDelay > time.Minute {
+		ch.add("server.shutdown_delay", "must be between 0s and 1m")
+	}
 }
 
 // checkHTTPURL requires an absolute https URL without user info, query or

@@ -73,6 +73,7 @@ type params struct {
 	DirPlaintext bool
 	DirTimeout   time.Duration
 	Tier         string // more keys of the sspr-admins tier (indented lines)
+	Server       string // more keys of the server: section (indented lines)
 	// PublicHost is the host of server.public_url (default 127.0.0.1;
 	// passkeys need a name)
 	PublicHost string
@@ -230,6 +231,9 @@ log:
 	}
 	if srv.DefaultPolicyDN != "" {
 		cfg = strings.Replace(cfg, "  timeout: 10s\n", "  timeout: 10s\n  default_policy_dn: "+q(srv.DefaultPolicyDN)+"\n", 1)
+	}
+	if p.Server != "" {
+		cfg = strings.Replace(cfg, "  helpdesk: \"mailto:helpdesk@example.org\"\n", "  helpdesk: \"mailto:helpdesk@example.org\"\n"+p.Server, 1)
 	}
 	return work, write("latchkey.yaml", cfg), port
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -28,6 +29,8 @@ type Server struct {
 	secure                                bool
 	cookieSession, cookieCSRF, cookieFlow string
 	origin                                string
+	// draining is set by Drain: /readyz answers 503
+	draining atomic.Bool
 }
 
 // cspPages is the Content-Security-Policy of every answer: no script at
@@ -345,7 +348,15 @@ func (s *Server) healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// Drain makes /readyz answer 503 from now on, with "shutdown": "draining",
+// while every other route is served as before: a load balancer stops
+// sending new requests before the listener closes (server.shutdown_delay).
+func (s *Server) Drain() { s.draining.Store(true) }
+
 func (s *Server) readyz(c echo.Context) error {
+	if s.draining.Load() {
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"directory": "ok", "store": "ok", "shutdown": "draining"})
+	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
 	defer cancel()
 	status, code := map[string]string{"directory": "ok", "store": "ok"}, http.StatusOK

@@ -400,6 +400,18 @@ func runGateway(ctx context.Context, cfg *config.Config, stderr io.Writer, w wir
 			return exitFail
 		}
 	case <-ctx.Done():
+		// not ready any more, still serving: the load balancer moves away
+		// before the listener closes
+		srv.Drain()
+		if d := cfg.Server.ShutdownDelay; d > 0 {
+			log.Info("draining before shutdown", "delay", d.String())
+			select {
+			case <-time.After(d):
+			case err := <-errc:
+				log.Error("http server", "error", err.Error())
+				return exitFail
+			}
+		}
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = hs.Shutdown(sctx)
