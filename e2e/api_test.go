@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"reflect"
 	"sort"
@@ -12,14 +13,22 @@ import (
 	"github.com/latchkeyhq/latchkey/directory"
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
+	"github.com/latchkeyhq/latchkey/store/pgtest"
 )
 
 func TestAPIOpenLDAP(t *testing.T) {
-	runAPISuite(t, dirtest.StartOpenLDAP(t))
+	runAPISuite(t, dirtest.StartOpenLDAP(t), 1)
 }
 
 func TestAPIActiveDirectory(t *testing.T) {
-	runAPISuite(t, dirtest.StartSamba(t))
+	runAPISuite(t, dirtest.StartSamba(t), 1)
+}
+
+// TestAPIScaleOut runs the whole API suite against three instances sharing
+// one PostgreSQL store, every call going to the next instance in turn: each
+// flow, session and budget hops between processes.
+func TestAPIScaleOut(t *testing.T) {
+	runAPISuite(t, dirtest.StartOpenLDAP(t), 3)
 }
 
 // register signs user in and registers and verifies an email address and,
@@ -144,13 +153,24 @@ func violations(r resp) []string {
 	return out
 }
 
-func runAPISuite(t *testing.T, srv *dirtest.Server) {
+// runAPISuite drives the JSON API of `instances` gateways: one on SQLite,
+// or several sharing a PostgreSQL store and taking the calls in turn.
+func runAPISuite(t *testing.T, srv *dirtest.Server, instances int) {
 	mail, sms := startMail(t)
 	addToGroup(t, srv, "heidi", "staff")
 	for _, u := range []string{"ivan", "frank", "grace", "twin1"} {
 		addToGroup(t, srv, u, "staff")
 	}
-	e := startGateway(t, srv, mail, sms, params{})
+	var p params
+	if instances > 1 {
+		pg := pgtest.Start(t)
+		p.Store, p.SecretKey = postgresStore(pg, pg.NewDatabase(t)), make([]byte, 48)
+		rand.Read(p.SecretKey)
+	}
+	e := startGateway(t, srv, mail, sms, p)
+	for i := 1; i < instances; i++ {
+		e.peers = append(e.peers, startGateway(t, srv, mail, sms, p))
+	}
 	isAD := srv.Flavor == directory.ActiveDirectory
 	ctx := context.Background()
 
@@ -420,9 +440,26 @@ func runAPISuite(t *testing.T, srv *dirtest.Server) {
 		}
 	})
 
+	if len(e.peers) > 0 {
+		t.Run("every instance took part in the flows", func(t *testing.T) {
+			for i, inst := range append([]*env{e}, e.peers...) {
+				b, _ := readFile(inst.audit)
+				for _, ev := range []string{`"event":"reset.started"`, `"event":"reset.gate"`, `"event":"reset.completed"`} {
+					if !strings.Contains(b, ev) {
+						t.Fatalf("instance %d audited no %s: the calls did not hop", i, ev)
+					}
+				}
+			}
+		})
+	}
+
 	t.Run("logs hold no secrets", func(t *testing.T) {
 		e.t = t
-		for _, path := range []string{e.log, e.audit} {
+		paths := []string{e.log, e.audit}
+		for _, peer := range e.peers {
+			paths = append(paths, peer.log, peer.audit)
+		}
+		for _, path := range paths {
 			b, _ := readFile(path)
 			secrets := append([]string{srv.ServicePassword, twilioToken, "Violet-Meadow-Lantern-7", "Quiet-River-Stone-42",
 				"Long-Enough-Meadow-Lantern-7", "Golden-Harbor-Kite-5", "carol.home@example.net", "+447700900003"}, e.secrets...)

@@ -108,6 +108,23 @@ type env struct {
 	logf    *os.File
 	// secrets the run produced (codes, tokens, flow ids), for log scans
 	secrets []string
+	// peers are more instances sharing this one's store: api() sends each
+	// call to the next instance in turn, so every flow hops between them
+	peers []*env
+	calls int
+}
+
+// target is the base URL of the instance the next API call goes to.
+func (e *env) target() string {
+	if len(e.peers) == 0 {
+		return e.base
+	}
+	i := e.calls % (len(e.peers) + 1)
+	e.calls++
+	if i == 0 {
+		return e.base
+	}
+	return e.peers[i-1].base
 }
 
 const (
@@ -368,7 +385,7 @@ func (e *env) api(method, path, token string, body any) resp {
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, e.base+path, rd)
+	req, err := http.NewRequest(method, e.target()+path, rd)
 	if err != nil {
 		e.t.Fatal(err)
 	}
