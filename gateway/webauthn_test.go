@@ -614,3 +614,129 @@ func TestPasskeyPagesCSP(t *testing.T) {
 		}
 	}
 }
+
+// TestPasskeySignCountRace: assertions checked against the same stored
+// counter are kept at most once: the same answer sent twice at once to its
+// flow, and one counter value signed for two flows at once (a clone racing
+// its original), each have exactly one accepted; the stored counter is the
+// winner's.
+func TestPasskeySignCountRace(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) {
+		o.Eligibility.Methods = []string{"email", "webauthn"}
+		o.Limits.CodeFailuresPerAccount = 500
+		o.Limits.StartsPerAccount, o.Limits.StartsPerIP, o.Limits.StartsTotal = 500, 500, 500
+	})
+	ctx := context.Background()
+	key := newSoftKey(t)
+	_, mv := tb.addPasskey(t, "carol", key)
+	accepted := func(n int, verify func(i int) error) int {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		ok := 0
+		start := make(chan struct{})
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				if verify(i) == nil {
+					mu.Lock()
+					ok++
+					mu.Unlock()
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		return ok
+	}
+	for round := range 5 {
+		// one answer, sent 4 times at once to its flow
+		f, id := tb.passkeyFlow(t, "carol")
+		answer := key.get(tb.assertionOptions(t, f.ID, id))
+		if ok := accepted(4, func(int) error {
+			_, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, answer, Meta{})
+			return err
+		}); ok != 1 {
+			t.Fatalf("round %d: the same assertion accepted %d times at once, want 1", round, ok)
+		}
+		// one counter value signed for 4 flows, answered at once
+		next := key.Count + 1
+		flows, answers := make([]FlowView, 4), make([][]byte, 4)
+		for i := range flows {
+			flows[i], id = tb.passkeyFlow(t, "carol")
+			key.Count = next - 1
+			answers[i] = key.get(tb.assertionOptions(t, flows[i].ID, id))
+		}
+		if ok := accepted(4, func(i int) error {
+			_, err := tb.svc.VerifyFlowPasskey(ctx, "reset", flows[i].ID, id, answers[i], Meta{})
+			return err
+		}); ok != 1 {
+			t.Fatalf("round %d: one counter value accepted in %d flows at once, want 1", round, ok)
+		}
+		meth, err := tb.st.GetMethod(ctx, "id-carol", mv.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := parsePasskey(meth.Address)
+		if err != nil || rec.Credential.Authenticator.SignCount != next || !meth.Verified {
+			t.Fatalf("round %d: stored passkey %+v %v, want counter %d", round, rec.Credential.Authenticator, err, next)
+		}
+	}
+}
+
+// TestPasskeyCredentialOfAnotherAccount: a credential id that another
+// account registered is refused (the store finds it through the blind
+// index of the record's "index" member), nothing is stored, and the owner's
+// passkey still works; the index follows the record when the counter moves.
+func TestPasskeyCredentialOfAnotherAccount(t *testing.T) {
+	tb := passkeyBed(t)
+	ctx := context.Background()
+	key := newSoftKey(t)
+	_, mv := tb.addPasskey(t, "carol", key)
+	meth, err := tb.st.GetMethod(ctx, "id-carol", mv.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(meth.Address, `"index":"`+b64.EncodeToString(key.ID)+`"`) {
+		t.Fatalf("the stored record has no index member: %s", meth.Address)
+	}
+	if n, err := tb.st.CountAccountsByAddress(ctx, MethodWebAuthn, b64.EncodeToString(key.ID)); err != nil || n != 1 {
+		t.Fatalf("accounts with carol's credential id: %d %v", n, err)
+	}
+
+	sess, err := tb.svc.SignIn(ctx, "alice", tb.dir.password("alice"), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := tb.svc.BeginPasskey(ctx, sess, "", Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	thief := newSoftKey(t) // another key claiming carol's credential id
+	thief.ID = append([]byte{}, key.ID...)
+	_, err = tb.svc.FinishPasskey(ctx, sess, pc.MethodID, thief.create(pc.Options), Meta{})
+	wantProblem(t, err, CodePasskeyFailed, "another account's credential id")
+	if ms, _ := tb.st.ListMethods(ctx, sess.AccountID); len(ms) != 0 {
+		t.Fatalf("the refused passkey was stored: %+v", ms)
+	}
+	evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "registration.method_verified", AccountID: sess.AccountID})
+	if len(evs) != 1 || evs[0].Details["reason"] != "credential_in_use" {
+		t.Fatalf("audit: %+v", evs)
+	}
+	// alice's own new key is fine
+	pc, err = tb.svc.BeginPasskey(ctx, sess, "", Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.svc.FinishPasskey(ctx, sess, pc.MethodID, newSoftKey(t).create(pc.Options), Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	// carol's passkey still resets, and is still found by its id after
+	// the counter moved
+	f, id := tb.passkeyFlow(t, "carol")
+	if _, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, key.get(tb.assertionOptions(t, f.ID, id)), Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := tb.st.CountAccountsByAddress(ctx, MethodWebAuthn, b64.EncodeToString(key.ID)); err != nil || n != 1 {
+		t.Fatalf("accounts with carol's credential id after use: %d %v", n, err)
+	}
+}
