@@ -367,9 +367,12 @@ func TestTOTPBrowser(t *testing.T) {
 	b.check("reset: code from the authenticator app")
 	b.typeInto("code", stepCode(t, secret, s+1))
 	b.click(`form[action="/reset/verify"] button[type=submit]`, 200, "/reset/password")
+	b.check("reset: new password after the authenticator app")
 	b.typeInto("password", "Amber-Kite-Harbor-64")
 	b.typeInto("confirm", "Amber-Kite-Harbor-64")
 	b.click(`form[action="/reset/password"] button[type=submit]`, 200, "/reset/done")
+	b.mustSee("Your password has been reset")
+	b.check("reset: done after the authenticator app")
 	if err := srv.UserBind("carol", "Amber-Kite-Harbor-64"); err != nil {
 		t.Fatalf("the new password does not bind: %v", err)
 	}
@@ -377,5 +380,99 @@ func TestTOTPBrowser(t *testing.T) {
 		if txt, _ := readFile(path); strings.Contains(txt, secret) {
 			t.Fatalf("%s holds the key", path)
 		}
+	}
+}
+
+// offeredID is the method id of the reset page's entry whose text starts
+// with prefix ("Email to", "Code from your").
+func (b *browser) offeredID(prefix string) string {
+	b.t.Helper()
+	id, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`(() => {
+	  const li = Array.from(document.querySelectorAll('ul.methods > li')).find(li => li.innerText.trim().startsWith(`+jsString(prefix)+`));
+	  const m = li && li.querySelector('form input[name=method]');
+	  return m ? m.value : '';
+	})()`))
+	if err != nil || id == "" || strings.ContainsAny(id, `"\\`) {
+		b.t.Fatalf("no method offered as %q: %q %v", prefix, id, err)
+	}
+	return id
+}
+
+// TestTierKindsBrowser: a tier with require_one_of [totp, webauthn], on the
+// pages in Chromium against slapd. A member with only email and SMS is
+// told after the email which kinds the account needs, that none is
+// registered and whom to ask, and cannot reach the password page; a member
+// with email and an authenticator app is told what is still needed and
+// completes with the app. axe-core runs on each page.
+func TestTierKindsBrowser(t *testing.T) {
+	exe := chromiumPath(t)
+	srv := dirtest.StartOpenLDAP(t)
+	addToGroup(t, srv, "bob", "sspr-admins")
+	mail, sms := startMail(t)
+	e := startGateway(t, srv, mail, sms, params{Methods: totpMethods, Tier: "      require_one_of: [totp, webauthn]\n"})
+	b := newBrowser(t, exe, e.base)
+	const need = "Your account must also verify an authenticator app or a passkey before you can choose a new password."
+	const none = "You have not registered an authenticator app or a passkey, so you cannot finish here."
+
+	// ------------------------------------------------ alice: email and SMS only
+	aliceEmail, _ := e.register("alice", "alice.home@example.net", "+44 7700 900001")
+	settleMail(t, mail)
+	mail.DeleteAll(context.Background())
+	b.open("/reset", 200)
+	b.typeInto("username", "alice")
+	b.click(`form[action="/reset"] button[type=submit]`, 200, "/reset/methods")
+	if txt := b.mainText(); strings.Contains(txt, "authenticator app or a passkey") {
+		t.Fatal("the tier's kinds show before a proof: anyone could tell a tier member by name")
+	}
+	b.click(`ul.methods form:has(input[name=method][value="`+aliceEmail+`"]) button[type=submit]`, 200, "/reset/code")
+	b.typeInto("code", e.mailCode("alice.home@example.net"))
+	b.click(`form[action="/reset/verify"] button[type=submit]`, 200, "/reset/methods")
+	b.mustSee(need, none, "Contact the helpdesk")
+	if txt := b.mainText(); strings.Contains(txt, "Choose 1 more method") || strings.Contains(txt, "to receive a code") {
+		t.Fatalf("the page still asks to choose a method when none would do:\n%s", txt)
+	}
+	b.check("reset: the tier needs an app or a passkey, none registered")
+	// the SMS does not help, and the password page is out of reach
+	b.open("/reset/password", 200)
+	if p := b.path(); p != "/reset/methods" {
+		t.Fatalf("the password page with email alone: at %s", p)
+	}
+	b.mustSee(need, none)
+	if err := srv.UserBind("alice", srv.Password("alice")); err != nil {
+		t.Fatalf("alice's password changed: %v", err)
+	}
+
+	// ------------------------------------------------ bob: email and an authenticator app
+	bobEmail, _ := e.register("bob", "bob.home@example.net", "")
+	token := e.signIn("bob")
+	app := e.addApp(token)
+	s := freshStep(25 * time.Second)
+	e.must(200, e.api("POST", "/api/v1/methods/"+app.ID+"/verify", token, map[string]string{"code": stepCode(t, app.Secret, s)}), "verify app")
+	settleMail(t, mail)
+	mail.DeleteAll(context.Background())
+
+	b.open("/reset", 200)
+	b.typeInto("username", "bob")
+	b.click(`form[action="/reset"] button[type=submit]`, 200, "/reset/methods")
+	b.click(`ul.methods form:has(input[name=method][value="`+bobEmail+`"]) button[type=submit]`, 200, "/reset/code")
+	b.typeInto("code", e.mailCode("bob.home@example.net"))
+	b.click(`form[action="/reset/verify"] button[type=submit]`, 200, "/reset/methods")
+	b.mustSee(need, "Choose 1 more method")
+	if strings.Contains(b.mainText(), none) {
+		t.Fatal("bob, who has an app, is told he has none")
+	}
+	b.check("reset: the tier needs an app or a passkey, one registered")
+	appID := b.offeredID("Code from your")
+	if appID != app.ID {
+		t.Fatalf("the app offered is %q, registered %q", appID, app.ID)
+	}
+	b.click(`ul.methods form:has(input[name=method][value="`+appID+`"]) button[type=submit]`, 200, "/reset/code")
+	b.typeInto("code", stepCode(t, app.Secret, s+1))
+	b.click(`form[action="/reset/verify"] button[type=submit]`, 200, "/reset/password")
+	b.typeInto("password", "Granite-Orchard-Wren-27")
+	b.typeInto("confirm", "Granite-Orchard-Wren-27")
+	b.click(`form[action="/reset/password"] button[type=submit]`, 200, "/reset/done")
+	if err := srv.UserBind("bob", "Granite-Orchard-Wren-27"); err != nil {
+		t.Fatalf("bob's new password does not bind: %v", err)
 	}
 }

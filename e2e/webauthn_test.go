@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
+	"github.com/latchkeyhq/latchkey/internal/webauthntest"
 )
 
 // Passkeys in the browser suite: Chromium's virtual authenticator (CDP
@@ -134,5 +136,168 @@ func runPasskeySuite(t *testing.T, startDir func(testing.TB) *dirtest.Server) {
 	audit, err := readFile(e.audit)
 	if err != nil || !strings.Contains(audit, `"type":"webauthn"`) || !strings.Contains(audit, `"event":"reset.gate"`) {
 		t.Fatalf("audit log has no passkey gate: %v", err)
+	}
+}
+
+// newAuthenticator is a software authenticator (internal/webauthntest) for
+// the gateway at base.
+func newAuthenticator(t testing.TB, base string) *webauthntest.Authenticator {
+	t.Helper()
+	a, err := webauthntest.New(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// answer is an authenticator's response as a JSON value of a request body.
+func answer(t testing.TB, f func(json.RawMessage) ([]byte, error), options any) json.RawMessage {
+	t.Helper()
+	opts, err := json.Marshal(options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := f(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// addPasskeyAPI registers a passkey for the session over the API with key
+// and returns the response to the verify call.
+func (e *env) addPasskeyAPI(token, label string, key *webauthntest.Authenticator) resp {
+	e.t.Helper()
+	r := e.must(201, e.api("POST", "/api/v1/methods", token, map[string]string{"type": "webauthn", "label": label}), "add passkey")
+	id := r.str("id")
+	if id == "" || r.JSON["options"] == nil {
+		e.t.Fatalf("add passkey: %s", r.Body)
+	}
+	cred := answer(e.t, key.Create, r.JSON["options"])
+	return e.api("POST", "/api/v1/methods/"+id+"/verify", token, map[string]any{"credential": cred})
+}
+
+// passkeyOf is the id of the flow's passkey.
+func passkeyOf(t testing.TB, methods []any) string {
+	t.Helper()
+	for _, m := range methods {
+		if mm := m.(map[string]any); mm["type"] == "webauthn" {
+			if mm["hint"] != "Passkey" {
+				t.Fatalf("passkey hint %v", mm["hint"])
+			}
+			return mm["id"].(string)
+		}
+	}
+	t.Fatalf("no passkey offered: %v", methods)
+	return ""
+}
+
+// passkeyProof starts a kind ("reset" or "unlock") flow for user, asks for
+// the passkey's assertion options and returns the flow, the method and the
+// options.
+func (e *env) passkeyProof(kind, user string) (flowID, method string, options any) {
+	e.t.Helper()
+	r := e.must(200, e.api("POST", "/api/v1/"+kind, "", map[string]string{"username": user}), kind+" start")
+	flowID = r.str("flow")
+	method = passkeyOf(e.t, r.JSON["methods"].([]any))
+	r = e.must(202, e.api("POST", "/api/v1/"+kind+"/send", "", map[string]string{"flow": flowID, "method": method}), kind+" send")
+	if r.JSON["options"] == nil {
+		e.t.Fatalf("no assertion options: %s", r.Body)
+	}
+	e.secrets = append(e.secrets, flowID)
+	return flowID, method, r.JSON["options"]
+}
+
+// TestPasskeyAPIOpenLDAP runs the passkey flows over the JSON API against
+// slapd with a software authenticator: register, reset with the passkey,
+// unlock with it; a replayed assertion, a cloned counter and another
+// account's credential id are refused.
+func TestPasskeyAPIOpenLDAP(t *testing.T) {
+	srv := dirtest.StartOpenLDAP(t)
+	mail, sms := startMail(t)
+	e := startGateway(t, srv, mail, sms, params{Methods: "email, sms, webauthn", PublicHost: "localhost",
+		Limits: "limits:\n  code_failures_per_account: 20\n"})
+	key := newAuthenticator(t, e.base)
+	const newPass = "Juniper-Lantern-Quarry-58"
+
+	// ------------------------------------------------ register
+	token := e.signIn("carol")
+	r := e.must(200, e.addPasskeyAPI(token, "CI key", key), "verify passkey")
+	if r.str("type") != "webauthn" || r.JSON["verified"] != true || r.str("hint") != "CI key" {
+		t.Fatalf("registered passkey: %s", r.Body)
+	}
+	// the same authenticator again: already registered
+	if r := e.addPasskeyAPI(token, "again", key); r.Status < 400 {
+		t.Fatalf("the same credential twice: %d %s", r.Status, r.Body)
+	}
+
+	// ------------------------------------------------ reset
+	fid, method, opts := e.passkeyProof("reset", "carol")
+	assertion := answer(t, key.Get, opts)
+	r = e.must(200, e.api("POST", "/api/v1/reset/verify", "", map[string]any{"flow": fid, "method": method, "credential": assertion}), "reset verify")
+	if r.JSON["remaining"].(float64) != 0 || r.str("flow") == fid {
+		t.Fatalf("after the passkey: %s", r.Body)
+	}
+	proven := r.str("flow")
+	e.secrets = append(e.secrets, proven)
+
+	// the same assertion in another flow (whose challenge differs), and
+	// again in this flow's new id: refused
+	gid, gm, _ := e.passkeyProof("reset", "carol")
+	if r := e.api("POST", "/api/v1/reset/verify", "", map[string]any{"flow": gid, "method": gm, "credential": assertion}); r.Status != 422 || r.errCode() != "passkey_failed" {
+		t.Fatalf("a replayed assertion: %d %s", r.Status, r.Body)
+	}
+	if r := e.api("POST", "/api/v1/reset/verify", "", map[string]any{"flow": proven, "method": method, "credential": assertion}); r.Status < 400 {
+		t.Fatalf("a replayed assertion in its own flow: %d %s", r.Status, r.Body)
+	}
+	// a clone: a fresh challenge signed with a counter that did not move
+	hid, hm, hopts := e.passkeyProof("reset", "carol")
+	clone := *key
+	clone.SameCount = true
+	if r := e.api("POST", "/api/v1/reset/verify", "", map[string]any{"flow": hid, "method": hm, "credential": answer(t, clone.Get, hopts)}); r.Status != 422 {
+		t.Fatalf("a cloned counter: %d %s", r.Status, r.Body)
+	}
+
+	e.must(200, e.api("POST", "/api/v1/reset/complete", "", map[string]string{"flow": proven, "password": newPass}), "reset complete")
+	if err := srv.UserBind("carol", newPass); err != nil {
+		t.Fatalf("the new password does not bind: %v", err)
+	}
+	if err := srv.UserBind("carol", srv.Password("carol")); err == nil {
+		t.Fatal("the old password still binds")
+	}
+
+	// ------------------------------------------------ unlock
+	for range 3 {
+		srv.UserBind("carol", "Bad-Guess-1")
+	}
+	if err := srv.UserBind("carol", newPass); err == nil {
+		t.Fatal("carol is not locked")
+	}
+	uid, um, uopts := e.passkeyProof("unlock", "carol")
+	r = e.must(200, e.api("POST", "/api/v1/unlock/verify", "", map[string]any{"flow": uid, "method": um, "credential": answer(t, key.Get, uopts)}), "unlock verify")
+	if r.JSON["remaining"].(float64) != 0 {
+		t.Fatalf("after the passkey: %s", r.Body)
+	}
+	e.must(200, e.api("POST", "/api/v1/unlock/complete", "", map[string]string{"flow": r.str("flow")}), "unlock complete")
+	if err := srv.UserBind("carol", newPass); err != nil {
+		t.Fatalf("after unlock: %v", err)
+	}
+
+	// ------------------------------------------------ another account, carol's credential id
+	thief := newAuthenticator(t, e.base)
+	thief.ID = append([]byte{}, key.ID...)
+	if r := e.addPasskeyAPI(e.signIn("bob"), "", thief); r.Status != 422 || r.errCode() != "passkey_failed" {
+		t.Fatalf("another account's credential id: %d %s", r.Status, r.Body)
+	}
+	r = e.must(200, e.api("GET", "/api/v1/methods", e.signIn("bob"), nil), "bob's methods")
+	if strings.Contains(string(r.Body), "webauthn") {
+		t.Fatalf("the refused passkey was stored: %s", r.Body)
+	}
+
+	audit, _ := readFile(e.audit)
+	for _, want := range []string{`"event":"reset.gate"`, `"event":"unlock.gate"`, `"reason":"sign_count"`, `"reason":"credential_in_use"`} {
+		if !strings.Contains(audit, want) {
+			t.Errorf("the audit log has no %s", want)
+		}
 	}
 }

@@ -344,7 +344,11 @@ func (s *Server) apiFlowVerify(c echo.Context) error {
 		return err
 	}
 	// the flow has a new id from now on (the old one is gone)
-	return c.JSON(http.StatusOK, map[string]any{"flow": f.ID, "verified": f.Verified, "remaining": f.Remaining})
+	out := map[string]any{"flow": f.ID, "verified": f.Verified, "remaining": f.Remaining}
+	if len(f.Needs) > 0 {
+		out["needs"] = f.Needs
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
 func (s *Server) apiResetPolicy(c echo.Context) error {

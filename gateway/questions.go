@@ -615,6 +615,18 @@ func kindsRemaining(f store.Flow, offered []Offered) int {
 	return policy.Decision{MethodsRequired: f.Required, RequireKinds: flowKinds(f)}.Remaining(kinds)
 }
 
+// kindsMissing is the first set of kinds the flow's account must still
+// prove one of, nil when none.
+func kindsMissing(f store.Flow, offered []Offered) []string {
+	var kinds []string
+	for i := range offered {
+		if slices.Contains(f.Verified, offered[i].ID) {
+			kinds = append(kinds, offered[i].Type)
+		}
+	}
+	return policy.Decision{RequireKinds: flowKinds(f)}.MissingKinds(kinds)
+}
+
 // kindsProblem refuses proofs of the right number that are only security
 // questions (not_verified) or lack a kind the account's tiers require
 // (method_kind_required).

@@ -515,10 +515,16 @@ func TestTierRequiringAStrongKind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Required != 1 {
+	if f.Required != 1 || f.Needs != nil {
 		t.Fatalf("the tier shows before a proof: %+v", f)
 	}
 	f = tb.proveEmail(t, f, emailID, "alice@home.example")
+	if !slices.Equal(f.Needs, []string{"totp", "webauthn"}) {
+		t.Fatalf("after the email, needs %v, want [totp webauthn]", f.Needs)
+	}
+	if got := kindsSentence(f.Needs); got != "an authenticator app or a passkey" {
+		t.Fatalf("kinds named %q", got)
+	}
 	if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, sms.ID, Meta{}); err != nil {
 		t.Fatal(err)
 	}
@@ -558,7 +564,7 @@ func TestTierRequiringAStrongKind(t *testing.T) {
 	if f.Remaining != 1 {
 		t.Fatalf("after the email: %+v", f)
 	}
-	if f, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, en.Method.ID, codeAt(t, en.Secret, clk.now()), Meta{}); err != nil || f.Remaining != 0 {
+	if f, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, en.Method.ID, codeAt(t, en.Secret, clk.now()), Meta{}); err != nil || f.Remaining != 0 || f.Needs != nil {
 		t.Fatalf("after the app: %v %+v", err, f)
 	}
 	if err := tb.svc.CompleteFlow(ctx, "reset", f.ID, "Brand-New-Pass-42", Meta{}); err != nil {

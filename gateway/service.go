@@ -68,6 +68,11 @@ type FlowView struct {
 	Methods   []Offered `json:"methods"`
 	Verified  []string  `json:"verified"`
 	Remaining int       `json:"remaining"`
+	// Needs, once a method is proven, lists the method kinds of which one
+	// must still be proven (a tier's require_one_of); empty otherwise, and
+	// always before a first proof, which must not tell a tier member from
+	// anyone else.
+	Needs []string `json:"needs,omitempty"`
 }
 
 // offeredJSON is how offered methods are kept in the flow (encrypted at rest).
@@ -768,6 +773,7 @@ func (s *Service) flowView(f store.Flow, offered []Offered) FlowView {
 	v.Remaining = max(required-len(f.Verified), 0)
 	if len(f.Verified) > 0 {
 		v.Remaining = max(f.Required-len(f.Verified), kindsRemaining(f, offered))
+		v.Needs = kindsMissing(f, offered)
 	}
 	return v
 }

@@ -362,12 +362,44 @@ type flowMethodsPage struct {
 	Kind                string
 	Required, Remaining int
 	Methods             []offeredRow
+	// Needs names the kinds of which one must still be proven ("an
+	// authenticator app or a passkey"), after a first proof; NeedsOffered
+	// says whether one of the methods offered is of such a kind.
+	Needs        string
+	NeedsOffered bool
+}
+
+// kindNames are the method kinds as a sentence names them.
+var kindNames = map[string]string{
+	"email":         "an email address",
+	"sms":           "a mobile phone number",
+	MethodTOTP:      "an authenticator app",
+	MethodWebAuthn:  "a passkey",
+	MethodQuestions: "security questions",
+}
+
+// kindsSentence joins kinds as "a, b or c".
+func kindsSentence(kinds []string) string {
+	names := make([]string, 0, len(kinds))
+	for _, k := range kinds {
+		if n, ok := kindNames[k]; ok {
+			names = append(names, n)
+		}
+	}
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 func (s *Server) flowMethodsData(kind string, f FlowView) flowMethodsPage {
-	d := flowMethodsPage{Kind: kind, Required: f.Required, Remaining: f.Remaining}
+	d := flowMethodsPage{Kind: kind, Required: f.Required, Remaining: f.Remaining, Needs: kindsSentence(f.Needs)}
 	for _, m := range f.Methods {
-		d.Methods = append(d.Methods, offeredRow{ID: m.ID, Type: m.Type, Hint: m.Hint, Verified: slices.Contains(f.Verified, m.ID)})
+		verified := slices.Contains(f.Verified, m.ID)
+		d.Methods = append(d.Methods, offeredRow{ID: m.ID, Type: m.Type, Hint: m.Hint, Verified: verified})
+		if !verified && slices.Contains(f.Needs, m.Type) {
+			d.NeedsOffered = true
+		}
 	}
 	return d
 }

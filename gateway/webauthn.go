@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net"
@@ -44,7 +45,14 @@ import (
 // assertion: credential among those allowed, challenge, origin, RP ID hash,
 // user presence, signature, and the signature counter (a counter that does
 // not grow when either side is non-zero is refused as a possible clone).
-// Every try counts toward the account's budget of wrong codes.
+// The new counter is written with a compare-and-swap on the record read for
+// the check (store.SwapMethodAddress), so of assertions checked against the
+// same counter only one is accepted. Every try counts toward the account's
+// budget of wrong codes.
+//
+// A credential id is unique across accounts: the record carries it as its
+// "index" member, which the store's blind index covers alone, and a
+// registration whose id another account has verified is refused.
 //
 // Fake flows (unknown or ineligible names) answer the same shape: a stable
 // credential id per fake method derived from the decoy key, a fresh
@@ -74,10 +82,19 @@ func init() {
 
 // passkeyRecord is a passkey as kept in store.Method.Address.
 type passkeyRecord struct {
+	// Index is the credential id, base64url: the store blind-indexes a
+	// record by its "index" member alone (store.NormalizeAddress), so that
+	// CountAccountsByAddress finds a credential id whatever the counter.
+	Index      string              `json:"index"`
 	Label      string              `json:"label,omitempty"`
 	Credential webauthn.Credential `json:"credential"`
 }
 
+// credentialIndex is the index member of a passkey record.
+func credentialIndex(id []byte) string { return base64.RawURLEncoding.EncodeToString(id) }
+
+// parsePasskey reads a record; one written before records carried an
+// index gets it, so that the next write (a new counter) indexes it.
 func parsePasskey(addr string) (passkeyRecord, error) {
 	var r passkeyRecord
 	if err := json.Unmarshal([]byte(addr), &r); err != nil {
@@ -86,7 +103,14 @@ func parsePasskey(addr string) (passkeyRecord, error) {
 	if len(r.Credential.ID) == 0 || len(r.Credential.PublicKey) == 0 {
 		return r, errors.New("passkey record without credential")
 	}
+	r.Index = credentialIndex(r.Credential.ID)
 	return r, nil
+}
+
+// credentialTaken reports how many accounts have a verified passkey with
+// this credential id.
+func (s *Service) credentialTaken(ctx context.Context, id []byte) (int, error) {
+	return s.d.Store.CountAccountsByAddress(ctx, MethodWebAuthn, credentialIndex(id))
 }
 
 // passkeyOwnerHint is what the owner's own list shows: the label, else the
@@ -326,9 +350,19 @@ func (s *Service) FinishPasskey(ctx context.Context, sess store.Session, methodI
 	if len(existing) >= s.o.MaxMethods {
 		return MethodView{}, problem(CodeMethodLimit, nil)
 	}
+	// A credential id is the authenticator's name for one key of one
+	// user (WebAuthn §7.1 step 26: refuse one registered to another
+	// user). An honest authenticator makes a fresh random id per
+	// registration, so a taken id is a client that chose it; say no more
+	// than that the passkey failed.
+	if n, err := s.credentialTaken(ctx, cred.ID); err != nil {
+		return MethodView{}, problem(CodeInternal, err)
+	} else if n > 0 {
+		return fail("credential_in_use", nil)
+	}
 	// only what checks later assertions is kept
 	cred.Attestation = webauthn.CredentialAttestation{}
-	rec, err := json.Marshal(passkeyRecord{Label: f.Data["label"], Credential: *cred})
+	rec, err := json.Marshal(passkeyRecord{Index: credentialIndex(cred.ID), Label: f.Data["label"], Credential: *cred})
 	if err != nil {
 		return MethodView{}, problem(CodeInternal, err)
 	}
@@ -338,6 +372,16 @@ func (s *Service) FinishPasskey(ctx context.Context, sess store.Session, methodI
 	}
 	if err := s.d.Store.VerifyMethod(ctx, sess.AccountID, methodID, now); err != nil {
 		return MethodView{}, problem(CodeInternal, err)
+	}
+	// Counted again now that this one counts: of two accounts registering
+	// one id at once, neither keeps it (the store has no unique index on
+	// it, and this fails closed).
+	if n, err := s.credentialTaken(ctx, cred.ID); err != nil || n > 1 {
+		s.forget(s.d.Store.DeleteMethod(context.WithoutCancel(ctx), sess.AccountID, methodID))
+		if err != nil {
+			return MethodView{}, problem(CodeInternal, err)
+		}
+		return fail("credential_in_use", nil)
 	}
 	meth.Verified, meth.VerifiedAt = true, now
 	s.record(ctx, m, "registration.method_verified", sess.AccountID, "success", map[string]string{"method": methodID, "type": MethodWebAuthn})
@@ -490,7 +534,18 @@ func (s *Service) VerifyFlowPasskey(ctx context.Context, kind, flowID, methodID 
 			case !parsed.Response.AuthenticatorData.Flags.HasUserPresent():
 				reason = "user_presence"
 			default:
-				cred = c
+				// The counter check and the new counter are one
+				// compare-and-swap on the record read above: of
+				// assertions checked against the same counter (a clone,
+				// or one answer raced into two flows) one is kept.
+				switch err = s.storeSignCount(ctx, meth, rec, c.Authenticator.SignCount); {
+				case err == nil:
+					cred = c
+				case errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound):
+					reason = "sign_count"
+				default:
+					return FlowView{}, problem(CodeInternal, err)
+				}
 			}
 		}
 	}
@@ -501,11 +556,6 @@ func (s *Service) VerifyFlowPasskey(ctx context.Context, kind, flowID, methodID 
 		}
 		s.partialFailure(ctx, f, m)
 		return FlowView{}, problem(CodePasskeyFailed, nil)
-	}
-	if cred.Authenticator.SignCount != rec.Credential.Authenticator.SignCount {
-		if err := s.storeSignCount(ctx, meth, rec, cred.Authenticator.SignCount); err != nil {
-			return FlowView{}, problem(CodeInternal, err)
-		}
 	}
 	// A proven method gives the flow a new id (as in VerifyFlowCode).
 	for attempt := 0; ; attempt++ {
@@ -530,22 +580,19 @@ func (s *Service) VerifyFlowPasskey(ctx context.Context, kind, flowID, methodID 
 	return s.flowView(f, offered), nil
 }
 
-// storeSignCount keeps the new signature counter of a passkey. The store
-// has no update of a method's address, so the method is written again
-// under the same id with the same creation and verification times.
+// storeSignCount keeps the new signature counter of a passkey with a
+// compare-and-swap from the record as it was read (meth.Address):
+// store.ErrConflict when the record changed since, that is when another
+// assertion moved the counter first. A counter that stays zero (an
+// authenticator without one) leaves the record as it is.
 func (s *Service) storeSignCount(ctx context.Context, meth store.Method, rec passkeyRecord, count uint32) error {
-	ctx = context.WithoutCancel(ctx)
+	if count == 0 && rec.Credential.Authenticator.SignCount == 0 {
+		return nil
+	}
 	rec.Credential.Authenticator.SignCount = count
 	addr, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	if err := s.d.Store.DeleteMethod(ctx, meth.AccountID, meth.ID); err != nil {
-		return err
-	}
-	next := store.Method{ID: meth.ID, AccountID: meth.AccountID, Type: meth.Type, Address: string(addr), CreatedAt: meth.CreatedAt}
-	if err := s.d.Store.AddMethod(ctx, next); err != nil {
-		return err
-	}
-	return s.d.Store.VerifyMethod(ctx, meth.AccountID, meth.ID, meth.VerifiedAt)
+	return s.d.Store.SwapMethodAddress(context.WithoutCancel(ctx), meth.AccountID, meth.ID, meth.Address, string(addr))
 }

@@ -2,12 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -16,125 +10,45 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-webauthn/webauthn/protocol/webauthncbor"
-	"github.com/go-webauthn/webauthn/protocol/webauthncose"
-
+	"github.com/latchkeyhq/latchkey/internal/webauthntest"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
-// softKey is a software authenticator: one ES256 credential, its counter,
-// and the origin and RP id it claims (a real browser fills these in from
-// the page; a test can lie to show the gateway notices).
+// softKey is the shared software authenticator (internal/webauthntest)
+// with test-fatal errors; copying a softKey by value shares its key.
 type softKey struct {
-	t       *testing.T
-	key     *ecdsa.PrivateKey
-	id      []byte
-	handle  []byte
-	count   uint32
-	origin  string
-	rpID    string
-	noUP    bool
-	sameCnt bool // do not advance the counter (a clone)
+	t *testing.T
+	webauthntest.Authenticator
 }
 
 func newSoftKey(t *testing.T) *softKey {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	a, err := webauthntest.New("https://sspr.example.org")
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := make([]byte, 32)
-	rand.Read(id)
-	return &softKey{t: t, key: k, id: id, origin: "https://sspr.example.org", rpID: "sspr.example.org"}
+	return &softKey{t: t, Authenticator: *a}
 }
 
-var b64 = base64.RawURLEncoding
-
-func (k *softKey) clientData(typ, challenge string) []byte {
-	b, _ := json.Marshal(map[string]any{"type": typ, "challenge": challenge, "origin": k.origin, "crossOrigin": false})
-	return b
-}
-
-func (k *softKey) authData(withCred bool) []byte {
-	h := sha256.Sum256([]byte(k.rpID))
-	flags := byte(0x01 | 0x04) // UP, UV
-	if k.noUP {
-		flags = 0x04
-	}
-	if withCred {
-		flags |= 0x40 // AT
-	}
-	out := append([]byte{}, h[:]...)
-	out = append(out, flags)
-	out = binary.BigEndian.AppendUint32(out, k.count)
-	if withCred {
-		out = append(out, make([]byte, 16)...) // AAGUID: none
-		out = binary.BigEndian.AppendUint16(out, uint16(len(k.id)))
-		out = append(out, k.id...)
-		pub, err := k.key.PublicKey.ECDH()
-		if err != nil {
-			k.t.Fatal(err)
-		}
-		raw := pub.Bytes() // 0x04 || X || Y
-		cose, err := webauthncbor.Marshal(webauthncose.EC2PublicKeyData{
-			PublicKeyData: webauthncose.PublicKeyData{KeyType: int64(webauthncose.EllipticKey), Algorithm: int64(webauthncose.AlgES256)},
-			Curve:         1, XCoord: raw[1:33], YCoord: raw[33:]})
-		if err != nil {
-			k.t.Fatal(err)
-		}
-		out = append(out, cose...)
-	}
-	return out
-}
+var b64 = webauthntest.B64
 
 // create answers creation options as navigator.credentials.create would.
 func (k *softKey) create(options json.RawMessage) []byte {
 	k.t.Helper()
-	var o struct {
-		Challenge string `json:"challenge"`
-		User      struct {
-			ID string `json:"id"`
-		} `json:"user"`
-	}
-	if err := json.Unmarshal(options, &o); err != nil {
-		k.t.Fatal(err)
-	}
-	k.handle, _ = b64.DecodeString(o.User.ID)
-	att, err := webauthncbor.Marshal(map[string]any{"fmt": "none", "attStmt": map[string]any{}, "authData": k.authData(true)})
+	b, err := k.Create(options)
 	if err != nil {
 		k.t.Fatal(err)
 	}
-	b, _ := json.Marshal(map[string]any{"id": b64.EncodeToString(k.id), "rawId": b64.EncodeToString(k.id), "type": "public-key",
-		"clientExtensionResults": map[string]any{},
-		"response": map[string]any{"clientDataJSON": b64.EncodeToString(k.clientData("webauthn.create", o.Challenge)),
-			"attestationObject": b64.EncodeToString(att), "transports": []string{"internal"}}})
 	return b
 }
 
 // get answers request options as navigator.credentials.get would.
 func (k *softKey) get(options json.RawMessage) []byte {
 	k.t.Helper()
-	var o struct {
-		Challenge string `json:"challenge"`
-	}
-	if err := json.Unmarshal(options, &o); err != nil {
-		k.t.Fatal(err)
-	}
-	if !k.sameCnt {
-		k.count++
-	}
-	ad := k.authData(false)
-	cd := k.clientData("webauthn.get", o.Challenge)
-	h := sha256.Sum256(cd)
-	digest := sha256.Sum256(append(append([]byte{}, ad...), h[:]...))
-	sig, err := ecdsa.SignASN1(rand.Reader, k.key, digest[:])
+	b, err := k.Get(options)
 	if err != nil {
 		k.t.Fatal(err)
 	}
-	b, _ := json.Marshal(map[string]any{"id": b64.EncodeToString(k.id), "rawId": b64.EncodeToString(k.id), "type": "public-key",
-		"clientExtensionResults": map[string]any{},
-		"response": map[string]any{"clientDataJSON": b64.EncodeToString(cd), "authenticatorData": b64.EncodeToString(ad),
-			"signature": b64.EncodeToString(sig), "userHandle": b64.EncodeToString(k.handle)}})
 	return b
 }
 
@@ -226,7 +140,7 @@ func TestPasskeyRegistrationAndReset(t *testing.T) {
 	if err := json.Unmarshal(opts, &o); err != nil {
 		t.Fatal(err)
 	}
-	if o.RPID != "sspr.example.org" || len(o.Allow) != 1 || o.Allow[0].ID != b64.EncodeToString(key.id) || o.Allow[0].Transports != nil || o.UV != "preferred" {
+	if o.RPID != "sspr.example.org" || len(o.Allow) != 1 || o.Allow[0].ID != b64.EncodeToString(key.ID) || o.Allow[0].Transports != nil || o.UV != "preferred" {
 		t.Fatalf("assertion options: %s", opts)
 	}
 	nf, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, key.get(opts), Meta{})
@@ -248,7 +162,7 @@ func TestPasskeyRegistrationAndReset(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec, err := parsePasskey(meth.Address)
-	if err != nil || rec.Credential.Authenticator.SignCount != key.count || key.count == 0 || !meth.Verified ||
+	if err != nil || rec.Credential.Authenticator.SignCount != key.Count || key.Count == 0 || !meth.Verified ||
 		meth.CreatedAt.Sub(mv.CreatedAt).Abs() > time.Millisecond {
 		t.Fatalf("stored passkey after use: %+v %+v %v", meth, rec.Credential.Authenticator, err)
 	}
@@ -341,10 +255,10 @@ func TestPasskeyRegistrationRefusals(t *testing.T) {
 		name string
 		bend func(*softKey)
 	}{
-		{"wrong origin", func(k *softKey) { k.origin = "https://evil.example.org" }},
-		{"wrong RP id", func(k *softKey) { k.rpID = "evil.example.org" }},
-		{"other port", func(k *softKey) { k.origin = "https://sspr.example.org:8443" }},
-		{"no user presence", func(k *softKey) { k.noUP = true }},
+		{"wrong origin", func(k *softKey) { k.Origin = "https://evil.example.org" }},
+		{"wrong RP id", func(k *softKey) { k.RPID = "evil.example.org" }},
+		{"other port", func(k *softKey) { k.Origin = "https://sspr.example.org:8443" }},
+		{"no user presence", func(k *softKey) { k.NoUP = true }},
 	} {
 		pc, err := tb.svc.BeginPasskey(ctx, sess, "", Meta{})
 		if err != nil {
@@ -394,13 +308,13 @@ func TestPasskeyAssertionRefusals(t *testing.T) {
 			k := *key
 			bend(&k)
 			b := k.get(opts)
-			key.count = k.count
+			key.Count = k.Count
 			return b
 		}
 	}
-	try("wrong origin", bent(func(k *softKey) { k.origin = "https://evil.example.org" }))
-	try("wrong RP id", bent(func(k *softKey) { k.rpID = "evil.example.org" }))
-	try("no user presence", bent(func(k *softKey) { k.noUP = true }))
+	try("wrong origin", bent(func(k *softKey) { k.Origin = "https://evil.example.org" }))
+	try("wrong RP id", bent(func(k *softKey) { k.RPID = "evil.example.org" }))
+	try("no user presence", bent(func(k *softKey) { k.NoUP = true }))
 	try("another account's credential", func(opts json.RawMessage) []byte { return ivansKey.get(opts) })
 	try("not JSON", func(json.RawMessage) []byte { return []byte("[1,2]") })
 
@@ -420,8 +334,8 @@ func TestPasskeyAssertionRefusals(t *testing.T) {
 	wantProblem(t, err, CodePasskeyFailed, "a second proof in a proven flow")
 
 	// a clone: the counter goes back, or does not move
-	try("counter regression", bent(func(k *softKey) { k.count -= 3 }))
-	try("counter unchanged", bent(func(k *softKey) { k.sameCnt = true }))
+	try("counter regression", bent(func(k *softKey) { k.Count -= 3 }))
+	try("counter unchanged", bent(func(k *softKey) { k.SameCount = true }))
 
 	// no options asked for: nothing to answer
 	f3, id3 := tb.passkeyFlow(t, "carol")
@@ -490,10 +404,10 @@ func TestPasskeysCountOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(pc.Options), b64.EncodeToString(k1.id)) {
+	if !strings.Contains(string(pc.Options), b64.EncodeToString(k1.ID)) {
 		t.Fatalf("the registered passkey is not excluded: %s", pc.Options)
 	}
-	k2.handle = nil
+	k2.Handle = nil
 	if _, err := tb.svc.FinishPasskey(ctx, sess, pc.MethodID, k2.create(pc.Options), Meta{}); err != nil {
 		t.Fatal(err)
 	}
@@ -698,5 +612,131 @@ func TestPasskeyPagesCSP(t *testing.T) {
 		if csp := c.get(p).Header().Get("Content-Security-Policy"); csp != cspPages {
 			t.Fatalf("%s: CSP %q", p, csp)
 		}
+	}
+}
+
+// TestPasskeySignCountRace: assertions checked against the same stored
+// counter are kept at most once: the same answer sent twice at once to its
+// flow, and one counter value signed for two flows at once (a clone racing
+// its original), each have exactly one accepted; the stored counter is the
+// winner's.
+func TestPasskeySignCountRace(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) {
+		o.Eligibility.Methods = []string{"email", "webauthn"}
+		o.Limits.CodeFailuresPerAccount = 500
+		o.Limits.StartsPerAccount, o.Limits.StartsPerIP, o.Limits.StartsTotal = 500, 500, 500
+	})
+	ctx := context.Background()
+	key := newSoftKey(t)
+	_, mv := tb.addPasskey(t, "carol", key)
+	accepted := func(n int, verify func(i int) error) int {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		ok := 0
+		start := make(chan struct{})
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				if verify(i) == nil {
+					mu.Lock()
+					ok++
+					mu.Unlock()
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		return ok
+	}
+	for round := range 5 {
+		// one answer, sent 4 times at once to its flow
+		f, id := tb.passkeyFlow(t, "carol")
+		answer := key.get(tb.assertionOptions(t, f.ID, id))
+		if ok := accepted(4, func(int) error {
+			_, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, answer, Meta{})
+			return err
+		}); ok != 1 {
+			t.Fatalf("round %d: the same assertion accepted %d times at once, want 1", round, ok)
+		}
+		// one counter value signed for 4 flows, answered at once
+		next := key.Count + 1
+		flows, answers := make([]FlowView, 4), make([][]byte, 4)
+		for i := range flows {
+			flows[i], id = tb.passkeyFlow(t, "carol")
+			key.Count = next - 1
+			answers[i] = key.get(tb.assertionOptions(t, flows[i].ID, id))
+		}
+		if ok := accepted(4, func(i int) error {
+			_, err := tb.svc.VerifyFlowPasskey(ctx, "reset", flows[i].ID, id, answers[i], Meta{})
+			return err
+		}); ok != 1 {
+			t.Fatalf("round %d: one counter value accepted in %d flows at once, want 1", round, ok)
+		}
+		meth, err := tb.st.GetMethod(ctx, "id-carol", mv.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := parsePasskey(meth.Address)
+		if err != nil || rec.Credential.Authenticator.SignCount != next || !meth.Verified {
+			t.Fatalf("round %d: stored passkey %+v %v, want counter %d", round, rec.Credential.Authenticator, err, next)
+		}
+	}
+}
+
+// TestPasskeyCredentialOfAnotherAccount: a credential id that another
+// account registered is refused (the store finds it through the blind
+// index of the record's "index" member), nothing is stored, and the owner's
+// passkey still works; the index follows the record when the counter moves.
+func TestPasskeyCredentialOfAnotherAccount(t *testing.T) {
+	tb := passkeyBed(t)
+	ctx := context.Background()
+	key := newSoftKey(t)
+	_, mv := tb.addPasskey(t, "carol", key)
+	meth, err := tb.st.GetMethod(ctx, "id-carol", mv.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(meth.Address, `"index":"`+b64.EncodeToString(key.ID)+`"`) {
+		t.Fatalf("the stored record has no index member: %s", meth.Address)
+	}
+	if n, err := tb.st.CountAccountsByAddress(ctx, MethodWebAuthn, b64.EncodeToString(key.ID)); err != nil || n != 1 {
+		t.Fatalf("accounts with carol's credential id: %d %v", n, err)
+	}
+
+	sess, err := tb.svc.SignIn(ctx, "alice", tb.dir.password("alice"), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := tb.svc.BeginPasskey(ctx, sess, "", Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	thief := newSoftKey(t) // another key claiming carol's credential id
+	thief.ID = append([]byte{}, key.ID...)
+	_, err = tb.svc.FinishPasskey(ctx, sess, pc.MethodID, thief.create(pc.Options), Meta{})
+	wantProblem(t, err, CodePasskeyFailed, "another account's credential id")
+	if ms, _ := tb.st.ListMethods(ctx, sess.AccountID); len(ms) != 0 {
+		t.Fatalf("the refused passkey was stored: %+v", ms)
+	}
+	evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "registration.method_verified", AccountID: sess.AccountID})
+	if len(evs) != 1 || evs[0].Details["reason"] != "credential_in_use" {
+		t.Fatalf("audit: %+v", evs)
+	}
+	// alice's own new key is fine
+	pc, err = tb.svc.BeginPasskey(ctx, sess, "", Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.svc.FinishPasskey(ctx, sess, pc.MethodID, newSoftKey(t).create(pc.Options), Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	// carol's passkey still resets, and is still found by its id after
+	// the counter moved
+	f, id := tb.passkeyFlow(t, "carol")
+	if _, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, key.get(tb.assertionOptions(t, f.ID, id)), Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := tb.st.CountAccountsByAddress(ctx, MethodWebAuthn, b64.EncodeToString(key.ID)); err != nil || n != 1 {
+		t.Fatalf("accounts with carol's credential id after use: %d %v", n, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -143,8 +144,12 @@ func aad(parts ...string) []byte {
 // NormalizeAddress returns the form of an address used for the blind index
 // (CountAccountsByAddress): for MethodEmail the address trimmed of spaces and
 // lower-cased; for MethodSMS only a leading '+' and the digits (callers
-// should pass E.164 numbers); other types unchanged. It is exported so
-// callers can compare addresses the way the store does.
+// should pass E.164 numbers). For other types, an address that is a JSON
+// object with a non-empty string member "index" is indexed by that member
+// alone: a record of which one field names the destination (a passkey's
+// credential id) is found by that field, whatever else it holds or later
+// holds (a signature counter). Other addresses are unchanged. It is exported
+// so callers can compare addresses the way the store does.
 func NormalizeAddress(typ, address string) string {
 	switch typ {
 	case MethodEmail:
@@ -162,6 +167,24 @@ func NormalizeAddress(typ, address string) string {
 		}
 		return b.String()
 	default:
+		if k, ok := recordIndex(address); ok {
+			return k
+		}
 		return address
 	}
+}
+
+// recordIndex returns the "index" member of an address that is a JSON
+// object with a non-empty string member of that name.
+func recordIndex(address string) (string, bool) {
+	if !strings.HasPrefix(strings.TrimSpace(address), "{") {
+		return "", false
+	}
+	var rec struct {
+		Index *string `json:"index"`
+	}
+	if err := json.Unmarshal([]byte(address), &rec); err != nil || rec.Index == nil || *rec.Index == "" {
+		return "", false
+	}
+	return *rec.Index, true
 }

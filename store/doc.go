@@ -19,7 +19,11 @@
 //     encrypted with AES-256-GCM under a key derived from the key given to
 //     the constructor, which is never written to the database. A keyed HMAC
 //     "blind index" of the normalized address lets [Store.CountAccountsByAddress]
-//     work without decrypting.
+//     work without decrypting (for a JSON record address with an "index"
+//     member, of that member: see [NormalizeAddress]).
+//     [Store.SwapMethodAddress] replaces an address only if the stored one
+//     is still the one the caller read, decrypting it in a transaction that
+//     holds the row (PostgreSQL) or the write lock (SQLite).
 //   - Rate-limit counter keys (which may contain addresses or IPs) are stored
 //     only as a keyed HMAC.
 //   - Everything else is plaintext: account ids, method ids and types,

@@ -348,6 +348,43 @@ func (s *Postgres) VerifyMethod(ctx context.Context, accountID, methodID string,
 	return nil
 }
 
+// SwapMethodAddress implements Store. The row is locked (SELECT ... FOR
+// UPDATE) for the compare and the write, so a concurrent swap waits and
+// then sees the new address.
+func (s *Postgres) SwapMethodAddress(ctx context.Context, accountID, methodID, oldAddress, newAddress string) error {
+	if newAddress == "" {
+		return fmt.Errorf("%w: empty address", ErrInvalid)
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var (
+			typ string
+			enc []byte
+		)
+		err := tx.QueryRow(ctx, `SELECT type, address_enc FROM methods WHERE account_id = $1 AND id = $2 FOR UPDATE`,
+			accountID, methodID).Scan(&typ, &enc)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("store: swap method address: %w", ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("store: swap method address: %w", err)
+		}
+		bind := methodAAD(accountID, methodID, typ)
+		cur, err := s.k.open(enc, bind)
+		if err != nil {
+			return fmt.Errorf("store: swap method address: %w", err)
+		}
+		if subtle.ConstantTimeCompare(cur, []byte(oldAddress)) != 1 {
+			return fmt.Errorf("store: swap method address: %w", ErrConflict)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE methods SET address_enc = $1, address_idx = $2
+			WHERE account_id = $3 AND id = $4`,
+			s.k.seal([]byte(newAddress), bind), s.k.addressIndex(typ, newAddress), accountID, methodID); err != nil {
+			return fmt.Errorf("store: swap method address: %w", err)
+		}
+		return nil
+	})
+}
+
 // DeleteMethod implements Store.
 func (s *Postgres) DeleteMethod(ctx context.Context, accountID, methodID string) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {

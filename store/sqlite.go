@@ -469,6 +469,42 @@ func (s *SQLite) VerifyMethod(ctx context.Context, accountID, methodID string, a
 	return nil
 }
 
+// SwapMethodAddress implements Store. The compare and the write run in one
+// BEGIN IMMEDIATE transaction, which holds the database's write lock.
+func (s *SQLite) SwapMethodAddress(ctx context.Context, accountID, methodID, oldAddress, newAddress string) error {
+	if newAddress == "" {
+		return fmt.Errorf("%w: empty address", ErrInvalid)
+	}
+	return s.writeTx(ctx, func(tx txn) error {
+		var (
+			typ string
+			enc []byte
+		)
+		err := tx.QueryRowContext(ctx, `SELECT type, address_enc FROM methods WHERE account_id = ? AND id = ?`,
+			accountID, methodID).Scan(&typ, &enc)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("store: swap method address: %w", ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("store: swap method address: %w", err)
+		}
+		bind := methodAAD(accountID, methodID, typ)
+		cur, err := s.k.open(enc, bind)
+		if err != nil {
+			return fmt.Errorf("store: swap method address: %w", err)
+		}
+		if !hmacEqual(cur, []byte(oldAddress)) {
+			return fmt.Errorf("store: swap method address: %w", ErrConflict)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE methods SET address_enc = ?, address_idx = ?
+			WHERE account_id = ? AND id = ?`,
+			s.k.seal([]byte(newAddress), bind), s.k.addressIndex(typ, newAddress), accountID, methodID); err != nil {
+			return fmt.Errorf("store: swap method address: %w", err)
+		}
+		return nil
+	})
+}
+
 // DeleteMethod implements Store.
 func (s *SQLite) DeleteMethod(ctx context.Context, accountID, methodID string) error {
 	return s.writeTx(ctx, func(tx txn) error {

@@ -175,6 +175,17 @@ type Store interface {
 	// ListMethods returns the account's methods ordered by CreatedAt (then
 	// ID); an empty slice and nil error when there are none.
 	ListMethods(ctx context.Context, accountID string) ([]Method, error)
+	// SwapMethodAddress replaces the method's address with newAddress if
+	// the stored address is still exactly oldAddress (compare-and-swap):
+	// of concurrent callers that read the same address, in any number of
+	// processes, exactly one succeeds. ErrConflict if the stored address
+	// differs from oldAddress; ErrNotFound if the account has no method
+	// with that id; ErrInvalid if newAddress is empty. The new address is
+	// encrypted at rest and its blind index replaces the old one; Type,
+	// Verified, CreatedAt, VerifiedAt and the method's codes are kept. It
+	// is meant for state kept inside an address (a passkey's signature
+	// counter), not for moving a verified method to an unproven destination.
+	SwapMethodAddress(ctx context.Context, accountID, methodID, oldAddress, newAddress string) error
 	// VerifyMethod marks the method verified and sets VerifiedAt to at
 	// (again on re-verification). ErrNotFound if missing.
 	VerifyMethod(ctx context.Context, accountID, methodID string, at time.Time) error
@@ -183,8 +194,9 @@ type Store interface {
 	DeleteMethod(ctx context.Context, accountID, methodID string) error
 	// CountAccountsByAddress returns how many distinct accounts have a
 	// VERIFIED method of type typ with this address (compared after
-	// normalization: emails trimmed and lower-cased, phone numbers reduced
-	// to '+' and digits). Unverified methods do not count, so nobody can
+	// NormalizeAddress: emails trimmed and lower-cased, phone numbers
+	// reduced to '+' and digits, a record with an "index" member by that
+	// member alone). Unverified methods do not count, so nobody can
 	// inflate the count for someone else's address without proving it.
 	CountAccountsByAddress(ctx context.Context, typ, address string) (int, error)
 	// SampleMethods returns the methods verified before the given time of

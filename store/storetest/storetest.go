@@ -70,6 +70,10 @@ func RunConformance(t *testing.T, open Opener, opts ...Option) {
 		{"Methods/Delete", s.methodsDelete},
 		{"Methods/CountAccountsByAddress", s.countAccountsByAddress},
 		{"Methods/Sample", s.methodsSample},
+		{"Methods/SwapAddress", s.methodsSwapAddress},
+		{"Methods/SwapAddressConcurrent", s.methodsSwapAddressConcurrent},
+		{"Methods/SwapAddressAtRest", s.methodsSwapAddressAtRest},
+		{"Methods/RecordIndex", s.methodsRecordIndex},
 		{"Flows/CreateGet", s.flowsCreateGet},
 		{"Flows/MissingAndInvalid", s.flowsMissingAndInvalid},
 		{"Flows/Expiry", s.flowsExpiry},
@@ -437,6 +441,159 @@ func (s *suite) countAccountsByAddress(t *testing.T) {
 	count(store.MethodEmail, "shared@example.org", 3)
 	wantErr(t, "DeleteMethod", st.DeleteMethod(ctx, "b", "e1"), nil)
 	count(store.MethodEmail, "shared@example.org", 2)
+}
+
+// methodsSwapAddress: the compare-and-swap of a method's address succeeds
+// only from the address stored, keeps everything else, and moves the
+// blind index to the new address.
+func (s *suite) methodsSwapAddress(t *testing.T) {
+	st, ctx, now := s.open(t), ctxT(t), base()
+	m := store.Method{ID: "m1", AccountID: "acct-a", Type: store.MethodEmail, Address: "old@example.org", CreatedAt: now}
+	wantErr(t, "AddMethod", st.AddMethod(ctx, m), nil)
+	wantErr(t, "VerifyMethod", st.VerifyMethod(ctx, m.AccountID, m.ID, now.Add(time.Second)), nil)
+	f := mustCreateFlow(t, st, newFlow("acct-a", now))
+	mustIssue(t, st, code(f, "m1", "h", now))
+
+	wantErr(t, "swap", st.SwapMethodAddress(ctx, "acct-a", "m1", "old@example.org", "new@example.org"), nil)
+	got, err := st.GetMethod(ctx, "acct-a", "m1")
+	wantErr(t, "GetMethod", err, nil)
+	want := m
+	want.Address, want.Verified, want.VerifiedAt = "new@example.org", true, now.Add(time.Second)
+	mustEqual(t, "method after swap", got, want)
+	for addr, n := range map[string]int{"old@example.org": 0, "NEW@example.org": 1} {
+		if c, err := st.CountAccountsByAddress(ctx, store.MethodEmail, addr); err != nil || c != n {
+			t.Fatalf("CountAccountsByAddress(%s) after swap = %d, %v; want %d", addr, c, err, n)
+		}
+	}
+	// the method's codes are kept
+	wantErr(t, "RedeemCode after swap", st.RedeemCode(ctx, f.ID, "reset", "m1", []byte("h"), 3, now), nil)
+
+	// a stale read: the address moved on since
+	wantErr(t, "stale swap", st.SwapMethodAddress(ctx, "acct-a", "m1", "old@example.org", "other@example.org"),
+		store.ErrConflict, "old@example.org", "other@example.org")
+	// exact comparison: a differently spelled address is not the one read
+	wantErr(t, "respelled swap", st.SwapMethodAddress(ctx, "acct-a", "m1", "NEW@example.org", "other@example.org"),
+		store.ErrConflict)
+	if got, _ := st.GetMethod(ctx, "acct-a", "m1"); got.Address != "new@example.org" {
+		t.Fatalf("a refused swap changed the address to %q", got.Address)
+	}
+	// another account, a missing method
+	wantErr(t, "swap of another account", st.SwapMethodAddress(ctx, "acct-b", "m1", "new@example.org", "x@example.org"),
+		store.ErrNotFound)
+	wantErr(t, "swap of a missing method", st.SwapMethodAddress(ctx, "acct-a", "nope", "new@example.org", "x@example.org"),
+		store.ErrNotFound)
+	wantErr(t, "swap to empty", st.SwapMethodAddress(ctx, "acct-a", "m1", "new@example.org", ""), store.ErrInvalid)
+	if got, _ := st.GetMethod(ctx, "acct-a", "m1"); got.Address != "new@example.org" {
+		t.Fatalf("a refused swap changed the address to %q", got.Address)
+	}
+}
+
+// methodsSwapAddressConcurrent: callers that read the same address and
+// swap it at once, on one instance and on two sharing the storage:
+// exactly one wins, the others get ErrConflict.
+func (s *suite) methodsSwapAddressConcurrent(t *testing.T) {
+	for _, instances := range []int{1, 2} {
+		t.Run(fmt.Sprintf("instances=%d", instances), func(t *testing.T) {
+			stores := []store.Store{s.open(t)}
+			if instances == 2 {
+				stores = append(stores, s.open(t))
+			}
+			ctx, now := ctxT(t), base()
+			m := store.Method{ID: "pk", AccountID: "acct-a", Type: "x-record", Address: `{"index":"cred-1","n":0}`, CreatedAt: now}
+			wantErr(t, "AddMethod", stores[0].AddMethod(ctx, m), nil)
+			for round := range rounds {
+				read, err := stores[0].GetMethod(ctx, "acct-a", "pk")
+				wantErr(t, "GetMethod", err, nil)
+				errs := race(concurrency, stores, func(st store.Store, i int) error {
+					return st.SwapMethodAddress(ctx, "acct-a", "pk", read.Address,
+						fmt.Sprintf(`{"index":"cred-1","n":%d,"by":%d}`, round+1, i))
+				})
+				got := tally(t, errs, store.ErrConflict)
+				if got[nil] != 1 || got[store.ErrConflict] != concurrency-1 {
+					t.Fatalf("round %d: concurrent SwapMethodAddress: %d successes, %d conflicts; want 1 and %d",
+						round, got[nil], got[store.ErrConflict], concurrency-1)
+				}
+				final, err := stores[0].GetMethod(ctx, "acct-a", "pk")
+				wantErr(t, "GetMethod", err, nil)
+				winner := slices.Index(errs, nil)
+				if want := fmt.Sprintf(`{"index":"cred-1","n":%d,"by":%d}`, round+1, winner); final.Address != want {
+					t.Fatalf("round %d: address %q, want the winner's %q", round, final.Address, want)
+				}
+			}
+		})
+	}
+}
+
+// methodsSwapAddressAtRest: a swapped-in address is encrypted at rest like
+// an added one, and the one swapped out is gone.
+func (s *suite) methodsSwapAddressAtRest(t *testing.T) {
+	if s.cfg.rawBytes == nil {
+		t.Skip("no WithRawBytes option: cannot inspect the bytes at rest")
+	}
+	st, ctx, now := s.open(t), ctxT(t), base()
+	const (
+		before = "Before.Swap-Marker@Secret-Domain.example"
+		after  = "After.Swap-Marker@Secret-Domain.example"
+		rec    = `{"index":"cred-marker-v8w2","counter":"counter-marker-j4n6"}`
+		rec2   = `{"index":"cred-marker-v8w2","counter":"counter-marker-x5c1"}`
+		mark   = "storetest.swap-audit-marker-r3d8"
+	)
+	wantErr(t, "AddMethod", st.AddMethod(ctx, store.Method{ID: "e", AccountID: "acct-z", Type: store.MethodEmail, Address: before, CreatedAt: now}), nil)
+	wantErr(t, "AddMethod", st.AddMethod(ctx, store.Method{ID: "r", AccountID: "acct-z", Type: "x-record", Address: rec, CreatedAt: now}), nil)
+	wantErr(t, "swap", st.SwapMethodAddress(ctx, "acct-z", "e", before, after), nil)
+	wantErr(t, "swap", st.SwapMethodAddress(ctx, "acct-z", "r", rec, rec2), nil)
+	wantErr(t, "AppendAudit", st.AppendAudit(ctx, store.AuditEvent{Time: now, Type: mark}), nil)
+	raw := s.cfg.rawBytes(t, st)
+	if !bytes.Contains(raw, []byte(mark)) {
+		t.Fatalf("raw bytes (%d) do not contain the audit marker", len(raw))
+	}
+	lowerRaw := bytes.ToLower(raw)
+	for _, secret := range []string{"after.swap-marker", "cred-marker-v8w2", "counter-marker-x5c1"} {
+		if bytes.Contains(lowerRaw, []byte(secret)) {
+			t.Errorf("%q found in plaintext in the bytes at rest after a swap", secret)
+		}
+	}
+}
+
+// methodsRecordIndex: an address that is a JSON object with an "index"
+// member is found by that member alone (a passkey by its credential id),
+// before and after its other members change.
+func (s *suite) methodsRecordIndex(t *testing.T) {
+	st, ctx, now := s.open(t), ctxT(t), base()
+	add := func(account, id, addr string) {
+		t.Helper()
+		wantErr(t, "AddMethod", st.AddMethod(ctx, store.Method{ID: id, AccountID: account, Type: "x-record", Address: addr, CreatedAt: now}), nil)
+		wantErr(t, "VerifyMethod", st.VerifyMethod(ctx, account, id, now), nil)
+	}
+	count := func(typ, addr string, want int) {
+		t.Helper()
+		if n, err := st.CountAccountsByAddress(ctx, typ, addr); err != nil || n != want {
+			t.Fatalf("CountAccountsByAddress(%s, %s) = %d, %v; want %d", typ, addr, n, err, want)
+		}
+	}
+	add("a", "p1", `{"label":"Laptop","index":"Y3JlZC0x","key":"aaa","n":1}`)
+	add("b", "p1", `{"index":"Y3JlZC0x","key":"bbb","n":7}`) // same credential id, other account
+	add("c", "p1", `{"index":"Y3JlZC0y","key":"ccc"}`)
+	add("c", "p2", `{"key":"no index member"}`)
+	count("x-record", "Y3JlZC0x", 2)
+	count("x-record", "Y3JlZC0y", 1)
+	count("x-record", "y3jlzc0x", 0) // the index is compared exactly
+	count("y-record", "Y3JlZC0x", 0) // other type
+	count("x-record", `{"key":"no index member"}`, 1)
+	// a record without an index member, or with an empty one, is indexed whole
+	wantErr(t, "swap", st.SwapMethodAddress(ctx, "a", "p1", `{"label":"Laptop","index":"Y3JlZC0x","key":"aaa","n":1}`,
+		`{"label":"Laptop","index":"Y3JlZC0x","key":"aaa","n":2}`), nil)
+	count("x-record", "Y3JlZC0x", 2)
+	wantErr(t, "swap", st.SwapMethodAddress(ctx, "b", "p1", `{"index":"Y3JlZC0x","key":"bbb","n":7}`,
+		`{"index":"","key":"bbb","n":8}`), nil)
+	count("x-record", "Y3JlZC0x", 1)
+	count("x-record", `{"index":"","key":"bbb","n":8}`, 1)
+	if got, want := store.NormalizeAddress("x-record", ` {"index":"k"} `), "k"; got != want {
+		t.Fatalf("NormalizeAddress of a record = %q, want %q", got, want)
+	}
+	if got, want := store.NormalizeAddress(store.MethodEmail, `{"index":"k"}`), `{"index":"k"}`; got != want {
+		t.Fatalf("NormalizeAddress(email) of a record = %q, want %q (emails are never records)", got, want)
+	}
 }
 
 // ---- flows ----
