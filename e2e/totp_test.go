@@ -313,8 +313,17 @@ func runTOTPSuite(t *testing.T, srv *dirtest.Server) {
 // resets with it, running axe-core and the phone-width checks on the set-up
 // page and the pages that follow.
 func TestTOTPBrowser(t *testing.T) {
+	runTOTPBrowser(t, dirtest.StartOpenLDAP(t))
+}
+
+func TestTOTPBrowserActiveDirectory(t *testing.T) {
+	runTOTPBrowser(t, dirtest.StartSamba(t))
+}
+
+// runTOTPBrowser sets up an authenticator app on the pages and resets
+// with it, in Chromium.
+func runTOTPBrowser(t *testing.T, srv *dirtest.Server) {
 	exe := chromiumPath(t)
-	srv := dirtest.StartOpenLDAP(t)
 	mail, sms := startMail(t)
 	e := startGateway(t, srv, mail, sms, params{Methods: totpMethods})
 	b := newBrowser(t, exe, e.base)

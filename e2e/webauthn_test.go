@@ -213,7 +213,16 @@ func (e *env) passkeyProof(kind, user string) (flowID, method string, options an
 // unlock with it; a replayed assertion, a cloned counter and another
 // account's credential id are refused.
 func TestPasskeyAPIOpenLDAP(t *testing.T) {
-	srv := dirtest.StartOpenLDAP(t)
+	runPasskeyAPI(t, dirtest.StartOpenLDAP(t))
+}
+
+func TestPasskeyAPIActiveDirectory(t *testing.T) {
+	runPasskeyAPI(t, dirtest.StartSamba(t))
+}
+
+// runPasskeyAPI registers a passkey and resets and unlocks with it through
+// the JSON API.
+func runPasskeyAPI(t *testing.T, srv *dirtest.Server) {
 	mail, sms := startMail(t)
 	e := startGateway(t, srv, mail, sms, params{Methods: "email, sms, webauthn", PublicHost: "localhost",
 		Limits: "limits:\n  code_failures_per_account: 20\n"})
