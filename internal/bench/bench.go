@@ -13,7 +13,6 @@ package bench
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -311,9 +310,15 @@ func buildBinary(dir string, pprof bool) (string, error) {
 }
 
 func newPassword(tag string) string {
-	b := make([]byte, 5)
+	// letters only: digits could repeat a bench user's number, which the
+	// gateway's rules refuse as part of the name
+	const letters = "ghjkmnpqrstvwxyzGHJKMNPQRSTVWXYZ"
+	b := make([]byte, 10)
 	_, _ = rand.Read(b)
-	return "Lk-" + tag + "-" + hex.EncodeToString(b) + "-Pw1"
+	for i := range b {
+		b[i] = letters[int(b[i])%len(letters)]
+	}
+	return "Lk-" + tag + "-" + string(b) + "-Pw9"
 }
 
 // ---------------------------------------------------------------- the ceiling
