@@ -43,7 +43,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.Outstanding, "outstanding", 0, "flows and codes in the scaling case's store (default 100000)")
 	fs.StringVar(&o.Binary, "latchkey", "", "latchkey binary (default: go build one)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write gateway CPU profiles at c=8 to PREFIX-<scenario>-c8.pprof (builds with -tags latchkey_pprof)")
-	fs.DurationVar(&o.PadFloor, "pad-floor", 0, "policy.pad_floor of the bench gateway (default: the gateway's default)")
 	fs.StringVar(&jsonPath, "json", "", "also write the report as JSON to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2

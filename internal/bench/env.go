@@ -34,7 +34,7 @@ import (
 
 const (
 	twilioSID   = "AC0123456789abcdef0123456789abcdef"
-	twilioToken = "bench-twilio-auth-token-0123456789"
+	twilioToken = "bench-twilio-auth-token-0123456789" // #nosec G101 -- the local fake Twilio's test token
 	twilioFrom  = "+15005550006"
 	mailDomain  = "bench.example.net"
 )
@@ -259,7 +259,7 @@ func startGateway(t testing.TB, binary, work, cfgPath string, port int, withPpro
 	if err != nil {
 		return nil, err
 	}
-	g.cmd = exec.Command(binary, "serve", "--config", cfgPath)
+	g.cmd = exec.Command(binary, "serve", "--config", cfgPath) // #nosec G204 -- the operator's or a just-built binary
 	g.cmd.Stdout, g.cmd.Stderr = logf, logf
 	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	g.cmd.Env = os.Environ()
