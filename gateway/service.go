@@ -178,6 +178,15 @@ func (s *Service) dirProblem(err error) *Problem {
 }
 
 func (s *Service) record(ctx context.Context, m Meta, typ, account, outcome string, details map[string]string) {
+	ev := s.auditEvent(m, typ, account, outcome, details)
+	if err := s.d.Store.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
+		s.log.Error("audit event not stored", "request_id", m.RequestID, "event", typ, "error", err.Error())
+	}
+}
+
+// auditEvent writes the audit line and counts the event; the caller stores
+// the event.
+func (s *Service) auditEvent(m Meta, typ, account, outcome string, details map[string]string) store.AuditEvent {
 	ev := store.AuditEvent{Time: s.now(), Type: typ, RequestID: m.RequestID, ClientIP: m.ClientIP, AccountID: account, Outcome: outcome, Details: details}
 	attrs := []any{"event", typ, "time", ev.Time.Format(time.RFC3339Nano), "request_id", m.RequestID, "client_ip", m.ClientIP,
 		"account_id", account, "outcome", outcome}
@@ -186,7 +195,34 @@ func (s *Service) record(ctx context.Context, m Meta, typ, account, outcome stri
 	}
 	s.audit.Info("audit", attrs...)
 	s.stats.event(typ, outcome)
-	if err := s.d.Store.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
+	return ev
+}
+
+// passwordWritten records a successful password write (or unlock) of u:
+// the counters in resetKeys forgotten, every flow (and, with sessions,
+// every session) of the account ended, and the audit event stored; in one
+// store transaction where the store can (store.PasswordWriteRecorder).
+func (s *Service) passwordWritten(ctx context.Context, m Meta, u *directory.User, resetKeys []string, sessions bool, typ string) {
+	ctx = context.WithoutCancel(ctx)
+	ev := s.auditEvent(m, typ, u.ID, "success", nil)
+	if rec, ok := s.d.Store.(store.PasswordWriteRecorder); ok {
+		if err := rec.AfterPasswordWrite(ctx, u.ID, resetKeys, sessions, ev); err != nil {
+			s.log.Error("recording a password write failed", "request_id", m.RequestID, "event", typ, "error", err.Error())
+		}
+		return
+	}
+	for _, k := range resetKeys {
+		s.forget(s.d.Store.Reset(ctx, k))
+	}
+	if err := s.d.Store.DeleteFlowsForAccount(ctx, u.ID); err != nil {
+		s.log.Error("deleting flows after a password write failed", "request_id", m.RequestID, "error", err.Error())
+	}
+	if sessions {
+		if err := s.d.Store.DeleteSessionsForAccount(ctx, u.ID); err != nil {
+			s.log.Error("deleting sessions after a password write failed", "request_id", m.RequestID, "error", err.Error())
+		}
+	}
+	if err := s.d.Store.AppendAudit(ctx, ev); err != nil {
 		s.log.Error("audit event not stored", "request_id", m.RequestID, "event", typ, "error", err.Error())
 	}
 }
@@ -1171,17 +1207,11 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 		return s.writeProblem(err)
 	}
 	// any password change ends every open flow and session of the account
-	if err := s.d.Store.DeleteFlowsForAccount(context.WithoutCancel(ctx), u.ID); err != nil {
-		s.log.Error("deleting flows after a reset failed", "request_id", m.RequestID, "error", err.Error())
-	}
 	event := "unlocked"
 	if kind == store.FlowReset {
 		event = "password_reset"
-		if err := s.d.Store.DeleteSessionsForAccount(context.WithoutCancel(ctx), u.ID); err != nil {
-			s.log.Error("deleting sessions after a reset failed", "request_id", m.RequestID, "error", err.Error())
-		}
 	}
-	s.record(ctx, m, kind+".completed", u.ID, "success", nil)
+	s.passwordWritten(ctx, m, u, nil, kind == store.FlowReset, kind+".completed")
 	s.noticeUser(ctx, u, event, "", m)
 	return nil
 }
@@ -1242,8 +1272,11 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 	err = errors.New("empty password")
 	if oldPassword != "" && s.bindAttempt(ctx, u, m) {
 		err = s.d.Directory.ChangePassword(ctx, u, oldPassword, newPassword, func() error {
+			// the count of wrong passwords is cleared after the write
+			// (with the rest of the request's store writes), or below
+			// when the write is refused: not while the user's
+			// connection is held
 			proven = true
-			s.bindProven(ctx, u)
 			if vs := s.o.Password.Check(newPassword, policy.Context{Username: u.Username, DisplayName: u.DisplayName, Email: u.Mail}); len(vs) > 0 {
 				p := problem(CodePasswordRejected, nil)
 				for _, v := range vs {
@@ -1253,6 +1286,9 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 			}
 			return nil
 		})
+	}
+	if proven && err != nil {
+		s.bindProven(ctx, u)
 	}
 	switch {
 	case err == nil:
@@ -1278,9 +1314,7 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 		return problem(CodeSignInFailed, err)
 	}
 	ctx = context.WithoutCancel(ctx)
-	s.forget(s.d.Store.DeleteFlowsForAccount(ctx, u.ID))
-	s.forget(s.d.Store.DeleteSessionsForAccount(ctx, u.ID))
-	s.record(ctx, m, "change.completed", u.ID, "success", nil)
+	s.passwordWritten(ctx, m, u, []string{bindKey(u)}, true, "change.completed")
 	s.noticeUser(ctx, u, "password_changed", "", m)
 	return nil
 }

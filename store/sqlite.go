@@ -1132,3 +1132,42 @@ func (s *SQLite) Purge(ctx context.Context, now time.Time) (int, error) {
 	}
 	return total, nil
 }
+
+// AfterPasswordWrite implements PasswordWriteRecorder.
+func (s *SQLite) AfterPasswordWrite(ctx context.Context, accountID string, resetKeys []string, sessions bool, e AuditEvent) error {
+	if err := notEmpty("account id", accountID); err != nil {
+		return err
+	}
+	if err := notEmpty("audit event type", e.Type); err != nil {
+		return err
+	}
+	var details any
+	if len(e.Details) > 0 {
+		b, err := json.Marshal(e.Details)
+		if err != nil {
+			return fmt.Errorf("store: after password write: %w", err)
+		}
+		details = string(b)
+	}
+	return s.writeTx(ctx, func(tx txn) error {
+		for _, k := range resetKeys {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM counters WHERE key_hash = ?`, s.k.counterKey(k)); err != nil {
+				return fmt.Errorf("store: reset: %w", err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM flows WHERE account_id = ?`, accountID); err != nil {
+			return fmt.Errorf("store: delete flows for account: %w", err)
+		}
+		if sessions {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE account_id = ?`, accountID); err != nil {
+				return fmt.Errorf("store: delete sessions for account: %w", err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO audit
+			(time, type, request_id, client_ip, account_id, outcome, details) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			e.Time.UnixMicro(), e.Type, e.RequestID, e.ClientIP, e.AccountID, e.Outcome, details); err != nil {
+			return fmt.Errorf("store: append audit: %w", err)
+		}
+		return nil
+	})
+}

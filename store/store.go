@@ -293,3 +293,14 @@ type Store interface {
 	// Close releases the store. Calling it more than once is allowed.
 	Close() error
 }
+
+// PasswordWriteRecorder is implemented by stores that record what follows a
+// successful password write in one transaction instead of four (one commit
+// on the single SQLite writer instead of four queued ones): the account's
+// counters named by resetKeys forgotten (as Reset), its flows and, when
+// sessions is true, its sessions deleted (as DeleteFlowsForAccount and
+// DeleteSessionsForAccount), and e appended (as AppendAudit). Callers fall
+// back to the single calls when a store does not implement it.
+type PasswordWriteRecorder interface {
+	AfterPasswordWrite(ctx context.Context, accountID string, resetKeys []string, sessions bool, e AuditEvent) error
+}

@@ -1,0 +1,826 @@
+// Package bench is latchkey-bench: it seeds a throwaway slapd with many
+// users in nested groups, starts the real latchkey binary against it with
+// mail to mailpit and SMS to the fake Twilio, drives the HTTP API at
+// several concurrencies, runs the raw go-ldap sequences (the ceiling) in
+// the same run, checks that the passwords really changed and that the
+// messages arrived, and reports throughput, latency, CPU and memory.
+//
+// It lives in internal/ and is built as cmd/latchkey-bench because it
+// reuses the test servers of directory/dirtest and notify/notifytest: the
+// latchkey binary shipped to users carries none of them.
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+
+	"github.com/latchkeyhq/latchkey/directory/dirtest"
+	"github.com/latchkeyhq/latchkey/notify/notifytest"
+)
+
+// Options configure a run.
+type Options struct {
+	Users       int           // bench users in the directory (10,000)
+	Duration    time.Duration // per scenario and concurrency
+	MaxOps      int           // per scenario and concurrency
+	Concurrency []int         // 1, 8, 32
+	Reps        int           // repetitions of the whole sequence
+	EnumSamples int           // reset starts per kind for the enumeration check
+	Outstanding int           // flows and codes in the scaling case's store (0: no scaling case)
+	Smoke       bool          // seconds-long; correctness only
+	Binary      string        // latchkey binary ("" builds one)
+	CPUProfile  string        // prefix of gateway CPU profiles ("" for none)
+	PadFloor    time.Duration // policy.pad_floor of the bench gateway (0: default)
+	Log         io.Writer
+}
+
+// Defaults fills unset fields: the full run, or the smoke run.
+func (o *Options) Defaults() {
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if o.Smoke {
+		def(&o.Users, 200)
+		defD(&o.Duration, 400*time.Millisecond)
+		def(&o.MaxOps, 15)
+		def(&o.EnumSamples, 20)
+		def(&o.Outstanding, 1000)
+		if o.Concurrency == nil {
+			o.Concurrency = []int{1, 8}
+		}
+	}
+	def(&o.Users, 10000)
+	defD(&o.Duration, 5*time.Second)
+	def(&o.MaxOps, 20000)
+	def(&o.Reps, 1)
+	def(&o.EnumSamples, 400)
+	def(&o.Outstanding, 100000)
+	if o.Concurrency == nil {
+		o.Concurrency = []int{1, 8, 32}
+	}
+}
+
+func def(p *int, v int) {
+	if *p <= 0 {
+		*p = v
+	}
+}
+
+func defD(p *time.Duration, v time.Duration) {
+	if *p <= 0 {
+		*p = v
+	}
+}
+
+// Report is what a run measured and checked.
+type Report struct {
+	Started     time.Time   `json:"started"`
+	Smoke       bool        `json:"smoke"`
+	Users       int         `json:"users"`
+	SeedSeconds float64     `json:"seed_seconds"`
+	Cores       int         `json:"cores"`
+	LoadBefore  string      `json:"load_avg_before"`
+	LoadAfter   string      `json:"load_avg_after"`
+	Rows        []Row       `json:"rows"`
+	Enumeration Enumeration `json:"enumeration"`
+	Scaling     *Scaling    `json:"scaling,omitempty"`
+	PeakRSSKiB  int         `json:"gateway_peak_rss_kib"`
+	Checks      Checks      `json:"checks"`
+	Profiles    []string    `json:"profiles,omitempty"`
+}
+
+// Scaling compares an empty store with one holding Outstanding flows and
+// codes, with the same requests alternating between two gateways.
+type Scaling struct {
+	Outstanding int                `json:"outstanding"`
+	EmptyP50ms  map[string]float64 `json:"empty_p50_ms"`
+	SeededP50ms map[string]float64 `json:"seeded_p50_ms"`
+	Ratio       map[string]float64 `json:"ratio"`
+	Flows       int                `json:"flows"`
+}
+
+// Checks are the correctness results: a failure here fails the run.
+type Checks struct {
+	PasswordsChanged  int            `json:"passwords_changed"`
+	PasswordsVerified int            `json:"passwords_verified_by_bind"`
+	CodesRequested    int            `json:"codes_requested"`
+	CodesReceived     int            `json:"codes_received"`
+	ResetsCompleted   int            `json:"resets_completed"`
+	MessagesReceived  int            `json:"messages_received"`
+	MessagesBySubject map[string]int `json:"messages_by_subject"`
+	SMSReceived       int            `json:"sms_received"`
+	Failures          []string       `json:"failures,omitempty"`
+}
+
+// ErrCorrectness is returned (wrapped) when a check failed.
+var ErrCorrectness = errors.New("bench: correctness check failed")
+
+// run is the state of one bench run.
+type run struct {
+	o     Options
+	t     testing.TB
+	srv   *dirtest.Server
+	mail  *notifytest.Mailpit
+	sms   *notifytest.FakeTwilio
+	mb    *mailbox
+	gw    *gateway
+	api   *apiClient
+	pw    []string // current password per user index
+	rep   *Report
+	codes atomic.Int64 // codes asked for (202 answers)
+	done  atomic.Int64 // resets completed
+	// user ranges
+	chg, rawChg, rawAdm, rst, reg [2]int
+	regNext                       atomic.Int64
+}
+
+// Run performs the bench. t provides the servers' lifetimes (a test's T,
+// or a CommandTB).
+func Run(t testing.TB, o Options) (*Report, error) {
+	o.Defaults()
+	r := &run{o: o, t: t, rep: &Report{Started: time.Now().UTC(), Smoke: o.Smoke, Users: o.Users, LoadBefore: loadAvg(), Cores: numCPU()}}
+	return r.rep, r.run()
+}
+
+func (r *run) logf(format string, args ...any) { fmt.Fprintf(r.o.Log, format+"\n", args...) }
+
+func (r *run) run() error {
+	o := r.o
+	n := o.Users
+	fifth := n / 5
+	r.chg, r.rawChg, r.rawAdm, r.rst, r.reg = [2]int{0, fifth}, [2]int{fifth, 2 * fifth}, [2]int{2 * fifth, 3 * fifth}, [2]int{3 * fifth, 4 * fifth}, [2]int{4 * fifth, n}
+	r.pw = make([]string, n)
+	for i := range n {
+		r.pw[i] = seedPassword(i)
+	}
+
+	bin := o.Binary
+	if bin == "" {
+		var err error
+		if bin, err = buildBinary(r.t.TempDir(), o.CPUProfile != ""); err != nil {
+			return err
+		}
+	}
+	r.logf("seeding slapd with %d users in nested groups...", n)
+	t0 := time.Now()
+	r.srv = dirtest.StartOpenLDAP(r.t, dirtest.WithLDIF(usersLDIF(n)))
+	r.rep.SeedSeconds = time.Since(t0).Seconds()
+	r.logf("slapd ready in %.1f s (pid %d)", r.rep.SeedSeconds, r.srv.PID())
+	r.mail = notifytest.StartMailpit(r.t, notifytest.MailpitArgs("--max", "0"))
+	r.sms = notifytest.StartTwilio(r.t, notifytest.TwilioCredentials(twilioSID, twilioToken), notifytest.TwilioSenders(twilioFrom))
+	r.mb = newMailbox(r.mail)
+	defer r.mb.close()
+
+	ids, err := entryUUIDs(r.srv)
+	if err != nil {
+		return fmt.Errorf("reading entryUUIDs: %w", err)
+	}
+	resetAccounts := map[string]string{}
+	for i := r.rst[0]; i < r.rst[1]; i++ {
+		resetAccounts[userName(i)] = ids[userName(i)]
+	}
+
+	gw, err := r.newGateway(bin, resetAccounts, 0, o.CPUProfile != "")
+	if err != nil {
+		return err
+	}
+	r.gw, r.api = gw, newAPIClient(gw.base)
+	p := pids{gateway: gw.pid(), slapd: r.srv.PID()}
+	pd := pids{slapd: r.srv.PID()}
+	lim := limits{dur: o.Duration, max: o.MaxOps}
+
+	for rep := 0; rep < o.Reps; rep++ {
+		for _, c := range o.Concurrency {
+			r.logf("rep %d, c=%d", rep+1, c)
+			raw := r.add(measure("raw change (ceiling)", c, pd, func(rec *recorder) { r.rawChange(rec, c, lim) }))
+			r.ratio(r.add(r.profiled("change", c, func() Row {
+				return measure("change", c, p, func(rec *recorder) { r.change(rec, c, lim) })
+			})), raw)
+			adm := r.add(measure("raw admin reset (ceiling)", c, pd, func(rec *recorder) { r.rawAdminReset(rec, c, lim) }))
+			r.ratio(r.add(r.profiled("reset", c, func() Row {
+				return measure("full reset (flows)", c, p, func(rec *recorder) { r.fullReset(rec, c, lim, []*apiClient{r.api}, nil) })
+			})), adm)
+			r.add(r.profiled("start", c, func() Row {
+				return measure("reset start", c, p, func(rec *recorder) { r.resetStart(rec, c, lim) })
+			}))
+			r.add(measure("register method", c, p, func(rec *recorder) { r.register(rec, c, lim) }))
+			r.add(measure("GET /reset page", c, p, func(rec *recorder) { r.page(rec, c, lim) }))
+		}
+	}
+	r.logf("enumeration check (%d samples per kind)...", o.EnumSamples)
+	r.rep.Enumeration = r.enumeration(o.EnumSamples)
+	r.rep.PeakRSSKiB = peakRSS(gw.pid())
+
+	if o.Outstanding > 0 {
+		r.logf("scaling case: %d outstanding flows and codes...", o.Outstanding)
+		if err := r.scaling(bin, resetAccounts, lim); err != nil {
+			return err
+		}
+	}
+	r.checks()
+	r.rep.LoadAfter = loadAvg()
+	if len(r.rep.Checks.Failures) > 0 {
+		return fmt.Errorf("%w: %s", ErrCorrectness, strings.Join(r.rep.Checks.Failures, "; "))
+	}
+	return nil
+}
+
+func (r *run) add(row Row) *Row {
+	r.logf("  %-28s c=%-3d %6d ops %8.1f/s p50 %7.2f ms p99 %7.2f ms errors %d %s", row.Scenario, row.Concurrency, row.Ops, row.OpsPerSec, row.P50ms, row.P99ms, row.Errors, row.FirstErr)
+	if row.Errors > 0 {
+		r.rep.Checks.Failures = append(r.rep.Checks.Failures, fmt.Sprintf("%s c=%d: %d errors, first: %s", row.Scenario, row.Concurrency, row.Errors, row.FirstErr))
+	}
+	r.rep.Rows = append(r.rep.Rows, row)
+	return &r.rep.Rows[len(r.rep.Rows)-1]
+}
+
+// ratio relates a gateway row to its ceiling row (pointers into Rows may
+// move when Rows grows, so the ceiling is copied first).
+func (r *run) ratio(row *Row, ceiling *Row) {
+	_ = row
+	c := *ceiling
+	last := &r.rep.Rows[len(r.rep.Rows)-1]
+	last.Ceiling = c.Scenario
+	if c.OpsPerSec > 0 {
+		last.Ratio = last.OpsPerSec / c.OpsPerSec
+	}
+}
+
+// profiled runs fn, taking a CPU profile of the gateway during it at c=8
+// when asked to.
+func (r *run) profiled(name string, c int, fn func() Row) Row {
+	if r.o.CPUProfile == "" || c != 8 || r.gw.pprof == "" {
+		return fn()
+	}
+	path := fmt.Sprintf("%s-%s-c%d.pprof", r.o.CPUProfile, name, c)
+	secs := max(1, int(r.o.Duration/time.Second)-1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := r.gw.profile(secs, path); err != nil {
+			r.logf("profile %s: %v", path, err)
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	row := fn()
+	wg.Wait()
+	r.rep.Profiles = append(r.rep.Profiles, path)
+	return row
+}
+
+func (r *run) newGateway(bin string, accounts map[string]string, outstanding int, pprof bool) (*gateway, error) {
+	work := r.t.TempDir()
+	cfg, port, key, err := gatewayConfig(work, r.srv, r.mail, r.sms, r.o.PadFloor)
+	if err != nil {
+		return nil, err
+	}
+	if err := seedStore(context.Background(), work, key, accounts, outstanding); err != nil {
+		return nil, fmt.Errorf("seeding the store: %w", err)
+	}
+	return startGateway(r.t, bin, work, cfg, port, pprof)
+}
+
+func buildBinary(dir string, pprof bool) (string, error) {
+	bin := filepath.Join(dir, "latchkey")
+	args := []string{"build", "-o", bin}
+	if pprof {
+		args = append(args, "-tags", "latchkey_pprof")
+	}
+	args = append(args, "github.com/latchkeyhq/latchkey/cmd/latchkey")
+	out, err := exec.Command("go", args...).CombinedOutput() // #nosec G204 -- fixed arguments and a temp path
+	if err != nil {
+		return "", fmt.Errorf("building latchkey: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+func newPassword(tag string) string {
+	// letters only: digits could repeat a bench user's number, which the
+	// gateway's rules refuse as part of the name
+	const letters = "ghjkmnpqrstvwxyzGHJKMNPQRSTVWXYZ"
+	b := make([]byte, 10)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = letters[int(b[i])%len(letters)]
+	}
+	return "Lk-" + tag + "-" + string(b) + "-Pw9"
+}
+
+// ---------------------------------------------------------------- the ceiling
+
+// rawConns are one service and one user connection per worker.
+func (r *run) rawConns(c int) (svc, usr []*ldap.Conn, closeAll func(), err error) {
+	closeAll = func() {
+		for _, x := range append(svc, usr...) {
+			if x != nil {
+				x.Close()
+			}
+		}
+	}
+	for range c {
+		s, err := ldapConn(r.srv)
+		if err != nil {
+			return svc, usr, closeAll, err
+		}
+		svc = append(svc, s)
+		if err := s.Bind(r.srv.ServiceDN, r.srv.ServicePassword); err != nil {
+			return svc, usr, closeAll, err
+		}
+		u, err := ldapConn(r.srv)
+		if err != nil {
+			return svc, usr, closeAll, err
+		}
+		usr = append(usr, u)
+	}
+	return svc, usr, closeAll, nil
+}
+
+func (r *run) searchUser(conn *ldap.Conn, name string) (string, error) {
+	res, err := conn.Search(ldap.NewSearchRequest(r.srv.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 2, 0, false,
+		"(&(objectClass=inetOrgPerson)(uid="+ldap.EscapeFilter(name)+"))", []string{"entryUUID", "pwdAccountLockedTime", "pwdPolicySubentry"}, nil))
+	if err != nil {
+		return "", err
+	}
+	if len(res.Entries) != 1 {
+		return "", fmt.Errorf("search %s: %d entries", name, len(res.Entries))
+	}
+	return res.Entries[0].DN, nil
+}
+
+// rawChange: service search + user bind + Password Modify (old and new).
+func (r *run) rawChange(rec *recorder, c int, l limits) {
+	svc, usr, closeAll, err := r.rawConns(c)
+	defer closeAll()
+	if err != nil {
+		rec.fail(err)
+		return
+	}
+	own := newOwned(r.rawChg[0], r.rawChg[1], c)
+	closedLoop(rec, c, l, func(w, _ int) error {
+		u := own.take(w)
+		dn, err := r.searchUser(svc[w], userName(u))
+		if err != nil {
+			return err
+		}
+		if err := usr[w].Bind(dn, r.pw[u]); err != nil {
+			return err
+		}
+		next := newPassword("raw")
+		if _, err := usr[w].PasswordModify(ldap.NewPasswordModifyRequest(dn, r.pw[u], next)); err != nil {
+			return err
+		}
+		r.pw[u] = next
+		return nil
+	})
+}
+
+// rawAdminReset: service search + nested group check (the gateway's walk
+// up member links) + Password Modify by the service account.
+func (r *run) rawAdminReset(rec *recorder, c int, l limits) {
+	svc, _, closeAll, err := r.rawConns(c)
+	defer closeAll()
+	if err != nil {
+		rec.fail(err)
+		return
+	}
+	own := newOwned(r.rawAdm[0], r.rawAdm[1], c)
+	target := strings.ToLower("cn=bench-users,ou=groups," + r.srv.BaseDN)
+	closedLoop(rec, c, l, func(w, _ int) error {
+		u := own.take(w)
+		conn := svc[w]
+		dn, err := r.searchUser(conn, userName(u))
+		if err != nil {
+			return err
+		}
+		found, frontier := false, []string{dn}
+		for depth := 0; depth < 10 && len(frontier) > 0; depth++ {
+			var b strings.Builder
+			b.WriteString("(|")
+			for _, f := range frontier {
+				v := ldap.EscapeFilter(f)
+				b.WriteString("(member=" + v + ")(uniqueMember=" + v + ")")
+			}
+			b.WriteString(")")
+			res, err := conn.Search(ldap.NewSearchRequest("ou=groups,"+r.srv.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
+				b.String(), []string{"1.1"}, nil))
+			if err != nil {
+				return err
+			}
+			frontier = frontier[:0]
+			for _, e := range res.Entries {
+				if strings.ToLower(e.DN) == target {
+					found = true
+				}
+				frontier = append(frontier, e.DN)
+			}
+		}
+		if !found {
+			return fmt.Errorf("%s not in bench-users", dn)
+		}
+		next := newPassword("adm")
+		if _, err := conn.PasswordModify(ldap.NewPasswordModifyRequest(dn, "", next)); err != nil {
+			return err
+		}
+		r.pw[u] = next
+		return nil
+	})
+}
+
+// ---------------------------------------------------------------- through the gateway
+
+func (r *run) change(rec *recorder, c int, l limits) {
+	own := newOwned(r.chg[0], r.chg[1], c)
+	closedLoop(rec, c, l, func(w, _ int) error {
+		u := own.take(w)
+		next := newPassword("chg")
+		if _, err := r.api.must(200, "POST", "/api/v1/change", "", map[string]string{"username": userName(u), "old_password": r.pw[u], "new_password": next}); err != nil {
+			return err
+		}
+		r.pw[u] = next
+		return nil
+	})
+}
+
+func (r *run) resetStart(rec *recorder, c int, l limits) {
+	closedLoop(rec, c, l, func(_, i int) error {
+		u := r.rst[0] + i%(r.rst[1]-r.rst[0])
+		_, err := r.api.must(200, "POST", "/api/v1/reset", "", map[string]string{"username": userName(u)})
+		return err
+	})
+}
+
+func (r *run) page(rec *recorder, c int, l limits) {
+	closedLoop(rec, c, l, func(_, _ int) error {
+		res, err := r.api.hc.Get(r.api.base + "/reset")
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			return fmt.Errorf("GET /reset: %d", res.StatusCode)
+		}
+		return nil
+	})
+}
+
+// register: sign in, add an email method (a code is mailed), read the code
+// from mailpit, verify it. The latency is that of the three requests; the
+// wait for the mail is not counted.
+func (r *run) register(rec *recorder, c int, l limits) {
+	closedLoop(rec, c, l, func(_, _ int) error {
+		i := int(r.regNext.Add(1)) - 1
+		if i >= r.reg[1]-r.reg[0] {
+			return errors.New("registration users used up")
+		}
+		u := r.reg[0] + i
+		var took time.Duration
+		t0 := time.Now()
+		a, err := r.api.must(200, "POST", "/api/v1/session", "", map[string]string{"username": userName(u), "password": r.pw[u]})
+		if err != nil {
+			return err
+		}
+		token := a.str("token")
+		addr := fmt.Sprintf("reg-%s@%s", userName(u), mailDomain)
+		t1 := time.Now()
+		a, err = r.api.must(201, "POST", "/api/v1/methods", token, map[string]string{"type": "email", "address": addr})
+		if err != nil {
+			return err
+		}
+		rec.step("add method", time.Since(t1))
+		took += time.Since(t0)
+		r.codes.Add(1)
+		code, err := r.mb.wait(addr, 20*time.Second)
+		if err != nil {
+			return err
+		}
+		t2 := time.Now()
+		a, err = r.api.must(200, "POST", "/api/v1/methods/"+a.str("id")+"/verify", token, map[string]string{"code": code})
+		if err != nil {
+			return err
+		}
+		if a.JSON["verified"] != true {
+			return fmt.Errorf("method not verified: %.200s", a.Body)
+		}
+		took += time.Since(t2)
+		// closedLoop records the wall time; keep the request time apart
+		rec.step("requests", took)
+		return nil
+	})
+}
+
+type pendingFlow struct {
+	user   int
+	id     string
+	method string
+	cl     *apiClient
+	tag    string
+	t0     time.Time
+	spent  time.Duration
+}
+
+// fullReset runs whole self-service resets (start, send, read the code from
+// mailpit, verify, complete) with c clients, each keeping several flows in
+// progress so that the wait for the mail (the outbox's jitter, up to half a
+// second) does not idle it: c is the number of requests in flight. The
+// latency of a flow is the time of its four requests; "wall" is from start
+// to complete. With several clients the flows alternate between them (the
+// scaling case); tags names them in the step latencies.
+func (r *run) fullReset(rec *recorder, c int, l limits, clients []*apiClient, tags []string) {
+	share := (r.rst[1] - r.rst[0]) / c
+	maxPending := max(1, min(64, share/2))
+	own := newOwned(r.rst[0], r.rst[1], c)
+	var started atomic.Int64
+	deadline := time.Now().Add(l.dur)
+	var wg sync.WaitGroup
+	for w := range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var pending []*pendingFlow
+			busy := map[int]bool{}
+			seq := 0
+			for {
+				progressed := false
+				for k, f := range pending {
+					code, ok := r.mb.take(userAddr(f.user))
+					if !ok {
+						continue
+					}
+					pending = append(pending[:k], pending[k+1:]...)
+					delete(busy, f.user)
+					if err := r.finishFlow(rec, f, code); err != nil {
+						rec.fail(err)
+					}
+					progressed = true
+					break
+				}
+				if progressed {
+					continue
+				}
+				if time.Now().Before(deadline) && len(pending) < maxPending && int(started.Add(1)) <= l.max {
+					u := own.take(w)
+					for busy[u] {
+						u = own.take(w)
+					}
+					cl, tag := clients[seq%len(clients)], ""
+					if tags != nil {
+						tag = tags[seq%len(clients)] + ":"
+					}
+					seq++
+					f, err := r.startFlow(rec, cl, tag, u)
+					if err != nil {
+						rec.fail(err)
+						continue
+					}
+					busy[u] = true
+					pending = append(pending, f)
+					continue
+				}
+				if len(pending) == 0 {
+					return
+				}
+				if time.Since(deadline) > 20*time.Second {
+					for _, f := range pending {
+						rec.fail(fmt.Errorf("no code for %s within 20 s", userAddr(f.user)))
+					}
+					return
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (r *run) startFlow(rec *recorder, cl *apiClient, tag string, u int) (*pendingFlow, error) {
+	t0 := time.Now()
+	a, err := cl.must(200, "POST", "/api/v1/reset", "", map[string]string{"username": userName(u)})
+	if err != nil {
+		return nil, err
+	}
+	d1 := time.Since(t0)
+	rec.step(tag+"start", d1)
+	ms, _ := a.JSON["methods"].([]any)
+	if len(ms) != 1 {
+		return nil, fmt.Errorf("reset start %s: %d methods: %.200s", userName(u), len(ms), a.Body)
+	}
+	m, _ := ms[0].(map[string]any)
+	mid, _ := m["id"].(string)
+	f := &pendingFlow{user: u, id: a.str("flow"), method: mid, cl: cl, tag: tag, t0: t0}
+	t1 := time.Now()
+	if _, err := cl.must(202, "POST", "/api/v1/reset/send", "", map[string]string{"flow": f.id, "method": mid}); err != nil {
+		return nil, err
+	}
+	d2 := time.Since(t1)
+	rec.step(tag+"send", d2)
+	r.codes.Add(1)
+	f.spent = d1 + d2
+	return f, nil
+}
+
+func (r *run) finishFlow(rec *recorder, f *pendingFlow, code string) error {
+	t0 := time.Now()
+	a, err := f.cl.must(200, "POST", "/api/v1/reset/verify", "", map[string]string{"flow": f.id, "method": f.method, "code": code})
+	if err != nil {
+		return err
+	}
+	d1 := time.Since(t0)
+	rec.step(f.tag+"verify", d1)
+	next := a.str("flow")
+	if next == "" {
+		return fmt.Errorf("verify: no flow: %.200s", a.Body)
+	}
+	pw := newPassword("rst")
+	t1 := time.Now()
+	if _, err := f.cl.must(200, "POST", "/api/v1/reset/complete", "", map[string]string{"flow": next, "password": pw}); err != nil {
+		return err
+	}
+	d2 := time.Since(t1)
+	rec.step(f.tag+"complete", d2)
+	r.pw[f.user] = pw
+	r.done.Add(1)
+	rec.step("wall", time.Since(f.t0))
+	rec.add(f.spent + d1 + d2)
+	return nil
+}
+
+// enumeration interleaves reset starts for registered users and unknown
+// names at c=1, in a shuffled order.
+func (r *run) enumeration(n int) Enumeration {
+	const warmup = 20
+	var real, fake []time.Duration
+	order := shuffled(2*(n+warmup), 1)
+	for k, o := range order {
+		isReal := o%2 == 0
+		name := fmt.Sprintf("nobody%05d", o)
+		if isReal {
+			name = userName(r.rst[0] + o%(r.rst[1]-r.rst[0]))
+		}
+		t0 := time.Now()
+		_, err := r.api.must(200, "POST", "/api/v1/reset", "", map[string]string{"username": name})
+		d := time.Since(t0)
+		if err != nil {
+			r.rep.Checks.Failures = append(r.rep.Checks.Failures, "enumeration: "+err.Error())
+			break
+		}
+		if k < 2*warmup {
+			continue
+		}
+		if isReal {
+			real = append(real, d)
+		} else {
+			fake = append(fake, d)
+		}
+	}
+	e := enumeration(real, fake)
+	r.logf("  existing p50 %.2f ms, unknown p50 %.2f ms, |Δp50| %.3f ms, held-out classifier %.1f %%", e.ExistingP50, e.UnknownP50, e.AbsDeltaP50, 100*e.HeldOut)
+	return e
+}
+
+// scaling starts two more gateways on the same directory, one with an
+// empty store and one with Outstanding flows and codes, and runs full
+// resets alternating between them (the same load on both).
+func (r *run) scaling(bin string, accounts map[string]string, l limits) error {
+	empty, err := r.newGateway(bin, accounts, 0, false)
+	if err != nil {
+		return err
+	}
+	seeded, err := r.newGateway(bin, accounts, r.o.Outstanding, false)
+	if err != nil {
+		return err
+	}
+	c := 4
+	if r.o.Smoke {
+		c = 2
+	}
+	row := measure("scaling", c, pids{}, func(rec *recorder) {
+		r.fullReset(rec, c, limits{dur: 2 * l.dur, max: l.max}, []*apiClient{newAPIClient(empty.base), newAPIClient(seeded.base)}, []string{"empty", "seeded"})
+	})
+	if row.Errors > 0 {
+		r.rep.Checks.Failures = append(r.rep.Checks.Failures, "scaling: "+row.FirstErr)
+	}
+	s := &Scaling{Outstanding: r.o.Outstanding, EmptyP50ms: map[string]float64{}, SeededP50ms: map[string]float64{}, Ratio: map[string]float64{}, Flows: row.Ops}
+	for _, step := range []string{"start", "send", "verify", "complete"} {
+		a, b := row.StepsP50["empty:"+step], row.StepsP50["seeded:"+step]
+		s.EmptyP50ms[step], s.SeededP50ms[step] = a, b
+		if a > 0 {
+			s.Ratio[step] = b / a
+		}
+	}
+	r.rep.Scaling = s
+	r.logf("  %d flows; p50 empty/seeded: start %.2f/%.2f verify %.2f/%.2f ms", row.Ops, s.EmptyP50ms["start"], s.SeededP50ms["start"], s.EmptyP50ms["verify"], s.SeededP50ms["verify"])
+	return nil
+}
+
+// checks binds as a sample of users whose password changed, and waits for
+// the mail server to have every code asked for.
+func (r *run) checks() {
+	ch := &r.rep.Checks
+	var changed []int
+	for i, p := range r.pw {
+		if p != seedPassword(i) {
+			changed = append(changed, i)
+		}
+	}
+	ch.PasswordsChanged = len(changed)
+	step := max(1, len(changed)/50)
+	for k := 0; k < len(changed); k += step {
+		u := changed[k]
+		if err := r.srv.UserBind(userName(u), r.pw[u]); err != nil {
+			ch.Failures = append(ch.Failures, fmt.Sprintf("bind as %s with its new password: %v", userName(u), err))
+			continue
+		}
+		if err := r.srv.UserBind(userName(u), seedPassword(u)); err == nil {
+			ch.Failures = append(ch.Failures, fmt.Sprintf("%s still accepts its old password", userName(u)))
+		}
+		ch.PasswordsVerified++
+	}
+	if ch.PasswordsChanged == 0 {
+		ch.Failures = append(ch.Failures, "no password changed")
+	}
+	ch.CodesRequested = int(r.codes.Load())
+	ch.ResetsCompleted = int(r.done.Load())
+	// notices of completed resets are sent in the background: wait until
+	// the count stops growing
+	var total int
+	var subj map[string]int
+	last, stable := -1, 0
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && stable < 10; {
+		time.Sleep(100 * time.Millisecond)
+		total, subj = r.mb.snapshot()
+		if total == last {
+			stable++
+		} else {
+			stable, last = 0, total
+		}
+	}
+	ch.MessagesReceived, ch.MessagesBySubject = total, subj
+	for s, n := range subj {
+		if strings.Contains(s, "verification code") {
+			ch.CodesReceived += n
+		}
+	}
+	ch.SMSReceived = len(r.sms.Messages())
+	if ch.CodesReceived != ch.CodesRequested {
+		ch.Failures = append(ch.Failures, fmt.Sprintf("%d codes asked for, %d code mails received", ch.CodesRequested, ch.CodesReceived))
+	}
+	if total < ch.CodesReceived+ch.ResetsCompleted {
+		ch.Failures = append(ch.Failures, fmt.Sprintf("%d messages received, fewer than %d codes + %d reset notices", total, ch.CodesReceived, ch.ResetsCompleted))
+	}
+	if ch.ResetsCompleted == 0 {
+		ch.Failures = append(ch.Failures, "no reset completed")
+	}
+}
+
+// WriteJSON writes the report as indented JSON.
+func (rep *Report) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o600)
+}
+
+// WriteTable prints the report for people.
+func (rep *Report) WriteTable(w io.Writer) {
+	fmt.Fprintf(w, "latchkey-bench %s: %d users, %d cores, load average before %s, after %s\n\n", rep.Started.Format(time.RFC3339), rep.Users, rep.Cores, rep.LoadBefore, rep.LoadAfter)
+	fmt.Fprintf(w, "| scenario | c | ops | ops/s | p50 ms | p99 ms | gateway CPU ms/op | slapd CPU ms/op | vs ceiling |\n|---|---|---|---|---|---|---|---|---|\n")
+	for _, row := range rep.Rows {
+		ratio := ""
+		if row.Ceiling != "" {
+			ratio = fmt.Sprintf("%.0f %%", 100*row.Ratio)
+		}
+		fmt.Fprintf(w, "| %s | %d | %d | %.1f | %.2f | %.2f | %s | %s | %s |\n", row.Scenario, row.Concurrency, row.Ops, row.OpsPerSec, row.P50ms, row.P99ms,
+			fmtMs(row.GatewayCPUms), fmtMs(row.SlapdCPUms), ratio)
+	}
+	e := rep.Enumeration
+	fmt.Fprintf(w, "\nenumeration (reset start, c=1, %d each): existing p50 %.2f ms p99 %.2f, unknown p50 %.2f ms p99 %.2f, |Δp50| %.3f ms, held-out classifier %.1f %%\n",
+		e.Samples, e.ExistingP50, e.ExistingP99, e.UnknownP50, e.UnknownP99, e.AbsDeltaP50, 100*e.HeldOut)
+	if s := rep.Scaling; s != nil {
+		fmt.Fprintf(w, "scaling (%d outstanding flows+codes vs empty store, %d flows alternating): p50 ms empty/seeded: start %.2f/%.2f (x%.2f), verify %.2f/%.2f (x%.2f)\n",
+			s.Outstanding, s.Flows, s.EmptyP50ms["start"], s.SeededP50ms["start"], s.Ratio["start"], s.EmptyP50ms["verify"], s.SeededP50ms["verify"], s.Ratio["verify"])
+	}
+	fmt.Fprintf(w, "gateway peak RSS (VmHWM): %.1f MiB\n", float64(rep.PeakRSSKiB)/1024)
+	c := rep.Checks
+	fmt.Fprintf(w, "checks: %d passwords changed, %d verified by bind; %d codes asked, %d received; %d resets completed; %d messages (%d SMS)\n",
+		c.PasswordsChanged, c.PasswordsVerified, c.CodesRequested, c.CodesReceived, c.ResetsCompleted, c.MessagesReceived, c.SMSReceived)
+	for _, f := range c.Failures {
+		fmt.Fprintf(w, "FAILED: %s\n", f)
+	}
+}
