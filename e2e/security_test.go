@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
+	"github.com/latchkeyhq/latchkey/internal/timingleak"
 )
 
 const highLimits = `limits:
@@ -142,7 +142,7 @@ func enumerationTiming(t *testing.T, names []string, do func(name string) (time.
 	for _, other := range names[1:] {
 		a, b := samples[real], samples[other]
 		dp50 := abs(median(a) - median(b))
-		acc := heldOutThresholdAccuracy(a, b)
+		acc := timingleak.HeldOutAccuracy(a, b)
 		t.Logf("%s vs %s: p50 %.3f / %.3f ms (|Δp50| %.3f ms), p99 %.3f / %.3f ms, held-out threshold classifier %.1f%%",
 			real, other, median(a), median(b), dp50, quantile(a, 0.99), quantile(b, 0.99), acc*100)
 		if dp50 > 1.0 {
@@ -172,69 +172,6 @@ func abs(x float64) float64 {
 		return -x
 	}
 	return x
-}
-
-// heldOutThresholdAccuracy picks the best rule "a is slower (or faster)
-// than x" on the even-numbered samples and returns its accuracy on the
-// odd-numbered ones.
-func heldOutThresholdAccuracy(a, b []float64) float64 {
-	half := func(xs []float64, odd int) []float64 {
-		var out []float64
-		for i := odd; i < len(xs); i += 2 {
-			out = append(out, xs[i])
-		}
-		return out
-	}
-	x, aBelow := bestThreshold(half(a, 0), half(b, 0))
-	ta, tb := half(a, 1), half(b, 1)
-	right := 0
-	for _, v := range ta {
-		if (v <= x) == aBelow {
-			right++
-		}
-	}
-	for _, v := range tb {
-		if (v <= x) != aBelow {
-			right++
-		}
-	}
-	return float64(right) / float64(len(ta)+len(tb))
-}
-
-// bestThreshold returns the threshold x and the direction (a at or below x
-// when aBelow) that classify a against b best.
-func bestThreshold(a, b []float64) (x float64, aBelow bool) {
-	type pt struct {
-		v float64
-		a bool
-	}
-	var all []pt
-	for _, v := range a {
-		all = append(all, pt{v, true})
-	}
-	for _, v := range b {
-		all = append(all, pt{v, false})
-	}
-	slices.SortFunc(all, func(p, q pt) int { return cmp.Compare(p.v, q.v) })
-	best, na, nb := 0.0, 0, 0
-	n := float64(len(all))
-	for i, p := range all {
-		if p.a {
-			na++
-		} else {
-			nb++
-		}
-		if i+1 < len(all) && all[i+1].v == p.v {
-			continue
-		}
-		if acc := float64(na+len(b)-nb) / n; acc > best {
-			best, x, aBelow = acc, p.v, true
-		}
-		if acc := float64(nb+len(a)-na) / n; acc > best {
-			best, x, aBelow = acc, p.v, false
-		}
-	}
-	return x, aBelow
 }
 
 // TestHostHeaderIsNeverTrusted sends a reset with a forged Host and

@@ -4,10 +4,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/latchkeyhq/latchkey/internal/timingleak"
 )
 
 // Row is one measured scenario at one concurrency.
@@ -187,7 +188,7 @@ func enumeration(a, b []time.Duration) Enumeration {
 	e := Enumeration{Samples: min(len(a), len(b)), ExistingP50: ms(quantile(a, 0.5)), UnknownP50: ms(quantile(b, 0.5)),
 		ExistingP99: ms(quantile(a, 0.99)), UnknownP99: ms(quantile(b, 0.99))}
 	e.AbsDeltaP50 = abs(e.ExistingP50 - e.UnknownP50)
-	e.HeldOut = heldOutThresholdAccuracy(fa, fb)
+	e.HeldOut = timingleak.HeldOutAccuracy(fa, fb)
 	return e
 }
 
@@ -204,74 +205,6 @@ func abs(x float64) float64 {
 		return -x
 	}
 	return x
-}
-
-// heldOutThresholdAccuracy picks the best rule "a is slower (or faster)
-// than x" on the even-numbered samples and returns its accuracy on the
-// odd-numbered ones (as e2e's TestEnumerationTiming does).
-func heldOutThresholdAccuracy(a, b []float64) float64 {
-	half := func(xs []float64, odd int) []float64 {
-		var out []float64
-		for i := odd; i < len(xs); i += 2 {
-			out = append(out, xs[i])
-		}
-		return out
-	}
-	x, aBelow := bestThreshold(half(a, 0), half(b, 0))
-	ta, tb := half(a, 1), half(b, 1)
-	if len(ta)+len(tb) == 0 {
-		return 0.5
-	}
-	right := 0
-	for _, v := range ta {
-		if (v <= x) == aBelow {
-			right++
-		}
-	}
-	for _, v := range tb {
-		if (v <= x) != aBelow {
-			right++
-		}
-	}
-	return float64(right) / float64(len(ta)+len(tb))
-}
-
-// bestThreshold returns the cut x and direction that best separate a from b
-// on these samples.
-func bestThreshold(a, b []float64) (float64, bool) {
-	type pt struct {
-		v   float64
-		isA bool
-	}
-	var all []pt
-	for _, v := range a {
-		all = append(all, pt{v, true})
-	}
-	for _, v := range b {
-		all = append(all, pt{v, false})
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i].v < all[j].v })
-	best, bestX, bestBelow := -1, 0.0, true
-	aLE, bLE := 0, 0
-	for i, p := range all {
-		if p.isA {
-			aLE++
-		} else {
-			bLE++
-		}
-		if i+1 < len(all) && all[i+1].v == p.v {
-			continue
-		}
-		below := aLE + (len(b) - bLE) // a at or below x, b above
-		above := bLE + (len(a) - aLE)
-		if below > best {
-			best, bestX, bestBelow = below, p.v, true
-		}
-		if above > best {
-			best, bestX, bestBelow = above, p.v, false
-		}
-	}
-	return bestX, bestBelow
 }
 
 func shuffled(n int, seed uint64) []int {
