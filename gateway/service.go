@@ -112,7 +112,8 @@ func NewService(o Options, d Deps) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{o: o, d: d, k: k, log: d.Log, audit: d.Audit, mails: mt, stats: newMetrics(),
-		padStart: newPadder(), padSend: newPadder(), padVerify: newPadder(), padSignIn: newPadder(), padChange: newPadder(),
+		padStart: newPadder(o.PadFloor), padSend: newPadder(o.PadFloor), padVerify: newPadder(o.PadFloor),
+		padSignIn: newPadder(o.PadFloor), padChange: newPadder(o.PadFloor),
 		out: newOutbox(d.Mailer, d.SMS, d.Log)}
 	s.out.failed = s.messageFailed
 	return s, nil
