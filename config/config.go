@@ -129,6 +129,11 @@ type Policy struct {
 	// CoolingOff: a method registered more recently than this cannot alone
 	// authorise a reset.
 	CoolingOff time.Duration `mapstructure:"cooling_off"`
+	// PadFloor: answers that must not tell an existing account from an
+	// unknown one are held until at least this long after the request
+	// began (longer when the real path is slower); 0 pads to the real
+	// path's recent p95 alone.
+	PadFloor time.Duration `mapstructure:"pad_floor"`
 	// ReconfirmDays: users re-confirm their methods after this many days;
 	// 0 never (Entra: 0-730).
 	ReconfirmDays int `mapstructure:"reconfirm_days"`
@@ -304,7 +309,10 @@ const (
 	DefaultCodeLength = 8
 	DefaultMaxTries   = 5
 	DefaultCoolingOff = 24 * time.Hour
-	DefaultReconfirm  = 180
+	// MaxPadFloor bounds policy.pad_floor (the gateway never holds an
+	// answer longer).
+	MaxPadFloor      = 500 * time.Millisecond
+	DefaultReconfirm = 180
 )
 
 // Default returns the built-in defaults: every key Load knows, with the value

@@ -48,6 +48,7 @@ policy:
   code_length: 6
   max_tries: 3
   cooling_off: 12h
+  pad_floor: 25ms
   reconfirm_days: 90
 email:
   enabled: true
@@ -106,6 +107,7 @@ func TestLoadYAML(t *testing.T) {
 		{"policy.password.max_length default", cfg.Policy.Password.MaxLength, 128},
 		{"policy.code_ttl", cfg.Policy.CodeTTL, 5 * time.Minute},
 		{"policy.cooling_off", cfg.Policy.CoolingOff, 12 * time.Hour},
+		{"policy.pad_floor", cfg.Policy.PadFloor, 25 * time.Millisecond},
 		{"sms.twilio.account_sid", cfg.SMS.Twilio.AccountSID, "AC0123456789abcdef0123456789abcdef"},
 		{"sms.twilio.base_url default", cfg.SMS.Twilio.BaseURL, "https://api.twilio.com"},
 		{"smtp.port", cfg.SMTP.Port, 465},

@@ -477,6 +477,9 @@ func (c *Config) validatePolicy(ch *checker) {
 	if p.CoolingOff < 0 {
 		ch.add("policy.cooling_off", "must not be negative (0 turns the cooling-off period off)")
 	}
+	if p.PadFloor < 0 || p.PadFloor > MaxPadFloor {
+		ch.add("policy.pad_floor", "must be 0 (pad to the real path's p95 alone) to %s", MaxPadFloor)
+	}
 	if p.ReconfirmDays < 0 || p.ReconfirmDays > MaxReconfirmDays {
 		ch.add("policy.reconfirm_days", "must be 0 (never) to %d", MaxReconfirmDays)
 	}

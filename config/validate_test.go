@@ -223,6 +223,9 @@ func TestValidate(t *testing.T) {
 		{"code_length 9", func(c *config.Config) { c.Policy.CodeLength = 9 }, "policy.code_length", "6-8"},
 		{"max_tries 6", func(c *config.Config) { c.Policy.MaxTries = 6 }, "policy.max_tries", "1-5"},
 		{"cooling_off", func(c *config.Config) { c.Policy.CoolingOff = -time.Second }, "policy.cooling_off", "negative"},
+		{"pad_floor negative", func(c *config.Config) { c.Policy.PadFloor = -time.Millisecond }, "policy.pad_floor", "500ms"},
+		{"pad_floor long", func(c *config.Config) { c.Policy.PadFloor = time.Second }, "policy.pad_floor", "500ms"},
+		{"pad_floor 25ms", func(c *config.Config) { c.Policy.PadFloor = 25 * time.Millisecond }, "", ""},
 		{"reconfirm 0", func(c *config.Config) { c.Policy.ReconfirmDays = 0 }, "", ""},
 		{"reconfirm 731", func(c *config.Config) { c.Policy.ReconfirmDays = 731 }, "policy.reconfirm_days", "730"},
 		// smtp / email

@@ -159,6 +159,10 @@ type testbed struct {
 	read map[string]int
 }
 
+// plainStore makes newTestbed hide the store's optional interfaces
+// (store.StartRecorder, store.PasswordWriteRecorder): the single calls.
+var plainStore bool
+
 func newTestbed(t *testing.T, tweak func(*Options)) *testbed {
 	t.Helper()
 	st, err := store.OpenSQLite(context.Background(), "file:"+filepath.Join(t.TempDir(), "t.db"), []byte(strings.Repeat("k", 32)))
@@ -182,7 +186,11 @@ func newTestbed(t *testing.T, tweak func(*Options)) *testbed {
 	}
 	rec := &notifytest.Recorder{}
 	dir := newFakeDir()
-	svc, err := NewService(o, Deps{Directory: dir, Store: st, Mailer: rec, SMS: rec, Log: slog.New(slog.DiscardHandler)})
+	var deps store.Store = st
+	if plainStore {
+		deps = struct{ store.Store }{st} // none of the optional interfaces
+	}
+	svc, err := NewService(o, Deps{Directory: dir, Store: deps, Mailer: rec, SMS: rec, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,6 +42,18 @@ func TestBindsStopBeforeTheDirectoryLocksTheAccount(t *testing.T) {
 }
 
 func TestStartBudgetIsPerAccountWhateverTheSpelling(t *testing.T) {
+	testStartBudget(t)
+}
+
+// TestStartBudgetWithoutStartRecorder: the same with a store that groups
+// nothing (one transaction per counter, the flow and each event).
+func TestStartBudgetWithoutStartRecorder(t *testing.T) {
+	plainStore = true
+	defer func() { plainStore = false }()
+	testStartBudget(t)
+}
+
+func testStartBudget(t *testing.T) {
 	tb := newTestbed(t, func(o *Options) { o.Limits.StartsPerAccount = 2 })
 	ctx := context.Background()
 	_, mid := tb.enroll(t, "carol", "carol@home.example")
@@ -262,6 +274,16 @@ func TestSMSPrefixVelocity(t *testing.T) {
 // TestStartsTotalBoundsState: past the total start budget no flow is
 // stored for anyone, and every name, real or not, gets the same refusal.
 func TestStartsTotalBoundsState(t *testing.T) {
+	testStartsTotal(t)
+}
+
+func TestStartsTotalWithoutStartRecorder(t *testing.T) {
+	plainStore = true
+	defer func() { plainStore = false }()
+	testStartsTotal(t)
+}
+
+func testStartsTotal(t *testing.T) {
 	tb := newTestbed(t, func(o *Options) { o.Limits.StartsTotal = 3 })
 	ctx := context.Background()
 	tb.enroll(t, "carol", "carol@home.example")

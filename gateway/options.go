@@ -51,6 +51,11 @@ type Options struct {
 	// authorise a reset or unlock. 0 disables the rule.
 	CoolingOff time.Duration
 	MaxMethods int
+	// PadFloor: unauthenticated answers (reset and unlock start, send,
+	// verify, sign-in and change failures) are held until at least this
+	// long after the request began, and longer only when the real path's
+	// recent p95 is slower. 0: the p95 alone (10 ms until it is known).
+	PadFloor time.Duration
 
 	// AllowedCountries for SMS numbers (ISO 3166 alpha-2).
 	AllowedCountries []string

@@ -12,18 +12,31 @@ import (
 // held until a target duration, the 95th percentile of the recent durations
 // of the real path (the slowest one), so that the time of one answer says
 // nothing about the username. Only the real path's durations are sampled.
+//
+// With a fixed floor (policy.pad_floor), every answer is held until at
+// least the floor after the request began, and longer only when the real
+// path's p95 is above it (the floor never lets the slow path show). Below
+// the floor the recent load does not matter: the answer time is the same
+// whatever the ring remembers.
 type padder struct {
 	mu      sync.Mutex
 	ring    [256]time.Duration
 	n       int
-	floor   time.Duration // target until enough real samples exist
+	initial time.Duration // target until enough real samples exist
+	floor   time.Duration // fixed minimum target (0: the p95 alone)
 	ceiling time.Duration // never wait longer than this
 }
 
-const padMinSamples = 16
+const (
+	padMinSamples = 16
+	// padInitial is the target before padMinSamples real answers exist.
+	padInitial = 10 * time.Millisecond
+	// PadCeiling bounds any hold (and policy.pad_floor).
+	PadCeiling = 500 * time.Millisecond
+)
 
-func newPadder() *padder {
-	return &padder{floor: 10 * time.Millisecond, ceiling: 500 * time.Millisecond}
+func newPadder(floor time.Duration) *padder {
+	return &padder{initial: max(padInitial, floor), floor: min(max(floor, 0), PadCeiling), ceiling: PadCeiling}
 }
 
 func (p *padder) observe(d time.Duration) {
@@ -38,16 +51,19 @@ func (p *padder) target() time.Duration {
 	n := min(p.n, len(p.ring))
 	if n < padMinSamples {
 		p.mu.Unlock()
-		return p.floor
+		return p.initial
 	}
 	s := append([]time.Duration(nil), p.ring[:n]...)
 	p.mu.Unlock()
 	slices.Sort(s)
-	return min(s[n*95/100], p.ceiling)
+	return max(p.floor, min(s[n*95/100], p.ceiling))
 }
 
 // wait records the duration of a real answer and holds every answer until
-// the target.
+// the target. The hold is a runtime timer (the goroutine parks: no CPU, no
+// OS thread, no store transaction or directory connection is held: callers
+// wait after their work, in a defer) and, for the last preciseWindow, a
+// nanosleep on an OS thread that the runtime hands its P away from.
 func (p *padder) wait(ctx context.Context, start time.Time, real bool) {
 	took := time.Since(start)
 	if real {

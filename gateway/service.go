@@ -112,7 +112,8 @@ func NewService(o Options, d Deps) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{o: o, d: d, k: k, log: d.Log, audit: d.Audit, mails: mt, stats: newMetrics(),
-		padStart: newPadder(), padSend: newPadder(), padVerify: newPadder(), padSignIn: newPadder(), padChange: newPadder(),
+		padStart: newPadder(o.PadFloor), padSend: newPadder(o.PadFloor), padVerify: newPadder(o.PadFloor),
+		padSignIn: newPadder(o.PadFloor), padChange: newPadder(o.PadFloor),
 		out: newOutbox(d.Mailer, d.SMS, d.Log)}
 	s.out.failed = s.messageFailed
 	return s, nil
@@ -187,15 +188,25 @@ func (s *Service) record(ctx context.Context, m Meta, typ, account, outcome stri
 // auditEvent writes the audit line and counts the event; the caller stores
 // the event.
 func (s *Service) auditEvent(m Meta, typ, account, outcome string, details map[string]string) store.AuditEvent {
-	ev := store.AuditEvent{Time: s.now(), Type: typ, RequestID: m.RequestID, ClientIP: m.ClientIP, AccountID: account, Outcome: outcome, Details: details}
-	attrs := []any{"event", typ, "time", ev.Time.Format(time.RFC3339Nano), "request_id", m.RequestID, "client_ip", m.ClientIP,
-		"account_id", account, "outcome", outcome}
-	for k, v := range details {
+	ev := s.newAuditEvent(m, typ, account, outcome, details)
+	s.logAudit(ev)
+	return ev
+}
+
+// newAuditEvent is the event, neither logged nor counted yet (logAudit).
+func (s *Service) newAuditEvent(m Meta, typ, account, outcome string, details map[string]string) store.AuditEvent {
+	return store.AuditEvent{Time: s.now(), Type: typ, RequestID: m.RequestID, ClientIP: m.ClientIP, AccountID: account, Outcome: outcome, Details: details}
+}
+
+// logAudit writes the audit line of ev and counts the event.
+func (s *Service) logAudit(ev store.AuditEvent) {
+	attrs := []any{"event", ev.Type, "time", ev.Time.Format(time.RFC3339Nano), "request_id", ev.RequestID, "client_ip", ev.ClientIP,
+		"account_id", ev.AccountID, "outcome", ev.Outcome}
+	for k, v := range ev.Details {
 		attrs = append(attrs, k, v)
 	}
 	s.audit.Info("audit", attrs...)
-	s.stats.event(typ, outcome)
-	return ev
+	s.stats.event(ev.Type, ev.Outcome)
 }
 
 // passwordWritten records a successful password write (or unlock) of u:
@@ -696,8 +707,25 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 	}
 	// Requests without any proof create a flow and counters: their total
 	// is bounded, whatever the number of client addresses. Over it, every
-	// name gets the same refusal.
-	if ok, p := s.spend(ctx, "start:total", s.o.Limits.StartsTotal, s.o.Limits.Window); p != nil {
+	// name gets the same refusal. Where the store can, the total and the
+	// address's counter are taken in one transaction, and the account's
+	// counter, the flow and the audit events in a second one
+	// (store.StartRecorder) instead of five or six.
+	rec, batched := s.d.Store.(store.StartRecorder)
+	ipOK := true
+	if batched {
+		lim := s.o.Limits
+		counts, err := rec.HitMany(context.WithoutCancel(ctx), []store.CounterHit{
+			{Key: "start:total", Window: lim.Window}, {Key: "start-ip:" + m.ClientIP, Window: lim.Window}}, s.now())
+		if err != nil {
+			return FlowView{}, storeProblem(err)
+		}
+		if counts[0] > lim.StartsTotal {
+			s.record(ctx, m, "blocked", "", "start_total_budget", nil)
+			return FlowView{}, problem(CodeTooMany, errors.New("total start budget spent"))
+		}
+		ipOK = counts[1] <= lim.StartsPerIP
+	} else if ok, p := s.spend(ctx, "start:total", s.o.Limits.StartsTotal, s.o.Limits.Window); p != nil {
 		return FlowView{}, p
 	} else if !ok {
 		s.record(ctx, m, "blocked", "", "start_total_budget", nil)
@@ -711,13 +739,19 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 	required, account, dn, outcome := s.baseRequired(), "", "", "unknown"
 	var offered []Offered
 	var kinds [][]string
-	ipOK := s.hit(ctx, "start-ip:"+m.ClientIP, s.o.Limits.StartsPerIP, s.o.Limits.Window)
+	if !batched {
+		ipOK = s.hit(ctx, "start-ip:"+m.ClientIP, s.o.Limits.StartsPerIP, s.o.Limits.Window)
+	}
 	u, err := s.d.Directory.Lookup(ctx, name)
 	var lu *directory.User
 	if err == nil {
 		lu = u
 	}
-	acctOK := s.hit(ctx, "start:"+accountKey(lu, name), s.o.Limits.StartsPerAccount, s.o.Limits.Window)
+	acctKey := "start:" + accountKey(lu, name)
+	acctOK := true
+	if !batched {
+		acctOK = s.hit(ctx, acctKey, s.o.Limits.StartsPerAccount, s.o.Limits.Window)
+	}
 	switch {
 	case err == nil:
 		dec, derr := s.decide(ctx, u)
@@ -752,29 +786,69 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 	default:
 		return FlowView{}, s.dirProblem(err)
 	}
-	if !ipOK || !acctOK {
-		// Over budget: the same answer as otherwise (the same hints, so
-		// that asking again shows no change), but nothing can be sent.
-		for i := range offered {
-			offered[i].real = false
-		}
-		s.record(ctx, m, "blocked", account, "start_budget", nil)
-		account, dn, outcome = "", "", "blocked"
-	}
-	if len(offered) == 0 || len(offered) < required {
-		offered = append(offered, s.decoys(ctx, name, offered, required)...)
+	// the answer when within budget and when over it
+	type result struct {
+		f       store.Flow
+		offered []Offered
+		events  []store.AuditEvent
 	}
 	now := s.now()
-	data, _ := json.Marshal(toJSON(offered))
-	f := store.Flow{ID: newToken(), Kind: kind, AccountID: account, Required: required,
-		Data: map[string]string{"offered": string(data), "dn": dn, "acct": accountKey(lu, name), "bind": newToken()}, CreatedAt: now, ExpiresAt: now.Add(s.o.FlowTTL)}
-	s.flowExtras(ctx, f.Data, name, account, offered, kinds)
-	if err := s.d.Store.CreateFlow(ctx, f); err != nil {
-		return FlowView{}, storeProblem(err)
+	build := func(ok bool) result {
+		offered, account, dn, outcome := slices.Clone(offered), account, dn, outcome
+		var events []store.AuditEvent
+		if !ok {
+			// Over budget: the same answer as otherwise (the same hints, so
+			// that asking again shows no change), but nothing can be sent.
+			for i := range offered {
+				offered[i].real = false
+			}
+			events = append(events, s.newAuditEvent(m, "blocked", account, "start_budget", nil))
+			account, dn, outcome = "", "", "blocked"
+		}
+		if len(offered) == 0 || len(offered) < required {
+			offered = append(offered, s.decoys(ctx, name, offered, required)...)
+		}
+		data, _ := json.Marshal(toJSON(offered))
+		f := store.Flow{ID: newToken(), Kind: kind, AccountID: account, Required: required,
+			Data: map[string]string{"offered": string(data), "dn": dn, "acct": accountKey(lu, name), "bind": newToken()}, CreatedAt: now, ExpiresAt: now.Add(s.o.FlowTTL)}
+		s.flowExtras(ctx, f.Data, name, account, offered, kinds)
+		events = append(events, s.newAuditEvent(m, kind+".started", account, outcome, nil))
+		return result{f: f, offered: offered, events: events}
 	}
-	s.record(ctx, m, kind+".started", account, outcome, nil)
-	real = account != ""
-	return s.flowView(f, offered), nil
+	var res result
+	if batched {
+		// both answers are made before the transaction: it only picks one
+		blocked, within := build(false), result{}
+		if ipOK {
+			within = build(true)
+		}
+		_, err := rec.HitCreateFlow(context.WithoutCancel(ctx), store.CounterHit{Key: acctKey, Window: s.o.Limits.Window}, now,
+			func(n int) (store.Flow, []store.AuditEvent) {
+				res = blocked
+				if ipOK && n <= s.o.Limits.StartsPerAccount {
+					res = within
+				}
+				return res.f, res.events
+			})
+		if err != nil {
+			return FlowView{}, storeProblem(err)
+		}
+	} else {
+		res = build(ipOK && acctOK)
+		if err := s.d.Store.CreateFlow(ctx, res.f); err != nil {
+			return FlowView{}, storeProblem(err)
+		}
+		for _, ev := range res.events {
+			if err := s.d.Store.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
+				s.log.Error("audit event not stored", "request_id", m.RequestID, "event", ev.Type, "error", err.Error())
+			}
+		}
+	}
+	for _, ev := range res.events {
+		s.logAudit(ev)
+	}
+	real = res.f.AccountID != ""
+	return s.flowView(res.f, res.offered), nil
 }
 
 // flowBinding is what a flow's codes are bound to: a secret fixed for the

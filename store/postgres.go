@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	_ "embed"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -437,6 +439,10 @@ func pgVerified(v []string) any {
 
 // CreateFlow implements Store.
 func (s *Postgres) CreateFlow(ctx context.Context, f Flow) error {
+	return s.createFlow(ctx, s.pool, f)
+}
+
+func (s *Postgres) createFlow(ctx context.Context, q pgQuerier, f Flow) error {
 	if err := checkSecretID("flow", f.ID); err != nil {
 		return err
 	}
@@ -448,7 +454,7 @@ func (s *Postgres) CreateFlow(ctx context.Context, f Flow) error {
 	if err != nil {
 		return err
 	}
-	tag, err := s.pool.Exec(ctx, `INSERT INTO flows
+	tag, err := q.Exec(ctx, `INSERT INTO flows
 		(id_hash, kind, account_id, required, verified, data_enc, created_at, expires_at, version)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`,
 		h, f.Kind, f.AccountID, f.Required, pgVerified(f.Verified), data, f.CreatedAt, f.ExpiresAt, f.Version)
@@ -791,17 +797,94 @@ func (s *Postgres) DeleteSessionsForAccount(ctx context.Context, accountID strin
 // Hit implements Store: one INSERT ... ON CONFLICT DO UPDATE ... RETURNING,
 // atomic across instances.
 func (s *Postgres) Hit(ctx context.Context, key string, w time.Duration, now time.Time) (int, error) {
+	return s.hit(ctx, s.pool, key, w, now)
+}
+
+// pgQuerier is the pool or a transaction.
+type pgQuerier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+var (
+	_ pgQuerier = (*pgxpool.Pool)(nil)
+	_ pgQuerier = pgx.Tx(nil)
+)
+
+func (s *Postgres) hit(ctx context.Context, q pgQuerier, key string, w time.Duration, now time.Time) (int, error) {
 	length, start, err := window(w, now)
 	if err != nil {
 		return 0, err
 	}
 	var n int
-	err = s.pool.QueryRow(ctx, `INSERT INTO counters AS c (key_hash, window_us, window_start, window_end, count)
+	err = q.QueryRow(ctx, `INSERT INTO counters AS c (key_hash, window_us, window_start, window_end, count)
 		VALUES ($1, $2, $3, $4, 1)
 		ON CONFLICT (key_hash, window_us, window_start) DO UPDATE SET count = c.count + 1
 		RETURNING count`, s.k.counterKey(key), length, start, start+length).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("store: hit: %w", err)
+	}
+	return n, nil
+}
+
+// HitMany implements StartRecorder. The counters' rows stay locked until
+// the commit; they are taken in the order of their keyed hashes, so that
+// two batches naming the same keys in another order cannot deadlock.
+func (s *Postgres) HitMany(ctx context.Context, hits []CounterHit, now time.Time) ([]int, error) {
+	for _, h := range hits {
+		if _, _, err := window(h.Window, now); err != nil {
+			return nil, err
+		}
+	}
+	order := make([]int, len(hits))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		return bytes.Compare(s.k.counterKey(hits[a].Key), s.k.counterKey(hits[b].Key))
+	})
+	counts := make([]int, len(hits))
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		for _, i := range order {
+			n, err := s.hit(ctx, tx, hits[i].Key, hits[i].Window, now)
+			if err != nil {
+				return err
+			}
+			counts[i] = n
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return counts, nil
+}
+
+// HitCreateFlow implements StartRecorder.
+func (s *Postgres) HitCreateFlow(ctx context.Context, h CounterHit, now time.Time, pick func(count int) (Flow, []AuditEvent)) (int, error) {
+	if _, _, err := window(h.Window, now); err != nil {
+		return 0, err
+	}
+	var n int
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		c, err := s.hit(ctx, tx, h.Key, h.Window, now)
+		if err != nil {
+			return err
+		}
+		f, events := pick(c)
+		if err := s.createFlow(ctx, tx, f); err != nil {
+			return err
+		}
+		for _, e := range events {
+			if err := appendAuditPg(ctx, tx, e); err != nil {
+				return err
+			}
+		}
+		n = c
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
 	return n, nil
 }
@@ -836,6 +919,10 @@ func (s *Postgres) Reset(ctx context.Context, key string) error {
 
 // AppendAudit implements Store.
 func (s *Postgres) AppendAudit(ctx context.Context, e AuditEvent) error {
+	return appendAuditPg(ctx, s.pool, e)
+}
+
+func appendAuditPg(ctx context.Context, q pgQuerier, e AuditEvent) error {
 	if err := notEmpty("audit event type", e.Type); err != nil {
 		return err
 	}
@@ -848,7 +935,7 @@ func (s *Postgres) AppendAudit(ctx context.Context, e AuditEvent) error {
 		d := string(b)
 		details = &d
 	}
-	if _, err := s.pool.Exec(ctx, `INSERT INTO audit
+	if _, err := q.Exec(ctx, `INSERT INTO audit
 		(time, type, request_id, client_ip, account_id, outcome, details) VALUES ($1, $2, $3, $4, $5, $6, $7::text::json)`,
 		e.Time, e.Type, e.RequestID, e.ClientIP, e.AccountID, e.Outcome, details); err != nil {
 		return fmt.Errorf("store: append audit: %w", err)
@@ -976,3 +1063,5 @@ func (s *Postgres) Purge(ctx context.Context, now time.Time) (int, error) {
 	}
 	return total, nil
 }
+
+var _ StartRecorder = (*Postgres)(nil)

@@ -949,23 +949,83 @@ func window(w time.Duration, now time.Time) (length, start int64, err error) {
 
 // Hit implements Store.
 func (s *SQLite) Hit(ctx context.Context, key string, w time.Duration, now time.Time) (int, error) {
+	var n int
+	err := s.writeTx(ctx, func(tx txn) error {
+		var err error
+		n, err = s.hitTx(ctx, tx, key, w, now)
+		return err
+	})
+	return n, err
+}
+
+// hitTx is Hit inside tx.
+func (s *SQLite) hitTx(ctx context.Context, tx txn, key string, w time.Duration, now time.Time) (int, error) {
 	length, start, err := window(w, now)
 	if err != nil {
 		return 0, err
 	}
-	kh := s.k.counterKey(key)
 	var n int
-	err = s.writeTx(ctx, func(tx txn) error {
-		err := tx.QueryRowContext(ctx, `INSERT INTO counters (key_hash, window_us, window_start, window_end, count)
-			VALUES (?, ?, ?, ?, 1)
-			ON CONFLICT (key_hash, window_us, window_start) DO UPDATE SET count = count + 1
-			RETURNING count`, kh, length, start, start+length).Scan(&n)
-		if err != nil {
-			return fmt.Errorf("store: hit: %w", err)
+	err = tx.QueryRowContext(ctx, `INSERT INTO counters (key_hash, window_us, window_start, window_end, count)
+		VALUES (?, ?, ?, ?, 1)
+		ON CONFLICT (key_hash, window_us, window_start) DO UPDATE SET count = count + 1
+		RETURNING count`, s.k.counterKey(key), length, start, start+length).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: hit: %w", err)
+	}
+	return n, nil
+}
+
+// HitMany implements StartRecorder.
+func (s *SQLite) HitMany(ctx context.Context, hits []CounterHit, now time.Time) ([]int, error) {
+	for _, h := range hits {
+		if _, _, err := window(h.Window, now); err != nil {
+			return nil, err
+		}
+	}
+	counts := make([]int, len(hits))
+	err := s.writeTx(ctx, func(tx txn) error {
+		for i, h := range hits {
+			n, err := s.hitTx(ctx, tx, h.Key, h.Window, now)
+			if err != nil {
+				return err
+			}
+			counts[i] = n
 		}
 		return nil
 	})
-	return n, err
+	if err != nil {
+		return nil, err
+	}
+	return counts, nil
+}
+
+// HitCreateFlow implements StartRecorder.
+func (s *SQLite) HitCreateFlow(ctx context.Context, h CounterHit, now time.Time, pick func(count int) (Flow, []AuditEvent)) (int, error) {
+	if _, _, err := window(h.Window, now); err != nil {
+		return 0, err
+	}
+	var n int
+	err := s.writeTx(ctx, func(tx txn) error {
+		c, err := s.hitTx(ctx, tx, h.Key, h.Window, now)
+		if err != nil {
+			return err
+		}
+		f, events := pick(c)
+		if err := s.insertFlow(ctx, tx, f); err != nil {
+			return err
+		}
+		for _, e := range events {
+			if err := appendAuditTx(ctx, tx, e); err != nil {
+				return err
+			}
+		}
+		n = c
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // Reset implements Store.
@@ -1001,6 +1061,11 @@ func (s *SQLite) Count(ctx context.Context, key string, w time.Duration, now tim
 
 // AppendAudit implements Store.
 func (s *SQLite) AppendAudit(ctx context.Context, e AuditEvent) error {
+	return appendAuditTx(ctx, s.w, e)
+}
+
+// appendAuditTx is AppendAudit through ex (the writer or a transaction).
+func appendAuditTx(ctx context.Context, ex execer, e AuditEvent) error {
 	if err := notEmpty("audit event type", e.Type); err != nil {
 		return err
 	}
@@ -1012,7 +1077,7 @@ func (s *SQLite) AppendAudit(ctx context.Context, e AuditEvent) error {
 		}
 		details = string(b)
 	}
-	if _, err := s.w.ExecContext(ctx, `INSERT INTO audit
+	if _, err := ex.ExecContext(ctx, `INSERT INTO audit
 		(time, type, request_id, client_ip, account_id, outcome, details) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		e.Time.UnixMicro(), e.Type, e.RequestID, e.ClientIP, e.AccountID, e.Outcome, details); err != nil {
 		return fmt.Errorf("store: append audit: %w", err)
@@ -1171,3 +1236,8 @@ func (s *SQLite) AfterPasswordWrite(ctx context.Context, accountID string, reset
 		return nil
 	})
 }
+
+var (
+	_ PasswordWriteRecorder = (*SQLite)(nil)
+	_ StartRecorder         = (*SQLite)(nil)
+)

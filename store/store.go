@@ -304,3 +304,28 @@ type Store interface {
 type PasswordWriteRecorder interface {
 	AfterPasswordWrite(ctx context.Context, accountID string, resetKeys []string, sessions bool, e AuditEvent) error
 }
+
+// CounterHit is one counter of a batch (see StartRecorder): Hit(Key, Window).
+type CounterHit struct {
+	Key    string
+	Window time.Duration
+}
+
+// StartRecorder is implemented by stores that can group the writes of a
+// reset or unlock start (three counters, the flow, one or two audit events)
+// into two transactions instead of five or six. Callers fall back to Hit,
+// CreateFlow and AppendAudit when a store does not implement it.
+type StartRecorder interface {
+	// HitMany is Hit for each of hits (at now) in one transaction: either
+	// every counter is counted or none is (and an error is returned). The
+	// counts are in the order of hits, each as exact as Hit's under
+	// concurrency, across instances.
+	HitMany(ctx context.Context, hits []CounterHit, now time.Time) ([]int, error)
+	// HitCreateFlow hits h (as Hit) and, in the same transaction, calls
+	// pick with the new count and creates the flow it returns (as
+	// CreateFlow) and appends its events in order (as AppendAudit). pick
+	// must not use the store. On any error (ErrConflict if the flow's ID
+	// exists, ErrInvalid for an invalid flow or event) nothing is written,
+	// the count included. Returns the count.
+	HitCreateFlow(ctx context.Context, h CounterHit, now time.Time, pick func(count int) (Flow, []AuditEvent)) (int, error)
+}

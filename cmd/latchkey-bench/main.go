@@ -41,6 +41,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.Reps, "reps", 0, "repetitions of the whole sequence (default 1)")
 	fs.IntVar(&o.EnumSamples, "enum-samples", 0, "reset starts per kind for the enumeration check (default 400)")
 	fs.IntVar(&o.Outstanding, "outstanding", 0, "flows and codes in the scaling case's store (default 100000)")
+	fs.DurationVar(&o.PadFloor, "pad-floor", 0, "policy.pad_floor of the bench gateway (default: the gateway's, 0)")
 	fs.StringVar(&o.Binary, "latchkey", "", "latchkey binary (default: go build one)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write gateway CPU profiles at c=8 to PREFIX-<scenario>-c8.pprof (builds with -tags latchkey_pprof)")
 	fs.StringVar(&jsonPath, "json", "", "also write the report as JSON to this file")

@@ -235,6 +235,7 @@ func gatewayOptions(cfg *config.Config, namingContext string) (gateway.Options, 
 		CodeTTL:          cfg.Policy.CodeTTL,
 		MaxTries:         cfg.Policy.MaxTries,
 		CoolingOff:       cfg.Policy.CoolingOff,
+		PadFloor:         cfg.Policy.PadFloor,
 		AllowedCountries: cfg.SMS.AllowedCountries,
 		UnlockOnReset:    true,
 		Limits: gateway.Limits{
