@@ -18,17 +18,28 @@ import (
 // path's p95 is above it (the floor never lets the slow path show). Below
 // the floor the recent load does not matter: the answer time is the same
 // whatever the ring remembers.
+//
+// Samples older than padMaxAge are forgotten (the newest padMinSamples are
+// always kept): after a burst the target follows the load of now, not the
+// burst's, within padMaxAge, whatever the request rate since.
 type padder struct {
 	mu      sync.Mutex
-	ring    [256]time.Duration
+	ring    [256]padSample
 	n       int
 	initial time.Duration // target until enough real samples exist
 	floor   time.Duration // fixed minimum target (0: the p95 alone)
 	ceiling time.Duration // never wait longer than this
 }
 
+type padSample struct {
+	d  time.Duration
+	at time.Time
+}
+
 const (
 	padMinSamples = 16
+	// padMaxAge is how long a real answer's duration counts.
+	padMaxAge = 30 * time.Second
 	// padInitial is the target before padMinSamples real answers exist.
 	padInitial = 10 * time.Millisecond
 	// PadCeiling bounds any hold (and policy.pad_floor).
@@ -39,24 +50,38 @@ func newPadder(floor time.Duration) *padder {
 	return &padder{initial: max(padInitial, floor), floor: min(max(floor, 0), PadCeiling), ceiling: PadCeiling}
 }
 
-func (p *padder) observe(d time.Duration) {
+func (p *padder) observe(d time.Duration) { p.observeAt(d, time.Now()) }
+
+func (p *padder) observeAt(d time.Duration, at time.Time) {
 	p.mu.Lock()
-	p.ring[p.n%len(p.ring)] = d
+	p.ring[p.n%len(p.ring)] = padSample{d, at}
 	p.n++
 	p.mu.Unlock()
 }
 
-func (p *padder) target() time.Duration {
+func (p *padder) target() time.Duration { return p.targetAt(time.Now()) }
+
+// targetAt is the p95 of the samples younger than padMaxAge at now, or of
+// the newest padMinSamples when fewer are that young.
+func (p *padder) targetAt(now time.Time) time.Duration {
 	p.mu.Lock()
 	n := min(p.n, len(p.ring))
 	if n < padMinSamples {
 		p.mu.Unlock()
 		return p.initial
 	}
-	s := append([]time.Duration(nil), p.ring[:n]...)
+	s := make([]time.Duration, 0, n)
+	// newest first: i steps back from the last sample written
+	for i := 0; i < n; i++ {
+		smp := p.ring[(p.n-1-i)%len(p.ring)]
+		if i >= padMinSamples && now.Sub(smp.at) > padMaxAge {
+			break
+		}
+		s = append(s, smp.d)
+	}
 	p.mu.Unlock()
 	slices.Sort(s)
-	return max(p.floor, min(s[n*95/100], p.ceiling))
+	return max(p.floor, min(s[len(s)*95/100], p.ceiling))
 }
 
 // wait records the duration of a real answer and holds every answer until

@@ -57,8 +57,42 @@ func TestPadderWaitHoldsUntilFloor(t *testing.T) {
 	for _, real := range []bool{false, true} {
 		start := time.Now()
 		p.wait(context.Background(), start, real)
-		if took := time.Since(start); took < 30*time.Millisecond || took > 200*time.Millisecond {
+		// at least the floor; and not the ceiling, which would mean the
+		// floor was ignored for the fallback bound
+		if took := time.Since(start); took < 30*time.Millisecond || took >= PadCeiling {
 			t.Fatalf("real=%v: answer held %v, want the 30ms floor", real, took)
 		}
+	}
+}
+
+// After a burst the target follows the load of now: samples older than
+// padMaxAge stop counting, except the newest padMinSamples.
+func TestPadderForgetsOldLoad(t *testing.T) {
+	p := newPadder(0)
+	t0 := time.Now()
+	for range 256 {
+		p.observeAt(80*time.Millisecond, t0) // a burst
+	}
+	if got := p.targetAt(t0); got != 80*time.Millisecond {
+		t.Fatalf("during the burst: %v", got)
+	}
+	later := t0.Add(padMaxAge + time.Second)
+	// a few quiet answers: fewer than padMinSamples young ones, so the
+	// newest padMinSamples (mostly the burst) still count
+	for range 4 {
+		p.observeAt(2*time.Millisecond, later)
+	}
+	if got := p.targetAt(later); got != 80*time.Millisecond {
+		t.Fatalf("with 4 quiet samples: %v, want the burst still counted", got)
+	}
+	for range padMinSamples {
+		p.observeAt(2*time.Millisecond, later)
+	}
+	if got := p.targetAt(later); got != 2*time.Millisecond {
+		t.Fatalf("after %d quiet samples: %v, want the quiet p95 2ms", padMinSamples+4, got)
+	}
+	// young samples all count, whatever their number
+	if got := p.targetAt(t0.Add(time.Second)); got != 80*time.Millisecond {
+		t.Fatalf("the burst within padMaxAge: %v", got)
 	}
 }
