@@ -2,8 +2,6 @@ package directory
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +11,8 @@ import (
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+
+	"github.com/latchkeyhq/latchkey/internal/tlsdiag"
 )
 
 // ErrCertificate is returned (wrapped in ErrUnavailable's place) when no
@@ -86,7 +86,7 @@ func (c *Client) dial(ctx context.Context, bindService bool) (*ldap.Conn, string
 		conn, err := c.dialOne(ctx, raw)
 		if err != nil {
 			kind := ErrUnavailable
-			if isCertError(err) {
+			if tlsdiag.IsCertError(err) {
 				kind = ErrCertificate
 			}
 			lastKind = kind
@@ -137,14 +137,6 @@ func (c *Client) dialOne(ctx context.Context, raw string) (*ldap.Conn, error) {
 		}
 	}
 	return conn, nil
-}
-
-func isCertError(err error) bool {
-	var ua x509.UnknownAuthorityError
-	var hn x509.HostnameError
-	var ci x509.CertificateInvalidError
-	var tv *tls.CertificateVerificationError
-	return errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) || errors.As(err, &tv)
 }
 
 // isConnError reports whether err means the connection is unusable.

@@ -16,7 +16,7 @@ import (
 func TestShutdownDrainsReadinessFirst(t *testing.T) {
 	srv := dirtest.StartOpenLDAP(t)
 	mail, sms := startMail(t)
-	e := startGateway(t, srv, mail, sms, params{Server: "  shutdown_delay: 3s\n"})
+	e := startGateway(t, srv, mail, sms, params{Server: "  shutdown_delay: 5s\n"})
 	get := func(path string) (int, map[string]string) {
 		res, err := httpClient.Get(e.base + path)
 		if err != nil {
