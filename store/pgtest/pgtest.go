@@ -313,8 +313,13 @@ func launchOn(bin, dir, data, superuser string, cred *syscall.Credential, port i
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGINT, Setpgid: true}
 	started := make(chan error, 1)
 	go func() {
-		// Pdeathsig fires when the starting OS thread exits: keep this one.
+		// Pdeathsig fires when the starting OS thread exits: keep this one
+		// while the server runs. Unlock before returning: a goroutine that
+		// ends locked takes its OS thread down with it, and that thread may
+		// earlier have started other servers of the test (slapd, mailpit)
+		// whose Pdeathsig would then kill them.
 		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 		if err := s.cmd.Start(); err != nil {
 			started <- err
 			return
