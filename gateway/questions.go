@@ -517,6 +517,7 @@ func (s *Service) FlowQuestions(ctx context.Context, kind, flowID, methodID stri
 // every asked question answered once, every answer right. One try spends
 // one unit of the account's budget of wrong codes, before the check.
 func (s *Service) VerifyFlowAnswers(ctx context.Context, kind, flowID, methodID string, answers []Answer, m Meta) (FlowView, error) {
+	start := time.Now()
 	f, err := s.loadFlow(ctx, kind, flowID)
 	if err != nil {
 		return FlowView{}, err
@@ -526,7 +527,6 @@ func (s *Service) VerifyFlowAnswers(ctx context.Context, kind, flowID, methodID 
 	if idx < 0 || offered[idx].Type != MethodQuestions {
 		return FlowView{}, problem(CodeInvalidRequest, nil)
 	}
-	start := time.Now()
 	defer func() { s.padVerify.wait(ctx, start, f.AccountID != "") }()
 	asked, proven := s.questionsOf(f, offered, methodID)
 	if !proven {

@@ -411,6 +411,7 @@ func (s *Service) decoyCredential(methodID string) webauthn.Credential {
 // it returns the assertion options (nothing is sent anywhere); for the
 // others it sends a code as SendFlowCode does and returns no options.
 func (s *Service) SendFlowChallenge(ctx context.Context, kind, flowID, methodID string, m Meta) (*PasskeyCeremony, error) {
+	start := time.Now()
 	f, err := s.loadFlow(ctx, kind, flowID)
 	if err != nil {
 		return nil, err
@@ -418,9 +419,8 @@ func (s *Service) SendFlowChallenge(ctx context.Context, kind, flowID, methodID 
 	offered := offeredOf(f)
 	idx := slices.IndexFunc(offered, func(o Offered) bool { return o.ID == methodID })
 	if idx < 0 || offered[idx].Type != MethodWebAuthn {
-		return nil, s.SendFlowCode(ctx, kind, flowID, methodID, m)
+		return nil, s.sendFlowCode(ctx, f, kind, methodID, m, start)
 	}
-	start := time.Now()
 	defer func() { s.padSend.wait(ctx, start, f.AccountID != "") }()
 	if slices.Contains(f.Verified, methodID) || s.passkeyProven(f) {
 		// one passkey per flow counts: asking for another is a mistake
@@ -484,6 +484,7 @@ func (s *Service) passkeyProven(f store.Flow) bool {
 
 // VerifyFlowPasskey checks an assertion for one passkey of the flow.
 func (s *Service) VerifyFlowPasskey(ctx context.Context, kind, flowID, methodID string, credential []byte, m Meta) (FlowView, error) {
+	start := time.Now()
 	f, err := s.loadFlow(ctx, kind, flowID)
 	if err != nil {
 		return FlowView{}, err
@@ -493,7 +494,6 @@ func (s *Service) VerifyFlowPasskey(ctx context.Context, kind, flowID, methodID 
 	if idx < 0 || offered[idx].Type != MethodWebAuthn {
 		return FlowView{}, problem(CodeInvalidRequest, nil)
 	}
-	start := time.Now()
 	defer func() { s.padVerify.wait(ctx, start, f.AccountID != "") }()
 	// counted before the check, as a code is: concurrent tries cannot
 	// all pass the budget
