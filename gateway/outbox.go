@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -110,18 +111,44 @@ func (o *outbox) later(j job, d time.Duration) {
 	time.AfterFunc(d, func() { o.put(j) })
 }
 
+// worker is one sending goroutine. With a mailer that keeps sessions
+// (SMTP), it keeps its connection open while messages keep coming: closed
+// after outboxSessionIdle without one, after outboxSessionMessages
+// messages, or after outboxSessionAge.
+type worker struct {
+	o      *outbox
+	sess   notify.MailSession
+	opened time.Time
+	sent   int
+}
+
+const (
+	outboxSessionIdle     = time.Second
+	outboxSessionMessages = 50
+	outboxSessionAge      = 30 * time.Second
+)
+
 func (o *outbox) work() {
 	defer o.wg.Done()
+	w := &worker{o: o}
+	defer w.closeSession()
+	idle := time.NewTimer(time.Hour)
+	idle.Stop()
 	for {
 		select {
 		case j := <-o.jobs:
-			o.send(j)
+			w.send(j)
+			if w.sess != nil {
+				idle.Reset(outboxSessionIdle)
+			}
+		case <-idle.C:
+			w.closeSession()
 		case <-o.stop:
 			// drain what is queued, then exit
 			for {
 				select {
 				case j := <-o.jobs:
-					o.send(j)
+					w.send(j)
 				default:
 					return
 				}
@@ -130,14 +157,59 @@ func (o *outbox) work() {
 	}
 }
 
-func (o *outbox) send(j job) {
+func (w *worker) closeSession() {
+	if w.sess == nil {
+		return
+	}
+	if err := w.sess.Close(); err != nil {
+		w.o.log.Debug("closing the mail session failed", "error", err.Error())
+	}
+	w.sess = nil
+}
+
+// sendEmail sends e on the worker's session (opened if need be), or on a
+// connection of its own when the mailer keeps no sessions. A session found
+// closed before the message started (the server's idle timeout) is
+// replaced once, right away: nothing of the message was sent.
+func (w *worker) sendEmail(ctx context.Context, e notify.Email) error {
+	sm, ok := w.o.mailer.(notify.SessionMailer)
+	if !ok {
+		return w.o.mailer.SendEmail(ctx, e)
+	}
+	if w.sess != nil && (w.sent >= outboxSessionMessages || time.Since(w.opened) > outboxSessionAge) {
+		w.closeSession()
+	}
+	for try := 0; ; try++ {
+		if w.sess == nil {
+			sess, err := sm.OpenSession(ctx)
+			if err != nil {
+				return err
+			}
+			w.sess, w.opened, w.sent = sess, time.Now(), 0
+		}
+		err := w.sess.SendEmail(ctx, e)
+		if err == nil {
+			w.sent++
+			return nil
+		}
+		// after any failure the connection's state is unknown: a new
+		// message gets a new one
+		w.closeSession()
+		if !errors.Is(err, notify.ErrSessionBroken) || try > 0 {
+			return err
+		}
+	}
+}
+
+func (w *worker) send(j job) {
+	o := w.o
 	ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
 	defer cancel()
 	var err error
 	kind := "email"
 	switch {
 	case j.email != nil && o.mailer != nil:
-		err = o.mailer.SendEmail(ctx, *j.email)
+		err = w.sendEmail(ctx, *j.email)
 	case j.sms != nil && o.sms != nil:
 		kind = "sms"
 		err = o.sms.SendSMS(ctx, *j.sms)

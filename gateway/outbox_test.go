@@ -89,3 +89,112 @@ func TestOutboxCloseIsBounded(t *testing.T) {
 		t.Fatal("close did not return while the sender hung")
 	}
 }
+
+// sessionMailer is a SessionMailer that counts sessions and can break the
+// open one (as a server's idle timeout does).
+type sessionMailer struct {
+	mu       sync.Mutex
+	opened   int
+	closed   int
+	sent     []string
+	broken   bool // the open session's next send finds it closed
+	inPlain  int  // messages sent without a session
+	sessions []*fakeSession
+}
+
+type fakeSession struct {
+	m    *sessionMailer
+	dead bool
+}
+
+func (m *sessionMailer) SendEmail(ctx context.Context, e notify.Email) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.inPlain++
+	m.sent = append(m.sent, e.To)
+	return nil
+}
+
+func (m *sessionMailer) OpenSession(ctx context.Context) (notify.MailSession, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.opened++
+	s := &fakeSession{m: m}
+	m.sessions = append(m.sessions, s)
+	return s, nil
+}
+
+func (s *fakeSession) SendEmail(ctx context.Context, e notify.Email) error {
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	if s.dead || s.m.broken {
+		s.dead, s.m.broken = true, false
+		return notify.ErrSessionBroken
+	}
+	s.m.sent = append(s.m.sent, e.To)
+	return nil
+}
+
+func (s *fakeSession) Close() error {
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	s.m.closed++
+	return nil
+}
+
+func (m *sessionMailer) counts() (opened, closed, sent, plain int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.opened, m.closed, len(m.sent), m.inPlain
+}
+
+// TestOutboxReusesMailSessions: a burst of messages goes over at most one
+// session per worker; a session found closed is replaced and the message
+// sent once; close quits every session.
+func TestOutboxReusesMailSessions(t *testing.T) {
+	m := &sessionMailer{}
+	o := newOutbox(m, nil, quietLog())
+	for range 40 {
+		o.enqueue(job{email: &notify.Email{To: "a@example.org"}})
+	}
+	waitFor(t, func() bool { _, _, sent, _ := m.counts(); return sent == 40 })
+	opened, _, _, plain := m.counts()
+	if opened < 1 || opened > outboxWorkers || plain != 0 {
+		t.Fatalf("40 messages opened %d sessions (at most %d) and sent %d without one", opened, outboxWorkers, plain)
+	}
+
+	m.mu.Lock()
+	m.broken = true
+	m.mu.Unlock()
+	o.enqueue(job{email: &notify.Email{To: "b@example.org"}})
+	waitFor(t, func() bool { _, _, sent, _ := m.counts(); return sent == 41 })
+	again, _, _, _ := m.counts()
+	if again != opened+1 {
+		t.Errorf("a broken session was replaced by %d new ones, want 1", again-opened)
+	}
+	o.close(10 * time.Second)
+	opened, closed, sent, _ := m.counts()
+	if closed != opened || sent != 41 {
+		t.Errorf("after close: %d sessions opened, %d closed, %d messages sent (want 41, each once)", opened, closed, sent)
+	}
+}
+
+// TestOutboxClosesIdleSessions: a session left without messages for
+// outboxSessionIdle is closed.
+func TestOutboxClosesIdleSessions(t *testing.T) {
+	m := &sessionMailer{}
+	o := newOutbox(m, nil, quietLog())
+	defer o.close(10 * time.Second)
+	o.enqueue(job{email: &notify.Email{To: "a@example.org"}})
+	waitFor(t, func() bool { opened, closed, _, _ := m.counts(); return opened == 1 && closed == 1 })
+}
+
+func waitFor(t *testing.T, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !ok(); {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 10 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -28,6 +28,22 @@ type Mailer interface {
 	SendEmail(ctx context.Context, e Email) error
 }
 
+// SessionMailer is a Mailer that can also keep one connection open for
+// several messages (SMTP: one dial, greeting, EHLO, STARTTLS and AUTH for
+// all of them instead of one each).
+type SessionMailer interface {
+	Mailer
+	OpenSession(ctx context.Context) (MailSession, error)
+}
+
+// MailSession sends messages on one open connection, one at a time (not
+// safe for concurrent use). After an error the session may be unusable:
+// close it and open another.
+type MailSession interface {
+	SendEmail(ctx context.Context, e Email) error
+	Close() error
+}
+
 // Limits on what SendEmail accepts. They are generous for the gateway's mails
 // and protect against accidental multi-megabyte bodies.
 const (

@@ -67,7 +67,8 @@ type SMTPConfig struct {
 }
 
 // SMTP sends e-mail through one SMTP server. It is safe for concurrent use:
-// every send opens its own connection.
+// every SendEmail opens its own connection; OpenSession keeps one open for
+// several messages.
 type SMTP struct {
 	cfg    SMTPConfig
 	tlsCfg *tls.Config // nil for TLSNone
@@ -211,9 +212,28 @@ func (s *SMTP) client(ctx context.Context) (*mail.Client, error) {
 // a context without a deadline does not interrupt a send already past the
 // dial (go-mail gives no hook for it); give the context a deadline.
 func (s *SMTP) SendEmail(ctx context.Context, e Email) error {
-	to, err := e.validate()
+	m, to, err := s.message(e)
 	if err != nil {
 		return err
+	}
+	start := time.Now()
+	c, err := s.client(ctx)
+	if err != nil {
+		return fmt.Errorf("notify: smtp: %w", err)
+	}
+	if err := c.DialAndSendWithContext(ctx, m); err != nil {
+		return fmt.Errorf("notify: smtp: send to %s via %s: %w", MaskEmail(to.Address), s.addr(), s.scrub(err))
+	}
+	s.logger.DebugContext(ctx, "email sent", slog.String("to", MaskEmail(to.Address)),
+		slog.String("server", s.addr()), slog.Duration("duration", time.Since(start)))
+	return nil
+}
+
+// message validates e and builds its go-mail message.
+func (s *SMTP) message(e Email) (*mail.Msg, *netmail.Address, error) {
+	to, err := e.validate()
+	if err != nil {
+		return nil, nil, err
 	}
 	m := mail.NewMsg(mail.WithNoDefaultUserAgent())
 	m.FromMailAddress(s.from)
@@ -233,19 +253,67 @@ func (s *SMTP) SendEmail(ctx context.Context, e Email) error {
 	default:
 		m.SetBodyString(mail.TypeTextHTML, e.HTML)
 	}
+	return m, to, nil
+}
 
-	start := time.Now()
+// SMTPSession is one open SMTP connection (greeting, EHLO, STARTTLS and
+// AUTH done once) that sends messages one after the other. Before each
+// message go-mail checks the connection with NOOP and extends its I/O
+// deadline by the configured timeout, so a connection the server has
+// closed fails before MAIL FROM: nothing was sent, and the message can go
+// on a new session at once.
+type SMTPSession struct {
+	s *SMTP
+	c *mail.Client
+}
+
+var _ SessionMailer = (*SMTP)(nil)
+
+// OpenSession connects and authenticates as SendEmail does, and keeps the
+// connection open until Close.
+func (s *SMTP) OpenSession(ctx context.Context) (MailSession, error) {
 	c, err := s.client(ctx)
 	if err != nil {
-		return fmt.Errorf("notify: smtp: %w", err)
+		return nil, fmt.Errorf("notify: smtp: %w", err)
 	}
-	if err := c.DialAndSendWithContext(ctx, m); err != nil {
+	if err := c.DialWithContext(ctx); err != nil {
+		return nil, fmt.Errorf("notify: smtp: connect to %s: %w", s.addr(), s.scrub(err))
+	}
+	return &SMTPSession{s: s, c: c}, nil
+}
+
+// SendEmail validates e and sends it on the session's connection.
+// ErrSessionBroken (wrapped) says the connection was found closed before
+// anything of e was sent.
+func (ss *SMTPSession) SendEmail(ctx context.Context, e Email) error {
+	s := ss.s
+	m, to, err := s.message(e)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := ss.c.Send(m); err != nil {
+		var se *mail.SendError
+		if errors.As(err, &se) && se.Reason == mail.ErrConnCheck {
+			err = fmt.Errorf("%w: %w", ErrSessionBroken, err)
+		}
 		return fmt.Errorf("notify: smtp: send to %s via %s: %w", MaskEmail(to.Address), s.addr(), s.scrub(err))
 	}
 	s.logger.DebugContext(ctx, "email sent", slog.String("to", MaskEmail(to.Address)),
-		slog.String("server", s.addr()), slog.Duration("duration", time.Since(start)))
+		slog.String("server", s.addr()), slog.Duration("duration", time.Since(start)), slog.Bool("session", true))
 	return nil
 }
+
+// Close says QUIT and closes the connection.
+func (ss *SMTPSession) Close() error { return ss.s.scrub(ss.c.Close()) }
+
+// ErrSessionBroken: a MailSession's connection was closed (by the server,
+// after its idle time) before a message was started; the message was not
+// sent and may go on a new session right away.
+var ErrSessionBroken = errors.New("mail session connection closed")
 
 // Stages of an SMTP check, CheckError.Stage: which step failed.
 const (

@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,18 +33,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("latchkey-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o bench.Options
-	var conc, jsonPath string
+	var conc, only, jsonPath string
 	fs.BoolVar(&o.Smoke, "smoke", false, "seconds-long run with few users: correctness only")
 	fs.IntVar(&o.Users, "users", 0, "bench users in the directory (default 10000; smoke 200)")
 	fs.DurationVar(&o.Duration, "duration", 0, "time bound per scenario and concurrency (default 5s)")
 	fs.IntVar(&o.MaxOps, "max-ops", 0, "count bound per scenario and concurrency (default 20000)")
 	fs.StringVar(&conc, "c", "", "concurrencies, comma-separated (default 1,8,32)")
 	fs.IntVar(&o.Reps, "reps", 0, "repetitions of the whole sequence (default 1)")
-	fs.IntVar(&o.EnumSamples, "enum-samples", 0, "reset starts per kind for the enumeration check (default 400)")
-	fs.IntVar(&o.Outstanding, "outstanding", 0, "flows and codes in the scaling case's store (default 100000)")
+	fs.IntVar(&o.EnumSamples, "enum-samples", 0, "reset starts per kind for the enumeration check (default 400; -1: none)")
+	fs.IntVar(&o.Outstanding, "outstanding", 0, "flows and codes in the scaling case's store (default 100000; -1: no scaling case)")
 	fs.DurationVar(&o.PadFloor, "pad-floor", 0, "policy.pad_floor of the bench gateway (default: the gateway's, 0)")
 	fs.StringVar(&o.Binary, "latchkey", "", "latchkey binary (default: go build one)")
-	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write gateway CPU profiles at c=8 to PREFIX-<scenario>-c8.pprof (builds with -tags latchkey_pprof)")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write gateway CPU profiles at c=8 to PREFIX-<scenario>-c8.pprof and execution traces at c=1 to PREFIX-<scenario>-c1.trace (builds with -tags latchkey_pprof)")
+	fs.StringVar(&only, "only", "", "scenarios to run, comma-separated: "+strings.Join(bench.Scenarios, ",")+" (default all)")
 	fs.StringVar(&jsonPath, "json", "", "also write the report as JSON to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -56,6 +58,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 				return 2
 			}
 			o.Concurrency = append(o.Concurrency, n)
+		}
+	}
+	if only != "" {
+		for _, s := range strings.Split(only, ",") {
+			s = strings.TrimSpace(s)
+			if !slices.Contains(bench.Scenarios, s) {
+				fmt.Fprintf(stderr, "latchkey-bench: --only: %q is not one of %s\n", s, strings.Join(bench.Scenarios, ", "))
+				return 2
+			}
+			o.Only = append(o.Only, s)
 		}
 	}
 	o.Log = stderr

@@ -27,6 +27,7 @@ func init() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	go func() {
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		_ = srv.Serve(ln)

@@ -572,12 +572,13 @@ func loadAvg() string {
 	return strings.Join(f[:3], " ")
 }
 
-// profile fetches a CPU profile of seconds from a bench-built gateway.
-func (g *gateway) profile(seconds int, path string) error {
+// profile fetches a CPU profile (kind "profile") or an execution trace
+// (kind "trace") of seconds from a bench-built gateway.
+func (g *gateway) profile(kind string, seconds int, path string) error {
 	if g.pprof == "" {
 		return nil
 	}
-	res, err := http.Get(g.pprof + "/debug/pprof/profile?seconds=" + url.QueryEscape(strconv.Itoa(seconds)))
+	res, err := http.Get(g.pprof + "/debug/pprof/" + kind + "?seconds=" + url.QueryEscape(strconv.Itoa(seconds)))
 	if err != nil {
 		return err
 	}
