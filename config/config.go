@@ -96,6 +96,10 @@ type Directory struct {
 	Timeout         time.Duration `mapstructure:"timeout"`
 	// PoolSize is the number of pooled service-account connections.
 	PoolSize int `mapstructure:"pool_size"`
+	// GroupCacheTTL (OpenLDAP) is how long the groups a group belongs to
+	// are reused by nested-group walks; a user's own groups are always
+	// read. 0 turns the cache off.
+	GroupCacheTTL time.Duration `mapstructure:"group_cache_ttl"`
 }
 
 // Policy is who may use self-service and how.
@@ -353,6 +357,7 @@ func rawDefaults() *Config {
 			GroupMemberAttribute: "member",
 			Timeout:              5 * time.Second,
 			PoolSize:             4,
+			GroupCacheTTL:        time.Minute,
 		},
 		Policy: Policy{
 			Scope:            policy.ScopeNone,

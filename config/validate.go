@@ -62,6 +62,7 @@ const (
 	MaxMaxTries           = 5
 	MaxReconfirmDays      = 730
 	MaxPoolSize           = 100
+	MaxGroupCacheTTL      = time.Hour
 	MinWebhookSecretBytes = 16
 )
 
@@ -323,6 +324,9 @@ func (c *Config) validateDirectory(ch *checker) {
 	ch.positive("directory.timeout", d.Timeout)
 	if d.PoolSize < 1 || d.PoolSize > MaxPoolSize {
 		ch.add("directory.pool_size", "must be 1-%d", MaxPoolSize)
+	}
+	if d.GroupCacheTTL < 0 || d.GroupCacheTTL > MaxGroupCacheTTL {
+		ch.add("directory.group_cache_ttl", "must be between 0 (off) and %s", MaxGroupCacheTTL)
 	}
 }
 

@@ -31,6 +31,8 @@ type Client struct {
 	hints ldap.Control
 	// policy entries read from the directory, by DN
 	policies policyCache
+	// the groups each group is in (OpenLDAP walks)
+	groups groupCache
 	// capFindings are info.Warnings with their fixes, for Preflight
 	capFindings []Finding
 }

@@ -18,7 +18,9 @@ const (
 	DefaultTimeout     = 5 * time.Second
 	DefaultDialTimeout = 5 * time.Second
 	DefaultPoolSize    = 4
-	DefaultGroupDepth  = 16
+	// DefaultGroupCacheTTL: see Config.GroupCacheTTL.
+	DefaultGroupCacheTTL = time.Minute
+	DefaultGroupDepth    = 16
 )
 
 // Config is everything needed to talk to one directory. The caller (the
@@ -65,6 +67,11 @@ type Config struct {
 	PoolSize    int
 	// MaxGroupDepth bounds nested group walks on OpenLDAP.
 	MaxGroupDepth int
+	// GroupCacheTTL is how long an OpenLDAP walk reuses the groups a
+	// group is a member of (never a user's own groups, which are searched
+	// every time). 0 means DefaultGroupCacheTTL; negative turns the cache
+	// off.
+	GroupCacheTTL time.Duration
 }
 
 func (c *Config) withDefaults() Config {
@@ -80,6 +87,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if o.MaxGroupDepth <= 0 {
 		o.MaxGroupDepth = DefaultGroupDepth
+	}
+	if o.GroupCacheTTL == 0 {
+		o.GroupCacheTTL = DefaultGroupCacheTTL
 	}
 	if len(o.MemberAttributes) == 0 {
 		o.MemberAttributes = []string{"member", "uniqueMember"}

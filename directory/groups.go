@@ -3,6 +3,7 @@ package directory
 import (
 	"context"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
@@ -63,46 +64,30 @@ func (c *Client) adMemberOf(ctx context.Context, u *User, targets map[string]*ld
 
 // walkMemberOf resolves nesting on servers without the in-chain rule
 // (OpenLDAP 2.5 has neither it nor nestgroup): a breadth-first walk up from
-// the user through groups whose member attributes (member, uniqueMember) name the current
-// level, with a visited set against cycles and a depth bound.
+// the user through groups whose member attributes (member, uniqueMember)
+// name the current level, with a visited set against cycles and a depth
+// bound.
+//
+// The user's own groups are searched every time. The groups a group is in
+// change rarely and are the same for every user of a department: they are
+// kept for GroupCacheTTL (see groupCache), so that a warm walk costs one
+// search whatever the depth.
 func (c *Client) walkMemberOf(ctx context.Context, u *User, targets map[string]*ldap.DN, out map[string]bool) error {
 	visited := map[string]bool{normDN(u.DN): true}
-	frontier := []string{u.DN}
 	remaining := len(targets)
+	frontier, err := c.groupsWithMembers(ctx, []string{u.DN})
+	if err != nil {
+		return err
+	}
 	for depth := 0; depth < c.cfg.MaxGroupDepth && len(frontier) > 0 && remaining > 0; depth++ {
-		var b strings.Builder
-		b.WriteString("(|")
-		for _, dn := range frontier {
-			v := ldap.EscapeFilter(dn)
-			for _, a := range c.cfg.MemberAttributes {
-				b.WriteString("(" + a + "=" + v + ")")
-			}
-		}
-		b.WriteString(")")
-		var groups []string
-		err := c.withService(ctx, "groups", true, func(conn *ldap.Conn) error {
-			res, err := conn.Search(ldap.NewSearchRequest(c.cfg.GroupBaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0,
-				int(c.cfg.Timeout/time.Second), false, b.String(), []string{"1.1"}, nil))
-			if err != nil {
-				return err
-			}
-			groups = groups[:0]
-			for _, e := range res.Entries {
-				groups = append(groups, e.DN)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		frontier = frontier[:0]
-		for _, g := range groups {
+		level := frontier[:0:0]
+		for _, g := range frontier {
 			key := normDN(g)
 			if visited[key] {
 				continue
 			}
 			visited[key] = true
-			frontier = append(frontier, g)
+			level = append(level, g)
 			gdn, err := ldap.ParseDN(g)
 			if err != nil {
 				continue
@@ -114,8 +99,100 @@ func (c *Client) walkMemberOf(ctx context.Context, u *User, targets map[string]*
 				}
 			}
 		}
+		if remaining == 0 || depth+1 >= c.cfg.MaxGroupDepth || len(level) == 0 {
+			return nil
+		}
+		if frontier, err = c.parentGroups(ctx, level); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// groupsWithMembers returns the groups whose member attributes name any of
+// dns, in one search.
+func (c *Client) groupsWithMembers(ctx context.Context, dns []string) ([]string, error) {
+	var b strings.Builder
+	b.WriteString("(|")
+	for _, dn := range dns {
+		v := ldap.EscapeFilter(dn)
+		for _, a := range c.cfg.MemberAttributes {
+			b.WriteString("(" + a + "=" + v + ")")
+		}
+	}
+	b.WriteString(")")
+	var groups []string
+	err := c.withService(ctx, "groups", true, func(conn *ldap.Conn) error {
+		res, err := conn.Search(ldap.NewSearchRequest(c.cfg.GroupBaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0,
+			int(c.cfg.Timeout/time.Second), false, b.String(), []string{"1.1"}, nil))
+		if err != nil {
+			return err
+		}
+		groups = groups[:0]
+		for _, e := range res.Entries {
+			groups = append(groups, e.DN)
+		}
+		return nil
+	})
+	return groups, err
+}
+
+// groupCacheMaxMisses is how many groups of one level a walk looks up one
+// by one (and then keeps); a level with more unknown groups is searched in
+// one request, as without the cache, and nothing of it is kept.
+const groupCacheMaxMisses = 8
+
+// groupCacheMax bounds the cached groups; when full, the cache starts over.
+const groupCacheMax = 10000
+
+// groupCache holds, per group (normDN), the groups it is a member of, read
+// at a time. An administrator's change to group nesting reaches a walk
+// within Config.GroupCacheTTL; a user's own memberships are never cached.
+type groupCache struct {
+	mu sync.Mutex
+	m  map[string]cachedParents
+}
+
+type cachedParents struct {
+	parents []string
+	at      time.Time
+}
+
+// parentGroups returns the groups that any of groups is a member of.
+func (c *Client) parentGroups(ctx context.Context, groups []string) ([]string, error) {
+	if c.cfg.GroupCacheTTL < 0 {
+		return c.groupsWithMembers(ctx, groups)
+	}
+	now := c.now()
+	var parents, missing []string
+	gc := &c.groups
+	gc.mu.Lock()
+	for _, g := range groups {
+		if p, ok := gc.m[normDN(g)]; ok && now.Sub(p.at) < c.cfg.GroupCacheTTL && !p.at.After(now) {
+			parents = append(parents, p.parents...)
+		} else {
+			missing = append(missing, g)
+		}
+	}
+	gc.mu.Unlock()
+	if len(missing) > groupCacheMaxMisses {
+		more, err := c.groupsWithMembers(ctx, missing)
+		return append(parents, more...), err
+	}
+	for _, g := range missing {
+		ps, err := c.groupsWithMembers(ctx, []string{g})
+		if err != nil {
+			return nil, err
+		}
+		gc.mu.Lock()
+		if gc.m == nil || len(gc.m) >= groupCacheMax {
+			gc.m = map[string]cachedParents{}
+		}
+		gc.m[normDN(g)] = cachedParents{parents: ps, at: now}
+		gc.mu.Unlock()
+		parents = append(parents, ps...)
+	}
+	return parents, nil
 }
 
 // normDN is a map key for a DN: parsed and lower-cased where possible.

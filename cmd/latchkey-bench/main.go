@@ -43,6 +43,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.EnumSamples, "enum-samples", 0, "reset starts per kind for the enumeration check (default 400; -1: none)")
 	fs.IntVar(&o.Outstanding, "outstanding", 0, "flows and codes in the scaling case's store (default 100000; -1: no scaling case)")
 	fs.DurationVar(&o.PadFloor, "pad-floor", 0, "policy.pad_floor of the bench gateway (default: the gateway's, 0)")
+	fs.IntVar(&o.PoolSize, "pool-size", 0, "directory.pool_size of the bench gateway (default: the gateway's, 4)")
 	fs.StringVar(&o.Binary, "latchkey", "", "latchkey binary (default: go build one)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write gateway CPU profiles at c=8 to PREFIX-<scenario>-c8.pprof and execution traces at c=1 to PREFIX-<scenario>-c1.trace (builds with -tags latchkey_pprof)")
 	fs.StringVar(&only, "only", "", "scenarios to run, comma-separated: "+strings.Join(bench.Scenarios, ",")+" (default all)")

@@ -163,6 +163,10 @@ func directoryConfig(cfg *config.Config) directory.Config {
 		DefaultPolicyDN:    d.DefaultPolicyDN,
 		Timeout:            d.Timeout,
 		PoolSize:           d.PoolSize,
+		GroupCacheTTL:      d.GroupCacheTTL,
+	}
+	if d.GroupCacheTTL == 0 {
+		dc.GroupCacheTTL = -1 // off
 	}
 	if d.Type == config.DirectoryOpenLDAP && d.GroupMemberAttribute != "" {
 		dc.MemberAttributes = []string{d.GroupMemberAttribute}

@@ -46,6 +46,7 @@ type Options struct {
 	Binary      string        // latchkey binary ("" builds one)
 	CPUProfile  string        // prefix of gateway CPU profiles ("" for none)
 	PadFloor    time.Duration // policy.pad_floor of the bench gateway (0: default)
+	PoolSize    int           // directory.pool_size of the bench gateway (0: default)
 	// Only names the scenarios to run (change, reset, start, register,
 	// page; empty: all). The ceilings run with their scenario, and the
 	// checks that need a skipped scenario are left out.
@@ -318,7 +319,7 @@ func (r *run) profiled(name string, c int, fn func() Row) Row {
 
 func (r *run) newGateway(bin string, accounts map[string]string, outstanding int, pprof bool) (*gateway, error) {
 	work := r.t.TempDir()
-	cfg, port, key, err := gatewayConfig(work, r.srv, r.mail, r.sms, r.o.PadFloor)
+	cfg, port, key, err := gatewayConfig(work, r.srv, r.mail, r.sms, r.o.PadFloor, r.o.PoolSize)
 	if err != nil {
 		return nil, err
 	}

@@ -135,7 +135,7 @@ func freePort() (int, error) {
 // gatewayConfig writes a bench configuration (budgets raised to the
 // directory's size, mail to mailpit, SMS to the fake Twilio) into work and
 // returns its path, the port and the secret key (the store's key).
-func gatewayConfig(work string, srv *dirtest.Server, mail *notifytest.Mailpit, sms *notifytest.FakeTwilio, padFloor time.Duration) (cfgPath string, port int, key string, err error) {
+func gatewayConfig(work string, srv *dirtest.Server, mail *notifytest.Mailpit, sms *notifytest.FakeTwilio, padFloor time.Duration, poolSize int) (cfgPath string, port int, key string, err error) {
 	port, err = freePort()
 	if err != nil {
 		return "", 0, "", err
@@ -158,6 +158,10 @@ func gatewayConfig(work string, srv *dirtest.Server, mail *notifytest.Mailpit, s
 	if padFloor > 0 {
 		pad = "  pad_floor: " + padFloor.String() + "\n"
 	}
+	pool := ""
+	if poolSize > 0 {
+		pool = "  pool_size: " + strconv.Itoa(poolSize) + "\n"
+	}
 	cfg := fmt.Sprintf(`server:
   listen: "127.0.0.1:%d"
   public_url: "http://127.0.0.1:%d"
@@ -172,7 +176,7 @@ directory:
   user_filter: %s
   default_policy_dn: %s
   timeout: 10s
-policy:
+%spolicy:
   scope: selected
   groups: [%s]
   exclude_groups: [%s]
@@ -216,7 +220,7 @@ log:
   level: warn
   format: json
   audit_file: %q
-`, port, port, secret, srv.LDAPSURL, srv.CAFile, q(srv.ServiceDN), bindpw, q(srv.BaseDN), q(srv.UserFilter), q(srv.DefaultPolicyDN),
+`, port, port, secret, srv.LDAPSURL, srv.CAFile, q(srv.ServiceDN), bindpw, q(srv.BaseDN), q(srv.UserFilter), q(srv.DefaultPolicyDN), pool,
 		q("cn=bench-users,ou=groups,"+srv.BaseDN), q(srv.Group("cycle-a")), pad,
 		twilioSID, twtoken, twilioFrom, sms.URL, mail.SMTPHost, mail.SMTPPort,
 		"file:"+filepath.Join(work, "latchkey.db"), filepath.Join(work, "audit.log"))
