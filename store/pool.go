@@ -100,10 +100,14 @@ func (p *pool) Close() error {
 // the writer pool has one connection and this transaction holds it. Such a
 // statement runs unprepared on the transaction and is noted in missed;
 // writeTx prepares it on the pool once the transaction has ended.
+//
+// If ctx is set, statements run with it instead of the one passed to them
+// (writeTx sets it to the caller's context without its cancellation).
 type txn struct {
 	tx     *sql.Tx
 	p      *pool
 	missed *[]string
+	ctx    context.Context
 }
 
 func (t txn) cached(query string) *sql.Stmt {
@@ -117,6 +121,9 @@ func (t txn) cached(query string) *sql.Stmt {
 }
 
 func (t txn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if t.ctx != nil {
+		ctx = t.ctx
+	}
 	if st := t.cached(query); st != nil {
 		return t.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 	}
@@ -124,6 +131,9 @@ func (t txn) ExecContext(ctx context.Context, query string, args ...any) (sql.Re
 }
 
 func (t txn) QueryRowContext(ctx context.Context, query string, args ...any) rowScanner {
+	if t.ctx != nil {
+		ctx = t.ctx
+	}
 	if st := t.cached(query); st != nil {
 		return t.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 	}

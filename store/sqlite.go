@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -36,7 +37,8 @@ const DefaultBusyTimeout = 10 * time.Second
 // connection, on which every write runs as a BEGIN IMMEDIATE transaction
 // (so writers in the same process queue in Go instead of spinning on
 // SQLITE_BUSY, and writers in other processes are serialized by SQLite's
-// file locks and busy_timeout), and several read-only reader connections
+// file locks and busy_timeout; writes that queue at the same time share
+// one transaction, see writeTx), and several read-only reader connections
 // (WAL mode lets them read while a write is in progress). An in-memory
 // database (":memory:" or mode=memory) uses the single writer connection for
 // everything.
@@ -49,6 +51,7 @@ const DefaultBusyTimeout = 10 * time.Second
 // one gateway process per SQLite file; use PostgreSQL for several instances.
 type SQLite struct {
 	w, r      *pool
+	wq        *writeQueue // see writeTx
 	k         *keys
 	migration Migration
 
@@ -109,8 +112,14 @@ func OpenSQLite(ctx context.Context, dsn string, key []byte) (*SQLite, error) {
 	s.w.SetMaxIdleConns(1)
 	s.w.SetConnMaxIdleTime(0)
 	s.w.SetConnMaxLifetime(0)
+	busy, err := strconv.Atoi(wq.Get("_busy_timeout"))
+	if err != nil {
+		busy = int(DefaultBusyTimeout.Milliseconds())
+	}
+	s.startWriter(time.Duration(busy) * time.Millisecond)
 
 	if err := s.migrate(ctx); err != nil {
+		s.stopWriter()
 		s.w.Close()
 		return nil, err
 	}
@@ -127,6 +136,7 @@ func OpenSQLite(ctx context.Context, dsn string, key []byte) (*SQLite, error) {
 	rq.Set("_query_only", "1")
 	s.r, err = openPool(name + "?" + rq.Encode())
 	if err != nil {
+		s.stopWriter()
 		s.w.Close()
 		return nil, err
 	}
@@ -239,31 +249,6 @@ func (s *SQLite) migrate(ctx context.Context) error {
 
 func hmacEqual(a, b []byte) bool { return subtle.ConstantTimeCompare(a, b) == 1 }
 
-// writeTx runs fn in a BEGIN IMMEDIATE transaction on the writer
-// connection and commits if fn returns nil.
-func (s *SQLite) writeTx(ctx context.Context, fn func(tx txn) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("store: begin: %w", err)
-	}
-	var missed []string
-	defer func() {
-		// The connection is free again: prepare what the transaction ran
-		// unprepared, for next time. A failure only means no caching.
-		for _, q := range missed {
-			_, _ = s.w.prepare(ctx, q)
-		}
-	}()
-	if err := fn(txn{tx: tx, p: s.w, missed: &missed}); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store: commit: %w", err)
-	}
-	return nil
-}
-
 // Migration reports the schema versions found and left by OpenSQLite.
 func (s *SQLite) Migration() Migration { return s.migration }
 
@@ -293,10 +278,12 @@ func (s *SQLite) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close implements Store. It closes both pools; the last connection to
-// close checkpoints the WAL.
+// Close implements Store. It answers the writes already queued, then
+// closes both pools; the last connection to close checkpoints the WAL.
+// Writes made after Close fail.
 func (s *SQLite) Close() error {
 	s.closeOnce.Do(func() {
+		s.stopWriter()
 		var errs []error
 		if s.r != s.w {
 			errs = append(errs, s.r.Close())
