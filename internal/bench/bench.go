@@ -520,7 +520,7 @@ func (r *run) register(rec *recorder, c int, l limits) {
 	closedLoop(rec, c, l, func(_, _ int) error {
 		i := int(r.regNext.Add(1)) - 1
 		if i >= r.reg[1]-r.reg[0] {
-			return errors.New("registration users used up")
+			return errUsedUp // the row ends early, with fewer ops
 		}
 		u := r.reg[0] + i
 		var took time.Duration

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -106,6 +107,10 @@ func measure(name string, c int, p pids, body func(rec *recorder)) Row {
 
 // closedLoop runs op from c workers until l.dur has passed or l.max
 // operations were started; op gets the worker and a global sequence number.
+// errUsedUp ends a worker of closedLoop without an error: the scenario has
+// no fresh accounts left (each registration needs an account without one).
+var errUsedUp = errors.New("no unused accounts left")
+
 func closedLoop(rec *recorder, c int, l limits, op func(w, i int) error) {
 	var n atomic.Int64
 	deadline := time.Now().Add(l.dur)
@@ -120,7 +125,9 @@ func closedLoop(rec *recorder, c int, l limits, op func(w, i int) error) {
 					return
 				}
 				t0 := time.Now()
-				if err := op(w, i); err != nil {
+				if err := op(w, i); errors.Is(err, errUsedUp) {
+					return
+				} else if err != nil {
 					rec.fail(err)
 					continue
 				}
