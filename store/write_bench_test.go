@@ -4,6 +4,8 @@ package store_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -123,4 +125,56 @@ func cpuTime(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkSQLiteOutstanding compares a reset start's write (HitCreateFlow
+// with a random flow id, as the gateway makes them) and a flow read
+// (GetFlow) on an empty store and on one holding 100,000 outstanding flows
+// and codes (SeedOutstanding): latchkey-bench's scaling case, without the
+// gateway and the directory around it.
+//
+//	go test ./store -run '^$' -bench SQLiteOutstanding -benchtime 2s -count 3
+func BenchmarkSQLiteOutstanding(b *testing.B) {
+	ctx, now := context.WithoutCancel(b.Context()), time.Now()
+	for _, n := range []int{0, 100000} {
+		s, err := store.OpenSQLite(ctx, "file:"+filepath.Join(b.TempDir(), "o.db"), testKey)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n > 0 {
+			if err := store.SeedOutstanding(ctx, s, n, now); err != nil {
+				b.Fatal(err)
+			}
+		}
+		var ids []string
+		b.Run(fmt.Sprintf("hitcreateflow/outstanding=%d", n), func(b *testing.B) {
+			for i := 0; b.Loop(); i++ {
+				var raw [32]byte
+				_, _ = rand.Read(raw[:])
+				id := hex.EncodeToString(raw[:])
+				acct := fmt.Sprintf("acct-b-%d", i%256)
+				_, err := s.HitCreateFlow(ctx, store.CounterHit{Key: "start:" + acct, Window: time.Hour}, now,
+					func(int) (store.Flow, []store.AuditEvent) {
+						return store.Flow{ID: id, Kind: store.FlowReset, AccountID: acct, Required: 1,
+								Data: map[string]string{"username": acct}, CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
+							[]store.AuditEvent{{Time: now, Type: "reset.started", RequestID: "req", ClientIP: "192.0.2.1",
+								AccountID: acct, Outcome: "success"}}
+					})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(ids) < 4096 {
+					ids = append(ids, id)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("getflow/outstanding=%d", n), func(b *testing.B) {
+			for i := 0; b.Loop(); i++ {
+				if _, err := s.GetFlow(ctx, ids[i%len(ids)], now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		s.Close()
+	}
 }
