@@ -80,14 +80,14 @@ func (c *Client) walkMemberOf(ctx context.Context, u *User, targets map[string]*
 		return err
 	}
 	for depth := 0; depth < c.cfg.MaxGroupDepth && len(frontier) > 0 && remaining > 0; depth++ {
-		level := frontier[:0:0]
+		var level, keys []string
 		for _, g := range frontier {
 			key := normDN(g)
 			if visited[key] {
 				continue
 			}
 			visited[key] = true
-			level = append(level, g)
+			level, keys = append(level, g), append(keys, key)
 			gdn, err := ldap.ParseDN(g)
 			if err != nil {
 				continue
@@ -102,7 +102,7 @@ func (c *Client) walkMemberOf(ctx context.Context, u *User, targets map[string]*
 		if remaining == 0 || depth+1 >= c.cfg.MaxGroupDepth || len(level) == 0 {
 			return nil
 		}
-		if frontier, err = c.parentGroups(ctx, level); err != nil {
+		if frontier, err = c.parentGroups(ctx, level, keys); err != nil {
 			return err
 		}
 	}
@@ -158,20 +158,21 @@ type cachedParents struct {
 	at      time.Time
 }
 
-// parentGroups returns the groups that any of groups is a member of.
-func (c *Client) parentGroups(ctx context.Context, groups []string) ([]string, error) {
+// parentGroups returns the groups that any of groups is a member of; keys
+// are the groups' normDN forms.
+func (c *Client) parentGroups(ctx context.Context, groups, keys []string) ([]string, error) {
 	if c.cfg.GroupCacheTTL < 0 {
 		return c.groupsWithMembers(ctx, groups)
 	}
 	now := c.now()
-	var parents, missing []string
+	var parents, missing, missingKeys []string
 	gc := &c.groups
 	gc.mu.Lock()
-	for _, g := range groups {
-		if p, ok := gc.m[normDN(g)]; ok && now.Sub(p.at) < c.cfg.GroupCacheTTL && !p.at.After(now) {
+	for i, g := range groups {
+		if p, ok := gc.m[keys[i]]; ok && now.Sub(p.at) < c.cfg.GroupCacheTTL && !p.at.After(now) {
 			parents = append(parents, p.parents...)
 		} else {
-			missing = append(missing, g)
+			missing, missingKeys = append(missing, g), append(missingKeys, keys[i])
 		}
 	}
 	gc.mu.Unlock()
@@ -179,7 +180,7 @@ func (c *Client) parentGroups(ctx context.Context, groups []string) ([]string, e
 		more, err := c.groupsWithMembers(ctx, missing)
 		return append(parents, more...), err
 	}
-	for _, g := range missing {
+	for i, g := range missing {
 		ps, err := c.groupsWithMembers(ctx, []string{g})
 		if err != nil {
 			return nil, err
@@ -188,7 +189,7 @@ func (c *Client) parentGroups(ctx context.Context, groups []string) ([]string, e
 		if gc.m == nil || len(gc.m) >= groupCacheMax {
 			gc.m = map[string]cachedParents{}
 		}
-		gc.m[normDN(g)] = cachedParents{parents: ps, at: now}
+		gc.m[missingKeys[i]] = cachedParents{parents: ps, at: now}
 		gc.mu.Unlock()
 		parents = append(parents, ps...)
 	}
