@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -22,14 +23,16 @@ import (
 // writes: while frozen, a Modify or Extended (Password Modify) request is
 // never forwarded and its connection hangs, as behind a stalled network
 // path; unfreezing drops the held connections (the request is lost, never
-// delivered late).
+// delivered late). With loseAnswers set, a frozen write is forwarded and
+// applied, and its answer is what never comes back.
 type ldapProxy struct {
-	ln       net.Listener
-	upstream string
-	mu       sync.Mutex
-	frozen   bool
-	release  chan struct{}
-	held     int
+	ln          net.Listener
+	upstream    string
+	mu          sync.Mutex
+	frozen      bool
+	loseAnswers bool
+	release     chan struct{}
+	held        int
 }
 
 func startLDAPProxy(t testing.TB, upstream string) *ldapProxy {
@@ -72,7 +75,22 @@ func (p *ldapProxy) serve(c net.Conn) {
 		return
 	}
 	defer u.Close()
-	go func() { io.Copy(c, u); c.Close() }()
+	var mute atomic.Bool // set: answers from the server are dropped
+	go func() {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := u.Read(buf)
+			if n > 0 && !mute.Load() {
+				if _, err := c.Write(buf[:n]); err != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		c.Close()
+	}()
 	r := bufio.NewReader(c)
 	for {
 		msg, op, err := readLDAPMessage(r)
@@ -83,9 +101,16 @@ func (p *ldapProxy) serve(c net.Conn) {
 		frozen, release := p.frozen, p.release
 		if frozen && (op == 0x66 || op == 0x77) { // ModifyRequest, ExtendedRequest
 			p.held++
+			lose := p.loseAnswers
 			p.mu.Unlock()
+			if lose {
+				mute.Store(true)
+				if _, err := u.Write(msg); err != nil {
+					return
+				}
+			}
 			<-release
-			return // the write is dropped with its connection
+			return // the write (or its answer) is dropped with its connection
 		}
 		p.mu.Unlock()
 		if _, err := u.Write(msg); err != nil {
@@ -183,6 +208,52 @@ func TestDirectoryHangsMidWrite(t *testing.T) {
 	}
 	srv.Restart(t)
 	waitReady(t, e)
+}
+
+// TestDirectoryWriteAnswerLost: slapd applies the password write, and its
+// answer never reaches the gateway. The request ends with a generic 503;
+// the user submits again, and the gateway, seeing in the directory that
+// the password was set since it read it, answers already_completed and
+// writes nothing a second time. The flow then ends like a finished one.
+func TestDirectoryWriteAnswerLost(t *testing.T) {
+	srv := dirtest.StartOpenLDAP(t)
+	proxy := startLDAPProxy(t, strings.TrimPrefix(srv.URL, "ldap://"))
+	mail, sms := startMail(t)
+	e := startGateway(t, srv, mail, sms, params{DirURLs: []string{proxy.URL()}, DirPlaintext: true, DirTimeout: 2 * time.Second})
+	f := e.verifiedFlow("carol", "carol.home@example.net")
+
+	proxy.mu.Lock()
+	proxy.loseAnswers = true
+	proxy.mu.Unlock()
+	proxy.freeze(true)
+	r := e.complete(f, "Answer-Lost-Once-42")
+	if r.Status != 503 || r.errCode() != "unavailable" {
+		t.Fatalf("complete while the answer is lost: %d %s", r.Status, r.Body)
+	}
+	if proxy.heldWrites() != 1 {
+		t.Fatalf("%d writes held, want 1", proxy.heldWrites())
+	}
+	if err := srv.UserBind("carol", "Answer-Lost-Once-42"); err != nil {
+		t.Fatalf("the write did not land: %v", err)
+	}
+	proxy.freeze(false)
+
+	r = e.complete(f, "Answer-Lost-Once-42")
+	if r.Status != 409 || r.errCode() != "already_completed" {
+		t.Fatalf("submitted again: %d %s", r.Status, r.Body)
+	}
+	if n := len(pwdHistory(t, srv, "carol")); n != 1 {
+		t.Fatalf("pwdHistory has %d entries, want 1: the password was written again", n)
+	}
+	if err := srv.UserBind("carol", "Answer-Lost-Once-42"); err != nil {
+		t.Fatal(err)
+	}
+	if r = e.complete(f, "Answer-Lost-Once-42"); r.Status != 410 {
+		t.Fatalf("the flow outlived the reset: %d %s", r.Status, r.Body)
+	}
+	if n := countAudit(t, []*env{e}, `"reset.completed"`, `"already_written"`); n != 1 {
+		t.Fatalf("%d reset.completed already_written audit events, want 1", n)
+	}
 }
 
 func waitReady(t testing.TB, e *env) {

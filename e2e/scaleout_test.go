@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -207,4 +208,65 @@ func pwdHistory(t testing.TB, s *dirtest.Server, user string) []string {
 		t.Fatalf("reading pwdHistory: %v", err)
 	}
 	return res.Entries[0].GetAttributeValues("pwdHistory")
+}
+
+// TestInstanceKilledMidWrite: instance A is killed after slapd applied its
+// password write and before the answer reached it, so A never recorded
+// the reset. The user, sent to instance B, submits again: B sees in the
+// directory that the password was set since A read it, answers
+// already_completed, and writes nothing a second time.
+func TestInstanceKilledMidWrite(t *testing.T) {
+	srv := dirtest.StartOpenLDAP(t)
+	proxy := startLDAPProxy(t, strings.TrimPrefix(srv.URL, "ldap://"))
+	pg := pgtest.Start(t)
+	db := pg.NewDatabase(t)
+	mail, sms := startMail(t)
+	key := make([]byte, 48)
+	rand.Read(key)
+	p := params{Store: postgresStore(pg, db), SecretKey: key,
+		DirURLs: []string{proxy.URL()}, DirPlaintext: true, DirTimeout: 30 * time.Second}
+	a := startGateway(t, srv, mail, sms, p)
+	b := startGateway(t, srv, mail, sms, p)
+	f := a.verifiedFlow("carol", "carol.home@example.net")
+
+	proxy.mu.Lock()
+	proxy.loseAnswers = true
+	proxy.mu.Unlock()
+	proxy.freeze(true)
+	done := make(chan error, 1)
+	go func() {
+		// not a.complete: its connection is expected to end without an answer
+		body := strings.NewReader(`{"flow":"` + f.ID + `","password":"Killed-Mid-Write-42"}`)
+		res, err := httpClient.Post(a.target()+"/api/v1/reset/complete", "application/json", body)
+		if err == nil {
+			res.Body.Close()
+			err = fmt.Errorf("instance A answered %d before it was killed", res.StatusCode)
+		}
+		done <- err
+	}()
+	// the write has landed on slapd; its answer is held by the proxy
+	for deadline := time.Now().Add(20 * time.Second); srv.UserBind("carol", "Killed-Mid-Write-42") != nil; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the write never landed (%d held)", proxy.heldWrites())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	a.kill()
+	if err := <-done; err != nil && strings.Contains(err.Error(), "answered") {
+		t.Fatal(err)
+	}
+	proxy.freeze(false)
+
+	for i := 0; i < 2; i++ {
+		r := b.complete(f, "Killed-Mid-Write-42")
+		if r.Status != 409 || r.errCode() != "already_completed" {
+			t.Fatalf("submitted again on B (%d): %d %s", i, r.Status, r.Body)
+		}
+	}
+	if n := len(pwdHistory(t, srv, "carol")); n != 1 {
+		t.Fatalf("pwdHistory has %d entries, want 1: the password was written again", n)
+	}
+	if err := srv.UserBind("carol", "Killed-Mid-Write-42"); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -62,6 +62,10 @@ const (
 	CodeWeakAnswers        = "weak_answers"
 	CodeWrongAnswers       = "wrong_answers"
 	CodeMethodKindRequired = "method_kind_required"
+
+	// an earlier completion of the flow, whose answer was lost, had
+	// already set the password
+	CodeAlreadyCompleted = "already_completed"
 )
 
 var messages = map[string]string{
@@ -92,6 +96,7 @@ var messages = map[string]string{
 	CodeWeakAnswers:        "Some answers are too easy to guess:",
 	CodeWrongAnswers:       "The answers are not right. Check them and try again.",
 	CodeMethodKindRequired: "Your account must also verify a stronger method, such as an authenticator app. Choose one of those too.",
+	CodeAlreadyCompleted:   "Your password was already changed by your earlier attempt. Sign in with the password you chose then; if it does not work, start again.",
 }
 
 var statuses = map[string]int{
@@ -122,6 +127,7 @@ var statuses = map[string]int{
 	CodeWeakAnswers:        http.StatusUnprocessableEntity,
 	CodeWrongAnswers:       http.StatusUnprocessableEntity,
 	CodeMethodKindRequired: http.StatusConflict,
+	CodeAlreadyCompleted:   http.StatusConflict,
 }
 
 func messageFor(code string) string {

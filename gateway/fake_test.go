@@ -30,6 +30,9 @@ type fakeDir struct {
 	minLen   int
 	history  map[string][]string
 	unlocked int
+	// writeDown makes a write fail before it reaches the directory;
+	// replyLost applies it and then fails as if its answer never came
+	writeDown, replyLost bool
 }
 
 func newFakeDir() *fakeDir {
@@ -101,6 +104,9 @@ func (d *fakeDir) SetPassword(ctx context.Context, u *directory.User, pw string,
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	time.Sleep(5 * time.Millisecond) // widen race windows
+	if d.writeDown {
+		return &directory.Error{Op: "set", Kind: directory.ErrUnavailable}
+	}
 	if len(pw) < d.minLen {
 		return &directory.Error{Op: "set", Kind: directory.ErrPolicyRejected, Reason: directory.ReasonTooShort}
 	}
@@ -112,6 +118,16 @@ func (d *fakeDir) SetPassword(ctx context.Context, u *directory.User, pw string,
 	d.history[u.DN] = append(d.history[u.DN], d.pw[u.DN])
 	d.pw[u.DN] = pw
 	d.writes++
+	// the directory's own record of when the password was set, as
+	// pwdChangedTime and pwdLastSet are
+	for _, x := range d.users {
+		if x.DN == u.DN {
+			x.Status.PasswordChanged = time.Now()
+		}
+	}
+	if d.replyLost {
+		return &directory.Error{Op: "set", Kind: directory.ErrUnavailable}
+	}
 	return nil
 }
 

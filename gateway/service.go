@@ -214,8 +214,15 @@ func (s *Service) logAudit(ev store.AuditEvent) {
 // every session) of the account ended, and the audit event stored; in one
 // store transaction where the store can (store.PasswordWriteRecorder).
 func (s *Service) passwordWritten(ctx context.Context, m Meta, u *directory.User, resetKeys []string, sessions bool, typ string) {
+	s.passwordWrittenAs(ctx, m, u, resetKeys, sessions, typ, "success")
+}
+
+// passwordWrittenAs is passwordWritten with the audit event's outcome:
+// "already_written" when a completion finds that an earlier one, whose
+// outcome was unknown, had set the password.
+func (s *Service) passwordWrittenAs(ctx context.Context, m Meta, u *directory.User, resetKeys []string, sessions bool, typ, outcome string) {
 	ctx = context.WithoutCancel(ctx)
-	ev := s.auditEvent(m, typ, u.ID, "success", nil)
+	ev := s.auditEvent(m, typ, u.ID, outcome, nil)
 	if rec, ok := s.d.Store.(store.PasswordWriteRecorder); ok {
 		if err := rec.AfterPasswordWrite(ctx, u.ID, resetKeys, sessions, ev); err != nil {
 			s.log.Error("recording a password write failed", "request_id", m.RequestID, "event", typ, "error", err.Error())
@@ -1259,15 +1266,36 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 			return p
 		}
 	}
-	// Claim the flow: of concurrent completions exactly one proceeds to
-	// the directory write.
 	if f.Data == nil {
 		f.Data = map[string]string{}
 	}
-	if at, err := time.Parse(time.RFC3339Nano, f.Data["writing"]); err == nil && s.now().Sub(at) < time.Minute {
+	at, err := time.Parse(time.RFC3339Nano, f.Data["writing"])
+	writing := err == nil && s.now().Sub(at) < writeLease
+	// An earlier completion of this flow whose outcome is unknown (its
+	// directory write timed out, or its instance stopped between the write
+	// and recording it) may have set the password already. The directory
+	// says so: the time the password was last set has moved since that
+	// completion read it. Then the flow is done and nothing is written a
+	// second time.
+	if kind == store.FlowReset && passwordMoved(f, u) {
+		if !writing {
+			// the earlier completion will not finish its bookkeeping: do it
+			s.passwordWrittenAs(ctx, m, u, nil, true, kind+".completed", "already_written")
+			s.noticeUser(ctx, u, "password_reset", "", m)
+		}
+		return problem(CodeAlreadyCompleted, errors.New("an earlier completion set the password"))
+	}
+	// Claim the flow: of concurrent completions exactly one proceeds to
+	// the directory write.
+	if writing {
 		return problem(CodeFlowExpired, errors.New("flow is being completed"))
 	}
 	f.Data["writing"] = s.now().Format(time.RFC3339Nano)
+	// what the directory says of the password before the write, in the
+	// directory's own clock, kept with the claim (see passwordMoved)
+	if kind == store.FlowReset {
+		f.Data["pw_set_before"] = formatPasswordSet(u.Status.PasswordChanged)
+	}
 	if err := s.d.Store.UpdateFlow(ctx, f); err != nil {
 		if !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
 			return storeProblem(err)
@@ -1282,6 +1310,10 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 	}
 	if err != nil {
 		delete(f.Data, "writing")
+		if !writeOutcomeUnknown(err) {
+			// refused: nothing was written, no later check is needed
+			delete(f.Data, "pw_set_before")
+		}
 		if uerr := s.d.Store.UpdateFlow(context.WithoutCancel(ctx), f); uerr != nil {
 			s.log.Error("releasing a flow failed", "request_id", m.RequestID, "error", uerr.Error())
 		}
@@ -1296,6 +1328,39 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 	s.passwordWritten(ctx, m, u, nil, kind == store.FlowReset, kind+".completed")
 	s.noticeUser(ctx, u, event, "", m)
 	return nil
+}
+
+// writeLease is how long a completion's claim on its flow holds off
+// another completion: longer than any directory write may take.
+const writeLease = time.Minute
+
+// writeOutcomeUnknown reports whether a failed directory write may have
+// been applied all the same: the server or the path to it stopped
+// answering, or the request was cancelled, after the write may have left.
+func writeOutcomeUnknown(err error) bool {
+	return errors.Is(err, directory.ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// passwordMoved reports whether the password of u was set after an
+// earlier completion of f read its last-set time: "pw_set_before", kept
+// with the claim and still there when that completion's outcome is
+// unknown. Both times are the directory's (pwdChangedTime on OpenLDAP,
+// pwdLastSet on Active Directory), so the clocks of gateway and directory
+// never meet. A directory that keeps no such time (OpenLDAP without
+// ppolicy) cannot tell, and the flow writes again.
+func passwordMoved(f store.Flow, u *directory.User) bool {
+	before, ok := f.Data["pw_set_before"]
+	if !ok || u.Status.PasswordChanged.IsZero() {
+		return false
+	}
+	return formatPasswordSet(u.Status.PasswordChanged) != before
+}
+
+func formatPasswordSet(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
 }
 
 func dirReason(err error) string {

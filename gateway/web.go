@@ -542,6 +542,10 @@ func (s *Server) resetPassword(c echo.Context) error {
 		switch {
 		case p.Code == CodeFlowExpired:
 			return s.flowExpired(c, store.FlowReset)
+		case p.Code == CodeAlreadyCompleted:
+			// an earlier submission, whose answer was lost, set the password
+			c.SetCookie(s.cookie(s.cookieFlow, "", -1))
+			return s.render(c, p.Status, "flow_start", flowTitle(store.FlowReset), struct{ Kind string }{store.FlowReset}, p)
 		case p.Code == CodeNotVerified, p.Code == CodeMethodKindRequired:
 			return s.redirect(c, "/reset/methods")
 		case p.Status >= 500 && p.Code != CodeUnavailable:

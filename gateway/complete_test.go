@@ -1,0 +1,231 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/latchkeyhq/latchkey/directory"
+
+	"github.com/latchkeyhq/latchkey/store"
+)
+
+// Completions whose outcome is unknown: a password write whose answer was
+// lost, or an instance that stopped between the write and recording it.
+// The next completion asks the directory when the password was last set,
+// and never writes it a second time.
+
+// verifiedReset enrols carol's email and returns a reset flow proven with it.
+func (tb *testbed) verifiedReset(t *testing.T) (store.Session, FlowView) {
+	t.Helper()
+	ctx := context.Background()
+	sess, mid := tb.enroll(t, "carol", "carol@home.example")
+	f, err := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.lastCode(t, "carol@home.example"), Meta{})
+	if err != nil || v.Remaining != 0 {
+		t.Fatalf("verify: %+v %v", v, err)
+	}
+	return sess, v
+}
+
+func (tb *testbed) writes() int {
+	tb.dir.mu.Lock()
+	defer tb.dir.mu.Unlock()
+	return tb.dir.writes
+}
+
+func (tb *testbed) auditOutcomes(t *testing.T, typ string) []string {
+	t.Helper()
+	evs, err := tb.st.ListAudit(context.Background(), storeQuery(typ))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range evs {
+		out = append(out, e.Outcome)
+	}
+	return out
+}
+
+// noticesTo waits for n messages to addr (codes and notices alike).
+func (tb *testbed) waitMessages(t *testing.T, addr string, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); tb.messagesTo(addr) < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages to %s, want %d", tb.messagesTo(addr), addr, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestLostWriteAnswerIsNotWrittenAgain(t *testing.T) {
+	tb := newTestbed(t, nil)
+	ctx := context.Background()
+	sess, f := tb.verifiedReset(t)
+	sent := tb.messagesTo("carol@home.example")
+
+	tb.dir.replyLost = true
+	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "Lost-Answer-42", Meta{}), CodeUnavailable)
+	if tb.writes() != 1 || tb.dir.password("carol") != "Lost-Answer-42" {
+		t.Fatalf("the write did not land: %d writes", tb.writes())
+	}
+	tb.dir.replyLost = false
+
+	// the user submits again: the directory says the password moved since
+	// the first completion read it, so nothing is written twice
+	err := tb.svc.CompleteFlow(ctx, "reset", f.ID, "Lost-Answer-42", Meta{})
+	wantCode(t, err, CodeAlreadyCompleted)
+	if asProblem(err).Status != 409 {
+		t.Fatalf("status %d", asProblem(err).Status)
+	}
+	if tb.writes() != 1 {
+		t.Fatalf("%d directory writes, want 1", tb.writes())
+	}
+	// the bookkeeping the first completion never did: flow and session
+	// ended, the reset audited, the user told
+	_, err = tb.svc.Flow(ctx, "reset", f.ID)
+	wantCode(t, err, CodeFlowExpired)
+	_, err = tb.svc.Session(ctx, sess.ID)
+	wantCode(t, err, CodeSessionExpired)
+	if got := tb.auditOutcomes(t, "reset.completed"); len(got) != 2 || !slices.Contains(got, "already_written") || !slices.Contains(got, "refused") {
+		t.Fatalf("reset.completed outcomes %v, want one refused and one already_written", got)
+	}
+	tb.waitMessages(t, "carol@home.example", sent+1)
+}
+
+func TestUnsentWriteIsWrittenOnRetry(t *testing.T) {
+	tb := newTestbed(t, nil)
+	ctx := context.Background()
+	_, f := tb.verifiedReset(t)
+
+	tb.dir.writeDown = true
+	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "Never-Sent-42", Meta{}), CodeUnavailable)
+	if tb.writes() != 0 {
+		t.Fatalf("%d writes while the directory was down", tb.writes())
+	}
+	tb.dir.writeDown = false
+	if err := tb.svc.CompleteFlow(ctx, "reset", f.ID, "Never-Sent-42", Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if tb.writes() != 1 || tb.dir.password("carol") != "Never-Sent-42" {
+		t.Fatalf("%d writes, password %q", tb.writes(), tb.dir.password("carol"))
+	}
+}
+
+// An instance that stopped after the write, before recording it, left its
+// claim on the flow. While the claim holds, another completion answers
+// already_completed and leaves the bookkeeping to the claim's owner; once
+// it has lapsed, a completion does the bookkeeping.
+func TestStoppedAfterWriteIsNotWrittenAgain(t *testing.T) {
+	tb := newTestbed(t, nil)
+	clk := &testClock{t: time.Now().UTC()}
+	tb.svc.d.Now = clk.now
+	ctx := context.Background()
+	sess, fv := tb.verifiedReset(t)
+
+	// what a completion stores before its write, then the write itself;
+	// then the instance is gone
+	f, err := tb.st.GetFlow(ctx, fv.ID, clk.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := tb.dir.Lookup(ctx, "carol")
+	f.Data["writing"] = clk.now().Format(time.RFC3339Nano)
+	f.Data["pw_set_before"] = formatPasswordSet(u.Status.PasswordChanged)
+	if err := tb.st.UpdateFlow(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.dir.SetPassword(ctx, u, "Crashed-After-42", directory.SetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	clk.add(10 * time.Second)
+	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", fv.ID, "Crashed-After-42", Meta{}), CodeAlreadyCompleted)
+	if _, err := tb.svc.Flow(ctx, "reset", fv.ID); err != nil {
+		t.Fatalf("the flow went while another completion's claim held: %v", err)
+	}
+	clk.add(writeLease)
+	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", fv.ID, "Another-Pass-42", Meta{}), CodeAlreadyCompleted)
+	if tb.writes() != 1 || tb.dir.password("carol") != "Crashed-After-42" {
+		t.Fatalf("%d writes, password %q", tb.writes(), tb.dir.password("carol"))
+	}
+	_, err = tb.svc.Flow(ctx, "reset", fv.ID)
+	wantCode(t, err, CodeFlowExpired)
+	_, err = tb.svc.Session(ctx, sess.ID)
+	wantCode(t, err, CodeSessionExpired)
+	if got := tb.auditOutcomes(t, "reset.completed"); len(got) != 1 || got[0] != "already_written" {
+		t.Fatalf("reset.completed outcomes %v", got)
+	}
+}
+
+// A claim that lapsed after a write that never happened does not stop the
+// flow: the password has not moved, so the next completion writes.
+func TestStoppedBeforeWriteWritesOnRetry(t *testing.T) {
+	tb := newTestbed(t, nil)
+	clk := &testClock{t: time.Now().UTC()}
+	tb.svc.d.Now = clk.now
+	ctx := context.Background()
+	_, fv := tb.verifiedReset(t)
+	f, err := tb.st.GetFlow(ctx, fv.ID, clk.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := tb.dir.Lookup(ctx, "carol")
+	f.Data["writing"] = clk.now().Format(time.RFC3339Nano)
+	f.Data["pw_set_before"] = formatPasswordSet(u.Status.PasswordChanged)
+	if err := tb.st.UpdateFlow(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", fv.ID, "Retried-Pass-42", Meta{}), CodeFlowExpired)
+	clk.add(writeLease)
+	if err := tb.svc.CompleteFlow(ctx, "reset", fv.ID, "Retried-Pass-42", Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if tb.writes() != 1 || tb.dir.password("carol") != "Retried-Pass-42" {
+		t.Fatalf("%d writes, password %q", tb.writes(), tb.dir.password("carol"))
+	}
+}
+
+// The reset page, submitted again after its answer was lost, says the
+// password is already changed and ends the flow's cookie.
+func TestAlreadyCompletedPage(t *testing.T) {
+	tb := newTestbed(t, nil)
+	tb.enroll(t, "carol", "carol@home.example")
+	b := newClient(t, tb)
+	b.post("/reset", "/reset", url.Values{"username": {"carol"}}, nil)
+	mid := regexp.MustCompile(`name="method" value="([0-9a-f]{22})"`).FindStringSubmatch(b.get("/reset/methods").Body.String())[1]
+	codePage := b.post("/reset/methods", "/reset/send", url.Values{"method": {mid}}, nil).Header().Get("Location")
+	code := tb.lastCode(t, "carol@home.example")
+	if w := b.post(codePage, "/reset/verify", url.Values{"method": {mid}, "code": {code}}, nil); w.Header().Get("Location") != "/reset/password" {
+		t.Fatalf("verify: %d %s", w.Code, w.Body)
+	}
+	form := url.Values{"password": {"Page-Lost-Answer-7"}, "confirm": {"Page-Lost-Answer-7"}}
+	tb.dir.replyLost = true
+	if w := b.post("/reset/password", "/reset/password", form, nil); w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("lost answer: %d %s", w.Code, w.Body)
+	}
+	tb.dir.replyLost = false
+	w := b.post("/reset/password", "/reset/password", form, nil)
+	if w.Code != http.StatusConflict || !strings.Contains(w.Body.String(), "already changed by your earlier attempt") {
+		t.Fatalf("second submission: %d %s", w.Code, w.Body)
+	}
+	for name := range b.cookies {
+		if strings.Contains(name, "flow") {
+			t.Fatalf("flow cookie %s kept", name)
+		}
+	}
+	if tb.writes() != 1 {
+		t.Fatalf("%d writes", tb.writes())
+	}
+}
