@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -284,13 +285,15 @@ func demoAPIJourney(t *testing.T, d *demoRun) {
 	}
 	e.must(202, e.api("POST", "/api/v1/reset/send", "", map[string]string{"flow": f.ID, "method": mid}), "send")
 	e.must(200, e.verify(&f, mid, d.code(t, addr)), "verify")
-	// the demo directory's own policy refuses: too short, then the password in use
-	r = e.complete(f, "Short1!")
-	if r.Status != 422 || r.errCode() != "password_rejected" {
-		t.Fatalf("a 7-character password: %d %s", r.Status, r.Body)
+	// the demo directory's own policy refuses passwords that pass the
+	// gateway's rules (8 characters, no name of the user): too short for
+	// the directory (10), then the password in use (history)
+	r = e.complete(f, "Tulip-42!")
+	if r.Status != 422 || r.errCode() != "password_rejected" || !reflect.DeepEqual(violations(r), []string{"directory_too_short"}) {
+		t.Fatalf("a 9-character password: %d %s", r.Status, r.Body)
 	}
 	r = e.complete(f, seeded)
-	if r.Status != 422 || r.errCode() != "password_rejected" {
+	if r.Status != 422 || r.errCode() != "password_rejected" || !reflect.DeepEqual(violations(r), []string{"directory_in_history"}) {
 		t.Fatalf("the current password again (history): %d %s", r.Status, r.Body)
 	}
 	const reset = "Copper-Meadow-Violet-41"
@@ -321,10 +324,13 @@ func demoAPIJourney(t *testing.T, d *demoRun) {
 		t.Fatalf("after unlock: %v", err)
 	}
 
-	// change, as the user: history applies
-	r = e.api("POST", "/api/v1/change", "", map[string]string{"username": user, "old_password": reset, "new_password": reset})
-	if r.Status != 422 {
-		t.Fatalf("a change to the same password: %d %s", r.Status, r.Body)
+	// change, as the user: the directory's history applies, to the
+	// password in use and to the one before it
+	for _, again := range []string{reset, seeded} {
+		r = e.api("POST", "/api/v1/change", "", map[string]string{"username": user, "old_password": reset, "new_password": again})
+		if r.Status != 422 || r.errCode() != "password_rejected" || !reflect.DeepEqual(violations(r), []string{"directory_in_history"}) {
+			t.Fatalf("a change to a password in history: %d %s", r.Status, r.Body)
+		}
 	}
 	const changed = "Silver-Canyon-Maple-73"
 	e.must(200, e.api("POST", "/api/v1/change", "", map[string]string{"username": user, "old_password": reset, "new_password": changed}), "change")
