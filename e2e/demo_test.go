@@ -438,5 +438,33 @@ func demoBrowserJourney(t *testing.T, d *demoRun) {
 	if err := d.bind(user, newPass); err != nil {
 		t.Fatalf("after unlock: %v", err)
 	}
+
+	// change on /change: the directory refuses the seeded password (its
+	// history), then takes a new one
+	const changed = "Willow-Compass-Tide-58"
+	b.open("/change", 200)
+	b.check("demo: change")
+	b.typeInto("username", user)
+	b.typeInto("old", newPass)
+	b.typeInto("new", seeded)
+	b.typeInto("confirm", seeded)
+	b.click(`form[action="/change"] button[type=submit]`, 422, "/change")
+	b.mustError("You have used this password before.")
+	b.check("demo: change refused by the directory")
+	if err := d.bind(user, newPass); err != nil {
+		t.Fatalf("a refused change changed the password: %v", err)
+	}
+	b.typeInto("old", newPass) // the username is kept, the passwords are not
+	b.typeInto("new", changed)
+	b.typeInto("confirm", changed)
+	b.click(`form[action="/change"] button[type=submit]`, 200, "/change")
+	b.mustSee("Your password has been changed.")
+	b.check("demo: change done")
+	if err := d.bind(user, changed); err != nil {
+		t.Fatalf("the changed password does not bind: %v", err)
+	}
+	if err := d.bind(user, newPass); err == nil {
+		t.Fatal("the password before the change still binds")
+	}
 	t.Logf("demo in the browser: %d pages checked", b.pages)
 }
