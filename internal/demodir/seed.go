@@ -11,6 +11,7 @@ import (
 // types the seeded password again at a reset would be refused by the
 // gateway and never see the directory's history refusal.
 func demoUsers() []User {
+	// #nosec G101 -- the demo's throwaway accounts, printed by `latchkey demo` on purpose
 	return []User{
 		{Username: "alice", Password: "Apple-Demo-1!", DisplayName: "Alice Adams", Groups: []string{"staff"},
 			Note: "eligible: member of staff"},
