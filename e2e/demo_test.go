@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -284,13 +285,15 @@ func demoAPIJourney(t *testing.T, d *demoRun) {
 	}
 	e.must(202, e.api("POST", "/api/v1/reset/send", "", map[string]string{"flow": f.ID, "method": mid}), "send")
 	e.must(200, e.verify(&f, mid, d.code(t, addr)), "verify")
-	// the demo directory's own policy refuses: too short, then the password in use
-	r = e.complete(f, "Short1!")
-	if r.Status != 422 || r.errCode() != "password_rejected" {
-		t.Fatalf("a 7-character password: %d %s", r.Status, r.Body)
+	// the demo directory's own policy refuses passwords that pass the
+	// gateway's rules (8 characters, no name of the user): too short for
+	// the directory (10), then the password in use (history)
+	r = e.complete(f, "Tulip-42!")
+	if r.Status != 422 || r.errCode() != "password_rejected" || !reflect.DeepEqual(violations(r), []string{"directory_too_short"}) {
+		t.Fatalf("a 9-character password: %d %s", r.Status, r.Body)
 	}
 	r = e.complete(f, seeded)
-	if r.Status != 422 || r.errCode() != "password_rejected" {
+	if r.Status != 422 || r.errCode() != "password_rejected" || !reflect.DeepEqual(violations(r), []string{"directory_in_history"}) {
 		t.Fatalf("the current password again (history): %d %s", r.Status, r.Body)
 	}
 	const reset = "Copper-Meadow-Violet-41"
@@ -321,10 +324,13 @@ func demoAPIJourney(t *testing.T, d *demoRun) {
 		t.Fatalf("after unlock: %v", err)
 	}
 
-	// change, as the user: history applies
-	r = e.api("POST", "/api/v1/change", "", map[string]string{"username": user, "old_password": reset, "new_password": reset})
-	if r.Status != 422 {
-		t.Fatalf("a change to the same password: %d %s", r.Status, r.Body)
+	// change, as the user: the directory's history applies, to the
+	// password in use and to the one before it
+	for _, again := range []string{reset, seeded} {
+		r = e.api("POST", "/api/v1/change", "", map[string]string{"username": user, "old_password": reset, "new_password": again})
+		if r.Status != 422 || r.errCode() != "password_rejected" || !reflect.DeepEqual(violations(r), []string{"directory_in_history"}) {
+			t.Fatalf("a change to a password in history: %d %s", r.Status, r.Body)
+		}
 	}
 	const changed = "Silver-Canyon-Maple-73"
 	e.must(200, e.api("POST", "/api/v1/change", "", map[string]string{"username": user, "old_password": reset, "new_password": changed}), "change")
@@ -431,6 +437,34 @@ func demoBrowserJourney(t *testing.T, d *demoRun) {
 	b.click(`form[action="/unlock/complete"] button[type=submit]`, 200, "/unlock/done")
 	if err := d.bind(user, newPass); err != nil {
 		t.Fatalf("after unlock: %v", err)
+	}
+
+	// change on /change: the directory refuses the seeded password (its
+	// history), then takes a new one
+	const changed = "Willow-Compass-Tide-58"
+	b.open("/change", 200)
+	b.check("demo: change")
+	b.typeInto("username", user)
+	b.typeInto("old", newPass)
+	b.typeInto("new", seeded)
+	b.typeInto("confirm", seeded)
+	b.click(`form[action="/change"] button[type=submit]`, 422, "/change")
+	b.mustError("You have used this password before.")
+	b.check("demo: change refused by the directory")
+	if err := d.bind(user, newPass); err != nil {
+		t.Fatalf("a refused change changed the password: %v", err)
+	}
+	b.typeInto("old", newPass) // the username is kept, the passwords are not
+	b.typeInto("new", changed)
+	b.typeInto("confirm", changed)
+	b.click(`form[action="/change"] button[type=submit]`, 200, "/change")
+	b.mustSee("Your password has been changed.")
+	b.check("demo: change done")
+	if err := d.bind(user, changed); err != nil {
+		t.Fatalf("the changed password does not bind: %v", err)
+	}
+	if err := d.bind(user, newPass); err == nil {
+		t.Fatal("the password before the change still binds")
 	}
 	t.Logf("demo in the browser: %d pages checked", b.pages)
 }

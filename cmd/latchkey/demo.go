@@ -154,6 +154,17 @@ func writeDemoConfig(work string, dir *demodir.Server, listen, publicURL string,
 		// a method registered a minute ago may reset in the demo; the
 		// production default waits a day (policy.cooling_off)
 		"  cooling_off: 0s",
+		// The gateway's own rules are checked before the directory's
+		// policy. Here its minimum is NIST's floor (8, the lowest the
+		// validation allows), below the demo directory's pwdMinLength
+		// (10): a password of 8 or 9 characters passes the gateway and the
+		// visitor sees the directory's own refusal (directory_too_short),
+		// as for a reused password. The other rules (maximum length, no
+		// name of the user, no control characters) keep their defaults.
+		// This is for the demo only, on loopback with throwaway accounts;
+		// the default for `latchkey serve` stays 12.
+		"  password:",
+		"    min_length: 8",
 		"email:",
 		"  enabled: true",
 		"sms:",

@@ -6,23 +6,28 @@ import (
 )
 
 // demoUsers are the people of the demo, in the order the demo lists them.
+// No password contains its user's name: the gateway's own rules refuse a
+// password that does (contains_username, contains_name), so a visitor who
+// types the seeded password again at a reset would be refused by the
+// gateway and never see the directory's history refusal.
 func demoUsers() []User {
+	// #nosec G101 -- the demo's throwaway accounts, printed by `latchkey demo` on purpose
 	return []User{
-		{Username: "alice", Password: "Alice-Demo-1!", DisplayName: "Alice Adams", Groups: []string{"staff"},
+		{Username: "alice", Password: "Apple-Demo-1!", DisplayName: "Alice Adams", Groups: []string{"staff"},
 			Note: "eligible: member of staff"},
-		{Username: "carol", Password: "Carol-Demo-1!", DisplayName: "Carol Chen", Groups: []string{"engineering"},
+		{Username: "carol", Password: "Cedar-Demo-1!", DisplayName: "Carol Chen", Groups: []string{"engineering"},
 			Note: "eligible through a nested group (engineering is in staff)"},
-		{Username: "dave", Password: "Dave-Demo-1!", DisplayName: "Dave Diaz", Groups: []string{"it-staff"},
+		{Username: "dave", Password: "Delta-Demo-1!", DisplayName: "Dave Diaz", Groups: []string{"it-staff"},
 			Note: "two methods required (IT staff tier; it-staff is in staff)"},
-		{Username: "erin", Password: "Erin-Demo-1!", DisplayName: "Erin Evans",
+		{Username: "erin", Password: "Ember-Demo-1!", DisplayName: "Erin Evans",
 			Note: "not in an eligible group"},
-		{Username: "root", Password: "Root-Demo-1!", DisplayName: "Rita Root", Groups: []string{"staff", "domain-admins"},
+		{Username: "root", Password: "Rocky-Demo-1!", DisplayName: "Rita Root", Groups: []string{"staff", "domain-admins"},
 			Note: "privileged: excluded (domain-admins)"},
 	}
 }
 
 // demoLDIF is the demo seed: the tree, the default password policy (min
-// length 8, history 5, lockout after 5 wrong passwords for 5 minutes,
+// length 10, history 5, lockout after 5 wrong passwords for 5 minutes,
 // failures counted over 5 minutes), the service account (never locked
 // out), the people and the groups.
 func demoLDIF(servicePassword string, users []User) string {
@@ -55,7 +60,7 @@ objectClass: pwdPolicy
 cn: default
 pwdAttribute: userPassword
 pwdCheckQuality: 2
-pwdMinLength: 8
+pwdMinLength: 10
 pwdInHistory: 5
 pwdLockout: TRUE
 pwdMaxFailure: 5
