@@ -31,6 +31,7 @@ type ldapProxy struct {
 	mu          sync.Mutex
 	frozen      bool
 	loseAnswers bool
+	deliverLate bool // a frozen write is held, then forwarded on unfreeze
 	release     chan struct{}
 	held        int
 }
@@ -101,7 +102,7 @@ func (p *ldapProxy) serve(c net.Conn) {
 		frozen, release := p.frozen, p.release
 		if frozen && (op == 0x66 || op == 0x77) { // ModifyRequest, ExtendedRequest
 			p.held++
-			lose := p.loseAnswers
+			lose, late := p.loseAnswers, p.deliverLate
 			p.mu.Unlock()
 			if lose {
 				mute.Store(true)
@@ -110,7 +111,10 @@ func (p *ldapProxy) serve(c net.Conn) {
 				}
 			}
 			<-release
-			return // the write (or its answer) is dropped with its connection
+			if !late {
+				return // the write (or its answer) is dropped with its connection
+			}
+			p.mu.Lock()
 		}
 		p.mu.Unlock()
 		if _, err := u.Write(msg); err != nil {

@@ -3,7 +3,9 @@ package e2e
 import (
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,5 +61,69 @@ func TestShutdownDrainsReadinessFirst(t *testing.T) {
 	}
 	if code, _ := get("/healthz"); code != 0 {
 		t.Fatalf("still answering after the stop: %d", code)
+	}
+}
+
+// A request in flight when SIGTERM arrives finishes: a password write held
+// by the directory path until the listener has closed (shutdown_delay
+// over, the server shutting down) still completes, its answer reaches the
+// client, and the process then exits 0.
+func TestShutdownFinishesRequestsInFlight(t *testing.T) {
+	srv := dirtest.StartOpenLDAP(t)
+	proxy := startLDAPProxy(t, strings.TrimPrefix(srv.URL, "ldap://"))
+	mail, sms := startMail(t)
+	e := startGateway(t, srv, mail, sms, params{Server: "  shutdown_delay: 1s\n",
+		DirURLs: []string{proxy.URL()}, DirPlaintext: true, DirTimeout: 30 * time.Second})
+	f := e.verifiedFlow("carol", "carol.home@example.net")
+
+	proxy.mu.Lock()
+	proxy.deliverLate = true
+	proxy.mu.Unlock()
+	proxy.freeze(true)
+	answer := make(chan string, 1)
+	go func() {
+		body := strings.NewReader(`{"flow":"` + f.ID + `","password":"In-Flight-At-Stop-42"}`)
+		res, err := httpClient.Post(e.target()+"/api/v1/reset/complete", "application/json", body)
+		if err != nil {
+			answer <- err.Error()
+			return
+		}
+		defer res.Body.Close()
+		answer <- res.Status
+	}()
+	for deadline := time.Now().Add(20 * time.Second); proxy.heldWrites() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the write never reached the directory path")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stopped := make(chan int, 1)
+	go func() { stopped <- e.stop() }()
+	// wait until the listener is closed: no new connection is accepted
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		c, err := net.DialTimeout("tcp", strings.TrimPrefix(e.base, "http://"), time.Second)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the listener stayed open after SIGTERM")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	select {
+	case rc := <-stopped:
+		t.Fatalf("exited (%d) with a request in flight", rc)
+	default:
+	}
+	proxy.freeze(false)
+	if a := <-answer; a != "200 OK" {
+		t.Fatalf("the request in flight got %s", a)
+	}
+	if rc := <-stopped; rc != 0 {
+		t.Fatalf("exit code %d", rc)
+	}
+	if err := srv.UserBind("carol", "In-Flight-At-Stop-42"); err != nil {
+		t.Fatal(err)
 	}
 }
