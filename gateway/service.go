@@ -869,17 +869,21 @@ func toJSON(o []Offered) []offeredJSON {
 	return out
 }
 
-// flowView is what a flow shows. Until a method is proven it shows the
-// policy's base number of methods required, whatever the account's tier:
-// a stricter tier (administrators, IT staff) would otherwise tell anyone
-// who types a name that the account exists and what it is. The true number
-// shows from the first proof on (as remaining methods).
+// flowView is what a flow shows: its methods in kindOrder, whoever asks.
+// Until a method is proven it shows the policy's base number of methods
+// required, whatever the account's tier: a stricter tier (administrators,
+// IT staff) would otherwise tell anyone who types a name that the account
+// exists and what it is. The true number shows from the first proof on (as
+// remaining methods).
 func (s *Service) flowView(f store.Flow, offered []Offered) FlowView {
 	required := f.Required
 	if len(f.Verified) == 0 {
 		required = s.baseRequired()
 	}
-	v := FlowView{ID: f.ID, Kind: f.Kind, Required: required, Methods: offered, Verified: append([]string{}, f.Verified...)}
+	// one order for every list, real or fake: see kindOrder
+	methods := slices.Clone(offered)
+	sortKinds(methods, func(o Offered) string { return o.Type })
+	v := FlowView{ID: f.ID, Kind: f.Kind, Required: required, Methods: methods, Verified: append([]string{}, f.Verified...)}
 	v.Remaining = max(required-len(f.Verified), 0)
 	if len(f.Verified) > 0 {
 		v.Remaining = max(f.Required-len(f.Verified), kindsRemaining(f, offered))

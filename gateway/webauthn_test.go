@@ -3,8 +3,10 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -513,6 +515,19 @@ func TestPasskeyDecoys(t *testing.T) {
 	}
 	if raw, _ := b64.DecodeString(first); len(raw) < 16 {
 		t.Fatalf("fake credential id %q", first)
+	}
+	// pattern weights over {email, sms, webauthn}: 5 of the 12 weight
+	// units hold a passkey (2 alone, 3 in pairs) -> about 42 %
+	const names = 300
+	withKey := 0
+	for i := range names {
+		set := fakeSet(t, tb, fmt.Sprintf("nobody-%d", i))
+		if slices.ContainsFunc(set, func(m Offered) bool { return m.Type == MethodWebAuthn }) {
+			withKey++
+		}
+	}
+	if withKey < names/4 || withKey > names*6/10 {
+		t.Fatalf("%d of %d fake sets hold a passkey", withKey, names)
 	}
 }
 
