@@ -359,21 +359,47 @@ func TestPasskeyAssertionRefusals(t *testing.T) {
 }
 
 // TestPasskeyBudget: wrong assertions spend the account's budget of wrong
-// codes; over it, even the right passkey is refused.
+// codes; over it, even the right passkey is refused, in a real flow of the
+// account (one flow for every try: the start budget is not what refuses).
 func TestPasskeyBudget(t *testing.T) {
 	tb := passkeyBed(t)
 	ctx := context.Background()
 	key := newSoftKey(t)
 	tb.addPasskey(t, "carol", key)
-	for i := 0; i < tb.svc.o.Limits.CodeFailuresPerAccount; i++ {
-		f, id := tb.passkeyFlow(t, "carol")
-		tb.assertionOptions(t, f.ID, id)
-		_, _ = tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, []byte(`{}`), Meta{})
-	}
 	f, id := tb.passkeyFlow(t, "carol")
+	if raw, err := tb.st.GetFlow(ctx, f.ID, time.Now()); err != nil || raw.AccountID != "id-carol" {
+		t.Fatalf("carol's flow is not real: %+v %v", raw, err)
+	}
+	// registering the passkey spent one try of the same budget
+	limit, window := tb.svc.o.Limits.CodeFailuresPerAccount, tb.svc.o.Limits.Window
+	spent, _ := tb.st.Count(ctx, "codefail:acct:id-carol", window, time.Now())
+	for i := spent; i < limit; i++ {
+		tb.assertionOptions(t, f.ID, id)
+		_, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, []byte(`{}`), Meta{})
+		wantProblem(t, err, CodePasskeyFailed, "a wrong assertion")
+	}
+	if evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "blocked"}); len(evs) != 0 {
+		t.Fatalf("blocked within the budget: %+v", evs)
+	}
+	if n, _ := tb.st.Count(ctx, "codefail:acct:id-carol", window, time.Now()); n != limit {
+		t.Fatalf("the budget counted %d tries, want %d", n, limit)
+	}
 	opts := tb.assertionOptions(t, f.ID, id)
 	_, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, key.get(opts), Meta{})
 	wantProblem(t, err, CodePasskeyFailed, "the right passkey over budget")
+	evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "blocked"})
+	if len(evs) != 1 || evs[0].Outcome != "code_budget" || evs[0].AccountID != "id-carol" {
+		t.Fatalf("blocked events %+v, want one code_budget for carol", evs)
+	}
+	if evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "reset.gate", AccountID: "id-carol"}); len(evs) != limit-spent {
+		t.Fatalf("%d gate events, want one per wrong try (%d)", len(evs), limit-spent)
+	}
+	// a fresh budget (another window) lets the same passkey through
+	tb.svc.d.Now = func() time.Time { return time.Now().Add(window + time.Minute) }
+	f, id = tb.passkeyFlow(t, "carol")
+	if _, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, key.get(tb.assertionOptions(t, f.ID, id)), Meta{}); err != nil {
+		t.Fatalf("the right passkey within a fresh budget: %v", err)
+	}
 }
 
 // TestPasskeyCoolingOff: a passkey added moments ago cannot alone
