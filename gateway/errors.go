@@ -62,6 +62,8 @@ const (
 	CodeWeakAnswers        = "weak_answers"
 	CodeWrongAnswers       = "wrong_answers"
 	CodeMethodKindRequired = "method_kind_required"
+	// a passkey's registration or assertion did not verify
+	CodePasskeyFailed = "passkey_failed"
 )
 
 var messages = map[string]string{
@@ -92,6 +94,7 @@ var messages = map[string]string{
 	CodeWeakAnswers:        "Some answers are too easy to guess:",
 	CodeWrongAnswers:       "The answers are not right. Check them and try again.",
 	CodeMethodKindRequired: "Your account must also verify a stronger method, such as an authenticator app. Choose one of those too.",
+	CodePasskeyFailed:      "The passkey could not be verified. Try again, or choose another method.",
 }
 
 var statuses = map[string]int{
@@ -122,6 +125,7 @@ var statuses = map[string]int{
 	CodeWeakAnswers:        http.StatusUnprocessableEntity,
 	CodeWrongAnswers:       http.StatusUnprocessableEntity,
 	CodeMethodKindRequired: http.StatusConflict,
+	CodePasskeyFailed:      http.StatusUnprocessableEntity,
 }
 
 func messageFor(code string) string {
