@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -652,6 +654,29 @@ func TestPasskeyPagesCSP(t *testing.T) {
 	for _, p := range []string{"/", "/reset", "/register", "/change"} {
 		if csp := c.get(p).Header().Get("Content-Security-Policy"); csp != cspPages {
 			t.Fatalf("%s: CSP %q", p, csp)
+		}
+	}
+	// the reset and unlock pages that use a passkey: the same CSP and the
+	// one script, also when shown again after a refused assertion; the
+	// methods page before them runs none
+	tb.addPasskey(t, "carol", newSoftKey(t))
+	for _, kind := range []string{"reset", "unlock"} {
+		b := newClient(t, tb)
+		b.post("/"+kind, "/"+kind, url.Values{"username": {"carol"}}, nil)
+		mp := b.get("/" + kind + "/methods")
+		id := regexp.MustCompile(`name="method" value="([0-9a-f]+)">\s*<button type="submit">Use passkey`).FindStringSubmatch(mp.Body.String())
+		if id == nil || mp.Header().Get("Content-Security-Policy") != cspPages {
+			t.Fatalf("%s methods page: CSP %q\n%s", kind, mp.Header().Get("Content-Security-Policy"), mp.Body)
+		}
+		for _, w := range []*httptest.ResponseRecorder{
+			b.post("/"+kind+"/methods", "/"+kind+"/send", url.Values{"method": {id[1]}}, nil),
+			b.post("/"+kind+"/methods", "/"+kind+"/passkey", url.Values{"method": {id[1]}, "credential": {`{}`}}, nil),
+		} {
+			body := w.Body.String()
+			if csp := w.Header().Get("Content-Security-Policy"); csp != cspPasskey || strings.Count(body, "<script") != 1 ||
+				!strings.Contains(body, `<script src="/static/webauthn.js" defer></script>`) || !strings.Contains(body, `data-mode="get"`) {
+				t.Fatalf("%s passkey page: %d CSP %q\n%s", kind, w.Code, csp, body)
+			}
 		}
 	}
 }
