@@ -420,7 +420,7 @@ func (c *Config) validatePolicy(ch *checker) {
 		methods = append(methods, m)
 	}
 	if len(methods) > 0 && !slices.ContainsFunc(methods, func(m string) bool { return m != policy.MethodQuestions }) {
-		ch.add("policy.methods", "security questions can never be the only method: add email, sms or totp")
+		ch.add("policy.methods", "security questions can never be the only method: add email, sms, totp or webauthn")
 	}
 	baseOK := p.MethodsRequired >= 1 && p.MethodsRequired <= 2
 	if !baseOK {
