@@ -66,6 +66,7 @@ const (
 	CodePasskeyFailed = "passkey_failed"
 )
 
+// #nosec G101 -- fixed messages for users ("passkey" is not a credential)
 var messages = map[string]string{
 	CodeInvalidRequest:   "The request was not valid.",
 	CodeSignInFailed:     "The username or password is incorrect, or this account cannot sign in here.",
