@@ -41,10 +41,11 @@ import (
 // At reset, questions are never sufficient alone, never count for a tier's
 // require_one_of and, in a tier with require_one_of, do not count toward
 // its number of methods either (policy.Decision.Remaining, Counted,
-// MissingKinds): elsewhere they only ever act as an additional factor. They are shown and answered only
-// once another method is proven in the flow (OWASP: questions are shown
-// only after the user proved ownership of a channel), so nobody learns an
-// account's questions, nor spends its argon2 time, from a username alone.
+// MissingKinds): elsewhere they only ever act as an additional factor.
+// They are shown and answered only once another method is proven in the
+// flow (OWASP: questions are shown only after the user proved ownership of
+// a channel), so nobody learns an account's questions, nor spends its
+// argon2 time, from a username alone.
 // Which Ask of the registered questions are asked is chosen when the flow
 // starts and kept in the flow; the choice is a keyed hash of the account,
 // the method and the number of correct answers so far, so that it changes

@@ -32,8 +32,8 @@ func strongKinds(in []string) []string {
 
 // satisfiable reports whether the methods available can meet every
 // required kind, include something other than security questions, and
-// offer required kinds of method that count (security questions do not
-// where a kind is required).
+// number at least required without the questions where a kind is
+// required (they do not count there).
 func satisfiable(methods []string, required int, kinds [][]string) bool {
 	if !slices.ContainsFunc(methods, func(m string) bool { return m != MethodQuestions }) {
 		return false
