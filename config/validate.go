@@ -420,7 +420,7 @@ func (c *Config) validatePolicy(ch *checker) {
 		methods = append(methods, m)
 	}
 	if len(methods) > 0 && !slices.ContainsFunc(methods, func(m string) bool { return m != policy.MethodQuestions }) {
-		ch.add("policy.methods", "security questions can never be the only method: add email, sms or totp")
+		ch.add("policy.methods", "security questions can never be the only method: add email, sms, totp or webauthn")
 	}
 	baseOK := p.MethodsRequired >= 1 && p.MethodsRequired <= 2
 	if !baseOK {
@@ -453,6 +453,9 @@ func (c *Config) validatePolicy(ch *checker) {
 		need := max(p.MethodsRequired, t.MethodsRequired)
 		if baseOK && len(methods) > 0 && len(left) < need {
 			ch.add(key, "requires %d methods but leaves only %d available", need, len(left))
+		} else if n := len(slices.DeleteFunc(slices.Clone(left), func(m string) bool { return m == policy.MethodQuestions })); baseOK && len(t.RequireOneOf) > 0 && len(methods) > 0 && n < need {
+			// with require_one_of, security questions do not count
+			ch.add(key, "requires %d methods but leaves only %d available that count (security questions never count in a tier with require_one_of)", need, n)
 		}
 	}
 

@@ -197,6 +197,18 @@ func TestValidate(t *testing.T) {
 			c.Policy.Tiers[0].Methods = []string{"email", "sms"}
 			c.Policy.Tiers[0].RequireOneOf = []string{"totp"}
 		}, "policy.tiers[0].require_one_of", "could never reset"},
+		{"tier with a kind: questions do not count toward its number", func(c *config.Config) {
+			c.Policy.Methods = []string{"email", "sms", "totp", "questions"}
+			c.Policy.Questions.List = []string{"First pet?", "First school?", "Street you grew up on?"}
+			c.Policy.Tiers[0].Methods = []string{"totp", "questions"}
+			c.Policy.Tiers[0].RequireOneOf = []string{"totp"}
+		}, "policy.tiers[0]", "requires 2 methods but leaves only 1 available that count"},
+		{"tier with a kind and two that count", func(c *config.Config) {
+			c.Policy.Methods = []string{"email", "sms", "totp", "questions"}
+			c.Policy.Questions.List = []string{"First pet?", "First school?", "Street you grew up on?"}
+			c.Policy.Tiers[0].Methods = []string{"email", "totp", "questions"}
+			c.Policy.Tiers[0].RequireOneOf = []string{"totp"}
+		}, "", ""},
 		{"methods_required 0", func(c *config.Config) { c.Policy.MethodsRequired = 0 }, "policy.methods_required", "1 or 2"},
 		{"methods_required 3", func(c *config.Config) { c.Policy.MethodsRequired = 3 }, "policy.methods_required", "1 or 2"},
 		{"methods_required above methods", func(c *config.Config) {

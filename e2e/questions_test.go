@@ -15,7 +15,8 @@ import (
 // Security questions against the built binary: registration over the API
 // (trivial answers refused), a reset with email and questions, wrong
 // answers until the account's budget is spent, a tier that requires an
-// authenticator app refusing email and SMS, no answer in the logs, the
+// authenticator app refusing email and SMS, and the app with questions (not
+// two methods there), no answer in the logs, the
 // audit or the database; and the registration page in Chromium with
 // axe-core.
 
@@ -243,7 +244,7 @@ func runQuestionsSuite(t *testing.T, srv *dirtest.Server) {
 		}
 	})
 
-	t.Run("a tier requiring an authenticator app refuses email and SMS", func(t *testing.T) {
+	t.Run("a tier requiring an authenticator app refuses email and SMS, and the app with questions", func(t *testing.T) {
 		e.t = t
 		emailID, smsID := e.register("alice", "alice.home@example.net", "+44 7700 900001")
 		f, _ := e.startReset("alice")
@@ -265,17 +266,35 @@ func runQuestionsSuite(t *testing.T, srv *dirtest.Server) {
 		if err := srv.UserBind("alice", "Saffron-Harbour-Kite-60"); err == nil {
 			t.Fatal("the password was changed")
 		}
-		// email and the app: accepted
+		// the app and security questions are one method in this tier, not
+		// two; the app and the email are enough. alice's eight tries: two
+		// registered codes, two above, the app's registration and these three
 		token := e.signIn("alice")
 		app := e.addApp(token)
 		s := freshStep(20 * time.Second)
 		e.must(200, e.api("POST", "/api/v1/methods/"+app.ID+"/verify", token, map[string]string{"code": stepCode(t, app.Secret, s)}), "verify app")
+		osprey := answersFor("osprey")
+		qid := e.addQuestions(token, osprey)
 		settleMail(t, mail)
 		g, _ := e.startReset("alice")
-		e.must(200, e.verifyByEmail(&g, emailID, "alice.home@example.net"), "verify email")
+		needs := func(r resp) string {
+			n, _ := json.Marshal(r.JSON["needs"])
+			return string(n)
+		}
 		r = e.must(200, e.verify(&g, appOf(t, g), stepCode(t, app.Secret, s+1)), "verify app")
-		if r.JSON["remaining"].(float64) != 0 {
-			t.Fatalf("after the app: %s", r.Body)
+		if r.JSON["remaining"].(float64) != 1 || needs(r) != `["email","sms"]` {
+			t.Fatalf("after the app: %s, want remaining 1 and needs [email sms]", r.Body)
+		}
+		r = e.must(200, e.answer(&g, qid, e.asked(g, qid), osprey.typed), "answers")
+		if r.JSON["remaining"].(float64) != 1 || needs(r) != `["email","sms"]` {
+			t.Fatalf("the app and the questions: %s, want remaining 1 and needs [email sms]", r.Body)
+		}
+		if r := e.complete(g, "Saffron-Harbour-Kite-61"); r.Status != 409 || r.errCode() != "not_verified" {
+			t.Fatalf("the app and the questions in a tier requiring an app: %d %s", r.Status, r.Body)
+		}
+		r = e.must(200, e.verifyByEmail(&g, emailID, "alice.home@example.net"), "verify email")
+		if r.JSON["remaining"].(float64) != 0 || r.JSON["needs"] != nil {
+			t.Fatalf("after the app, the questions and the email: %s", r.Body)
 		}
 		e.must(200, e.complete(g, "Saffron-Harbour-Kite-61"), "complete")
 		if err := srv.UserBind("alice", "Saffron-Harbour-Kite-61"); err != nil {
@@ -302,7 +321,7 @@ func runQuestionsSuite(t *testing.T, srv *dirtest.Server) {
 			t.Fatal("security questions are not in the audit log")
 		}
 		lower := map[string]string{"the log": strings.ToLower(logs), "the audit log": strings.ToLower(audit), "the database": strings.ToLower(string(db))}
-		for _, secret := range []string{"kestrel", "heron", "fluffy", "zürich", "zu\u0308rich", "acacia", "not the answer", "distinct enough"} {
+		for _, secret := range []string{"kestrel", "heron", "osprey", "fluffy", "zürich", "zu\u0308rich", "acacia", "not the answer", "distinct enough"} {
 			for what, text := range lower {
 				if strings.Contains(text, secret) {
 					t.Errorf("%s holds the answer %q", what, secret)

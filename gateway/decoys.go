@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -92,7 +93,7 @@ func (w weighted[T]) draw(u float64) T {
 // decoyModel is what fakes are drawn from.
 type decoyModel struct {
 	day      string             // UTC date the counts were taken for
-	sets     weighted[[]string] // method types of one account, sorted
+	sets     weighted[[]string] // method types of one account, in kindOrder
 	emails   weighted[string]   // masked email hints
 	phones   weighted[string]   // masked phone hints without the last two digits
 	accounts int                // accounts counted
@@ -154,7 +155,9 @@ func (s *Service) learnDecoys(ctx context.Context, before time.Time) *decoyModel
 		if !slices.ContainsFunc(set, func(t string) bool { return t != MethodQuestions }) {
 			continue // never offered alone: such an account shows fakes itself
 		}
-		slices.Sort(set)
+		// a shape is the multiset of kinds: the order a user registered
+		// them in is never shown (flowView shows every list in kindOrder)
+		sortKinds(set, func(t string) string { return t })
 		sets.add(strings.Join(set, "+"), set, 1)
 	}
 	m := &decoyModel{sets: sets.weighted(), emails: emails.weighted(), phones: phones.weighted(), accounts: len(byAccount), learned: true}
@@ -216,6 +219,29 @@ func (s *Service) patternDecoys(types []string) *decoyModel {
 }
 
 const bullets = "•••"
+
+// kindOrder is the one order in which every list of offered methods is
+// shown, real or fake, in every answer and page (flowView). Real accounts
+// keep their methods in registration order and fakes are drawn in another
+// order: shown as they are, a real order no fake takes (webauthn before
+// email, sms after totp) would prove the account exists. Within a kind the
+// order is kept (registration order, or the order drawn); nothing tells a
+// real hint from a fake one there.
+var kindOrder = []string{store.MethodEmail, store.MethodSMS, MethodTOTP, MethodWebAuthn, MethodQuestions}
+
+// sortKinds orders xs by kindOrder (kinds it lacks last, by name), stably.
+func sortKinds[T any](xs []T, kind func(T) string) {
+	rank := func(k string) int {
+		if i := slices.Index(kindOrder, k); i >= 0 {
+			return i
+		}
+		return len(kindOrder)
+	}
+	slices.SortStableFunc(xs, func(a, b T) int {
+		ka, kb := kind(a), kind(b)
+		return cmp.Or(cmp.Compare(rank(ka), rank(kb)), cmp.Compare(ka, kb))
+	})
+}
 
 // decoys returns a stable fake set of methods for name: the method types of
 // one drawn account, each with a drawn hint. prior are the real methods

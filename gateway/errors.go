@@ -66,8 +66,12 @@ const (
 	// an earlier completion of the flow, whose answer was lost, had
 	// already set the password
 	CodeAlreadyCompleted = "already_completed"
+
+	// a passkey's registration or assertion did not verify
+	CodePasskeyFailed = "passkey_failed"
 )
 
+// #nosec G101 -- fixed messages for users ("passkey" is not a credential)
 var messages = map[string]string{
 	CodeInvalidRequest:   "The request was not valid.",
 	CodeSignInFailed:     "The username or password is incorrect, or this account cannot sign in here.",
@@ -97,6 +101,7 @@ var messages = map[string]string{
 	CodeWrongAnswers:       "The answers are not right. Check them and try again.",
 	CodeMethodKindRequired: "Your account must also verify a stronger method, such as an authenticator app. Choose one of those too.",
 	CodeAlreadyCompleted:   "Your password was already changed by your earlier attempt. Sign in with the password you chose then; if it does not work, start again.",
+	CodePasskeyFailed:      "The passkey could not be verified. Try again, or choose another method.",
 }
 
 var statuses = map[string]int{
@@ -128,6 +133,7 @@ var statuses = map[string]int{
 	CodeWrongAnswers:       http.StatusUnprocessableEntity,
 	CodeMethodKindRequired: http.StatusConflict,
 	CodeAlreadyCompleted:   http.StatusConflict,
+	CodePasskeyFailed:      http.StatusUnprocessableEntity,
 }
 
 func messageFor(code string) string {

@@ -38,12 +38,14 @@ import (
 // stored (there is nothing to send a code to), and a new set replaces the
 // old one.
 //
-// At reset, questions are never sufficient alone and never count for a
-// tier's require_one_of (policy.Decision.Remaining, MissingKinds): they
-// only ever act as an additional factor. They are shown and answered only
-// once another method is proven in the flow (OWASP: questions are shown
-// only after the user proved ownership of a channel), so nobody learns an
-// account's questions, nor spends its argon2 time, from a username alone.
+// At reset, questions are never sufficient alone, never count for a tier's
+// require_one_of and, in a tier with require_one_of, do not count toward
+// its number of methods either (policy.Decision.Remaining, Counted,
+// MissingKinds): elsewhere they only ever act as an additional factor.
+// They are shown and answered only once another method is proven in the
+// flow (OWASP: questions are shown only after the user proved ownership of
+// a channel), so nobody learns an account's questions, nor spends its
+// argon2 time, from a username alone.
 // Which Ask of the registered questions are asked is chosen when the flow
 // starts and kept in the flow; the choice is a keyed hash of the account,
 // the method and the number of correct answers so far, so that it changes
@@ -403,11 +405,15 @@ func withoutLoneQuestions(offered []Offered) []Offered {
 // flowExtras adds to a new flow's data what security questions and tier
 // kinds need: the questions each offered questions method asks (the real
 // ones for a real method, a stable choice from the admin list for a fake
-// one) and the kinds the account's tiers require.
-func (s *Service) flowExtras(ctx context.Context, data map[string]string, name, account string, offered []Offered, kinds [][]string) {
+// one), the kinds the account's tiers require and, with those, the method
+// types the account may use (to name what still counts; see kindsMissing).
+func (s *Service) flowExtras(ctx context.Context, data map[string]string, name, account string, offered []Offered, kinds [][]string, types []string) {
 	if account != "" && len(kinds) > 0 {
 		if b, err := json.Marshal(kinds); err == nil {
 			data["kinds"] = string(b)
+		}
+		if b, err := json.Marshal(types); err == nil {
+			data["types"] = string(b)
 		}
 	}
 	asked := map[string][]Question{}
@@ -616,7 +622,11 @@ func kindsRemaining(f store.Flow, offered []Offered) int {
 }
 
 // kindsMissing is the first set of kinds the flow's account must still
-// prove one of, nil when none.
+// prove one of, nil when none. Once every required kind is proven, in a
+// tier that requires one, a flow that still needs a method (security
+// questions do not count there) needs one of the account's method types
+// that would count: any but security questions, and an app or a passkey
+// only if none is proven yet (each counts once).
 func kindsMissing(f store.Flow, offered []Offered) []string {
 	var kinds []string
 	for i := range offered {
@@ -624,7 +634,18 @@ func kindsMissing(f store.Flow, offered []Offered) []string {
 			kinds = append(kinds, offered[i].Type)
 		}
 	}
-	return policy.Decision{RequireKinds: flowKinds(f)}.MissingKinds(kinds)
+	d := policy.Decision{MethodsRequired: f.Required, RequireKinds: flowKinds(f)}
+	if missing := d.MissingKinds(kinds); missing != nil || len(d.RequireKinds) == 0 || d.Remaining(kinds) == 0 {
+		return missing
+	}
+	var types, out []string
+	_ = json.Unmarshal([]byte(f.Data["types"]), &types)
+	for _, t := range types {
+		if t != MethodQuestions && !(countsOnce(t) && slices.Contains(kinds, t)) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // kindsProblem refuses proofs of the right number that are only security

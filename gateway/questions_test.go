@@ -579,6 +579,130 @@ func TestTierRequiringAStrongKind(t *testing.T) {
 	}
 }
 
+// TestQuestionsDoNotCountInStrongTier: in a two-method tier that requires
+// an app or a passkey, an app and security questions are one method, not
+// two: the API and the pages say one more is needed and name the kinds that
+// would count (with no such method registered, the page says the user
+// cannot finish here), the password rules and the completion are refused;
+// an app and an email are enough.
+func TestQuestionsDoNotCountInStrongTier(t *testing.T) {
+	tb, clk, _ := qBed(t, func(o *Options) {
+		o.Eligibility.Tiers = []policy.Tier{{Groups: []string{"cn=admins"}, MethodsRequired: 2, RequireOneOf: []string{"totp", "webauthn"}}}
+		o.Limits.CodeFailuresPerAccount = 50
+	})
+	ctx := context.Background()
+	sess, en := tb.enrolApp(t, clk, "alice")
+	qm := tb.setGoodQuestions(t, sess)
+	clk.add(30 * time.Second)
+
+	// the API
+	c := newClient(t, tb)
+	w := c.api("POST", "/api/v1/reset", `{"username":"alice"}`, nil)
+	var start struct {
+		Flow     string
+		Required int
+		Methods  []Offered
+	}
+	if json.Unmarshal(w.Body.Bytes(), &start) != nil || w.Code != 200 || start.Required != 1 || len(start.Methods) != 2 {
+		t.Fatalf("start: %d %s", w.Code, w.Body)
+	}
+	type verified struct {
+		Flow      string
+		Remaining int
+		Needs     []string
+	}
+	var v verified
+	w = c.api("POST", "/api/v1/reset/verify", `{"flow":"`+start.Flow+`","method":"`+en.Method.ID+`","code":"`+codeAt(t, en.Secret, clk.now())+`"}`, nil)
+	if json.Unmarshal(w.Body.Bytes(), &v) != nil || w.Code != 200 || v.Remaining != 1 || !slices.Equal(v.Needs, []string{"email", "sms"}) {
+		t.Fatalf("after the app: %d %s, want remaining 1 and needs [email sms]", w.Code, w.Body)
+	}
+	w = c.api("POST", "/api/v1/reset/questions", `{"flow":"`+v.Flow+`","method":"`+qm.ID+`"}`, nil)
+	var asked struct{ Questions []Question }
+	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &asked) != nil {
+		t.Fatalf("questions: %d %s", w.Code, w.Body)
+	}
+	b, _ := json.Marshal(map[string]any{"flow": v.Flow, "method": qm.ID, "answers": reply(asked.Questions, typedAnswers)})
+	w = c.api("POST", "/api/v1/reset/verify", string(b), nil)
+	if json.Unmarshal(w.Body.Bytes(), &v) != nil || w.Code != 200 || v.Remaining != 1 || !slices.Equal(v.Needs, []string{"email", "sms"}) {
+		t.Fatalf("after the app and the questions: %d %s, want remaining 1 and needs [email sms]", w.Code, w.Body)
+	}
+	if w = c.api("POST", "/api/v1/reset/policy", `{"flow":"`+v.Flow+`"}`, nil); w.Code != 409 || !strings.Contains(w.Body.String(), "not_verified") {
+		t.Fatalf("password rules: %d %s", w.Code, w.Body)
+	}
+	if w = c.api("POST", "/api/v1/reset/complete", `{"flow":"`+v.Flow+`","password":"Brand-New-Pass-42"}`, nil); w.Code != 409 || !strings.Contains(w.Body.String(), "not_verified") {
+		t.Fatalf("complete: %d %s", w.Code, w.Body)
+	}
+	if tb.dir.writes != 0 {
+		t.Fatal("a password was written")
+	}
+	if evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "reset.completed"}); len(evs) != 1 || evs[0].Outcome != "not_verified" {
+		t.Fatalf("audit %+v", evs)
+	}
+
+	// the pages
+	clk.add(30 * time.Second)
+	p := newClient(t, tb)
+	p.post("/reset", "/reset", url.Values{"username": {"alice"}}, nil)
+	w = p.post("/reset/methods", "/reset/send", url.Values{"method": {en.Method.ID}}, nil)
+	if w = p.post(w.Header().Get("Location"), "/reset/verify", url.Values{"method": {en.Method.ID}, "code": {codeAt(t, en.Secret, clk.now())}}, nil); w.Header().Get("Location") != "/reset/methods?notice=method_ok" {
+		t.Fatalf("after the app: %d %v", w.Code, w.Header())
+	}
+	const needs = "Your account must also verify <strong>an email address or a mobile phone number</strong>"
+	const cannot = "You have not registered an email address or a mobile phone number, so you cannot finish here."
+	if mp := p.get("/reset/methods").Body.String(); !strings.Contains(mp, needs) || !strings.Contains(mp, cannot) {
+		t.Fatalf("methods page after the app:\n%s", mp)
+	}
+	w = p.post("/reset/methods", "/reset/send", url.Values{"method": {qm.ID}}, nil)
+	qpage := w.Header().Get("Location")
+	form := url.Values{"method": {qm.ID}}
+	for _, id := range regexp.MustCompile(`name="answer-([0-9a-z]+)"`).FindAllStringSubmatch(p.get(qpage).Body.String(), -1) {
+		for _, q := range tb.svc.AdminQuestions() {
+			if q.ID == id[1] {
+				form.Set("answer-"+q.ID, typedAnswers[q.Text])
+			}
+		}
+	}
+	if w = p.post(qpage, "/reset/verify", form, nil); w.Header().Get("Location") != "/reset/methods?notice=method_ok" {
+		t.Fatalf("after the questions: %d %v %s", w.Code, w.Header(), w.Body)
+	}
+	if mp := p.get("/reset/methods").Body.String(); !strings.Contains(mp, needs) || !strings.Contains(mp, cannot) {
+		t.Fatalf("methods page after the app and the questions:\n%s", mp)
+	}
+	if w = p.get("/reset/password"); w.Header().Get("Location") != "/reset/methods" {
+		t.Fatalf("password page: %d %v", w.Code, w.Header())
+	}
+
+	// with an email: the app and the email are enough
+	mv, err := tb.svc.AddMethod(ctx, sess, "email", "alice@home.example", Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.svc.VerifyMethod(ctx, sess, mv.ID, tb.lastCode(t, "alice@home.example"), Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	clk.add(30 * time.Second)
+	f, err := tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, en.Method.ID, codeAt(t, en.Secret, clk.now()), Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if f.Remaining != 1 || !slices.Equal(f.Needs, []string{"email", "sms"}) {
+		t.Fatalf("after the app: %+v", f)
+	}
+	if mp := tb.srv.flowMethodsData("reset", f); !mp.NeedsOffered {
+		t.Fatalf("the email is not offered as what is needed: %+v", mp)
+	}
+	f = tb.proveEmail(t, f, mv.ID, "alice@home.example")
+	if f.Remaining != 0 || f.Needs != nil {
+		t.Fatalf("after the app and the email: %+v", f)
+	}
+	if err := tb.svc.CompleteFlow(ctx, "reset", f.ID, "Brand-New-Pass-42", Meta{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestAnswersNeverShown: over the API and the pages, answers never come
 // back in a response, page, log line, audit event, message or the method
 // list, and the stored address is never shown.

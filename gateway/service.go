@@ -69,9 +69,10 @@ type FlowView struct {
 	Verified  []string  `json:"verified"`
 	Remaining int       `json:"remaining"`
 	// Needs, once a method is proven, lists the method kinds of which one
-	// must still be proven (a tier's require_one_of); empty otherwise, and
-	// always before a first proof, which must not tell a tier member from
-	// anyone else.
+	// must still be proven in a tier with require_one_of: a required kind
+	// still missing, or else, while a method is still needed, the kinds
+	// that would count (kindsMissing). Empty otherwise, and always before a
+	// first proof, which must not tell a tier member from anyone else.
 	Needs []string `json:"needs,omitempty"`
 }
 
@@ -745,7 +746,8 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 	s.decoyModel(ctx)
 	required, account, dn, outcome := s.baseRequired(), "", "", "unknown"
 	var offered []Offered
-	var kinds [][]string
+	var kinds [][]string // the kinds the account's tiers require
+	var types []string   // the method types the account may use
 	if !batched {
 		ipOK = s.hit(ctx, "start-ip:"+m.ClientIP, s.o.Limits.StartsPerIP, s.o.Limits.Window)
 	}
@@ -779,7 +781,7 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 					offered = append(offered, Offered{ID: meth.ID, Type: meth.Type, Hint: hint(meth.Type, meth.Address), real: true})
 				}
 			}
-			offered, kinds = withoutLoneQuestions(offered), dec.RequireKinds
+			offered, kinds, types = withoutLoneQuestions(offered), dec.RequireKinds, allowed
 			if len(offered) > 0 {
 				account, dn = u.ID, u.DN
 			} else {
@@ -818,7 +820,7 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 		data, _ := json.Marshal(toJSON(offered))
 		f := store.Flow{ID: newToken(), Kind: kind, AccountID: account, Required: required,
 			Data: map[string]string{"offered": string(data), "dn": dn, "acct": accountKey(lu, name), "bind": newToken()}, CreatedAt: now, ExpiresAt: now.Add(s.o.FlowTTL)}
-		s.flowExtras(ctx, f.Data, name, account, offered, kinds)
+		s.flowExtras(ctx, f.Data, name, account, offered, kinds, types)
 		events = append(events, s.newAuditEvent(m, kind+".started", account, outcome, nil))
 		return result{f: f, offered: offered, events: events}
 	}
@@ -876,23 +878,34 @@ func toJSON(o []Offered) []offeredJSON {
 	return out
 }
 
-// flowView is what a flow shows. Until a method is proven it shows the
-// policy's base number of methods required, whatever the account's tier:
-// a stricter tier (administrators, IT staff) would otherwise tell anyone
-// who types a name that the account exists and what it is. The true number
-// shows from the first proof on (as remaining methods).
+// flowView is what a flow shows: its methods in kindOrder, whoever asks.
+// Until a method is proven it shows the policy's base number of methods
+// required, whatever the account's tier: a stricter tier (administrators,
+// IT staff) would otherwise tell anyone who types a name that the account
+// exists and what it is. The true number shows from the first proof on (as
+// remaining methods).
 func (s *Service) flowView(f store.Flow, offered []Offered) FlowView {
 	required := f.Required
 	if len(f.Verified) == 0 {
 		required = s.baseRequired()
 	}
-	v := FlowView{ID: f.ID, Kind: f.Kind, Required: required, Methods: offered, Verified: append([]string{}, f.Verified...)}
+	// one order for every list, real or fake: see kindOrder
+	methods := slices.Clone(offered)
+	sortKinds(methods, func(o Offered) string { return o.Type })
+	v := FlowView{ID: f.ID, Kind: f.Kind, Required: required, Methods: methods, Verified: append([]string{}, f.Verified...)}
 	v.Remaining = max(required-len(f.Verified), 0)
 	if len(f.Verified) > 0 {
-		v.Remaining = max(f.Required-len(f.Verified), kindsRemaining(f, offered))
+		v.Remaining = flowRemaining(f, offered)
 		v.Needs = kindsMissing(f, offered)
 	}
 	return v
+}
+
+// flowRemaining is how many more methods a flow of a real account needs
+// (FlowView.Remaining once a method is proven): security questions count
+// as the account's tiers let them (policy.Decision.Remaining).
+func flowRemaining(f store.Flow, offered []Offered) int {
+	return max(f.Required-len(f.Verified), kindsRemaining(f, offered))
 }
 
 func (s *Service) baseRequired() int { return max(s.o.Eligibility.MethodsRequired, 1) }
@@ -1121,7 +1134,7 @@ const partialNoticeAfter = 3
 // not the other. At partialNoticeAfter such failures the user is told, once
 // per flow, on every channel.
 func (s *Service) partialFailure(ctx context.Context, f store.Flow, m Meta) {
-	if f.AccountID == "" || len(f.Verified) == 0 || len(f.Verified) >= f.Required {
+	if f.AccountID == "" || len(f.Verified) == 0 || flowRemaining(f, offeredOf(f)) == 0 {
 		return
 	}
 	n, _ := strconv.Atoi(f.Data["partial_fail"])
@@ -1156,7 +1169,7 @@ func (s *Service) FlowPasswordRules(ctx context.Context, flowID string) (Passwor
 	if err != nil {
 		return PasswordRules{}, err
 	}
-	if f.AccountID == "" || len(f.Verified) < f.Required {
+	if f.AccountID == "" || len(f.Verified) == 0 || flowRemaining(f, offeredOf(f)) > 0 {
 		return PasswordRules{}, problem(CodeNotVerified, nil)
 	}
 	u, err := s.flowUser(ctx, f)
@@ -1234,7 +1247,7 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 	// for the user's current tier, each still registered, verified and allowed.
 	// An authenticator app counts once, however many were proven, and so
 	// do the passkeys of an account.
-	allowed, proven, once := s.methodsAvailable(dec.Methods), 0, map[string]bool{}
+	allowed, once := s.methodsAvailable(dec.Methods), map[string]bool{}
 	var kinds []string
 	for _, id := range f.Verified {
 		if meth, err := s.d.Store.GetMethod(ctx, f.AccountID, id); err == nil && meth.Verified && slices.Contains(allowed, meth.Type) {
@@ -1244,11 +1257,11 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 				}
 				once[meth.Type] = true
 			}
-			proven++
 			kinds = append(kinds, meth.Type)
 		}
 	}
-	if proven < max(f.Required, dec.MethodsRequired) {
+	// security questions do not count in a tier requiring a kind
+	if dec.Counted(kinds) < max(f.Required, dec.MethodsRequired) {
 		s.record(ctx, m, kind+".completed", u.ID, "not_verified", nil)
 		return problem(CodeNotVerified, nil)
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -70,15 +69,7 @@ const (
 	passkeyTimeout = 3 * time.Minute
 	// maxCredentialJSON bounds an attestation or assertion response.
 	maxCredentialJSON = 16 << 10
-
-	// CodePasskeyFailed: a registration or an assertion did not verify.
-	CodePasskeyFailed = "passkey_failed"
 )
-
-func init() {
-	messages[CodePasskeyFailed] = "The passkey could not be verified. Try again, or choose another method."
-	statuses[CodePasskeyFailed] = http.StatusUnprocessableEntity
-}
 
 // passkeyRecord is a passkey as kept in store.Method.Address.
 type passkeyRecord struct {

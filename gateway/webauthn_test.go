@@ -3,8 +3,12 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -357,21 +361,47 @@ func TestPasskeyAssertionRefusals(t *testing.T) {
 }
 
 // TestPasskeyBudget: wrong assertions spend the account's budget of wrong
-// codes; over it, even the right passkey is refused.
+// codes; over it, even the right passkey is refused, in a real flow of the
+// account (one flow for every try: the start budget is not what refuses).
 func TestPasskeyBudget(t *testing.T) {
 	tb := passkeyBed(t)
 	ctx := context.Background()
 	key := newSoftKey(t)
 	tb.addPasskey(t, "carol", key)
-	for i := 0; i < tb.svc.o.Limits.CodeFailuresPerAccount; i++ {
-		f, id := tb.passkeyFlow(t, "carol")
-		tb.assertionOptions(t, f.ID, id)
-		_, _ = tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, []byte(`{}`), Meta{})
-	}
 	f, id := tb.passkeyFlow(t, "carol")
+	if raw, err := tb.st.GetFlow(ctx, f.ID, time.Now()); err != nil || raw.AccountID != "id-carol" {
+		t.Fatalf("carol's flow is not real: %+v %v", raw, err)
+	}
+	// registering the passkey spent one try of the same budget
+	limit, window := tb.svc.o.Limits.CodeFailuresPerAccount, tb.svc.o.Limits.Window
+	spent, _ := tb.st.Count(ctx, "codefail:acct:id-carol", window, time.Now())
+	for i := spent; i < limit; i++ {
+		tb.assertionOptions(t, f.ID, id)
+		_, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, []byte(`{}`), Meta{})
+		wantProblem(t, err, CodePasskeyFailed, "a wrong assertion")
+	}
+	if evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "blocked"}); len(evs) != 0 {
+		t.Fatalf("blocked within the budget: %+v", evs)
+	}
+	if n, _ := tb.st.Count(ctx, "codefail:acct:id-carol", window, time.Now()); n != limit {
+		t.Fatalf("the budget counted %d tries, want %d", n, limit)
+	}
 	opts := tb.assertionOptions(t, f.ID, id)
 	_, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, key.get(opts), Meta{})
 	wantProblem(t, err, CodePasskeyFailed, "the right passkey over budget")
+	evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "blocked"})
+	if len(evs) != 1 || evs[0].Outcome != "code_budget" || evs[0].AccountID != "id-carol" {
+		t.Fatalf("blocked events %+v, want one code_budget for carol", evs)
+	}
+	if evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "reset.gate", AccountID: "id-carol"}); len(evs) != limit-spent {
+		t.Fatalf("%d gate events, want one per wrong try (%d)", len(evs), limit-spent)
+	}
+	// a fresh budget (another window) lets the same passkey through
+	tb.svc.d.Now = func() time.Time { return time.Now().Add(window + time.Minute) }
+	f, id = tb.passkeyFlow(t, "carol")
+	if _, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, key.get(tb.assertionOptions(t, f.ID, id)), Meta{}); err != nil {
+		t.Fatalf("the right passkey within a fresh budget: %v", err)
+	}
 }
 
 // TestPasskeyCoolingOff: a passkey added moments ago cannot alone
@@ -514,6 +544,19 @@ func TestPasskeyDecoys(t *testing.T) {
 	if raw, _ := b64.DecodeString(first); len(raw) < 16 {
 		t.Fatalf("fake credential id %q", first)
 	}
+	// pattern weights over {email, sms, webauthn}: 5 of the 12 weight
+	// units hold a passkey (2 alone, 3 in pairs) -> about 42 %
+	const names = 300
+	withKey := 0
+	for i := range names {
+		set := fakeSet(t, tb, fmt.Sprintf("nobody-%d", i))
+		if slices.ContainsFunc(set, func(m Offered) bool { return m.Type == MethodWebAuthn }) {
+			withKey++
+		}
+	}
+	if withKey < names/4 || withKey > names*6/10 {
+		t.Fatalf("%d of %d fake sets hold a passkey", withKey, names)
+	}
 }
 
 func sortedCopy(s []string) []string {
@@ -611,6 +654,29 @@ func TestPasskeyPagesCSP(t *testing.T) {
 	for _, p := range []string{"/", "/reset", "/register", "/change"} {
 		if csp := c.get(p).Header().Get("Content-Security-Policy"); csp != cspPages {
 			t.Fatalf("%s: CSP %q", p, csp)
+		}
+	}
+	// the reset and unlock pages that use a passkey: the same CSP and the
+	// one script, also when shown again after a refused assertion; the
+	// methods page before them runs none
+	tb.addPasskey(t, "carol", newSoftKey(t))
+	for _, kind := range []string{"reset", "unlock"} {
+		b := newClient(t, tb)
+		b.post("/"+kind, "/"+kind, url.Values{"username": {"carol"}}, nil)
+		mp := b.get("/" + kind + "/methods")
+		id := regexp.MustCompile(`name="method" value="([0-9a-f]+)">\s*<button type="submit">Use passkey`).FindStringSubmatch(mp.Body.String())
+		if id == nil || mp.Header().Get("Content-Security-Policy") != cspPages {
+			t.Fatalf("%s methods page: CSP %q\n%s", kind, mp.Header().Get("Content-Security-Policy"), mp.Body)
+		}
+		for _, w := range []*httptest.ResponseRecorder{
+			b.post("/"+kind+"/methods", "/"+kind+"/send", url.Values{"method": {id[1]}}, nil),
+			b.post("/"+kind+"/methods", "/"+kind+"/passkey", url.Values{"method": {id[1]}, "credential": {`{}`}}, nil),
+		} {
+			body := w.Body.String()
+			if csp := w.Header().Get("Content-Security-Policy"); csp != cspPasskey || strings.Count(body, "<script") != 1 ||
+				!strings.Contains(body, `<script src="/static/webauthn.js" defer></script>`) || !strings.Contains(body, `data-mode="get"`) {
+				t.Fatalf("%s passkey page: %d CSP %q\n%s", kind, w.Code, csp, body)
+			}
 		}
 	}
 }

@@ -88,7 +88,8 @@ type Tier struct {
 	Methods []string
 	// RequireOneOf: members must verify, among their methods, at least one
 	// of these kinds (for example totp, webauthn). Security questions never
-	// satisfy it. Empty requires no kind. See Decision.Remaining.
+	// satisfy it, and with it set they do not count toward MethodsRequired
+	// either. Empty requires no kind. See Decision.Remaining.
 	RequireOneOf []string
 }
 
@@ -112,8 +113,9 @@ type Decision struct {
 	MethodsRequired int
 	Methods         []string
 	// RequireKinds holds one set of kinds per matching tier with
-	// RequireOneOf: of each set, at least one kind must be verified. Nil
-	// when no matching tier requires a kind.
+	// RequireOneOf: of each set, at least one kind must be verified, and
+	// security questions do not count toward MethodsRequired. Nil when no
+	// matching tier requires a kind.
 	RequireKinds [][]string
 }
 
@@ -252,7 +254,7 @@ func (e Eligibility) Decide(in Subject) Decision {
 			kinds = append(kinds, k)
 		}
 	}
-	if len(methods) < required || !satisfiable(methods, kinds) {
+	if len(methods) < required || !satisfiable(methods, required, kinds) {
 		return Decision{Reason: ReasonNoMethods}
 	}
 	return Decision{Eligible: true, MethodsRequired: required, Methods: methods, RequireKinds: kinds}

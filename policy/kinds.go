@@ -6,8 +6,10 @@ import "slices"
 //
 // Security questions are knowledge anyone close to the user may have (or
 // find): they are never sufficient alone (at least one other kind must be
-// verified, whatever the number required) and they never satisfy a tier's
-// RequireOneOf. They only ever act as an additional factor.
+// verified, whatever the number required), they never satisfy a tier's
+// RequireOneOf, and in a tier with RequireOneOf (one that requires strong
+// methods) they do not count toward MethodsRequired at all. Elsewhere they
+// only ever act as an additional factor.
 
 // kindWebAuthn (passkeys) may be named in RequireOneOf before the method
 // itself is available.
@@ -29,9 +31,14 @@ func strongKinds(in []string) []string {
 }
 
 // satisfiable reports whether the methods available can meet every
-// required kind and include something other than security questions.
-func satisfiable(methods []string, kinds [][]string) bool {
+// required kind, include something other than security questions, and
+// number at least required without the questions where a kind is
+// required (they do not count there).
+func satisfiable(methods []string, required int, kinds [][]string) bool {
 	if !slices.ContainsFunc(methods, func(m string) bool { return m != MethodQuestions }) {
+		return false
+	}
+	if countable(methods, kinds) < required {
 		return false
 	}
 	for _, set := range kinds {
@@ -60,12 +67,34 @@ func OnlyQuestions(verified []string) bool {
 	return !slices.ContainsFunc(verified, func(k string) bool { return k != MethodQuestions })
 }
 
+// countable is how many of kinds (of methods proven, or available) count
+// toward a number of methods required: all of them, but security questions
+// none where a tier requires a kind (kinds not empty).
+func countable(kinds []string, required [][]string) int {
+	if len(required) == 0 {
+		return len(kinds)
+	}
+	n := 0
+	for _, k := range kinds {
+		if k != MethodQuestions {
+			n++
+		}
+	}
+	return n
+}
+
+// Counted is how many of verified (the kind of each distinct method
+// proven) count toward MethodsRequired: every one, except security
+// questions when the decision requires kinds (RequireKinds): a tier that
+// requires strong methods never counts questions.
+func (d Decision) Counted(verified []string) int { return countable(verified, d.RequireKinds) }
+
 // Remaining is how many more methods must be verified, given the kind of
-// each distinct method proven so far: MethodsRequired less those proven,
-// and at least one more while only security questions (or nothing) are
-// proven or a required kind is missing.
+// each distinct method proven so far: MethodsRequired less those counted
+// (Counted), and at least one more while only security questions (or
+// nothing) are proven or a required kind is missing.
 func (d Decision) Remaining(verified []string) int {
-	n := max(d.MethodsRequired, 1) - len(verified)
+	n := max(d.MethodsRequired, 1) - d.Counted(verified)
 	if OnlyQuestions(verified) || d.MissingKinds(verified) != nil {
 		n = max(n, 1)
 	}

@@ -38,6 +38,12 @@ func TestTierRequiresKinds(t *testing.T) {
 			Tiers: []policy.Tier{{Groups: []string{it}, RequireOneOf: []string{"questions"}}}}, []string{it}, nil, false},
 		{"tier leaves only questions", policy.Eligibility{Scope: "all", Methods: []string{"email", "questions"},
 			Tiers: []policy.Tier{{Groups: []string{it}, Methods: []string{"questions"}}}}, []string{it}, nil, false},
+		{"two required of totp and questions: questions do not count", policy.Eligibility{Scope: "all", Methods: []string{"totp", "questions"},
+			Tiers: []policy.Tier{{Groups: []string{it}, MethodsRequired: 2, RequireOneOf: []string{"totp"}}}}, []string{it}, nil, false},
+		{"two required of email, totp and questions", policy.Eligibility{Scope: "all", Methods: []string{"email", "totp", "questions"},
+			Tiers: []policy.Tier{{Groups: []string{it}, MethodsRequired: 2, RequireOneOf: []string{"totp"}}}}, []string{it}, [][]string{{"totp"}}, true},
+		{"two required of totp and questions without a kind", policy.Eligibility{Scope: "all", Methods: []string{"totp", "questions"},
+			Tiers: []policy.Tier{{Groups: []string{it}, MethodsRequired: 2}}}, []string{it}, nil, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -82,7 +88,9 @@ func TestRemaining(t *testing.T) {
 		{"tier: email and sms refused", strong, []string{"email", "sms"}, 1, []string{"totp", "webauthn"}},
 		{"tier: email and totp accepted", strong, []string{"email", "totp"}, 0, nil},
 		{"tier: questions do not stand in for totp", strong, []string{"email", "questions"}, 1, []string{"totp", "webauthn"}},
-		{"tier: totp and questions", strong, []string{"totp", "questions"}, 0, nil},
+		{"tier: questions never count toward the number", strong, []string{"totp", "questions"}, 1, nil},
+		{"tier: totp, questions and email", strong, []string{"totp", "questions", "email"}, 0, nil},
+		{"one-method tier: totp and questions", strongOne, []string{"totp", "questions"}, 0, nil},
 		{"one-method tier: email is not totp", strongOne, []string{"email"}, 1, []string{"totp"}},
 		{"one-method tier: totp", strongOne, []string{"totp"}, 0, nil},
 		{"webauthn counts", strong, []string{"webauthn", "sms"}, 0, nil},
@@ -100,5 +108,8 @@ func TestRemaining(t *testing.T) {
 	}
 	if !policy.OnlyQuestions([]string{"questions"}) || policy.OnlyQuestions([]string{"questions", "sms"}) {
 		t.Error("OnlyQuestions")
+	}
+	if two.Counted([]string{"email", "questions"}) != 2 || strong.Counted([]string{"totp", "questions"}) != 1 {
+		t.Error("Counted")
 	}
 }
