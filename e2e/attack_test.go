@@ -28,49 +28,7 @@ func runAttackSuite(t *testing.T, srv *dirtest.Server) {
 
 	t.Run("twenty concurrent redemptions and completions", func(t *testing.T) {
 		e.t = t
-		mid, _ := e.register("carol", "carol.race@example.net", "")
-		f, _ := e.startReset("carol")
-		e.must(202, e.api("POST", "/api/v1/reset/send", "", map[string]string{"flow": f.ID, "method": mid}), "send")
-		code := e.mailCode("carol.race@example.net")
-		var next string
-		var mu sync.Mutex
-		statuses := race(20, func(i int) int {
-			r := e.api("POST", "/api/v1/reset/verify", "", map[string]string{"flow": f.ID, "method": mid, "code": code})
-			if r.Status == 200 {
-				mu.Lock()
-				next = r.str("flow")
-				mu.Unlock()
-			}
-			return r.Status
-		})
-		// one success; the others lose either on the code or, once the
-		// winner has renamed the flow, on the flow
-		if statuses[200] != 1 || statuses[422]+statuses[410] != 19 {
-			t.Fatalf("redemptions: %v", statuses)
-		}
-		f.ID = next
-		pws := make([]string, 20)
-		for i := range pws {
-			pws[i] = "Racing-Password-" + string(rune('A'+i)) + "-77"
-		}
-		winner := -1
-		statuses = race(20, func(i int) int {
-			st := e.complete(f, pws[i]).Status
-			if st == 200 {
-				mu.Lock()
-				winner = i
-				mu.Unlock()
-			}
-			return st
-		})
-		if statuses[200] != 1 {
-			t.Fatalf("completions: %v", statuses)
-		}
-		// the winner's password is the one in force: no other write came after
-		// (binding with the losers would trip the directory's lockout)
-		if err := srv.UserBind("carol", pws[winner]); err != nil {
-			t.Fatalf("the winning password does not bind: %v", err)
-		}
+		raceRedeemAndComplete(t, e, srv)
 	})
 
 	t.Run("swapping flows and codes between two users", func(t *testing.T) {
@@ -166,6 +124,56 @@ func runAttackSuite(t *testing.T, srv *dirtest.Server) {
 }
 
 // race runs f n times at once and counts the statuses.
+// raceRedeemAndComplete registers carol's email, then sends twenty
+// concurrent redemptions of one code, then twenty concurrent completions
+// of the flow with different passwords: exactly one of each succeeds, and
+// the winner's password is the one in force.
+func raceRedeemAndComplete(t *testing.T, e *env, srv *dirtest.Server) {
+	mid, _ := e.register("carol", "carol.race@example.net", "")
+	f, _ := e.startReset("carol")
+	e.must(202, e.api("POST", "/api/v1/reset/send", "", map[string]string{"flow": f.ID, "method": mid}), "send")
+	code := e.mailCode("carol.race@example.net")
+	var next string
+	var mu sync.Mutex
+	statuses := race(20, func(i int) int {
+		r := e.api("POST", "/api/v1/reset/verify", "", map[string]string{"flow": f.ID, "method": mid, "code": code})
+		if r.Status == 200 {
+			mu.Lock()
+			next = r.str("flow")
+			mu.Unlock()
+		}
+		return r.Status
+	})
+	// one success; the others lose either on the code or, once the
+	// winner has renamed the flow, on the flow
+	if statuses[200] != 1 || statuses[422]+statuses[410] != 19 {
+		t.Fatalf("redemptions: %v", statuses)
+	}
+	f.ID = next
+	pws := make([]string, 20)
+	for i := range pws {
+		pws[i] = "Racing-Password-" + string(rune('A'+i)) + "-77"
+	}
+	winner := -1
+	statuses = race(20, func(i int) int {
+		st := e.complete(f, pws[i]).Status
+		if st == 200 {
+			mu.Lock()
+			winner = i
+			mu.Unlock()
+		}
+		return st
+	})
+	if statuses[200] != 1 {
+		t.Fatalf("completions: %v", statuses)
+	}
+	// the winner's password is the one in force: no other write came after
+	// (binding with the losers would trip the directory's lockout)
+	if err := srv.UserBind("carol", pws[winner]); err != nil {
+		t.Fatalf("the winning password does not bind: %v", err)
+	}
+}
+
 func race(n int, f func(i int) int) map[int]int {
 	var wg sync.WaitGroup
 	var mu sync.Mutex

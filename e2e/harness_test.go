@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -111,7 +112,7 @@ type env struct {
 	// peers are more instances sharing this one's store: api() sends each
 	// call to the next instance in turn, so every flow hops between them
 	peers []*env
-	calls int
+	calls atomic.Int64
 }
 
 // target is the base URL of the instance the next API call goes to.
@@ -119,8 +120,7 @@ func (e *env) target() string {
 	if len(e.peers) == 0 {
 		return e.base
 	}
-	i := e.calls % (len(e.peers) + 1)
-	e.calls++
+	i := int((e.calls.Add(1) - 1) % int64(len(e.peers)+1))
 	if i == 0 {
 		return e.base
 	}

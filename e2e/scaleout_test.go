@@ -270,3 +270,21 @@ func TestInstanceKilledMidWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRaceAcrossInstances: twenty concurrent redemptions of one code, then
+// twenty concurrent completions of one flow, spread over three instances
+// on one PostgreSQL: exactly one of each wins, as on one instance.
+func TestRaceAcrossInstances(t *testing.T) {
+	srv := dirtest.StartOpenLDAP(t)
+	pg := pgtest.Start(t)
+	mail, sms := startMail(t)
+	key := make([]byte, 48)
+	rand.Read(key)
+	p := params{Store: postgresStore(pg, pg.NewDatabase(t)), SecretKey: key}
+	e := startGateway(t, srv, mail, sms, p)
+	e.peers = []*env{startGateway(t, srv, mail, sms, p), startGateway(t, srv, mail, sms, p)}
+	raceRedeemAndComplete(t, e, srv)
+	if n := len(pwdHistory(t, srv, "carol")); n != 1 {
+		t.Fatalf("pwdHistory has %d entries after the race, want 1", n)
+	}
+}
