@@ -83,6 +83,7 @@ func RunConformance(t *testing.T, open Opener, opts ...Option) {
 		{"Flows/DeleteForAccount", s.flowsDeleteForAccount},
 		{"Flows/Restart", s.flowsRestart},
 		{"Flows/ConcurrentUpdate", s.flowsConcurrentUpdate},
+		{"Flows/ConcurrentRotate", s.flowsConcurrentRotate},
 		{"Codes/Redeem", s.codesRedeem},
 		{"Codes/Reissue", s.codesReissue},
 		{"Codes/MaxTries", s.codesMaxTries},
@@ -881,6 +882,62 @@ func (s *suite) flowsConcurrentUpdate(t *testing.T) {
 				if final.Version != f.Version+1 || len(final.Verified) != 1 {
 					t.Fatalf("flow after concurrent updates: %+v", final)
 				}
+			}
+		})
+	}
+}
+
+// flowsConcurrentRotate: 20 callers rotate the same version of a flow,
+// each to its own new ID, as concurrent proofs of one method would: exactly
+// one wins; the flow and its live code answer to the winner's ID only, and
+// none of the losers' IDs exists. On one instance and on two.
+func (s *suite) flowsConcurrentRotate(t *testing.T) {
+	for _, instances := range []int{1, 2} {
+		t.Run(fmt.Sprintf("instances=%d", instances), func(t *testing.T) {
+			stores := []store.Store{s.open(t)}
+			if instances == 2 {
+				stores = append(stores, s.open(t))
+			}
+			ctx, now := ctxT(t), base()
+			for round := range rounds {
+				f := mustCreateFlow(t, stores[0], newFlow("acct-a", now))
+				mustIssue(t, stores[0], code(f, "m2", "h2", now))
+				ids := make([]string, concurrency)
+				for i := range ids {
+					ids[i] = newID()
+				}
+				errs := race(concurrency, stores, func(st store.Store, i int) error {
+					g := f
+					g.Verified = []string{fmt.Sprintf("m%d", i)}
+					return st.RotateFlow(ctx, g, ids[i])
+				})
+				// a loser sees the version moved (conflict) or, once the
+				// winner renamed the flow, no flow under the old ID
+				got := tally(t, errs, store.ErrConflict, store.ErrNotFound)
+				if got[nil] != 1 {
+					t.Fatalf("round %d: concurrent RotateFlow: %d successes, %d conflicts, %d not found; want 1 success",
+						round, got[nil], got[store.ErrConflict], got[store.ErrNotFound])
+				}
+				winner := -1
+				for i, err := range errs {
+					if err == nil {
+						winner = i
+					}
+				}
+				_, err := stores[0].GetFlow(ctx, f.ID, now)
+				wantErr(t, "GetFlow with the old id", err, store.ErrNotFound, f.ID)
+				for i, id := range ids {
+					g, err := stores[len(stores)-1].GetFlow(ctx, id, now)
+					if i != winner {
+						wantErr(t, "GetFlow with a loser's id", err, store.ErrNotFound, id)
+						continue
+					}
+					wantErr(t, "GetFlow with the winner's id", err, nil, id)
+					if g.Version != f.Version+1 || len(g.Verified) != 1 || g.Verified[0] != fmt.Sprintf("m%d", winner) {
+						t.Fatalf("round %d: flow after the rotation race: %+v (winner %d)", round, g, winner)
+					}
+				}
+				wantErr(t, "RedeemCode with the winner's id", stores[0].RedeemCode(ctx, ids[winner], "reset", "m2", []byte("h2"), 5, now), nil, ids[winner])
 			}
 		})
 	}
