@@ -317,7 +317,10 @@ func TestStoreUnavailable(t *testing.T) {
 	db := pg.NewDatabase(t)
 	mail, sms := startMail(t)
 	e := startGateway(t, srv, mail, sms, params{Store: postgresStore(pg, db)})
-	_, smsID := e.register("carol", "carol.home@example.net", "+44 7700 900003")
+	emailID, smsID := e.register("carol", "carol.home@example.net", "+44 7700 900003")
+	// g is proven before the store goes: only its completion is left
+	g, _ := e.startReset("carol")
+	e.must(200, e.verifyByEmail(&g, emailID, "carol.home@example.net"), "verify g")
 	f, _ := e.startReset("carol")
 	ctx := context.Background()
 	// notices of the registration may still be on their way: let them land
@@ -339,11 +342,19 @@ func TestStoreUnavailable(t *testing.T) {
 		{"/api/v1/reset/send", map[string]string{"flow": f.ID, "method": smsID}},
 		{"/api/v1/reset/verify", map[string]string{"flow": f.ID, "method": smsID, "code": "123456"}},
 		{"/api/v1/session", map[string]string{"username": "carol", "password": srv.Password("carol")}},
+		{"/api/v1/reset/complete", map[string]string{"flow": g.ID, "password": "Store-Was-Down-3"}},
 	} {
 		r := e.api("POST", c.path, "", c.body)
 		if r.Status != 503 || r.errCode() != "unavailable" {
 			t.Fatalf("%s with the store down: %d %s", c.path, r.Status, r.Body)
 		}
+	}
+	// the completion wrote nothing: its flow could not even be read
+	if err := srv.UserBind("carol", srv.Password("carol")); err != nil {
+		t.Fatalf("the old password no longer binds: %v", err)
+	}
+	if n := len(pwdHistory(t, srv, "carol")); n != 0 {
+		t.Fatalf("pwdHistory has %d entries: a password was written with the store down", n)
 	}
 	time.Sleep(time.Second) // a send would leave within its jitter time
 	if n := len(sms.Messages()); n != 0 {
@@ -357,7 +368,15 @@ func TestStoreUnavailable(t *testing.T) {
 	waitReady(t, e)
 	e.must(202, e.api("POST", "/api/v1/reset/send", "", map[string]string{"flow": f.ID, "method": smsID}), "send after the store is back")
 	e.must(200, e.verify(&f, smsID, e.smsCode("+447700900003")), "verify")
-	e.must(200, e.complete(f, "Store-Came-Back-3"), "complete")
+	// the flow proven before the outage completes after it
+	e.must(200, e.complete(g, "Store-Came-Back-3"), "complete g")
+	if err := srv.UserBind("carol", "Store-Came-Back-3"); err != nil {
+		t.Fatal(err)
+	}
+	// and, like every open flow of the account, f ended with the reset
+	if r := e.complete(f, "Store-Came-Back-4"); r.Status != 410 {
+		t.Fatalf("f after the reset: %d %s", r.Status, r.Body)
+	}
 }
 
 // TestRestartMidFlowDeliversQueuedMessages (SQLite, one instance): codes
