@@ -3,6 +3,8 @@ package dirtest
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	_ "embed"
 	"encoding/hex"
 	"fmt"
@@ -29,6 +31,23 @@ var sambaProvision string
 // The first call on a machine provisions a template (about 15 s); later
 // calls copy it (well under a second). Needs root.
 func StartSamba(t testing.TB) *Server {
+	t.Helper()
+	return startSamba(t, false)
+}
+
+// StartSambaGeneratedCert is StartSamba with the DC serving the TLS
+// certificate Samba generates itself at its first start, as a DC
+// provisioned without "tls certfile" does: subject CN=DC1.example.test, no
+// subjectAltName, signed by Samba's own CA in private/tls/ca.pem, which
+// Server.CAFile and CAPEM then are. Go refuses such a certificate for any
+// name, so Admin, UserBind and Modify do not work on this server. Starting
+// takes a few seconds longer (key generation).
+func StartSambaGeneratedCert(t testing.TB) *Server {
+	t.Helper()
+	return startSamba(t, true)
+}
+
+func startSamba(t testing.TB, generatedCert bool) *Server {
 	t.Helper()
 	need(t, "samba", "samba-tool", "ldbsearch", "ldbmodify", "ldapmodify")
 	if os.Geteuid() != 0 {
@@ -61,17 +80,34 @@ func StartSamba(t testing.TB) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(conf, []byte(strings.ReplaceAll(string(b), tpl, dir)), 0o644); err != nil {
+	smbConf := strings.ReplaceAll(string(b), tpl, dir)
+	caFile := filepath.Join(dir, "certs", "ca.crt")
+	if generatedCert {
+		// without these Samba generates a CA and a certificate in
+		// private/tls at its first start (the smb.conf defaults)
+		var keep []string
+		for _, l := range strings.Split(smbConf, "\n") {
+			k := strings.TrimSpace(l)
+			if !strings.HasPrefix(k, "tls keyfile") && !strings.HasPrefix(k, "tls certfile") && !strings.HasPrefix(k, "tls cafile") {
+				keep = append(keep, l)
+			}
+		}
+		smbConf = strings.Join(keep, "\n")
+		caFile = filepath.Join(dir, "private", "tls", "ca.pem")
+	}
+	if err := os.WriteFile(conf, []byte(smbConf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	caPEM, err := os.ReadFile(filepath.Join(dir, "certs", "ca.crt"))
-	if err != nil {
-		t.Fatal(err)
+	var caPEM []byte
+	if !generatedCert {
+		if caPEM, err = os.ReadFile(caFile); err != nil {
+			t.Fatal(err)
+		}
 	}
 	s := &Server{
 		Flavor: directory.ActiveDirectory, Dir: dir,
 		URL: "ldap://127.0.0.1:389", LDAPSURL: "ldaps://127.0.0.1:636",
-		CAFile: filepath.Join(dir, "certs", "ca.crt"), CAPEM: caPEM,
+		CAFile: caFile, CAPEM: caPEM,
 		BaseDN:           "DC=example,DC=test",
 		UserFilter:       "(&(objectCategory=person)(objectClass=user)(sAMAccountName={username}))",
 		ServiceDN:        "CN=sspr,OU=Services,DC=example,DC=test",
@@ -91,9 +127,23 @@ func StartSamba(t testing.TB) *Server {
 	t.Cleanup(func() { stopSamba(dir); os.RemoveAll(dir) })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := waitLDAP(ctx, s.LDAPSURL, caPEM); err != nil {
+	tc := &tls.Config{ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+	if generatedCert {
+		// Go refuses a certificate without SAN whatever the name; the CA
+		// does not exist before Samba made it: wait for an answer only
+		tc.InsecureSkipVerify = true
+	} else {
+		tc.RootCAs = x509.NewCertPool()
+		tc.RootCAs.AppendCertsFromPEM(caPEM)
+	}
+	if err := waitLDAPTLS(ctx, s.LDAPSURL, tc); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "log", "samba.log"))
 		t.Fatalf("dirtest: %v\n%s", err, tail(string(log), 3000))
+	}
+	if generatedCert {
+		if s.CAPEM, err = os.ReadFile(caFile); err != nil {
+			t.Fatalf("dirtest: Samba generated no CA: %v", err)
+		}
 	}
 	return s
 }
