@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
@@ -484,6 +486,56 @@ func TestCheckCertificateNames(t *testing.T) {
 		rs, _ = checkJSON(t, c)
 		wantResult(t, rs, "directory.tls", "FAIL", "subjectAltName", srv.URL, "certificate has no SAN")
 	})
+}
+
+// TestCheckReferral: a base DN and a group outside the server's naming
+// context, answered with a referral (as Windows AD does for another
+// domain's DNs, and slapd with a "referral" directive; Samba 4.17 answers
+// "no such object" instead, see BaseDNOutsideNamingContext), each get a
+// FAIL that says so and how to fix it, and nothing connects to the server
+// the referral names.
+func TestCheckReferral(t *testing.T) {
+	trap, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer trap.Close()
+	var dialed atomic.Int32
+	go func() {
+		for {
+			c, err := trap.Accept()
+			if err != nil {
+				return
+			}
+			dialed.Add(1)
+			c.Close()
+		}
+	}()
+	srv := dirtest.StartOpenLDAP(t, dirtest.WithReferral("ldap://"+trap.Addr().String()+"/"))
+	mail, sms := startMail(t)
+	_, cfg, _ := writeConfig(t, srv, mail, sms, params{})
+	const elsewhere = "dc=elsewhere,dc=net"
+	c := variant(t, cfg, "base_dn: "+jq(srv.BaseDN), "base_dn: "+jq(elsewhere),
+		"groups: ["+jq(srv.Group("staff"))+"]", "groups: ["+jq("cn=staff,"+elsewhere)+"]")
+	rs, code := checkJSON(t, c, "--canary", "bob")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
+	}
+	wantFails(t, rs, "directory.base_dn", "directory.group", "directory.canary")
+	nc := `(its naming context is "dc=example,dc=org")`
+	wantResult(t, rs, "directory.base_dn", "FAIL", `set directory.base_dn to the entry above the users inside the server's naming context ("dc=example,dc=org")`,
+		`"dc=elsewhere,dc=net" is not held by the server`, nc, "answered with a referral, which latchkey never follows")
+	wantResult(t, rs, "directory.group", "FAIL", `correct policy.groups[0] to the DN of a group inside the server's naming context ("dc=example,dc=org")`,
+		`policy.groups[0]: "cn=staff,dc=elsewhere,dc=net" is not held by the server`, nc, "referral")
+	wantResult(t, rs, "directory.canary", "FAIL", "set directory.base_dn", `base_dn "dc=elsewhere,dc=net"`, `"bob"`, nc, "referral")
+	for _, r := range rs {
+		if strings.Contains(r.Message, "unavailable") {
+			t.Fatalf("a referral reported as an unavailable server: %+v", r)
+		}
+	}
+	if n := dialed.Load(); n != 0 {
+		t.Fatalf("%d connections to the referred server", n)
+	}
 }
 
 func TestCheckActiveDirectory(t *testing.T) {
