@@ -629,3 +629,40 @@ func TestCheckActiveDirectoryGeneratedCert(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckSMTPStartTLSAuth runs check against a mailpit that requires
+// STARTTLS and AUTH (PLAIN/LOGIN): OK with the right password, a FAIL at
+// the auth stage with its fix with a wrong one, and never the password in
+// the output.
+func TestCheckSMTPStartTLSAuth(t *testing.T) {
+	const user, pass = "latchkey", "Smtp-Auth-Pass-5e7a"
+	srv := dirtest.StartOpenLDAP(t)
+	mail := notifytest.StartMailpit(t, notifytest.MailpitSTARTTLS(), notifytest.MailpitAuth(user, pass))
+	sms := notifytest.StartTwilio(t, notifytest.TwilioCredentials(twilioSID, twilioToken), notifytest.TwilioSenders(twilioFrom))
+	_, cfg, _ := writeConfig(t, srv, mail, sms, params{})
+	smtp := func(password string) string {
+		return variant(t, cfg, "port: "+strconv.Itoa(mail.SMTPPort)+"\n  tls: none\n",
+			"port: "+strconv.Itoa(mail.SMTPPort)+"\n  tls: starttls\n  ca_file: "+jq(mail.Cert.CertFile)+
+				"\n  username: "+jq(user)+"\n  password_file: "+jq(writeSecret(t, password))+"\n")
+	}
+	t.Run("OK", func(t *testing.T) {
+		rs, code := checkJSON(t, smtp(pass))
+		if code != 0 {
+			t.Fatalf("exit %d:\n%s", code, dump(rs))
+		}
+		wantResult(t, rs, "smtp", "OK", "", fmt.Sprintf("127.0.0.1:%d: STARTTLS, certificate verified, AUTH as %s accepted; nothing sent", mail.SMTPPort, user))
+	})
+	t.Run("WrongPassword", func(t *testing.T) {
+		c := smtp("Not-The-Smtp-Password-1")
+		rs, code := checkJSON(t, c)
+		if code != 1 {
+			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
+		}
+		wantFails(t, rs, "smtp")
+		wantResult(t, rs, "smtp", "FAIL", "check smtp.username and smtp.password (or smtp.password_file)", "auth failed", "535")
+		out, _ := runCheck(t, c)
+		if strings.Contains(out, "Not-The-Smtp-Password-1") || strings.Contains(dump(rs), "Not-The-Smtp-Password-1") {
+			t.Fatalf("the output holds the SMTP password:\n%s", out)
+		}
+	})
+}
