@@ -451,6 +451,24 @@ func TestCheckOpenLDAP(t *testing.T) {
 		if out, code := runCheck(t, bad); code != 2 {
 			t.Fatalf("invalid configuration: exit %d\n%s", code, out)
 		}
+		// --json still prints JSON: the problems as FAIL config lines, nothing else
+		rs, code := checkJSON(t, bad)
+		if code != 2 {
+			t.Fatalf("invalid configuration with --json: exit %d\n%s", code, dump(rs))
+		}
+		r := wantResult(t, rs, "config", "FAIL", "correct policy.methods_required in "+bad, "invalid: policy.methods_required")
+		if len(rs) != 1 {
+			t.Fatalf("more than the one problem:\n%s", dump(rs))
+		}
+		if strings.Contains(r.Message, srv.ServicePassword) {
+			t.Fatalf("the output holds a secret: %s", r.Message)
+		}
+		missing := filepath.Join(t.TempDir(), "missing.yaml")
+		rs, code = checkJSON(t, missing)
+		if code != 2 || len(rs) != 1 {
+			t.Fatalf("missing configuration with --json: exit %d\n%s", code, dump(rs))
+		}
+		wantResult(t, rs, "config", "FAIL", "make --config name a readable YAML configuration file", "not loaded", missing)
 	})
 }
 
