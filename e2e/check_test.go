@@ -425,6 +425,7 @@ func TestCheckOpenLDAP(t *testing.T) {
 		}
 		wantResult(t, rs, "directory.bind", "OK", "", srv.ReadOnlyDN)
 		wantResult(t, rs, "directory.canary", "OK", "", "uid=bob")
+		wantFails(t, rs, "directory.reset_right")
 		wantResult(t, rs, "directory.reset_right", "FAIL", "=wx", "may not reset", "insufficient access")
 		if err := srv.UserBind("bob", srv.Password("bob")); err != nil {
 			t.Fatalf("bob's password changed after all: %v", err)
@@ -483,6 +484,7 @@ func TestCheckCertificateNames(t *testing.T) {
 		if code != 1 {
 			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
 		}
+		wantFails(t, rs, "directory.tls", "directory.bind")
 		wantResult(t, rs, "directory.tls", "FAIL", "change the host in directory.urls[0] to a name the certificate holds (DNS:ldap.example.org)",
 			"valid for DNS:ldap.example.org, not 127.0.0.1 (the IP address connected to)")
 		for _, r := range rs {
@@ -498,6 +500,7 @@ func TestCheckCertificateNames(t *testing.T) {
 		if code != 1 {
 			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
 		}
+		wantFails(t, rs, "directory.tls", "directory.bind")
 		wantResult(t, rs, "directory.tls", "FAIL", "subjectAltName for 127.0.0.1", "certificate has no SAN", `CN="localhost"`)
 		// StartTLS is inspected the same way
 		c := variant(t, cfg, "urls: [\""+srv.LDAPSURL+"\"]", "urls: [\""+srv.URL+"\"]\n  start_tls: true")
@@ -593,11 +596,13 @@ func TestCheckActiveDirectory(t *testing.T) {
 		if code != 1 {
 			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
 		}
+		wantFails(t, rs, "directory.reset_right")
 		wantResult(t, rs, "directory.reset_right", "FAIL", "Reset Password", "may not write lockoutTime, pwdLastSet")
 		rs, code = checkJSON(t, c, "--canary", "erin", "--try-reset")
 		if code != 1 {
 			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
 		}
+		wantFails(t, rs, "directory.reset_right")
 		wantResult(t, rs, "directory.reset_right", "FAIL", "delegate to "+srv.ReadOnlyDN, "may not reset", "insufficient access")
 		if err := srv.UserBind("erin", srv.Password("erin")); err != nil {
 			t.Fatalf("erin's password changed after all: %v", err)
