@@ -163,6 +163,9 @@ func probeURL(ctx context.Context, cfg Config, i int, raw string, now time.Time)
 		name = cfg.ServerName
 	}
 	tc, err := cfg.tlsConfig(host)
+	if isNegativeSerial(err) {
+		return []Finding{reach, {"directory.tls", CheckFail, raw + ": " + err.Error() + ": latchkey's TLS (Go) refuses certificates with a negative serial number", negativeSerialFix(name)}}
+	}
 	if err != nil {
 		return []Finding{reach, {"directory.tls", CheckFail, raw + ": " + err.Error(), "set directory.ca_file to a readable PEM file holding the CA certificate that signed the directory's certificate"}}
 	}
@@ -175,6 +178,9 @@ func probeURL(ctx context.Context, cfg Config, i int, raw string, now time.Time)
 	if u.Scheme == "ldaps" {
 		td := &tls.Dialer{NetDialer: d, Config: probe}
 		c, err := td.DialContext(tctx, "tcp", addr)
+		if isNegativeSerial(err) {
+			return []Finding{reach, negativeSerialFinding(raw, name)}
+		}
 		if err != nil {
 			return []Finding{reach, {"directory.tls", CheckFail, fmt.Sprintf("%s: TLS handshake failed: %v", raw, err),
 				fmt.Sprintf("check that %s speaks LDAPS (TLS from the first byte, usually port 636); for a plain LDAP port use ldap:// with directory.start_tls: true", addr)}}
@@ -188,6 +194,10 @@ func probeURL(ctx context.Context, cfg Config, i int, raw string, now time.Time)
 		}
 		lc.SetTimeout(cfg.Timeout)
 		err = lc.StartTLS(probe)
+		if isNegativeSerial(err) {
+			lc.Close()
+			return []Finding{reach, negativeSerialFinding(raw, name)}
+		}
 		if err != nil {
 			lc.Close()
 			return []Finding{reach, {"directory.tls", CheckFail, fmt.Sprintf("%s: StartTLS failed: %s", raw, ldapReason(err)),
@@ -225,6 +235,25 @@ func probeURL(ctx context.Context, cfg Config, i int, raw string, now time.Time)
 			"renew the directory server's certificate before " + leaf.NotAfter.UTC().Format("2006-01-02")}}
 	}
 	return []Finding{reach, {"directory.tls", CheckOK, ok, ""}}
+}
+
+// isNegativeSerial reports whether a TLS handshake failed because the
+// server's certificate has a negative serial number, which Go refuses to
+// parse (since Go 1.23) before any verification. Samba's self-generated
+// certificates have one about every second time. go-ldap's StartTLS keeps
+// only the text of the handshake error.
+func isNegativeSerial(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "x509: negative serial number")
+}
+
+func negativeSerialFinding(raw, name string) Finding {
+	return Finding{"directory.tls", CheckFail,
+		raw + ": the server's certificate has a negative serial number, which latchkey's TLS (Go) refuses to read (x509: negative serial number), whatever the CA",
+		negativeSerialFix(name)}
+}
+
+func negativeSerialFix(name string) string {
+	return fmt.Sprintf("give the directory server a certificate with a positive serial number and a subjectAltName for %s, from a CA whose certificate has a positive serial number too, and set directory.ca_file to that CA (Samba's self-generated certificates often have negative serial numbers and never a subjectAltName: set \"tls certfile\", \"tls keyfile\" and \"tls cafile\" in smb.conf).", name)
 }
 
 func tlsFix(p tlsdiag.Problem, cfg Config, key, name string, leaf *x509.Certificate) string {

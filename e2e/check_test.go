@@ -624,31 +624,70 @@ func TestCheckActiveDirectory(t *testing.T) {
 
 // TestCheckActiveDirectoryGeneratedCert runs check against a Samba DC that
 // serves the certificate Samba generated itself (no subjectAltName), with
-// Samba's own CA in directory.ca_file: the one problem is the name.
+// Samba's own CA in directory.ca_file, over LDAPS and StartTLS. Samba gives
+// half of such certificates (and their CA) a negative serial number, which
+// Go cannot read at all; both kinds are tried, each on a DC of its own.
 func TestCheckActiveDirectoryGeneratedCert(t *testing.T) {
-	srv := dirtest.StartSambaGeneratedCert(t)
 	mail, sms := startMail(t)
-	_, cfg, _ := writeConfig(t, srv, mail, sms, params{})
-	for _, tc := range []struct{ name, url, tls string }{
-		{"LDAPS", srv.LDAPSURL, ""},
-		{"StartTLS", srv.URL, "\n  start_tls: true"},
+	const smbFix = `(Samba's self-generated certificates often have negative serial numbers and never a subjectAltName: set "tls certfile", "tls keyfile" and "tls cafile" in smb.conf)`
+	negFix := "give the directory server a certificate with a positive serial number and a subjectAltName for 127.0.0.1, from a CA whose certificate has a positive serial number too, and set directory.ca_file to that CA " + smbFix
+	type variantCase struct {
+		name    string
+		otherCA bool // directory.ca_file: another CA instead of Samba's
+		fix     string
+		msg     []string
+	}
+	for _, serial := range []struct {
+		name     string
+		negative bool
+		cases    []variantCase
+	}{
+		{"PositiveSerial", false, []variantCase{
+			// Samba's CA verifies the chain: the one problem is the name
+			{"SambaCA", false, `give the directory server a certificate with a subjectAltName for 127.0.0.1 (Samba's self-generated certificate has none: set "tls certfile" and "tls keyfile" in smb.conf)`,
+				[]string{"certificate has no SAN", `only CN="DC1.example.test"`, "not valid for 127.0.0.1"}},
+		}},
+		{"NegativeSerial", true, []variantCase{
+			// Samba's CA has the negative serial too: ca_file cannot be read
+			{"SambaCA", false, negFix, []string{"ca_file", "its certificate cannot be read: x509: negative serial number", "refuses certificates with a negative serial number"}},
+			// another CA: the server's certificate cannot be read
+			{"OtherCA", true, negFix, []string{"the server's certificate has a negative serial number", "refuses to read", "whatever the CA"}},
+		}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c := variant(t, cfg, "urls: ["+jq(srv.LDAPSURL)+"]", "urls: ["+jq(tc.url)+"]"+tc.tls)
-			rs, code := checkJSON(t, c)
-			if code != 1 {
-				t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
+		t.Run(serial.name, func(t *testing.T) {
+			srv := dirtest.StartSambaGeneratedCert(t, serial.negative)
+			_, cfg, _ := writeConfig(t, srv, mail, sms, params{})
+			other, err := dirtest.WriteCerts(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
 			}
-			wantFails(t, rs, "directory.tls", "directory.bind")
-			wantResult(t, rs, "directory.tls", "FAIL",
-				`give the directory server a certificate with a subjectAltName for 127.0.0.1 (Samba's self-generated certificate has none: set "tls certfile" and "tls keyfile" in smb.conf)`,
-				tc.url, "certificate has no SAN", `only CN="DC1.example.test"`, "not valid for 127.0.0.1")
-			for _, r := range rs {
-				if r.Check == "directory.tls" && strings.Contains(r.Message, "unknown authority") {
-					t.Fatalf("Samba's own CA reported as unknown: %s", r.Message)
+			for _, vc := range serial.cases {
+				for _, tc := range []struct{ name, url, tls string }{
+					{"LDAPS", srv.LDAPSURL, ""},
+					{"StartTLS", srv.URL, "\n  start_tls: true"},
+				} {
+					t.Run(vc.name+"/"+tc.name, func(t *testing.T) {
+						ca := srv.CAFile
+						if vc.otherCA {
+							ca = other.CAFile
+						}
+						c := variant(t, cfg, "urls: ["+jq(srv.LDAPSURL)+"]", "urls: ["+jq(tc.url)+"]"+tc.tls,
+							"ca_file: "+jq(srv.CAFile), "ca_file: "+jq(ca))
+						rs, code := checkJSON(t, c)
+						if code != 1 {
+							t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
+						}
+						wantFails(t, rs, "directory.tls", "directory.bind")
+						wantResult(t, rs, "directory.tls", "FAIL", vc.fix, append([]string{tc.url}, vc.msg...)...)
+						for _, r := range rs {
+							if r.Check == "directory.tls" && strings.Contains(r.Message, "unknown authority") {
+								t.Fatalf("reported as an unknown authority: %s", r.Message)
+							}
+						}
+						wantResult(t, rs, "directory.bind", "FAIL", "directory.tls", "not checked")
+					})
 				}
 			}
-			wantResult(t, rs, "directory.bind", "FAIL", "directory.tls", "not checked")
 		})
 	}
 }
