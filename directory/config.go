@@ -3,6 +3,7 @@ package directory
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net/url"
 	"os"
@@ -171,15 +172,35 @@ func (c *Config) tlsConfig(host string) (*tls.Config, error) {
 	case c.RootCAs != nil:
 		tc.RootCAs = c.RootCAs
 	case c.CAFile != "":
-		pem, err := os.ReadFile(c.CAFile)
+		data, err := os.ReadFile(c.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("directory: reading ca_file: %w", err)
 		}
 		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("directory: ca_file %s holds no PEM certificate", c.CAFile)
+		if !pool.AppendCertsFromPEM(data) {
+			return nil, caFileError(c.CAFile, data)
 		}
 		tc.RootCAs = pool
 	}
 	return tc, nil
+}
+
+// caFileError says why a ca_file gave no usable certificate: the first
+// certificate Go cannot parse, with the parser's reason (for instance
+// "x509: negative serial number", as in about every second CA Samba
+// generates for itself), or that it holds none.
+func caFileError(file string, data []byte) error {
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			return fmt.Errorf("directory: ca_file %s holds no PEM certificate", file)
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
+			return fmt.Errorf("directory: ca_file %s: its certificate cannot be read: %w", file, err)
+		}
+	}
 }

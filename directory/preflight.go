@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -162,6 +163,9 @@ func probeURL(ctx context.Context, cfg Config, i int, raw string, now time.Time)
 		name = cfg.ServerName
 	}
 	tc, err := cfg.tlsConfig(host)
+	if isNegativeSerial(err) {
+		return []Finding{reach, {"directory.tls", CheckFail, raw + ": " + err.Error() + ": latchkey's TLS (Go) refuses certificates with a negative serial number", negativeSerialFix(name)}}
+	}
 	if err != nil {
 		return []Finding{reach, {"directory.tls", CheckFail, raw + ": " + err.Error(), "set directory.ca_file to a readable PEM file holding the CA certificate that signed the directory's certificate"}}
 	}
@@ -174,6 +178,9 @@ func probeURL(ctx context.Context, cfg Config, i int, raw string, now time.Time)
 	if u.Scheme == "ldaps" {
 		td := &tls.Dialer{NetDialer: d, Config: probe}
 		c, err := td.DialContext(tctx, "tcp", addr)
+		if isNegativeSerial(err) {
+			return []Finding{reach, negativeSerialFinding(raw, name)}
+		}
 		if err != nil {
 			return []Finding{reach, {"directory.tls", CheckFail, fmt.Sprintf("%s: TLS handshake failed: %v", raw, err),
 				fmt.Sprintf("check that %s speaks LDAPS (TLS from the first byte, usually port 636); for a plain LDAP port use ldap:// with directory.start_tls: true", addr)}}
@@ -187,6 +194,10 @@ func probeURL(ctx context.Context, cfg Config, i int, raw string, now time.Time)
 		}
 		lc.SetTimeout(cfg.Timeout)
 		err = lc.StartTLS(probe)
+		if isNegativeSerial(err) {
+			lc.Close()
+			return []Finding{reach, negativeSerialFinding(raw, name)}
+		}
 		if err != nil {
 			lc.Close()
 			return []Finding{reach, {"directory.tls", CheckFail, fmt.Sprintf("%s: StartTLS failed: %s", raw, ldapReason(err)),
@@ -224,6 +235,25 @@ func probeURL(ctx context.Context, cfg Config, i int, raw string, now time.Time)
 			"renew the directory server's certificate before " + leaf.NotAfter.UTC().Format("2006-01-02")}}
 	}
 	return []Finding{reach, {"directory.tls", CheckOK, ok, ""}}
+}
+
+// isNegativeSerial reports whether a TLS handshake failed because the
+// server's certificate has a negative serial number, which Go refuses to
+// parse (since Go 1.23) before any verification. Samba's self-generated
+// certificates have one about every second time. go-ldap's StartTLS keeps
+// only the text of the handshake error.
+func isNegativeSerial(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "x509: negative serial number")
+}
+
+func negativeSerialFinding(raw, name string) Finding {
+	return Finding{"directory.tls", CheckFail,
+		raw + ": the server's certificate has a negative serial number, which latchkey's TLS (Go) refuses to read (x509: negative serial number), whatever the CA",
+		negativeSerialFix(name)}
+}
+
+func negativeSerialFix(name string) string {
+	return fmt.Sprintf("give the directory server a certificate with a positive serial number and a subjectAltName for %s, from a CA whose certificate has a positive serial number too, and set directory.ca_file to that CA (Samba's self-generated certificates often have negative serial numbers and never a subjectAltName: set \"tls certfile\", \"tls keyfile\" and \"tls cafile\" in smb.conf).", name)
 }
 
 func tlsFix(p tlsdiag.Problem, cfg Config, key, name string, leaf *x509.Certificate) string {
@@ -335,6 +365,10 @@ func (c *Client) checkBaseDN(ctx context.Context) Finding {
 		return Finding{check, CheckFail, fmt.Sprintf("%q is not a valid DN", c.cfg.BaseDN), "correct directory.base_dn"}
 	}
 	e, err := c.baseSearch(ctx, "base dn", c.cfg.BaseDN, []string{"1.1"})
+	if isReferral(err) {
+		return Finding{check, CheckFail, fmt.Sprintf("%q is not held by the server%s: it answered with a referral, which latchkey never follows", c.cfg.BaseDN, c.contextHint()),
+			"set directory.base_dn to the entry above the users inside the server's naming context (" + c.contextName() + "), or point directory.urls at a directory server that holds " + c.cfg.BaseDN}
+	}
 	if err != nil {
 		return Finding{check, CheckFail, fmt.Sprintf("reading %q: %v", c.cfg.BaseDN, err), "check directory.base_dn and that directory.bind_dn may read it"}
 	}
@@ -349,6 +383,30 @@ func (c *Client) checkBaseDN(ctx context.Context) Finding {
 	return Finding{check, CheckOK, fmt.Sprintf("%q exists", c.cfg.BaseDN), ""}
 }
 
+// isReferral reports whether the server answered err's operation with a
+// referral: the DN is outside what it holds (AD and slapd with a
+// "referral" directive answer so for DNs outside their naming contexts).
+func isReferral(err error) bool {
+	var de *Error
+	return errors.As(err, &de) && de.Sub == subReferral
+}
+
+// contextHint is " (its naming context is "X")" when the RootDSE named one.
+func (c *Client) contextHint() string {
+	if c.info.NamingContext == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (its naming context is %q)", c.info.NamingContext)
+}
+
+// contextName is the naming context quoted, or a pointer to the RootDSE.
+func (c *Client) contextName() string {
+	if c.info.NamingContext == "" {
+		return "namingContexts in the RootDSE"
+	}
+	return strconv.Quote(c.info.NamingContext)
+}
+
 var groupClasses = []string{"group", "groupofnames", "groupofuniquenames", "groupofurls", "posixgroup"}
 
 func (c *Client) checkGroup(ctx context.Context, g GroupRef) Finding {
@@ -357,6 +415,10 @@ func (c *Client) checkGroup(ctx context.Context, g GroupRef) Finding {
 		return Finding{check, CheckFail, fmt.Sprintf("%s: %q is not a valid DN", g.Key, g.DN), "correct " + g.Key + " to the full DN of a group"}
 	}
 	e, err := c.baseSearch(ctx, "group", g.DN, []string{"objectClass"})
+	if isReferral(err) {
+		return Finding{check, CheckFail, fmt.Sprintf("%s: %q is not held by the server%s: it answered with a referral, which latchkey never follows", g.Key, g.DN, c.contextHint()),
+			fmt.Sprintf("correct %s to the DN of a group inside the server's naming context (%s): groups are read on the servers in directory.urls only", g.Key, c.contextName())}
+	}
 	if err != nil {
 		return Finding{check, CheckFail, fmt.Sprintf("%s: reading %q: %v", g.Key, g.DN, err), "check " + g.Key}
 	}
@@ -386,6 +448,9 @@ func (c *Client) checkCanary(ctx context.Context, name string) (*User, Finding) 
 	case errors.Is(err, ErrAmbiguous):
 		return nil, Finding{check, CheckFail, fmt.Sprintf("ambiguous: several entries under base_dn %q match user_filter %s for %q", c.cfg.BaseDN, filter, name),
 			"make directory.user_filter match a unique attribute (e.g. uid or sAMAccountName, with the object class of people) or narrow directory.base_dn, so that every username names one account"}
+	case isReferral(err):
+		return nil, Finding{check, CheckFail, fmt.Sprintf("searching base_dn %q for %q: base_dn is not held by the server%s: it answered with a referral, which latchkey never follows", c.cfg.BaseDN, name, c.contextHint()),
+			"set directory.base_dn to the entry above the users inside the server's naming context (" + c.contextName() + "); see directory.base_dn"}
 	case errors.Is(err, ErrInsufficientRights):
 		return nil, Finding{check, CheckFail, fmt.Sprintf("found %q but the service account cannot read its stable identifier (entryUUID / objectGUID)", name),
 			"give directory.bind_dn read access to entryUUID (OpenLDAP) or objectGUID (AD) on the users"}

@@ -5,14 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
+	"github.com/latchkeyhq/latchkey/notify/notifytest"
 )
 
 // checkResult is one entry of `latchkey check --json`.
@@ -152,11 +156,178 @@ func statuses(rs []checkResult) map[string]int {
 	return n
 }
 
+// wantFails fails unless the checks that FAIL are exactly checks (each
+// may FAIL on several lines): nothing else breaks along with the piece
+// broken on purpose.
+func wantFails(t *testing.T, rs []checkResult, checks ...string) {
+	t.Helper()
+	for _, r := range rs {
+		if r.Status == "FAIL" && !slices.Contains(checks, r.Check) {
+			t.Fatalf("unexpected FAIL %s: %s\n%s", r.Check, r.Message, dump(rs))
+		}
+	}
+	for _, c := range checks {
+		if !slices.ContainsFunc(rs, func(r checkResult) bool { return r.Check == c && r.Status == "FAIL" }) {
+			t.Fatalf("no FAIL %s in:\n%s", c, dump(rs))
+		}
+	}
+}
+
+// checkEnv is a correct configuration (cfg, its secrets in work) for srv,
+// mail and sms.
+type checkEnv struct {
+	srv       *dirtest.Server
+	mail      *notifytest.Mailpit
+	sms       *notifytest.FakeTwilio
+	work, cfg string
+}
+
+// brokenCase is one misconfiguration of issue #8's list that check must
+// name with its own FAIL line and fix, on every server.
+type brokenCase struct {
+	name string
+	// broken writes the broken configuration, a variant of e.cfg
+	broken func(t *testing.T, e checkEnv) string
+	args   []string
+	// fails are the checks that FAIL, and no other
+	fails []string
+	// want asserts the lines (at least one FAIL with its fix)
+	want func(t *testing.T, e checkEnv, rs []checkResult)
+}
+
+// brokenCases are run the same way against slapd and Samba AD.
+var brokenCases = []brokenCase{
+	{
+		name: "WrongCA",
+		broken: func(t *testing.T, e checkEnv) string {
+			other, err := dirtest.WriteCerts(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return variant(t, e.cfg, "ca_file: "+jq(e.srv.CAFile), "ca_file: "+jq(other.CAFile))
+		},
+		fails: []string{"directory.tls", "directory.bind"},
+		want: func(t *testing.T, e checkEnv, rs []checkResult) {
+			wantResult(t, rs, "directory.tls", "FAIL", "set directory.ca_file to the CA certificate that signed", "unknown authority", `issuer "CN=Latchkey Test CA"`)
+			wantNo(t, rs, "directory.tls", "OK")
+			wantResult(t, rs, "directory.bind", "FAIL", "directory.tls", "not checked")
+		},
+	},
+	{
+		name: "WrongBindPassword",
+		broken: func(t *testing.T, e checkEnv) string {
+			return variant(t, e.cfg, filepath.Join(e.work, "bind.pw"), writeSecret(t, "Not-The-Password1!"))
+		},
+		fails: []string{"directory.bind"},
+		want: func(t *testing.T, e checkEnv, rs []checkResult) {
+			wantResult(t, rs, "directory.bind", "FAIL", "directory.bind_password", "invalid credentials")
+			wantResult(t, rs, "directory.tls", "OK", "")
+		},
+	},
+	{
+		// an OU that does not exist inside the naming context
+		name: "WrongBaseDN",
+		broken: func(t *testing.T, e checkEnv) string {
+			return variant(t, e.cfg, "base_dn: "+jq(e.srv.BaseDN), "base_dn: "+jq("ou=nowhere,"+e.srv.BaseDN))
+		},
+		args:  []string{"--canary", "bob"},
+		fails: []string{"directory.base_dn", "directory.canary"},
+		want: func(t *testing.T, e checkEnv, rs []checkResult) {
+			base := "ou=nowhere," + e.srv.BaseDN
+			wantResult(t, rs, "directory.base_dn", "FAIL", "set directory.base_dn to an existing entry", jq(base), "does not exist")
+			wantResult(t, rs, "directory.canary", "FAIL", "directory.user_filter", "base_dn "+jq(base),
+				strings.ReplaceAll(e.srv.UserFilter, "{username}", "bob"))
+		},
+	},
+	{
+		// a base DN no naming context of the server holds (AD answers
+		// with a referral, which latchkey never follows)
+		name: "BaseDNOutsideNamingContext",
+		broken: func(t *testing.T, e checkEnv) string {
+			return variant(t, e.cfg, "base_dn: "+jq(e.srv.BaseDN), `base_dn: "dc=elsewhere,dc=net"`)
+		},
+		args:  []string{"--canary", "bob"},
+		fails: []string{"directory.base_dn", "directory.canary"},
+		want: func(t *testing.T, e checkEnv, rs []checkResult) {
+			wantResult(t, rs, "directory.base_dn", "FAIL", "naming context is "+jq(e.srv.BaseDN), `"dc=elsewhere,dc=net"`)
+			wantResult(t, rs, "directory.canary", "FAIL", "directory.base_dn", `"dc=elsewhere,dc=net"`)
+		},
+	},
+	{
+		name: "MissingGroup",
+		broken: func(t *testing.T, e checkEnv) string {
+			return variant(t, e.cfg, "groups: ["+jq(e.srv.Group("staff"))+"]", "groups: ["+jq("cn=no-such-group,"+e.srv.BaseDN)+"]")
+		},
+		fails: []string{"directory.group"},
+		want: func(t *testing.T, e checkEnv, rs []checkResult) {
+			wantResult(t, rs, "directory.group", "FAIL", "correct policy.groups[0]", "policy.groups[0]", "cn=no-such-group", "does not exist")
+			wantResult(t, rs, "directory.group", "OK", "", "policy.tiers[0].groups[0]")
+		},
+	},
+	{
+		name: "SMTPDown",
+		broken: func(t *testing.T, e checkEnv) string {
+			return variant(t, e.cfg, "port: "+strconv.Itoa(e.mail.SMTPPort), "port: "+strconv.Itoa(freePort(t)))
+		},
+		fails: []string{"smtp"},
+		want: func(t *testing.T, e checkEnv, rs []checkResult) {
+			wantResult(t, rs, "smtp", "FAIL", "smtp.host and smtp.port", "connect failed", "connection refused")
+		},
+	},
+	{
+		name: "BadSMSCredentials",
+		broken: func(t *testing.T, e checkEnv) string {
+			return variant(t, e.cfg, filepath.Join(e.work, "twilio.token"), writeSecret(t, "wrong-twilio-auth-token-000000000"))
+		},
+		fails: []string{"sms"},
+		want: func(t *testing.T, e checkEnv, rs []checkResult) {
+			wantResult(t, rs, "sms", "FAIL", "sms.twilio.auth_token", "refused the credentials", "401", "20003")
+			if n := len(e.sms.Messages()); n != 0 {
+				t.Fatalf("the SMS check sent %d messages", n)
+			}
+		},
+	},
+}
+
+// runBrokenCases runs every brokenCase against e: exit status 1, the case's
+// own FAIL lines with their fixes, no other FAIL; and the same FAIL lines,
+// with "-- fix:", in the text form.
+func runBrokenCases(t *testing.T, e checkEnv) {
+	for _, bc := range brokenCases {
+		t.Run(bc.name, func(t *testing.T) {
+			c := bc.broken(t, e)
+			rs, code := checkJSON(t, c, bc.args...)
+			t.Logf("check %s:\n%s", strings.Join(bc.args, " "), dump(rs))
+			if code != 1 {
+				t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
+			}
+			wantFails(t, rs, bc.fails...)
+			bc.want(t, e, rs)
+			out, code := runCheck(t, c, bc.args...)
+			if code != 1 {
+				t.Fatalf("text form: exit %d, want 1:\n%s", code, out)
+			}
+			for _, r := range rs {
+				if r.Status != "FAIL" {
+					continue
+				}
+				line := fmt.Sprintf("FAIL  %s", r.Check)
+				if !strings.Contains(out, line) || !strings.Contains(out, r.Message+" -- fix: "+r.Fix) {
+					t.Fatalf("text form lacks %q with %q:\n%s", line, r.Message+" -- fix: "+r.Fix, out)
+				}
+			}
+		})
+	}
+}
+
+// jq quotes s as JSON (and YAML).
+func jq(s string) string { b, _ := json.Marshal(s); return string(b) }
+
 func TestCheckOpenLDAP(t *testing.T) {
 	srv := dirtest.StartOpenLDAP(t)
 	mail, sms := startMail(t)
 	work, cfg, _ := writeConfig(t, srv, mail, sms, params{})
-	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	q := jq
 
 	t.Run("AllOKWithCanaryAndTryReset", func(t *testing.T) {
 		rs, code := checkJSON(t, cfg, "--canary", "carol", "--try-reset")
@@ -234,40 +405,7 @@ func TestCheckOpenLDAP(t *testing.T) {
 		wantResult(t, rs, "directory.bind", "OK", "", srv.LDAPSURL) // failover to the second
 	})
 
-	t.Run("WrongCA", func(t *testing.T) {
-		other, err := dirtest.WriteCerts(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := variant(t, cfg, "ca_file: "+q(srv.CAFile), "ca_file: "+q(other.CAFile))
-		rs, code := checkJSON(t, c)
-		if code != 1 {
-			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
-		}
-		wantResult(t, rs, "directory.tls", "FAIL", "set directory.ca_file to the CA certificate that signed", "unknown authority", `issuer "CN=Latchkey Test CA"`)
-		wantNo(t, rs, "directory.tls", "OK")
-		wantResult(t, rs, "directory.bind", "FAIL", "directory.tls", "not checked")
-	})
-
-	t.Run("WrongBindPassword", func(t *testing.T) {
-		c := variant(t, cfg, filepath.Join(work, "bind.pw"), writeSecret(t, "not-the-password"))
-		rs, code := checkJSON(t, c)
-		if code != 1 {
-			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
-		}
-		wantResult(t, rs, "directory.bind", "FAIL", "directory.bind_password", "invalid credentials")
-		wantResult(t, rs, "directory.tls", "OK", "")
-	})
-
-	t.Run("WrongBaseDN", func(t *testing.T) {
-		c := variant(t, cfg, "base_dn: "+q(srv.BaseDN), `base_dn: "ou=nowhere,dc=example,dc=org"`)
-		rs, code := checkJSON(t, c, "--canary", "bob")
-		if code != 1 {
-			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
-		}
-		wantResult(t, rs, "directory.base_dn", "FAIL", "directory.base_dn", "ou=nowhere,dc=example,dc=org", "does not exist")
-		wantResult(t, rs, "directory.canary", "FAIL", "directory.user_filter", `base_dn "ou=nowhere,dc=example,dc=org"`, "(uid=bob)")
-	})
+	runBrokenCases(t, checkEnv{srv: srv, mail: mail, sms: sms, work: work, cfg: cfg})
 
 	t.Run("AmbiguousCanary", func(t *testing.T) {
 		c := variant(t, cfg, "(uid={username})", "(sn={username})")
@@ -276,16 +414,6 @@ func TestCheckOpenLDAP(t *testing.T) {
 			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
 		}
 		wantResult(t, rs, "directory.canary", "FAIL", "directory.user_filter", "ambiguous", "(sn=Twin)")
-	})
-
-	t.Run("MissingGroup", func(t *testing.T) {
-		c := variant(t, cfg, "groups: ["+q(srv.Group("staff"))+"]", `groups: ["cn=no-such-group,ou=groups,dc=example,dc=org"]`)
-		rs, code := checkJSON(t, c)
-		if code != 1 {
-			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
-		}
-		wantResult(t, rs, "directory.group", "FAIL", "correct policy.groups[0]", "policy.groups[0]", "cn=no-such-group", "does not exist")
-		wantResult(t, rs, "directory.group", "OK", "", "policy.tiers[0].groups[0]")
 	})
 
 	t.Run("NoResetRight", func(t *testing.T) {
@@ -297,6 +425,7 @@ func TestCheckOpenLDAP(t *testing.T) {
 		}
 		wantResult(t, rs, "directory.bind", "OK", "", srv.ReadOnlyDN)
 		wantResult(t, rs, "directory.canary", "OK", "", "uid=bob")
+		wantFails(t, rs, "directory.reset_right")
 		wantResult(t, rs, "directory.reset_right", "FAIL", "=wx", "may not reset", "insufficient access")
 		if err := srv.UserBind("bob", srv.Password("bob")); err != nil {
 			t.Fatalf("bob's password changed after all: %v", err)
@@ -304,32 +433,6 @@ func TestCheckOpenLDAP(t *testing.T) {
 		// without --try-reset OpenLDAP offers nothing read-only: WARN, not OK
 		rs, _ = checkJSON(t, c, "--canary", "bob")
 		wantResult(t, rs, "directory.reset_right", "WARN", "--try-reset", "no read-only test")
-	})
-
-	t.Run("SMTPDown", func(t *testing.T) {
-		c := variant(t, cfg, "port: "+strconv.Itoa(mail.SMTPPort), "port: "+strconv.Itoa(freePort(t)))
-		rs, code := checkJSON(t, c)
-		if code != 1 {
-			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
-		}
-		wantResult(t, rs, "smtp", "FAIL", "smtp.host and smtp.port", "connect failed", "connection refused")
-	})
-
-	t.Run("BadSMSCredentials", func(t *testing.T) {
-		c := variant(t, cfg, filepath.Join(work, "twilio.token"), writeSecret(t, "wrong-twilio-auth-token-000000000"))
-		rs, code := checkJSON(t, c)
-		if code != 1 {
-			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
-		}
-		wantResult(t, rs, "sms", "FAIL", "sms.twilio.auth_token", "refused the credentials", "401", "20003")
-		if n := len(sms.Messages()); n != 0 {
-			t.Fatalf("the SMS check sent %d messages", n)
-		}
-		// the text form says the same on one line
-		out, code := runCheck(t, c)
-		if code != 1 || !strings.Contains(out, "FAIL  sms") || !strings.Contains(out, "-- fix: set sms.twilio.account_sid and sms.twilio.auth_token") {
-			t.Fatalf("exit %d:\n%s", code, out)
-		}
 	})
 
 	t.Run("Flags", func(t *testing.T) {
@@ -349,6 +452,24 @@ func TestCheckOpenLDAP(t *testing.T) {
 		if out, code := runCheck(t, bad); code != 2 {
 			t.Fatalf("invalid configuration: exit %d\n%s", code, out)
 		}
+		// --json still prints JSON: the problems as FAIL config lines, nothing else
+		rs, code := checkJSON(t, bad)
+		if code != 2 {
+			t.Fatalf("invalid configuration with --json: exit %d\n%s", code, dump(rs))
+		}
+		r := wantResult(t, rs, "config", "FAIL", "correct policy.methods_required in "+bad, "invalid: policy.methods_required")
+		if len(rs) != 1 {
+			t.Fatalf("more than the one problem:\n%s", dump(rs))
+		}
+		if strings.Contains(r.Message, srv.ServicePassword) {
+			t.Fatalf("the output holds a secret: %s", r.Message)
+		}
+		missing := filepath.Join(t.TempDir(), "missing.yaml")
+		rs, code = checkJSON(t, missing)
+		if code != 2 || len(rs) != 1 {
+			t.Fatalf("missing configuration with --json: exit %d\n%s", code, dump(rs))
+		}
+		wantResult(t, rs, "config", "FAIL", "make --config name a readable YAML configuration file", "not loaded", missing)
 	})
 }
 
@@ -363,6 +484,7 @@ func TestCheckCertificateNames(t *testing.T) {
 		if code != 1 {
 			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
 		}
+		wantFails(t, rs, "directory.tls", "directory.bind")
 		wantResult(t, rs, "directory.tls", "FAIL", "change the host in directory.urls[0] to a name the certificate holds (DNS:ldap.example.org)",
 			"valid for DNS:ldap.example.org, not 127.0.0.1 (the IP address connected to)")
 		for _, r := range rs {
@@ -378,6 +500,7 @@ func TestCheckCertificateNames(t *testing.T) {
 		if code != 1 {
 			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
 		}
+		wantFails(t, rs, "directory.tls", "directory.bind")
 		wantResult(t, rs, "directory.tls", "FAIL", "subjectAltName for 127.0.0.1", "certificate has no SAN", `CN="localhost"`)
 		// StartTLS is inspected the same way
 		c := variant(t, cfg, "urls: [\""+srv.LDAPSURL+"\"]", "urls: [\""+srv.URL+"\"]\n  start_tls: true")
@@ -386,11 +509,61 @@ func TestCheckCertificateNames(t *testing.T) {
 	})
 }
 
+// TestCheckReferral: a base DN and a group outside the server's naming
+// context, answered with a referral (as Windows AD does for another
+// domain's DNs, and slapd with a "referral" directive; Samba 4.17 answers
+// "no such object" instead, see BaseDNOutsideNamingContext), each get a
+// FAIL that says so and how to fix it, and nothing connects to the server
+// the referral names.
+func TestCheckReferral(t *testing.T) {
+	trap, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer trap.Close()
+	var dialed atomic.Int32
+	go func() {
+		for {
+			c, err := trap.Accept()
+			if err != nil {
+				return
+			}
+			dialed.Add(1)
+			c.Close()
+		}
+	}()
+	srv := dirtest.StartOpenLDAP(t, dirtest.WithReferral("ldap://"+trap.Addr().String()+"/"))
+	mail, sms := startMail(t)
+	_, cfg, _ := writeConfig(t, srv, mail, sms, params{})
+	const elsewhere = "dc=elsewhere,dc=net"
+	c := variant(t, cfg, "base_dn: "+jq(srv.BaseDN), "base_dn: "+jq(elsewhere),
+		"groups: ["+jq(srv.Group("staff"))+"]", "groups: ["+jq("cn=staff,"+elsewhere)+"]")
+	rs, code := checkJSON(t, c, "--canary", "bob")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
+	}
+	wantFails(t, rs, "directory.base_dn", "directory.group", "directory.canary")
+	nc := `(its naming context is "dc=example,dc=org")`
+	wantResult(t, rs, "directory.base_dn", "FAIL", `set directory.base_dn to the entry above the users inside the server's naming context ("dc=example,dc=org")`,
+		`"dc=elsewhere,dc=net" is not held by the server`, nc, "answered with a referral, which latchkey never follows")
+	wantResult(t, rs, "directory.group", "FAIL", `correct policy.groups[0] to the DN of a group inside the server's naming context ("dc=example,dc=org")`,
+		`policy.groups[0]: "cn=staff,dc=elsewhere,dc=net" is not held by the server`, nc, "referral")
+	wantResult(t, rs, "directory.canary", "FAIL", "set directory.base_dn", `base_dn "dc=elsewhere,dc=net"`, `"bob"`, nc, "referral")
+	for _, r := range rs {
+		if strings.Contains(r.Message, "unavailable") {
+			t.Fatalf("a referral reported as an unavailable server: %+v", r)
+		}
+	}
+	if n := dialed.Load(); n != 0 {
+		t.Fatalf("%d connections to the referred server", n)
+	}
+}
+
 func TestCheckActiveDirectory(t *testing.T) {
 	srv := dirtest.StartSamba(t)
 	mail, sms := startMail(t)
 	work, cfg, _ := writeConfig(t, srv, mail, sms, params{})
-	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	q := jq
 
 	t.Run("OKButNoPolicyHints", func(t *testing.T) {
 		rs, code := checkJSON(t, cfg, "--canary", "carol", "--try-reset")
@@ -423,25 +596,20 @@ func TestCheckActiveDirectory(t *testing.T) {
 		if code != 1 {
 			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
 		}
+		wantFails(t, rs, "directory.reset_right")
 		wantResult(t, rs, "directory.reset_right", "FAIL", "Reset Password", "may not write lockoutTime, pwdLastSet")
 		rs, code = checkJSON(t, c, "--canary", "erin", "--try-reset")
 		if code != 1 {
 			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
 		}
+		wantFails(t, rs, "directory.reset_right")
 		wantResult(t, rs, "directory.reset_right", "FAIL", "delegate to "+srv.ReadOnlyDN, "may not reset", "insufficient access")
 		if err := srv.UserBind("erin", srv.Password("erin")); err != nil {
 			t.Fatalf("erin's password changed after all: %v", err)
 		}
 	})
 
-	t.Run("WrongBindPassword", func(t *testing.T) {
-		c := variant(t, cfg, filepath.Join(work, "bind.pw"), writeSecret(t, "Not-The-Password1!"))
-		rs, code := checkJSON(t, c)
-		if code != 1 {
-			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
-		}
-		wantResult(t, rs, "directory.bind", "FAIL", "directory.bind_password", "invalid credentials")
-	})
+	runBrokenCases(t, checkEnv{srv: srv, mail: mail, sms: sms, work: work, cfg: cfg})
 
 	t.Run("MinPwdAge", func(t *testing.T) {
 		// one day, in AD's negative 100 ns units
@@ -451,5 +619,112 @@ func TestCheckActiveDirectory(t *testing.T) {
 			t.Fatalf("exit %d:\n%s", code, dump(rs))
 		}
 		wantResult(t, rs, "directory.policy", "WARN", "--min-pwd-age=0", "minimum password age is 24h0m0s", "cannot reset again")
+	})
+}
+
+// TestCheckActiveDirectoryGeneratedCert runs check against a Samba DC that
+// serves the certificate Samba generated itself (no subjectAltName), with
+// Samba's own CA in directory.ca_file, over LDAPS and StartTLS. Samba gives
+// half of such certificates (and their CA) a negative serial number, which
+// Go cannot read at all; both kinds are tried, each on a DC of its own.
+func TestCheckActiveDirectoryGeneratedCert(t *testing.T) {
+	mail, sms := startMail(t)
+	const smbFix = `(Samba's self-generated certificates often have negative serial numbers and never a subjectAltName: set "tls certfile", "tls keyfile" and "tls cafile" in smb.conf)`
+	negFix := "give the directory server a certificate with a positive serial number and a subjectAltName for 127.0.0.1, from a CA whose certificate has a positive serial number too, and set directory.ca_file to that CA " + smbFix
+	type variantCase struct {
+		name    string
+		otherCA bool // directory.ca_file: another CA instead of Samba's
+		fix     string
+		msg     []string
+	}
+	for _, serial := range []struct {
+		name     string
+		negative bool
+		cases    []variantCase
+	}{
+		{"PositiveSerial", false, []variantCase{
+			// Samba's CA verifies the chain: the one problem is the name
+			{"SambaCA", false, `give the directory server a certificate with a subjectAltName for 127.0.0.1 (Samba's self-generated certificate has none: set "tls certfile" and "tls keyfile" in smb.conf)`,
+				[]string{"certificate has no SAN", `only CN="DC1.example.test"`, "not valid for 127.0.0.1"}},
+		}},
+		{"NegativeSerial", true, []variantCase{
+			// Samba's CA has the negative serial too: ca_file cannot be read
+			{"SambaCA", false, negFix, []string{"ca_file", "its certificate cannot be read: x509: negative serial number", "refuses certificates with a negative serial number"}},
+			// another CA: the server's certificate cannot be read
+			{"OtherCA", true, negFix, []string{"the server's certificate has a negative serial number", "refuses to read", "whatever the CA"}},
+		}},
+	} {
+		t.Run(serial.name, func(t *testing.T) {
+			srv := dirtest.StartSambaGeneratedCert(t, serial.negative)
+			_, cfg, _ := writeConfig(t, srv, mail, sms, params{})
+			other, err := dirtest.WriteCerts(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, vc := range serial.cases {
+				for _, tc := range []struct{ name, url, tls string }{
+					{"LDAPS", srv.LDAPSURL, ""},
+					{"StartTLS", srv.URL, "\n  start_tls: true"},
+				} {
+					t.Run(vc.name+"/"+tc.name, func(t *testing.T) {
+						ca := srv.CAFile
+						if vc.otherCA {
+							ca = other.CAFile
+						}
+						c := variant(t, cfg, "urls: ["+jq(srv.LDAPSURL)+"]", "urls: ["+jq(tc.url)+"]"+tc.tls,
+							"ca_file: "+jq(srv.CAFile), "ca_file: "+jq(ca))
+						rs, code := checkJSON(t, c)
+						if code != 1 {
+							t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
+						}
+						wantFails(t, rs, "directory.tls", "directory.bind")
+						wantResult(t, rs, "directory.tls", "FAIL", vc.fix, append([]string{tc.url}, vc.msg...)...)
+						for _, r := range rs {
+							if r.Check == "directory.tls" && strings.Contains(r.Message, "unknown authority") {
+								t.Fatalf("reported as an unknown authority: %s", r.Message)
+							}
+						}
+						wantResult(t, rs, "directory.bind", "FAIL", "directory.tls", "not checked")
+					})
+				}
+			}
+		})
+	}
+}
+
+// TestCheckSMTPStartTLSAuth runs check against a mailpit that requires
+// STARTTLS and AUTH (PLAIN/LOGIN): OK with the right password, a FAIL at
+// the auth stage with its fix with a wrong one, and never the password in
+// the output.
+func TestCheckSMTPStartTLSAuth(t *testing.T) {
+	const user, pass = "latchkey", "Smtp-Auth-Pass-5e7a"
+	srv := dirtest.StartOpenLDAP(t)
+	mail := notifytest.StartMailpit(t, notifytest.MailpitSTARTTLS(), notifytest.MailpitAuth(user, pass))
+	sms := notifytest.StartTwilio(t, notifytest.TwilioCredentials(twilioSID, twilioToken), notifytest.TwilioSenders(twilioFrom))
+	_, cfg, _ := writeConfig(t, srv, mail, sms, params{})
+	smtp := func(password string) string {
+		return variant(t, cfg, "port: "+strconv.Itoa(mail.SMTPPort)+"\n  tls: none\n",
+			"port: "+strconv.Itoa(mail.SMTPPort)+"\n  tls: starttls\n  ca_file: "+jq(mail.Cert.CertFile)+
+				"\n  username: "+jq(user)+"\n  password_file: "+jq(writeSecret(t, password))+"\n")
+	}
+	t.Run("OK", func(t *testing.T) {
+		rs, code := checkJSON(t, smtp(pass))
+		if code != 0 {
+			t.Fatalf("exit %d:\n%s", code, dump(rs))
+		}
+		wantResult(t, rs, "smtp", "OK", "", fmt.Sprintf("127.0.0.1:%d: STARTTLS, certificate verified, AUTH as %s accepted; nothing sent", mail.SMTPPort, user))
+	})
+	t.Run("WrongPassword", func(t *testing.T) {
+		c := smtp("Not-The-Smtp-Password-1")
+		rs, code := checkJSON(t, c)
+		if code != 1 {
+			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
+		}
+		wantFails(t, rs, "smtp")
+		wantResult(t, rs, "smtp", "FAIL", "check smtp.username and smtp.password (or smtp.password_file)", "auth failed", "535")
+		out, _ := runCheck(t, c)
+		if strings.Contains(out, "Not-The-Smtp-Password-1") || strings.Contains(dump(rs), "Not-The-Smtp-Password-1") {
+			t.Fatalf("the output holds the SMTP password:\n%s", out)
+		}
 	})
 }

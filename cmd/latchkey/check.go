@@ -61,7 +61,9 @@ to a random value nobody knows (the reset is the only proof of the right to
 reset on OpenLDAP); reset it again before using the account. Without
 --try-reset nothing is written.
 
-Exit status: 0 no FAIL, 1 at least one FAIL, 2 invalid configuration.
+Exit status: 0 no FAIL, 1 at least one FAIL, 2 invalid configuration
+(its problems on stderr; with --json also on stdout, one FAIL "config"
+result each).
 
 Flags:
 `)
@@ -130,9 +132,7 @@ func check(ctx context.Context, cfg *config.Config, path string, opts checkOptio
 		failed = failed || r.Status == statusFail
 	}
 	if opts.JSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(results)
+		printJSON(stdout, results)
 	} else {
 		printResults(stdout, results)
 	}
@@ -140,6 +140,36 @@ func check(ctx context.Context, cfg *config.Config, path string, opts checkOptio
 		return exitFail
 	}
 	return exitOK
+}
+
+func printJSON(w io.Writer, results []checkResult) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(results)
+}
+
+// configFailures are the results of check --json for a configuration that
+// did not load or validate (exit status 2): one FAIL "config" per problem,
+// with the key to correct, and nothing else (nothing else was checked).
+func configFailures(path string, err error) []checkResult {
+	file := "the configuration"
+	if path != "" {
+		file = path
+	}
+	var ve *config.ValidationError
+	if !errors.As(err, &ve) {
+		return []checkResult{{Check: "config", Status: statusFail, Message: "not loaded: " + err.Error(),
+			Fix: "make --config name a readable YAML configuration file"}}
+	}
+	var rs []checkResult
+	for _, p := range ve.Problems {
+		fix := "correct " + file + " as the message says"
+		if p.Key != "" {
+			fix = "correct " + p.Key + " in " + file + " as the message says"
+		}
+		rs = append(rs, checkResult{Check: "config", Status: statusFail, Message: "invalid: " + p.String(), Fix: fix})
+	}
+	return rs
 }
 
 func printResults(w io.Writer, results []checkResult) {

@@ -89,9 +89,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "latchkey: --try-reset needs --canary USER")
 		return exitConfig
 	}
-	cfg, code := loadConfig(*path, stderr)
+	cfg, err := loadConfigErr(*path, stderr)
 	if cfg == nil {
-		return code
+		if cmd == "check" && copts.JSON {
+			// scripts read stdout: the problems as FAIL results too
+			printJSON(stdout, configFailures(*path, err))
+		}
+		return exitConfig
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -118,6 +122,15 @@ func usage(w io.Writer) {
 // loadConfig loads and validates; on problems it lists every one and
 // returns exit code 2.
 func loadConfig(path string, stderr io.Writer, opts ...config.Option) (*config.Config, int) {
+	if cfg, _ := loadConfigErr(path, stderr, opts...); cfg != nil {
+		return cfg, exitOK
+	}
+	return nil, exitConfig
+}
+
+// loadConfigErr is loadConfig returning why the configuration was refused
+// (nil configuration; the problems are on stderr) instead of an exit code.
+func loadConfigErr(path string, stderr io.Writer, opts ...config.Option) (*config.Config, error) {
 	cfg, err := config.Load(path, opts...)
 	if err == nil {
 		err = cfg.Validate()
@@ -129,12 +142,12 @@ func loadConfig(path string, stderr io.Writer, opts ...config.Option) (*config.C
 			for _, p := range ve.Problems {
 				fmt.Fprintln(stderr, "  "+p.String())
 			}
-			return nil, exitConfig
+			return nil, err
 		}
 		fmt.Fprintln(stderr, "latchkey:", err)
-		return nil, exitConfig
+		return nil, err
 	}
-	return cfg, exitOK
+	return cfg, nil
 }
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {

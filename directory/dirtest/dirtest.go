@@ -201,9 +201,14 @@ func freePort() (int, error) {
 func waitLDAP(ctx context.Context, rawURL string, caPEM []byte) error {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
+	return waitLDAPTLS(ctx, rawURL, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12})
+}
+
+// waitLDAPTLS is waitLDAP with the client's TLS configuration.
+func waitLDAPTLS(ctx context.Context, rawURL string, tc *tls.Config) error {
 	var last error
 	for {
-		conn, err := ldap.DialURL(rawURL, ldap.DialWithTLSConfig(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}))
+		conn, err := ldap.DialURL(rawURL, ldap.DialWithTLSConfig(tc))
 		if err == nil {
 			_, err = conn.Search(ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false, "(objectClass=*)", []string{"1.1"}, nil))
 			conn.Close()

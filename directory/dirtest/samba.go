@@ -3,8 +3,10 @@ package dirtest
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	_ "embed"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -29,6 +31,41 @@ var sambaProvision string
 // The first call on a machine provisions a template (about 15 s); later
 // calls copy it (well under a second). Needs root.
 func StartSamba(t testing.TB) *Server {
+	t.Helper()
+	return startSamba(t, sambaCertTest)
+}
+
+// StartSambaGeneratedCert is StartSamba with the DC serving the TLS
+// certificate Samba generates itself at its first start, as a DC
+// provisioned without "tls certfile" does: subject CN=DC1.example.test, no
+// subjectAltName, signed by Samba's own CA in private/tls/ca.pem, which
+// Server.CAFile and CAPEM then are. Go refuses such a certificate for any
+// name, so Admin, UserBind and Modify do not work on this server.
+//
+// Samba 4.17 makes the serial number (of both certificates) from the
+// start time's seconds as a little-endian int32, so it is negative for 128
+// seconds out of every 256, and Go (since 1.23) refuses to parse such a
+// certificate at all: "x509: negative serial number". negativeSerial picks
+// which kind the DC serves. The first certificate Samba makes of each kind
+// is kept in the temp dir (latchkey-samba-gencert-positive, -negative) and
+// given to later DCs; until both exist a DC may wait up to about two
+// minutes for the sign to flip and generate again.
+func StartSambaGeneratedCert(t testing.TB, negativeSerial bool) *Server {
+	t.Helper()
+	if negativeSerial {
+		return startSamba(t, sambaCertNegative)
+	}
+	return startSamba(t, sambaCertPositive)
+}
+
+// Which certificate a Samba DC serves.
+const (
+	sambaCertTest     = iota // dirtest's CA and a certificate with SANs
+	sambaCertPositive        // Samba's own, with a positive serial
+	sambaCertNegative        // Samba's own, with a negative serial
+)
+
+func startSamba(t testing.TB, cert int) *Server {
 	t.Helper()
 	need(t, "samba", "samba-tool", "ldbsearch", "ldbmodify", "ldapmodify")
 	if os.Geteuid() != 0 {
@@ -61,17 +98,35 @@ func StartSamba(t testing.TB) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(conf, []byte(strings.ReplaceAll(string(b), tpl, dir)), 0o644); err != nil {
+	generatedCert := cert != sambaCertTest
+	smbConf := strings.ReplaceAll(string(b), tpl, dir)
+	caFile := filepath.Join(dir, "certs", "ca.crt")
+	if generatedCert {
+		// without these Samba generates a CA and a certificate in
+		// private/tls at its first start (the smb.conf defaults)
+		var keep []string
+		for _, l := range strings.Split(smbConf, "\n") {
+			k := strings.TrimSpace(l)
+			if !strings.HasPrefix(k, "tls keyfile") && !strings.HasPrefix(k, "tls certfile") && !strings.HasPrefix(k, "tls cafile") {
+				keep = append(keep, l)
+			}
+		}
+		smbConf = strings.Join(keep, "\n")
+		caFile = filepath.Join(dir, "private", "tls", "ca.pem")
+	}
+	if err := os.WriteFile(conf, []byte(smbConf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	caPEM, err := os.ReadFile(filepath.Join(dir, "certs", "ca.crt"))
-	if err != nil {
-		t.Fatal(err)
+	var caPEM []byte
+	if !generatedCert {
+		if caPEM, err = os.ReadFile(caFile); err != nil {
+			t.Fatal(err)
+		}
 	}
 	s := &Server{
 		Flavor: directory.ActiveDirectory, Dir: dir,
 		URL: "ldap://127.0.0.1:389", LDAPSURL: "ldaps://127.0.0.1:636",
-		CAFile: filepath.Join(dir, "certs", "ca.crt"), CAPEM: caPEM,
+		CAFile: caFile, CAPEM: caPEM,
 		BaseDN:           "DC=example,DC=test",
 		UserFilter:       "(&(objectCategory=person)(objectClass=user)(sAMAccountName={username}))",
 		ServiceDN:        "CN=sspr,OU=Services,DC=example,DC=test",
@@ -85,17 +140,120 @@ func StartSamba(t testing.TB) *Server {
 		Domain:           "example.test",
 		NetBIOS:          "EXAMPLE",
 	}
-	if out, err := exec.Command("samba", "-D", "-s", conf).CombinedOutput(); err != nil {
-		t.Fatalf("dirtest: starting samba: %v\n%s", err, out)
+	start := func() {
+		t.Helper()
+		if out, err := exec.Command("samba", "-D", "-s", conf).CombinedOutput(); err != nil {
+			t.Fatalf("dirtest: starting samba: %v\n%s", err, out)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		var err error
+		if generatedCert {
+			// Go may not even parse the certificate: wait for a plain
+			// RootDSE answer (Samba makes its keys before it listens)
+			err = waitLDAPTLS(ctx, s.URL, nil)
+		} else {
+			err = waitLDAP(ctx, s.LDAPSURL, caPEM)
+		}
+		if err != nil {
+			log, _ := os.ReadFile(filepath.Join(dir, "log", "samba.log"))
+			t.Fatalf("dirtest: %v\n%s", err, tail(string(log), 3000))
+		}
 	}
+	if !generatedCert {
+		t.Cleanup(func() { stopSamba(dir); os.RemoveAll(dir) })
+		start()
+		return s
+	}
+	tlsDir := filepath.Join(dir, "private", "tls")
+	want := "positive"
+	if cert == sambaCertNegative {
+		want = "negative"
+	}
+	cache := func(sign string) string { return filepath.Join(tmp, "latchkey-samba-gencert-"+sign) }
+	useCached := func() bool {
+		if _, err := os.Stat(filepath.Join(cache(want), "ready")); err != nil {
+			return false
+		}
+		for _, f := range sambaTLSFiles {
+			if out, err := exec.Command("cp", "-a", filepath.Join(cache(want), f), tlsDir).CombinedOutput(); err != nil {
+				t.Fatalf("dirtest: %v\n%s", err, out)
+			}
+		}
+		return true
+	}
+	useCached()
 	t.Cleanup(func() { stopSamba(dir); os.RemoveAll(dir) })
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := waitLDAP(ctx, s.LDAPSURL, caPEM); err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "log", "samba.log"))
-		t.Fatalf("dirtest: %v\n%s", err, tail(string(log), 3000))
+	start()
+	for {
+		got := serialSign(t, filepath.Join(tlsDir, "cert.pem"))
+		if _, err := os.Stat(filepath.Join(cache(got), "ready")); err != nil {
+			saveGeneratedCert(t, tlsDir, cache(got))
+		}
+		if got == want {
+			break
+		}
+		stopSamba(dir)
+		if !useCached() {
+			// Samba's serial is the start time's seconds as a little-endian
+			// int32: its sign flips every 128 s; wait for the flip
+			now := time.Now().Unix()
+			time.Sleep(time.Duration(128-now%128+2) * time.Second)
+			for _, f := range sambaTLSFiles {
+				os.Remove(filepath.Join(tlsDir, f))
+			}
+		}
+		start()
+	}
+	if s.CAPEM, err = os.ReadFile(caFile); err != nil {
+		t.Fatalf("dirtest: Samba generated no CA: %v", err)
 	}
 	return s
+}
+
+// sambaTLSFiles are what Samba generates in private/tls.
+var sambaTLSFiles = []string{"key.pem", "cert.pem", "ca.pem"}
+
+// serialSign is "negative" when Go refuses the certificate in file for its
+// negative serial number, else "positive".
+func serialSign(t testing.TB, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("dirtest: Samba generated no certificate: %v", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("dirtest: %s holds no PEM block", file)
+	}
+	_, err = x509.ParseCertificate(blk.Bytes)
+	switch {
+	case err == nil:
+		return "positive"
+	case strings.Contains(err.Error(), "negative serial number"):
+		return "negative"
+	}
+	t.Fatalf("dirtest: Samba's certificate: %v", err)
+	return ""
+}
+
+// saveGeneratedCert keeps the files Samba generated in private/tls for
+// later DCs that need a certificate of the same sign (the machine-wide
+// lock is held, so nobody else writes the cache).
+func saveGeneratedCert(t testing.TB, tlsDir, cache string) {
+	t.Helper()
+	os.RemoveAll(cache)
+	if err := os.MkdirAll(cache, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range sambaTLSFiles {
+		if out, err := exec.Command("cp", "-a", filepath.Join(tlsDir, f), cache).CombinedOutput(); err != nil {
+			t.Fatalf("dirtest: %v\n%s", err, out)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(cache, "ready"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func buildTemplate(t testing.TB, tpl string) {
