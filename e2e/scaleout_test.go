@@ -288,3 +288,47 @@ func TestRaceAcrossInstances(t *testing.T) {
 		t.Fatalf("pwdHistory has %d entries after the race, want 1", n)
 	}
 }
+
+// TestTOTPReplayAcrossInstances: one authenticator-app code sent to six
+// reset flows at once, the calls spread over three instances on one
+// PostgreSQL, is accepted once; the five replays are refused and audited,
+// whichever instance took them.
+func TestTOTPReplayAcrossInstances(t *testing.T) {
+	srv := dirtest.StartOpenLDAP(t)
+	pg := pgtest.Start(t)
+	mail, sms := startMail(t)
+	key := make([]byte, 48)
+	rand.Read(key)
+	p := params{Store: postgresStore(pg, pg.NewDatabase(t)), SecretKey: key, Methods: totpMethods}
+	e := startGateway(t, srv, mail, sms, p)
+	peers := []*env{startGateway(t, srv, mail, sms, p), startGateway(t, srv, mail, sms, p)}
+	e.peers = peers
+
+	token := e.signIn("carol")
+	app := e.addApp(token)
+	s := freshStep(20 * time.Second)
+	e.must(200, e.api("POST", "/api/v1/methods/"+app.ID+"/verify", token, map[string]string{"code": stepCode(t, app.Secret, s)}), "verify app")
+	flows, apps := make([]flow, 6), make([]string, 6)
+	for i := range flows {
+		flows[i], _ = e.startReset("carol")
+		apps[i] = appOf(t, flows[i])
+	}
+	code := stepCode(t, app.Secret, s+1)
+	statuses := race(len(flows), func(i int) int {
+		f := flows[i]
+		return e.verify(&f, apps[i], code).Status
+	})
+	if statuses[200] != 1 || statuses[422] != len(flows)-1 {
+		t.Fatalf("one code in %d flows over three instances: %v", len(flows), statuses)
+	}
+	if time.Now().Unix()/30 > s+1 {
+		t.Log("the step after the enrolment's ended during the test")
+	}
+	replays := 0
+	for _, g := range append([]*env{e}, peers...) {
+		replays += g.replaysAudited()
+	}
+	if replays != len(flows)-1 {
+		t.Fatalf("%d replays audited over the three instances, want %d", replays, len(flows)-1)
+	}
+}
