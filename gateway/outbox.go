@@ -31,6 +31,11 @@ type outbox struct {
 	// inflight counts messages accepted and not yet sent or given up,
 	// including those waiting for their time (enqueueAfter) or a retry
 	inflight atomic.Int64
+	// pending holds those messages by id, so that the ones a shutdown
+	// leaves behind can be reported (failed) rather than vanish
+	mu      sync.Mutex
+	pending map[uint64]job
+	seq     uint64
 	// failed, if set, is called once for a message whose last try failed
 	failed func(j job, err error)
 	// retryDelays are the waits before the second, third... try
@@ -46,7 +51,14 @@ type job struct {
 	account string
 	purpose string
 	attempt int
+	id      uint64 // in outbox.pending
 }
+
+// Why a message was given up on without its last try failing.
+var (
+	errOutboxFull     = errors.New("outbox full: message dropped")
+	errOutboxShutdown = errors.New("shutdown: message not sent within the drain time")
+)
 
 const (
 	outboxWorkers  = 4
@@ -72,7 +84,7 @@ var outboxRetryDelays = []time.Duration{time.Second, 2 * time.Second}
 
 func newOutbox(m notify.Mailer, s notify.SMSSender, log *slog.Logger) *outbox {
 	o := &outbox{mailer: m, sms: s, log: log, jobs: make(chan job, outboxCapacity), stop: make(chan struct{}),
-		retryDelays: outboxRetryDelays}
+		retryDelays: outboxRetryDelays, pending: map[uint64]job{}}
 	for i := 0; i < outboxWorkers; i++ {
 		o.wg.Add(1)
 		go o.work()
@@ -83,16 +95,37 @@ func newOutbox(m notify.Mailer, s notify.SMSSender, log *slog.Logger) *outbox {
 // enqueue queues j now. It never blocks: when the queue is full the
 // message is dropped and logged (the user can ask for another code).
 func (o *outbox) enqueue(j job) {
+	o.put(o.accept(j))
+}
+
+// accept counts j in flight and keeps it in pending until done.
+func (o *outbox) accept(j job) job {
 	o.inflight.Add(1)
-	o.put(j)
+	o.mu.Lock()
+	o.seq++
+	j.id = o.seq
+	o.pending[j.id] = j
+	o.mu.Unlock()
+	return j
+}
+
+// done ends j: sent, or given up on.
+func (o *outbox) done(j job) {
+	o.mu.Lock()
+	delete(o.pending, j.id)
+	o.mu.Unlock()
+	o.inflight.Add(-1)
 }
 
 func (o *outbox) put(j job) {
 	select {
 	case o.jobs <- j:
 	default:
-		o.inflight.Add(-1)
+		o.done(j)
 		o.log.Error("outbox full, message dropped", "request_id", j.requestID)
+		if o.failed != nil {
+			o.failed(j, errOutboxFull)
+		}
 	}
 }
 
@@ -103,8 +136,7 @@ func (o *outbox) enqueueAfter(j job, t time.Time) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	jitter := time.Duration(binary.BigEndian.Uint64(b[:]) % uint64(outboxJitter))
-	o.inflight.Add(1)
-	o.later(j, time.Until(t.Add(outboxSettle))+jitter)
+	o.later(o.accept(j), time.Until(t.Add(outboxSettle))+jitter)
 }
 
 func (o *outbox) later(j job, d time.Duration) {
@@ -215,7 +247,7 @@ func (w *worker) send(j job) {
 		err = o.sms.SendSMS(ctx, *j.sms)
 	}
 	if err == nil {
-		o.inflight.Add(-1)
+		o.done(j)
 		return
 	}
 	if j.attempt < len(o.retryDelays) {
@@ -225,7 +257,7 @@ func (w *worker) send(j job) {
 		o.later(j, d)
 		return
 	}
-	o.inflight.Add(-1)
+	o.done(j)
 	o.log.Error("sending "+kind+" failed, giving up", "request_id", j.requestID, "attempts", j.attempt+1, "error", err.Error())
 	if o.failed != nil {
 		o.failed(j, err)
@@ -233,8 +265,8 @@ func (w *worker) send(j job) {
 }
 
 // close stops the workers after the waiting messages are queued and the
-// queue is drained, or when timeout has passed (then it logs how many
-// messages were not sent, and those are lost).
+// queue is drained, or when timeout has passed: then the messages not sent
+// are logged and each goes to the failed hook (audited), and are lost.
 func (o *outbox) close(timeout time.Duration) {
 	done := make(chan struct{})
 	go func() {
@@ -250,6 +282,17 @@ func (o *outbox) close(timeout time.Duration) {
 	select {
 	case <-done:
 	case <-time.After(timeout):
-		o.log.Error("outbox: shutdown timeout, messages not sent", "messages", o.inflight.Load(), "timeout", timeout.String())
+		o.mu.Lock()
+		left := make([]job, 0, len(o.pending))
+		for _, j := range o.pending {
+			left = append(left, j)
+		}
+		o.mu.Unlock()
+		o.log.Error("outbox: shutdown timeout, messages not sent", "messages", len(left), "timeout", timeout.String())
+		if o.failed != nil {
+			for _, j := range left {
+				o.failed(j, errOutboxShutdown)
+			}
+		}
 	}
 }

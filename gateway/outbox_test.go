@@ -198,3 +198,58 @@ func waitFor(t *testing.T, ok func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestOutboxReportsWhatShutdownLeaves: messages still queued or being sent
+// when the drain time runs out go to the failed hook (audited), each once.
+func TestOutboxReportsWhatShutdownLeaves(t *testing.T) {
+	m := &flakyMailer{block: make(chan struct{})}
+	defer close(m.block)
+	o := newOutbox(m, nil, quietLog())
+	var mu sync.Mutex
+	failed := map[string]error{}
+	o.failed = func(j job, err error) { mu.Lock(); failed[j.account] = err; mu.Unlock() }
+	for _, a := range []string{"acct-1", "acct-2", "acct-3"} {
+		o.enqueue(job{email: &notify.Email{To: a + "@example.org"}, account: a, purpose: "code"})
+	}
+	o.enqueueAfter(job{email: &notify.Email{To: "w@example.org"}, account: "acct-waiting", purpose: "code"}, time.Now().Add(time.Hour))
+	o.close(100 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(failed) != 4 {
+		t.Fatalf("failed hook got %v, want the four messages", failed)
+	}
+	for a, err := range failed {
+		if !errors.Is(err, errOutboxShutdown) {
+			t.Fatalf("%s: %v", a, err)
+		}
+	}
+}
+
+// TestOutboxReportsAFullQueue: a message dropped because the queue is full
+// goes to the failed hook at once.
+func TestOutboxReportsAFullQueue(t *testing.T) {
+	m := &flakyMailer{block: make(chan struct{})}
+	o := newOutbox(m, nil, quietLog())
+	var mu sync.Mutex
+	var full int
+	o.failed = func(j job, err error) {
+		if errors.Is(err, errOutboxFull) {
+			mu.Lock()
+			full++
+			mu.Unlock()
+		}
+	}
+	// the workers each hold one (blocked), the queue holds outboxCapacity
+	for i := 0; i < outboxWorkers+outboxCapacity+5; i++ {
+		o.enqueue(job{email: &notify.Email{To: "a@example.org"}, purpose: "code"})
+	}
+	mu.Lock()
+	got := full
+	mu.Unlock()
+	// a worker may not have taken its first message yet: 5 to 5+workers
+	if got < 5 || got > 5+outboxWorkers {
+		t.Fatalf("%d messages reported dropped, want 5 to %d", got, 5+outboxWorkers)
+	}
+	close(m.block)
+	o.close(30 * time.Second)
+}

@@ -128,7 +128,9 @@ func (s *Service) CloseWithin(timeout time.Duration) { s.out.close(timeout) }
 
 // messageFailed audits a message the outbox gave up on: a notice the user
 // never got (notice.failed) or a code (code.failed; the user can ask for
-// another). The destination is not in the event, only its kind.
+// another), with why: every try failed (send_failed), the queue was full
+// (outbox_full), or a shutdown's drain time ran out (shutdown). The
+// destination is not in the event, only its kind.
 func (s *Service) messageFailed(j job, err error) {
 	typ := store.MethodEmail
 	if j.sms != nil {
@@ -138,8 +140,15 @@ func (s *Service) messageFailed(j job, err error) {
 	if strings.HasPrefix(j.purpose, "notice:") {
 		event, purpose = "notice.failed", strings.TrimPrefix(j.purpose, "notice:")
 	}
+	reason := "send_failed"
+	switch {
+	case errors.Is(err, errOutboxFull):
+		reason = "outbox_full"
+	case errors.Is(err, errOutboxShutdown):
+		reason = "shutdown"
+	}
 	s.record(context.Background(), Meta{RequestID: j.requestID}, event, j.account, "failed",
-		map[string]string{"type": typ, "purpose": purpose, "reason": "send_failed"})
+		map[string]string{"type": typ, "purpose": purpose, "reason": reason})
 }
 
 func (s *Service) now() time.Time { return s.d.Now().UTC() }
