@@ -1028,7 +1028,9 @@ var pgPurgeSteps = []struct {
 		gone AS (DELETE FROM codes WHERE ctid = ANY(ARRAY(SELECT ctid FROM doomed)) AND expires_at <= $1 RETURNING 1)
 	SELECT count(*), 0 FROM gone`, pgPurgeByTime},
 	// The codes of expired flows go in the same statement, so that they are
-	// counted (rows removed by ON DELETE CASCADE are not).
+	// counted (rows removed by ON DELETE CASCADE are not). These are not
+	// skipped when locked: a code of an expired flow being redeemed makes
+	// the batch wait for that short transaction (docs/store.md).
 	{`WITH doomed AS (SELECT ctid, id_hash FROM flows WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED),
 		codes_gone AS (DELETE FROM codes WHERE flow_id IN (SELECT id_hash FROM doomed) RETURNING 1),
 		gone AS (DELETE FROM flows WHERE ctid = ANY(ARRAY(SELECT ctid FROM doomed)) AND expires_at <= $1 RETURNING 1)

@@ -430,13 +430,18 @@ func runGateway(ctx context.Context, cfg *config.Config, stderr io.Writer, w wir
 				return exitFail
 			}
 		}
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
 		defer cancel()
 		_ = hs.Shutdown(sctx)
 		log.Info("latchkey stopped")
 	}
 	return exitOK
 }
+
+// httpShutdownTimeout bounds how long requests in flight may take to
+// finish after the listener closes on SIGTERM; the outbox's drain
+// (gateway.OutboxDrainTimeout) follows.
+const httpShutdownTimeout = 10 * time.Second
 
 // purge removes expired flows, codes and sessions every minute.
 func purge(ctx context.Context, st store.Store, log *slog.Logger) {
