@@ -3,6 +3,8 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net"
 	"os"
@@ -15,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-ldap/ldap/v3"
+
+	"github.com/latchkeyhq/latchkey/directory"
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
 	"github.com/latchkeyhq/latchkey/store/pgtest"
 )
@@ -27,7 +32,8 @@ import (
 // applied, and its answer is what never comes back.
 type ldapProxy struct {
 	ln          net.Listener
-	upstream    string
+	scheme      string // of URL: ldap or ldaps
+	dial        func() (net.Conn, error)
 	mu          sync.Mutex
 	frozen      bool
 	loseAnswers bool
@@ -41,7 +47,34 @@ func startLDAPProxy(t testing.TB, upstream string) *ldapProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &ldapProxy{ln: ln, upstream: upstream, release: make(chan struct{})}
+	return runLDAPProxy(t, &ldapProxy{ln: ln, scheme: "ldap", dial: func() (net.Conn, error) { return net.Dial("tcp", upstream) }})
+}
+
+// startLDAPSProxy is startLDAPProxy for a server's LDAPS port, as Active
+// Directory needs for password writes: the proxy ends TLS with the
+// server's own certificate (so the gateway's ca_file still fits) and opens
+// its own TLS connection to the server.
+func startLDAPSProxy(t testing.TB, srv *dirtest.Server) *ldapProxy {
+	dir := filepath.Dir(srv.CAFile)
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(srv.CAPEM)
+	upstream := strings.TrimPrefix(srv.LDAPSURL, "ldaps://")
+	return runLDAPProxy(t, &ldapProxy{ln: ln, scheme: "ldaps", dial: func() (net.Conn, error) {
+		return tls.Dial("tcp", upstream, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	}})
+}
+
+func runLDAPProxy(t testing.TB, p *ldapProxy) *ldapProxy {
+	ln := p.ln
+	p.release = make(chan struct{})
 	t.Cleanup(func() { ln.Close(); p.freeze(false) })
 	go func() {
 		for {
@@ -55,7 +88,7 @@ func startLDAPProxy(t testing.TB, upstream string) *ldapProxy {
 	return p
 }
 
-func (p *ldapProxy) URL() string { return "ldap://" + p.ln.Addr().String() }
+func (p *ldapProxy) URL() string { return p.scheme + "://" + p.ln.Addr().String() }
 
 func (p *ldapProxy) freeze(on bool) {
 	p.mu.Lock()
@@ -71,7 +104,7 @@ func (p *ldapProxy) heldWrites() int { p.mu.Lock(); defer p.mu.Unlock(); return 
 
 func (p *ldapProxy) serve(c net.Conn) {
 	defer c.Close()
-	u, err := net.Dial("tcp", p.upstream)
+	u, err := p.dial()
 	if err != nil {
 		return
 	}
@@ -214,17 +247,32 @@ func TestDirectoryHangsMidWrite(t *testing.T) {
 	waitReady(t, e)
 }
 
-// TestDirectoryWriteAnswerLost: slapd applies the password write, and its
-// answer never reaches the gateway. The request ends with a generic 503;
-// the user submits again, and the gateway, seeing in the directory that
-// the password was set since it read it, answers already_completed and
-// writes nothing a second time. The flow then ends like a finished one.
+// TestDirectoryWriteAnswerLost: the directory applies the password write,
+// and its answer never reaches the gateway. The request ends with a
+// generic 503; the user submits again, and the gateway, seeing in the
+// directory that the password was set since it read it (pwdChangedTime on
+// OpenLDAP, pwdLastSet on AD), answers already_completed and writes
+// nothing a second time. The flow then ends like a finished one.
 func TestDirectoryWriteAnswerLost(t *testing.T) {
-	srv := dirtest.StartOpenLDAP(t)
-	proxy := startLDAPProxy(t, strings.TrimPrefix(srv.URL, "ldap://"))
+	for _, d := range directories() {
+		t.Run(d.name, func(t *testing.T) { runWriteAnswerLost(t, d.start(t)) })
+	}
+}
+
+func runWriteAnswerLost(t *testing.T, srv *dirtest.Server) {
 	mail, sms := startMail(t)
-	e := startGateway(t, srv, mail, sms, params{DirURLs: []string{proxy.URL()}, DirPlaintext: true, DirTimeout: 2 * time.Second})
+	var p params
+	var proxy *ldapProxy
+	if srv.Flavor == directory.ActiveDirectory {
+		proxy = startLDAPSProxy(t, srv)
+		p = params{DirURLs: []string{proxy.URL()}, DirTimeout: 2 * time.Second}
+	} else {
+		proxy = startLDAPProxy(t, strings.TrimPrefix(srv.URL, "ldap://"))
+		p = params{DirURLs: []string{proxy.URL()}, DirPlaintext: true, DirTimeout: 2 * time.Second}
+	}
+	e := startGateway(t, srv, mail, sms, p)
 	f := e.verifiedFlow("carol", "carol.home@example.net")
+	wrote := func() bool { return srv.UserBind("carol", "Answer-Lost-Once-42") == nil }
 
 	proxy.mu.Lock()
 	proxy.loseAnswers = true
@@ -237,20 +285,27 @@ func TestDirectoryWriteAnswerLost(t *testing.T) {
 	if proxy.heldWrites() != 1 {
 		t.Fatalf("%d writes held, want 1", proxy.heldWrites())
 	}
-	if err := srv.UserBind("carol", "Answer-Lost-Once-42"); err != nil {
-		t.Fatalf("the write did not land: %v", err)
+	if !wrote() {
+		t.Fatal("the write did not land")
 	}
+	changed := passwordSetAt(t, srv, "carol")
 	proxy.freeze(false)
 
 	r = e.complete(f, "Answer-Lost-Once-42")
 	if r.Status != 409 || r.errCode() != "already_completed" {
 		t.Fatalf("submitted again: %d %s", r.Status, r.Body)
 	}
-	if n := len(pwdHistory(t, srv, "carol")); n != 1 {
-		t.Fatalf("pwdHistory has %d entries, want 1: the password was written again", n)
+	// written once: the directory's last-set time has not moved again
+	if again := passwordSetAt(t, srv, "carol"); again != changed {
+		t.Fatalf("the password was written again: last set %s, then %s", changed, again)
 	}
-	if err := srv.UserBind("carol", "Answer-Lost-Once-42"); err != nil {
-		t.Fatal(err)
+	if srv.Flavor != directory.ActiveDirectory {
+		if n := len(pwdHistory(t, srv, "carol")); n != 1 {
+			t.Fatalf("pwdHistory has %d entries, want 1", n)
+		}
+	}
+	if !wrote() {
+		t.Fatal("the new password does not bind")
 	}
 	if r = e.complete(f, "Answer-Lost-Once-42"); r.Status != 410 {
 		t.Fatalf("the flow outlived the reset: %d %s", r.Status, r.Body)
@@ -258,6 +313,22 @@ func TestDirectoryWriteAnswerLost(t *testing.T) {
 	if n := countAudit(t, []*env{e}, `"reset.completed"`, `"already_written"`); n != 1 {
 		t.Fatalf("%d reset.completed already_written audit events, want 1", n)
 	}
+}
+
+// passwordSetAt reads when the directory last set user's password
+// (pwdChangedTime on OpenLDAP, pwdLastSet on AD), as the server stores it.
+func passwordSetAt(t testing.TB, s *dirtest.Server, user string) string {
+	t.Helper()
+	attr := "pwdChangedTime"
+	if s.Flavor == directory.ActiveDirectory {
+		attr = "pwdLastSet"
+	}
+	res, err := s.Admin(t).Search(ldap.NewSearchRequest(s.UserDN(user), ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false,
+		"(objectClass=*)", []string{attr}, nil))
+	if err != nil || len(res.Entries) != 1 || res.Entries[0].GetAttributeValue(attr) == "" {
+		t.Fatalf("reading %s: %v", attr, err)
+	}
+	return res.Entries[0].GetAttributeValue(attr)
 }
 
 func waitReady(t testing.TB, e *env) {
