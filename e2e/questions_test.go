@@ -16,9 +16,8 @@ import (
 // (trivial answers refused), a reset with email and questions, wrong
 // answers until the account's budget is spent, a tier that requires an
 // authenticator app refusing email and SMS, and the app with questions (not
-// two methods there), no answer in the logs, the
-// audit or the database; and the registration page in Chromium with
-// axe-core.
+// two methods there), and no answer in the logs, the audit or the
+// database. The pages in Chromium: questions_browser_test.go.
 
 func TestQuestionsOpenLDAP(t *testing.T) {
 	runQuestionsSuite(t, dirtest.StartOpenLDAP(t))
@@ -336,42 +335,4 @@ func runQuestionsSuite(t *testing.T, srv *dirtest.Server) {
 			}
 		}
 	})
-}
-
-// TestQuestionsBrowser registers security questions on the pages in
-// Chromium, running axe-core and the phone-width checks on the page.
-func TestQuestionsBrowser(t *testing.T) {
-	exe := chromiumPath(t)
-	srv := dirtest.StartOpenLDAP(t)
-	mail, sms := startMail(t)
-	e := startGateway(t, srv, mail, sms, questionsParams())
-	b := newBrowser(t, exe, e.base)
-
-	b.open("/register", 200)
-	b.typeInto("username", "carol")
-	b.typeInto("password", srv.Password("carol"))
-	b.click(`form[action="/register"] button[type=submit]`, 200, "/register/methods")
-	b.mustSee("Add security questions")
-	b.click(`a[href="/register/questions"]`, 200, "/register/questions")
-	b.mustSee(e2eQuestions[0], "never reset your password on their own")
-	b.check("security questions")
-
-	b.typeInto("answer-0", "carol")
-	b.typeInto("answer-1", "Marigold Lane")
-	b.typeInto("answer-2", "Copper Kettle")
-	b.click(`form[action="/register/questions"] button[type=submit]`, 422, "/register/questions")
-	b.mustError("Some answers are too easy to guess")
-	if strings.Contains(b.mainText(), "Marigold") {
-		t.Fatal("the page after a refusal shows an answer")
-	}
-	b.check("security questions: trivial answer")
-	b.typeInto("answer-0", "Juniper Anvil")
-	b.typeInto("answer-1", "Marigold Lane")
-	b.typeInto("answer-2", "Copper Kettle")
-	b.click(`form[action="/register/questions"] button[type=submit]`, 200, "/register/methods")
-	b.mustSee("Your security questions are saved", "Security questions", "Change security questions")
-	if strings.Contains(b.mainText(), "Juniper") {
-		t.Fatal("the methods page shows an answer")
-	}
-	b.check("methods: security questions saved")
 }

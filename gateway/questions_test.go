@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"slices"
@@ -897,10 +898,57 @@ func TestQuestionPagesReset(t *testing.T) {
 		wrong[k] = v
 	}
 	wrong.Set("answer-"+ids[0][1], "Not It At All")
-	if w = b.post(qpage, "/reset/verify", wrong, nil); w.Code != 422 || !strings.Contains(w.Body.String(), "The answers are not right") || strings.Contains(w.Body.String(), "Not It At All") {
+	// a post asks nothing: only a page that shows the questions is audited
+	// as asking them (the page after a refusal shows them again)
+	ctx := context.Background()
+	asked := func() int {
+		evs, err := tb.st.ListAudit(ctx, store.AuditQuery{Type: "reset.questions_asked"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(evs)
+	}
+	csrf := csrfRE.FindStringSubmatch(p)[1]
+	post := func(form url.Values) *httptest.ResponseRecorder {
+		form.Set("_csrf", csrf)
+		return b.post("", "/reset/verify", form, nil)
+	}
+	n := asked()
+	if w = post(wrong); w.Code != 422 || !strings.Contains(w.Body.String(), "The answers are not right") || strings.Contains(w.Body.String(), "Not It At All") {
 		t.Fatalf("wrong answers: %d %s", w.Code, w.Body)
 	}
-	if w = b.post(qpage, "/reset/verify", form, nil); w.Header().Get("Location") != "/reset/password" {
+	if asked() != n+1 {
+		t.Fatalf("a wrong answer audits the questions as asked %d times, want 1", asked()-n)
+	}
+	// answers to other questions than those asked, or too few, are refused
+	// before anything is spent
+	for _, bad := range []url.Values{
+		{"method": {qm.ID}, "answer-" + ids[0][1]: {form.Get("answer-" + ids[0][1])}},
+		{"method": {qm.ID}, "answer-" + ids[0][1]: {form.Get("answer-" + ids[0][1])}, "answer-" + ids[1][1]: {form.Get("answer-" + ids[1][1])}, "answer-nope": {"Cobalt Lantern"}},
+	} {
+		if w = post(bad); w.Code != 400 || !strings.Contains(w.Body.String(), "The request was not valid") || !strings.Contains(w.Body.String(), `name="answer-`+ids[0][1]+`"`) {
+			t.Fatalf("answers %v: %d %s", bad, w.Code, w.Body)
+		}
+	}
+	if evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "reset.gate"}); len(evs) != 2 {
+		t.Fatalf("%d gate events, want the email's and one wrong answer", len(evs))
+	}
+	n = asked()
+	if w = post(form); w.Header().Get("Location") != "/reset/password" {
 		t.Fatalf("right answers: %d %v %s", w.Code, w.Header(), w.Body)
+	}
+	if asked() != n {
+		t.Fatalf("the right answers audit the questions as asked %d more times", asked()-n)
+	}
+	// the questions page of the method now answered asks nothing: it leads
+	// to the methods page, which leads to the password
+	if w = b.get(qpage); w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/reset/methods" {
+		t.Fatalf("the questions page once answered: %d %v %s", w.Code, w.Header(), w.Body)
+	}
+	if w = b.get("/reset/methods"); w.Header().Get("Location") != "/reset/password" {
+		t.Fatalf("the methods page once answered: %d %v", w.Code, w.Header())
+	}
+	if asked() != n {
+		t.Fatal("the questions page once answered audits the questions as asked")
 	}
 }

@@ -173,6 +173,11 @@ type flowQuestionsPage struct {
 
 func (s *Server) flowQuestionsPage(c echo.Context, kind string, f FlowView, d flowCodePage, p *Problem) error {
 	qs, _, err := s.svc.FlowQuestions(c.Request().Context(), kind, f.ID, d.ID, meta(c))
+	if err == nil && len(qs) == 0 {
+		// already answered in this flow: nothing to ask (the methods page
+		// leads on, to the password once nothing remains)
+		return s.redirect(c, "/"+kind+"/methods")
+	}
 	page := flowQuestionsPage{Kind: kind, ID: d.ID, Questions: qs}
 	status := http.StatusOK
 	if err != nil {
@@ -188,14 +193,19 @@ func (s *Server) flowQuestionsPage(c echo.Context, kind string, f FlowView, d fl
 	return s.render(c, status, "flow_questions", flowTitle(kind), page, p)
 }
 
+// flowVerifyAnswers takes the form's answer-<question id> fields as the
+// answers; the service refuses them unless they answer exactly the
+// questions asked (asking the questions again here would audit them as
+// asked once more).
 func (s *Server) flowVerifyAnswers(c echo.Context, kind string, f FlowView, d flowCodePage) error {
-	qs, _, err := s.svc.FlowQuestions(c.Request().Context(), kind, f.ID, d.ID, meta(c))
-	if err != nil {
-		return s.flowQuestionsPage(c, kind, f, d, asProblem(err))
+	var answers []Answer
+	for k := range c.Request().PostForm {
+		if id, ok := strings.CutPrefix(k, "answer-"); ok {
+			answers = append(answers, Answer{Question: id, Answer: formValue(c, k)})
+		}
 	}
-	answers := make([]Answer, 0, len(qs))
-	for _, q := range qs {
-		answers = append(answers, Answer{Question: q.ID, Answer: formValue(c, "answer-"+q.ID)})
+	if len(answers) > maxAnswersInRequest {
+		return s.flowQuestionsPage(c, kind, f, d, problem(CodeInvalidRequest, errors.New("too many answers")))
 	}
 	nf, err := s.svc.VerifyFlowAnswers(c.Request().Context(), kind, f.ID, d.ID, answers, meta(c))
 	if err != nil {
