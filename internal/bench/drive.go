@@ -76,7 +76,8 @@ func (r *recorder) fail(err error) {
 }
 
 // pids are the processes whose CPU a run is charged with: the gateways
-// (summed), slapd, and the PostgreSQL server's process group (0: none).
+// (summed), slapd, and the PostgreSQL server's postmaster (with its
+// backends; 0: none).
 type pids struct {
 	gateways     []int
 	slapd, store int
@@ -93,12 +94,12 @@ func (p pids) gatewayCPU() time.Duration {
 // measure runs body (which uses rec) and fills a Row with throughput,
 // latencies and CPU per operation.
 func measure(name string, c int, p pids, body func(rec *recorder)) Row {
-	g0, s0, d0 := p.gatewayCPU(), cpuTime(p.slapd), groupCPUTime(p.store)
+	g0, s0, d0 := p.gatewayCPU(), cpuTime(p.slapd), serverCPUTime(p.store)
 	rec := &recorder{}
 	start := time.Now()
 	body(rec)
 	el := time.Since(start)
-	g1, s1, d1 := p.gatewayCPU(), cpuTime(p.slapd), groupCPUTime(p.store)
+	g1, s1, d1 := p.gatewayCPU(), cpuTime(p.slapd), serverCPUTime(p.store)
 	row := Row{Scenario: name, Concurrency: c, Ops: len(rec.lat), Errors: rec.errs, FirstErr: rec.first, Seconds: el.Seconds(),
 		lat: rec.lat, stepLat: rec.steps, LoadAvg: loadAvg(), GatewayCPUms: -1, SlapdCPUms: -1, StoreCPUms: -1}
 	if row.Ops > 0 {

@@ -619,21 +619,22 @@ func cpuTime(pid int) time.Duration {
 	return time.Duration(u+st) * time.Second / clockTicks
 }
 
-// groupCPUTime is utime+stime of every live process in process group pgid
-// (a PostgreSQL server: the postmaster and its backends), plus the
-// leader's cutime+cstime (the backends that exited and were reaped).
-func groupCPUTime(pgid int) time.Duration {
-	if pgid <= 0 {
+// serverCPUTime is utime+stime of process pid and of its live children,
+// plus pid's cutime+cstime (the children that exited and were reaped): a
+// PostgreSQL server's CPU, the postmaster and its backends (each backend
+// calls setsid, so a process group would miss them).
+func serverCPUTime(pid int) time.Duration {
+	if pid <= 0 {
 		return 0
 	}
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0
 	}
+	parent := strconv.Itoa(pid)
 	var ticks int64
 	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
 			continue
 		}
 		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
@@ -646,18 +647,19 @@ func groupCPUTime(pgid int) time.Duration {
 			continue
 		}
 		f := strings.Fields(s[i+1:])
-		if len(f) < 15 || f[2] != strconv.Itoa(pgid) {
+		if len(f) < 15 {
 			continue
 		}
-		for k := 11; k <= 12; k++ {
+		last := 0
+		switch {
+		case e.Name() == parent:
+			last = 14 // utime, stime, cutime, cstime
+		case f[1] == parent: // ppid
+			last = 12 // utime, stime
+		}
+		for k := 11; k <= last; k++ {
 			v, _ := strconv.ParseInt(f[k], 10, 64)
 			ticks += v
-		}
-		if pid == pgid {
-			for k := 13; k <= 14; k++ {
-				v, _ := strconv.ParseInt(f[k], 10, 64)
-				ticks += v
-			}
 		}
 	}
 	return time.Duration(ticks) * time.Second / clockTicks

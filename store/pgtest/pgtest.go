@@ -386,9 +386,8 @@ func (s *Server) stop() {
 }
 
 // PID is the process id of the server's postmaster, or 0 if it has
-// exited. Its backends are its children and share its process group (the
-// server is started in a group of its own), so a process-group sum of
-// /proc/<pid>/stat is the server's CPU (latchkey-bench does that).
+// exited. Its backends are its children (latchkey-bench sums their CPU
+// from /proc).
 func (s *Server) PID() int {
 	mu.Lock() // StartAgain replaces cmd and done
 	defer mu.Unlock()
