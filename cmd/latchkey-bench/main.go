@@ -4,6 +4,7 @@
 //
 //	go run ./cmd/latchkey-bench                 # the full run (minutes)
 //	go run ./cmd/latchkey-bench --smoke         # seconds; correctness only
+//	go run ./cmd/latchkey-bench --store postgres --instances 3
 //	go run ./cmd/latchkey-bench --json out.json --cpuprofile /tmp/lk
 //
 // It is a separate command, not a subcommand of latchkey, because it reuses
@@ -44,6 +45,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.Outstanding, "outstanding", 0, "flows and codes in the scaling case's store (default 100000; -1: no scaling case)")
 	fs.DurationVar(&o.PadFloor, "pad-floor", 0, "policy.pad_floor of the bench gateway (default: the gateway's, 0)")
 	fs.IntVar(&o.PoolSize, "pool-size", 0, "directory.pool_size of the bench gateway (default: the gateway's, 4)")
+	fs.StringVar(&o.Store, "store", "sqlite", "store.driver of the bench gateways: sqlite (a file each) or postgres (a throwaway PostgreSQL server, as the tests start it)")
+	fs.IntVar(&o.Instances, "instances", 1, "gateways sharing one store, each request sent to the next in turn (more than 1 needs --store postgres)")
 	fs.StringVar(&o.Binary, "latchkey", "", "latchkey binary (default: go build one)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write gateway CPU profiles at c=8 to PREFIX-<scenario>-c8.pprof and execution traces at c=1 to PREFIX-<scenario>-c1.trace (builds with -tags latchkey_pprof)")
 	fs.StringVar(&only, "only", "", "scenarios to run, comma-separated: "+strings.Join(bench.Scenarios, ",")+" (default all)")
@@ -70,6 +73,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 			o.Only = append(o.Only, s)
 		}
+	}
+	if o.Store != "sqlite" && o.Store != "postgres" {
+		fmt.Fprintf(stderr, "latchkey-bench: --store: %q is not sqlite or postgres\n", o.Store)
+		return 2
+	}
+	if o.Instances < 1 || (o.Instances > 1 && o.Store != "postgres") {
+		fmt.Fprintln(stderr, "latchkey-bench: --instances: at least 1, and more than 1 needs --store postgres (a SQLite store serves one process)")
+		return 2
 	}
 	o.Log = stderr
 	t, err := bench.NewCommandTB(stderr)

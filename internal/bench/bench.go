@@ -31,6 +31,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
+	"github.com/latchkeyhq/latchkey/store/pgtest"
 )
 
 // Options configure a run.
@@ -47,6 +48,13 @@ type Options struct {
 	CPUProfile  string        // prefix of gateway CPU profiles ("" for none)
 	PadFloor    time.Duration // policy.pad_floor of the bench gateway (0: default)
 	PoolSize    int           // directory.pool_size of the bench gateway (0: default)
+	// Store is the gateways' store.driver: "sqlite" (the default, a file
+	// per gateway) or "postgres" (a throwaway server of store/pgtest, a
+	// database per store).
+	Store string
+	// Instances is the number of gateways sharing the store (1; more needs
+	// postgres); each request goes to the next one in turn.
+	Instances int
 	// Only names the scenarios to run (change, reset, start, register,
 	// page; empty: all). The ceilings run with their scenario, and the
 	// checks that need a skipped scenario are left out.
@@ -78,6 +86,10 @@ func (o *Options) Defaults() {
 	defD(&o.Duration, 5*time.Second)
 	def(&o.MaxOps, 20000)
 	def(&o.Reps, 1)
+	def(&o.Instances, 1)
+	if o.Store == "" {
+		o.Store = "sqlite"
+	}
 	if o.EnumSamples == 0 { // negative: none
 		o.EnumSamples = 400
 	}
@@ -101,21 +113,42 @@ func defD(p *time.Duration, v time.Duration) {
 	}
 }
 
+// check refuses options that cannot run.
+func (o *Options) check() error {
+	switch o.Store {
+	case "sqlite":
+		if o.Instances > 1 {
+			return fmt.Errorf("bench: %d instances need --store postgres (a SQLite store serves one process)", o.Instances)
+		}
+	case "postgres":
+	default:
+		return fmt.Errorf("bench: store %q is not sqlite or postgres", o.Store)
+	}
+	return nil
+}
+
 // Report is what a run measured and checked.
 type Report struct {
-	Started     time.Time   `json:"started"`
-	Smoke       bool        `json:"smoke"`
-	Users       int         `json:"users"`
-	SeedSeconds float64     `json:"seed_seconds"`
-	Cores       int         `json:"cores"`
-	LoadBefore  string      `json:"load_avg_before"`
-	LoadAfter   string      `json:"load_avg_after"`
-	Rows        []Row       `json:"rows"`
-	Enumeration Enumeration `json:"enumeration"`
-	Scaling     *Scaling    `json:"scaling,omitempty"`
-	PeakRSSKiB  int         `json:"gateway_peak_rss_kib"`
-	Checks      Checks      `json:"checks"`
-	Profiles    []string    `json:"profiles,omitempty"`
+	Started   time.Time `json:"started"`
+	Smoke     bool      `json:"smoke"`
+	Users     int       `json:"users"`
+	Store     string    `json:"store"`
+	Instances int       `json:"instances"`
+	// PostgresVersion is the server's server_version with --store postgres.
+	PostgresVersion string      `json:"postgres_version,omitempty"`
+	SeedSeconds     float64     `json:"seed_seconds"`
+	Cores           int         `json:"cores"`
+	LoadBefore      string      `json:"load_avg_before"`
+	LoadAfter       string      `json:"load_avg_after"`
+	Rows            []Row       `json:"rows"`
+	Enumeration     Enumeration `json:"enumeration"`
+	Scaling         *Scaling    `json:"scaling,omitempty"`
+	// PeakRSSKiB is the largest VmHWM of the gateways, InstancesRSSKiB
+	// each one's (with more than one instance).
+	PeakRSSKiB      int      `json:"gateway_peak_rss_kib"`
+	InstancesRSSKiB []int    `json:"instances_peak_rss_kib,omitempty"`
+	Checks          Checks   `json:"checks"`
+	Profiles        []string `json:"profiles,omitempty"`
 }
 
 // Scaling compares an empty store with one holding Outstanding flows and
@@ -151,10 +184,13 @@ type run struct {
 	srv   *dirtest.Server
 	mail  *notifytest.Mailpit
 	sms   *notifytest.FakeTwilio
+	pg    *pgtest.Server // with --store postgres
+	dbs   int            // databases made on pg
 	mb    *mailbox
-	gw    *gateway
-	api   *apiClient
-	pw    []string // current password per user index
+	gws   []*gateway // the instances sharing the store
+	gw    *gateway   // the first: profiled
+	api   caller     // round robin over gws
+	pw    []string   // current password per user index
 	rep   *Report
 	codes atomic.Int64 // codes asked for (202 answers)
 	done  atomic.Int64 // resets completed
@@ -167,7 +203,11 @@ type run struct {
 // or a CommandTB).
 func Run(t testing.TB, o Options) (*Report, error) {
 	o.Defaults()
-	r := &run{o: o, t: t, rep: &Report{Started: time.Now().UTC(), Smoke: o.Smoke, Users: o.Users, LoadBefore: loadAvg(), Cores: numCPU()}}
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	r := &run{o: o, t: t, rep: &Report{Started: time.Now().UTC(), Smoke: o.Smoke, Users: o.Users, Store: o.Store, Instances: o.Instances,
+		LoadBefore: loadAvg(), Cores: numCPU()}}
 	return r.rep, r.run()
 }
 
@@ -183,6 +223,16 @@ func (r *run) run() error {
 		r.pw[i] = seedPassword(i)
 	}
 
+	if o.Store == "postgres" {
+		// first: without PostgreSQL a test skips (fails under CI) at once
+		r.pg = pgtest.StartPrivate(r.t)
+		v, err := serverVersion(r.pg.DSN("postgres"))
+		if err != nil {
+			return fmt.Errorf("PostgreSQL: %w", err)
+		}
+		r.rep.PostgresVersion = v
+		r.logf("PostgreSQL %s ready (pid %d)", v, r.pg.PID())
+	}
 	bin := o.Binary
 	if bin == "" {
 		var err error
@@ -209,12 +259,21 @@ func (r *run) run() error {
 		resetAccounts[userName(i)] = ids[userName(i)]
 	}
 
-	gw, err := r.newGateway(bin, resetAccounts, 0, o.CPUProfile != "")
+	gws, err := r.newGateways(bin, resetAccounts, 0, o.Instances, o.CPUProfile != "")
 	if err != nil {
 		return err
 	}
-	r.gw, r.api = gw, newAPIClient(gw.base)
-	p := pids{gateway: gw.pid(), slapd: r.srv.PID()}
+	r.gws, r.gw = gws, gws[0]
+	rr := &roundRobin{}
+	p := pids{slapd: r.srv.PID()}
+	for _, g := range gws {
+		rr.cs = append(rr.cs, newAPIClient(g.base))
+		p.gateways = append(p.gateways, g.pid())
+	}
+	r.api = rr
+	if r.pg != nil {
+		p.store = r.pg.PID()
+	}
 	pd := pids{slapd: r.srv.PID()}
 	lim := limits{dur: o.Duration, max: o.MaxOps}
 
@@ -230,7 +289,7 @@ func (r *run) run() error {
 			if o.runs("reset") {
 				adm := r.add(measure("raw admin reset (ceiling)", c, pd, func(rec *recorder) { r.rawAdminReset(rec, c, lim) }))
 				r.ratio(r.add(r.profiled("reset", c, func() Row {
-					return measure("full reset (flows)", c, p, func(rec *recorder) { r.fullReset(rec, c, lim, []*apiClient{r.api}, nil) })
+					return measure("full reset (flows)", c, p, func(rec *recorder) { r.fullReset(rec, c, lim, []caller{r.api}, nil) })
 				})), adm)
 			}
 			if o.runs("start") {
@@ -252,7 +311,13 @@ func (r *run) run() error {
 		r.logf("enumeration check (%d samples per kind)...", o.EnumSamples)
 		r.rep.Enumeration = r.enumeration(o.EnumSamples)
 	}
-	r.rep.PeakRSSKiB = peakRSS(gw.pid())
+	for _, g := range gws {
+		kib := peakRSS(g.pid())
+		r.rep.PeakRSSKiB = max(r.rep.PeakRSSKiB, kib)
+		if len(gws) > 1 {
+			r.rep.InstancesRSSKiB = append(r.rep.InstancesRSSKiB, kib)
+		}
+	}
 
 	if o.Outstanding > 0 && o.runs("reset") {
 		r.logf("scaling case: %d outstanding flows and codes...", o.Outstanding)
@@ -317,16 +382,41 @@ func (r *run) profiled(name string, c int, fn func() Row) Row {
 	return row
 }
 
-func (r *run) newGateway(bin string, accounts map[string]string, outstanding int, pprof bool) (*gateway, error) {
+// newGateways makes a store (a SQLite file, or a new database on the
+// PostgreSQL server), seeds it, and starts n gateways on it with the same
+// secret key; the first one with pprof when asked.
+func (r *run) newGateways(bin string, accounts map[string]string, outstanding, n int, pprof bool) ([]*gateway, error) {
 	work := r.t.TempDir()
-	cfg, port, key, err := gatewayConfig(work, r.srv, r.mail, r.sms, r.o.PadFloor, r.o.PoolSize)
-	if err != nil {
-		return nil, err
+	key := newKey()
+	var storeYAML string
+	var open storeOpener
+	if r.pg != nil {
+		r.dbs++
+		db := fmt.Sprintf("bench_%d", r.dbs)
+		r.pg.Exec(r.t, "postgres", "CREATE DATABASE "+db) // gone with the server
+		storeYAML, open = postgresStore(r.pg.DSN(db))
+	} else {
+		storeYAML, open = sqliteStore(work)
 	}
-	if err := seedStore(context.Background(), work, key, accounts, outstanding); err != nil {
+	if err := seedStore(context.Background(), open, key, accounts, outstanding); err != nil {
 		return nil, fmt.Errorf("seeding the store: %w", err)
 	}
-	return startGateway(r.t, bin, work, cfg, port, pprof)
+	var gws []*gateway
+	for i := range n {
+		if i > 0 {
+			work = r.t.TempDir()
+		}
+		cfg, port, err := gatewayConfig(work, key, storeYAML, r.srv, r.mail, r.sms, r.o.PadFloor, r.o.PoolSize)
+		if err != nil {
+			return nil, err
+		}
+		g, err := startGateway(r.t, bin, work, cfg, port, pprof && i == 0)
+		if err != nil {
+			return nil, err
+		}
+		gws = append(gws, g)
+	}
+	return gws, nil
 }
 
 func buildBinary(dir string, pprof bool) (string, error) {
@@ -500,14 +590,12 @@ func (r *run) resetStart(rec *recorder, c int, l limits) {
 
 func (r *run) page(rec *recorder, c int, l limits) {
 	closedLoop(rec, c, l, func(_, _ int) error {
-		res, err := r.api.hc.Get(r.api.base + "/reset")
+		status, err := r.api.get("/reset")
 		if err != nil {
 			return err
 		}
-		_, _ = io.Copy(io.Discard, res.Body)
-		res.Body.Close()
-		if res.StatusCode != 200 {
-			return fmt.Errorf("GET /reset: %d", res.StatusCode)
+		if status != 200 {
+			return fmt.Errorf("GET /reset: %d", status)
 		}
 		return nil
 	})
@@ -562,7 +650,7 @@ type pendingFlow struct {
 	user   int
 	id     string
 	method string
-	cl     *apiClient
+	cl     caller
 	tag    string
 	t0     time.Time
 	spent  time.Duration
@@ -575,7 +663,7 @@ type pendingFlow struct {
 // latency of a flow is the time of its four requests; "wall" is from start
 // to complete. With several clients the flows alternate between them (the
 // scaling case); tags names them in the step latencies.
-func (r *run) fullReset(rec *recorder, c int, l limits, clients []*apiClient, tags []string) {
+func (r *run) fullReset(rec *recorder, c int, l limits, clients []caller, tags []string) {
 	share := (r.rst[1] - r.rst[0]) / c
 	maxPending := max(1, min(64, share/2))
 	own := newOwned(r.rst[0], r.rst[1], c)
@@ -642,7 +730,7 @@ func (r *run) fullReset(rec *recorder, c int, l limits, clients []*apiClient, ta
 	wg.Wait()
 }
 
-func (r *run) startFlow(rec *recorder, cl *apiClient, tag string, u int) (*pendingFlow, error) {
+func (r *run) startFlow(rec *recorder, cl caller, tag string, u int) (*pendingFlow, error) {
 	t0 := time.Now()
 	a, err := cl.must(200, "POST", "/api/v1/reset", "", map[string]string{"username": userName(u)})
 	if err != nil {
@@ -731,11 +819,11 @@ func (r *run) enumeration(n int) Enumeration {
 // empty store and one with Outstanding flows and codes, and runs full
 // resets alternating between them (the same load on both).
 func (r *run) scaling(bin string, accounts map[string]string, l limits) error {
-	empty, err := r.newGateway(bin, accounts, 0, false)
+	empty, err := r.newGateways(bin, accounts, 0, 1, false)
 	if err != nil {
 		return err
 	}
-	seeded, err := r.newGateway(bin, accounts, r.o.Outstanding, false)
+	seeded, err := r.newGateways(bin, accounts, r.o.Outstanding, 1, false)
 	if err != nil {
 		return err
 	}
@@ -744,7 +832,7 @@ func (r *run) scaling(bin string, accounts map[string]string, l limits) error {
 		c = 2
 	}
 	row := measure("scaling", c, pids{}, func(rec *recorder) {
-		r.fullReset(rec, c, limits{dur: 2 * l.dur, max: l.max}, []*apiClient{newAPIClient(empty.base), newAPIClient(seeded.base)}, []string{"empty", "seeded"})
+		r.fullReset(rec, c, limits{dur: 2 * l.dur, max: l.max}, []caller{newAPIClient(empty[0].base), newAPIClient(seeded[0].base)}, []string{"empty", "seeded"})
 	})
 	if row.Errors > 0 {
 		r.rep.Checks.Failures = append(r.rep.Checks.Failures, "scaling: "+row.FirstErr)
@@ -833,15 +921,29 @@ func (rep *Report) WriteJSON(path string) error {
 
 // WriteTable prints the report for people.
 func (rep *Report) WriteTable(w io.Writer) {
-	fmt.Fprintf(w, "latchkey-bench %s: %d users, %d cores, load average before %s, after %s\n\n", rep.Started.Format(time.RFC3339), rep.Users, rep.Cores, rep.LoadBefore, rep.LoadAfter)
-	fmt.Fprintf(w, "| scenario | c | ops | ops/s | p50 ms | p99 ms | gateway CPU ms/op | slapd CPU ms/op | vs ceiling |\n|---|---|---|---|---|---|---|---|---|\n")
+	st := rep.Store
+	if rep.PostgresVersion != "" {
+		st += " " + rep.PostgresVersion
+	}
+	fmt.Fprintf(w, "latchkey-bench %s: %d users, store %s, %d gateway instance(s), %d cores, load average before %s, after %s\n\n",
+		rep.Started.Format(time.RFC3339), rep.Users, st, rep.Instances, rep.Cores, rep.LoadBefore, rep.LoadAfter)
+	pg := rep.Store == "postgres"
+	if pg {
+		fmt.Fprintf(w, "| scenario | c | ops | ops/s | p50 ms | p99 ms | gateway CPU ms/op | slapd CPU ms/op | PostgreSQL CPU ms/op | vs ceiling |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	} else {
+		fmt.Fprintf(w, "| scenario | c | ops | ops/s | p50 ms | p99 ms | gateway CPU ms/op | slapd CPU ms/op | vs ceiling |\n|---|---|---|---|---|---|---|---|---|\n")
+	}
 	for _, row := range rep.Rows {
 		ratio := ""
 		if row.Ceiling != "" {
 			ratio = fmt.Sprintf("%.0f %%", 100*row.Ratio)
 		}
-		fmt.Fprintf(w, "| %s | %d | %d | %.1f | %.2f | %.2f | %s | %s | %s |\n", row.Scenario, row.Concurrency, row.Ops, row.OpsPerSec, row.P50ms, row.P99ms,
-			fmtMs(row.GatewayCPUms), fmtMs(row.SlapdCPUms), ratio)
+		storeCol := ""
+		if pg {
+			storeCol = " " + fmtMs(row.StoreCPUms) + " |"
+		}
+		fmt.Fprintf(w, "| %s | %d | %d | %.1f | %.2f | %.2f | %s | %s |%s %s |\n", row.Scenario, row.Concurrency, row.Ops, row.OpsPerSec, row.P50ms, row.P99ms,
+			fmtMs(row.GatewayCPUms), fmtMs(row.SlapdCPUms), storeCol, ratio)
 	}
 	e := rep.Enumeration
 	fmt.Fprintf(w, "\nenumeration (reset start, c=1, %d each): existing p50 %.2f ms p99 %.2f, unknown p50 %.2f ms p99 %.2f, |Δp50| %.3f ms, held-out classifier %.1f %%\n",
@@ -850,7 +952,15 @@ func (rep *Report) WriteTable(w io.Writer) {
 		fmt.Fprintf(w, "scaling (%d outstanding flows+codes vs empty store, %d flows alternating): p50 ms empty/seeded: start %.2f/%.2f (x%.2f), verify %.2f/%.2f (x%.2f)\n",
 			s.Outstanding, s.Flows, s.EmptyP50ms["start"], s.SeededP50ms["start"], s.Ratio["start"], s.EmptyP50ms["verify"], s.SeededP50ms["verify"], s.Ratio["verify"])
 	}
-	fmt.Fprintf(w, "gateway peak RSS (VmHWM): %.1f MiB\n", float64(rep.PeakRSSKiB)/1024)
+	each := ""
+	if len(rep.InstancesRSSKiB) > 0 {
+		each = fmt.Sprintf(" (the largest of %d instances:", len(rep.InstancesRSSKiB))
+		for _, k := range rep.InstancesRSSKiB {
+			each += fmt.Sprintf(" %.1f", float64(k)/1024)
+		}
+		each += ")"
+	}
+	fmt.Fprintf(w, "gateway peak RSS (VmHWM): %.1f MiB%s\n", float64(rep.PeakRSSKiB)/1024, each)
 	c := rep.Checks
 	fmt.Fprintf(w, "checks: %d passwords changed, %d verified by bind; %d codes asked, %d received; %d resets completed; %d messages (%d SMS)\n",
 		c.PasswordsChanged, c.PasswordsVerified, c.CodesRequested, c.CodesReceived, c.ResetsCompleted, c.MessagesReceived, c.SMSReceived)

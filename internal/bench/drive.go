@@ -26,6 +26,10 @@ type Row struct {
 	// (utime+stime from /proc, 10 ms ticks); -1 when not applicable.
 	GatewayCPUms float64 `json:"gateway_cpu_ms_per_op"`
 	SlapdCPUms   float64 `json:"slapd_cpu_ms_per_op"`
+	// StoreCPUms is the PostgreSQL server's CPU milliseconds per operation
+	// (the postmaster and its backends); -1 with SQLite (which runs inside
+	// the gateway) and for the ceiling rows.
+	StoreCPUms float64 `json:"store_cpu_ms_per_op"`
 	// Ceiling names the raw go-ldap row this one is compared with, Ratio
 	// is OpsPerSec / that row's OpsPerSec (same run, same concurrency).
 	Ceiling  string             `json:"ceiling,omitempty"`
@@ -71,26 +75,42 @@ func (r *recorder) fail(err error) {
 	r.mu.Unlock()
 }
 
-// pids are the processes whose CPU a run is charged with.
-type pids struct{ gateway, slapd int }
+// pids are the processes whose CPU a run is charged with: the gateways
+// (summed), slapd, and the PostgreSQL server's postmaster (with its
+// backends; 0: none).
+type pids struct {
+	gateways     []int
+	slapd, store int
+}
+
+func (p pids) gatewayCPU() time.Duration {
+	var d time.Duration
+	for _, g := range p.gateways {
+		d += cpuTime(g)
+	}
+	return d
+}
 
 // measure runs body (which uses rec) and fills a Row with throughput,
 // latencies and CPU per operation.
 func measure(name string, c int, p pids, body func(rec *recorder)) Row {
-	g0, s0 := cpuTime(p.gateway), cpuTime(p.slapd)
+	g0, s0, d0 := p.gatewayCPU(), cpuTime(p.slapd), serverCPUTime(p.store)
 	rec := &recorder{}
 	start := time.Now()
 	body(rec)
 	el := time.Since(start)
-	g1, s1 := cpuTime(p.gateway), cpuTime(p.slapd)
+	g1, s1, d1 := p.gatewayCPU(), cpuTime(p.slapd), serverCPUTime(p.store)
 	row := Row{Scenario: name, Concurrency: c, Ops: len(rec.lat), Errors: rec.errs, FirstErr: rec.first, Seconds: el.Seconds(),
-		lat: rec.lat, stepLat: rec.steps, LoadAvg: loadAvg(), GatewayCPUms: -1, SlapdCPUms: -1}
+		lat: rec.lat, stepLat: rec.steps, LoadAvg: loadAvg(), GatewayCPUms: -1, SlapdCPUms: -1, StoreCPUms: -1}
 	if row.Ops > 0 {
 		row.OpsPerSec = float64(row.Ops) / el.Seconds()
 		row.P50ms = ms(quantile(rec.lat, 0.5))
 		row.P99ms = ms(quantile(rec.lat, 0.99))
-		if p.gateway > 0 {
+		if len(p.gateways) > 0 {
 			row.GatewayCPUms = ms(g1-g0) / float64(row.Ops)
+		}
+		if p.store > 0 {
+			row.StoreCPUms = ms(d1-d0) / float64(row.Ops)
 		}
 		if p.slapd > 0 {
 			row.SlapdCPUms = ms(s1-s0) / float64(row.Ops)

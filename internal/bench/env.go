@@ -21,11 +21,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
@@ -132,17 +134,22 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// gatewayConfig writes a bench configuration (budgets raised to the
-// directory's size, mail to mailpit, SMS to the fake Twilio) into work and
-// returns its path, the port and the secret key (the store's key).
-func gatewayConfig(work string, srv *dirtest.Server, mail *notifytest.Mailpit, sms *notifytest.FakeTwilio, padFloor time.Duration, poolSize int) (cfgPath string, port int, key string, err error) {
-	port, err = freePort()
-	if err != nil {
-		return "", 0, "", err
-	}
+// newKey is a fresh server.secret_key (also the store's key).
+func newKey() string {
 	raw := make([]byte, 48)
 	_, _ = rand.Read(raw)
-	key = base64.StdEncoding.EncodeToString(raw)
+	return base64.StdEncoding.EncodeToString(raw)
+}
+
+// gatewayConfig writes a bench configuration (budgets raised to the
+// directory's size, mail to mailpit, SMS to the fake Twilio, the store
+// block storeYAML) with the secret key key into work and returns its path
+// and the port.
+func gatewayConfig(work, key, storeYAML string, srv *dirtest.Server, mail *notifytest.Mailpit, sms *notifytest.FakeTwilio, padFloor time.Duration, poolSize int) (cfgPath string, port int, err error) {
+	port, err = freePort()
+	if err != nil {
+		return "", 0, err
+	}
 	write := func(name, content string) string {
 		p := filepath.Join(work, name)
 		if werr := os.WriteFile(p, []byte(content), 0o600); werr != nil && err == nil {
@@ -213,26 +220,57 @@ smtp:
   port: %d
   tls: none
   from: "Latchkey <latchkey@example.org>"
-store:
-  driver: sqlite
-  dsn: %q
-log:
+%slog:
   level: warn
   format: json
   audit_file: %q
 `, port, port, secret, srv.LDAPSURL, srv.CAFile, q(srv.ServiceDN), bindpw, q(srv.BaseDN), q(srv.UserFilter), q(srv.DefaultPolicyDN), pool,
 		q("cn=bench-users,ou=groups,"+srv.BaseDN), q(srv.Group("cycle-a")), pad,
 		twilioSID, twtoken, twilioFrom, sms.URL, mail.SMTPHost, mail.SMTPPort,
-		"file:"+filepath.Join(work, "latchkey.db"), filepath.Join(work, "audit.log"))
+		storeYAML, filepath.Join(work, "audit.log"))
 	cfgPath = write("latchkey.yaml", cfg)
-	return cfgPath, port, key, err
+	return cfgPath, port, err
 }
 
-// seedStore opens the gateway's SQLite store before the gateway starts and
-// registers a verified email method for each of accounts (uid -> entryUUID)
-// and, when outstanding > 0, that many live flows with codes.
-func seedStore(ctx context.Context, work, key string, accounts map[string]string, outstanding int) error {
-	st, err := store.OpenSQLite(ctx, "file:"+filepath.Join(work, "latchkey.db"), []byte(key))
+// sqliteStore is the store block and opener of a SQLite file in work.
+func sqliteStore(work string) (yaml string, open storeOpener) {
+	dsn := "file:" + filepath.Join(work, "latchkey.db")
+	return fmt.Sprintf("store:\n  driver: sqlite\n  dsn: %q\n", dsn),
+		func(ctx context.Context, key []byte) (store.Store, error) { return store.OpenSQLite(ctx, dsn, key) }
+}
+
+// postgresStore is the store block and opener of database dsn (loopback:
+// no TLS needed, no allow_plaintext).
+func postgresStore(dsn string) (yaml string, open storeOpener) {
+	return fmt.Sprintf("store:\n  driver: postgres\n  dsn: %q\n", dsn),
+		func(ctx context.Context, key []byte) (store.Store, error) {
+			return store.OpenPostgres(ctx, dsn, key, store.PostgresOptions{})
+		}
+}
+
+// serverVersion is a PostgreSQL server's server_version.
+func serverVersion(dsn string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(context.Background())
+	var v string
+	err = conn.QueryRow(ctx, "SHOW server_version").Scan(&v)
+	return v, err
+}
+
+// storeOpener opens a gateway's store with its key.
+type storeOpener func(ctx context.Context, key []byte) (store.Store, error)
+
+// seedStore opens the gateways' store before they start (creating its
+// schema) and registers a verified email method for each of accounts (uid
+// -> entryUUID) and, when outstanding > 0, that many live flows with
+// codes.
+func seedStore(ctx context.Context, open storeOpener, key string, accounts map[string]string, outstanding int) error {
+	st, err := open(ctx, []byte(key))
 	if err != nil {
 		return err
 	}
@@ -520,6 +558,41 @@ func (c *apiClient) must(want int, method, path, token string, body any) (answer
 	return a, nil
 }
 
+// get fetches path and returns its status, discarding the body.
+func (c *apiClient) get(path string) (int, error) {
+	res, err := c.hc.Get(c.base + path)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res.StatusCode, nil
+}
+
+// caller is one gateway (an apiClient) or several behind a round robin.
+type caller interface {
+	must(want int, method, path, token string, body any) (answer, error)
+	get(path string) (int, error)
+}
+
+// roundRobin sends each request to the next gateway in turn, as a load
+// balancer without sticky sessions: the requests of one flow or session
+// land on different instances.
+type roundRobin struct {
+	cs []*apiClient
+	n  atomic.Uint64
+}
+
+func (b *roundRobin) next() *apiClient {
+	return b.cs[(b.n.Add(1)-1)%uint64(len(b.cs))]
+}
+
+func (b *roundRobin) must(want int, method, path, token string, body any) (answer, error) {
+	return b.next().must(want, method, path, token, body)
+}
+
+func (b *roundRobin) get(path string) (int, error) { return b.next().get(path) }
+
 // ---------------------------------------------------------------- /proc
 
 // cpuTime is utime+stime of a process.
@@ -544,6 +617,52 @@ func cpuTime(pid int) time.Duration {
 	u, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(u+st) * time.Second / clockTicks
+}
+
+// serverCPUTime is utime+stime of process pid and of its live children,
+// plus pid's cutime+cstime (the children that exited and were reaped): a
+// PostgreSQL server's CPU, the postmaster and its backends (each backend
+// calls setsid, so a process group would miss them).
+func serverCPUTime(pid int) time.Duration {
+	if pid <= 0 {
+		return 0
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	parent := strconv.Itoa(pid)
+	var ticks int64
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // exited meanwhile
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 15 {
+			continue
+		}
+		last := 0
+		switch {
+		case e.Name() == parent:
+			last = 14 // utime, stime, cutime, cstime
+		case f[1] == parent: // ppid
+			last = 12 // utime, stime
+		}
+		for k := 11; k <= last; k++ {
+			v, _ := strconv.ParseInt(f[k], 10, 64)
+			ticks += v
+		}
+	}
+	return time.Duration(ticks) * time.Second / clockTicks
 }
 
 // clockTicks is USER_HZ, 100 on Linux.

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -10,10 +11,41 @@ import (
 // verified by binds, every code and notice received). It never checks a
 // timing. Without slapd or mailpit it skips, or fails when CI is set.
 func TestSmoke(t *testing.T) {
+	smoke(t, Options{})
+}
+
+// TestSmokePostgres is the smoke run on a throwaway PostgreSQL with two
+// gateways sharing it, each request sent to the next one. Without
+// PostgreSQL it skips, or fails when CI is set.
+func TestSmokePostgres(t *testing.T) {
+	rep := smoke(t, Options{Store: "postgres", Instances: 2})
+	if rep.PostgresVersion == "" || len(rep.InstancesRSSKiB) != 2 {
+		t.Fatalf("version %q, instances' RSS %v", rep.PostgresVersion, rep.InstancesRSSKiB)
+	}
+	for _, row := range rep.Rows {
+		// measured (a smoke row's few operations may well round to 0)
+		if gw := !strings.HasPrefix(row.Scenario, "raw "); gw != (row.StoreCPUms >= 0) {
+			t.Errorf("%s c=%d: PostgreSQL CPU %v ms/op", row.Scenario, row.Concurrency, row.StoreCPUms)
+		}
+	}
+}
+
+func TestOptionsCheck(t *testing.T) {
+	for _, o := range []Options{{Instances: 2}, {Store: "mysql"}} {
+		o.Defaults()
+		if err := o.check(); err == nil {
+			t.Errorf("%+v: no error", o)
+		}
+	}
+}
+
+func smoke(t *testing.T, o Options) *Report {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts slapd, mailpit and the gateway")
 	}
-	rep, err := Run(t, Options{Smoke: true, Log: testLog{t}})
+	o.Smoke, o.Log = true, testLog{t}
+	rep, err := Run(t, o)
 	if rep != nil {
 		rep.WriteTable(testLog{t})
 		if err := rep.WriteJSON(filepath.Join(t.TempDir(), "bench.json")); err != nil {
@@ -29,6 +61,7 @@ func TestSmoke(t *testing.T) {
 	if rep.Scaling == nil || rep.Scaling.Flows == 0 {
 		t.Fatalf("no scaling case: %+v", rep.Scaling)
 	}
+	return rep
 }
 
 type testLog struct{ t *testing.T }

@@ -385,6 +385,23 @@ func (s *Server) stop() {
 	os.RemoveAll(s.Dir)
 }
 
+// PID is the process id of the server's postmaster, or 0 if it has
+// exited. Its backends are its children (latchkey-bench sums their CPU
+// from /proc).
+func (s *Server) PID() int {
+	mu.Lock() // StartAgain replaces cmd and done
+	defer mu.Unlock()
+	select {
+	case <-s.done:
+		return 0
+	default:
+	}
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // DSN returns a connection string for database db over TCP on 127.0.0.1
 // (loopback: no TLS needed).
 func (s *Server) DSN(db string) string {
