@@ -271,18 +271,25 @@ func TestInstanceKilledMidWrite(t *testing.T) {
 	}
 }
 
+// startThreeOnPostgres starts three gateways with p on one new PostgreSQL
+// database and one secret key; calls to the returned one go to each in
+// turn.
+func startThreeOnPostgres(t *testing.T, srv *dirtest.Server, p params) *env {
+	pg := pgtest.Start(t)
+	mail, sms := startMail(t)
+	p.Store, p.SecretKey = postgresStore(pg, pg.NewDatabase(t)), make([]byte, 48)
+	rand.Read(p.SecretKey)
+	e := startGateway(t, srv, mail, sms, p)
+	e.peers = []*env{startGateway(t, srv, mail, sms, p), startGateway(t, srv, mail, sms, p)}
+	return e
+}
+
 // TestRaceAcrossInstances: twenty concurrent redemptions of one code, then
 // twenty concurrent completions of one flow, spread over three instances
 // on one PostgreSQL: exactly one of each wins, as on one instance.
 func TestRaceAcrossInstances(t *testing.T) {
 	srv := dirtest.StartOpenLDAP(t)
-	pg := pgtest.Start(t)
-	mail, sms := startMail(t)
-	key := make([]byte, 48)
-	rand.Read(key)
-	p := params{Store: postgresStore(pg, pg.NewDatabase(t)), SecretKey: key}
-	e := startGateway(t, srv, mail, sms, p)
-	e.peers = []*env{startGateway(t, srv, mail, sms, p), startGateway(t, srv, mail, sms, p)}
+	e := startThreeOnPostgres(t, srv, params{})
 	raceRedeemAndComplete(t, e, srv)
 	if n := len(pwdHistory(t, srv, "carol")); n != 1 {
 		t.Fatalf("pwdHistory has %d entries after the race, want 1", n)
@@ -295,14 +302,8 @@ func TestRaceAcrossInstances(t *testing.T) {
 // whichever instance took them.
 func TestTOTPReplayAcrossInstances(t *testing.T) {
 	srv := dirtest.StartOpenLDAP(t)
-	pg := pgtest.Start(t)
-	mail, sms := startMail(t)
-	key := make([]byte, 48)
-	rand.Read(key)
-	p := params{Store: postgresStore(pg, pg.NewDatabase(t)), SecretKey: key, Methods: totpMethods}
-	e := startGateway(t, srv, mail, sms, p)
-	peers := []*env{startGateway(t, srv, mail, sms, p), startGateway(t, srv, mail, sms, p)}
-	e.peers = peers
+	e := startThreeOnPostgres(t, srv, params{Methods: totpMethods})
+	peers := e.peers
 
 	token := e.signIn("carol")
 	app := e.addApp(token)

@@ -123,6 +123,25 @@ func TestUnsentWriteIsWrittenOnRetry(t *testing.T) {
 	}
 }
 
+// leaveClaim stores on flow id what a completion stores before its
+// directory write (its claim and the password's last-set time), as an
+// instance that then stops leaves it; it returns the user.
+func (tb *testbed) leaveClaim(t *testing.T, clk *testClock, id, user string) *directory.User {
+	t.Helper()
+	ctx := context.Background()
+	f, err := tb.st.GetFlow(ctx, id, clk.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := tb.dir.Lookup(ctx, user)
+	f.Data["writing"] = clk.now().Format(time.RFC3339Nano)
+	f.Data["pw_set_before"] = formatPasswordSet(u.Status.PasswordChanged)
+	if err := tb.st.UpdateFlow(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
 // An instance that stopped after the write, before recording it, left its
 // claim on the flow. While the claim holds, another completion answers
 // already_completed and leaves the bookkeeping to the claim's owner; once
@@ -136,16 +155,7 @@ func TestStoppedAfterWriteIsNotWrittenAgain(t *testing.T) {
 
 	// what a completion stores before its write, then the write itself;
 	// then the instance is gone
-	f, err := tb.st.GetFlow(ctx, fv.ID, clk.now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, _ := tb.dir.Lookup(ctx, "carol")
-	f.Data["writing"] = clk.now().Format(time.RFC3339Nano)
-	f.Data["pw_set_before"] = formatPasswordSet(u.Status.PasswordChanged)
-	if err := tb.st.UpdateFlow(ctx, f); err != nil {
-		t.Fatal(err)
-	}
+	u := tb.leaveClaim(t, clk, fv.ID, "carol")
 	if err := tb.dir.SetPassword(ctx, u, "Crashed-After-42", directory.SetOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +170,7 @@ func TestStoppedAfterWriteIsNotWrittenAgain(t *testing.T) {
 	if tb.writes() != 1 || tb.dir.password("carol") != "Crashed-After-42" {
 		t.Fatalf("%d writes, password %q", tb.writes(), tb.dir.password("carol"))
 	}
-	_, err = tb.svc.Flow(ctx, "reset", fv.ID)
+	_, err := tb.svc.Flow(ctx, "reset", fv.ID)
 	wantCode(t, err, CodeFlowExpired)
 	_, err = tb.svc.Session(ctx, sess.ID)
 	wantCode(t, err, CodeSessionExpired)
@@ -177,16 +187,7 @@ func TestStoppedBeforeWriteWritesOnRetry(t *testing.T) {
 	tb.svc.d.Now = clk.now
 	ctx := context.Background()
 	_, fv := tb.verifiedReset(t)
-	f, err := tb.st.GetFlow(ctx, fv.ID, clk.now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, _ := tb.dir.Lookup(ctx, "carol")
-	f.Data["writing"] = clk.now().Format(time.RFC3339Nano)
-	f.Data["pw_set_before"] = formatPasswordSet(u.Status.PasswordChanged)
-	if err := tb.st.UpdateFlow(ctx, f); err != nil {
-		t.Fatal(err)
-	}
+	tb.leaveClaim(t, clk, fv.ID, "carol")
 	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", fv.ID, "Retried-Pass-42", Meta{}), CodeFlowExpired)
 	clk.add(writeLease)
 	if err := tb.svc.CompleteFlow(ctx, "reset", fv.ID, "Retried-Pass-42", Meta{}); err != nil {
