@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -123,6 +124,18 @@ func classify(op string, err error, ctrls []ldap.Control) *Error {
 		e.Kind = ErrUnavailable
 	}
 	return e
+}
+
+// MayHaveApplied reports whether a failed write may have been applied all
+// the same: the server or the path to it stopped answering, or the request
+// was cancelled, after the write may have left. A write a replica refused
+// or answered with a referral was not applied.
+func MayHaveApplied(err error) bool {
+	var de *Error
+	if errors.As(err, &de) && (de.Sub == subReplica || de.Sub == subReferral) {
+		return false
+	}
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // Error.Sub of a write refused because the server is a replica.

@@ -214,7 +214,8 @@ func pwdHistory(t testing.TB, s *dirtest.Server, user string) []string {
 // password write and before the answer reached it, so A never recorded
 // the reset. The user, sent to instance B, submits again: B sees in the
 // directory that the password was set since A read it, answers
-// already_completed, and writes nothing a second time.
+// already_completed, writes nothing a second time, and records the reset
+// (flow ended, audited once).
 func TestInstanceKilledMidWrite(t *testing.T) {
 	srv := dirtest.StartOpenLDAP(t)
 	proxy := startLDAPProxy(t, strings.TrimPrefix(srv.URL, "ldap://"))
@@ -257,11 +258,16 @@ func TestInstanceKilledMidWrite(t *testing.T) {
 	}
 	proxy.freeze(false)
 
-	for i := 0; i < 2; i++ {
-		r := b.complete(f, "Killed-Mid-Write-42")
-		if r.Status != 409 || r.errCode() != "already_completed" {
-			t.Fatalf("submitted again on B (%d): %d %s", i, r.Status, r.Body)
-		}
+	r := b.complete(f, "Killed-Mid-Write-42")
+	if r.Status != 409 || r.errCode() != "already_completed" {
+		t.Fatalf("submitted again on B: %d %s", r.Status, r.Body)
+	}
+	// B recorded the reset A never did: the flow is finished, audited once
+	if r := b.complete(f, "Killed-Mid-Write-42"); r.Status != 410 {
+		t.Fatalf("the flow outlived the reset: %d %s", r.Status, r.Body)
+	}
+	if n := countAudit(t, []*env{a, b}, `"reset.completed"`, `"already_written"`); n != 1 {
+		t.Fatalf("%d reset.completed already_written audit events, want 1", n)
 	}
 	if n := len(pwdHistory(t, srv, "carol")); n != 1 {
 		t.Fatalf("pwdHistory has %d entries, want 1: the password was written again", n)

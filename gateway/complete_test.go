@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -143,9 +144,9 @@ func (tb *testbed) leaveClaim(t *testing.T, clk *testClock, id, user string) *di
 }
 
 // An instance that stopped after the write, before recording it, left its
-// claim on the flow. While the claim holds, another completion answers
-// already_completed and leaves the bookkeeping to the claim's owner; once
-// it has lapsed, a completion does the bookkeeping.
+// claim on the flow. The next completion, even while the claim holds,
+// answers already_completed and records the write: flows and sessions
+// end, the reset is audited once, the user is told.
 func TestStoppedAfterWriteIsNotWrittenAgain(t *testing.T) {
 	tb := newTestbed(t, nil)
 	clk := &testClock{t: time.Now().UTC()}
@@ -160,13 +161,11 @@ func TestStoppedAfterWriteIsNotWrittenAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	sent := tb.messagesTo("carol@home.example")
 	clk.add(10 * time.Second)
 	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", fv.ID, "Crashed-After-42", Meta{}), CodeAlreadyCompleted)
-	if _, err := tb.svc.Flow(ctx, "reset", fv.ID); err != nil {
-		t.Fatalf("the flow went while another completion's claim held: %v", err)
-	}
-	clk.add(writeLease)
-	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", fv.ID, "Another-Pass-42", Meta{}), CodeAlreadyCompleted)
+	// recorded: the flow is finished
+	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", fv.ID, "Another-Pass-42", Meta{}), CodeFlowExpired)
 	if tb.writes() != 1 || tb.dir.password("carol") != "Crashed-After-42" {
 		t.Fatalf("%d writes, password %q", tb.writes(), tb.dir.password("carol"))
 	}
@@ -177,6 +176,63 @@ func TestStoppedAfterWriteIsNotWrittenAgain(t *testing.T) {
 	if got := tb.auditOutcomes(t, "reset.completed"); len(got) != 1 || got[0] != "already_written" {
 		t.Fatalf("reset.completed outcomes %v", got)
 	}
+	tb.waitMessages(t, "carol@home.example", sent+1)
+}
+
+// Retries sent at once after a lost answer (a double click): every one
+// answers already_completed, and the write is recorded once: one audit
+// event, one notice.
+func TestConcurrentRetriesRecordOnce(t *testing.T) {
+	tb := newTestbed(t, nil)
+	ctx := context.Background()
+	_, f := tb.verifiedReset(t)
+	tb.dir.replyLost = true
+	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "Lost-Answer-42", Meta{}), CodeUnavailable)
+	tb.dir.replyLost = false
+	sent := tb.messagesTo("carol@home.example")
+
+	var wg sync.WaitGroup
+	codes := make([]string, 8)
+	for i := range codes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i] = asProblem(tb.svc.CompleteFlow(ctx, "reset", f.ID, "Lost-Answer-42", Meta{})).Code
+		}()
+	}
+	wg.Wait()
+	for i, c := range codes {
+		// the ones after the recording find the flow gone
+		if c != CodeAlreadyCompleted && c != CodeFlowExpired {
+			t.Fatalf("retry %d: %s", i, c)
+		}
+	}
+	if !slices.Contains(codes, CodeAlreadyCompleted) {
+		t.Fatalf("no retry answered already_completed: %v", codes)
+	}
+	if tb.writes() != 1 {
+		t.Fatalf("%d writes", tb.writes())
+	}
+	if got := tb.auditOutcomes(t, "reset.completed"); len(got) != 2 || !slices.Contains(got, "already_written") || !slices.Contains(got, "refused") {
+		t.Fatalf("reset.completed outcomes %v, want one refused and one already_written", got)
+	}
+	tb.waitMessages(t, "carol@home.example", sent+1)
+	time.Sleep(300 * time.Millisecond) // a second notice would be on its way
+	if n := tb.messagesTo("carol@home.example"); n != sent+1 {
+		t.Fatalf("%d notices, want 1", n-sent)
+	}
+}
+
+// A retry whose password breaks the gateway's own rules still learns that
+// the earlier attempt set the password.
+func TestAlreadyCompletedBeforePasswordRules(t *testing.T) {
+	tb := newTestbed(t, nil)
+	ctx := context.Background()
+	_, f := tb.verifiedReset(t)
+	tb.dir.replyLost = true
+	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "Lost-Answer-42", Meta{}), CodeUnavailable)
+	tb.dir.replyLost = false
+	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "short", Meta{}), CodeAlreadyCompleted)
 }
 
 // A claim that lapsed after a write that never happened does not stop the

@@ -39,6 +39,9 @@ func newFakeDir() *fakeDir {
 	d := &fakeDir{users: map[string]*directory.User{}, pw: map[string]string{}, groups: map[string][]string{}, history: map[string][]string{}, minLen: 8}
 	add := func(name, pw string, groups ...string) {
 		u := &directory.User{DN: "uid=" + name + ",ou=people,dc=x", ID: "id-" + name, Username: name, DisplayName: strings.ToUpper(name[:1]) + name[1:] + " Test", Mail: name + "@corp.example"}
+		// set once, long ago, in a zone other than UTC (as the directory
+		// layer may hand it over)
+		u.Status.PasswordChanged = time.Date(2026, 1, 5, 9, 30, 0, 0, time.FixedZone("CET", 3600))
 		d.users[name] = u
 		d.pw[u.DN] = pw
 		d.groups[u.DN] = groups

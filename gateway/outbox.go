@@ -109,21 +109,25 @@ func (o *outbox) accept(j job) job {
 	return j
 }
 
-// done ends j: sent, or given up on.
-func (o *outbox) done(j job) {
+// done ends j: sent, or given up on. It reports whether j was still
+// pending: false once a shutdown has reported it as not sent.
+func (o *outbox) done(j job) bool {
 	o.mu.Lock()
+	_, ok := o.pending[j.id]
 	delete(o.pending, j.id)
 	o.mu.Unlock()
-	o.inflight.Add(-1)
+	if ok {
+		o.inflight.Add(-1)
+	}
+	return ok
 }
 
 func (o *outbox) put(j job) {
 	select {
 	case o.jobs <- j:
 	default:
-		o.done(j)
 		o.log.Error("outbox full, message dropped", "request_id", j.requestID)
-		if o.failed != nil {
+		if o.done(j) && o.failed != nil {
 			o.failed(j, errOutboxFull)
 		}
 	}
@@ -257,9 +261,8 @@ func (w *worker) send(j job) {
 		o.later(j, d)
 		return
 	}
-	o.done(j)
 	o.log.Error("sending "+kind+" failed, giving up", "request_id", j.requestID, "attempts", j.attempt+1, "error", err.Error())
-	if o.failed != nil {
+	if o.done(j) && o.failed != nil {
 		o.failed(j, err)
 	}
 }
@@ -282,11 +285,15 @@ func (o *outbox) close(timeout time.Duration) {
 	select {
 	case <-done:
 	case <-time.After(timeout):
+		// taken out of pending: a worker or timer still running finds
+		// them gone (done reports false) and reports nothing twice
 		o.mu.Lock()
 		left := make([]job, 0, len(o.pending))
 		for _, j := range o.pending {
 			left = append(left, j)
 		}
+		o.pending = map[uint64]job{}
+		o.inflight.Store(0)
 		o.mu.Unlock()
 		o.log.Error("outbox: shutdown timeout, messages not sent", "messages", len(left), "timeout", timeout.String())
 		if o.failed != nil {

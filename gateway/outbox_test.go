@@ -202,21 +202,34 @@ func waitFor(t *testing.T, ok func() bool) {
 // TestOutboxReportsWhatShutdownLeaves: messages still queued or being sent
 // when the drain time runs out go to the failed hook (audited), each once.
 func TestOutboxReportsWhatShutdownLeaves(t *testing.T) {
-	m := &flakyMailer{block: make(chan struct{})}
-	defer close(m.block)
+	m := &flakyMailer{block: make(chan struct{}), fails: 1 << 30}
 	o := newOutbox(m, nil, quietLog())
+	o.retryDelays = []time.Duration{time.Millisecond}
 	var mu sync.Mutex
 	failed := map[string]error{}
-	o.failed = func(j job, err error) { mu.Lock(); failed[j.account] = err; mu.Unlock() }
+	calls := 0
+	o.failed = func(j job, err error) { mu.Lock(); failed[j.account] = err; calls++; mu.Unlock() }
 	for _, a := range []string{"acct-1", "acct-2", "acct-3"} {
 		o.enqueue(job{email: &notify.Email{To: a + "@example.org"}, account: a, purpose: "code"})
 	}
 	o.enqueueAfter(job{email: &notify.Email{To: "w@example.org"}, account: "acct-waiting", purpose: "code"}, time.Now().Add(time.Hour))
 	o.close(100 * time.Millisecond)
+	// the hung sends now fail, are retried and given up on: reported
+	// already, they are not reported again
+	close(m.block)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		m.mu.Lock()
+		tries := m.tries
+		m.mu.Unlock()
+		if tries >= 6 || time.Now().After(deadline) { // three sends, two tries each
+			break
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
 	mu.Lock()
 	defer mu.Unlock()
-	if len(failed) != 4 {
-		t.Fatalf("failed hook got %v, want the four messages", failed)
+	if len(failed) != 4 || calls != 4 {
+		t.Fatalf("failed hook called %d times with %v, want the four messages once each", calls, failed)
 	}
 	for a, err := range failed {
 		if !errors.Is(err, errOutboxShutdown) {

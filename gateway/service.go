@@ -1279,15 +1279,6 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 		s.record(ctx, m, kind+".completed", u.ID, p.Code, nil)
 		return p
 	}
-	if kind == store.FlowReset {
-		if vs := s.o.Password.Check(password, policy.Context{Username: u.Username, DisplayName: u.DisplayName, Email: u.Mail}); len(vs) > 0 {
-			p := problem(CodePasswordRejected, nil)
-			for _, v := range vs {
-				p.Violations = append(p.Violations, Violation{Code: v.Code, Message: violationText(v.Code, v.Params)})
-			}
-			return p
-		}
-	}
 	if f.Data == nil {
 		f.Data = map[string]string{}
 	}
@@ -1300,12 +1291,19 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 	// completion read it. Then the flow is done and nothing is written a
 	// second time.
 	if kind == store.FlowReset && passwordMoved(f, u) {
-		if !writing {
-			// the earlier completion will not finish its bookkeeping: do it
-			s.passwordWrittenAs(ctx, m, u, nil, true, kind+".completed", "already_written")
-			s.noticeUser(ctx, u, "password_reset", "", m)
-		}
+		// the earlier completion may never record it (it is gone, or its
+		// answer was lost): whichever gets there first does
+		s.recordWrite(ctx, m, u, f, kind, "already_written")
 		return problem(CodeAlreadyCompleted, errors.New("an earlier completion set the password"))
+	}
+	if kind == store.FlowReset {
+		if vs := s.o.Password.Check(password, policy.Context{Username: u.Username, DisplayName: u.DisplayName, Email: u.Mail}); len(vs) > 0 {
+			p := problem(CodePasswordRejected, nil)
+			for _, v := range vs {
+				p.Violations = append(p.Violations, Violation{Code: v.Code, Message: violationText(v.Code, v.Params)})
+			}
+			return p
+		}
 	}
 	// Claim the flow: of concurrent completions exactly one proceeds to
 	// the directory write.
@@ -1332,7 +1330,7 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 	}
 	if err != nil {
 		delete(f.Data, "writing")
-		if !writeOutcomeUnknown(err) {
+		if !directory.MayHaveApplied(err) {
 			// refused: nothing was written, no later check is needed
 			delete(f.Data, "pw_set_before")
 		}
@@ -1342,26 +1340,39 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 		s.record(ctx, m, kind+".completed", u.ID, "refused", map[string]string{"reason": dirReason(err)})
 		return s.writeProblem(err)
 	}
-	// any password change ends every open flow and session of the account
+	s.recordWrite(ctx, m, u, f, kind, "success")
+	return nil
+}
+
+// recordWrite records the directory write of flow f once: it marks f
+// recorded with a versioned update, so that of the completions that get
+// here for one flow (the writer, and a retry that found the password
+// already moved) exactly one goes on, and that one ends every open flow
+// and session of the account, audits with outcome and tells the user.
+func (s *Service) recordWrite(ctx context.Context, m Meta, u *directory.User, f store.Flow, kind, outcome string) {
+	if f.Data["recorded"] != "" {
+		return
+	}
+	f.Data["recorded"] = "1"
+	delete(f.Data, "writing")
+	if err := s.d.Store.UpdateFlow(context.WithoutCancel(ctx), f); err != nil {
+		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+			return // another completion recorded it
+		}
+		// the store is in trouble: record all the same, as far as it goes
+		s.log.Error("marking a flow recorded failed", "request_id", m.RequestID, "error", err.Error())
+	}
 	event := "unlocked"
 	if kind == store.FlowReset {
 		event = "password_reset"
 	}
-	s.passwordWritten(ctx, m, u, nil, kind == store.FlowReset, kind+".completed")
+	s.passwordWrittenAs(ctx, m, u, nil, kind == store.FlowReset, kind+".completed", outcome)
 	s.noticeUser(ctx, u, event, "", m)
-	return nil
 }
 
 // writeLease is how long a completion's claim on its flow holds off
 // another completion: longer than any directory write may take.
 const writeLease = time.Minute
-
-// writeOutcomeUnknown reports whether a failed directory write may have
-// been applied all the same: the server or the path to it stopped
-// answering, or the request was cancelled, after the write may have left.
-func writeOutcomeUnknown(err error) bool {
-	return errors.Is(err, directory.ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
-}
 
 // passwordMoved reports whether the password of u was set after an
 // earlier completion of f read its last-set time: "pw_set_before", kept
