@@ -163,7 +163,7 @@ func probeURL(ctx context.Context, cfg Config, i int, raw string, now time.Time)
 		name = cfg.ServerName
 	}
 	tc, err := cfg.tlsConfig(host)
-	if isNegativeSerial(err) {
+	if tlsdiag.IsNegativeSerial(err) {
 		return []Finding{reach, {"directory.tls", CheckFail, raw + ": " + err.Error() + ": latchkey's TLS (Go) refuses certificates with a negative serial number", negativeSerialFix(name)}}
 	}
 	if err != nil {
@@ -178,7 +178,7 @@ func probeURL(ctx context.Context, cfg Config, i int, raw string, now time.Time)
 	if u.Scheme == "ldaps" {
 		td := &tls.Dialer{NetDialer: d, Config: probe}
 		c, err := td.DialContext(tctx, "tcp", addr)
-		if isNegativeSerial(err) {
+		if tlsdiag.IsNegativeSerial(err) {
 			return []Finding{reach, negativeSerialFinding(raw, name)}
 		}
 		if err != nil {
@@ -194,7 +194,7 @@ func probeURL(ctx context.Context, cfg Config, i int, raw string, now time.Time)
 		}
 		lc.SetTimeout(cfg.Timeout)
 		err = lc.StartTLS(probe)
-		if isNegativeSerial(err) {
+		if tlsdiag.IsNegativeSerial(err) {
 			lc.Close()
 			return []Finding{reach, negativeSerialFinding(raw, name)}
 		}
@@ -235,15 +235,6 @@ func probeURL(ctx context.Context, cfg Config, i int, raw string, now time.Time)
 			"renew the directory server's certificate before " + leaf.NotAfter.UTC().Format("2006-01-02")}}
 	}
 	return []Finding{reach, {"directory.tls", CheckOK, ok, ""}}
-}
-
-// isNegativeSerial reports whether a TLS handshake failed because the
-// server's certificate has a negative serial number, which Go refuses to
-// parse (since Go 1.23) before any verification. Samba's self-generated
-// certificates have one about every second time. go-ldap's StartTLS keeps
-// only the text of the handshake error.
-func isNegativeSerial(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "x509: negative serial number")
 }
 
 func negativeSerialFinding(raw, name string) Finding {

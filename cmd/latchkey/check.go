@@ -254,6 +254,8 @@ func checkSMTP(ctx context.Context, cfg *config.Config, log *slog.Logger) checkR
 			r.Fix = "set smtp.host to a name the mail server's certificate holds, or reissue the certificate for " + cfg.SMTP.Host
 		case "expired", "not_yet_valid":
 			r.Fix = "renew the mail server's certificate (or check the clocks)"
+		case "negative_serial":
+			r.Fix = "give the mail server a certificate with a positive serial number, from a CA whose own certificate has a positive serial number too"
 		default:
 			r.Fix = "set smtp.tls to what the server speaks: implicit for SMTPS (port 465), starttls for submission (port 587)"
 			if strings.Contains(ce.Detail, "protocol version") {

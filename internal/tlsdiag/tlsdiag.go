@@ -24,7 +24,10 @@ const (
 	NameMismatch     Kind = "name_mismatch"
 	Expired          Kind = "expired"
 	NotYetValid      Kind = "not_yet_valid"
-	Other            Kind = "other"
+	// NegativeSerial: Go refuses to read a certificate whose serial number
+	// is negative (about every second one Samba 4.17 generates for itself)
+	NegativeSerial Kind = "negative_serial"
+	Other          Kind = "other"
 )
 
 // Problem is one reason a certificate is not trusted.
@@ -75,6 +78,9 @@ func Verify(chain []*x509.Certificate, roots *x509.CertPool, host string, now ti
 // Describe explains a certificate verification error from crypto/tls or
 // crypto/x509 (Kind Other, with the error's text, when it is not one).
 func Describe(err error) Problem {
+	if IsNegativeSerial(err) {
+		return Problem{NegativeSerial, "the server's certificate, or its CA's, has a negative serial number, which Go's TLS refuses to read (x509: negative serial number), whatever the CA"}
+	}
 	var hn x509.HostnameError
 	if errors.As(err, &hn) {
 		return Problem{NameMismatch, nameMismatch(hn.Certificate, hn.Host)}
@@ -101,13 +107,22 @@ func Describe(err error) Problem {
 	return Problem{Other, err.Error()}
 }
 
-// IsCertError reports whether err is a certificate verification failure.
+// IsCertError reports whether err is a certificate verification failure,
+// or a certificate Go cannot read for its negative serial number.
 func IsCertError(err error) bool {
 	var ua x509.UnknownAuthorityError
 	var hn x509.HostnameError
 	var ci x509.CertificateInvalidError
 	var tv *tls.CertificateVerificationError
-	return errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) || errors.As(err, &tv)
+	return errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) || errors.As(err, &tv) || IsNegativeSerial(err)
+}
+
+// IsNegativeSerial reports whether err is crypto/x509 refusing a
+// certificate for its negative serial number: in a TLS handshake ("tls:
+// failed to parse certificate from server: ...") or reading a CA file.
+// crypto/x509 gives that error no type, only its text.
+func IsNegativeSerial(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "x509: negative serial number")
 }
 
 func unknownAuthority(c *x509.Certificate) string {

@@ -1,11 +1,14 @@
 package tlsdiag
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"math/big"
 	"net"
 	"strings"
@@ -95,5 +98,52 @@ func TestDescribe(t *testing.T) {
 	}
 	if p := Describe(leaf.VerifyHostname("b.example")); p.Kind != NameMismatch || !strings.Contains(p.Message, "DNS:a.example, not b.example") {
 		t.Fatalf("got %+v", p)
+	}
+}
+
+// A server whose certificate has a negative serial number, as about every
+// second one Samba 4.17 generates for itself: Go's TLS client refuses to
+// read it, and that is a certificate problem of its own kind.
+func TestNegativeSerial(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// version v3, then serial INTEGER 1: make the serial -1 (Go will not
+	// issue one, and the handshake fails on reading it, before any signature)
+	v3serial1 := []byte{0xa0, 0x03, 0x02, 0x01, 0x02, 0x02, 0x01, 0x01}
+	i := bytes.Index(der, v3serial1)
+	if i < 0 {
+		t.Fatal("serial not found in the certificate")
+	}
+	der[i+len(v3serial1)-1] = 0xff
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			_ = c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	_, err = tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: x509.NewCertPool(), MinVersion: tls.VersionTLS12})
+	if err == nil {
+		t.Fatal("handshake succeeded")
+	}
+	if !IsNegativeSerial(err) || !IsCertError(err) {
+		t.Fatalf("not recognised: %v", err)
+	}
+	if p := Describe(err); p.Kind != NegativeSerial || !strings.Contains(p.Message, "negative serial") {
+		t.Fatalf("described as %+v", p)
+	}
+	if IsNegativeSerial(errors.New("x509: certificate signed by unknown authority")) || IsNegativeSerial(nil) {
+		t.Fatal("other errors taken for a negative serial")
 	}
 }
