@@ -70,18 +70,26 @@ func (tb *testbed) waitMessages(t *testing.T, addr string, n int) {
 	}
 }
 
+// loseAnswer completes flow id with pw while the directory applies the
+// write and its answer is lost: 503, one write landed.
+func (tb *testbed) loseAnswer(t *testing.T, id, pw string) {
+	t.Helper()
+	before := tb.writes()
+	tb.dir.replyLost = true
+	wantCode(t, tb.svc.CompleteFlow(context.Background(), "reset", id, pw, Meta{}), CodeUnavailable)
+	tb.dir.replyLost = false
+	if tb.writes() != before+1 || tb.dir.password("carol") != pw {
+		t.Fatalf("the write did not land: %d writes", tb.writes()-before)
+	}
+}
+
 func TestLostWriteAnswerIsNotWrittenAgain(t *testing.T) {
 	tb := newTestbed(t, nil)
 	ctx := context.Background()
 	sess, f := tb.verifiedReset(t)
 	sent := tb.messagesTo("carol@home.example")
 
-	tb.dir.replyLost = true
-	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "Lost-Answer-42", Meta{}), CodeUnavailable)
-	if tb.writes() != 1 || tb.dir.password("carol") != "Lost-Answer-42" {
-		t.Fatalf("the write did not land: %d writes", tb.writes())
-	}
-	tb.dir.replyLost = false
+	tb.loseAnswer(t, f.ID, "Lost-Answer-42")
 
 	// the user submits again: the directory says the password moved since
 	// the first completion read it, so nothing is written twice
@@ -186,9 +194,7 @@ func TestConcurrentRetriesRecordOnce(t *testing.T) {
 	tb := newTestbed(t, nil)
 	ctx := context.Background()
 	_, f := tb.verifiedReset(t)
-	tb.dir.replyLost = true
-	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "Lost-Answer-42", Meta{}), CodeUnavailable)
-	tb.dir.replyLost = false
+	tb.loseAnswer(t, f.ID, "Lost-Answer-42")
 	sent := tb.messagesTo("carol@home.example")
 
 	var wg sync.WaitGroup
@@ -229,9 +235,7 @@ func TestAlreadyCompletedBeforePasswordRules(t *testing.T) {
 	tb := newTestbed(t, nil)
 	ctx := context.Background()
 	_, f := tb.verifiedReset(t)
-	tb.dir.replyLost = true
-	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "Lost-Answer-42", Meta{}), CodeUnavailable)
-	tb.dir.replyLost = false
+	tb.loseAnswer(t, f.ID, "Lost-Answer-42")
 	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "short", Meta{}), CodeAlreadyCompleted)
 }
 
