@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -150,7 +151,9 @@ func isConnError(err error) bool {
 		return true
 	}
 	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed)
+	// a server that closes the connection cleanly (slapd stopping, an idle
+	// timeout) leaves the request waiting on it with the reader's io.EOF
+	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // withService runs f on a pooled service connection. A read (idempotent) is

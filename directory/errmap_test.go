@@ -3,6 +3,7 @@ package directory
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -89,6 +90,16 @@ func TestClassifyNetErrors(t *testing.T) {
 	}
 	if classify("op", nil, nil) != nil {
 		t.Fatal("nil error classified as non-nil")
+	}
+	// a server that closed the connection cleanly: go-ldap hands the
+	// waiting request its reader's io.EOF
+	for _, eof := range []error{io.EOF, io.ErrUnexpectedEOF} {
+		if err := classify("op", eof, nil); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("%v classified as %v", eof, err)
+		}
+		if !isConnError(eof) {
+			t.Fatalf("%v is not a dead connection", eof)
+		}
 	}
 }
 
