@@ -2,8 +2,6 @@ package directory_test
 
 import (
 	"context"
-	"net"
-	"sync/atomic"
 	"testing"
 
 	"github.com/go-ldap/ldap/v3"
@@ -17,23 +15,8 @@ import (
 // failure, and nothing connects to the server the referral names, where
 // credentials could be replayed (security notes G7).
 func TestReferralsAreFailuresNotFollowed(t *testing.T) {
-	trap, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer trap.Close()
-	var dialed atomic.Int32
-	go func() {
-		for {
-			c, err := trap.Accept()
-			if err != nil {
-				return
-			}
-			dialed.Add(1)
-			c.Close()
-		}
-	}()
-	srv := dirtest.StartOpenLDAP(t, dirtest.WithReferral("ldap://"+trap.Addr().String()+"/"))
+	trap := dirtest.StartTrap(t)
+	srv := dirtest.StartOpenLDAP(t, dirtest.WithReferral(trap.URL))
 	cfg := srv.Config()
 	cfg.BaseDN = "dc=elsewhere,dc=net" // outside slapd's naming context
 	d := open(t, cfg)
@@ -51,7 +34,7 @@ func TestReferralsAreFailuresNotFollowed(t *testing.T) {
 	if !ldap.IsErrorWithCode(err, ldap.LDAPResultReferral) {
 		t.Fatalf("slapd answered %v, not a referral", err)
 	}
-	if n := dialed.Load(); n != 0 {
+	if n := trap.Dialed(); n != 0 {
 		t.Fatalf("%d connections to the referred server", n)
 	}
 }

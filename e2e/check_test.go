@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
@@ -516,23 +514,8 @@ func TestCheckCertificateNames(t *testing.T) {
 // FAIL that says so and how to fix it, and nothing connects to the server
 // the referral names.
 func TestCheckReferral(t *testing.T) {
-	trap, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer trap.Close()
-	var dialed atomic.Int32
-	go func() {
-		for {
-			c, err := trap.Accept()
-			if err != nil {
-				return
-			}
-			dialed.Add(1)
-			c.Close()
-		}
-	}()
-	srv := dirtest.StartOpenLDAP(t, dirtest.WithReferral("ldap://"+trap.Addr().String()+"/"))
+	trap := dirtest.StartTrap(t)
+	srv := dirtest.StartOpenLDAP(t, dirtest.WithReferral(trap.URL))
 	mail, sms := startMail(t)
 	_, cfg, _ := writeConfig(t, srv, mail, sms, params{})
 	const elsewhere = "dc=elsewhere,dc=net"
@@ -554,7 +537,7 @@ func TestCheckReferral(t *testing.T) {
 			t.Fatalf("a referral reported as an unavailable server: %+v", r)
 		}
 	}
-	if n := dialed.Load(); n != 0 {
+	if n := trap.Dialed(); n != 0 {
 		t.Fatalf("%d connections to the referred server", n)
 	}
 }
