@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
@@ -153,7 +154,40 @@ func isConnError(err error) bool {
 	var ne net.Error
 	// a server that closes the connection cleanly (slapd stopping, an idle
 	// timeout) leaves the request waiting on it with the reader's io.EOF
-	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || isReaderError(err)
+}
+
+// isReaderError reports go-ldap's error for a request whose connection's
+// reader stopped while it waited: v3.4.15 flattens the reader's error into
+// text (conn.go: "unable to read LDAP response packet: %s"), so neither
+// io.EOF nor ErrorNetwork can be found in it. Seen when a server dies with
+// a request in flight (TestReadRetriedWhenServerDiesMidRequest).
+func isReaderError(err error) bool {
+	var le *ldap.Error
+	if errors.As(err, &le) {
+		return false
+	}
+	return strings.HasPrefix(err.Error(), "unable to read LDAP response packet")
+}
+
+// deadConn reports whether err, returned by a request on conn, means the
+// connection is gone: a connection error, or any error that is not the
+// server's own answer once the connection is closing (whatever text go-ldap
+// gave it). A server answer (an LDAP result code) is never a dead connection,
+// even if the server hung up right after sending it.
+func deadConn(conn *ldap.Conn, err error) bool {
+	if err == nil {
+		return false
+	}
+	if isConnError(err) {
+		return true
+	}
+	var le *ldap.Error
+	if errors.As(err, &le) && le.ResultCode < ldap.ErrorNetwork {
+		return false
+	}
+	return conn != nil && conn.IsClosing()
 }
 
 // withService runs f on a pooled service connection. A read (idempotent) is
@@ -177,12 +211,13 @@ func (c *Client) withService(ctx context.Context, op string, idempotent bool, f 
 			return err
 		}
 		err = f(conn)
-		if isConnError(err) {
+		if deadConn(conn, err) {
 			c.svc.put(conn, false)
 			if idempotent && attempt == 0 {
 				continue
 			}
-			return classify(op, err, nil)
+			// a write is never retried: it may have been applied
+			return &Error{Op: op, Kind: ErrUnavailable}
 		}
 		if err != nil {
 			de := classify(op, err, nil)
@@ -215,7 +250,7 @@ func (c *Client) withUserConn(ctx context.Context, f func(*ldap.Conn) error) err
 	err = f(conn)
 	// A connection whose bind failed is anonymous, which is fine for the
 	// next user bind; a broken one is dropped.
-	c.usr.put(conn, !isConnError(err) && !conn.IsClosing())
+	c.usr.put(conn, !deadConn(conn, err) && !conn.IsClosing())
 	return err
 }
 

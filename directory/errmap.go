@@ -55,7 +55,7 @@ func classify(op string, err error, ctrls []ldap.Control) *Error {
 	var le *ldap.Error
 	if !errors.As(err, &le) {
 		var ne net.Error
-		if errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		if errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isReaderError(err) {
 			e.Kind = ErrUnavailable
 		}
 		return e

@@ -3,6 +3,8 @@ package directory_test
 import (
 	"context"
 	"errors"
+	"net/url"
+	"strconv"
 	"testing"
 	"time"
 
@@ -57,4 +59,91 @@ func TestFailoverToReplica(t *testing.T) {
 	if err := repl.UserBind("erin", "Erin-Failover-1!"); err != nil {
 		t.Fatalf("new password on the replica: %v", err)
 	}
+}
+
+// TestReadRetriedWhenServerDiesMidRequest: the first server of
+// directory.urls dies while a request waits on it (frozen with SIGSTOP, the
+// request seen in its socket's receive queue, then SIGKILL). go-ldap hands
+// that request the reader's error flattened into text ("unable to read LDAP
+// response packet: EOF", not io.EOF nor ErrorNetwork), which before the fix
+// was ErrFailed: a read failed during a failover instead of being retried on
+// the next server (CI saw it as TestFailoverToReplica failing 3-4 runs in 20
+// on a busy machine). Now a read is answered by the replica and a write in
+// flight is ErrUnavailable (it may have been applied; it is never retried).
+// Several rounds, each with a fresh client whose pooled connection goes to
+// the provider; scripts/flake.sh runs it in a loop under CPU load.
+func TestReadRetriedWhenServerDiesMidRequest(t *testing.T) {
+	prov := dirtest.StartOpenLDAP(t, dirtest.AsProvider())
+	repl := dirtest.StartReplica(t, prov)
+	cfg := prov.Config()
+	cfg.URLs = []string{prov.LDAPSURL, repl.LDAPSURL}
+	cfg.Timeout = 10 * time.Second
+	port := portOf(t, prov.LDAPSURL)
+	ctx := context.Background()
+
+	for round := range 4 {
+		write := round%2 == 1
+		d := open(t, cfg)
+		u, err := d.Lookup(ctx, "erin") // the pool now holds a connection to the provider
+		if err != nil {
+			t.Fatal(err)
+		}
+		prov.Freeze(t)
+		done := make(chan error, 1)
+		go func() {
+			if write {
+				done <- d.SetPassword(ctx, u, "Erin-Midflight-1!", directory.SetOptions{})
+				return
+			}
+			_, err := d.Lookup(ctx, "erin")
+			done <- err
+		}()
+		waitUnread(t, port)
+		prov.Stop(t)
+		err = <-done
+		if write {
+			if !errors.Is(err, directory.ErrUnavailable) {
+				t.Fatalf("round %d: a write in flight when the server died: %v, want ErrUnavailable", round, err)
+			}
+			if !directory.MayHaveApplied(err) {
+				t.Fatalf("round %d: a write in flight when the server died must count as possibly applied", round)
+			}
+		} else if err != nil {
+			t.Fatalf("round %d: a read in flight when the server died was not retried on the replica: %v", round, err)
+		}
+		prov.Restart(t)
+		d.Close()
+	}
+}
+
+// waitUnread waits until a request has reached the frozen server on port.
+func waitUnread(t *testing.T, port int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second) // bounded wait, not a time limit on the product
+	for {
+		n, err := dirtest.Unread(port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the request never reached the frozen server")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func portOf(t *testing.T, raw string) int {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := strconv.Atoi(u.Port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -403,3 +403,58 @@ func runOpenLDAP(dir string, o options) (s *Server, stop func(), err error) {
 	log, _ := os.ReadFile(filepath.Join(dir, "slapd.log"))
 	return nil, nil, fmt.Errorf("dirtest: slapd did not start: %v\n%s", lastErr, log)
 }
+
+// Freeze stops the server's process with SIGSTOP: it keeps its connections
+// open and answers nothing, so a request sent now stays in flight until Stop
+// kills the process (SIGKILL ends a stopped process too). OpenLDAP only.
+func (s *Server) Freeze(t testing.TB) {
+	t.Helper()
+	if s.proc == nil {
+		t.Fatal("dirtest: Freeze works on a slapd started by StartOpenLDAP or StartReplica")
+	}
+	s.proc.mu.Lock()
+	cmd := s.proc.cmd
+	s.proc.mu.Unlock()
+	if cmd == nil {
+		t.Fatal("dirtest: Freeze on a stopped server")
+	}
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Unread reports how many bytes the server's sockets on port have received
+// and not yet read (the receive queues in /proc/net/tcp): while the server is
+// frozen, more than zero means a request has reached it and waits.
+func Unread(port int) (int, error) {
+	total := 0
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			if os.IsNotExist(err) {
+				continue
+			}
+			return 0, err
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fields := strings.Fields(line)
+			if len(fields) < 5 {
+				continue
+			}
+			local := fields[1]
+			i := strings.LastIndexByte(local, ':')
+			p, err := strconv.ParseUint(local[i+1:], 16, 32)
+			if err != nil || int(p) != port {
+				continue
+			}
+			q := fields[4] // tx_queue:rx_queue
+			j := strings.IndexByte(q, ':')
+			rx, err := strconv.ParseUint(q[j+1:], 16, 32)
+			if err != nil {
+				continue
+			}
+			total += int(rx)
+		}
+	}
+	return total, nil
+}
