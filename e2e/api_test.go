@@ -125,24 +125,42 @@ func (e *env) complete(f flow, pw string) resp {
 }
 
 // settleMail waits until no new message has reached the mail server for
-// half a second.
-func settleMail(t testing.TB, mail *notifytest.Mailpit) {
+// noSendWait (longer than the outbox holds a message) and returns how many
+// it holds.
+func settleMail(t testing.TB, mail *notifytest.Mailpit) int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	last := -1
 	for ctx.Err() == nil {
-		list, err := mail.Messages(ctx)
+		n, err := mail.Count(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(list) == last {
+		if n == last {
+			return n
+		}
+		last = n
+		time.Sleep(noSendWait)
+	}
+	t.Fatal("mail kept arriving for 30 s")
+	return 0
+}
+
+// settleSends waits until neither mailpit nor the SMS server has received
+// anything new for noSendWait.
+func settleSends(t testing.TB, mail *notifytest.Mailpit, sms *notifytest.FakeTwilio) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	last := -1
+	for time.Now().Before(deadline) {
+		n := settleMail(t, mail) + len(sms.Messages())
+		if n == last {
 			return
 		}
-		last = len(list)
-		time.Sleep(500 * time.Millisecond)
+		last = n
 	}
-	t.Fatal("mail kept arriving for 20 s")
+	t.Fatal("mail or SMS kept arriving for 30 s")
 }
 
 func violations(r resp) []string {
@@ -333,7 +351,7 @@ func runAPISuite(t *testing.T, srv *dirtest.Server, instances int) {
 			t.Fatalf("decoys change: %v vs %v", a.Methods, b.Methods)
 		}
 		// nothing was sent to anyone
-		time.Sleep(time.Second)
+		time.Sleep(noSendWait)
 		if list, err := mail.Messages(ctx); err != nil || len(list) != 0 {
 			t.Fatalf("mail sent: %v %v", list, err)
 		}

@@ -395,8 +395,7 @@ func TestStoreUnavailable(t *testing.T) {
 	f, _ := e.startReset("carol")
 	ctx := context.Background()
 	// notices of the registration may still be on their way: let them land
-	settleMail(t, mail)
-	time.Sleep(time.Second)
+	settleSends(t, mail, sms)
 	mail.DeleteAll(ctx)
 	sms.Reset()
 
@@ -427,7 +426,7 @@ func TestStoreUnavailable(t *testing.T) {
 	if n := len(pwdHistory(t, srv, "carol")); n != 0 {
 		t.Fatalf("pwdHistory has %d entries: a password was written with the store down", n)
 	}
-	time.Sleep(time.Second) // a send would leave within its jitter time
+	time.Sleep(noSendWait) // a send would leave within the outbox's delay
 	if n := len(sms.Messages()); n != 0 {
 		t.Fatalf("%d SMS sent with the store down", n)
 	}

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
+	"github.com/latchkeyhq/latchkey/gateway"
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
 	"github.com/latchkeyhq/latchkey/store/pgtest"
 )
@@ -445,6 +446,32 @@ func (e *env) mailCode(addr string) string {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// noSendWait is how long a check that nothing was sent waits: longer than
+// the outbox holds a message before its first try (gateway.MaxSendDelay),
+// with a second for mailpit to take it in on a busy machine.
+const noSendWait = gateway.MaxSendDelay + time.Second
+
+// mailCount is how many messages mailpit holds once the outbox is quiet
+// (settleMail).
+func (e *env) mailCount() int {
+	e.t.Helper()
+	return settleMail(e.t, e.mail)
+}
+
+// waitMails waits until mailpit holds at least n messages (a bounded wait
+// on a positive signal, never a time limit on the product) and returns the
+// count.
+func (e *env) waitMails(n int) int {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := e.mail.WaitCount(ctx, n)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c
 }
 
 // smsCode waits for a code sent by SMS to number.

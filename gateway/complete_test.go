@@ -62,7 +62,7 @@ func (tb *testbed) auditOutcomes(t *testing.T, typ string) []string {
 // noticesTo waits for n messages to addr (codes and notices alike).
 func (tb *testbed) waitMessages(t *testing.T, addr string, n int) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); tb.messagesTo(addr) < n; {
+	for deadline := time.Now().Add(10 * time.Second); tb.messagesTo(addr) < n; { // bounded wait on a positive signal
 		if time.Now().After(deadline) {
 			t.Fatalf("%d messages to %s, want %d", tb.messagesTo(addr), addr, n)
 		}
@@ -223,7 +223,7 @@ func TestConcurrentRetriesRecordOnce(t *testing.T) {
 		t.Fatalf("reset.completed outcomes %v, want one refused and one already_written", got)
 	}
 	tb.waitMessages(t, "carol@home.example", sent+1)
-	time.Sleep(300 * time.Millisecond) // a second notice would be on its way
+	time.Sleep(codeSendDelay) // a second notice would have left by now
 	if n := tb.messagesTo("carol@home.example"); n != sent+1 {
 		t.Fatalf("%d notices, want 1", n-sent)
 	}

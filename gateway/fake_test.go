@@ -225,6 +225,8 @@ func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 
 func storeQuery(typ string) store.AuditQuery { return store.AuditQuery{Type: typ} }
 
-// codeSendDelay is the longest a code asked for in a reset flow waits in
-// the outbox before it is sent.
-const codeSendDelay = outboxSettle + outboxJitter + 100*time.Millisecond
+// codeSendDelay is how long a check that nothing was sent waits: the
+// longest a message waits in the outbox before its first try
+// (MaxSendDelay), with half a second for a worker to be scheduled on a busy
+// machine.
+const codeSendDelay = MaxSendDelay + 500*time.Millisecond

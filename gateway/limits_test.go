@@ -262,7 +262,8 @@ func TestSMSPrefixVelocity(t *testing.T) {
 	if _, err := tb.svc.AddMethod(ctx, sess, "sms", "+44 7911 123456", Meta{}); err != nil {
 		t.Fatalf("another block: %v", err)
 	}
-	time.Sleep(50 * time.Millisecond)
+	tb.waitMessages(t, "+447911123456", 1)
+	time.Sleep(codeSendDelay) // an SMS past the budget would have left by now
 	if n := tb.messagesTo("+447700900003"); n != 0 {
 		t.Fatalf("%d SMS past the block's budget", n)
 	}

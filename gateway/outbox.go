@@ -72,6 +72,10 @@ const (
 	// on the asker's next request, where its absence would tell that the
 	// name has no real method.
 	outboxJitter = 500 * time.Millisecond
+	// MaxSendDelay is the longest a message waits in the outbox before its
+	// first try (the settle and the jitter). A check that nothing was sent
+	// must wait longer than this.
+	MaxSendDelay = outboxSettle + outboxJitter
 	sendTimeout  = 30 * time.Second
 	// OutboxDrainTimeout bounds how long Close waits for queued messages.
 	OutboxDrainTimeout = 20 * time.Second

@@ -217,15 +217,21 @@ func TestOutboxReportsWhatShutdownLeaves(t *testing.T) {
 	// the hung sends now fail, are retried and given up on: reported
 	// already, they are not reported again
 	close(m.block)
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		m.mu.Lock()
-		tries := m.tries
-		m.mu.Unlock()
-		if tries >= 6 || time.Now().After(deadline) { // three sends, two tries each
-			break
-		}
+	// every worker has returned once its hung send failed (and its retry,
+	// when the worker saw it before the stop) and was given up on: any
+	// second report has been made by then
+	workersDone := make(chan struct{})
+	go func() { o.wg.Wait(); close(workersDone) }()
+	select {
+	case <-workersDone:
+	case <-time.After(30 * time.Second): // bounded wait, not a time limit on the outbox
+		t.Fatal("the outbox's workers did not return")
 	}
-	time.Sleep(50 * time.Millisecond)
+	m.mu.Lock()
+	if m.tries < 3 || m.tries > 6 { // the three hung sends, at most twice each
+		t.Errorf("%d tries, want 3 to 6", m.tries)
+	}
+	m.mu.Unlock()
 	mu.Lock()
 	defer mu.Unlock()
 	if len(failed) != 4 || calls != 4 {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchkeyhq/latchkey/notify"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
@@ -40,6 +41,26 @@ func (tb *testbed) lastCode(t *testing.T, to string) string {
 	}
 	t.Fatalf("no code sent to %s", to)
 	return ""
+}
+
+// settle waits until the recorder has received nothing new for longer
+// than the outbox holds a message, so later counts start from a quiet
+// outbox.
+func (tb *testbed) settle(t *testing.T) {
+	t.Helper()
+	total := func() int { return len(tb.rec.Emails()) + len(tb.rec.SMS()) }
+	deadline := time.Now().Add(20 * time.Second)
+	for last := -1; ; {
+		n := total()
+		if n == last {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("messages kept coming for 20 s")
+		}
+		last = n
+		time.Sleep(codeSendDelay)
+	}
 }
 
 func (tb *testbed) messagesTo(to string) int {
@@ -74,10 +95,7 @@ func (tb *testbed) enroll(t *testing.T, user, addr string) (store.Session, strin
 	}
 	// let the "method added" notice reach the directory mail, so later
 	// counts of sent messages start from a quiet outbox
-	deadline := time.Now().Add(5 * time.Second)
-	for tb.messagesTo(user+"@corp.example") == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	tb.waitMessages(t, user+"@corp.example", 1)
 	return sess, mv.ID
 }
 
@@ -557,7 +575,7 @@ func TestPartialSuccessIsNotified(t *testing.T) {
 	ctx := context.Background()
 	sess, mid := tb.enroll(t, "alice", "alice@home.example")
 	ph := tb.addPhone(t, sess, "+44 7700 900123")
-	time.Sleep(50 * time.Millisecond)
+	tb.settle(t)
 	before := tb.messagesTo("alice@home.example")
 	f, _ := tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
@@ -571,14 +589,15 @@ func TestPartialSuccessIsNotified(t *testing.T) {
 			t.Fatal("a wrong code passed")
 		}
 		if i == 1 {
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(codeSendDelay)                                    // a notice would have left by now
 			if n := tb.messagesTo("alice@home.example"); n != before+1 { // the reset code only
 				t.Fatalf("told after two wrong codes: %d messages", n-before)
 			}
 		}
 	}
-	time.Sleep(100 * time.Millisecond)
 	// the code mail plus one notice (not two: the fourth try tells nobody)
+	tb.waitMessages(t, "alice@home.example", before+2)
+	time.Sleep(codeSendDelay) // a second notice would have left by now
 	if n := tb.messagesTo("alice@home.example"); n != before+2 {
 		t.Fatalf("%d messages after four wrong codes, want the code and one notice", n-before)
 	}
@@ -608,7 +627,7 @@ func TestDeliveryFailuresDoNotShow(t *testing.T) {
 	tb := newTestbed(t, nil)
 	ctx := context.Background()
 	_, mid := tb.enroll(t, "carol", "carol@home.example")
-	time.Sleep(50 * time.Millisecond)
+	tb.settle(t)
 	before := len(tb.rec.Emails())
 	tb.rec.Err = errors.New("550 mailbox unavailable")
 	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
@@ -634,21 +653,23 @@ func TestNoticesSayWhenAndFromWhere(t *testing.T) {
 	if err := tb.svc.Change(ctx, "carol", tb.dir.password("carol"), "Brand-New-Passw0rd-1", Meta{ClientIP: "198.51.100.23"}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
-	found := false
-	for _, e := range tb.rec.Emails() {
-		if e.To == "carol@home.example" && strings.Contains(e.Subject, "changed") {
-			found = true
-			if !strings.Contains(e.Text, "from the address 198.51.100.23") || !strings.Contains(e.HTML, "198.51.100.23") || !strings.Contains(e.Text, "UTC") {
-				t.Fatalf("notice without time or source:\n%s", e.Text)
-			}
-			if strings.Contains(e.Text, "Brand-New-Passw0rd-1") {
-				t.Fatal("the notice holds the password")
+	var notice []notify.Email
+	waitFor(t, func() bool {
+		notice = nil
+		for _, e := range tb.rec.Emails() {
+			if e.To == "carol@home.example" && strings.Contains(e.Subject, "changed") {
+				notice = append(notice, e)
 			}
 		}
-	}
-	if !found {
-		t.Fatal("no change notice")
+		return len(notice) > 0
+	})
+	for _, e := range notice {
+		if !strings.Contains(e.Text, "from the address 198.51.100.23") || !strings.Contains(e.HTML, "198.51.100.23") || !strings.Contains(e.Text, "UTC") {
+			t.Fatalf("notice without time or source:\n%s", e.Text)
+		}
+		if strings.Contains(e.Text, "Brand-New-Passw0rd-1") {
+			t.Fatal("the notice holds the password")
+		}
 	}
 }
 

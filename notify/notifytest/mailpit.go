@@ -525,3 +525,34 @@ func (m *Mailpit) WaitForMessage(ctx context.Context, to string) (*Message, erro
 		}
 	}
 }
+
+// Count returns how many messages mailpit holds.
+func (m *Mailpit) Count(ctx context.Context) (int, error) {
+	var l messageList
+	if err := m.do(ctx, http.MethodGet, "/api/v1/messages?limit=1", &l); err != nil {
+		return 0, err
+	}
+	return l.Total, nil
+}
+
+// WaitCount polls until mailpit holds at least n messages and returns the
+// count. The caller's context sets the deadline; on expiry the error wraps
+// ctx.Err(). A wait on a positive signal: use it instead of a sleep before
+// checking what was sent.
+func (m *Mailpit) WaitCount(ctx context.Context, n int) (int, error) {
+	var lastErr error
+	for {
+		c, err := m.Count(ctx)
+		if err == nil && c >= n {
+			return c, nil
+		}
+		if err != nil {
+			lastErr = err
+		}
+		select {
+		case <-ctx.Done():
+			return c, fmt.Errorf("mailpit holds %d messages, want %d: %w (last API error: %v)", c, n, ctx.Err(), lastErr)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,98 @@
+package timingleak
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// These tests check the false-alarm and power figures written on the
+// scheme (scheme.go) by simulation. They draw from fixed seeds, so each run
+// computes the same numbers: they cannot fail by chance, only when the
+// scheme or the classifier changes.
+
+// normal draws n samples of sd 0.3 ms around 40 ms (a padded answer), with
+// an extra shift for a leak of the normal kind.
+func normal(r *rand.Rand, n int, shift float64) []float64 {
+	xs := make([]float64, n)
+	for i := range xs {
+		xs[i] = 40 + 0.3*(r.NormFloat64()+shift)
+	}
+	return xs
+}
+
+// mixture is a leak of another shape: a fraction p of the answers is 20 ms
+// late (a single threshold then tells it 50 + 100·p/2 % of the time).
+func mixture(r *rand.Rand, n int, p float64) []float64 {
+	xs := normal(r, n, 0)
+	for i := range xs {
+		if r.Float64() < p {
+			xs[i] += 20
+		}
+	}
+	return xs
+}
+
+func TestSchemeFalseAlarm(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 11))
+	rate := func(rounds, n int) float64 {
+		fails := 0
+		for range n {
+			c := Compare("a", normal(r, rounds, 0), "b", normal(r, rounds, 0))
+			if len(c.Leaks()) > 0 {
+				fails++
+			}
+		}
+		return float64(fails) / float64(n)
+	}
+	first := rate(FirstRounds, 5000)
+	retry := rate(RetryRounds, 500)
+	t.Logf("false alarm per comparison with no leak: first stage %.3f%%, retry %.3f%%", first*100, retry*100)
+	// documented: about 0.37 % at the first stage, below 10⁻⁶ at the retry
+	if first > 0.006 {
+		t.Errorf("first stage fails %.3f%% of comparisons with no leak (documented: about 0.37%%)", first*100)
+	}
+	if retry > 0.001 {
+		t.Errorf("the retry fails %.3f%% of comparisons with no leak (documented: below 10⁻⁶)", retry*100)
+	}
+	// per CI run: 20 comparisons, each failing only if both stages do
+	if run := 20 * first * max(retry, 1.0/500); run >= 0.001 {
+		t.Errorf("bound on false alarms per run %.2g, want below 1 in 1,000", run)
+	}
+}
+
+func TestSchemePower(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 17))
+	// as in the e2e test: the real account's times (a) against two others
+	// (b, c) that do not leak against each other
+	caught := func(n int, draw func(rounds int) (a, b []float64)) float64 {
+		hits := 0
+		for range n {
+			_, leaks := Check([]string{"a", "b", "c"}, func(rounds, _ int) map[string][]float64 {
+				a, b := draw(rounds)
+				_, c := draw(rounds)
+				return map[string][]float64{"a": a, "b": b, "c": c}
+			})
+			if len(leaks) > 0 {
+				hits++
+			}
+		}
+		return float64(hits) / float64(n)
+	}
+	for _, tc := range []struct {
+		name string
+		min  float64
+		draw func(rounds int) (a, b []float64)
+	}{
+		// Φ(d/2) = 0.60 and 0.575: d = 0.507 and 0.378 sd
+		{"normal shift, 60%", 0.99, func(n int) ([]float64, []float64) { return normal(r, n, 0.507), normal(r, n, 0) }},
+		{"normal shift, 57.5%", 0.90, func(n int) ([]float64, []float64) { return normal(r, n, 0.378), normal(r, n, 0) }},
+		{"20% of answers 20 ms late, 60%", 0.99, func(n int) ([]float64, []float64) { return mixture(r, n, 0.20), normal(r, n, 0) }},
+		{"15% of answers 20 ms late, 57.5%", 0.90, func(n int) ([]float64, []float64) { return mixture(r, n, 0.15), normal(r, n, 0) }},
+	} {
+		p := caught(300, tc.draw)
+		t.Logf("%s: caught in %.1f%% of runs", tc.name, p*100)
+		if p < tc.min {
+			t.Errorf("%s: caught in %.1f%% of runs, want at least %.0f%%", tc.name, p*100, tc.min*100)
+		}
+	}
+}
