@@ -423,6 +423,19 @@ func (s *Server) Freeze(t testing.TB) {
 	}
 }
 
+// Thaw resumes a server stopped by Freeze (SIGCONT).
+func (s *Server) Thaw(t testing.TB) {
+	t.Helper()
+	s.proc.mu.Lock()
+	cmd := s.proc.cmd
+	s.proc.mu.Unlock()
+	if cmd != nil {
+		if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // Unread reports how many bytes the server's sockets on port have received
 // and not yet read (the receive queues in /proc/net/tcp): while the server is
 // frozen, more than zero means a request has reached it and waits.
