@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -76,13 +78,56 @@ type browser struct {
 	scripts []string
 }
 
+// newBrowser gives the test a fresh browser context (its own cookies,
+// storage and tabs, like a new incognito window) in the package's one
+// headless Chromium, started by the first test that needs it and stopped by
+// TestMain: a context costs milliseconds, a browser start seconds.
 func newBrowser(t *testing.T, exe, base string) *browser {
 	t.Helper()
 	src, err := os.ReadFile(axePath)
 	if err != nil {
 		t.Fatalf("axe-core is vendored in e2e/%s: %v", axePath, err)
 	}
-	tmp := t.TempDir()
+	root := sharedChromium(t, exe)
+	ctx, cancel := chromedp.NewContext(root, chromedp.WithNewBrowserContext())
+	ctx, tcancel := context.WithTimeout(ctx, 4*time.Minute)
+	// closes the test's tab and disposes of its browser context
+	t.Cleanup(func() { tcancel(); cancel() })
+	b := &browser{t: t, ctx: ctx, base: base, axe: string(src), shots: os.Getenv("LATCHKEY_E2E_SCREENSHOTS")}
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("a new browser context in %s: %v", exe, err)
+	}
+	return b
+}
+
+// chromium is the package's one headless Chromium (sharedChromium).
+var chromium struct {
+	mu     sync.Mutex
+	ctx    context.Context // its first tab: cancelling it stops the browser
+	cancel func()
+	dir    string
+	exe    string
+}
+
+// sharedChromium starts the package's Chromium on first use and returns
+// the context new browser contexts are made from.
+func sharedChromium(t *testing.T, exe string) context.Context {
+	t.Helper()
+	chromium.mu.Lock()
+	defer chromium.mu.Unlock()
+	if chromium.ctx != nil {
+		if chromium.ctx.Err() == nil {
+			return chromium.ctx
+		}
+		// the browser died (a crash): start another
+		chromium.cancel()
+		os.RemoveAll(chromium.dir)
+		chromium.ctx = nil
+	}
+	tmp, err := os.MkdirTemp("", "latchkey-e2e-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
 		chromedp.Headless,
@@ -98,17 +143,31 @@ func newBrowser(t *testing.T, exe, base string) *browser {
 		chromedp.WindowSize(1280, 900),
 	)
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
-	ctx, tcancel := context.WithTimeout(ctx, 4*time.Minute)
-	// LIFO: the browser stops before TempDir removes its profile.
-	t.Cleanup(func() { tcancel(); cancel(); acancel() })
-	b := &browser{t: t, ctx: ctx, base: base, axe: string(src), shots: os.Getenv("LATCHKEY_E2E_SCREENSHOTS")}
+	// the browser outlives the test that started it: its errors go to
+	// the process's log, not to that test's
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(log.Printf))
 	start := time.Now()
 	if err := chromedp.Do(ctx); err != nil {
+		cancel()
+		acancel()
+		os.RemoveAll(tmp)
 		t.Fatalf("starting %s: %v", exe, err)
 	}
 	t.Logf("browser started in %v", time.Since(start).Round(time.Millisecond))
-	return b
+	chromium.ctx, chromium.dir, chromium.exe = ctx, tmp, exe
+	chromium.cancel = func() { cancel(); acancel() }
+	return ctx
+}
+
+// stopChromium stops the package's Chromium, if one was started (TestMain).
+func stopChromium() {
+	chromium.mu.Lock()
+	defer chromium.mu.Unlock()
+	if chromium.ctx != nil {
+		chromium.cancel()
+		os.RemoveAll(chromium.dir)
+		chromium.ctx = nil
+	}
 }
 
 // open loads path and checks the status of the final response.

@@ -48,6 +48,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	stopChromium()
 	pgtest.Stop()
 	os.RemoveAll(dir)
 	os.Exit(code)
