@@ -1028,15 +1028,19 @@ func (s *Service) sendAllowed(ctx context.Context, meth store.Method) bool {
 	if !s.hit(ctx, "dest:"+meth.Type+":"+store.NormalizeAddress(meth.Type, meth.Address), s.o.Limits.SendsPerDestination, s.o.Limits.Window) {
 		return false
 	}
-	if meth.Type == store.MethodSMS {
-		if !s.hit(ctx, "sms:global", s.o.Limits.SMSPerHour, time.Hour) {
-			s.log.Warn("the hourly SMS budget is spent")
-			return false
-		}
-		if p := smsPrefix(meth.Address); !s.hit(ctx, "sms:prefix:"+p, s.o.Limits.SMSPerPrefixPerHour, time.Hour) {
-			s.log.Warn("the hourly SMS budget of a number block is spent", "prefix", p)
-			return false
-		}
+	return meth.Type != store.MethodSMS || s.smsAllowed(ctx, meth.Address)
+}
+
+// smsAllowed spends the global hourly SMS budget and that of the number's
+// block, for one text message to number (a code or a notice).
+func (s *Service) smsAllowed(ctx context.Context, number string) bool {
+	if !s.hit(ctx, "sms:global", s.o.Limits.SMSPerHour, time.Hour) {
+		s.log.Warn("the hourly SMS budget is spent")
+		return false
+	}
+	if p := smsPrefix(number); !s.hit(ctx, "sms:prefix:"+p, s.o.Limits.SMSPerPrefixPerHour, time.Hour) {
+		s.log.Warn("the hourly SMS budget of a number block is spent", "prefix", p)
+		return false
 	}
 	return true
 }
@@ -1531,41 +1535,4 @@ func (s *Service) noticeAll(ctx context.Context, accountID, username, event, ski
 		u = &directory.User{ID: accountID}
 	}
 	s.noticeUser(ctx, u, event, skip, m)
-}
-
-func (s *Service) noticeUser(ctx context.Context, u *directory.User, event, skip string, m Meta) {
-	data := noticeMail{Product: s.o.ProductName, Event: event, Time: s.now().Format("2 January 2006 15:04 MST"), From: m.ClientIP,
-		URL: s.o.PublicURL.String(), Helpdesk: s.o.Helpdesk, Name: u.DisplayName}
-	seen := map[string]bool{}
-	send := func(typ, addr string) {
-		key := typ + ":" + strings.ToLower(addr)
-		if addr == "" || seen[key] {
-			return
-		}
-		seen[key] = true
-		s.sendNotice(typ, addr, u.ID, data, m)
-	}
-	methods, _ := s.d.Store.ListMethods(ctx, u.ID)
-	for _, meth := range methods {
-		// an authenticator app has no address: its Address is the seed
-		if meth.Verified && meth.ID != skip && (meth.Type == store.MethodEmail || meth.Type == store.MethodSMS) {
-			send(meth.Type, meth.Address)
-		}
-	}
-	send(store.MethodEmail, u.Mail)
-}
-
-func (s *Service) sendNotice(typ, addr, account string, data noticeMail, m Meta) {
-	purpose := "notice:" + data.Event
-	if typ == store.MethodSMS {
-		body, err := s.mails.sms("notice", data)
-		if err == nil {
-			s.out.enqueue(job{requestID: m.RequestID, sms: &notify.SMS{To: addr, Body: body}, account: account, purpose: purpose})
-		}
-		return
-	}
-	e, err := s.mails.email("notice", addr, data)
-	if err == nil {
-		s.out.enqueue(job{requestID: m.RequestID, email: &e, account: account, purpose: purpose})
-	}
 }
