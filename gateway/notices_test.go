@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -138,5 +139,46 @@ func TestResetNoticeIgnoresSpentBudgets(t *testing.T) {
 	}
 	if n := tb.smsTo(testPhone, "your password was reset"); n != 1 {
 		t.Errorf("%d reset notices by SMS, want 1", n)
+	}
+}
+
+// WB-10: MaxMethods was checked by listing the methods and then adding
+// one, with no lock: parallel additions went past it. The store now counts
+// and adds in one atomic step (conformance Methods/AddWithin runs the same
+// race on SQLite and PostgreSQL, across two instances).
+func TestMaxMethodsUnderConcurrency(t *testing.T) {
+	tb, _, _ := qBed(t, func(o *Options) { o.MaxMethods = 3 })
+	ctx := context.Background()
+	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	errs := make(chan error, n)
+	start := make(chan struct{})
+	for i := range n {
+		go func() {
+			<-start
+			_, err := tb.svc.AddMethod(ctx, sess, "email", fmt.Sprintf("carol+%d@home%d.example", i, i), Meta{})
+			errs <- err
+		}()
+	}
+	close(start)
+	added := 0
+	for range n {
+		err := <-errs
+		switch {
+		case err == nil:
+			added++
+		case asProblem(err).Code != CodeMethodLimit:
+			t.Fatalf("AddMethod: %v", err)
+		}
+	}
+	ms, err := tb.st.ListMethods(ctx, "id-carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if added != 3 || len(ms) != 3 {
+		t.Fatalf("%d additions succeeded, %d methods stored; MaxMethods is 3", added, len(ms))
 	}
 }

@@ -547,14 +547,30 @@ func (s *Service) AddMethod(ctx context.Context, sess store.Session, typ, addres
 	if err := s.spendRegistrationSend(ctx, sess, meth, m); err != nil {
 		return MethodView{}, err
 	}
-	if err := s.d.Store.AddMethod(ctx, meth); err != nil {
-		return MethodView{}, storeProblem(err)
+	if err := s.addMethodWithin(ctx, meth, s.o.MaxMethods); err != nil {
+		return MethodView{}, err
 	}
 	s.record(ctx, m, "registration.method_added", sess.AccountID, "pending", map[string]string{"method": meth.ID, "type": typ})
 	if err := s.issueRegistrationCode(ctx, sess, meth, m); err != nil {
 		return MethodView{}, err
 	}
 	return view(meth), nil
+}
+
+// addMethodWithin stores meth unless the account already has limit
+// methods: the count and the insert are one atomic step in the store, so
+// concurrent additions cannot pass MaxMethods (the lists read before are
+// only a fast answer).
+func (s *Service) addMethodWithin(ctx context.Context, meth store.Method, limit int) error {
+	err := s.d.Store.AddMethodWithin(ctx, meth, limit)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrLimit):
+		return problem(CodeMethodLimit, nil)
+	default:
+		return storeProblem(err)
+	}
 }
 
 // regFlowID derives the registration flow of one method in one session:
