@@ -1276,23 +1276,40 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 	// for the user's current tier, each still registered, verified and allowed.
 	// An authenticator app counts once, however many were proven, and so
 	// do the passkeys of an account.
+	// Two addresses of one mailbox count once (mailboxKey). A method
+	// verified in the cooling-off before the password was last changed,
+	// anywhere, counts no more: it may be an attacker's, added with the
+	// password the user has since replaced (staleMethod).
 	allowed, once := s.methodsAvailable(dec.Methods), map[string]bool{}
 	var kinds []string
+	old := s.o.CoolingOff <= 0
 	for _, id := range f.Verified {
-		if meth, err := s.d.Store.GetMethod(ctx, f.AccountID, id); err == nil && meth.Verified && slices.Contains(allowed, meth.Type) {
-			if countsOnce(meth.Type) {
-				if once[meth.Type] {
-					continue
-				}
-				once[meth.Type] = true
+		if meth, err := s.d.Store.GetMethod(ctx, f.AccountID, id); err == nil && meth.Verified && slices.Contains(allowed, meth.Type) &&
+			!s.staleMethod(meth, u) {
+			key := meth.Type
+			switch {
+			case countsOnce(meth.Type):
+			case meth.Type == store.MethodEmail:
+				key += ":" + mailboxKey(meth.Address)
+			default:
+				key += ":" + meth.ID
 			}
+			if once[key] {
+				continue
+			}
+			once[key] = true
 			kinds = append(kinds, meth.Type)
+			old = old || (meth.Type != MethodQuestions && s.now().Sub(meth.VerifiedAt) >= s.o.CoolingOff)
 		}
 	}
 	// security questions do not count in a tier requiring a kind
 	if dec.Counted(kinds) < max(f.Required, dec.MethodsRequired) {
 		s.record(ctx, m, kind+".completed", u.ID, "not_verified", nil)
 		return problem(CodeNotVerified, nil)
+	}
+	if !old {
+		s.record(ctx, m, kind+".completed", u.ID, "method_too_new", nil)
+		return problem(CodeMethodTooNew, nil)
 	}
 	// security questions alone, or no method of a kind a tier requires
 	if p := kindsProblem(dec, kinds); p != nil {
@@ -1362,6 +1379,43 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 	}
 	s.recordWrite(ctx, m, u, f, kind, "success")
 	return nil
+}
+
+// staleMethod reports whether meth was verified within the cooling-off
+// before the directory's last change of u's password (security notes:
+// methods added before a password change). The change may have been made
+// anywhere (Windows, another tool, this gateway): the method was added
+// with a password that has since been replaced, possibly by the user
+// taking their account back. Such a method never counts again; the user
+// removes it and adds it anew.
+func (s *Service) staleMethod(meth store.Method, u *directory.User) bool {
+	changed := u.Status.PasswordChanged
+	if s.o.CoolingOff <= 0 || changed.IsZero() || meth.VerifiedAt.IsZero() {
+		return false
+	}
+	return !meth.VerifiedAt.After(changed) && changed.Sub(meth.VerifiedAt) < s.o.CoolingOff
+}
+
+// mailboxKey is the mailbox an email address reaches, for counting methods
+// toward methods_required: the local part without a "+tag", case folded,
+// and for gmail.com and googlemail.com (one provider) without dots.
+func mailboxKey(addr string) string {
+	addr = strings.ToLower(strings.TrimSpace(addr))
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return addr
+	}
+	local, domain := addr[:at], addr[at+1:]
+	if i := strings.IndexByte(local, '+'); i > 0 {
+		local = local[:i]
+	}
+	if domain == "googlemail.com" {
+		domain = "gmail.com"
+	}
+	if domain == "gmail.com" {
+		local = strings.ReplaceAll(local, ".", "")
+	}
+	return local + "@" + domain
 }
 
 // recordWrite records the directory write of flow f once: it marks f
