@@ -39,6 +39,11 @@ type Server struct {
 	// TrustedProxies are CIDRs (or single addresses) whose X-Forwarded-For
 	// header is believed.
 	TrustedProxies []string `mapstructure:"trusted_proxies"`
+	// TrustAnyProxy allows 0.0.0.0/0 or ::/0 in TrustedProxies: every
+	// client could then choose its own address for every per-address
+	// budget. Off by default; only for a listener no client reaches except
+	// through the proxy.
+	TrustAnyProxy bool `mapstructure:"trust_any_proxy"`
 	// SecretKey signs and encrypts (CSRF, cookies, stored seeds); at least 32
 	// bytes. Secret: also secret_key_file.
 	SecretKey     string `mapstructure:"secret_key"`
@@ -302,6 +307,11 @@ type Limits struct {
 	// lockout threshold, so the gateway never locks an account.
 	BindFailures      int           `mapstructure:"bind_failures"`
 	BindFailureWindow time.Duration `mapstructure:"bind_failure_window"`
+	// NoticesPerAccount: notices (method added or removed, password
+	// changed, unlocked, partial failure) told to one account per Window;
+	// the rest are held and told as one notice when the window ends. The
+	// reset notice is never held (it still counts).
+	NoticesPerAccount int `mapstructure:"notices_per_account"`
 }
 
 // Defaults that are not obvious from Default.
@@ -408,6 +418,7 @@ func rawDefaults() *Config {
 			SignInsPerIP:           60,
 			BindFailures:           3,
 			BindFailureWindow:      time.Hour,
+			NoticesPerAccount:      5,
 		},
 	}
 }

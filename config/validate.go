@@ -159,7 +159,11 @@ func (c *Config) validateServer(ch *checker) {
 		checkHTTPURL(ch, "server.public_url", s.PublicURL, true)
 	}
 	for i, p := range s.TrustedProxies {
-		if _, err := netip.ParsePrefix(p); err == nil {
+		if pfx, err := netip.ParsePrefix(p); err == nil {
+			if pfx.Bits() == 0 && !s.TrustAnyProxy {
+				ch.add(fmt.Sprintf("server.trusted_proxies[%d]", i),
+					"%s trusts X-Forwarded-For from every client, so anyone can pick the address every per-address budget counts; list the proxies' addresses (or set server.trust_any_proxy: true if no client can reach the listener except through the proxy)", p)
+			}
 			continue
 		}
 		if _, err := netip.ParseAddr(p); err == nil {
@@ -627,6 +631,7 @@ func (c *Config) validateLimits(ch *checker) {
 		"limits.sms_per_hour": l.SMSPerHour, "limits.sms_per_prefix_per_hour": l.SMSPerPrefixPerHour,
 		"limits.code_failures_per_account": l.CodeFailuresPerAccount,
 		"limits.sign_ins_per_ip":           l.SignInsPerIP, "limits.bind_failures": l.BindFailures,
+		"limits.notices_per_account": l.NoticesPerAccount,
 	} {
 		if v < 1 {
 			ch.add(key, "must be at least 1")

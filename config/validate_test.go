@@ -91,6 +91,13 @@ func TestValidate(t *testing.T) {
 		{"public_url query", func(c *config.Config) { c.Server.PublicURL = "https://example.org/?a=b" }, "server.public_url", "query"},
 		{"public_url userinfo", func(c *config.Config) { c.Server.PublicURL = "https://u:p@example.org" }, "server.public_url", "user info"},
 		{"trusted proxy bad", func(c *config.Config) { c.Server.TrustedProxies = []string{"10.0.0.0/8", "proxy.local"} }, "server.trusted_proxies[1]", "CIDR"},
+		{"trusted proxy everyone v4", func(c *config.Config) { c.Server.TrustedProxies = []string{"10.0.0.0/8", "0.0.0.0/0"} }, "server.trusted_proxies[1]", "every client"},
+		{"trusted proxy everyone v6", func(c *config.Config) { c.Server.TrustedProxies = []string{"::/0"} }, "server.trusted_proxies[0]", "server.trust_any_proxy"},
+		{"trusted proxy everyone allowed", func(c *config.Config) {
+			c.Server.TrustedProxies = []string{"0.0.0.0/0", "::/0"}
+			c.Server.TrustAnyProxy = true
+		}, "", ""},
+		{"notices budget zero", func(c *config.Config) { c.Limits.NoticesPerAccount = 0 }, "limits.notices_per_account", "at least 1"},
 		{"trusted proxy address", func(c *config.Config) { c.Server.TrustedProxies = []string{"192.0.2.1", "2001:db8::/32"} }, "", ""},
 		{"secret key missing", func(c *config.Config) { c.Server.SecretKey = "" }, "server.secret_key", "secret_key_file"},
 		{"secret key short", func(c *config.Config) { c.Server.SecretKey = "Zx8#kq2L" }, "server.secret_key", "at least 32 bytes"},

@@ -141,7 +141,7 @@ func ckGateway(t *testing.T, srv *dirtest.Server, box *ckBox, p params, environ 
 // the ones given.
 func ckLimits(over map[string]int) string {
 	l := map[string]int{"starts_per_account": 100000, "starts_per_ip": 100000, "starts_total": 10000000,
-		"sign_ins_per_ip": 100000, "sends_per_account": 100000, "sends_per_destination": 100000,
+		"sign_ins_per_ip": 100000, "notices_per_account": 100000, "sends_per_account": 100000, "sends_per_destination": 100000,
 		"code_failures_per_account": 100000}
 	for k, v := range over {
 		l[k] = v

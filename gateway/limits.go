@@ -24,6 +24,9 @@ type Limits struct {
 	SignInsPerIP           int
 	BindFailures           int
 	BindFailureWindow      time.Duration
+	// NoticesPerAccount bounds the notices told to one account in Window
+	// (see notices.go); those over it are held and told as one later.
+	NoticesPerAccount int
 }
 
 func (l *Limits) setDefaults() {
@@ -48,6 +51,7 @@ func (l *Limits) setDefaults() {
 	def(&l.CodeFailuresPerAccount, 10)
 	def(&l.SignInsPerIP, 60)
 	def(&l.BindFailures, 3)
+	def(&l.NoticesPerAccount, 5)
 }
 
 // hit counts one event against key and reports whether it stays within

@@ -22,6 +22,8 @@ type noticeMail struct {
 	// From is the client address the request came from (security notes H1:
 	// time and source), empty when unknown.
 	From string
+	// Changes are the sentences of a coalesced notice (Event "changes").
+	Changes []string
 }
 
 // mailTemplates holds one template set per file: every .txt defines its

@@ -360,8 +360,9 @@ func (s *Service) SetQuestions(ctx context.Context, sess store.Session, answers 
 	}
 	now := s.now()
 	meth := store.Method{ID: newID(), AccountID: sess.AccountID, Type: MethodQuestions, Address: string(addr), CreatedAt: now}
-	if err := s.d.Store.AddMethod(ctx, meth); err != nil {
-		return MethodView{}, problem(CodeInternal, err)
+	// the sets read above are replaced below: room for them too
+	if err := s.addMethodWithin(ctx, meth, s.o.MaxMethods+len(existing)-others); err != nil {
+		return MethodView{}, err
 	}
 	// nothing to send a code to: the fresh password is the proof
 	if err := s.d.Store.VerifyMethod(ctx, sess.AccountID, meth.ID, now); err != nil {

@@ -547,14 +547,30 @@ func (s *Service) AddMethod(ctx context.Context, sess store.Session, typ, addres
 	if err := s.spendRegistrationSend(ctx, sess, meth, m); err != nil {
 		return MethodView{}, err
 	}
-	if err := s.d.Store.AddMethod(ctx, meth); err != nil {
-		return MethodView{}, storeProblem(err)
+	if err := s.addMethodWithin(ctx, meth, s.o.MaxMethods); err != nil {
+		return MethodView{}, err
 	}
 	s.record(ctx, m, "registration.method_added", sess.AccountID, "pending", map[string]string{"method": meth.ID, "type": typ})
 	if err := s.issueRegistrationCode(ctx, sess, meth, m); err != nil {
 		return MethodView{}, err
 	}
 	return view(meth), nil
+}
+
+// addMethodWithin stores meth unless the account already has limit
+// methods: the count and the insert are one atomic step in the store, so
+// concurrent additions cannot pass MaxMethods (the lists read before are
+// only a fast answer).
+func (s *Service) addMethodWithin(ctx context.Context, meth store.Method, limit int) error {
+	err := s.d.Store.AddMethodWithin(ctx, meth, limit)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrLimit):
+		return problem(CodeMethodLimit, nil)
+	default:
+		return storeProblem(err)
+	}
 }
 
 // regFlowID derives the registration flow of one method in one session:
@@ -1028,15 +1044,19 @@ func (s *Service) sendAllowed(ctx context.Context, meth store.Method) bool {
 	if !s.hit(ctx, "dest:"+meth.Type+":"+store.NormalizeAddress(meth.Type, meth.Address), s.o.Limits.SendsPerDestination, s.o.Limits.Window) {
 		return false
 	}
-	if meth.Type == store.MethodSMS {
-		if !s.hit(ctx, "sms:global", s.o.Limits.SMSPerHour, time.Hour) {
-			s.log.Warn("the hourly SMS budget is spent")
-			return false
-		}
-		if p := smsPrefix(meth.Address); !s.hit(ctx, "sms:prefix:"+p, s.o.Limits.SMSPerPrefixPerHour, time.Hour) {
-			s.log.Warn("the hourly SMS budget of a number block is spent", "prefix", p)
-			return false
-		}
+	return meth.Type != store.MethodSMS || s.smsAllowed(ctx, meth.Address)
+}
+
+// smsAllowed spends the global hourly SMS budget and that of the number's
+// block, for one text message to number (a code or a notice).
+func (s *Service) smsAllowed(ctx context.Context, number string) bool {
+	if !s.hit(ctx, "sms:global", s.o.Limits.SMSPerHour, time.Hour) {
+		s.log.Warn("the hourly SMS budget is spent")
+		return false
+	}
+	if p := smsPrefix(number); !s.hit(ctx, "sms:prefix:"+p, s.o.Limits.SMSPerPrefixPerHour, time.Hour) {
+		s.log.Warn("the hourly SMS budget of a number block is spent", "prefix", p)
+		return false
 	}
 	return true
 }
@@ -1256,23 +1276,40 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 	// for the user's current tier, each still registered, verified and allowed.
 	// An authenticator app counts once, however many were proven, and so
 	// do the passkeys of an account.
+	// Two addresses of one mailbox count once (mailboxKey). A method
+	// verified in the cooling-off before the password was last changed,
+	// anywhere, counts no more: it may be an attacker's, added with the
+	// password the user has since replaced (staleMethod).
 	allowed, once := s.methodsAvailable(dec.Methods), map[string]bool{}
 	var kinds []string
+	old := s.o.CoolingOff <= 0
 	for _, id := range f.Verified {
-		if meth, err := s.d.Store.GetMethod(ctx, f.AccountID, id); err == nil && meth.Verified && slices.Contains(allowed, meth.Type) {
-			if countsOnce(meth.Type) {
-				if once[meth.Type] {
-					continue
-				}
-				once[meth.Type] = true
+		if meth, err := s.d.Store.GetMethod(ctx, f.AccountID, id); err == nil && meth.Verified && slices.Contains(allowed, meth.Type) &&
+			!s.staleMethod(meth, u) {
+			key := meth.Type
+			switch {
+			case countsOnce(meth.Type):
+			case meth.Type == store.MethodEmail:
+				key += ":" + mailboxKey(meth.Address)
+			default:
+				key += ":" + meth.ID
 			}
+			if once[key] {
+				continue
+			}
+			once[key] = true
 			kinds = append(kinds, meth.Type)
+			old = old || (meth.Type != MethodQuestions && s.now().Sub(meth.VerifiedAt) >= s.o.CoolingOff)
 		}
 	}
 	// security questions do not count in a tier requiring a kind
 	if dec.Counted(kinds) < max(f.Required, dec.MethodsRequired) {
 		s.record(ctx, m, kind+".completed", u.ID, "not_verified", nil)
 		return problem(CodeNotVerified, nil)
+	}
+	if !old {
+		s.record(ctx, m, kind+".completed", u.ID, "method_too_new", nil)
+		return problem(CodeMethodTooNew, nil)
 	}
 	// security questions alone, or no method of a kind a tier requires
 	if p := kindsProblem(dec, kinds); p != nil {
@@ -1342,6 +1379,43 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 	}
 	s.recordWrite(ctx, m, u, f, kind, "success")
 	return nil
+}
+
+// staleMethod reports whether meth was verified within the cooling-off
+// before the directory's last change of u's password (security notes:
+// methods added before a password change). The change may have been made
+// anywhere (Windows, another tool, this gateway): the method was added
+// with a password that has since been replaced, possibly by the user
+// taking their account back. Such a method never counts again; the user
+// removes it and adds it anew.
+func (s *Service) staleMethod(meth store.Method, u *directory.User) bool {
+	changed := u.Status.PasswordChanged
+	if s.o.CoolingOff <= 0 || changed.IsZero() || meth.VerifiedAt.IsZero() {
+		return false
+	}
+	return !meth.VerifiedAt.After(changed) && changed.Sub(meth.VerifiedAt) < s.o.CoolingOff
+}
+
+// mailboxKey is the mailbox an email address reaches, for counting methods
+// toward methods_required: the local part without a "+tag", case folded,
+// and for gmail.com and googlemail.com (one provider) without dots.
+func mailboxKey(addr string) string {
+	addr = strings.ToLower(strings.TrimSpace(addr))
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return addr
+	}
+	local, domain := addr[:at], addr[at+1:]
+	if i := strings.IndexByte(local, '+'); i > 0 {
+		local = local[:i]
+	}
+	if domain == "googlemail.com" {
+		domain = "gmail.com"
+	}
+	if domain == "gmail.com" {
+		local = strings.ReplaceAll(local, ".", "")
+	}
+	return local + "@" + domain
 }
 
 // recordWrite records the directory write of flow f once: it marks f
@@ -1531,41 +1605,4 @@ func (s *Service) noticeAll(ctx context.Context, accountID, username, event, ski
 		u = &directory.User{ID: accountID}
 	}
 	s.noticeUser(ctx, u, event, skip, m)
-}
-
-func (s *Service) noticeUser(ctx context.Context, u *directory.User, event, skip string, m Meta) {
-	data := noticeMail{Product: s.o.ProductName, Event: event, Time: s.now().Format("2 January 2006 15:04 MST"), From: m.ClientIP,
-		URL: s.o.PublicURL.String(), Helpdesk: s.o.Helpdesk, Name: u.DisplayName}
-	seen := map[string]bool{}
-	send := func(typ, addr string) {
-		key := typ + ":" + strings.ToLower(addr)
-		if addr == "" || seen[key] {
-			return
-		}
-		seen[key] = true
-		s.sendNotice(typ, addr, u.ID, data, m)
-	}
-	methods, _ := s.d.Store.ListMethods(ctx, u.ID)
-	for _, meth := range methods {
-		// an authenticator app has no address: its Address is the seed
-		if meth.Verified && meth.ID != skip && (meth.Type == store.MethodEmail || meth.Type == store.MethodSMS) {
-			send(meth.Type, meth.Address)
-		}
-	}
-	send(store.MethodEmail, u.Mail)
-}
-
-func (s *Service) sendNotice(typ, addr, account string, data noticeMail, m Meta) {
-	purpose := "notice:" + data.Event
-	if typ == store.MethodSMS {
-		body, err := s.mails.sms("notice", data)
-		if err == nil {
-			s.out.enqueue(job{requestID: m.RequestID, sms: &notify.SMS{To: addr, Body: body}, account: account, purpose: purpose})
-		}
-		return
-	}
-	e, err := s.mails.email("notice", addr, data)
-	if err == nil {
-		s.out.enqueue(job{requestID: m.RequestID, email: &e, account: account, purpose: purpose})
-	}
 }

@@ -81,11 +81,13 @@ func (s *Service) EnrolTOTP(ctx context.Context, sess store.Session, m Meta) (TO
 	if err != nil {
 		return TOTPEnrolment{}, problem(CodeInternal, err)
 	}
-	others := 0
+	others, apps := 0, 0
 	for _, e := range existing {
 		switch {
 		case e.Type != MethodTOTP:
 			others++
+		case e.Verified:
+			apps++
 		case !e.Verified:
 			// a set-up that was never finished: its seed was shown once
 			// and cannot be shown again, so it is of no use
@@ -112,8 +114,10 @@ func (s *Service) EnrolTOTP(ctx context.Context, sess store.Session, m Meta) (TO
 		return TOTPEnrolment{}, problem(CodeInternal, err)
 	}
 	meth := store.Method{ID: newID(), AccountID: sess.AccountID, Type: MethodTOTP, Address: key.Secret(), CreatedAt: s.now()}
-	if err := s.d.Store.AddMethod(ctx, meth); err != nil {
-		return TOTPEnrolment{}, problem(CodeInternal, err)
+	// the verified app read above is replaced once this one is proven:
+	// room for it too
+	if err := s.addMethodWithin(ctx, meth, s.o.MaxMethods+apps); err != nil {
+		return TOTPEnrolment{}, err
 	}
 	s.record(ctx, m, "registration.method_added", sess.AccountID, "pending", map[string]string{"method": meth.ID, "type": MethodTOTP})
 	return TOTPEnrolment{Method: view(meth), Secret: key.Secret(), URL: key.URL(), QRPNG: qr.Bytes()}, nil

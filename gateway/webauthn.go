@@ -358,8 +358,8 @@ func (s *Service) FinishPasskey(ctx context.Context, sess store.Session, methodI
 		return MethodView{}, problem(CodeInternal, err)
 	}
 	meth := store.Method{ID: methodID, AccountID: sess.AccountID, Type: MethodWebAuthn, Address: string(rec), CreatedAt: now}
-	if err := s.d.Store.AddMethod(ctx, meth); err != nil {
-		return MethodView{}, problem(CodeInternal, err)
+	if err := s.addMethodWithin(ctx, meth, s.o.MaxMethods); err != nil {
+		return MethodView{}, err
 	}
 	if err := s.d.Store.VerifyMethod(ctx, sess.AccountID, methodID, now); err != nil {
 		return MethodView{}, problem(CodeInternal, err)

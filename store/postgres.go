@@ -24,10 +24,13 @@ import (
 //go:embed postgres_schema.sql
 var pgSchemaV1 string
 
+//go:embed postgres_schema_v2.sql
+var pgSchemaV2 string
+
 // pgMigrations[i] brings the PostgreSQL schema from version i to version
 // i+1. Append new migrations; never edit a released one. Keep the version
 // numbers in step with the SQLite migrations where the change is the same.
-var pgMigrations = []string{pgSchemaV1}
+var pgMigrations = []string{pgSchemaV1, pgSchemaV2}
 
 // pgMigrationLock is the key of the transaction-scoped advisory lock that
 // serializes migrations: instances starting at once wait for the first one

@@ -23,9 +23,12 @@ import (
 //go:embed schema.sql
 var schemaV1 string
 
+//go:embed schema_v2.sql
+var schemaV2 string
+
 // migrations[i] brings the schema from version i to version i+1. Append
 // new migrations; never edit a released one.
-var migrations = []string{schemaV1}
+var migrations = []string{schemaV1, schemaV2}
 
 // DefaultBusyTimeout is how long a SQLite connection waits for another
 // connection's (or process's) write lock before failing.

@@ -28,6 +28,10 @@ var (
 	// ID, an empty hash, a non-positive window, a flow whose Kind or AccountID
 	// an update tries to change, and the like. It signals a caller bug.
 	ErrInvalid = errors.New("store: invalid argument")
+
+	// ErrLimit is returned by AddMethodWithin when the account already has
+	// as many methods as the limit allows.
+	ErrLimit = errors.New("store: limit reached")
 )
 
 // MinSecretIDLen is the shortest Flow.ID or Session.ID the store accepts
@@ -149,6 +153,25 @@ type AuditEvent struct {
 	Details   map[string]string // nil when empty; stored in plaintext
 }
 
+// HeldNotice is what a budget held back of the notices to one account:
+// the events, to be told in one notice once DueAt has passed.
+type HeldNotice struct {
+	// AccountID is the directory's immutable id of the account.
+	AccountID string
+	// Events are the names of the notices held, each once, in the order
+	// they were first held.
+	Events []string
+	// Data is what the sender needs to reach the user, encrypted at rest.
+	// Nil when empty.
+	Data map[string]string
+	// SMSOnly: only SMS copies were held (the other channels were told).
+	SMSOnly bool
+	// HeldAt is when the first of the events was held.
+	HeldAt time.Time
+	// DueAt is when the notice may be sent.
+	DueAt time.Time
+}
+
 // AuditQuery selects audit events for ListAudit. Zero fields do not filter.
 type AuditQuery struct {
 	AccountID string    // only this account's events
@@ -199,6 +222,11 @@ type Store interface {
 	// member alone). Unverified methods do not count, so nobody can
 	// inflate the count for someone else's address without proving it.
 	CountAccountsByAddress(ctx context.Context, typ, address string) (int, error)
+	// AddMethodWithin is AddMethod that first counts the account's methods
+	// (verified or not) and refuses with ErrLimit when there are limit or
+	// more, atomically: of concurrent callers, in any number of processes,
+	// no more succeed than the limit leaves room for. limit must be >= 1.
+	AddMethodWithin(ctx context.Context, m Method, limit int) error
 	// SampleMethods returns the methods verified before the given time of
 	// up to maxAccounts accounts, the most recently verified accounts first,
 	// every such method of each account included, grouped by account. It exists for aggregate
@@ -277,6 +305,18 @@ type Store interface {
 	Count(ctx context.Context, key string, window time.Duration, now time.Time) (int, error)
 	// Reset forgets every window of key (e.g. failures after a success).
 	Reset(ctx context.Context, key string) error
+
+	// HoldNotice merges n into the account's held notice, creating it if
+	// there is none: events not held yet are appended, Data is replaced
+	// when n has any, SMSOnly stays only if both are SMS-only, HeldAt and
+	// DueAt keep the earlier value. n.AccountID and at least one event are
+	// required (ErrInvalid).
+	HoldNotice(ctx context.Context, n HeldNotice) error
+	// TakeDueNotices removes and returns up to limit held notices whose
+	// DueAt is at or before now, the earliest due first. Each held notice
+	// is returned to exactly one caller, in any number of processes.
+	// limit must be >= 1.
+	TakeDueNotices(ctx context.Context, now time.Time, limit int) ([]HeldNotice, error)
 
 	// AppendAudit stores one audit event. e.Type must not be empty.
 	AppendAudit(ctx context.Context, e AuditEvent) error

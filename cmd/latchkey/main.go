@@ -268,6 +268,7 @@ func gatewayOptions(cfg *config.Config, namingContext string) (gateway.Options, 
 			SignInsPerIP:           cfg.Limits.SignInsPerIP,
 			BindFailures:           cfg.Limits.BindFailures,
 			BindFailureWindow:      cfg.Limits.BindFailureWindow,
+			NoticesPerAccount:      cfg.Limits.NoticesPerAccount,
 		},
 		Questions: gateway.QuestionOptions{List: cfg.Policy.Questions.List, AllowCustom: cfg.Policy.Questions.AllowCustom,
 			Required: cfg.Policy.Questions.Required, Ask: cfg.Policy.Questions.Ask},
@@ -398,6 +399,7 @@ func runGateway(ctx context.Context, cfg *config.Config, stderr io.Writer, w wir
 	}
 	audit.Info("audit", "event", "configuration.loaded", "time", time.Now().UTC().Format(time.RFC3339Nano), "outcome", "success")
 	go purge(ctx, st, log)
+	go sendHeldNotices(ctx, svc, log)
 	ln := w.listener
 	if ln == nil {
 		if ln, err = net.Listen("tcp", cfg.Server.Listen); err != nil {
@@ -442,6 +444,23 @@ func runGateway(ctx context.Context, cfg *config.Config, stderr io.Writer, w wir
 // finish after the listener closes on SIGTERM; the outbox's drain
 // (gateway.OutboxDrainTimeout) follows.
 const httpShutdownTimeout = 10 * time.Second
+
+// sendHeldNotices tells, every minute, the notices a budget held back
+// whose window has ended (gateway.Service.SendHeldNotices).
+func sendHeldNotices(ctx context.Context, svc *gateway.Service, log *slog.Logger) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := svc.SendHeldNotices(ctx); err != nil {
+				log.Warn("sending held notices", "error", err.Error())
+			}
+		}
+	}
+}
 
 // purge removes expired flows, codes and sessions every minute.
 func purge(ctx context.Context, st store.Store, log *slog.Logger) {

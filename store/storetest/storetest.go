@@ -74,6 +74,8 @@ func RunConformance(t *testing.T, open Opener, opts ...Option) {
 		{"Methods/SwapAddressConcurrent", s.methodsSwapAddressConcurrent},
 		{"Methods/SwapAddressAtRest", s.methodsSwapAddressAtRest},
 		{"Methods/RecordIndex", s.methodsRecordIndex},
+		{"Methods/AddWithin", s.methodsAddWithin},
+		{"HeldNotices", s.heldNotices},
 		{"Flows/CreateGet", s.flowsCreateGet},
 		{"Flows/MissingAndInvalid", s.flowsMissingAndInvalid},
 		{"Flows/Expiry", s.flowsExpiry},
