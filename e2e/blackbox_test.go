@@ -480,9 +480,10 @@ func TestRefusesToStartUnsafely(t *testing.T) {
 // disconnected by the server's header timeout instead of holding a
 // connection for ever (security notes K1).
 func TestSlowClientsAreCut(t *testing.T) {
+	const headerTimeout = 2 * time.Second
 	srv := dirtest.StartOpenLDAP(t)
 	mail, sms := startMail(t)
-	e := startGateway(t, srv, mail, sms, params{})
+	e := startGateway(t, srv, mail, sms, params{Server: "  read_header_timeout: 2s\n"})
 	conn, err := net.Dial("tcp", strings.TrimPrefix(e.base, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -492,11 +493,24 @@ func TestSlowClientsAreCut(t *testing.T) {
 	if _, err := conn.Write([]byte("POST /api/v1/reset HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")); err != nil {
 		t.Fatal(err)
 	}
+	// bounded wait: a server that never cuts the request fails here
 	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
-	_, err = io.ReadAll(conn)
+	got, err := io.ReadAll(conn)
 	took := time.Since(start)
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Fatalf("the server held a half-sent request for %v", took)
 	}
-	t.Logf("cut after %v", took.Round(time.Millisecond))
+	t.Logf("cut after %v (server.read_header_timeout %v)", took.Round(time.Millisecond), headerTimeout)
+	// the cut is the header timeout's, not anything earlier: a server that
+	// drops connections at once for any reason must not pass
+	if took < headerTimeout-100*time.Millisecond {
+		t.Fatalf("cut after %v, before server.read_header_timeout (%v): not the timeout that cut it", took, headerTimeout)
+	}
+	// Go's server answers nothing to a request whose header never ended,
+	// or a 408: never a handler's answer
+	if len(got) > 0 && !bytes.HasPrefix(got, []byte("HTTP/1.1 408")) {
+		t.Fatalf("answer to a half-sent request: %q", got)
+	}
+	// and the server still serves the next client
+	e.must(200, e.api("GET", "/healthz", "", nil), "healthz after the cut")
 }
