@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -277,10 +278,17 @@ func startGateway(t testing.TB, srv *dirtest.Server, mail *notifytest.Mailpit, s
 }
 
 // launch starts latchkey serve with e's configuration (appending to its
-// log) and waits until /readyz answers 200.
+// log) and waits until it has logged that it listens and /readyz answers
+// 200. Waiting for its own log line first means a /readyz answer is never
+// another process's that took the port freePort found free.
 func (e *env) launch() {
 	t := e.t
 	t.Helper()
+	listening := func() int {
+		b, _ := os.ReadFile(e.log)
+		return bytes.Count(b, []byte("latchkey listening"))
+	}
+	before := listening()
 	logf, err := os.OpenFile(e.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -298,7 +306,11 @@ func (e *env) launch() {
 	go func() { cmd.Wait(); close(exited) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(e.base + "/readyz")
+		var resp *http.Response
+		err := errors.New("not listening yet")
+		if listening() > before {
+			resp, err = http.Get(e.base + "/readyz")
+		}
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
