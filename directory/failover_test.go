@@ -91,6 +91,17 @@ func TestReadRetriedWhenServerDiesMidRequest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if ok, err := dirtest.Connected(port); err != nil {
+			t.Fatal(err)
+		} else if !ok {
+			// the client connected to the replica (the restarted provider
+			// was not answering yet): not the case this test is about
+			t.Logf("round %d: the client is connected to the replica; again", round)
+			d.Close()
+			again++
+			time.Sleep(100 * time.Millisecond) // not an assertion: give the provider a moment
+			continue
+		}
 		prov.Freeze(t)
 		done := make(chan error, 1)
 		go func() {

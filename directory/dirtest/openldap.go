@@ -471,3 +471,36 @@ func Unread(port int) (int, error) {
 	}
 	return total, nil
 }
+
+// Connected reports whether this process has an established TCP
+// connection to 127.0.0.1:port (from /proc/net/tcp and the socket inodes
+// of /proc/self/fd): which server a client's pooled connection went to.
+func Connected(port int) (bool, error) {
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return false, err
+	}
+	mine := map[string]bool{}
+	for _, fd := range fds {
+		l, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && strings.HasPrefix(l, "socket:[") {
+			mine[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+		}
+	}
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return false, err
+	}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 10 || f[3] != "01" { // 01: ESTABLISHED
+			continue
+		}
+		i := strings.LastIndexByte(f[2], ':')
+		p, err := strconv.ParseUint(f[2][i+1:], 16, 32)
+		if err == nil && int(p) == port && mine[f[9]] {
+			return true, nil
+		}
+	}
+	return false, nil
+}
