@@ -71,6 +71,11 @@ func New(svc *Service) (*Server, error) {
 	e.HTTPErrorHandler = s.handleError
 	e.Use(s.base, svc.stats.middleware)
 	s.routes()
+	var patterns []string
+	for _, r := range e.Routes() {
+		patterns = append(patterns, r.Path)
+	}
+	svc.stats.setRoutes(patterns)
 	return s, nil
 }
 
@@ -111,7 +116,6 @@ func (s *Server) base(next echo.HandlerFunc) echo.HandlerFunc {
 		randRead(rid)
 		id := hex.EncodeToString(rid)
 		c.Set(ctxRequestID, id)
-		c.Set(ctxClientIP, s.clientIP(c.Request()))
 		h := c.Response().Header()
 		h.Set("X-Request-Id", id)
 		h.Set("Content-Security-Policy", cspPages)
@@ -126,12 +130,16 @@ func (s *Server) base(next echo.HandlerFunc) echo.HandlerFunc {
 		if s.secure {
 			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
 		}
-		c.Request().Body = http.MaxBytesReader(c.Response(), c.Request().Body, maxBody)
-		switch c.Request().Method {
-		case http.MethodOptions, http.MethodTrace, http.MethodConnect:
-			// no CORS preflight answers, no echo of the request
+		// A method outside the fixed set is refused before anything else
+		// runs: no client address, no route, no metrics (which would
+		// otherwise keep every method string anyone sends), no audit. No
+		// OPTIONS (no CORS preflight answers), no TRACE (no echo of the
+		// request), no CONNECT.
+		if !knownMethod(c.Request().Method) {
 			return problem(CodeMethodNotAllowed, nil)
 		}
+		c.Set(ctxClientIP, s.clientIP(c.Request()))
+		c.Request().Body = http.MaxBytesReader(c.Response(), c.Request().Body, maxBody)
 		return next(c)
 	}
 }
