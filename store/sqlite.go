@@ -971,12 +971,22 @@ func (s *SQLite) HitMany(ctx context.Context, hits []CounterHit, now time.Time) 
 	}
 	counts := make([]int, len(hits))
 	err := s.writeTx(ctx, func(tx txn) error {
-		for i, h := range hits {
-			n, err := s.hitTx(ctx, tx, h.Key, h.Window, now)
-			if err != nil {
-				return err
+		clear(counts) // a retried transaction starts again
+		within := true
+		for _, guards := range []bool{true, false} {
+			for i, h := range hits {
+				if (h.Limit > 0) != guards || (!guards && !within) {
+					continue
+				}
+				n, err := s.hitTx(ctx, tx, h.Key, h.Window, now)
+				if err != nil {
+					return err
+				}
+				counts[i] = n
+				if guards && n > h.Limit {
+					within = false
+				}
 			}
-			counts[i] = n
 		}
 		return nil
 	})

@@ -309,6 +309,9 @@ type PasswordWriteRecorder interface {
 type CounterHit struct {
 	Key    string
 	Window time.Duration
+	// Limit > 0 makes the hit a guard of its batch (see HitMany): the
+	// batch's other hits are counted only if this count stays <= Limit.
+	Limit int
 }
 
 // StartRecorder is implemented by stores that can group the writes of a
@@ -320,6 +323,14 @@ type StartRecorder interface {
 	// every counter is counted or none is (and an error is returned). The
 	// counts are in the order of hits, each as exact as Hit's under
 	// concurrency, across instances.
+	//
+	// Hits with a Limit (guards) are counted first. The others are counted
+	// only if every guard's new count is within its Limit; otherwise they
+	// are left alone and their counts are 0. So a request over one budget
+	// does not spend another: of N concurrent batches guarded by one key
+	// with Limit L, exactly min(N, L) count the other keys. A key should be
+	// a guard in every batch that names it or in none (PostgreSQL locks
+	// the guards first).
 	HitMany(ctx context.Context, hits []CounterHit, now time.Time) ([]int, error)
 	// HitCreateFlow hits h (as Hit) and, in the same transaction, calls
 	// pick with the new count and creates the flow it returns (as

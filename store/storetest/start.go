@@ -84,6 +84,70 @@ func (s *suite) startHitManyConcurrent(t *testing.T) {
 	mustEqual(t, "concurrent HitMany counts of the second key", gotB, want)
 }
 
+// startHitManyGuards: hits with a Limit are guards; the batch's other hits
+// are counted only while every guard stays within its Limit, so a request
+// over its own budget spends nothing else (issue 17, WB-5).
+func (s *suite) startHitManyGuards(t *testing.T) {
+	st, ctx, now := s.open(t), ctxT(t), base()
+	r := startRecorder(t, st)
+	total := store.CounterHit{Key: "start:total", Window: time.Hour}
+	ip := store.CounterHit{Key: "start-ip:192.0.2.8", Window: time.Hour, Limit: 2}
+	site := store.CounterHit{Key: "start-site:2001:db8::/48", Window: time.Hour, Limit: 3}
+	// the other hit named first: guards are counted first all the same
+	for round, want := range [][]int{{1, 1}, {2, 2}, {0, 3}, {0, 4}} {
+		got, err := r.HitMany(ctx, []store.CounterHit{total, ip}, now)
+		wantErr(t, "HitMany", err, nil)
+		mustEqual(t, fmt.Sprintf("HitMany counts, round %d", round+1), got, want)
+	}
+	n, err := st.Count(ctx, "start:total", time.Hour, now)
+	wantErr(t, "Count", err, nil)
+	mustEqual(t, "the total after two batches over their guard", n, 2)
+	// two guards: one over its limit is enough to spare the rest
+	other := store.CounterHit{Key: "start-ip:192.0.2.9", Window: time.Hour, Limit: 5}
+	for round, c := range []struct {
+		siteLimit int
+		want      []int
+	}{{3, []int{1, 3, 1}}, {3, []int{2, 4, 2}}, {2, []int{3, 0, 3}}} {
+		site.Limit = c.siteLimit
+		got, err := r.HitMany(ctx, []store.CounterHit{other, total, site}, now)
+		wantErr(t, "HitMany", err, nil)
+		mustEqual(t, fmt.Sprintf("two guards, round %d", round+1), got, c.want)
+	}
+	n, err = st.Count(ctx, "start:total", time.Hour, now)
+	wantErr(t, "Count", err, nil)
+	mustEqual(t, "the total after a batch with one guard over", n, 4)
+}
+
+// startHitManyGuardsConcurrent: of concurrent batches on two processes'
+// stores guarded by one key with Limit L, exactly L count the other key.
+func (s *suite) startHitManyGuardsConcurrent(t *testing.T) {
+	stores := []store.Store{s.open(t), s.open(t)}
+	ctx, now := ctxT(t), base()
+	const limit = 7
+	guard := store.CounterHit{Key: "start-ip:198.51.100.2", Window: time.Hour, Limit: limit}
+	total := store.CounterHit{Key: "start:total", Window: time.Hour}
+	var mu sync.Mutex
+	var counted []int
+	errs := race(concurrency, stores, func(st store.Store, i int) error {
+		got, err := startRecorder(t, st).HitMany(ctx, []store.CounterHit{total, guard}, now)
+		if err != nil {
+			return err
+		}
+		if got[0] > 0 {
+			mu.Lock()
+			counted = append(counted, got[0])
+			mu.Unlock()
+		}
+		return nil
+	})
+	tally(t, errs)
+	slices.Sort(counted)
+	mustEqual(t, "the other key's counts", counted, []int{1, 2, 3, 4, 5, 6, 7})
+	n, err := stores[0].Count(ctx, "start-ip:198.51.100.2", time.Hour, now)
+	wantErr(t, "Count", err, nil)
+	mustEqual(t, "the guard's count", n, concurrency)
+}
+
 func (s *suite) startHitCreateFlow(t *testing.T) {
 	st, ctx, now := s.open(t), ctxT(t), base()
 	r := startRecorder(t, st)

@@ -99,6 +99,8 @@ func RunConformance(t *testing.T, open Opener, opts ...Option) {
 		{"Audit", s.audit},
 		{"StartRecorder/HitMany", s.startHitMany},
 		{"StartRecorder/HitManyConcurrent", s.startHitManyConcurrent},
+		{"StartRecorder/HitManyGuards", s.startHitManyGuards},
+		{"StartRecorder/HitManyGuardsConcurrent", s.startHitManyGuardsConcurrent},
 		{"StartRecorder/HitCreateFlow", s.startHitCreateFlow},
 		{"StartRecorder/HitCreateFlowConcurrent", s.startHitCreateFlowConcurrent},
 		{"Purge", s.purge},
