@@ -156,7 +156,7 @@ func (s *Server) clientIP(r *http.Request) string {
 		return host
 	}
 	if !s.trusted(peer) {
-		return limitAddr(peer)
+		return s.limitAddr(peer)
 	}
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
@@ -165,20 +165,22 @@ func (s *Server) clientIP(r *http.Request) string {
 			return peer.String()
 		}
 		if !s.trusted(a) {
-			return limitAddr(a)
+			return s.limitAddr(a)
 		}
 	}
-	return limitAddr(peer)
+	return s.limitAddr(peer)
 }
 
 // limitAddr is the client address as budgets and the audit see it: IPv4 as
-// is, IPv6 as its /64 (one host usually holds a whole /64).
-func limitAddr(a netip.Addr) string {
+// is, IPv6 as its network of Limits.IPv6Prefix bits (default /56: one
+// customer of a provider usually holds a whole /56 or /48, so per /64 one
+// client would have 256 or 65,536 budgets).
+func (s *Server) limitAddr(a netip.Addr) string {
 	a = a.Unmap()
 	if a.Is4() {
 		return a.String()
 	}
-	p, _ := a.Prefix(64)
+	p, _ := a.Prefix(s.svc.o.Limits.IPv6Prefix)
 	return p.String()
 }
 

@@ -840,31 +840,23 @@ func (s *Postgres) HitMany(ctx context.Context, hits []CounterHit, now time.Time
 	for i := range order {
 		order[i] = i
 	}
-	// guards first, then the others, each group in key order: concurrent
-	// batches lock shared keys in one order
-	slices.SortStableFunc(order, func(a, b int) int {
-		if ga, gb := hits[a].Limit > 0, hits[b].Limit > 0; ga != gb {
-			if ga {
-				return -1
-			}
-			return 1
-		}
-		return bytes.Compare(s.k.counterKey(hits[a].Key), s.k.counterKey(hits[b].Key))
-	})
+	// in key order, so that concurrent batches lock shared keys in one
+	// order; a batch with a guard in the order given (the caller's order)
+	if !slices.ContainsFunc(hits, func(h CounterHit) bool { return h.Limit > 0 }) {
+		slices.SortStableFunc(order, func(a, b int) int {
+			return bytes.Compare(s.k.counterKey(hits[a].Key), s.k.counterKey(hits[b].Key))
+		})
+	}
 	counts := make([]int, len(hits))
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		within := true
 		for _, i := range order {
-			if hits[i].Limit <= 0 && !within {
-				break
-			}
 			n, err := s.hit(ctx, tx, hits[i].Key, hits[i].Window, now)
 			if err != nil {
 				return err
 			}
 			counts[i] = n
 			if hits[i].Limit > 0 && n > hits[i].Limit {
-				within = false
+				break // a guard is over: the later hits are not counted
 			}
 		}
 		return nil

@@ -972,20 +972,14 @@ func (s *SQLite) HitMany(ctx context.Context, hits []CounterHit, now time.Time) 
 	counts := make([]int, len(hits))
 	err := s.writeTx(ctx, func(tx txn) error {
 		clear(counts) // a retried transaction starts again
-		within := true
-		for _, guards := range []bool{true, false} {
-			for i, h := range hits {
-				if (h.Limit > 0) != guards || (!guards && !within) {
-					continue
-				}
-				n, err := s.hitTx(ctx, tx, h.Key, h.Window, now)
-				if err != nil {
-					return err
-				}
-				counts[i] = n
-				if guards && n > h.Limit {
-					within = false
-				}
+		for i, h := range hits {
+			n, err := s.hitTx(ctx, tx, h.Key, h.Window, now)
+			if err != nil {
+				return err
+			}
+			counts[i] = n
+			if h.Limit > 0 && n > h.Limit {
+				break // a guard is over: the later hits are not counted
 			}
 		}
 		return nil

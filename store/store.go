@@ -310,7 +310,7 @@ type CounterHit struct {
 	Key    string
 	Window time.Duration
 	// Limit > 0 makes the hit a guard of its batch (see HitMany): the
-	// batch's other hits are counted only if this count stays <= Limit.
+	// hits after it are counted only if this count stays <= Limit.
 	Limit int
 }
 
@@ -324,13 +324,14 @@ type StartRecorder interface {
 	// counts are in the order of hits, each as exact as Hit's under
 	// concurrency, across instances.
 	//
-	// Hits with a Limit (guards) are counted first. The others are counted
-	// only if every guard's new count is within its Limit; otherwise they
-	// are left alone and their counts are 0. So a request over one budget
-	// does not spend another: of N concurrent batches guarded by one key
-	// with Limit L, exactly min(N, L) count the other keys. A key should be
-	// a guard in every batch that names it or in none (PostgreSQL locks
-	// the guards first).
+	// A hit with a Limit is a guard: once a guard's new count is over its
+	// Limit, the hits after it are not counted and their counts are 0. So
+	// a request over one budget does not spend the next ones: of N
+	// concurrent batches guarded by one key with Limit L, exactly min(N, L)
+	// count the keys after it. A batch with a guard is counted in the
+	// order given (PostgreSQL takes the row locks in that order), so
+	// callers must name keys that batches share in one order; a batch
+	// without one is counted in an order of the store's choosing.
 	HitMany(ctx context.Context, hits []CounterHit, now time.Time) ([]int, error)
 	// HitCreateFlow hits h (as Hit) and, in the same transaction, calls
 	// pick with the new count and creates the flow it returns (as

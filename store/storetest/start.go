@@ -84,42 +84,41 @@ func (s *suite) startHitManyConcurrent(t *testing.T) {
 	mustEqual(t, "concurrent HitMany counts of the second key", gotB, want)
 }
 
-// startHitManyGuards: hits with a Limit are guards; the batch's other hits
-// are counted only while every guard stays within its Limit, so a request
-// over its own budget spends nothing else (issue 17, WB-5).
+// startHitManyGuards: a hit with a Limit is a guard; once a guard is over
+// its Limit the hits after it are not counted, so a request over its own
+// budget spends none of the next ones (issue 17, WB-5).
 func (s *suite) startHitManyGuards(t *testing.T) {
 	st, ctx, now := s.open(t), ctxT(t), base()
 	r := startRecorder(t, st)
+	ip := store.CounterHit{Key: "start-ip:2001:db8:1:100::/56", Window: time.Hour, Limit: 2}
+	site := store.CounterHit{Key: "start-site:2001:db8:1::/48", Window: time.Hour, Limit: 3}
 	total := store.CounterHit{Key: "start:total", Window: time.Hour}
-	ip := store.CounterHit{Key: "start-ip:192.0.2.8", Window: time.Hour, Limit: 2}
-	site := store.CounterHit{Key: "start-site:2001:db8::/48", Window: time.Hour, Limit: 3}
-	// the other hit named first: guards are counted first all the same
-	for round, want := range [][]int{{1, 1}, {2, 2}, {0, 3}, {0, 4}} {
-		got, err := r.HitMany(ctx, []store.CounterHit{total, ip}, now)
+	for round, want := range [][]int{{1, 1, 1}, {2, 2, 2}, {3, 0, 0}, {4, 0, 0}} {
+		got, err := r.HitMany(ctx, []store.CounterHit{ip, site, total}, now)
 		wantErr(t, "HitMany", err, nil)
 		mustEqual(t, fmt.Sprintf("HitMany counts, round %d", round+1), got, want)
 	}
-	n, err := st.Count(ctx, "start:total", time.Hour, now)
-	wantErr(t, "Count", err, nil)
-	mustEqual(t, "the total after two batches over their guard", n, 2)
-	// two guards: one over its limit is enough to spare the rest
-	other := store.CounterHit{Key: "start-ip:192.0.2.9", Window: time.Hour, Limit: 5}
-	for round, c := range []struct {
-		siteLimit int
-		want      []int
-	}{{3, []int{1, 3, 1}}, {3, []int{2, 4, 2}}, {2, []int{3, 0, 3}}} {
-		site.Limit = c.siteLimit
-		got, err := r.HitMany(ctx, []store.CounterHit{other, total, site}, now)
+	// another address of the site: its own budget is fresh, the site has
+	// one left, and only requests within both reach the total
+	other := store.CounterHit{Key: "start-ip:2001:db8:1:200::/56", Window: time.Hour, Limit: 2}
+	for round, want := range [][]int{{1, 3, 3}, {2, 4, 0}, {3, 0, 0}} {
+		got, err := r.HitMany(ctx, []store.CounterHit{other, site, total}, now)
 		wantErr(t, "HitMany", err, nil)
-		mustEqual(t, fmt.Sprintf("two guards, round %d", round+1), got, c.want)
+		mustEqual(t, fmt.Sprintf("another address, round %d", round+1), got, want)
 	}
-	n, err = st.Count(ctx, "start:total", time.Hour, now)
-	wantErr(t, "Count", err, nil)
-	mustEqual(t, "the total after a batch with one guard over", n, 4)
+	for key, want := range map[string]int{"start:total": 3, "start-site:2001:db8:1::/48": 4, "start-ip:2001:db8:1:100::/56": 4} {
+		n, err := st.Count(ctx, key, time.Hour, now)
+		wantErr(t, "Count", err, nil)
+		mustEqual(t, "Count of "+key, n, want)
+	}
+	// a guard after the other hits spares nothing before it
+	got, err := r.HitMany(ctx, []store.CounterHit{total, ip}, now)
+	wantErr(t, "HitMany", err, nil)
+	mustEqual(t, "a guard named last", got, []int{4, 5})
 }
 
 // startHitManyGuardsConcurrent: of concurrent batches on two processes'
-// stores guarded by one key with Limit L, exactly L count the other key.
+// stores guarded by one key with Limit L, exactly L count the key after it.
 func (s *suite) startHitManyGuardsConcurrent(t *testing.T) {
 	stores := []store.Store{s.open(t), s.open(t)}
 	ctx, now := ctxT(t), base()
@@ -129,13 +128,13 @@ func (s *suite) startHitManyGuardsConcurrent(t *testing.T) {
 	var mu sync.Mutex
 	var counted []int
 	errs := race(concurrency, stores, func(st store.Store, i int) error {
-		got, err := startRecorder(t, st).HitMany(ctx, []store.CounterHit{total, guard}, now)
+		got, err := startRecorder(t, st).HitMany(ctx, []store.CounterHit{guard, total}, now)
 		if err != nil {
 			return err
 		}
-		if got[0] > 0 {
+		if got[1] > 0 {
 			mu.Lock()
-			counted = append(counted, got[0])
+			counted = append(counted, got[1])
 			mu.Unlock()
 		}
 		return nil
