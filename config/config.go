@@ -265,6 +265,10 @@ type Log struct {
 	Format string `mapstructure:"format"`
 	// AuditFile, when set, receives audit events as JSON lines.
 	AuditFile string `mapstructure:"audit_file"`
+	// AuditRetention is how long audit events are kept in the store; a
+	// sweep deletes older ones (the audit file is the operator's to rotate).
+	// At least MinAuditRetention.
+	AuditRetention time.Duration `mapstructure:"audit_retention"`
 }
 
 // Limits are the abuse budgets, counted in the store so they hold across
@@ -302,6 +306,15 @@ type Limits struct {
 	// lockout threshold, so the gateway never locks an account.
 	BindFailures      int           `mapstructure:"bind_failures"`
 	BindFailureWindow time.Duration `mapstructure:"bind_failure_window"`
+	// IPv6Prefix: IPv6 clients in one network of this many bits are one
+	// client address for every per-address budget and in the audit
+	// (32-64; default 56, what providers commonly give one customer).
+	IPv6Prefix int `mapstructure:"ipv6_prefix"`
+	// IPv6SitePrefix: every IPv6 network of this many bits has a second
+	// budget of its own, four times each per-address budget, spent only by
+	// requests within their address's (16 up to ipv6_prefix; default 48;
+	// equal to ipv6_prefix: none).
+	IPv6SitePrefix int `mapstructure:"ipv6_site_prefix"`
 }
 
 // Defaults that are not obvious from Default.
@@ -317,6 +330,12 @@ const (
 	// answer longer).
 	MaxPadFloor      = 500 * time.Millisecond
 	DefaultReconfirm = 180
+	// DefaultAuditRetention is log.audit_retention's default (400 days: a
+	// year and a month, for yearly reviews).
+	DefaultAuditRetention = 400 * 24 * time.Hour
+	// MinAuditRetention bounds log.audit_retention from below, so that a
+	// value without its unit cannot empty the audit.
+	MinAuditRetention = 24 * time.Hour
 )
 
 // Default returns the built-in defaults: every key Load knows, with the value
@@ -394,7 +413,7 @@ func rawDefaults() *Config {
 			Timeout: 10 * time.Second,
 		},
 		Store: Store{Driver: StoreSQLite},
-		Log:   Log{Level: "info", Format: "json"},
+		Log:   Log{Level: "info", Format: "json", AuditRetention: DefaultAuditRetention},
 		Limits: Limits{
 			Window:                 time.Hour,
 			StartsPerAccount:       10,
@@ -408,6 +427,8 @@ func rawDefaults() *Config {
 			SignInsPerIP:           60,
 			BindFailures:           3,
 			BindFailureWindow:      time.Hour,
+			IPv6Prefix:             56,
+			IPv6SitePrefix:         48,
 		},
 	}
 }
