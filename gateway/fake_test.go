@@ -199,6 +199,9 @@ func newTestbed(t *testing.T, tweak func(*Options)) *testbed {
 			Tiers: []policy.Tier{{Groups: []string{"cn=admins"}, MethodsRequired: 2}}},
 		Password:         policy.Rules{MinLength: 8},
 		AllowedCountries: []string{"GB"},
+		// many tests start hundreds of flows from one (empty) address;
+		// tests of the per-address budget set their own
+		Limits: Limits{StartsPerIP: 100000},
 	}
 	if tweak != nil {
 		tweak(&o)

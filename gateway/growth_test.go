@@ -1,10 +1,12 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestMetricsKeepNoClientChosenLabels: methods and paths anyone sends do
@@ -45,5 +47,58 @@ func TestMetricsKeepNoClientChosenLabels(t *testing.T) {
 	body := c.get("/metrics").Body.String()
 	if strings.Contains(body, long[:100]) || strings.Contains(body, "no-such-page") || strings.Contains(body, "/nothing/") || len(body) > 4000 {
 		t.Fatalf("client-chosen labels in /metrics (%d bytes)", len(body))
+	}
+}
+
+// TestPasskeyChallengesBudgetedPerFlow: asking for passkey assertion
+// options writes the flow and needs no proof, so a flow has a budget of
+// asks, the same for a real passkey and a fake one; past it the answer is
+// too_many and nothing is written (issue 17, WB-6).
+func TestPasskeyChallengesBudgetedPerFlow(t *testing.T) {
+	tb := passkeyBed(t)
+	ctx := context.Background()
+	tb.addPasskey(t, "carol", newSoftKey(t))
+	real, realID := tb.passkeyFlow(t, "carol")
+	var fake FlowView
+	var fakeID string
+	for i := 0; i < 200 && fakeID == ""; i++ {
+		df, err := tb.svc.StartFlow(ctx, "reset", fmt.Sprintf("nobody-%d", i), Meta{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range df.Methods {
+			if m.Type == MethodWebAuthn {
+				fake, fakeID = df, m.ID
+			}
+		}
+	}
+	if fakeID == "" {
+		t.Fatal("no unknown name among 200 was offered a passkey")
+	}
+	for _, c := range []struct {
+		what       string
+		flow, meth string
+	}{{"real", real.ID, realID}, {"fake", fake.ID, fakeID}} {
+		before, err := tb.st.GetFlow(ctx, c.flow, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 50; i++ {
+			pc, err := tb.svc.SendFlowChallenge(ctx, "reset", c.flow, c.meth, Meta{ClientIP: "198.51.100.9"})
+			if i < maxFlowChallenges {
+				if err != nil || pc == nil {
+					t.Fatalf("%s passkey, ask %d: %v", c.what, i+1, err)
+				}
+				continue
+			}
+			wantCode(t, err, CodeTooMany)
+		}
+		after, err := tb.st.GetFlow(ctx, c.flow, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if writes := after.Version - before.Version; writes != maxFlowChallenges {
+			t.Fatalf("%s passkey: 50 asks wrote the flow %d times, want %d", c.what, writes, maxFlowChallenges)
+		}
 	}
 }

@@ -30,6 +30,9 @@ type Service struct {
 	audit *slog.Logger
 	mails *mailTemplates
 	stats *metrics
+	// sampler bounds the audit rows of events anyone can cause without a
+	// proof (auditsample.go)
+	sampler *auditSampler
 	// pads hold unauthenticated answers to one duration per step
 	padStart, padSend, padVerify *padder
 	decoySrc                     decoySource
@@ -112,7 +115,7 @@ func NewService(o Options, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{o: o, d: d, k: k, log: d.Log, audit: d.Audit, mails: mt, stats: newMetrics(),
+	s := &Service{o: o, d: d, k: k, log: d.Log, audit: d.Audit, mails: mt, stats: newMetrics(), sampler: newAuditSampler(o.Limits.Window),
 		padStart: newPadder(o.PadFloor), padSend: newPadder(o.PadFloor), padVerify: newPadder(o.PadFloor),
 		padSignIn: newPadder(o.PadFloor), padChange: newPadder(o.PadFloor),
 		out: newOutbox(d.Mailer, d.SMS, d.Log)}
@@ -120,11 +123,15 @@ func NewService(o Options, d Deps) (*Service, error) {
 	return s, nil
 }
 
-// Close waits for queued messages to be sent, at most OutboxDrainTimeout.
-func (s *Service) Close() { s.out.close(OutboxDrainTimeout) }
+// Close waits for queued messages to be sent, at most OutboxDrainTimeout,
+// and stores the summaries of audit events not stored one by one.
+func (s *Service) Close() { s.CloseWithin(OutboxDrainTimeout) }
 
 // CloseWithin is Close with another bound.
-func (s *Service) CloseWithin(timeout time.Duration) { s.out.close(timeout) }
+func (s *Service) CloseWithin(timeout time.Duration) {
+	s.out.close(timeout)
+	s.storeSummaries(context.Background(), s.sampler.flush(s.now()))
+}
 
 // messageFailed audits a message the outbox gave up on: a notice the user
 // never got (notice.failed) or a code (code.failed; the user can ask for
@@ -188,8 +195,16 @@ func (s *Service) dirProblem(err error) *Problem {
 	}
 }
 
+// record logs an audit event and stores it, or for events anyone can cause
+// without a proof, counts it toward its window's summary once its kind and
+// client address have their rows for the window (auditsample.go).
 func (s *Service) record(ctx context.Context, m Meta, typ, account, outcome string, details map[string]string) {
 	ev := s.auditEvent(m, typ, account, outcome, details)
+	keep, ended := s.sampler.admit(ev)
+	s.storeSummaries(ctx, ended)
+	if !keep {
+		return
+	}
 	if err := s.d.Store.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
 		s.log.Error("audit event not stored", "request_id", m.RequestID, "event", typ, "error", err.Error())
 	}

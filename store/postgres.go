@@ -1073,4 +1073,25 @@ func (s *Postgres) Purge(ctx context.Context, now time.Time) (int, error) {
 	return total, nil
 }
 
+// PurgeAudit implements Store, in batches of PostgresPurgeBatch rows (the
+// oldest first, by the time index), each one statement.
+func (s *Postgres) PurgeAudit(ctx context.Context, before time.Time) (int, error) {
+	if before.IsZero() {
+		return 0, fmt.Errorf("%w: purge audit: no time", ErrInvalid)
+	}
+	total := 0
+	for {
+		tag, err := s.pool.Exec(ctx, `DELETE FROM audit WHERE seq IN
+			(SELECT seq FROM audit WHERE time < $1 ORDER BY time, seq LIMIT $2 FOR UPDATE SKIP LOCKED)`, before, PostgresPurgeBatch)
+		if err != nil {
+			return total, fmt.Errorf("store: purge audit: %w", err)
+		}
+		n := int(tag.RowsAffected())
+		total += n
+		if n < PostgresPurgeBatch {
+			return total, nil
+		}
+	}
+}
+
 var _ StartRecorder = (*Postgres)(nil)

@@ -1189,6 +1189,34 @@ func (s *SQLite) Purge(ctx context.Context, now time.Time) (int, error) {
 	return total, nil
 }
 
+// PurgeAudit implements Store, in batches of purgeBatch rows (the oldest
+// first, by the time index), each in its own transaction.
+func (s *SQLite) PurgeAudit(ctx context.Context, before time.Time) (int, error) {
+	if before.IsZero() {
+		return 0, fmt.Errorf("%w: purge audit: no time", ErrInvalid)
+	}
+	total := 0
+	for {
+		var n int64
+		err := s.writeTx(ctx, func(tx txn) error {
+			res, err := tx.ExecContext(ctx, `DELETE FROM audit WHERE seq IN
+				(SELECT seq FROM audit WHERE time < ?1 ORDER BY time, seq LIMIT ?2)`, before.UnixMicro(), purgeBatch)
+			if err != nil {
+				return fmt.Errorf("store: purge audit: %w", err)
+			}
+			n, _ = res.RowsAffected()
+			return nil
+		})
+		if err != nil {
+			return total, err
+		}
+		total += int(n)
+		if n < purgeBatch {
+			return total, nil
+		}
+	}
+}
+
 // AfterPasswordWrite implements PasswordWriteRecorder.
 func (s *SQLite) AfterPasswordWrite(ctx context.Context, accountID string, resetKeys []string, sessions bool, e AuditEvent) error {
 	if err := notEmpty("account id", accountID); err != nil {

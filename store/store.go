@@ -138,7 +138,8 @@ type Session struct {
 }
 
 // AuditEvent is one audit record. Audit events are append-only: no method
-// of Store changes or deletes them, and Purge keeps them.
+// of Store changes them, Purge keeps them, and only PurgeAudit deletes
+// them, once they are older than the retention.
 type AuditEvent struct {
 	Time      time.Time
 	Type      string // e.g. "reset.started", Entra vocabulary
@@ -288,6 +289,10 @@ type Store interface {
 	// that ended at or before now, and returns how many rows it deleted.
 	// Audit events are kept.
 	Purge(ctx context.Context, now time.Time) (int, error)
+	// PurgeAudit deletes the audit events with Time before before (the
+	// retention's end), in batches, and returns how many it deleted.
+	// ErrInvalid if before is zero.
+	PurgeAudit(ctx context.Context, before time.Time) (int, error)
 	// Ping checks that the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	// Close releases the store. Calling it more than once is allowed.

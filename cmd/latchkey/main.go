@@ -399,7 +399,7 @@ func runGateway(ctx context.Context, cfg *config.Config, stderr io.Writer, w wir
 		hs.ReadHeaderTimeout = cfg.Server.ReadHeaderTimeout
 	}
 	audit.Info("audit", "event", "configuration.loaded", "time", time.Now().UTC().Format(time.RFC3339Nano), "outcome", "success")
-	go purge(ctx, st, log)
+	go purge(ctx, st, svc, cfg.Log.AuditRetention, log)
 	ln := w.listener
 	if ln == nil {
 		if ln, err = net.Listen("tcp", cfg.Server.Listen); err != nil {
@@ -445,17 +445,29 @@ func runGateway(ctx context.Context, cfg *config.Config, stderr io.Writer, w wir
 // (gateway.OutboxDrainTimeout) follows.
 const httpShutdownTimeout = 10 * time.Second
 
-// purge removes expired flows, codes and sessions every minute.
-func purge(ctx context.Context, st store.Store, log *slog.Logger) {
+// purge removes expired flows, codes and sessions every minute, stores
+// the gateway's summaries of audit events it did not store one by one, and
+// every hour deletes audit events older than log.audit_retention.
+func purge(ctx context.Context, st store.Store, svc *gateway.Service, retention time.Duration, log *slog.Logger) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
+	var lastAudit time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			if _, err := st.Purge(ctx, time.Now()); err != nil {
+		case now := <-t.C:
+			if _, err := st.Purge(ctx, now); err != nil {
 				log.Warn("store purge", "error", err.Error())
+			}
+			svc.FlushAudit(ctx)
+			if now.Sub(lastAudit) >= time.Hour {
+				lastAudit = now
+				if n, err := st.PurgeAudit(ctx, now.Add(-retention)); err != nil {
+					log.Warn("audit retention sweep", "error", err.Error())
+				} else if n > 0 {
+					log.Info("audit retention sweep", "deleted", n, "retention", retention.String())
+				}
 			}
 		}
 	}
