@@ -457,18 +457,25 @@ func purge(ctx context.Context, st store.Store, svc *gateway.Service, retention 
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			if _, err := st.Purge(ctx, now); err != nil {
-				log.Warn("store purge", "error", err.Error())
-			}
-			svc.FlushAudit(ctx)
-			if now.Sub(lastAudit) >= time.Hour {
-				lastAudit = now
-				if n, err := st.PurgeAudit(ctx, now.Add(-retention)); err != nil {
-					log.Warn("audit retention sweep", "error", err.Error())
-				} else if n > 0 {
-					log.Info("audit retention sweep", "deleted", n, "retention", retention.String())
-				}
-			}
+			sweep(ctx, st, svc.FlushAudit, retention, now, &lastAudit, log)
 		}
+	}
+}
+
+// sweep is one minute's purge (see purge); lastAudit is when the audit was
+// last swept, updated when it is swept again.
+func sweep(ctx context.Context, st store.Store, flush func(context.Context), retention time.Duration, now time.Time, lastAudit *time.Time, log *slog.Logger) {
+	if _, err := st.Purge(ctx, now); err != nil {
+		log.Warn("store purge", "error", err.Error())
+	}
+	flush(ctx)
+	if now.Sub(*lastAudit) < time.Hour {
+		return
+	}
+	*lastAudit = now
+	if n, err := st.PurgeAudit(ctx, now.Add(-retention)); err != nil {
+		log.Warn("audit retention sweep", "error", err.Error())
+	} else if n > 0 {
+		log.Info("audit retention sweep", "deleted", n, "retention", retention.String())
 	}
 }
