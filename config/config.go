@@ -270,6 +270,10 @@ type Log struct {
 	Format string `mapstructure:"format"`
 	// AuditFile, when set, receives audit events as JSON lines.
 	AuditFile string `mapstructure:"audit_file"`
+	// AuditRetention is how long audit events are kept in the store; a
+	// sweep deletes older ones (the audit file is the operator's to rotate).
+	// At least MinAuditRetention.
+	AuditRetention time.Duration `mapstructure:"audit_retention"`
 }
 
 // Limits are the abuse budgets, counted in the store so they hold across
@@ -312,6 +316,15 @@ type Limits struct {
 	// the rest are held and told as one notice when the window ends. The
 	// reset notice is never held (it still counts).
 	NoticesPerAccount int `mapstructure:"notices_per_account"`
+	// IPv6Prefix: IPv6 clients in one network of this many bits are one
+	// client address for every per-address budget and in the audit
+	// (32-64; default 56, what providers commonly give one customer).
+	IPv6Prefix int `mapstructure:"ipv6_prefix"`
+	// IPv6SitePrefix: every IPv6 network of this many bits has a second
+	// budget of its own, four times each per-address budget, spent only by
+	// requests within their address's (16 up to ipv6_prefix; default 48;
+	// equal to ipv6_prefix: none).
+	IPv6SitePrefix int `mapstructure:"ipv6_site_prefix"`
 }
 
 // Defaults that are not obvious from Default.
@@ -327,6 +340,12 @@ const (
 	// answer longer).
 	MaxPadFloor      = 500 * time.Millisecond
 	DefaultReconfirm = 180
+	// DefaultAuditRetention is log.audit_retention's default (400 days: a
+	// year and a month, for yearly reviews).
+	DefaultAuditRetention = 400 * 24 * time.Hour
+	// MinAuditRetention bounds log.audit_retention from below, so that a
+	// value without its unit cannot empty the audit.
+	MinAuditRetention = 24 * time.Hour
 )
 
 // Default returns the built-in defaults: every key Load knows, with the value
@@ -404,7 +423,7 @@ func rawDefaults() *Config {
 			Timeout: 10 * time.Second,
 		},
 		Store: Store{Driver: StoreSQLite},
-		Log:   Log{Level: "info", Format: "json"},
+		Log:   Log{Level: "info", Format: "json", AuditRetention: DefaultAuditRetention},
 		Limits: Limits{
 			Window:                 time.Hour,
 			StartsPerAccount:       10,
@@ -419,6 +438,8 @@ func rawDefaults() *Config {
 			BindFailures:           3,
 			BindFailureWindow:      time.Hour,
 			NoticesPerAccount:      5,
+			IPv6Prefix:             56,
+			IPv6SitePrefix:         48,
 		},
 	}
 }

@@ -619,6 +619,9 @@ func (c *Config) validateStore(ch *checker) {
 func (c *Config) validateLog(ch *checker) {
 	ch.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	ch.oneOf("log.format", c.Log.Format, "json", "text")
+	if c.Log.AuditRetention < MinAuditRetention {
+		ch.add("log.audit_retention", "must be at least %s (a duration such as 9600h)", MinAuditRetention)
+	}
 }
 
 func (c *Config) validateLimits(ch *checker) {
@@ -636,5 +639,10 @@ func (c *Config) validateLimits(ch *checker) {
 		if v < 1 {
 			ch.add(key, "must be at least 1")
 		}
+	}
+	if l.IPv6Prefix < 32 || l.IPv6Prefix > 64 {
+		ch.add("limits.ipv6_prefix", "must be 32-64")
+	} else if l.IPv6SitePrefix < 16 || l.IPv6SitePrefix > l.IPv6Prefix {
+		ch.add("limits.ipv6_site_prefix", "must be 16 up to limits.ipv6_prefix (%d)", l.IPv6Prefix)
 	}
 }

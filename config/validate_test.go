@@ -326,6 +326,12 @@ func TestValidate(t *testing.T) {
 		}, "store.dsn_file", "verify-full"},
 		{"log level", func(c *config.Config) { c.Log.Level = "verbose" }, "log.level", "debug, info, warn, error"},
 		{"log format", func(c *config.Config) { c.Log.Format = "xml" }, "log.format", "json, text"},
+		{"audit retention without a unit", func(c *config.Config) { c.Log.AuditRetention = 400 }, "log.audit_retention", "at least 24h"},
+		{"audit retention a day", func(c *config.Config) { c.Log.AuditRetention = 24 * time.Hour }, "", ""},
+		{"ipv6 prefix too long", func(c *config.Config) { c.Limits.IPv6Prefix = 128 }, "limits.ipv6_prefix", "32-64"},
+		{"ipv6 prefix /64", func(c *config.Config) { c.Limits.IPv6Prefix = 64 }, "", ""},
+		{"ipv6 site longer than the prefix", func(c *config.Config) { c.Limits.IPv6SitePrefix = 60 }, "limits.ipv6_site_prefix", "up to limits.ipv6_prefix (56)"},
+		{"ipv6 site equal to the prefix", func(c *config.Config) { c.Limits.IPv6SitePrefix = 56 }, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -900,16 +900,20 @@ func ckSuite(t *testing.T, d ckDirectory) {
 		}
 
 		// forged forwarding headers give no new address: 2 starts of this
-		// address's 3 are left, the other 3 are throttled
+		// address's 3 are left, the other 3 are refused with too_many (the
+		// address's budget names no account) and store no flow
 		forged := []map[string]string{
 			{"X-Forwarded-For": "203.0.113.1"}, {"X-Real-IP": "203.0.113.2"}, {"Forwarded": "for=203.0.113.3"},
 			{"True-Client-IP": "203.0.113.4"}, {"X-Forwarded-For": "203.0.113.5, 198.51.100.5", "X-Client-IP": "203.0.113.6"},
 		}
 		for i, h := range forged {
 			h["Content-Type"] = "application/json"
-			g.want(200, g.do("POST", "/api/v1/reset", h, ckJSON(map[string]string{"username": "nobody-c4-" + strconv.Itoa(i)})), "start")
+			a := g.do("POST", "/api/v1/reset", h, ckJSON(map[string]string{"username": "nobody-c4-" + strconv.Itoa(i)}))
+			if (i < 2) != (a.status == 200) || (i >= 2 && a.errCode() != "too_many") {
+				t.Fatalf("start %d with forged headers: %s", i+1, a)
+			}
 		}
-		evs := g.events("blocked", "start_budget")
+		evs := g.events("blocked", "start_ip_budget")
 		if len(evs) != 3 {
 			t.Fatalf("%d throttled starts, want 3: forged headers must not count as new addresses", len(evs))
 		}

@@ -236,8 +236,13 @@ func TestClientIPIgnoresForwardedForFromUntrustedPeers(t *testing.T) {
 	r.RemoteAddr = "[2001:db8:1:2:aaaa::1]:443"
 	r2 := httptest.NewRequest("GET", "/", nil)
 	r2.RemoteAddr = "[2001:db8:1:2:bbbb::9]:443"
-	if a, b := tb.srv.clientIP(r), tb.srv.clientIP(r2); a != b || a != "2001:db8:1:2::/64" {
-		t.Fatalf("IPv6 addresses of one /64 count apart: %s %s", a, b)
+	r2.RemoteAddr = "[2001:db8:1:ff:bbbb::9]:443"
+	if a, b := tb.srv.clientIP(r), tb.srv.clientIP(r2); a != b || a != "2001:db8:1::/56" {
+		t.Fatalf("IPv6 addresses of one /56 count apart: %s %s", a, b)
+	}
+	tb.svc.o.Limits.IPv6Prefix = 64 // limits.ipv6_prefix
+	if a, b := tb.srv.clientIP(r), tb.srv.clientIP(r2); a == b || a != "2001:db8:1:2::/64" {
+		t.Fatalf("per /64: %s %s", a, b)
 	}
 	r.RemoteAddr = "192.0.2.10:1234"
 	tb.svc.o.TrustedProxies = append(tb.svc.o.TrustedProxies, mustPrefix("192.0.2.0/24"))

@@ -3,10 +3,12 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/latchkeyhq/latchkey/directory"
+	"github.com/latchkeyhq/latchkey/store"
 )
 
 // Limits are abuse budgets kept in the store (see config.Limits). Zero
@@ -27,7 +29,25 @@ type Limits struct {
 	// NoticesPerAccount bounds the notices told to one account in Window
 	// (see notices.go); those over it are held and told as one later.
 	NoticesPerAccount int
+	// IPv6Prefix is the prefix length by which IPv6 clients are one client
+	// address (default 56: what providers commonly give one customer).
+	IPv6Prefix int
+	// IPv6SitePrefix is the coarser prefix with a second budget of its
+	// own, SiteBudgetFactor times each per-address budget (default 48), so
+	// that a holder of many IPv6Prefix networks still has one budget.
+	// Equal to IPv6Prefix: no second budget.
+	IPv6SitePrefix int
 }
+
+// SiteBudgetFactor: an IPv6 site (Limits.IPv6SitePrefix) may spend this
+// many times a client address's budget of starts and sign-ins.
+const SiteBudgetFactor = 4
+
+// Defaults of the IPv6 grouping.
+const (
+	DefaultIPv6Prefix     = 56
+	DefaultIPv6SitePrefix = 48
+)
 
 func (l *Limits) setDefaults() {
 	def := func(p *int, v int) {
@@ -52,6 +72,52 @@ func (l *Limits) setDefaults() {
 	def(&l.SignInsPerIP, 60)
 	def(&l.BindFailures, 3)
 	def(&l.NoticesPerAccount, 5)
+	if l.IPv6Prefix <= 0 || l.IPv6Prefix > 128 {
+		l.IPv6Prefix = DefaultIPv6Prefix
+	}
+	if l.IPv6SitePrefix <= 0 || l.IPv6SitePrefix > l.IPv6Prefix {
+		l.IPv6SitePrefix = min(DefaultIPv6SitePrefix, l.IPv6Prefix)
+	}
+}
+
+// addressHits are the per-address counters of one request as guards of a
+// batch (store.CounterHit.Limit): the client address's own, and for an
+// IPv6 client the site's (Limits.IPv6SitePrefix) with SiteBudgetFactor
+// times the budget.
+func (s *Service) addressHits(prefix, clientIP string, limit int) []store.CounterHit {
+	w := s.o.Limits.Window
+	hits := []store.CounterHit{{Key: prefix + "-ip:" + clientIP, Window: w, Limit: limit}}
+	if site, ok := s.siteOf(clientIP); ok {
+		hits = append(hits, store.CounterHit{Key: prefix + "-site:" + site, Window: w, Limit: limit * SiteBudgetFactor})
+	}
+	return hits
+}
+
+// siteOf is the IPv6 site (Limits.IPv6SitePrefix) of a client address as
+// clientIP gives it ("2001:db8:1:200::/56"); false for IPv4 and when the
+// site is the address itself.
+func (s *Service) siteOf(clientIP string) (string, bool) {
+	p, err := netip.ParsePrefix(clientIP)
+	if err != nil || !p.Addr().Is6() || p.Bits() <= s.o.Limits.IPv6SitePrefix {
+		return "", false
+	}
+	site, err := p.Addr().Prefix(s.o.Limits.IPv6SitePrefix)
+	if err != nil {
+		return "", false
+	}
+	return site.String(), true
+}
+
+// spendAddress spends the per-address budgets of a request without a
+// batch (store.StartRecorder): the address's, then the site's. Over
+// either, false; a store that does not answer is a Problem.
+func (s *Service) spendAddress(ctx context.Context, prefix, clientIP string, limit int) (bool, *Problem) {
+	for _, h := range s.addressHits(prefix, clientIP, limit) {
+		if ok, p := s.spend(ctx, h.Key, h.Limit, h.Window); p != nil || !ok {
+			return false, p
+		}
+	}
+	return true, nil
 }
 
 // hit counts one event against key and reports whether it stays within
@@ -155,3 +221,15 @@ func (s *Service) bindProven(ctx context.Context, u *directory.User) {
 }
 
 func bindKey(u *directory.User) string { return "bindfail:" + u.ID }
+
+// addressOver records a request of kind ("start") refused because its
+// client address (guard 0) or its IPv6 site (guard 1) spent its budget,
+// and is the refusal: too_many, which names no account.
+func (s *Service) addressOver(ctx context.Context, m Meta, kind string, guard int) *Problem {
+	scope := "ip"
+	if guard > 0 {
+		scope = "site"
+	}
+	s.record(ctx, m, "blocked", "", kind+"_"+scope+"_budget", nil)
+	return problem(CodeTooMany, fmt.Errorf("%s budget of the client %s spent", kind, scope))
+}

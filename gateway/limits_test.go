@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/latchkeyhq/latchkey/store"
 )
 
 func TestBindsStopBeforeTheDirectoryLocksTheAccount(t *testing.T) {
@@ -96,8 +98,9 @@ func TestStartBudgetPerIPIgnoresForgedForwardedFor(t *testing.T) {
 		w := c.do(req)
 		codes[w.Code]++
 	}
-	if codes[200] != 5 {
-		t.Fatalf("throttled starts must look normal: %v", codes)
+	// over the address's budget: too_many (the budget names no account)
+	if codes[200] != 3 || codes[429] != 2 {
+		t.Fatalf("answers %v, want 3 flows and 2 too_many", codes)
 	}
 	evs, _ := tb.st.ListAudit(context.Background(), storeQuery("blocked"))
 	if len(evs) != 2 {
@@ -331,5 +334,102 @@ func TestSignInBudgetPerAddressAnswersTooMany(t *testing.T) {
 	// another address is not affected
 	if _, err := tb.svc.SignIn(ctx, "alice", tb.dir.password("alice"), Meta{ClientIP: "203.0.113.9"}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestOneAddressCannotSpendEveryonesStarts: starts over their address's own
+// budget are refused (too_many, nothing stored) and do not count toward
+// limits.starts_total, so one client cannot lock everyone out of reset and
+// unlock for the window (issue 17, WB-5).
+func TestOneAddressCannotSpendEveryonesStarts(t *testing.T) {
+	testOneAddressCannotSpendEveryonesStarts(t)
+}
+
+func TestOneAddressCannotSpendEveryonesStartsWithoutStartRecorder(t *testing.T) {
+	plainStore = true
+	defer func() { plainStore = false }()
+	testOneAddressCannotSpendEveryonesStarts(t)
+}
+
+func testOneAddressCannotSpendEveryonesStarts(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) { o.Limits.StartsTotal, o.Limits.StartsPerIP = 20, 5 })
+	ctx := context.Background()
+	tb.enroll(t, "carol", "carol@home.example")
+	attacker := Meta{ClientIP: "198.51.100.66"}
+	refused := 0
+	for i := 0; i < 200; i++ {
+		f, err := tb.svc.StartFlow(ctx, "reset", fmt.Sprintf("victim-%d", i%7), attacker)
+		if err != nil {
+			wantCode(t, err, CodeTooMany)
+			refused++
+		} else if i >= 5 {
+			t.Fatalf("start %d from one address past its budget of 5 got a flow", i+1)
+		} else if f.ID == "" {
+			t.Fatal("no flow")
+		}
+	}
+	if refused != 195 {
+		t.Fatalf("%d starts refused, want 195", refused)
+	}
+	// everyone else still has the rest of the total: 15 starts
+	for i := 0; i < 3; i++ {
+		for j := 0; j < 5; j++ {
+			if _, err := tb.svc.StartFlow(ctx, "reset", "carol", Meta{ClientIP: fmt.Sprintf("203.0.113.%d", i+1)}); err != nil {
+				t.Fatalf("address %d, start %d after one address spent its own budget: %v", i+1, j+1, err)
+			}
+		}
+	}
+	// and then the total holds for everyone
+	_, err := tb.svc.StartFlow(ctx, "reset", "carol", Meta{ClientIP: "203.0.113.99"})
+	wantCode(t, err, CodeTooMany)
+	if evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "blocked", Limit: 1000}); len(evs) == 0 || evs[len(evs)-1].Outcome != "start_ip_budget" {
+		t.Fatalf("no start_ip_budget event: %+v", evs)
+	}
+}
+
+// TestIPv6ClientsShareBudgetsPerPrefixAndSite: IPv6 clients are one client
+// address per limits.ipv6_prefix (/56), and every /48 has a second budget
+// of its own (SiteBudgetFactor times the address's), spent only by
+// requests within their address's budget, so a holder of a /48 does not
+// get 256 (or, per /64, 65,536) budgets (issue 17, WB-5).
+func TestIPv6ClientsShareBudgetsPerPrefixAndSite(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) { o.Limits.StartsPerIP, o.Limits.SignInsPerIP = 2, 2 })
+	c := newClient(t, tb)
+	start := func(remote string) int {
+		c.remote = "[" + remote + "]:443"
+		return c.api("POST", "/api/v1/reset", `{"username":"someone"}`, nil).Code
+	}
+	// two /64s of one /56 share its budget of 2
+	if a, b, d := start("2001:db8:7:100::1"), start("2001:db8:7:1ff::2"), start("2001:db8:7:180::3"); a != 200 || b != 200 || d != 429 {
+		t.Fatalf("one /56: %d %d %d, want 200 200 429", a, b, d)
+	}
+	// the /48 has 2*4 = 8: three more /56s get 2 each, the fifth none
+	n := 2
+	for i := 2; i <= 5; i++ {
+		for j := 0; j < 2; j++ {
+			if code := start(fmt.Sprintf("2001:db8:7:%x00::%d", i, j+1)); code == 200 {
+				n++
+			} else if code != 429 {
+				t.Fatalf("status %d", code)
+			}
+		}
+	}
+	if n != 2*SiteBudgetFactor {
+		t.Fatalf("%d starts from one /48, want %d", n, 2*SiteBudgetFactor)
+	}
+	// another /48 is not affected
+	if code := start("2001:db8:8:100::1"); code != 200 {
+		t.Fatalf("another /48: %d", code)
+	}
+	// sign-ins: the same grouping
+	signIns := 0
+	for i := 0; i < 12; i++ {
+		c.remote = fmt.Sprintf("[2001:db8:9:%x00::1]:443", i)
+		if w := c.api("POST", "/api/v1/session", `{"username":"nobody","password":"wrong"}`, nil); w.Code != 429 {
+			signIns++
+		}
+	}
+	if signIns != 2*SiteBudgetFactor {
+		t.Fatalf("%d sign-ins from one /48, want %d", signIns, 2*SiteBudgetFactor)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -14,16 +15,62 @@ import (
 // metrics are Prometheus counters in the text exposition format. Labels are
 // route patterns, status codes and event names: never a username, address,
 // code or token.
+//
+// Every label comes from a fixed set, so that no request can add a series:
+// the method is one of knownMethods (others are refused before they get
+// here, and would count as "other"), the route one the server registered
+// (anything else is "unmatched"), the status a number of three digits.
 type metrics struct {
 	mu       sync.Mutex
 	requests map[[3]string]uint64 // method, route, status
 	events   map[[2]string]uint64 // audit event type, outcome
 	seconds  map[string]float64   // route -> total seconds
 	started  time.Time
+	// routes are the registered route patterns (setRoutes); nil until set
+	routes map[string]bool
 }
 
 func newMetrics() *metrics {
 	return &metrics{requests: map[[3]string]uint64{}, events: map[[2]string]uint64{}, seconds: map[string]float64{}, started: time.Now()}
+}
+
+// knownMethods are the HTTP methods the gateway serves or answers 405 to
+// after routing. Every other method is refused by the base middleware
+// before anything else runs.
+var knownMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch}
+
+func knownMethod(m string) bool {
+	for _, k := range knownMethods {
+		if m == k {
+			return true
+		}
+	}
+	return false
+}
+
+// setRoutes fixes the route label set to the patterns the server registered.
+func (m *metrics) setRoutes(patterns []string) {
+	rs := map[string]bool{}
+	for _, p := range patterns {
+		rs[p] = true
+	}
+	m.mu.Lock()
+	m.routes = rs
+	m.mu.Unlock()
+}
+
+// labels maps a request to its label values, each from a fixed set.
+func (m *metrics) labels(method, route string, status int) (string, string, string) {
+	if !knownMethod(method) {
+		method = "other"
+	}
+	if route == "" || !m.routes[route] {
+		route = "unmatched"
+	}
+	if status < 100 || status > 999 {
+		status = 0
+	}
+	return method, route, strconv.Itoa(status)
 }
 
 func (m *metrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
@@ -34,12 +81,9 @@ func (m *metrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			status = asProblemStatus(err)
 		}
-		route := c.Path()
-		if route == "" {
-			route = "unmatched"
-		}
 		m.mu.Lock()
-		m.requests[[3]string{c.Request().Method, route, fmt.Sprint(status)}]++
+		method, route, st := m.labels(c.Request().Method, c.Path(), status)
+		m.requests[[3]string{method, route, st}]++
 		m.seconds[route] += time.Since(start).Seconds()
 		m.mu.Unlock()
 		return err

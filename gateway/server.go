@@ -71,6 +71,11 @@ func New(svc *Service) (*Server, error) {
 	e.HTTPErrorHandler = s.handleError
 	e.Use(s.base, svc.stats.middleware)
 	s.routes()
+	var patterns []string
+	for _, r := range e.Routes() {
+		patterns = append(patterns, r.Path)
+	}
+	svc.stats.setRoutes(patterns)
 	return s, nil
 }
 
@@ -111,7 +116,6 @@ func (s *Server) base(next echo.HandlerFunc) echo.HandlerFunc {
 		randRead(rid)
 		id := hex.EncodeToString(rid)
 		c.Set(ctxRequestID, id)
-		c.Set(ctxClientIP, s.clientIP(c.Request()))
 		h := c.Response().Header()
 		h.Set("X-Request-Id", id)
 		h.Set("Content-Security-Policy", cspPages)
@@ -126,12 +130,16 @@ func (s *Server) base(next echo.HandlerFunc) echo.HandlerFunc {
 		if s.secure {
 			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
 		}
-		c.Request().Body = http.MaxBytesReader(c.Response(), c.Request().Body, maxBody)
-		switch c.Request().Method {
-		case http.MethodOptions, http.MethodTrace, http.MethodConnect:
-			// no CORS preflight answers, no echo of the request
+		// A method outside the fixed set is refused before anything else
+		// runs: no client address, no route, no metrics (which would
+		// otherwise keep every method string anyone sends), no audit. No
+		// OPTIONS (no CORS preflight answers), no TRACE (no echo of the
+		// request), no CONNECT.
+		if !knownMethod(c.Request().Method) {
 			return problem(CodeMethodNotAllowed, nil)
 		}
+		c.Set(ctxClientIP, s.clientIP(c.Request()))
+		c.Request().Body = http.MaxBytesReader(c.Response(), c.Request().Body, maxBody)
 		return next(c)
 	}
 }
@@ -148,7 +156,7 @@ func (s *Server) clientIP(r *http.Request) string {
 		return host
 	}
 	if !s.trusted(peer) {
-		return limitAddr(peer)
+		return s.limitAddr(peer)
 	}
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
@@ -157,20 +165,22 @@ func (s *Server) clientIP(r *http.Request) string {
 			return peer.String()
 		}
 		if !s.trusted(a) {
-			return limitAddr(a)
+			return s.limitAddr(a)
 		}
 	}
-	return limitAddr(peer)
+	return s.limitAddr(peer)
 }
 
 // limitAddr is the client address as budgets and the audit see it: IPv4 as
-// is, IPv6 as its /64 (one host usually holds a whole /64).
-func limitAddr(a netip.Addr) string {
+// is, IPv6 as its network of Limits.IPv6Prefix bits (default /56: one
+// customer of a provider usually holds a whole /56 or /48, so per /64 one
+// client would have 256 or 65,536 budgets).
+func (s *Server) limitAddr(a netip.Addr) string {
 	a = a.Unmap()
 	if a.Is4() {
 		return a.String()
 	}
-	p, _ := a.Prefix(64)
+	p, _ := a.Prefix(s.svc.o.Limits.IPv6Prefix)
 	return p.String()
 }
 

@@ -30,6 +30,9 @@ type Service struct {
 	audit *slog.Logger
 	mails *mailTemplates
 	stats *metrics
+	// sampler bounds the audit rows of events anyone can cause without a
+	// proof (auditsample.go)
+	sampler *auditSampler
 	// pads hold unauthenticated answers to one duration per step
 	padStart, padSend, padVerify *padder
 	decoySrc                     decoySource
@@ -112,7 +115,7 @@ func NewService(o Options, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{o: o, d: d, k: k, log: d.Log, audit: d.Audit, mails: mt, stats: newMetrics(),
+	s := &Service{o: o, d: d, k: k, log: d.Log, audit: d.Audit, mails: mt, stats: newMetrics(), sampler: newAuditSampler(o.Limits.Window),
 		padStart: newPadder(o.PadFloor), padSend: newPadder(o.PadFloor), padVerify: newPadder(o.PadFloor),
 		padSignIn: newPadder(o.PadFloor), padChange: newPadder(o.PadFloor),
 		out: newOutbox(d.Mailer, d.SMS, d.Log)}
@@ -120,11 +123,15 @@ func NewService(o Options, d Deps) (*Service, error) {
 	return s, nil
 }
 
-// Close waits for queued messages to be sent, at most OutboxDrainTimeout.
-func (s *Service) Close() { s.out.close(OutboxDrainTimeout) }
+// Close waits for queued messages to be sent, at most OutboxDrainTimeout,
+// and stores the summaries of audit events not stored one by one.
+func (s *Service) Close() { s.CloseWithin(OutboxDrainTimeout) }
 
 // CloseWithin is Close with another bound.
-func (s *Service) CloseWithin(timeout time.Duration) { s.out.close(timeout) }
+func (s *Service) CloseWithin(timeout time.Duration) {
+	s.out.close(timeout)
+	s.storeSummaries(context.Background(), s.sampler.flush(s.now()))
+}
 
 // messageFailed audits a message the outbox gave up on: a notice the user
 // never got (notice.failed) or a code (code.failed; the user can ask for
@@ -188,8 +195,16 @@ func (s *Service) dirProblem(err error) *Problem {
 	}
 }
 
+// record logs an audit event and stores it, or for events anyone can cause
+// without a proof, counts it toward its window's summary once its kind and
+// client address have their rows for the window (auditsample.go).
 func (s *Service) record(ctx context.Context, m Meta, typ, account, outcome string, details map[string]string) {
 	ev := s.auditEvent(m, typ, account, outcome, details)
+	keep, ended := s.sampler.admit(ev)
+	s.storeSummaries(ctx, ended)
+	if !keep {
+		return
+	}
 	if err := s.d.Store.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
 		s.log.Error("audit event not stored", "request_id", m.RequestID, "event", typ, "error", err.Error())
 	}
@@ -264,7 +279,7 @@ func (s *Service) passwordWrittenAs(ctx context.Context, m Meta, u *directory.Us
 // not_eligible; a client address past its sign-in budget gets too_many.
 func (s *Service) SignIn(ctx context.Context, username, password string, m Meta) (store.Session, error) {
 	name := canonicalUsername(username)
-	if ok, p := s.spend(ctx, "signin-ip:"+m.ClientIP, s.o.Limits.SignInsPerIP, s.o.Limits.Window); p != nil {
+	if ok, p := s.spendAddress(ctx, "signin", m.ClientIP, s.o.Limits.SignInsPerIP); p != nil {
 		return store.Session{}, p
 	} else if !ok {
 		s.record(ctx, m, "blocked", "", "sign_in_ip_budget", nil)
@@ -739,30 +754,48 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 		return FlowView{}, problem(CodeInvalidRequest, nil)
 	}
 	// Requests without any proof create a flow and counters: their total
-	// is bounded, whatever the number of client addresses. Over it, every
-	// name gets the same refusal. Where the store can, the total and the
-	// address's counter are taken in one transaction, and the account's
-	// counter, the flow and the audit events in a second one
+	// is bounded, whatever the number of client addresses. A client
+	// address (and an IPv6 site) over its own budget is refused first and
+	// does not count toward the total, so that one client cannot spend
+	// everyone's starts; the refusal names no account (the budget is the
+	// address's), so it is a visible too_many and nothing is stored. Over
+	// the total, every name gets the same refusal. Where the store can,
+	// the address's counters and the total are taken in one transaction
+	// (the total only when the address is within budget), and the
+	// account's counter, the flow and the audit events in a second one
 	// (store.StartRecorder) instead of five or six.
 	rec, batched := s.d.Store.(store.StartRecorder)
-	ipOK := true
+	lim := s.o.Limits
+	guards := s.addressHits("start", m.ClientIP, lim.StartsPerIP)
 	if batched {
-		lim := s.o.Limits
-		counts, err := rec.HitMany(context.WithoutCancel(ctx), []store.CounterHit{
-			{Key: "start:total", Window: lim.Window}, {Key: "start-ip:" + m.ClientIP, Window: lim.Window}}, s.now())
+		hits := append(slices.Clone(guards), store.CounterHit{Key: "start:total", Window: lim.Window})
+		counts, err := rec.HitMany(context.WithoutCancel(ctx), hits, s.now())
 		if err != nil {
 			return FlowView{}, storeProblem(err)
 		}
-		if counts[0] > lim.StartsTotal {
+		for i, g := range guards {
+			if counts[i] > g.Limit {
+				return FlowView{}, s.addressOver(ctx, m, "start", i)
+			}
+		}
+		if counts[len(guards)] > lim.StartsTotal {
 			s.record(ctx, m, "blocked", "", "start_total_budget", nil)
 			return FlowView{}, problem(CodeTooMany, errors.New("total start budget spent"))
 		}
-		ipOK = counts[1] <= lim.StartsPerIP
-	} else if ok, p := s.spend(ctx, "start:total", s.o.Limits.StartsTotal, s.o.Limits.Window); p != nil {
-		return FlowView{}, p
-	} else if !ok {
-		s.record(ctx, m, "blocked", "", "start_total_budget", nil)
-		return FlowView{}, problem(CodeTooMany, errors.New("total start budget spent"))
+	} else {
+		for i, g := range guards {
+			if ok, p := s.spend(ctx, g.Key, g.Limit, g.Window); p != nil {
+				return FlowView{}, p
+			} else if !ok {
+				return FlowView{}, s.addressOver(ctx, m, "start", i)
+			}
+		}
+		if ok, p := s.spend(ctx, "start:total", lim.StartsTotal, lim.Window); p != nil {
+			return FlowView{}, p
+		} else if !ok {
+			s.record(ctx, m, "blocked", "", "start_total_budget", nil)
+			return FlowView{}, problem(CodeTooMany, errors.New("total start budget spent"))
+		}
 	}
 	start, real := time.Now(), false
 	defer func() { s.padStart.wait(ctx, start, real) }()
@@ -773,9 +806,6 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 	var offered []Offered
 	var kinds [][]string // the kinds the account's tiers require
 	var types []string   // the method types the account may use
-	if !batched {
-		ipOK = s.hit(ctx, "start-ip:"+m.ClientIP, s.o.Limits.StartsPerIP, s.o.Limits.Window)
-	}
 	u, err := s.d.Directory.Lookup(ctx, name)
 	var lu *directory.User
 	if err == nil {
@@ -852,14 +882,11 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 	var res result
 	if batched {
 		// both answers are made before the transaction: it only picks one
-		blocked, within := build(false), result{}
-		if ipOK {
-			within = build(true)
-		}
+		blocked, within := build(false), build(true)
 		_, err := rec.HitCreateFlow(context.WithoutCancel(ctx), store.CounterHit{Key: acctKey, Window: s.o.Limits.Window}, now,
 			func(n int) (store.Flow, []store.AuditEvent) {
 				res = blocked
-				if ipOK && n <= s.o.Limits.StartsPerAccount {
+				if n <= s.o.Limits.StartsPerAccount {
 					res = within
 				}
 				return res.f, res.events
@@ -868,7 +895,7 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 			return FlowView{}, storeProblem(err)
 		}
 	} else {
-		res = build(ipOK && acctOK)
+		res = build(acctOK)
 		if err := s.d.Store.CreateFlow(ctx, res.f); err != nil {
 			return FlowView{}, storeProblem(err)
 		}
@@ -1500,7 +1527,7 @@ func (s *Service) writeProblem(err error) *Problem {
 // old password, locked or disabled are one sign_in_failed.
 func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword string, m Meta) error {
 	name := canonicalUsername(username)
-	if ok, p := s.spend(ctx, "signin-ip:"+m.ClientIP, s.o.Limits.SignInsPerIP, s.o.Limits.Window); p != nil {
+	if ok, p := s.spendAddress(ctx, "signin", m.ClientIP, s.o.Limits.SignInsPerIP); p != nil {
 		return p
 	} else if !ok {
 		s.record(ctx, m, "blocked", "", "sign_in_ip_budget", nil)

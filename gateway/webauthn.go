@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -398,6 +399,15 @@ func (s *Service) decoyCredential(methodID string) webauthn.Credential {
 	return webauthn.Credential{ID: id[:n]}
 }
 
+// maxFlowChallenges is how many times one reset or unlock flow may ask for
+// passkey assertion options (each ask is a store write): enough for a
+// user who cancels and retries, few enough that a flow id cannot be used
+// to write the store without bound.
+const maxFlowChallenges = 10
+
+// flowChallengesKey is the flow's count of passkey asks (in Flow.Data).
+const flowChallengesKey = "challenges"
+
 // SendFlowChallenge is SendFlowCode for every method type: for a passkey
 // it returns the assertion options (nothing is sent anywhere); for the
 // others it sends a code as SendFlowCode does and returns no options.
@@ -445,10 +455,18 @@ func (s *Service) SendFlowChallenge(ctx context.Context, kind, flowID, methodID 
 		return nil, problem(CodeInternal, err)
 	}
 	for attempt := 0; ; attempt++ {
+		// each ask is a store write that needs no proof: a flow has a
+		// budget of them, the same for real and fake passkeys
+		asked, _ := strconv.Atoi(f.Data[flowChallengesKey])
+		if asked >= maxFlowChallenges {
+			s.record(ctx, m, "blocked", f.AccountID, "challenge_budget", nil)
+			return nil, problem(CodeTooMany, errors.New("passkey challenge budget of the flow spent"))
+		}
 		if f.Data == nil {
 			f.Data = map[string]string{}
 		}
 		f.Data[passkeyKey(methodID)] = string(sdj)
+		f.Data[flowChallengesKey] = strconv.Itoa(asked + 1)
 		err = s.d.Store.UpdateFlow(ctx, f)
 		if err == nil {
 			break

@@ -843,9 +843,13 @@ func (s *Postgres) HitMany(ctx context.Context, hits []CounterHit, now time.Time
 	for i := range order {
 		order[i] = i
 	}
-	slices.SortStableFunc(order, func(a, b int) int {
-		return bytes.Compare(s.k.counterKey(hits[a].Key), s.k.counterKey(hits[b].Key))
-	})
+	// in key order, so that concurrent batches lock shared keys in one
+	// order; a batch with a guard in the order given (the caller's order)
+	if !slices.ContainsFunc(hits, func(h CounterHit) bool { return h.Limit > 0 }) {
+		slices.SortStableFunc(order, func(a, b int) int {
+			return bytes.Compare(s.k.counterKey(hits[a].Key), s.k.counterKey(hits[b].Key))
+		})
+	}
 	counts := make([]int, len(hits))
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		for _, i := range order {
@@ -854,6 +858,9 @@ func (s *Postgres) HitMany(ctx context.Context, hits []CounterHit, now time.Time
 				return err
 			}
 			counts[i] = n
+			if hits[i].Limit > 0 && n > hits[i].Limit {
+				break // a guard is over: the later hits are not counted
+			}
 		}
 		return nil
 	})
@@ -1067,6 +1074,27 @@ func (s *Postgres) Purge(ctx context.Context, now time.Time) (int, error) {
 		}
 	}
 	return total, nil
+}
+
+// PurgeAudit implements Store, in batches of PostgresPurgeBatch rows (the
+// oldest first, by the time index), each one statement.
+func (s *Postgres) PurgeAudit(ctx context.Context, before time.Time) (int, error) {
+	if before.IsZero() {
+		return 0, fmt.Errorf("%w: purge audit: no time", ErrInvalid)
+	}
+	total := 0
+	for {
+		tag, err := s.pool.Exec(ctx, `DELETE FROM audit WHERE seq IN
+			(SELECT seq FROM audit WHERE time < $1 ORDER BY time, seq LIMIT $2 FOR UPDATE SKIP LOCKED)`, before, PostgresPurgeBatch)
+		if err != nil {
+			return total, fmt.Errorf("store: purge audit: %w", err)
+		}
+		n := int(tag.RowsAffected())
+		total += n
+		if n < PostgresPurgeBatch {
+			return total, nil
+		}
+	}
 }
 
 var _ StartRecorder = (*Postgres)(nil)

@@ -974,12 +974,16 @@ func (s *SQLite) HitMany(ctx context.Context, hits []CounterHit, now time.Time) 
 	}
 	counts := make([]int, len(hits))
 	err := s.writeTx(ctx, func(tx txn) error {
+		clear(counts) // a retried transaction starts again
 		for i, h := range hits {
 			n, err := s.hitTx(ctx, tx, h.Key, h.Window, now)
 			if err != nil {
 				return err
 			}
 			counts[i] = n
+			if h.Limit > 0 && n > h.Limit {
+				break // a guard is over: the later hits are not counted
+			}
 		}
 		return nil
 	})
@@ -1186,6 +1190,34 @@ func (s *SQLite) Purge(ctx context.Context, now time.Time) (int, error) {
 		}
 	}
 	return total, nil
+}
+
+// PurgeAudit implements Store, in batches of purgeBatch rows (the oldest
+// first, by the time index), each in its own transaction.
+func (s *SQLite) PurgeAudit(ctx context.Context, before time.Time) (int, error) {
+	if before.IsZero() {
+		return 0, fmt.Errorf("%w: purge audit: no time", ErrInvalid)
+	}
+	total := 0
+	for {
+		var n int64
+		err := s.writeTx(ctx, func(tx txn) error {
+			res, err := tx.ExecContext(ctx, `DELETE FROM audit WHERE seq IN
+				(SELECT seq FROM audit WHERE time < ?1 ORDER BY time, seq LIMIT ?2)`, before.UnixMicro(), purgeBatch)
+			if err != nil {
+				return fmt.Errorf("store: purge audit: %w", err)
+			}
+			n, _ = res.RowsAffected()
+			return nil
+		})
+		if err != nil {
+			return total, err
+		}
+		total += int(n)
+		if n < purgeBatch {
+			return total, nil
+		}
+	}
 }
 
 // AfterPasswordWrite implements PasswordWriteRecorder.

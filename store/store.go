@@ -142,7 +142,8 @@ type Session struct {
 }
 
 // AuditEvent is one audit record. Audit events are append-only: no method
-// of Store changes or deletes them, and Purge keeps them.
+// of Store changes them, Purge keeps them, and only PurgeAudit deletes
+// them, once they are older than the retention.
 type AuditEvent struct {
 	Time      time.Time
 	Type      string // e.g. "reset.started", Entra vocabulary
@@ -328,6 +329,10 @@ type Store interface {
 	// that ended at or before now, and returns how many rows it deleted.
 	// Audit events are kept.
 	Purge(ctx context.Context, now time.Time) (int, error)
+	// PurgeAudit deletes the audit events with Time before before (the
+	// retention's end), in batches, and returns how many it deleted.
+	// ErrInvalid if before is zero.
+	PurgeAudit(ctx context.Context, before time.Time) (int, error)
 	// Ping checks that the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	// Close releases the store. Calling it more than once is allowed.
@@ -349,6 +354,9 @@ type PasswordWriteRecorder interface {
 type CounterHit struct {
 	Key    string
 	Window time.Duration
+	// Limit > 0 makes the hit a guard of its batch (see HitMany): the
+	// hits after it are counted only if this count stays <= Limit.
+	Limit int
 }
 
 // StartRecorder is implemented by stores that can group the writes of a
@@ -360,6 +368,15 @@ type StartRecorder interface {
 	// every counter is counted or none is (and an error is returned). The
 	// counts are in the order of hits, each as exact as Hit's under
 	// concurrency, across instances.
+	//
+	// A hit with a Limit is a guard: once a guard's new count is over its
+	// Limit, the hits after it are not counted and their counts are 0. So
+	// a request over one budget does not spend the next ones: of N
+	// concurrent batches guarded by one key with Limit L, exactly min(N, L)
+	// count the keys after it. A batch with a guard is counted in the
+	// order given (PostgreSQL takes the row locks in that order), so
+	// callers must name keys that batches share in one order; a batch
+	// without one is counted in an order of the store's choosing.
 	HitMany(ctx context.Context, hits []CounterHit, now time.Time) ([]int, error)
 	// HitCreateFlow hits h (as Hit) and, in the same transaction, calls
 	// pick with the new count and creates the flow it returns (as

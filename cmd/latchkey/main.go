@@ -269,6 +269,8 @@ func gatewayOptions(cfg *config.Config, namingContext string) (gateway.Options, 
 			BindFailures:           cfg.Limits.BindFailures,
 			BindFailureWindow:      cfg.Limits.BindFailureWindow,
 			NoticesPerAccount:      cfg.Limits.NoticesPerAccount,
+			IPv6Prefix:             cfg.Limits.IPv6Prefix,
+			IPv6SitePrefix:         cfg.Limits.IPv6SitePrefix,
 		},
 		Questions: gateway.QuestionOptions{List: cfg.Policy.Questions.List, AllowCustom: cfg.Policy.Questions.AllowCustom,
 			Required: cfg.Policy.Questions.Required, Ask: cfg.Policy.Questions.Ask},
@@ -398,7 +400,7 @@ func runGateway(ctx context.Context, cfg *config.Config, stderr io.Writer, w wir
 		hs.ReadHeaderTimeout = cfg.Server.ReadHeaderTimeout
 	}
 	audit.Info("audit", "event", "configuration.loaded", "time", time.Now().UTC().Format(time.RFC3339Nano), "outcome", "success")
-	go purge(ctx, st, log)
+	go purge(ctx, st, svc, cfg.Log.AuditRetention, log)
 	go sendHeldNotices(ctx, svc, log)
 	ln := w.listener
 	if ln == nil {
@@ -462,18 +464,37 @@ func sendHeldNotices(ctx context.Context, svc *gateway.Service, log *slog.Logger
 	}
 }
 
-// purge removes expired flows, codes and sessions every minute.
-func purge(ctx context.Context, st store.Store, log *slog.Logger) {
+// purge removes expired flows, codes and sessions every minute, stores
+// the gateway's summaries of audit events it did not store one by one, and
+// every hour deletes audit events older than log.audit_retention.
+func purge(ctx context.Context, st store.Store, svc *gateway.Service, retention time.Duration, log *slog.Logger) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
+	var lastAudit time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			if _, err := st.Purge(ctx, time.Now()); err != nil {
-				log.Warn("store purge", "error", err.Error())
-			}
+		case now := <-t.C:
+			sweep(ctx, st, svc.FlushAudit, retention, now, &lastAudit, log)
 		}
+	}
+}
+
+// sweep is one minute's purge (see purge); lastAudit is when the audit was
+// last swept, updated when it is swept again.
+func sweep(ctx context.Context, st store.Store, flush func(context.Context), retention time.Duration, now time.Time, lastAudit *time.Time, log *slog.Logger) {
+	if _, err := st.Purge(ctx, now); err != nil {
+		log.Warn("store purge", "error", err.Error())
+	}
+	flush(ctx)
+	if now.Sub(*lastAudit) < time.Hour {
+		return
+	}
+	*lastAudit = now
+	if n, err := st.PurgeAudit(ctx, now.Add(-retention)); err != nil {
+		log.Warn("audit retention sweep", "error", err.Error())
+	} else if n > 0 {
+		log.Info("audit retention sweep", "deleted", n, "retention", retention.String())
 	}
 }

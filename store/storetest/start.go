@@ -84,6 +84,69 @@ func (s *suite) startHitManyConcurrent(t *testing.T) {
 	mustEqual(t, "concurrent HitMany counts of the second key", gotB, want)
 }
 
+// startHitManyGuards: a hit with a Limit is a guard; once a guard is over
+// its Limit the hits after it are not counted, so a request over its own
+// budget spends none of the next ones (issue 17, WB-5).
+func (s *suite) startHitManyGuards(t *testing.T) {
+	st, ctx, now := s.open(t), ctxT(t), base()
+	r := startRecorder(t, st)
+	ip := store.CounterHit{Key: "start-ip:2001:db8:1:100::/56", Window: time.Hour, Limit: 2}
+	site := store.CounterHit{Key: "start-site:2001:db8:1::/48", Window: time.Hour, Limit: 3}
+	total := store.CounterHit{Key: "start:total", Window: time.Hour}
+	for round, want := range [][]int{{1, 1, 1}, {2, 2, 2}, {3, 0, 0}, {4, 0, 0}} {
+		got, err := r.HitMany(ctx, []store.CounterHit{ip, site, total}, now)
+		wantErr(t, "HitMany", err, nil)
+		mustEqual(t, fmt.Sprintf("HitMany counts, round %d", round+1), got, want)
+	}
+	// another address of the site: its own budget is fresh, the site has
+	// one left, and only requests within both reach the total
+	other := store.CounterHit{Key: "start-ip:2001:db8:1:200::/56", Window: time.Hour, Limit: 2}
+	for round, want := range [][]int{{1, 3, 3}, {2, 4, 0}, {3, 0, 0}} {
+		got, err := r.HitMany(ctx, []store.CounterHit{other, site, total}, now)
+		wantErr(t, "HitMany", err, nil)
+		mustEqual(t, fmt.Sprintf("another address, round %d", round+1), got, want)
+	}
+	for key, want := range map[string]int{"start:total": 3, "start-site:2001:db8:1::/48": 4, "start-ip:2001:db8:1:100::/56": 4} {
+		n, err := st.Count(ctx, key, time.Hour, now)
+		wantErr(t, "Count", err, nil)
+		mustEqual(t, "Count of "+key, n, want)
+	}
+	// a guard after the other hits spares nothing before it
+	got, err := r.HitMany(ctx, []store.CounterHit{total, ip}, now)
+	wantErr(t, "HitMany", err, nil)
+	mustEqual(t, "a guard named last", got, []int{4, 5})
+}
+
+// startHitManyGuardsConcurrent: of concurrent batches on two processes'
+// stores guarded by one key with Limit L, exactly L count the key after it.
+func (s *suite) startHitManyGuardsConcurrent(t *testing.T) {
+	stores := []store.Store{s.open(t), s.open(t)}
+	ctx, now := ctxT(t), base()
+	const limit = 7
+	guard := store.CounterHit{Key: "start-ip:198.51.100.2", Window: time.Hour, Limit: limit}
+	total := store.CounterHit{Key: "start:total", Window: time.Hour}
+	var mu sync.Mutex
+	var counted []int
+	errs := race(concurrency, stores, func(st store.Store, i int) error {
+		got, err := startRecorder(t, st).HitMany(ctx, []store.CounterHit{guard, total}, now)
+		if err != nil {
+			return err
+		}
+		if got[1] > 0 {
+			mu.Lock()
+			counted = append(counted, got[1])
+			mu.Unlock()
+		}
+		return nil
+	})
+	tally(t, errs)
+	slices.Sort(counted)
+	mustEqual(t, "the other key's counts", counted, []int{1, 2, 3, 4, 5, 6, 7})
+	n, err := stores[0].Count(ctx, "start-ip:198.51.100.2", time.Hour, now)
+	wantErr(t, "Count", err, nil)
+	mustEqual(t, "the guard's count", n, concurrency)
+}
+
 func (s *suite) startHitCreateFlow(t *testing.T) {
 	st, ctx, now := s.open(t), ctxT(t), base()
 	r := startRecorder(t, st)

@@ -101,9 +101,12 @@ func RunConformance(t *testing.T, open Opener, opts ...Option) {
 		{"Audit", s.audit},
 		{"StartRecorder/HitMany", s.startHitMany},
 		{"StartRecorder/HitManyConcurrent", s.startHitManyConcurrent},
+		{"StartRecorder/HitManyGuards", s.startHitManyGuards},
+		{"StartRecorder/HitManyGuardsConcurrent", s.startHitManyGuardsConcurrent},
 		{"StartRecorder/HitCreateFlow", s.startHitCreateFlow},
 		{"StartRecorder/HitCreateFlowConcurrent", s.startHitCreateFlowConcurrent},
 		{"Purge", s.purge},
+		{"PurgeAudit", s.purgeAudit},
 		{"Ping", s.ping},
 		{"NoPlaintextAtRest", s.noPlaintextAtRest},
 	}
@@ -1297,6 +1300,38 @@ func (s *suite) audit(t *testing.T) {
 	list(store.AuditQuery{Since: e2.Time, Until: e4.Time}, e3, e2)
 	list(store.AuditQuery{Until: e1.Time, Limit: 1}, e0)
 	list(store.AuditQuery{AccountID: "acct-nobody"})
+}
+
+// purgeAudit: PurgeAudit deletes the events older than the retention's
+// end, across batches, and nothing else; Purge never does.
+func (s *suite) purgeAudit(t *testing.T) {
+	st, ctx, now := s.open(t), ctxT(t), base()
+	cut := now.Add(-400 * 24 * time.Hour)
+	const old = 2500 // more than one batch on every store
+	for i := 0; i < old; i++ {
+		wantErr(t, "AppendAudit", st.AppendAudit(ctx, store.AuditEvent{Time: cut.Add(-time.Duration(i+1) * time.Second), Type: "blocked", Outcome: "csrf"}), nil)
+	}
+	keep := []store.AuditEvent{
+		{Time: cut, Type: "reset.completed", AccountID: "acct-a", Outcome: "success"}, // exactly at the end: kept
+		{Time: now, Type: "reset.started", AccountID: "acct-a", Outcome: "eligible", Details: map[string]string{"k": "v"}},
+	}
+	for _, e := range keep {
+		wantErr(t, "AppendAudit", st.AppendAudit(ctx, e), nil)
+	}
+	if n, err := st.Purge(ctx, now); err != nil || n != 0 {
+		t.Fatalf("Purge removed %d rows (%v), want none: audit events are PurgeAudit's", n, err)
+	}
+	_, err := st.PurgeAudit(ctx, time.Time{})
+	wantErr(t, "PurgeAudit without a time", err, store.ErrInvalid)
+	n, err := st.PurgeAudit(ctx, cut)
+	wantErr(t, "PurgeAudit", err, nil)
+	mustEqual(t, "events deleted", n, old)
+	got, err := st.ListAudit(ctx, store.AuditQuery{Limit: store.MaxAuditLimit})
+	wantErr(t, "ListAudit", err, nil)
+	mustEqual(t, "events kept", got, []store.AuditEvent{keep[1], keep[0]})
+	n, err = st.PurgeAudit(ctx, cut)
+	wantErr(t, "PurgeAudit again", err, nil)
+	mustEqual(t, "events deleted the second time", n, 0)
 }
 
 // ---- purge ----
