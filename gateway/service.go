@@ -172,11 +172,7 @@ func (s *Service) methodsAvailable(allowed []string) []string {
 }
 
 func (s *Service) decide(ctx context.Context, u *directory.User) (policy.Decision, error) {
-	member, err := s.d.Directory.MemberOf(ctx, u, s.o.Eligibility.AllGroups())
-	if err != nil {
-		return policy.Decision{}, err
-	}
-	return s.o.Eligibility.Decide(policy.Subject{MemberOf: member, Privileged: u.Status.Privileged, Disabled: u.Status.Disabled}), nil
+	return Decide(ctx, s.d.Directory, s.o.Eligibility, u)
 }
 
 func (s *Service) dirProblem(err error) *Problem {
@@ -799,7 +795,7 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 		}
 	case errors.Is(err, directory.ErrNotFound), errors.Is(err, directory.ErrAmbiguous):
 		// the same work as for a real account: a group check and a store read
-		_, _ = s.d.Directory.MemberOf(ctx, &directory.User{DN: "cn=latchkey-decoy-" + hex.EncodeToString(mac(s.k.decoy, name)[:6])}, s.o.Eligibility.AllGroups())
+		_, _ = s.d.Directory.Membership(ctx, &directory.User{DN: "cn=latchkey-decoy-" + hex.EncodeToString(mac(s.k.decoy, name)[:6])}, s.o.Eligibility.AllGroups())
 		_, _ = s.d.Store.ListMethods(ctx, "decoy-"+hex.EncodeToString(mac(s.k.decoy, name)[:8]))
 	default:
 		return FlowView{}, s.dirProblem(err)
