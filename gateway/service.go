@@ -1104,6 +1104,9 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 // shoulder-surfed URL) cannot ride the proof.
 func (s *Service) proveMethod(ctx context.Context, kind, flowID string, f store.Flow, offered []Offered, idx int, m Meta) (FlowView, error) {
 	methodID := offered[idx].ID
+	if p := s.coolingOff(ctx, kind, f, offered, idx, m); p != nil {
+		return FlowView{}, p
+	}
 	var err error
 	for attempt := 0; ; attempt++ {
 		if !slices.Contains(f.Verified, methodID) {
