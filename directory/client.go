@@ -35,6 +35,8 @@ type Client struct {
 	policies policyCache
 	// the groups each group is in (OpenLDAP walks)
 	groups groupCache
+	// configured groups' own entries (existence, AD objectSid)
+	groupInfos groupInfoCache
 	// capFindings are info.Warnings with their fixes, for Preflight
 	capFindings []Finding
 }

@@ -27,9 +27,12 @@ type Directory interface {
 	// VerifyPassword binds as the user on a connection that is never used by
 	// the service account. An empty password never reaches the server.
 	VerifyPassword(ctx context.Context, u *User, password string) error
-	// MemberOf reports, for each group DN given, whether the user is a
-	// member, nested groups resolved. Groups that do not exist are false.
-	MemberOf(ctx context.Context, u *User, groupDNs []string) (map[string]bool, error)
+	// Membership reports, for each group DN given, whether the user is a
+	// member, nested groups resolved (on AD from the account's token, so
+	// the primary group counts), and on AD the token itself. A group
+	// whose membership cannot be told (it does not exist, the nesting is
+	// too deep, the token is unreadable) has no answer: see Membership.
+	Membership(ctx context.Context, u *User, groupDNs []string) (Membership, error)
 	// SetPassword resets the password as the service account, so that the
 	// directory's own policy (length, quality, history where the server
 	// supports it) still applies.
@@ -78,7 +81,9 @@ type Status struct {
 	Disabled   bool
 	Locked     bool
 	MustChange bool
-	// Privileged is AD adminCount=1 (protected accounts).
+	// Privileged is AD adminCount=1 (protected accounts, as SDProp marks
+	// them on Windows; Samba never sets it). Membership's token tells the
+	// rest (policy.PrivilegedSID).
 	Privileged bool
 	// PasswordExpires is zero when the password does not expire or the
 	// expiry cannot be computed.

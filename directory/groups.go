@@ -2,6 +2,7 @@ package directory
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -9,57 +10,37 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// MemberOf reports for each of groupDNs whether u is a member, nested groups
-// resolved. The result has one key per input DN, as given.
-func (c *Client) MemberOf(ctx context.Context, u *User, groupDNs []string) (map[string]bool, error) {
-	out := make(map[string]bool, len(groupDNs))
+// Membership reads what the directory knows of u's groups: for each of
+// groupDNs whether u is a member at any depth, and on Active Directory the
+// account's security token. See the Membership type for what is unknown.
+func (c *Client) Membership(ctx context.Context, u *User, groupDNs []string) (Membership, error) {
+	m := Membership{MemberOf: make(map[string]bool, len(groupDNs))}
 	if u == nil || u.DN == "" {
-		return nil, newErr("groups", ErrNotFound)
-	}
-	if len(groupDNs) == 0 {
-		return out, nil
+		return Membership{}, newErr("groups", ErrNotFound)
 	}
 	targets := make(map[string]*ldap.DN, len(groupDNs))
 	for _, g := range groupDNs {
-		out[g] = false
 		if dn, err := ldap.ParseDN(g); err == nil {
 			targets[g] = dn
 		} else {
+			// never a member of something that is not a group: unknown
 			c.log.Warn("configured group is not a valid DN", "group", g)
 		}
 	}
 	if c.cfg.Flavor == ActiveDirectory {
-		return out, c.adMemberOf(ctx, u, targets, out)
+		return m, c.adMembership(ctx, u, targets, &m)
 	}
-	return out, c.walkMemberOf(ctx, u, targets, out)
+	if len(targets) == 0 {
+		return m, nil
+	}
+	return m, c.walkMemberOf(ctx, u, targets, m.MemberOf)
 }
 
-// adMemberOf asks the DC, per group, whether the user is in it at any depth
-// (LDAP_MATCHING_RULE_IN_CHAIN). Primary group membership (primaryGroupID,
-// e.g. Domain Users) is not a member link and is not seen.
-func (c *Client) adMemberOf(ctx context.Context, u *User, targets map[string]*ldap.DN, out map[string]bool) error {
-	filter := "(member:" + oidMatchingRuleInChain + ":=" + ldap.EscapeFilter(u.DN) + ")"
-	for g := range targets {
-		found := false
-		err := c.withService(ctx, "groups", true, func(conn *ldap.Conn) error {
-			res, err := conn.Search(ldap.NewSearchRequest(g, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1,
-				int(c.cfg.Timeout/time.Second), false, filter, []string{"1.1"}, nil))
-			if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
-				c.log.Warn("configured group does not exist", "group", g)
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			found = len(res.Entries) > 0
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		out[g] = found
-	}
-	return nil
+// MemberOf is Membership's answer for the groups alone: a group whose
+// membership is unknown has no key.
+func (c *Client) MemberOf(ctx context.Context, u *User, groupDNs []string) (map[string]bool, error) {
+	m, err := c.Membership(ctx, u, groupDNs)
+	return m.MemberOf, err
 }
 
 // walkMemberOf resolves nesting on servers without the in-chain rule
@@ -73,13 +54,16 @@ func (c *Client) adMemberOf(ctx context.Context, u *User, targets map[string]*ld
 // kept for GroupCacheTTL (see groupCache), so that a warm walk costs one
 // search whatever the depth.
 func (c *Client) walkMemberOf(ctx context.Context, u *User, targets map[string]*ldap.DN, out map[string]bool) error {
+	for name := range targets {
+		out[name] = false
+	}
 	visited := map[string]bool{normDN(u.DN): true}
 	remaining := len(targets)
 	frontier, err := c.groupsWithMembers(ctx, []string{u.DN})
 	if err != nil {
 		return err
 	}
-	for depth := 0; depth < c.cfg.MaxGroupDepth && len(frontier) > 0 && remaining > 0; depth++ {
+	for depth := 0; len(frontier) > 0 && remaining > 0; depth++ {
 		var level, keys []string
 		for _, g := range frontier {
 			key := normDN(g)
@@ -99,14 +83,44 @@ func (c *Client) walkMemberOf(ctx context.Context, u *User, targets map[string]*
 				}
 			}
 		}
-		if remaining == 0 || depth+1 >= c.cfg.MaxGroupDepth || len(level) == 0 {
-			return nil
+		if remaining == 0 || len(level) == 0 {
+			break
 		}
 		if frontier, err = c.parentGroups(ctx, level, keys); err != nil {
 			return err
 		}
+		if depth+1 >= c.cfg.MaxGroupDepth && slices.ContainsFunc(frontier, func(g string) bool { return !visited[normDN(g)] }) {
+			// the nesting goes deeper than the bound: whether the user is
+			// in the groups not found yet is unknown, not "no"
+			c.log.Warn("group nesting deeper than the bound; membership unknown", "depth", c.cfg.MaxGroupDepth)
+			for name := range targets {
+				if !out[name] {
+					delete(out, name)
+				}
+			}
+			return nil
+		}
+	}
+	// a configured group that does not exist is unknown, not "no"
+	for name := range targets {
+		if in, ok := out[name]; ok && !in {
+			exists, err := c.groupExists(ctx, name)
+			if err != nil {
+				return err
+			}
+			if !exists {
+				delete(out, name)
+			}
+		}
 	}
 	return nil
+}
+
+// groupExists reports whether a group entry exists at dn; an answer is
+// kept for GroupCacheTTL.
+func (c *Client) groupExists(ctx context.Context, dn string) (bool, error) {
+	info, ok, err := c.groupInfo(ctx, dn)
+	return ok && info.exists, err
 }
 
 // groupsWithMembers returns the groups whose member attributes name any of

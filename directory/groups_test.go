@@ -99,3 +99,47 @@ func groupCache(t *testing.T, srv *dirtest.Server) {
 		t.Error("carol left engineering, and the cached walk still puts her in it or in staff")
 	}
 }
+
+// TestGroupUnknown: on OpenLDAP a configured group that does not exist and
+// a group beyond the nesting bound have no answer (unknown, so that an
+// exclusion fails closed), while a group within the bound does.
+func TestGroupUnknown(t *testing.T) {
+	for name, start := range map[string]func(testing.TB) *dirtest.Server{
+		"OpenLDAP": func(t testing.TB) *dirtest.Server { return dirtest.StartOpenLDAP(t) },
+		"Embedded": func(t testing.TB) *dirtest.Server { return dirtest.StartEmbedded(t) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := start(t)
+			ctx := context.Background()
+			staff, eng := srv.Group("staff"), srv.Group("engineering")
+			gone := "cn=deleted-group,ou=groups," + srv.BaseDN
+			cfg := srv.Config()
+			cfg.MaxGroupDepth = 1 // carol -> engineering, and no further
+			d := open(t, cfg)
+			got, err := d.MemberOf(ctx, lookup(t, d, "carol"), []string{staff, eng, gone})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := got[staff]; ok || !got[eng] {
+				t.Errorf("depth bound 1: staff known %v, engineering %v (%v)", ok, got[eng], got)
+			}
+			if _, ok := got[gone]; ok {
+				t.Errorf("a missing group has an answer: %v", got)
+			}
+			// within the bound, staff is known; erin is in neither, known
+			cfg.MaxGroupDepth = 0
+			d = open(t, cfg)
+			got, err = d.MemberOf(ctx, lookup(t, d, "carol"), []string{staff})
+			if err != nil || !got[staff] {
+				t.Errorf("default bound: carol in staff = %v (%v)", got, err)
+			}
+			got, err = d.MemberOf(ctx, lookup(t, d, "erin"), []string{staff, gone})
+			if in, ok := got[staff]; err != nil || !ok || in {
+				t.Errorf("erin in staff = %v, known %v (%v)", in, ok, err)
+			}
+			if _, ok := got[gone]; ok {
+				t.Errorf("a missing group has an answer for erin: %v", got)
+			}
+		})
+	}
+}

@@ -689,12 +689,12 @@ func (d *fakeDir) VerifyPassword(_ context.Context, u *directory.User, pw string
 	return nil
 }
 
-func (d *fakeDir) MemberOf(_ context.Context, _ *directory.User, groups []string) (map[string]bool, error) {
+func (d *fakeDir) Membership(_ context.Context, _ *directory.User, groups []string) (directory.Membership, error) {
 	out := map[string]bool{}
 	for _, g := range groups {
 		out[g] = true
 	}
-	return out, nil
+	return directory.Membership{MemberOf: out}, nil
 }
 
 func (d *fakeDir) SetPassword(_ context.Context, u *directory.User, pw string, o directory.SetOptions) error {

@@ -1071,9 +1071,15 @@ func ckSuite(t *testing.T, d ckDirectory) {
 		const shared = "shared.ck@example.net"
 		_, mid, _ := g.register("carol", pw("carol"), shared, "")
 		f := g.start("reset", "carol").str("flow")
-		f = g.proveEmail("reset", f, mid, shared)
-		if a := g.complete(f, "Too-Soon-Password-42"); a.status != 409 || a.errCode() != "method_too_new" {
-			t.Fatalf("reset with a method verified seconds ago: %s", a)
+		// said at the proof, with when it becomes usable, before any
+		// password is typed
+		g.want(202, g.send("reset", f, mid), "send")
+		a, _ := g.verify("reset", f, mid, g.box.code(g.t, shared))
+		if e, _ := a.obj["error"].(map[string]any); a.status != 409 || a.errCode() != "method_too_new" || e["usable_at"] == nil {
+			t.Fatalf("proving a method verified seconds ago: %s", a)
+		}
+		if a := g.complete(f, "Too-Soon-Password-42"); a.status != 409 || a.errCode() != "not_verified" {
+			t.Fatalf("reset after the refused proof: %s", a)
 		}
 		if err := srv.UserBind("carol", pw("carol")); err != nil {
 			t.Fatalf("carol's password changed: %v", err)

@@ -20,6 +20,8 @@ type apiErrorBody struct {
 		Message   string      `json:"message"`
 		RequestID string      `json:"request_id"`
 		Details   []Violation `json:"errors,omitempty"`
+		// UsableAt: see Problem.UsableAt
+		UsableAt string `json:"usable_at,omitempty"`
 	} `json:"error"`
 	// Errors repeats the password violations at the top level, as
 	// {errors:[{code,message}]} (the contract of reset/complete and change).
@@ -30,6 +32,9 @@ func apiError(p *Problem, requestID string) apiErrorBody {
 	var b apiErrorBody
 	b.Error.Code, b.Error.Message, b.Error.RequestID = p.Code, p.Message(), requestID
 	b.Error.Details = p.Violations
+	if !p.UsableAt.IsZero() {
+		b.Error.UsableAt = p.UsableAt.UTC().Format(time.RFC3339)
+	}
 	b.Errors = p.Violations
 	return b
 }

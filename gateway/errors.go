@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"net/http"
+	"time"
 )
 
 // Problem is a failure a user may see: a stable code, an HTTP status and a
@@ -11,7 +12,10 @@ type Problem struct {
 	Code       string
 	Status     int
 	Violations []Violation
-	Err        error
+	// UsableAt, with method_too_new once a method is proven, is when the
+	// proofs will be old enough (zero when no method ever will).
+	UsableAt time.Time
+	Err      error
 }
 
 // Violation is one reason a new password was refused.
@@ -30,7 +34,12 @@ func (p *Problem) Error() string {
 func (p *Problem) Unwrap() error { return p.Err }
 
 // Message is the fixed, user-safe text for the problem's code.
-func (p *Problem) Message() string { return messageFor(p.Code) }
+func (p *Problem) Message() string {
+	if p.Code == CodeMethodTooNew && !p.UsableAt.IsZero() {
+		return messageFor(p.Code) + " It can be used from " + p.UsableAt.UTC().Format("2 January 2006 15:04 UTC") + "."
+	}
+	return messageFor(p.Code)
+}
 
 // Problem codes.
 const (

@@ -24,6 +24,7 @@ type fakeDir struct {
 	users    map[string]*directory.User // by lower-case username
 	pw       map[string]string          // by DN
 	groups   map[string][]string        // DN -> groups (nested already resolved)
+	sids     map[string][]string        // DN -> AD token (nil: OpenLDAP)
 	writes   int
 	binds    int
 	lockout  int
@@ -86,7 +87,7 @@ func (d *fakeDir) VerifyPassword(ctx context.Context, u *directory.User, pw stri
 	return nil
 }
 
-func (d *fakeDir) MemberOf(ctx context.Context, u *directory.User, groups []string) (map[string]bool, error) {
+func (d *fakeDir) Membership(ctx context.Context, u *directory.User, groups []string) (directory.Membership, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := map[string]bool{}
@@ -100,7 +101,7 @@ func (d *fakeDir) MemberOf(ctx context.Context, u *directory.User, groups []stri
 			out[g] = false
 		}
 	}
-	return out, nil
+	return directory.Membership{MemberOf: out, SIDs: d.sids[u.DN]}, nil
 }
 
 func (d *fakeDir) SetPassword(ctx context.Context, u *directory.User, pw string, o directory.SetOptions) error {

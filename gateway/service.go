@@ -179,11 +179,7 @@ func (s *Service) methodsAvailable(allowed []string) []string {
 }
 
 func (s *Service) decide(ctx context.Context, u *directory.User) (policy.Decision, error) {
-	member, err := s.d.Directory.MemberOf(ctx, u, s.o.Eligibility.AllGroups())
-	if err != nil {
-		return policy.Decision{}, err
-	}
-	return s.o.Eligibility.Decide(policy.Subject{MemberOf: member, Privileged: u.Status.Privileged, Disabled: u.Status.Disabled}), nil
+	return Decide(ctx, s.d.Directory, s.o.Eligibility, u)
 }
 
 func (s *Service) dirProblem(err error) *Problem {
@@ -845,7 +841,7 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 		}
 	case errors.Is(err, directory.ErrNotFound), errors.Is(err, directory.ErrAmbiguous):
 		// the same work as for a real account: a group check and a store read
-		_, _ = s.d.Directory.MemberOf(ctx, &directory.User{DN: "cn=latchkey-decoy-" + hex.EncodeToString(mac(s.k.decoy, name)[:6])}, s.o.Eligibility.AllGroups())
+		_, _ = s.d.Directory.Membership(ctx, &directory.User{DN: "cn=latchkey-decoy-" + hex.EncodeToString(mac(s.k.decoy, name)[:6])}, s.o.Eligibility.AllGroups())
 		_, _ = s.d.Store.ListMethods(ctx, "decoy-"+hex.EncodeToString(mac(s.k.decoy, name)[:8]))
 	default:
 		return FlowView{}, s.dirProblem(err)
@@ -1155,6 +1151,9 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 // shoulder-surfed URL) cannot ride the proof.
 func (s *Service) proveMethod(ctx context.Context, kind, flowID string, f store.Flow, offered []Offered, idx int, m Meta) (FlowView, error) {
 	methodID := offered[idx].ID
+	if p := s.coolingOff(ctx, kind, f, offered, idx, m); p != nil {
+		return FlowView{}, p
+	}
 	var err error
 	for attempt := 0; ; attempt++ {
 		if !slices.Contains(f.Verified, methodID) {

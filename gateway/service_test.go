@@ -370,11 +370,18 @@ func TestCoolingOff(t *testing.T) {
 	_, mid := tb.enroll(t, "carol", "carol@home.example")
 	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
-	v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.lastCode(t, "carol@home.example"), Meta{})
+	// said at the proof (TestCoolingOffUpFront), and again at completion
+	_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.lastCode(t, "carol@home.example"), Meta{})
+	wantCode(t, err, CodeMethodTooNew)
+	fl, err := tb.st.GetFlow(ctx, f.ID, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", v.ID, "New-Password-123", Meta{}), CodeMethodTooNew)
+	fl.Verified = []string{mid} // a proof recorded before the rule existed
+	if err := tb.st.UpdateFlow(ctx, fl); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "New-Password-123", Meta{}), CodeMethodTooNew)
 	if tb.dir.writes != 0 {
 		t.Fatal("written despite the cooling-off period")
 	}

@@ -566,6 +566,9 @@ func (s *Service) VerifyFlowPasskey(ctx context.Context, kind, flowID, methodID 
 		s.partialFailure(ctx, f, m)
 		return FlowView{}, problem(CodePasskeyFailed, nil)
 	}
+	if p := s.coolingOff(ctx, kind, f, offered, idx, m); p != nil {
+		return FlowView{}, p
+	}
 	// A proven method gives the flow a new id (as in VerifyFlowCode).
 	for attempt := 0; ; attempt++ {
 		if !slices.Contains(f.Verified, methodID) {

@@ -415,12 +415,14 @@ func TestPasskeyCoolingOff(t *testing.T) {
 	key := newSoftKey(t)
 	tb.addPasskey(t, "carol", key)
 	f, id := tb.passkeyFlow(t, "carol")
-	nf, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, key.get(tb.assertionOptions(t, f.ID, id)), Meta{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = tb.svc.CompleteFlow(ctx, "reset", nf.ID, "Brand-New-Pass-77", Meta{})
+	// said at the proof, not after the password is typed
+	_, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, key.get(tb.assertionOptions(t, f.ID, id)), Meta{})
 	wantProblem(t, err, CodeMethodTooNew, "a new passkey alone")
+	if asProblem(err).UsableAt.IsZero() {
+		t.Fatal("no time the passkey becomes usable")
+	}
+	err = tb.svc.CompleteFlow(ctx, "reset", f.ID, "Brand-New-Pass-77", Meta{})
+	wantProblem(t, err, CodeNotVerified, "the refused proof was not recorded")
 }
 
 // TestPasskeysCountOnce: two passkeys of one account are one method for a

@@ -60,12 +60,15 @@ type Eligibility struct {
 	Groups []string
 	// ExcludeGroups: members are never eligible, whatever else matches.
 	ExcludeGroups []string
-	// ExcludePrivileged refuses privileged accounts (Subject.Privileged, or
-	// members of PrivilegedGroups). Configuration sets it unless the admin
+	// ExcludePrivileged refuses privileged accounts: Subject.Privileged
+	// (AD adminCount=1), a well-known privileged SID in Subject.SIDs (see
+	// PrivilegedSID), an unreadable token (Subject.TokenUnread), or
+	// members of PrivilegedGroups. Configuration sets it unless the admin
 	// opts in with policy.include_privileged; DefaultEligibility sets it.
 	ExcludePrivileged bool
 	// PrivilegedGroups are groups whose members count as privileged, in
-	// addition to what the directory reports (AD adminCount=1).
+	// addition to what the directory reports (AD adminCount=1 and the
+	// account's token).
 	PrivilegedGroups []string
 	// MethodsRequired is how many different methods must be verified; values
 	// below 1 mean 1.
@@ -103,13 +106,31 @@ type Subject struct {
 	// Privileged is the directory's own marker, e.g. AD adminCount=1.
 	Privileged bool
 	Disabled   bool
+	// SIDs is, on Active Directory, the account's security token: its own
+	// SID and the SIDs of every security group it is in at any depth, the
+	// primary group included (tokenGroups). A well-known privileged SID
+	// (PrivilegedSID) makes the account privileged. Nil elsewhere.
+	SIDs []string
+	// TokenUnread: the directory has tokens (AD) but this account's could
+	// not be read. With ExcludePrivileged the decision fails closed
+	// (ReasonUnresolved): whether the account is protected cannot be told.
+	TokenUnread bool
 }
 
 // Decision is the outcome of Decide. MethodsRequired and Methods are set only
 // when Eligible.
 type Decision struct {
-	Eligible        bool
-	Reason          string
+	Eligible bool
+	Reason   string
+	// By names what decided, for the audit log and `latchkey check`, never
+	// for users: for a refusal the excluded group, the privileged group,
+	// the privileged SID ("Domain Admins S-1-5-21-…-512"), "adminCount=1",
+	// or the group whose membership is unknown; for an eligible account
+	// the selected group that admitted it (empty with scope all).
+	By string
+	// Tiers are the indexes in Eligibility.Tiers of the tiers that apply
+	// (eligible accounts only).
+	Tiers           []int
 	MethodsRequired int
 	Methods         []string
 	// RequireKinds holds one set of kinds per matching tier with
@@ -188,18 +209,20 @@ func newMemberSet(m map[string]bool) memberSet {
 	return s
 }
 
-func (s memberSet) anyOf(dns []string) membership {
-	res := memberNo
+// anyOf also returns the group that answered: the first one the user is
+// in, else the first one with no answer.
+func (s memberSet) anyOf(dns []string) (membership, string) {
+	res, by := memberNo, ""
 	for _, dn := range dns {
 		in, ok := s[NormalizeDN(dn)]
 		switch {
 		case in:
-			return memberYes
-		case !ok:
-			res = memberUnknown
+			return memberYes, dn
+		case !ok && res == memberNo:
+			res, by = memberUnknown, dn
 		}
 	}
-	return res
+	return res, by
 }
 
 // Decide applies the policy to one user. The checks run in a fixed order,
@@ -215,37 +238,52 @@ func (e Eligibility) Decide(in Subject) Decision {
 		return Decision{Reason: ReasonDisabled}
 	}
 	m := newMemberSet(in.MemberOf)
-	switch m.anyOf(e.ExcludeGroups) {
+	switch r, by := m.anyOf(e.ExcludeGroups); r {
 	case memberYes:
-		return Decision{Reason: ReasonExcluded}
+		return Decision{Reason: ReasonExcluded, By: by}
 	case memberUnknown:
-		return Decision{Reason: ReasonUnresolved}
+		return Decision{Reason: ReasonUnresolved, By: by}
 	}
 	if e.ExcludePrivileged {
 		if in.Privileged {
-			return Decision{Reason: ReasonPrivileged}
+			return Decision{Reason: ReasonPrivileged, By: "adminCount=1"}
 		}
-		switch m.anyOf(e.PrivilegedGroups) {
+		for _, sid := range in.SIDs {
+			if name, ok := PrivilegedSID(sid); ok {
+				return Decision{Reason: ReasonPrivileged, By: name + " " + sid}
+			}
+		}
+		if in.TokenUnread {
+			return Decision{Reason: ReasonUnresolved, By: "tokenGroups (not readable)"}
+		}
+		switch r, by := m.anyOf(e.PrivilegedGroups); r {
 		case memberYes:
-			return Decision{Reason: ReasonPrivileged}
+			return Decision{Reason: ReasonPrivileged, By: by}
 		case memberUnknown:
-			return Decision{Reason: ReasonUnresolved}
+			return Decision{Reason: ReasonUnresolved, By: by}
 		}
 	}
-	if e.Scope == ScopeSelected && m.anyOf(e.Groups) != memberYes {
-		return Decision{Reason: ReasonNotInGroup}
+	var admittedBy string
+	if e.Scope == ScopeSelected {
+		r, by := m.anyOf(e.Groups)
+		if r != memberYes {
+			return Decision{Reason: ReasonNotInGroup}
+		}
+		admittedBy = by
 	}
 
 	required := max(e.MethodsRequired, 1)
 	methods := dedupe(e.Methods)
 	var kinds [][]string
-	for _, t := range e.Tiers {
-		switch m.anyOf(t.Groups) {
+	var tiers []int
+	for i, t := range e.Tiers {
+		switch r, by := m.anyOf(t.Groups); r {
 		case memberNo:
 			continue
 		case memberUnknown:
-			return Decision{Reason: ReasonUnresolved}
+			return Decision{Reason: ReasonUnresolved, By: by}
 		}
+		tiers = append(tiers, i)
 		required = max(required, t.MethodsRequired)
 		if len(t.Methods) > 0 {
 			methods = slices.DeleteFunc(methods, func(x string) bool { return !slices.Contains(t.Methods, x) })
@@ -257,7 +295,7 @@ func (e Eligibility) Decide(in Subject) Decision {
 	if len(methods) < required || !satisfiable(methods, required, kinds) {
 		return Decision{Reason: ReasonNoMethods}
 	}
-	return Decision{Eligible: true, MethodsRequired: required, Methods: methods, RequireKinds: kinds}
+	return Decision{Eligible: true, By: admittedBy, Tiers: tiers, MethodsRequired: required, Methods: methods, RequireKinds: kinds}
 }
 
 // dedupe returns a new slice with the first occurrence of each element, in order.

@@ -101,7 +101,9 @@ func TestDecide(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if got := tt.e.Decide(tt.in); !reflect.DeepEqual(got, tt.want) {
+			got := tt.e.Decide(tt.in)
+			got.By, got.Tiers = "", nil // TestDecideBy
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("Decide() = %+v, want %+v", got, tt.want)
 			}
 		})
@@ -162,5 +164,84 @@ func TestDefaultEligibility(t *testing.T) {
 	}
 	if d := e.Decide(policy.Subject{}); d.Eligible {
 		t.Fatalf("default lets someone in: %+v", d)
+	}
+}
+
+// TestDecideToken: on AD the account's token decides privilege: any
+// well-known privileged SID in it (a primary group, a nested group, an
+// operators group) refuses, an unreadable token fails closed, and an
+// opt-in with include_privileged lets such accounts through.
+func TestDecideToken(t *testing.T) {
+	t.Parallel()
+	const dom = "S-1-5-21-1004336348-1177238915-682003330"
+	e := policy.Eligibility{Scope: policy.ScopeAll, ExcludePrivileged: true, MethodsRequired: 1, Methods: []string{"email"}}
+	plain := []string{dom + "-1105", dom + "-513", "S-1-5-32-545"}
+	tests := []struct {
+		name   string
+		in     policy.Subject
+		reason string
+		by     string
+	}{
+		{"ordinary token", policy.Subject{SIDs: plain}, "", ""},
+		{"no token (OpenLDAP)", policy.Subject{}, "", ""},
+		{"domain admins", policy.Subject{SIDs: append(plain, dom+"-512")}, "privileged", "Domain Admins " + dom + "-512"},
+		{"print operators", policy.Subject{SIDs: append(plain, "S-1-5-32-550")}, "privileged", "Print Operators S-1-5-32-550"},
+		{"built-in administrator account", policy.Subject{SIDs: []string{dom + "-500", dom + "-513"}}, "privileged", "Administrator (built-in account) " + dom + "-500"},
+		{"enterprise admins of another domain", policy.Subject{SIDs: append(plain, "S-1-5-21-1-2-3-519")}, "privileged", "Enterprise Admins S-1-5-21-1-2-3-519"},
+		{"unreadable token", policy.Subject{TokenUnread: true}, "membership_unresolved", "tokenGroups (not readable)"},
+		{"adminCount", policy.Subject{SIDs: plain, Privileged: true}, "privileged", "adminCount=1"},
+	}
+	for _, tt := range tests {
+		d := e.Decide(tt.in)
+		if d.Eligible != (tt.reason == "") || d.Reason != tt.reason || d.By != tt.by {
+			t.Errorf("%s: Decide() = %+v, want reason %q by %q", tt.name, d, tt.reason, tt.by)
+		}
+	}
+	e.ExcludePrivileged = false
+	if d := e.Decide(policy.Subject{SIDs: append(plain, dom+"-512"), TokenUnread: true}); !d.Eligible {
+		t.Errorf("include_privileged: a Domain Admin is refused: %+v", d)
+	}
+}
+
+// TestPrivilegedSID: every protected group and account by its SID, and
+// look-alikes that are not.
+func TestPrivilegedSID(t *testing.T) {
+	t.Parallel()
+	const dom = "S-1-5-21-11-22-33-"
+	for _, sid := range []string{"S-1-5-32-544", "S-1-5-32-548", "S-1-5-32-549", "S-1-5-32-550", "S-1-5-32-551", "S-1-5-32-552",
+		dom + "512", dom + "519", dom + "518", dom + "516", dom + "521", dom + "498", dom + "526", dom + "527", dom + "520", dom + "502", dom + "500", "s-1-5-21-11-22-33-512"} {
+		if _, ok := policy.PrivilegedSID(sid); !ok {
+			t.Errorf("%s is not privileged", sid)
+		}
+	}
+	for _, sid := range []string{"S-1-5-32-545", "S-1-5-32-546", dom + "513", dom + "514", dom + "1512", "S-1-5-21-11-22-512", "S-1-5-21-11-22-33-44-512", "S-1-5-22-11-22-33-512", "", "S-1-5-32-544-1", dom + "x"} {
+		if name, ok := policy.PrivilegedSID(sid); ok {
+			t.Errorf("%s is privileged (%s)", sid, name)
+		}
+	}
+}
+
+// TestDecideBy: the decision names what decided it.
+func TestDecideBy(t *testing.T) {
+	t.Parallel()
+	e := policy.Eligibility{Scope: policy.ScopeSelected, Groups: []string{users, it}, ExcludeGroups: []string{noSSPR},
+		ExcludePrivileged: true, PrivilegedGroups: []string{admins}, MethodsRequired: 1, Methods: []string{"email", "sms"},
+		Tiers: []policy.Tier{{Groups: []string{vip}, MethodsRequired: 2}, {Groups: []string{it}}}}
+	tests := []struct {
+		name  string
+		in    map[string]bool
+		by    string
+		tiers []int
+	}{
+		{"admitted by its group, tiers listed", member(e, it, vip), it, []int{0, 1}},
+		{"excluded by its group", member(e, users, noSSPR), noSSPR, nil},
+		{"privileged group", member(e, users, admins), admins, nil},
+		{"unknown exclusion named", map[string]bool{users: true}, noSSPR, nil},
+	}
+	for _, tt := range tests {
+		d := e.Decide(policy.Subject{MemberOf: tt.in})
+		if d.By != tt.by || !slices.Equal(d.Tiers, tt.tiers) {
+			t.Errorf("%s: By %q Tiers %v, want %q %v (%+v)", tt.name, d.By, d.Tiers, tt.by, tt.tiers, d)
+		}
 	}
 }

@@ -211,7 +211,7 @@ func smsSender(cfg *config.Config, log *slog.Logger) (notify.SMSSender, error) {
 	}
 }
 
-func gatewayOptions(cfg *config.Config, namingContext string) (gateway.Options, error) {
+func gatewayOptions(cfg *config.Config) (gateway.Options, error) {
 	pu, err := url.Parse(cfg.Server.PublicURL)
 	if err != nil {
 		return gateway.Options{}, err
@@ -224,15 +224,9 @@ func gatewayOptions(cfg *config.Config, namingContext string) (gateway.Options, 
 			proxies = append(proxies, netip.PrefixFrom(a, a.BitLen()))
 		}
 	}
+	// on AD, protected accounts are told by their token (policy.PrivilegedSID),
+	// on top of policy.privileged_groups: nothing to add here
 	elig := cfg.Policy.Eligibility()
-	if elig.ExcludePrivileged && cfg.Directory.Type == config.DirectoryActiveDirectory {
-		// the domain's own naming context from the RootDSE: base_dn may be an OU
-		domain := namingContext
-		if domain == "" {
-			domain = cfg.Directory.BaseDN
-		}
-		elig.PrivilegedGroups = append(elig.PrivilegedGroups, adPrivilegedGroups(domain)...)
-	}
 	var methods []string
 	for _, m := range elig.Methods {
 		// an authenticator app, a passkey and security questions need no sender
@@ -279,22 +273,6 @@ func gatewayOptions(cfg *config.Config, namingContext string) (gateway.Options, 
 		WriteTimeout:   cfg.Server.WriteTimeout,
 		IdleTimeout:    cfg.Server.IdleTimeout,
 	}, nil
-}
-
-// adPrivilegedGroups are the built-in AD groups whose members are excluded
-// unless policy.include_privileged is set (adminCount=1 is checked too).
-// Enterprise and Schema Admins live in the forest root domain; for a child
-// domain add them to policy.privileged_groups.
-func adPrivilegedGroups(baseDN string) []string {
-	return []string{
-		"CN=Domain Admins,CN=Users," + baseDN,
-		"CN=Enterprise Admins,CN=Users," + baseDN,
-		"CN=Schema Admins,CN=Users," + baseDN,
-		"CN=Administrators,CN=Builtin," + baseDN,
-		"CN=Account Operators,CN=Builtin," + baseDN,
-		"CN=Server Operators,CN=Builtin," + baseDN,
-		"CN=Backup Operators,CN=Builtin," + baseDN,
-	}
 }
 
 func auditLogger(cfg *config.Config, stdout io.Writer) (*slog.Logger, func(), error) {
@@ -374,7 +352,7 @@ func runGateway(ctx context.Context, cfg *config.Config, stderr io.Writer, w wir
 			deps.SMS = s
 		}
 	}
-	opts, err := gatewayOptions(cfg, dir.Info().NamingContext)
+	opts, err := gatewayOptions(cfg)
 	if err != nil {
 		log.Error("gateway options", "error", err.Error())
 		return exitFail
