@@ -33,6 +33,9 @@ type fakeDir struct {
 	// writeDown makes a write fail before it reaches the directory;
 	// replyLost applies it and then fails as if its answer never came
 	writeDown, replyLost bool
+	// duringWrite, when set, runs after each successful write and before
+	// SetPassword returns: what happens while a slow write is under way
+	duringWrite func()
 }
 
 func newFakeDir() *fakeDir {
@@ -104,6 +107,14 @@ func (d *fakeDir) MemberOf(ctx context.Context, u *directory.User, groups []stri
 }
 
 func (d *fakeDir) SetPassword(ctx context.Context, u *directory.User, pw string, o directory.SetOptions) error {
+	err := d.setPassword(u, pw)
+	if hook := d.duringWrite; hook != nil && err == nil {
+		hook()
+	}
+	return err
+}
+
+func (d *fakeDir) setPassword(u *directory.User, pw string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	time.Sleep(5 * time.Millisecond) // widen race windows
