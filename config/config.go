@@ -302,6 +302,16 @@ type Limits struct {
 	// lockout threshold, so the gateway never locks an account.
 	BindFailures      int           `mapstructure:"bind_failures"`
 	BindFailureWindow time.Duration `mapstructure:"bind_failure_window"`
+	// AppFailures: wrong authenticator-app codes of an account in
+	// AppFailureWindow (counted over the current and the previous window)
+	// that suspend its apps for resets and unlocks until the user signs in
+	// with the password. Every channel is told.
+	AppFailures int `mapstructure:"app_failures"`
+	// AppFailuresNotify: wrong authenticator-app codes in AppFailureWindow
+	// after which the user is told on every channel, once a window, even
+	// before any method is proven. At most AppFailures.
+	AppFailuresNotify int           `mapstructure:"app_failures_notify"`
+	AppFailureWindow  time.Duration `mapstructure:"app_failure_window"`
 }
 
 // Defaults that are not obvious from Default.
@@ -408,6 +418,9 @@ func rawDefaults() *Config {
 			SignInsPerIP:           60,
 			BindFailures:           3,
 			BindFailureWindow:      time.Hour,
+			AppFailures:            30,
+			AppFailuresNotify:      5,
+			AppFailureWindow:       24 * time.Hour,
 		},
 	}
 }

@@ -621,15 +621,20 @@ func (c *Config) validateLimits(ch *checker) {
 	l := c.Limits
 	ch.positive("limits.window", l.Window)
 	ch.positive("limits.bind_failure_window", l.BindFailureWindow)
+	ch.positive("limits.app_failure_window", l.AppFailureWindow)
 	for key, v := range map[string]int{
 		"limits.starts_per_account": l.StartsPerAccount, "limits.starts_per_ip": l.StartsPerIP, "limits.starts_total": l.StartsTotal,
 		"limits.sends_per_account": l.SendsPerAccount, "limits.sends_per_destination": l.SendsPerDestination,
 		"limits.sms_per_hour": l.SMSPerHour, "limits.sms_per_prefix_per_hour": l.SMSPerPrefixPerHour,
 		"limits.code_failures_per_account": l.CodeFailuresPerAccount,
 		"limits.sign_ins_per_ip":           l.SignInsPerIP, "limits.bind_failures": l.BindFailures,
+		"limits.app_failures": l.AppFailures, "limits.app_failures_notify": l.AppFailuresNotify,
 	} {
 		if v < 1 {
 			ch.add(key, "must be at least 1")
 		}
+	}
+	if l.AppFailuresNotify > l.AppFailures && l.AppFailures >= 1 {
+		ch.add("limits.app_failures_notify", "must not be more than limits.app_failures (the user is told before the app is suspended)")
 	}
 }

@@ -24,6 +24,14 @@ type Limits struct {
 	SignInsPerIP           int
 	BindFailures           int
 	BindFailureWindow      time.Duration
+	// AppFailures wrong authenticator-app codes of an account in
+	// AppFailureWindow (counted over the current and the previous window)
+	// suspend its apps for resets and unlocks until the user signs in with
+	// the password; AppFailuresNotify of them tell the user on every
+	// channel, once a window.
+	AppFailures       int
+	AppFailuresNotify int
+	AppFailureWindow  time.Duration
 }
 
 func (l *Limits) setDefaults() {
@@ -38,6 +46,9 @@ func (l *Limits) setDefaults() {
 	if l.BindFailureWindow <= 0 {
 		l.BindFailureWindow = time.Hour
 	}
+	if l.AppFailureWindow <= 0 {
+		l.AppFailureWindow = 24 * time.Hour
+	}
 	def(&l.StartsPerAccount, 10)
 	def(&l.StartsPerIP, 60)
 	def(&l.StartsTotal, 20000)
@@ -48,6 +59,9 @@ func (l *Limits) setDefaults() {
 	def(&l.CodeFailuresPerAccount, 10)
 	def(&l.SignInsPerIP, 60)
 	def(&l.BindFailures, 3)
+	def(&l.AppFailures, 30)
+	def(&l.AppFailuresNotify, 5)
+	l.AppFailuresNotify = min(l.AppFailuresNotify, l.AppFailures)
 }
 
 // hit counts one event against key and reports whether it stays within
@@ -119,6 +133,7 @@ func (s *Service) verifyPassword(ctx context.Context, u *directory.User, passwor
 	err := s.d.Directory.VerifyPassword(ctx, u, password)
 	if err == nil || errorsIsAny(err, directory.ErrPasswordMustChange, directory.ErrPasswordExpired) {
 		s.bindProven(ctx, u)
+		s.appProven(ctx, u, m) // a suspended authenticator app works again
 	}
 	return err
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/text/unicode/norm"
@@ -35,6 +36,8 @@ type Service struct {
 	decoySrc                     decoySource
 	// failures of a password check: every one is sampled
 	padSignIn, padChange *padder
+	// bg is work a request leaves behind (notices it must not wait for)
+	bg sync.WaitGroup
 }
 
 // Meta is what a flow step knows about the request, for audit and logs.
@@ -121,10 +124,10 @@ func NewService(o Options, d Deps) (*Service, error) {
 }
 
 // Close waits for queued messages to be sent, at most OutboxDrainTimeout.
-func (s *Service) Close() { s.out.close(OutboxDrainTimeout) }
+func (s *Service) Close() { s.bg.Wait(); s.out.close(OutboxDrainTimeout) }
 
 // CloseWithin is Close with another bound.
-func (s *Service) CloseWithin(timeout time.Duration) { s.out.close(timeout) }
+func (s *Service) CloseWithin(timeout time.Duration) { s.bg.Wait(); s.out.close(timeout) }
 
 // messageFailed audits a message the outbox gave up on: a notice the user
 // never got (notice.failed) or a code (code.failed; the user can ask for
@@ -1080,6 +1083,16 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 		return FlowView{}, problem(CodeInvalidCode, nil)
 	}
 	if offered[idx].Type == MethodTOTP {
+		// too many wrong app codes suspend the account's apps (every
+		// name's alike) until the user signs in: a right code is refused
+		// as a wrong one
+		if blocked, err := s.appBlocked(ctx, f.Data["acct"]); err != nil || blocked {
+			if err != nil {
+				return FlowView{}, storeProblem(err)
+			}
+			s.record(ctx, m, "blocked", f.AccountID, "app_failures", map[string]string{"method": methodID})
+			return FlowView{}, problem(CodeInvalidCode, nil)
+		}
 		res := totpWrong
 		if offered[idx].real && f.AccountID != "" {
 			meth, gerr := s.d.Store.GetMethod(ctx, f.AccountID, methodID)
@@ -1093,6 +1106,9 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 		}
 		if res != totpOK {
 			s.record(ctx, m, kind+".gate", f.AccountID, "failed", map[string]string{"method": methodID, "type": MethodTOTP, "reason": res.reason()})
+			if res == totpWrong {
+				s.appFailed(ctx, f, methodID, m)
+			}
 			s.partialFailure(ctx, f, m)
 			return FlowView{}, problem(CodeInvalidCode, nil)
 		}
