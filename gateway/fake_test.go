@@ -15,6 +15,7 @@ import (
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
 	"github.com/latchkeyhq/latchkey/policy"
 	"github.com/latchkeyhq/latchkey/store"
+	"github.com/latchkeyhq/latchkey/store/pgtest"
 )
 
 // fakeDir is an in-memory directory for fast unit tests; the e2e suite
@@ -195,11 +196,7 @@ var plainStore bool
 
 func newTestbed(t *testing.T, tweak func(*Options)) *testbed {
 	t.Helper()
-	st, err := store.OpenSQLite(context.Background(), "file:"+filepath.Join(t.TempDir(), "t.db"), []byte(strings.Repeat("k", 32)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openTestStore(t)
 	pu, _ := url.Parse("https://sspr.example.org")
 	o := Options{
 		PublicURL: pu,
@@ -230,6 +227,42 @@ func newTestbed(t *testing.T, tweak func(*Options)) *testbed {
 		t.Fatal(err)
 	}
 	return &testbed{svc: svc, srv: srv, dir: dir, st: st, rec: rec, read: map[string]int{}}
+}
+
+// onPostgres holds the tests (subtests of onBothStores) whose testbed
+// runs on a throwaway PostgreSQL instead of SQLite.
+var onPostgres sync.Map // *testing.T -> true
+
+// onBothStores runs test as the subtests SQLite and PostgreSQL, each with
+// its testbeds on that store (PostgreSQL from store/pgtest: skipped when
+// it is not installed, failed under CI).
+func onBothStores(t *testing.T, test func(t *testing.T)) {
+	t.Run("SQLite", test)
+	t.Run("PostgreSQL", func(t *testing.T) {
+		onPostgres.Store(t, true)
+		t.Cleanup(func() { onPostgres.Delete(t) })
+		test(t)
+	})
+}
+
+// openTestStore opens a fresh store for t: SQLite in a temp dir, or a new
+// database on the package's PostgreSQL server under onBothStores.
+func openTestStore(t *testing.T) store.Store {
+	t.Helper()
+	key := []byte(strings.Repeat("k", 32))
+	var st store.Store
+	var err error
+	if _, pg := onPostgres.Load(t); pg {
+		srv := pgtest.Start(t)
+		st, err = store.OpenPostgres(context.Background(), srv.DSN(srv.NewDatabase(t)), key, store.PostgresOptions{})
+	} else {
+		st, err = store.OpenSQLite(context.Background(), "file:"+filepath.Join(t.TempDir(), "t.db"), key)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
