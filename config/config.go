@@ -325,6 +325,16 @@ type Limits struct {
 	// requests within their address's (16 up to ipv6_prefix; default 48;
 	// equal to ipv6_prefix: none).
 	IPv6SitePrefix int `mapstructure:"ipv6_site_prefix"`
+	// AppFailures: wrong authenticator-app codes of an account in
+	// AppFailureWindow (counted over the current and the previous window)
+	// that suspend its apps for resets and unlocks until the user signs in
+	// with the password. Every channel is told.
+	AppFailures int `mapstructure:"app_failures"`
+	// AppFailuresNotify: wrong authenticator-app codes in AppFailureWindow
+	// after which the user is told on every channel, once a window, even
+	// before any method is proven. At most AppFailures.
+	AppFailuresNotify int           `mapstructure:"app_failures_notify"`
+	AppFailureWindow  time.Duration `mapstructure:"app_failure_window"`
 }
 
 // Defaults that are not obvious from Default.
@@ -440,6 +450,9 @@ func rawDefaults() *Config {
 			NoticesPerAccount:      5,
 			IPv6Prefix:             56,
 			IPv6SitePrefix:         48,
+			AppFailures:            30,
+			AppFailuresNotify:      5,
+			AppFailureWindow:       24 * time.Hour,
 		},
 	}
 }

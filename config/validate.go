@@ -628,6 +628,7 @@ func (c *Config) validateLimits(ch *checker) {
 	l := c.Limits
 	ch.positive("limits.window", l.Window)
 	ch.positive("limits.bind_failure_window", l.BindFailureWindow)
+	ch.positive("limits.app_failure_window", l.AppFailureWindow)
 	for key, v := range map[string]int{
 		"limits.starts_per_account": l.StartsPerAccount, "limits.starts_per_ip": l.StartsPerIP, "limits.starts_total": l.StartsTotal,
 		"limits.sends_per_account": l.SendsPerAccount, "limits.sends_per_destination": l.SendsPerDestination,
@@ -635,6 +636,7 @@ func (c *Config) validateLimits(ch *checker) {
 		"limits.code_failures_per_account": l.CodeFailuresPerAccount,
 		"limits.sign_ins_per_ip":           l.SignInsPerIP, "limits.bind_failures": l.BindFailures,
 		"limits.notices_per_account": l.NoticesPerAccount,
+		"limits.app_failures":        l.AppFailures, "limits.app_failures_notify": l.AppFailuresNotify,
 	} {
 		if v < 1 {
 			ch.add(key, "must be at least 1")
@@ -644,5 +646,8 @@ func (c *Config) validateLimits(ch *checker) {
 		ch.add("limits.ipv6_prefix", "must be 32-64")
 	} else if l.IPv6SitePrefix < 16 || l.IPv6SitePrefix > l.IPv6Prefix {
 		ch.add("limits.ipv6_site_prefix", "must be 16 up to limits.ipv6_prefix (%d)", l.IPv6Prefix)
+	}
+	if l.AppFailuresNotify > l.AppFailures && l.AppFailures >= 1 {
+		ch.add("limits.app_failures_notify", "must not be more than limits.app_failures (the user is told before the app is suspended)")
 	}
 }

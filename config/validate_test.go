@@ -324,6 +324,14 @@ func TestValidate(t *testing.T) {
 			pg("postgres://u@db.example.org/l", false)(c)
 			c.Store.DSNFile = "/run/secrets/dsn"
 		}, "store.dsn_file", "verify-full"},
+		// limits
+		{"app failures default", func(c *config.Config) {}, "", ""},
+		{"app failures zero", func(c *config.Config) { c.Limits.AppFailures = 0 }, "limits.app_failures", "at least 1"},
+		{"app failures notify zero", func(c *config.Config) { c.Limits.AppFailuresNotify = 0 }, "limits.app_failures_notify", "at least 1"},
+		{"app failures notify above the cap", func(c *config.Config) { c.Limits.AppFailuresNotify, c.Limits.AppFailures = 31, 30 },
+			"limits.app_failures_notify", "not be more than limits.app_failures"},
+		{"app failures notify at the cap", func(c *config.Config) { c.Limits.AppFailuresNotify, c.Limits.AppFailures = 10, 10 }, "", ""},
+		{"app failure window zero", func(c *config.Config) { c.Limits.AppFailureWindow = 0 }, "limits.app_failure_window", "positive"},
 		{"log level", func(c *config.Config) { c.Log.Level = "verbose" }, "log.level", "debug, info, warn, error"},
 		{"log format", func(c *config.Config) { c.Log.Format = "xml" }, "log.format", "json, text"},
 		{"audit retention without a unit", func(c *config.Config) { c.Log.AuditRetention = 400 }, "log.audit_retention", "at least 24h"},

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
 )
@@ -270,7 +269,7 @@ func runQuestionsSuite(t *testing.T, srv *dirtest.Server) {
 		// registered codes, two above, the app's registration and these three
 		token := e.signIn("alice")
 		app := e.addApp(token)
-		s := freshStep(20 * time.Second)
+		s := currentStep() // codes of s and s+1 only
 		e.must(200, e.api("POST", "/api/v1/methods/"+app.ID+"/verify", token, map[string]string{"code": stepCode(t, app.Secret, s)}), "verify app")
 		osprey := answersFor("osprey")
 		qid := e.addQuestions(token, osprey)

@@ -15,6 +15,7 @@ import (
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
 	"github.com/latchkeyhq/latchkey/policy"
 	"github.com/latchkeyhq/latchkey/store"
+	"github.com/latchkeyhq/latchkey/store/pgtest"
 )
 
 // fakeDir is an in-memory directory for fast unit tests; the e2e suite
@@ -34,6 +35,9 @@ type fakeDir struct {
 	// writeDown makes a write fail before it reaches the directory;
 	// replyLost applies it and then fails as if its answer never came
 	writeDown, replyLost bool
+	// duringWrite, when set, runs after each successful write and before
+	// SetPassword returns: what happens while a slow write is under way
+	duringWrite func()
 }
 
 func newFakeDir() *fakeDir {
@@ -105,6 +109,14 @@ func (d *fakeDir) Membership(ctx context.Context, u *directory.User, groups []st
 }
 
 func (d *fakeDir) SetPassword(ctx context.Context, u *directory.User, pw string, o directory.SetOptions) error {
+	err := d.setPassword(u, pw)
+	if hook := d.duringWrite; hook != nil && err == nil {
+		hook()
+	}
+	return err
+}
+
+func (d *fakeDir) setPassword(u *directory.User, pw string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	time.Sleep(5 * time.Millisecond) // widen race windows
@@ -187,12 +199,7 @@ var plainStore bool
 
 func newTestbed(t *testing.T, tweak func(*Options)) *testbed {
 	t.Helper()
-	dbPath := filepath.Join(t.TempDir(), "t.db")
-	st, err := store.OpenSQLite(context.Background(), "file:"+dbPath, []byte(strings.Repeat("k", 32)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st, dbPath := openTestStore(t)
 	pu, _ := url.Parse("https://sspr.example.org")
 	o := Options{
 		PublicURL: pu,
@@ -226,6 +233,45 @@ func newTestbed(t *testing.T, tweak func(*Options)) *testbed {
 		t.Fatal(err)
 	}
 	return &testbed{svc: svc, srv: srv, dir: dir, st: st, rec: rec, read: map[string]int{}, dbPath: dbPath}
+}
+
+// onPostgres holds the tests (subtests of onBothStores) whose testbed
+// runs on a throwaway PostgreSQL instead of SQLite.
+var onPostgres sync.Map // *testing.T -> true
+
+// onBothStores runs test as the subtests SQLite and PostgreSQL, each with
+// its testbeds on that store (PostgreSQL from store/pgtest: skipped when
+// it is not installed, failed under CI).
+func onBothStores(t *testing.T, test func(t *testing.T)) {
+	t.Run("SQLite", test)
+	t.Run("PostgreSQL", func(t *testing.T) {
+		onPostgres.Store(t, true)
+		t.Cleanup(func() { onPostgres.Delete(t) })
+		test(t)
+	})
+}
+
+// openTestStore opens a fresh store for t: SQLite in a temp dir (and its
+// file's path), or a new database on the package's PostgreSQL server under
+// onBothStores (no path).
+func openTestStore(t *testing.T) (store.Store, string) {
+	t.Helper()
+	key := []byte(strings.Repeat("k", 32))
+	var st store.Store
+	var err error
+	dbPath := ""
+	if _, pg := onPostgres.Load(t); pg {
+		srv := pgtest.Start(t)
+		st, err = store.OpenPostgres(context.Background(), srv.DSN(srv.NewDatabase(t)), key, store.PostgresOptions{})
+	} else {
+		dbPath = filepath.Join(t.TempDir(), "t.db")
+		st, err = store.OpenSQLite(context.Background(), "file:"+dbPath, key)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st, dbPath
 }
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }

@@ -37,6 +37,14 @@ type Limits struct {
 	// that a holder of many IPv6Prefix networks still has one budget.
 	// Equal to IPv6Prefix: no second budget.
 	IPv6SitePrefix int
+	// AppFailures wrong authenticator-app codes of an account in
+	// AppFailureWindow (counted over the current and the previous window)
+	// suspend its apps for resets and unlocks until the user signs in with
+	// the password; AppFailuresNotify of them tell the user on every
+	// channel, once a window.
+	AppFailures       int
+	AppFailuresNotify int
+	AppFailureWindow  time.Duration
 }
 
 // SiteBudgetFactor: an IPv6 site (Limits.IPv6SitePrefix) may spend this
@@ -61,6 +69,9 @@ func (l *Limits) setDefaults() {
 	if l.BindFailureWindow <= 0 {
 		l.BindFailureWindow = time.Hour
 	}
+	if l.AppFailureWindow <= 0 {
+		l.AppFailureWindow = 24 * time.Hour
+	}
 	def(&l.StartsPerAccount, 10)
 	def(&l.StartsPerIP, 60)
 	def(&l.StartsTotal, 20000)
@@ -72,6 +83,9 @@ func (l *Limits) setDefaults() {
 	def(&l.SignInsPerIP, 60)
 	def(&l.BindFailures, 3)
 	def(&l.NoticesPerAccount, 5)
+	def(&l.AppFailures, 30)
+	def(&l.AppFailuresNotify, 5)
+	l.AppFailuresNotify = min(l.AppFailuresNotify, l.AppFailures)
 	if l.IPv6Prefix <= 0 || l.IPv6Prefix > 128 {
 		l.IPv6Prefix = DefaultIPv6Prefix
 	}
@@ -189,6 +203,7 @@ func (s *Service) verifyPassword(ctx context.Context, u *directory.User, passwor
 	err := s.d.Directory.VerifyPassword(ctx, u, password)
 	if err == nil || errorsIsAny(err, directory.ErrPasswordMustChange, directory.ErrPasswordExpired) {
 		s.bindProven(ctx, u)
+		s.appProven(ctx, u, m) // a suspended authenticator app works again
 	}
 	return err
 }

@@ -542,6 +542,9 @@ func (s *Service) VerifyFlowAnswers(ctx context.Context, kind, flowID, methodID 
 	if slices.Contains(f.Verified, methodID) {
 		return s.flowView(f, offered), nil
 	}
+	if p := s.proofClosed(f); p != nil {
+		return FlowView{}, p
+	}
 	// the shape is checked before anything is spent or hashed
 	given := map[string]string{}
 	for _, a := range answers {

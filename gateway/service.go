@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/text/unicode/norm"
@@ -38,6 +39,8 @@ type Service struct {
 	decoySrc                     decoySource
 	// failures of a password check: every one is sampled
 	padSignIn, padChange *padder
+	// bg is work a request leaves behind (notices it must not wait for)
+	bg sync.WaitGroup
 }
 
 // Meta is what a flow step knows about the request, for audit and logs.
@@ -123,12 +126,14 @@ func NewService(o Options, d Deps) (*Service, error) {
 	return s, nil
 }
 
-// Close waits for queued messages to be sent, at most OutboxDrainTimeout,
-// and stores the summaries of audit events not stored one by one.
+// Close waits for the notices sent in the background, then for queued
+// messages to be sent, at most OutboxDrainTimeout, and stores the
+// summaries of audit events not stored one by one.
 func (s *Service) Close() { s.CloseWithin(OutboxDrainTimeout) }
 
 // CloseWithin is Close with another bound.
 func (s *Service) CloseWithin(timeout time.Duration) {
+	s.bg.Wait()
 	s.out.close(timeout)
 	s.storeSummaries(context.Background(), s.sampler.flush(s.now()))
 }
@@ -1018,8 +1023,8 @@ func (s *Service) sendFlowCode(ctx context.Context, f store.Flow, kind, methodID
 	if om == nil {
 		return problem(CodeInvalidRequest, nil)
 	}
-	if slices.Contains(f.Verified, methodID) {
-		return nil
+	if slices.Contains(f.Verified, methodID) || s.proofClosed(f) != nil {
+		return nil // nothing to send: proven already, or being completed
 	}
 	if om.Type == MethodTOTP || om.Type == MethodQuestions {
 		// Nothing to send: the app shows the code (security questions are
@@ -1106,6 +1111,13 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 	// the hold covers the read of the flow: a real flow and a fake one
 	// differ in size
 	defer func() { s.padVerify.wait(ctx, start, f.AccountID != "") }()
+	// a method is proven once, and a flow being completed takes no proof
+	if slices.Contains(f.Verified, methodID) {
+		return FlowView{}, problem(CodeInvalidCode, errors.New("method already proven in this flow"))
+	}
+	if p := s.proofClosed(f); p != nil {
+		return FlowView{}, p
+	}
 	code = normalizeCode(code)
 	// Every try, right or wrong, is counted before the redemption, so that
 	// concurrent guesses cannot all pass the check; a user needs one or two
@@ -1116,6 +1128,16 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 		return FlowView{}, problem(CodeInvalidCode, nil)
 	}
 	if offered[idx].Type == MethodTOTP {
+		// too many wrong app codes suspend the account's apps (every
+		// name's alike) until the user signs in: a right code is refused
+		// as a wrong one
+		if blocked, err := s.appBlocked(ctx, f.Data["acct"]); err != nil || blocked {
+			if err != nil {
+				return FlowView{}, storeProblem(err)
+			}
+			s.record(ctx, m, "blocked", f.AccountID, "app_failures", map[string]string{"method": methodID})
+			return FlowView{}, problem(CodeInvalidCode, nil)
+		}
 		res := totpWrong
 		if offered[idx].real && f.AccountID != "" {
 			meth, gerr := s.d.Store.GetMethod(ctx, f.AccountID, methodID)
@@ -1129,6 +1151,9 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 		}
 		if res != totpOK {
 			s.record(ctx, m, kind+".gate", f.AccountID, "failed", map[string]string{"method": methodID, "type": MethodTOTP, "reason": res.reason()})
+			if res == totpWrong {
+				s.appFailed(ctx, f, methodID, m)
+			}
 			s.partialFailure(ctx, f, m)
 			return FlowView{}, problem(CodeInvalidCode, nil)
 		}
@@ -1345,8 +1370,7 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 	if f.Data == nil {
 		f.Data = map[string]string{}
 	}
-	at, err := time.Parse(time.RFC3339Nano, f.Data["writing"])
-	writing := err == nil && s.now().Sub(at) < writeLease
+	writing := s.writing(f)
 	// An earlier completion of this flow whose outcome is unknown (its
 	// directory write timed out, or its instance stopped between the write
 	// and recording it) may have set the password already. The directory
@@ -1444,23 +1468,24 @@ func mailboxKey(addr string) string {
 	return local + "@" + domain
 }
 
-// recordWrite records the directory write of flow f once: it marks f
-// recorded with a versioned update, so that of the completions that get
-// here for one flow (the writer, and a retry that found the password
-// already moved) exactly one goes on, and that one ends every open flow
-// and session of the account, audits with outcome and tells the user.
+// recordWrite records the directory write of flow f once: of the
+// completions that get here for one flow (the writer, and a retry that
+// found the password already moved) exactly one goes on, and that one
+// ends every open flow and session of the account, audits with outcome
+// and tells the user. The claim is a counter of its own, keyed by the
+// flow's binding secret, not the flow row: whatever happened to the flow
+// during the write (updated, rotated, expired, deleted), the write is
+// recorded.
 func (s *Service) recordWrite(ctx context.Context, m Meta, u *directory.User, f store.Flow, kind, outcome string) {
 	if f.Data["recorded"] != "" {
-		return
+		return // recorded by a version that marked the flow
 	}
-	f.Data["recorded"] = "1"
-	delete(f.Data, "writing")
-	if err := s.d.Store.UpdateFlow(context.WithoutCancel(ctx), f); err != nil {
-		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
-			return // another completion recorded it
-		}
+	ctx = context.WithoutCancel(ctx)
+	if n, err := s.d.Store.Hit(ctx, "recorded:"+flowBinding(f), recordedWindow, recordedAt(f)); err != nil {
 		// the store is in trouble: record all the same, as far as it goes
-		s.log.Error("marking a flow recorded failed", "request_id", m.RequestID, "error", err.Error())
+		s.log.Error("claiming the record of a write failed", "request_id", m.RequestID, "error", err.Error())
+	} else if n > 1 {
+		return // another completion recorded it
 	}
 	event := "unlocked"
 	if kind == store.FlowReset {
@@ -1468,6 +1493,38 @@ func (s *Service) recordWrite(ctx context.Context, m Meta, u *directory.User, f 
 	}
 	s.passwordWrittenAs(ctx, m, u, nil, kind == store.FlowReset, kind+".completed", outcome)
 	s.noticeUser(ctx, u, event, "", m)
+}
+
+// recordedWindow is the counter window of the "recorded" claim: every
+// completion of a flow counts in the window that holds recordedAt, which
+// ends a day or more after the flow began, long after the flow and any
+// write of it.
+const recordedWindow = 48 * time.Hour
+
+// recordedAt is the time every claim to record f is counted at: fixed
+// for the flow (its creation time never changes), so that its claims
+// meet in one window.
+func recordedAt(f store.Flow) time.Time { return f.CreatedAt.Add(recordedWindow / 2) }
+
+// writing reports whether a completion's claim on f is live: its
+// directory write may be under way.
+func (s *Service) writing(f store.Flow) bool {
+	at, err := time.Parse(time.RFC3339Nano, f.Data["writing"])
+	return err == nil && s.now().Sub(at) < writeLease
+}
+
+// proofClosed is why flow f takes no more proofs or challenges, or nil:
+// a completion is writing the password (its claim is live). A proof or a
+// challenge then could only change a flow whose password is being
+// written. Only a real, proven flow is ever claimed (a decoy never is),
+// so the refusal tells nothing of the name. A flow whose proofs already
+// add up still takes more: the completion may refuse one of them (too
+// new, or of a kind that does not count) and ask for another.
+func (s *Service) proofClosed(f store.Flow) *Problem {
+	if s.writing(f) {
+		return problem(CodeFlowExpired, errors.New("flow is being completed"))
+	}
+	return nil
 }
 
 // writeLease is how long a completion's claim on its flow holds off

@@ -427,6 +427,9 @@ func (s *Service) SendFlowChallenge(ctx context.Context, kind, flowID, methodID 
 		// one passkey per flow counts: asking for another is a mistake
 		return nil, problem(CodeInvalidRequest, errors.New("a passkey is already proven in this flow"))
 	}
+	if p := s.proofClosed(f); p != nil {
+		return nil, p
+	}
 	rp, err := s.rp()
 	if err != nil {
 		return nil, problem(CodeInternal, err)
@@ -504,6 +507,11 @@ func (s *Service) VerifyFlowPasskey(ctx context.Context, kind, flowID, methodID 
 		return FlowView{}, problem(CodeInvalidRequest, nil)
 	}
 	defer func() { s.padVerify.wait(ctx, start, f.AccountID != "") }()
+	// a flow being completed takes no proof (a second passkey is refused
+	// below, as one that fails)
+	if p := s.proofClosed(f); p != nil {
+		return FlowView{}, p
+	}
 	// counted before the check, as a code is: concurrent tries cannot
 	// all pass the budget
 	if !s.hit(ctx, "codefail:"+f.Data["acct"], s.o.Limits.CodeFailuresPerAccount, s.o.Limits.Window) {
