@@ -21,6 +21,7 @@ var checklistSections = []struct {
 var testPackages = map[string]string{
 	"e2e": "../e2e", "gateway": "../gateway", "directory": "../directory", "store": "../store", "config": "../config",
 	"notify": "../notify", "policy": "../policy", "docs": ".", "latchkey": "../cmd/latchkey",
+	"timingleak": "../internal/timingleak",
 }
 
 // TestSecurityChecklist: docs/security-checklist.md has one row per item,

@@ -487,6 +487,16 @@ func (e *env) waitMails(n int) int {
 	return c
 }
 
+// clearMail deletes every message mailpit holds.
+func (e *env) clearMail() {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := e.mail.DeleteAll(ctx); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 // smsCode waits for a code sent by SMS to number.
 func (e *env) smsCode(number string) string {
 	e.t.Helper()

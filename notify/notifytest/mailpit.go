@@ -207,6 +207,9 @@ func StartMailpit(t testing.TB, opts ...MailpitOption) *Mailpit {
 			"--smtp", "127.0.0.1:" + strconv.Itoa(smtpPort),
 			"--database", filepath.Join(dir, fmt.Sprintf("mailpit-%d.db", attempt)),
 			"--disable-version-check", "--smtp-disable-rdns", "--quiet",
+			// keep every message: by default mailpit deletes the oldest
+			// past 500, and counts of what was sent would stop growing
+			"--max", "0",
 		}, base...)
 		args = append(args, o.args...)
 		m.SMTPPort = smtpPort
