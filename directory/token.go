@@ -89,7 +89,7 @@ func (c *Client) groupInfo(ctx context.Context, dn string) (groupInfo, bool, err
 			info.exists = true
 			info.sid = sidString(e.GetRawAttributeValue("objectSid"))
 			gt, _ := strconv.ParseInt(e.GetAttributeValue("groupType"), 10, 64)
-			info.security = uint32(gt)&adGroupSecurityEnabled != 0
+			info.security = gt&adGroupSecurityEnabled != 0 // groupType is a signed 32-bit value
 		}
 		return nil
 	})

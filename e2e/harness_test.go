@@ -473,20 +473,6 @@ func (e *env) mailCount() int {
 	return settleMail(e.t, e.mail)
 }
 
-// waitMails waits until mailpit holds at least n messages (a bounded wait
-// on a positive signal, never a time limit on the product) and returns the
-// count.
-func (e *env) waitMails(n int) int {
-	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := e.mail.WaitCount(ctx, n)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return c
-}
-
 // clearMail deletes every message mailpit holds.
 func (e *env) clearMail() {
 	e.t.Helper()

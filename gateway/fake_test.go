@@ -219,7 +219,7 @@ func newTestbed(t *testing.T, tweak func(*Options)) *testbed {
 	}
 	rec := &notifytest.Recorder{}
 	dir := newFakeDir()
-	var deps store.Store = st
+	deps := st
 	if plainStore {
 		deps = struct{ store.Store }{st} // none of the optional interfaces
 	}
