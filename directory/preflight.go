@@ -112,9 +112,12 @@ func Preflight(ctx context.Context, cfg Config, opts PreflightOptions) []Finding
 	c, err := Open(ctx, cfg, opts.Logger)
 	if err != nil {
 		msg, fix := bindFailure(err)
-		if nameOnly && errors.Is(err, ErrCertificate) {
+		if nameOnly && (errors.Is(err, ErrCertificate) || errors.Is(err, ErrUnavailable)) {
 			msg = "no server in directory.urls could be used: the certificate is not valid for the name in directory.urls (a name problem: the CA is trusted)"
 			fix = "fix the directory.tls failures above: a certificate with a subjectAltName for that name"
+			if slices.ContainsFunc(out, func(f Finding) bool { return f.Check == "directory.reach" && f.Status == CheckFail }) {
+				fix = "fix the directory.reach failures and the directory.tls failures above (a certificate with a subjectAltName for that name)"
+			}
 		}
 		add("directory.bind", CheckFail, msg+"; base DN, groups, canary and reset rights were not checked", fix)
 		return out

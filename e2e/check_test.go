@@ -503,6 +503,7 @@ func TestCheckCertificateNames(t *testing.T) {
 		}
 		wantFails(t, rs, "directory.tls", "directory.bind")
 		wantResult(t, rs, "directory.tls", "FAIL", "subjectAltName for 127.0.0.1", "certificate has no SAN", `CN="localhost"`)
+		wantResult(t, rs, "directory.bind", "FAIL", "a subjectAltName for that name", "a name problem: the CA is trusted")
 		// StartTLS is inspected the same way
 		c := variant(t, cfg, "urls: [\""+srv.LDAPSURL+"\"]", "urls: [\""+srv.URL+"\"]\n  start_tls: true")
 		rs, _ = checkJSON(t, c)
