@@ -30,8 +30,8 @@ type serviceAccount struct {
 	// (OpenLDAP without pwdChangedTime): it starts at the next change
 	unstarted bool
 	maxAge    time.Duration
-	policy   PasswordPolicy
-	known    bool // the policy could be read
+	policy    PasswordPolicy
+	known     bool // the policy could be read
 }
 
 // checkServiceAccount reads the service account's entry (directory.bind_dn)
