@@ -513,7 +513,7 @@ func (c *Client) checkPolicy(ctx context.Context, canary *User) []Finding {
 
 func (c *Client) rightsFix() string {
 	if c.cfg.Flavor == ActiveDirectory {
-		return fmt.Sprintf("delegate to %s, on the OU of the users (inherited by user objects): the extended right Reset Password, and Write lockoutTime and Write pwdLastSet (Active Directory Users and Computers > Delegate Control, or dsacl)", c.cfg.BindDN)
+		return fmt.Sprintf("delegate to %s, on the OU of the users (inherited by user objects): the extended right Reset Password, and Write lockoutTime and Write pwdLastSet (Windows: dsacls \"OU=…\" /I:S /G \"DOMAIN\\account:CA;Reset Password;user\" \"DOMAIN\\account:RPWP;lockoutTime;user\" \"DOMAIN\\account:RPWP;pwdLastSet;user\"; Samba: samba-tool dsacl set --sddl with the schema GUIDs, as docs/active-directory.md step 5 shows)", c.cfg.BindDN)
 	}
 	return fmt.Sprintf("grant %s write and auth (=wx, not manage) on userPassword of the users, e.g. `access to attrs=userPassword by dn.exact=\"%s\" =wx`, and write on pwdAccountLockedTime and pwdReset", c.cfg.BindDN, c.cfg.BindDN)
 }

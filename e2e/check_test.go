@@ -567,8 +567,8 @@ func TestCheckActiveDirectory(t *testing.T) {
 		wantResult(t, rs, "directory.reset_right", "OK", "", `"carol"`, "password was changed")
 		wantResult(t, rs, "directory.policy", "OK", "", "domain", "no minimum age")
 		// the fixture exempts the service account with a PSO, as the docs say
-		wantResult(t, rs, "directory.service_account", "OK", "", "never expires", "maximum password age 0", "CN=latchkey-service")
-		wantResult(t, rs, "directory.service_account", "OK", "", "no lockout threshold", "CN=latchkey-service")
+		wantResult(t, rs, "directory.service_account", "OK", "", "never expires", "maximum password age 0", "CN=sspr-service")
+		wantResult(t, rs, "directory.service_account", "OK", "", "no lockout threshold", "CN=sspr-service")
 		wantResult(t, rs, "eligibility", "OK", "", `"carol" is eligible`, `member of policy.groups[0] "`+srv.Group("staff")+`"`, "no tier applies")
 		wantResult(t, rs, "policy.cooling_off", "OK", "", "0s")
 		if err := srv.UserBind("carol", srv.Password("carol")); err == nil {
@@ -665,7 +665,7 @@ func TestCheckActiveDirectory(t *testing.T) {
 			t.Fatalf("exit %d (a WARN must not change it):\n%s", code, dump(rs))
 		}
 		wantResult(t, rs, "policy.cooling_off", "WARN", "set policy.cooling_off: 0s for the trial",
-			"24h0m0s: a method registered now cannot alone authorise a reset until ", "method_too_new")
+			"24h: a method registered now cannot alone authorise a reset until ", "method_too_new")
 	})
 
 	t.Run("MinPwdAge", func(t *testing.T) {

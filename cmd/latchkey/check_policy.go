@@ -123,8 +123,21 @@ func coolingOffCheck(cfg *config.Config, now time.Time) checkResult {
 		return checkResult{Check: "policy.cooling_off", Status: statusOK,
 			Message: "0s: a method registered now may authorise a reset at once (no cooling-off period)"}
 	}
+	d := shortDuration(c)
 	return checkResult{Check: "policy.cooling_off", Status: statusWarn,
 		Message: fmt.Sprintf("%s: a method registered now cannot alone authorise a reset until %s; a first test that registers and then resets is refused with method_too_new until then",
-			c, now.Add(c).UTC().Format("2006-01-02 15:04 MST")),
-		Fix: fmt.Sprintf("register the test account's methods %s before testing a reset, or set policy.cooling_off: 0s for the trial and back to %s before users register", c, c)}
+			d, now.Add(c).UTC().Format("2006-01-02 15:04 MST")),
+		Fix: fmt.Sprintf("register the test account's methods %s before testing a reset, or set policy.cooling_off: 0s for the trial and back to %s before users register", d, d)}
+}
+
+// shortDuration is d as configured: 24h, not 24h0m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
