@@ -19,7 +19,7 @@ import (
 
 // ErrCertificate is returned (wrapped in ErrUnavailable's place) when no
 // server could be reached because certificate verification failed.
-var ErrCertificate = errors.New("directory: server certificate not trusted")
+var ErrCertificate = errors.New("directory: server certificate refused")
 
 // Client is the go-ldap implementation of Directory.
 type Client struct {

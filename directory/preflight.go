@@ -64,6 +64,10 @@ type PreflightOptions struct {
 	Logger *slog.Logger
 	// Now is the clock for certificate validity (default time.Now).
 	Now func() time.Time
+	// CanaryChecks, when set, is called with the client once the canary
+	// is found; its findings follow directory.canary. `latchkey check`
+	// puts the canary's eligibility decision there.
+	CanaryChecks func(ctx context.Context, d Directory, canary *User) []Finding
 }
 
 // CertExpiryWarning is how close to its expiry a server certificate gives a WARN.
@@ -92,18 +96,35 @@ func Preflight(ctx context.Context, cfg Config, opts PreflightOptions) []Finding
 		return out
 	}
 	cfg = cfg.withDefaults()
+	// nameOnly: the certificates failed for their names only, which the
+	// bind line must not call a trust problem
+	sawName, sawOther := false, false
 	for i, raw := range cfg.URLs {
-		out = append(out, probeURL(ctx, cfg, i, raw, opts.Now())...)
+		fs, kinds := probeURL(ctx, cfg, i, raw, opts.Now())
+		out = append(out, fs...)
+		failed := slices.ContainsFunc(fs, func(f Finding) bool { return f.Check == "directory.tls" && f.Status == CheckFail })
+		names := len(kinds) > 0 && !slices.ContainsFunc(kinds, func(k tlsdiag.Kind) bool { return k != tlsdiag.NameMismatch })
+		sawName = sawName || (failed && names)
+		sawOther = sawOther || (failed && !names)
 	}
+	nameOnly := sawName && !sawOther
 
 	c, err := Open(ctx, cfg, opts.Logger)
 	if err != nil {
 		msg, fix := bindFailure(err)
+		if nameOnly && (errors.Is(err, ErrCertificate) || errors.Is(err, ErrUnavailable)) {
+			msg = "no server in directory.urls could be used: the certificate is not valid for the name in directory.urls (a name problem: the CA is trusted)"
+			fix = "fix the directory.tls failures above: a certificate with a subjectAltName for that name"
+			if slices.ContainsFunc(out, func(f Finding) bool { return f.Check == "directory.reach" && f.Status == CheckFail }) {
+				fix = "fix the directory.reach failures and the directory.tls failures above (a certificate with a subjectAltName for that name)"
+			}
+		}
 		add("directory.bind", CheckFail, msg+"; base DN, groups, canary and reset rights were not checked", fix)
 		return out
 	}
 	defer c.Close()
 	add("directory.bind", CheckOK, fmt.Sprintf("bound as %s at %s", cfg.BindDN, c.info.URL), "")
+	out = append(out, c.checkServiceAccount(ctx)...)
 	out = append(out, c.capFindings...)
 	if len(c.capFindings) == 0 {
 		add("directory.capabilities", CheckOK, c.capabilitySummary(), "")
@@ -120,6 +141,9 @@ func Preflight(ctx context.Context, cfg Config, opts PreflightOptions) []Finding
 		var f Finding
 		canary, f = c.checkCanary(ctx, opts.Canary)
 		out = append(out, f)
+		if canary != nil && opts.CanaryChecks != nil {
+			out = append(out, opts.CanaryChecks(ctx, c, canary)...)
+		}
 	}
 	out = append(out, c.checkPolicy(ctx, canary)...)
 	out = append(out, c.checkResetRight(ctx, canary, opts)...)
@@ -137,25 +161,26 @@ func defaultPort(u *url.URL) string {
 }
 
 // probeURL checks one URL: TCP, then TLS (LDAPS handshake or StartTLS).
-func probeURL(ctx context.Context, cfg Config, i int, raw string, now time.Time) []Finding {
+// kinds are the certificate's problems when verification failed.
+func probeURL(ctx context.Context, cfg Config, i int, raw string, now time.Time) (fs []Finding, kinds []tlsdiag.Kind) {
 	key := fmt.Sprintf("directory.urls[%d]", i)
 	u, err := url.Parse(raw)
 	if err != nil {
-		return []Finding{{"directory.reach", CheckFail, raw + ": not a URL", "correct " + key}}
+		return []Finding{{"directory.reach", CheckFail, raw + ": not a URL", "correct " + key}}, nil
 	}
 	addr := net.JoinHostPort(u.Hostname(), defaultPort(u))
 	d := &net.Dialer{Timeout: cfg.DialTimeout}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return []Finding{{"directory.reach", CheckFail, fmt.Sprintf("%s: cannot connect to %s: %s", raw, addr, netReason(err)),
-			fmt.Sprintf("check the host and port in %s, that the directory server listens there, and that no firewall blocks this machine", key)}}
+			fmt.Sprintf("check the host and port in %s, that the directory server listens there, and that no firewall blocks this machine", key)}}, nil
 	}
 	conn.Close()
 	reach := Finding{"directory.reach", CheckOK, fmt.Sprintf("%s: %s accepts TCP connections", raw, addr), ""}
 
 	if u.Scheme == "ldap" && !cfg.StartTLS {
 		return []Finding{reach, {"directory.tls", CheckWarn, raw + ": no TLS: passwords cross the network in clear (allowed by directory.allow_plaintext)",
-			fmt.Sprintf("use an ldaps:// URL in %s or set directory.start_tls: true", key)}}
+			fmt.Sprintf("use an ldaps:// URL in %s or set directory.start_tls: true", key)}}, nil
 	}
 	host := u.Hostname()
 	name := host
@@ -164,10 +189,10 @@ func probeURL(ctx context.Context, cfg Config, i int, raw string, now time.Time)
 	}
 	tc, err := cfg.tlsConfig(host)
 	if tlsdiag.IsNegativeSerial(err) {
-		return []Finding{reach, {"directory.tls", CheckFail, raw + ": " + err.Error() + ": latchkey's TLS (Go) refuses certificates with a negative serial number", negativeSerialFix(name)}}
+		return []Finding{reach, {"directory.tls", CheckFail, raw + ": " + err.Error() + ": latchkey's TLS (Go) refuses certificates with a negative serial number", negativeSerialFix(name)}}, nil
 	}
 	if err != nil {
-		return []Finding{reach, {"directory.tls", CheckFail, raw + ": " + err.Error(), "set directory.ca_file to a readable PEM file holding the CA certificate that signed the directory's certificate"}}
+		return []Finding{reach, {"directory.tls", CheckFail, raw + ": " + err.Error(), "set directory.ca_file to a readable PEM file holding the CA certificate that signed the directory's certificate"}}, nil
 	}
 	roots := tc.RootCAs
 	probe := &tls.Config{ServerName: name, MinVersion: tls.VersionTLS12,
@@ -179,41 +204,42 @@ func probeURL(ctx context.Context, cfg Config, i int, raw string, now time.Time)
 		td := &tls.Dialer{NetDialer: d, Config: probe}
 		c, err := td.DialContext(tctx, "tcp", addr)
 		if tlsdiag.IsNegativeSerial(err) {
-			return []Finding{reach, negativeSerialFinding(raw, name)}
+			return []Finding{reach, negativeSerialFinding(raw, name)}, nil
 		}
 		if err != nil {
 			return []Finding{reach, {"directory.tls", CheckFail, fmt.Sprintf("%s: TLS handshake failed: %v", raw, err),
-				fmt.Sprintf("check that %s speaks LDAPS (TLS from the first byte, usually port 636); for a plain LDAP port use ldap:// with directory.start_tls: true", addr)}}
+				fmt.Sprintf("check that %s speaks LDAPS (TLS from the first byte, usually port 636); for a plain LDAP port use ldap:// with directory.start_tls: true", addr)}}, nil
 		}
 		state = c.(*tls.Conn).ConnectionState()
 		c.Close()
 	} else {
 		lc, err := ldap.DialURL(raw, ldap.DialWithDialer(d))
 		if err != nil {
-			return []Finding{reach, {"directory.tls", CheckFail, fmt.Sprintf("%s: LDAP connection failed: %s", raw, netReason(err)), "check " + key}}
+			return []Finding{reach, {"directory.tls", CheckFail, fmt.Sprintf("%s: LDAP connection failed: %s", raw, netReason(err)), "check " + key}}, nil
 		}
 		lc.SetTimeout(cfg.Timeout)
 		err = lc.StartTLS(probe)
 		if tlsdiag.IsNegativeSerial(err) {
 			lc.Close()
-			return []Finding{reach, negativeSerialFinding(raw, name)}
+			return []Finding{reach, negativeSerialFinding(raw, name)}, nil
 		}
 		if err != nil {
 			lc.Close()
 			return []Finding{reach, {"directory.tls", CheckFail, fmt.Sprintf("%s: StartTLS failed: %s", raw, ldapReason(err)),
-				"configure a TLS certificate on the directory server (slapd: TLSCertificateFile/olcTLSCertificateFile), or use an ldaps:// URL in " + key}}
+				"configure a TLS certificate on the directory server (slapd: TLSCertificateFile/olcTLSCertificateFile), or use an ldaps:// URL in " + key}}, nil
 		}
 		state, _ = lc.TLSConnectionState()
 		lc.Close()
 	}
 	if len(state.PeerCertificates) == 0 {
-		return []Finding{reach, {"directory.tls", CheckFail, raw + ": the server presented no certificate", "configure a server certificate on the directory server"}}
+		return []Finding{reach, {"directory.tls", CheckFail, raw + ": the server presented no certificate", "configure a server certificate on the directory server"}}, nil
 	}
 	leaf := state.PeerCertificates[0]
 	probs := tlsdiag.Verify(state.PeerCertificates, roots, name, now)
 	if len(probs) > 0 {
 		var msgs, fixes []string
 		for _, p := range probs {
+			kinds = append(kinds, p.Kind)
 			msgs = append(msgs, p.Message)
 			fixes = append(fixes, tlsFix(p, cfg, key, name, leaf))
 		}
@@ -222,19 +248,19 @@ func probeURL(ctx context.Context, cfg Config, i int, raw string, now time.Time)
 			st = CheckWarn
 			msgs = append(msgs, "ignored because directory.insecure_skip_verify is set (demo only)")
 		}
-		return []Finding{reach, {"directory.tls", st, raw + ": " + strings.Join(msgs, "; "), strings.Join(fixes, " ")}}
+		return []Finding{reach, {"directory.tls", st, raw + ": " + strings.Join(msgs, "; "), strings.Join(fixes, " ")}}, kinds
 	}
 	ok := fmt.Sprintf("%s: %s, certificate for %s issued by %q, valid until %s", raw, tls.VersionName(state.Version),
 		strings.Join(tlsdiag.Names(leaf), ", "), leaf.Issuer.String(), leaf.NotAfter.UTC().Format("2006-01-02"))
 	if cfg.InsecureSkipVerify {
 		return []Finding{reach, {"directory.tls", CheckWarn, ok + "; but directory.insecure_skip_verify turns verification off",
-			"remove directory.insecure_skip_verify (allowed in the demo only)"}}
+			"remove directory.insecure_skip_verify (allowed in the demo only)"}}, nil
 	}
 	if left := leaf.NotAfter.Sub(now); left < CertExpiryWarning {
 		return []Finding{reach, {"directory.tls", CheckWarn, fmt.Sprintf("%s; it expires in %d days", ok, int(left.Hours()/24)),
-			"renew the directory server's certificate before " + leaf.NotAfter.UTC().Format("2006-01-02")}}
+			"renew the directory server's certificate before " + leaf.NotAfter.UTC().Format("2006-01-02")}}, nil
 	}
-	return []Finding{reach, {"directory.tls", CheckOK, ok, ""}}
+	return []Finding{reach, {"directory.tls", CheckOK, ok, ""}}, nil
 }
 
 func negativeSerialFinding(raw, name string) Finding {
@@ -257,7 +283,10 @@ func tlsFix(p tlsdiag.Problem, cfg Config, key, name string, leaf *x509.Certific
 	case tlsdiag.NameMismatch:
 		names := tlsdiag.Names(leaf)
 		if len(names) == 0 {
-			return fmt.Sprintf("give the directory server a certificate with a subjectAltName for %s (Samba's self-generated certificate has none: set \"tls certfile\" and \"tls keyfile\" in smb.conf).", name)
+			return fmt.Sprintf("the certificate's name is the problem, not its CA: give the directory server a certificate with a subjectAltName for %s. "+
+				"Samba's self-generated certificate has none: make a CA and a server certificate with openssl (subjectAltName=DNS:<dc name>,IP:<address>), "+
+				"set \"tls keyfile\", \"tls certfile\" and \"tls cafile\" in smb.conf to them, restart samba, and set directory.ca_file to the new CA "+
+				"(docs/active-directory.md has the commands).", name)
 		}
 		return fmt.Sprintf("change the host in %s to a name the certificate holds (%s), or reissue the server certificate with a subjectAltName for %s.", key, strings.Join(names, ", "), name)
 	case tlsdiag.Expired:
@@ -300,7 +329,7 @@ func bindFailure(err error) (msg, fix string) {
 		return "service bind refused: " + err.Error(),
 			"enable the service account named in directory.bind_dn and give it a password that does not expire, then update directory.bind_password"
 	case errors.Is(err, ErrCertificate):
-		return "no server in directory.urls could be used: certificate not trusted", "fix the directory.tls failures above"
+		return "no server in directory.urls could be used: its certificate was refused", "fix the directory.tls failures above"
 	case errors.Is(err, ErrUnavailable):
 		return "no server in directory.urls could be used", "fix the directory.reach and directory.tls failures above"
 	case errors.Is(err, ErrInsecure):
@@ -484,7 +513,7 @@ func (c *Client) checkPolicy(ctx context.Context, canary *User) []Finding {
 
 func (c *Client) rightsFix() string {
 	if c.cfg.Flavor == ActiveDirectory {
-		return fmt.Sprintf("delegate to %s, on the OU of the users (inherited by user objects): the extended right Reset Password, and Write lockoutTime and Write pwdLastSet (Active Directory Users and Computers > Delegate Control, or dsacl)", c.cfg.BindDN)
+		return fmt.Sprintf("delegate to %s, on the OU of the users (inherited by user objects): the extended right Reset Password, and Write lockoutTime and Write pwdLastSet (Windows: dsacls \"OU=…\" /I:S /G \"DOMAIN\\account:CA;Reset Password;user\" \"DOMAIN\\account:RPWP;lockoutTime;user\" \"DOMAIN\\account:RPWP;pwdLastSet;user\"; Samba: samba-tool dsacl set --sddl with the schema GUIDs, as docs/active-directory.md step 5 shows)", c.cfg.BindDN)
 	}
 	return fmt.Sprintf("grant %s write and auth (=wx, not manage) on userPassword of the users, e.g. `access to attrs=userPassword by dn.exact=\"%s\" =wx`, and write on pwdAccountLockedTime and pwdReset", c.cfg.BindDN, c.cfg.BindDN)
 }

@@ -344,6 +344,9 @@ func TestCheckOpenLDAP(t *testing.T) {
 			wantResult(t, rs, "directory.group", "OK", "", g)
 		}
 		wantResult(t, rs, "directory.reset_right", "OK", "", `"carol"`, "password was changed")
+		wantResult(t, rs, "directory.service_account", "OK", "", "never expires", "no pwdMaxAge in ppolicy cn=service")
+		wantResult(t, rs, "directory.service_account", "OK", "", "no lockout threshold", "cn=service")
+		wantResult(t, rs, "eligibility", "OK", "", `"carol" is eligible`, `member of policy.groups[0]`)
 		wantResult(t, rs, "sms", "OK", "", "accepted the credentials", "no message sent")
 		// the reset happened: carol's seeded password is gone
 		if err := srv.UserBind("carol", srv.Password("carol")); err == nil {
@@ -500,6 +503,7 @@ func TestCheckCertificateNames(t *testing.T) {
 		}
 		wantFails(t, rs, "directory.tls", "directory.bind")
 		wantResult(t, rs, "directory.tls", "FAIL", "subjectAltName for 127.0.0.1", "certificate has no SAN", `CN="localhost"`)
+		wantResult(t, rs, "directory.bind", "FAIL", "a subjectAltName for that name", "a name problem: the CA is trusted")
 		// StartTLS is inspected the same way
 		c := variant(t, cfg, "urls: [\""+srv.LDAPSURL+"\"]", "urls: [\""+srv.URL+"\"]\n  start_tls: true")
 		rs, _ = checkJSON(t, c)
@@ -562,6 +566,11 @@ func TestCheckActiveDirectory(t *testing.T) {
 		}
 		wantResult(t, rs, "directory.reset_right", "OK", "", `"carol"`, "password was changed")
 		wantResult(t, rs, "directory.policy", "OK", "", "domain", "no minimum age")
+		// the fixture exempts the service account with a PSO, as the docs say
+		wantResult(t, rs, "directory.service_account", "OK", "", "never expires", "maximum password age 0", "CN=sspr-service")
+		wantResult(t, rs, "directory.service_account", "OK", "", "no lockout threshold", "CN=sspr-service")
+		wantResult(t, rs, "eligibility", "OK", "", `"carol" is eligible`, `member of policy.groups[0] "`+srv.Group("staff")+`"`, "no tier applies")
+		wantResult(t, rs, "policy.cooling_off", "OK", "", "0s")
 		if err := srv.UserBind("carol", srv.Password("carol")); err == nil {
 			t.Fatal("carol's old password still binds: nothing was reset")
 		}
@@ -593,6 +602,71 @@ func TestCheckActiveDirectory(t *testing.T) {
 	})
 
 	runBrokenCases(t, checkEnv{srv: srv, mail: mail, sms: sms, work: work, cfg: cfg})
+
+	t.Run("Eligibility", func(t *testing.T) {
+		pg := srv.AddADUser(t, "chk-pg-admin", srv.Group("staff"))
+		srv.SetPrimaryGroup(t, pg, "CN=Domain Admins,CN=Users,"+srv.BaseDN)
+		srv.AddADUser(t, "chk-printop", srv.Group("staff"), "CN=Print Operators,CN=Builtin,"+srv.BaseDN)
+		srv.AddADUser(t, "chk-excluded", srv.Group("staff"), srv.Group("cycle-a"))
+		for _, tc := range []struct {
+			canary, status, fix string
+			msg                 []string
+		}{
+			{"alice", "OK", "", []string{`"alice" is eligible`, `member of policy.groups[0] "` + srv.Group("staff") + `"`, "policy.tiers[0] applies", "2 method(s) of email, sms"}},
+			{"chk-excluded", "WARN", "take the canary out of that group", []string{`"chk-excluded" is not eligible`, `excluded as a member of policy.exclude_groups[0] "` + srv.Group("cycle-a") + `"`}},
+			{"chk-pg-admin", "WARN", "test with an ordinary account", []string{"not eligible: privileged (Domain Admins S-1-5-21-", "-512)", "policy.include_privileged"}},
+			{"chk-printop", "WARN", "test with an ordinary account", []string{"not eligible: privileged (Print Operators S-1-5-32-550)"}},
+			{"erin", "WARN", "add the canary (or a group it is in) to one of policy.groups", []string{`"erin" is not eligible: not a member of any of policy.groups[0]`}},
+		} {
+			rs, code := checkJSON(t, cfg, "--canary", tc.canary)
+			if code != 0 {
+				t.Fatalf("%s: exit %d (a WARN must not change it):\n%s", tc.canary, code, dump(rs))
+			}
+			wantResult(t, rs, "eligibility", tc.status, tc.fix, tc.msg...)
+			out, code := runCheck(t, cfg, "--canary", tc.canary)
+			if code != 0 || !strings.Contains(out, fmt.Sprintf("%-4s  eligibility ", tc.status)) {
+				t.Fatalf("%s: text form, exit %d:\n%s", tc.canary, code, out)
+			}
+		}
+	})
+
+	t.Run("ExpiringServiceAccount", func(t *testing.T) {
+		// bob as the service account: no PSO, so the domain's policy
+		// (lockout threshold 3) applies, and a maximum age of 42 days
+		srv.Modify(t, "dn: "+srv.BaseDN+"\nchangetype: modify\nreplace: maxPwdAge\nmaxPwdAge: -36288000000000\n")
+		t.Cleanup(func() {
+			srv.Modify(t, "dn: "+srv.BaseDN+"\nchangetype: modify\nreplace: maxPwdAge\nmaxPwdAge: -9223372036854775808\n")
+		})
+		c := variant(t, cfg, "bind_dn: "+q(srv.ServiceDN), "bind_dn: "+q(srv.ReadOnlyDN),
+			filepath.Join(work, "bind.pw"), writeSecret(t, srv.ReadOnlyPassword))
+		rs, code := checkJSON(t, c)
+		if code != 0 {
+			t.Fatalf("exit %d (a WARN must not change it):\n%s", code, dump(rs))
+		}
+		for _, fix := range []string{
+			"samba-tool domain passwordsettings pso create latchkey-service 1 --account-lockout-threshold=0 --max-pwd-age=0",
+			"samba-tool domain passwordsettings pso apply latchkey-service bob",
+			"New-ADFineGrainedPasswordPolicy -Name latchkey-service -Precedence 1 -LockoutThreshold 0 -MaxPasswordAge 0",
+			"Add-ADFineGrainedPasswordPolicySubject latchkey-service -Subjects bob",
+		} {
+			wantResult(t, rs, "directory.service_account", "WARN", fix, "password expires on ", "maximum password age 42 days, the domain's policy", "every bind fails")
+			wantResult(t, rs, "directory.service_account", "WARN", fix, "lockout threshold of 3 failed binds (the domain's policy)")
+		}
+		out, _ := runCheck(t, c)
+		if !strings.Contains(out, "WARN  directory.service_account") {
+			t.Fatalf("text form:\n%s", out)
+		}
+	})
+
+	t.Run("CoolingOff", func(t *testing.T) {
+		c := variant(t, cfg, "cooling_off: 0s", "cooling_off: 24h")
+		rs, code := checkJSON(t, c)
+		if code != 0 {
+			t.Fatalf("exit %d (a WARN must not change it):\n%s", code, dump(rs))
+		}
+		wantResult(t, rs, "policy.cooling_off", "WARN", "set policy.cooling_off: 0s for the trial",
+			"24h: a method registered now cannot alone authorise a reset until ", "method_too_new")
+	})
 
 	t.Run("MinPwdAge", func(t *testing.T) {
 		// one day, in AD's negative 100 ns units
@@ -627,7 +701,9 @@ func TestCheckActiveDirectoryGeneratedCert(t *testing.T) {
 	}{
 		{"PositiveSerial", false, []variantCase{
 			// Samba's CA verifies the chain: the one problem is the name
-			{"SambaCA", false, `give the directory server a certificate with a subjectAltName for 127.0.0.1 (Samba's self-generated certificate has none: set "tls certfile" and "tls keyfile" in smb.conf)`,
+			{"SambaCA", false, `the certificate's name is the problem, not its CA: give the directory server a certificate with a subjectAltName for 127.0.0.1. ` +
+				`Samba's self-generated certificate has none: make a CA and a server certificate with openssl (subjectAltName=DNS:<dc name>,IP:<address>), ` +
+				`set "tls keyfile", "tls certfile" and "tls cafile" in smb.conf to them, restart samba, and set directory.ca_file to the new CA (docs/active-directory.md has the commands).`,
 				[]string{"certificate has no SAN", `only CN="DC1.example.test"`, "not valid for 127.0.0.1"}},
 		}},
 		{"NegativeSerial", true, []variantCase{
@@ -668,6 +744,15 @@ func TestCheckActiveDirectoryGeneratedCert(t *testing.T) {
 							}
 						}
 						wantResult(t, rs, "directory.bind", "FAIL", "directory.tls", "not checked")
+						if !serial.negative {
+							// the CA is trusted: the bind line names the name
+							wantResult(t, rs, "directory.bind", "FAIL", "a subjectAltName for that name", "not valid for the name in directory.urls", "a name problem")
+						}
+						for _, r := range rs {
+							if r.Check == "directory.bind" && !serial.negative && strings.Contains(r.Message, "trust") && !strings.Contains(r.Message, "the CA is trusted") {
+								t.Fatalf("a name problem called a trust problem: %s", r.Message)
+							}
+						}
 					})
 				}
 			}
@@ -710,4 +795,33 @@ func TestCheckSMTPStartTLSAuth(t *testing.T) {
 			t.Fatalf("the output holds the SMTP password:\n%s", out)
 		}
 	})
+}
+
+// TestCheckServiceAccountOpenLDAP: on slapd, check reads the service
+// account's own ppolicy: OK while its policy (cn=service) neither expires
+// nor locks it; a WARN for each, with the pwdPolicy fix, once that policy
+// gets a pwdMaxAge and a lockout; and the canary's eligibility line for an
+// excluded member (judy, in policy.exclude_groups).
+func TestCheckServiceAccountOpenLDAP(t *testing.T) {
+	srv := dirtest.StartOpenLDAP(t)
+	mail, sms := startMail(t)
+	_, cfg, _ := writeConfig(t, srv, mail, sms, params{})
+	rs, code := checkJSON(t, cfg, "--canary", "judy")
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, dump(rs))
+	}
+	wantResult(t, rs, "directory.service_account", "OK", "", "never expires")
+	wantResult(t, rs, "directory.service_account", "OK", "", "no lockout threshold")
+	wantResult(t, rs, "eligibility", "WARN", "take the canary out of that group", `"judy" is not eligible`,
+		`excluded as a member of policy.exclude_groups[0] "`+srv.Group("cycle-a")+`"`)
+
+	srv.Modify(t, "dn: cn=service,ou=policies,"+srv.BaseDN+"\nchangetype: modify\nreplace: pwdMaxAge\npwdMaxAge: 3628800\n-\n"+
+		"replace: pwdLockout\npwdLockout: TRUE\n-\nreplace: pwdMaxFailure\npwdMaxFailure: 4\n")
+	rs, code = checkJSON(t, cfg)
+	if code != 0 {
+		t.Fatalf("exit %d (a WARN must not change it):\n%s", code, dump(rs))
+	}
+	fix := "pwdLockout: FALSE and pwdMaxAge: 0, named in the service account's pwdPolicySubentry"
+	wantResult(t, rs, "directory.service_account", "WARN", fix, "maximum age of 42 days (ppolicy cn=service", "expires 42 days after its next change")
+	wantResult(t, rs, "directory.service_account", "WARN", fix, "lockout threshold of 4 failed binds (ppolicy cn=service")
 }

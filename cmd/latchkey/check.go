@@ -45,12 +45,19 @@ the fix (the configuration key or the directory right to change).
                           authority, name mismatch (with the names the
                           certificate holds), expiry
   directory.bind          the service account binds (directory.bind_dn/password)
+  directory.service_account  its own password: a WARN when it expires or a
+                          lockout threshold applies to it, with the PSO (AD)
+                          or pwdPolicy (OpenLDAP) that exempts it
   directory.capabilities  what the server lacks (ppolicy, policy hints, ...)
   directory.base_dn       directory.base_dn exists
   directory.group         each group in policy.groups, exclude_groups, tiers
   directory.canary        --canary: user_filter finds exactly one entry
+  eligibility             --canary: whether it may use self-service, and the
+                          group, tier, exclusion or privilege that decided
   directory.policy        the password policy; a minimum age > 0 is a WARN
   directory.reset_right   the service account may reset the canary's password
+  policy.cooling_off      a WARN when a method registered now cannot reset
+                          at once (a first register-then-reset test fails)
   store                   the store opens
   smtp                    connect, TLS and AUTH as configured (nothing is sent)
   sms                     Twilio: the credentials are accepted (an authenticated
@@ -60,6 +67,8 @@ The canary is a test account you designate. --try-reset changes its password
 to a random value nobody knows (the reset is the only proof of the right to
 reset on OpenLDAP); reset it again before using the account. Without
 --try-reset nothing is written.
+
+WARN lines never change the exit status.
 
 Exit status: 0 no FAIL, 1 at least one FAIL, 2 invalid configuration
 (its problems on stderr; with --json also on stdout, one FAIL "config"
@@ -104,10 +113,13 @@ func check(ctx context.Context, cfg *config.Config, path string, opts checkOptio
 		Canary:   opts.Canary,
 		TryReset: opts.TryReset,
 		Logger:   log,
+		// the canary's eligibility, right after it is found
+		CanaryChecks: eligibilityChecks(cfg),
 	}) {
 		add(f.Check, string(f.Status), f.Message, f.Fix)
 	}
 	cancel()
+	results = append(results, coolingOffCheck(cfg, time.Now()))
 
 	if st, err := openStore(ctx, cfg); err != nil {
 		add("store", statusFail, fmt.Sprintf("opening the %s store: %v", cfg.Store.Driver, err), "check store.dsn: the file's directory must exist and be writable by latchkey")

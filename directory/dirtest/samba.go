@@ -367,3 +367,31 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// RestartSamba stops the DC and starts it again from its smb.conf (in
+// Dir/etc), as an administrator does after changing the certificate
+// lines, and waits until it answers over LDAPS with a certificate valid
+// for 127.0.0.1 under caFile, which CAFile and CAPEM then are (Admin,
+// Modify and UserBind trust it).
+func (s *Server) RestartSamba(t testing.TB, caFile string) {
+	t.Helper()
+	if s.Flavor != directory.ActiveDirectory || s.Embedded {
+		t.Fatal("dirtest: RestartSamba is for a Samba DC")
+	}
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopSamba(s.Dir)
+	conf := filepath.Join(s.Dir, "etc", "smb.conf")
+	if out, err := exec.Command("samba", "-D", "-s", conf).CombinedOutput(); err != nil {
+		t.Fatalf("dirtest: starting samba: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := waitLDAP(ctx, s.LDAPSURL, caPEM); err != nil {
+		log, _ := os.ReadFile(filepath.Join(s.Dir, "log", "samba.log"))
+		t.Fatalf("dirtest: samba after a restart: %v\n%s", err, tail(string(log), 3000))
+	}
+	s.CAFile, s.CAPEM = caFile, caPEM
+}

@@ -39,7 +39,10 @@ st ou add OU=People
 st ou add OU=Groups
 st ou add OU=Services
 st user add sspr 'Sspr-Svc-Pass1!' --userou=OU=Services --use-username-as-cn --description="SSPR service account"
-st user setexpiry sspr --noexpiry
+# the service account's own PSO, as docs/active-directory.md says: never
+# locked out, its password never expires (check says so)
+st domain passwordsettings pso create sspr-service 2 --account-lockout-threshold=0 --max-pwd-age=0 --min-pwd-age=0
+st domain passwordsettings pso apply sspr-service sspr
 for spec in "alice Alice Archer" "bob Bob Baker" "carol Carol Chen" "erin Erin Evans" \
             "frank Frank Fisher" "grace Grace Green" "heidi Heidi Hall" "ivan Ivan Irons" \
             "judy Judy Jones" "twin1 Tom Twin" "twin2 Tim Twin"; do
