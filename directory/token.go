@@ -75,24 +75,13 @@ func (c *Client) groupInfo(ctx context.Context, dn string) (groupInfo, bool, err
 		attrs = []string{"objectSid", "groupType"}
 	}
 	var info groupInfo
-	err := c.withService(ctx, "groups", true, func(conn *ldap.Conn) error {
-		res, err := conn.Search(ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1,
-			int(c.cfg.Timeout/time.Second), false, "(objectClass=*)", attrs, nil))
-		if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if len(res.Entries) == 1 {
-			e := res.Entries[0]
-			info.exists = true
-			info.sid = sidString(e.GetRawAttributeValue("objectSid"))
-			gt, _ := strconv.ParseInt(e.GetAttributeValue("groupType"), 10, 64)
-			info.security = gt&adGroupSecurityEnabled != 0 // groupType is a signed 32-bit value
-		}
-		return nil
-	})
+	e, err := c.baseSearch(ctx, "groups", dn, attrs)
+	if e != nil {
+		info.exists = true
+		info.sid = sidString(e.GetRawAttributeValue("objectSid"))
+		gt, _ := strconv.ParseInt(e.GetAttributeValue("groupType"), 10, 64)
+		info.security = gt&adGroupSecurityEnabled != 0 // groupType is a signed 32-bit value
+	}
 	if err != nil {
 		return groupInfo{}, false, err
 	}
