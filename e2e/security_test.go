@@ -31,17 +31,18 @@ const highLimits = `limits:
 // comparison fails when the medians differ by more than 1 ms, or when a
 // single-request threshold classifier tells carol from the other name better
 // than 55 % of the time (the targets in docs/security.md). The classifier's
-// threshold is chosen on one half of the samples and scored on the other:
-// picking it on the very samples it is scored on reports 55-58 % even for
-// two identical distributions.
+// threshold is chosen on one half of the samples and scored on the other,
+// both ways: picking it on the very samples it is scored on reports 55-58 %
+// even for two identical distributions.
 //
 // False alarms and power (internal/timingleak/scheme.go, checked by
 // simulation in its tests): 600 rounds per name; a failing subtest is
 // measured once more on 2,400 fresh rounds with a new seed and fails only if
-// that fails too. No leak: about 10⁻⁸ of runs fail (2 × 10⁻⁴ counting the
-// padder's designed p95 tail); a 60 % leak is caught in 99.7 % of runs, a
-// 57.5 % one in about 93 %. TestEnumerationTimingCatchesAPlantedLeak shows
-// the whole measurement failing on a planted 60 % leak.
+// that fails too. No leak: far below 10⁻⁶ of runs fail (4 × 10⁻⁵ counting
+// the padder's designed p95 tail); a 60 % leak was caught in every
+// simulated run, a 57.5 % one in 97-98 %.
+// TestEnumerationTimingCatchesAPlantedLeak shows the whole measurement
+// failing on a planted 60 % leak.
 //
 // The order is one shuffle of all the measured requests, from a seed drawn
 // for the run and logged (LATCHKEY_TIMING_SEED repeats it). A real code
@@ -157,24 +158,37 @@ func TestEnumerationTimingCatchesAPlantedLeak(t *testing.T) {
 		path = p
 	}
 	rng := rand.New(rand.NewPCG(timingSeed(t), 1))
-	comparisons, leaks := measureTiming(t, names, func(n string) (time.Duration, int) {
-		start := time.Now()
-		var r resp
-		if path == "/healthz" {
-			r = e.api("GET", path, "", nil)
-		} else {
-			r = e.api("POST", path, "", map[string]string{"username": n})
+	measure := func() []string {
+		comparisons, leaks := measureTiming(t, names, func(n string) (time.Duration, int) {
+			start := time.Now()
+			var r resp
+			if path == "/healthz" {
+				r = e.api("GET", path, "", nil)
+			} else {
+				r = e.api("POST", path, "", map[string]string{"username": n})
+			}
+			if n == "carol" && rng.Float64() < 0.2 {
+				time.Sleep(20 * time.Millisecond)
+			}
+			return time.Since(start), r.Status
+		})
+		for _, c := range comparisons {
+			t.Log(c)
 		}
-		if n == "carol" && rng.Float64() < 0.2 {
-			time.Sleep(20 * time.Millisecond)
-		}
-		return time.Since(start), r.Status
-	})
-	for _, c := range comparisons {
-		t.Log(c)
+		return leaks
+	}
+	leaks := measure()
+	if len(leaks) == 0 {
+		// A miss is measured once more from scratch (new seeds) and the
+		// test fails only if that misses too: a CI run is not failed by
+		// the rare chance miss (about 1 in 10,000 for the first stage in
+		// simulation, and once seen in CI before the accuracy was scored
+		// both ways), while a measurement that has gone blind misses both.
+		t.Log("the planted leak was not reported: measuring it once more with new seeds")
+		leaks = measure()
 	}
 	if len(leaks) == 0 {
-		t.Fatal("a 60 % leak planted in carol's answers was not reported")
+		t.Fatal("a 60 % leak planted in carol's answers was not reported, twice")
 	}
 	t.Logf("reported: %s", strings.Join(leaks, "; "))
 }
