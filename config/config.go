@@ -337,14 +337,26 @@ type Limits struct {
 	AppFailureWindow  time.Duration `mapstructure:"app_failure_window"`
 }
 
-// Defaults that are not obvious from Default.
+// Defaults that are not obvious from Default. Default (rawDefaults below)
+// is the one place every key's default is written: cmd/latchkey passes
+// every value on, so the defaults of the packages it configures (gateway,
+// directory, notify) never decide what runs.
 const (
-	DefaultListen     = "127.0.0.1:8080"
-	DefaultDSN        = "file:/var/lib/latchkey/latchkey.db"
-	DefaultTwilioURL  = "https://api.twilio.com"
-	DefaultCodeTTL    = 10 * time.Minute
+	// DefaultListen is server.listen's default: loopback, behind a proxy.
+	DefaultListen = "127.0.0.1:8080"
+	// DefaultDSN is store.dsn's default with the sqlite driver.
+	DefaultDSN = "file:/var/lib/latchkey/latchkey.db"
+	// DefaultTwilioURL is sms.twilio.base_url's default.
+	DefaultTwilioURL = "https://api.twilio.com"
+	// DefaultCodeTTL is policy.code_ttl's default (and its maximum,
+	// MaxCodeTTL).
+	DefaultCodeTTL = 10 * time.Minute
+	// DefaultCodeLength is policy.code_length's default: 8 digits
+	// (MinCodeLength to MaxCodeLength are allowed).
 	DefaultCodeLength = 8
-	DefaultMaxTries   = 5
+	// DefaultMaxTries is policy.max_tries's default (and its maximum).
+	DefaultMaxTries = 5
+	// DefaultCoolingOff is policy.cooling_off's default.
 	DefaultCoolingOff = 24 * time.Hour
 	// MaxPadFloor bounds policy.pad_floor (the gateway never holds an
 	// answer longer).
@@ -356,6 +368,28 @@ const (
 	// MinAuditRetention bounds log.audit_retention from below, so that a
 	// value without its unit cannot empty the audit.
 	MinAuditRetention = 24 * time.Hour
+)
+
+// Settings without a key: the same in every deployment. They are written
+// here, beside the keys' defaults, so that config is the one place the
+// values a gateway runs with are chosen; cmd/latchkey passes them on.
+const (
+	// FlowTTL is how long a reset or unlock flow lives after its start
+	// (docs/api.md).
+	FlowTTL = 15 * time.Minute
+	// SessionTTL is how long a registration session lives after the
+	// sign-in, SessionIdle how long it lives without a request.
+	SessionTTL  = 30 * time.Minute
+	SessionIdle = 10 * time.Minute
+	// ReauthWindow: adding or removing a method needs the password entered
+	// within this long (else reauth_required).
+	ReauthWindow = 10 * time.Minute
+	// MaxMethods is how many recovery methods one account may register (a
+	// new authenticator app or set of questions replaces the old one and
+	// does not count twice).
+	MaxMethods = 5
+	// ProductName is the name pages, mails and authenticator apps show.
+	ProductName = "Latchkey"
 )
 
 // Default returns the built-in defaults: every key Load knows, with the value

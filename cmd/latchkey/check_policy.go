@@ -18,11 +18,7 @@ import (
 func eligibilityChecks(cfg *config.Config) func(context.Context, directory.Directory, *directory.User) []directory.Finding {
 	return func(ctx context.Context, d directory.Directory, u *directory.User) []directory.Finding {
 		const check = "eligibility"
-		elig := cfg.Policy.Eligibility()
-		if o, err := gatewayOptions(cfg); err == nil {
-			elig = o.Eligibility // the methods the gateway can send
-		}
-		dec, err := gateway.Decide(ctx, d, elig, u)
+		dec, err := gateway.Decide(ctx, d, cfg.Eligibility(), u)
 		if err != nil {
 			return []directory.Finding{{Check: check, Status: directory.CheckFail,
 				Message: fmt.Sprintf("the eligibility of %q could not be decided: reading its groups failed: %v", u.Username, err),

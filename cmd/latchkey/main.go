@@ -19,7 +19,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
@@ -211,44 +210,34 @@ func smsSender(cfg *config.Config, log *slog.Logger) (notify.SMSSender, error) {
 	}
 }
 
+// gatewayOptions copies the validated configuration into the gateway's
+// options. Every value, defaults and fixed settings included, comes from
+// config (Default, its constants and its derived values): the gateway's
+// own defaults for zero fields never decide what runs.
 func gatewayOptions(cfg *config.Config) (gateway.Options, error) {
 	pu, err := url.Parse(cfg.Server.PublicURL)
 	if err != nil {
 		return gateway.Options{}, err
 	}
-	var proxies []netip.Prefix
-	for _, p := range cfg.Server.TrustedProxies {
-		if pre, err := netip.ParsePrefix(p); err == nil {
-			proxies = append(proxies, pre)
-		} else if a, err := netip.ParseAddr(p); err == nil {
-			proxies = append(proxies, netip.PrefixFrom(a, a.BitLen()))
-		}
-	}
-	// on AD, protected accounts are told by their token (policy.PrivilegedSID),
-	// on top of policy.privileged_groups: nothing to add here
-	elig := cfg.Policy.Eligibility()
-	var methods []string
-	for _, m := range elig.Methods {
-		// an authenticator app, a passkey and security questions need no sender
-		if (m == store.MethodEmail && cfg.Email.Enabled) || (m == store.MethodSMS && cfg.SMS.Enabled) || m == gateway.MethodTOTP ||
-			m == gateway.MethodWebAuthn || m == gateway.MethodQuestions {
-			methods = append(methods, m)
-		}
-	}
-	elig.Methods = methods
 	return gateway.Options{
 		PublicURL:        pu,
 		SecretKey:        []byte(cfg.Server.SecretKey),
 		Helpdesk:         cfg.Server.Helpdesk,
-		Eligibility:      elig,
+		ProductName:      config.ProductName,
+		Eligibility:      cfg.Eligibility(),
 		Password:         cfg.Policy.PasswordRules(),
 		CodeLength:       cfg.Policy.CodeLength,
 		CodeTTL:          cfg.Policy.CodeTTL,
+		FlowTTL:          config.FlowTTL,
 		MaxTries:         cfg.Policy.MaxTries,
+		SessionTTL:       config.SessionTTL,
+		SessionIdle:      config.SessionIdle,
+		ReauthWindow:     config.ReauthWindow,
 		CoolingOff:       cfg.Policy.CoolingOff,
+		MaxMethods:       config.MaxMethods,
 		PadFloor:         cfg.Policy.PadFloor,
 		AllowedCountries: cfg.SMS.AllowedCountries,
-		UnlockOnReset:    true,
+		UnlockOnReset:    cfg.Policy.UnlockOnReset(),
 		Limits: gateway.Limits{
 			Window:                 cfg.Limits.Window,
 			StartsPerAccount:       cfg.Limits.StartsPerAccount,
@@ -271,7 +260,7 @@ func gatewayOptions(cfg *config.Config) (gateway.Options, error) {
 		},
 		Questions: gateway.QuestionOptions{List: cfg.Policy.Questions.List, AllowCustom: cfg.Policy.Questions.AllowCustom,
 			Required: cfg.Policy.Questions.Required, Ask: cfg.Policy.Questions.Ask},
-		TrustedProxies: proxies,
+		TrustedProxies: cfg.Server.TrustedProxyPrefixes(),
 		ReadTimeout:    cfg.Server.ReadTimeout,
 		WriteTimeout:   cfg.Server.WriteTimeout,
 		IdleTimeout:    cfg.Server.IdleTimeout,
