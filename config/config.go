@@ -368,6 +368,11 @@ const (
 	// MinAuditRetention bounds log.audit_retention from below, so that a
 	// value without its unit cannot empty the audit.
 	MinAuditRetention = 24 * time.Hour
+	// DefaultIPv6Prefix is limits.ipv6_prefix's default: what providers
+	// commonly give one customer.
+	DefaultIPv6Prefix = 56
+	// DefaultIPv6SitePrefix is limits.ipv6_site_prefix's default.
+	DefaultIPv6SitePrefix = 48
 )
 
 // Settings without a key: the same in every deployment. They are written
@@ -413,7 +418,10 @@ func (c *Config) fillDerived() {
 	}
 }
 
-// rawDefaults are the defaults registered with viper, before fillDerived.
+// rawDefaults are the defaults registered with viper, before fillDerived:
+// the one place a key's default is written (the comments of the types above
+// say what each key means; config.example.yaml shows the same values).
+// Validate refuses what is out of range rather than replacing it.
 func rawDefaults() *Config {
 	return &Config{
 		Server: Server{
@@ -482,8 +490,8 @@ func rawDefaults() *Config {
 			BindFailures:           3,
 			BindFailureWindow:      time.Hour,
 			NoticesPerAccount:      5,
-			IPv6Prefix:             56,
-			IPv6SitePrefix:         48,
+			IPv6Prefix:             DefaultIPv6Prefix,
+			IPv6SitePrefix:         DefaultIPv6SitePrefix,
 			AppFailures:            30,
 			AppFailuresNotify:      5,
 			AppFailureWindow:       24 * time.Hour,

@@ -39,11 +39,11 @@ func (c *Config) validateQuestions(ch *checker) {
 	enabled := slices.Contains(c.Policy.Methods, policy.MethodQuestions)
 	okNumbers := true
 	if q.Required < 1 || q.Required > MaxQuestionsRequired {
-		ch.add("policy.questions.required", "must be 1-%d", MaxQuestionsRequired)
+		ch.add("policy.questions.required", "must be 1-%d, got %d", MaxQuestionsRequired, q.Required)
 		okNumbers = false
 	}
 	if q.Ask < 1 || (okNumbers && q.Ask > q.Required) {
-		ch.add("policy.questions.ask", "must be 1 to policy.questions.required")
+		ch.add("policy.questions.ask", "must be 1 to policy.questions.required (%d), got %d", q.Required, q.Ask)
 	}
 	seen := map[string]bool{}
 	for i, text := range q.List {

@@ -64,6 +64,12 @@ const (
 	MaxPoolSize           = 100
 	MaxGroupCacheTTL      = time.Hour
 	MinWebhookSecretBytes = 16
+	// limits.ipv6_prefix: a customer's network is /32 to /64.
+	MinIPv6Prefix = 32
+	MaxIPv6Prefix = 64
+	// MinIPv6SitePrefix bounds limits.ipv6_site_prefix from below (and
+	// limits.ipv6_prefix from above).
+	MinIPv6SitePrefix = 16
 )
 
 type checker struct{ problems []Problem }
@@ -94,7 +100,14 @@ func (c *checker) oneOf(key, value string, allowed ...string) bool {
 
 func (c *checker) positive(key string, d time.Duration) {
 	if d <= 0 {
-		c.add(key, "must be a positive duration")
+		c.add(key, "must be a positive duration, got %s", d)
+	}
+}
+
+// atLeastOne is for counts and budgets: 0 or less is a problem.
+func (c *checker) atLeastOne(key string, v int) {
+	if v < 1 {
+		c.add(key, "must be at least 1, got %d", v)
 	}
 }
 
@@ -187,7 +200,7 @@ func (c *Config) validateServer(ch *checker) {
 	ch.positive("server.write_timeout", s.WriteTimeout)
 	ch.positive("server.idle_timeout", s.IdleTimeout)
 	if s.ShutdownDelay < 0 || s.ShutdownDelay > time.Minute {
-		ch.add("server.shutdown_delay", "must be between 0s and 1m")
+		ch.add("server.shutdown_delay", "must be between 0s and 1m, got %s", s.ShutdownDelay)
 	}
 }
 
@@ -327,10 +340,10 @@ func (c *Config) validateDirectory(ch *checker) {
 	}
 	ch.positive("directory.timeout", d.Timeout)
 	if d.PoolSize < 1 || d.PoolSize > MaxPoolSize {
-		ch.add("directory.pool_size", "must be 1-%d", MaxPoolSize)
+		ch.add("directory.pool_size", "must be 1-%d, got %d", MaxPoolSize, d.PoolSize)
 	}
 	if d.GroupCacheTTL < 0 || d.GroupCacheTTL > MaxGroupCacheTTL {
-		ch.add("directory.group_cache_ttl", "must be between 0 (off) and %s", MaxGroupCacheTTL)
+		ch.add("directory.group_cache_ttl", "must be between 0 (off) and %s, got %s", MaxGroupCacheTTL, d.GroupCacheTTL)
 	}
 }
 
@@ -428,7 +441,7 @@ func (c *Config) validatePolicy(ch *checker) {
 	}
 	baseOK := p.MethodsRequired >= 1 && p.MethodsRequired <= 2
 	if !baseOK {
-		ch.add("policy.methods_required", "must be 1 or 2")
+		ch.add("policy.methods_required", "must be 1 or 2, got %d", p.MethodsRequired)
 	} else if len(p.Methods) > 0 && p.MethodsRequired > len(methods) {
 		ch.add("policy.methods_required", "is %d but policy.methods offers only %d", p.MethodsRequired, len(methods))
 	}
@@ -440,7 +453,7 @@ func (c *Config) validatePolicy(ch *checker) {
 		}
 		ch.dns(key+".groups", t.Groups)
 		if t.MethodsRequired < 0 || t.MethodsRequired > 2 {
-			ch.add(key+".methods_required", "must be 1 or 2 (0 or absent keeps policy.methods_required)")
+			ch.add(key+".methods_required", "must be 1 or 2 (0 or absent keeps policy.methods_required), got %d", t.MethodsRequired)
 			continue
 		}
 		left := methods
@@ -465,10 +478,10 @@ func (c *Config) validatePolicy(ch *checker) {
 
 	pw := p.Password
 	if pw.MinLength < MinPasswordMinLength {
-		ch.add("policy.password.min_length", "must be at least %d", MinPasswordMinLength)
+		ch.add("policy.password.min_length", "must be at least %d, got %d", MinPasswordMinLength, pw.MinLength)
 	}
 	if pw.MaxLength < pw.MinLength || pw.MaxLength > MaxPasswordMaxLength {
-		ch.add("policy.password.max_length", "must be between policy.password.min_length and %d", MaxPasswordMaxLength)
+		ch.add("policy.password.max_length", "must be between policy.password.min_length and %d, got %d", MaxPasswordMaxLength, pw.MaxLength)
 	}
 	for i, w := range pw.BannedWords {
 		if strings.TrimSpace(w) == "" {
@@ -477,22 +490,22 @@ func (c *Config) validatePolicy(ch *checker) {
 	}
 
 	if p.CodeTTL <= 0 || p.CodeTTL > MaxCodeTTL {
-		ch.add("policy.code_ttl", "must be a positive duration of at most %s", MaxCodeTTL)
+		ch.add("policy.code_ttl", "must be a positive duration of at most %s, got %s", MaxCodeTTL, p.CodeTTL)
 	}
 	if p.CodeLength < MinCodeLength || p.CodeLength > MaxCodeLength {
-		ch.add("policy.code_length", "must be %d-%d digits", MinCodeLength, MaxCodeLength)
+		ch.add("policy.code_length", "must be %d-%d digits, got %d", MinCodeLength, MaxCodeLength, p.CodeLength)
 	}
 	if p.MaxTries < 1 || p.MaxTries > MaxMaxTries {
-		ch.add("policy.max_tries", "must be 1-%d", MaxMaxTries)
+		ch.add("policy.max_tries", "must be 1-%d, got %d", MaxMaxTries, p.MaxTries)
 	}
 	if p.CoolingOff < 0 {
-		ch.add("policy.cooling_off", "must not be negative (0 turns the cooling-off period off)")
+		ch.add("policy.cooling_off", "must not be negative (0 turns the cooling-off period off), got %s", p.CoolingOff)
 	}
 	if p.PadFloor < 0 || p.PadFloor > MaxPadFloor {
-		ch.add("policy.pad_floor", "must be 0 (pad to the real path's p95 alone) to %s", MaxPadFloor)
+		ch.add("policy.pad_floor", "must be 0 (pad to the real path's p95 alone) to %s, got %s", MaxPadFloor, p.PadFloor)
 	}
 	if p.ReconfirmDays < 0 || p.ReconfirmDays > MaxReconfirmDays {
-		ch.add("policy.reconfirm_days", "must be 0 (never) to %d", MaxReconfirmDays)
+		ch.add("policy.reconfirm_days", "must be 0 (never) to %d, got %d", MaxReconfirmDays, p.ReconfirmDays)
 	}
 }
 
@@ -620,34 +633,35 @@ func (c *Config) validateLog(ch *checker) {
 	ch.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	ch.oneOf("log.format", c.Log.Format, "json", "text")
 	if c.Log.AuditRetention < MinAuditRetention {
-		ch.add("log.audit_retention", "must be at least %s (a duration such as 9600h)", MinAuditRetention)
+		ch.add("log.audit_retention", "must be at least %s (a duration such as 9600h), got %s", MinAuditRetention, c.Log.AuditRetention)
 	}
 }
 
 func (c *Config) validateLimits(ch *checker) {
 	l := c.Limits
+	// in the order of the file (config.example.yaml)
 	ch.positive("limits.window", l.Window)
+	ch.atLeastOne("limits.starts_per_account", l.StartsPerAccount)
+	ch.atLeastOne("limits.starts_per_ip", l.StartsPerIP)
+	ch.atLeastOne("limits.starts_total", l.StartsTotal)
+	ch.atLeastOne("limits.sends_per_account", l.SendsPerAccount)
+	ch.atLeastOne("limits.sends_per_destination", l.SendsPerDestination)
+	ch.atLeastOne("limits.sms_per_hour", l.SMSPerHour)
+	ch.atLeastOne("limits.sms_per_prefix_per_hour", l.SMSPerPrefixPerHour)
+	ch.atLeastOne("limits.code_failures_per_account", l.CodeFailuresPerAccount)
+	ch.atLeastOne("limits.sign_ins_per_ip", l.SignInsPerIP)
+	ch.atLeastOne("limits.bind_failures", l.BindFailures)
 	ch.positive("limits.bind_failure_window", l.BindFailureWindow)
-	ch.positive("limits.app_failure_window", l.AppFailureWindow)
-	for key, v := range map[string]int{
-		"limits.starts_per_account": l.StartsPerAccount, "limits.starts_per_ip": l.StartsPerIP, "limits.starts_total": l.StartsTotal,
-		"limits.sends_per_account": l.SendsPerAccount, "limits.sends_per_destination": l.SendsPerDestination,
-		"limits.sms_per_hour": l.SMSPerHour, "limits.sms_per_prefix_per_hour": l.SMSPerPrefixPerHour,
-		"limits.code_failures_per_account": l.CodeFailuresPerAccount,
-		"limits.sign_ins_per_ip":           l.SignInsPerIP, "limits.bind_failures": l.BindFailures,
-		"limits.notices_per_account": l.NoticesPerAccount,
-		"limits.app_failures":        l.AppFailures, "limits.app_failures_notify": l.AppFailuresNotify,
-	} {
-		if v < 1 {
-			ch.add(key, "must be at least 1")
-		}
+	ch.atLeastOne("limits.notices_per_account", l.NoticesPerAccount)
+	if l.IPv6Prefix < MinIPv6Prefix || l.IPv6Prefix > MaxIPv6Prefix {
+		ch.add("limits.ipv6_prefix", "must be %d-%d, got %d", MinIPv6Prefix, MaxIPv6Prefix, l.IPv6Prefix)
+	} else if l.IPv6SitePrefix < MinIPv6SitePrefix || l.IPv6SitePrefix > l.IPv6Prefix {
+		ch.add("limits.ipv6_site_prefix", "must be %d up to limits.ipv6_prefix (%d), got %d", MinIPv6SitePrefix, l.IPv6Prefix, l.IPv6SitePrefix)
 	}
-	if l.IPv6Prefix < 32 || l.IPv6Prefix > 64 {
-		ch.add("limits.ipv6_prefix", "must be 32-64")
-	} else if l.IPv6SitePrefix < 16 || l.IPv6SitePrefix > l.IPv6Prefix {
-		ch.add("limits.ipv6_site_prefix", "must be 16 up to limits.ipv6_prefix (%d)", l.IPv6Prefix)
-	}
+	ch.atLeastOne("limits.app_failures", l.AppFailures)
+	ch.atLeastOne("limits.app_failures_notify", l.AppFailuresNotify)
 	if l.AppFailuresNotify > l.AppFailures && l.AppFailures >= 1 {
-		ch.add("limits.app_failures_notify", "must not be more than limits.app_failures (the user is told before the app is suspended)")
+		ch.add("limits.app_failures_notify", "must not be more than limits.app_failures (the user is told before the app is suspended), got %d with limits.app_failures %d", l.AppFailuresNotify, l.AppFailures)
 	}
+	ch.positive("limits.app_failure_window", l.AppFailureWindow)
 }
