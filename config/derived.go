@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
 
 	"github.com/latchkeyhq/latchkey/policy"
@@ -65,4 +66,42 @@ func (s Server) TrustedProxyPrefixes() []netip.Prefix {
 		}
 	}
 	return out
+}
+
+// GroupDN is one group DN of the policy section with the key path that
+// names it ("policy.tiers[0].groups[1]").
+type GroupDN struct {
+	Key string
+	DN  string
+}
+
+// GroupDNs lists every group DN of the policy section with its key path,
+// in file order: policy.groups, exclude_groups, privileged_groups, then
+// each tier's groups.
+func (p Policy) GroupDNs() []GroupDN {
+	var out []GroupDN
+	add := func(key string, dns []string) {
+		for i, dn := range dns {
+			out = append(out, GroupDN{Key: fmt.Sprintf("%s[%d]", key, i), DN: dn})
+		}
+	}
+	add("policy.groups", p.Groups)
+	add("policy.exclude_groups", p.ExcludeGroups)
+	add("policy.privileged_groups", p.PrivilegedGroups)
+	for i, t := range p.Tiers {
+		add(fmt.Sprintf("policy.tiers[%d].groups", i), t.Groups)
+	}
+	return out
+}
+
+// GroupKey is the key path of the first group of the policy section that
+// is dn (compared as policy.NormalizeDN does), or "" when none is.
+func (p Policy) GroupKey(dn string) string {
+	n := policy.NormalizeDN(dn)
+	for _, g := range p.GroupDNs() {
+		if policy.NormalizeDN(g.DN) == n {
+			return g.Key
+		}
+	}
+	return ""
 }

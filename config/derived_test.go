@@ -94,3 +94,31 @@ func TestTrustedProxyPrefixes(t *testing.T) {
 		t.Errorf("a single address is not its own prefix: %v", p)
 	}
 }
+
+func TestPolicyGroupDNs(t *testing.T) {
+	t.Parallel()
+	p := config.Policy{
+		Groups:           []string{"cn=a,dc=x", "cn=b,dc=x"},
+		ExcludeGroups:    []string{"cn=c,dc=x"},
+		PrivilegedGroups: []string{"cn=d,dc=x"},
+		Tiers:            []config.Tier{{Groups: []string{"cn=e,dc=x"}}, {Groups: []string{"cn=f,dc=x", "cn=a,dc=x"}}},
+	}
+	want := []config.GroupDN{
+		{Key: "policy.groups[0]", DN: "cn=a,dc=x"}, {Key: "policy.groups[1]", DN: "cn=b,dc=x"},
+		{Key: "policy.exclude_groups[0]", DN: "cn=c,dc=x"}, {Key: "policy.privileged_groups[0]", DN: "cn=d,dc=x"},
+		{Key: "policy.tiers[0].groups[0]", DN: "cn=e,dc=x"},
+		{Key: "policy.tiers[1].groups[0]", DN: "cn=f,dc=x"}, {Key: "policy.tiers[1].groups[1]", DN: "cn=a,dc=x"},
+	}
+	if got := p.GroupDNs(); !slices.Equal(got, want) {
+		t.Errorf("GroupDNs() = %v, want %v", got, want)
+	}
+	for dn, key := range map[string]string{
+		"CN=A, DC=X": "policy.groups[0]", // the first, compared as DNs
+		"cn=f,dc=x":  "policy.tiers[1].groups[0]",
+		"cn=z,dc=x":  "",
+	} {
+		if got := p.GroupKey(dn); got != key {
+			t.Errorf("GroupKey(%q) = %q, want %q", dn, got, key)
+		}
+	}
+}

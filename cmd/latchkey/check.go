@@ -204,16 +204,8 @@ func printResults(w io.Writer, results []checkResult) {
 // configuredGroups lists every group DN of the policy with its key.
 func configuredGroups(cfg *config.Config) []directory.GroupRef {
 	var gs []directory.GroupRef
-	add := func(key string, dns []string) {
-		for i, dn := range dns {
-			gs = append(gs, directory.GroupRef{Key: fmt.Sprintf("%s[%d]", key, i), DN: dn})
-		}
-	}
-	add("policy.groups", cfg.Policy.Groups)
-	add("policy.exclude_groups", cfg.Policy.ExcludeGroups)
-	add("policy.privileged_groups", cfg.Policy.PrivilegedGroups)
-	for i, t := range cfg.Policy.Tiers {
-		add(fmt.Sprintf("policy.tiers[%d].groups", i), t.Groups)
+	for _, g := range cfg.Policy.GroupDNs() {
+		gs = append(gs, directory.GroupRef{Key: g.Key, DN: g.DN})
 	}
 	return gs
 }

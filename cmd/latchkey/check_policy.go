@@ -31,22 +31,8 @@ func eligibilityChecks(cfg *config.Config) func(context.Context, directory.Direc
 // groupKey names a group DN by its configuration key, e.g.
 // `policy.exclude_groups[0] "CN=No SSPR,…"`.
 func groupKey(cfg *config.Config, dn string) string {
-	lists := []struct {
-		key string
-		dns []string
-	}{{"policy.groups", cfg.Policy.Groups}, {"policy.exclude_groups", cfg.Policy.ExcludeGroups}, {"policy.privileged_groups", cfg.Policy.PrivilegedGroups}}
-	for i, t := range cfg.Policy.Tiers {
-		lists = append(lists, struct {
-			key string
-			dns []string
-		}{fmt.Sprintf("policy.tiers[%d].groups", i), t.Groups})
-	}
-	for _, l := range lists {
-		for i, g := range l.dns {
-			if policy.NormalizeDN(g) == policy.NormalizeDN(dn) {
-				return fmt.Sprintf("%s[%d] %q", l.key, i, dn)
-			}
-		}
+	if key := cfg.Policy.GroupKey(dn); key != "" {
+		return fmt.Sprintf("%s %q", key, dn)
 	}
 	return fmt.Sprintf("%q", dn)
 }
