@@ -16,4 +16,13 @@
 // Load reads and decodes, rejecting unknown keys; Validate checks the result
 // and reports every problem with its key path. Neither opens sockets, and no
 // error or problem ever quotes a secret.
+//
+// This package is the one place defaults are written: every key's in
+// Default, the settings without a key (FlowTTL, SessionTTL, MaxMethods, …)
+// as constants, and what follows from several keys as methods
+// (AvailableMethods, Eligibility, Policy.UnlockOnReset,
+// Server.TrustedProxyPrefixes, Policy.GroupDNs). A value out of range is a
+// Validate problem naming the key and the value, never replaced by another;
+// cmd/latchkey copies a validated Config into the packages it wires and
+// decides nothing itself.
 package config

@@ -366,9 +366,7 @@ func runGateway(ctx context.Context, cfg *config.Config, stderr io.Writer, w wir
 		return exitFail
 	}
 	hs := srv.HTTPServer(cfg.Server.Listen)
-	if cfg.Server.ReadHeaderTimeout > 0 {
-		hs.ReadHeaderTimeout = cfg.Server.ReadHeaderTimeout
-	}
+	hs.ReadHeaderTimeout = cfg.Server.ReadHeaderTimeout // positive: Validate
 	audit.Info("audit", "event", "configuration.loaded", "time", time.Now().UTC().Format(time.RFC3339Nano), "outcome", "success")
 	go purge(ctx, st, svc, cfg.Log.AuditRetention, log)
 	go sendHeldNotices(ctx, svc, log)
