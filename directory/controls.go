@@ -7,52 +7,31 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// OIDs used by this package.
+// OIDs used by this package; literals where go-ldap v3.4.15 exports no
+// constant (its Password Modify and StartTLS OIDs are unexported).
 const (
-	oidPasswordModify      = "1.3.6.1.4.1.4203.1.11.1"            // RFC 3062
-	oidStartTLS            = "1.3.6.1.4.1.1466.20037"             // RFC 4511
-	oidPPolicy             = ldap.ControlTypeBeheraPasswordPolicy // 1.3.6.1.4.1.42.2.27.8.5.1
-	oidPolicyHints         = "1.2.840.113556.1.4.2239"            // LDAP_SERVER_POLICY_HINTS_OID (2012+)
-	oidPolicyHintsDeprec   = "1.2.840.113556.1.4.2066"            // LDAP_SERVER_POLICY_HINTS_DEPRECATED_OID
-	oidADCapability        = "1.2.840.113556.1.4.800"             // LDAP_CAP_ACTIVE_DIRECTORY_OID
+	oidPasswordModify      = "1.3.6.1.4.1.4203.1.11.1"                      // RFC 3062
+	oidStartTLS            = "1.3.6.1.4.1.1466.20037"                       // RFC 4511
+	oidPPolicy             = ldap.ControlTypeBeheraPasswordPolicy           // 1.3.6.1.4.1.42.2.27.8.5.1
+	oidPolicyHints         = ldap.ControlTypeMicrosoftPolicyHints           // 1.2.840.113556.1.4.2239, LDAP_SERVER_POLICY_HINTS_OID (2012+)
+	oidPolicyHintsDeprec   = ldap.ControlTypeMicrosoftPolicyHintsDeprecated // 1.2.840.113556.1.4.2066, LDAP_SERVER_POLICY_HINTS_DEPRECATED_OID
+	oidADCapability        = "1.2.840.113556.1.4.800"                       // LDAP_CAP_ACTIVE_DIRECTORY_OID
 	oidMatchingRuleInChain = "1.2.840.113556.1.4.1941"
 )
 
-// rawControl is a request control with an arbitrary BER value, for controls
-// go-ldap has no type for (the AD policy hints).
-type rawControl struct {
-	oid      string
-	critical bool
-	value    *ber.Packet
-}
-
-func (c *rawControl) GetControlType() string { return c.oid }
-func (c *rawControl) String() string         { return c.oid }
-func (c *rawControl) Encode() *ber.Packet {
-	p := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "Control")
-	p.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, c.oid, "Control Type"))
-	if c.critical {
-		p.AppendChild(ber.NewBoolean(ber.ClassUniversal, ber.TypePrimitive, ber.TagBoolean, true, "Criticality"))
-	}
-	if c.value != nil {
-		v := ber.Encode(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, nil, "Control Value")
-		v.AppendChild(c.value)
-		p.AppendChild(v)
-	}
-	return p
-}
-
 // policyHints asks AD to apply password history and age to a reset
 // (MS-ADTS 3.1.1.3.4.1.39). Sent critical: a DC that advertised it must honour it.
+// go-ldap names the OIDs but has no type for the value, so the value
+// (SEQUENCE { Flags INTEGER }) is built here and carried as a ControlString.
 func policyHints(oid string) ldap.Control {
 	seq := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "PolicyHintsRequestValue")
 	seq.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, 1, "Flags"))
-	return &rawControl{oid: oid, critical: true, value: seq}
+	return ldap.NewControlString(oid, true, string(seq.Bytes()))
 }
 
 // passwordModifyRequest is an RFC 3062 request sent through Extended() so
 // that request controls (ppolicy) can ride along; go-ldap's PasswordModify()
-// cannot carry controls.
+// cannot carry controls and its request encoder is unexported (v3.4.15).
 func passwordModifyRequest(userDN, oldPw, newPw string, controls []ldap.Control) *ldap.ExtendedRequest {
 	seq := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "PasswdModifyRequestValue")
 	if userDN != "" {
@@ -70,7 +49,8 @@ func passwordModifyRequest(userDN, oldPw, newPw string, controls []ldap.Control)
 }
 
 // controlsFromErr recovers the response controls of a failed operation:
-// go-ldap drops them from the return values but keeps the packet.
+// go-ldap (v3.4.15) drops them from the return values and from ldap.Error
+// but keeps the packet.
 func controlsFromErr(err error) []ldap.Control {
 	var le *ldap.Error
 	if !errors.As(err, &le) || le.Packet == nil || len(le.Packet.Children) < 3 {

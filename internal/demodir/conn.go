@@ -10,13 +10,13 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// OIDs this server knows.
+// OIDs this server knows; literals where go-ldap exports no constant.
 const (
-	oidPasswordModify = "1.3.6.1.4.1.4203.1.11.1" // RFC 3062
-	oidWhoAmI         = "1.3.6.1.4.1.4203.1.11.3" // RFC 4532
-	oidStartTLS       = "1.3.6.1.4.1.1466.20037"  // RFC 4511
-	oidPPolicy        = "1.3.6.1.4.1.42.2.27.8.5.1"
-	oidManageDsaIT    = "2.16.840.1.113730.3.4.2"
+	oidPasswordModify = "1.3.6.1.4.1.4203.1.11.1"            // RFC 3062
+	oidWhoAmI         = ldap.ControlTypeWhoAmI               // RFC 4532 (go-ldap files the extended operation under controls)
+	oidStartTLS       = "1.3.6.1.4.1.1466.20037"             // RFC 4511
+	oidPPolicy        = ldap.ControlTypeBeheraPasswordPolicy // 1.3.6.1.4.1.42.2.27.8.5.1
+	oidManageDsaIT    = ldap.ControlTypeManageDsaIT          // RFC 3296
 )
 
 // Behera ppolicy error numbers.
@@ -231,7 +231,8 @@ func (c *conn) result(id int64, tag ber.Tag, code int, diag string, ctrls ...*be
 }
 
 // ppolicyControl is the Behera password policy response control; pp < 0
-// sends it without an error.
+// sends it without an error. Built here: go-ldap's ControlBeheraPasswordPolicy
+// encodes only the request form (no value).
 func ppolicyControl(pp int) *ber.Packet {
 	val := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "PasswordPolicyResponseValue")
 	if pp >= 0 {

@@ -1,22 +1,3 @@
-// Package demodir is an LDAP directory embedded in the process, for
-// `latchkey demo` and for tests: it speaks the real LDAP protocol on
-// loopback sockets (LDAPS, and ldap:// with StartTLS), so the unchanged
-// directory package (flavor openldap) talks to it as it would to slapd
-// with slapo-ppolicy.
-//
-// What it does like slapd + ppolicy, because the directory package relies
-// on it: RootDSE discovery; simple binds with lockout (pwdFailureTime,
-// pwdAccountLockedTime, 49 with the ppolicy accountLocked error) and
-// must-change (pwdReset); searches with real filter evaluation; the
-// Password Modify extended operation (RFC 3062) checked against the
-// entry's ppolicy (length, history, minimum age) unless done by the
-// administrator (rootdn), answering with the ppolicy response control;
-// the access rules of directory/dirtest/testdata/slapd.conf.in. Passwords
-// are only kept as salted PBKDF2-SHA256 hashes and are never logged.
-//
-// What it does not do: schema checking, SASL, referrals, ModifyDN,
-// Compare, paging, persistence. It is a demo and a test double, not a
-// directory server.
 package demodir
 
 import (
