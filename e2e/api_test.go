@@ -18,10 +18,12 @@ import (
 )
 
 func TestAPIOpenLDAP(t *testing.T) {
+	parallel(t)
 	runAPISuite(t, dirtest.StartOpenLDAP(t), 1)
 }
 
 func TestAPIActiveDirectory(t *testing.T) {
+	parallel(t)
 	runAPISuite(t, dirtest.StartSamba(t), 1)
 }
 
@@ -29,6 +31,7 @@ func TestAPIActiveDirectory(t *testing.T) {
 // one PostgreSQL store, every call going to the next instance in turn: each
 // flow, session and budget hops between processes.
 func TestAPIScaleOut(t *testing.T) {
+	parallel(t)
 	runAPISuite(t, dirtest.StartOpenLDAP(t), 3)
 }
 

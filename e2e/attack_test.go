@@ -14,8 +14,12 @@ import (
 // real binary with a real slapd and a real Samba AD DC: races, token
 // swapping, cross-site posts and headers on every kind of answer.
 func TestAttacks(t *testing.T) {
+	parallel(t)
 	for _, d := range directories() {
-		t.Run(d.name, func(t *testing.T) { runAttackSuite(t, d.start(t)) })
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			runAttackSuite(t, d.start(t))
+		})
 	}
 }
 

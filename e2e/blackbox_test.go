@@ -25,8 +25,12 @@ import (
 // real Samba AD DC behind it, for the items of the security checklist
 // (docs/security-checklist.md) that the other suites do not cover.
 func TestBlackBox(t *testing.T) {
+	parallel(t)
 	for _, d := range directories() {
-		t.Run(d.name, func(t *testing.T) { runBlackBox(t, d.start(t)) })
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			runBlackBox(t, d.start(t))
+		})
 	}
 }
 
@@ -407,6 +411,7 @@ func toJSON(v any) string { b, _ := json.Marshal(v); return string(b) }
 // configurations: each must exit with status 2 naming the key, before
 // listening, and without printing the secret it refused.
 func TestRefusesToStartUnsafely(t *testing.T) {
+	parallel(t)
 	dir := t.TempDir()
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)
@@ -480,6 +485,7 @@ func TestRefusesToStartUnsafely(t *testing.T) {
 // disconnected by the server's header timeout instead of holding a
 // connection for ever (security notes K1).
 func TestSlowClientsAreCut(t *testing.T) {
+	parallel(t)
 	const headerTimeout = 2 * time.Second
 	srv := dirtest.StartOpenLDAP(t)
 	mail, sms := startMail(t)

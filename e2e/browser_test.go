@@ -38,10 +38,12 @@ const (
 )
 
 func TestBrowserOpenLDAP(t *testing.T) {
+	parallel(t)
 	runBrowserSuite(t, func(t testing.TB) *dirtest.Server { return dirtest.StartOpenLDAP(t) })
 }
 
 func TestBrowserActiveDirectory(t *testing.T) {
+	parallel(t)
 	runBrowserSuite(t, dirtest.StartSamba)
 }
 

@@ -322,6 +322,7 @@ func runBrokenCases(t *testing.T, e checkEnv) {
 func jq(s string) string { b, _ := json.Marshal(s); return string(b) }
 
 func TestCheckOpenLDAP(t *testing.T) {
+	parallel(t)
 	srv := dirtest.StartOpenLDAP(t)
 	mail, sms := startMail(t)
 	work, cfg, _ := writeConfig(t, srv, mail, sms, params{})
@@ -477,6 +478,7 @@ func TestCheckOpenLDAP(t *testing.T) {
 // TestCheckCertificateNames runs check against slapds whose certificates
 // lack the name the gateway connects to.
 func TestCheckCertificateNames(t *testing.T) {
+	parallel(t)
 	mail, sms := startMail(t)
 	t.Run("OtherName", func(t *testing.T) {
 		srv := dirtest.StartOpenLDAP(t, dirtest.WithCertNames("ldap.example.org"))
@@ -518,6 +520,7 @@ func TestCheckCertificateNames(t *testing.T) {
 // FAIL that says so and how to fix it, and nothing connects to the server
 // the referral names.
 func TestCheckReferral(t *testing.T) {
+	parallel(t)
 	trap := dirtest.StartTrap(t)
 	srv := dirtest.StartOpenLDAP(t, dirtest.WithReferral(trap.URL))
 	mail, sms := startMail(t)
@@ -547,6 +550,7 @@ func TestCheckReferral(t *testing.T) {
 }
 
 func TestCheckActiveDirectory(t *testing.T) {
+	parallel(t)
 	srv := dirtest.StartSamba(t)
 	mail, sms := startMail(t)
 	work, cfg, _ := writeConfig(t, srv, mail, sms, params{})
@@ -685,9 +689,11 @@ func TestCheckActiveDirectory(t *testing.T) {
 // half of such certificates (and their CA) a negative serial number, which
 // Go cannot read at all; both kinds are tried, each on a DC of its own.
 func TestCheckActiveDirectoryGeneratedCert(t *testing.T) {
+	parallel(t)
 	mail, sms := startMail(t)
 	const smbFix = `(Samba's self-generated certificates often have negative serial numbers and never a subjectAltName: set "tls certfile", "tls keyfile" and "tls cafile" in smb.conf)`
-	negFix := "give the directory server a certificate with a positive serial number and a subjectAltName for 127.0.0.1, from a CA whose certificate has a positive serial number too, and set directory.ca_file to that CA " + smbFix
+	// {addr} is the DC's address (its Samba slot's)
+	negFix := "give the directory server a certificate with a positive serial number and a subjectAltName for {addr}, from a CA whose certificate has a positive serial number too, and set directory.ca_file to that CA " + smbFix
 	type variantCase struct {
 		name    string
 		otherCA bool // directory.ca_file: another CA instead of Samba's
@@ -701,10 +707,10 @@ func TestCheckActiveDirectoryGeneratedCert(t *testing.T) {
 	}{
 		{"PositiveSerial", false, []variantCase{
 			// Samba's CA verifies the chain: the one problem is the name
-			{"SambaCA", false, `the certificate's name is the problem, not its CA: give the directory server a certificate with a subjectAltName for 127.0.0.1. ` +
+			{"SambaCA", false, `the certificate's name is the problem, not its CA: give the directory server a certificate with a subjectAltName for {addr}. ` +
 				`Samba's self-generated certificate has none: make a CA and a server certificate with openssl (subjectAltName=DNS:<dc name>,IP:<address>), ` +
 				`set "tls keyfile", "tls certfile" and "tls cafile" in smb.conf to them, restart samba, and set directory.ca_file to the new CA (docs/active-directory.md has the commands).`,
-				[]string{"certificate has no SAN", `only CN="DC1.example.test"`, "not valid for 127.0.0.1"}},
+				[]string{"certificate has no SAN", `only CN="DC1.example.test"`, "not valid for {addr}"}},
 		}},
 		{"NegativeSerial", true, []variantCase{
 			// Samba's CA has the negative serial too: ca_file cannot be read
@@ -737,7 +743,12 @@ func TestCheckActiveDirectoryGeneratedCert(t *testing.T) {
 							t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
 						}
 						wantFails(t, rs, "directory.tls", "directory.bind")
-						wantResult(t, rs, "directory.tls", "FAIL", vc.fix, append([]string{tc.url}, vc.msg...)...)
+						addr := func(s string) string { return strings.ReplaceAll(s, "{addr}", srv.Host()) }
+						var msg []string
+						for _, m := range vc.msg {
+							msg = append(msg, addr(m))
+						}
+						wantResult(t, rs, "directory.tls", "FAIL", addr(vc.fix), append([]string{tc.url}, msg...)...)
 						for _, r := range rs {
 							if r.Check == "directory.tls" && strings.Contains(r.Message, "unknown authority") {
 								t.Fatalf("reported as an unknown authority: %s", r.Message)
@@ -765,6 +776,7 @@ func TestCheckActiveDirectoryGeneratedCert(t *testing.T) {
 // the auth stage with its fix with a wrong one, and never the password in
 // the output.
 func TestCheckSMTPStartTLSAuth(t *testing.T) {
+	parallel(t)
 	const user, pass = "latchkey", "Smtp-Auth-Pass-5e7a"
 	srv := dirtest.StartOpenLDAP(t)
 	mail := notifytest.StartMailpit(t, notifytest.MailpitSTARTTLS(), notifytest.MailpitAuth(user, pass))
@@ -803,6 +815,7 @@ func TestCheckSMTPStartTLSAuth(t *testing.T) {
 // gets a pwdMaxAge and a lockout; and the canary's eligibility line for an
 // excluded member (judy, in policy.exclude_groups).
 func TestCheckServiceAccountOpenLDAP(t *testing.T) {
+	parallel(t)
 	srv := dirtest.StartOpenLDAP(t)
 	mail, sms := startMail(t)
 	_, cfg, _ := writeConfig(t, srv, mail, sms, params{})

@@ -41,8 +41,12 @@ import (
 // items it proves; one directory per kind serves them all, so the order of
 // the subtests matters (who registered what, whose password changed).
 func TestChecklist(t *testing.T) {
+	parallel(t)
 	for _, d := range ckDirectories() {
-		t.Run(d.name, func(t *testing.T) { ckSuite(t, d) })
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			ckSuite(t, d)
+		})
 	}
 }
 
@@ -116,24 +120,7 @@ type ckGW struct {
 // (LATCHKEY_* variables override the harness's configuration file).
 func ckGateway(t *testing.T, srv *dirtest.Server, box *ckBox, p params, environ map[string]string) *ckGW {
 	t.Helper()
-	old := map[string]*string{}
-	for k, v := range environ {
-		if o, ok := os.LookupEnv(k); ok {
-			old[k] = &o
-		} else {
-			old[k] = nil
-		}
-		os.Setenv(k, v)
-	}
-	defer func() {
-		for k, v := range old {
-			if v == nil {
-				os.Unsetenv(k)
-			} else {
-				os.Setenv(k, *v)
-			}
-		}
-	}()
+	p.Environ = environ
 	return &ckGW{env: startGateway(t, srv, box.mail, box.sms, p), box: box}
 }
 

@@ -71,6 +71,7 @@ var shellVar = regexp.MustCompile(`(?m)^([A-Z_]+)=`)
 // password, and the old one is refused at once (old password allowed
 // period = 0).
 func TestActiveDirectoryDayOne(t *testing.T) {
+	parallel(t)
 	need := func(p string) {
 		if _, err := exec.LookPath(p); err != nil {
 			if os.Getenv("CI") != "" {

@@ -254,6 +254,7 @@ func (d *demoRun) lock(t *testing.T, user string) {
 }
 
 func TestDemo(t *testing.T) {
+	parallel(t)
 	d := startDemo(t)
 	for _, who := range []string{"alice", "carol", "dave", "erin"} {
 		if d.accounts[who] == "" {

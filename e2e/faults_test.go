@@ -208,6 +208,7 @@ func (e *env) verifiedFlow(user, addr string) flow {
 // generic 503, nothing is written, and the same flow completes once the
 // path is back. Then /readyz follows the directory going down and up.
 func TestDirectoryHangsMidWrite(t *testing.T) {
+	parallel(t)
 	srv := dirtest.StartOpenLDAP(t)
 	proxy := startLDAPProxy(t, strings.TrimPrefix(srv.URL, "ldap://"))
 	mail, sms := startMail(t)
@@ -254,8 +255,12 @@ func TestDirectoryHangsMidWrite(t *testing.T) {
 // OpenLDAP, pwdLastSet on AD), answers already_completed and writes
 // nothing a second time. The flow then ends like a finished one.
 func TestDirectoryWriteAnswerLost(t *testing.T) {
+	parallel(t)
 	for _, d := range directories() {
-		t.Run(d.name, func(t *testing.T) { runWriteAnswerLost(t, d.start(t)) })
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			runWriteAnswerLost(t, d.start(t))
+		})
 	}
 }
 
@@ -350,6 +355,7 @@ func waitReady(t testing.TB, e *env) {
 // completes; the reset notice that cannot be mailed is retried, then
 // audited as notice.failed. The user sees no error.
 func TestSMTPDown(t *testing.T) {
+	parallel(t)
 	srv := dirtest.StartOpenLDAP(t)
 	mail, sms := startMail(t)
 	e := startGateway(t, srv, mail, sms, params{})
@@ -383,6 +389,7 @@ func TestSMTPDown(t *testing.T) {
 // unavailable, nothing is sent and /readyz is 503; after PostgreSQL is back
 // the same flow continues.
 func TestStoreUnavailable(t *testing.T) {
+	parallel(t)
 	srv := dirtest.StartOpenLDAP(t)
 	pg := pgtest.StartPrivate(t)
 	db := pg.NewDatabase(t)
@@ -454,6 +461,7 @@ func TestStoreUnavailable(t *testing.T) {
 // jitter time, all arrive; the gateway exits 0; after a restart a flow
 // begun before it continues.
 func TestRestartMidFlowDeliversQueuedMessages(t *testing.T) {
+	parallel(t)
 	srv := dirtest.StartOpenLDAP(t)
 	mail, sms := startMail(t)
 	e := startGateway(t, srv, mail, sms, params{
@@ -492,6 +500,7 @@ func TestRestartMidFlowDeliversQueuedMessages(t *testing.T) {
 // (not 500, no crash); once space is freed the gateway works again.
 // Needs root (mount); elsewhere it skips, and fails under CI.
 func TestSQLiteDiskFull(t *testing.T) {
+	parallel(t)
 	mnt := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mnt).CombinedOutput(); err != nil {
 		if os.Getenv("CI") != "" {

@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -36,7 +38,21 @@ var binary string
 
 var httpClient = &http.Client{Timeout: 30 * time.Second}
 
+// defaultParallel is how many of the suite's tests run at once unless
+// -parallel is given. The tests spend most of their time waiting on the
+// servers they start (a CI run of the package used about 170 s of CPU in
+// 570 s), and each has servers of its own (slapd on free ports, a Samba DC
+// on a slot of its own, mailpit, a gateway, a browser context), so more of
+// them than the default (GOMAXPROCS: 2 here) fit.
+const defaultParallel = 4
+
 func TestMain(m *testing.M) {
+	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given {
+		flag.Set("test.parallel", strconv.Itoa(defaultParallel))
+	}
 	dir, err := os.MkdirTemp("", "latchkey-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -53,6 +69,32 @@ func TestMain(m *testing.M) {
 	pgtest.Stop()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// machine is shared by the tests that run in parallel and held alone by
+// the timing tests: their measurements are not to be disturbed by the
+// package's other tests (the CPU they use comes in bursts that move the
+// median of the answers by a millisecond or more). Other packages of a
+// `go test ./...` may still run beside them, as before.
+var machine sync.RWMutex
+
+// parallel marks a test parallel (defaultParallel run at once) and holds
+// the machine shared until the test and its subtests end.
+func parallel(t *testing.T) {
+	t.Helper()
+	t.Parallel()
+	machine.RLock()
+	t.Cleanup(machine.RUnlock)
+}
+
+// alone marks a test parallel and then waits until no other test of the
+// package runs, holding the machine for itself until it and its subtests
+// end (they may run in parallel with each other).
+func alone(t *testing.T) {
+	t.Helper()
+	t.Parallel()
+	machine.Lock()
+	t.Cleanup(machine.Unlock)
 }
 
 // params tune one gateway's configuration.
@@ -81,6 +123,9 @@ type params struct {
 	// PublicHost is the host of server.public_url (default 127.0.0.1;
 	// passkeys need a name)
 	PublicHost string
+	// Environ is set in the gateway process's environment (LATCHKEY_*
+	// variables override the configuration file), at every launch.
+	Environ map[string]string
 }
 
 func (p params) publicHost() string {
@@ -116,6 +161,8 @@ type env struct {
 	// call to the next instance in turn, so every flow hops between them
 	peers []*env
 	calls atomic.Int64
+	// environ is params.Environ
+	environ map[string]string
 }
 
 // target is the base URL of the instance the next API call goes to.
@@ -265,7 +312,7 @@ func startGateway(t testing.TB, srv *dirtest.Server, mail *notifytest.Mailpit, s
 	work, cfgPath, port := writeConfig(t, srv, mail, sms, p)
 	base := "http://" + p.publicHost() + ":" + strconv.Itoa(port)
 	e := &env{t: t, dir: srv, mail: mail, sms: sms, base: base, work: work, cfgPath: cfgPath,
-		log: filepath.Join(work, "latchkey.log"), audit: filepath.Join(work, "audit.log")}
+		log: filepath.Join(work, "latchkey.log"), audit: filepath.Join(work, "audit.log"), environ: p.Environ}
 	t.Cleanup(func() {
 		e.stop()
 		if t.Failed() {
@@ -296,6 +343,12 @@ func (e *env) launch() {
 	e.logf = logf
 	e.cmd = exec.Command(binary, "serve", "--config", e.cfgPath)
 	e.cmd.Stdout, e.cmd.Stderr = logf, logf
+	if len(e.environ) > 0 {
+		e.cmd.Env = os.Environ()
+		for k, v := range e.environ {
+			e.cmd.Env = append(e.cmd.Env, k+"="+v)
+		}
+	}
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := e.cmd.Start(); err != nil {
 		t.Fatal(err)

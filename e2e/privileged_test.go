@@ -20,6 +20,7 @@ import (
 // sent, no code accepted. The primary-group Domain Admin had registered an
 // email while still an ordinary user.
 func TestPrivilegedActiveDirectory(t *testing.T) {
+	parallel(t)
 	srv := dirtest.StartSamba(t)
 	mail, sms := startMail(t)
 	e := startGateway(t, srv, mail, sms, params{})

@@ -20,8 +20,12 @@ import (
 // which binds (and the questions page, loaded again, asks nothing more). axe-core and the phone-width checks run on every questions
 // page, refusals included.
 func TestQuestionsBrowser(t *testing.T) {
+	parallel(t)
 	for _, d := range directories() {
-		t.Run(d.name, func(t *testing.T) { runQuestionsBrowser(t, d.start(t)) })
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			runQuestionsBrowser(t, d.start(t))
+		})
 	}
 }
 

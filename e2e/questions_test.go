@@ -19,10 +19,12 @@ import (
 // database. The pages in Chromium: questions_browser_test.go.
 
 func TestQuestionsOpenLDAP(t *testing.T) {
+	parallel(t)
 	runQuestionsSuite(t, dirtest.StartOpenLDAP(t))
 }
 
 func TestQuestionsActiveDirectory(t *testing.T) {
+	parallel(t)
 	runQuestionsSuite(t, dirtest.StartSamba(t))
 }
 

@@ -26,6 +26,7 @@ const budgetK = 4
 // provider down a password write fails cleanly and is retried once it is
 // back, written exactly once.
 func TestScaleOut(t *testing.T) {
+	parallel(t)
 	prov := dirtest.StartOpenLDAP(t, dirtest.AsProvider())
 	repl := dirtest.StartReplica(t, prov)
 	for _, u := range []string{"frank", "grace", "twin1"} {
@@ -217,6 +218,7 @@ func pwdHistory(t testing.TB, s *dirtest.Server, user string) []string {
 // already_completed, writes nothing a second time, and records the reset
 // (flow ended, audited once).
 func TestInstanceKilledMidWrite(t *testing.T) {
+	parallel(t)
 	srv := dirtest.StartOpenLDAP(t)
 	proxy := startLDAPProxy(t, strings.TrimPrefix(srv.URL, "ldap://"))
 	pg := pgtest.Start(t)
@@ -294,6 +296,7 @@ func startThreeOnPostgres(t *testing.T, srv *dirtest.Server, p params) *env {
 // twenty concurrent completions of one flow, spread over three instances
 // on one PostgreSQL: exactly one of each wins, as on one instance.
 func TestRaceAcrossInstances(t *testing.T) {
+	parallel(t)
 	srv := dirtest.StartOpenLDAP(t)
 	e := startThreeOnPostgres(t, srv, params{})
 	raceRedeemAndComplete(t, e, srv)
@@ -307,6 +310,7 @@ func TestRaceAcrossInstances(t *testing.T) {
 // PostgreSQL, is accepted once; the five replays are refused and audited,
 // whichever instance took them.
 func TestTOTPReplayAcrossInstances(t *testing.T) {
+	parallel(t)
 	srv := dirtest.StartOpenLDAP(t)
 	e := startThreeOnPostgres(t, srv, params{Methods: totpMethods})
 	peers := e.peers

@@ -59,8 +59,10 @@ const highLimits = `limits:
 // subtest measures whatever state the earlier ones left, the same for every
 // name, so they may run alone (-run) or in any order.
 func TestEnumerationTiming(t *testing.T) {
+	alone(t)
 	for _, d := range directories() {
 		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
 			srv := d.start(t)
 			mail, sms := startMail(t)
 			e := startGateway(t, srv, mail, sms, params{Limits: highLimits})
@@ -149,6 +151,7 @@ func TestEnumerationTiming(t *testing.T) {
 // reset start itself (LATCHKEY_PLANTED_LEAK_PATH=/api/v1/reset) was caught
 // too when measured by hand (the closing note of the CI issue).
 func TestEnumerationTimingCatchesAPlantedLeak(t *testing.T) {
+	alone(t)
 	srv := dirtest.StartOpenLDAP(t)
 	mail, sms := startMail(t)
 	e := startGateway(t, srv, mail, sms, params{Limits: highLimits})
@@ -267,8 +270,12 @@ func timingSeed(t *testing.T) uint64 {
 // TestHostHeaderIsNeverTrusted sends a reset with a forged Host and
 // X-Forwarded-Host and checks what reaches the mail server.
 func TestHostHeaderIsNeverTrusted(t *testing.T) {
+	parallel(t)
 	for _, d := range directories() {
-		t.Run(d.name, func(t *testing.T) { hostHeaderIsNeverTrusted(t, d.start(t)) })
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			hostHeaderIsNeverTrusted(t, d.start(t))
+		})
 	}
 }
 

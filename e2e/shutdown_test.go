@@ -16,6 +16,7 @@ import (
 // at once while every other request is still served, then the process
 // stops cleanly: a load balancer moves away before the listener closes.
 func TestShutdownDrainsReadinessFirst(t *testing.T) {
+	parallel(t)
 	srv := dirtest.StartOpenLDAP(t)
 	mail, sms := startMail(t)
 	e := startGateway(t, srv, mail, sms, params{Server: "  shutdown_delay: 5s\n"})
@@ -69,6 +70,7 @@ func TestShutdownDrainsReadinessFirst(t *testing.T) {
 // over, the server shutting down) still completes, its answer reaches the
 // client, and the process then exits 0.
 func TestShutdownFinishesRequestsInFlight(t *testing.T) {
+	parallel(t)
 	srv := dirtest.StartOpenLDAP(t)
 	proxy := startLDAPProxy(t, strings.TrimPrefix(srv.URL, "ldap://"))
 	mail, sms := startMail(t)

@@ -27,10 +27,12 @@ import (
 // gateway hands out, at times chosen relative to the real clock.
 
 func TestTOTPOpenLDAP(t *testing.T) {
+	parallel(t)
 	runTOTPSuite(t, dirtest.StartOpenLDAP(t))
 }
 
 func TestTOTPActiveDirectory(t *testing.T) {
+	parallel(t)
 	runTOTPSuite(t, dirtest.StartSamba(t))
 }
 
@@ -310,10 +312,12 @@ func runTOTPSuite(t *testing.T, srv *dirtest.Server) {
 // resets with it, running axe-core and the phone-width checks on the set-up
 // page and the pages that follow.
 func TestTOTPBrowser(t *testing.T) {
+	parallel(t)
 	runTOTPBrowser(t, dirtest.StartOpenLDAP(t))
 }
 
 func TestTOTPBrowserActiveDirectory(t *testing.T) {
+	parallel(t)
 	runTOTPBrowser(t, dirtest.StartSamba(t))
 }
 
@@ -411,6 +415,7 @@ func (b *browser) offeredID(prefix string) string {
 // with email and an authenticator app is told what is still needed and
 // completes with the app. axe-core runs on each page.
 func TestTierKindsBrowser(t *testing.T) {
+	parallel(t)
 	exe := chromiumPath(t)
 	srv := dirtest.StartOpenLDAP(t)
 	addToGroup(t, srv, "bob", "sspr-admins")

@@ -22,10 +22,12 @@ import (
 // valid RP ID), where the other suites use 127.0.0.1.
 
 func TestBrowserPasskeyOpenLDAP(t *testing.T) {
+	parallel(t)
 	runPasskeySuite(t, func(t testing.TB) *dirtest.Server { return dirtest.StartOpenLDAP(t) })
 }
 
 func TestBrowserPasskeyActiveDirectory(t *testing.T) {
+	parallel(t)
 	runPasskeySuite(t, dirtest.StartSamba)
 }
 
@@ -213,10 +215,12 @@ func (e *env) passkeyProof(kind, user string) (flowID, method string, options an
 // unlock with it; a replayed assertion, a cloned counter and another
 // account's credential id are refused.
 func TestPasskeyAPIOpenLDAP(t *testing.T) {
+	parallel(t)
 	runPasskeyAPI(t, dirtest.StartOpenLDAP(t))
 }
 
 func TestPasskeyAPIActiveDirectory(t *testing.T) {
+	parallel(t)
 	runPasskeyAPI(t, dirtest.StartSamba(t))
 }
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The full test suite: go vet and golangci-lint, unit tests, the real-server suites (slapd, Samba AD DC,
 # mailpit, the SMS contract server, headless Chromium) and a short run of
-# every fuzz target. Run as root: a Samba AD DC must listen on 389/636.
+# every fuzz target. Run as root: a Samba AD DC must listen on 389/636 (of
+# 127.0.0.1, 127.0.0.11 and 127.0.0.12: directory/dirtest adds the last two to
+# the loopback interface).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh

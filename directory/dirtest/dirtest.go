@@ -15,6 +15,7 @@ import (
 	_ "embed"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"strings"
@@ -124,13 +125,22 @@ func (s *Server) Config() directory.Config {
 	}
 }
 
+// Host is the address the server listens on (the host of URL), the name
+// its certificate is checked against.
+func (s *Server) Host() string {
+	if u, err := url.Parse(s.LDAPSURL); err == nil && u.Hostname() != "" {
+		return u.Hostname()
+	}
+	return "127.0.0.1"
+}
+
 // Admin returns a connection bound as the directory administrator (rootdn
 // or Administrator), over TLS, closed at the end of the test.
 func (s *Server) Admin(t testing.TB) *ldap.Conn {
 	t.Helper()
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(s.CAPEM)
-	conn, err := ldap.DialURL(s.LDAPSURL, ldap.DialWithTLSConfig(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}))
+	conn, err := ldap.DialURL(s.LDAPSURL, ldap.DialWithTLSConfig(&tls.Config{RootCAs: pool, ServerName: s.Host(), MinVersion: tls.VersionTLS12}))
 	if err != nil {
 		t.Fatalf("dirtest: admin dial: %v", err)
 	}
@@ -162,7 +172,7 @@ func (s *Server) Modify(t testing.TB, ldif string) {
 func (s *Server) UserBind(name, password string) error {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(s.CAPEM)
-	conn, err := ldap.DialURL(s.LDAPSURL, ldap.DialWithTLSConfig(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}))
+	conn, err := ldap.DialURL(s.LDAPSURL, ldap.DialWithTLSConfig(&tls.Config{RootCAs: pool, ServerName: s.Host(), MinVersion: tls.VersionTLS12}))
 	if err != nil {
 		return err
 	}
@@ -201,7 +211,11 @@ func freePort() (int, error) {
 func waitLDAP(ctx context.Context, rawURL string, caPEM []byte) error {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
-	return waitLDAPTLS(ctx, rawURL, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12})
+	host := "127.0.0.1"
+	if u, err := url.Parse(rawURL); err == nil && u.Hostname() != "" {
+		host = u.Hostname()
+	}
+	return waitLDAPTLS(ctx, rawURL, &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12})
 }
 
 // waitLDAPTLS is waitLDAP with the client's TLS configuration.

@@ -70,7 +70,7 @@ func (s *Server) modifyEmbedded(t testing.TB, ldif string) {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(s.CAPEM)
-	conn, err := ldap.DialURL(s.LDAPSURL, ldap.DialWithTLSConfig(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}))
+	conn, err := ldap.DialURL(s.LDAPSURL, ldap.DialWithTLSConfig(&tls.Config{RootCAs: pool, ServerName: s.Host(), MinVersion: tls.VersionTLS12}))
 	if err != nil {
 		t.Fatalf("dirtest: admin dial: %v", err)
 	}

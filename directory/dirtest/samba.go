@@ -7,6 +7,7 @@ import (
 	_ "embed"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -24,13 +25,18 @@ import (
 //go:embed testdata/samba-provision.sh
 var sambaProvision string
 
-// StartSamba starts a seeded Samba AD DC (realm EXAMPLE.TEST) on
-// 127.0.0.1:389/636, stopped and removed at cleanup. A Samba DC's ports are
-// fixed, so only one can run per machine: StartSamba holds a machine-wide
-// lock (flock on a file in the temp dir) until cleanup, which serialises
-// Samba-backed tests across the packages `go test ./...` runs in parallel.
-// The first call on a machine provisions a template (about 15 s); later
-// calls copy it (well under a second). Needs root.
+// StartSamba starts a seeded Samba AD DC (realm EXAMPLE.TEST) on ports
+// 389/636 of one of a few loopback addresses (a slot: 127.0.0.1, 127.0.0.11,
+// 127.0.0.12, ...; Server.URL says which), stopped and removed at cleanup. A
+// Samba DC's ports are fixed, so only one DC can run per address: StartSamba
+// holds a machine-wide lock on its slot (flock on a file in the temp dir)
+// until cleanup, and waits while every slot is taken, so Samba-backed tests
+// of all the packages `go test ./...` runs at once share the slots. Slots
+// past the first need their address on the loopback interface, which
+// StartSamba adds (ip addr add, root); LATCHKEY_SAMBA_SLOTS sets how many
+// there are (default 3; 1 keeps every DC on 127.0.0.1). The first call on a
+// machine provisions a template (about 15 s); later calls copy it (well
+// under a second). Needs root.
 func StartSamba(t testing.TB) *Server {
 	t.Helper()
 	return startSamba(t, sambaCertTest)
@@ -73,15 +79,20 @@ func startSamba(t testing.TB, cert int) *Server {
 		missing(t, "a Samba AD DC needs root to listen on ports 389 and 636")
 	}
 	tmp := os.TempDir()
-	unlock := flock(t, filepath.Join(tmp, "latchkey-samba.lock"))
-	t.Cleanup(unlock)
-	runs := filepath.Join(tmp, "latchkey-samba-runs")
-	killStale(runs)
+	ip, runs := takeSambaSlot(t, tmp)
+	t.Logf("dirtest: Samba DC on %s", ip)
+	killStale(runs, ip)
 
-	sum := sha256.Sum256([]byte(sambaProvision))
+	sum := sha256.Sum256([]byte(sambaProvision + strings.Join(sambaSlotIPs(), ",")))
 	tpl := filepath.Join(tmp, "latchkey-samba-template-"+hex.EncodeToString(sum[:6]))
 	if _, err := os.Stat(filepath.Join(tpl, "ready")); err != nil {
-		buildTemplate(t, tpl)
+		// DCs of other slots may be starting too: one builds, the others
+		// wait for it
+		unlockTpl := flock(t, tpl+".lock")
+		if _, err := os.Stat(filepath.Join(tpl, "ready")); err != nil {
+			buildTemplate(t, tpl)
+		}
+		unlockTpl()
 	}
 	if err := os.MkdirAll(runs, 0o755); err != nil {
 		t.Fatal(err)
@@ -101,6 +112,7 @@ func startSamba(t testing.TB, cert int) *Server {
 	}
 	generatedCert := cert != sambaCertTest
 	smbConf := strings.ReplaceAll(string(b), tpl, dir)
+	smbConf = strings.ReplaceAll(smbConf, "interfaces = 127.0.0.1", "interfaces = "+ip)
 	caFile := filepath.Join(dir, "certs", "ca.crt")
 	if generatedCert {
 		// without these Samba generates a CA and a certificate in
@@ -126,7 +138,7 @@ func startSamba(t testing.TB, cert int) *Server {
 	}
 	s := &Server{
 		Flavor: directory.ActiveDirectory, Dir: dir,
-		URL: "ldap://127.0.0.1:389", LDAPSURL: "ldaps://127.0.0.1:636",
+		URL: "ldap://" + ip + ":389", LDAPSURL: "ldaps://" + ip + ":636",
 		CAFile: caFile, CAPEM: caPEM,
 		BaseDN:           "DC=example,DC=test",
 		UserFilter:       "(&(objectCategory=person)(objectClass=user)(sAMAccountName={username}))",
@@ -162,7 +174,7 @@ func startSamba(t testing.TB, cert int) *Server {
 		}
 	}
 	if !generatedCert {
-		t.Cleanup(func() { stopSamba(dir); os.RemoveAll(dir) })
+		t.Cleanup(func() { stopSamba(dir, ip); os.RemoveAll(dir) })
 		start()
 		return s
 	}
@@ -180,7 +192,7 @@ func startSamba(t testing.TB, cert int) *Server {
 			t.Fatalf("dirtest: %v\n%s", err, out)
 		}
 	}
-	t.Cleanup(func() { stopSamba(dir); os.RemoveAll(dir) })
+	t.Cleanup(func() { stopSamba(dir, ip); os.RemoveAll(dir) })
 	start()
 	if got := serialSign(t, filepath.Join(tlsDir, "cert.pem")); got != want {
 		t.Fatalf("dirtest: the DC serves a certificate with a %s serial, want %s", got, want)
@@ -275,7 +287,15 @@ func serialSign(t testing.TB, file string) string {
 func buildTemplate(t testing.TB, tpl string) {
 	t.Helper()
 	os.RemoveAll(tpl)
-	if _, err := WriteCerts(filepath.Join(tpl, "certs"), "dc1.example.test", "example.test"); err != nil {
+	dns := []string{"localhost", "dc1.example.test", "example.test"}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		dns = append(dns, h)
+	}
+	var ips []net.IP
+	for _, ip := range sambaSlotIPs() {
+		ips = append(ips, net.ParseIP(ip))
+	}
+	if _, err := writeCerts(filepath.Join(tpl, "certs"), dns, ips); err != nil {
 		t.Fatal(err)
 	}
 	script := filepath.Join(tpl, "provision.sh")
@@ -299,8 +319,9 @@ func buildTemplate(t testing.TB, tpl string) {
 // children; the DC's data is thrown away, so nothing needs a clean
 // shutdown, which takes Samba seconds), then a wait until no process of the
 // group is left and ports 389 and 636 refuse connections, so that the next
-// DC can bind them and a test never talks to a dying one.
-func stopSamba(dir string) {
+// DC can bind them and a test never talks to a dying one. ip is the DC's
+// address (its slot's).
+func stopSamba(dir, ip string) {
 	b, err := os.ReadFile(filepath.Join(dir, "run", "samba.pid"))
 	if err != nil {
 		return
@@ -322,7 +343,7 @@ func stopSamba(dir string) {
 	for i := 0; i < 200; i++ {
 		open := false
 		for _, port := range []string{"389", "636"} {
-			if c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second); err == nil {
+			if c, err := net.DialTimeout("tcp", net.JoinHostPort(ip, port), time.Second); err == nil {
 				c.Close()
 				open = true
 			}
@@ -335,13 +356,34 @@ func stopSamba(dir string) {
 }
 
 // killStale stops DCs left behind by test processes that died before their
-// cleanup ran. Called with the lock held, so any DC under runs is stale.
-func killStale(runs string) {
+// cleanup ran. Called with the slot's lock held, so any DC under the slot's
+// runs is stale.
+func killStale(runs, ip string) {
 	dirs, _ := filepath.Glob(filepath.Join(runs, "dc-*"))
 	for _, d := range dirs {
-		stopSamba(d)
+		stopSamba(d, ip)
 		os.RemoveAll(d)
 	}
+}
+
+// tryFlock takes an exclusive lock on path if no one holds it.
+func tryFlock(t testing.TB, path string) (unlock func(), ok bool) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, false
+		}
+		t.Fatal(fmt.Errorf("dirtest: locking %s: %w", path, err))
+	}
+	return func() {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, true
 }
 
 // flock takes an exclusive lock on path, waiting as long as it takes.
@@ -371,7 +413,7 @@ func tail(s string, n int) string {
 // RestartSamba stops the DC and starts it again from its smb.conf (in
 // Dir/etc), as an administrator does after changing the certificate
 // lines, and waits until it answers over LDAPS with a certificate valid
-// for 127.0.0.1 under caFile, which CAFile and CAPEM then are (Admin,
+// for its address under caFile, which CAFile and CAPEM then are (Admin,
 // Modify and UserBind trust it).
 func (s *Server) RestartSamba(t testing.TB, caFile string) {
 	t.Helper()
@@ -382,7 +424,7 @@ func (s *Server) RestartSamba(t testing.TB, caFile string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stopSamba(s.Dir)
+	stopSamba(s.Dir, s.Host())
 	conf := filepath.Join(s.Dir, "etc", "smb.conf")
 	if out, err := exec.Command("samba", "-D", "-s", conf).CombinedOutput(); err != nil {
 		t.Fatalf("dirtest: starting samba: %v\n%s", err, out)
@@ -394,4 +436,81 @@ func (s *Server) RestartSamba(t testing.TB, caFile string) {
 		t.Fatalf("dirtest: samba after a restart: %v\n%s", err, tail(string(log), 3000))
 	}
 	s.CAFile, s.CAPEM = caFile, caPEM
+}
+
+// sambaSlotIPs are the loopback addresses Samba DCs may listen on, one DC
+// each: 127.0.0.1, then 127.0.0.11, 127.0.0.12, ... (LATCHKEY_SAMBA_SLOTS
+// of them, default 3). The template's certificate is valid for all of them.
+func sambaSlotIPs() []string {
+	n := 3
+	if v, err := strconv.Atoi(os.Getenv("LATCHKEY_SAMBA_SLOTS")); err == nil && v >= 1 && v <= 8 {
+		n = v
+	}
+	ips := []string{"127.0.0.1"}
+	for i := 1; i < n; i++ {
+		ips = append(ips, "127.0.0."+strconv.Itoa(10+i))
+	}
+	return ips
+}
+
+// takeSambaSlot locks a free slot for the rest of the test (released at
+// cleanup) and returns its address and the directory its DCs run in,
+// waiting while all are taken. The first slot keeps the lock and run
+// directory names of the time when there was one, so that an older
+// checkout's tests running at the same time still exclude each other on
+// 127.0.0.1. A slot whose address cannot be put on the loopback interface
+// is not used.
+func takeSambaSlot(t testing.TB, tmp string) (ip, runs string) {
+	t.Helper()
+	ips := sambaSlotIPs()
+	unusable := map[string]bool{}
+	for {
+		for i, ip := range ips {
+			if unusable[ip] {
+				continue
+			}
+			lock, runs := "latchkey-samba.lock", "latchkey-samba-runs"
+			if i > 0 {
+				lock, runs = "latchkey-samba-"+ip+".lock", "latchkey-samba-runs-"+ip
+			}
+			unlock, ok := tryFlock(t, filepath.Join(tmp, lock))
+			if !ok {
+				continue
+			}
+			if i > 0 {
+				if err := loopbackAddress(ip); err != nil {
+					unlock()
+					unusable[ip] = true
+					t.Logf("dirtest: Samba slot %s not used: %v", ip, err)
+					continue
+				}
+			}
+			t.Cleanup(unlock)
+			return ip, filepath.Join(tmp, runs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// loopbackAddress makes sure ip is an address of the loopback interface
+// (Samba binds only to addresses an interface has).
+func loopbackAddress(ip string) error {
+	ifc, err := net.InterfaceByName("lo")
+	if err != nil {
+		return err
+	}
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return err
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.String() == ip {
+			return nil
+		}
+	}
+	out, err := exec.Command("ip", "addr", "add", ip+"/32", "dev", "lo").CombinedOutput()
+	if err != nil && !strings.Contains(string(out), "File exists") {
+		return fmt.Errorf("ip addr add %s/32 dev lo: %v: %s", ip, err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
