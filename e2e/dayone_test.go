@@ -113,7 +113,7 @@ func TestActiveDirectoryDayOne(t *testing.T) {
 		"/etc/samba/smb.conf", conf,
 		"/etc/samba/tls", tlsDir,
 		"/etc/latchkey", etc,
-		"DC_IP=10.0.0.10", "DC_IP=127.0.0.1",
+		"DC_IP=10.0.0.10", "DC_IP="+srv.Host(),
 	)
 
 	// the example configuration, on this DC, mail server and machine
@@ -134,7 +134,7 @@ func TestActiveDirectoryDayOne(t *testing.T) {
 	}
 	cfg = cfg[:smtpAt] + fmt.Sprintf("\nsmtp:\n  host: %q\n  port: %d\n  tls: none\n  from: \"Latchkey <latchkey@example.test>\"\n", mail.SMTPHost, mail.SMTPPort) + cfg[storeAt:]
 	for _, r := range [][2]string{
-		{`urls: ["ldaps://dc1.corp.example.test", "ldaps://dc2.corp.example.test"]`, `urls: ["ldaps://127.0.0.1"]`},
+		{`urls: ["ldaps://dc1.corp.example.test", "ldaps://dc2.corp.example.test"]`, `urls: ["ldaps://` + srv.Host() + `"]`},
 		{`listen: "127.0.0.1:8080"`, fmt.Sprintf(`listen: "127.0.0.1:%d"`, port)},
 		{`public_url: "https://sspr.corp.example.test"`, fmt.Sprintf(`public_url: "http://127.0.0.1:%d"`, port)},
 		{`"file:/var/lib/latchkey/latchkey.db"`, strconv.Quote("file:" + filepath.Join(work, "latchkey.db"))},

@@ -22,7 +22,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -32,6 +31,7 @@ import (
 	"github.com/latchkeyhq/latchkey/gateway"
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
 	"github.com/latchkeyhq/latchkey/store/pgtest"
+	"golang.org/x/sync/semaphore"
 )
 
 var binary string
@@ -39,7 +39,7 @@ var binary string
 var httpClient = &http.Client{Timeout: 30 * time.Second}
 
 // defaultParallel is how many of the suite's tests run at once unless
-// -parallel is given. The tests spend most of their time waiting on the
+// -parallel is given (see gate). The tests spend most of their time waiting on the
 // servers they start (a CI run of the package used about 170 s of CPU in
 // 570 s), and each has servers of its own (slapd on free ports, a Samba DC
 // on a slot of its own, mailpit, a gateway, a browser context), so more of
@@ -48,11 +48,16 @@ const defaultParallel = 4
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	given := false
-	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
-	if !given {
-		flag.Set("test.parallel", strconv.Itoa(defaultParallel))
-	}
+	gate.size = defaultParallel
+	flag.Visit(func(f *flag.Flag) {
+		if f.Name == "test.parallel" {
+			if n, err := strconv.Atoi(f.Value.String()); err == nil && n > 0 {
+				gate.size = int64(n)
+			}
+		}
+	})
+	gate.sem = semaphore.NewWeighted(gate.size)
+	flag.Set("test.parallel", "1000")
 	dir, err := os.MkdirTemp("", "latchkey-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -71,30 +76,43 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// machine is shared by the tests that run in parallel and held alone by
-// the timing tests: their measurements are not to be disturbed by the
-// package's other tests (the CPU they use comes in bursts that move the
-// median of the answers by a millisecond or more). Other packages of a
-// `go test ./...` may still run beside them, as before.
-var machine sync.RWMutex
+// gate bounds how many of the package's tests run at once (defaultParallel,
+// or -parallel when given): every test takes one share of it for its whole
+// run (subtests included) and the timing tests take all of it, so that
+// their measurements are not disturbed by the package's other tests (the
+// CPU those use comes in bursts that move the median of the answers by a
+// millisecond or more; other packages of a `go test ./...` may still run
+// beside them, as before). The testing package's own limit (-parallel) is
+// set far above it: a test waiting for its share must not hold one of
+// those slots, or the parallel subtests of a running test could wait for
+// a slot forever. golang.org/x/sync's semaphore is first come, first
+// served, so a timing test waiting for the whole gate is not overtaken.
+var gate = struct {
+	sem  *semaphore.Weighted
+	size int64
+}{}
 
-// parallel marks a test parallel (defaultParallel run at once) and holds
-// the machine shared until the test and its subtests end.
+// parallel marks a test parallel and waits for its share of the gate,
+// held until the test and its subtests end.
 func parallel(t *testing.T) {
 	t.Helper()
 	t.Parallel()
-	machine.RLock()
-	t.Cleanup(machine.RUnlock)
+	if err := gate.sem.Acquire(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gate.sem.Release(1) })
 }
 
-// alone marks a test parallel and then waits until no other test of the
-// package runs, holding the machine for itself until it and its subtests
-// end (they may run in parallel with each other).
+// alone marks a test parallel and waits until no other test of the
+// package runs, holding the whole gate until it and its subtests end
+// (they may run in parallel with each other).
 func alone(t *testing.T) {
 	t.Helper()
 	t.Parallel()
-	machine.Lock()
-	t.Cleanup(machine.Unlock)
+	if err := gate.sem.Acquire(context.Background(), gate.size); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gate.sem.Release(gate.size) })
 }
 
 // params tune one gateway's configuration.

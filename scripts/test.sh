@@ -6,11 +6,20 @@
 # the loopback interface).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/deps.sh
+# step NAME CMD...: runs CMD and prints how long it took (the minutes of a
+# CI run, step by step)
+step() {
+  local name=$1 t0=$SECONDS
+  shift
+  "$@"
+  echo "test.sh: $name took $((SECONDS - t0)) s"
+}
+step deps ./scripts/deps.sh
 export PATH="$(go env GOPATH)/bin:$PATH"
-go vet ./...
-golangci-lint run ./...   # gosec, staticcheck, errcheck, ... (.golangci.yml)
-go test -count=1 -timeout 30m ./...
+step vet go vet ./...
+step lint golangci-lint run ./...   # gosec, staticcheck, errcheck, ... (.golangci.yml)
+step tests go test -count=1 -timeout 30m ./...
+t0=$SECONDS
 # each fuzz target briefly (the corpus in testdata/fuzz runs in every go test).
 # A count of inputs, not a duration: with -fuzztime 10s, Go 1.26's fuzzing
 # coordinator sometimes reports its own deadline as a failure ("context
@@ -20,3 +29,4 @@ grep -rEo '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' . | sort -u | while IF
   target=${decl#func }
   go test -run '^$' -fuzz "^${target}\$" -fuzztime 20000x "./$(dirname "${file#./}")"
 done
+echo "test.sh: fuzz took $((SECONDS - t0)) s"
