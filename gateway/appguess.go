@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey/directory"
-	"github.com/latchkeyhq/latchkey/store"
 )
 
 // Guessing an authenticator app's codes (six digits, three accepted at a
@@ -59,8 +58,8 @@ func (s *Service) appBlocked(ctx context.Context, acct string) (bool, error) {
 // appFailed counts a wrong app code in flow f. At the notice threshold
 // (once a window) and at the cap (once) the event is audited and the user
 // told on every channel.
-func (s *Service) appFailed(ctx context.Context, f store.Flow, methodID string, m Meta) {
-	acct, l := f.Data["acct"], s.o.Limits
+func (s *Service) appFailed(ctx context.Context, f liveFlow, methodID string, m Meta) {
+	acct, l := f.st.Acct, s.o.Limits
 	n, err := s.twoWindows(ctx, appFailKey(acct), l.AppFailureWindow, true)
 	if err != nil {
 		s.log.Error("counting a wrong app code failed", "request_id", m.RequestID, "error", err.Error())
@@ -92,7 +91,7 @@ func (s *Service) appFailed(ctx context.Context, f store.Flow, methodID string, 
 // noticeApart tells the user of flow f about event on every channel,
 // after the answer: the directory read and the messages must not weigh
 // on the time of an answer that does the same for names nobody is told.
-func (s *Service) noticeApart(ctx context.Context, f store.Flow, event string, m Meta) {
+func (s *Service) noticeApart(ctx context.Context, f liveFlow, event string, m Meta) {
 	ctx = context.WithoutCancel(ctx)
 	s.bg.Add(1)
 	go func() {

@@ -21,7 +21,7 @@ import (
 //
 // The refused proof is not recorded, so the flow stays open for another
 // method; CompleteFlow checks the same rule again.
-func (s *Service) coolingOff(ctx context.Context, kind string, f store.Flow, offered []Offered, idx int, m Meta) *Problem {
+func (s *Service) coolingOff(ctx context.Context, kind string, f liveFlow, offered []Offered, idx int, m Meta) *Problem {
 	if s.o.CoolingOff <= 0 || f.AccountID == "" {
 		return nil
 	}

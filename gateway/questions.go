@@ -408,17 +408,12 @@ func withoutLoneQuestions(offered []Offered) []Offered {
 // ones for a real method, a stable choice from the admin list for a fake
 // one), the kinds the account's tiers require and, with those, the method
 // types the account may use (to name what still counts; see kindsMissing).
-func (s *Service) flowExtras(ctx context.Context, data map[string]string, name, account string, offered []Offered, kinds [][]string, types []string) {
+func (s *Service) flowExtras(ctx context.Context, st *flowState, name, account string, kinds [][]string, types []string) {
 	if account != "" && len(kinds) > 0 {
-		if b, err := json.Marshal(kinds); err == nil {
-			data["kinds"] = string(b)
-		}
-		if b, err := json.Marshal(types); err == nil {
-			data["types"] = string(b)
-		}
+		st.Kinds, st.Types = kinds, types
 	}
 	asked := map[string][]Question{}
-	for _, o := range offered {
+	for _, o := range st.Offered {
 		if o.Type != MethodQuestions {
 			continue
 		}
@@ -432,9 +427,7 @@ func (s *Service) flowExtras(ctx context.Context, data map[string]string, name, 
 		asked[o.ID] = qs
 	}
 	if len(asked) > 0 {
-		if b, err := json.Marshal(asked); err == nil {
-			data["questions"] = string(b)
-		}
+		st.Questions = asked
 	}
 }
 
@@ -483,9 +476,8 @@ func (s *Service) choose(qs []Question, parts ...string) []Question {
 // questionsOf returns the flow's questions for methodID, and whether the
 // flow has proven a method other than security questions (the questions
 // are shown and checked only then).
-func (s *Service) questionsOf(f store.Flow, offered []Offered, methodID string) ([]Question, bool) {
-	var asked map[string][]Question
-	_ = json.Unmarshal([]byte(f.Data["questions"]), &asked)
+func (s *Service) questionsOf(f liveFlow, offered []Offered, methodID string) ([]Question, bool) {
+	asked := f.st.Questions
 	proven := false
 	for _, id := range f.Verified {
 		if i := slices.IndexFunc(offered, func(o Offered) bool { return o.ID == id }); i >= 0 && offered[i].Type != MethodQuestions {
@@ -557,7 +549,7 @@ func (s *Service) VerifyFlowAnswers(ctx context.Context, kind, flowID, methodID 
 	if len(given) != len(asked) || len(asked) == 0 {
 		return FlowView{}, problem(CodeInvalidRequest, errors.New("answers do not match the questions asked"))
 	}
-	if !s.hit(ctx, "codefail:"+f.Data["acct"], s.o.Limits.CodeFailuresPerAccount, s.o.Limits.Window) {
+	if !s.hit(ctx, "codefail:"+f.st.Acct, s.o.Limits.CodeFailuresPerAccount, s.o.Limits.Window) {
 		s.record(ctx, m, "blocked", f.AccountID, "code_budget", nil)
 		return FlowView{}, problem(CodeWrongAnswers, nil)
 	}
@@ -606,16 +598,12 @@ func (s *Service) answersMatch(set storedQuestions, asked []Question, given map[
 // ---------------------------------------------------------------- tiers
 
 // flowKinds are the kinds the flow's account must prove (from its tiers).
-func flowKinds(f store.Flow) [][]string {
-	var k [][]string
-	_ = json.Unmarshal([]byte(f.Data["kinds"]), &k)
-	return k
-}
+func flowKinds(f liveFlow) [][]string { return f.st.Kinds }
 
 // kindsRemaining is what the flow still needs once a method is proven:
 // at least one more while only security questions are proven or a kind
 // its tiers require is missing.
-func kindsRemaining(f store.Flow, offered []Offered) int {
+func kindsRemaining(f liveFlow, offered []Offered) int {
 	var kinds []string
 	for _, id := range f.Verified {
 		if i := slices.IndexFunc(offered, func(o Offered) bool { return o.ID == id }); i >= 0 {
@@ -631,7 +619,7 @@ func kindsRemaining(f store.Flow, offered []Offered) int {
 // questions do not count there) needs one of the account's method types
 // that would count: any but security questions, and an app or a passkey
 // only if none is proven yet (each counts once).
-func kindsMissing(f store.Flow, offered []Offered) []string {
+func kindsMissing(f liveFlow, offered []Offered) []string {
 	var kinds []string
 	for i := range offered {
 		if slices.Contains(f.Verified, offered[i].ID) {
@@ -642,9 +630,8 @@ func kindsMissing(f store.Flow, offered []Offered) []string {
 	if missing := d.MissingKinds(kinds); missing != nil || len(d.RequireKinds) == 0 || d.Remaining(kinds) == 0 {
 		return missing
 	}
-	var types, out []string
-	_ = json.Unmarshal([]byte(f.Data["types"]), &types)
-	for _, t := range types {
+	var out []string
+	for _, t := range f.st.Types {
 		if t != MethodQuestions && !(countsOnce(t) && slices.Contains(kinds, t)) {
 			out = append(out, t)
 		}

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/mail"
@@ -636,8 +635,11 @@ func (s *Service) issueRegistrationCode(ctx context.Context, sess store.Session,
 	now := s.now()
 	flowID := s.regFlowID(sess.ID, meth.ID)
 	if _, err := s.d.Store.GetFlow(ctx, flowID, now); err != nil {
-		f := store.Flow{ID: flowID, Kind: store.FlowRegister, AccountID: sess.AccountID, Required: 1,
-			Data: map[string]string{"method": meth.ID}, CreatedAt: now, ExpiresAt: now.Add(s.o.FlowTTL)}
+		f, err := liveFlow{Flow: store.Flow{ID: flowID, Kind: store.FlowRegister, AccountID: sess.AccountID, Required: 1,
+			CreatedAt: now, ExpiresAt: now.Add(s.o.FlowTTL)}, st: flowState{Method: meth.ID}}.row()
+		if err != nil {
+			return problem(CodeInternal, err)
+		}
 		if err := s.d.Store.CreateFlow(ctx, f); err != nil && !errors.Is(err, store.ErrConflict) {
 			return storeProblem(err)
 		}
@@ -853,12 +855,13 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 	}
 	// the answer when within budget and when over it
 	type result struct {
-		f       store.Flow
+		f       liveFlow
+		row     store.Flow
 		offered []Offered
 		events  []store.AuditEvent
 	}
 	now := s.now()
-	build := func(ok bool) result {
+	build := func(ok bool) (result, error) {
 		offered, account, dn, outcome := slices.Clone(offered), account, dn, outcome
 		var events []store.AuditEvent
 		if !ok {
@@ -873,31 +876,43 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 		if len(offered) == 0 || len(offered) < required {
 			offered = append(offered, s.decoys(ctx, name, offered, required)...)
 		}
-		data, _ := json.Marshal(toJSON(offered))
-		f := store.Flow{ID: newToken(), Kind: kind, AccountID: account, Required: required,
-			Data: map[string]string{"offered": string(data), "dn": dn, "acct": accountKey(lu, name), "bind": newToken()}, CreatedAt: now, ExpiresAt: now.Add(s.o.FlowTTL)}
-		s.flowExtras(ctx, f.Data, name, account, offered, kinds, types)
+		lf := liveFlow{Flow: store.Flow{ID: newToken(), Kind: kind, AccountID: account, Required: required, CreatedAt: now, ExpiresAt: now.Add(s.o.FlowTTL)},
+			st: flowState{Offered: offered, DN: dn, Acct: accountKey(lu, name), Bind: newToken()}}
+		s.flowExtras(ctx, &lf.st, name, account, kinds, types)
+		f, err := lf.row()
+		if err != nil {
+			return result{}, problem(CodeInternal, err)
+		}
 		events = append(events, s.newAuditEvent(m, kind+".started", account, outcome, nil))
-		return result{f: f, offered: offered, events: events}
+		return result{f: lf, row: f, offered: offered, events: events}, nil
 	}
 	var res result
 	if batched {
 		// both answers are made before the transaction: it only picks one
-		blocked, within := build(false), build(true)
-		_, err := rec.HitCreateFlow(context.WithoutCancel(ctx), store.CounterHit{Key: acctKey, Window: s.o.Limits.Window}, now,
+		blocked, err := build(false)
+		if err != nil {
+			return FlowView{}, err
+		}
+		within, err := build(true)
+		if err != nil {
+			return FlowView{}, err
+		}
+		_, err = rec.HitCreateFlow(context.WithoutCancel(ctx), store.CounterHit{Key: acctKey, Window: s.o.Limits.Window}, now,
 			func(n int) (store.Flow, []store.AuditEvent) {
 				res = blocked
 				if n <= s.o.Limits.StartsPerAccount {
 					res = within
 				}
-				return res.f, res.events
+				return res.row, res.events
 			})
 		if err != nil {
 			return FlowView{}, storeProblem(err)
 		}
 	} else {
-		res = build(acctOK)
-		if err := s.d.Store.CreateFlow(ctx, res.f); err != nil {
+		if res, err = build(acctOK); err != nil {
+			return FlowView{}, err
+		}
+		if err := s.d.Store.CreateFlow(ctx, res.row); err != nil {
 			return FlowView{}, storeProblem(err)
 		}
 		for _, ev := range res.events {
@@ -916,8 +931,8 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 // flowBinding is what a flow's codes are bound to: a secret fixed for the
 // flow's life (its id changes when a method is proven; live codes must
 // survive that). Flows from before the binding existed use their id.
-func flowBinding(f store.Flow) string {
-	if b := f.Data["bind"]; b != "" {
+func flowBinding(f liveFlow) string {
+	if b := f.st.Bind; b != "" {
 		return b
 	}
 	return f.ID
@@ -937,7 +952,7 @@ func toJSON(o []Offered) []offeredJSON {
 // IT staff) would otherwise tell anyone who types a name that the account
 // exists and what it is. The true number shows from the first proof on (as
 // remaining methods).
-func (s *Service) flowView(f store.Flow, offered []Offered) FlowView {
+func (s *Service) flowView(f liveFlow, offered []Offered) FlowView {
 	required := f.Required
 	if len(f.Verified) == 0 {
 		required = s.baseRequired()
@@ -957,35 +972,39 @@ func (s *Service) flowView(f store.Flow, offered []Offered) FlowView {
 // flowRemaining is how many more methods a flow of a real account needs
 // (FlowView.Remaining once a method is proven): security questions count
 // as the account's tiers let them (policy.Decision.Remaining).
-func flowRemaining(f store.Flow, offered []Offered) int {
+func flowRemaining(f liveFlow, offered []Offered) int {
 	return max(f.Required-len(f.Verified), kindsRemaining(f, offered))
 }
 
 func (s *Service) baseRequired() int { return max(s.o.Eligibility.MethodsRequired, 1) }
 
-func offeredOf(f store.Flow) []Offered {
-	var js []offeredJSON
-	_ = json.Unmarshal([]byte(f.Data["offered"]), &js)
-	out := make([]Offered, len(js))
-	for i, m := range js {
-		out[i] = Offered{ID: m.ID, Type: m.Type, Hint: m.Hint, real: m.Real}
-	}
-	return out
-}
+// offeredOf is the methods flow f offers, a copy the caller may change.
+func offeredOf(f liveFlow) []Offered { return slices.Clone(f.st.Offered) }
 
-func (s *Service) loadFlow(ctx context.Context, kind, id string) (store.Flow, error) {
+func (s *Service) loadFlow(ctx context.Context, kind, id string) (liveFlow, error) {
 	if len(id) < store.MinSecretIDLen || len(id) > 128 {
-		return store.Flow{}, problem(CodeFlowExpired, nil)
+		return liveFlow{}, problem(CodeFlowExpired, nil)
 	}
 	f, err := s.d.Store.GetFlow(ctx, id, s.now())
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		// the store does not answer: the flow is not lost, try later
-		return store.Flow{}, storeProblem(err)
+		return liveFlow{}, storeProblem(err)
 	}
 	if err != nil || f.Kind != kind {
-		return store.Flow{}, problem(CodeFlowExpired, err)
+		return liveFlow{}, problem(CodeFlowExpired, err)
 	}
-	return f, nil
+	return s.readFlow(f)
+}
+
+// readFlow decodes the state of the stored flow f; a state that does not
+// decode is an internal error, logged.
+func (s *Service) readFlow(f store.Flow) (liveFlow, error) {
+	lf, err := readFlow(f)
+	if err != nil {
+		s.log.Error("a flow's state does not decode", "error", err.Error())
+		return liveFlow{}, problem(CodeInternal, err)
+	}
+	return lf, nil
 }
 
 // Flow returns the current state of a flow.
@@ -1011,7 +1030,7 @@ func (s *Service) SendFlowCode(ctx context.Context, kind, flowID, methodID strin
 
 // sendFlowCode is SendFlowCode on a flow read at start. The hold covers
 // the read: a real flow and a fake one differ in size.
-func (s *Service) sendFlowCode(ctx context.Context, f store.Flow, kind, methodID string, m Meta, start time.Time) error {
+func (s *Service) sendFlowCode(ctx context.Context, f liveFlow, kind, methodID string, m Meta, start time.Time) error {
 	defer func() { s.padSend.wait(ctx, start, f.AccountID != "") }()
 	var om *Offered
 	for _, o := range offeredOf(f) {
@@ -1034,7 +1053,7 @@ func (s *Service) sendFlowCode(ctx context.Context, f store.Flow, kind, methodID
 	}
 	// Budgets first: a throttled send must not replace the live code (and
 	// reset its tries). Every flow spends the account's budget, real or not.
-	acctOK := s.hit(ctx, "send:"+f.Data["acct"], s.o.Limits.SendsPerAccount, s.o.Limits.Window)
+	acctOK := s.hit(ctx, "send:"+f.st.Acct, s.o.Limits.SendsPerAccount, s.o.Limits.Window)
 	var meth *store.Method
 	if om.real && f.AccountID != "" {
 		mt, err := s.d.Store.GetMethod(ctx, f.AccountID, methodID)
@@ -1122,7 +1141,7 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 	// Every try, right or wrong, is counted before the redemption, so that
 	// concurrent guesses cannot all pass the check; a user needs one or two
 	// right tries per flow, far below the budget.
-	failKey := "codefail:" + f.Data["acct"]
+	failKey := "codefail:" + f.st.Acct
 	if !s.hit(ctx, failKey, s.o.Limits.CodeFailuresPerAccount, s.o.Limits.Window) {
 		s.record(ctx, m, "blocked", f.AccountID, "code_budget", nil)
 		return FlowView{}, problem(CodeInvalidCode, nil)
@@ -1131,7 +1150,7 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 		// too many wrong app codes suspend the account's apps (every
 		// name's alike) until the user signs in: a right code is refused
 		// as a wrong one
-		if blocked, err := s.appBlocked(ctx, f.Data["acct"]); err != nil || blocked {
+		if blocked, err := s.appBlocked(ctx, f.st.Acct); err != nil || blocked {
 			if err != nil {
 				return FlowView{}, storeProblem(err)
 			}
@@ -1174,7 +1193,7 @@ func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, co
 // proveMethod records offered[idx] as proven in the flow. A proven method
 // gives the flow a new id: one seen or planted before (a fixed cookie, a
 // shoulder-surfed URL) cannot ride the proof.
-func (s *Service) proveMethod(ctx context.Context, kind, flowID string, f store.Flow, offered []Offered, idx int, m Meta) (FlowView, error) {
+func (s *Service) proveMethod(ctx context.Context, kind, flowID string, f liveFlow, offered []Offered, idx int, m Meta) (FlowView, error) {
 	methodID := offered[idx].ID
 	if p := s.coolingOff(ctx, kind, f, offered, idx, m); p != nil {
 		return FlowView{}, p
@@ -1185,7 +1204,7 @@ func (s *Service) proveMethod(ctx context.Context, kind, flowID string, f store.
 			f.Verified = append(f.Verified, methodID)
 		}
 		next := newToken()
-		err = s.d.Store.RotateFlow(ctx, f, next)
+		err = s.rotateFlow(ctx, f, next)
 		if err == nil {
 			f.ID = next
 			f.Version++
@@ -1213,18 +1232,14 @@ const partialNoticeAfter = 3
 // proven and more are needed: someone holds one of the user's methods and
 // not the other. At partialNoticeAfter such failures the user is told, once
 // per flow, on every channel.
-func (s *Service) partialFailure(ctx context.Context, f store.Flow, m Meta) {
+func (s *Service) partialFailure(ctx context.Context, f liveFlow, m Meta) {
 	if f.AccountID == "" || len(f.Verified) == 0 || flowRemaining(f, offeredOf(f)) == 0 {
 		return
 	}
-	n, _ := strconv.Atoi(f.Data["partial_fail"])
-	n++
-	if f.Data == nil {
-		f.Data = map[string]string{}
-	}
-	f.Data["partial_fail"] = strconv.Itoa(n)
+	f.st.PartialFailures++
+	n := f.st.PartialFailures
 	ctx = context.WithoutCancel(ctx)
-	if err := s.d.Store.UpdateFlow(ctx, f); err != nil {
+	if err := s.updateFlow(ctx, f); err != nil {
 		return // a concurrent try updated the flow: it counts instead
 	}
 	if n != partialNoticeAfter {
@@ -1272,8 +1287,8 @@ func (s *Service) passwordRules(ctx context.Context, u *directory.User) Password
 	return r
 }
 
-func (s *Service) flowUser(ctx context.Context, f store.Flow) (*directory.User, error) {
-	u, err := s.d.Directory.Refresh(ctx, &directory.User{DN: f.Data["dn"]})
+func (s *Service) flowUser(ctx context.Context, f liveFlow) (*directory.User, error) {
+	u, err := s.d.Directory.Refresh(ctx, &directory.User{DN: f.st.DN})
 	if err != nil {
 		if errors.Is(err, directory.ErrUnavailable) {
 			return nil, s.dirProblem(err)
@@ -1367,9 +1382,6 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 		s.record(ctx, m, kind+".completed", u.ID, p.Code, nil)
 		return p
 	}
-	if f.Data == nil {
-		f.Data = map[string]string{}
-	}
 	writing := s.writing(f)
 	// An earlier completion of this flow whose outcome is unknown (its
 	// directory write timed out, or its instance stopped between the write
@@ -1397,13 +1409,14 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 	if writing {
 		return problem(CodeFlowExpired, errors.New("flow is being completed"))
 	}
-	f.Data["writing"] = s.now().Format(time.RFC3339Nano)
+	f.st.Writing = s.now()
 	// what the directory says of the password before the write, in the
 	// directory's own clock, kept with the claim (see passwordMoved)
 	if kind == store.FlowReset {
-		f.Data["pw_set_before"] = formatPasswordSet(u.Status.PasswordChanged)
+		before := formatPasswordSet(u.Status.PasswordChanged)
+		f.st.PasswordSetBefore = &before
 	}
-	if err := s.d.Store.UpdateFlow(ctx, f); err != nil {
+	if err := s.updateFlow(ctx, f); err != nil {
 		if !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
 			return storeProblem(err)
 		}
@@ -1416,12 +1429,12 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 		err = s.d.Directory.Unlock(ctx, u)
 	}
 	if err != nil {
-		delete(f.Data, "writing")
+		f.st.Writing = time.Time{}
 		if !directory.MayHaveApplied(err) {
 			// refused: nothing was written, no later check is needed
-			delete(f.Data, "pw_set_before")
+			f.st.PasswordSetBefore = nil
 		}
-		if uerr := s.d.Store.UpdateFlow(context.WithoutCancel(ctx), f); uerr != nil {
+		if uerr := s.updateFlow(context.WithoutCancel(ctx), f); uerr != nil {
 			s.log.Error("releasing a flow failed", "request_id", m.RequestID, "error", uerr.Error())
 		}
 		s.record(ctx, m, kind+".completed", u.ID, "refused", map[string]string{"reason": dirReason(err)})
@@ -1476,8 +1489,8 @@ func mailboxKey(addr string) string {
 // flow's binding secret, not the flow row: whatever happened to the flow
 // during the write (updated, rotated, expired, deleted), the write is
 // recorded.
-func (s *Service) recordWrite(ctx context.Context, m Meta, u *directory.User, f store.Flow, kind, outcome string) {
-	if f.Data["recorded"] != "" {
+func (s *Service) recordWrite(ctx context.Context, m Meta, u *directory.User, f liveFlow, kind, outcome string) {
+	if f.st.Recorded != "" {
 		return // recorded by a version that marked the flow
 	}
 	ctx = context.WithoutCancel(ctx)
@@ -1504,13 +1517,12 @@ const recordedWindow = 48 * time.Hour
 // recordedAt is the time every claim to record f is counted at: fixed
 // for the flow (its creation time never changes), so that its claims
 // meet in one window.
-func recordedAt(f store.Flow) time.Time { return f.CreatedAt.Add(recordedWindow / 2) }
+func recordedAt(f liveFlow) time.Time { return f.CreatedAt.Add(recordedWindow / 2) }
 
 // writing reports whether a completion's claim on f is live: its
 // directory write may be under way.
-func (s *Service) writing(f store.Flow) bool {
-	at, err := time.Parse(time.RFC3339Nano, f.Data["writing"])
-	return err == nil && s.now().Sub(at) < writeLease
+func (s *Service) writing(f liveFlow) bool {
+	return !f.st.Writing.IsZero() && s.now().Sub(f.st.Writing) < writeLease
 }
 
 // proofClosed is why flow f takes no more proofs or challenges, or nil:
@@ -1520,7 +1532,7 @@ func (s *Service) writing(f store.Flow) bool {
 // so the refusal tells nothing of the name. A flow whose proofs already
 // add up still takes more: the completion may refuse one of them (too
 // new, or of a kind that does not count) and ask for another.
-func (s *Service) proofClosed(f store.Flow) *Problem {
+func (s *Service) proofClosed(f liveFlow) *Problem {
 	if s.writing(f) {
 		return problem(CodeFlowExpired, errors.New("flow is being completed"))
 	}
@@ -1538,12 +1550,12 @@ const writeLease = time.Minute
 // pwdLastSet on Active Directory), so the clocks of gateway and directory
 // never meet. A directory that keeps no such time (OpenLDAP without
 // ppolicy) cannot tell, and the flow writes again.
-func passwordMoved(f store.Flow, u *directory.User) bool {
-	before, ok := f.Data["pw_set_before"]
-	if !ok || u.Status.PasswordChanged.IsZero() {
+func passwordMoved(f liveFlow, u *directory.User) bool {
+	before := f.st.PasswordSetBefore
+	if before == nil || u.Status.PasswordChanged.IsZero() {
 		return false
 	}
-	return formatPasswordSet(u.Status.PasswordChanged) != before
+	return formatPasswordSet(u.Status.PasswordChanged) != *before
 }
 
 func formatPasswordSet(t time.Time) string {

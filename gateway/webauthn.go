@@ -8,7 +8,6 @@ import (
 	"errors"
 	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -227,14 +226,12 @@ func (s *Service) BeginPasskey(ctx context.Context, sess store.Session, label st
 	if err != nil {
 		return PasskeyCeremony{}, problem(CodeInternal, err)
 	}
-	sdj, err := json.Marshal(sd)
+	id, now := newID(), s.now()
+	f, err := liveFlow{Flow: store.Flow{ID: s.regFlowID(sess.ID, id), Kind: store.FlowRegister, AccountID: sess.AccountID, Required: 1,
+		CreatedAt: now, ExpiresAt: now.Add(passkeyTimeout)}, st: flowState{Method: id, Registration: sd, Label: label}}.row()
 	if err != nil {
 		return PasskeyCeremony{}, problem(CodeInternal, err)
 	}
-	id, now := newID(), s.now()
-	f := store.Flow{ID: s.regFlowID(sess.ID, id), Kind: store.FlowRegister, AccountID: sess.AccountID, Required: 1,
-		Data:      map[string]string{"method": id, "passkey": string(sdj), "label": label},
-		CreatedAt: now, ExpiresAt: now.Add(passkeyTimeout)}
 	if err := s.d.Store.CreateFlow(ctx, f); err != nil {
 		return PasskeyCeremony{}, problem(CodeInternal, err)
 	}
@@ -257,23 +254,28 @@ func (s *Service) passkeyOwner(sess store.Session, ms []store.Method) passkeyUse
 	return u
 }
 
-// takeCeremony removes the ceremony kept under key from the flow and
-// returns it: of concurrent takers exactly one gets it (the store's version
-// check), and a taken ceremony is gone whatever the outcome.
-func (s *Service) takeCeremony(ctx context.Context, f *store.Flow, key string) (webauthn.SessionData, bool) {
+// takeCeremony removes a ceremony from the flow and returns it (in a
+// registration flow its passkey's, else that of the passkey methodID):
+// of concurrent takers exactly one gets it (the store's version check),
+// and a taken ceremony is gone whatever the outcome.
+func (s *Service) takeCeremony(ctx context.Context, f *liveFlow, methodID string) (webauthn.SessionData, bool) {
 	var sd webauthn.SessionData
-	raw := f.Data[key]
-	if raw == "" {
-		return sd, false
+	if f.Kind == store.FlowRegister {
+		if f.st.Registration == nil {
+			return sd, false
+		}
+		sd, f.st.Registration = *f.st.Registration, nil
+	} else {
+		var ok bool
+		if sd, ok = f.st.Ceremonies[methodID]; !ok {
+			return sd, false
+		}
+		delete(f.st.Ceremonies, methodID)
 	}
-	delete(f.Data, key)
-	if err := s.d.Store.UpdateFlow(context.WithoutCancel(ctx), *f); err != nil {
-		return sd, false
+	if err := s.updateFlow(context.WithoutCancel(ctx), *f); err != nil {
+		return webauthn.SessionData{}, false
 	}
 	f.Version++
-	if err := json.Unmarshal([]byte(raw), &sd); err != nil {
-		return sd, false
-	}
 	return sd, true
 }
 
@@ -296,16 +298,23 @@ func (s *Service) FinishPasskey(ctx context.Context, sess store.Session, methodI
 	}
 	now := s.now()
 	flowID := s.regFlowID(sess.ID, methodID)
-	f, err := s.d.Store.GetFlow(ctx, flowID, now)
-	if err != nil || f.Kind != store.FlowRegister || f.AccountID != sess.AccountID || f.Data["method"] != methodID {
+	row, err := s.d.Store.GetFlow(ctx, flowID, now)
+	if err != nil || row.Kind != store.FlowRegister || row.AccountID != sess.AccountID {
 		return fail("no_ceremony", err)
+	}
+	f, err := s.readFlow(row)
+	if err != nil {
+		return MethodView{}, err
+	}
+	if f.st.Method != methodID {
+		return fail("no_ceremony", nil)
 	}
 	failKey := "codefail:acct:" + sess.AccountID
 	if !s.hit(ctx, failKey, s.o.Limits.CodeFailuresPerAccount, s.o.Limits.Window) {
 		s.record(ctx, m, "blocked", sess.AccountID, "code_budget", nil)
 		return MethodView{}, problem(CodeTooMany, nil)
 	}
-	sd, ok := s.takeCeremony(ctx, &f, "passkey")
+	sd, ok := s.takeCeremony(ctx, &f, "")
 	s.forget(s.d.Store.DeleteFlow(context.WithoutCancel(ctx), flowID))
 	if !ok {
 		return fail("no_ceremony", nil)
@@ -354,7 +363,7 @@ func (s *Service) FinishPasskey(ctx context.Context, sess store.Session, methodI
 	}
 	// only what checks later assertions is kept
 	cred.Attestation = webauthn.CredentialAttestation{}
-	rec, err := json.Marshal(passkeyRecord{Index: credentialIndex(cred.ID), Label: f.Data["label"], Credential: *cred})
+	rec, err := json.Marshal(passkeyRecord{Index: credentialIndex(cred.ID), Label: f.st.Label, Credential: *cred})
 	if err != nil {
 		return MethodView{}, problem(CodeInternal, err)
 	}
@@ -383,8 +392,6 @@ func (s *Service) FinishPasskey(ctx context.Context, sess store.Session, methodI
 
 // ---------------------------------------------------------------- reset and unlock
 
-func passkeyKey(methodID string) string { return "pk:" + methodID }
-
 // decoyCredential is the credential a fake passkey names: an id that looks
 // random, the same for the same fake method (so for the same name) every
 // time, of a length real authenticators use; no key (nothing can verify).
@@ -404,9 +411,6 @@ func (s *Service) decoyCredential(methodID string) webauthn.Credential {
 // user who cancels and retries, few enough that a flow id cannot be used
 // to write the store without bound.
 const maxFlowChallenges = 10
-
-// flowChallengesKey is the flow's count of passkey asks (in Flow.Data).
-const flowChallengesKey = "challenges"
 
 // SendFlowChallenge is SendFlowCode for every method type: for a passkey
 // it returns the assertion options (nothing is sent anywhere); for the
@@ -453,24 +457,19 @@ func (s *Service) SendFlowChallenge(ctx context.Context, kind, flowID, methodID 
 	if err != nil {
 		return nil, problem(CodeInternal, err)
 	}
-	sdj, err := json.Marshal(sd)
-	if err != nil {
-		return nil, problem(CodeInternal, err)
-	}
 	for attempt := 0; ; attempt++ {
 		// each ask is a store write that needs no proof: a flow has a
 		// budget of them, the same for real and fake passkeys
-		asked, _ := strconv.Atoi(f.Data[flowChallengesKey])
-		if asked >= maxFlowChallenges {
+		if f.st.Challenges >= maxFlowChallenges {
 			s.record(ctx, m, "blocked", f.AccountID, "challenge_budget", nil)
 			return nil, problem(CodeTooMany, errors.New("passkey challenge budget of the flow spent"))
 		}
-		if f.Data == nil {
-			f.Data = map[string]string{}
+		if f.st.Ceremonies == nil {
+			f.st.Ceremonies = map[string]webauthn.SessionData{}
 		}
-		f.Data[passkeyKey(methodID)] = string(sdj)
-		f.Data[flowChallengesKey] = strconv.Itoa(asked + 1)
-		err = s.d.Store.UpdateFlow(ctx, f)
+		f.st.Ceremonies[methodID] = *sd
+		f.st.Challenges++
+		err = s.updateFlow(ctx, f)
 		if err == nil {
 			break
 		}
@@ -485,7 +484,7 @@ func (s *Service) SendFlowChallenge(ctx context.Context, kind, flowID, methodID 
 }
 
 // passkeyProven: a passkey is among the flow's proven methods.
-func (s *Service) passkeyProven(f store.Flow) bool {
+func (s *Service) passkeyProven(f liveFlow) bool {
 	for _, o := range offeredOf(f) {
 		if o.Type == MethodWebAuthn && slices.Contains(f.Verified, o.ID) {
 			return true
@@ -514,12 +513,12 @@ func (s *Service) VerifyFlowPasskey(ctx context.Context, kind, flowID, methodID 
 	}
 	// counted before the check, as a code is: concurrent tries cannot
 	// all pass the budget
-	if !s.hit(ctx, "codefail:"+f.Data["acct"], s.o.Limits.CodeFailuresPerAccount, s.o.Limits.Window) {
+	if !s.hit(ctx, "codefail:"+f.st.Acct, s.o.Limits.CodeFailuresPerAccount, s.o.Limits.Window) {
 		s.record(ctx, m, "blocked", f.AccountID, "code_budget", nil)
 		return FlowView{}, problem(CodePasskeyFailed, nil)
 	}
 	reason, cred, meth, rec := "no_ceremony", (*webauthn.Credential)(nil), store.Method{}, passkeyRecord{}
-	if sd, ok := s.takeCeremony(ctx, &f, passkeyKey(methodID)); ok {
+	if sd, ok := s.takeCeremony(ctx, &f, methodID); ok {
 		reason = "malformed"
 		body, ok := credentialJSON(credential)
 		var parsed *protocol.ParsedCredentialAssertionData
@@ -583,7 +582,7 @@ func (s *Service) VerifyFlowPasskey(ctx context.Context, kind, flowID, methodID 
 			f.Verified = append(f.Verified, methodID)
 		}
 		next := newToken()
-		err = s.d.Store.RotateFlow(ctx, f, next)
+		err = s.rotateFlow(ctx, f, next)
 		if err == nil {
 			f.ID = next
 			f.Version++
