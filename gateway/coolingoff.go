@@ -37,7 +37,7 @@ func (s *Service) coolingOff(ctx context.Context, kind string, f liveFlow, offer
 	// ready is when a method can make the flow old enough (zero: never)
 	ready := func(id string) time.Time {
 		meth, ok := byID[id]
-		if !ok || !meth.Verified || meth.Type == MethodQuestions {
+		if !ok || !meth.Verified || !strongKind(meth.Type) {
 			return time.Time{}
 		}
 		return meth.VerifiedAt.Add(s.o.CoolingOff)

@@ -136,23 +136,17 @@ func (s *Service) learnDecoys(ctx context.Context, before time.Time) *decoyModel
 			continue
 		}
 		byAccount[meth.AccountID] = append(byAccount[meth.AccountID], meth.Type)
-		if meth.Type == MethodTOTP || meth.Type == MethodWebAuthn || meth.Type == MethodQuestions {
-			continue // one hint for every app, passkey and set of questions: nothing to count
-		}
-		h := hint(meth.Type, meth.Address)
-		if meth.Type == store.MethodSMS {
-			if n := len(h); n > 2 && isDigit(h[n-1]) && isDigit(h[n-2]) {
-				phones.add(h[:n-2], h[:n-2], 1)
-			}
-		} else if h != bullets {
-			emails.add(h, h, 1)
+		if ch, ok := channelOf(meth.Type); ok {
+			// one hint for every app, passkey and set of questions:
+			// nothing to count for those
+			ch.learn(hint(meth.Type, meth.Address), &emails, &phones)
 		}
 	}
 	if len(byAccount) < decoyMinAccounts {
 		return s.patternDecoys(types)
 	}
 	for _, set := range byAccount {
-		if !slices.ContainsFunc(set, func(t string) bool { return t != MethodQuestions }) {
+		if !slices.ContainsFunc(set, strongKind) {
 			continue // never offered alone: such an account shows fakes itself
 		}
 		// a shape is the multiset of kinds: the order a user registered
@@ -184,11 +178,11 @@ func (s *Service) patternDecoys(types []string) *decoyModel {
 	var sets tally[[]string]
 	var emails, phones tally[string]
 	for i, a := range types {
-		if a != MethodQuestions {
+		if strongKind(a) {
 			sets.add(a, []string{a}, 2) // security questions are never offered alone
 		}
 		for _, b := range types[i:] {
-			if a == b && (a == MethodTOTP || a == MethodQuestions) {
+			if a == b && singleKind(a) {
 				continue // an account has one authenticator app, one set of questions
 			}
 			sets.add(a+"+"+b, []string{a, b}, 1)
@@ -227,7 +221,13 @@ const bullets = "•••"
 // email, sms after totp) would prove the account exists. Within a kind the
 // order is kept (registration order, or the order drawn); nothing tells a
 // real hint from a fake one there.
-var kindOrder = []string{store.MethodEmail, store.MethodSMS, MethodTOTP, MethodWebAuthn, MethodQuestions}
+var kindOrder = func() []string {
+	var out []string
+	for _, k := range recoveryMethods {
+		out = append(out, k.Name())
+	}
+	return out
+}()
 
 // sortKinds orders xs by kindOrder (kinds it lacks last, by name), stably.
 func sortKinds[T any](xs []T, kind func(T) string) {
@@ -250,8 +250,11 @@ func sortKinds[T any](xs []T, kind func(T) string) {
 // authenticator apps: no real account has two.
 func (s *Service) decoys(ctx context.Context, name string, prior []Offered, atLeast int) []Offered {
 	have := len(prior)
-	app := slices.ContainsFunc(prior, func(o Offered) bool { return o.Type == MethodTOTP })
-	asks := slices.ContainsFunc(prior, func(o Offered) bool { return o.Type == MethodQuestions })
+	// the kinds an account has one of, shown already
+	shown := map[string]bool{}
+	for _, o := range prior {
+		shown[o.Type] = singleKind(o.Type)
+	}
 	m := s.decoyModel(ctx)
 	key := strings.ToLower(name)
 	u := func(parts ...string) float64 {
@@ -262,26 +265,19 @@ func (s *Service) decoys(ctx context.Context, name string, prior []Offered, atLe
 	var out []Offered
 	for i := have; i < max(len(set), atLeast); i++ {
 		typ := set[i%len(set)]
-		if (typ == MethodTOTP && app) || (typ == MethodQuestions && asks) {
+		if shown[typ] {
 			typ = s.decoyAddressType()
 		}
-		app = app || typ == MethodTOTP
-		asks = asks || typ == MethodQuestions
+		shown[typ] = shown[typ] || singleKind(typ)
 		n := strconv.Itoa(i)
 		id := mac(s.k.decoy, "method", key, n)
 		var h string
-		switch typ {
-		case MethodTOTP:
-			h = totpHint
-		case MethodWebAuthn:
-			h = passkeyHint
-		case MethodQuestions:
-			h = questionsHint
-		case store.MethodSMS:
-			d := mac(s.k.decoy, "digits", key, n)
-			h = m.phones.draw(u("phone", key, n)) + string(rune('0'+d[0]%10)) + string(rune('0'+d[1]%10))
-		default:
-			h = m.emails.draw(u("email", key, n))
+		if ch, ok := channelOf(typ); ok {
+			h = ch.decoyHint(s, m, u, key, n)
+		} else if k, ok := methodKind(typ); ok {
+			h = k.Hint(store.Method{Type: typ})
+		} else {
+			h = emailMethod{}.decoyHint(s, m, u, key, n)
 		}
 		out = append(out, Offered{ID: hex.EncodeToString(id[:11]), Type: typ, Hint: h})
 	}
@@ -292,7 +288,7 @@ func (s *Service) decoys(ctx context.Context, name string, prior []Offered, atLe
 // app would give it away: the first available type with an address.
 func (s *Service) decoyAddressType() string {
 	for _, t := range s.methodsAvailable(s.o.Eligibility.Methods) {
-		if t != MethodTOTP && t != MethodWebAuthn && t != MethodQuestions {
+		if _, ok := channelOf(t); ok {
 			return t
 		}
 	}

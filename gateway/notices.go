@@ -65,7 +65,7 @@ func (s *Service) noticeChannels(ctx context.Context, u *directory.User, skip st
 	methods, _ := s.d.Store.ListMethods(ctx, u.ID)
 	for _, meth := range methods {
 		// an authenticator app has no address: its Address is the seed
-		if meth.Verified && meth.ID != skip && (meth.Type == store.MethodEmail || meth.Type == store.MethodSMS) {
+		if _, ch := channelOf(meth.Type); meth.Verified && meth.ID != skip && ch {
 			add(meth.Type, meth.Address)
 		}
 	}

@@ -397,7 +397,7 @@ func (s *Service) SetQuestions(ctx context.Context, sess store.Session, answers 
 // offered methods when nothing else is offered: they can never be enough,
 // so such an account is one with no usable methods.
 func withoutLoneQuestions(offered []Offered) []Offered {
-	if slices.ContainsFunc(offered, func(o Offered) bool { return o.Type != MethodQuestions }) {
+	if slices.ContainsFunc(offered, func(o Offered) bool { return strongKind(o.Type) }) {
 		return offered
 	}
 	return nil
@@ -480,7 +480,7 @@ func (s *Service) questionsOf(f liveFlow, offered []Offered, methodID string) ([
 	asked := f.st.Questions
 	proven := false
 	for _, id := range f.Verified {
-		if i := slices.IndexFunc(offered, func(o Offered) bool { return o.ID == id }); i >= 0 && offered[i].Type != MethodQuestions {
+		if i := slices.IndexFunc(offered, func(o Offered) bool { return o.ID == id }); i >= 0 && strongKind(offered[i].Type) {
 			proven = true
 		}
 	}
@@ -510,65 +510,6 @@ func (s *Service) FlowQuestions(ctx context.Context, kind, flowID, methodID stri
 	}
 	s.record(ctx, m, kind+".questions_asked", f.AccountID, "success", map[string]string{"method": methodID, "count": strconv.Itoa(len(qs))})
 	return qs, true, nil
-}
-
-// VerifyFlowAnswers checks the answers to a flow's security questions:
-// every asked question answered once, every answer right. One try spends
-// one unit of the account's budget of wrong codes, before the check.
-func (s *Service) VerifyFlowAnswers(ctx context.Context, kind, flowID, methodID string, answers []Answer, m Meta) (FlowView, error) {
-	start := time.Now()
-	f, err := s.loadFlow(ctx, kind, flowID)
-	if err != nil {
-		return FlowView{}, err
-	}
-	offered := offeredOf(f)
-	idx := slices.IndexFunc(offered, func(o Offered) bool { return o.ID == methodID })
-	if idx < 0 || offered[idx].Type != MethodQuestions {
-		return FlowView{}, problem(CodeInvalidRequest, nil)
-	}
-	defer func() { s.padVerify.wait(ctx, start, f.AccountID != "") }()
-	asked, proven := s.questionsOf(f, offered, methodID)
-	if !proven {
-		return FlowView{}, problem(CodeNotVerified, errNotAfterProof)
-	}
-	if slices.Contains(f.Verified, methodID) {
-		return s.flowView(f, offered), nil
-	}
-	if p := s.proofClosed(f); p != nil {
-		return FlowView{}, p
-	}
-	// the shape is checked before anything is spent or hashed
-	given := map[string]string{}
-	for _, a := range answers {
-		if _, dup := given[a.Question]; dup || utf8.RuneCountInString(a.Answer) > 4*MaxAnswerLength ||
-			!slices.ContainsFunc(asked, func(q Question) bool { return q.ID == a.Question }) {
-			return FlowView{}, problem(CodeInvalidRequest, errors.New("answers do not match the questions asked"))
-		}
-		given[a.Question] = a.Answer
-	}
-	if len(given) != len(asked) || len(asked) == 0 {
-		return FlowView{}, problem(CodeInvalidRequest, errors.New("answers do not match the questions asked"))
-	}
-	if !s.hit(ctx, "codefail:"+f.st.Acct, s.o.Limits.CodeFailuresPerAccount, s.o.Limits.Window) {
-		s.record(ctx, m, "blocked", f.AccountID, "code_budget", nil)
-		return FlowView{}, problem(CodeWrongAnswers, nil)
-	}
-	var set storedQuestions
-	if offered[idx].real && f.AccountID != "" {
-		meth, gerr := s.d.Store.GetMethod(ctx, f.AccountID, methodID)
-		if gerr != nil || !meth.Verified || meth.Type != MethodQuestions || json.Unmarshal([]byte(meth.Address), &set) != nil {
-			set = storedQuestions{}
-		}
-	}
-	if !s.answersMatch(set, asked, given, methodID) {
-		s.record(ctx, m, kind+".gate", f.AccountID, "failed", map[string]string{"method": methodID, "type": MethodQuestions, "reason": "wrong_answers"})
-		s.partialFailure(ctx, f, m)
-		return FlowView{}, problem(CodeWrongAnswers, nil)
-	}
-	if _, err := s.d.Store.Hit(context.WithoutCancel(ctx), questionsOKKey(f.AccountID, methodID), questionsRotation, s.now()); err != nil {
-		s.log.Error("counting a correct answer failed", "request_id", m.RequestID, "error", err.Error())
-	}
-	return s.proveMethod(ctx, kind, flowID, f, offered, idx, m)
 }
 
 // answersMatch hashes every given answer (a fake set, or a question the
@@ -632,7 +573,7 @@ func kindsMissing(f liveFlow, offered []Offered) []string {
 	}
 	var out []string
 	for _, t := range f.st.Types {
-		if t != MethodQuestions && !(countsOnce(t) && slices.Contains(kinds, t)) {
+		if strongKind(t) && !(countsOnce(t) && slices.Contains(kinds, t)) {
 			out = append(out, t)
 		}
 	}

@@ -170,12 +170,12 @@ func canonicalUsername(in string) string {
 }
 
 // methodsAvailable is the set of method types that are both allowed by the
-// decision and have a sender configured (an authenticator app needs none).
+// decision and available (recoveryMethod.Available: a sender configured,
+// a relying party, an admin list of questions; an app needs nothing).
 func (s *Service) methodsAvailable(allowed []string) []string {
 	var out []string
 	for _, m := range allowed {
-		if (m == store.MethodEmail && s.d.Mailer != nil) || (m == store.MethodSMS && s.d.SMS != nil) || m == MethodTOTP ||
-			(m == MethodWebAuthn && s.passkeysPossible()) || (m == MethodQuestions && s.questionsEnabled()) {
+		if k, ok := methodKind(m); ok && k.Available(s) {
 			out = append(out, m)
 		}
 	}
@@ -450,24 +450,25 @@ func (s *Service) sessionUser(ctx context.Context, sess store.Session) (*directo
 
 // ---------------------------------------------------------------- methods
 
+// hint is how a registered method is shown in a flow
+// (recoveryMethod.Hint); an unknown kind as an email address.
 func hint(typ, addr string) string {
-	switch typ {
-	case store.MethodSMS:
-		return notify.MaskPhone(addr)
-	case MethodTOTP:
-		return totpHint // the address is the seed: never shown, not even masked
-	case MethodWebAuthn:
-		return passkeyHint // the address is the credential record
-	case MethodQuestions:
-		return questionsHint // the address holds the questions and hashes
+	if k, ok := methodKind(typ); ok {
+		return k.Hint(store.Method{Type: typ, Address: addr})
 	}
 	return notify.MaskEmail(addr)
 }
 
+// ownerHinter is a kind its owner sees otherwise than a flow shows it (a
+// passkey's label).
+type ownerHinter interface{ ownerHint(m store.Method) string }
+
 func view(m store.Method) MethodView {
 	h := hint(m.Type, m.Address)
-	if m.Type == MethodWebAuthn {
-		h = passkeyOwnerHint(m) // the owner sees the label
+	if k, ok := methodKind(m.Type); ok {
+		if oh, ok := k.(ownerHinter); ok {
+			h = oh.ownerHint(m)
+		}
 	}
 	return MethodView{ID: m.ID, Type: m.Type, Hint: h, Verified: m.Verified, CreatedAt: m.CreatedAt}
 }
@@ -512,30 +513,15 @@ func (s *Service) AddMethod(ctx context.Context, sess store.Session, typ, addres
 	if !slices.Contains(s.AvailableMethodTypes(), typ) {
 		return MethodView{}, problem(CodeMethodType, nil)
 	}
-	if typ == MethodTOTP {
-		// the seed must reach the user: EnrolTOTP returns it
-		return MethodView{}, problem(CodeInvalidRequest, errors.New("an authenticator app is added with EnrolTOTP"))
+	ch, ok := channelOf(typ)
+	if !ok {
+		// an app (EnrolTOTP: the seed must reach the user), a passkey
+		// (BeginPasskey), security questions (SetQuestions)
+		return MethodView{}, problem(CodeInvalidRequest, errors.New("a method of type "+typ+" is not added with an address"))
 	}
-	if typ == MethodWebAuthn {
-		return MethodView{}, problem(CodeInvalidRequest, errors.New("a passkey is added with BeginPasskey"))
-	}
-	if typ == MethodQuestions {
-		return MethodView{}, problem(CodeInvalidRequest, errors.New("security questions are added with SetQuestions"))
-	}
-	var addr string
-	switch typ {
-	case store.MethodEmail:
-		a, ok := normalizeEmail(address)
-		if !ok {
-			return MethodView{}, problem(CodeInvalidEmail, nil)
-		}
-		addr = a
-	case store.MethodSMS:
-		e164, _, err := notify.ParsePhone(address, s.o.AllowedCountries)
-		if err != nil {
-			return MethodView{}, problem(CodeInvalidPhone, err)
-		}
-		addr = e164
+	addr, p := ch.normalize(s, address)
+	if p != nil {
+		return MethodView{}, p
 	}
 	existing, err := s.d.Store.ListMethods(ctx, sess.AccountID)
 	if err != nil {
@@ -605,8 +591,8 @@ func (s *Service) ResendMethodCode(ctx context.Context, sess store.Session, meth
 	if meth.Verified {
 		return nil
 	}
-	if meth.Type == MethodTOTP || meth.Type == MethodWebAuthn {
-		return problem(CodeInvalidRequest, errors.New("nothing to send to an authenticator app or passkey"))
+	if _, ok := channelOf(meth.Type); !ok {
+		return problem(CodeInvalidRequest, errors.New("nothing to send to a method of type "+meth.Type))
 	}
 	return s.sendRegistrationCode(ctx, sess, meth, m)
 }
@@ -677,13 +663,15 @@ func (s *Service) VerifyMethod(ctx context.Context, sess store.Session, methodID
 		s.record(ctx, m, "blocked", sess.AccountID, "code_budget", nil)
 		return MethodView{}, problem(CodeTooMany, nil)
 	}
-	if meth.Type == MethodTOTP {
-		res, err := s.checkTOTP(ctx, meth, code)
+	kind, _ := methodKind(meth.Type)
+	sc, self := kind.(selfCoded)
+	if self {
+		reason, ok, err := sc.checkEnrolment(ctx, s, meth, code)
 		if err != nil {
 			return MethodView{}, storeProblem(err)
 		}
-		if res != totpOK {
-			s.record(ctx, m, "registration.method_verified", sess.AccountID, "failed", map[string]string{"method": meth.ID, "reason": res.reason()})
+		if !ok {
+			s.record(ctx, m, "registration.method_verified", sess.AccountID, "failed", map[string]string{"method": meth.ID, "reason": reason})
 			return MethodView{}, problem(CodeInvalidCode, nil)
 		}
 	} else {
@@ -702,16 +690,15 @@ func (s *Service) VerifyMethod(ctx context.Context, sess store.Session, methodID
 	}
 	meth.Verified, meth.VerifiedAt = true, now
 	s.record(ctx, m, "registration.method_verified", sess.AccountID, "success", map[string]string{"method": meth.ID, "type": meth.Type})
-	if meth.Type == MethodTOTP {
-		// the new seed is proven: the old one stops working now
-		s.revokeOtherTOTP(ctx, sess.AccountID, meth.ID, m)
+	if self {
+		sc.enrolled(ctx, s, meth, m)
 	} else {
 		s.forget(s.d.Store.DeleteFlow(ctx, flowID))
 	}
 	// one address or number on several accounts is how a stolen session or
 	// password is turned into lasting access (or a helpdesk phone reused):
 	// flagged for the admins, without telling the user who else has it
-	if meth.Type == MethodTOTP {
+	if self {
 		// a seed is random and never shared: nothing to compare
 	} else if n, err := s.d.Store.CountAccountsByAddress(ctx, meth.Type, meth.Address); err == nil && n > 1 {
 		s.record(ctx, m, "registration.shared_destination", sess.AccountID, "flagged",
@@ -1016,84 +1003,6 @@ func (s *Service) Flow(ctx context.Context, kind, id string) (FlowView, error) {
 	return s.flowView(f, offeredOf(f)), nil
 }
 
-// SendFlowCode sends a code to one of the flow's methods. A fake method (an
-// unknown or ineligible user) gets a code issued and never sent: the work
-// and the answer are the same.
-func (s *Service) SendFlowCode(ctx context.Context, kind, flowID, methodID string, m Meta) error {
-	start := time.Now()
-	f, err := s.loadFlow(ctx, kind, flowID)
-	if err != nil {
-		return err
-	}
-	return s.sendFlowCode(ctx, f, kind, methodID, m, start)
-}
-
-// sendFlowCode is SendFlowCode on a flow read at start. The hold covers
-// the read: a real flow and a fake one differ in size.
-func (s *Service) sendFlowCode(ctx context.Context, f liveFlow, kind, methodID string, m Meta, start time.Time) error {
-	defer func() { s.padSend.wait(ctx, start, f.AccountID != "") }()
-	var om *Offered
-	for _, o := range offeredOf(f) {
-		if o.ID == methodID {
-			om = &o
-			break
-		}
-	}
-	if om == nil {
-		return problem(CodeInvalidRequest, nil)
-	}
-	if slices.Contains(f.Verified, methodID) || s.proofClosed(f) != nil {
-		return nil // nothing to send: proven already, or being completed
-	}
-	if om.Type == MethodTOTP || om.Type == MethodQuestions {
-		// Nothing to send: the app shows the code (security questions are
-		// shown by FlowQuestions). Real and fake ones alike get the same
-		// 202 after the same padded time.
-		return nil
-	}
-	// Budgets first: a throttled send must not replace the live code (and
-	// reset its tries). Every flow spends the account's budget, real or not.
-	acctOK := s.hit(ctx, "send:"+f.st.Acct, s.o.Limits.SendsPerAccount, s.o.Limits.Window)
-	var meth *store.Method
-	if om.real && f.AccountID != "" {
-		mt, err := s.d.Store.GetMethod(ctx, f.AccountID, methodID)
-		if err != nil {
-			// removed since the flow started: nothing to send
-			s.log.Info("method of a flow no longer exists", "request_id", m.RequestID)
-			return nil
-		}
-		if !acctOK || !s.sendAllowed(ctx, mt) {
-			s.record(ctx, m, "blocked", f.AccountID, "send_budget", map[string]string{"method": methodID})
-			return nil // the same 202: a throttled send looks like any other
-		}
-		meth = &mt
-	}
-	code := newCode(s.o.CodeLength)
-	c := store.Code{FlowID: f.ID, Purpose: kind, MethodID: methodID, AccountID: f.AccountID,
-		Hash: s.k.codeHash(flowBinding(f), kind, methodID, code), ExpiresAt: s.now().Add(s.o.CodeTTL)}
-	if err := s.d.Store.IssueCode(ctx, c); err != nil {
-		return storeProblem(err)
-	}
-	if meth != nil {
-		if j, ok := s.codeMessage(*meth, kind, code, m); ok {
-			// sent once this answer has left, so that the work of sending
-			// cannot weigh on its time
-			s.out.enqueueAfter(j, start.Add(s.padSend.target()))
-		}
-	}
-	s.record(ctx, m, kind+".code_sent", f.AccountID, "success", map[string]string{"method": methodID, "type": om.Type, "to": om.Hint})
-	return nil
-}
-
-// sendAllowed spends the destination's budget and, for SMS, the global
-// hourly SMS budget.
-func (s *Service) sendAllowed(ctx context.Context, meth store.Method) bool {
-	if !s.hit(ctx, "dest:"+meth.Type+":"+store.NormalizeAddress(meth.Type, meth.Address), s.o.Limits.SendsPerDestination, s.o.Limits.Window) {
-		return false
-	}
-	return meth.Type != store.MethodSMS || s.smsAllowed(ctx, meth.Address)
-}
-
 // smsAllowed spends the global hourly SMS budget and that of the number's
 // block, for one text message to number (a code or a notice).
 func (s *Service) smsAllowed(ctx context.Context, number string) bool {
@@ -1113,115 +1022,6 @@ func (s *Service) smsAllowed(ctx context.Context, number string) bool {
 func smsPrefix(e164 string) string {
 	d := strings.TrimPrefix(store.NormalizeAddress(store.MethodSMS, e164), "+")
 	return "+" + d[:min(len(d), 6)]
-}
-
-// VerifyFlowCode checks a code for one method of the flow.
-func (s *Service) VerifyFlowCode(ctx context.Context, kind, flowID, methodID, code string, m Meta) (FlowView, error) {
-	start := time.Now()
-	f, err := s.loadFlow(ctx, kind, flowID)
-	if err != nil {
-		return FlowView{}, err
-	}
-	offered := offeredOf(f)
-	idx := slices.IndexFunc(offered, func(o Offered) bool { return o.ID == methodID })
-	if idx < 0 || offered[idx].Type == MethodQuestions {
-		return FlowView{}, problem(CodeInvalidRequest, nil) // answers go to VerifyFlowAnswers
-	}
-	// the hold covers the read of the flow: a real flow and a fake one
-	// differ in size
-	defer func() { s.padVerify.wait(ctx, start, f.AccountID != "") }()
-	// a method is proven once, and a flow being completed takes no proof
-	if slices.Contains(f.Verified, methodID) {
-		return FlowView{}, problem(CodeInvalidCode, errors.New("method already proven in this flow"))
-	}
-	if p := s.proofClosed(f); p != nil {
-		return FlowView{}, p
-	}
-	code = normalizeCode(code)
-	// Every try, right or wrong, is counted before the redemption, so that
-	// concurrent guesses cannot all pass the check; a user needs one or two
-	// right tries per flow, far below the budget.
-	failKey := "codefail:" + f.st.Acct
-	if !s.hit(ctx, failKey, s.o.Limits.CodeFailuresPerAccount, s.o.Limits.Window) {
-		s.record(ctx, m, "blocked", f.AccountID, "code_budget", nil)
-		return FlowView{}, problem(CodeInvalidCode, nil)
-	}
-	if offered[idx].Type == MethodTOTP {
-		// too many wrong app codes suspend the account's apps (every
-		// name's alike) until the user signs in: a right code is refused
-		// as a wrong one
-		if blocked, err := s.appBlocked(ctx, f.st.Acct); err != nil || blocked {
-			if err != nil {
-				return FlowView{}, storeProblem(err)
-			}
-			s.record(ctx, m, "blocked", f.AccountID, "app_failures", map[string]string{"method": methodID})
-			return FlowView{}, problem(CodeInvalidCode, nil)
-		}
-		res := totpWrong
-		if offered[idx].real && f.AccountID != "" {
-			meth, gerr := s.d.Store.GetMethod(ctx, f.AccountID, methodID)
-			if gerr == nil && meth.Verified && meth.Type == MethodTOTP {
-				if res, err = s.checkTOTP(ctx, meth, code); err != nil {
-					return FlowView{}, storeProblem(err)
-				}
-			}
-		} else {
-			s.decoyTOTP(methodID, code)
-		}
-		if res != totpOK {
-			s.record(ctx, m, kind+".gate", f.AccountID, "failed", map[string]string{"method": methodID, "type": MethodTOTP, "reason": res.reason()})
-			if res == totpWrong {
-				s.appFailed(ctx, f, methodID, m)
-			}
-			s.partialFailure(ctx, f, m)
-			return FlowView{}, problem(CodeInvalidCode, nil)
-		}
-	} else {
-		err = s.d.Store.RedeemCode(ctx, f.ID, kind, methodID, s.k.codeHash(flowBinding(f), kind, methodID, code), s.o.MaxTries, s.now())
-		if err != nil || !offered[idx].real || f.AccountID == "" {
-			if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrCodeMismatch) {
-				return FlowView{}, storeProblem(err)
-			}
-			s.record(ctx, m, kind+".gate", f.AccountID, "failed", map[string]string{"method": methodID})
-			s.partialFailure(ctx, f, m)
-			return FlowView{}, problem(CodeInvalidCode, nil)
-		}
-	}
-	return s.proveMethod(ctx, kind, flowID, f, offered, idx, m)
-}
-
-// proveMethod records offered[idx] as proven in the flow. A proven method
-// gives the flow a new id: one seen or planted before (a fixed cookie, a
-// shoulder-surfed URL) cannot ride the proof.
-func (s *Service) proveMethod(ctx context.Context, kind, flowID string, f liveFlow, offered []Offered, idx int, m Meta) (FlowView, error) {
-	methodID := offered[idx].ID
-	if p := s.coolingOff(ctx, kind, f, offered, idx, m); p != nil {
-		return FlowView{}, p
-	}
-	var err error
-	for attempt := 0; ; attempt++ {
-		if !slices.Contains(f.Verified, methodID) {
-			f.Verified = append(f.Verified, methodID)
-		}
-		next := newToken()
-		err = s.rotateFlow(ctx, f, next)
-		if err == nil {
-			f.ID = next
-			f.Version++
-			break
-		}
-		if !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
-			return FlowView{}, storeProblem(err)
-		}
-		if !errors.Is(err, store.ErrConflict) || attempt > 3 {
-			return FlowView{}, problem(CodeFlowExpired, err)
-		}
-		if f, err = s.loadFlow(ctx, kind, flowID); err != nil {
-			return FlowView{}, err
-		}
-	}
-	s.record(ctx, m, kind+".gate", f.AccountID, "passed", map[string]string{"method": methodID, "type": offered[idx].Type})
-	return s.flowView(f, offered), nil
 }
 
 // partialNoticeAfter is the number of wrong codes, after a first method was
@@ -1317,7 +1117,7 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 		old := false
 		for _, id := range f.Verified {
 			// security questions are never what makes a proof old enough
-			if meth, err := s.d.Store.GetMethod(ctx, f.AccountID, id); err == nil && s.now().Sub(meth.VerifiedAt) >= s.o.CoolingOff && meth.Type != MethodQuestions {
+			if meth, err := s.d.Store.GetMethod(ctx, f.AccountID, id); err == nil && s.now().Sub(meth.VerifiedAt) >= s.o.CoolingOff && strongKind(meth.Type) {
 				old = true
 			}
 		}
@@ -1352,20 +1152,13 @@ func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password strin
 	for _, id := range f.Verified {
 		if meth, err := s.d.Store.GetMethod(ctx, f.AccountID, id); err == nil && meth.Verified && slices.Contains(allowed, meth.Type) &&
 			!s.staleMethod(meth, u) {
-			key := meth.Type
-			switch {
-			case countsOnce(meth.Type):
-			case meth.Type == store.MethodEmail:
-				key += ":" + mailboxKey(meth.Address)
-			default:
-				key += ":" + meth.ID
-			}
+			key := countKey(meth)
 			if once[key] {
 				continue
 			}
 			once[key] = true
 			kinds = append(kinds, meth.Type)
-			old = old || (meth.Type != MethodQuestions && s.now().Sub(meth.VerifiedAt) >= s.o.CoolingOff)
+			old = old || (strongKind(meth.Type) && s.now().Sub(meth.VerifiedAt) >= s.o.CoolingOff)
 		}
 	}
 	// security questions do not count in a tier requiring a kind
@@ -1669,28 +1462,6 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 }
 
 // ---------------------------------------------------------------- messages
-
-func (s *Service) codeMessage(meth store.Method, purpose, code string, m Meta) (job, bool) {
-	data := codeMail{Product: s.o.ProductName, Code: code, Minutes: int(s.o.CodeTTL / time.Minute), Purpose: purpose,
-		URL: s.o.PublicURL.String(), Helpdesk: s.o.Helpdesk}
-	switch meth.Type {
-	case store.MethodEmail:
-		e, err := s.mails.email("code", meth.Address, data)
-		if err != nil {
-			s.log.Error("rendering a code mail failed", "error", err.Error())
-			return job{}, false
-		}
-		return job{requestID: m.RequestID, email: &e, account: meth.AccountID, purpose: "code"}, true
-	case store.MethodSMS:
-		body, err := s.mails.sms("code", data)
-		if err != nil {
-			s.log.Error("rendering a code sms failed", "error", err.Error())
-			return job{}, false
-		}
-		return job{requestID: m.RequestID, sms: &notify.SMS{To: meth.Address, Body: body}, account: meth.AccountID, purpose: "code"}, true
-	}
-	return job{}, false
-}
 
 // noticeAll tells every verified channel of the account (and the directory
 // mail) about event; skip excludes one method id.
