@@ -193,10 +193,6 @@ type testbed struct {
 	dbPath string
 }
 
-// plainStore makes newTestbed hide the store's optional interfaces
-// (store.StartRecorder, store.PasswordWriteRecorder): the single calls.
-var plainStore bool
-
 func newTestbed(t *testing.T, tweak func(*Options)) *testbed {
 	t.Helper()
 	st, dbPath := openTestStore(t)
@@ -219,11 +215,7 @@ func newTestbed(t *testing.T, tweak func(*Options)) *testbed {
 	}
 	rec := &notifytest.Recorder{}
 	dir := newFakeDir()
-	deps := st
-	if plainStore {
-		deps = struct{ store.Store }{st} // none of the optional interfaces
-	}
-	svc, err := NewService(o, Deps{Directory: dir, Store: deps, Mailer: rec, SMS: rec, Log: slog.New(slog.DiscardHandler)})
+	svc, err := NewService(o, Deps{Directory: dir, Store: st, Mailer: rec, SMS: rec, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,14 +47,6 @@ func TestStartBudgetIsPerAccountWhateverTheSpelling(t *testing.T) {
 	testStartBudget(t)
 }
 
-// TestStartBudgetWithoutStartRecorder: the same with a store that groups
-// nothing (one transaction per counter, the flow and each event).
-func TestStartBudgetWithoutStartRecorder(t *testing.T) {
-	plainStore = true
-	defer func() { plainStore = false }()
-	testStartBudget(t)
-}
-
 func testStartBudget(t *testing.T) {
 	tb := newTestbed(t, func(o *Options) { o.Limits.StartsPerAccount = 2 })
 	ctx := context.Background()
@@ -281,12 +273,6 @@ func TestStartsTotalBoundsState(t *testing.T) {
 	testStartsTotal(t)
 }
 
-func TestStartsTotalWithoutStartRecorder(t *testing.T) {
-	plainStore = true
-	defer func() { plainStore = false }()
-	testStartsTotal(t)
-}
-
 func testStartsTotal(t *testing.T) {
 	tb := newTestbed(t, func(o *Options) { o.Limits.StartsTotal = 3 })
 	ctx := context.Background()
@@ -342,12 +328,6 @@ func TestSignInBudgetPerAddressAnswersTooMany(t *testing.T) {
 // limits.starts_total, so one client cannot lock everyone out of reset and
 // unlock for the window (issue 17, WB-5).
 func TestOneAddressCannotSpendEveryonesStarts(t *testing.T) {
-	testOneAddressCannotSpendEveryonesStarts(t)
-}
-
-func TestOneAddressCannotSpendEveryonesStartsWithoutStartRecorder(t *testing.T) {
-	plainStore = true
-	defer func() { plainStore = false }()
 	testOneAddressCannotSpendEveryonesStarts(t)
 }
 
