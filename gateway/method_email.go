@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"strings"
 
 	"github.com/latchkeyhq/latchkey/notify"
 	"github.com/latchkeyhq/latchkey/store"
@@ -55,4 +56,26 @@ func (emailMethod) learn(h string, emails, _ *tally[string]) {
 
 func (emailMethod) decoyHint(_ *Service, dm *decoyModel, u func(...string) float64, key, n string) string {
 	return dm.emails.draw(u("email", key, n))
+}
+
+// mailboxKey is the mailbox an email address reaches, for counting methods
+// toward methods_required: the local part without a "+tag", case folded,
+// and for gmail.com and googlemail.com (one provider) without dots.
+func mailboxKey(addr string) string {
+	addr = strings.ToLower(strings.TrimSpace(addr))
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return addr
+	}
+	local, domain := addr[:at], addr[at+1:]
+	if i := strings.IndexByte(local, '+'); i > 0 {
+		local = local[:i]
+	}
+	if domain == "googlemail.com" {
+		domain = "gmail.com"
+	}
+	if domain == "gmail.com" {
+		local = strings.ReplaceAll(local, ".", "")
+	}
+	return local + "@" + domain
 }

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"strings"
+	"time"
 
 	"github.com/latchkeyhq/latchkey/notify"
 	"github.com/latchkeyhq/latchkey/store"
@@ -59,4 +61,25 @@ func (smsMethod) learn(h string, _, phones *tally[string]) {
 func (smsMethod) decoyHint(s *Service, dm *decoyModel, u func(...string) float64, key, n string) string {
 	d := mac(s.k.decoy, "digits", key, n)
 	return dm.phones.draw(u("phone", key, n)) + string(rune('0'+d[0]%10)) + string(rune('0'+d[1]%10))
+}
+
+// smsAllowed spends the global hourly SMS budget and that of the number's
+// block, for one text message to number (a code or a notice).
+func (s *Service) smsAllowed(ctx context.Context, number string) bool {
+	if !s.hit(ctx, "sms:global", s.o.Limits.SMSPerHour, time.Hour) {
+		s.log.Warn("the hourly SMS budget is spent")
+		return false
+	}
+	if p := smsPrefix(number); !s.hit(ctx, "sms:prefix:"+p, s.o.Limits.SMSPerPrefixPerHour, time.Hour) {
+		s.log.Warn("the hourly SMS budget of a number block is spent", "prefix", p)
+		return false
+	}
+	return true
+}
+
+// smsPrefix is the block a number belongs to for the velocity budget: the
+// country code and the first digits, six digits in all.
+func smsPrefix(e164 string) string {
+	d := strings.TrimPrefix(store.NormalizeAddress(store.MethodSMS, e164), "+")
+	return "+" + d[:min(len(d), 6)]
 }

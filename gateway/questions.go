@@ -271,8 +271,8 @@ func hashAnswer(answer string, salt []byte, t, m uint32, p uint8) []byte {
 // SetQuestions registers the signed-in user's security questions, replacing
 // any set registered before. Every answer is checked before any is hashed.
 func (s *Service) SetQuestions(ctx context.Context, sess store.Session, answers []Answer, m Meta) (MethodView, error) {
-	if s.now().Sub(sess.AuthAt) > s.o.ReauthWindow {
-		return MethodView{}, problem(CodeReauthRequired, nil)
+	if p := s.needsReauth(sess); p != nil {
+		return MethodView{}, p
 	}
 	if !slices.Contains(s.AvailableMethodTypes(), MethodQuestions) {
 		return MethodView{}, problem(CodeMethodType, nil)
@@ -280,12 +280,59 @@ func (s *Service) SetQuestions(ctx context.Context, sess store.Session, answers 
 	if len(answers) != s.o.Questions.Required {
 		return MethodView{}, problem(CodeInvalidRequest, fmt.Errorf("%d answers, want %d", len(answers), s.o.Questions.Required))
 	}
+	items, normalized, p := s.questionsAnswered(answers)
+	if p != nil {
+		return MethodView{}, p
+	}
+	if err := s.answersStrong(ctx, sess, items, normalized, m); err != nil {
+		return MethodView{}, err
+	}
+	existing, err := s.d.Store.ListMethods(ctx, sess.AccountID)
+	if err != nil {
+		return MethodView{}, problem(CodeInternal, err)
+	}
+	others := 0
+	for _, e := range existing {
+		if e.Type != MethodQuestions {
+			others++
+		}
+	}
+	// a new set replaces the old one: it does not count against the limit
+	if others >= s.o.MaxMethods {
+		return MethodView{}, problem(CodeMethodLimit, nil)
+	}
+	addr, err := hashQuestions(items, normalized)
+	if err != nil {
+		return MethodView{}, problem(CodeInternal, err)
+	}
+	now := s.now()
+	meth := store.Method{ID: newID(), AccountID: sess.AccountID, Type: MethodQuestions, Address: addr, CreatedAt: now}
+	// the sets read above are replaced below: room for them too
+	if err := s.addMethodWithin(ctx, meth, s.o.MaxMethods+len(existing)-others); err != nil {
+		return MethodView{}, err
+	}
+	// nothing to send a code to: the fresh password is the proof
+	if err := s.d.Store.VerifyMethod(ctx, sess.AccountID, meth.ID, now); err != nil {
+		return MethodView{}, problem(CodeInternal, err)
+	}
+	meth.Verified, meth.VerifiedAt = true, now
+	s.record(ctx, m, "registration.method_added", sess.AccountID, "success", map[string]string{"method": meth.ID, "type": MethodQuestions})
+	s.record(ctx, m, "registration.method_verified", sess.AccountID, "success", map[string]string{"method": meth.ID, "type": MethodQuestions})
+	s.replaceQuestions(ctx, sess, existing, m)
+	s.noticeAll(ctx, sess.AccountID, sess.Username, "method_added", meth.ID, m)
+	return view(meth), nil
+}
+
+// questionsAnswered checks that answers answer distinct questions of the
+// admin list (or, where allowed, the user's own) and returns the set's
+// items without hashes and the normalised answers.
+func (s *Service) questionsAnswered(answers []Answer) ([]storedAnswer, []string, *Problem) {
 	admin := s.AdminQuestions()
 	items := make([]storedAnswer, 0, len(answers))
 	normalized := make([]string, 0, len(answers))
 	for _, a := range answers {
 		if utf8.RuneCountInString(a.Answer) > 4*MaxAnswerLength || len(a.Question) > 4*MaxQuestionLength {
-			return MethodView{}, problem(CodeInvalidRequest, errors.New("answer or question too long"))
+			return nil, nil, problem(CodeInvalidRequest, errors.New("answer or question too long"))
 		}
 		var q Question
 		if i := slices.IndexFunc(admin, func(x Question) bool { return x.ID == a.Question }); i >= 0 {
@@ -294,14 +341,20 @@ func (s *Service) SetQuestions(ctx context.Context, sess store.Session, answers 
 			utf8.RuneCountInString(text) >= minCustomQuestionLength && utf8.RuneCountInString(text) <= MaxQuestionLength {
 			q = Question{ID: questionID("c", text), Text: text}
 		} else {
-			return MethodView{}, problem(CodeInvalidRequest, errors.New("unknown question"))
+			return nil, nil, problem(CodeInvalidRequest, errors.New("unknown question"))
 		}
 		if slices.ContainsFunc(items, func(x storedAnswer) bool { return x.ID == q.ID }) {
-			return MethodView{}, problem(CodeInvalidRequest, errors.New("a question twice"))
+			return nil, nil, problem(CodeInvalidRequest, errors.New("a question twice"))
 		}
 		items = append(items, storedAnswer{ID: q.ID, Text: q.Text})
 		normalized = append(normalized, normalizeAnswer(a.Answer))
 	}
+	return items, normalized, nil
+}
+
+// answersStrong refuses (weak_answers) answers that are trivial, repeat
+// the question or the user's names, or repeat each other.
+func (s *Service) answersStrong(ctx context.Context, sess store.Session, items []storedAnswer, normalized []string, m Meta) error {
 	names := []string{sess.Username}
 	if u, err := s.sessionUser(ctx, sess); err == nil {
 		names = append(names, u.Username, u.DisplayName)
@@ -309,7 +362,7 @@ func (s *Service) SetQuestions(ctx context.Context, sess store.Session, answers 
 			names = append(names, u.Mail[:at])
 		}
 	} else {
-		return MethodView{}, err
+		return err
 	}
 	var weak []Violation
 	for i, a := range normalized {
@@ -329,48 +382,29 @@ func (s *Service) SetQuestions(ctx context.Context, sess store.Session, answers 
 		s.record(ctx, m, "registration.method_added", sess.AccountID, "refused", map[string]string{"type": MethodQuestions, "reason": strings.Join(codes, ",")})
 		p := problem(CodeWeakAnswers, nil)
 		p.Violations = weak
-		return MethodView{}, p
+		return p
 	}
-	existing, err := s.d.Store.ListMethods(ctx, sess.AccountID)
-	if err != nil {
-		return MethodView{}, problem(CodeInternal, err)
-	}
-	others := 0
-	for _, e := range existing {
-		if e.Type != MethodQuestions {
-			others++
-		}
-	}
-	// a new set replaces the old one: it does not count against the limit
-	if others >= s.o.MaxMethods {
-		return MethodView{}, problem(CodeMethodLimit, nil)
-	}
+	return nil
+}
+
+// hashQuestions is the stored set of items with the answers hashed, each
+// with a salt of its own.
+func hashQuestions(items []storedAnswer, normalized []string) (string, error) {
 	set := storedQuestions{V: 1, Time: argonTime, Memory: argonMemory, Threads: argonThreads}
 	for i := range items {
 		items[i].Salt = make([]byte, argonSaltLen)
 		if _, err := rand.Read(items[i].Salt); err != nil {
-			return MethodView{}, problem(CodeInternal, err)
+			return "", err
 		}
 		items[i].Hash = hashAnswer(normalized[i], items[i].Salt, set.Time, set.Memory, set.Threads)
 	}
 	set.Items = items
 	addr, err := json.Marshal(set)
-	if err != nil {
-		return MethodView{}, problem(CodeInternal, err)
-	}
-	now := s.now()
-	meth := store.Method{ID: newID(), AccountID: sess.AccountID, Type: MethodQuestions, Address: string(addr), CreatedAt: now}
-	// the sets read above are replaced below: room for them too
-	if err := s.addMethodWithin(ctx, meth, s.o.MaxMethods+len(existing)-others); err != nil {
-		return MethodView{}, err
-	}
-	// nothing to send a code to: the fresh password is the proof
-	if err := s.d.Store.VerifyMethod(ctx, sess.AccountID, meth.ID, now); err != nil {
-		return MethodView{}, problem(CodeInternal, err)
-	}
-	meth.Verified, meth.VerifiedAt = true, now
-	s.record(ctx, m, "registration.method_added", sess.AccountID, "success", map[string]string{"method": meth.ID, "type": MethodQuestions})
-	s.record(ctx, m, "registration.method_verified", sess.AccountID, "success", map[string]string{"method": meth.ID, "type": MethodQuestions})
+	return string(addr), err
+}
+
+// replaceQuestions deletes the sets of existing: a new one replaces them.
+func (s *Service) replaceQuestions(ctx context.Context, sess store.Session, existing []store.Method, m Meta) {
 	replaced := false
 	for _, e := range existing {
 		if e.Type != MethodQuestions {
@@ -387,8 +421,6 @@ func (s *Service) SetQuestions(ctx context.Context, sess store.Session, answers 
 		// open flows may have been proven with the old answers
 		s.forget(s.d.Store.DeleteFlowsForAccount(ctx, sess.AccountID))
 	}
-	s.noticeAll(ctx, sess.AccountID, sess.Username, "method_added", meth.ID, m)
-	return view(meth), nil
 }
 
 // ---------------------------------------------------------------- reset

@@ -119,7 +119,7 @@ func (s *Server) questionsPage(c echo.Context) error {
 	if err != nil {
 		return s.redirect(c, "/register")
 	}
-	if s.svc.now().Sub(sess.AuthAt) > s.svc.o.ReauthWindow {
+	if s.svc.NeedsReauth(sess) {
 		return s.redirect(c, "/register/methods") // the password again first
 	}
 	d, err := s.questionsData(c, sess, nil)

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"html/template"
 	"io/fs"
 	"net"
@@ -89,23 +90,31 @@ func (s *Server) HTTPServer(addr string) *http.Server {
 		WriteTimeout: o.WriteTimeout, IdleTimeout: o.IdleTimeout, MaxHeaderBytes: 16 << 10}
 }
 
+// pageNames are the pages the server renders (templates/pages/NAME.html):
+// each is parsed at start-up, and a missing one fails the start, not a
+// request.
+var pageNames = []string{"change", "demo_outbox", "done", "error", "flow_code", "flow_methods", "flow_password",
+	"flow_questions", "flow_start", "flow_unlock", "home", "methods", "not_eligible", "passkey", "questions", "signin",
+	"totp_enrol", "verify_method"}
+
 func (s *Server) loadPages() error {
-	names, err := fs.Glob(templates.FS, "pages/*.html")
-	if err != nil {
-		return err
-	}
-	s.pages = map[string]*template.Template{}
-	for _, n := range names {
-		if strings.HasSuffix(n, "/layout.html") {
-			continue
-		}
-		t, err := template.ParseFS(templates.FS, "pages/layout.html", n)
+	pages, err := parsePages(templates.FS)
+	s.pages = pages
+	return err
+}
+
+// parsePages parses every page of pageNames from fsys, each with the
+// layout.
+func parsePages(fsys fs.FS) (map[string]*template.Template, error) {
+	pages := map[string]*template.Template{}
+	for _, n := range pageNames {
+		t, err := template.ParseFS(fsys, "pages/layout.html", "pages/"+n+".html")
 		if err != nil {
-			return err
+			return nil, fmt.Errorf("page %s: %w", n, err)
 		}
-		s.pages[strings.TrimSuffix(strings.TrimPrefix(n, "pages/"), ".html")] = t
+		pages[n] = t
 	}
-	return nil
+	return pages, nil
 }
 
 // base runs on every request: request id, client address, security headers,

@@ -71,8 +71,8 @@ func totpOpts() totp.ValidateOpts {
 // user and returns its seed, once. An earlier unverified app is discarded;
 // a verified one keeps working until the new one is verified.
 func (s *Service) EnrolTOTP(ctx context.Context, sess store.Session, m Meta) (TOTPEnrolment, error) {
-	if s.now().Sub(sess.AuthAt) > s.o.ReauthWindow {
-		return TOTPEnrolment{}, problem(CodeReauthRequired, nil)
+	if p := s.needsReauth(sess); p != nil {
+		return TOTPEnrolment{}, p
 	}
 	if !slices.Contains(s.AvailableMethodTypes(), MethodTOTP) {
 		return TOTPEnrolment{}, problem(CodeMethodType, nil)

@@ -138,7 +138,7 @@ func (s *Server) methodsData(c echo.Context, sess store.Session) (methodsPage, e
 		d.CanPasskey = d.CanPasskey || t == MethodWebAuthn
 		d.CanQuestions = d.CanQuestions || t == MethodQuestions
 	}
-	d.NeedReauth = s.svc.now().Sub(sess.AuthAt) > s.svc.o.ReauthWindow
+	d.NeedReauth = s.svc.NeedsReauth(sess)
 	return d, nil
 }
 

@@ -186,8 +186,8 @@ type PasskeyCeremony struct {
 
 // BeginPasskey starts registering a passkey for the signed-in user.
 func (s *Service) BeginPasskey(ctx context.Context, sess store.Session, label string, m Meta) (PasskeyCeremony, error) {
-	if s.now().Sub(sess.AuthAt) > s.o.ReauthWindow {
-		return PasskeyCeremony{}, problem(CodeReauthRequired, nil)
+	if p := s.needsReauth(sess); p != nil {
+		return PasskeyCeremony{}, p
 	}
 	if !slices.Contains(s.AvailableMethodTypes(), MethodWebAuthn) {
 		return PasskeyCeremony{}, problem(CodeMethodType, nil)
@@ -284,9 +284,7 @@ func credentialJSON(raw []byte) ([]byte, bool) {
 // stores the passkey as a verified method.
 func (s *Service) FinishPasskey(ctx context.Context, sess store.Session, methodID string, credential []byte, m Meta) (MethodView, error) {
 	fail := func(reason string, err error) (MethodView, error) {
-		s.record(ctx, m, "registration.method_verified", sess.AccountID, "failed",
-			map[string]string{"method": methodID, "type": MethodWebAuthn, "reason": reason})
-		return MethodView{}, problem(CodePasskeyFailed, err)
+		return s.passkeyFailed(ctx, sess, methodID, reason, err, m)
 	}
 	if len(methodID) == 0 || len(methodID) > 64 {
 		return MethodView{}, problem(CodeMethodNotFound, nil)
@@ -346,6 +344,23 @@ func (s *Service) FinishPasskey(ctx context.Context, sess store.Session, methodI
 	if len(existing) >= s.o.MaxMethods {
 		return MethodView{}, problem(CodeMethodLimit, nil)
 	}
+	return s.storePasskey(ctx, sess, methodID, f.st.Label, cred, now, m)
+}
+
+// passkeyFailed records and answers a registration of a passkey that
+// failed for reason.
+func (s *Service) passkeyFailed(ctx context.Context, sess store.Session, methodID, reason string, err error, m Meta) (MethodView, error) {
+	s.record(ctx, m, "registration.method_verified", sess.AccountID, "failed",
+		map[string]string{"method": methodID, "type": MethodWebAuthn, "reason": reason})
+	return MethodView{}, problem(CodePasskeyFailed, err)
+}
+
+// storePasskey stores the checked credential cred as the verified passkey
+// methodID, unless another account has its id.
+func (s *Service) storePasskey(ctx context.Context, sess store.Session, methodID, label string, cred *webauthn.Credential, now time.Time, m Meta) (MethodView, error) {
+	fail := func(reason string, err error) (MethodView, error) {
+		return s.passkeyFailed(ctx, sess, methodID, reason, err, m)
+	}
 	// A credential id is the authenticator's name for one key of one
 	// user (WebAuthn §7.1 step 26: refuse one registered to another
 	// user). An honest authenticator makes a fresh random id per
@@ -358,7 +373,7 @@ func (s *Service) FinishPasskey(ctx context.Context, sess store.Session, methodI
 	}
 	// only what checks later assertions is kept
 	cred.Attestation = webauthn.CredentialAttestation{}
-	rec, err := json.Marshal(passkeyRecord{Index: credentialIndex(cred.ID), Label: f.st.Label, Credential: *cred})
+	rec, err := json.Marshal(passkeyRecord{Index: credentialIndex(cred.ID), Label: label, Credential: *cred})
 	if err != nil {
 		return MethodView{}, problem(CodeInternal, err)
 	}
