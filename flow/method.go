@@ -38,6 +38,9 @@ type recoveryMethod interface {
 	// code, or answers passkey assertion options, or does nothing (the
 	// app shows the code; the questions are asked by FlowQuestions).
 	Challenge(ctx context.Context, c *challenge) (*PasskeyCeremony, error)
+	// ProofShape is what a proof of the kind is made of: a code, answers
+	// or a passkey's assertion (verifierOf).
+	ProofShape() proofShape
 	// Verify checks the proof of a try. It runs its own checks of the try
 	// first (a.proven, a.open), must spend the failure budget (a.spend)
 	// before it checks a proof, and answers the verdict; verifyFlow

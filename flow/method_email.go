@@ -15,6 +15,7 @@ func (emailMethod) Name() string                                   { return stor
 func (emailMethod) Available(s *Service) bool                      { return s.d.Mailer != nil }
 func (emailMethod) Hint(m store.Method) string                     { return notify.MaskEmail(m.Address) }
 func (emailMethod) Strong() bool                                   { return true }
+func (emailMethod) ProofShape() proofShape                         { return proofCode }
 func (emailMethod) CountsOnce() bool                               { return false }
 func (emailMethod) allowed(context.Context, *Service, string) bool { return true }
 

@@ -25,6 +25,7 @@ func (passkeyMethod) Available(s *Service) bool { return s.passkeysPossible() }
 func (passkeyMethod) Hint(store.Method) string        { return passkeyHint }
 func (passkeyMethod) ownerHint(m store.Method) string { return passkeyOwnerHint(m) }
 func (passkeyMethod) Strong() bool                    { return true }
+func (passkeyMethod) ProofShape() proofShape          { return proofCredential }
 func (passkeyMethod) CountsOnce() bool                { return true }
 
 // maxFlowChallenges is how many times one reset or unlock flow may ask for

@@ -21,6 +21,7 @@ func (questionsMethod) Available(s *Service) bool { return s.questionsEnabled() 
 // Hint: the address holds the questions and hashes.
 func (questionsMethod) Hint(store.Method) string { return questionsHint }
 func (questionsMethod) Strong() bool             { return false }
+func (questionsMethod) ProofShape() proofShape   { return proofAnswers }
 func (questionsMethod) CountsOnce() bool         { return false }
 
 func (questionsMethod) single() {}

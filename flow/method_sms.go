@@ -17,6 +17,7 @@ func (smsMethod) Name() string               { return store.MethodSMS }
 func (smsMethod) Available(s *Service) bool  { return s.d.SMS != nil }
 func (smsMethod) Hint(m store.Method) string { return notify.MaskPhone(m.Address) }
 func (smsMethod) Strong() bool               { return true }
+func (smsMethod) ProofShape() proofShape     { return proofCode }
 func (smsMethod) CountsOnce() bool           { return false }
 
 func (smsMethod) Challenge(ctx context.Context, c *challenge) (*PasskeyCeremony, error) {

@@ -17,6 +17,7 @@ func (totpMethod) Available(*Service) bool { return true } // needs no sender
 // Hint: the address is the seed: never shown, not even masked.
 func (totpMethod) Hint(store.Method) string { return totpHint }
 func (totpMethod) Strong() bool             { return true }
+func (totpMethod) ProofShape() proofShape   { return proofCode }
 func (totpMethod) CountsOnce() bool         { return true }
 
 func (totpMethod) single() {}

@@ -114,21 +114,35 @@ func (s *Service) VerifyFlow(ctx context.Context, kind, flowID, methodID string,
 // verifierOf is the kind that checks proof p of a method of type typ, ok
 // false when the proof's shape is not one the method takes.
 func verifierOf(typ string, p Proof) (recoveryMethod, bool) {
+	m, ok := methodKind(typ)
 	switch {
-	case p.Credential != nil:
-		if typ != MethodWebAuthn {
-			return nil, false
-		}
-	case p.Answers != nil:
-		if typ != MethodQuestions {
-			return nil, false
-		}
-	case typ == MethodQuestions:
-		return nil, false // a code for security questions
-	case typ == MethodWebAuthn:
+	case !ok:
+		return nil, false
+	case p.shape() == m.ProofShape():
+		return m, true
+	case p.shape() == proofCode && m.ProofShape() == proofCredential:
 		return emailMethod{}, true // a code for a passkey: checked as a code nobody was sent
 	}
-	return methodKind(typ)
+	return nil, false
+}
+
+// proofShape is what a proof is made of.
+type proofShape int
+
+const (
+	proofCode proofShape = iota
+	proofAnswers
+	proofCredential
+)
+
+func (p Proof) shape() proofShape {
+	switch {
+	case p.Credential != nil:
+		return proofCredential
+	case p.Answers != nil:
+		return proofAnswers
+	}
+	return proofCode
 }
 
 // proveMethod records the tried method as proven in the flow. A proven

@@ -67,14 +67,6 @@ func (s *Server) apiFlowQuestions(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"questions": append([]Question{}, qs...)})
 }
 
-// apiVerifyAnswers: POST /api/v1/reset/verify {flow, method, answers}.
-func (s *Server) apiVerifyAnswers(c echo.Context, flow, method, code string, answers []Answer) (FlowView, error) {
-	if code != "" || len(answers) > maxAnswersInRequest {
-		return FlowView{}, problem(CodeInvalidRequest, errors.New("a code and answers, or too many answers"))
-	}
-	return s.svc.VerifyFlowAnswers(c.Request().Context(), apiKind(c), flow, method, answers, meta(c))
-}
-
 // ---------------------------------------------------------------- registration pages
 
 type questionRow struct {
