@@ -12,7 +12,8 @@ import (
 // shown, counted, asked for and proven in a reset or unlock flow. There is
 // one type per kind, in a file of its own (method_email.go, method_sms.go,
 // method_totp.go, method_passkey.go, method_questions.go), and one registry
-// (recoveryMethods). Adding a kind is a new file and a line in the registry.
+// (recoveryMethods). Adding a kind is a new file and a line in the registry
+// (and, for the web face, its pages in package gateway).
 //
 // A method's answers must be the same for a real and a fake method (an
 // unknown or ineligible name's): the same work, the same answer, the same
@@ -42,8 +43,8 @@ type recoveryMethod interface {
 	// or a passkey's assertion (verifierOf).
 	ProofShape() proofShape
 	// Verify checks the proof of a try. It runs its own checks of the try
-	// first (a.proven, a.open), must spend the failure budget (a.spend)
-	// before it checks a proof, and answers the verdict; verifyFlow
+	// first (a.alreadyProven, a.open), must spend the failure budget (a.spend)
+	// before it checks a proof, and answers the verdict; VerifyFlow
 	// records the outcome.
 	Verify(ctx context.Context, a *attempt) (verdict, error)
 }
