@@ -19,7 +19,7 @@ var checklistSections = []struct {
 // testPackages maps the package names used in the checklist to their
 // directories.
 var testPackages = map[string]string{
-	"e2e": "../e2e", "gateway": "../gateway", "directory": "../directory", "store": "../store", "config": "../config",
+	"e2e": "../e2e", "gateway": "../gateway", "flow": "../flow", "directory": "../directory", "store": "../store", "config": "../config",
 	"notify": "../notify", "policy": "../policy", "docs": ".", "latchkey": "../cmd/latchkey",
 	"timingleak": "../internal/timingleak",
 }

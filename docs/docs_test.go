@@ -1,6 +1,6 @@
 // Package docs_test keeps docs/openapi.yaml and docs/api.md in step with the
 // gateway: the routes registered in gateway/routes.go, the error codes,
-// statuses and messages of gateway/errors.go, and what a live gateway
+// statuses and messages of flow/errors.go, and what a live gateway
 // (in-process, fake directory, in-memory SQLite) actually answers.
 package docs_test
 
@@ -524,10 +524,10 @@ type problemCode struct {
 	status        int
 }
 
-// problemCodes reads the codes, messages and statuses of gateway/errors.go.
+// problemCodes reads the codes, messages and statuses of flow/errors.go.
 func problemCodes(t *testing.T) []problemCode {
 	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), "../gateway/errors.go", nil, 0)
+	f, err := parser.ParseFile(token.NewFileSet(), "../flow/errors.go", nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -571,7 +571,7 @@ func problemCodes(t *testing.T) []problemCode {
 		return true
 	})
 	if len(order) < 10 || maps["messages"] == nil || maps["statuses"] == nil {
-		t.Fatalf("gateway/errors.go: found %d codes, messages %v, statuses %v", len(order), maps["messages"] != nil, maps["statuses"] != nil)
+		t.Fatalf("flow/errors.go: found %d codes, messages %v, statuses %v", len(order), maps["messages"] != nil, maps["statuses"] != nil)
 	}
 	var out []problemCode
 	for _, c := range order {
@@ -579,13 +579,13 @@ func problemCodes(t *testing.T) []problemCode {
 		if lit, ok := maps["messages"][c].(*ast.BasicLit); ok {
 			pc.message, _ = strconv.Unquote(lit.Value)
 		} else {
-			t.Errorf("gateway/errors.go: %s has no constant message", c)
+			t.Errorf("flow/errors.go: %s has no constant message", c)
 		}
 		if sel, ok := maps["statuses"][c].(*ast.SelectorExpr); ok {
 			pc.status = httpStatusNames[sel.Sel.Name]
 		}
 		if pc.status == 0 {
-			t.Errorf("gateway/errors.go: the status of %s is not an http.Status constant the test knows", c)
+			t.Errorf("flow/errors.go: the status of %s is not an http.Status constant the test knows", c)
 		}
 		out = append(out, pc)
 	}
@@ -593,7 +593,7 @@ func problemCodes(t *testing.T) []problemCode {
 }
 
 // TestErrorCodesDocumented: the ErrorCode enum of openapi.yaml and the table
-// of api.md list exactly the codes of gateway/errors.go, each with its
+// of api.md list exactly the codes of flow/errors.go, each with its
 // status and its message.
 func TestErrorCodesDocumented(t *testing.T) {
 	codes := problemCodes(t)
@@ -606,7 +606,7 @@ func TestErrorCodesDocumented(t *testing.T) {
 	sort.Strings(want)
 	sort.Strings(enum)
 	if !slices.Equal(want, enum) {
-		t.Errorf("openapi.yaml ErrorCode enum = %v\ngateway/errors.go codes  = %v", enum, want)
+		t.Errorf("openapi.yaml ErrorCode enum = %v\nflow/errors.go codes  = %v", enum, want)
 	}
 	md, err := os.ReadFile("api.md")
 	if err != nil {
@@ -624,15 +624,15 @@ func TestErrorCodesDocumented(t *testing.T) {
 			continue
 		}
 		if row[0] != strconv.Itoa(c.status) {
-			t.Errorf("docs/api.md: %s has status %s, gateway/errors.go says %d", c.code, row[0], c.status)
+			t.Errorf("docs/api.md: %s has status %s, flow/errors.go says %d", c.code, row[0], c.status)
 		}
 		if row[1] != c.message {
-			t.Errorf("docs/api.md: %s message %q, gateway/errors.go says %q", c.code, row[1], c.message)
+			t.Errorf("docs/api.md: %s message %q, flow/errors.go says %q", c.code, row[1], c.message)
 		}
 		delete(table, c.code)
 	}
 	for code := range table {
-		t.Errorf("docs/api.md documents error code %s, which gateway/errors.go does not have", code)
+		t.Errorf("docs/api.md documents error code %s, which flow/errors.go does not have", code)
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/latchkeyhq/latchkey/flow"
 )
 
 type apiErrorBody struct {
@@ -333,18 +335,11 @@ func (s *Server) apiFlowVerify(c echo.Context) error {
 	if err := field(in.Code, 16); err != nil {
 		return err
 	}
-	var f FlowView
-	var err error
-	if cred, ok, cerr := passkeyCredential(in.Credential); ok {
-		if cerr != nil || in.Code != "" || in.Answers != nil {
-			return problem(CodeInvalidRequest, cerr)
-		}
-		f, err = s.svc.VerifyFlowPasskey(c.Request().Context(), apiKind(c), in.Flow, in.Method, cred, meta(c))
-	} else if in.Answers != nil {
-		f, err = s.apiVerifyAnswers(c, in.Flow, in.Method, in.Code, in.Answers)
-	} else {
-		f, err = s.svc.VerifyFlowCode(c.Request().Context(), apiKind(c), in.Flow, in.Method, in.Code, meta(c))
+	p, err := apiProof(in.Code, in.Credential, in.Answers)
+	if err != nil {
+		return err
 	}
+	f, err := s.svc.VerifyFlow(c.Request().Context(), apiKind(c), in.Flow, in.Method, p, meta(c))
 	if err != nil {
 		return err
 	}
@@ -354,6 +349,24 @@ func (s *Server) apiFlowVerify(c echo.Context) error {
 		out["needs"] = f.Needs
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// apiProof is the one proof a verify request carries: a passkey's
+// credential, answers to security questions, or a code.
+func apiProof(code string, credential json.RawMessage, answers []Answer) (flow.Proof, error) {
+	if cred, ok, err := passkeyCredential(credential); ok {
+		if err != nil || code != "" || answers != nil {
+			return flow.Proof{}, problem(CodeInvalidRequest, err)
+		}
+		return flow.Proof{Credential: cred}, nil
+	}
+	if answers != nil {
+		if code != "" || len(answers) > maxAnswersInRequest {
+			return flow.Proof{}, problem(CodeInvalidRequest, errors.New("a code and answers, or too many answers"))
+		}
+		return flow.Proof{Answers: answers}, nil
+	}
+	return flow.Proof{Code: code}, nil
 }
 
 func (s *Server) apiResetPolicy(c echo.Context) error {

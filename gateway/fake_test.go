@@ -191,11 +191,38 @@ type testbed struct {
 	read map[string]int
 	// dbPath is the SQLite store's file
 	dbPath string
+	// clock is the service's clock when set (Deps.Now)
+	clock func() time.Time
+	// logs and audits take the service's log and audit lines
+	logs, audits *swapHandler
 }
 
-// plainStore makes newTestbed hide the store's optional interfaces
-// (store.StartRecorder, store.PasswordWriteRecorder): the single calls.
-var plainStore bool
+// swapHandler is a slog.Handler a test points elsewhere after the
+// service is built; it drops lines until then.
+type swapHandler struct {
+	mu sync.Mutex
+	h  slog.Handler
+}
+
+func (s *swapHandler) set(h slog.Handler) { s.mu.Lock(); s.h = h; s.mu.Unlock() }
+
+func (s *swapHandler) target() slog.Handler {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.h == nil {
+		return slog.DiscardHandler
+	}
+	return s.h
+}
+
+func (s *swapHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return s.target().Enabled(ctx, l)
+}
+func (s *swapHandler) Handle(ctx context.Context, r slog.Record) error {
+	return s.target().Handle(ctx, r)
+}
+func (s *swapHandler) WithAttrs(as []slog.Attr) slog.Handler { return s.target().WithAttrs(as) }
+func (s *swapHandler) WithGroup(n string) slog.Handler       { return s.target().WithGroup(n) }
 
 func newTestbed(t *testing.T, tweak func(*Options)) *testbed {
 	t.Helper()
@@ -219,11 +246,14 @@ func newTestbed(t *testing.T, tweak func(*Options)) *testbed {
 	}
 	rec := &notifytest.Recorder{}
 	dir := newFakeDir()
-	deps := st
-	if plainStore {
-		deps = struct{ store.Store }{st} // none of the optional interfaces
-	}
-	svc, err := NewService(o, Deps{Directory: dir, Store: deps, Mailer: rec, SMS: rec, Log: slog.New(slog.DiscardHandler)})
+	tb := &testbed{dir: dir, st: st, rec: rec, read: map[string]int{}, dbPath: dbPath, logs: &swapHandler{}, audits: &swapHandler{}}
+	svc, err := NewService(o, Deps{Directory: dir, Store: st, Mailer: rec, SMS: rec, Log: slog.New(tb.logs), Audit: slog.New(tb.audits),
+		Now: func() time.Time {
+			if tb.clock != nil {
+				return tb.clock()
+			}
+			return time.Now()
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +262,8 @@ func newTestbed(t *testing.T, tweak func(*Options)) *testbed {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testbed{svc: svc, srv: srv, dir: dir, st: st, rec: rec, read: map[string]int{}, dbPath: dbPath}
+	tb.svc, tb.srv = svc, srv
+	return tb
 }
 
 // onPostgres holds the tests (subtests of onBothStores) whose testbed

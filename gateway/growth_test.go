@@ -15,6 +15,7 @@ import (
 
 	_ "modernc.org/sqlite"
 
+	"github.com/latchkeyhq/latchkey/flow"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
@@ -43,13 +44,13 @@ func TestMetricsKeepNoClientChosenLabels(t *testing.T) {
 			t.Fatalf("%s: %d, want 405", m, w.Code)
 		}
 	}
-	tb.svc.stats.mu.Lock()
-	series, routes := len(tb.svc.stats.requests), len(tb.svc.stats.seconds)
+	tb.srv.stats.mu.Lock()
+	series, routes := len(tb.srv.stats.requests), len(tb.srv.stats.seconds)
 	labels := 0
-	for k := range tb.svc.stats.requests {
+	for k := range tb.srv.stats.requests {
 		labels += len(k[0]) + len(k[1]) + len(k[2])
 	}
-	tb.svc.stats.mu.Unlock()
+	tb.srv.stats.mu.Unlock()
 	if series > 5 || routes > 3 || labels > 200 {
 		t.Fatalf("%d request series (%d bytes of labels) and %d route series after 900 junk requests, want a handful", series, labels, routes)
 	}
@@ -94,7 +95,7 @@ func TestPasskeyChallengesBudgetedPerFlow(t *testing.T) {
 		}
 		for i := 0; i < 50; i++ {
 			pc, err := tb.svc.SendFlowChallenge(ctx, "reset", c.flow, c.meth, Meta{ClientIP: "198.51.100.9"})
-			if i < maxFlowChallenges {
+			if i < flow.MaxFlowChallenges {
 				if err != nil || pc == nil {
 					t.Fatalf("%s passkey, ask %d: %v", c.what, i+1, err)
 				}
@@ -106,23 +107,23 @@ func TestPasskeyChallengesBudgetedPerFlow(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if writes := after.Version - before.Version; writes != maxFlowChallenges {
-			t.Fatalf("%s passkey: 50 asks wrote the flow %d times, want %d", c.what, writes, maxFlowChallenges)
+		if writes := after.Version - before.Version; writes != flow.MaxFlowChallenges {
+			t.Fatalf("%s passkey: 50 asks wrote the flow %d times, want %d", c.what, writes, flow.MaxFlowChallenges)
 		}
 	}
 }
 
 // TestAuditRowsFromRequestsWithoutProofAreSampled: CSRF refusals and other
 // events anyone can cause without a proof are stored at most
-// auditSampleRows times per kind and client address per window; the rest
+// flow.AuditSampleRows times per kind and client address per window; the rest
 // are counted into one summary row per kind and address, stored once the
 // window has ended. Every event keeps its audit line (issue 17, WB-6).
 func TestAuditRowsFromRequestsWithoutProofAreSampled(t *testing.T) {
 	tb := newTestbed(t, nil)
 	clk := &testClock{t: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
-	tb.svc.d.Now = clk.now
+	tb.clock = clk.now
 	lines := &syncBuffer{}
-	tb.svc.audit = slog.New(slog.NewJSONHandler(lines, nil))
+	tb.audits.set(slog.NewJSONHandler(lines, nil))
 	ctx := context.Background()
 	c := newClient(t, tb)
 	for _, remote := range []string{"192.0.2.1:1", "192.0.2.2:1"} {
@@ -156,12 +157,12 @@ func TestAuditRowsFromRequestsWithoutProofAreSampled(t *testing.T) {
 		return n, summaries
 	}
 	for _, ip := range []string{"192.0.2.1", "192.0.2.2"} {
-		if n, sums := rows("blocked", "csrf", ip); n != auditSampleRows || len(sums) != 0 {
-			t.Fatalf("%s: %d csrf rows and %d summaries in the window, want %d and none", ip, n, len(sums), auditSampleRows)
+		if n, sums := rows("blocked", "csrf", ip); n != flow.AuditSampleRows || len(sums) != 0 {
+			t.Fatalf("%s: %d csrf rows and %d summaries in the window, want %d and none", ip, n, len(sums), flow.AuditSampleRows)
 		}
 	}
-	if n, _ := rows("sign_in", "failed", "192.0.2.3"); n != auditSampleRows {
-		t.Fatalf("%d failed sign-in rows, want %d", n, auditSampleRows)
+	if n, _ := rows("sign_in", "failed", "192.0.2.3"); n != flow.AuditSampleRows {
+		t.Fatalf("%d failed sign-in rows, want %d", n, flow.AuditSampleRows)
 	}
 	if got := strings.Count(lines.String(), `"outcome":"csrf"`); got != 100 {
 		t.Fatalf("%d csrf audit lines, want one per refusal (100)", got)
@@ -184,7 +185,7 @@ func TestAuditRowsFromRequestsWithoutProofAreSampled(t *testing.T) {
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	c.do(req)
 	tb.svc.FlushAudit(ctx)
-	if n, sums := rows("blocked", "csrf", "192.0.2.1"); n != auditSampleRows+1 || len(sums) != 1 {
+	if n, sums := rows("blocked", "csrf", "192.0.2.1"); n != flow.AuditSampleRows+1 || len(sums) != 1 {
 		t.Fatalf("next window: %d rows, %d summaries", n, len(sums))
 	}
 }
@@ -206,7 +207,7 @@ func TestJunkRequestsKeepMemoryAndStoreFlat(t *testing.T) {
 		o.Limits.StartsPerIP, o.Limits.StartsTotal, o.Limits.SignInsPerIP = 5, 40, 5
 	})
 	clk := &testClock{t: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
-	tb.svc.d.Now = clk.now
+	tb.clock = clk.now
 	ctx := context.Background()
 	// a flow offering a fake passkey (its id is all a junk sender needs)
 	var flowID, passkeyID string
@@ -243,9 +244,9 @@ func TestJunkRequestsKeepMemoryAndStoreFlat(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		tb.svc.stats.mu.Lock()
-		s.series = len(tb.svc.stats.requests)
-		tb.svc.stats.mu.Unlock()
+		tb.srv.stats.mu.Lock()
+		s.series = len(tb.srv.stats.requests)
+		tb.srv.stats.mu.Unlock()
 		runtime.GC()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
@@ -311,9 +312,9 @@ func TestJunkRequestsKeepMemoryAndStoreFlat(t *testing.T) {
 		t.Fatalf("the store grew within a window: %+v -> %+v", atWarm, beforeRoll)
 	}
 	// over both windows: what bounded windows store, whatever the traffic
-	// (per window at most auditSampleTotal sampled rows, two events per
+	// (per window at most flow.AuditSampleTotal sampled rows, two events per
 	// start within starts_total, and a summary per kind and client)
-	bound := 2 * (auditSampleTotal + 2*40 + 6*len(clients))
+	bound := 2 * (flow.AuditSampleTotal + 2*40 + 6*len(clients))
 	if end.audit > bound || end.flows > 2*40+1 {
 		t.Fatalf("%d audit rows and %d flows after %d junk requests, want at most %d and %d", end.audit, end.flows, total, bound, 2*40+1)
 	}

@@ -240,12 +240,15 @@ func TestClientIPIgnoresForwardedForFromUntrustedPeers(t *testing.T) {
 	if a, b := tb.srv.clientIP(r), tb.srv.clientIP(r2); a != b || a != "2001:db8:1::/56" {
 		t.Fatalf("IPv6 addresses of one /56 count apart: %s %s", a, b)
 	}
-	tb.svc.o.Limits.IPv6Prefix = 64 // limits.ipv6_prefix
+	tb = newTestbed(t, func(o *Options) { o.Limits.IPv6Prefix = 64 }) // limits.ipv6_prefix
 	if a, b := tb.srv.clientIP(r), tb.srv.clientIP(r2); a == b || a != "2001:db8:1:2::/64" {
 		t.Fatalf("per /64: %s %s", a, b)
 	}
 	r.RemoteAddr = "192.0.2.10:1234"
-	tb.svc.o.TrustedProxies = append(tb.svc.o.TrustedProxies, mustPrefix("192.0.2.0/24"))
+	tb = newTestbed(t, func(o *Options) {
+		o.Limits.IPv6Prefix = 64
+		o.TrustedProxies = append(o.TrustedProxies, mustPrefix("192.0.2.0/24"))
+	})
 	r.Header.Set("X-Forwarded-For", "198.51.100.7, 203.0.113.9, 192.0.2.99")
 	if ip := tb.srv.clientIP(r); ip != "203.0.113.9" {
 		t.Fatalf("trusted proxy chain: %s", ip)

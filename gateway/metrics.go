@@ -23,15 +23,16 @@ import (
 type metrics struct {
 	mu       sync.Mutex
 	requests map[[3]string]uint64 // method, route, status
-	events   map[[2]string]uint64 // audit event type, outcome
-	seconds  map[string]float64   // route -> total seconds
-	started  time.Time
+	// svc counts the audit events (flow.Service.EventCounts)
+	svc     *Service
+	seconds map[string]float64 // route -> total seconds
+	started time.Time
 	// routes are the registered route patterns (setRoutes); nil until set
 	routes map[string]bool
 }
 
-func newMetrics() *metrics {
-	return &metrics{requests: map[[3]string]uint64{}, events: map[[2]string]uint64{}, seconds: map[string]float64{}, started: time.Now()}
+func newMetrics(svc *Service) *metrics {
+	return &metrics{requests: map[[3]string]uint64{}, svc: svc, seconds: map[string]float64{}, started: time.Now()}
 }
 
 // knownMethods are the HTTP methods the gateway serves or answers 405 to
@@ -97,19 +98,6 @@ func asProblemStatus(err error) int {
 	return asProblem(err).Status
 }
 
-// event counts only successes that needed a proof (completed resets,
-// unlocks, changes, verified methods). The outcomes of unauthenticated
-// steps (started, gate, blocked, sign-in) would let anyone who can read
-// /metrics tell an eligible name from an unknown one, request by request.
-func (m *metrics) event(typ, outcome string) {
-	if outcome != "success" || (!strings.HasSuffix(typ, ".completed") && typ != "registration.method_verified") {
-		return
-	}
-	m.mu.Lock()
-	m.events[[2]string{typ, outcome}]++
-	m.mu.Unlock()
-}
-
 func (m *metrics) handler(c echo.Context) error {
 	var b strings.Builder
 	m.mu.Lock()
@@ -132,13 +120,8 @@ func (m *metrics) handler(c echo.Context) error {
 		fmt.Fprintf(&b, "latchkey_http_request_seconds_total{route=%q} %g\n", r, m.seconds[r])
 	}
 	b.WriteString("# HELP latchkey_events_total Audit events by type and outcome.\n# TYPE latchkey_events_total counter\n")
-	ev := make([][2]string, 0, len(m.events))
-	for k := range m.events {
-		ev = append(ev, k)
-	}
-	sort.Slice(ev, func(i, j int) bool { return ev[i][0]+ev[i][1] < ev[j][0]+ev[j][1] })
-	for _, k := range ev {
-		fmt.Fprintf(&b, "latchkey_events_total{event=%q,outcome=%q} %d\n", k[0], k[1], m.events[k])
+	for _, e := range m.svc.EventCounts() {
+		fmt.Fprintf(&b, "latchkey_events_total{event=%q,outcome=%q} %d\n", e.Type, e.Outcome, e.N)
 	}
 	fmt.Fprintf(&b, "# HELP latchkey_uptime_seconds Seconds since start.\n# TYPE latchkey_uptime_seconds gauge\nlatchkey_uptime_seconds %g\n", time.Since(m.started).Seconds())
 	m.mu.Unlock()

@@ -67,14 +67,6 @@ func (s *Server) apiFlowQuestions(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"questions": append([]Question{}, qs...)})
 }
 
-// apiVerifyAnswers: POST /api/v1/reset/verify {flow, method, answers}.
-func (s *Server) apiVerifyAnswers(c echo.Context, flow, method, code string, answers []Answer) (FlowView, error) {
-	if code != "" || len(answers) > maxAnswersInRequest {
-		return FlowView{}, problem(CodeInvalidRequest, errors.New("a code and answers, or too many answers"))
-	}
-	return s.svc.VerifyFlowAnswers(c.Request().Context(), apiKind(c), flow, method, answers, meta(c))
-}
-
 // ---------------------------------------------------------------- registration pages
 
 type questionRow struct {
@@ -119,7 +111,7 @@ func (s *Server) questionsPage(c echo.Context) error {
 	if err != nil {
 		return s.redirect(c, "/register")
 	}
-	if s.svc.now().Sub(sess.AuthAt) > s.svc.o.ReauthWindow {
+	if s.svc.NeedsReauth(sess) {
 		return s.redirect(c, "/register/methods") // the password again first
 	}
 	d, err := s.questionsData(c, sess, nil)
@@ -134,13 +126,13 @@ func (s *Server) setQuestions(c echo.Context) error {
 	if err != nil {
 		return s.redirect(c, "/register")
 	}
-	n := s.svc.o.Questions.Required
+	n := s.o.Questions.Required
 	answers := make([]Answer, 0, n)
 	rows := make([]questionRow, 0, n)
 	for i := range n {
 		q, custom := formValue(c, "question-"+strconv.Itoa(i)), strings.TrimSpace(formValue(c, "custom-"+strconv.Itoa(i)))
 		rows = append(rows, questionRow{N: i + 1, Selected: q, Custom: custom})
-		if custom != "" && s.svc.o.Questions.AllowCustom {
+		if custom != "" && s.o.Questions.AllowCustom {
 			q = custom
 		}
 		answers = append(answers, Answer{Question: q, Answer: formValue(c, "answer-"+strconv.Itoa(i))})

@@ -69,12 +69,12 @@ func (s *Server) routes() {
 	api.POST("/unlock/complete", s.apiUnlockComplete)
 	api.POST("/change", s.apiChange)
 
-	if s.svc.d.Demo != nil {
+	if s.svc.Demo() != nil {
 		e.GET("/demo/outbox", s.demoOutboxPage)
 		e.POST("/demo/lock", s.form(s.demoLock))
 	}
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
-	e.GET("/metrics", s.svc.stats.handler)
+	e.GET("/metrics", s.stats.handler)
 }

@@ -3,9 +3,11 @@ package gateway
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"html/template"
 	"io/fs"
 	"net"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/latchkeyhq/latchkey/flow"
 	"github.com/latchkeyhq/latchkey/templates"
 )
 
@@ -24,6 +27,9 @@ import (
 type Server struct {
 	svc   *Service
 	e     *echo.Echo
+	stats *metrics
+	// o are the service's options
+	o     Options
 	pages map[string]*template.Template
 	// cookie names: __Host- prefixed and Secure behind https
 	secure                                bool
@@ -55,27 +61,29 @@ const (
 
 // New builds the HTTP server around svc.
 func New(svc *Service) (*Server, error) {
-	s := &Server{svc: svc, e: echo.New()}
-	s.secure = svc.o.PublicURL.Scheme == "https"
+	s := &Server{svc: svc, e: echo.New(), stats: newMetrics(svc)}
+	o := svc.Options()
+	s.o = o
+	s.secure = o.PublicURL.Scheme == "https"
 	prefix := ""
 	if s.secure {
 		prefix = "__Host-"
 	}
 	s.cookieSession, s.cookieCSRF, s.cookieFlow = prefix+"latchkey_session", prefix+"latchkey_csrf", prefix+"latchkey_flow"
-	s.origin = svc.o.PublicURL.Scheme + "://" + svc.o.PublicURL.Host
+	s.origin = o.PublicURL.Scheme + "://" + o.PublicURL.Host
 	if err := s.loadPages(); err != nil {
 		return nil, err
 	}
 	e := s.e
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	e.Use(s.base, svc.stats.middleware)
+	e.Use(s.base, s.stats.middleware)
 	s.routes()
 	var patterns []string
 	for _, r := range e.Routes() {
 		patterns = append(patterns, r.Path)
 	}
-	svc.stats.setRoutes(patterns)
+	s.stats.setRoutes(patterns)
 	return s, nil
 }
 
@@ -84,28 +92,36 @@ func (s *Server) Handler() http.Handler { return s.e }
 
 // HTTPServer is an http.Server with the configured timeouts.
 func (s *Server) HTTPServer(addr string) *http.Server {
-	o := s.svc.o
+	o := s.o
 	return &http.Server{Addr: addr, Handler: s.e, ReadTimeout: o.ReadTimeout, ReadHeaderTimeout: 5 * time.Second,
 		WriteTimeout: o.WriteTimeout, IdleTimeout: o.IdleTimeout, MaxHeaderBytes: 16 << 10}
 }
 
+// pageNames are the pages the server renders (templates/pages/NAME.html):
+// each is parsed at start-up, and a missing one fails the start, not a
+// request.
+var pageNames = []string{"change", "demo_outbox", "done", "error", "flow_code", "flow_methods", "flow_password",
+	"flow_questions", "flow_start", "flow_unlock", "home", "methods", "not_eligible", "passkey", "questions", "signin",
+	"totp_enrol", "verify_method"}
+
 func (s *Server) loadPages() error {
-	names, err := fs.Glob(templates.FS, "pages/*.html")
-	if err != nil {
-		return err
-	}
-	s.pages = map[string]*template.Template{}
-	for _, n := range names {
-		if strings.HasSuffix(n, "/layout.html") {
-			continue
-		}
-		t, err := template.ParseFS(templates.FS, "pages/layout.html", n)
+	pages, err := parsePages(templates.FS)
+	s.pages = pages
+	return err
+}
+
+// parsePages parses every page of pageNames from fsys, each with the
+// layout.
+func parsePages(fsys fs.FS) (map[string]*template.Template, error) {
+	pages := map[string]*template.Template{}
+	for _, n := range pageNames {
+		t, err := template.ParseFS(fsys, "pages/layout.html", "pages/"+n+".html")
 		if err != nil {
-			return err
+			return nil, fmt.Errorf("page %s: %w", n, err)
 		}
-		s.pages[strings.TrimSuffix(strings.TrimPrefix(n, "pages/"), ".html")] = t
+		pages[n] = t
 	}
-	return nil
+	return pages, nil
 }
 
 // base runs on every request: request id, client address, security headers,
@@ -113,7 +129,7 @@ func (s *Server) loadPages() error {
 func (s *Server) base(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		rid := make([]byte, 8)
-		randRead(rid)
+		_, _ = rand.Read(rid)
 		id := hex.EncodeToString(rid)
 		c.Set(ctxRequestID, id)
 		h := c.Response().Header()
@@ -180,12 +196,12 @@ func (s *Server) limitAddr(a netip.Addr) string {
 	if a.Is4() {
 		return a.String()
 	}
-	p, _ := a.Prefix(s.svc.o.Limits.IPv6Prefix)
+	p, _ := a.Prefix(s.o.Limits.IPv6Prefix)
 	return p.String()
 }
 
 func (s *Server) trusted(a netip.Addr) bool {
-	for _, p := range s.svc.o.TrustedProxies {
+	for _, p := range s.o.TrustedProxies {
 		if p.Contains(a.Unmap()) {
 			return true
 		}
@@ -232,12 +248,12 @@ func (s *Server) handleError(err error, c echo.Context) {
 	}
 	m := meta(c)
 	if p.Code == CodeCSRF {
-		s.svc.record(c.Request().Context(), m, "blocked", "", "csrf", map[string]string{"path": c.Path()})
+		s.svc.Record(c.Request().Context(), m, "blocked", "", "csrf", map[string]string{"path": c.Path()})
 	}
 	if p.Status >= 500 {
-		s.svc.log.Error("request failed", "request_id", m.RequestID, "path", c.Path(), "code", p.Code, "error", errString(p.Err))
+		s.svc.Log().Error("request failed", "request_id", m.RequestID, "path", c.Path(), "code", p.Code, "error", errString(p.Err))
 	} else if p.Err != nil {
-		s.svc.log.Debug("request refused", "request_id", m.RequestID, "path", c.Path(), "code", p.Code, "error", errString(p.Err))
+		s.svc.Log().Debug("request refused", "request_id", m.RequestID, "path", c.Path(), "code", p.Code, "error", errString(p.Err))
 	}
 	if isAPI(c) {
 		_ = c.JSON(p.Status, apiError(p, m.RequestID))
@@ -273,8 +289,8 @@ func (s *Server) render(c echo.Context, status int, page, title string, data any
 	if !ok {
 		return problem(CodeInternal, errors.New("no page "+page))
 	}
-	d := pageData{Title: title, Product: s.svc.o.ProductName, Helpdesk: s.svc.o.Helpdesk, CSRF: s.csrfToken(c),
-		Notice: notices[c.QueryParam("notice")], Data: data, Demo: s.svc.d.Demo != nil}
+	d := pageData{Title: title, Product: s.o.ProductName, Helpdesk: s.o.Helpdesk, CSRF: s.csrfToken(c),
+		Notice: notices[c.QueryParam("notice")], Data: data, Demo: s.svc.Demo() != nil}
 	if p != nil {
 		d.Error, d.Errors, d.RequestID = p.Message(), p.Violations, meta(c).RequestID
 		if len(p.Violations) > 0 && p.Code == CodePasswordRejected {
@@ -310,12 +326,12 @@ func (s *Server) csrfToken(c echo.Context) string {
 		if ck, err := c.Cookie(s.cookieCSRF); err == nil && len(ck.Value) >= 32 {
 			v = ck.Value
 		} else {
-			v = newToken()
+			v = flow.NewToken()
 			c.SetCookie(s.cookie(s.cookieCSRF, v, 0))
 		}
 		c.Set(ctxCSRFCookie, v)
 	}
-	return base64.RawURLEncoding.EncodeToString(mac(s.svc.k.csrf, v))
+	return base64.RawURLEncoding.EncodeToString(s.svc.CSRFMAC(v))
 }
 
 // checkCSRF refuses a cross-site form post: Sec-Fetch-Site and Origin must
@@ -338,7 +354,7 @@ func (s *Server) checkCSRF(c echo.Context) error {
 		return problem(CodeCSRF, errors.New("no csrf cookie"))
 	}
 	got, err := base64.RawURLEncoding.DecodeString(formValue(c, "_csrf"))
-	if err != nil || !hmac.Equal(got, mac(s.svc.k.csrf, ck.Value)) {
+	if err != nil || !hmac.Equal(got, s.svc.CSRFMAC(ck.Value)) {
 		return problem(CodeCSRF, errors.New("bad csrf token"))
 	}
 	c.Set(ctxCSRFCookie, ck.Value)
@@ -370,13 +386,12 @@ func (s *Server) readyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
 	defer cancel()
 	status, code := map[string]string{"directory": "ok", "store": "ok"}, http.StatusOK
-	if err := s.svc.d.Directory.Ping(ctx); err != nil {
+	dirErr, storeErr := s.svc.Ready(ctx)
+	if dirErr != nil {
 		status["directory"], code = "unavailable", http.StatusServiceUnavailable
-		s.svc.log.Warn("readiness: directory", "error", err.Error())
 	}
-	if err := s.svc.d.Store.Ping(ctx); err != nil {
+	if storeErr != nil {
 		status["store"], code = "unavailable", http.StatusServiceUnavailable
-		s.svc.log.Warn("readiness: store", "error", err.Error())
 	}
 	return c.JSON(code, status)
 }

@@ -71,7 +71,7 @@ func (s *Server) redirect(c echo.Context, path string) error {
 // ---------------------------------------------------------------- home
 
 func (s *Server) home(c echo.Context) error {
-	return s.render(c, http.StatusOK, "home", s.svc.o.ProductName+" self-service", nil, nil)
+	return s.render(c, http.StatusOK, "home", s.o.ProductName+" self-service", nil, nil)
 }
 
 // ---------------------------------------------------------------- registration
@@ -138,7 +138,7 @@ func (s *Server) methodsData(c echo.Context, sess store.Session) (methodsPage, e
 		d.CanPasskey = d.CanPasskey || t == MethodWebAuthn
 		d.CanQuestions = d.CanQuestions || t == MethodQuestions
 	}
-	d.NeedReauth = s.svc.now().Sub(sess.AuthAt) > s.svc.o.ReauthWindow
+	d.NeedReauth = s.svc.NeedsReauth(sess)
 	return d, nil
 }
 
@@ -452,7 +452,7 @@ type flowCodePage struct {
 func (s *Server) flowCodeData(kind string, f FlowView, method string) (flowCodePage, bool) {
 	for _, m := range f.Methods {
 		if m.ID == method {
-			return flowCodePage{Kind: kind, ID: m.ID, Type: m.Type, Hint: m.Hint, Minutes: int(s.svc.o.CodeTTL.Minutes())}, true
+			return flowCodePage{Kind: kind, ID: m.ID, Type: m.Type, Hint: m.Hint, Minutes: int(s.o.CodeTTL.Minutes())}, true
 		}
 	}
 	return flowCodePage{}, false
@@ -606,7 +606,7 @@ type changePage struct {
 }
 
 func (s *Server) changePage(c echo.Context) error {
-	return s.render(c, http.StatusOK, "change", "Change your password", changePage{Rules: s.svc.passwordRules(c.Request().Context(), nil)}, nil)
+	return s.render(c, http.StatusOK, "change", "Change your password", changePage{Rules: s.svc.GeneralPasswordRules(c.Request().Context())}, nil)
 }
 
 func (s *Server) change(c echo.Context) error {
@@ -624,7 +624,7 @@ func (s *Server) change(c echo.Context) error {
 		if p.Status >= 500 && p.Code != CodeUnavailable {
 			return p
 		}
-		return s.render(c, p.Status, "change", "Change your password", changePage{Username: username, Rules: s.svc.passwordRules(c.Request().Context(), nil)}, p)
+		return s.render(c, p.Status, "change", "Change your password", changePage{Username: username, Rules: s.svc.GeneralPasswordRules(c.Request().Context())}, p)
 	}
 	return s.render(c, http.StatusOK, "done", "Password changed", donePage{"Your password has been changed.", true}, nil)
 }

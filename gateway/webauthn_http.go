@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/latchkeyhq/latchkey/flow"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
@@ -53,7 +54,7 @@ func (s *Server) passkeyForm(h echo.HandlerFunc) echo.HandlerFunc {
 			return problem(CodeInvalidRequest, err)
 		}
 		cred := r.PostForm["credential"]
-		if len(cred) > 1 || (len(cred) == 1 && len(cred[0]) > maxCredentialJSON) {
+		if len(cred) > 1 || (len(cred) == 1 && len(cred[0]) > flow.MaxCredentialJSON) {
 			return problem(CodeInvalidRequest, errors.New("bad credential field"))
 		}
 		rest := url.Values{}
@@ -166,7 +167,7 @@ func passkeyCredential(raw json.RawMessage) ([]byte, bool, error) {
 	if len(raw) == 0 {
 		return nil, false, nil
 	}
-	body, ok := credentialJSON(raw)
+	body, ok := flow.CredentialJSON(raw)
 	if !ok {
 		return nil, true, problem(CodeInvalidRequest, errors.New("credential must be a JSON object"))
 	}
@@ -177,7 +178,7 @@ func (s *Server) apiAddPasskey(c echo.Context, sess store.Session, address, labe
 	if address != "" {
 		return problem(CodeInvalidRequest, errors.New("a passkey has no address"))
 	}
-	if err := field(label, 4*passkeyLabelMax); err != nil {
+	if err := field(label, 4*flow.PasskeyLabelMax); err != nil {
 		return err
 	}
 	pc, err := s.svc.BeginPasskey(c.Request().Context(), sess, label, meta(c))

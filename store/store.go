@@ -337,6 +337,9 @@ type Store interface {
 	Ping(ctx context.Context) error
 	// Close releases the store. Calling it more than once is allowed.
 	Close() error
+
+	// The writes of the start of a reset or unlock, in two transactions.
+	StartRecorder
 }
 
 // PasswordWriteRecorder is implemented by stores that record what follows a
@@ -361,8 +364,7 @@ type CounterHit struct {
 
 // StartRecorder is implemented by stores that can group the writes of a
 // reset or unlock start (three counters, the flow, one or two audit events)
-// into two transactions instead of five or six. Callers fall back to Hit,
-// CreateFlow and AppendAudit when a store does not implement it.
+// into two transactions instead of five or six. Part of Store.
 type StartRecorder interface {
 	// HitMany is Hit for each of hits (at now) in one transaction: either
 	// every counter is counted or none is (and an error is returned). The

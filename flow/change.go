@@ -1,0 +1,82 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/latchkeyhq/latchkey/directory"
+)
+
+// Change changes a password as the user (old and new). Unknown user, wrong
+// old password, locked or disabled are one sign_in_failed.
+func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword string, m Meta) error {
+	name := canonicalUsername(username)
+	if ok, p := s.spendAddress(ctx, "signin", m.ClientIP, s.o.Limits.SignInsPerIP); p != nil {
+		return p
+	} else if !ok {
+		s.record(ctx, m, "blocked", "", "sign_in_ip_budget", nil)
+		return problem(CodeTooMany, errors.New("sign-in budget of the client address spent")) // as in SignIn
+	}
+	start := time.Now()
+	u, err := s.d.Directory.Lookup(ctx, name)
+	if err != nil {
+		if errors.Is(err, directory.ErrUnavailable) {
+			return s.dirProblem(err)
+		}
+		s.decoyBind(ctx, name, oldPassword)
+		s.record(ctx, m, "change.completed", "", "failed", nil)
+		s.padChange.wait(ctx, start, true)
+		return problem(CodeSignInFailed, err)
+	}
+	// The old password is proven first, within the account's budget of
+	// wrong passwords, by the user's bind that also makes the change; the
+	// gateway's own rules are checked only then, so that nothing tells an
+	// unknown name from a known one to someone who does not know the
+	// password.
+	proven := false
+	err = errors.New("empty password")
+	if oldPassword != "" && s.bindAttempt(ctx, u, m) {
+		err = s.d.Directory.ChangePassword(ctx, u, oldPassword, newPassword, func() error {
+			// the count of wrong passwords is cleared after the write
+			// (with the rest of the request's store writes), or below
+			// when the write is refused: not while the user's
+			// connection is held
+			proven = true
+			if p := s.passwordRejected(newPassword, u); p != nil {
+				return p
+			}
+			return nil
+		})
+	}
+	if proven && err != nil {
+		s.bindProven(ctx, u)
+	}
+	switch {
+	case err == nil:
+	case !proven:
+		if errors.Is(err, directory.ErrUnavailable) {
+			return s.dirProblem(err)
+		}
+		if errors.Is(err, directory.ErrPasswordExpired) {
+			s.bindProven(ctx, u) // the directory says so only to the right password
+		}
+		s.record(ctx, m, "change.completed", u.ID, "failed", map[string]string{"reason": reasonOf(err)})
+		s.padChange.wait(ctx, start, true)
+		return problem(CodeSignInFailed, err)
+	default:
+		var p *Problem
+		if errors.As(err, &p) {
+			return p // the gateway's rules
+		}
+		s.record(ctx, m, "change.completed", u.ID, "refused", map[string]string{"reason": dirReason(err)})
+		if errors.Is(err, directory.ErrPolicyRejected) || errors.Is(err, directory.ErrUnavailable) {
+			return s.writeProblem(err)
+		}
+		return problem(CodeSignInFailed, err)
+	}
+	ctx = context.WithoutCancel(ctx)
+	s.passwordWritten(ctx, m, u, []string{bindKey(u)}, true, "change.completed")
+	s.noticeUser(ctx, u, "password_changed", "", m)
+	return nil
+}

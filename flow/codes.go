@@ -1,0 +1,103 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/latchkeyhq/latchkey/store"
+)
+
+// Codes sent to an address (codeChannel: email, SMS): sent for a flow's
+// method by its Challenge, checked by its Verify, and rendered by its
+// message.
+
+// sendFlowCode sends a code to the offered method c.o. A fake method (an
+// unknown or ineligible user) gets a code issued and never sent: the work
+// and the answer are the same.
+func sendFlowCode(ctx context.Context, c *challenge) error {
+	s, f, o, m := c.s, c.f, c.o, c.m
+	if slices.Contains(f.Verified, o.ID) || s.proofClosed(f) != nil {
+		return nil // nothing to send: proven already, or being completed
+	}
+	// Budgets first: a throttled send must not replace the live code (and
+	// reset its tries). Every flow spends the account's budget, real or not.
+	acctOK := s.hit(ctx, "send:"+f.st.Acct, s.o.Limits.SendsPerAccount, s.o.Limits.Window)
+	var meth *store.Method
+	if o.real && f.AccountID != "" {
+		mt, err := s.d.Store.GetMethod(ctx, f.AccountID, o.ID)
+		if err != nil {
+			// removed since the flow started: nothing to send
+			s.log.Info("method of a flow no longer exists", "request_id", m.RequestID)
+			return nil
+		}
+		if !acctOK || !s.sendAllowed(ctx, mt) {
+			s.record(ctx, m, "blocked", f.AccountID, "send_budget", map[string]string{"method": o.ID})
+			return nil // the same 202: a throttled send looks like any other
+		}
+		meth = &mt
+	}
+	code := newCode(s.o.CodeLength)
+	sc := store.Code{FlowID: f.ID, Purpose: c.kind, MethodID: o.ID, AccountID: f.AccountID,
+		Hash: s.k.codeHash(flowBinding(f), c.kind, o.ID, code), ExpiresAt: s.now().Add(s.o.CodeTTL)}
+	if err := s.d.Store.IssueCode(ctx, sc); err != nil {
+		return storeProblem(err)
+	}
+	if meth != nil {
+		if j, ok := s.codeMessage(*meth, c.kind, code, m); ok {
+			// sent once this answer has left, so that the work of sending
+			// cannot weigh on its time
+			s.out.enqueueAfter(j, c.start.Add(s.padSend.target()))
+		}
+	}
+	s.record(ctx, m, c.kind+".code_sent", f.AccountID, "success", map[string]string{"method": o.ID, "type": o.Type, "to": o.Hint})
+	return nil
+}
+
+// verifyFlowCode checks the code of a try against the one sent for the
+// flow's method (a fake method's code never counts).
+func verifyFlowCode(ctx context.Context, a *attempt) (verdict, error) {
+	// a method is proven once, and a flow being completed takes no proof
+	if p := a.alreadyProven(CodeInvalidCode); p != nil {
+		return verdict{}, p
+	}
+	if p := a.open(); p != nil {
+		return verdict{}, p
+	}
+	if p := a.spend(ctx, CodeInvalidCode); p != nil {
+		return verdict{}, p
+	}
+	s, f, o := a.s, a.f, a.o()
+	code := normalizeCode(a.p.Code)
+	err := s.d.Store.RedeemCode(ctx, f.ID, a.kind, o.ID, s.k.codeHash(flowBinding(*f), a.kind, o.ID, code), s.o.MaxTries, s.now())
+	if err != nil || !o.real || f.AccountID == "" {
+		if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrCodeMismatch) {
+			return verdict{}, storeProblem(err)
+		}
+		return wrong(CodeInvalidCode, ""), nil
+	}
+	return verdict{proven: true}, nil
+}
+
+// codeMessage is the message that carries code to meth's address, for
+// purpose (a flow's kind, or "register").
+func (s *Service) codeMessage(meth store.Method, purpose, code string, m Meta) (job, bool) {
+	ch, ok := channelOf(meth.Type)
+	if !ok {
+		return job{}, false
+	}
+	data := codeMail{Product: s.o.ProductName, Code: code, Minutes: int(s.o.CodeTTL / time.Minute), Purpose: purpose,
+		URL: s.o.PublicURL.String(), Helpdesk: s.o.Helpdesk}
+	return ch.message(s, meth, data, m)
+}
+
+// sendAllowed spends the destination's budget and the kind's own (for
+// SMS, the global hourly SMS budget).
+func (s *Service) sendAllowed(ctx context.Context, meth store.Method) bool {
+	if !s.hit(ctx, "dest:"+meth.Type+":"+store.NormalizeAddress(meth.Type, meth.Address), s.o.Limits.SendsPerDestination, s.o.Limits.Window) {
+		return false
+	}
+	ch, ok := channelOf(meth.Type)
+	return !ok || ch.allowed(ctx, s, meth.Address)
+}

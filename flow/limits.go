@@ -1,0 +1,250 @@
+package flow
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/latchkeyhq/latchkey/directory"
+	"github.com/latchkeyhq/latchkey/store"
+)
+
+// Limits are abuse budgets kept in the store (see config.Limits). Zero
+// fields take the defaults below.
+type Limits struct {
+	Window                 time.Duration
+	StartsPerAccount       int
+	StartsPerIP            int
+	StartsTotal            int
+	SendsPerAccount        int
+	SendsPerDestination    int
+	SMSPerHour             int
+	SMSPerPrefixPerHour    int
+	CodeFailuresPerAccount int
+	SignInsPerIP           int
+	BindFailures           int
+	BindFailureWindow      time.Duration
+	// NoticesPerAccount bounds the notices told to one account in Window
+	// (see notices.go); those over it are held and told as one later.
+	NoticesPerAccount int
+	// IPv6Prefix is the prefix length by which IPv6 clients are one client
+	// address (default 56: what providers commonly give one customer).
+	IPv6Prefix int
+	// IPv6SitePrefix is the coarser prefix with a second budget of its
+	// own, SiteBudgetFactor times each per-address budget (default 48), so
+	// that a holder of many IPv6Prefix networks still has one budget.
+	// Equal to IPv6Prefix: no second budget.
+	IPv6SitePrefix int
+	// AppFailures wrong authenticator-app codes of an account in
+	// AppFailureWindow (counted over the current and the previous window)
+	// suspend its apps for resets and unlocks until the user signs in with
+	// the password; AppFailuresNotify of them tell the user on every
+	// channel, once a window.
+	AppFailures       int
+	AppFailuresNotify int
+	AppFailureWindow  time.Duration
+}
+
+// SiteBudgetFactor: an IPv6 site (Limits.IPv6SitePrefix) may spend this
+// many times a client address's budget of starts and sign-ins.
+const SiteBudgetFactor = 4
+
+// Defaults of the IPv6 grouping.
+const (
+	DefaultIPv6Prefix     = 56
+	DefaultIPv6SitePrefix = 48
+)
+
+func (l *Limits) setDefaults() {
+	def := func(p *int, v int) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	if l.Window <= 0 {
+		l.Window = time.Hour
+	}
+	if l.BindFailureWindow <= 0 {
+		l.BindFailureWindow = time.Hour
+	}
+	if l.AppFailureWindow <= 0 {
+		l.AppFailureWindow = 24 * time.Hour
+	}
+	def(&l.StartsPerAccount, 10)
+	def(&l.StartsPerIP, 60)
+	def(&l.StartsTotal, 20000)
+	def(&l.SendsPerAccount, 10)
+	def(&l.SendsPerDestination, 5)
+	def(&l.SMSPerHour, 200)
+	def(&l.SMSPerPrefixPerHour, 50)
+	def(&l.CodeFailuresPerAccount, 10)
+	def(&l.SignInsPerIP, 60)
+	def(&l.BindFailures, 3)
+	def(&l.NoticesPerAccount, 5)
+	def(&l.AppFailures, 30)
+	def(&l.AppFailuresNotify, 5)
+	l.AppFailuresNotify = min(l.AppFailuresNotify, l.AppFailures)
+	if l.IPv6Prefix <= 0 || l.IPv6Prefix > 128 {
+		l.IPv6Prefix = DefaultIPv6Prefix
+	}
+	if l.IPv6SitePrefix <= 0 || l.IPv6SitePrefix > l.IPv6Prefix {
+		l.IPv6SitePrefix = min(DefaultIPv6SitePrefix, l.IPv6Prefix)
+	}
+}
+
+// addressHits are the per-address counters of one request as guards of a
+// batch (store.CounterHit.Limit): the client address's own, and for an
+// IPv6 client the site's (Limits.IPv6SitePrefix) with SiteBudgetFactor
+// times the budget.
+func (s *Service) addressHits(prefix, clientIP string, limit int) []store.CounterHit {
+	w := s.o.Limits.Window
+	hits := []store.CounterHit{{Key: prefix + "-ip:" + clientIP, Window: w, Limit: limit}}
+	if site, ok := s.siteOf(clientIP); ok {
+		hits = append(hits, store.CounterHit{Key: prefix + "-site:" + site, Window: w, Limit: limit * SiteBudgetFactor})
+	}
+	return hits
+}
+
+// siteOf is the IPv6 site (Limits.IPv6SitePrefix) of a client address as
+// clientIP gives it ("2001:db8:1:200::/56"); false for IPv4 and when the
+// site is the address itself.
+func (s *Service) siteOf(clientIP string) (string, bool) {
+	p, err := netip.ParsePrefix(clientIP)
+	if err != nil || !p.Addr().Is6() || p.Bits() <= s.o.Limits.IPv6SitePrefix {
+		return "", false
+	}
+	site, err := p.Addr().Prefix(s.o.Limits.IPv6SitePrefix)
+	if err != nil {
+		return "", false
+	}
+	return site.String(), true
+}
+
+// spendAddress spends the per-address budgets of a request without a
+// batch (store.StartRecorder): the address's, then the site's. Over
+// either, false; a store that does not answer is a Problem.
+func (s *Service) spendAddress(ctx context.Context, prefix, clientIP string, limit int) (bool, *Problem) {
+	for _, h := range s.addressHits(prefix, clientIP, limit) {
+		if ok, p := s.spend(ctx, h.Key, h.Limit, h.Window); p != nil || !ok {
+			return false, p
+		}
+	}
+	return true, nil
+}
+
+// hit counts one event against key and reports whether it stays within
+// limit. A store failure counts as over budget: limits fail closed.
+func (s *Service) hit(ctx context.Context, key string, limit int, window time.Duration) bool {
+	n, err := s.d.Store.Hit(context.WithoutCancel(ctx), key, window, s.now())
+	if err != nil {
+		s.log.Error("rate limit counter failed", "error", err.Error())
+		return false
+	}
+	return n <= limit
+}
+
+// spend is hit for the first budget a request spends. A store that does
+// not answer is a clear 503 unavailable, before anything is looked up or
+// sent: not a too_many the user would take for a limit.
+func (s *Service) spend(ctx context.Context, key string, limit int, window time.Duration) (bool, *Problem) {
+	n, err := s.d.Store.Hit(context.WithoutCancel(ctx), key, window, s.now())
+	if err != nil {
+		return false, storeProblem(err)
+	}
+	return n <= limit, nil
+}
+
+// storeProblem is the answer when the store failed: the service is
+// unavailable (503), and whatever was in flight is still there to retry.
+func storeProblem(err error) *Problem {
+	return problem(CodeUnavailable, fmt.Errorf("store: %w", err))
+}
+
+// accountKey is the counter key of an account: its directory id when
+// known, else the canonical name (so unknown names are throttled alike).
+func accountKey(u *directory.User, name string) string {
+	if u != nil && u.ID != "" {
+		return "acct:" + u.ID
+	}
+	return "name:" + strings.ToLower(name)
+}
+
+// bindRules are how many wrong passwords the gateway may forward for u and
+// over how long it counts them: the configured budget, kept below the
+// directory's lockout threshold, counted for at least as long as the
+// directory remembers failures (a year when it never forgets them).
+func (s *Service) bindRules(ctx context.Context, u *directory.User) (budget int, window time.Duration) {
+	budget, window = s.o.Limits.BindFailures, s.o.Limits.BindFailureWindow
+	if p, err := s.d.Directory.EffectivePolicy(ctx, u); err == nil && p.LockoutThreshold > 0 {
+		budget = min(budget, p.LockoutThreshold-1)
+		switch {
+		case p.FailuresNeverExpire:
+			window = 365 * 24 * time.Hour
+		case p.FailureWindow > window:
+			window = p.FailureWindow
+		}
+	}
+	return max(budget, 0), window
+}
+
+// verifyPassword binds as u within the account's budget of wrong
+// passwords. The attempt is counted before the bind (so concurrent
+// requests cannot all pass the check), over the current and the previous
+// window (so a window boundary does not refill the budget), and the count
+// is cleared when the password is right, as the directory clears its own.
+// Over budget it answers as for a wrong password without asking the
+// directory.
+func (s *Service) verifyPassword(ctx context.Context, u *directory.User, password string, m Meta) error {
+	if password == "" || !s.bindAttempt(ctx, u, m) {
+		return &directory.Error{Op: "verify password", Kind: directory.ErrInvalidCredentials}
+	}
+	err := s.d.Directory.VerifyPassword(ctx, u, password)
+	if err == nil || errorsIsAny(err, directory.ErrPasswordMustChange, directory.ErrPasswordExpired) {
+		s.bindProven(ctx, u)
+		s.appProven(ctx, u, m) // a suspended authenticator app works again
+	}
+	return err
+}
+
+// bindAttempt counts one password attempt for u and reports whether it may
+// go to the directory.
+func (s *Service) bindAttempt(ctx context.Context, u *directory.User, m Meta) bool {
+	budget, window := s.bindRules(ctx, u)
+	wctx := context.WithoutCancel(ctx)
+	n, err := s.d.Store.Hit(wctx, bindKey(u), window, s.now())
+	if err == nil {
+		var prev int
+		prev, err = s.d.Store.Count(wctx, bindKey(u), window, s.now().Add(-window))
+		n += prev
+	}
+	if err != nil || n > budget {
+		if err != nil {
+			s.log.Error("rate limit counter failed", "error", err.Error())
+		}
+		s.record(ctx, m, "blocked", u.ID, "bind_budget", nil)
+		return false
+	}
+	return true
+}
+
+// bindProven clears u's count of wrong passwords, as the directory clears
+// its own after a right one.
+func (s *Service) bindProven(ctx context.Context, u *directory.User) {
+	s.forget(s.d.Store.Reset(context.WithoutCancel(ctx), bindKey(u)))
+}
+
+func bindKey(u *directory.User) string { return "bindfail:" + u.ID }
+
+// addressOver records a request of kind ("start") refused because its
+// client address (guard 0) or its IPv6 site (guard 1) spent its budget,
+// and is the refusal: too_many, which names no account.
+func (s *Service) addressOver(ctx context.Context, m Meta, kind string, guard int) *Problem {
+	scope := "ip"
+	if guard > 0 {
+		scope = "site"
+	}
+	s.record(ctx, m, "blocked", "", kind+"_"+scope+"_budget", nil)
+	return problem(CodeTooMany, fmt.Errorf("%s budget of the client %s spent", kind, scope))
+}

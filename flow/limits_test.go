@@ -1,0 +1,340 @@
+package flow
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latchkeyhq/latchkey/store"
+)
+
+func TestBindsStopBeforeTheDirectoryLocksTheAccount(t *testing.T) {
+	tb := newTestbed(t, nil)
+	tb.dir.lockout = 3 // the directory locks at the third wrong password
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		_, err := tb.svc.SignIn(ctx, "carol", "wrong-"+string(rune('a'+i)), Meta{ClientIP: "192.0.2.1"})
+		wantCode(t, err, CodeSignInFailed)
+	}
+	if tb.dir.binds != 2 {
+		t.Fatalf("%d wrong binds forwarded, want 2 (threshold 3 - 1)", tb.dir.binds)
+	}
+	// the budget is per account: the right password is refused too, without a bind
+	_, err := tb.svc.SignIn(ctx, "CAROL", tb.dir.password("carol"), Meta{})
+	wantCode(t, err, CodeSignInFailed)
+	wantCode(t, tb.svc.Change(ctx, " carol", tb.dir.password("carol"), "Another-Pass-123", Meta{}), CodeSignInFailed)
+	if tb.dir.binds != 2 || tb.dir.writes != 0 {
+		t.Fatalf("binds %d writes %d", tb.dir.binds, tb.dir.writes)
+	}
+	// other accounts are not affected
+	if _, err := tb.svc.SignIn(ctx, "alice", tb.dir.password("alice"), Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	// unknown names are answered after a (decoy) bind too
+	before := tb.dir.binds
+	_, err = tb.svc.SignIn(ctx, "nobody", "whatever", Meta{})
+	wantCode(t, err, CodeSignInFailed)
+	if tb.dir.binds != before+1 {
+		t.Fatal("no decoy bind for an unknown name")
+	}
+}
+
+func TestStartBudgetIsPerAccountWhateverTheSpelling(t *testing.T) {
+	testStartBudget(t)
+}
+
+func testStartBudget(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) { o.Limits.StartsPerAccount = 2 })
+	ctx := context.Background()
+	_, mid := tb.enroll(t, "carol", "carol@home.example")
+	var flows []FlowView
+	for _, spelling := range []string{"carol", "CAROL", " Carol "} {
+		f, err := tb.svc.StartFlow(ctx, "reset", spelling, Meta{ClientIP: "192.0.2.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		flows = append(flows, f)
+	}
+	// the third answer looks the same...
+	if flows[2].Methods[0].ID != mid || flows[2].Methods[0].Hint != flows[0].Methods[0].Hint {
+		t.Fatalf("throttled answer differs: %+v vs %+v", flows[2].Methods, flows[0].Methods)
+	}
+	// ...but nothing can be sent through it
+	sent := len(tb.rec.Emails())
+	if err := tb.svc.SendFlowCode(ctx, "reset", flows[2].ID, mid, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(codeSendDelay)
+	if len(tb.rec.Emails()) != sent {
+		t.Fatal("a code was sent through a throttled flow")
+	}
+	// while the earlier flows still work
+	if err := tb.svc.SendFlowCode(ctx, "reset", flows[1].ID, mid, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	tb.lastCode(t, "carol@home.example")
+}
+
+func TestSendBudgets(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) { o.Limits.SendsPerDestination = 3; o.Limits.SMSPerHour = 100 })
+	ctx := context.Background()
+	_, mid := tb.enroll(t, "carol", "carol@home.example") // the registration code is send 1
+	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
+	for i := 0; i < 4; i++ {
+		if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(codeSendDelay)
+	// the registration code and two of the four reset codes
+	if n := tb.messagesTo("carol@home.example"); n != 3 {
+		t.Fatalf("%d messages to the address, want 3", n)
+	}
+}
+
+func TestCodeFailureBudgetSpansResentCodes(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) { o.Limits.CodeFailuresPerAccount = 6 })
+	ctx := context.Background()
+	_, mid := tb.enroll(t, "carol", "carol@home.example")
+	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
+	for round := 0; round < 2; round++ {
+		tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
+		tb.lastCode(t, "carol@home.example")
+		for i := 0; i < 3; i++ {
+			_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, "99999999", Meta{})
+			wantCode(t, err, CodeInvalidCode)
+		}
+	}
+	// six wrong guesses spent the budget: a fresh, right code is refused
+	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
+	code := tb.lastCode(t, "carol@home.example")
+	_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, code, Meta{})
+	wantCode(t, err, CodeInvalidCode)
+}
+
+func TestBindBudgetHoldsUnderConcurrencyAndAcrossWindows(t *testing.T) {
+	now := time.Date(2026, 11, 24, 10, 59, 0, 0, time.UTC)
+	var mu sync.Mutex
+	tb := newTestbed(t, nil)
+	tb.svc.d.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	tb.dir.lockout = 5 // budget: min(3, 5-1) = 3
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tb.svc.SignIn(ctx, "carol", "wrong-password", Meta{ClientIP: "192.0.2.7"})
+		}()
+	}
+	wg.Wait()
+	if tb.dir.binds != 3 {
+		t.Fatalf("%d concurrent wrong binds reached the directory, want 3", tb.dir.binds)
+	}
+	// the next window does not refill the budget at once
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	tb.svc.SignIn(ctx, "carol", "wrong-password", Meta{})
+	if tb.dir.binds != 3 {
+		t.Fatalf("a window boundary refilled the budget: %d binds", tb.dir.binds)
+	}
+	// two windows later it is back, and a right password clears the count
+	mu.Lock()
+	now = now.Add(2 * time.Hour)
+	mu.Unlock()
+	if _, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		tb.svc.SignIn(ctx, "carol", "wrong-again", Meta{})
+	}
+	if tb.dir.binds != 3+1+3 {
+		t.Fatalf("binds %d after a successful sign-in cleared the count", tb.dir.binds)
+	}
+}
+
+func TestThrottledSendKeepsTheLiveCode(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) { o.Limits.SendsPerDestination = 2 })
+	ctx := context.Background()
+	_, mid := tb.enroll(t, "carol", "carol@home.example") // send 1 of 2
+	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
+	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}) // send 2 of 2
+	code := tb.lastCode(t, "carol@home.example")
+	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}) // over budget
+	if _, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, code, Meta{}); err != nil {
+		t.Fatalf("a throttled send replaced the live code: %v", err)
+	}
+}
+
+// TestThrottledRegistrationStoresNothing: over the send budget, adding a
+// method answers too_many_requests and leaves no unverified method behind,
+// and a throttled resend keeps the live registration code.
+func TestThrottledRegistrationStoresNothing(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) { o.Limits.SendsPerDestination = 2 })
+	ctx := context.Background()
+	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mv, err := tb.svc.AddMethod(ctx, sess, "email", "carol@home.example", Meta{}) // send 1 of 2
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := tb.lastCode(t, "carol@home.example")
+	if err := tb.svc.ResendMethodCode(ctx, sess, mv.ID, Meta{}); err != nil { // send 2 of 2
+		t.Fatal(err)
+	}
+	live := tb.lastCode(t, "carol@home.example")
+	wantCode(t, tb.svc.ResendMethodCode(ctx, sess, mv.ID, Meta{}), CodeTooMany)
+	// another account adding the same (now throttled) address stores nothing
+	other, err := tb.svc.SignIn(ctx, "alice", tb.dir.password("alice"), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tb.svc.AddMethod(ctx, other, "email", "CAROL@home.example", Meta{})
+	wantCode(t, err, CodeTooMany)
+	if ms, _ := tb.st.ListMethods(ctx, other.AccountID); len(ms) != 0 {
+		t.Fatalf("a throttled add stored %d methods", len(ms))
+	}
+	// the live code is the second one, untouched by the throttled resend
+	if _, err := tb.svc.VerifyMethod(ctx, sess, mv.ID, first, Meta{}); err == nil {
+		t.Fatal("the replaced first code still works")
+	}
+	if _, err := tb.svc.VerifyMethod(ctx, sess, mv.ID, live, Meta{}); err != nil {
+		t.Fatalf("a throttled resend replaced the live code: %v", err)
+	}
+}
+
+// TestSMSPrefixVelocity: SMS to numbers of one block (first six digits)
+// stop at the block's hourly budget; another block still gets its SMS.
+func TestSMSPrefixVelocity(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) { o.Limits.SMSPerPrefixPerHour = 2 })
+	ctx := context.Background()
+	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, number := range []string{"+44 7700 900001", "+44 7700 900002"} {
+		if _, err := tb.svc.AddMethod(ctx, sess, "sms", number, Meta{}); err != nil {
+			t.Fatalf("sms %d: %v", i, err)
+		}
+	}
+	// a third number of the same block (+447700) is over the block's budget
+	_, err = tb.svc.AddMethod(ctx, sess, "sms", "+44 7700 900003", Meta{})
+	wantCode(t, err, CodeTooMany)
+	// another block is not
+	if _, err := tb.svc.AddMethod(ctx, sess, "sms", "+44 7911 123456", Meta{}); err != nil {
+		t.Fatalf("another block: %v", err)
+	}
+	tb.waitMessages(t, "+447911123456", 1)
+	time.Sleep(codeSendDelay) // an SMS past the budget would have left by now
+	if n := tb.messagesTo("+447700900003"); n != 0 {
+		t.Fatalf("%d SMS past the block's budget", n)
+	}
+	if n := tb.messagesTo("+447911123456"); n != 1 {
+		t.Fatalf("%d SMS to another block, want 1", n)
+	}
+}
+
+// TestStartsTotalBoundsState: past the total start budget no flow is
+// stored for anyone, and every name, real or not, gets the same refusal.
+func TestStartsTotalBoundsState(t *testing.T) {
+	testStartsTotal(t)
+}
+
+func testStartsTotal(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) { o.Limits.StartsTotal = 3 })
+	ctx := context.Background()
+	tb.enroll(t, "carol", "carol@home.example")
+	for i := 0; i < 3; i++ {
+		if _, err := tb.svc.StartFlow(ctx, "reset", fmt.Sprintf("nobody-%d", i), Meta{ClientIP: fmt.Sprintf("192.0.2.%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var codes []string
+	for _, name := range []string{"carol", "nobody-9", "erin"} {
+		f, err := tb.svc.StartFlow(ctx, "reset", name, Meta{ClientIP: "198.51.100.7"})
+		if err == nil || f.ID != "" {
+			t.Fatalf("%s: a flow past the total budget", name)
+		}
+		codes = append(codes, asProblem(err).Code)
+	}
+	if codes[0] != CodeTooMany || codes[1] != codes[0] || codes[2] != codes[0] {
+		t.Fatalf("refusals %v", codes)
+	}
+}
+
+// A client address past its sign-in budget is told to wait (too_many), not
+// that the password is wrong: the budget names no account, and a real user
+// behind a busy NAT would otherwise doubt a correct password.
+func TestSignInBudgetPerAddressAnswersTooMany(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) { o.Limits.SignInsPerIP = 2 })
+	ctx := context.Background()
+	nat := Meta{ClientIP: "198.51.100.7"}
+	if _, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), nat); err != nil {
+		t.Fatal(err)
+	}
+	_, err := tb.svc.SignIn(ctx, "alice", "wrong", nat)
+	wantCode(t, err, CodeSignInFailed)
+	binds := tb.dir.binds
+	_, err = tb.svc.SignIn(ctx, "alice", tb.dir.password("alice"), nat)
+	wantCode(t, err, CodeTooMany)
+	wantCode(t, tb.svc.Change(ctx, "alice", tb.dir.password("alice"), "Another-Pass-123", nat), CodeTooMany)
+	if tb.dir.binds != binds || tb.dir.writes != 0 {
+		t.Fatalf("a throttled sign-in reached the directory: binds %d→%d, writes %d", binds, tb.dir.binds, tb.dir.writes)
+	}
+	if p := asProblem(err); p.Status != 429 {
+		t.Fatalf("status %d, want 429", p.Status)
+	}
+	// another address is not affected
+	if _, err := tb.svc.SignIn(ctx, "alice", tb.dir.password("alice"), Meta{ClientIP: "203.0.113.9"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOneAddressCannotSpendEveryonesStarts: starts over their address's own
+// budget are refused (too_many, nothing stored) and do not count toward
+// limits.starts_total, so one client cannot lock everyone out of reset and
+// unlock for the window (issue 17, WB-5).
+func TestOneAddressCannotSpendEveryonesStarts(t *testing.T) {
+	testOneAddressCannotSpendEveryonesStarts(t)
+}
+
+func testOneAddressCannotSpendEveryonesStarts(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) { o.Limits.StartsTotal, o.Limits.StartsPerIP = 20, 5 })
+	ctx := context.Background()
+	tb.enroll(t, "carol", "carol@home.example")
+	attacker := Meta{ClientIP: "198.51.100.66"}
+	refused := 0
+	for i := 0; i < 200; i++ {
+		f, err := tb.svc.StartFlow(ctx, "reset", fmt.Sprintf("victim-%d", i%7), attacker)
+		if err != nil {
+			wantCode(t, err, CodeTooMany)
+			refused++
+		} else if i >= 5 {
+			t.Fatalf("start %d from one address past its budget of 5 got a flow", i+1)
+		} else if f.ID == "" {
+			t.Fatal("no flow")
+		}
+	}
+	if refused != 195 {
+		t.Fatalf("%d starts refused, want 195", refused)
+	}
+	// everyone else still has the rest of the total: 15 starts
+	for i := 0; i < 3; i++ {
+		for j := 0; j < 5; j++ {
+			if _, err := tb.svc.StartFlow(ctx, "reset", "carol", Meta{ClientIP: fmt.Sprintf("203.0.113.%d", i+1)}); err != nil {
+				t.Fatalf("address %d, start %d after one address spent its own budget: %v", i+1, j+1, err)
+			}
+		}
+	}
+	// and then the total holds for everyone
+	_, err := tb.svc.StartFlow(ctx, "reset", "carol", Meta{ClientIP: "203.0.113.99"})
+	wantCode(t, err, CodeTooMany)
+	if evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "blocked", Limit: 1000}); len(evs) == 0 || evs[len(evs)-1].Outcome != "start_ip_budget" {
+		t.Fatalf("no start_ip_budget event: %+v", evs)
+	}
+}

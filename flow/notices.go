@@ -1,0 +1,229 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/latchkeyhq/latchkey/directory"
+	"github.com/latchkeyhq/latchkey/notify"
+	"github.com/latchkeyhq/latchkey/store"
+)
+
+// Notices and their budgets (security notes: notices obey budgets).
+//
+// Every notice to an account spends one unit of the account's notice
+// budget (Limits.NoticesPerAccount in Limits.Window), and every SMS copy of
+// it spends the global hourly SMS budgets (Limits.SMSPerHour and
+// Limits.SMSPerPrefixPerHour), as codes do. A notice over the account's
+// budget is held whole; an SMS copy over the SMS budgets is held on its
+// own while the other channels are told. Nothing is dropped: what is held
+// for an account waits in the store (store.HoldNotice, one row per
+// account) and is told as one "several changes" notice on every channel
+// once the window that held it has ended (SendHeldNotices, which `latchkey
+// serve` runs every minute, on any instance, each held notice once). A
+// coalesced notice spends the budgets too but is never held by the
+// account's budget, so an account gets at most one in a window; its SMS
+// copies over the SMS budgets are held again for the next hour.
+//
+// The reset notice (password_reset) is the security signal of the whole
+// product: it is never held. It spends the account's and the SMS budgets
+// like any other notice (so the notices after it are held sooner) and
+// goes out on every channel even when they are spent. It cannot be
+// pumped: every reset needs a flow proven afresh, within the start, send
+// and code budgets.
+
+// noticeEventReset is the notice that is never held.
+const noticeEventReset = "password_reset"
+
+// noticeEventChanges is the coalesced notice.
+const noticeEventChanges = "changes"
+
+// heldBatch is how many held notices SendHeldNotices takes at a time.
+const heldBatch = 100
+
+// heldRetry is how long a held notice waits again when the directory did
+// not answer at its due time (the directory mail would be missed).
+const heldRetry = 5 * time.Minute
+
+type noticeChannel struct{ typ, addr string }
+
+// noticeChannels are the verified email and SMS methods of u (but skip)
+// and u's directory mail, each address once.
+func (s *Service) noticeChannels(ctx context.Context, u *directory.User, skip string) []noticeChannel {
+	var out []noticeChannel
+	seen := map[string]bool{}
+	add := func(typ, addr string) {
+		key := typ + ":" + strings.ToLower(addr)
+		if addr == "" || seen[key] {
+			return
+		}
+		seen[key] = true
+		out = append(out, noticeChannel{typ, addr})
+	}
+	methods, _ := s.d.Store.ListMethods(ctx, u.ID)
+	for _, meth := range methods {
+		// an authenticator app has no address: its Address is the seed
+		if _, ch := channelOf(meth.Type); meth.Verified && meth.ID != skip && ch {
+			add(meth.Type, meth.Address)
+		}
+	}
+	add(store.MethodEmail, u.Mail)
+	return out
+}
+
+func (s *Service) noticeData(u *directory.User, event string, at time.Time, from string) noticeMail {
+	return noticeMail{Product: s.o.ProductName, Event: event, Time: at.UTC().Format("2 January 2006 15:04 MST"), From: from,
+		URL: s.o.PublicURL.String(), Helpdesk: s.o.Helpdesk, Name: u.DisplayName}
+}
+
+// noticeUser tells u about event on every channel, within the budgets
+// (see above); skip excludes one method id.
+func (s *Service) noticeUser(ctx context.Context, u *directory.User, event, skip string, m Meta) {
+	ctx = context.WithoutCancel(ctx)
+	always := event == noticeEventReset
+	if !s.hit(ctx, "notice:acct:"+u.ID, s.o.Limits.NoticesPerAccount, s.o.Limits.Window) && !always {
+		s.holdNotice(ctx, u, []string{event}, false, s.windowEnd(s.o.Limits.Window), "notice_budget", m)
+		return
+	}
+	data := s.noticeData(u, event, s.now(), m.ClientIP)
+	smsHeld := false
+	for _, c := range s.noticeChannels(ctx, u, skip) {
+		// the SMS budgets are spent by every SMS copy, the reset's too
+		if c.typ == store.MethodSMS && !s.smsAllowed(ctx, c.addr) && !always {
+			smsHeld = true
+			continue
+		}
+		s.sendNotice(c.typ, c.addr, u.ID, data, m)
+	}
+	if smsHeld {
+		s.holdNotice(ctx, u, []string{event}, true, s.windowEnd(time.Hour), "sms_budget", m)
+	}
+}
+
+// windowEnd is the end of the budget window of length w that holds now
+// (windows are aligned to the Unix epoch, as the store's counters are).
+func (s *Service) windowEnd(w time.Duration) time.Time {
+	t, l := s.now().UnixMicro(), w.Microseconds()
+	start := t - t%l
+	if t%l < 0 {
+		start -= l
+	}
+	return time.UnixMicro(start + l).UTC()
+}
+
+// holdNotice keeps events for u to be told in one notice after due, and
+// audits it (notice.held; outcome failed if the store refused, which is
+// logged too).
+func (s *Service) holdNotice(ctx context.Context, u *directory.User, events []string, smsOnly bool, due time.Time, reason string, m Meta) {
+	var data map[string]string
+	if u.DN != "" {
+		data = map[string]string{"dn": u.DN}
+	}
+	outcome := "held"
+	err := s.d.Store.HoldNotice(ctx, store.HeldNotice{AccountID: u.ID, Events: events, Data: data, SMSOnly: smsOnly, HeldAt: s.now(), DueAt: due})
+	if err != nil {
+		outcome = "failed"
+		s.log.Error("holding a notice failed", "request_id", m.RequestID, "error", err.Error())
+	}
+	s.record(ctx, m, "notice.held", u.ID, outcome, map[string]string{"event": strings.Join(events, ","), "reason": reason})
+}
+
+// SendHeldNotices tells each account whose held notices are due, in one
+// "several changes" notice per channel, and returns how many accounts it
+// told. `latchkey serve` calls it every minute. Held notices wait in the
+// store, so any instance may send them, and each is sent once.
+func (s *Service) SendHeldNotices(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		ns, err := s.d.Store.TakeDueNotices(ctx, s.now(), heldBatch)
+		if err != nil {
+			return total, err
+		}
+		for _, n := range ns {
+			if s.sendHeld(ctx, n) {
+				total++
+			}
+		}
+		if len(ns) < heldBatch {
+			return total, nil
+		}
+	}
+}
+
+// sendHeld tells one held notice; false if it was held again because the
+// directory did not answer.
+func (s *Service) sendHeld(ctx context.Context, n store.HeldNotice) bool {
+	ctx = context.WithoutCancel(ctx)
+	m := Meta{RequestID: "held-notice-" + newID()}
+	u := &directory.User{ID: n.AccountID}
+	if dn := n.Data["dn"]; dn != "" {
+		r, err := s.d.Directory.Refresh(ctx, &directory.User{DN: dn})
+		switch {
+		case errors.Is(err, directory.ErrUnavailable):
+			u.DN = dn
+			s.holdNotice(ctx, u, n.Events, n.SMSOnly, s.now().Add(heldRetry), "directory_unavailable", m)
+			return false
+		case err == nil && r.ID == n.AccountID:
+			u = r
+		}
+	}
+	// spent, never held by: at most one coalesced notice in a window
+	s.hit(ctx, "notice:acct:"+u.ID, s.o.Limits.NoticesPerAccount, s.o.Limits.Window)
+	data := s.noticeData(u, noticeEventChanges, n.HeldAt, "")
+	for _, e := range n.Events {
+		data.Changes = append(data.Changes, changeText(e))
+	}
+	smsHeld := false
+	for _, c := range s.noticeChannels(ctx, u, "") {
+		if n.SMSOnly && c.typ != store.MethodSMS {
+			continue // told already
+		}
+		if c.typ == store.MethodSMS && !s.smsAllowed(ctx, c.addr) {
+			smsHeld = true
+			continue
+		}
+		s.sendNotice(c.typ, c.addr, u.ID, data, m)
+	}
+	if smsHeld {
+		s.holdNotice(ctx, u, n.Events, true, s.windowEnd(time.Hour), "sms_budget", m)
+	}
+	s.record(ctx, m, "notice.coalesced", u.ID, "sent", map[string]string{"events": strings.Join(n.Events, ","),
+		"held_at": n.HeldAt.UTC().Format(time.RFC3339)})
+	return true
+}
+
+// changeText is the sentence for one event in a coalesced notice.
+func changeText(event string) string {
+	switch event {
+	case "method_added":
+		return "A recovery method was added."
+	case "method_removed":
+		return "A recovery method was removed."
+	case "password_changed":
+		return "Your password was changed."
+	case noticeEventReset:
+		return "Your password was reset."
+	case "unlocked":
+		return "Your account was unlocked."
+	case "partial_failure":
+		return "Someone proved one of your recovery methods to reset your password, then failed to prove a second one."
+	}
+	return "Something changed in the recovery settings of your account."
+}
+
+func (s *Service) sendNotice(typ, addr, account string, data noticeMail, m Meta) {
+	purpose := "notice:" + data.Event
+	if typ == store.MethodSMS {
+		body, err := s.mails.sms("notice", data)
+		if err == nil {
+			s.out.enqueue(job{requestID: m.RequestID, sms: &notify.SMS{To: addr, Body: body}, account: account, purpose: purpose})
+		}
+		return
+	}
+	e, err := s.mails.email("notice", addr, data)
+	if err == nil {
+		s.out.enqueue(job{requestID: m.RequestID, email: &e, account: account, purpose: purpose})
+	}
+}

@@ -1,0 +1,98 @@
+package flow
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+func TestPadderTarget(t *testing.T) {
+	fill := func(p *padder, d time.Duration, n int) {
+		for range n {
+			p.observe(d)
+		}
+	}
+	// no floor: the p95 of the real path, padInitial until it is known
+	p := newPadder(0)
+	if got := p.target(); got != padInitial {
+		t.Fatalf("target before samples = %v, want %v", got, padInitial)
+	}
+	fill(p, 3*time.Millisecond, 256)
+	if got := p.target(); got != 3*time.Millisecond {
+		t.Fatalf("target = %v, want the p95 3ms", got)
+	}
+
+	// a floor above the real path: the floor, whatever the ring remembers
+	p = newPadder(25 * time.Millisecond)
+	if got := p.target(); got != 25*time.Millisecond {
+		t.Fatalf("target before samples = %v, want the floor", got)
+	}
+	fill(p, 3*time.Millisecond, 256)
+	if got := p.target(); got != 25*time.Millisecond {
+		t.Fatalf("target = %v, want the floor 25ms", got)
+	}
+	// the real path slower than the floor: the p95, never the floor alone
+	fill(p, 40*time.Millisecond, 256)
+	if got := p.target(); got != 40*time.Millisecond {
+		t.Fatalf("target = %v, want the p95 40ms above the floor", got)
+	}
+	// bounded by the ceiling
+	fill(p, 2*time.Second, 256)
+	if got := p.target(); got != PadCeiling {
+		t.Fatalf("target = %v, want the ceiling", got)
+	}
+	// a floor below padInitial applies once the p95 is known
+	p = newPadder(2 * time.Millisecond)
+	fill(p, time.Millisecond, 64)
+	if got := p.target(); got != 2*time.Millisecond {
+		t.Fatalf("target = %v, want the floor 2ms", got)
+	}
+}
+
+func TestPadderWaitHoldsUntilFloor(t *testing.T) {
+	p := newPadder(30 * time.Millisecond)
+	for range padMinSamples {
+		p.observe(time.Millisecond)
+	}
+	for _, real := range []bool{false, true} {
+		start := time.Now()
+		p.wait(context.Background(), start, real)
+		// at least the floor; and not the ceiling, which would mean the
+		// floor was ignored for the fallback bound
+		if took := time.Since(start); took < 30*time.Millisecond || took >= PadCeiling {
+			t.Fatalf("real=%v: answer held %v, want the 30ms floor", real, took)
+		}
+	}
+}
+
+// After a burst the target follows the load of now: samples older than
+// padMaxAge stop counting, except the newest padMinSamples.
+func TestPadderForgetsOldLoad(t *testing.T) {
+	p := newPadder(0)
+	t0 := time.Now()
+	for range 256 {
+		p.observeAt(80*time.Millisecond, t0) // a burst
+	}
+	if got := p.targetAt(t0); got != 80*time.Millisecond {
+		t.Fatalf("during the burst: %v", got)
+	}
+	later := t0.Add(padMaxAge + time.Second)
+	// a few quiet answers: fewer than padMinSamples young ones, so the
+	// newest padMinSamples (mostly the burst) still count
+	for range 4 {
+		p.observeAt(2*time.Millisecond, later)
+	}
+	if got := p.targetAt(later); got != 80*time.Millisecond {
+		t.Fatalf("with 4 quiet samples: %v, want the burst still counted", got)
+	}
+	for range padMinSamples {
+		p.observeAt(2*time.Millisecond, later)
+	}
+	if got := p.targetAt(later); got != 2*time.Millisecond {
+		t.Fatalf("after %d quiet samples: %v, want the quiet p95 2ms", padMinSamples+4, got)
+	}
+	// young samples all count, whatever their number
+	if got := p.targetAt(t0.Add(time.Second)); got != 80*time.Millisecond {
+		t.Fatalf("the burst within padMaxAge: %v", got)
+	}
+}

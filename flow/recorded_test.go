@@ -1,0 +1,196 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/latchkeyhq/latchkey/store"
+)
+
+// A password written is always recorded, whatever happens to the flow
+// while the directory write is under way: a passkey challenge asked for on
+// the flow, a method proven again, the flow expiring. Each ends with one
+// reset.completed event, the "password reset" notice on every channel, and
+// the account's sessions and flows ended.
+
+// resetNotices counts the "your password was reset" mails to addr.
+func (tb *testbed) resetNotices(addr string) int {
+	n := 0
+	for _, e := range tb.rec.Emails() {
+		if e.To == addr && strings.Contains(e.Subject, "your password was reset") {
+			n++
+		}
+	}
+	return n
+}
+
+// wantRecordedOnce checks what recording carol's reset does: one
+// reset.completed event (success), the flow flowID and every session
+// ended, and one notice to each of addrs (the registered channel and the
+// directory mail).
+func (tb *testbed) wantRecordedOnce(t *testing.T, flowID string, sessions []store.Session, addrs ...string) {
+	t.Helper()
+	ctx := context.Background()
+	if got := tb.auditOutcomes(t, "reset.completed"); len(got) != 1 || got[0] != "success" {
+		t.Fatalf("reset.completed outcomes %v, want one success", got)
+	}
+	for _, s := range sessions {
+		_, err := tb.svc.Session(ctx, s.ID)
+		wantCode(t, err, CodeSessionExpired)
+	}
+	if _, err := tb.svc.Flow(ctx, "reset", flowID); err == nil {
+		t.Fatal("the completed flow is still there")
+	}
+	for _, addr := range addrs {
+		for deadline := time.Now().Add(5 * time.Second); tb.resetNotices(addr) == 0; {
+			if time.Now().After(deadline) {
+				t.Fatalf("no reset notice to %s", addr)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := tb.resetNotices(addr); n != 1 {
+			t.Fatalf("%d reset notices to %s, want 1", n, addr)
+		}
+	}
+}
+
+// Passkey challenges asked for on a proven flow (by anyone holding its
+// id, from several goroutines) while its completion writes the password:
+// the write is recorded all the same.
+func TestCompletionRacedByPasskeyChallengesIsRecorded(t *testing.T) {
+	onBothStores(t, func(t *testing.T) {
+		tb := passkeyBed(t)
+		ctx := context.Background()
+		s1, mid := tb.enroll(t, "carol", "carol@home.example")
+		s2, _ := tb.addPasskey(t, "carol", newSoftKey(t))
+		f, pk := tb.passkeyFlow(t, "carol")
+		if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}); err != nil {
+			t.Fatal(err)
+		}
+		v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.lastCode(t, "carol@home.example"), Meta{})
+		if err != nil || v.Remaining != 0 {
+			t.Fatalf("verify: %+v %v", v, err)
+		}
+
+		var writing atomic.Bool
+		var during atomic.Int32 // challenges asked for and answered during the write
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					began := writing.Load()
+					_, _ = tb.svc.SendFlowChallenge(ctx, "reset", v.ID, pk, Meta{})
+					if began {
+						during.Add(1)
+					}
+				}
+			}()
+		}
+		// the directory write lasts until challenges asked for after it began
+		// have been answered
+		tb.dir.duringWrite = func() {
+			writing.Store(true)
+			for deadline := time.Now().Add(10 * time.Second); during.Load() < 4 && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		done := false
+		for i := 0; i < 200 && !done; i++ {
+			switch err := tb.svc.CompleteFlow(ctx, "reset", v.ID, "Raced-Pass-4242", Meta{}); {
+			case err == nil:
+				done = true
+			case asProblem(err).Code == CodeFlowExpired && tb.writes() == 0:
+				// the claim lost to a challenge before anything was written
+			default:
+				t.Fatalf("completion: %v", err)
+			}
+		}
+		close(stop)
+		wg.Wait()
+		if !done || during.Load() < 4 {
+			t.Fatalf("completed %v, %d challenges during the write", done, during.Load())
+		}
+		if tb.writes() != 1 || tb.dir.password("carol") != "Raced-Pass-4242" {
+			t.Fatalf("%d writes", tb.writes())
+		}
+		tb.wantRecordedOnce(t, v.ID, []store.Session{s1, s2}, "carol@home.example", "carol@corp.example")
+	})
+}
+
+// The authenticator app proven a second time (with the next step's code)
+// between the completion's claim and its record: refused, and the write
+// is recorded.
+func TestSecondAppProofDuringCompletionIsRecorded(t *testing.T) {
+	onBothStores(t, func(t *testing.T) {
+		tb, clk, _ := totpBed(t, nil)
+		ctx := context.Background()
+		s1, _ := tb.enroll(t, "carol", "carol@home.example")
+		s2, en := tb.enrolApp(t, clk, "carol")
+		clk.add(30 * time.Second)
+		f, app := tb.appFlow(t, "carol")
+		v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, app, codeAt(t, en.Secret, clk.now()), Meta{})
+		if err != nil || v.Remaining != 0 {
+			t.Fatalf("verify: %+v %v", v, err)
+		}
+		again := errors.New("not tried")
+		tb.dir.duringWrite = func() {
+			clk.add(30 * time.Second) // a step whose code was never used
+			_, again = tb.svc.VerifyFlowCode(ctx, "reset", v.ID, app, codeAt(t, en.Secret, clk.now()), Meta{})
+		}
+		if err := tb.svc.CompleteFlow(ctx, "reset", v.ID, "Second-Proof-4242", Meta{}); err != nil {
+			t.Fatal(err)
+		}
+		if again == nil {
+			t.Error("the app was proven a second time while the password was written")
+		}
+		tb.wantRecordedOnce(t, v.ID, []store.Session{s1, s2}, "carol@home.example", "carol@corp.example")
+	})
+}
+
+// A user who completes in the last moments of the flow: the directory
+// write outlasts the flow, and it is recorded all the same.
+func TestWriteOutlastingTheFlowIsRecorded(t *testing.T) {
+	onBothStores(t, func(t *testing.T) {
+		tb := newTestbed(t, nil)
+		ctx := context.Background()
+		sess, v := tb.verifiedReset(t)
+		// the flow has two seconds left
+		f, err := tb.st.GetFlow(ctx, v.ID, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.ExpiresAt = time.Now().Add(2 * time.Second)
+		if err := tb.st.UpdateFlow(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		// a slow directory: the write ends after the flow did
+		tb.dir.duringWrite = func() {
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				if _, err := tb.st.GetFlow(ctx, v.ID, time.Now()); errors.Is(err, store.ErrNotFound) {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Error("the flow did not expire")
+					return
+				}
+			}
+		}
+		if err := tb.svc.CompleteFlow(ctx, "reset", v.ID, "Last-Second-4242", Meta{}); err != nil {
+			t.Fatal(err)
+		}
+		tb.wantRecordedOnce(t, v.ID, []store.Session{sess}, "carol@home.example", "carol@corp.example")
+	})
+}

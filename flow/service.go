@@ -1,0 +1,279 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/text/unicode/norm"
+
+	"github.com/latchkeyhq/latchkey/directory"
+	"github.com/latchkeyhq/latchkey/policy"
+	"github.com/latchkeyhq/latchkey/store"
+)
+
+// Service holds the flows. Pages and the JSON API call the same methods.
+type Service struct {
+	o     Options
+	d     Deps
+	k     keys
+	out   *outbox
+	log   *slog.Logger
+	audit *slog.Logger
+	mails *mailTemplates
+	stats *eventCounts
+	// sampler bounds the audit rows of events anyone can cause without a
+	// proof (auditsample.go)
+	sampler *auditSampler
+	// pads hold unauthenticated answers to one duration per step
+	padStart, padSend, padVerify *padder
+	decoySrc                     decoySource
+	// failures of a password check: every one is sampled
+	padSignIn, padChange *padder
+	// bg is work a request leaves behind (notices it must not wait for)
+	bg sync.WaitGroup
+}
+
+// Meta is what a flow step knows about the request, for audit and logs.
+type Meta struct {
+	RequestID string
+	ClientIP  string
+}
+
+// MethodView is a registered method as its owner sees it.
+type MethodView struct {
+	ID        string    `json:"id"`
+	Type      string    `json:"type"`
+	Hint      string    `json:"hint"`
+	Verified  bool      `json:"verified"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Offered is a method offered in a reset or unlock flow, masked.
+type Offered struct {
+	ID   string `json:"id"`
+	Type string `json:"type"`
+	Hint string `json:"hint"`
+	real bool
+}
+
+// FlowView is the state of a reset or unlock flow as its user sees it.
+type FlowView struct {
+	ID        string    `json:"flow"`
+	Kind      string    `json:"-"`
+	Required  int       `json:"required"`
+	Methods   []Offered `json:"methods"`
+	Verified  []string  `json:"verified"`
+	Remaining int       `json:"remaining"`
+	// Needs, once a method is proven, lists the method kinds of which one
+	// must still be proven in a tier with require_one_of: a required kind
+	// still missing, or else, while a method is still needed, the kinds
+	// that would count (kindsMissing). Empty otherwise, and always before a
+	// first proof, which must not tell a tier member from anyone else.
+	Needs []string `json:"needs,omitempty"`
+}
+
+// offeredJSON is how offered methods are kept in the flow (encrypted at rest).
+type offeredJSON struct {
+	ID   string `json:"i"`
+	Type string `json:"t"`
+	Hint string `json:"h"`
+	Real bool   `json:"r,omitempty"`
+}
+
+// NewService builds the flows. Call Close to drain the outbox.
+func NewService(o Options, d Deps) (*Service, error) {
+	if err := o.setDefaults(); err != nil {
+		return nil, err
+	}
+	if d.Directory == nil || d.Store == nil {
+		return nil, errors.New("gateway: Directory and Store are required")
+	}
+	if d.Demo != nil && !IsLoopbackHost(o.PublicURL.Hostname()) {
+		return nil, errors.New("gateway: the demo outbox is served on a loopback public URL only")
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Audit == nil {
+		d.Audit = d.Log
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	k, err := deriveKeys(o.SecretKey)
+	if err != nil {
+		return nil, err
+	}
+	mt, err := loadMailTemplates()
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{o: o, d: d, k: k, log: d.Log, audit: d.Audit, mails: mt, stats: newEventCounts(), sampler: newAuditSampler(o.Limits.Window),
+		padStart: newPadder(o.PadFloor), padSend: newPadder(o.PadFloor), padVerify: newPadder(o.PadFloor),
+		padSignIn: newPadder(o.PadFloor), padChange: newPadder(o.PadFloor),
+		out: newOutbox(d.Mailer, d.SMS, d.Log)}
+	s.out.failed = s.messageFailed
+	return s, nil
+}
+
+// Close waits for the notices sent in the background, then for queued
+// messages to be sent, at most OutboxDrainTimeout, and stores the
+// summaries of audit events not stored one by one.
+func (s *Service) Close() { s.CloseWithin(OutboxDrainTimeout) }
+
+// CloseWithin is Close with another bound.
+func (s *Service) CloseWithin(timeout time.Duration) {
+	s.bg.Wait()
+	s.out.close(timeout)
+	s.storeSummaries(context.Background(), s.sampler.flush(s.now()))
+}
+
+// messageFailed audits a message the outbox gave up on: a notice the user
+// never got (notice.failed) or a code (code.failed; the user can ask for
+// another), with why: every try failed (send_failed), the queue was full
+// (outbox_full), or a shutdown's drain time ran out (shutdown). The
+// destination is not in the event, only its kind.
+func (s *Service) messageFailed(j job, err error) {
+	typ := store.MethodEmail
+	if j.sms != nil {
+		typ = store.MethodSMS
+	}
+	event, purpose := "code.failed", j.purpose
+	if strings.HasPrefix(j.purpose, "notice:") {
+		event, purpose = "notice.failed", strings.TrimPrefix(j.purpose, "notice:")
+	}
+	reason := "send_failed"
+	switch {
+	case errors.Is(err, errOutboxFull):
+		reason = "outbox_full"
+	case errors.Is(err, errOutboxShutdown):
+		reason = "shutdown"
+	}
+	s.record(context.Background(), Meta{RequestID: j.requestID}, event, j.account, "failed",
+		map[string]string{"type": typ, "purpose": purpose, "reason": reason})
+}
+
+func (s *Service) now() time.Time { return s.d.Now().UTC() }
+
+// canonicalUsername is the form a typed username is looked up by.
+func canonicalUsername(in string) string {
+	return strings.TrimSpace(norm.NFC.String(in))
+}
+
+// methodsAvailable is the set of method types that are both allowed by the
+// decision and available (recoveryMethod.Available: a sender configured,
+// a relying party, an admin list of questions; an app needs nothing).
+func (s *Service) methodsAvailable(allowed []string) []string {
+	var out []string
+	for _, m := range allowed {
+		if k, ok := methodKind(m); ok && k.Available(s) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (s *Service) decide(ctx context.Context, u *directory.User) (policy.Decision, error) {
+	return Decide(ctx, s.d.Directory, s.o.Eligibility, u)
+}
+
+func (s *Service) dirProblem(err error) *Problem {
+	switch {
+	case errors.Is(err, directory.ErrUnavailable), errors.Is(err, directory.ErrCertificate):
+		return problem(CodeUnavailable, err)
+	default:
+		return problem(CodeInternal, err)
+	}
+}
+
+// record logs an audit event and stores it, or for events anyone can cause
+// without a proof, counts it toward its window's summary once its kind and
+// client address have their rows for the window (auditsample.go).
+func (s *Service) record(ctx context.Context, m Meta, typ, account, outcome string, details map[string]string) {
+	ev := s.auditEvent(m, typ, account, outcome, details)
+	keep, ended := s.sampler.admit(ev)
+	s.storeSummaries(ctx, ended)
+	if !keep {
+		return
+	}
+	if err := s.d.Store.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
+		s.log.Error("audit event not stored", "request_id", m.RequestID, "event", typ, "error", err.Error())
+	}
+}
+
+// auditEvent writes the audit line and counts the event; the caller stores
+// the event.
+func (s *Service) auditEvent(m Meta, typ, account, outcome string, details map[string]string) store.AuditEvent {
+	ev := s.newAuditEvent(m, typ, account, outcome, details)
+	s.logAudit(ev)
+	return ev
+}
+
+// newAuditEvent is the event, neither logged nor counted yet (logAudit).
+func (s *Service) newAuditEvent(m Meta, typ, account, outcome string, details map[string]string) store.AuditEvent {
+	return store.AuditEvent{Time: s.now(), Type: typ, RequestID: m.RequestID, ClientIP: m.ClientIP, AccountID: account, Outcome: outcome, Details: details}
+}
+
+// logAudit writes the audit line of ev and counts the event.
+func (s *Service) logAudit(ev store.AuditEvent) {
+	attrs := []any{"event", ev.Type, "time", ev.Time.Format(time.RFC3339Nano), "request_id", ev.RequestID, "client_ip", ev.ClientIP,
+		"account_id", ev.AccountID, "outcome", ev.Outcome}
+	for k, v := range ev.Details {
+		attrs = append(attrs, k, v)
+	}
+	s.audit.Info("audit", attrs...)
+	s.stats.event(ev.Type, ev.Outcome)
+}
+
+// passwordWritten records a successful password write (or unlock) of u:
+// the counters in resetKeys forgotten, every flow (and, with sessions,
+// every session) of the account ended, and the audit event stored; in one
+// store transaction where the store can (store.PasswordWriteRecorder).
+func (s *Service) passwordWritten(ctx context.Context, m Meta, u *directory.User, resetKeys []string, sessions bool, typ string) {
+	s.passwordWrittenAs(ctx, m, u, resetKeys, sessions, typ, "success")
+}
+
+// passwordWrittenAs is passwordWritten with the audit event's outcome:
+// "already_written" when a completion finds that an earlier one, whose
+// outcome was unknown, had set the password.
+func (s *Service) passwordWrittenAs(ctx context.Context, m Meta, u *directory.User, resetKeys []string, sessions bool, typ, outcome string) {
+	ctx = context.WithoutCancel(ctx)
+	ev := s.auditEvent(m, typ, u.ID, outcome, nil)
+	if rec, ok := s.d.Store.(store.PasswordWriteRecorder); ok {
+		if err := rec.AfterPasswordWrite(ctx, u.ID, resetKeys, sessions, ev); err != nil {
+			s.log.Error("recording a password write failed", "request_id", m.RequestID, "event", typ, "error", err.Error())
+		}
+		return
+	}
+	for _, k := range resetKeys {
+		s.forget(s.d.Store.Reset(ctx, k))
+	}
+	if err := s.d.Store.DeleteFlowsForAccount(ctx, u.ID); err != nil {
+		s.log.Error("deleting flows after a password write failed", "request_id", m.RequestID, "error", err.Error())
+	}
+	if sessions {
+		if err := s.d.Store.DeleteSessionsForAccount(ctx, u.ID); err != nil {
+			s.log.Error("deleting sessions after a password write failed", "request_id", m.RequestID, "error", err.Error())
+		}
+	}
+	if err := s.d.Store.AppendAudit(ctx, ev); err != nil {
+		s.log.Error("audit event not stored", "request_id", m.RequestID, "event", typ, "error", err.Error())
+	}
+}
+
+// noticeAll tells every verified channel of the account (and the directory
+// mail) about event; skip excludes one method id.
+func (s *Service) noticeAll(ctx context.Context, accountID, username, event, skip string, m Meta) {
+	u, err := s.d.Directory.Lookup(ctx, username)
+	if err != nil || u.ID != accountID {
+		u = &directory.User{ID: accountID}
+	}
+	s.noticeUser(ctx, u, event, skip, m)
+}
+
+// Options are the service's options, defaults applied.
+func (s *Service) Options() Options { return s.o }
