@@ -3,7 +3,6 @@ package flow
 import (
 	"context"
 	"log/slog"
-	"net/netip"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -260,8 +259,6 @@ func openTestStore(t *testing.T) (store.Store, string) {
 	t.Cleanup(func() { st.Close() })
 	return st, dbPath
 }
-
-func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 
 func storeQuery(typ string) store.AuditQuery { return store.AuditQuery{Type: typ} }
 

@@ -90,5 +90,3 @@ func normalizeCode(s string) string {
 	}
 	return b.String()
 }
-
-func randRead(b []byte) { rand.Read(b) }

@@ -270,18 +270,6 @@ func newTestbed(t *testing.T, tweak func(*Options)) *testbed {
 // runs on a throwaway PostgreSQL instead of SQLite.
 var onPostgres sync.Map // *testing.T -> true
 
-// onBothStores runs test as the subtests SQLite and PostgreSQL, each with
-// its testbeds on that store (PostgreSQL from store/pgtest: skipped when
-// it is not installed, failed under CI).
-func onBothStores(t *testing.T, test func(t *testing.T)) {
-	t.Run("SQLite", test)
-	t.Run("PostgreSQL", func(t *testing.T) {
-		onPostgres.Store(t, true)
-		t.Cleanup(func() { onPostgres.Delete(t) })
-		test(t)
-	})
-}
-
 // openTestStore opens a fresh store for t: SQLite in a temp dir (and its
 // file's path), or a new database on the package's PostgreSQL server under
 // onBothStores (no path).
@@ -308,9 +296,3 @@ func openTestStore(t *testing.T) (store.Store, string) {
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 
 func storeQuery(typ string) store.AuditQuery { return store.AuditQuery{Type: typ} }
-
-// codeSendDelay is how long a check that nothing was sent waits: the
-// longest a message waits in the outbox before its first try
-// (MaxSendDelay), with half a second for a worker to be scheduled on a busy
-// machine.
-const codeSendDelay = MaxSendDelay + 500*time.Millisecond
