@@ -8,11 +8,12 @@ import (
 	"github.com/latchkeyhq/latchkey/config"
 )
 
-// Every value the gateway would silently replace (gateway.Options and
-// Limits setDefaults, QuestionOptions.setDefaults, the padder's bounds,
-// baseRequired) is a Validate problem at its key path that names the value
-// given, so `latchkey check` and start refuse it (exit 2) instead of
-// running with another value. The bounds themselves validate.
+// Every value the gateway used to replace silently (its Options, Limits
+// and QuestionOptions defaults, the padder's bounds, baseRequired; flow
+// now refuses them too, naming the field: flow.TestOptionsOutOfRangeAreRefused)
+// is a Validate problem at its key path that names the value given, so
+// `latchkey check` and start refuse it (exit 2) instead of running with
+// another value. The bounds themselves validate.
 func TestValidateRefusesWhatTheGatewayWouldClamp(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

@@ -339,8 +339,9 @@ type Limits struct {
 
 // Defaults that are not obvious from Default. Default (rawDefaults below)
 // is the one place every key's default is written: cmd/latchkey passes
-// every value on, so the defaults of the packages it configures (gateway,
-// directory, notify) never decide what runs.
+// every value on, so the defaults of the packages it configures (directory,
+// notify) never decide what runs; flow has none of its own (Options left
+// zero take Default's values, and config's bounds).
 const (
 	// DefaultListen is server.listen's default: loopback, behind a proxy.
 	DefaultListen = "127.0.0.1:8080"

@@ -53,13 +53,15 @@ func (e *ValidationError) Error() string {
 
 // Limits checked by Validate.
 const (
-	MinSecretKeyBytes     = 32
-	MinPasswordMinLength  = 8 // NIST SP 800-63B's floor
-	MaxPasswordMaxLength  = 1024
-	MaxCodeTTL            = 10 * time.Minute
-	MinCodeLength         = 6
-	MaxCodeLength         = 8
-	MaxMaxTries           = 5
+	MinSecretKeyBytes    = 32
+	MinPasswordMinLength = 8 // NIST SP 800-63B's floor
+	MaxPasswordMaxLength = 1024
+	MaxCodeTTL           = 10 * time.Minute
+	MinCodeLength        = 6
+	MaxCodeLength        = 8
+	MaxMaxTries          = 5
+	// MaxMethodsRequired bounds policy.methods_required (and a tier's).
+	MaxMethodsRequired    = 2
 	MaxReconfirmDays      = 730
 	MaxPoolSize           = 100
 	MaxGroupCacheTTL      = time.Hour
@@ -439,9 +441,9 @@ func (c *Config) validatePolicy(ch *checker) {
 	if len(methods) > 0 && !slices.ContainsFunc(methods, func(m string) bool { return m != policy.MethodQuestions }) {
 		ch.add("policy.methods", "security questions can never be the only method: add email, sms, totp or webauthn")
 	}
-	baseOK := p.MethodsRequired >= 1 && p.MethodsRequired <= 2
+	baseOK := p.MethodsRequired >= 1 && p.MethodsRequired <= MaxMethodsRequired
 	if !baseOK {
-		ch.add("policy.methods_required", "must be 1 or 2, got %d", p.MethodsRequired)
+		ch.add("policy.methods_required", "must be 1 or %d, got %d", MaxMethodsRequired, p.MethodsRequired)
 	} else if len(p.Methods) > 0 && p.MethodsRequired > len(methods) {
 		ch.add("policy.methods_required", "is %d but policy.methods offers only %d", p.MethodsRequired, len(methods))
 	}
@@ -452,8 +454,8 @@ func (c *Config) validatePolicy(ch *checker) {
 			ch.add(key+".groups", "required: at least one group DN")
 		}
 		ch.dns(key+".groups", t.Groups)
-		if t.MethodsRequired < 0 || t.MethodsRequired > 2 {
-			ch.add(key+".methods_required", "must be 1 or 2 (0 or absent keeps policy.methods_required), got %d", t.MethodsRequired)
+		if t.MethodsRequired < 0 || t.MethodsRequired > MaxMethodsRequired {
+			ch.add(key+".methods_required", "must be 1 or %d (0 or absent keeps policy.methods_required), got %d", MaxMethodsRequired, t.MethodsRequired)
 			continue
 		}
 		left := methods

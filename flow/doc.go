@@ -65,6 +65,7 @@
 //
 // limits.go and appguess.go (budgets), pad.go (every answer to a step
 // without proof leaves at the same time), notices.go and outbox.go
-// (messages), auditsample.go (audit rows), options.go (options and their
-// defaults), errors.go (the problems a user may see).
+// (messages), auditsample.go (audit rows), options.go (options; their
+// defaults and bounds are config's), errors.go (the problems a user may
+// see).
 package flow

@@ -57,7 +57,9 @@ func flowRemaining(f liveFlow, offered []Offered) int {
 	return max(f.Required-len(f.Verified), kindsRemaining(f, offered))
 }
 
-func (s *Service) baseRequired() int { return max(s.o.Eligibility.MethodsRequired, 1) }
+// baseRequired is the policy's base number of methods (at least 1:
+// Options.check).
+func (s *Service) baseRequired() int { return s.o.Eligibility.MethodsRequired }
 
 // offeredOf is the methods flow f offers, a copy the caller may change.
 func offeredOf(f liveFlow) []Offered { return slices.Clone(f.st.Offered) }

@@ -7,12 +7,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/latchkeyhq/latchkey/config"
 	"github.com/latchkeyhq/latchkey/directory"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
-// Limits are abuse budgets kept in the store (see config.Limits). Zero
-// fields take the defaults below.
+// Limits are abuse budgets kept in the store (see config.Limits, whose
+// keys have the same names). Zero fields take config's defaults.
 type Limits struct {
 	Window                 time.Duration
 	StartsPerAccount       int
@@ -30,10 +31,12 @@ type Limits struct {
 	// (see notices.go); those over it are held and told as one later.
 	NoticesPerAccount int
 	// IPv6Prefix is the prefix length by which IPv6 clients are one client
-	// address (default 56: what providers commonly give one customer).
+	// address (config.DefaultIPv6Prefix: what providers commonly give one
+	// customer).
 	IPv6Prefix int
 	// IPv6SitePrefix is the coarser prefix with a second budget of its
-	// own, SiteBudgetFactor times each per-address budget (default 48), so
+	// own, SiteBudgetFactor times each per-address budget
+	// (config.DefaultIPv6SitePrefix), so
 	// that a holder of many IPv6Prefix networks still has one budget.
 	// Equal to IPv6Prefix: no second budget.
 	IPv6SitePrefix int
@@ -51,47 +54,52 @@ type Limits struct {
 // many times a client address's budget of starts and sign-ins.
 const SiteBudgetFactor = 4
 
-// Defaults of the IPv6 grouping.
-const (
-	DefaultIPv6Prefix     = 56
-	DefaultIPv6SitePrefix = 48
-)
+// setDefaults gives the fields left zero d's values (config.Default's
+// limits: the field names are the same).
+func (l *Limits) setDefaults(d config.Limits) {
+	orDefault(&l.Window, d.Window)
+	orDefault(&l.StartsPerAccount, d.StartsPerAccount)
+	orDefault(&l.StartsPerIP, d.StartsPerIP)
+	orDefault(&l.StartsTotal, d.StartsTotal)
+	orDefault(&l.SendsPerAccount, d.SendsPerAccount)
+	orDefault(&l.SendsPerDestination, d.SendsPerDestination)
+	orDefault(&l.SMSPerHour, d.SMSPerHour)
+	orDefault(&l.SMSPerPrefixPerHour, d.SMSPerPrefixPerHour)
+	orDefault(&l.CodeFailuresPerAccount, d.CodeFailuresPerAccount)
+	orDefault(&l.SignInsPerIP, d.SignInsPerIP)
+	orDefault(&l.BindFailures, d.BindFailures)
+	orDefault(&l.BindFailureWindow, d.BindFailureWindow)
+	orDefault(&l.NoticesPerAccount, d.NoticesPerAccount)
+	orDefault(&l.IPv6Prefix, d.IPv6Prefix)
+	orDefault(&l.IPv6SitePrefix, d.IPv6SitePrefix)
+	orDefault(&l.AppFailures, d.AppFailures)
+	orDefault(&l.AppFailuresNotify, d.AppFailuresNotify)
+	orDefault(&l.AppFailureWindow, d.AppFailureWindow)
+}
 
-func (l *Limits) setDefaults() {
-	def := func(p *int, v int) {
-		if *p <= 0 {
-			*p = v
-		}
+// check refuses what config.Validate refuses in limits.
+func (l *Limits) check(c *optionsCheck) {
+	c.positive("Limits.Window", l.Window)
+	c.atLeastOne("Limits.StartsPerAccount", l.StartsPerAccount)
+	c.atLeastOne("Limits.StartsPerIP", l.StartsPerIP)
+	c.atLeastOne("Limits.StartsTotal", l.StartsTotal)
+	c.atLeastOne("Limits.SendsPerAccount", l.SendsPerAccount)
+	c.atLeastOne("Limits.SendsPerDestination", l.SendsPerDestination)
+	c.atLeastOne("Limits.SMSPerHour", l.SMSPerHour)
+	c.atLeastOne("Limits.SMSPerPrefixPerHour", l.SMSPerPrefixPerHour)
+	c.atLeastOne("Limits.CodeFailuresPerAccount", l.CodeFailuresPerAccount)
+	c.atLeastOne("Limits.SignInsPerIP", l.SignInsPerIP)
+	c.atLeastOne("Limits.BindFailures", l.BindFailures)
+	c.positive("Limits.BindFailureWindow", l.BindFailureWindow)
+	c.atLeastOne("Limits.NoticesPerAccount", l.NoticesPerAccount)
+	c.within("Limits.IPv6Prefix", l.IPv6Prefix, config.MinIPv6Prefix, config.MaxIPv6Prefix)
+	c.within("Limits.IPv6SitePrefix", l.IPv6SitePrefix, config.MinIPv6SitePrefix, max(l.IPv6Prefix, config.MinIPv6SitePrefix))
+	c.atLeastOne("Limits.AppFailures", l.AppFailures)
+	c.atLeastOne("Limits.AppFailuresNotify", l.AppFailuresNotify)
+	if l.AppFailuresNotify > l.AppFailures {
+		c.add("Limits.AppFailuresNotify", "must not be more than Limits.AppFailures, got %d with %d", l.AppFailuresNotify, l.AppFailures)
 	}
-	if l.Window <= 0 {
-		l.Window = time.Hour
-	}
-	if l.BindFailureWindow <= 0 {
-		l.BindFailureWindow = time.Hour
-	}
-	if l.AppFailureWindow <= 0 {
-		l.AppFailureWindow = 24 * time.Hour
-	}
-	def(&l.StartsPerAccount, 10)
-	def(&l.StartsPerIP, 60)
-	def(&l.StartsTotal, 20000)
-	def(&l.SendsPerAccount, 10)
-	def(&l.SendsPerDestination, 5)
-	def(&l.SMSPerHour, 200)
-	def(&l.SMSPerPrefixPerHour, 50)
-	def(&l.CodeFailuresPerAccount, 10)
-	def(&l.SignInsPerIP, 60)
-	def(&l.BindFailures, 3)
-	def(&l.NoticesPerAccount, 5)
-	def(&l.AppFailures, 30)
-	def(&l.AppFailuresNotify, 5)
-	l.AppFailuresNotify = min(l.AppFailuresNotify, l.AppFailures)
-	if l.IPv6Prefix <= 0 || l.IPv6Prefix > 128 {
-		l.IPv6Prefix = DefaultIPv6Prefix
-	}
-	if l.IPv6SitePrefix <= 0 || l.IPv6SitePrefix > l.IPv6Prefix {
-		l.IPv6SitePrefix = min(DefaultIPv6SitePrefix, l.IPv6Prefix)
-	}
+	c.positive("Limits.AppFailureWindow", l.AppFailureWindow)
 }
 
 // addressHits are the per-address counters of one request as guards of a

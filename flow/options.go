@@ -2,39 +2,30 @@ package flow
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"net/url"
 	"time"
 
+	"github.com/latchkeyhq/latchkey/config"
 	"github.com/latchkeyhq/latchkey/directory"
 	"github.com/latchkeyhq/latchkey/notify"
 	"github.com/latchkeyhq/latchkey/policy"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
-// Defaults for Options fields left zero.
-const (
-	DefaultCodeLength   = 6
-	DefaultCodeTTL      = 10 * time.Minute
-	DefaultFlowTTL      = 15 * time.Minute
-	DefaultMaxTries     = 5
-	DefaultSessionTTL   = 30 * time.Minute
-	DefaultSessionIdle  = 10 * time.Minute
-	DefaultReauthWindow = 10 * time.Minute
-	DefaultMaxMethods   = 5
-)
-
-// Options are the gateway's settings, filled from configuration by cmd/latchkey.
+// Options are the gateway's settings, filled from configuration by
+// cmd/latchkey. Fields left zero get config's defaults (setDefaults).
 type Options struct {
 	// PublicURL is the base of every link the gateway makes (mails, redirects);
 	// the Host header is never used.
 	PublicURL *url.URL
-	// SecretKey (>= 32 bytes) keys code hashes, decoys and CSRF tokens.
+	// SecretKey (at least config.MinSecretKeyBytes) keys code hashes, decoys and CSRF tokens.
 	SecretKey []byte
 	// Helpdesk is shown on every page: a URL or a mailto: link.
 	Helpdesk string
-	// ProductName is shown in pages and messages (default "Latchkey").
+	// ProductName is shown in pages and messages.
 	ProductName string
 
 	Eligibility policy.Eligibility
@@ -67,8 +58,8 @@ type Options struct {
 	Limits Limits
 	// Questions configure security questions (method "questions").
 	Questions QuestionOptions
-	// Timeouts of the HTTP server.
-	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// Timeouts of the HTTP server (server.*_timeout).
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 }
 
 // Deps are the gateway's collaborators.
@@ -88,50 +79,100 @@ type Deps struct {
 	Now func() time.Time
 }
 
+// setDefaults gives the fields left zero config's defaults and refuses a
+// value out of range, naming the field; nothing is replaced by another
+// value. config is the one place a default or a bound is written:
+// cmd/latchkey sets every field from a validated configuration (whose
+// Validate names the key of a value out of range), so the defaults here
+// fill only Options built by hand, as unit tests do, with what `latchkey
+// serve` runs with by default.
 func (o *Options) setDefaults() error {
 	if o.PublicURL == nil || o.PublicURL.Scheme == "" || o.PublicURL.Host == "" {
 		return errors.New("gateway: PublicURL is required")
 	}
-	if len(o.SecretKey) < 32 {
-		return errors.New("gateway: SecretKey must be at least 32 bytes")
+	if len(o.SecretKey) < config.MinSecretKeyBytes {
+		return fmt.Errorf("gateway: SecretKey must be at least %d bytes", config.MinSecretKeyBytes)
 	}
-	if o.ProductName == "" {
-		o.ProductName = "Latchkey"
+	d := config.Default()
+	orDefault(&o.ProductName, config.ProductName)
+	orDefault(&o.Eligibility.MethodsRequired, d.Policy.MethodsRequired)
+	orDefault(&o.CodeLength, d.Policy.CodeLength)
+	orDefault(&o.CodeTTL, d.Policy.CodeTTL)
+	orDefault(&o.FlowTTL, config.FlowTTL)
+	orDefault(&o.MaxTries, d.Policy.MaxTries)
+	orDefault(&o.SessionTTL, config.SessionTTL)
+	orDefault(&o.SessionIdle, config.SessionIdle)
+	orDefault(&o.ReauthWindow, config.ReauthWindow)
+	orDefault(&o.MaxMethods, config.MaxMethods)
+	orDefault(&o.ReadHeaderTimeout, d.Server.ReadHeaderTimeout)
+	orDefault(&o.ReadTimeout, d.Server.ReadTimeout)
+	orDefault(&o.WriteTimeout, d.Server.WriteTimeout)
+	orDefault(&o.IdleTimeout, d.Server.IdleTimeout)
+	o.Limits.setDefaults(d.Limits)
+	o.Questions.setDefaults(d.Policy.Questions)
+	return o.check()
+}
+
+// check refuses the values config.Validate refuses, with config's bounds,
+// naming the field of Options (a configuration never gets here with one:
+// Validate refused it at its key).
+func (o *Options) check() error {
+	var c optionsCheck
+	c.within("CodeLength", o.CodeLength, config.MinCodeLength, config.MaxCodeLength)
+	if o.CodeTTL <= 0 || o.CodeTTL > config.MaxCodeTTL {
+		c.add("CodeTTL", "must be a positive duration of at most %s, got %s", config.MaxCodeTTL, o.CodeTTL)
 	}
-	if o.CodeLength < 6 || o.CodeLength > 8 {
-		o.CodeLength = DefaultCodeLength
+	c.within("MaxTries", o.MaxTries, 1, config.MaxMaxTries)
+	c.within("Eligibility.MethodsRequired", o.Eligibility.MethodsRequired, 1, config.MaxMethodsRequired)
+	c.positive("FlowTTL", o.FlowTTL)
+	c.positive("SessionTTL", o.SessionTTL)
+	c.positive("SessionIdle", o.SessionIdle)
+	c.positive("ReauthWindow", o.ReauthWindow)
+	if o.CoolingOff < 0 {
+		c.add("CoolingOff", "must be 0 (off) or a positive duration, got %s", o.CoolingOff)
 	}
-	if o.CodeTTL <= 0 || o.CodeTTL > 10*time.Minute {
-		o.CodeTTL = DefaultCodeTTL
+	c.atLeastOne("MaxMethods", o.MaxMethods)
+	if o.PadFloor < 0 || o.PadFloor > config.MaxPadFloor {
+		c.add("PadFloor", "must be 0 (the p95 alone) to %s, got %s", config.MaxPadFloor, o.PadFloor)
 	}
-	if o.FlowTTL <= 0 {
-		o.FlowTTL = DefaultFlowTTL
+	c.positive("ReadHeaderTimeout", o.ReadHeaderTimeout)
+	c.positive("ReadTimeout", o.ReadTimeout)
+	c.positive("WriteTimeout", o.WriteTimeout)
+	c.positive("IdleTimeout", o.IdleTimeout)
+	o.Limits.check(&c)
+	o.Questions.check(&c)
+	return errors.Join(c...)
+}
+
+// optionsCheck collects the fields of Options out of range.
+type optionsCheck []error
+
+func (c *optionsCheck) add(field, format string, args ...any) {
+	*c = append(*c, fmt.Errorf("gateway: Options.%s %s", field, fmt.Sprintf(format, args...)))
+}
+
+func (c *optionsCheck) positive(field string, d time.Duration) {
+	if d <= 0 {
+		c.add(field, "must be a positive duration, got %s", d)
 	}
-	if o.MaxTries <= 0 || o.MaxTries > DefaultMaxTries {
-		o.MaxTries = DefaultMaxTries
+}
+
+func (c *optionsCheck) atLeastOne(field string, v int) {
+	if v < 1 {
+		c.add(field, "must be at least 1, got %d", v)
 	}
-	if o.SessionTTL <= 0 {
-		o.SessionTTL = DefaultSessionTTL
+}
+
+func (c *optionsCheck) within(field string, v, lo, hi int) {
+	if v < lo || v > hi {
+		c.add(field, "must be %d-%d, got %d", lo, hi, v)
 	}
-	if o.SessionIdle <= 0 {
-		o.SessionIdle = DefaultSessionIdle
+}
+
+// orDefault sets *p to def when it is zero.
+func orDefault[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
 	}
-	if o.ReauthWindow <= 0 {
-		o.ReauthWindow = DefaultReauthWindow
-	}
-	if o.MaxMethods <= 0 {
-		o.MaxMethods = DefaultMaxMethods
-	}
-	o.Limits.setDefaults()
-	o.Questions.setDefaults()
-	if o.ReadTimeout <= 0 {
-		o.ReadTimeout = 10 * time.Second
-	}
-	if o.WriteTimeout <= 0 {
-		o.WriteTimeout = 30 * time.Second
-	}
-	if o.IdleTimeout <= 0 {
-		o.IdleTimeout = 60 * time.Second
-	}
-	return nil
 }

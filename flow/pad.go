@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/latchkeyhq/latchkey/config"
 )
 
 // padder hides the time a step takes for an account that is not real
@@ -42,12 +44,14 @@ const (
 	padMaxAge = 30 * time.Second
 	// padInitial is the target before padMinSamples real answers exist.
 	padInitial = 10 * time.Millisecond
-	// PadCeiling bounds any hold (and policy.pad_floor).
-	PadCeiling = 500 * time.Millisecond
+	// PadCeiling bounds any hold: the bound of policy.pad_floor.
+	PadCeiling = config.MaxPadFloor
 )
 
+// newPadder holds answers at least floor, 0 to PadCeiling (Options.check
+// refuses any other).
 func newPadder(floor time.Duration) *padder {
-	return &padder{initial: max(padInitial, floor), floor: min(max(floor, 0), PadCeiling), ceiling: PadCeiling}
+	return &padder{initial: max(padInitial, floor), floor: floor, ceiling: PadCeiling}
 }
 
 func (p *padder) observe(d time.Duration) { p.observeAt(d, time.Now()) }

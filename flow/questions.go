@@ -21,6 +21,7 @@ import (
 	"golang.org/x/text/cases"
 	"golang.org/x/text/unicode/norm"
 
+	"github.com/latchkeyhq/latchkey/config"
 	"github.com/latchkeyhq/latchkey/policy"
 	"github.com/latchkeyhq/latchkey/store"
 )
@@ -77,8 +78,9 @@ const (
 	// normalised; MaxAnswerLength the most (before any hashing).
 	MinAnswerLength = 3
 	MaxAnswerLength = 200
-	// MaxQuestionLength bounds a custom question.
-	MaxQuestionLength = 200
+	// MaxQuestionLength bounds a custom question, as it bounds the
+	// admin's (policy.questions.list).
+	MaxQuestionLength = config.MaxQuestionLength
 	// minCustomQuestionLength: a custom question is a real question.
 	minCustomQuestionLength = 10
 
@@ -93,18 +95,20 @@ type QuestionOptions struct {
 	List []string
 	// AllowCustom lets users write their own questions.
 	AllowCustom bool
-	// Required answers to register (default 3); Ask asked at reset (default
-	// 2, at most Required).
+	// Required answers to register; Ask asked at reset (at most
+	// Required). Zero: config's defaults (policy.questions.required, ask).
 	Required, Ask int
 }
 
-func (q *QuestionOptions) setDefaults() {
-	if q.Required <= 0 {
-		q.Required = 3
-	}
-	if q.Ask <= 0 || q.Ask > q.Required {
-		q.Ask = min(2, q.Required)
-	}
+func (q *QuestionOptions) setDefaults(d config.Questions) {
+	orDefault(&q.Required, d.Required)
+	orDefault(&q.Ask, d.Ask)
+}
+
+// check refuses what config.Validate refuses in policy.questions.
+func (q *QuestionOptions) check(c *optionsCheck) {
+	c.within("Questions.Required", q.Required, 1, config.MaxQuestionsRequired)
+	c.within("Questions.Ask", q.Ask, 1, max(q.Required, 1))
 }
 
 // Question is one security question as a user sees it.

@@ -356,7 +356,7 @@ func TestWrongCodesKillTheCode(t *testing.T) {
 	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
 	code := tb.lastCode(t, "carol@home.example")
-	for i := 0; i < DefaultMaxTries; i++ {
+	for i := 0; i < tb.svc.o.MaxTries; i++ {
 		_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, "00000000", Meta{})
 		wantCode(t, err, CodeInvalidCode)
 	}
@@ -428,12 +428,12 @@ func TestRegistrationRules(t *testing.T) {
 		}
 	}
 	// a stale sign-in must re-enter the password before adding
-	now = now.Add(DefaultReauthWindow + time.Minute)
+	now = now.Add(tb.svc.o.ReauthWindow + time.Minute)
 	sess, _ = tb.svc.d.Store.GetSession(ctx, sess.ID, now)
 	_, err = tb.svc.AddMethod(ctx, sess, "email", "other@home.example", Meta{})
 	wantCode(t, err, CodeReauthRequired)
 	// idle sessions end
-	now = now.Add(DefaultSessionIdle + time.Minute)
+	now = now.Add(tb.svc.o.SessionIdle + time.Minute)
 	_, err = tb.svc.Session(ctx, sess.ID)
 	wantCode(t, err, CodeSessionExpired)
 }

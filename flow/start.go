@@ -116,7 +116,7 @@ func (s *Service) resolveStart(ctx context.Context, name string) (startAccount, 
 		if !dec.Eligible {
 			return a, nil
 		}
-		a.outcome, a.required = "eligible", max(dec.MethodsRequired, 1)
+		a.outcome, a.required = "eligible", dec.MethodsRequired
 		allowed := s.methodsAvailable(dec.Methods)
 		for _, meth := range methods {
 			if meth.Verified && slices.Contains(allowed, meth.Type) {

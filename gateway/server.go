@@ -93,7 +93,7 @@ func (s *Server) Handler() http.Handler { return s.e }
 // HTTPServer is an http.Server with the configured timeouts.
 func (s *Server) HTTPServer(addr string) *http.Server {
 	o := s.o
-	return &http.Server{Addr: addr, Handler: s.e, ReadTimeout: o.ReadTimeout, ReadHeaderTimeout: 5 * time.Second,
+	return &http.Server{Addr: addr, Handler: s.e, ReadTimeout: o.ReadTimeout, ReadHeaderTimeout: o.ReadHeaderTimeout,
 		WriteTimeout: o.WriteTimeout, IdleTimeout: o.IdleTimeout, MaxHeaderBytes: 16 << 10}
 }
 

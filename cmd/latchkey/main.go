@@ -260,10 +260,11 @@ func gatewayOptions(cfg *config.Config) (gateway.Options, error) {
 		},
 		Questions: gateway.QuestionOptions{List: cfg.Policy.Questions.List, AllowCustom: cfg.Policy.Questions.AllowCustom,
 			Required: cfg.Policy.Questions.Required, Ask: cfg.Policy.Questions.Ask},
-		TrustedProxies: cfg.Server.TrustedProxyPrefixes(),
-		ReadTimeout:    cfg.Server.ReadTimeout,
-		WriteTimeout:   cfg.Server.WriteTimeout,
-		IdleTimeout:    cfg.Server.IdleTimeout,
+		TrustedProxies:    cfg.Server.TrustedProxyPrefixes(),
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
+		ReadTimeout:       cfg.Server.ReadTimeout,
+		WriteTimeout:      cfg.Server.WriteTimeout,
+		IdleTimeout:       cfg.Server.IdleTimeout,
 	}, nil
 }
 
@@ -366,7 +367,6 @@ func runGateway(ctx context.Context, cfg *config.Config, stderr io.Writer, w wir
 		return exitFail
 	}
 	hs := srv.HTTPServer(cfg.Server.Listen)
-	hs.ReadHeaderTimeout = cfg.Server.ReadHeaderTimeout // positive: Validate
 	audit.Info("audit", "event", "configuration.loaded", "time", time.Now().UTC().Format(time.RFC3339Nano), "outcome", "success")
 	go purge(ctx, st, svc, cfg.Log.AuditRetention, log)
 	go sendHeldNotices(ctx, svc, log)

@@ -15,9 +15,8 @@ import (
 // The configuration is the only source of defaults: from a minimal file,
 // every setting of the gateway's options that has a default is set by
 // gatewayOptions from config (its keys' defaults, its fixed settings, its
-// derived values), so the gateway's own defaults for zero fields
-// (gateway/options.go, limits.go, questions.go) never decide what
-// `latchkey serve` runs with.
+// derived values). (flow fills zero fields with config's defaults too,
+// flow.TestZeroOptionsGetConfigsDefaults; here every field is set.)
 func TestGatewayOptionsComeFromConfig(t *testing.T) {
 	path := migrateConfig(t, "store:\n  driver: sqlite\n  dsn: \"file:"+filepath.Join(t.TempDir(), "l.db")+"\"\n")
 	cfg, err := loadConfigErr(path, io.Discard)
@@ -40,7 +39,7 @@ func TestGatewayOptionsComeFromConfig(t *testing.T) {
 			f, name := v.Field(i), prefix+v.Type().Field(i).Name
 			switch f.Kind() {
 			case reflect.Struct:
-				if f.Type().PkgPath() != "github.com/latchkeyhq/latchkey/gateway" {
+				if f.Type().PkgPath() != "github.com/latchkeyhq/latchkey/flow" {
 					continue // policy's rules, checked below
 				}
 				walk(name+".", f)
@@ -59,10 +58,8 @@ func TestGatewayOptionsComeFromConfig(t *testing.T) {
 		t.Errorf("left to the gateway's defaults: %v", zero)
 	}
 
-	// the values are config's, as they ran before: 8 digits (config's
-	// default; the gateway's own constant says 6), a 15 s read timeout
-	// (the gateway's says 10 s), the fixed settings docs/api.md and
-	// docs/security.md state
+	// the values are config's, as they ran before: 8 digits, a 15 s read
+	// timeout, the fixed settings docs/api.md and docs/security.md state
 	for _, c := range []struct {
 		name      string
 		got, want any
@@ -78,6 +75,7 @@ func TestGatewayOptionsComeFromConfig(t *testing.T) {
 		{"ProductName", o.ProductName, "Latchkey"},
 		{"CoolingOff", o.CoolingOff, 24 * time.Hour},
 		{"UnlockOnReset", o.UnlockOnReset, true},
+		{"ReadHeaderTimeout", o.ReadHeaderTimeout, 5 * time.Second},
 		{"ReadTimeout", o.ReadTimeout, 15 * time.Second},
 		{"WriteTimeout", o.WriteTimeout, 30 * time.Second},
 		{"IdleTimeout", o.IdleTimeout, 60 * time.Second},
