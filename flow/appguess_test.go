@@ -114,7 +114,7 @@ func TestAppGuessingIsToldAndSuspended(t *testing.T) {
 			t.Fatalf("%d blocked/app_failures events, want 2", n)
 		}
 		// the user signs in with the password: the app works again
-		if _, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{}); err != nil {
+		if _, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{}); err != nil {
 			t.Fatal(err)
 		}
 		if n := tb.auditCount(t, "registration.app_unblocked", "success"); n != 1 {

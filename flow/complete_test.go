@@ -36,11 +36,7 @@ func (tb *testbed) verifiedReset(t *testing.T) (store.Session, FlowView) {
 	return sess, v
 }
 
-func (tb *testbed) writes() int {
-	tb.dir.mu.Lock()
-	defer tb.dir.mu.Unlock()
-	return tb.dir.writes
-}
+func (tb *testbed) writes() int { return tb.dir.Writes() }
 
 func (tb *testbed) auditOutcomes(t *testing.T, typ string) []string {
 	t.Helper()
@@ -71,10 +67,10 @@ func (tb *testbed) waitMessages(t *testing.T, addr string, n int) {
 func (tb *testbed) loseAnswer(t *testing.T, id, pw string) {
 	t.Helper()
 	before := tb.writes()
-	tb.dir.replyLost = true
+	tb.dir.SetReplyLost(true)
 	wantCode(t, tb.svc.CompleteFlow(context.Background(), "reset", id, pw, Meta{}), CodeUnavailable)
-	tb.dir.replyLost = false
-	if tb.writes() != before+1 || tb.dir.password("carol") != pw {
+	tb.dir.SetReplyLost(false)
+	if tb.writes() != before+1 || tb.dir.Password("carol") != pw {
 		t.Fatalf("the write did not land: %d writes", tb.writes()-before)
 	}
 }
@@ -114,17 +110,17 @@ func TestUnsentWriteIsWrittenOnRetry(t *testing.T) {
 	ctx := context.Background()
 	_, f := tb.verifiedReset(t)
 
-	tb.dir.writeDown = true
+	tb.dir.SetWriteDown(true)
 	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "Never-Sent-42", Meta{}), CodeUnavailable)
 	if tb.writes() != 0 {
 		t.Fatalf("%d writes while the directory was down", tb.writes())
 	}
-	tb.dir.writeDown = false
+	tb.dir.SetWriteDown(false)
 	if err := tb.svc.CompleteFlow(ctx, "reset", f.ID, "Never-Sent-42", Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	if tb.writes() != 1 || tb.dir.password("carol") != "Never-Sent-42" {
-		t.Fatalf("%d writes, password %q", tb.writes(), tb.dir.password("carol"))
+	if tb.writes() != 1 || tb.dir.Password("carol") != "Never-Sent-42" {
+		t.Fatalf("%d writes, password %q", tb.writes(), tb.dir.Password("carol"))
 	}
 }
 
@@ -170,8 +166,8 @@ func TestStoppedAfterWriteIsNotWrittenAgain(t *testing.T) {
 	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", fv.ID, "Crashed-After-42", Meta{}), CodeAlreadyCompleted)
 	// recorded: the flow is finished
 	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", fv.ID, "Another-Pass-42", Meta{}), CodeFlowExpired)
-	if tb.writes() != 1 || tb.dir.password("carol") != "Crashed-After-42" {
-		t.Fatalf("%d writes, password %q", tb.writes(), tb.dir.password("carol"))
+	if tb.writes() != 1 || tb.dir.Password("carol") != "Crashed-After-42" {
+		t.Fatalf("%d writes, password %q", tb.writes(), tb.dir.Password("carol"))
 	}
 	_, err := tb.svc.Flow(ctx, "reset", fv.ID)
 	wantCode(t, err, CodeFlowExpired)
@@ -249,7 +245,7 @@ func TestStoppedBeforeWriteWritesOnRetry(t *testing.T) {
 	if err := tb.svc.CompleteFlow(ctx, "reset", fv.ID, "Retried-Pass-42", Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	if tb.writes() != 1 || tb.dir.password("carol") != "Retried-Pass-42" {
-		t.Fatalf("%d writes, password %q", tb.writes(), tb.dir.password("carol"))
+	if tb.writes() != 1 || tb.dir.Password("carol") != "Retried-Pass-42" {
+		t.Fatalf("%d writes, password %q", tb.writes(), tb.dir.Password("carol"))
 	}
 }

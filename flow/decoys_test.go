@@ -114,12 +114,8 @@ func TestDecoysLookLikeRegisteredUsers(t *testing.T) {
 
 // addDirUser adds an eligible staff member to the fake directory.
 func (tb *testbed) addDirUser(name string) {
-	tb.dir.mu.Lock()
-	defer tb.dir.mu.Unlock()
-	u := &directory.User{DN: "uid=" + name + ",ou=people,dc=x", ID: "id-" + name, Username: name, Mail: name + "@corp.example"}
-	tb.dir.users[name] = u
-	tb.dir.pw[u.DN] = "Some-Pass1!"
-	tb.dir.groups[u.DN] = []string{"cn=staff"}
+	tb.dir.AddUser(directory.User{DN: "uid=" + name + ",ou=people,dc=x", ID: "id-" + name, Username: name, Mail: name + "@corp.example"},
+		"Some-Pass1!", "cn=staff")
 }
 
 // plantMethods stores verified methods of the given types for account, in

@@ -7,36 +7,37 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchkeyhq/latchkey/directory/dirtest"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
 func TestBindsStopBeforeTheDirectoryLocksTheAccount(t *testing.T) {
 	tb := newTestbed(t, nil)
-	tb.dir.lockout = 3 // the directory locks at the third wrong password
+	tb.dir.SetPolicy(dirtest.MemoryPolicy{MinLength: 8, HistoryLength: 3, LockoutThreshold: 3}) // the directory locks at the third wrong password
 	ctx := context.Background()
 	for i := 0; i < 5; i++ {
 		_, err := tb.svc.SignIn(ctx, "carol", "wrong-"+string(rune('a'+i)), Meta{ClientIP: "192.0.2.1"})
 		wantCode(t, err, CodeSignInFailed)
 	}
-	if tb.dir.binds != 2 {
-		t.Fatalf("%d wrong binds forwarded, want 2 (threshold 3 - 1)", tb.dir.binds)
+	if tb.dir.Binds() != 2 {
+		t.Fatalf("%d wrong binds forwarded, want 2 (threshold 3 - 1)", tb.dir.Binds())
 	}
 	// the budget is per account: the right password is refused too, without a bind
-	_, err := tb.svc.SignIn(ctx, "CAROL", tb.dir.password("carol"), Meta{})
+	_, err := tb.svc.SignIn(ctx, "CAROL", tb.dir.Password("carol"), Meta{})
 	wantCode(t, err, CodeSignInFailed)
-	wantCode(t, tb.svc.Change(ctx, " carol", tb.dir.password("carol"), "Another-Pass-123", Meta{}), CodeSignInFailed)
-	if tb.dir.binds != 2 || tb.dir.writes != 0 {
-		t.Fatalf("binds %d writes %d", tb.dir.binds, tb.dir.writes)
+	wantCode(t, tb.svc.Change(ctx, " carol", tb.dir.Password("carol"), "Another-Pass-123", Meta{}), CodeSignInFailed)
+	if tb.dir.Binds() != 2 || tb.dir.Writes() != 0 {
+		t.Fatalf("binds %d writes %d", tb.dir.Binds(), tb.dir.Writes())
 	}
 	// other accounts are not affected
-	if _, err := tb.svc.SignIn(ctx, "alice", tb.dir.password("alice"), Meta{}); err != nil {
+	if _, err := tb.svc.SignIn(ctx, "alice", tb.dir.Password("alice"), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	// unknown names are answered after a (decoy) bind too
-	before := tb.dir.binds
+	before := tb.dir.Binds()
 	_, err = tb.svc.SignIn(ctx, "nobody", "whatever", Meta{})
 	wantCode(t, err, CodeSignInFailed)
-	if tb.dir.binds != before+1 {
+	if tb.dir.Binds() != before+1 {
 		t.Fatal("no decoy bind for an unknown name")
 	}
 }
@@ -119,7 +120,9 @@ func TestBindBudgetHoldsUnderConcurrencyAndAcrossWindows(t *testing.T) {
 	var mu sync.Mutex
 	tb := newTestbed(t, nil)
 	tb.svc.d.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	tb.dir.lockout = 5 // budget: min(3, 5-1) = 3
+	// budget: min(3, 5-1) = 3; the directory forgets wrong passwords
+	// after a minute, inside the gateway's own window
+	tb.dir.SetPolicy(dirtest.MemoryPolicy{MinLength: 8, HistoryLength: 3, LockoutThreshold: 5, FailureWindow: time.Minute})
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	for i := 0; i < 40; i++ {
@@ -130,29 +133,29 @@ func TestBindBudgetHoldsUnderConcurrencyAndAcrossWindows(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if tb.dir.binds != 3 {
-		t.Fatalf("%d concurrent wrong binds reached the directory, want 3", tb.dir.binds)
+	if tb.dir.Binds() != 3 {
+		t.Fatalf("%d concurrent wrong binds reached the directory, want 3", tb.dir.Binds())
 	}
 	// the next window does not refill the budget at once
 	mu.Lock()
 	now = now.Add(2 * time.Minute)
 	mu.Unlock()
 	tb.svc.SignIn(ctx, "carol", "wrong-password", Meta{})
-	if tb.dir.binds != 3 {
-		t.Fatalf("a window boundary refilled the budget: %d binds", tb.dir.binds)
+	if tb.dir.Binds() != 3 {
+		t.Fatalf("a window boundary refilled the budget: %d binds", tb.dir.Binds())
 	}
 	// two windows later it is back, and a right password clears the count
 	mu.Lock()
 	now = now.Add(2 * time.Hour)
 	mu.Unlock()
-	if _, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{}); err != nil {
+	if _, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
 		tb.svc.SignIn(ctx, "carol", "wrong-again", Meta{})
 	}
-	if tb.dir.binds != 3+1+3 {
-		t.Fatalf("binds %d after a successful sign-in cleared the count", tb.dir.binds)
+	if tb.dir.Binds() != 3+1+3 {
+		t.Fatalf("binds %d after a successful sign-in cleared the count", tb.dir.Binds())
 	}
 }
 
@@ -175,7 +178,7 @@ func TestThrottledSendKeepsTheLiveCode(t *testing.T) {
 func TestThrottledRegistrationStoresNothing(t *testing.T) {
 	tb := newTestbed(t, func(o *Options) { o.Limits.SendsPerDestination = 2 })
 	ctx := context.Background()
-	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{})
+	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +193,7 @@ func TestThrottledRegistrationStoresNothing(t *testing.T) {
 	live := tb.lastCode(t, "carol@home.example")
 	wantCode(t, tb.svc.ResendMethodCode(ctx, sess, mv.ID, Meta{}), CodeTooMany)
 	// another account adding the same (now throttled) address stores nothing
-	other, err := tb.svc.SignIn(ctx, "alice", tb.dir.password("alice"), Meta{})
+	other, err := tb.svc.SignIn(ctx, "alice", tb.dir.Password("alice"), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +216,7 @@ func TestThrottledRegistrationStoresNothing(t *testing.T) {
 func TestSMSPrefixVelocity(t *testing.T) {
 	tb := newTestbed(t, func(o *Options) { o.Limits.SMSPerPrefixPerHour = 2 })
 	ctx := context.Background()
-	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{})
+	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,23 +277,23 @@ func TestSignInBudgetPerAddressAnswersTooMany(t *testing.T) {
 	tb := newTestbed(t, func(o *Options) { o.Limits.SignInsPerIP = 2 })
 	ctx := context.Background()
 	nat := Meta{ClientIP: "198.51.100.7"}
-	if _, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), nat); err != nil {
+	if _, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), nat); err != nil {
 		t.Fatal(err)
 	}
 	_, err := tb.svc.SignIn(ctx, "alice", "wrong", nat)
 	wantCode(t, err, CodeSignInFailed)
-	binds := tb.dir.binds
-	_, err = tb.svc.SignIn(ctx, "alice", tb.dir.password("alice"), nat)
+	binds := tb.dir.Binds()
+	_, err = tb.svc.SignIn(ctx, "alice", tb.dir.Password("alice"), nat)
 	wantCode(t, err, CodeTooMany)
-	wantCode(t, tb.svc.Change(ctx, "alice", tb.dir.password("alice"), "Another-Pass-123", nat), CodeTooMany)
-	if tb.dir.binds != binds || tb.dir.writes != 0 {
-		t.Fatalf("a throttled sign-in reached the directory: binds %d→%d, writes %d", binds, tb.dir.binds, tb.dir.writes)
+	wantCode(t, tb.svc.Change(ctx, "alice", tb.dir.Password("alice"), "Another-Pass-123", nat), CodeTooMany)
+	if tb.dir.Binds() != binds || tb.dir.Writes() != 0 {
+		t.Fatalf("a throttled sign-in reached the directory: binds %d→%d, writes %d", binds, tb.dir.Binds(), tb.dir.Writes())
 	}
 	if p := asProblem(err); p.Status != 429 {
 		t.Fatalf("status %d, want 429", p.Status)
 	}
 	// another address is not affected
-	if _, err := tb.svc.SignIn(ctx, "alice", tb.dir.password("alice"), Meta{ClientIP: "203.0.113.9"}); err != nil {
+	if _, err := tb.svc.SignIn(ctx, "alice", tb.dir.Password("alice"), Meta{ClientIP: "203.0.113.9"}); err != nil {
 		t.Fatal(err)
 	}
 }

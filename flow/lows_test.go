@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/latchkeyhq/latchkey/directory"
 )
 
 // WB-8: an attacker with a phished password registers their own email;
@@ -17,7 +19,7 @@ func TestMethodAddedBeforePasswordChangeDoesNotCount(t *testing.T) {
 	tb.enroll(t, "carol", "carol@home.example")
 	clk.add(48 * time.Hour)
 	// the attacker, signed in with the phished password
-	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{})
+	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,10 +32,10 @@ func TestMethodAddedBeforePasswordChangeDoesNotCount(t *testing.T) {
 	}
 	// two hours later the user changes the password elsewhere
 	clk.add(2 * time.Hour)
-	tb.dir.mu.Lock()
-	tb.dir.users["carol"].Status.PasswordChanged = clk.now()
-	tb.dir.pw[tb.dir.users["carol"].DN] = "Carol-Taken-Back-9!"
-	tb.dir.mu.Unlock()
+	tb.dir.Edit("carol", func(u *directory.User, pw *string) {
+		u.Status.PasswordChanged = clk.now()
+		*pw = "Carol-Taken-Back-9!"
+	})
 	// the attacker's method is past the cooling-off now
 	clk.add(48 * time.Hour)
 	f, err := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})

@@ -149,7 +149,7 @@ func TestResetNoticeIgnoresSpentBudgets(t *testing.T) {
 func TestMaxMethodsUnderConcurrency(t *testing.T) {
 	tb, _, _ := qBed(t, func(o *Options) { o.MaxMethods = 3 })
 	ctx := context.Background()
-	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{})
+	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}

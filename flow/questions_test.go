@@ -275,7 +275,7 @@ func TestQuestionsNeverAlone(t *testing.T) {
 		t.Fatalf("questions alone leave %d to verify, want 1", v.Remaining)
 	}
 	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "Brand-New-Pass-42", Meta{}), CodeNotVerified)
-	if tb.dir.writes != 0 {
+	if tb.dir.Writes() != 0 {
 		t.Fatal("a password was written")
 	}
 	if evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "reset.completed"}); len(evs) == 0 || evs[0].Outcome != CodeNotVerified {
@@ -294,7 +294,7 @@ func TestQuestionsNeverAlone(t *testing.T) {
 	}
 
 	// an account left with only its questions has no usable method
-	if err := tb.svc.RemoveMethod(ctx, sess, emailID, tb.dir.password("carol"), Meta{}); err != nil {
+	if err := tb.svc.RemoveMethod(ctx, sess, emailID, tb.dir.Password("carol"), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	f, _ = tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
@@ -309,7 +309,7 @@ func TestQuestionsNeverAlone(t *testing.T) {
 
 	// cooling-off: old questions do not make a new email old enough
 	tb2, clk2, _ := qBed(t, func(o *Options) { o.CoolingOff = 24 * time.Hour })
-	sess2, err := tb2.svc.SignIn(ctx, "carol", tb2.dir.password("carol"), Meta{})
+	sess2, err := tb2.svc.SignIn(ctx, "carol", tb2.dir.Password("carol"), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}

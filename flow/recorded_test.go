@@ -101,12 +101,12 @@ func TestCompletionRacedByPasskeyChallengesIsRecorded(t *testing.T) {
 		}
 		// the directory write lasts until challenges asked for after it began
 		// have been answered
-		tb.dir.duringWrite = func() {
+		tb.dir.SetDuringWrite(func() {
 			writing.Store(true)
 			for deadline := time.Now().Add(10 * time.Second); during.Load() < 4 && time.Now().Before(deadline); {
 				time.Sleep(time.Millisecond)
 			}
-		}
+		})
 		done := false
 		for i := 0; i < 200 && !done; i++ {
 			switch err := tb.svc.CompleteFlow(ctx, "reset", v.ID, "Raced-Pass-4242", Meta{}); {
@@ -123,7 +123,7 @@ func TestCompletionRacedByPasskeyChallengesIsRecorded(t *testing.T) {
 		if !done || during.Load() < 4 {
 			t.Fatalf("completed %v, %d challenges during the write", done, during.Load())
 		}
-		if tb.writes() != 1 || tb.dir.password("carol") != "Raced-Pass-4242" {
+		if tb.writes() != 1 || tb.dir.Password("carol") != "Raced-Pass-4242" {
 			t.Fatalf("%d writes", tb.writes())
 		}
 		tb.wantRecordedOnce(t, v.ID, []store.Session{s1, s2}, "carol@home.example", "carol@corp.example")
@@ -146,10 +146,10 @@ func TestSecondAppProofDuringCompletionIsRecorded(t *testing.T) {
 			t.Fatalf("verify: %+v %v", v, err)
 		}
 		again := errors.New("not tried")
-		tb.dir.duringWrite = func() {
+		tb.dir.SetDuringWrite(func() {
 			clk.add(30 * time.Second) // a step whose code was never used
 			_, again = tb.svc.VerifyFlowCode(ctx, "reset", v.ID, app, codeAt(t, en.Secret, clk.now()), Meta{})
-		}
+		})
 		if err := tb.svc.CompleteFlow(ctx, "reset", v.ID, "Second-Proof-4242", Meta{}); err != nil {
 			t.Fatal(err)
 		}
@@ -177,7 +177,7 @@ func TestWriteOutlastingTheFlowIsRecorded(t *testing.T) {
 			t.Fatal(err)
 		}
 		// a slow directory: the write ends after the flow did
-		tb.dir.duringWrite = func() {
+		tb.dir.SetDuringWrite(func() {
 			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 				if _, err := tb.st.GetFlow(ctx, v.ID, time.Now()); errors.Is(err, store.ErrNotFound) {
 					return
@@ -187,7 +187,7 @@ func TestWriteOutlastingTheFlowIsRecorded(t *testing.T) {
 					return
 				}
 			}
-		}
+		})
 		if err := tb.svc.CompleteFlow(ctx, "reset", v.ID, "Last-Second-4242", Meta{}); err != nil {
 			t.Fatal(err)
 		}

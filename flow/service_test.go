@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchkeyhq/latchkey/directory/dirtest"
 	"github.com/latchkeyhq/latchkey/notify"
 	"github.com/latchkeyhq/latchkey/store"
 )
@@ -82,7 +83,7 @@ func (tb *testbed) messagesTo(to string) int {
 func (tb *testbed) enroll(t *testing.T, user, addr string) (store.Session, string) {
 	t.Helper()
 	ctx := context.Background()
-	sess, err := tb.svc.SignIn(ctx, user, tb.dir.password(user), Meta{})
+	sess, err := tb.svc.SignIn(ctx, user, tb.dir.Password(user), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +161,7 @@ func TestResetHappyPath(t *testing.T) {
 	if err := tb.svc.CompleteFlow(ctx, "reset", f.ID, "New-Password-123", Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	if tb.dir.password("carol") != "New-Password-123" {
+	if tb.dir.Password("carol") != "New-Password-123" {
 		t.Fatal("password not written")
 	}
 	// every open flow of the account is gone, and so is every session
@@ -172,7 +173,7 @@ func TestResetHappyPath(t *testing.T) {
 
 func TestDirectoryRefusalLetsTheUserRetry(t *testing.T) {
 	tb := newTestbed(t, func(o *Options) { o.Password.MinLength = 8 })
-	tb.dir.minLen = 14
+	tb.dir.SetPolicy(dirtest.MemoryPolicy{MinLength: 14, HistoryLength: 3})
 	ctx := context.Background()
 	_, mid := tb.enroll(t, "carol", "c@home.example")
 	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
@@ -344,8 +345,8 @@ func TestConcurrentRedemptionsAndCompletions(t *testing.T) {
 		}(i)
 	}
 	wg.Wait()
-	if ok != 1 || tb.dir.writes != 1 {
-		t.Fatalf("%d completions succeeded, %d directory writes", ok, tb.dir.writes)
+	if ok != 1 || tb.dir.Writes() != 1 {
+		t.Fatalf("%d completions succeeded, %d directory writes", ok, tb.dir.Writes())
 	}
 }
 
@@ -382,7 +383,7 @@ func TestCoolingOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "New-Password-123", Meta{}), CodeMethodTooNew)
-	if tb.dir.writes != 0 {
+	if tb.dir.Writes() != 0 {
 		t.Fatal("written despite the cooling-off period")
 	}
 }
@@ -393,16 +394,18 @@ func TestRegistrationRules(t *testing.T) {
 	tb := newTestbed(t, nil)
 	tb.svc.d.Now = clock
 	ctx := context.Background()
-	_, err := tb.svc.SignIn(ctx, "erin", tb.dir.password("erin"), Meta{})
+	_, err := tb.svc.SignIn(ctx, "erin", tb.dir.Password("erin"), Meta{})
 	wantCode(t, err, CodeNotEligible)
 	_, err = tb.svc.SignIn(ctx, "carol", "wrong", Meta{})
 	wantCode(t, err, CodeSignInFailed)
 	_, err = tb.svc.SignIn(ctx, "nobody", "wrong", Meta{})
 	wantCode(t, err, CodeSignInFailed)
-	_, err = tb.svc.SignIn(ctx, "ivan", tb.dir.password("ivan"), Meta{})
-	wantCode(t, err, CodeNotEligible)
+	// a disabled account does not bind, as on the real servers: the same
+	// answer as a wrong password
+	_, err = tb.svc.SignIn(ctx, "ivan", tb.dir.Password("ivan"), Meta{})
+	wantCode(t, err, CodeSignInFailed)
 
-	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{})
+	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,7 +447,7 @@ func TestRemovingAMethodNeedsThePasswordAndTellsEveryChannel(t *testing.T) {
 	sess, mid := tb.enroll(t, "carol", "carol@home.example")
 	wantCode(t, tb.svc.RemoveMethod(ctx, sess, mid, "wrong", Meta{}), CodeSignInFailed)
 	before := tb.messagesTo("carol@home.example")
-	if err := tb.svc.RemoveMethod(ctx, sess, mid, tb.dir.password("carol"), Meta{}); err != nil {
+	if err := tb.svc.RemoveMethod(ctx, sess, mid, tb.dir.Password("carol"), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(2 * time.Second)
@@ -471,7 +474,7 @@ func TestChangeAndUnlock(t *testing.T) {
 	ctx := context.Background()
 	wantCode(t, tb.svc.Change(ctx, "carol", "wrong", "Brand-New-Pass-1", Meta{}), CodeSignInFailed)
 	wantCode(t, tb.svc.Change(ctx, "nobody", "wrong", "Brand-New-Pass-1", Meta{}), CodeSignInFailed)
-	wantCode(t, tb.svc.Change(ctx, "carol", tb.dir.password("carol"), "short", Meta{}), CodePasswordRejected)
+	wantCode(t, tb.svc.Change(ctx, "carol", tb.dir.Password("carol"), "short", Meta{}), CodePasswordRejected)
 	// a weak new password with a wrong old one says nothing about the name
 	wantCode(t, tb.svc.Change(ctx, "carol", "wrong", "short", Meta{}), CodeSignInFailed)
 	wantCode(t, tb.svc.Change(ctx, "nobody", "wrong", "short", Meta{}), CodeSignInFailed)
@@ -488,7 +491,7 @@ func TestChangeAndUnlock(t *testing.T) {
 	if err := tb.svc.CompleteFlow(ctx, "unlock", v.ID, "", Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	if tb.dir.unlocked != 1 || tb.dir.password("carol") != "Brand-New-Pass-1" {
+	if tb.dir.Unlocks() != 1 || tb.dir.Password("carol") != "Brand-New-Pass-1" {
 		t.Fatal("unlock did not unlock only")
 	}
 }
@@ -657,7 +660,7 @@ func TestNoticesSayWhenAndFromWhere(t *testing.T) {
 	tb := newTestbed(t, nil)
 	ctx := context.Background()
 	tb.enroll(t, "carol", "carol@home.example")
-	if err := tb.svc.Change(ctx, "carol", tb.dir.password("carol"), "Brand-New-Passw0rd-1", Meta{ClientIP: "198.51.100.23"}); err != nil {
+	if err := tb.svc.Change(ctx, "carol", tb.dir.Password("carol"), "Brand-New-Passw0rd-1", Meta{ClientIP: "198.51.100.23"}); err != nil {
 		t.Fatal(err)
 	}
 	var notice []notify.Email

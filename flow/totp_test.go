@@ -73,7 +73,7 @@ func codeAt(t *testing.T, secret string, at time.Time) string {
 func (tb *testbed) enrolApp(t *testing.T, clk *testClock, user string) (store.Session, TOTPEnrolment) {
 	t.Helper()
 	ctx := context.Background()
-	sess, err := tb.svc.SignIn(ctx, user, tb.dir.password(user), Meta{})
+	sess, err := tb.svc.SignIn(ctx, user, tb.dir.Password(user), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}

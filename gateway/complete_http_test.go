@@ -22,11 +22,11 @@ func TestAlreadyCompletedPage(t *testing.T) {
 		t.Fatalf("verify: %d %s", w.Code, w.Body)
 	}
 	form := url.Values{"password": {"Page-Lost-Answer-7"}, "confirm": {"Page-Lost-Answer-7"}}
-	tb.dir.replyLost = true
+	tb.dir.SetReplyLost(true)
 	if w := b.post("/reset/password", "/reset/password", form, nil); w.Code != http.StatusServiceUnavailable {
 		t.Fatalf("lost answer: %d %s", w.Code, w.Body)
 	}
-	tb.dir.replyLost = false
+	tb.dir.SetReplyLost(false)
 	w := b.post("/reset/password", "/reset/password", form, nil)
 	if w.Code != http.StatusConflict || !strings.Contains(w.Body.String(), "already changed by your earlier attempt") {
 		t.Fatalf("second submission: %d %s", w.Code, w.Body)

@@ -76,7 +76,7 @@ func TestCoolingOffUpFront(t *testing.T) {
 		tb, clk, _ := totpBed(t, func(o *Options) { o.CoolingOff = cool })
 		_, mail := tb.enroll(t, "carol", "carol@home.example")
 		clk.add(2 * cool)
-		sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{})
+		sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,7 +97,7 @@ func TestCoolingOffUpFront(t *testing.T) {
 		tb, clk, _ := totpBed(t, func(o *Options) { o.CoolingOff = cool })
 		_, mail := tb.enroll(t, "alice", "alice@home.example") // alice's tier requires 2
 		clk.add(2 * cool)
-		sess, err := tb.svc.SignIn(ctx, "alice", tb.dir.password("alice"), Meta{})
+		sess, err := tb.svc.SignIn(ctx, "alice", tb.dir.Password("alice"), Meta{})
 		if err != nil {
 			t.Fatal(err)
 		}

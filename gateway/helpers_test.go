@@ -25,7 +25,7 @@ import (
 func (tb *testbed) enroll(t *testing.T, user, addr string) (store.Session, string) {
 	t.Helper()
 	ctx := context.Background()
-	sess, err := tb.svc.SignIn(ctx, user, tb.dir.password(user), Meta{})
+	sess, err := tb.svc.SignIn(ctx, user, tb.dir.Password(user), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,11 +69,7 @@ func (tb *testbed) lastCode(t *testing.T, to string) string {
 	return ""
 }
 
-func (tb *testbed) writes() int {
-	tb.dir.mu.Lock()
-	defer tb.dir.mu.Unlock()
-	return tb.dir.writes
-}
+func (tb *testbed) writes() int { return tb.dir.Writes() }
 
 // totpBed is a testbed with authenticator apps enabled, a clock the test
 // moves (10 s into a 30 s step) and every log and audit line kept.
@@ -315,7 +311,7 @@ func (tb *testbed) proveEmail(t *testing.T, f FlowView, emailID, addr string) Fl
 func (tb *testbed) enrolApp(t *testing.T, clk *testClock, user string) (store.Session, TOTPEnrolment) {
 	t.Helper()
 	ctx := context.Background()
-	sess, err := tb.svc.SignIn(ctx, user, tb.dir.password(user), Meta{})
+	sess, err := tb.svc.SignIn(ctx, user, tb.dir.Password(user), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +345,7 @@ func (tb *testbed) setGoodQuestions(t *testing.T, sess store.Session) MethodView
 func (tb *testbed) addPasskey(t *testing.T, user string, key *softKey) (store.Session, MethodView) {
 	t.Helper()
 	ctx := context.Background()
-	sess, err := tb.svc.SignIn(ctx, user, tb.dir.password(user), Meta{})
+	sess, err := tb.svc.SignIn(ctx, user, tb.dir.Password(user), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}

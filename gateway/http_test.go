@@ -297,7 +297,7 @@ func TestPagesFlowWithoutJavaScript(t *testing.T) {
 	if w = b.post("/reset/password", "/reset/password", url.Values{"password": {"Fresh-Password-77"}, "confirm": {"Fresh-Password-77"}}, nil); w.Header().Get("Location") != "/reset/done" {
 		t.Fatalf("complete: %d %s", w.Code, w.Body)
 	}
-	if tb.dir.password("carol") != "Fresh-Password-77" {
+	if tb.dir.Password("carol") != "Fresh-Password-77" {
 		t.Fatal("not written")
 	}
 	if w = b.get("/reset/done"); w.Code != 200 || b.cookies["__Host-latchkey_session"] != nil {

@@ -61,7 +61,7 @@ func TestTierRequiringAStrongKind(t *testing.T) {
 		t.Fatalf("questions count for the tier: remaining %d", f.Remaining)
 	}
 	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "Brand-New-Pass-42", Meta{}), CodeMethodKindRequired)
-	if tb.dir.writes != 0 {
+	if tb.dir.Writes() != 0 {
 		t.Fatal("a password was written")
 	}
 	if evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "reset.completed"}); evs[0].Outcome != CodeMethodKindRequired {
@@ -149,7 +149,7 @@ func TestQuestionsDoNotCountInStrongTier(t *testing.T) {
 	if w = c.api("POST", "/api/v1/reset/complete", `{"flow":"`+v.Flow+`","password":"Brand-New-Pass-42"}`, nil); w.Code != 409 || !strings.Contains(w.Body.String(), "not_verified") {
 		t.Fatalf("complete: %d %s", w.Code, w.Body)
 	}
-	if tb.dir.writes != 0 {
+	if tb.dir.Writes() != 0 {
 		t.Fatal("a password was written")
 	}
 	if evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "reset.completed"}); len(evs) != 1 || evs[0].Outcome != "not_verified" {

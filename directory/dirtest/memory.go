@@ -24,7 +24,8 @@ import (
 //   - VerifyPassword as a bind: an empty password never "reaches the
 //     server" (no bind counted, no failure counted); wrong passwords count
 //     toward the lockout threshold of the user's policy, a success clears
-//     the count; a locked account answers ErrAccountLocked, a disabled one
+//     the count (wrong ones older than the policy's FailureWindow are
+//     forgotten, by the clock of WithClock); a locked account answers ErrAccountLocked, a disabled one
 //     ErrAccountDisabled, a correct password that must be changed
 //     ErrPasswordMustChange.
 //   - Membership over groups that exist (AddGroup), nested groups and
@@ -35,7 +36,8 @@ import (
 //     (ReasonTooShort), history of the current and the last HistoryLength
 //     passwords (ReasonInHistory). A successful write records the change
 //     time (the clock of WithClock), clears the lockout (as ppolicy does on
-//     any password change) and sets or clears MustChange.
+//     any password change; see WithFlavor for AD resets) and sets or
+//     clears MustChange.
 //   - Unlock clears the lockout and never enables a disabled account.
 //   - EffectivePolicy per user (SetUserPolicy) or the default (SetPolicy);
 //     a policy with MaxAge gives the user a PasswordExpires.
@@ -43,8 +45,8 @@ import (
 // It does not model: LDAP itself (connections, TLS, failover, pools,
 // RootDSE discovery: Info is a fixed OpenLDAP-like description), search
 // filters (so no ErrAmbiguous), access rights (no ErrInsufficientRights),
-// password quality/complexity checks beyond length, minimum age, failure
-// windows and timed lockouts (a lockout lasts until unlocked or reset).
+// password quality/complexity checks beyond length, minimum age and timed
+// lockouts (a lockout lasts until unlocked or reset).
 //
 // For tests of the layers above it also counts binds, writes and unlock
 // calls, and can inject faults: SetWriteDown, SetReplyLost, SetDuringWrite,
@@ -56,6 +58,7 @@ type Memory struct {
 	policy   MemoryPolicy
 	policies map[string]MemoryPolicy // by lower-case user DN
 	now      func() time.Time
+	flavor   directory.Flavor
 	delay    time.Duration
 
 	binds, writes, unlocks int
@@ -72,14 +75,17 @@ type MemoryPolicy struct {
 	MinLength        int
 	HistoryLength    int
 	LockoutThreshold int // 0: no lockout
-	MaxAge           time.Duration
+	// FailureWindow is how long a wrong password counts toward the
+	// lockout (pwdFailureCountInterval); 0: until a right one.
+	FailureWindow time.Duration
+	MaxAge        time.Duration
 }
 
 type memUser struct {
 	user     directory.User
 	password string
-	history  []string // previous passwords, newest last
-	failures int
+	history  []string    // previous passwords, newest last
+	failures []time.Time // wrong binds since the last right one
 	sids     []string
 }
 
@@ -93,6 +99,12 @@ func WithClock(now func() time.Time) MemoryOption { return func(m *Memory) { m.n
 // directory, to widen race windows in tests of concurrent callers.
 func WithWriteDelay(d time.Duration) MemoryOption { return func(m *Memory) { m.delay = d } }
 
+// WithFlavor sets the flavor Info reports and, on ActiveDirectory, that a
+// reset clears the lockout only when SetOptions.Unlock asks (as on AD; on
+// OpenLDAP any password change unlocks). Nothing else about AD (complexity,
+// tokens unless SetSIDs, UPNs) is modelled.
+func WithFlavor(f directory.Flavor) MemoryOption { return func(m *Memory) { m.flavor = f } }
+
 // WithPolicy sets the default policy (see SetPolicy).
 func WithPolicy(p MemoryPolicy) MemoryOption { return func(m *Memory) { m.policy = p } }
 
@@ -103,7 +115,7 @@ var DefaultMemoryPolicy = MemoryPolicy{Source: "ppolicy:cn=default", MinLength: 
 // NewMemory returns an empty in-memory directory with DefaultMemoryPolicy.
 func NewMemory(opts ...MemoryOption) *Memory {
 	m := &Memory{users: map[string]*memUser{}, groups: map[string][]string{}, policies: map[string]MemoryPolicy{},
-		policy: DefaultMemoryPolicy, now: time.Now}
+		policy: DefaultMemoryPolicy, now: time.Now, flavor: directory.OpenLDAP}
 	for _, o := range opts {
 		o(m)
 	}
@@ -300,8 +312,15 @@ func (m *Memory) bind(op string, u *directory.User, password string) error {
 		return memErr(op, directory.ErrAccountLocked, "")
 	}
 	if x.password != password {
-		x.failures++
-		if t := m.policyOf(x).LockoutThreshold; t > 0 && x.failures >= t {
+		p, now := m.policyOf(x), m.now()
+		kept := x.failures[:0]
+		for _, f := range x.failures {
+			if p.FailureWindow == 0 || now.Sub(f) < p.FailureWindow {
+				kept = append(kept, f)
+			}
+		}
+		x.failures = append(kept, now)
+		if p.LockoutThreshold > 0 && len(x.failures) >= p.LockoutThreshold {
 			x.user.Status.Locked = true
 		}
 		return memErr(op, directory.ErrInvalidCredentials, "")
@@ -309,7 +328,7 @@ func (m *Memory) bind(op string, u *directory.User, password string) error {
 	if x.user.Status.Disabled {
 		return memErr(op, directory.ErrAccountDisabled, "")
 	}
-	x.failures = 0
+	x.failures = nil
 	if x.user.Status.MustChange {
 		return memErr(op, directory.ErrPasswordMustChange, "")
 	}
@@ -363,7 +382,7 @@ func containsFold(list []string, s string) bool {
 
 // SetPassword implements directory.Directory.
 func (m *Memory) SetPassword(_ context.Context, u *directory.User, newPassword string, opts directory.SetOptions) error {
-	err := m.write("set password", u, newPassword, opts.MustChange)
+	err := m.write("set password", u, newPassword, opts)
 	m.afterWrite(err)
 	return err
 }
@@ -381,7 +400,7 @@ func (m *Memory) ChangePassword(_ context.Context, u *directory.User, oldPasswor
 			return err
 		}
 	}
-	err = m.write("change password", u, newPassword, false)
+	err = m.write("change password", u, newPassword, directory.SetOptions{Unlock: true})
 	m.afterWrite(err)
 	return err
 }
@@ -400,7 +419,7 @@ func (m *Memory) afterWrite(err error) {
 	}
 }
 
-func (m *Memory) write(op string, u *directory.User, pw string, mustChange bool) error {
+func (m *Memory) write(op string, u *directory.User, pw string, opts directory.SetOptions) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.delay > 0 {
@@ -426,9 +445,11 @@ func (m *Memory) write(op string, u *directory.User, pw string, mustChange bool)
 	}
 	x.history = append(x.history, x.password)
 	x.password = pw
-	x.failures = 0
-	x.user.Status.Locked = false
-	x.user.Status.MustChange = mustChange
+	if opts.Unlock || m.flavor != directory.ActiveDirectory {
+		x.failures = nil
+		x.user.Status.Locked = false
+	}
+	x.user.Status.MustChange = opts.MustChange
 	x.user.Status.PasswordChanged = m.now()
 	m.writes++
 	if m.replyLost {
@@ -459,7 +480,7 @@ func (m *Memory) Unlock(_ context.Context, u *directory.User) error {
 		return memErr("unlock", directory.ErrAccountDisabled, "")
 	}
 	x.user.Status.Locked = false
-	x.failures = 0
+	x.failures = nil
 	return nil
 }
 
@@ -472,12 +493,13 @@ func (m *Memory) EffectivePolicy(_ context.Context, u *directory.User) (director
 		p = m.policyOf(x)
 	}
 	return directory.PasswordPolicy{Known: true, Source: p.Source, MinLength: p.MinLength, HistoryLength: p.HistoryLength,
-		LockoutThreshold: p.LockoutThreshold, MaxAge: p.MaxAge, FailuresNeverExpire: p.LockoutThreshold > 0}, nil
+		LockoutThreshold: p.LockoutThreshold, MaxAge: p.MaxAge, FailureWindow: p.FailureWindow,
+		FailuresNeverExpire: p.LockoutThreshold > 0 && p.FailureWindow == 0}, nil
 }
 
 // Info implements directory.Directory: a fixed OpenLDAP-like description.
 func (m *Memory) Info() directory.ServerInfo {
-	return directory.ServerInfo{Flavor: directory.OpenLDAP, URL: "memory:", Vendor: "dirtest.Memory"}
+	return directory.ServerInfo{Flavor: m.flavor, IsAD: m.flavor == directory.ActiveDirectory, URL: "memory:", Vendor: "dirtest.Memory"}
 }
 
 // Ping implements directory.Directory.
@@ -530,4 +552,28 @@ func StartMemory(t testing.TB, opts ...MemoryOption) *Server {
 	m.SetUserPolicy("heidi", MemoryPolicy{Source: "ppolicy:cn=strict,ou=policies," + s.BaseDN,
 		MinLength: 14, HistoryLength: 5, LockoutThreshold: 5, MaxAge: 90 * 24 * time.Hour})
 	return s
+}
+
+// NewStaffMemory is the small directory the flow and gateway unit tests
+// share: carol (cn=staff), alice (cn=staff, cn=admins), erin (in no
+// group) and ivan (cn=staff, disabled), DNs uid=<name>,ou=people,dc=x, IDs
+// id-<name>, mail <name>@corp.example, passwords as Server.Password
+// ("Carol-Pass1!"), set long ago in a zone other than UTC. Its policy is 8
+// characters, 3 in history and no lockout; opts may change it.
+func NewStaffMemory(opts ...MemoryOption) *Memory {
+	m := NewMemory(append([]MemoryOption{WithPolicy(MemoryPolicy{MinLength: 8, HistoryLength: 3})}, opts...)...)
+	m.AddGroup("cn=staff")
+	m.AddGroup("cn=admins")
+	add := func(name string, disabled bool, groups ...string) {
+		u := directory.User{DN: "uid=" + name + ",ou=people,dc=x", ID: "id-" + name, Username: name,
+			DisplayName: strings.ToUpper(name[:1]) + name[1:] + " Test", Mail: name + "@corp.example"}
+		u.Status.PasswordChanged = time.Date(2026, 1, 5, 9, 30, 0, 0, time.FixedZone("CET", 3600))
+		u.Status.Disabled = disabled
+		m.AddUser(u, strings.ToUpper(name[:1])+name[1:]+"-Pass1!", groups...)
+	}
+	add("carol", false, "cn=staff")
+	add("alice", false, "cn=staff", "cn=admins")
+	add("erin", false)
+	add("ivan", true, "cn=staff")
+	return m
 }
