@@ -256,6 +256,17 @@ func runConformance(t *testing.T, srv *dirtest.Server) {
 		if !ivan.Status.Disabled {
 			t.Fatalf("ivan not disabled: %+v", ivan.Status)
 		}
+		// a disabled account does not bind, even with its password; slapd
+		// (ivan is administratively locked, pwdAccountLockedTime) says
+		// locked, AD says disabled
+		err := d.VerifyPassword(ctx, ivan, srv.Password("ivan"))
+		if isAD {
+			if !errors.Is(err, directory.ErrAccountLocked) {
+				wantErr(t, err, directory.ErrAccountDisabled, srv.Password("ivan"))
+			}
+		} else {
+			wantErr(t, err, directory.ErrAccountLocked, srv.Password("ivan"))
+		}
 		alice := lookup(t, d, "alice")
 		if alice.Status.Disabled || alice.Status.Locked || alice.Status.MustChange {
 			t.Fatalf("alice status %+v", alice.Status)
@@ -291,6 +302,10 @@ func runConformance(t *testing.T, srv *dirtest.Server) {
 				if got[g] != contains(want, g) {
 					t.Errorf("%s in %s = %v, want %v", name, g, got[g], contains(want, g))
 				}
+			}
+			// a group that does not exist is "cannot tell", never "no"
+			if v, ok := got[missingGroup]; ok {
+				t.Errorf("%s: the missing group %s has an answer: %v", name, missingGroup, v)
 			}
 		}
 		// DNs compare case-insensitively; the result is keyed as given

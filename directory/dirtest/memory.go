@@ -25,9 +25,11 @@ import (
 //     server" (no bind counted, no failure counted); wrong passwords count
 //     toward the lockout threshold of the user's policy, a success clears
 //     the count (wrong ones older than the policy's FailureWindow are
-//     forgotten, by the clock of WithClock); a locked account answers ErrAccountLocked, a disabled one
-//     ErrAccountDisabled, a correct password that must be changed
-//     ErrPasswordMustChange.
+//     forgotten, by the clock of WithClock); a locked account answers
+//     ErrAccountLocked; a disabled one ErrAccountLocked as slapd does for
+//     its administrative lock (on the ActiveDirectory flavor: a right
+//     password gets ErrAccountDisabled, as AD's data 533); a right
+//     password that must be changed ErrPasswordMustChange.
 //   - Membership over groups that exist (AddGroup), nested groups and
 //     cycles resolved, DNs compared case-insensitively and keyed as asked;
 //     a group that does not exist has no key ("cannot tell"). SIDs are the
@@ -308,7 +310,9 @@ func (m *Memory) bind(op string, u *directory.User, password string) error {
 	if x == nil {
 		return memErr(op, directory.ErrInvalidCredentials, "")
 	}
-	if x.user.Status.Locked {
+	// OpenLDAP disables by an administrative lock (pwdAccountLockedTime
+	// 000001010000Z): a bind says locked, whatever the password
+	if x.user.Status.Locked || (x.user.Status.Disabled && m.flavor != directory.ActiveDirectory) {
 		return memErr(op, directory.ErrAccountLocked, "")
 	}
 	if x.password != password {
