@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey/directory"
+	"github.com/latchkeyhq/latchkey/internal/flowtest"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
@@ -160,7 +161,7 @@ func typesOf(ms []Offered) []string {
 func TestDecoyOrderMatchesRealOrder(t *testing.T) {
 	tb := newTestbed(t, func(o *Options) {
 		o.Eligibility.Methods = []string{"email", "sms", "totp", "webauthn", "questions"}
-		o.Questions = QuestionOptions{List: testQuestions, Required: 3, Ask: 2}
+		o.Questions = QuestionOptions{List: flowtest.Questions, Required: 3, Ask: 2}
 		o.Limits.StartsPerAccount = 100
 	})
 	ctx := context.Background()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
+	"github.com/latchkeyhq/latchkey/internal/flowtest"
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
 	"github.com/latchkeyhq/latchkey/policy"
 	"github.com/latchkeyhq/latchkey/store"
@@ -26,7 +27,7 @@ type testbed struct {
 	st  store.Store
 	rec *notifytest.Recorder
 	// read counts the codes a test has read, per recipient
-	read map[string]int
+	inbox *flowtest.Inbox
 	// dbPath is the SQLite store's file
 	dbPath string
 }
@@ -58,7 +59,7 @@ func newTestbed(t *testing.T, tweak func(*Options)) *testbed {
 		t.Fatal(err)
 	}
 	t.Cleanup(svc.Close)
-	return &testbed{svc: svc, dir: dir, st: st, rec: rec, read: map[string]int{}, dbPath: dbPath}
+	return &testbed{svc: svc, dir: dir, st: st, rec: rec, inbox: flowtest.NewInbox(rec), dbPath: dbPath}
 }
 
 // onPostgres holds the tests (subtests of onBothStores) whose testbed

@@ -75,7 +75,7 @@ func testStartBudget(t *testing.T) {
 	if err := tb.svc.SendFlowCode(ctx, "reset", flows[1].ID, mid, Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	tb.lastCode(t, "carol@home.example")
+	tb.inbox.LastCode(t, "carol@home.example")
 }
 
 func TestSendBudgets(t *testing.T) {
@@ -90,7 +90,7 @@ func TestSendBudgets(t *testing.T) {
 	}
 	time.Sleep(codeSendDelay)
 	// the registration code and two of the four reset codes
-	if n := tb.messagesTo("carol@home.example"); n != 3 {
+	if n := tb.inbox.Count("carol@home.example"); n != 3 {
 		t.Fatalf("%d messages to the address, want 3", n)
 	}
 }
@@ -102,7 +102,7 @@ func TestCodeFailureBudgetSpansResentCodes(t *testing.T) {
 	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
 	for round := 0; round < 2; round++ {
 		tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
-		tb.lastCode(t, "carol@home.example")
+		tb.inbox.LastCode(t, "carol@home.example")
 		for i := 0; i < 3; i++ {
 			_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, "99999999", Meta{})
 			wantCode(t, err, CodeInvalidCode)
@@ -110,7 +110,7 @@ func TestCodeFailureBudgetSpansResentCodes(t *testing.T) {
 	}
 	// six wrong guesses spent the budget: a fresh, right code is refused
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
-	code := tb.lastCode(t, "carol@home.example")
+	code := tb.inbox.LastCode(t, "carol@home.example")
 	_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, code, Meta{})
 	wantCode(t, err, CodeInvalidCode)
 }
@@ -165,7 +165,7 @@ func TestThrottledSendKeepsTheLiveCode(t *testing.T) {
 	_, mid := tb.enroll(t, "carol", "carol@home.example") // send 1 of 2
 	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}) // send 2 of 2
-	code := tb.lastCode(t, "carol@home.example")
+	code := tb.inbox.LastCode(t, "carol@home.example")
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}) // over budget
 	if _, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, code, Meta{}); err != nil {
 		t.Fatalf("a throttled send replaced the live code: %v", err)
@@ -186,11 +186,11 @@ func TestThrottledRegistrationStoresNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := tb.lastCode(t, "carol@home.example")
+	first := tb.inbox.LastCode(t, "carol@home.example")
 	if err := tb.svc.ResendMethodCode(ctx, sess, mv.ID, Meta{}); err != nil { // send 2 of 2
 		t.Fatal(err)
 	}
-	live := tb.lastCode(t, "carol@home.example")
+	live := tb.inbox.LastCode(t, "carol@home.example")
 	wantCode(t, tb.svc.ResendMethodCode(ctx, sess, mv.ID, Meta{}), CodeTooMany)
 	// another account adding the same (now throttled) address stores nothing
 	other, err := tb.svc.SignIn(ctx, "alice", tb.dir.Password("alice"), Meta{})
@@ -232,12 +232,12 @@ func TestSMSPrefixVelocity(t *testing.T) {
 	if _, err := tb.svc.AddMethod(ctx, sess, "sms", "+44 7911 123456", Meta{}); err != nil {
 		t.Fatalf("another block: %v", err)
 	}
-	tb.waitMessages(t, "+447911123456", 1)
+	tb.inbox.Wait(t, "+447911123456", 1)
 	time.Sleep(codeSendDelay) // an SMS past the budget would have left by now
-	if n := tb.messagesTo("+447700900003"); n != 0 {
+	if n := tb.inbox.Count("+447700900003"); n != 0 {
 		t.Fatalf("%d SMS past the block's budget", n)
 	}
-	if n := tb.messagesTo("+447911123456"); n != 1 {
+	if n := tb.inbox.Count("+447911123456"); n != 1 {
 		t.Fatalf("%d SMS to another block, want 1", n)
 	}
 }

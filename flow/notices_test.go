@@ -81,7 +81,7 @@ func TestNoticesObeyBudgets(t *testing.T) {
 		t.Fatalf("SendHeldNotices before the window ended: %d, %v", n, err)
 	}
 	// the window ends: one notice tells of the changes, on every channel
-	clk.add(time.Hour + time.Minute)
+	clk.Add(time.Hour + time.Minute)
 	if n, err := tb.svc.SendHeldNotices(ctx); err != nil || n != 1 {
 		t.Fatalf("SendHeldNotices: %d, %v; want 1", n, err)
 	}

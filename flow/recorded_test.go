@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchkeyhq/latchkey/internal/flowtest"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
@@ -72,7 +73,7 @@ func TestCompletionRacedByPasskeyChallengesIsRecorded(t *testing.T) {
 		if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}); err != nil {
 			t.Fatal(err)
 		}
-		v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.lastCode(t, "carol@home.example"), Meta{})
+		v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.inbox.LastCode(t, "carol@home.example"), Meta{})
 		if err != nil || v.Remaining != 0 {
 			t.Fatalf("verify: %+v %v", v, err)
 		}
@@ -139,16 +140,16 @@ func TestSecondAppProofDuringCompletionIsRecorded(t *testing.T) {
 		ctx := context.Background()
 		s1, _ := tb.enroll(t, "carol", "carol@home.example")
 		s2, en := tb.enrolApp(t, clk, "carol")
-		clk.add(30 * time.Second)
+		clk.Add(30 * time.Second)
 		f, app := tb.appFlow(t, "carol")
-		v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, app, codeAt(t, en.Secret, clk.now()), Meta{})
+		v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, app, flowtest.CodeAt(t, en.Secret, clk.Now()), Meta{})
 		if err != nil || v.Remaining != 0 {
 			t.Fatalf("verify: %+v %v", v, err)
 		}
 		again := errors.New("not tried")
 		tb.dir.SetDuringWrite(func() {
-			clk.add(30 * time.Second) // a step whose code was never used
-			_, again = tb.svc.VerifyFlowCode(ctx, "reset", v.ID, app, codeAt(t, en.Secret, clk.now()), Meta{})
+			clk.Add(30 * time.Second) // a step whose code was never used
+			_, again = tb.svc.VerifyFlowCode(ctx, "reset", v.ID, app, flowtest.CodeAt(t, en.Secret, clk.Now()), Meta{})
 		})
 		if err := tb.svc.CompleteFlow(ctx, "reset", v.ID, "Second-Proof-4242", Meta{}); err != nil {
 			t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -14,35 +13,6 @@ import (
 	"github.com/latchkeyhq/latchkey/notify"
 	"github.com/latchkeyhq/latchkey/store"
 )
-
-var digits = regexp.MustCompile(`\b(\d{6,8})\b`)
-
-// lastCode waits for the next code sent to `to` (email or SMS) that this
-// test has not read yet.
-func (tb *testbed) lastCode(t *testing.T, to string) string {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		var codes []string
-		for _, e := range tb.rec.Emails() {
-			if e.To == to && strings.Contains(e.Subject, "code") {
-				codes = append(codes, digits.FindStringSubmatch(e.Text)[1])
-			}
-		}
-		for _, m := range tb.rec.SMS() {
-			if m.To == to && strings.Contains(m.Body, "is your") {
-				codes = append(codes, digits.FindStringSubmatch(m.Body)[1])
-			}
-		}
-		if len(codes) > tb.read[to] {
-			tb.read[to] = len(codes)
-			return codes[len(codes)-1]
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("no code sent to %s", to)
-	return ""
-}
 
 // settle waits until the recorder has received nothing new for longer
 // than the outbox holds a message, so later counts start from a quiet
@@ -64,21 +34,6 @@ func (tb *testbed) settle(t *testing.T) {
 	}
 }
 
-func (tb *testbed) messagesTo(to string) int {
-	n := 0
-	for _, e := range tb.rec.Emails() {
-		if e.To == to {
-			n++
-		}
-	}
-	for _, s := range tb.rec.SMS() {
-		if s.To == to {
-			n++
-		}
-	}
-	return n
-}
-
 // enroll registers and verifies an email for user.
 func (tb *testbed) enroll(t *testing.T, user, addr string) (store.Session, string) {
 	t.Helper()
@@ -91,12 +46,12 @@ func (tb *testbed) enroll(t *testing.T, user, addr string) (store.Session, strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.svc.VerifyMethod(ctx, sess, mv.ID, tb.lastCode(t, addr), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyMethod(ctx, sess, mv.ID, tb.inbox.LastCode(t, addr), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	// let the "method added" notice reach the directory mail, so later
 	// counts of sent messages start from a quiet outbox
-	tb.waitMessages(t, user+"@corp.example", 1)
+	tb.inbox.Wait(t, user+"@corp.example", 1)
 	return sess, mv.ID
 }
 
@@ -114,7 +69,7 @@ func (tb *testbed) addPhone(t *testing.T, sess store.Session, number string) Met
 		}
 		return -1
 	}, number)
-	if _, err := tb.svc.VerifyMethod(ctx, sess, ph.ID, tb.lastCode(t, e164), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyMethod(ctx, sess, ph.ID, tb.inbox.LastCode(t, e164), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	return ph
@@ -142,7 +97,7 @@ func TestResetHappyPath(t *testing.T) {
 	if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.lastCode(t, "carol@home.example"), Meta{})
+	v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.inbox.LastCode(t, "carol@home.example"), Meta{})
 	if err != nil || v.Remaining != 0 {
 		t.Fatalf("verify: %+v %v", v, err)
 	}
@@ -178,7 +133,7 @@ func TestDirectoryRefusalLetsTheUserRetry(t *testing.T) {
 	_, mid := tb.enroll(t, "carol", "c@home.example")
 	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
-	v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.lastCode(t, "c@home.example"), Meta{})
+	v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.inbox.LastCode(t, "c@home.example"), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +195,7 @@ func TestTwoMethodsMustBeDifferent(t *testing.T) {
 		t.Fatalf("flow %+v", f)
 	}
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
-	code := tb.lastCode(t, "alice@home.example")
+	code := tb.inbox.LastCode(t, "alice@home.example")
 	v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, code, Meta{})
 	if err != nil || v.Remaining != 1 || v.Required != 2 {
 		t.Fatalf("verify: %+v %v", v, err)
@@ -266,7 +221,7 @@ func TestTwoMethodsMustBeDifferent(t *testing.T) {
 		if m == ph.ID {
 			to = "+447700900123"
 		}
-		v, err := tb.svc.VerifyFlowCode(ctx, "reset", g.ID, m, tb.lastCode(t, to), Meta{})
+		v, err := tb.svc.VerifyFlowCode(ctx, "reset", g.ID, m, tb.inbox.LastCode(t, to), Meta{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -285,7 +240,7 @@ func TestCodesAreBoundToTheirFlow(t *testing.T) {
 	fc, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
 	fa, _ := tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", fc.ID, cm, Meta{})
-	code := tb.lastCode(t, "carol@home.example")
+	code := tb.inbox.LastCode(t, "carol@home.example")
 	// carol's code in alice's flow, with either method id
 	for _, m := range []string{am, cm} {
 		if _, err := tb.svc.VerifyFlowCode(ctx, "reset", fa.ID, m, code, Meta{}); err == nil {
@@ -312,7 +267,7 @@ func TestConcurrentRedemptionsAndCompletions(t *testing.T) {
 	_, mid := tb.enroll(t, "carol", "carol@home.example")
 	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
-	code := tb.lastCode(t, "carol@home.example")
+	code := tb.inbox.LastCode(t, "carol@home.example")
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	ok, next := 0, ""
@@ -356,7 +311,7 @@ func TestWrongCodesKillTheCode(t *testing.T) {
 	_, mid := tb.enroll(t, "carol", "carol@home.example")
 	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
-	code := tb.lastCode(t, "carol@home.example")
+	code := tb.inbox.LastCode(t, "carol@home.example")
 	for i := 0; i < DefaultMaxTries; i++ {
 		_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, "00000000", Meta{})
 		wantCode(t, err, CodeInvalidCode)
@@ -372,7 +327,7 @@ func TestCoolingOff(t *testing.T) {
 	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
 	// said at the proof (TestCoolingOffUpFront), and again at completion
-	_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.lastCode(t, "carol@home.example"), Meta{})
+	_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.inbox.LastCode(t, "carol@home.example"), Meta{})
 	wantCode(t, err, CodeMethodTooNew)
 	fl, err := tb.st.GetFlow(ctx, f.ID, time.Now())
 	if err != nil {
@@ -446,12 +401,12 @@ func TestRemovingAMethodNeedsThePasswordAndTellsEveryChannel(t *testing.T) {
 	ctx := context.Background()
 	sess, mid := tb.enroll(t, "carol", "carol@home.example")
 	wantCode(t, tb.svc.RemoveMethod(ctx, sess, mid, "wrong", Meta{}), CodeSignInFailed)
-	before := tb.messagesTo("carol@home.example")
+	before := tb.inbox.Count("carol@home.example")
 	if err := tb.svc.RemoveMethod(ctx, sess, mid, tb.dir.Password("carol"), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(2 * time.Second)
-	for tb.messagesTo("carol@home.example") == before || tb.messagesTo("carol@corp.example") == 0 {
+	for tb.inbox.Count("carol@home.example") == before || tb.inbox.Count("carol@corp.example") == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("removal not notified to the removed address and the directory mail")
 		}
@@ -484,7 +439,7 @@ func TestChangeAndUnlock(t *testing.T) {
 	_, mid := tb.enroll(t, "carol", "carol@home.example")
 	f, _ := tb.svc.StartFlow(ctx, "unlock", "carol", Meta{})
 	tb.svc.SendFlowCode(ctx, "unlock", f.ID, mid, Meta{})
-	v, err := tb.svc.VerifyFlowCode(ctx, "unlock", f.ID, mid, tb.lastCode(t, "carol@home.example"), Meta{})
+	v, err := tb.svc.VerifyFlowCode(ctx, "unlock", f.ID, mid, tb.inbox.LastCode(t, "carol@home.example"), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -519,7 +474,7 @@ func TestFlowIDRotatesAndLiveCodesFollow(t *testing.T) {
 	f, _ := tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, ph.ID, Meta{})
-	mailCode, smsCode := tb.lastCode(t, "alice@home.example"), tb.lastCode(t, "+447700900123")
+	mailCode, smsCode := tb.inbox.LastCode(t, "alice@home.example"), tb.inbox.LastCode(t, "+447700900123")
 	v1, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, mailCode, Meta{})
 	if err != nil || v1.ID == f.ID || v1.Remaining != 1 {
 		t.Fatalf("first proof: %+v %v", v1, err)
@@ -566,7 +521,7 @@ func TestSharedDestinationIsFlagged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.svc.VerifyMethod(ctx, sess, mv.ID, tb.lastCode(t, "Shared@home.example"), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyMethod(ctx, sess, mv.ID, tb.inbox.LastCode(t, "Shared@home.example"), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	evs := flagged()
@@ -586,10 +541,10 @@ func TestPartialSuccessIsNotified(t *testing.T) {
 	sess, mid := tb.enroll(t, "alice", "alice@home.example")
 	ph := tb.addPhone(t, sess, "+44 7700 900123")
 	tb.settle(t)
-	before := tb.messagesTo("alice@home.example")
+	before := tb.inbox.Count("alice@home.example")
 	f, _ := tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
-	v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.lastCode(t, "alice@home.example"), Meta{})
+	v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.inbox.LastCode(t, "alice@home.example"), Meta{})
 	if err != nil || v.Remaining != 1 {
 		t.Fatalf("first proof: %+v %v", v, err)
 	}
@@ -599,16 +554,16 @@ func TestPartialSuccessIsNotified(t *testing.T) {
 			t.Fatal("a wrong code passed")
 		}
 		if i == 1 {
-			time.Sleep(codeSendDelay)                                    // a notice would have left by now
-			if n := tb.messagesTo("alice@home.example"); n != before+1 { // the reset code only
+			time.Sleep(codeSendDelay)                                     // a notice would have left by now
+			if n := tb.inbox.Count("alice@home.example"); n != before+1 { // the reset code only
 				t.Fatalf("told after two wrong codes: %d messages", n-before)
 			}
 		}
 	}
 	// the code mail plus one notice (not two: the fourth try tells nobody)
-	tb.waitMessages(t, "alice@home.example", before+2)
+	tb.inbox.Wait(t, "alice@home.example", before+2)
 	time.Sleep(codeSendDelay) // a second notice would have left by now
-	if n := tb.messagesTo("alice@home.example"); n != before+2 {
+	if n := tb.inbox.Count("alice@home.example"); n != before+2 {
 		t.Fatalf("%d messages after four wrong codes, want the code and one notice", n-before)
 	}
 	told := map[string]bool{}

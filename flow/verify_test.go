@@ -54,7 +54,7 @@ func TestProofNotRecordedIsUnavailable(t *testing.T) {
 		if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, id, Meta{}); err != nil {
 			t.Fatal(err)
 		}
-		code := tb.lastCode(t, "carol@home.example")
+		code := tb.inbox.LastCode(t, "carol@home.example")
 		tb.svc.d.Store = rotateDown{tb.st}
 		_, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, id, code, Meta{})
 		check(t, tb, f.ID, err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchkeyhq/latchkey/internal/flowtest"
 	"github.com/latchkeyhq/latchkey/internal/webauthntest"
 	"github.com/latchkeyhq/latchkey/store"
 )
@@ -229,14 +230,14 @@ func TestPasskeyRegistrationChallengeSingleUse(t *testing.T) {
 	}
 
 	// expired: the ceremony lives passkeyTimeout
-	clk := &testClock{t: time.Now().UTC()}
-	tb.svc.d.Now = clk.now
+	clk := flowtest.NewClock(time.Now().UTC())
+	tb.svc.d.Now = clk.Now
 	pc, err = tb.svc.BeginPasskey(ctx, sess, "", Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk.add(passkeyTimeout + time.Second)
-	sess.AuthAt = clk.now()
+	clk.Add(passkeyTimeout + time.Second)
+	sess.AuthAt = clk.Now()
 	_, err = tb.svc.FinishPasskey(ctx, sess, pc.MethodID, newSoftKey(t).create(pc.Options), Meta{})
 	wantProblem(t, err, CodePasskeyFailed, "an expired ceremony")
 }

@@ -17,7 +17,7 @@ func TestAlreadyCompletedPage(t *testing.T) {
 	b.post("/reset", "/reset", url.Values{"username": {"carol"}}, nil)
 	mid := regexp.MustCompile(`name="method" value="([0-9a-f]{22})"`).FindStringSubmatch(b.get("/reset/methods").Body.String())[1]
 	codePage := b.post("/reset/methods", "/reset/send", url.Values{"method": {mid}}, nil).Header().Get("Location")
-	code := tb.lastCode(t, "carol@home.example")
+	code := tb.inbox.LastCode(t, "carol@home.example")
 	if w := b.post(codePage, "/reset/verify", url.Values{"method": {mid}, "code": {code}}, nil); w.Header().Get("Location") != "/reset/password" {
 		t.Fatalf("verify: %d %s", w.Code, w.Body)
 	}

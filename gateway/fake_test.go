@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
+	"github.com/latchkeyhq/latchkey/internal/flowtest"
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
 	"github.com/latchkeyhq/latchkey/policy"
 	"github.com/latchkeyhq/latchkey/store"
@@ -27,7 +28,7 @@ type testbed struct {
 	st  store.Store
 	rec *notifytest.Recorder
 	// read counts the codes a test has read, per recipient
-	read map[string]int
+	inbox *flowtest.Inbox
 	// dbPath is the SQLite store's file
 	dbPath string
 	// clock is the service's clock when set (Deps.Now)
@@ -85,7 +86,7 @@ func newTestbed(t *testing.T, tweak func(*Options)) *testbed {
 	}
 	rec := &notifytest.Recorder{}
 	dir := dirtest.NewStaffMemory(dirtest.WithWriteDelay(5 * time.Millisecond)) // the delay widens race windows
-	tb := &testbed{dir: dir, st: st, rec: rec, read: map[string]int{}, dbPath: dbPath, logs: &swapHandler{}, audits: &swapHandler{}}
+	tb := &testbed{dir: dir, st: st, rec: rec, inbox: flowtest.NewInbox(rec), dbPath: dbPath, logs: &swapHandler{}, audits: &swapHandler{}}
 	svc, err := NewService(o, Deps{Directory: dir, Store: st, Mailer: rec, SMS: rec, Log: slog.New(tb.logs), Audit: slog.New(tb.audits),
 		Now: func() time.Time {
 			if tb.clock != nil {
