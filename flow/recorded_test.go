@@ -68,7 +68,7 @@ func TestCompletionRacedByPasskeyChallengesIsRecorded(t *testing.T) {
 		tb := passkeyBed(t)
 		ctx := context.Background()
 		s1, mid := tb.enroll(t, "carol", "carol@home.example")
-		s2, _ := tb.addPasskey(t, "carol", newSoftKey(t))
+		s2, _ := tb.addPasskey(t, "carol", flowtest.NewSoftKey(t))
 		f, pk := tb.passkeyFlow(t, "carol")
 		if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}); err != nil {
 			t.Fatal(err)

@@ -68,7 +68,7 @@ func TestMetricsKeepNoClientChosenLabels(t *testing.T) {
 func TestPasskeyChallengesBudgetedPerFlow(t *testing.T) {
 	tb := passkeyBed(t)
 	ctx := context.Background()
-	tb.addPasskey(t, "carol", newSoftKey(t))
+	tb.addPasskey(t, "carol", flowtest.NewSoftKey(t))
 	real, realID := tb.passkeyFlow(t, "carol")
 	var fake FlowView
 	var fakeID string

@@ -2,14 +2,12 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/latchkeyhq/latchkey/internal/flowtest"
-	"github.com/latchkeyhq/latchkey/internal/webauthntest"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
@@ -102,15 +100,6 @@ func passkeyBed(t *testing.T) *testbed {
 	return newTestbed(t, func(o *Options) { o.Eligibility.Methods = []string{"email", "sms", "webauthn"} })
 }
 
-func newSoftKey(t *testing.T) *softKey {
-	t.Helper()
-	a, err := webauthntest.New("https://sspr.example.org")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &softKey{t: t, Authenticator: *a}
-}
-
 // qBed is a testbed with security questions on (3 to register, 2 asked),
 // authenticator apps too, a settable clock and every log line kept.
 func qBed(t *testing.T, tweak func(*Options)) (*testbed, *flowtest.Clock, *flowtest.SyncBuffer) {
@@ -201,13 +190,6 @@ func (tb *testbed) enrolApp(t *testing.T, clk *flowtest.Clock, user string) (sto
 	return sess, en
 }
 
-// softKey is the shared software authenticator (internal/webauthntest)
-// with test-fatal errors; copying a softKey by value shares its key.
-type softKey struct {
-	t *testing.T
-	webauthntest.Authenticator
-}
-
 func (tb *testbed) setGoodQuestions(t *testing.T, sess store.Session) MethodView {
 	t.Helper()
 	mv, err := tb.svc.SetQuestions(context.Background(), sess, answersOf(tb, flowtest.GoodAnswers[flowtest.Questions[0]], flowtest.GoodAnswers[flowtest.Questions[1]], flowtest.GoodAnswers[flowtest.Questions[2]]), Meta{})
@@ -218,7 +200,7 @@ func (tb *testbed) setGoodQuestions(t *testing.T, sess store.Session) MethodView
 }
 
 // addPasskey signs user in and registers key as a passkey.
-func (tb *testbed) addPasskey(t *testing.T, user string, key *softKey) (store.Session, MethodView) {
+func (tb *testbed) addPasskey(t *testing.T, user string, key *flowtest.SoftKey) (store.Session, MethodView) {
 	t.Helper()
 	ctx := context.Background()
 	sess, err := tb.svc.SignIn(ctx, user, tb.dir.Password(user), Meta{})
@@ -229,21 +211,11 @@ func (tb *testbed) addPasskey(t *testing.T, user string, key *softKey) (store.Se
 	if err != nil {
 		t.Fatal(err)
 	}
-	mv, err := tb.svc.FinishPasskey(ctx, sess, pc.MethodID, key.create(pc.Options), Meta{})
+	mv, err := tb.svc.FinishPasskey(ctx, sess, pc.MethodID, key.MustCreate(pc.Options), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return sess, mv
-}
-
-// create answers creation options as navigator.credentials.create would.
-func (k *softKey) create(options json.RawMessage) []byte {
-	k.t.Helper()
-	b, err := k.Create(options)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	return b
 }
 
 // answersOf answers the first three listed questions with the given texts.
@@ -254,14 +226,4 @@ func answersOf(tb *testbed, texts ...string) []Answer {
 		out[i] = Answer{Question: qs[i].ID, Answer: a}
 	}
 	return out
-}
-
-// get answers request options as navigator.credentials.get would.
-func (k *softKey) get(options json.RawMessage) []byte {
-	k.t.Helper()
-	b, err := k.Get(options)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	return b
 }

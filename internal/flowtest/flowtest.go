@@ -2,7 +2,8 @@
 // and of package gateway (its web face) share and that do not need the
 // flow package itself: a settable clock, a log buffer, authenticator-app
 // codes, the security questions and answers of the tests, and an inbox
-// that reads codes from a notifytest.Recorder.
+// that reads codes from a notifytest.Recorder, and a software passkey that fails
+// the test on error.
 //
 // The helpers that drive a flow.Service (enroll, addPhone, appFlow, ...)
 // stay in each package's tests: flow's tests are in package flow, and a
@@ -11,6 +12,7 @@ package flowtest
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
@@ -21,6 +23,7 @@ import (
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 
+	"github.com/latchkeyhq/latchkey/internal/webauthntest"
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
 )
 
@@ -169,4 +172,42 @@ func (in *Inbox) Wait(t testing.TB, addr string, n int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// SoftKey is the shared software authenticator (internal/webauthntest)
+// with test-fatal errors; copying a SoftKey by value shares its key.
+type SoftKey struct {
+	T testing.TB
+	webauthntest.Authenticator
+}
+
+// NewSoftKey is a new authenticator for the tests' origin,
+// https://sspr.example.org.
+func NewSoftKey(t testing.TB) *SoftKey {
+	t.Helper()
+	a, err := webauthntest.New("https://sspr.example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &SoftKey{T: t, Authenticator: *a}
+}
+
+// MustCreate answers creation options as navigator.credentials.create would.
+func (k *SoftKey) MustCreate(options json.RawMessage) []byte {
+	k.T.Helper()
+	b, err := k.Create(options)
+	if err != nil {
+		k.T.Fatal(err)
+	}
+	return b
+}
+
+// MustGet answers request options as navigator.credentials.get would.
+func (k *SoftKey) MustGet(options json.RawMessage) []byte {
+	k.T.Helper()
+	b, err := k.Get(options)
+	if err != nil {
+		k.T.Fatal(err)
+	}
+	return b
 }
