@@ -60,7 +60,7 @@ const (
 // refused as a wrong one, and the user is told) until the user signs in
 // with the password. Each step is audited.
 func TestAppGuessingIsToldAndSuspended(t *testing.T) {
-	onBothStores(t, func(t *testing.T) {
+	flowtest.OnBothStores(t, func(t *testing.T) {
 		tb, clk, _ := totpBed(t, nil)
 		ctx := context.Background()
 		tb.enroll(t, "carol", "carol@home.example")
@@ -137,7 +137,7 @@ func TestAppGuessingIsToldAndSuspended(t *testing.T) {
 // TestAppGuessingNoticeOncePerWindow: the notice comes again only in a
 // later window, and only after wrong codes there.
 func TestAppGuessingNoticeOncePerWindow(t *testing.T) {
-	onBothStores(t, func(t *testing.T) {
+	flowtest.OnBothStores(t, func(t *testing.T) {
 		tb, clk, _ := totpBed(t, func(o *Options) {
 			o.Limits.AppFailuresNotify, o.Limits.AppFailures, o.Limits.AppFailureWindow = 2, 1000, 3*time.Hour
 		})
@@ -171,7 +171,7 @@ func TestAppGuessingNoticeOncePerWindow(t *testing.T) {
 // nothing is sent for the unknown name; its wrong codes are counted and
 // audited as the real one's are.
 func TestAppGuessingLooksAlikeForUnknownNames(t *testing.T) {
-	onBothStores(t, func(t *testing.T) {
+	flowtest.OnBothStores(t, func(t *testing.T) {
 		tb, clk, _ := totpBed(t, func(o *Options) {
 			o.Limits.AppFailuresNotify, o.Limits.AppFailures, o.Limits.CodeFailuresPerAccount = 2, 4, 100
 		})

@@ -64,7 +64,7 @@ func (tb *testbed) wantRecordedOnce(t *testing.T, flowID string, sessions []stor
 // id, from several goroutines) while its completion writes the password:
 // the write is recorded all the same.
 func TestCompletionRacedByPasskeyChallengesIsRecorded(t *testing.T) {
-	onBothStores(t, func(t *testing.T) {
+	flowtest.OnBothStores(t, func(t *testing.T) {
 		tb := passkeyBed(t)
 		ctx := context.Background()
 		s1, mid := tb.enroll(t, "carol", "carol@home.example")
@@ -135,7 +135,7 @@ func TestCompletionRacedByPasskeyChallengesIsRecorded(t *testing.T) {
 // between the completion's claim and its record: refused, and the write
 // is recorded.
 func TestSecondAppProofDuringCompletionIsRecorded(t *testing.T) {
-	onBothStores(t, func(t *testing.T) {
+	flowtest.OnBothStores(t, func(t *testing.T) {
 		tb, clk, _ := totpBed(t, nil)
 		ctx := context.Background()
 		s1, _ := tb.enroll(t, "carol", "carol@home.example")
@@ -164,7 +164,7 @@ func TestSecondAppProofDuringCompletionIsRecorded(t *testing.T) {
 // A user who completes in the last moments of the flow: the directory
 // write outlasts the flow, and it is recorded all the same.
 func TestWriteOutlastingTheFlowIsRecorded(t *testing.T) {
-	onBothStores(t, func(t *testing.T) {
+	flowtest.OnBothStores(t, func(t *testing.T) {
 		tb := newTestbed(t, nil)
 		ctx := context.Background()
 		sess, v := tb.verifiedReset(t)

@@ -5,8 +5,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"net/url"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,11 +14,11 @@ import (
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
 	"github.com/latchkeyhq/latchkey/policy"
 	"github.com/latchkeyhq/latchkey/store"
-	"github.com/latchkeyhq/latchkey/store/pgtest"
 )
 
-// testbed is a Service and Server over the in-memory directory (dirtest.Memory), a real SQLite
-// store in a temp dir and a message recorder.
+// testbed is a Service and Server over the in-memory directory
+// (dirtest.Memory), a real store (flowtest.OpenStore) and a message
+// recorder.
 type testbed struct {
 	svc *Service
 	srv *Server
@@ -66,7 +64,7 @@ func (s *swapHandler) WithGroup(n string) slog.Handler       { return s.target()
 
 func newTestbed(t *testing.T, tweak func(*Options)) *testbed {
 	t.Helper()
-	st, dbPath := openTestStore(t)
+	st, dbPath := flowtest.OpenStore(t)
 	pu, _ := url.Parse("https://sspr.example.org")
 	o := Options{
 		PublicURL: pu,
@@ -104,45 +102,6 @@ func newTestbed(t *testing.T, tweak func(*Options)) *testbed {
 	}
 	tb.svc, tb.srv = svc, srv
 	return tb
-}
-
-// onPostgres holds the tests (subtests of onBothStores) whose testbed
-// runs on a throwaway PostgreSQL instead of SQLite.
-var onPostgres sync.Map // *testing.T -> true
-
-// onBothStores runs test as the subtests SQLite and PostgreSQL, each with
-// its testbeds on that store (PostgreSQL from store/pgtest: skipped when
-// it is not installed, failed under CI).
-func onBothStores(t *testing.T, test func(t *testing.T)) {
-	t.Run("SQLite", test)
-	t.Run("PostgreSQL", func(t *testing.T) {
-		onPostgres.Store(t, true)
-		t.Cleanup(func() { onPostgres.Delete(t) })
-		test(t)
-	})
-}
-
-// openTestStore opens a fresh store for t: SQLite in a temp dir (and its
-// file's path), or a new database on the package's PostgreSQL server under
-// onBothStores (no path).
-func openTestStore(t *testing.T) (store.Store, string) {
-	t.Helper()
-	key := []byte(strings.Repeat("k", 32))
-	var st store.Store
-	var err error
-	dbPath := ""
-	if _, pg := onPostgres.Load(t); pg {
-		srv := pgtest.Start(t)
-		st, err = store.OpenPostgres(context.Background(), srv.DSN(srv.NewDatabase(t)), key, store.PostgresOptions{})
-	} else {
-		dbPath = filepath.Join(t.TempDir(), "t.db")
-		st, err = store.OpenSQLite(context.Background(), "file:"+dbPath, key)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st, dbPath
 }
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }

@@ -2,8 +2,8 @@
 // and of package gateway (its web face) share and that do not need the
 // flow package itself: a settable clock, a log buffer, authenticator-app
 // codes, the security questions and answers of the tests, and an inbox
-// that reads codes from a notifytest.Recorder, and a software passkey that fails
-// the test on error.
+// that reads codes from a notifytest.Recorder, a software passkey that fails
+// the test on error, and stores on SQLite and PostgreSQL.
 //
 // The helpers that drive a flow.Service (enroll, addPhone, appFlow, ...)
 // stay in each package's tests: flow's tests are in package flow, and a
@@ -12,8 +12,10 @@ package flowtest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -25,6 +27,8 @@ import (
 
 	"github.com/latchkeyhq/latchkey/internal/webauthntest"
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
+	"github.com/latchkeyhq/latchkey/store"
+	"github.com/latchkeyhq/latchkey/store/pgtest"
 )
 
 // Clock is a settable clock for a service (Deps.Now).
@@ -210,4 +214,43 @@ func (k *SoftKey) MustGet(options json.RawMessage) []byte {
 		k.T.Fatal(err)
 	}
 	return b
+}
+
+// onPostgres holds the tests (subtests of OnBothStores) whose stores are
+// on a throwaway PostgreSQL instead of SQLite.
+var onPostgres sync.Map // *testing.T -> true
+
+// OnBothStores runs test as the subtests SQLite and PostgreSQL, each with
+// the stores OpenStore opens for it on that store (PostgreSQL from
+// store/pgtest: skipped when it is not installed, failed under CI).
+func OnBothStores(t *testing.T, test func(t *testing.T)) {
+	t.Run("SQLite", test)
+	t.Run("PostgreSQL", func(t *testing.T) {
+		onPostgres.Store(t, true)
+		t.Cleanup(func() { onPostgres.Delete(t) })
+		test(t)
+	})
+}
+
+// OpenStore opens a fresh store for t: SQLite in a temp dir (and its
+// file's path), or a new database on the package's PostgreSQL server under
+// OnBothStores (no path).
+func OpenStore(t *testing.T) (store.Store, string) {
+	t.Helper()
+	key := []byte(strings.Repeat("k", 32))
+	var st store.Store
+	var err error
+	dbPath := ""
+	if _, pg := onPostgres.Load(t); pg {
+		srv := pgtest.Start(t)
+		st, err = store.OpenPostgres(context.Background(), srv.DSN(srv.NewDatabase(t)), key, store.PostgresOptions{})
+	} else {
+		dbPath = filepath.Join(t.TempDir(), "t.db")
+		st, err = store.OpenSQLite(context.Background(), "file:"+dbPath, key)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st, dbPath
 }
