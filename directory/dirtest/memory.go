@@ -227,17 +227,17 @@ func (m *Memory) SetDuringWrite(f func()) { m.mu.Lock(); m.duringWrite = f; m.mu
 // SetPingError makes Ping fail with err (nil: healthy).
 func (m *Memory) SetPingError(err error) { m.mu.Lock(); m.pingErr = err; m.mu.Unlock() }
 
-// UserBind reports whether a plain bind as username with password would
-// succeed now, without counting it (as Server.UserBind does on a real
-// server, for tests that check what the directory accepts).
+// UserBind is a plain bind as a user straight to the directory, not
+// through the code under test (as Server.UserBind on a real server): it
+// counts toward the lockout but not in Binds.
 func (m *Memory) UserBind(username, password string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	u := m.byName(username)
-	if u == nil || password == "" || u.password != password {
-		return &directory.Error{Op: "bind", Kind: directory.ErrInvalidCredentials}
+	if u == nil {
+		return memErr("bind", directory.ErrInvalidCredentials, "")
 	}
-	return nil
+	return m.bind("bind", &u.user, password, false)
 }
 
 func (m *Memory) byName(name string) *memUser {
@@ -298,14 +298,18 @@ func (m *Memory) Refresh(_ context.Context, u *directory.User) (*directory.User,
 func (m *Memory) VerifyPassword(_ context.Context, u *directory.User, password string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.bind("verify password", u, password)
+	return m.bind("verify password", u, password, true)
 }
 
-func (m *Memory) bind(op string, u *directory.User, password string) error {
+// bind is a simple bind as u; counted binds are those of the code under
+// test (Binds).
+func (m *Memory) bind(op string, u *directory.User, password string, counted bool) error {
 	if password == "" {
 		return memErr(op, directory.ErrInvalidCredentials, "")
 	}
-	m.binds++
+	if counted {
+		m.binds++
+	}
 	x := m.byDN(u.DN)
 	if x == nil {
 		return memErr(op, directory.ErrInvalidCredentials, "")
@@ -394,7 +398,7 @@ func (m *Memory) SetPassword(_ context.Context, u *directory.User, newPassword s
 // ChangePassword implements directory.Directory.
 func (m *Memory) ChangePassword(_ context.Context, u *directory.User, oldPassword, newPassword string, proven func() error) error {
 	m.mu.Lock()
-	err := m.bind("change password", u, oldPassword)
+	err := m.bind("change password", u, oldPassword, true)
 	m.mu.Unlock()
 	if err != nil && !errorsIs(err, directory.ErrPasswordMustChange) {
 		return err
