@@ -45,7 +45,7 @@ import (
 //     a policy with MaxAge gives the user a PasswordExpires.
 //
 // It does not model: LDAP itself (connections, TLS, failover, pools,
-// RootDSE discovery: Info is a fixed OpenLDAP-like description), search
+// RootDSE discovery: Info is fixed, of the flavor of WithFlavor), search
 // filters (so no ErrAmbiguous), access rights (no ErrInsufficientRights),
 // password quality/complexity checks beyond length, minimum age and timed
 // lockouts (a lockout lasts until unlocked or reset).
@@ -101,10 +101,12 @@ func WithClock(now func() time.Time) MemoryOption { return func(m *Memory) { m.n
 // directory, to widen race windows in tests of concurrent callers.
 func WithWriteDelay(d time.Duration) MemoryOption { return func(m *Memory) { m.delay = d } }
 
-// WithFlavor sets the flavor Info reports and, on ActiveDirectory, that a
-// reset clears the lockout only when SetOptions.Unlock asks (as on AD; on
-// OpenLDAP any password change unlocks). Nothing else about AD (complexity,
-// tokens unless SetSIDs, UPNs) is modelled.
+// WithFlavor sets the flavor Info reports (default OpenLDAP) and, on
+// ActiveDirectory, two AD ways: a reset clears the lockout only when
+// SetOptions.Unlock asks (on OpenLDAP any password change unlocks), and a
+// disabled account's bind with its right password is ErrAccountDisabled
+// (slapd says locked). Nothing else about AD (complexity, tokens unless
+// SetSIDs, UPNs) is modelled.
 func WithFlavor(f directory.Flavor) MemoryOption { return func(m *Memory) { m.flavor = f } }
 
 // WithPolicy sets the default policy (see SetPolicy).
