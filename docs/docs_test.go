@@ -1,7 +1,7 @@
 // Package docs_test keeps docs/openapi.yaml and docs/api.md in step with the
 // gateway: the routes registered in gateway/routes.go, the error codes,
 // statuses and messages of flow/errors.go, and what a live gateway
-// (in-process, fake directory, in-memory SQLite) actually answers.
+// (in-process, in-memory directory, in-memory SQLite) actually answers.
 package docs_test
 
 import (
@@ -29,6 +29,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/latchkeyhq/latchkey/directory"
+	"github.com/latchkeyhq/latchkey/directory/dirtest"
 	"github.com/latchkeyhq/latchkey/gateway"
 	"github.com/latchkeyhq/latchkey/notify"
 	"github.com/latchkeyhq/latchkey/policy"
@@ -638,123 +639,6 @@ func TestErrorCodesDocumented(t *testing.T) {
 
 // ---------------------------------------------------------------- a live gateway
 
-type fakeUser struct {
-	user     directory.User
-	password string
-	locked   bool
-}
-
-// fakeDir is an in-memory directory. Everyone is in every group.
-type fakeDir struct {
-	directory.Directory // nil: a method added to the interface panics here until implemented
-	mu                  sync.Mutex
-	users               map[string]*fakeUser
-	pingErr             error
-}
-
-func (d *fakeDir) find(name string) (*fakeUser, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, u := range d.users {
-		if strings.EqualFold(u.user.Username, name) || u.user.DN == name {
-			return u, nil
-		}
-	}
-	return nil, directory.ErrNotFound
-}
-
-func (d *fakeDir) Lookup(_ context.Context, name string) (*directory.User, error) {
-	u, err := d.find(name)
-	if err != nil {
-		return nil, err
-	}
-	c := u.user
-	return &c, nil
-}
-
-func (d *fakeDir) Refresh(ctx context.Context, u *directory.User) (*directory.User, error) {
-	return d.Lookup(ctx, u.DN)
-}
-
-func (d *fakeDir) VerifyPassword(_ context.Context, u *directory.User, pw string) error {
-	fu, err := d.find(u.DN)
-	if err != nil {
-		return err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if pw == "" || pw != fu.password {
-		return directory.ErrInvalidCredentials
-	}
-	return nil
-}
-
-func (d *fakeDir) Membership(_ context.Context, _ *directory.User, groups []string) (directory.Membership, error) {
-	out := map[string]bool{}
-	for _, g := range groups {
-		out[g] = true
-	}
-	return directory.Membership{MemberOf: out}, nil
-}
-
-func (d *fakeDir) SetPassword(_ context.Context, u *directory.User, pw string, o directory.SetOptions) error {
-	fu, err := d.find(u.DN)
-	if err != nil {
-		return err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	fu.password = pw
-	if o.Unlock {
-		fu.locked = false
-	}
-	return nil
-}
-
-func (d *fakeDir) ChangePassword(ctx context.Context, u *directory.User, oldPW, newPW string, proven func() error) error {
-	if err := d.VerifyPassword(ctx, u, oldPW); err != nil {
-		return err
-	}
-	if proven != nil {
-		if err := proven(); err != nil {
-			return err
-		}
-	}
-	return d.SetPassword(ctx, u, newPW, directory.SetOptions{})
-}
-
-func (d *fakeDir) Unlock(_ context.Context, u *directory.User) error {
-	fu, err := d.find(u.DN)
-	if err != nil {
-		return err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	fu.locked = false
-	return nil
-}
-
-func (d *fakeDir) EffectivePolicy(context.Context, *directory.User) (directory.PasswordPolicy, error) {
-	return directory.PasswordPolicy{Known: true, Source: "fake", MinLength: 8, HistoryLength: 5}, nil
-}
-
-func (d *fakeDir) Info() directory.ServerInfo { return directory.ServerInfo{} }
-
-func (d *fakeDir) Ping(context.Context) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.pingErr
-}
-
-func (d *fakeDir) Close() error { return nil }
-
-func (d *fakeDir) password(name string) string {
-	u, _ := d.find(name)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return u.password
-}
-
 // outbox collects the mails and text messages the gateway sends.
 type outbox struct {
 	mu    sync.Mutex
@@ -831,7 +715,7 @@ type live struct {
 	spec *spec
 	ops  map[string]map[string]any
 	h    http.Handler
-	dir  *fakeDir
+	dir  *dirtest.Memory
 	mail *outbox
 }
 
@@ -849,10 +733,12 @@ func newLive(t *testing.T) *live {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	dir := &fakeDir{users: map[string]*fakeUser{
-		"carol": {user: directory.User{DN: "uid=carol,ou=people,dc=example,dc=org", ID: "11111111-2222-3333-4444-555555555555",
-			Username: "carol", DisplayName: "Carol Example"}, password: carolPassword, locked: true},
-	}}
+	// AD-like resets: the lockout clears only when the reset asks
+	// (UnlockOnReset), so TestWorkedExample can tell
+	dir := dirtest.NewMemory(dirtest.WithFlavor(directory.ActiveDirectory),
+		dirtest.WithPolicy(dirtest.MemoryPolicy{Source: "ppolicy:cn=default,ou=policies,dc=example,dc=org", MinLength: 8, HistoryLength: 5}))
+	dir.AddUser(directory.User{DN: "uid=carol,ou=people,dc=example,dc=org", ID: "11111111-2222-3333-4444-555555555555",
+		Username: "carol", DisplayName: "Carol Example"}, carolPassword)
 	mail := &outbox{}
 	pu, _ := url.Parse("https://sspr.example.org")
 	// every method kind is on, so that every kind's answers are checked
@@ -1209,6 +1095,8 @@ func TestWorkedExample(t *testing.T) {
 		t.Errorf("after sign-out: %d %s", a.status, a.raw)
 	}
 	tok = l.do("POST", "/api/v1/session", "", map[string]string{"username": "carol", "password": carolPassword}, "").obj()["token"].(string)
+	// carol then locks herself out at the directory
+	l.dir.Edit("carol", func(u *directory.User, _ *string) { u.Status.Locked = true })
 
 	// 5: start a reset.
 	a = l.do("POST", "/api/v1/reset", "", map[string]string{"username": "carol"}, "")
@@ -1273,13 +1161,10 @@ func TestWorkedExample(t *testing.T) {
 	if a.status != 200 || a.obj()["status"] != "password_reset" {
 		t.Fatalf("complete: %d %s", a.status, a.raw)
 	}
-	if got := l.dir.password("carol"); got != newPassword {
+	if got := l.dir.Password("carol"); got != newPassword {
 		t.Errorf("the directory has %q", got)
 	}
-	l.dir.mu.Lock()
-	locked := l.dir.users["carol"].locked
-	l.dir.mu.Unlock()
-	if locked {
+	if u, err := l.dir.Lookup(context.Background(), "carol"); err != nil || u.Status.Locked {
 		t.Error("the reset did not clear the lockout")
 	}
 	// The flow and carol's sessions are gone.
@@ -1322,9 +1207,7 @@ func TestReadiness(t *testing.T) {
 	if a := l.do("GET", "/readyz", "", nil, ""); a.status != 200 {
 		t.Errorf("readyz: %d %s", a.status, a.raw)
 	}
-	l.dir.mu.Lock()
-	l.dir.pingErr = directory.ErrUnavailable
-	l.dir.mu.Unlock()
+	l.dir.SetPingError(&directory.Error{Op: "ping", Kind: directory.ErrUnavailable})
 	a := l.do("GET", "/readyz", "", nil, "")
 	if a.status != 503 || a.obj()["directory"] != "unavailable" || a.obj()["store"] != "ok" {
 		t.Errorf("readyz with the directory down: %d %s", a.status, a.raw)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchkeyhq/latchkey/internal/flowtest"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
@@ -59,7 +60,7 @@ const (
 // refused as a wrong one, and the user is told) until the user signs in
 // with the password. Each step is audited.
 func TestAppGuessingIsToldAndSuspended(t *testing.T) {
-	onBothStores(t, func(t *testing.T) {
+	flowtest.OnBothStores(t, func(t *testing.T) {
 		tb, clk, _ := totpBed(t, nil)
 		ctx := context.Background()
 		tb.enroll(t, "carol", "carol@home.example")
@@ -68,13 +69,13 @@ func TestAppGuessingIsToldAndSuspended(t *testing.T) {
 			t.Fatalf("defaults: %+v", l)
 		}
 		addrs := []string{"carol@home.example", "carol@corp.example"}
-		clk.add(time.Hour) // the set-up's codes spent some of this hour's budget
+		clk.Add(time.Hour) // the set-up's codes spent some of this hour's budget
 
 		guess := func(n int) {
 			t.Helper()
 			f, app := tb.appFlow(t, "carol")
 			for range n {
-				_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, app, wrongTOTP(t, en.Secret, clk.now()), Meta{})
+				_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, app, flowtest.WrongTOTP(t, en.Secret, clk.Now()), Meta{})
 				wantCode(t, err, CodeInvalidCode)
 			}
 		}
@@ -91,7 +92,7 @@ func TestAppGuessingIsToldAndSuspended(t *testing.T) {
 		}
 		// twenty more, ten an hour: the thirtieth suspends the app
 		for range 2 {
-			clk.add(time.Hour)
+			clk.Add(time.Hour)
 			guess(10)
 		}
 		for _, a := range addrs {
@@ -104,24 +105,24 @@ func TestAppGuessingIsToldAndSuspended(t *testing.T) {
 		// an hour later, within the budget of wrong codes, the right code is
 		// refused as a wrong one, and so is the next day's
 		for range 2 {
-			clk.add(time.Hour)
+			clk.Add(time.Hour)
 			f, app := tb.appFlow(t, "carol")
-			_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, app, codeAt(t, en.Secret, clk.now()), Meta{})
+			_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, app, flowtest.CodeAt(t, en.Secret, clk.Now()), Meta{})
 			wantCode(t, err, CodeInvalidCode)
-			clk.add(24 * time.Hour)
+			clk.Add(24 * time.Hour)
 		}
 		if n := tb.auditCount(t, "blocked", "app_failures"); n != 2 {
 			t.Fatalf("%d blocked/app_failures events, want 2", n)
 		}
 		// the user signs in with the password: the app works again
-		if _, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{}); err != nil {
+		if _, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{}); err != nil {
 			t.Fatal(err)
 		}
 		if n := tb.auditCount(t, "registration.app_unblocked", "success"); n != 1 {
 			t.Fatalf("%d app_unblocked events, want 1", n)
 		}
 		f, app := tb.appFlow(t, "carol")
-		if _, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, app, codeAt(t, en.Secret, clk.now()), Meta{}); err != nil {
+		if _, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, app, flowtest.CodeAt(t, en.Secret, clk.Now()), Meta{}); err != nil {
 			t.Fatalf("after signing in: %v", err)
 		}
 		// suspended or told, nothing in any message tells the code or the seed
@@ -136,7 +137,7 @@ func TestAppGuessingIsToldAndSuspended(t *testing.T) {
 // TestAppGuessingNoticeOncePerWindow: the notice comes again only in a
 // later window, and only after wrong codes there.
 func TestAppGuessingNoticeOncePerWindow(t *testing.T) {
-	onBothStores(t, func(t *testing.T) {
+	flowtest.OnBothStores(t, func(t *testing.T) {
 		tb, clk, _ := totpBed(t, func(o *Options) {
 			o.Limits.AppFailuresNotify, o.Limits.AppFailures, o.Limits.AppFailureWindow = 2, 1000, 3*time.Hour
 		})
@@ -147,14 +148,14 @@ func TestAppGuessingNoticeOncePerWindow(t *testing.T) {
 			t.Helper()
 			f, app := tb.appFlow(t, "carol")
 			for range n {
-				_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, app, wrongTOTP(t, en.Secret, clk.now()), Meta{})
+				_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, app, flowtest.WrongTOTP(t, en.Secret, clk.Now()), Meta{})
 				wantCode(t, err, CodeInvalidCode)
 			}
 		}
 		wrong(8)
 		tb.waitNotice(t, "carol@home.example", guessingSubject, 1)
 		// two windows on, the old wrong codes no longer count
-		clk.add(6 * time.Hour)
+		clk.Add(6 * time.Hour)
 		wrong(1)
 		if n := tb.auditCount(t, "reset.app_failures", "notified"); n != 1 {
 			t.Fatalf("%d notified events, want 1", n)
@@ -170,14 +171,14 @@ func TestAppGuessingNoticeOncePerWindow(t *testing.T) {
 // nothing is sent for the unknown name; its wrong codes are counted and
 // audited as the real one's are.
 func TestAppGuessingLooksAlikeForUnknownNames(t *testing.T) {
-	onBothStores(t, func(t *testing.T) {
+	flowtest.OnBothStores(t, func(t *testing.T) {
 		tb, clk, _ := totpBed(t, func(o *Options) {
 			o.Limits.AppFailuresNotify, o.Limits.AppFailures, o.Limits.CodeFailuresPerAccount = 2, 4, 100
 		})
 		ctx := context.Background()
 		tb.enroll(t, "carol", "carol@home.example")
 		_, en := tb.enrolApp(t, clk, "carol")
-		clk.add(30 * time.Second) // the enrolment's code is spent
+		clk.Add(30 * time.Second) // the enrolment's code is spent
 		// a name nobody has whose fake set holds an app
 		fake := ""
 		for i := 0; fake == ""; i++ {
@@ -199,9 +200,9 @@ func TestAppGuessingLooksAlikeForUnknownNames(t *testing.T) {
 			}
 			var out []string
 			for i := range 6 {
-				code := wrongTOTP(t, en.Secret, clk.now())
+				code := flowtest.WrongTOTP(t, en.Secret, clk.Now())
 				if i == 5 && name == "carol" {
-					code = codeAt(t, en.Secret, clk.now()) // the right one, after the cap
+					code = flowtest.CodeAt(t, en.Secret, clk.Now()) // the right one, after the cap
 				}
 				_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, app, code, Meta{})
 				if err == nil {

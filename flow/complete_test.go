@@ -9,6 +9,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey/directory"
 
+	"github.com/latchkeyhq/latchkey/internal/flowtest"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
@@ -29,18 +30,14 @@ func (tb *testbed) verifiedReset(t *testing.T) (store.Session, FlowView) {
 	if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.lastCode(t, "carol@home.example"), Meta{})
+	v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.inbox.LastCode(t, "carol@home.example"), Meta{})
 	if err != nil || v.Remaining != 0 {
 		t.Fatalf("verify: %+v %v", v, err)
 	}
 	return sess, v
 }
 
-func (tb *testbed) writes() int {
-	tb.dir.mu.Lock()
-	defer tb.dir.mu.Unlock()
-	return tb.dir.writes
-}
+func (tb *testbed) writes() int { return tb.dir.Writes() }
 
 func (tb *testbed) auditOutcomes(t *testing.T, typ string) []string {
 	t.Helper()
@@ -55,26 +52,15 @@ func (tb *testbed) auditOutcomes(t *testing.T, typ string) []string {
 	return out
 }
 
-// noticesTo waits for n messages to addr (codes and notices alike).
-func (tb *testbed) waitMessages(t *testing.T, addr string, n int) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); tb.messagesTo(addr) < n; { // bounded wait on a positive signal
-		if time.Now().After(deadline) {
-			t.Fatalf("%d messages to %s, want %d", tb.messagesTo(addr), addr, n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // loseAnswer completes flow id with pw while the directory applies the
 // write and its answer is lost: 503, one write landed.
 func (tb *testbed) loseAnswer(t *testing.T, id, pw string) {
 	t.Helper()
 	before := tb.writes()
-	tb.dir.replyLost = true
+	tb.dir.SetReplyLost(true)
 	wantCode(t, tb.svc.CompleteFlow(context.Background(), "reset", id, pw, Meta{}), CodeUnavailable)
-	tb.dir.replyLost = false
-	if tb.writes() != before+1 || tb.dir.password("carol") != pw {
+	tb.dir.SetReplyLost(false)
+	if tb.writes() != before+1 || tb.dir.Password("carol") != pw {
 		t.Fatalf("the write did not land: %d writes", tb.writes()-before)
 	}
 }
@@ -83,7 +69,7 @@ func TestLostWriteAnswerIsNotWrittenAgain(t *testing.T) {
 	tb := newTestbed(t, nil)
 	ctx := context.Background()
 	sess, f := tb.verifiedReset(t)
-	sent := tb.messagesTo("carol@home.example")
+	sent := tb.inbox.Count("carol@home.example")
 
 	tb.loseAnswer(t, f.ID, "Lost-Answer-42")
 
@@ -106,7 +92,7 @@ func TestLostWriteAnswerIsNotWrittenAgain(t *testing.T) {
 	if got := tb.auditOutcomes(t, "reset.completed"); len(got) != 2 || !slices.Contains(got, "already_written") || !slices.Contains(got, "refused") {
 		t.Fatalf("reset.completed outcomes %v, want one refused and one already_written", got)
 	}
-	tb.waitMessages(t, "carol@home.example", sent+1)
+	tb.inbox.Wait(t, "carol@home.example", sent+1)
 }
 
 func TestUnsentWriteIsWrittenOnRetry(t *testing.T) {
@@ -114,32 +100,32 @@ func TestUnsentWriteIsWrittenOnRetry(t *testing.T) {
 	ctx := context.Background()
 	_, f := tb.verifiedReset(t)
 
-	tb.dir.writeDown = true
+	tb.dir.SetWriteDown(true)
 	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "Never-Sent-42", Meta{}), CodeUnavailable)
 	if tb.writes() != 0 {
 		t.Fatalf("%d writes while the directory was down", tb.writes())
 	}
-	tb.dir.writeDown = false
+	tb.dir.SetWriteDown(false)
 	if err := tb.svc.CompleteFlow(ctx, "reset", f.ID, "Never-Sent-42", Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	if tb.writes() != 1 || tb.dir.password("carol") != "Never-Sent-42" {
-		t.Fatalf("%d writes, password %q", tb.writes(), tb.dir.password("carol"))
+	if tb.writes() != 1 || tb.dir.Password("carol") != "Never-Sent-42" {
+		t.Fatalf("%d writes, password %q", tb.writes(), tb.dir.Password("carol"))
 	}
 }
 
 // leaveClaim stores on flow id what a completion stores before its
 // directory write (its claim and the password's last-set time), as an
 // instance that then stops leaves it; it returns the user.
-func (tb *testbed) leaveClaim(t *testing.T, clk *testClock, id, user string) *directory.User {
+func (tb *testbed) leaveClaim(t *testing.T, clk *flowtest.Clock, id, user string) *directory.User {
 	t.Helper()
 	ctx := context.Background()
-	f, err := tb.st.GetFlow(ctx, id, clk.now())
+	f, err := tb.st.GetFlow(ctx, id, clk.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	u, _ := tb.dir.Lookup(ctx, user)
-	f.Data["writing"] = clk.now().Format(time.RFC3339Nano)
+	f.Data["writing"] = clk.Now().Format(time.RFC3339Nano)
 	f.Data["pw_set_before"] = formatPasswordSet(u.Status.PasswordChanged)
 	if err := tb.st.UpdateFlow(ctx, f); err != nil {
 		t.Fatal(err)
@@ -153,8 +139,8 @@ func (tb *testbed) leaveClaim(t *testing.T, clk *testClock, id, user string) *di
 // end, the reset is audited once, the user is told.
 func TestStoppedAfterWriteIsNotWrittenAgain(t *testing.T) {
 	tb := newTestbed(t, nil)
-	clk := &testClock{t: time.Now().UTC()}
-	tb.svc.d.Now = clk.now
+	clk := flowtest.NewClock(time.Now().UTC())
+	tb.svc.d.Now = clk.Now
 	ctx := context.Background()
 	sess, fv := tb.verifiedReset(t)
 
@@ -165,13 +151,13 @@ func TestStoppedAfterWriteIsNotWrittenAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	sent := tb.messagesTo("carol@home.example")
-	clk.add(10 * time.Second)
+	sent := tb.inbox.Count("carol@home.example")
+	clk.Add(10 * time.Second)
 	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", fv.ID, "Crashed-After-42", Meta{}), CodeAlreadyCompleted)
 	// recorded: the flow is finished
 	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", fv.ID, "Another-Pass-42", Meta{}), CodeFlowExpired)
-	if tb.writes() != 1 || tb.dir.password("carol") != "Crashed-After-42" {
-		t.Fatalf("%d writes, password %q", tb.writes(), tb.dir.password("carol"))
+	if tb.writes() != 1 || tb.dir.Password("carol") != "Crashed-After-42" {
+		t.Fatalf("%d writes, password %q", tb.writes(), tb.dir.Password("carol"))
 	}
 	_, err := tb.svc.Flow(ctx, "reset", fv.ID)
 	wantCode(t, err, CodeFlowExpired)
@@ -180,7 +166,7 @@ func TestStoppedAfterWriteIsNotWrittenAgain(t *testing.T) {
 	if got := tb.auditOutcomes(t, "reset.completed"); len(got) != 1 || got[0] != "already_written" {
 		t.Fatalf("reset.completed outcomes %v", got)
 	}
-	tb.waitMessages(t, "carol@home.example", sent+1)
+	tb.inbox.Wait(t, "carol@home.example", sent+1)
 }
 
 // Retries sent at once after a lost answer (a double click): every one
@@ -191,7 +177,7 @@ func TestConcurrentRetriesRecordOnce(t *testing.T) {
 	ctx := context.Background()
 	_, f := tb.verifiedReset(t)
 	tb.loseAnswer(t, f.ID, "Lost-Answer-42")
-	sent := tb.messagesTo("carol@home.example")
+	sent := tb.inbox.Count("carol@home.example")
 
 	var wg sync.WaitGroup
 	codes := make([]string, 8)
@@ -218,9 +204,9 @@ func TestConcurrentRetriesRecordOnce(t *testing.T) {
 	if got := tb.auditOutcomes(t, "reset.completed"); len(got) != 2 || !slices.Contains(got, "already_written") || !slices.Contains(got, "refused") {
 		t.Fatalf("reset.completed outcomes %v, want one refused and one already_written", got)
 	}
-	tb.waitMessages(t, "carol@home.example", sent+1)
+	tb.inbox.Wait(t, "carol@home.example", sent+1)
 	time.Sleep(codeSendDelay) // a second notice would have left by now
-	if n := tb.messagesTo("carol@home.example"); n != sent+1 {
+	if n := tb.inbox.Count("carol@home.example"); n != sent+1 {
 		t.Fatalf("%d notices, want 1", n-sent)
 	}
 }
@@ -239,17 +225,17 @@ func TestAlreadyCompletedBeforePasswordRules(t *testing.T) {
 // flow: the password has not moved, so the next completion writes.
 func TestStoppedBeforeWriteWritesOnRetry(t *testing.T) {
 	tb := newTestbed(t, nil)
-	clk := &testClock{t: time.Now().UTC()}
-	tb.svc.d.Now = clk.now
+	clk := flowtest.NewClock(time.Now().UTC())
+	tb.svc.d.Now = clk.Now
 	ctx := context.Background()
 	_, fv := tb.verifiedReset(t)
 	tb.leaveClaim(t, clk, fv.ID, "carol")
 	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", fv.ID, "Retried-Pass-42", Meta{}), CodeFlowExpired)
-	clk.add(writeLease)
+	clk.Add(writeLease)
 	if err := tb.svc.CompleteFlow(ctx, "reset", fv.ID, "Retried-Pass-42", Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	if tb.writes() != 1 || tb.dir.password("carol") != "Retried-Pass-42" {
-		t.Fatalf("%d writes, password %q", tb.writes(), tb.dir.password("carol"))
+	if tb.writes() != 1 || tb.dir.Password("carol") != "Retried-Pass-42" {
+		t.Fatalf("%d writes, password %q", tb.writes(), tb.dir.Password("carol"))
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey/directory"
+	"github.com/latchkeyhq/latchkey/internal/flowtest"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
@@ -114,12 +115,8 @@ func TestDecoysLookLikeRegisteredUsers(t *testing.T) {
 
 // addDirUser adds an eligible staff member to the fake directory.
 func (tb *testbed) addDirUser(name string) {
-	tb.dir.mu.Lock()
-	defer tb.dir.mu.Unlock()
-	u := &directory.User{DN: "uid=" + name + ",ou=people,dc=x", ID: "id-" + name, Username: name, Mail: name + "@corp.example"}
-	tb.dir.users[name] = u
-	tb.dir.pw[u.DN] = "Some-Pass1!"
-	tb.dir.groups[u.DN] = []string{"cn=staff"}
+	tb.dir.AddUser(directory.User{DN: "uid=" + name + ",ou=people,dc=x", ID: "id-" + name, Username: name, Mail: name + "@corp.example"},
+		"Some-Pass1!", "cn=staff")
 }
 
 // plantMethods stores verified methods of the given types for account, in
@@ -164,7 +161,7 @@ func typesOf(ms []Offered) []string {
 func TestDecoyOrderMatchesRealOrder(t *testing.T) {
 	tb := newTestbed(t, func(o *Options) {
 		o.Eligibility.Methods = []string{"email", "sms", "totp", "webauthn", "questions"}
-		o.Questions = QuestionOptions{List: testQuestions, Required: 3, Ask: 2}
+		o.Questions = QuestionOptions{List: flowtest.Questions, Required: 3, Ask: 2}
 		o.Limits.StartsPerAccount = 100
 	})
 	ctx := context.Background()

@@ -7,36 +7,37 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchkeyhq/latchkey/directory/dirtest"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
 func TestBindsStopBeforeTheDirectoryLocksTheAccount(t *testing.T) {
 	tb := newTestbed(t, nil)
-	tb.dir.lockout = 3 // the directory locks at the third wrong password
+	tb.dir.SetPolicy(dirtest.MemoryPolicy{MinLength: 8, HistoryLength: 3, LockoutThreshold: 3}) // the directory locks at the third wrong password
 	ctx := context.Background()
 	for i := 0; i < 5; i++ {
 		_, err := tb.svc.SignIn(ctx, "carol", "wrong-"+string(rune('a'+i)), Meta{ClientIP: "192.0.2.1"})
 		wantCode(t, err, CodeSignInFailed)
 	}
-	if tb.dir.binds != 2 {
-		t.Fatalf("%d wrong binds forwarded, want 2 (threshold 3 - 1)", tb.dir.binds)
+	if tb.dir.Binds() != 2 {
+		t.Fatalf("%d wrong binds forwarded, want 2 (threshold 3 - 1)", tb.dir.Binds())
 	}
 	// the budget is per account: the right password is refused too, without a bind
-	_, err := tb.svc.SignIn(ctx, "CAROL", tb.dir.password("carol"), Meta{})
+	_, err := tb.svc.SignIn(ctx, "CAROL", tb.dir.Password("carol"), Meta{})
 	wantCode(t, err, CodeSignInFailed)
-	wantCode(t, tb.svc.Change(ctx, " carol", tb.dir.password("carol"), "Another-Pass-123", Meta{}), CodeSignInFailed)
-	if tb.dir.binds != 2 || tb.dir.writes != 0 {
-		t.Fatalf("binds %d writes %d", tb.dir.binds, tb.dir.writes)
+	wantCode(t, tb.svc.Change(ctx, " carol", tb.dir.Password("carol"), "Another-Pass-123", Meta{}), CodeSignInFailed)
+	if tb.dir.Binds() != 2 || tb.dir.Writes() != 0 {
+		t.Fatalf("binds %d writes %d", tb.dir.Binds(), tb.dir.Writes())
 	}
 	// other accounts are not affected
-	if _, err := tb.svc.SignIn(ctx, "alice", tb.dir.password("alice"), Meta{}); err != nil {
+	if _, err := tb.svc.SignIn(ctx, "alice", tb.dir.Password("alice"), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	// unknown names are answered after a (decoy) bind too
-	before := tb.dir.binds
+	before := tb.dir.Binds()
 	_, err = tb.svc.SignIn(ctx, "nobody", "whatever", Meta{})
 	wantCode(t, err, CodeSignInFailed)
-	if tb.dir.binds != before+1 {
+	if tb.dir.Binds() != before+1 {
 		t.Fatal("no decoy bind for an unknown name")
 	}
 }
@@ -74,7 +75,7 @@ func testStartBudget(t *testing.T) {
 	if err := tb.svc.SendFlowCode(ctx, "reset", flows[1].ID, mid, Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	tb.lastCode(t, "carol@home.example")
+	tb.inbox.LastCode(t, "carol@home.example")
 }
 
 func TestSendBudgets(t *testing.T) {
@@ -89,7 +90,7 @@ func TestSendBudgets(t *testing.T) {
 	}
 	time.Sleep(codeSendDelay)
 	// the registration code and two of the four reset codes
-	if n := tb.messagesTo("carol@home.example"); n != 3 {
+	if n := tb.inbox.Count("carol@home.example"); n != 3 {
 		t.Fatalf("%d messages to the address, want 3", n)
 	}
 }
@@ -101,7 +102,7 @@ func TestCodeFailureBudgetSpansResentCodes(t *testing.T) {
 	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
 	for round := 0; round < 2; round++ {
 		tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
-		tb.lastCode(t, "carol@home.example")
+		tb.inbox.LastCode(t, "carol@home.example")
 		for i := 0; i < 3; i++ {
 			_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, "99999999", Meta{})
 			wantCode(t, err, CodeInvalidCode)
@@ -109,7 +110,7 @@ func TestCodeFailureBudgetSpansResentCodes(t *testing.T) {
 	}
 	// six wrong guesses spent the budget: a fresh, right code is refused
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
-	code := tb.lastCode(t, "carol@home.example")
+	code := tb.inbox.LastCode(t, "carol@home.example")
 	_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, code, Meta{})
 	wantCode(t, err, CodeInvalidCode)
 }
@@ -119,7 +120,9 @@ func TestBindBudgetHoldsUnderConcurrencyAndAcrossWindows(t *testing.T) {
 	var mu sync.Mutex
 	tb := newTestbed(t, nil)
 	tb.svc.d.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	tb.dir.lockout = 5 // budget: min(3, 5-1) = 3
+	// budget: min(3, 5-1) = 3; the directory forgets wrong passwords
+	// after a minute, inside the gateway's own window
+	tb.dir.SetPolicy(dirtest.MemoryPolicy{MinLength: 8, HistoryLength: 3, LockoutThreshold: 5, FailureWindow: time.Minute})
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	for i := 0; i < 40; i++ {
@@ -130,29 +133,29 @@ func TestBindBudgetHoldsUnderConcurrencyAndAcrossWindows(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if tb.dir.binds != 3 {
-		t.Fatalf("%d concurrent wrong binds reached the directory, want 3", tb.dir.binds)
+	if tb.dir.Binds() != 3 {
+		t.Fatalf("%d concurrent wrong binds reached the directory, want 3", tb.dir.Binds())
 	}
 	// the next window does not refill the budget at once
 	mu.Lock()
 	now = now.Add(2 * time.Minute)
 	mu.Unlock()
 	tb.svc.SignIn(ctx, "carol", "wrong-password", Meta{})
-	if tb.dir.binds != 3 {
-		t.Fatalf("a window boundary refilled the budget: %d binds", tb.dir.binds)
+	if tb.dir.Binds() != 3 {
+		t.Fatalf("a window boundary refilled the budget: %d binds", tb.dir.Binds())
 	}
 	// two windows later it is back, and a right password clears the count
 	mu.Lock()
 	now = now.Add(2 * time.Hour)
 	mu.Unlock()
-	if _, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{}); err != nil {
+	if _, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
 		tb.svc.SignIn(ctx, "carol", "wrong-again", Meta{})
 	}
-	if tb.dir.binds != 3+1+3 {
-		t.Fatalf("binds %d after a successful sign-in cleared the count", tb.dir.binds)
+	if tb.dir.Binds() != 3+1+3 {
+		t.Fatalf("binds %d after a successful sign-in cleared the count", tb.dir.Binds())
 	}
 }
 
@@ -162,7 +165,7 @@ func TestThrottledSendKeepsTheLiveCode(t *testing.T) {
 	_, mid := tb.enroll(t, "carol", "carol@home.example") // send 1 of 2
 	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}) // send 2 of 2
-	code := tb.lastCode(t, "carol@home.example")
+	code := tb.inbox.LastCode(t, "carol@home.example")
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}) // over budget
 	if _, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, code, Meta{}); err != nil {
 		t.Fatalf("a throttled send replaced the live code: %v", err)
@@ -175,7 +178,7 @@ func TestThrottledSendKeepsTheLiveCode(t *testing.T) {
 func TestThrottledRegistrationStoresNothing(t *testing.T) {
 	tb := newTestbed(t, func(o *Options) { o.Limits.SendsPerDestination = 2 })
 	ctx := context.Background()
-	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{})
+	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,14 +186,14 @@ func TestThrottledRegistrationStoresNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := tb.lastCode(t, "carol@home.example")
+	first := tb.inbox.LastCode(t, "carol@home.example")
 	if err := tb.svc.ResendMethodCode(ctx, sess, mv.ID, Meta{}); err != nil { // send 2 of 2
 		t.Fatal(err)
 	}
-	live := tb.lastCode(t, "carol@home.example")
+	live := tb.inbox.LastCode(t, "carol@home.example")
 	wantCode(t, tb.svc.ResendMethodCode(ctx, sess, mv.ID, Meta{}), CodeTooMany)
 	// another account adding the same (now throttled) address stores nothing
-	other, err := tb.svc.SignIn(ctx, "alice", tb.dir.password("alice"), Meta{})
+	other, err := tb.svc.SignIn(ctx, "alice", tb.dir.Password("alice"), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +216,7 @@ func TestThrottledRegistrationStoresNothing(t *testing.T) {
 func TestSMSPrefixVelocity(t *testing.T) {
 	tb := newTestbed(t, func(o *Options) { o.Limits.SMSPerPrefixPerHour = 2 })
 	ctx := context.Background()
-	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{})
+	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,12 +232,12 @@ func TestSMSPrefixVelocity(t *testing.T) {
 	if _, err := tb.svc.AddMethod(ctx, sess, "sms", "+44 7911 123456", Meta{}); err != nil {
 		t.Fatalf("another block: %v", err)
 	}
-	tb.waitMessages(t, "+447911123456", 1)
+	tb.inbox.Wait(t, "+447911123456", 1)
 	time.Sleep(codeSendDelay) // an SMS past the budget would have left by now
-	if n := tb.messagesTo("+447700900003"); n != 0 {
+	if n := tb.inbox.Count("+447700900003"); n != 0 {
 		t.Fatalf("%d SMS past the block's budget", n)
 	}
-	if n := tb.messagesTo("+447911123456"); n != 1 {
+	if n := tb.inbox.Count("+447911123456"); n != 1 {
 		t.Fatalf("%d SMS to another block, want 1", n)
 	}
 }
@@ -274,23 +277,23 @@ func TestSignInBudgetPerAddressAnswersTooMany(t *testing.T) {
 	tb := newTestbed(t, func(o *Options) { o.Limits.SignInsPerIP = 2 })
 	ctx := context.Background()
 	nat := Meta{ClientIP: "198.51.100.7"}
-	if _, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), nat); err != nil {
+	if _, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), nat); err != nil {
 		t.Fatal(err)
 	}
 	_, err := tb.svc.SignIn(ctx, "alice", "wrong", nat)
 	wantCode(t, err, CodeSignInFailed)
-	binds := tb.dir.binds
-	_, err = tb.svc.SignIn(ctx, "alice", tb.dir.password("alice"), nat)
+	binds := tb.dir.Binds()
+	_, err = tb.svc.SignIn(ctx, "alice", tb.dir.Password("alice"), nat)
 	wantCode(t, err, CodeTooMany)
-	wantCode(t, tb.svc.Change(ctx, "alice", tb.dir.password("alice"), "Another-Pass-123", nat), CodeTooMany)
-	if tb.dir.binds != binds || tb.dir.writes != 0 {
-		t.Fatalf("a throttled sign-in reached the directory: binds %d→%d, writes %d", binds, tb.dir.binds, tb.dir.writes)
+	wantCode(t, tb.svc.Change(ctx, "alice", tb.dir.Password("alice"), "Another-Pass-123", nat), CodeTooMany)
+	if tb.dir.Binds() != binds || tb.dir.Writes() != 0 {
+		t.Fatalf("a throttled sign-in reached the directory: binds %d→%d, writes %d", binds, tb.dir.Binds(), tb.dir.Writes())
 	}
 	if p := asProblem(err); p.Status != 429 {
 		t.Fatalf("status %d, want 429", p.Status)
 	}
 	// another address is not affected
-	if _, err := tb.svc.SignIn(ctx, "alice", tb.dir.password("alice"), Meta{ClientIP: "203.0.113.9"}); err != nil {
+	if _, err := tb.svc.SignIn(ctx, "alice", tb.dir.Password("alice"), Meta{ClientIP: "203.0.113.9"}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/latchkeyhq/latchkey/directory"
 )
 
 // WB-8: an attacker with a phished password registers their own email;
@@ -15,9 +17,9 @@ func TestMethodAddedBeforePasswordChangeDoesNotCount(t *testing.T) {
 	tb, clk, _ := qBed(t, func(o *Options) { o.CoolingOff = 24 * time.Hour })
 	ctx := context.Background()
 	tb.enroll(t, "carol", "carol@home.example")
-	clk.add(48 * time.Hour)
+	clk.Add(48 * time.Hour)
 	// the attacker, signed in with the phished password
-	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{})
+	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,17 +27,17 @@ func TestMethodAddedBeforePasswordChangeDoesNotCount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.svc.VerifyMethod(ctx, sess, evil.ID, tb.lastCode(t, "mallory@evil.example"), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyMethod(ctx, sess, evil.ID, tb.inbox.LastCode(t, "mallory@evil.example"), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	// two hours later the user changes the password elsewhere
-	clk.add(2 * time.Hour)
-	tb.dir.mu.Lock()
-	tb.dir.users["carol"].Status.PasswordChanged = clk.now()
-	tb.dir.pw[tb.dir.users["carol"].DN] = "Carol-Taken-Back-9!"
-	tb.dir.mu.Unlock()
+	clk.Add(2 * time.Hour)
+	tb.dir.Edit("carol", func(u *directory.User, pw *string) {
+		u.Status.PasswordChanged = clk.Now()
+		*pw = "Carol-Taken-Back-9!"
+	})
 	// the attacker's method is past the cooling-off now
-	clk.add(48 * time.Hour)
+	clk.Add(48 * time.Hour)
 	f, err := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
 	if err != nil {
 		t.Fatal(err)
@@ -65,10 +67,10 @@ func TestMethodAddedBeforePasswordChangeDoesNotCount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.svc.VerifyMethod(ctx, sess2, mine.ID, tb.lastCode(t, "carol@new.example"), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyMethod(ctx, sess2, mine.ID, tb.inbox.LastCode(t, "carol@new.example"), Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	clk.add(25 * time.Hour)
+	clk.Add(25 * time.Hour)
 	f, err = tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +121,7 @@ func TestOneMailboxCountsOnce(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := tb.svc.VerifyMethod(ctx, sess, second.ID, tb.lastCode(t, pair[1]), Meta{}); err != nil {
+			if _, err := tb.svc.VerifyMethod(ctx, sess, second.ID, tb.inbox.LastCode(t, pair[1]), Meta{}); err != nil {
 				t.Fatal(err)
 			}
 			f, err := tb.svc.StartFlow(ctx, "reset", "alice", Meta{})

@@ -81,7 +81,7 @@ func TestNoticesObeyBudgets(t *testing.T) {
 		t.Fatalf("SendHeldNotices before the window ended: %d, %v", n, err)
 	}
 	// the window ends: one notice tells of the changes, on every channel
-	clk.add(time.Hour + time.Minute)
+	clk.Add(time.Hour + time.Minute)
 	if n, err := tb.svc.SendHeldNotices(ctx); err != nil || n != 1 {
 		t.Fatalf("SendHeldNotices: %d, %v; want 1", n, err)
 	}
@@ -149,7 +149,7 @@ func TestResetNoticeIgnoresSpentBudgets(t *testing.T) {
 func TestMaxMethodsUnderConcurrency(t *testing.T) {
 	tb, _, _ := qBed(t, func(o *Options) { o.MaxMethods = 3 })
 	ctx := context.Background()
-	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{})
+	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}

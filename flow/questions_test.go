@@ -9,23 +9,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchkeyhq/latchkey/internal/flowtest"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
-var testQuestions = []string{
-	"What was the name of your first pet?",
-	"In what town was your first job?",
-	"What was the name of the street you grew up on?",
-	"What was the first concert you went to?",
-}
-
 // qBed is a testbed with security questions on (3 to register, 2 asked),
 // authenticator apps too, a settable clock and every log line kept.
-func qBed(t *testing.T, tweak func(*Options)) (*testbed, *testClock, *syncBuffer) {
+func qBed(t *testing.T, tweak func(*Options)) (*testbed, *flowtest.Clock, *flowtest.SyncBuffer) {
 	t.Helper()
 	return totpBed(t, func(o *Options) {
 		o.Eligibility.Methods = []string{"email", "sms", "totp", "questions"}
-		o.Questions = QuestionOptions{List: testQuestions, Required: 3, Ask: 2}
+		o.Questions = QuestionOptions{List: flowtest.Questions, Required: 3, Ask: 2}
 		o.Limits.SendsPerDestination, o.Limits.SendsPerAccount, o.Limits.StartsPerAccount = 100, 100, 100
 		if tweak != nil {
 			tweak(o)
@@ -43,23 +37,9 @@ func answersOf(tb *testbed, texts ...string) []Answer {
 	return out
 }
 
-// goodAnswers are three acceptable answers, by question text.
-var goodAnswers = map[string]string{
-	testQuestions[0]: "  Ｆｌｕｆｆｙ   Ｂｕｎｎｙ ",
-	testQuestions[1]: "Zürich",
-	testQuestions[2]: "Acacia Avenue",
-}
-
-// typedAnswers are the same answers as a user types them at reset.
-var typedAnswers = map[string]string{
-	testQuestions[0]: "fluffy bunny",
-	testQuestions[1]: "ZU\u0308RICH", // decomposed Ü, upper case
-	testQuestions[2]: "acacia   avenue",
-}
-
 func (tb *testbed) setGoodQuestions(t *testing.T, sess store.Session) MethodView {
 	t.Helper()
-	mv, err := tb.svc.SetQuestions(context.Background(), sess, answersOf(tb, goodAnswers[testQuestions[0]], goodAnswers[testQuestions[1]], goodAnswers[testQuestions[2]]), Meta{})
+	mv, err := tb.svc.SetQuestions(context.Background(), sess, answersOf(tb, flowtest.GoodAnswers[flowtest.Questions[0]], flowtest.GoodAnswers[flowtest.Questions[1]], flowtest.GoodAnswers[flowtest.Questions[2]]), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +74,7 @@ func (tb *testbed) proveEmail(t *testing.T, f FlowView, emailID, addr string) Fl
 	if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, emailID, Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	nf, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, emailID, tb.lastCode(t, addr), Meta{})
+	nf, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, emailID, tb.inbox.LastCode(t, addr), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +111,7 @@ func TestAnswerNormalisation(t *testing.T) {
 	if err != nil || !ok || len(qs) != 2 {
 		t.Fatalf("questions: %v %v %+v", err, ok, qs)
 	}
-	if f, err = tb.svc.VerifyFlowAnswers(ctx, "reset", f.ID, qm.ID, reply(qs, typedAnswers), Meta{}); err != nil {
+	if f, err = tb.svc.VerifyFlowAnswers(ctx, "reset", f.ID, qm.ID, reply(qs, flowtest.TypedAnswers), Meta{}); err != nil {
 		t.Fatalf("normalised answers refused: %v", err)
 	}
 	if !slices.Contains(f.Verified, qm.ID) || f.Remaining != 0 {
@@ -254,7 +234,7 @@ func TestQuestionsNeverAlone(t *testing.T) {
 	wantCode(t, err, CodeNotVerified)
 	_, err = tb.svc.VerifyFlowAnswers(ctx, "reset", f.ID, qm.ID, []Answer{{Question: "q", Answer: "x"}}, Meta{})
 	wantCode(t, err, CodeNotVerified)
-	if n, _ := tb.st.Count(ctx, "codefail:acct:id-carol", time.Hour, clk.now()); n != 1 { // the email's registration code
+	if n, _ := tb.st.Count(ctx, "codefail:acct:id-carol", time.Hour, clk.Now()); n != 1 { // the email's registration code
 		t.Fatalf("a refused try spent the budget: %d", n)
 	}
 	// a code verify on a questions method is refused: answers go elsewhere
@@ -263,7 +243,7 @@ func TestQuestionsNeverAlone(t *testing.T) {
 
 	// a flow with only the questions proven (planted: no call can do it)
 	// is refused, though one method is required
-	raw, err := tb.st.GetFlow(ctx, f.ID, clk.now())
+	raw, err := tb.st.GetFlow(ctx, f.ID, clk.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +255,7 @@ func TestQuestionsNeverAlone(t *testing.T) {
 		t.Fatalf("questions alone leave %d to verify, want 1", v.Remaining)
 	}
 	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "Brand-New-Pass-42", Meta{}), CodeNotVerified)
-	if tb.dir.writes != 0 {
+	if tb.dir.Writes() != 0 {
 		t.Fatal("a password was written")
 	}
 	if evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "reset.completed"}); len(evs) == 0 || evs[0].Outcome != CodeNotVerified {
@@ -289,12 +269,12 @@ func TestQuestionsNeverAlone(t *testing.T) {
 	if err != nil || len(qs) != 2 {
 		t.Fatalf("after the email: %v %+v", err, qs)
 	}
-	if _, err := tb.svc.VerifyFlowAnswers(ctx, "reset", f.ID, qm.ID, reply(qs, typedAnswers), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyFlowAnswers(ctx, "reset", f.ID, qm.ID, reply(qs, flowtest.TypedAnswers), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 
 	// an account left with only its questions has no usable method
-	if err := tb.svc.RemoveMethod(ctx, sess, emailID, tb.dir.password("carol"), Meta{}); err != nil {
+	if err := tb.svc.RemoveMethod(ctx, sess, emailID, tb.dir.Password("carol"), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	f, _ = tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
@@ -309,12 +289,12 @@ func TestQuestionsNeverAlone(t *testing.T) {
 
 	// cooling-off: old questions do not make a new email old enough
 	tb2, clk2, _ := qBed(t, func(o *Options) { o.CoolingOff = 24 * time.Hour })
-	sess2, err := tb2.svc.SignIn(ctx, "carol", tb2.dir.password("carol"), Meta{})
+	sess2, err := tb2.svc.SignIn(ctx, "carol", tb2.dir.Password("carol"), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	qm2 := tb2.setGoodQuestions(t, sess2)
-	clk2.add(48 * time.Hour)
+	clk2.Add(48 * time.Hour)
 	_, emailID2 := tb2.enroll(t, "carol", "carol@home.example")
 	f, _ = tb2.svc.StartFlow(ctx, "reset", "carol", Meta{})
 	// said at the email's proof: the questions left to answer cannot make
@@ -322,7 +302,7 @@ func TestQuestionsNeverAlone(t *testing.T) {
 	if err := tb2.svc.SendFlowCode(ctx, "reset", f.ID, emailID2, Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = tb2.svc.VerifyFlowCode(ctx, "reset", f.ID, emailID2, tb2.lastCode(t, "carol@home.example"), Meta{})
+	_, err = tb2.svc.VerifyFlowCode(ctx, "reset", f.ID, emailID2, tb2.inbox.LastCode(t, "carol@home.example"), Meta{})
 	wantCode(t, err, CodeMethodTooNew)
 	// nothing proven, so the questions are not even asked
 	_, _, err = tb2.svc.FlowQuestions(ctx, "reset", f.ID, qm2.ID, Meta{})
@@ -343,7 +323,7 @@ func TestWrongAnswersSpendTheAccountBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrong := reply(qs, typedAnswers)
+	wrong := reply(qs, flowtest.TypedAnswers)
 	wrong[1].Answer = "not this one" // one right, one wrong: refused
 	for range 3 {                    // 3, 4, 5
 		_, err = tb.svc.VerifyFlowAnswers(ctx, "reset", f.ID, qm.ID, wrong, Meta{})
@@ -354,13 +334,13 @@ func TestWrongAnswersSpendTheAccountBudget(t *testing.T) {
 	if !slices.Equal(again, qs) {
 		t.Fatalf("the questions changed after wrong answers: %+v then %+v", qs, again)
 	}
-	_, err = tb.svc.VerifyFlowAnswers(ctx, "reset", f.ID, qm.ID, reply(qs, typedAnswers), Meta{})
+	_, err = tb.svc.VerifyFlowAnswers(ctx, "reset", f.ID, qm.ID, reply(qs, flowtest.TypedAnswers), Meta{})
 	wantCode(t, err, CodeWrongAnswers)
 	g, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
 	if err := tb.svc.SendFlowCode(ctx, "reset", g.ID, emailID, Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = tb.svc.VerifyFlowCode(ctx, "reset", g.ID, emailID, tb.lastCode(t, "carol@home.example"), Meta{})
+	_, err = tb.svc.VerifyFlowCode(ctx, "reset", g.ID, emailID, tb.inbox.LastCode(t, "carol@home.example"), Meta{})
 	wantCode(t, err, CodeInvalidCode)
 	evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "blocked"})
 	if len(evs) < 2 || evs[0].Outcome != "code_budget" {
@@ -377,11 +357,11 @@ func TestWrongAnswersSpendTheAccountBudget(t *testing.T) {
 		t.Fatalf("%d wrong answers audited, want 3", failed)
 	}
 	// after the window, the right answers work
-	clk.add(time.Hour)
+	clk.Add(time.Hour)
 	f, _ = tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
 	f = tb.proveEmail(t, f, emailID, "carol@home.example")
 	qs, _, _ = tb.svc.FlowQuestions(ctx, "reset", f.ID, qm.ID, Meta{})
-	if _, err := tb.svc.VerifyFlowAnswers(ctx, "reset", f.ID, qm.ID, reply(qs, typedAnswers), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyFlowAnswers(ctx, "reset", f.ID, qm.ID, reply(qs, flowtest.TypedAnswers), Meta{}); err != nil {
 		t.Fatalf("after the window: %v", err)
 	}
 }
@@ -414,7 +394,7 @@ func TestQuestionsAskedStayTheSame(t *testing.T) {
 	}
 	changed := false
 	for range 6 {
-		if _, err := tb.svc.VerifyFlowAnswers(ctx, "reset", f.ID, qm.ID, reply(second, typedAnswers), Meta{}); err != nil {
+		if _, err := tb.svc.VerifyFlowAnswers(ctx, "reset", f.ID, qm.ID, reply(second, flowtest.TypedAnswers), Meta{}); err != nil {
 			t.Fatal(err)
 		}
 		var next []Question
@@ -432,7 +412,7 @@ func TestQuestionsAskedStayTheSame(t *testing.T) {
 		t.Fatalf("decoy questions %+v %+v", a, b)
 	}
 	for _, q := range a {
-		if !slices.Contains(testQuestions, q.Text) {
+		if !slices.Contains(flowtest.Questions, q.Text) {
 			t.Fatalf("decoy question %q is not from the admin list", q.Text)
 		}
 	}
@@ -491,7 +471,7 @@ func TestQuestionDecoys(t *testing.T) {
 	if with < names/10 || with > names*3/10 {
 		t.Fatalf("%d of %d fake sets hold questions", with, names)
 	}
-	off := newTestbed(t, func(o *Options) { o.Questions = QuestionOptions{List: testQuestions} })
+	off := newTestbed(t, func(o *Options) { o.Questions = QuestionOptions{List: flowtest.Questions} })
 	for i := range 100 {
 		for _, m := range fakeSet(t, off, fmt.Sprintf("nobody-%d", i)) {
 			if m.Type == MethodQuestions {

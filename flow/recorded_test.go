@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchkeyhq/latchkey/internal/flowtest"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
@@ -63,16 +64,16 @@ func (tb *testbed) wantRecordedOnce(t *testing.T, flowID string, sessions []stor
 // id, from several goroutines) while its completion writes the password:
 // the write is recorded all the same.
 func TestCompletionRacedByPasskeyChallengesIsRecorded(t *testing.T) {
-	onBothStores(t, func(t *testing.T) {
+	flowtest.OnBothStores(t, func(t *testing.T) {
 		tb := passkeyBed(t)
 		ctx := context.Background()
 		s1, mid := tb.enroll(t, "carol", "carol@home.example")
-		s2, _ := tb.addPasskey(t, "carol", newSoftKey(t))
+		s2, _ := tb.addPasskey(t, "carol", flowtest.NewSoftKey(t))
 		f, pk := tb.passkeyFlow(t, "carol")
 		if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}); err != nil {
 			t.Fatal(err)
 		}
-		v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.lastCode(t, "carol@home.example"), Meta{})
+		v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.inbox.LastCode(t, "carol@home.example"), Meta{})
 		if err != nil || v.Remaining != 0 {
 			t.Fatalf("verify: %+v %v", v, err)
 		}
@@ -101,12 +102,12 @@ func TestCompletionRacedByPasskeyChallengesIsRecorded(t *testing.T) {
 		}
 		// the directory write lasts until challenges asked for after it began
 		// have been answered
-		tb.dir.duringWrite = func() {
+		tb.dir.SetDuringWrite(func() {
 			writing.Store(true)
 			for deadline := time.Now().Add(10 * time.Second); during.Load() < 4 && time.Now().Before(deadline); {
 				time.Sleep(time.Millisecond)
 			}
-		}
+		})
 		done := false
 		for i := 0; i < 200 && !done; i++ {
 			switch err := tb.svc.CompleteFlow(ctx, "reset", v.ID, "Raced-Pass-4242", Meta{}); {
@@ -123,7 +124,7 @@ func TestCompletionRacedByPasskeyChallengesIsRecorded(t *testing.T) {
 		if !done || during.Load() < 4 {
 			t.Fatalf("completed %v, %d challenges during the write", done, during.Load())
 		}
-		if tb.writes() != 1 || tb.dir.password("carol") != "Raced-Pass-4242" {
+		if tb.writes() != 1 || tb.dir.Password("carol") != "Raced-Pass-4242" {
 			t.Fatalf("%d writes", tb.writes())
 		}
 		tb.wantRecordedOnce(t, v.ID, []store.Session{s1, s2}, "carol@home.example", "carol@corp.example")
@@ -134,22 +135,22 @@ func TestCompletionRacedByPasskeyChallengesIsRecorded(t *testing.T) {
 // between the completion's claim and its record: refused, and the write
 // is recorded.
 func TestSecondAppProofDuringCompletionIsRecorded(t *testing.T) {
-	onBothStores(t, func(t *testing.T) {
+	flowtest.OnBothStores(t, func(t *testing.T) {
 		tb, clk, _ := totpBed(t, nil)
 		ctx := context.Background()
 		s1, _ := tb.enroll(t, "carol", "carol@home.example")
 		s2, en := tb.enrolApp(t, clk, "carol")
-		clk.add(30 * time.Second)
+		clk.Add(30 * time.Second)
 		f, app := tb.appFlow(t, "carol")
-		v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, app, codeAt(t, en.Secret, clk.now()), Meta{})
+		v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, app, flowtest.CodeAt(t, en.Secret, clk.Now()), Meta{})
 		if err != nil || v.Remaining != 0 {
 			t.Fatalf("verify: %+v %v", v, err)
 		}
 		again := errors.New("not tried")
-		tb.dir.duringWrite = func() {
-			clk.add(30 * time.Second) // a step whose code was never used
-			_, again = tb.svc.VerifyFlowCode(ctx, "reset", v.ID, app, codeAt(t, en.Secret, clk.now()), Meta{})
-		}
+		tb.dir.SetDuringWrite(func() {
+			clk.Add(30 * time.Second) // a step whose code was never used
+			_, again = tb.svc.VerifyFlowCode(ctx, "reset", v.ID, app, flowtest.CodeAt(t, en.Secret, clk.Now()), Meta{})
+		})
 		if err := tb.svc.CompleteFlow(ctx, "reset", v.ID, "Second-Proof-4242", Meta{}); err != nil {
 			t.Fatal(err)
 		}
@@ -163,7 +164,7 @@ func TestSecondAppProofDuringCompletionIsRecorded(t *testing.T) {
 // A user who completes in the last moments of the flow: the directory
 // write outlasts the flow, and it is recorded all the same.
 func TestWriteOutlastingTheFlowIsRecorded(t *testing.T) {
-	onBothStores(t, func(t *testing.T) {
+	flowtest.OnBothStores(t, func(t *testing.T) {
 		tb := newTestbed(t, nil)
 		ctx := context.Background()
 		sess, v := tb.verifiedReset(t)
@@ -177,7 +178,7 @@ func TestWriteOutlastingTheFlowIsRecorded(t *testing.T) {
 			t.Fatal(err)
 		}
 		// a slow directory: the write ends after the flow did
-		tb.dir.duringWrite = func() {
+		tb.dir.SetDuringWrite(func() {
 			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 				if _, err := tb.st.GetFlow(ctx, v.ID, time.Now()); errors.Is(err, store.ErrNotFound) {
 					return
@@ -187,7 +188,7 @@ func TestWriteOutlastingTheFlowIsRecorded(t *testing.T) {
 					return
 				}
 			}
-		}
+		})
 		if err := tb.svc.CompleteFlow(ctx, "reset", v.ID, "Last-Second-4242", Meta{}); err != nil {
 			t.Fatal(err)
 		}

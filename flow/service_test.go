@@ -4,44 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/latchkeyhq/latchkey/directory/dirtest"
 	"github.com/latchkeyhq/latchkey/notify"
 	"github.com/latchkeyhq/latchkey/store"
 )
-
-var digits = regexp.MustCompile(`\b(\d{6,8})\b`)
-
-// lastCode waits for the next code sent to `to` (email or SMS) that this
-// test has not read yet.
-func (tb *testbed) lastCode(t *testing.T, to string) string {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		var codes []string
-		for _, e := range tb.rec.Emails() {
-			if e.To == to && strings.Contains(e.Subject, "code") {
-				codes = append(codes, digits.FindStringSubmatch(e.Text)[1])
-			}
-		}
-		for _, m := range tb.rec.SMS() {
-			if m.To == to && strings.Contains(m.Body, "is your") {
-				codes = append(codes, digits.FindStringSubmatch(m.Body)[1])
-			}
-		}
-		if len(codes) > tb.read[to] {
-			tb.read[to] = len(codes)
-			return codes[len(codes)-1]
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("no code sent to %s", to)
-	return ""
-}
 
 // settle waits until the recorder has received nothing new for longer
 // than the outbox holds a message, so later counts start from a quiet
@@ -63,26 +34,11 @@ func (tb *testbed) settle(t *testing.T) {
 	}
 }
 
-func (tb *testbed) messagesTo(to string) int {
-	n := 0
-	for _, e := range tb.rec.Emails() {
-		if e.To == to {
-			n++
-		}
-	}
-	for _, s := range tb.rec.SMS() {
-		if s.To == to {
-			n++
-		}
-	}
-	return n
-}
-
 // enroll registers and verifies an email for user.
 func (tb *testbed) enroll(t *testing.T, user, addr string) (store.Session, string) {
 	t.Helper()
 	ctx := context.Background()
-	sess, err := tb.svc.SignIn(ctx, user, tb.dir.password(user), Meta{})
+	sess, err := tb.svc.SignIn(ctx, user, tb.dir.Password(user), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,12 +46,12 @@ func (tb *testbed) enroll(t *testing.T, user, addr string) (store.Session, strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.svc.VerifyMethod(ctx, sess, mv.ID, tb.lastCode(t, addr), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyMethod(ctx, sess, mv.ID, tb.inbox.LastCode(t, addr), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	// let the "method added" notice reach the directory mail, so later
 	// counts of sent messages start from a quiet outbox
-	tb.waitMessages(t, user+"@corp.example", 1)
+	tb.inbox.Wait(t, user+"@corp.example", 1)
 	return sess, mv.ID
 }
 
@@ -113,7 +69,7 @@ func (tb *testbed) addPhone(t *testing.T, sess store.Session, number string) Met
 		}
 		return -1
 	}, number)
-	if _, err := tb.svc.VerifyMethod(ctx, sess, ph.ID, tb.lastCode(t, e164), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyMethod(ctx, sess, ph.ID, tb.inbox.LastCode(t, e164), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	return ph
@@ -141,7 +97,7 @@ func TestResetHappyPath(t *testing.T) {
 	if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.lastCode(t, "carol@home.example"), Meta{})
+	v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.inbox.LastCode(t, "carol@home.example"), Meta{})
 	if err != nil || v.Remaining != 0 {
 		t.Fatalf("verify: %+v %v", v, err)
 	}
@@ -160,7 +116,7 @@ func TestResetHappyPath(t *testing.T) {
 	if err := tb.svc.CompleteFlow(ctx, "reset", f.ID, "New-Password-123", Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	if tb.dir.password("carol") != "New-Password-123" {
+	if tb.dir.Password("carol") != "New-Password-123" {
 		t.Fatal("password not written")
 	}
 	// every open flow of the account is gone, and so is every session
@@ -172,12 +128,12 @@ func TestResetHappyPath(t *testing.T) {
 
 func TestDirectoryRefusalLetsTheUserRetry(t *testing.T) {
 	tb := newTestbed(t, func(o *Options) { o.Password.MinLength = 8 })
-	tb.dir.minLen = 14
+	tb.dir.SetPolicy(dirtest.MemoryPolicy{MinLength: 14, HistoryLength: 3})
 	ctx := context.Background()
 	_, mid := tb.enroll(t, "carol", "c@home.example")
 	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
-	v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.lastCode(t, "c@home.example"), Meta{})
+	v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.inbox.LastCode(t, "c@home.example"), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +195,7 @@ func TestTwoMethodsMustBeDifferent(t *testing.T) {
 		t.Fatalf("flow %+v", f)
 	}
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
-	code := tb.lastCode(t, "alice@home.example")
+	code := tb.inbox.LastCode(t, "alice@home.example")
 	v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, code, Meta{})
 	if err != nil || v.Remaining != 1 || v.Required != 2 {
 		t.Fatalf("verify: %+v %v", v, err)
@@ -265,7 +221,7 @@ func TestTwoMethodsMustBeDifferent(t *testing.T) {
 		if m == ph.ID {
 			to = "+447700900123"
 		}
-		v, err := tb.svc.VerifyFlowCode(ctx, "reset", g.ID, m, tb.lastCode(t, to), Meta{})
+		v, err := tb.svc.VerifyFlowCode(ctx, "reset", g.ID, m, tb.inbox.LastCode(t, to), Meta{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -284,7 +240,7 @@ func TestCodesAreBoundToTheirFlow(t *testing.T) {
 	fc, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
 	fa, _ := tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", fc.ID, cm, Meta{})
-	code := tb.lastCode(t, "carol@home.example")
+	code := tb.inbox.LastCode(t, "carol@home.example")
 	// carol's code in alice's flow, with either method id
 	for _, m := range []string{am, cm} {
 		if _, err := tb.svc.VerifyFlowCode(ctx, "reset", fa.ID, m, code, Meta{}); err == nil {
@@ -311,7 +267,7 @@ func TestConcurrentRedemptionsAndCompletions(t *testing.T) {
 	_, mid := tb.enroll(t, "carol", "carol@home.example")
 	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
-	code := tb.lastCode(t, "carol@home.example")
+	code := tb.inbox.LastCode(t, "carol@home.example")
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	ok, next := 0, ""
@@ -344,8 +300,8 @@ func TestConcurrentRedemptionsAndCompletions(t *testing.T) {
 		}(i)
 	}
 	wg.Wait()
-	if ok != 1 || tb.dir.writes != 1 {
-		t.Fatalf("%d completions succeeded, %d directory writes", ok, tb.dir.writes)
+	if ok != 1 || tb.dir.Writes() != 1 {
+		t.Fatalf("%d completions succeeded, %d directory writes", ok, tb.dir.Writes())
 	}
 }
 
@@ -355,7 +311,7 @@ func TestWrongCodesKillTheCode(t *testing.T) {
 	_, mid := tb.enroll(t, "carol", "carol@home.example")
 	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
-	code := tb.lastCode(t, "carol@home.example")
+	code := tb.inbox.LastCode(t, "carol@home.example")
 	for i := 0; i < tb.svc.o.MaxTries; i++ {
 		_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, "00000000", Meta{})
 		wantCode(t, err, CodeInvalidCode)
@@ -371,7 +327,7 @@ func TestCoolingOff(t *testing.T) {
 	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
 	// said at the proof (TestCoolingOffUpFront), and again at completion
-	_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.lastCode(t, "carol@home.example"), Meta{})
+	_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.inbox.LastCode(t, "carol@home.example"), Meta{})
 	wantCode(t, err, CodeMethodTooNew)
 	fl, err := tb.st.GetFlow(ctx, f.ID, time.Now())
 	if err != nil {
@@ -382,7 +338,7 @@ func TestCoolingOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "New-Password-123", Meta{}), CodeMethodTooNew)
-	if tb.dir.writes != 0 {
+	if tb.dir.Writes() != 0 {
 		t.Fatal("written despite the cooling-off period")
 	}
 }
@@ -393,16 +349,18 @@ func TestRegistrationRules(t *testing.T) {
 	tb := newTestbed(t, nil)
 	tb.svc.d.Now = clock
 	ctx := context.Background()
-	_, err := tb.svc.SignIn(ctx, "erin", tb.dir.password("erin"), Meta{})
+	_, err := tb.svc.SignIn(ctx, "erin", tb.dir.Password("erin"), Meta{})
 	wantCode(t, err, CodeNotEligible)
 	_, err = tb.svc.SignIn(ctx, "carol", "wrong", Meta{})
 	wantCode(t, err, CodeSignInFailed)
 	_, err = tb.svc.SignIn(ctx, "nobody", "wrong", Meta{})
 	wantCode(t, err, CodeSignInFailed)
-	_, err = tb.svc.SignIn(ctx, "ivan", tb.dir.password("ivan"), Meta{})
-	wantCode(t, err, CodeNotEligible)
+	// a disabled account does not bind, as on the real servers: the same
+	// answer as a wrong password
+	_, err = tb.svc.SignIn(ctx, "ivan", tb.dir.Password("ivan"), Meta{})
+	wantCode(t, err, CodeSignInFailed)
 
-	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{})
+	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,12 +401,12 @@ func TestRemovingAMethodNeedsThePasswordAndTellsEveryChannel(t *testing.T) {
 	ctx := context.Background()
 	sess, mid := tb.enroll(t, "carol", "carol@home.example")
 	wantCode(t, tb.svc.RemoveMethod(ctx, sess, mid, "wrong", Meta{}), CodeSignInFailed)
-	before := tb.messagesTo("carol@home.example")
-	if err := tb.svc.RemoveMethod(ctx, sess, mid, tb.dir.password("carol"), Meta{}); err != nil {
+	before := tb.inbox.Count("carol@home.example")
+	if err := tb.svc.RemoveMethod(ctx, sess, mid, tb.dir.Password("carol"), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(2 * time.Second)
-	for tb.messagesTo("carol@home.example") == before || tb.messagesTo("carol@corp.example") == 0 {
+	for tb.inbox.Count("carol@home.example") == before || tb.inbox.Count("carol@corp.example") == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("removal not notified to the removed address and the directory mail")
 		}
@@ -471,7 +429,7 @@ func TestChangeAndUnlock(t *testing.T) {
 	ctx := context.Background()
 	wantCode(t, tb.svc.Change(ctx, "carol", "wrong", "Brand-New-Pass-1", Meta{}), CodeSignInFailed)
 	wantCode(t, tb.svc.Change(ctx, "nobody", "wrong", "Brand-New-Pass-1", Meta{}), CodeSignInFailed)
-	wantCode(t, tb.svc.Change(ctx, "carol", tb.dir.password("carol"), "short", Meta{}), CodePasswordRejected)
+	wantCode(t, tb.svc.Change(ctx, "carol", tb.dir.Password("carol"), "short", Meta{}), CodePasswordRejected)
 	// a weak new password with a wrong old one says nothing about the name
 	wantCode(t, tb.svc.Change(ctx, "carol", "wrong", "short", Meta{}), CodeSignInFailed)
 	wantCode(t, tb.svc.Change(ctx, "nobody", "wrong", "short", Meta{}), CodeSignInFailed)
@@ -481,14 +439,14 @@ func TestChangeAndUnlock(t *testing.T) {
 	_, mid := tb.enroll(t, "carol", "carol@home.example")
 	f, _ := tb.svc.StartFlow(ctx, "unlock", "carol", Meta{})
 	tb.svc.SendFlowCode(ctx, "unlock", f.ID, mid, Meta{})
-	v, err := tb.svc.VerifyFlowCode(ctx, "unlock", f.ID, mid, tb.lastCode(t, "carol@home.example"), Meta{})
+	v, err := tb.svc.VerifyFlowCode(ctx, "unlock", f.ID, mid, tb.inbox.LastCode(t, "carol@home.example"), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := tb.svc.CompleteFlow(ctx, "unlock", v.ID, "", Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	if tb.dir.unlocked != 1 || tb.dir.password("carol") != "Brand-New-Pass-1" {
+	if tb.dir.Unlocks() != 1 || tb.dir.Password("carol") != "Brand-New-Pass-1" {
 		t.Fatal("unlock did not unlock only")
 	}
 }
@@ -516,7 +474,7 @@ func TestFlowIDRotatesAndLiveCodesFollow(t *testing.T) {
 	f, _ := tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, ph.ID, Meta{})
-	mailCode, smsCode := tb.lastCode(t, "alice@home.example"), tb.lastCode(t, "+447700900123")
+	mailCode, smsCode := tb.inbox.LastCode(t, "alice@home.example"), tb.inbox.LastCode(t, "+447700900123")
 	v1, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, mailCode, Meta{})
 	if err != nil || v1.ID == f.ID || v1.Remaining != 1 {
 		t.Fatalf("first proof: %+v %v", v1, err)
@@ -563,7 +521,7 @@ func TestSharedDestinationIsFlagged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.svc.VerifyMethod(ctx, sess, mv.ID, tb.lastCode(t, "Shared@home.example"), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyMethod(ctx, sess, mv.ID, tb.inbox.LastCode(t, "Shared@home.example"), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	evs := flagged()
@@ -583,10 +541,10 @@ func TestPartialSuccessIsNotified(t *testing.T) {
 	sess, mid := tb.enroll(t, "alice", "alice@home.example")
 	ph := tb.addPhone(t, sess, "+44 7700 900123")
 	tb.settle(t)
-	before := tb.messagesTo("alice@home.example")
+	before := tb.inbox.Count("alice@home.example")
 	f, _ := tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
-	v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.lastCode(t, "alice@home.example"), Meta{})
+	v, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.inbox.LastCode(t, "alice@home.example"), Meta{})
 	if err != nil || v.Remaining != 1 {
 		t.Fatalf("first proof: %+v %v", v, err)
 	}
@@ -596,16 +554,16 @@ func TestPartialSuccessIsNotified(t *testing.T) {
 			t.Fatal("a wrong code passed")
 		}
 		if i == 1 {
-			time.Sleep(codeSendDelay)                                    // a notice would have left by now
-			if n := tb.messagesTo("alice@home.example"); n != before+1 { // the reset code only
+			time.Sleep(codeSendDelay)                                     // a notice would have left by now
+			if n := tb.inbox.Count("alice@home.example"); n != before+1 { // the reset code only
 				t.Fatalf("told after two wrong codes: %d messages", n-before)
 			}
 		}
 	}
 	// the code mail plus one notice (not two: the fourth try tells nobody)
-	tb.waitMessages(t, "alice@home.example", before+2)
+	tb.inbox.Wait(t, "alice@home.example", before+2)
 	time.Sleep(codeSendDelay) // a second notice would have left by now
-	if n := tb.messagesTo("alice@home.example"); n != before+2 {
+	if n := tb.inbox.Count("alice@home.example"); n != before+2 {
 		t.Fatalf("%d messages after four wrong codes, want the code and one notice", n-before)
 	}
 	told := map[string]bool{}
@@ -657,7 +615,7 @@ func TestNoticesSayWhenAndFromWhere(t *testing.T) {
 	tb := newTestbed(t, nil)
 	ctx := context.Background()
 	tb.enroll(t, "carol", "carol@home.example")
-	if err := tb.svc.Change(ctx, "carol", tb.dir.password("carol"), "Brand-New-Passw0rd-1", Meta{ClientIP: "198.51.100.23"}); err != nil {
+	if err := tb.svc.Change(ctx, "carol", tb.dir.Password("carol"), "Brand-New-Passw0rd-1", Meta{ClientIP: "198.51.100.23"}); err != nil {
 		t.Fatal(err)
 	}
 	var notice []notify.Email

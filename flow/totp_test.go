@@ -1,7 +1,6 @@
 package flow
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -10,39 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pquerna/otp"
-	"github.com/pquerna/otp/totp"
-
+	"github.com/latchkeyhq/latchkey/internal/flowtest"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
-// testClock is a settable clock for the service.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-
-func (c *testClock) add(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.t = c.t.Add(d) }
-
-// syncBuffer collects log lines written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 // totpBed is a testbed with authenticator apps enabled, a clock the test
 // moves (10 s into a 30 s step) and every log and audit line kept.
-func totpBed(t *testing.T, tweak func(*Options)) (*testbed, *testClock, *syncBuffer) {
+func totpBed(t *testing.T, tweak func(*Options)) (*testbed, *flowtest.Clock, *flowtest.SyncBuffer) {
 	t.Helper()
 	tb := newTestbed(t, func(o *Options) {
 		o.Eligibility.Methods = []string{"email", "sms", "totp"}
@@ -50,30 +23,20 @@ func totpBed(t *testing.T, tweak func(*Options)) (*testbed, *testClock, *syncBuf
 			tweak(o)
 		}
 	})
-	clk := &testClock{t: time.Now().UTC().Truncate(30 * time.Second).Add(10 * time.Second)}
-	tb.svc.d.Now = clk.now
-	logs := &syncBuffer{}
+	clk := flowtest.NewClock(time.Now().UTC().Truncate(30 * time.Second).Add(10 * time.Second))
+	tb.svc.d.Now = clk.Now
+	logs := &flowtest.SyncBuffer{}
 	l := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	tb.svc.log, tb.svc.audit = l, l
 	return tb, clk, logs
 }
 
-// codeAt is the authenticator app's code for secret at t.
-func codeAt(t *testing.T, secret string, at time.Time) string {
-	t.Helper()
-	c, err := totp.GenerateCodeCustom(secret, at, totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 // enrolApp signs user in, sets up an authenticator app and verifies it
 // with the code of the clock's current step.
-func (tb *testbed) enrolApp(t *testing.T, clk *testClock, user string) (store.Session, TOTPEnrolment) {
+func (tb *testbed) enrolApp(t *testing.T, clk *flowtest.Clock, user string) (store.Session, TOTPEnrolment) {
 	t.Helper()
 	ctx := context.Background()
-	sess, err := tb.svc.SignIn(ctx, user, tb.dir.password(user), Meta{})
+	sess, err := tb.svc.SignIn(ctx, user, tb.dir.Password(user), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +44,7 @@ func (tb *testbed) enrolApp(t *testing.T, clk *testClock, user string) (store.Se
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.svc.VerifyMethod(ctx, sess, en.Method.ID, codeAt(t, en.Secret, clk.now()), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyMethod(ctx, sess, en.Method.ID, flowtest.CodeAt(t, en.Secret, clk.Now()), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	return sess, en
@@ -111,7 +74,7 @@ func TestTOTPCodeIsAcceptedOnce(t *testing.T) {
 	tb, clk, _ := totpBed(t, nil)
 	ctx := context.Background()
 	_, en := tb.enrolApp(t, clk, "carol")
-	enrolCode := codeAt(t, en.Secret, clk.now())
+	enrolCode := flowtest.CodeAt(t, en.Secret, clk.Now())
 
 	// the code that verified the app cannot open a reset
 	f, mid := tb.appFlow(t, "carol")
@@ -119,8 +82,8 @@ func TestTOTPCodeIsAcceptedOnce(t *testing.T) {
 	wantCode(t, err, CodeInvalidCode)
 
 	// a new step: its code works once
-	clk.add(30 * time.Second)
-	code := codeAt(t, en.Secret, clk.now())
+	clk.Add(30 * time.Second)
+	code := flowtest.CodeAt(t, en.Secret, clk.Now())
 	f, mid = tb.appFlow(t, "carol")
 	nf, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, code, Meta{})
 	if err != nil || nf.Remaining != 0 {
@@ -130,7 +93,7 @@ func TestTOTPCodeIsAcceptedOnce(t *testing.T) {
 	_, err = tb.svc.VerifyFlowCode(ctx, "reset", f2.ID, mid2, code, Meta{})
 	wantCode(t, err, CodeInvalidCode)
 	// still refused in the next step, where it is within the skew
-	clk.add(30 * time.Second)
+	clk.Add(30 * time.Second)
 	_, err = tb.svc.VerifyFlowCode(ctx, "reset", f2.ID, mid2, code, Meta{})
 	wantCode(t, err, CodeInvalidCode)
 	evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "reset.gate"})
@@ -154,14 +117,14 @@ func TestTOTPCodeIsAcceptedOnce(t *testing.T) {
 func TestTOTPReplayAcrossInstances(t *testing.T) {
 	tb, clk, _ := totpBed(t, nil)
 	ctx := context.Background()
-	other, err := NewService(tb.svc.o, Deps{Directory: tb.dir, Store: tb.st, Mailer: tb.rec, SMS: tb.rec, Now: clk.now})
+	other, err := NewService(tb.svc.o, Deps{Directory: tb.dir, Store: tb.st, Mailer: tb.rec, SMS: tb.rec, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(other.Close)
 	_, en := tb.enrolApp(t, clk, "carol")
-	clk.add(30 * time.Second)
-	code := codeAt(t, en.Secret, clk.now())
+	clk.Add(30 * time.Second)
+	code := flowtest.CodeAt(t, en.Secret, clk.Now())
 	var flows []FlowView
 	var mids []string
 	for range 8 {
@@ -198,13 +161,13 @@ func TestTOTPClockSkew(t *testing.T) {
 	tb, clk, _ := totpBed(t, nil)
 	ctx := context.Background()
 	_, en := tb.enrolApp(t, clk, "carol")
-	clk.add(5 * time.Minute) // away from the step used to verify the app
+	clk.Add(5 * time.Minute) // away from the step used to verify the app
 	for _, c := range []struct {
 		offset time.Duration
 		ok     bool
 	}{{-30 * time.Second, true}, {30 * time.Second, true}, {-60 * time.Second, false}, {60 * time.Second, false}, {90 * time.Second, false}} {
 		f, mid := tb.appFlow(t, "carol")
-		_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, codeAt(t, en.Secret, clk.now().Add(c.offset)), Meta{})
+		_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, flowtest.CodeAt(t, en.Secret, clk.Now().Add(c.offset)), Meta{})
 		if (err == nil) != c.ok {
 			t.Errorf("a code %v from the server's clock: error %v, want accepted %v", c.offset, err, c.ok)
 		}
@@ -218,8 +181,8 @@ func TestTOTPWrongCodesSpendTheAccountBudget(t *testing.T) {
 	tb, clk, _ := totpBed(t, func(o *Options) { o.Limits.CodeFailuresPerAccount = 6 })
 	// the tries below must fall in one window of the budget (an hour): a
 	// clock within minutes of the hour's end moves back before them
-	if end := clk.now().Truncate(time.Hour).Add(time.Hour); end.Sub(clk.now()) < 5*time.Minute {
-		clk.add(-5 * time.Minute)
+	if end := clk.Now().Truncate(time.Hour).Add(time.Hour); end.Sub(clk.Now()) < 5*time.Minute {
+		clk.Add(-5 * time.Minute)
 	}
 	ctx := context.Background()
 	sess, emailID := tb.enroll(t, "carol", "carol@home.example") // 1 try
@@ -227,49 +190,34 @@ func TestTOTPWrongCodesSpendTheAccountBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = tb.svc.VerifyMethod(ctx, sess, en.Method.ID, wrongTOTP(t, en.Secret, clk.now()), Meta{}) // 2
+	_, err = tb.svc.VerifyMethod(ctx, sess, en.Method.ID, flowtest.WrongTOTP(t, en.Secret, clk.Now()), Meta{}) // 2
 	wantCode(t, err, CodeInvalidCode)
-	if _, err := tb.svc.VerifyMethod(ctx, sess, en.Method.ID, codeAt(t, en.Secret, clk.now()), Meta{}); err != nil { // 3
+	if _, err := tb.svc.VerifyMethod(ctx, sess, en.Method.ID, flowtest.CodeAt(t, en.Secret, clk.Now()), Meta{}); err != nil { // 3
 		t.Fatal(err)
 	}
-	clk.add(30 * time.Second)
+	clk.Add(30 * time.Second)
 	f, mid := tb.appFlow(t, "carol")
 	for range 3 { // 4, 5, 6
-		_, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, wrongTOTP(t, en.Secret, clk.now()), Meta{})
+		_, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, flowtest.WrongTOTP(t, en.Secret, clk.Now()), Meta{})
 		wantCode(t, err, CodeInvalidCode)
 	}
 	// the budget is spent: the right app code and the right emailed code
 	// are refused alike
-	_, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, codeAt(t, en.Secret, clk.now()), Meta{})
+	_, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, flowtest.CodeAt(t, en.Secret, clk.Now()), Meta{})
 	wantCode(t, err, CodeInvalidCode)
 	if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, emailID, Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, emailID, tb.lastCode(t, "carol@home.example"), Meta{})
+	_, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, emailID, tb.inbox.LastCode(t, "carol@home.example"), Meta{})
 	wantCode(t, err, CodeInvalidCode)
 	if evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "blocked"}); len(evs) < 2 || evs[0].Outcome != "code_budget" {
 		t.Fatalf("the spent budget is not audited: %+v", evs)
 	}
 	// and once the window has passed the app works again
-	clk.add(time.Hour)
+	clk.Add(time.Hour)
 	f, mid = tb.appFlow(t, "carol")
-	if _, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, codeAt(t, en.Secret, clk.now()), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, flowtest.CodeAt(t, en.Secret, clk.Now()), Meta{}); err != nil {
 		t.Fatalf("after the window: %v", err)
-	}
-}
-
-// wrongTOTP is a 6-digit code that none of the accepted steps has.
-func wrongTOTP(t *testing.T, secret string, now time.Time) string {
-	t.Helper()
-	near := map[string]bool{}
-	for d := -2; d <= 2; d++ {
-		near[codeAt(t, secret, now.Add(time.Duration(d)*30*time.Second))] = true
-	}
-	for i := 0; ; i++ {
-		c := fmt.Sprintf("%06d", (123457+i*7919)%1000000)
-		if !near[c] {
-			return c
-		}
 	}
 }
 
@@ -285,7 +233,7 @@ func TestTOTPReenrolmentRevokesTheOldSeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.svc.VerifyMethod(ctx, sess, old.Method.ID, codeAt(t, old.Secret, clk.now()), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyMethod(ctx, sess, old.Method.ID, flowtest.CodeAt(t, old.Secret, clk.Now()), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	// a set-up that is never finished is replaced by the next one
@@ -304,17 +252,17 @@ func TestTOTPReenrolmentRevokesTheOldSeed(t *testing.T) {
 		t.Fatal("the abandoned set-up is still stored")
 	}
 	// until the new app is verified, the old one works
-	clk.add(30 * time.Second)
+	clk.Add(30 * time.Second)
 	f, mid := tb.appFlow(t, "carol")
 	if mid != old.Method.ID {
 		t.Fatalf("the flow offers %s, want the verified app %s", mid, old.Method.ID)
 	}
-	open, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, codeAt(t, old.Secret, clk.now()), Meta{})
+	open, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, flowtest.CodeAt(t, old.Secret, clk.Now()), Meta{})
 	if err != nil {
 		t.Fatalf("the old app before the new one is verified: %v", err)
 	}
-	clk.add(30 * time.Second)
-	if _, err := tb.svc.VerifyMethod(ctx, sess, next.Method.ID, codeAt(t, next.Secret, clk.now()), Meta{}); err != nil {
+	clk.Add(30 * time.Second)
+	if _, err := tb.svc.VerifyMethod(ctx, sess, next.Method.ID, flowtest.CodeAt(t, next.Secret, clk.Now()), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := tb.st.GetMethod(ctx, "id-carol", old.Method.ID); err == nil {
@@ -334,14 +282,14 @@ func TestTOTPReenrolmentRevokesTheOldSeed(t *testing.T) {
 	err = tb.svc.CompleteFlow(ctx, "reset", open.ID, "Brand-New-Pass-42", Meta{})
 	wantCode(t, err, CodeFlowExpired)
 	// the old seed's codes open nothing; the new one's do
-	clk.add(30 * time.Second)
+	clk.Add(30 * time.Second)
 	f, mid = tb.appFlow(t, "carol")
 	if mid != next.Method.ID {
 		t.Fatalf("the flow offers %s, want the new app", mid)
 	}
-	_, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, codeAt(t, old.Secret, clk.now()), Meta{})
+	_, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, flowtest.CodeAt(t, old.Secret, clk.Now()), Meta{})
 	wantCode(t, err, CodeInvalidCode)
-	if _, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, codeAt(t, next.Secret, clk.now()), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, flowtest.CodeAt(t, next.Secret, clk.Now()), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	if evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "registration.method_removed"}); len(evs) != 1 || evs[0].Outcome != "replaced" {
@@ -378,10 +326,10 @@ func TestTOTPInTwoMethodTier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.svc.VerifyMethod(ctx, sess, en.Method.ID, codeAt(t, en.Secret, clk.now()), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyMethod(ctx, sess, en.Method.ID, flowtest.CodeAt(t, en.Secret, clk.Now()), Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	clk.add(30 * time.Second)
+	clk.Add(30 * time.Second)
 	f, mid := tb.appFlow(t, "alice")
 	if len(f.Methods) != 2 {
 		t.Fatalf("alice's methods: %+v", f.Methods)
@@ -394,7 +342,7 @@ func TestTOTPInTwoMethodTier(t *testing.T) {
 	if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	f, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, codeAt(t, en.Secret, clk.now()), Meta{})
+	f, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, flowtest.CodeAt(t, en.Secret, clk.Now()), Meta{})
 	if err != nil || f.Remaining != 1 {
 		t.Fatalf("after the app: %v %+v", err, f)
 	}
@@ -402,7 +350,7 @@ func TestTOTPInTwoMethodTier(t *testing.T) {
 	if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, emailID, Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	if f, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, emailID, tb.lastCode(t, "alice@home.example"), Meta{}); err != nil || f.Remaining != 0 {
+	if f, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, emailID, tb.inbox.LastCode(t, "alice@home.example"), Meta{}); err != nil || f.Remaining != 0 {
 		t.Fatalf("after the email: %v %+v", err, f)
 	}
 	if err := tb.svc.CompleteFlow(ctx, "reset", f.ID, "Brand-New-Pass-42", Meta{}); err != nil {
@@ -411,20 +359,20 @@ func TestTOTPInTwoMethodTier(t *testing.T) {
 
 	// two apps proven are one method
 	ctx2 := context.Background()
-	second := store.Method{ID: "planted-app", AccountID: "id-alice", Type: MethodTOTP, Address: "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", CreatedAt: clk.now().Add(-time.Hour)}
+	second := store.Method{ID: "planted-app", AccountID: "id-alice", Type: MethodTOTP, Address: "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", CreatedAt: clk.Now().Add(-time.Hour)}
 	if err := tb.st.AddMethod(ctx2, second); err != nil {
 		t.Fatal(err)
 	}
-	if err := tb.st.VerifyMethod(ctx2, "id-alice", second.ID, clk.now().Add(-time.Hour)); err != nil {
+	if err := tb.st.VerifyMethod(ctx2, "id-alice", second.ID, clk.Now().Add(-time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	clk.add(30 * time.Second)
+	clk.Add(30 * time.Second)
 	f, err = tb.svc.StartFlow(ctx2, "reset", "alice", Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range []struct{ id, secret string }{{en.Method.ID, en.Secret}, {second.ID, second.Address}} {
-		if f, err = tb.svc.VerifyFlowCode(ctx2, "reset", f.ID, m.id, codeAt(t, m.secret, clk.now()), Meta{}); err != nil {
+		if f, err = tb.svc.VerifyFlowCode(ctx2, "reset", f.ID, m.id, flowtest.CodeAt(t, m.secret, clk.Now()), Meta{}); err != nil {
 			t.Fatal(err)
 		}
 	}

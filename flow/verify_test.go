@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/latchkeyhq/latchkey/internal/flowtest"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
@@ -34,12 +35,12 @@ func TestProofNotRecordedIsUnavailable(t *testing.T) {
 	}
 	t.Run("passkey", func(t *testing.T) {
 		tb := passkeyBed(t)
-		key := newSoftKey(t)
+		key := flowtest.NewSoftKey(t)
 		tb.addPasskey(t, "carol", key)
 		f, id := tb.passkeyFlow(t, "carol")
 		opts := tb.assertionOptions(t, f.ID, id)
 		tb.svc.d.Store = rotateDown{tb.st}
-		_, err := tb.svc.VerifyFlowPasskey(context.Background(), "reset", f.ID, id, key.get(opts), Meta{})
+		_, err := tb.svc.VerifyFlowPasskey(context.Background(), "reset", f.ID, id, key.MustGet(opts), Meta{})
 		check(t, tb, f.ID, err)
 	})
 	t.Run("email", func(t *testing.T) {
@@ -54,7 +55,7 @@ func TestProofNotRecordedIsUnavailable(t *testing.T) {
 		if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, id, Meta{}); err != nil {
 			t.Fatal(err)
 		}
-		code := tb.lastCode(t, "carol@home.example")
+		code := tb.inbox.LastCode(t, "carol@home.example")
 		tb.svc.d.Store = rotateDown{tb.st}
 		_, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, id, code, Meta{})
 		check(t, tb, f.ID, err)

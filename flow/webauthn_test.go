@@ -10,47 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchkeyhq/latchkey/internal/flowtest"
 	"github.com/latchkeyhq/latchkey/internal/webauthntest"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
-// softKey is the shared software authenticator (internal/webauthntest)
-// with test-fatal errors; copying a softKey by value shares its key.
-type softKey struct {
-	t *testing.T
-	webauthntest.Authenticator
-}
-
-func newSoftKey(t *testing.T) *softKey {
-	t.Helper()
-	a, err := webauthntest.New("https://sspr.example.org")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &softKey{t: t, Authenticator: *a}
-}
-
 var b64 = webauthntest.B64
-
-// create answers creation options as navigator.credentials.create would.
-func (k *softKey) create(options json.RawMessage) []byte {
-	k.t.Helper()
-	b, err := k.Create(options)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	return b
-}
-
-// get answers request options as navigator.credentials.get would.
-func (k *softKey) get(options json.RawMessage) []byte {
-	k.t.Helper()
-	b, err := k.Get(options)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	return b
-}
 
 // passkeyBed is a testbed with passkeys enabled.
 func passkeyBed(t *testing.T) *testbed {
@@ -58,10 +23,10 @@ func passkeyBed(t *testing.T) *testbed {
 }
 
 // addPasskey signs user in and registers key as a passkey.
-func (tb *testbed) addPasskey(t *testing.T, user string, key *softKey) (store.Session, MethodView) {
+func (tb *testbed) addPasskey(t *testing.T, user string, key *flowtest.SoftKey) (store.Session, MethodView) {
 	t.Helper()
 	ctx := context.Background()
-	sess, err := tb.svc.SignIn(ctx, user, tb.dir.password(user), Meta{})
+	sess, err := tb.svc.SignIn(ctx, user, tb.dir.Password(user), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +34,7 @@ func (tb *testbed) addPasskey(t *testing.T, user string, key *softKey) (store.Se
 	if err != nil {
 		t.Fatal(err)
 	}
-	mv, err := tb.svc.FinishPasskey(ctx, sess, pc.MethodID, key.create(pc.Options), Meta{})
+	mv, err := tb.svc.FinishPasskey(ctx, sess, pc.MethodID, key.MustCreate(pc.Options), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +80,7 @@ func wantProblem(t *testing.T, err error, code, what string) {
 func TestPasskeyRegistrationAndReset(t *testing.T) {
 	tb := passkeyBed(t)
 	ctx := context.Background()
-	key := newSoftKey(t)
+	key := flowtest.NewSoftKey(t)
 	sess, mv := tb.addPasskey(t, "carol", key)
 	if mv.Type != MethodWebAuthn || !mv.Verified || !strings.HasPrefix(mv.Hint, "Passkey (added ") {
 		t.Fatalf("method after registration: %+v", mv)
@@ -143,7 +108,7 @@ func TestPasskeyRegistrationAndReset(t *testing.T) {
 	if o.RPID != "sspr.example.org" || len(o.Allow) != 1 || o.Allow[0].ID != b64.EncodeToString(key.ID) || o.Allow[0].Transports != nil || o.UV != "preferred" {
 		t.Fatalf("assertion options: %s", opts)
 	}
-	nf, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, key.get(opts), Meta{})
+	nf, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, key.MustGet(opts), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +118,7 @@ func TestPasskeyRegistrationAndReset(t *testing.T) {
 	if err := tb.svc.CompleteFlow(ctx, "reset", nf.ID, "Brand-New-Pass-77", Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	if tb.dir.pw["uid=carol,ou=people,dc=x"] != "Brand-New-Pass-77" {
+	if tb.dir.Password("carol") != "Brand-New-Pass-77" {
 		t.Fatal("the password was not written")
 	}
 	// the counter the authenticator reached is kept
@@ -178,11 +143,11 @@ func TestPasskeyRegistrationAndReset(t *testing.T) {
 func TestPasskeyRegistrationChallengeSingleUse(t *testing.T) {
 	tb := passkeyBed(t)
 	ctx := context.Background()
-	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{})
+	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{})
+	other, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,8 +155,8 @@ func TestPasskeyRegistrationChallengeSingleUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := newSoftKey(t)
-	answer := key.create(pc.Options)
+	key := flowtest.NewSoftKey(t)
+	answer := key.MustCreate(pc.Options)
 	_, err = tb.svc.FinishPasskey(ctx, other, pc.MethodID, answer, Meta{})
 	wantProblem(t, err, CodePasskeyFailed, "finishing from another session")
 	mv, err := tb.svc.FinishPasskey(ctx, sess, pc.MethodID, answer, Meta{})
@@ -209,8 +174,8 @@ func TestPasskeyRegistrationChallengeSingleUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	second := newSoftKey(t)
-	answer = second.create(pc.Options)
+	second := flowtest.NewSoftKey(t)
+	answer = second.MustCreate(pc.Options)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	ok := 0
@@ -229,15 +194,15 @@ func TestPasskeyRegistrationChallengeSingleUse(t *testing.T) {
 	}
 
 	// expired: the ceremony lives passkeyTimeout
-	clk := &testClock{t: time.Now().UTC()}
-	tb.svc.d.Now = clk.now
+	clk := flowtest.NewClock(time.Now().UTC())
+	tb.svc.d.Now = clk.Now
 	pc, err = tb.svc.BeginPasskey(ctx, sess, "", Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk.add(passkeyTimeout + time.Second)
-	sess.AuthAt = clk.now()
-	_, err = tb.svc.FinishPasskey(ctx, sess, pc.MethodID, newSoftKey(t).create(pc.Options), Meta{})
+	clk.Add(passkeyTimeout + time.Second)
+	sess.AuthAt = clk.Now()
+	_, err = tb.svc.FinishPasskey(ctx, sess, pc.MethodID, flowtest.NewSoftKey(t).MustCreate(pc.Options), Meta{})
 	wantProblem(t, err, CodePasskeyFailed, "an expired ceremony")
 }
 
@@ -247,26 +212,26 @@ func TestPasskeyRegistrationChallengeSingleUse(t *testing.T) {
 func TestPasskeyRegistrationRefusals(t *testing.T) {
 	tb := passkeyBed(t)
 	ctx := context.Background()
-	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{})
+	sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		name string
-		bend func(*softKey)
+		bend func(*flowtest.SoftKey)
 	}{
-		{"wrong origin", func(k *softKey) { k.Origin = "https://evil.example.org" }},
-		{"wrong RP id", func(k *softKey) { k.RPID = "evil.example.org" }},
-		{"other port", func(k *softKey) { k.Origin = "https://sspr.example.org:8443" }},
-		{"no user presence", func(k *softKey) { k.NoUP = true }},
+		{"wrong origin", func(k *flowtest.SoftKey) { k.Origin = "https://evil.example.org" }},
+		{"wrong RP id", func(k *flowtest.SoftKey) { k.RPID = "evil.example.org" }},
+		{"other port", func(k *flowtest.SoftKey) { k.Origin = "https://sspr.example.org:8443" }},
+		{"no user presence", func(k *flowtest.SoftKey) { k.NoUP = true }},
 	} {
 		pc, err := tb.svc.BeginPasskey(ctx, sess, "", Meta{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		k := newSoftKey(t)
+		k := flowtest.NewSoftKey(t)
 		tc.bend(k)
-		_, err = tb.svc.FinishPasskey(ctx, sess, pc.MethodID, k.create(pc.Options), Meta{})
+		_, err = tb.svc.FinishPasskey(ctx, sess, pc.MethodID, k.MustCreate(pc.Options), Meta{})
 		wantProblem(t, err, CodePasskeyFailed, tc.name)
 	}
 	for _, label := range []string{strings.Repeat("x", passkeyLabelMax+1), "evil\u202egnp.exe", "a\nb"} {
@@ -291,9 +256,9 @@ func TestPasskeyAssertionRefusals(t *testing.T) {
 		o.Limits.CodeFailuresPerAccount = 50
 	})
 	ctx := context.Background()
-	key := newSoftKey(t)
+	key := flowtest.NewSoftKey(t)
 	tb.addPasskey(t, "carol", key)
-	ivansKey := newSoftKey(t)
+	ivansKey := flowtest.NewSoftKey(t)
 	tb.addPasskey(t, "alice", ivansKey)
 
 	try := func(name string, answer func(opts json.RawMessage) []byte) {
@@ -303,25 +268,25 @@ func TestPasskeyAssertionRefusals(t *testing.T) {
 		_, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, answer(opts), Meta{})
 		wantProblem(t, err, CodePasskeyFailed, name)
 	}
-	bent := func(bend func(*softKey)) func(json.RawMessage) []byte {
+	bent := func(bend func(*flowtest.SoftKey)) func(json.RawMessage) []byte {
 		return func(opts json.RawMessage) []byte {
 			k := *key
 			bend(&k)
-			b := k.get(opts)
+			b := k.MustGet(opts)
 			key.Count = k.Count
 			return b
 		}
 	}
-	try("wrong origin", bent(func(k *softKey) { k.Origin = "https://evil.example.org" }))
-	try("wrong RP id", bent(func(k *softKey) { k.RPID = "evil.example.org" }))
-	try("no user presence", bent(func(k *softKey) { k.NoUP = true }))
-	try("another account's credential", func(opts json.RawMessage) []byte { return ivansKey.get(opts) })
+	try("wrong origin", bent(func(k *flowtest.SoftKey) { k.Origin = "https://evil.example.org" }))
+	try("wrong RP id", bent(func(k *flowtest.SoftKey) { k.RPID = "evil.example.org" }))
+	try("no user presence", bent(func(k *flowtest.SoftKey) { k.NoUP = true }))
+	try("another account's credential", func(opts json.RawMessage) []byte { return ivansKey.MustGet(opts) })
 	try("not JSON", func(json.RawMessage) []byte { return []byte("[1,2]") })
 
 	// the right answer works once; its replay is refused
 	f, id := tb.passkeyFlow(t, "carol")
 	opts := tb.assertionOptions(t, f.ID, id)
-	answer := key.get(opts)
+	answer := key.MustGet(opts)
 	nf, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, answer, Meta{})
 	if err != nil {
 		t.Fatal(err)
@@ -330,12 +295,12 @@ func TestPasskeyAssertionRefusals(t *testing.T) {
 	tb.assertionOptions(t, f2.ID, id2)
 	_, err = tb.svc.VerifyFlowPasskey(ctx, "reset", f2.ID, id2, answer, Meta{})
 	wantProblem(t, err, CodePasskeyFailed, "a replayed assertion in another flow")
-	_, err = tb.svc.VerifyFlowPasskey(ctx, "reset", nf.ID, id, key.get(opts), Meta{})
+	_, err = tb.svc.VerifyFlowPasskey(ctx, "reset", nf.ID, id, key.MustGet(opts), Meta{})
 	wantProblem(t, err, CodePasskeyFailed, "a second proof in a proven flow")
 
 	// a clone: the counter goes back, or does not move
-	try("counter regression", bent(func(k *softKey) { k.Count -= 3 }))
-	try("counter unchanged", bent(func(k *softKey) { k.SameCount = true }))
+	try("counter regression", bent(func(k *flowtest.SoftKey) { k.Count -= 3 }))
+	try("counter unchanged", bent(func(k *flowtest.SoftKey) { k.SameCount = true }))
 
 	// no options asked for: nothing to answer
 	f3, id3 := tb.passkeyFlow(t, "carol")
@@ -362,7 +327,7 @@ func TestPasskeyAssertionRefusals(t *testing.T) {
 func TestPasskeyBudget(t *testing.T) {
 	tb := passkeyBed(t)
 	ctx := context.Background()
-	key := newSoftKey(t)
+	key := flowtest.NewSoftKey(t)
 	tb.addPasskey(t, "carol", key)
 	f, id := tb.passkeyFlow(t, "carol")
 	if raw, err := tb.st.GetFlow(ctx, f.ID, time.Now()); err != nil || raw.AccountID != "id-carol" {
@@ -383,7 +348,7 @@ func TestPasskeyBudget(t *testing.T) {
 		t.Fatalf("the budget counted %d tries, want %d", n, limit)
 	}
 	opts := tb.assertionOptions(t, f.ID, id)
-	_, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, key.get(opts), Meta{})
+	_, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, key.MustGet(opts), Meta{})
 	wantProblem(t, err, CodePasskeyFailed, "the right passkey over budget")
 	evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "blocked"})
 	if len(evs) != 1 || evs[0].Outcome != "code_budget" || evs[0].AccountID != "id-carol" {
@@ -395,7 +360,7 @@ func TestPasskeyBudget(t *testing.T) {
 	// a fresh budget (another window) lets the same passkey through
 	tb.svc.d.Now = func() time.Time { return time.Now().Add(window + time.Minute) }
 	f, id = tb.passkeyFlow(t, "carol")
-	if _, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, key.get(tb.assertionOptions(t, f.ID, id)), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, key.MustGet(tb.assertionOptions(t, f.ID, id)), Meta{}); err != nil {
 		t.Fatalf("the right passkey within a fresh budget: %v", err)
 	}
 }
@@ -408,11 +373,11 @@ func TestPasskeyCoolingOff(t *testing.T) {
 		o.CoolingOff = time.Hour
 	})
 	ctx := context.Background()
-	key := newSoftKey(t)
+	key := flowtest.NewSoftKey(t)
 	tb.addPasskey(t, "carol", key)
 	f, id := tb.passkeyFlow(t, "carol")
 	// said at the proof, not after the password is typed
-	_, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, key.get(tb.assertionOptions(t, f.ID, id)), Meta{})
+	_, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, key.MustGet(tb.assertionOptions(t, f.ID, id)), Meta{})
 	wantProblem(t, err, CodeMethodTooNew, "a new passkey alone")
 	if asProblem(err).UsableAt.IsZero() {
 		t.Fatal("no time the passkey becomes usable")
@@ -426,7 +391,7 @@ func TestPasskeyCoolingOff(t *testing.T) {
 func TestPasskeysCountOnce(t *testing.T) {
 	tb := passkeyBed(t)
 	ctx := context.Background()
-	k1, k2 := newSoftKey(t), newSoftKey(t)
+	k1, k2 := flowtest.NewSoftKey(t), flowtest.NewSoftKey(t)
 	sess, _ := tb.addPasskey(t, "alice", k1) // alice's tier requires 2
 	pc, err := tb.svc.BeginPasskey(ctx, sess, "Backup key", Meta{})
 	if err != nil {
@@ -436,7 +401,7 @@ func TestPasskeysCountOnce(t *testing.T) {
 		t.Fatalf("the registered passkey is not excluded: %s", pc.Options)
 	}
 	k2.Handle = nil
-	if _, err := tb.svc.FinishPasskey(ctx, sess, pc.MethodID, k2.create(pc.Options), Meta{}); err != nil {
+	if _, err := tb.svc.FinishPasskey(ctx, sess, pc.MethodID, k2.MustCreate(pc.Options), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	f, err := tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
@@ -452,7 +417,7 @@ func TestPasskeysCountOnce(t *testing.T) {
 	if len(ids) != 2 {
 		t.Fatalf("offered: %+v", f.Methods)
 	}
-	nf, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, ids[0], k1.get(tb.assertionOptions(t, f.ID, ids[0])), Meta{})
+	nf, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, ids[0], k1.MustGet(tb.assertionOptions(t, f.ID, ids[0])), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -478,7 +443,7 @@ func TestPasskeysCountOnce(t *testing.T) {
 func TestPasskeyDecoys(t *testing.T) {
 	tb := passkeyBed(t)
 	ctx := context.Background()
-	key := newSoftKey(t)
+	key := flowtest.NewSoftKey(t)
 	tb.addPasskey(t, "carol", key)
 	f, real := tb.passkeyFlow(t, "carol")
 	realOpts := tb.assertionOptions(t, f.ID, real)
@@ -536,7 +501,7 @@ func TestPasskeyDecoys(t *testing.T) {
 			t.Fatal("the fake credential id changes between flows")
 		}
 		first = cred
-		_, err = tb.svc.VerifyFlowPasskey(ctx, "reset", df.ID, id, key.get(opts), Meta{})
+		_, err = tb.svc.VerifyFlowPasskey(ctx, "reset", df.ID, id, key.MustGet(opts), Meta{})
 		wantProblem(t, err, CodePasskeyFailed, "a fake passkey")
 	}
 	if raw, _ := b64.DecodeString(first); len(raw) < 16 {
@@ -581,7 +546,7 @@ func TestPasskeySignCountRace(t *testing.T) {
 		o.Limits.StartsPerAccount, o.Limits.StartsPerIP, o.Limits.StartsTotal = 500, 500, 500
 	})
 	ctx := context.Background()
-	key := newSoftKey(t)
+	key := flowtest.NewSoftKey(t)
 	_, mv := tb.addPasskey(t, "carol", key)
 	accepted := func(n int, verify func(i int) error) int {
 		var wg sync.WaitGroup
@@ -605,7 +570,7 @@ func TestPasskeySignCountRace(t *testing.T) {
 	for round := range 5 {
 		// one answer, sent 4 times at once to its flow
 		f, id := tb.passkeyFlow(t, "carol")
-		answer := key.get(tb.assertionOptions(t, f.ID, id))
+		answer := key.MustGet(tb.assertionOptions(t, f.ID, id))
 		if ok := accepted(4, func(int) error {
 			_, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, answer, Meta{})
 			return err
@@ -618,7 +583,7 @@ func TestPasskeySignCountRace(t *testing.T) {
 		for i := range flows {
 			flows[i], id = tb.passkeyFlow(t, "carol")
 			key.Count = next - 1
-			answers[i] = key.get(tb.assertionOptions(t, flows[i].ID, id))
+			answers[i] = key.MustGet(tb.assertionOptions(t, flows[i].ID, id))
 		}
 		if ok := accepted(4, func(i int) error {
 			_, err := tb.svc.VerifyFlowPasskey(ctx, "reset", flows[i].ID, id, answers[i], Meta{})
@@ -644,7 +609,7 @@ func TestPasskeySignCountRace(t *testing.T) {
 func TestPasskeyCredentialOfAnotherAccount(t *testing.T) {
 	tb := passkeyBed(t)
 	ctx := context.Background()
-	key := newSoftKey(t)
+	key := flowtest.NewSoftKey(t)
 	_, mv := tb.addPasskey(t, "carol", key)
 	meth, err := tb.st.GetMethod(ctx, "id-carol", mv.ID)
 	if err != nil {
@@ -657,7 +622,7 @@ func TestPasskeyCredentialOfAnotherAccount(t *testing.T) {
 		t.Fatalf("accounts with carol's credential id: %d %v", n, err)
 	}
 
-	sess, err := tb.svc.SignIn(ctx, "alice", tb.dir.password("alice"), Meta{})
+	sess, err := tb.svc.SignIn(ctx, "alice", tb.dir.Password("alice"), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -665,9 +630,9 @@ func TestPasskeyCredentialOfAnotherAccount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	thief := newSoftKey(t) // another key claiming carol's credential id
+	thief := flowtest.NewSoftKey(t) // another key claiming carol's credential id
 	thief.ID = append([]byte{}, key.ID...)
-	_, err = tb.svc.FinishPasskey(ctx, sess, pc.MethodID, thief.create(pc.Options), Meta{})
+	_, err = tb.svc.FinishPasskey(ctx, sess, pc.MethodID, thief.MustCreate(pc.Options), Meta{})
 	wantProblem(t, err, CodePasskeyFailed, "another account's credential id")
 	if ms, _ := tb.st.ListMethods(ctx, sess.AccountID); len(ms) != 0 {
 		t.Fatalf("the refused passkey was stored: %+v", ms)
@@ -681,13 +646,13 @@ func TestPasskeyCredentialOfAnotherAccount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.svc.FinishPasskey(ctx, sess, pc.MethodID, newSoftKey(t).create(pc.Options), Meta{}); err != nil {
+	if _, err := tb.svc.FinishPasskey(ctx, sess, pc.MethodID, flowtest.NewSoftKey(t).MustCreate(pc.Options), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	// carol's passkey still resets, and is still found by its id after
 	// the counter moved
 	f, id := tb.passkeyFlow(t, "carol")
-	if _, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, key.get(tb.assertionOptions(t, f.ID, id)), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, key.MustGet(tb.assertionOptions(t, f.ID, id)), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := tb.st.CountAccountsByAddress(ctx, MethodWebAuthn, b64.EncodeToString(key.ID)); err != nil || n != 1 {

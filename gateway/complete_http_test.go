@@ -17,16 +17,16 @@ func TestAlreadyCompletedPage(t *testing.T) {
 	b.post("/reset", "/reset", url.Values{"username": {"carol"}}, nil)
 	mid := regexp.MustCompile(`name="method" value="([0-9a-f]{22})"`).FindStringSubmatch(b.get("/reset/methods").Body.String())[1]
 	codePage := b.post("/reset/methods", "/reset/send", url.Values{"method": {mid}}, nil).Header().Get("Location")
-	code := tb.lastCode(t, "carol@home.example")
+	code := tb.inbox.LastCode(t, "carol@home.example")
 	if w := b.post(codePage, "/reset/verify", url.Values{"method": {mid}, "code": {code}}, nil); w.Header().Get("Location") != "/reset/password" {
 		t.Fatalf("verify: %d %s", w.Code, w.Body)
 	}
 	form := url.Values{"password": {"Page-Lost-Answer-7"}, "confirm": {"Page-Lost-Answer-7"}}
-	tb.dir.replyLost = true
+	tb.dir.SetReplyLost(true)
 	if w := b.post("/reset/password", "/reset/password", form, nil); w.Code != http.StatusServiceUnavailable {
 		t.Fatalf("lost answer: %d %s", w.Code, w.Body)
 	}
-	tb.dir.replyLost = false
+	tb.dir.SetReplyLost(false)
 	w := b.post("/reset/password", "/reset/password", form, nil)
 	if w.Code != http.StatusConflict || !strings.Contains(w.Body.String(), "already changed by your earlier attempt") {
 		t.Fatalf("second submission: %d %s", w.Code, w.Body)

@@ -21,13 +21,13 @@ func TestCoolingOffUpFront(t *testing.T) {
 		if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, id, Meta{}); err != nil {
 			t.Fatal(err)
 		}
-		return tb.svc.VerifyFlowCode(ctx, "reset", f.ID, id, tb.lastCode(t, to), Meta{})
+		return tb.svc.VerifyFlowCode(ctx, "reset", f.ID, id, tb.inbox.LastCode(t, to), Meta{})
 	}
 
 	t.Run("only a new method", func(t *testing.T) {
 		tb, clk, _ := totpBed(t, func(o *Options) { o.CoolingOff = cool })
 		_, mid := tb.enroll(t, "carol", "carol@home.example")
-		verifiedAt := clk.now()
+		verifiedAt := clk.Now()
 		f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
 		// before a proof: a wrong code is a wrong code, as for anyone
 		if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}); err != nil {
@@ -35,7 +35,7 @@ func TestCoolingOffUpFront(t *testing.T) {
 		}
 		_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, "00000000", Meta{})
 		wantCode(t, err, CodeInvalidCode)
-		_, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.lastCode(t, "carol@home.example"), Meta{})
+		_, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, tb.inbox.LastCode(t, "carol@home.example"), Meta{})
 		wantCode(t, err, CodeMethodTooNew)
 		want := verifiedAt.Add(cool).Add(time.Second - 1).Truncate(time.Second)
 		if p := asProblem(err); !p.UsableAt.Equal(want) || !strings.Contains(p.Message(), want.Format("2 January 2006 15:04 UTC")) {
@@ -61,7 +61,7 @@ func TestCoolingOffUpFront(t *testing.T) {
 			t.Fatalf("gate outcomes %v", got)
 		}
 		// once the cooling-off is over, the same method works
-		clk.add(cool)
+		clk.Add(cool)
 		f, _ = tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
 		v, err := prove(tb, f, mid, "carol@home.example")
 		if err != nil {
@@ -75,8 +75,8 @@ func TestCoolingOffUpFront(t *testing.T) {
 	t.Run("a new method refused, an old one finishes", func(t *testing.T) {
 		tb, clk, _ := totpBed(t, func(o *Options) { o.CoolingOff = cool })
 		_, mail := tb.enroll(t, "carol", "carol@home.example")
-		clk.add(2 * cool)
-		sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.password("carol"), Meta{})
+		clk.Add(2 * cool)
+		sess, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -96,8 +96,8 @@ func TestCoolingOffUpFront(t *testing.T) {
 	t.Run("two required: an old method left lets a new one count", func(t *testing.T) {
 		tb, clk, _ := totpBed(t, func(o *Options) { o.CoolingOff = cool })
 		_, mail := tb.enroll(t, "alice", "alice@home.example") // alice's tier requires 2
-		clk.add(2 * cool)
-		sess, err := tb.svc.SignIn(ctx, "alice", tb.dir.password("alice"), Meta{})
+		clk.Add(2 * cool)
+		sess, err := tb.svc.SignIn(ctx, "alice", tb.dir.Password("alice"), Meta{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -118,8 +118,8 @@ func TestCoolingOffUpFront(t *testing.T) {
 	t.Run("two required, both new: refused at the first proof", func(t *testing.T) {
 		tb, clk, _ := totpBed(t, func(o *Options) { o.CoolingOff = cool })
 		sess, mail := tb.enroll(t, "alice", "alice@home.example")
-		first := clk.now()
-		clk.add(10 * time.Minute)
+		first := clk.Now()
+		clk.Add(10 * time.Minute)
 		ph := tb.addPhone(t, sess, "+44 7700 900001")
 		f, _ := tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
 		_, err := prove(tb, f, ph.ID, "+447700900001")

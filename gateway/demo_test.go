@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/latchkeyhq/latchkey/directory/dirtest"
 	"github.com/latchkeyhq/latchkey/notify"
 	"github.com/latchkeyhq/latchkey/policy"
 	"github.com/latchkeyhq/latchkey/store"
@@ -45,7 +46,7 @@ func demoTestbed(t *testing.T, publicURL string) (*Server, *fakeDemo, error) {
 	o := Options{PublicURL: pu, SecretKey: []byte("0123456789abcdef0123456789abcdef-test"),
 		Eligibility: policy.Eligibility{Scope: policy.ScopeAll, MethodsRequired: 1, Methods: []string{"email", "sms"}},
 		Password:    policy.Rules{MinLength: 8}, AllowedCountries: []string{"GB"}}
-	svc, err := NewService(o, Deps{Directory: newFakeDir(), Store: st, Mailer: demo, SMS: demo, Demo: demo, Log: slog.New(slog.DiscardHandler)})
+	svc, err := NewService(o, Deps{Directory: dirtest.NewStaffMemory(), Store: st, Mailer: demo, SMS: demo, Demo: demo, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -16,6 +16,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/latchkeyhq/latchkey/flow"
+	"github.com/latchkeyhq/latchkey/internal/flowtest"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
@@ -67,7 +68,7 @@ func TestMetricsKeepNoClientChosenLabels(t *testing.T) {
 func TestPasskeyChallengesBudgetedPerFlow(t *testing.T) {
 	tb := passkeyBed(t)
 	ctx := context.Background()
-	tb.addPasskey(t, "carol", newSoftKey(t))
+	tb.addPasskey(t, "carol", flowtest.NewSoftKey(t))
 	real, realID := tb.passkeyFlow(t, "carol")
 	var fake FlowView
 	var fakeID string
@@ -120,9 +121,9 @@ func TestPasskeyChallengesBudgetedPerFlow(t *testing.T) {
 // window has ended. Every event keeps its audit line (issue 17, WB-6).
 func TestAuditRowsFromRequestsWithoutProofAreSampled(t *testing.T) {
 	tb := newTestbed(t, nil)
-	clk := &testClock{t: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
-	tb.clock = clk.now
-	lines := &syncBuffer{}
+	clk := flowtest.NewClock(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
+	tb.clock = clk.Now
+	lines := &flowtest.SyncBuffer{}
 	tb.audits.set(slog.NewJSONHandler(lines, nil))
 	ctx := context.Background()
 	c := newClient(t, tb)
@@ -168,7 +169,7 @@ func TestAuditRowsFromRequestsWithoutProofAreSampled(t *testing.T) {
 		t.Fatalf("%d csrf audit lines, want one per refusal (100)", got)
 	}
 	// the window ends: one summary per kind and address with the count
-	clk.add(time.Hour)
+	clk.Add(time.Hour)
 	tb.svc.FlushAudit(ctx)
 	for _, ip := range []string{"192.0.2.1", "192.0.2.2"} {
 		_, sums := rows("blocked", "csrf", ip)
@@ -206,8 +207,8 @@ func TestJunkRequestsKeepMemoryAndStoreFlat(t *testing.T) {
 		o.Eligibility.Methods = []string{"email", "sms", "webauthn"}
 		o.Limits.StartsPerIP, o.Limits.StartsTotal, o.Limits.SignInsPerIP = 5, 40, 5
 	})
-	clk := &testClock{t: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
-	tb.clock = clk.now
+	clk := flowtest.NewClock(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
+	tb.clock = clk.Now
 	ctx := context.Background()
 	// a flow offering a fake passkey (its id is all a junk sender needs)
 	var flowID, passkeyID string
@@ -225,7 +226,7 @@ func TestJunkRequestsKeepMemoryAndStoreFlat(t *testing.T) {
 			}
 		}
 	}
-	clk.add(time.Hour) // the set-up's starts are not the junk's
+	clk.Add(time.Hour) // the set-up's starts are not the junk's
 
 	db, err := sql.Open("sqlite", "file:"+tb.dbPath+"?mode=ro")
 	if err != nil {
@@ -295,14 +296,14 @@ func TestJunkRequestsKeepMemoryAndStoreFlat(t *testing.T) {
 		case window:
 			beforeRoll = snap()
 			// the next window, as latchkey serve sees it: purge and flush
-			clk.add(time.Hour)
-			if _, err := tb.st.Purge(ctx, clk.now()); err != nil {
+			clk.Add(time.Hour)
+			if _, err := tb.st.Purge(ctx, clk.Now()); err != nil {
 				t.Fatal(err)
 			}
 			tb.svc.FlushAudit(ctx)
 		}
 	}
-	clk.add(time.Hour)
+	clk.Add(time.Hour)
 	tb.svc.FlushAudit(ctx)
 	end := snap()
 	t.Logf("after %d: %+v; after %d: %+v; after %d and the last flush: %+v", warm, atWarm, window, beforeRoll, total, end)

@@ -1,21 +1,13 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
 	"log/slog"
-	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/pquerna/otp"
-	"github.com/pquerna/otp/totp"
-
-	"github.com/latchkeyhq/latchkey/internal/webauthntest"
+	"github.com/latchkeyhq/latchkey/internal/flowtest"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
@@ -25,7 +17,7 @@ import (
 func (tb *testbed) enroll(t *testing.T, user, addr string) (store.Session, string) {
 	t.Helper()
 	ctx := context.Background()
-	sess, err := tb.svc.SignIn(ctx, user, tb.dir.password(user), Meta{})
+	sess, err := tb.svc.SignIn(ctx, user, tb.dir.Password(user), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,51 +25,20 @@ func (tb *testbed) enroll(t *testing.T, user, addr string) (store.Session, strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.svc.VerifyMethod(ctx, sess, mv.ID, tb.lastCode(t, addr), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyMethod(ctx, sess, mv.ID, tb.inbox.LastCode(t, addr), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	// let the "method added" notice reach the directory mail, so later
 	// counts of sent messages start from a quiet outbox
-	tb.waitMessages(t, user+"@corp.example", 1)
+	tb.inbox.Wait(t, user+"@corp.example", 1)
 	return sess, mv.ID
 }
 
-// lastCode waits for the next code sent to `to` (email or SMS) that this
-// test has not read yet.
-func (tb *testbed) lastCode(t *testing.T, to string) string {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		var codes []string
-		for _, e := range tb.rec.Emails() {
-			if e.To == to && strings.Contains(e.Subject, "code") {
-				codes = append(codes, digits.FindStringSubmatch(e.Text)[1])
-			}
-		}
-		for _, m := range tb.rec.SMS() {
-			if m.To == to && strings.Contains(m.Body, "is your") {
-				codes = append(codes, digits.FindStringSubmatch(m.Body)[1])
-			}
-		}
-		if len(codes) > tb.read[to] {
-			tb.read[to] = len(codes)
-			return codes[len(codes)-1]
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("no code sent to %s", to)
-	return ""
-}
-
-func (tb *testbed) writes() int {
-	tb.dir.mu.Lock()
-	defer tb.dir.mu.Unlock()
-	return tb.dir.writes
-}
+func (tb *testbed) writes() int { return tb.dir.Writes() }
 
 // totpBed is a testbed with authenticator apps enabled, a clock the test
 // moves (10 s into a 30 s step) and every log and audit line kept.
-func totpBed(t *testing.T, tweak func(*Options)) (*testbed, *testClock, *syncBuffer) {
+func totpBed(t *testing.T, tweak func(*Options)) (*testbed, *flowtest.Clock, *flowtest.SyncBuffer) {
 	t.Helper()
 	tb := newTestbed(t, func(o *Options) {
 		o.Eligibility.Methods = []string{"email", "sms", "totp"}
@@ -85,28 +46,14 @@ func totpBed(t *testing.T, tweak func(*Options)) (*testbed, *testClock, *syncBuf
 			tweak(o)
 		}
 	})
-	clk := &testClock{t: time.Now().UTC().Truncate(30 * time.Second).Add(10 * time.Second)}
-	tb.clock = clk.now
-	logs := &syncBuffer{}
+	clk := flowtest.NewClock(time.Now().UTC().Truncate(30 * time.Second).Add(10 * time.Second))
+	tb.clock = clk.Now
+	logs := &flowtest.SyncBuffer{}
 	l := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	tb.logs.set(l.Handler())
 	tb.audits.set(l.Handler())
 	return tb, clk, logs
 }
-
-// testClock is a settable clock for the service.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-// syncBuffer collects log lines written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (c *testClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 
 func wantCode(t *testing.T, err error, code string) {
 	t.Helper()
@@ -128,8 +75,6 @@ func (tb *testbed) auditOutcomes(t *testing.T, typ string) []string {
 	return out
 }
 
-func (c *testClock) add(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.t = c.t.Add(d) }
-
 // addPhone registers and verifies a mobile number for the session's user.
 func (tb *testbed) addPhone(t *testing.T, sess store.Session, number string) MethodView {
 	t.Helper()
@@ -144,7 +89,7 @@ func (tb *testbed) addPhone(t *testing.T, sess store.Session, number string) Met
 		}
 		return -1
 	}, number)
-	if _, err := tb.svc.VerifyMethod(ctx, sess, ph.ID, tb.lastCode(t, e164), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyMethod(ctx, sess, ph.ID, tb.inbox.LastCode(t, e164), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	return ph
@@ -155,43 +100,19 @@ func passkeyBed(t *testing.T) *testbed {
 	return newTestbed(t, func(o *Options) { o.Eligibility.Methods = []string{"email", "sms", "webauthn"} })
 }
 
-func newSoftKey(t *testing.T) *softKey {
-	t.Helper()
-	a, err := webauthntest.New("https://sspr.example.org")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &softKey{t: t, Authenticator: *a}
-}
-
 // qBed is a testbed with security questions on (3 to register, 2 asked),
 // authenticator apps too, a settable clock and every log line kept.
-func qBed(t *testing.T, tweak func(*Options)) (*testbed, *testClock, *syncBuffer) {
+func qBed(t *testing.T, tweak func(*Options)) (*testbed, *flowtest.Clock, *flowtest.SyncBuffer) {
 	t.Helper()
 	return totpBed(t, func(o *Options) {
 		o.Eligibility.Methods = []string{"email", "sms", "totp", "questions"}
-		o.Questions = QuestionOptions{List: testQuestions, Required: 3, Ask: 2}
+		o.Questions = QuestionOptions{List: flowtest.Questions, Required: 3, Ask: 2}
 		o.Limits.SendsPerDestination, o.Limits.SendsPerAccount, o.Limits.StartsPerAccount = 100, 100, 100
 		if tweak != nil {
 			tweak(o)
 		}
 	})
 }
-
-var testQuestions = []string{
-	"What was the name of your first pet?",
-	"In what town was your first job?",
-	"What was the name of the street you grew up on?",
-	"What was the first concert you went to?",
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // reply answers the asked questions from by (question text -> answer).
 func reply(qs []Question, by map[string]string) []Answer {
@@ -219,66 +140,6 @@ func (tb *testbed) appFlow(t *testing.T, user string) (FlowView, string) {
 	return f, ""
 }
 
-// noticesTo waits for n messages to addr (codes and notices alike).
-func (tb *testbed) waitMessages(t *testing.T, addr string, n int) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); tb.messagesTo(addr) < n; { // bounded wait on a positive signal
-		if time.Now().After(deadline) {
-			t.Fatalf("%d messages to %s, want %d", tb.messagesTo(addr), addr, n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// typedAnswers are the same answers as a user types them at reset.
-var typedAnswers = map[string]string{
-	testQuestions[0]: "fluffy bunny",
-	testQuestions[1]: "ZU\u0308RICH", // decomposed Ü, upper case
-	testQuestions[2]: "acacia   avenue",
-}
-
-var digits = regexp.MustCompile(`\b(\d{6,8})\b`)
-
-// codeAt is the authenticator app's code for secret at t.
-func codeAt(t *testing.T, secret string, at time.Time) string {
-	t.Helper()
-	c, err := totp.GenerateCodeCustom(secret, at, totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// wrongTOTP is a 6-digit code that none of the accepted steps has.
-func wrongTOTP(t *testing.T, secret string, now time.Time) string {
-	t.Helper()
-	near := map[string]bool{}
-	for d := -2; d <= 2; d++ {
-		near[codeAt(t, secret, now.Add(time.Duration(d)*30*time.Second))] = true
-	}
-	for i := 0; ; i++ {
-		c := fmt.Sprintf("%06d", (123457+i*7919)%1000000)
-		if !near[c] {
-			return c
-		}
-	}
-}
-
-func (tb *testbed) messagesTo(to string) int {
-	n := 0
-	for _, e := range tb.rec.Emails() {
-		if e.To == to {
-			n++
-		}
-	}
-	for _, s := range tb.rec.SMS() {
-		if s.To == to {
-			n++
-		}
-	}
-	return n
-}
-
 // passkeyFlow starts a reset for user and returns it with the first
 // passkey offered.
 func (tb *testbed) passkeyFlow(t *testing.T, user string) (FlowView, string) {
@@ -303,7 +164,7 @@ func (tb *testbed) proveEmail(t *testing.T, f FlowView, emailID, addr string) Fl
 	if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, emailID, Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	nf, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, emailID, tb.lastCode(t, addr), Meta{})
+	nf, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, emailID, tb.inbox.LastCode(t, addr), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,10 +173,10 @@ func (tb *testbed) proveEmail(t *testing.T, f FlowView, emailID, addr string) Fl
 
 // enrolApp signs user in, sets up an authenticator app and verifies it
 // with the code of the clock's current step.
-func (tb *testbed) enrolApp(t *testing.T, clk *testClock, user string) (store.Session, TOTPEnrolment) {
+func (tb *testbed) enrolApp(t *testing.T, clk *flowtest.Clock, user string) (store.Session, TOTPEnrolment) {
 	t.Helper()
 	ctx := context.Background()
-	sess, err := tb.svc.SignIn(ctx, user, tb.dir.password(user), Meta{})
+	sess, err := tb.svc.SignIn(ctx, user, tb.dir.Password(user), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,22 +184,15 @@ func (tb *testbed) enrolApp(t *testing.T, clk *testClock, user string) (store.Se
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.svc.VerifyMethod(ctx, sess, en.Method.ID, codeAt(t, en.Secret, clk.now()), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyMethod(ctx, sess, en.Method.ID, flowtest.CodeAt(t, en.Secret, clk.Now()), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	return sess, en
 }
 
-// softKey is the shared software authenticator (internal/webauthntest)
-// with test-fatal errors; copying a softKey by value shares its key.
-type softKey struct {
-	t *testing.T
-	webauthntest.Authenticator
-}
-
 func (tb *testbed) setGoodQuestions(t *testing.T, sess store.Session) MethodView {
 	t.Helper()
-	mv, err := tb.svc.SetQuestions(context.Background(), sess, answersOf(tb, goodAnswers[testQuestions[0]], goodAnswers[testQuestions[1]], goodAnswers[testQuestions[2]]), Meta{})
+	mv, err := tb.svc.SetQuestions(context.Background(), sess, answersOf(tb, flowtest.GoodAnswers[flowtest.Questions[0]], flowtest.GoodAnswers[flowtest.Questions[1]], flowtest.GoodAnswers[flowtest.Questions[2]]), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,10 +200,10 @@ func (tb *testbed) setGoodQuestions(t *testing.T, sess store.Session) MethodView
 }
 
 // addPasskey signs user in and registers key as a passkey.
-func (tb *testbed) addPasskey(t *testing.T, user string, key *softKey) (store.Session, MethodView) {
+func (tb *testbed) addPasskey(t *testing.T, user string, key *flowtest.SoftKey) (store.Session, MethodView) {
 	t.Helper()
 	ctx := context.Background()
-	sess, err := tb.svc.SignIn(ctx, user, tb.dir.password(user), Meta{})
+	sess, err := tb.svc.SignIn(ctx, user, tb.dir.Password(user), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,21 +211,11 @@ func (tb *testbed) addPasskey(t *testing.T, user string, key *softKey) (store.Se
 	if err != nil {
 		t.Fatal(err)
 	}
-	mv, err := tb.svc.FinishPasskey(ctx, sess, pc.MethodID, key.create(pc.Options), Meta{})
+	mv, err := tb.svc.FinishPasskey(ctx, sess, pc.MethodID, key.MustCreate(pc.Options), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return sess, mv
-}
-
-// create answers creation options as navigator.credentials.create would.
-func (k *softKey) create(options json.RawMessage) []byte {
-	k.t.Helper()
-	b, err := k.Create(options)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	return b
 }
 
 // answersOf answers the first three listed questions with the given texts.
@@ -382,21 +226,4 @@ func answersOf(tb *testbed, texts ...string) []Answer {
 		out[i] = Answer{Question: qs[i].ID, Answer: a}
 	}
 	return out
-}
-
-// get answers request options as navigator.credentials.get would.
-func (k *softKey) get(options json.RawMessage) []byte {
-	k.t.Helper()
-	b, err := k.Get(options)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	return b
-}
-
-// goodAnswers are three acceptable answers, by question text.
-var goodAnswers = map[string]string{
-	testQuestions[0]: "  Ｆｌｕｆｆｙ   Ｂｕｎｎｙ ",
-	testQuestions[1]: "Zürich",
-	testQuestions[2]: "Acacia Avenue",
 }

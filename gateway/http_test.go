@@ -264,7 +264,7 @@ func TestPagesFlowWithoutJavaScript(t *testing.T) {
 	if w.Code != http.StatusSeeOther || !strings.HasSuffix(loc, "/verify") {
 		t.Fatalf("add method: %d %s", w.Code, w.Body)
 	}
-	code := tb.lastCode(t, "carol@home.example")
+	code := tb.inbox.LastCode(t, "carol@home.example")
 	if w = c.post(loc, loc, url.Values{"code": {"000000"}}, nil); w.Code != 422 || !strings.Contains(w.Body.String(), "not valid") {
 		t.Fatalf("wrong code: %d", w.Code)
 	}
@@ -283,7 +283,7 @@ func TestPagesFlowWithoutJavaScript(t *testing.T) {
 	b.get("/reset/methods")
 	w = b.post("/reset/methods", "/reset/send", url.Values{"method": {mid}}, nil)
 	codePage := w.Header().Get("Location")
-	code = tb.lastCode(t, "carol@home.example")
+	code = tb.inbox.LastCode(t, "carol@home.example")
 	b.get(codePage)
 	if w = b.post(codePage, "/reset/verify", url.Values{"method": {mid}, "code": {code}}, nil); w.Header().Get("Location") != "/reset/password" {
 		t.Fatalf("verify: %d %v %s", w.Code, w.Header(), w.Body)
@@ -297,7 +297,7 @@ func TestPagesFlowWithoutJavaScript(t *testing.T) {
 	if w = b.post("/reset/password", "/reset/password", url.Values{"password": {"Fresh-Password-77"}, "confirm": {"Fresh-Password-77"}}, nil); w.Header().Get("Location") != "/reset/done" {
 		t.Fatalf("complete: %d %s", w.Code, w.Body)
 	}
-	if tb.dir.password("carol") != "Fresh-Password-77" {
+	if tb.dir.Password("carol") != "Fresh-Password-77" {
 		t.Fatal("not written")
 	}
 	if w = b.get("/reset/done"); w.Code != 200 || b.cookies["__Host-latchkey_session"] != nil {

@@ -9,6 +9,6 @@ import (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	pgtest.Stop() // the throwaway PostgreSQL of onBothStores, if started
+	pgtest.Stop() // the throwaway PostgreSQL of flowtest.OnBothStores, if started
 	os.Exit(code)
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey/flow"
+	"github.com/latchkeyhq/latchkey/internal/flowtest"
 	"github.com/latchkeyhq/latchkey/policy"
 	"github.com/latchkeyhq/latchkey/store"
 )
@@ -45,7 +46,7 @@ func TestTierRequiringAStrongKind(t *testing.T) {
 	if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, sms.ID, Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	if f, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, sms.ID, tb.lastCode(t, "+447700900123"), Meta{}); err != nil {
+	if f, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, sms.ID, tb.inbox.LastCode(t, "+447700900123"), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	if f.Remaining != 1 {
@@ -54,14 +55,14 @@ func TestTierRequiringAStrongKind(t *testing.T) {
 	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "Brand-New-Pass-42", Meta{}), CodeMethodKindRequired)
 	// questions do not stand in for the app
 	qs, _, _ := tb.svc.FlowQuestions(ctx, "reset", f.ID, qm.ID, Meta{})
-	if f, err = tb.svc.VerifyFlowAnswers(ctx, "reset", f.ID, qm.ID, reply(qs, typedAnswers), Meta{}); err != nil {
+	if f, err = tb.svc.VerifyFlowAnswers(ctx, "reset", f.ID, qm.ID, reply(qs, flowtest.TypedAnswers), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	if f.Remaining != 1 {
 		t.Fatalf("questions count for the tier: remaining %d", f.Remaining)
 	}
 	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "Brand-New-Pass-42", Meta{}), CodeMethodKindRequired)
-	if tb.dir.writes != 0 {
+	if tb.dir.Writes() != 0 {
 		t.Fatal("a password was written")
 	}
 	if evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "reset.completed"}); evs[0].Outcome != CodeMethodKindRequired {
@@ -72,16 +73,16 @@ func TestTierRequiringAStrongKind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.svc.VerifyMethod(ctx, sess, en.Method.ID, codeAt(t, en.Secret, clk.now()), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyMethod(ctx, sess, en.Method.ID, flowtest.CodeAt(t, en.Secret, clk.Now()), Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	clk.add(30 * time.Second)
+	clk.Add(30 * time.Second)
 	f, _ = tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
 	f = tb.proveEmail(t, f, emailID, "alice@home.example")
 	if f.Remaining != 1 {
 		t.Fatalf("after the email: %+v", f)
 	}
-	if f, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, en.Method.ID, codeAt(t, en.Secret, clk.now()), Meta{}); err != nil || f.Remaining != 0 || f.Needs != nil {
+	if f, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, en.Method.ID, flowtest.CodeAt(t, en.Secret, clk.Now()), Meta{}); err != nil || f.Remaining != 0 || f.Needs != nil {
 		t.Fatalf("after the app: %v %+v", err, f)
 	}
 	if err := tb.svc.CompleteFlow(ctx, "reset", f.ID, "Brand-New-Pass-42", Meta{}); err != nil {
@@ -110,7 +111,7 @@ func TestQuestionsDoNotCountInStrongTier(t *testing.T) {
 	ctx := context.Background()
 	sess, en := tb.enrolApp(t, clk, "alice")
 	qm := tb.setGoodQuestions(t, sess)
-	clk.add(30 * time.Second)
+	clk.Add(30 * time.Second)
 
 	// the API
 	c := newClient(t, tb)
@@ -129,7 +130,7 @@ func TestQuestionsDoNotCountInStrongTier(t *testing.T) {
 		Needs     []string
 	}
 	var v verified
-	w = c.api("POST", "/api/v1/reset/verify", `{"flow":"`+start.Flow+`","method":"`+en.Method.ID+`","code":"`+codeAt(t, en.Secret, clk.now())+`"}`, nil)
+	w = c.api("POST", "/api/v1/reset/verify", `{"flow":"`+start.Flow+`","method":"`+en.Method.ID+`","code":"`+flowtest.CodeAt(t, en.Secret, clk.Now())+`"}`, nil)
 	if json.Unmarshal(w.Body.Bytes(), &v) != nil || w.Code != 200 || v.Remaining != 1 || !slices.Equal(v.Needs, []string{"email", "sms"}) {
 		t.Fatalf("after the app: %d %s, want remaining 1 and needs [email sms]", w.Code, w.Body)
 	}
@@ -138,7 +139,7 @@ func TestQuestionsDoNotCountInStrongTier(t *testing.T) {
 	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &asked) != nil {
 		t.Fatalf("questions: %d %s", w.Code, w.Body)
 	}
-	b, _ := json.Marshal(map[string]any{"flow": v.Flow, "method": qm.ID, "answers": reply(asked.Questions, typedAnswers)})
+	b, _ := json.Marshal(map[string]any{"flow": v.Flow, "method": qm.ID, "answers": reply(asked.Questions, flowtest.TypedAnswers)})
 	w = c.api("POST", "/api/v1/reset/verify", string(b), nil)
 	if json.Unmarshal(w.Body.Bytes(), &v) != nil || w.Code != 200 || v.Remaining != 1 || !slices.Equal(v.Needs, []string{"email", "sms"}) {
 		t.Fatalf("after the app and the questions: %d %s, want remaining 1 and needs [email sms]", w.Code, w.Body)
@@ -149,7 +150,7 @@ func TestQuestionsDoNotCountInStrongTier(t *testing.T) {
 	if w = c.api("POST", "/api/v1/reset/complete", `{"flow":"`+v.Flow+`","password":"Brand-New-Pass-42"}`, nil); w.Code != 409 || !strings.Contains(w.Body.String(), "not_verified") {
 		t.Fatalf("complete: %d %s", w.Code, w.Body)
 	}
-	if tb.dir.writes != 0 {
+	if tb.dir.Writes() != 0 {
 		t.Fatal("a password was written")
 	}
 	if evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "reset.completed"}); len(evs) != 1 || evs[0].Outcome != "not_verified" {
@@ -157,11 +158,11 @@ func TestQuestionsDoNotCountInStrongTier(t *testing.T) {
 	}
 
 	// the pages
-	clk.add(30 * time.Second)
+	clk.Add(30 * time.Second)
 	p := newClient(t, tb)
 	p.post("/reset", "/reset", url.Values{"username": {"alice"}}, nil)
 	w = p.post("/reset/methods", "/reset/send", url.Values{"method": {en.Method.ID}}, nil)
-	if w = p.post(w.Header().Get("Location"), "/reset/verify", url.Values{"method": {en.Method.ID}, "code": {codeAt(t, en.Secret, clk.now())}}, nil); w.Header().Get("Location") != "/reset/methods?notice=method_ok" {
+	if w = p.post(w.Header().Get("Location"), "/reset/verify", url.Values{"method": {en.Method.ID}, "code": {flowtest.CodeAt(t, en.Secret, clk.Now())}}, nil); w.Header().Get("Location") != "/reset/methods?notice=method_ok" {
 		t.Fatalf("after the app: %d %v", w.Code, w.Header())
 	}
 	const needs = "Your account must also verify <strong>an email address or a mobile phone number</strong>"
@@ -175,7 +176,7 @@ func TestQuestionsDoNotCountInStrongTier(t *testing.T) {
 	for _, id := range regexp.MustCompile(`name="answer-([0-9a-z]+)"`).FindAllStringSubmatch(p.get(qpage).Body.String(), -1) {
 		for _, q := range tb.svc.AdminQuestions() {
 			if q.ID == id[1] {
-				form.Set("answer-"+q.ID, typedAnswers[q.Text])
+				form.Set("answer-"+q.ID, flowtest.TypedAnswers[q.Text])
 			}
 		}
 	}
@@ -194,15 +195,15 @@ func TestQuestionsDoNotCountInStrongTier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.svc.VerifyMethod(ctx, sess, mv.ID, tb.lastCode(t, "alice@home.example"), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyMethod(ctx, sess, mv.ID, tb.inbox.LastCode(t, "alice@home.example"), Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	clk.add(30 * time.Second)
+	clk.Add(30 * time.Second)
 	f, err := tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, en.Method.ID, codeAt(t, en.Secret, clk.now()), Meta{}); err != nil {
+	if f, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, en.Method.ID, flowtest.CodeAt(t, en.Secret, clk.Now()), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	if f.Remaining != 1 || !slices.Equal(f.Needs, []string{"email", "sms"}) {
@@ -289,7 +290,7 @@ func TestAnswersNeverShown(t *testing.T) {
 		t.Fatalf("questions of an email: %d %s", w.Code, w.Body)
 	}
 	c.api("POST", "/api/v1/reset/send", `{"flow":"`+fl.Flow+`","method":"`+emailID+`"}`, nil)
-	w = c.api("POST", "/api/v1/reset/verify", `{"flow":"`+fl.Flow+`","method":"`+emailID+`","code":"`+tb.lastCode(t, "carol@home.example")+`"}`, nil)
+	w = c.api("POST", "/api/v1/reset/verify", `{"flow":"`+fl.Flow+`","method":"`+emailID+`","code":"`+tb.inbox.LastCode(t, "carol@home.example")+`"}`, nil)
 	json.Unmarshal(w.Body.Bytes(), &fl)
 	w = c.api("POST", "/api/v1/reset/questions", `{"flow":"`+fl.Flow+`","method":"`+qid+`"}`, nil)
 	var asked struct{ Questions []Question }
@@ -334,7 +335,7 @@ func TestAnswersNeverShown(t *testing.T) {
 	p := newClient(t, tb)
 	p.post("/register", "/register", url.Values{"username": {"carol"}, "password": {"Carol-Pass1!"}}, nil)
 	page := p.get("/register/questions")
-	if page.Code != 200 || !strings.Contains(page.Body.String(), testQuestions[3]) {
+	if page.Code != 200 || !strings.Contains(page.Body.String(), flowtest.Questions[3]) {
 		t.Fatalf("questions page: %d %s", page.Code, page.Body)
 	}
 	form := url.Values{}
@@ -390,11 +391,11 @@ func TestQuestionPagesReset(t *testing.T) {
 	// before the email: the page explains, asks nothing
 	w := b.post("/reset/methods", "/reset/send", url.Values{"method": {qm.ID}}, nil)
 	qpage := w.Header().Get("Location")
-	if p := b.get(qpage).Body.String(); !strings.Contains(p, "only after you have verified another method") || strings.Contains(p, testQuestions[0]) {
+	if p := b.get(qpage).Body.String(); !strings.Contains(p, "only after you have verified another method") || strings.Contains(p, flowtest.Questions[0]) {
 		t.Fatalf("questions before a proof:\n%s", p)
 	}
 	w = b.post("/reset/methods", "/reset/send", url.Values{"method": {emailID}}, nil)
-	code := tb.lastCode(t, "carol@home.example")
+	code := tb.inbox.LastCode(t, "carol@home.example")
 	b.post(w.Header().Get("Location"), "/reset/verify", url.Values{"method": {emailID}, "code": {code}}, nil)
 	p := b.get(qpage).Body.String()
 	ids := regexp.MustCompile(`name="answer-([0-9a-z]+)"`).FindAllStringSubmatch(p, -1)
@@ -405,7 +406,7 @@ func TestQuestionPagesReset(t *testing.T) {
 	for _, q := range tb.svc.AdminQuestions() {
 		for _, id := range ids {
 			if id[1] == q.ID {
-				form.Set("answer-"+q.ID, typedAnswers[q.Text])
+				form.Set("answer-"+q.ID, flowtest.TypedAnswers[q.Text])
 			}
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchkeyhq/latchkey/internal/flowtest"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
@@ -82,10 +83,10 @@ func TestTOTPEnrolmentOverTheAPI(t *testing.T) {
 		t.Fatalf("resend to an app: %d", w.Code)
 	}
 	// a code two steps away is not accepted; the current one is
-	if w = c.api("POST", "/api/v1/methods/"+en.ID+"/verify", `{"code":"`+codeAt(t, en.Secret, clk.now().Add(-60*time.Second))+`"}`, auth); w.Code != 422 {
+	if w = c.api("POST", "/api/v1/methods/"+en.ID+"/verify", `{"code":"`+flowtest.CodeAt(t, en.Secret, clk.Now().Add(-60*time.Second))+`"}`, auth); w.Code != 422 {
 		t.Fatalf("old code: %d %s", w.Code, w.Body)
 	}
-	if w = c.api("POST", "/api/v1/methods/"+en.ID+"/verify", `{"code":"`+codeAt(t, en.Secret, clk.now())+`"}`, auth); w.Code != 200 {
+	if w = c.api("POST", "/api/v1/methods/"+en.ID+"/verify", `{"code":"`+flowtest.CodeAt(t, en.Secret, clk.Now())+`"}`, auth); w.Code != 200 {
 		t.Fatalf("verify: %d %s", w.Code, w.Body)
 	}
 	l := list()
@@ -96,8 +97,8 @@ func TestTOTPEnrolmentOverTheAPI(t *testing.T) {
 	if err := tb.svc.SendFlowCode(context.Background(), "reset", f.ID, mid, Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	clk.add(30 * time.Second)
-	if _, err := tb.svc.VerifyFlowCode(context.Background(), "reset", f.ID, mid, codeAt(t, en.Secret, clk.now()), Meta{}); err != nil {
+	clk.Add(30 * time.Second)
+	if _, err := tb.svc.VerifyFlowCode(context.Background(), "reset", f.ID, mid, flowtest.CodeAt(t, en.Secret, clk.Now()), Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	tb.svc.Close() // every message sent, every log line written
@@ -156,10 +157,10 @@ func TestTOTPEnrolmentPage(t *testing.T) {
 		}
 	}
 	page := "/register/methods/" + id + "/verify"
-	if w = c.post(page, page, url.Values{"code": {wrongTOTP(t, secret, clk.now())}}, nil); w.Code != 422 || strings.Contains(w.Body.String(), m[1]) {
+	if w = c.post(page, page, url.Values{"code": {flowtest.WrongTOTP(t, secret, clk.Now())}}, nil); w.Code != 422 || strings.Contains(w.Body.String(), m[1]) {
 		t.Fatalf("wrong code: %d", w.Code)
 	}
-	if w = c.post(page, page, url.Values{"code": {codeAt(t, secret, clk.now())}}, nil); w.Code != http.StatusSeeOther {
+	if w = c.post(page, page, url.Values{"code": {flowtest.CodeAt(t, secret, clk.Now())}}, nil); w.Code != http.StatusSeeOther {
 		t.Fatalf("verify: %d %s", w.Code, w.Body)
 	}
 	if b := c.get("/register/methods").Body.String(); !strings.Contains(b, "Authenticator app") || !strings.Contains(b, "Replace your authenticator app") {
@@ -177,8 +178,8 @@ func TestTOTPEnrolmentPage(t *testing.T) {
 	if cp := b.get(codePage).Body.String(); !strings.Contains(cp, "authenticator app") || strings.Contains(cp, "a code is on its way") {
 		t.Fatalf("code page:\n%s", cp)
 	}
-	clk.add(30 * time.Second)
-	if w = b.post(codePage, "/reset/verify", url.Values{"method": {id}, "code": {codeAt(t, secret, clk.now())}}, nil); w.Header().Get("Location") != "/reset/password" {
+	clk.Add(30 * time.Second)
+	if w = b.post(codePage, "/reset/verify", url.Values{"method": {id}, "code": {flowtest.CodeAt(t, secret, clk.Now())}}, nil); w.Header().Get("Location") != "/reset/password" {
 		t.Fatalf("verify: %d %v", w.Code, w.Header())
 	}
 }

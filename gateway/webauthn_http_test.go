@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/latchkeyhq/latchkey/internal/flowtest"
 )
 
 // TestPasskeyAPI: the JSON API registers a passkey and resets with it;
@@ -28,8 +30,8 @@ func TestPasskeyAPI(t *testing.T) {
 		Options json.RawMessage `json:"options"`
 	}
 	json.Unmarshal(w.Body.Bytes(), &add)
-	key := newSoftKey(t)
-	cred := key.create(add.Options)
+	key := flowtest.NewSoftKey(t)
+	cred := key.MustCreate(add.Options)
 	for _, bad := range []string{`{"credential":"x"}`, `{"credential":[1]}`, `{"credential":{},"code":"123456"}`, `{"credential":{},"extra":1}`} {
 		if w := c.api("POST", "/api/v1/methods/"+add.ID+"/verify", bad, auth); w.Code != http.StatusBadRequest {
 			t.Fatalf("%s: %d %s", bad, w.Code, w.Body)
@@ -56,7 +58,7 @@ func TestPasskeyAPI(t *testing.T) {
 	if w.Code != http.StatusAccepted || len(send.Options) == 0 {
 		t.Fatalf("send: %d %s", w.Code, w.Body)
 	}
-	w = c.api("POST", "/api/v1/reset/verify", `{"flow":"`+f.Flow+`","method":"`+f.Methods[0].ID+`","credential":`+string(key.get(send.Options))+`}`, nil)
+	w = c.api("POST", "/api/v1/reset/verify", `{"flow":"`+f.Flow+`","method":"`+f.Methods[0].ID+`","credential":`+string(key.MustGet(send.Options))+`}`, nil)
 	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"remaining":0`) {
 		t.Fatalf("verify: %d %s", w.Code, w.Body)
 	}
@@ -98,7 +100,7 @@ func TestPasskeyPagesCSP(t *testing.T) {
 	// the reset and unlock pages that use a passkey: the same CSP and the
 	// one script, also when shown again after a refused assertion; the
 	// methods page before them runs none
-	tb.addPasskey(t, "carol", newSoftKey(t))
+	tb.addPasskey(t, "carol", flowtest.NewSoftKey(t))
 	for _, kind := range []string{"reset", "unlock"} {
 		b := newClient(t, tb)
 		b.post("/"+kind, "/"+kind, url.Values{"username": {"carol"}}, nil)

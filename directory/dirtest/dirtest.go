@@ -61,6 +61,9 @@ type Server struct {
 	// what only a real slapd does, naming the reason.
 	Embedded bool
 	embedded *demodir.Server
+	// Memory is the in-memory directory of StartMemory (nil otherwise):
+	// no LDAP, no URLs; UserBind asks it.
+	Memory *Memory
 	// proc is the slapd process (OpenLDAP only), for Stop and Restart
 	proc *slapdProc
 }
@@ -170,6 +173,9 @@ func (s *Server) Modify(t testing.TB, ldif string) {
 // UserBind reports the error of a plain simple bind as a seeded user, for
 // tests that check what the directory now accepts.
 func (s *Server) UserBind(name, password string) error {
+	if s.Memory != nil {
+		return s.Memory.UserBind(name, password)
+	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(s.CAPEM)
 	conn, err := ldap.DialURL(s.LDAPSURL, ldap.DialWithTLSConfig(&tls.Config{RootCAs: pool, ServerName: s.Host(), MinVersion: tls.VersionTLS12}))
