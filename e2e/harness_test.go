@@ -13,7 +13,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
 	"github.com/latchkeyhq/latchkey/gateway"
+	"github.com/latchkeyhq/latchkey/internal/testport"
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
 	"github.com/latchkeyhq/latchkey/store/pgtest"
 	"golang.org/x/sync/semaphore"
@@ -202,12 +202,11 @@ const (
 )
 
 func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := testport.Free()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // writeConfig writes a gateway configuration for srv, mail and sms into a

@@ -14,7 +14,6 @@ import (
 	"crypto/x509"
 	_ "embed"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey/directory"
 	"github.com/latchkeyhq/latchkey/internal/demodir"
+	"github.com/latchkeyhq/latchkey/internal/testport"
 )
 
 // Server is a running test directory.
@@ -204,14 +204,7 @@ func missing(t testing.TB, why string) {
 	t.Skipf("dirtest: %s", why)
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return testport.Free() }
 
 // waitLDAP polls until the server answers a RootDSE search.
 func waitLDAP(ctx context.Context, rawURL string, caPEM []byte) error {

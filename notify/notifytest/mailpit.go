@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchkeyhq/latchkey/internal/testport"
 	"github.com/latchkeyhq/latchkey/notify"
 )
 
@@ -32,7 +33,8 @@ type Mailpit struct {
 	SMTPPort int
 	// APIURL is the base URL of the web UI and REST API, e.g.
 	// "http://127.0.0.1:41234" (the API is under /api/v1).
-	APIURL string
+	APIURL   string
+	httpPort int
 	// TLS is notify.TLSNone, notify.TLSStartTLS or notify.TLSImplicit.
 	TLS string
 	// Cert is the server certificate (nil without TLS); Cert.CertFile is the
@@ -201,7 +203,7 @@ func StartMailpit(t testing.TB, opts ...MailpitOption) *Mailpit {
 
 	var lastErr error
 	for attempt := 1; attempt <= 3; attempt++ {
-		httpPort, smtpPort := freePort(t), freePort(t)
+		httpPort, smtpPort := pickPort(t), pickPort(t)
 		args := append([]string{
 			"--listen", "127.0.0.1:" + strconv.Itoa(httpPort),
 			"--smtp", "127.0.0.1:" + strconv.Itoa(smtpPort),
@@ -212,7 +214,7 @@ func StartMailpit(t testing.TB, opts ...MailpitOption) *Mailpit {
 			"--max", "0",
 		}, base...)
 		args = append(args, o.args...)
-		m.SMTPPort = smtpPort
+		m.SMTPPort, m.httpPort = smtpPort, httpPort
 		m.APIURL = "http://127.0.0.1:" + strconv.Itoa(httpPort)
 		if lastErr = m.start(t, bin, args); lastErr == nil {
 			return m
@@ -322,18 +324,71 @@ func (m *Mailpit) waitReady(ctx context.Context, done <-chan struct{}) error {
 			continue
 		}
 		c.Close()
-		return nil
+		// Both answers may come from another test's server that took a
+		// port freePort found free (tests run in parallel): a mailpit
+		// that lost the race exits with "address already in use" while
+		// the other server answers. Ready means this process listens on
+		// both ports itself.
+		own, err := listensOn(m.pid, m.httpPort, m.SMTPPort)
+		if err != nil {
+			return err
+		}
+		if own {
+			return nil
+		}
 	}
 }
 
+// listensOn reports whether process pid has listening TCP sockets on
+// 127.0.0.1 at every one of ports (from /proc/net/tcp and the socket
+// inodes of /proc/PID/fd).
+func listensOn(pid int, ports ...int) (bool, error) {
+	fdDir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
+	fds, err := os.ReadDir(fdDir)
+	if err != nil {
+		return false, nil // gone, or not yet: the caller polls
+	}
+	mine := map[string]bool{}
+	for _, fd := range fds {
+		l, err := os.Readlink(filepath.Join(fdDir, fd.Name()))
+		if err == nil && strings.HasPrefix(l, "socket:[") {
+			mine[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+		}
+	}
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return false, err
+	}
+	found := map[int]bool{}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 10 || f[3] != "0A" || !mine[f[9]] { // 0A: LISTEN
+			continue
+		}
+		i := strings.LastIndexByte(f[1], ':')
+		if p, err := strconv.ParseUint(f[1][i+1:], 16, 32); err == nil {
+			found[int(p)] = true
+		}
+	}
+	for _, p := range ports {
+		if !found[p] {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// pickPort is freePort; a test replaces it to hand out ports another
+// server holds.
+var pickPort = freePort
+
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := testport.Free()
 	if err != nil {
 		t.Fatalf("notifytest: free port: %v", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // PID is the mailpit process ID.
