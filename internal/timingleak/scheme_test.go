@@ -166,4 +166,51 @@ func TestSchemeMedianUnderLoad(t *testing.T) {
 	if caught < 196 {
 		t.Errorf("a 1.5 ms median leak caught in %d of 200 runs, want at least 98 %%", caught)
 	}
+
+	// The first stage under the same load: the ungated rule sends many
+	// leak-free comparisons to the (four times longer) retry, the gated
+	// one few.
+	ungated, gated = 0, 0
+	for range n {
+		c := Compare("a", loaded(r, FirstRounds, 0), "b", loaded(r, FirstRounds, 0))
+		if c.DeltaP50 > MaxDeltaP50Ms {
+			ungated++
+		}
+		if len(c.Leaks()) > 0 {
+			gated++
+		}
+	}
+	t.Logf("no leak under load, %d first stages: median over the limit %d times, over it and %.0f standard errors %d times", n, ungated, MinZFirst, gated)
+	if ungated < n/5 {
+		t.Errorf("the loaded case moves the first stage's medians over the limit only %d times in %d: not the load it stands for", ungated, n)
+	}
+	if gated > n/10 {
+		t.Errorf("with the gate, %d of %d leak-free first stages under load go to the retry, want at most a tenth", gated, n)
+	}
+
+	// Between the two: a median leak of 4 of the first stage's standard
+	// errors (sd 6 ms around 20 ms, 600 answers: the standard error of the
+	// difference 0.43 ms, the leak 1.75 ms) is still caught by the whole
+	// check in at least 90 % of runs; at this size the gate at the first
+	// stage costs a few runs in a hundred.
+	caught = 0
+	for range 200 {
+		_, leaks := Check([]string{"a", "b", "c"}, func(rounds, _ int) map[string][]float64 {
+			q := func(shift float64) []float64 {
+				xs := make([]float64, rounds)
+				for i := range xs {
+					xs[i] = 20 + 6*r.NormFloat64() + shift
+				}
+				return xs
+			}
+			return map[string][]float64{"a": q(1.75), "b": q(0), "c": q(0)}
+		})
+		if len(leaks) > 0 {
+			caught++
+		}
+	}
+	t.Logf("a 1.75 ms median leak, sd 6 ms: caught in %d of 200 runs", caught)
+	if caught < 180 {
+		t.Errorf("a 1.75 ms median leak with sd 6 ms caught in %d of 200 runs, want at least 90 %%", caught)
+	}
 }
