@@ -44,7 +44,7 @@ var httpClient = &http.Client{Timeout: 30 * time.Second}
 // 570 s), and each has servers of its own (slapd on free ports, a Samba DC
 // on a slot of its own, mailpit, a gateway, a browser context), so more of
 // them than the default (GOMAXPROCS: 2 here) fit.
-const defaultParallel = 4
+const defaultParallel = 6
 
 func TestMain(m *testing.M) {
 	flag.Parse()
