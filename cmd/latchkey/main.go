@@ -27,6 +27,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey/config"
 	"github.com/latchkeyhq/latchkey/directory"
+	"github.com/latchkeyhq/latchkey/flow"
 	"github.com/latchkeyhq/latchkey/gateway"
 	"github.com/latchkeyhq/latchkey/notify"
 	"github.com/latchkeyhq/latchkey/store"
@@ -214,12 +215,12 @@ func smsSender(cfg *config.Config, log *slog.Logger) (notify.SMSSender, error) {
 // options. Every value, defaults and fixed settings included, comes from
 // config (Default, its constants and its derived values): the gateway's
 // own defaults for zero fields never decide what runs.
-func gatewayOptions(cfg *config.Config) (gateway.Options, error) {
+func gatewayOptions(cfg *config.Config) (flow.Options, error) {
 	pu, err := url.Parse(cfg.Server.PublicURL)
 	if err != nil {
-		return gateway.Options{}, err
+		return flow.Options{}, err
 	}
-	return gateway.Options{
+	return flow.Options{
 		PublicURL:        pu,
 		SecretKey:        []byte(cfg.Server.SecretKey),
 		Helpdesk:         cfg.Server.Helpdesk,
@@ -238,7 +239,7 @@ func gatewayOptions(cfg *config.Config) (gateway.Options, error) {
 		PadFloor:         cfg.Policy.PadFloor,
 		AllowedCountries: cfg.SMS.AllowedCountries,
 		UnlockOnReset:    cfg.Policy.UnlockOnReset(),
-		Limits: gateway.Limits{
+		Limits: flow.Limits{
 			Window:                 cfg.Limits.Window,
 			StartsPerAccount:       cfg.Limits.StartsPerAccount,
 			StartsPerIP:            cfg.Limits.StartsPerIP,
@@ -258,7 +259,7 @@ func gatewayOptions(cfg *config.Config) (gateway.Options, error) {
 			AppFailuresNotify:      cfg.Limits.AppFailuresNotify,
 			AppFailureWindow:       cfg.Limits.AppFailureWindow,
 		},
-		Questions: gateway.QuestionOptions{List: cfg.Policy.Questions.List, AllowCustom: cfg.Policy.Questions.AllowCustom,
+		Questions: flow.QuestionOptions{List: cfg.Policy.Questions.List, AllowCustom: cfg.Policy.Questions.AllowCustom,
 			Required: cfg.Policy.Questions.Required, Ask: cfg.Policy.Questions.Ask},
 		TrustedProxies:    cfg.Server.TrustedProxyPrefixes(),
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
@@ -285,7 +286,7 @@ func auditLogger(cfg *config.Config, stdout io.Writer) (*slog.Logger, func(), er
 // serve leaves it zero.
 type wiring struct {
 	outbox   *notify.Outbox // mail and SMS go here instead of SMTP and a provider
-	demo     gateway.Demo
+	demo     flow.Demo
 	listener net.Listener
 	// ready is called once the gateway accepts requests
 	ready func()
@@ -321,7 +322,7 @@ func runGateway(ctx context.Context, cfg *config.Config, stderr io.Writer, w wir
 		return exitFail
 	}
 	defer st.Close()
-	deps := gateway.Deps{Directory: dir, Store: st, Log: log, Audit: audit, Demo: w.demo}
+	deps := flow.Deps{Directory: dir, Store: st, Log: log, Audit: audit, Demo: w.demo}
 	if w.outbox != nil {
 		if cfg.Email.Enabled {
 			deps.Mailer = w.outbox
@@ -350,7 +351,7 @@ func runGateway(ctx context.Context, cfg *config.Config, stderr io.Writer, w wir
 		log.Error("gateway options", "error", err.Error())
 		return exitFail
 	}
-	svc, err := gateway.NewService(opts, deps)
+	svc, err := flow.NewService(opts, deps)
 	if err != nil {
 		log.Error("gateway", "error", err.Error())
 		return exitFail
@@ -412,12 +413,12 @@ func runGateway(ctx context.Context, cfg *config.Config, stderr io.Writer, w wir
 
 // httpShutdownTimeout bounds how long requests in flight may take to
 // finish after the listener closes on SIGTERM; the outbox's drain
-// (gateway.OutboxDrainTimeout) follows.
+// (flow.OutboxDrainTimeout) follows.
 const httpShutdownTimeout = 10 * time.Second
 
 // sendHeldNotices tells, every minute, the notices a budget held back
-// whose window has ended (gateway.Service.SendHeldNotices).
-func sendHeldNotices(ctx context.Context, svc *gateway.Service, log *slog.Logger) {
+// whose window has ended (flow.Service.SendHeldNotices).
+func sendHeldNotices(ctx context.Context, svc *flow.Service, log *slog.Logger) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
@@ -435,7 +436,7 @@ func sendHeldNotices(ctx context.Context, svc *gateway.Service, log *slog.Logger
 // purge removes expired flows, codes and sessions every minute, stores
 // the gateway's summaries of audit events it did not store one by one, and
 // every hour deletes audit events older than log.audit_retention.
-func purge(ctx context.Context, st store.Store, svc *gateway.Service, retention time.Duration, log *slog.Logger) {
+func purge(ctx context.Context, st store.Store, svc *flow.Service, retention time.Duration, log *slog.Logger) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	var lastAudit time.Time
