@@ -53,6 +53,15 @@ type recoveryMethod interface {
 // which every list of offered methods is shown (see kindOrder).
 var recoveryMethods = []recoveryMethod{emailMethod{}, smsMethod{}, totpMethod{}, passkeyMethod{}, questionsMethod{}}
 
+// MethodTypes are the types of every kind in the registry, in its order.
+func MethodTypes() []string {
+	out := make([]string, 0, len(recoveryMethods))
+	for _, m := range recoveryMethods {
+		out = append(out, m.Name())
+	}
+	return out
+}
+
 // methodKind is the kind named typ.
 func methodKind(typ string) (recoveryMethod, bool) {
 	i := slices.IndexFunc(recoveryMethods, func(m recoveryMethod) bool { return m.Name() == typ })

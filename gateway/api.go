@@ -14,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/latchkeyhq/latchkey/flow"
+	"github.com/latchkeyhq/latchkey/store"
 )
 
 type apiErrorBody struct {
@@ -181,45 +182,31 @@ func (s *Server) apiAddMethod(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var in struct {
-		Type, Address, Label string
-		Answers              []flow.Answer
-	}
+	var in addMethodIn
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
 	if err := field(in.Address, 254); err != nil {
 		return err
 	}
-	if in.Type == flow.MethodWebAuthn {
-		if in.Answers != nil {
-			return flow.NewProblem(flow.CodeInvalidRequest, errors.New("a passkey has no answers"))
-		}
-		return s.apiAddPasskey(c, sess, in.Address, in.Label)
+	return webKindOf(in.Type).addAPI(s, c, sess, in)
+}
+
+// apiEnrolTOTP: POST /api/v1/methods {type: totp}.
+func (s *Server) apiEnrolTOTP(c echo.Context, sess store.Session, in addMethodIn) error {
+	if err := in.noLabelNorAnswers(); err != nil {
+		return err
 	}
-	if in.Label != "" {
-		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("only a passkey has a label"))
+	if in.Address != "" {
+		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("an authenticator app has no address"))
 	}
-	if in.Type == flow.MethodQuestions || in.Answers != nil {
-		return s.apiSetQuestions(c, sess, in.Type, in.Address, in.Answers)
-	}
-	if in.Type == flow.MethodTOTP {
-		if in.Address != "" {
-			return flow.NewProblem(flow.CodeInvalidRequest, errors.New("an authenticator app has no address"))
-		}
-		en, err := s.svc.EnrolTOTP(c.Request().Context(), sess, meta(c))
-		if err != nil {
-			return err
-		}
-		// the only answer that ever carries the seed (Cache-Control: no-store)
-		return c.JSON(http.StatusCreated, map[string]string{"id": en.Method.ID, "secret": en.Secret, "otpauth_url": en.URL,
-			"qr_png": base64.StdEncoding.EncodeToString(en.QRPNG)})
-	}
-	mv, err := s.svc.AddMethod(c.Request().Context(), sess, in.Type, in.Address, meta(c))
+	en, err := s.svc.EnrolTOTP(c.Request().Context(), sess, meta(c))
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusCreated, map[string]string{"id": mv.ID})
+	// the only answer that ever carries the seed (Cache-Control: no-store)
+	return c.JSON(http.StatusCreated, map[string]string{"id": en.Method.ID, "secret": en.Secret, "otpauth_url": en.URL,
+		"qr_png": base64.StdEncoding.EncodeToString(en.QRPNG)})
 }
 
 func (s *Server) apiVerifyMethod(c echo.Context) error {

@@ -37,14 +37,17 @@ func (s *Server) apiQuestions(c echo.Context) error {
 }
 
 // apiSetQuestions: POST /api/v1/methods {type: questions, answers}.
-func (s *Server) apiSetQuestions(c echo.Context, sess store.Session, typ, address string, answers []flow.Answer) error {
-	if typ != flow.MethodQuestions || address != "" {
+func (s *Server) apiSetQuestions(c echo.Context, sess store.Session, in addMethodIn) error {
+	if in.Label != "" {
+		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("only a passkey has a label"))
+	}
+	if in.Address != "" {
 		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("answers go with type questions and no address"))
 	}
-	if len(answers) > maxAnswersInRequest {
+	if len(in.Answers) > maxAnswersInRequest {
 		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("too many answers"))
 	}
-	mv, err := s.svc.SetQuestions(c.Request().Context(), sess, answers, meta(c))
+	mv, err := s.svc.SetQuestions(c.Request().Context(), sess, in.Answers, meta(c))
 	if err != nil {
 		return err
 	}

@@ -172,12 +172,12 @@ func (s *Server) addMethod(c echo.Context) error {
 	if err != nil {
 		return s.redirect(c, "/register")
 	}
-	if formValue(c, "type") == flow.MethodTOTP {
-		return s.enrolTOTP(c, sess)
-	}
-	if formValue(c, "type") == flow.MethodWebAuthn {
-		return s.beginPasskeyPage(c, sess)
-	}
+	return webKindOf(formValue(c, "type")).addPage(s, c, sess)
+}
+
+// addAddress adds a destination and leads to the page where its code is
+// typed.
+func (s *Server) addAddress(c echo.Context, sess store.Session) error {
 	mv, err := s.svc.AddMethod(c.Request().Context(), sess, formValue(c, "type"), formValue(c, "address"), meta(c))
 	if err != nil {
 		return s.methodsError(c, sess, err)
@@ -370,20 +370,11 @@ type flowMethodsPage struct {
 	NeedsOffered bool
 }
 
-// kindNames are the method kinds as a sentence names them.
-var kindNames = map[string]string{
-	"email":              "an email address",
-	"sms":                "a mobile phone number",
-	flow.MethodTOTP:      "an authenticator app",
-	flow.MethodWebAuthn:  "a passkey",
-	flow.MethodQuestions: "security questions",
-}
-
 // kindsSentence joins kinds as "a, b or c".
 func kindsSentence(kinds []string) string {
 	names := make([]string, 0, len(kinds))
 	for _, k := range kinds {
-		if n, ok := kindNames[k]; ok {
+		if n := webKinds[k].name; n != "" {
 			names = append(names, n)
 		}
 	}
@@ -436,9 +427,12 @@ func (s *Server) flowSend(c echo.Context) error {
 		return s.flowExpired(c, kind)
 	}
 	method := formValue(c, "method")
-	if offeredType(f, method) == flow.MethodWebAuthn {
-		return s.flowPasskeyPage(c, kind, f, method, nil)
-	}
+	return webKindOf(offeredType(f, method)).choose(s, c, kind, f, method)
+}
+
+// flowSendCode sends a code to the method chosen and leads to the page
+// where it is typed.
+func (s *Server) flowSendCode(c echo.Context, kind string, f flow.FlowView, method string) error {
 	if err := s.svc.SendFlowCode(c.Request().Context(), kind, f.ID, method, meta(c)); err != nil {
 		return err
 	}
@@ -469,9 +463,11 @@ func (s *Server) flowCodePage(c echo.Context) error {
 	if !ok {
 		return s.redirect(c, "/"+kind+"/methods")
 	}
-	if d.Type == flow.MethodQuestions {
-		return s.flowQuestionsPage(c, kind, f, d, nil)
-	}
+	return webKindOf(d.Type).provePage(s, c, kind, f, d)
+}
+
+// flowCodeForm shows the page where a code sent is typed.
+func (s *Server) flowCodeForm(c echo.Context, kind string, _ flow.FlowView, d flowCodePage) error {
 	return s.render(c, http.StatusOK, "flow_code", flowTitle(kind), d, nil)
 }
 
@@ -482,9 +478,16 @@ func (s *Server) flowVerify(c echo.Context) error {
 		return s.flowExpired(c, kind)
 	}
 	method := formValue(c, "method")
-	if d, ok := s.flowCodeData(kind, f, method); ok && d.Type == flow.MethodQuestions {
-		return s.flowVerifyAnswers(c, kind, f, d)
+	if d, ok := s.flowCodeData(kind, f, method); ok {
+		return webKindOf(d.Type).prove(s, c, kind, f, d)
 	}
+	// not a method of the flow: flow says why
+	return s.flowVerifyCode(c, kind, f, flowCodePage{ID: method})
+}
+
+// flowVerifyCode checks the code typed for method d.ID.
+func (s *Server) flowVerifyCode(c echo.Context, kind string, f flow.FlowView, d flowCodePage) error {
+	method := d.ID
 	nf, err := s.svc.VerifyFlowCode(c.Request().Context(), kind, f.ID, method, formValue(c, "code"), meta(c))
 	if err != nil {
 		p := flow.AsProblem(err)

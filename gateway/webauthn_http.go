@@ -174,14 +174,18 @@ func passkeyCredential(raw json.RawMessage) ([]byte, bool, error) {
 	return body, true, nil
 }
 
-func (s *Server) apiAddPasskey(c echo.Context, sess store.Session, address, label string) error {
-	if address != "" {
+// apiAddPasskey: POST /api/v1/methods {type: webauthn, label}.
+func (s *Server) apiAddPasskey(c echo.Context, sess store.Session, in addMethodIn) error {
+	if in.Answers != nil {
+		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("a passkey has no answers"))
+	}
+	if in.Address != "" {
 		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("a passkey has no address"))
 	}
-	if err := field(label, 4*flow.PasskeyLabelMax); err != nil {
+	if err := field(in.Label, 4*flow.PasskeyLabelMax); err != nil {
 		return err
 	}
-	pc, err := s.svc.BeginPasskey(c.Request().Context(), sess, label, meta(c))
+	pc, err := s.svc.BeginPasskey(c.Request().Context(), sess, in.Label, meta(c))
 	if err != nil {
 		return err
 	}
