@@ -293,10 +293,13 @@ func (s *suite) methodsAddGetList(t *testing.T) {
 // SampleMethods; an email or SMS method keeps its Address and no Secret.
 // A method with the wrong one of the two, or both, is refused.
 func (s *suite) methodsSecret(t *testing.T) {
+	const (
+		appSeed  = "JBSWY3DPEHPK3PXP"
+		pkRecord = `{"index":"cred-s1","n":1}`
+	)
 	st, ctx, now := s.open(t), ctxT(t), base()
-	app := store.Method{ID: "app", AccountID: "acct-a", Type: "totp", Secret: "JBSWY3DPEHPK3PXP", CreatedAt: now}
-	rec := store.Method{ID: "pk", AccountID: "acct-a", Type: "webauthn", Secret: `{"index":"cred-s1","n":1}`,
-		CreatedAt: now.Add(time.Second)}
+	app := store.Method{ID: "app", AccountID: "acct-a", Type: "totp", Secret: appSeed, CreatedAt: now}
+	rec := store.Method{ID: "pk", AccountID: "acct-a", Type: "webauthn", Secret: pkRecord, CreatedAt: now.Add(time.Second)}
 	email := store.Method{ID: "e", AccountID: "acct-a", Type: store.MethodEmail, Address: "Secret.Test@Example.org",
 		CreatedAt: now.Add(2 * time.Second)}
 	sms := store.Method{ID: "s", AccountID: "acct-a", Type: store.MethodSMS, Address: "+447700900321",
@@ -333,14 +336,14 @@ func (s *suite) methodsSecret(t *testing.T) {
 	}
 
 	for _, m := range []store.Method{
-		{ID: "x1", AccountID: "acct-b", Type: "totp", Address: "JBSWY3DPEHPK3PXP", CreatedAt: now},
-		{ID: "x2", AccountID: "acct-b", Type: "totp", Address: "x@example.org", Secret: "JBSWY3DPEHPK3PXP", CreatedAt: now},
+		{ID: "x1", AccountID: "acct-b", Type: "totp", Address: appSeed, CreatedAt: now},
+		{ID: "x2", AccountID: "acct-b", Type: "totp", Address: "x@example.org", Secret: appSeed, CreatedAt: now},
 		{ID: "x3", AccountID: "acct-b", Type: "totp", CreatedAt: now},
-		{ID: "x4", AccountID: "acct-b", Type: store.MethodEmail, Secret: "JBSWY3DPEHPK3PXP", CreatedAt: now},
-		{ID: "x5", AccountID: "acct-b", Type: store.MethodSMS, Address: "+447700900321", Secret: "JBSWY3DPEHPK3PXP", CreatedAt: now},
+		{ID: "x4", AccountID: "acct-b", Type: store.MethodEmail, Secret: appSeed, CreatedAt: now},
+		{ID: "x5", AccountID: "acct-b", Type: store.MethodSMS, Address: "+447700900321", Secret: appSeed, CreatedAt: now},
 	} {
-		wantErr(t, "AddMethod "+m.ID, st.AddMethod(ctx, m), store.ErrInvalid, "JBSWY3DPEHPK3PXP", "x@example.org", "+447700900321")
-		wantErr(t, "AddMethodWithin "+m.ID, st.AddMethodWithin(ctx, m, 10), store.ErrInvalid, "JBSWY3DPEHPK3PXP", "x@example.org", "+447700900321")
+		wantErr(t, "AddMethod "+m.ID, st.AddMethod(ctx, m), store.ErrInvalid, appSeed, "x@example.org", "+447700900321")
+		wantErr(t, "AddMethodWithin "+m.ID, st.AddMethodWithin(ctx, m, 10), store.ErrInvalid, appSeed, "x@example.org", "+447700900321")
 	}
 	if list, _ := st.ListMethods(ctx, "acct-b"); len(list) != 0 {
 		t.Fatalf("refused methods were stored: %d", len(list))
@@ -570,7 +573,8 @@ func (s *suite) methodsSwapAddressConcurrent(t *testing.T) {
 				stores = append(stores, s.open(t))
 			}
 			ctx, now := ctxT(t), base()
-			m := store.Method{ID: "pk", AccountID: "acct-a", Type: "x-record", Secret: `{"index":"cred-1","n":0}`, CreatedAt: now}
+			const first = `{"index":"cred-1","n":0}`
+			m := store.Method{ID: "pk", AccountID: "acct-a", Type: "x-record", Secret: first, CreatedAt: now}
 			wantErr(t, "AddMethod", stores[0].AddMethod(ctx, m), nil)
 			for round := range rounds {
 				read, err := stores[0].GetMethod(ctx, "acct-a", "pk")
