@@ -70,27 +70,58 @@ func Load(path string, opts ...Option) (*Config, error) {
 		// (spf13/viper#761) and reaches Unmarshal.
 		v.SetDefault(f.key, f.def)
 	}
-
-	var fileMode os.FileMode
-	if path != "" {
-		data, err := os.ReadFile(path) // #nosec G304 -- the configuration file the operator named
-		if err != nil {
-			return nil, fmt.Errorf("config: %w", err)
-		}
-		if fi, err := os.Stat(path); err == nil {
-			fileMode = fi.Mode().Perm()
-		}
-		if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
-			return nil, fmt.Errorf("config: %s: %w", path, parseError(err))
-		}
+	fileMode, err := readFile(v, path)
+	if err != nil {
+		return nil, err
 	}
+	problems := setEnv(v, fields, o.lookupEnv)
 
-	// Environment overrides. viper's AutomaticEnv cannot take a lookup
-	// function, so each known key is looked up here and set explicitly.
+	cfg := &Config{}
+	err = v.UnmarshalExact(cfg, func(dc *mapstructure.DecoderConfig) {
+		dc.WeaklyTypedInput = false
+		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(durationHook, wholeNumberHook, scalarToSliceHook)
+	})
+	if err != nil {
+		problems = append(problems, decodeProblems(err, fields)...)
+	}
+	cfg.Demo = o.demo
+	problems = append(problems, cfg.readSecrets(fileMode)...)
+	cfg.fillDerived()
+
+	if len(problems) > 0 {
+		return nil, &ValidationError{Problems: problems}
+	}
+	return cfg, nil
+}
+
+// readFile reads the YAML file at path into v (nothing when path is
+// empty) and returns its permission bits.
+func readFile(v *viper.Viper, path string) (os.FileMode, error) {
+	if path == "" {
+		return 0, nil
+	}
+	data, err := os.ReadFile(path) // #nosec G304 -- the configuration file the operator named
+	if err != nil {
+		return 0, fmt.Errorf("config: %w", err)
+	}
+	var fileMode os.FileMode
+	if fi, err := os.Stat(path); err == nil {
+		fileMode = fi.Mode().Perm()
+	}
+	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
+		return 0, fmt.Errorf("config: %s: %w", path, parseError(err))
+	}
+	return fileMode, nil
+}
+
+// setEnv applies the environment overrides. viper's AutomaticEnv cannot
+// take a lookup function, so each known key is looked up here and set
+// explicitly. A value that does not parse is a problem with its key.
+func setEnv(v *viper.Viper, fields []field, lookupEnv func(string) (string, bool)) []Problem {
 	var problems []Problem
 	for _, f := range fields {
 		name := envName(f.key)
-		raw, ok := o.lookupEnv(name)
+		raw, ok := lookupEnv(name)
 		if !ok || raw == "" {
 			continue
 		}
@@ -101,20 +132,17 @@ func Load(path string, opts ...Option) (*Config, error) {
 		}
 		v.Set(f.key, val)
 	}
+	return problems
+}
 
-	cfg := &Config{}
-	err := v.UnmarshalExact(cfg, func(dc *mapstructure.DecoderConfig) {
-		dc.WeaklyTypedInput = false
-		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(durationHook, wholeNumberHook, scalarToSliceHook)
-	})
-	if err != nil {
-		problems = append(problems, decodeProblems(err, fields)...)
-	}
-	cfg.Demo = o.demo
-
-	for _, s := range cfg.secrets() {
+// readSecrets fills every secret set by its *_file companion (of a
+// section switched on), and warns about a secret inline in a
+// world-readable file (fileMode).
+func (c *Config) readSecrets(fileMode os.FileMode) []Problem {
+	var problems []Problem
+	for _, s := range c.secrets() {
 		if *s.value != "" && fileMode&0o004 != 0 {
-			cfg.Warnings = append(cfg.Warnings, Problem{Key: s.key,
+			c.Warnings = append(c.Warnings, Problem{Key: s.key,
 				Message: fmt.Sprintf("secret is inline in a world-readable config file; use %s_file or chmod o-r the file", s.key)})
 		}
 		if *s.file == "" {
@@ -134,17 +162,11 @@ func Load(path string, opts ...Option) (*Config, error) {
 			continue
 		}
 		if warn != "" {
-			cfg.Warnings = append(cfg.Warnings, Problem{Key: s.key + "_file", Message: warn})
+			c.Warnings = append(c.Warnings, Problem{Key: s.key + "_file", Message: warn})
 		}
 		*s.value = secret
 	}
-
-	cfg.fillDerived()
-
-	if len(problems) > 0 {
-		return nil, &ValidationError{Problems: problems}
-	}
-	return cfg, nil
+	return problems
 }
 
 // secretRef ties a secret to its *_file companion.

@@ -406,7 +406,18 @@ func passkeyHost(publicURL string) bool {
 	return err != nil
 }
 
+// validatePolicy checks policy: who (scope and groups), the methods and
+// how many, the tiers, the password rules and the codes.
 func (c *Config) validatePolicy(ch *checker) {
+	c.validateScope(ch)
+	methods, baseOK := c.validateMethods(ch)
+	c.validateTiers(ch, methods, baseOK)
+	c.validatePasswordRules(ch)
+	c.validatePolicyNumbers(ch)
+}
+
+// validateScope checks policy.scope and its group lists.
+func (c *Config) validateScope(ch *checker) {
 	p := c.Policy
 	ch.oneOf("policy.scope", p.Scope, policy.ScopeNone, policy.ScopeSelected, policy.ScopeAll)
 	if p.Scope == policy.ScopeSelected && len(p.Groups) == 0 {
@@ -415,11 +426,16 @@ func (c *Config) validatePolicy(ch *checker) {
 	ch.dns("policy.groups", p.Groups)
 	ch.dns("policy.exclude_groups", p.ExcludeGroups)
 	ch.dns("policy.privileged_groups", p.PrivilegedGroups)
+}
 
+// validateMethods checks policy.methods and policy.methods_required; it
+// returns the methods that are valid (each once) and whether
+// methods_required is.
+func (c *Config) validateMethods(ch *checker) (methods []string, baseOK bool) {
+	p := c.Policy
 	if len(p.Methods) == 0 && p.Scope != policy.ScopeNone {
 		ch.add("policy.methods", "required: at least one of %s", strings.Join(knownMethods, ", "))
 	}
-	var methods []string
 	for i, m := range p.Methods {
 		key := fmt.Sprintf("policy.methods[%d]", i)
 		switch {
@@ -441,13 +457,19 @@ func (c *Config) validatePolicy(ch *checker) {
 	if len(methods) > 0 && !slices.ContainsFunc(methods, func(m string) bool { return m != policy.MethodQuestions }) {
 		ch.add("policy.methods", "security questions can never be the only method: add email, sms, totp or webauthn")
 	}
-	baseOK := p.MethodsRequired >= 1 && p.MethodsRequired <= MaxMethodsRequired
+	baseOK = p.MethodsRequired >= 1 && p.MethodsRequired <= MaxMethodsRequired
 	if !baseOK {
 		ch.add("policy.methods_required", "must be 1 or %d, got %d", MaxMethodsRequired, p.MethodsRequired)
 	} else if len(p.Methods) > 0 && p.MethodsRequired > len(methods) {
 		ch.add("policy.methods_required", "is %d but policy.methods offers only %d", p.MethodsRequired, len(methods))
 	}
+	return methods, baseOK
+}
 
+// validateTiers checks policy.tiers against the valid methods (and
+// methods_required when baseOK).
+func (c *Config) validateTiers(ch *checker, methods []string, baseOK bool) {
+	p := c.Policy
 	for i, t := range p.Tiers {
 		key := fmt.Sprintf("policy.tiers[%d]", i)
 		if len(t.Groups) == 0 {
@@ -477,8 +499,11 @@ func (c *Config) validatePolicy(ch *checker) {
 			ch.add(key, "requires %d methods but leaves only %d available that count (security questions never count in a tier with require_one_of)", need, n)
 		}
 	}
+}
 
-	pw := p.Password
+// validatePasswordRules checks policy.password.
+func (c *Config) validatePasswordRules(ch *checker) {
+	pw := c.Policy.Password
 	if pw.MinLength < MinPasswordMinLength {
 		ch.add("policy.password.min_length", "must be at least %d, got %d", MinPasswordMinLength, pw.MinLength)
 	}
@@ -490,7 +515,12 @@ func (c *Config) validatePolicy(ch *checker) {
 			ch.add(fmt.Sprintf("policy.password.banned_words[%d]", i), "must not be empty")
 		}
 	}
+}
 
+// validatePolicyNumbers checks the codes' and the flows' numbers: code
+// lifetime, length and tries, cooling-off, padding, re-confirmation.
+func (c *Config) validatePolicyNumbers(ch *checker) {
+	p := c.Policy
 	if p.CodeTTL <= 0 || p.CodeTTL > MaxCodeTTL {
 		ch.add("policy.code_ttl", "must be a positive duration of at most %s, got %s", MaxCodeTTL, p.CodeTTL)
 	}

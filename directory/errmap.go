@@ -54,8 +54,7 @@ func classify(op string, err error, ctrls []ldap.Control) *Error {
 
 	var le *ldap.Error
 	if !errors.As(err, &le) {
-		var ne net.Error
-		if errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isReaderError(err) {
+		if isTransportError(err) {
 			e.Kind = ErrUnavailable
 		}
 		return e
@@ -65,37 +64,44 @@ func classify(op string, err error, ctrls []ldap.Control) *Error {
 	if le.Err != nil {
 		diag = le.Err.Error()
 	}
-	winErr := ""
-	if m := adWinErrRe.FindStringSubmatch(diag); m != nil {
-		winErr = strings.ToUpper(m[1])
-	}
-	adData := ""
-	if m := adDataRe.FindStringSubmatch(diag); m != nil {
-		adData = strings.ToLower(m[1])
+	winErr, adData := adDiagnostic(diag)
+	if adData != "" {
 		e.Sub = "data " + adData
 	} else if winErr != "" && e.Sub == "" {
 		e.Sub = winErr
 	}
+	e.classifyResult(le.ResultCode, pp, winErr, adData, diag)
+	return e
+}
 
-	switch le.ResultCode {
+// isTransportError reports whether err, not an LDAP result, is the
+// connection failing: a network error, a closed connection, an end of
+// stream or a message that could not be read.
+func isTransportError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isReaderError(err)
+}
+
+// adDiagnostic reads Active Directory's diagnostic message: the Windows
+// error (upper case hex, "" if none) and the bind "data" code (lower
+// case, "" if none).
+func adDiagnostic(diag string) (winErr, adData string) {
+	if m := adWinErrRe.FindStringSubmatch(diag); m != nil {
+		winErr = strings.ToUpper(m[1])
+	}
+	if m := adDataRe.FindStringSubmatch(diag); m != nil {
+		adData = strings.ToLower(m[1])
+	}
+	return winErr, adData
+}
+
+// classifyResult sets e's Kind (and Reason, or Sub for a replica's
+// refusal and a referral) from the LDAP result code, the ppolicy error pp
+// (-1 if none) and AD's diagnostic.
+func (e *Error) classifyResult(code uint16, pp int, winErr, adData, diag string) {
+	switch code {
 	case ldap.LDAPResultInvalidCredentials:
-		e.Kind = ErrInvalidCredentials
-		switch adData {
-		case "775":
-			e.Kind = ErrAccountLocked
-		case "773":
-			e.Kind = ErrPasswordMustChange
-		case "532":
-			e.Kind = ErrPasswordExpired
-		case "533", "701", "530", "531":
-			e.Kind = ErrAccountDisabled
-		}
-		switch pp {
-		case ppAccountLocked:
-			e.Kind = ErrAccountLocked
-		case ppPasswordExpired:
-			e.Kind = ErrPasswordExpired
-		}
+		e.Kind = invalidCredentialsKind(pp, adData)
 	case ldap.LDAPResultUnwillingToPerform:
 		if isReplicaRefusal(diag) {
 			// a read-only replica (slapd syncrepl consumer): the write was
@@ -103,9 +109,9 @@ func classify(op string, err error, ctrls []ldap.Control) *Error {
 			e.Kind, e.Sub = ErrUnavailable, subReplica
 			break
 		}
-		e.Reason, e.Kind = policyKind(le.ResultCode, pp, winErr, diag)
+		e.Reason, e.Kind = policyKind(code, pp, winErr, diag)
 	case ldap.LDAPResultConstraintViolation:
-		e.Reason, e.Kind = policyKind(le.ResultCode, pp, winErr, diag)
+		e.Reason, e.Kind = policyKind(code, pp, winErr, diag)
 	case ldap.LDAPResultReferral:
 		// a replica configured with updateref answers writes with a
 		// referral; referrals are never followed (see referral_test.go)
@@ -124,7 +130,29 @@ func classify(op string, err error, ctrls []ldap.Control) *Error {
 		ldap.ErrorNetwork, ldap.LDAPResultConnectError, ldap.LDAPResultUnavailableCriticalExtension:
 		e.Kind = ErrUnavailable
 	}
-	return e
+}
+
+// invalidCredentialsKind is the kind of a refused bind: AD says why in
+// its data code, OpenLDAP's ppolicy in its control (which wins).
+func invalidCredentialsKind(pp int, adData string) error {
+	kind := ErrInvalidCredentials
+	switch adData {
+	case "775":
+		kind = ErrAccountLocked
+	case "773":
+		kind = ErrPasswordMustChange
+	case "532":
+		kind = ErrPasswordExpired
+	case "533", "701", "530", "531":
+		kind = ErrAccountDisabled
+	}
+	switch pp {
+	case ppAccountLocked:
+		kind = ErrAccountLocked
+	case ppPasswordExpired:
+		kind = ErrPasswordExpired
+	}
+	return kind
 }
 
 // MayHaveApplied reports whether a failed write may have been applied all

@@ -170,13 +170,10 @@ func probeURL(ctx context.Context, cfg Config, i int, raw string, now time.Time)
 	}
 	addr := net.JoinHostPort(u.Hostname(), defaultPort(u))
 	d := &net.Dialer{Timeout: cfg.DialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return []Finding{{"directory.reach", CheckFail, fmt.Sprintf("%s: cannot connect to %s: %s", raw, addr, netReason(err)),
-			fmt.Sprintf("check the host and port in %s, that the directory server listens there, and that no firewall blocks this machine", key)}}, nil
+	reach, ok := probeReach(ctx, d, raw, addr, key)
+	if !ok {
+		return []Finding{reach}, nil
 	}
-	conn.Close()
-	reach := Finding{"directory.reach", CheckOK, fmt.Sprintf("%s: %s accepts TCP connections", raw, addr), ""}
 
 	if u.Scheme == "ldap" && !cfg.StartTLS {
 		return []Finding{reach, {"directory.tls", CheckWarn, raw + ": no TLS: passwords cross the network in clear (allowed by directory.allow_plaintext)",
@@ -194,49 +191,78 @@ func probeURL(ctx context.Context, cfg Config, i int, raw string, now time.Time)
 	if err != nil {
 		return []Finding{reach, {"directory.tls", CheckFail, raw + ": " + err.Error(), "set directory.ca_file to a readable PEM file holding the CA certificate that signed the directory's certificate"}}, nil
 	}
-	roots := tc.RootCAs
+	state, failed := probeHandshake(ctx, cfg, d, u.Scheme, raw, addr, key, name)
+	if failed != nil {
+		return []Finding{reach, *failed}, nil
+	}
+	f, kinds := judgeCertificate(cfg, state, tc.RootCAs, raw, key, name, now)
+	return []Finding{reach, f}, kinds
+}
+
+// probeReach is the directory.reach finding of one URL: whether addr
+// accepts TCP connections.
+func probeReach(ctx context.Context, d *net.Dialer, raw, addr, key string) (Finding, bool) {
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return Finding{"directory.reach", CheckFail, fmt.Sprintf("%s: cannot connect to %s: %s", raw, addr, netReason(err)),
+			fmt.Sprintf("check the host and port in %s, that the directory server listens there, and that no firewall blocks this machine", key)}, false
+	}
+	conn.Close()
+	return Finding{"directory.reach", CheckOK, fmt.Sprintf("%s: %s accepts TCP connections", raw, addr), ""}, true
+}
+
+// probeHandshake makes a TLS handshake with the server (LDAPS, else
+// StartTLS) without verifying it, and returns what the server presented,
+// or the directory.tls finding of a handshake that failed.
+func probeHandshake(ctx context.Context, cfg Config, d *net.Dialer, scheme, raw, addr, key, name string) (tls.ConnectionState, *Finding) {
 	probe := &tls.Config{ServerName: name, MinVersion: tls.VersionTLS12,
-		InsecureSkipVerify: true} // #nosec G402 -- the chain is verified below by tlsdiag.Verify, to say why it fails; nothing is sent on this connection
-	var state tls.ConnectionState
-	tctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout+cfg.Timeout)
-	defer cancel()
-	if u.Scheme == "ldaps" {
+		InsecureSkipVerify: true} // #nosec G402 -- the chain is verified by judgeCertificate (tlsdiag.Verify), to say why it fails; nothing is sent on this connection
+	fail := func(f Finding) (tls.ConnectionState, *Finding) { return tls.ConnectionState{}, &f }
+	if scheme == "ldaps" {
+		tctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout+cfg.Timeout)
+		defer cancel()
 		td := &tls.Dialer{NetDialer: d, Config: probe}
 		c, err := td.DialContext(tctx, "tcp", addr)
 		if tlsdiag.IsNegativeSerial(err) {
-			return []Finding{reach, negativeSerialFinding(raw, name)}, nil
+			return fail(negativeSerialFinding(raw, name))
 		}
 		if err != nil {
-			return []Finding{reach, {"directory.tls", CheckFail, fmt.Sprintf("%s: TLS handshake failed: %v", raw, err),
-				fmt.Sprintf("check that %s speaks LDAPS (TLS from the first byte, usually port 636); for a plain LDAP port use ldap:// with directory.start_tls: true", addr)}}, nil
+			return fail(Finding{"directory.tls", CheckFail, fmt.Sprintf("%s: TLS handshake failed: %v", raw, err),
+				fmt.Sprintf("check that %s speaks LDAPS (TLS from the first byte, usually port 636); for a plain LDAP port use ldap:// with directory.start_tls: true", addr)})
 		}
-		state = c.(*tls.Conn).ConnectionState()
+		state := c.(*tls.Conn).ConnectionState()
 		c.Close()
-	} else {
-		lc, err := ldap.DialURL(raw, ldap.DialWithDialer(d))
-		if err != nil {
-			return []Finding{reach, {"directory.tls", CheckFail, fmt.Sprintf("%s: LDAP connection failed: %s", raw, netReason(err)), "check " + key}}, nil
-		}
-		lc.SetTimeout(cfg.Timeout)
-		err = lc.StartTLS(probe)
-		if tlsdiag.IsNegativeSerial(err) {
-			lc.Close()
-			return []Finding{reach, negativeSerialFinding(raw, name)}, nil
-		}
-		if err != nil {
-			lc.Close()
-			return []Finding{reach, {"directory.tls", CheckFail, fmt.Sprintf("%s: StartTLS failed: %s", raw, ldapReason(err)),
-				"configure a TLS certificate on the directory server (slapd: TLSCertificateFile/olcTLSCertificateFile), or use an ldaps:// URL in " + key}}, nil
-		}
-		state, _ = lc.TLSConnectionState()
-		lc.Close()
+		return state, nil
 	}
+	lc, err := ldap.DialURL(raw, ldap.DialWithDialer(d))
+	if err != nil {
+		return fail(Finding{"directory.tls", CheckFail, fmt.Sprintf("%s: LDAP connection failed: %s", raw, netReason(err)), "check " + key})
+	}
+	defer lc.Close()
+	lc.SetTimeout(cfg.Timeout)
+	err = lc.StartTLS(probe)
+	if tlsdiag.IsNegativeSerial(err) {
+		return fail(negativeSerialFinding(raw, name))
+	}
+	if err != nil {
+		return fail(Finding{"directory.tls", CheckFail, fmt.Sprintf("%s: StartTLS failed: %s", raw, ldapReason(err)),
+			"configure a TLS certificate on the directory server (slapd: TLSCertificateFile/olcTLSCertificateFile), or use an ldaps:// URL in " + key})
+	}
+	state, _ := lc.TLSConnectionState()
+	return state, nil
+}
+
+// judgeCertificate is the directory.tls finding of what the server
+// presented: verified against roots for name at now, with the kinds of
+// what is wrong.
+func judgeCertificate(cfg Config, state tls.ConnectionState, roots *x509.CertPool, raw, key, name string, now time.Time) (Finding, []tlsdiag.Kind) {
 	if len(state.PeerCertificates) == 0 {
-		return []Finding{reach, {"directory.tls", CheckFail, raw + ": the server presented no certificate", "configure a server certificate on the directory server"}}, nil
+		return Finding{"directory.tls", CheckFail, raw + ": the server presented no certificate", "configure a server certificate on the directory server"}, nil
 	}
 	leaf := state.PeerCertificates[0]
 	probs := tlsdiag.Verify(state.PeerCertificates, roots, name, now)
 	if len(probs) > 0 {
+		var kinds []tlsdiag.Kind
 		var msgs, fixes []string
 		for _, p := range probs {
 			kinds = append(kinds, p.Kind)
@@ -248,19 +274,19 @@ func probeURL(ctx context.Context, cfg Config, i int, raw string, now time.Time)
 			st = CheckWarn
 			msgs = append(msgs, "ignored because directory.insecure_skip_verify is set (demo only)")
 		}
-		return []Finding{reach, {"directory.tls", st, raw + ": " + strings.Join(msgs, "; "), strings.Join(fixes, " ")}}, kinds
+		return Finding{"directory.tls", st, raw + ": " + strings.Join(msgs, "; "), strings.Join(fixes, " ")}, kinds
 	}
 	ok := fmt.Sprintf("%s: %s, certificate for %s issued by %q, valid until %s", raw, tls.VersionName(state.Version),
 		strings.Join(tlsdiag.Names(leaf), ", "), leaf.Issuer.String(), leaf.NotAfter.UTC().Format("2006-01-02"))
 	if cfg.InsecureSkipVerify {
-		return []Finding{reach, {"directory.tls", CheckWarn, ok + "; but directory.insecure_skip_verify turns verification off",
-			"remove directory.insecure_skip_verify (allowed in the demo only)"}}, nil
+		return Finding{"directory.tls", CheckWarn, ok + "; but directory.insecure_skip_verify turns verification off",
+			"remove directory.insecure_skip_verify (allowed in the demo only)"}, nil
 	}
 	if left := leaf.NotAfter.Sub(now); left < CertExpiryWarning {
-		return []Finding{reach, {"directory.tls", CheckWarn, fmt.Sprintf("%s; it expires in %d days", ok, int(left.Hours()/24)),
-			"renew the directory server's certificate before " + leaf.NotAfter.UTC().Format("2006-01-02")}}, nil
+		return Finding{"directory.tls", CheckWarn, fmt.Sprintf("%s; it expires in %d days", ok, int(left.Hours()/24)),
+			"renew the directory server's certificate before " + leaf.NotAfter.UTC().Format("2006-01-02")}, nil
 	}
-	return []Finding{reach, {"directory.tls", CheckOK, ok, ""}}, nil
+	return Finding{"directory.tls", CheckOK, ok, ""}, nil
 }
 
 func negativeSerialFinding(raw, name string) Finding {

@@ -30,6 +30,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey/directory"
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
+	"github.com/latchkeyhq/latchkey/flow"
 	"github.com/latchkeyhq/latchkey/gateway"
 	"github.com/latchkeyhq/latchkey/notify"
 	"github.com/latchkeyhq/latchkey/policy"
@@ -743,7 +744,7 @@ func newLive(t *testing.T) *live {
 	pu, _ := url.Parse("https://sspr.example.org")
 	// every method kind is on, so that every kind's answers are checked
 	// against the spec (TestMethodKindsLive)
-	svc, err := gateway.NewService(gateway.Options{
+	svc, err := flow.NewService(flow.Options{
 		PublicURL: pu,
 		SecretKey: key,
 		Eligibility: policy.Eligibility{Scope: policy.ScopeAll, MethodsRequired: 1,
@@ -751,9 +752,9 @@ func newLive(t *testing.T) *live {
 		Password:         policy.Rules{MinLength: 12},
 		UnlockOnReset:    true,
 		AllowedCountries: []string{"GB"},
-		Questions:        gateway.QuestionOptions{List: liveQuestions, Required: 3, Ask: 2},
-		Limits:           gateway.Limits{CodeFailuresPerAccount: 20},
-	}, gateway.Deps{Directory: dir, Store: st, Mailer: mail, SMS: mail})
+		Questions:        flow.QuestionOptions{List: liveQuestions, Required: 3, Ask: 2},
+		Limits:           flow.Limits{CodeFailuresPerAccount: 20},
+	}, flow.Deps{Directory: dir, Store: st, Mailer: mail, SMS: mail})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -152,7 +152,7 @@ func runBlackBox(t *testing.T, srv *dirtest.Server) {
 				e.must(202, e.api("POST", "/api/v1/reset/send", "", map[string]string{"flow": f.ID, "method": m["id"].(string)}), "send")
 			}
 		}
-		time.Sleep(noSendWait) // a code leaves up to gateway.MaxSendDelay after the answer
+		time.Sleep(noSendWait) // a code leaves up to flow.MaxSendDelay after the answer
 		if n := mailsToCarol(); n != before {
 			t.Fatalf("%d mails to carol after refused requests", n-before)
 		}
@@ -221,7 +221,7 @@ func runBlackBox(t *testing.T, srv *dirtest.Server) {
 		before := mailsToCarol()
 		f, _ := e.startReset("carol")
 		e.must(202, e.api("POST", "/api/v1/reset/send", "", map[string]string{"flow": f.ID, "method": f.Methods[0]["id"].(string)}), "send")
-		time.Sleep(noSendWait) // codes leave up to gateway.MaxSendDelay after the answer
+		time.Sleep(noSendWait) // codes leave up to flow.MaxSendDelay after the answer
 		if n := mailsToCarol(); n != before {
 			t.Fatal("a throttled flow sent a code")
 		}

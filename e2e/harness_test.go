@@ -27,7 +27,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
-	"github.com/latchkeyhq/latchkey/gateway"
+	flowrules "github.com/latchkeyhq/latchkey/flow"
 	"github.com/latchkeyhq/latchkey/internal/testport"
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
 	"github.com/latchkeyhq/latchkey/store/pgtest"
@@ -532,9 +532,9 @@ func (e *env) mailCode(addr string) string {
 }
 
 // noSendWait is how long a check that nothing was sent waits: longer than
-// the outbox holds a message before its first try (gateway.MaxSendDelay),
+// the outbox holds a message before its first try (flow.MaxSendDelay),
 // with a second for mailpit to take it in on a busy machine.
-const noSendWait = gateway.MaxSendDelay + time.Second
+const noSendWait = flowrules.MaxSendDelay + time.Second
 
 // mailCount is how many messages mailpit holds once the outbox is quiet
 // (settleMail).

@@ -139,7 +139,7 @@ func (s *Service) learnDecoys(ctx context.Context, before time.Time) *decoyModel
 		if ch, ok := channelOf(meth.Type); ok {
 			// one hint for every app, passkey and set of questions:
 			// nothing to count for those
-			ch.learn(hint(meth.Type, meth.Address), &emails, &phones)
+			ch.learn(hint(meth), &emails, &phones)
 		}
 	}
 	if len(byAccount) < decoyMinAccounts {

@@ -133,7 +133,7 @@ func plantMethods(t *testing.T, tb *testbed, account string, types []string, at 
 		case store.MethodSMS:
 			m.Address = fmt.Sprintf("+4477009002%02d", j)
 		default:
-			m.Address = "{}" // the hint of an app, passkey or questions does not depend on it
+			m.Secret = "{}" // the hint of an app, passkey or questions does not depend on it
 		}
 		if err := tb.st.AddMethod(ctx, m); err != nil {
 			t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey/directory"
+	"github.com/latchkeyhq/latchkey/store"
 )
 
 // WB-8: an attacker with a phished password registers their own email;
@@ -44,7 +45,7 @@ func TestMethodAddedBeforePasswordChangeDoesNotCount(t *testing.T) {
 	}
 	var evilID string
 	for _, o := range f.Methods {
-		if o.Hint == hint("email", "mallory@evil.example") {
+		if o.Hint == hint(store.Method{Type: "email", Address: "mallory@evil.example"}) {
 			evilID = o.ID
 		}
 	}
@@ -75,7 +76,7 @@ func TestMethodAddedBeforePasswordChangeDoesNotCount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f = tb.proveEmail(t, f, methodByHint(t, f, hint("email", "carol@new.example")), "carol@new.example")
+	f = tb.proveEmail(t, f, methodByHint(t, f, hint(store.Method{Type: "email", Address: "carol@new.example"})), "carol@new.example")
 	if err := tb.svc.CompleteFlow(ctx, "reset", f.ID, "Fresh-Garden-Pass-5!", Meta{}); err != nil {
 		t.Fatalf("a method added after the change: %v", err)
 	}

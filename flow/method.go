@@ -13,7 +13,7 @@ import (
 // one type per kind, in a file of its own (method_email.go, method_sms.go,
 // method_totp.go, method_passkey.go, method_questions.go), and one registry
 // (recoveryMethods). Adding a kind is a new file and a line in the registry
-// (and, for the web face, its pages in package gateway).
+// (and, for the web face, its row in gateway/kinds.go, webKinds).
 //
 // A method's answers must be the same for a real and a fake method (an
 // unknown or ineligible name's): the same work, the same answer, the same
@@ -52,6 +52,15 @@ type recoveryMethod interface {
 // recoveryMethods is the registry of kinds, in kindOrder: the one order in
 // which every list of offered methods is shown (see kindOrder).
 var recoveryMethods = []recoveryMethod{emailMethod{}, smsMethod{}, totpMethod{}, passkeyMethod{}, questionsMethod{}}
+
+// MethodTypes are the types of every kind in the registry, in its order.
+func MethodTypes() []string {
+	out := make([]string, 0, len(recoveryMethods))
+	for _, m := range recoveryMethods {
+		out = append(out, m.Name())
+	}
+	return out
+}
 
 // methodKind is the kind named typ.
 func methodKind(typ string) (recoveryMethod, bool) {

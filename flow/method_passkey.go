@@ -52,7 +52,7 @@ func (passkeyMethod) Challenge(ctx context.Context, c *challenge) (*PasskeyCerem
 	user := passkeyUser{id: s.passkeyUserID("decoy:" + o.ID), creds: []webauthn.Credential{s.decoyCredential(o.ID)}}
 	if o.real && f.AccountID != "" {
 		if meth, gerr := s.d.Store.GetMethod(ctx, f.AccountID, o.ID); gerr == nil && meth.Verified && meth.Type == MethodWebAuthn {
-			if r, perr := parsePasskey(meth.Address); perr == nil {
+			if r, perr := parsePasskey(meth.Secret); perr == nil {
 				user = passkeyUser{id: s.passkeyUserID(f.AccountID), creds: []webauthn.Credential{r.Credential}}
 			}
 		}
@@ -137,7 +137,7 @@ func (passkeyMethod) Verify(ctx context.Context, a *attempt) (verdict, error) {
 			real := false
 			if o.real && f.AccountID != "" && !slices.Contains(f.Verified, o.ID) && !s.passkeyProven(*f) {
 				if mt, gerr := s.d.Store.GetMethod(ctx, f.AccountID, o.ID); gerr == nil && mt.Verified && mt.Type == MethodWebAuthn {
-					if r, perr := parsePasskey(mt.Address); perr == nil {
+					if r, perr := parsePasskey(mt.Secret); perr == nil {
 						user, meth, rec, real = passkeyUser{id: s.passkeyUserID(f.AccountID), creds: []webauthn.Credential{r.Credential}}, mt, r, true
 					}
 				}

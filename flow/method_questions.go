@@ -65,7 +65,7 @@ func (questionsMethod) Verify(ctx context.Context, a *attempt) (verdict, error) 
 	var set storedQuestions
 	if meth, ok := a.stored(ctx); ok {
 		var stored storedQuestions
-		if err := json.Unmarshal([]byte(meth.Address), &stored); err != nil {
+		if err := json.Unmarshal([]byte(meth.Secret), &stored); err != nil {
 			// checked as a fake set: the answers are wrong
 			s.log.Error("a security questions method does not decode", "request_id", a.m.RequestID, "method", o.ID)
 		} else {

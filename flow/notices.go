@@ -64,7 +64,8 @@ func (s *Service) noticeChannels(ctx context.Context, u *directory.User, skip st
 	}
 	methods, _ := s.d.Store.ListMethods(ctx, u.ID)
 	for _, meth := range methods {
-		// an authenticator app has no address: its Address is the seed
+		// only an email or SMS method has an address (an app, passkey or
+		// questions keep a Secret)
 		if _, ch := channelOf(meth.Type); meth.Verified && meth.ID != skip && ch {
 			add(meth.Type, meth.Address)
 		}

@@ -310,7 +310,7 @@ func (s *Service) SetQuestions(ctx context.Context, sess store.Session, answers 
 		return MethodView{}, problem(CodeInternal, err)
 	}
 	now := s.now()
-	meth := store.Method{ID: newID(), AccountID: sess.AccountID, Type: MethodQuestions, Address: addr, CreatedAt: now}
+	meth := store.Method{ID: newID(), AccountID: sess.AccountID, Type: MethodQuestions, Secret: addr, CreatedAt: now}
 	// the sets read above are replaced below: room for them too
 	if err := s.addMethodWithin(ctx, meth, s.o.MaxMethods+len(existing)-others); err != nil {
 		return MethodView{}, err
@@ -479,7 +479,7 @@ func (s *Service) pickRealQuestions(ctx context.Context, accountID, methodID str
 		return nil
 	}
 	var set storedQuestions
-	if json.Unmarshal([]byte(meth.Address), &set) != nil || len(set.Items) == 0 {
+	if json.Unmarshal([]byte(meth.Secret), &set) != nil || len(set.Items) == 0 {
 		return nil
 	}
 	n, err := s.d.Store.Count(ctx, questionsOKKey(accountID, methodID), questionsRotation, s.now())

@@ -190,11 +190,11 @@ func TestTrivialAnswersRefused(t *testing.T) {
 	}
 	m, _ := tb.st.GetMethod(ctx, "id-carol", mv.ID)
 	var set storedQuestions
-	if err := json.Unmarshal([]byte(m.Address), &set); err != nil || len(set.Items) != 3 || set.Time != argonTime || set.Memory != argonMemory {
+	if err := json.Unmarshal([]byte(m.Secret), &set); err != nil || len(set.Items) != 3 || set.Time != argonTime || set.Memory != argonMemory {
 		t.Fatalf("stored set: %v %+v", err, set)
 	}
-	if strings.Contains(strings.ToLower(m.Address), "copper") || string(set.Items[0].Salt) == string(set.Items[1].Salt) || len(set.Items[0].Hash) != 32 {
-		t.Fatalf("answers not hashed with a salt each: %s", m.Address)
+	if strings.Contains(strings.ToLower(m.Secret), "copper") || string(set.Items[0].Salt) == string(set.Items[1].Salt) || len(set.Items[0].Hash) != 32 {
+		t.Fatalf("answers not hashed with a salt each: %s", m.Secret)
 	}
 	// custom questions, when allowed
 	tb2, _, _ := qBed(t, func(o *Options) { o.Questions.AllowCustom = true })

@@ -15,11 +15,11 @@ import (
 
 // hint is how a registered method is shown in a flow
 // (recoveryMethod.Hint); an unknown kind as an email address.
-func hint(typ, addr string) string {
-	if k, ok := methodKind(typ); ok {
-		return k.Hint(store.Method{Type: typ, Address: addr})
+func hint(m store.Method) string {
+	if k, ok := methodKind(m.Type); ok {
+		return k.Hint(m)
 	}
-	return notify.MaskEmail(addr)
+	return notify.MaskEmail(m.Address)
 }
 
 // ownerHinter is a kind its owner sees otherwise than a flow shows it (a
@@ -27,7 +27,7 @@ func hint(typ, addr string) string {
 type ownerHinter interface{ ownerHint(m store.Method) string }
 
 func view(m store.Method) MethodView {
-	h := hint(m.Type, m.Address)
+	h := hint(m)
 	if k, ok := methodKind(m.Type); ok {
 		if oh, ok := k.(ownerHinter); ok {
 			h = oh.ownerHint(m)

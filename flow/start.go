@@ -120,7 +120,7 @@ func (s *Service) resolveStart(ctx context.Context, name string) (startAccount, 
 		allowed := s.methodsAvailable(dec.Methods)
 		for _, meth := range methods {
 			if meth.Verified && slices.Contains(allowed, meth.Type) {
-				a.offered = append(a.offered, Offered{ID: meth.ID, Type: meth.Type, Hint: hint(meth.Type, meth.Address), real: true})
+				a.offered = append(a.offered, Offered{ID: meth.ID, Type: meth.Type, Hint: hint(meth), real: true})
 			}
 		}
 		a.offered, a.kinds, a.types = withoutLoneQuestions(a.offered), dec.RequireKinds, allowed

@@ -113,7 +113,7 @@ func (s *Service) EnrolTOTP(ctx context.Context, sess store.Session, m Meta) (TO
 	if err := png.Encode(&qr, img); err != nil {
 		return TOTPEnrolment{}, problem(CodeInternal, err)
 	}
-	meth := store.Method{ID: newID(), AccountID: sess.AccountID, Type: MethodTOTP, Address: key.Secret(), CreatedAt: s.now()}
+	meth := store.Method{ID: newID(), AccountID: sess.AccountID, Type: MethodTOTP, Secret: key.Secret(), CreatedAt: s.now()}
 	// the verified app read above is replaced once this one is proven:
 	// room for it too
 	if err := s.addMethodWithin(ctx, meth, s.o.MaxMethods+apps); err != nil {
@@ -172,7 +172,7 @@ func (r totpResult) reason() string {
 // checkTOTP checks code against meth's seed and spends the step it
 // matches: a step used before is a replay. Store failures fail closed.
 func (s *Service) checkTOTP(ctx context.Context, meth store.Method, code string) (totpResult, error) {
-	steps := totpMatches(meth.Address, code, s.now())
+	steps := totpMatches(meth.Secret, code, s.now())
 	if len(steps) == 0 {
 		return totpWrong, nil
 	}

@@ -359,7 +359,7 @@ func TestTOTPInTwoMethodTier(t *testing.T) {
 
 	// two apps proven are one method
 	ctx2 := context.Background()
-	second := store.Method{ID: "planted-app", AccountID: "id-alice", Type: MethodTOTP, Address: "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", CreatedAt: clk.Now().Add(-time.Hour)}
+	second := store.Method{ID: "planted-app", AccountID: "id-alice", Type: MethodTOTP, Secret: "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", CreatedAt: clk.Now().Add(-time.Hour)}
 	if err := tb.st.AddMethod(ctx2, second); err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +371,7 @@ func TestTOTPInTwoMethodTier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range []struct{ id, secret string }{{en.Method.ID, en.Secret}, {second.ID, second.Address}} {
+	for _, m := range []struct{ id, secret string }{{en.Method.ID, en.Secret}, {second.ID, second.Secret}} {
 		if f, err = tb.svc.VerifyFlowCode(ctx2, "reset", f.ID, m.id, flowtest.CodeAt(t, m.secret, clk.Now()), Meta{}); err != nil {
 			t.Fatal(err)
 		}

@@ -71,7 +71,7 @@ const (
 	maxCredentialJSON = 16 << 10
 )
 
-// passkeyRecord is a passkey as kept in store.Method.Address.
+// passkeyRecord is a passkey as kept in store.Method.Secret.
 type passkeyRecord struct {
 	// Index is the credential id, base64url: the store blind-indexes a
 	// record by its "index" member alone (store.NormalizeAddress), so that
@@ -107,7 +107,7 @@ func (s *Service) credentialTaken(ctx context.Context, id []byte) (int, error) {
 // passkeyOwnerHint is what the owner's own list shows: the label, else the
 // day the passkey was added.
 func passkeyOwnerHint(m store.Method) string {
-	if r, err := parsePasskey(m.Address); err == nil && r.Label != "" {
+	if r, err := parsePasskey(m.Secret); err == nil && r.Label != "" {
 		return r.Label
 	}
 	return "Passkey (added " + m.CreatedAt.UTC().Format(time.DateOnly) + ")"
@@ -242,7 +242,7 @@ func (s *Service) passkeyOwner(sess store.Session, ms []store.Method) passkeyUse
 		if e.Type != MethodWebAuthn {
 			continue
 		}
-		if r, err := parsePasskey(e.Address); err == nil {
+		if r, err := parsePasskey(e.Secret); err == nil {
 			u.creds = append(u.creds, r.Credential)
 		}
 	}
@@ -377,7 +377,7 @@ func (s *Service) storePasskey(ctx context.Context, sess store.Session, methodID
 	if err != nil {
 		return MethodView{}, problem(CodeInternal, err)
 	}
-	meth := store.Method{ID: methodID, AccountID: sess.AccountID, Type: MethodWebAuthn, Address: string(rec), CreatedAt: now}
+	meth := store.Method{ID: methodID, AccountID: sess.AccountID, Type: MethodWebAuthn, Secret: string(rec), CreatedAt: now}
 	if err := s.addMethodWithin(ctx, meth, s.o.MaxMethods); err != nil {
 		return MethodView{}, err
 	}
@@ -417,7 +417,7 @@ func (s *Service) decoyCredential(methodID string) webauthn.Credential {
 }
 
 // storeSignCount keeps the new signature counter of a passkey with a
-// compare-and-swap from the record as it was read (meth.Address):
+// compare-and-swap from the record as it was read (meth.Secret):
 // store.ErrConflict when the record changed since, that is when another
 // assertion moved the counter first. A counter that stays zero (an
 // authenticator without one) leaves the record as it is.
@@ -430,5 +430,5 @@ func (s *Service) storeSignCount(ctx context.Context, meth store.Method, rec pas
 	if err != nil {
 		return err
 	}
-	return s.d.Store.SwapMethodAddress(context.WithoutCancel(ctx), meth.AccountID, meth.ID, meth.Address, string(addr))
+	return s.d.Store.SwapMethodAddress(context.WithoutCancel(ctx), meth.AccountID, meth.ID, meth.Secret, string(addr))
 }

@@ -126,7 +126,7 @@ func TestPasskeyRegistrationAndReset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := parsePasskey(meth.Address)
+	rec, err := parsePasskey(meth.Secret)
 	if err != nil || rec.Credential.Authenticator.SignCount != key.Count || key.Count == 0 || !meth.Verified ||
 		meth.CreatedAt.Sub(mv.CreatedAt).Abs() > time.Millisecond {
 		t.Fatalf("stored passkey after use: %+v %+v %v", meth, rec.Credential.Authenticator, err)
@@ -595,7 +595,7 @@ func TestPasskeySignCountRace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rec, err := parsePasskey(meth.Address)
+		rec, err := parsePasskey(meth.Secret)
 		if err != nil || rec.Credential.Authenticator.SignCount != next || !meth.Verified {
 			t.Fatalf("round %d: stored passkey %+v %v, want counter %d", round, rec.Credential.Authenticator, err, next)
 		}
@@ -615,8 +615,8 @@ func TestPasskeyCredentialOfAnotherAccount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(meth.Address, `"index":"`+b64.EncodeToString(key.ID)+`"`) {
-		t.Fatalf("the stored record has no index member: %s", meth.Address)
+	if !strings.Contains(meth.Secret, `"index":"`+b64.EncodeToString(key.ID)+`"`) {
+		t.Fatalf("the stored record has no index member: %s", meth.Secret)
 	}
 	if n, err := tb.st.CountAccountsByAddress(ctx, MethodWebAuthn, b64.EncodeToString(key.ID)); err != nil || n != 1 {
 		t.Fatalf("accounts with carol's credential id: %d %v", n, err)

@@ -14,23 +14,24 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/latchkeyhq/latchkey/flow"
+	"github.com/latchkeyhq/latchkey/store"
 )
 
 type apiErrorBody struct {
 	Error struct {
-		Code      string      `json:"code"`
-		Message   string      `json:"message"`
-		RequestID string      `json:"request_id"`
-		Details   []Violation `json:"errors,omitempty"`
+		Code      string           `json:"code"`
+		Message   string           `json:"message"`
+		RequestID string           `json:"request_id"`
+		Details   []flow.Violation `json:"errors,omitempty"`
 		// UsableAt: see Problem.UsableAt
 		UsableAt string `json:"usable_at,omitempty"`
 	} `json:"error"`
 	// Errors repeats the password violations at the top level, as
 	// {errors:[{code,message}]} (the contract of reset/complete and change).
-	Errors []Violation `json:"errors,omitempty"`
+	Errors []flow.Violation `json:"errors,omitempty"`
 }
 
-func apiError(p *Problem, requestID string) apiErrorBody {
+func apiError(p *flow.Problem, requestID string) apiErrorBody {
 	var b apiErrorBody
 	b.Error.Code, b.Error.Message, b.Error.RequestID = p.Code, p.Message(), requestID
 	b.Error.Details = p.Violations
@@ -46,29 +47,29 @@ func apiError(p *Problem, requestID string) apiErrorBody {
 func decodeJSON(c echo.Context, v any) error {
 	mt, _, err := mime.ParseMediaType(c.Request().Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
-		return problem(CodeInvalidRequest, errors.New("content type must be application/json"))
+		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("content type must be application/json"))
 	}
 	body, err := io.ReadAll(c.Request().Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return problem(CodeTooLarge, nil)
+			return flow.NewProblem(flow.CodeTooLarge, nil)
 		}
-		return problem(CodeInvalidRequest, err)
+		return flow.NewProblem(flow.CodeInvalidRequest, err)
 	}
 	if err := checkDuplicateKeys(body); err != nil {
-		return problem(CodeInvalidRequest, err)
+		return flow.NewProblem(flow.CodeInvalidRequest, err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return problem(CodeInvalidRequest, err)
+		return flow.NewProblem(flow.CodeInvalidRequest, err)
 	}
 	if dec.More() {
-		return problem(CodeInvalidRequest, errors.New("trailing data"))
+		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("trailing data"))
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return problem(CodeInvalidRequest, errors.New("trailing data"))
+		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("trailing data"))
 	}
 	return nil
 }
@@ -126,7 +127,7 @@ func checkDuplicateKeys(body []byte) error {
 // field bounds a string field.
 func field(s string, max int) error {
 	if len(s) > max {
-		return problem(CodeInvalidRequest, errors.New("field too long"))
+		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("field too long"))
 	}
 	return nil
 }
@@ -181,45 +182,31 @@ func (s *Server) apiAddMethod(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var in struct {
-		Type, Address, Label string
-		Answers              []Answer
-	}
+	var in addMethodIn
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
 	if err := field(in.Address, 254); err != nil {
 		return err
 	}
-	if in.Type == MethodWebAuthn {
-		if in.Answers != nil {
-			return problem(CodeInvalidRequest, errors.New("a passkey has no answers"))
-		}
-		return s.apiAddPasskey(c, sess, in.Address, in.Label)
+	return webKindOf(in.Type).addAPI(s, c, sess, in)
+}
+
+// apiEnrolTOTP: POST /api/v1/methods {type: totp}.
+func (s *Server) apiEnrolTOTP(c echo.Context, sess store.Session, in addMethodIn) error {
+	if err := in.noLabelNorAnswers(); err != nil {
+		return err
 	}
-	if in.Label != "" {
-		return problem(CodeInvalidRequest, errors.New("only a passkey has a label"))
+	if in.Address != "" {
+		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("an authenticator app has no address"))
 	}
-	if in.Type == MethodQuestions || in.Answers != nil {
-		return s.apiSetQuestions(c, sess, in.Type, in.Address, in.Answers)
-	}
-	if in.Type == MethodTOTP {
-		if in.Address != "" {
-			return problem(CodeInvalidRequest, errors.New("an authenticator app has no address"))
-		}
-		en, err := s.svc.EnrolTOTP(c.Request().Context(), sess, meta(c))
-		if err != nil {
-			return err
-		}
-		// the only answer that ever carries the seed (Cache-Control: no-store)
-		return c.JSON(http.StatusCreated, map[string]string{"id": en.Method.ID, "secret": en.Secret, "otpauth_url": en.URL,
-			"qr_png": base64.StdEncoding.EncodeToString(en.QRPNG)})
-	}
-	mv, err := s.svc.AddMethod(c.Request().Context(), sess, in.Type, in.Address, meta(c))
+	en, err := s.svc.EnrolTOTP(c.Request().Context(), sess, meta(c))
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusCreated, map[string]string{"id": mv.ID})
+	// the only answer that ever carries the seed (Cache-Control: no-store)
+	return c.JSON(http.StatusCreated, map[string]string{"id": en.Method.ID, "secret": en.Secret, "otpauth_url": en.URL,
+		"qr_png": base64.StdEncoding.EncodeToString(en.QRPNG)})
 }
 
 func (s *Server) apiVerifyMethod(c echo.Context) error {
@@ -239,7 +226,7 @@ func (s *Server) apiVerifyMethod(c echo.Context) error {
 	}
 	if cred, ok, err := passkeyCredential(in.Credential); ok {
 		if err != nil || in.Code != "" {
-			return problem(CodeInvalidRequest, err)
+			return flow.NewProblem(flow.CodeInvalidRequest, err)
 		}
 		mv, err := s.svc.FinishPasskey(c.Request().Context(), sess, c.Param("id"), cred, meta(c))
 		if err != nil {
@@ -327,7 +314,7 @@ func (s *Server) apiFlowVerify(c echo.Context) error {
 	var in struct {
 		Flow, Method, Code string
 		Credential         json.RawMessage
-		Answers            []Answer
+		Answers            []flow.Answer
 	}
 	if err := decodeJSON(c, &in); err != nil {
 		return err
@@ -353,16 +340,16 @@ func (s *Server) apiFlowVerify(c echo.Context) error {
 
 // apiProof is the one proof a verify request carries: a passkey's
 // credential, answers to security questions, or a code.
-func apiProof(code string, credential json.RawMessage, answers []Answer) (flow.Proof, error) {
+func apiProof(code string, credential json.RawMessage, answers []flow.Answer) (flow.Proof, error) {
 	if cred, ok, err := passkeyCredential(credential); ok {
 		if err != nil || code != "" || answers != nil {
-			return flow.Proof{}, problem(CodeInvalidRequest, err)
+			return flow.Proof{}, flow.NewProblem(flow.CodeInvalidRequest, err)
 		}
 		return flow.Proof{Credential: cred}, nil
 	}
 	if answers != nil {
 		if code != "" || len(answers) > maxAnswersInRequest {
-			return flow.Proof{}, problem(CodeInvalidRequest, errors.New("a code and answers, or too many answers"))
+			return flow.Proof{}, flow.NewProblem(flow.CodeInvalidRequest, errors.New("a code and answers, or too many answers"))
 		}
 		return flow.Proof{Answers: answers}, nil
 	}
@@ -416,7 +403,7 @@ func (s *Server) apiChange(c echo.Context) error {
 		return err
 	}
 	if field(in.Username, 256) != nil || field(in.OldPassword, maxField) != nil || field(in.NewPassword, maxField) != nil {
-		return problem(CodeInvalidRequest, nil)
+		return flow.NewProblem(flow.CodeInvalidRequest, nil)
 	}
 	if err := s.svc.Change(c.Request().Context(), in.Username, in.OldPassword, in.NewPassword, meta(c)); err != nil {
 		return err

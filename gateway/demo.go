@@ -28,7 +28,7 @@ var codeRE = regexp.MustCompile(`\b[0-9]{6,8}\b`)
 func (s *Server) demoOnly(c echo.Context) error {
 	host, _, err := net.SplitHostPort(c.Request().RemoteAddr)
 	if s.svc.Demo() == nil || err != nil || !flow.IsLoopbackHost(host) {
-		return problem(CodeNotFound, errors.New("demo page outside the demo or from another host"))
+		return flow.NewProblem(flow.CodeNotFound, errors.New("demo page outside the demo or from another host"))
 	}
 	return nil
 }
@@ -45,7 +45,7 @@ func (s *Server) demoOutboxPage(c echo.Context) error {
 	}
 	data := struct {
 		Messages []outboxView
-		Accounts []DemoAccount
+		Accounts []flow.DemoAccount
 		Locked   string
 	}{Messages: msgs, Accounts: s.svc.Demo().Accounts()}
 	for _, a := range data.Accounts {
@@ -66,10 +66,10 @@ func (s *Server) demoLock(c echo.Context) error {
 		known = known || a.Username == name
 	}
 	if !known {
-		return problem(CodeInvalidRequest, errors.New("not a demo account"))
+		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("not a demo account"))
 	}
 	if err := s.svc.Demo().Lock(c.Request().Context(), name); err != nil {
-		return problem(CodeInternal, err)
+		return flow.NewProblem(flow.CodeInternal, err)
 	}
 	s.svc.Log().Info("demo account locked", "request_id", meta(c).RequestID, "username", name)
 	return s.redirect(c, "/demo/outbox?locked="+url.QueryEscape(name))

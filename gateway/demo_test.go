@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
+	"github.com/latchkeyhq/latchkey/flow"
 	"github.com/latchkeyhq/latchkey/notify"
 	"github.com/latchkeyhq/latchkey/policy"
 	"github.com/latchkeyhq/latchkey/store"
@@ -23,8 +24,8 @@ type fakeDemo struct {
 	locked []string
 }
 
-func (d *fakeDemo) Accounts() []DemoAccount {
-	return []DemoAccount{{Username: "carol", Password: "Carol-Demo-1!", Note: "eligible through a nested group"}}
+func (d *fakeDemo) Accounts() []flow.DemoAccount {
+	return []flow.DemoAccount{{Username: "carol", Password: "Carol-Demo-1!", Note: "eligible through a nested group"}}
 }
 
 func (d *fakeDemo) Lock(ctx context.Context, username string) error {
@@ -43,10 +44,10 @@ func demoTestbed(t *testing.T, publicURL string) (*Server, *fakeDemo, error) {
 	t.Cleanup(func() { st.Close() })
 	pu, _ := url.Parse(publicURL)
 	demo := &fakeDemo{Outbox: notify.NewOutbox(50)}
-	o := Options{PublicURL: pu, SecretKey: []byte("0123456789abcdef0123456789abcdef-test"),
+	o := flow.Options{PublicURL: pu, SecretKey: []byte("0123456789abcdef0123456789abcdef-test"),
 		Eligibility: policy.Eligibility{Scope: policy.ScopeAll, MethodsRequired: 1, Methods: []string{"email", "sms"}},
 		Password:    policy.Rules{MinLength: 8}, AllowedCountries: []string{"GB"}}
-	svc, err := NewService(o, Deps{Directory: dirtest.NewStaffMemory(), Store: st, Mailer: demo, SMS: demo, Demo: demo, Log: slog.New(slog.DiscardHandler)})
+	svc, err := flow.NewService(o, flow.Deps{Directory: dirtest.NewStaffMemory(), Store: st, Mailer: demo, SMS: demo, Demo: demo, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return nil, nil, err
 	}

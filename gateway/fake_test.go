@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
+	"github.com/latchkeyhq/latchkey/flow"
 	"github.com/latchkeyhq/latchkey/internal/flowtest"
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
 	"github.com/latchkeyhq/latchkey/policy"
@@ -20,7 +21,7 @@ import (
 // (dirtest.Memory), a real store (flowtest.OpenStore) and a message
 // recorder.
 type testbed struct {
-	svc *Service
+	svc *flow.Service
 	srv *Server
 	dir *dirtest.Memory
 	st  store.Store
@@ -62,11 +63,11 @@ func (s *swapHandler) Handle(ctx context.Context, r slog.Record) error {
 func (s *swapHandler) WithAttrs(as []slog.Attr) slog.Handler { return s.target().WithAttrs(as) }
 func (s *swapHandler) WithGroup(n string) slog.Handler       { return s.target().WithGroup(n) }
 
-func newTestbed(t *testing.T, tweak func(*Options)) *testbed {
+func newTestbed(t *testing.T, tweak func(*flow.Options)) *testbed {
 	t.Helper()
 	st, dbPath := flowtest.OpenStore(t)
 	pu, _ := url.Parse("https://sspr.example.org")
-	o := Options{
+	o := flow.Options{
 		PublicURL: pu,
 		SecretKey: []byte("0123456789abcdef0123456789abcdef-test"),
 		Helpdesk:  "mailto:help@example.org",
@@ -77,7 +78,7 @@ func newTestbed(t *testing.T, tweak func(*Options)) *testbed {
 		AllowedCountries: []string{"GB"},
 		// many tests start hundreds of flows from one (empty) address;
 		// tests of the per-address budget set their own
-		Limits: Limits{StartsPerIP: 100000},
+		Limits: flow.Limits{StartsPerIP: 100000},
 	}
 	if tweak != nil {
 		tweak(&o)
@@ -85,7 +86,7 @@ func newTestbed(t *testing.T, tweak func(*Options)) *testbed {
 	rec := &notifytest.Recorder{}
 	dir := dirtest.NewStaffMemory(dirtest.WithWriteDelay(5 * time.Millisecond)) // the delay widens race windows
 	tb := &testbed{dir: dir, st: st, rec: rec, inbox: flowtest.NewInbox(rec), dbPath: dbPath, logs: &swapHandler{}, audits: &swapHandler{}}
-	svc, err := NewService(o, Deps{Directory: dir, Store: st, Mailer: rec, SMS: rec, Log: slog.New(tb.logs), Audit: slog.New(tb.audits),
+	svc, err := flow.NewService(o, flow.Deps{Directory: dir, Store: st, Mailer: rec, SMS: rec, Log: slog.New(tb.logs), Audit: slog.New(tb.audits),
 		Now: func() time.Time {
 			if tb.clock != nil {
 				return tb.clock()

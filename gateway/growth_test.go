@@ -70,15 +70,15 @@ func TestPasskeyChallengesBudgetedPerFlow(t *testing.T) {
 	ctx := context.Background()
 	tb.addPasskey(t, "carol", flowtest.NewSoftKey(t))
 	real, realID := tb.passkeyFlow(t, "carol")
-	var fake FlowView
+	var fake flow.FlowView
 	var fakeID string
 	for i := 0; i < 200 && fakeID == ""; i++ {
-		df, err := tb.svc.StartFlow(ctx, "reset", fmt.Sprintf("nobody-%d", i), Meta{})
+		df, err := tb.svc.StartFlow(ctx, "reset", fmt.Sprintf("nobody-%d", i), flow.Meta{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, m := range df.Methods {
-			if m.Type == MethodWebAuthn {
+			if m.Type == flow.MethodWebAuthn {
 				fake, fakeID = df, m.ID
 			}
 		}
@@ -95,14 +95,14 @@ func TestPasskeyChallengesBudgetedPerFlow(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := 0; i < 50; i++ {
-			pc, err := tb.svc.SendFlowChallenge(ctx, "reset", c.flow, c.meth, Meta{ClientIP: "198.51.100.9"})
+			pc, err := tb.svc.SendFlowChallenge(ctx, "reset", c.flow, c.meth, flow.Meta{ClientIP: "198.51.100.9"})
 			if i < flow.MaxFlowChallenges {
 				if err != nil || pc == nil {
 					t.Fatalf("%s passkey, ask %d: %v", c.what, i+1, err)
 				}
 				continue
 			}
-			wantCode(t, err, CodeTooMany)
+			wantCode(t, err, flow.CodeTooMany)
 		}
 		after, err := tb.st.GetFlow(ctx, c.flow, time.Now())
 		if err != nil {
@@ -138,7 +138,7 @@ func TestAuditRowsFromRequestsWithoutProofAreSampled(t *testing.T) {
 		}
 	}
 	for i := 0; i < 30; i++ { // failed sign-ins are sampled too
-		tb.svc.SignIn(ctx, fmt.Sprintf("nobody-%d", i), "wrong", Meta{ClientIP: "192.0.2.3"})
+		tb.svc.SignIn(ctx, fmt.Sprintf("nobody-%d", i), "wrong", flow.Meta{ClientIP: "192.0.2.3"})
 	}
 	rows := func(typ, outcome, ip string) (n int, summaries []store.AuditEvent) {
 		t.Helper()
@@ -203,7 +203,7 @@ func TestJunkRequestsKeepMemoryAndStoreFlat(t *testing.T) {
 	if testing.Short() {
 		t.Skip("100,000 requests")
 	}
-	tb := newTestbed(t, func(o *Options) {
+	tb := newTestbed(t, func(o *flow.Options) {
 		o.Eligibility.Methods = []string{"email", "sms", "webauthn"}
 		o.Limits.StartsPerIP, o.Limits.StartsTotal, o.Limits.SignInsPerIP = 5, 40, 5
 	})
@@ -216,12 +216,12 @@ func TestJunkRequestsKeepMemoryAndStoreFlat(t *testing.T) {
 		if i == 200 {
 			t.Fatal("no fake passkey among 200 unknown names")
 		}
-		f, err := tb.svc.StartFlow(ctx, "reset", fmt.Sprintf("nobody-%d", i), Meta{ClientIP: fmt.Sprintf("10.0.%d.1", i)})
+		f, err := tb.svc.StartFlow(ctx, "reset", fmt.Sprintf("nobody-%d", i), flow.Meta{ClientIP: fmt.Sprintf("10.0.%d.1", i)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, m := range f.Methods {
-			if m.Type == MethodWebAuthn {
+			if m.Type == flow.MethodWebAuthn {
 				flowID, passkeyID = f.ID, m.ID
 			}
 		}

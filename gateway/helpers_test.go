@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchkeyhq/latchkey/flow"
 	"github.com/latchkeyhq/latchkey/internal/flowtest"
 	"github.com/latchkeyhq/latchkey/store"
 )
@@ -17,15 +18,15 @@ import (
 func (tb *testbed) enroll(t *testing.T, user, addr string) (store.Session, string) {
 	t.Helper()
 	ctx := context.Background()
-	sess, err := tb.svc.SignIn(ctx, user, tb.dir.Password(user), Meta{})
+	sess, err := tb.svc.SignIn(ctx, user, tb.dir.Password(user), flow.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mv, err := tb.svc.AddMethod(ctx, sess, "email", addr, Meta{})
+	mv, err := tb.svc.AddMethod(ctx, sess, "email", addr, flow.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.svc.VerifyMethod(ctx, sess, mv.ID, tb.inbox.LastCode(t, addr), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyMethod(ctx, sess, mv.ID, tb.inbox.LastCode(t, addr), flow.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	// let the "method added" notice reach the directory mail, so later
@@ -38,9 +39,9 @@ func (tb *testbed) writes() int { return tb.dir.Writes() }
 
 // totpBed is a testbed with authenticator apps enabled, a clock the test
 // moves (10 s into a 30 s step) and every log and audit line kept.
-func totpBed(t *testing.T, tweak func(*Options)) (*testbed, *flowtest.Clock, *flowtest.SyncBuffer) {
+func totpBed(t *testing.T, tweak func(*flow.Options)) (*testbed, *flowtest.Clock, *flowtest.SyncBuffer) {
 	t.Helper()
-	tb := newTestbed(t, func(o *Options) {
+	tb := newTestbed(t, func(o *flow.Options) {
 		o.Eligibility.Methods = []string{"email", "sms", "totp"}
 		if tweak != nil {
 			tweak(o)
@@ -57,7 +58,7 @@ func totpBed(t *testing.T, tweak func(*Options)) (*testbed, *flowtest.Clock, *fl
 
 func wantCode(t *testing.T, err error, code string) {
 	t.Helper()
-	if err == nil || asProblem(err).Code != code {
+	if err == nil || flow.AsProblem(err).Code != code {
 		t.Fatalf("error %v, want %s", err, code)
 	}
 }
@@ -76,10 +77,10 @@ func (tb *testbed) auditOutcomes(t *testing.T, typ string) []string {
 }
 
 // addPhone registers and verifies a mobile number for the session's user.
-func (tb *testbed) addPhone(t *testing.T, sess store.Session, number string) MethodView {
+func (tb *testbed) addPhone(t *testing.T, sess store.Session, number string) flow.MethodView {
 	t.Helper()
 	ctx := context.Background()
-	ph, err := tb.svc.AddMethod(ctx, sess, "sms", number, Meta{})
+	ph, err := tb.svc.AddMethod(ctx, sess, "sms", number, flow.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +90,7 @@ func (tb *testbed) addPhone(t *testing.T, sess store.Session, number string) Met
 		}
 		return -1
 	}, number)
-	if _, err := tb.svc.VerifyMethod(ctx, sess, ph.ID, tb.inbox.LastCode(t, e164), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyMethod(ctx, sess, ph.ID, tb.inbox.LastCode(t, e164), flow.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	return ph
@@ -97,16 +98,16 @@ func (tb *testbed) addPhone(t *testing.T, sess store.Session, number string) Met
 
 // passkeyBed is a testbed with passkeys enabled.
 func passkeyBed(t *testing.T) *testbed {
-	return newTestbed(t, func(o *Options) { o.Eligibility.Methods = []string{"email", "sms", "webauthn"} })
+	return newTestbed(t, func(o *flow.Options) { o.Eligibility.Methods = []string{"email", "sms", "webauthn"} })
 }
 
 // qBed is a testbed with security questions on (3 to register, 2 asked),
 // authenticator apps too, a settable clock and every log line kept.
-func qBed(t *testing.T, tweak func(*Options)) (*testbed, *flowtest.Clock, *flowtest.SyncBuffer) {
+func qBed(t *testing.T, tweak func(*flow.Options)) (*testbed, *flowtest.Clock, *flowtest.SyncBuffer) {
 	t.Helper()
-	return totpBed(t, func(o *Options) {
+	return totpBed(t, func(o *flow.Options) {
 		o.Eligibility.Methods = []string{"email", "sms", "totp", "questions"}
-		o.Questions = QuestionOptions{List: flowtest.Questions, Required: 3, Ask: 2}
+		o.Questions = flow.QuestionOptions{List: flowtest.Questions, Required: 3, Ask: 2}
 		o.Limits.SendsPerDestination, o.Limits.SendsPerAccount, o.Limits.StartsPerAccount = 100, 100, 100
 		if tweak != nil {
 			tweak(o)
@@ -115,24 +116,24 @@ func qBed(t *testing.T, tweak func(*Options)) (*testbed, *flowtest.Clock, *flowt
 }
 
 // reply answers the asked questions from by (question text -> answer).
-func reply(qs []Question, by map[string]string) []Answer {
-	out := make([]Answer, len(qs))
+func reply(qs []flow.Question, by map[string]string) []flow.Answer {
+	out := make([]flow.Answer, len(qs))
 	for i, q := range qs {
-		out[i] = Answer{Question: q.ID, Answer: by[q.Text]}
+		out[i] = flow.Answer{Question: q.ID, Answer: by[q.Text]}
 	}
 	return out
 }
 
 // appFlow starts a reset for user and returns it with the id of its
 // authenticator app.
-func (tb *testbed) appFlow(t *testing.T, user string) (FlowView, string) {
+func (tb *testbed) appFlow(t *testing.T, user string) (flow.FlowView, string) {
 	t.Helper()
-	f, err := tb.svc.StartFlow(context.Background(), "reset", user, Meta{})
+	f, err := tb.svc.StartFlow(context.Background(), "reset", user, flow.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range f.Methods {
-		if m.Type == MethodTOTP {
+		if m.Type == flow.MethodTOTP {
 			return f, m.ID
 		}
 	}
@@ -142,14 +143,14 @@ func (tb *testbed) appFlow(t *testing.T, user string) (FlowView, string) {
 
 // passkeyFlow starts a reset for user and returns it with the first
 // passkey offered.
-func (tb *testbed) passkeyFlow(t *testing.T, user string) (FlowView, string) {
+func (tb *testbed) passkeyFlow(t *testing.T, user string) (flow.FlowView, string) {
 	t.Helper()
-	f, err := tb.svc.StartFlow(context.Background(), "reset", user, Meta{})
+	f, err := tb.svc.StartFlow(context.Background(), "reset", user, flow.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range f.Methods {
-		if m.Type == MethodWebAuthn {
+		if m.Type == flow.MethodWebAuthn {
 			return f, m.ID
 		}
 	}
@@ -158,13 +159,13 @@ func (tb *testbed) passkeyFlow(t *testing.T, user string) (FlowView, string) {
 }
 
 // proveEmail sends and verifies the flow's emailed code.
-func (tb *testbed) proveEmail(t *testing.T, f FlowView, emailID, addr string) FlowView {
+func (tb *testbed) proveEmail(t *testing.T, f flow.FlowView, emailID, addr string) flow.FlowView {
 	t.Helper()
 	ctx := context.Background()
-	if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, emailID, Meta{}); err != nil {
+	if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, emailID, flow.Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	nf, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, emailID, tb.inbox.LastCode(t, addr), Meta{})
+	nf, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, emailID, tb.inbox.LastCode(t, addr), flow.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,26 +174,26 @@ func (tb *testbed) proveEmail(t *testing.T, f FlowView, emailID, addr string) Fl
 
 // enrolApp signs user in, sets up an authenticator app and verifies it
 // with the code of the clock's current step.
-func (tb *testbed) enrolApp(t *testing.T, clk *flowtest.Clock, user string) (store.Session, TOTPEnrolment) {
+func (tb *testbed) enrolApp(t *testing.T, clk *flowtest.Clock, user string) (store.Session, flow.TOTPEnrolment) {
 	t.Helper()
 	ctx := context.Background()
-	sess, err := tb.svc.SignIn(ctx, user, tb.dir.Password(user), Meta{})
+	sess, err := tb.svc.SignIn(ctx, user, tb.dir.Password(user), flow.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	en, err := tb.svc.EnrolTOTP(ctx, sess, Meta{})
+	en, err := tb.svc.EnrolTOTP(ctx, sess, flow.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.svc.VerifyMethod(ctx, sess, en.Method.ID, flowtest.CodeAt(t, en.Secret, clk.Now()), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyMethod(ctx, sess, en.Method.ID, flowtest.CodeAt(t, en.Secret, clk.Now()), flow.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	return sess, en
 }
 
-func (tb *testbed) setGoodQuestions(t *testing.T, sess store.Session) MethodView {
+func (tb *testbed) setGoodQuestions(t *testing.T, sess store.Session) flow.MethodView {
 	t.Helper()
-	mv, err := tb.svc.SetQuestions(context.Background(), sess, answersOf(tb, flowtest.GoodAnswers[flowtest.Questions[0]], flowtest.GoodAnswers[flowtest.Questions[1]], flowtest.GoodAnswers[flowtest.Questions[2]]), Meta{})
+	mv, err := tb.svc.SetQuestions(context.Background(), sess, answersOf(tb, flowtest.GoodAnswers[flowtest.Questions[0]], flowtest.GoodAnswers[flowtest.Questions[1]], flowtest.GoodAnswers[flowtest.Questions[2]]), flow.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,18 +201,18 @@ func (tb *testbed) setGoodQuestions(t *testing.T, sess store.Session) MethodView
 }
 
 // addPasskey signs user in and registers key as a passkey.
-func (tb *testbed) addPasskey(t *testing.T, user string, key *flowtest.SoftKey) (store.Session, MethodView) {
+func (tb *testbed) addPasskey(t *testing.T, user string, key *flowtest.SoftKey) (store.Session, flow.MethodView) {
 	t.Helper()
 	ctx := context.Background()
-	sess, err := tb.svc.SignIn(ctx, user, tb.dir.Password(user), Meta{})
+	sess, err := tb.svc.SignIn(ctx, user, tb.dir.Password(user), flow.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, err := tb.svc.BeginPasskey(ctx, sess, "", Meta{})
+	pc, err := tb.svc.BeginPasskey(ctx, sess, "", flow.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mv, err := tb.svc.FinishPasskey(ctx, sess, pc.MethodID, key.MustCreate(pc.Options), Meta{})
+	mv, err := tb.svc.FinishPasskey(ctx, sess, pc.MethodID, key.MustCreate(pc.Options), flow.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,11 +220,11 @@ func (tb *testbed) addPasskey(t *testing.T, user string, key *flowtest.SoftKey) 
 }
 
 // answersOf answers the first three listed questions with the given texts.
-func answersOf(tb *testbed, texts ...string) []Answer {
+func answersOf(tb *testbed, texts ...string) []flow.Answer {
 	qs := tb.svc.AdminQuestions()
-	out := make([]Answer, len(texts))
+	out := make([]flow.Answer, len(texts))
 	for i, a := range texts {
-		out[i] = Answer{Question: qs[i].ID, Answer: a}
+		out[i] = flow.Answer{Question: qs[i].ID, Answer: a}
 	}
 	return out
 }

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/latchkeyhq/latchkey/flow"
 )
 
 type client struct {
@@ -240,12 +242,12 @@ func TestClientIPIgnoresForwardedForFromUntrustedPeers(t *testing.T) {
 	if a, b := tb.srv.clientIP(r), tb.srv.clientIP(r2); a != b || a != "2001:db8:1::/56" {
 		t.Fatalf("IPv6 addresses of one /56 count apart: %s %s", a, b)
 	}
-	tb = newTestbed(t, func(o *Options) { o.Limits.IPv6Prefix = 64 }) // limits.ipv6_prefix
+	tb = newTestbed(t, func(o *flow.Options) { o.Limits.IPv6Prefix = 64 }) // limits.ipv6_prefix
 	if a, b := tb.srv.clientIP(r), tb.srv.clientIP(r2); a == b || a != "2001:db8:1:2::/64" {
 		t.Fatalf("per /64: %s %s", a, b)
 	}
 	r.RemoteAddr = "192.0.2.10:1234"
-	tb = newTestbed(t, func(o *Options) {
+	tb = newTestbed(t, func(o *flow.Options) {
 		o.Limits.IPv6Prefix = 64
 		o.TrustedProxies = append(o.TrustedProxies, mustPrefix("192.0.2.0/24"))
 	})

@@ -11,7 +11,7 @@ import (
 )
 
 func TestStartBudgetPerIPIgnoresForgedForwardedFor(t *testing.T) {
-	tb := newTestbed(t, func(o *Options) { o.Limits.StartsPerIP = 3 })
+	tb := newTestbed(t, func(o *flow.Options) { o.Limits.StartsPerIP = 3 })
 	c := newClient(t, tb)
 	codes := map[int]int{}
 	for i := 0; i < 5; i++ {
@@ -42,7 +42,7 @@ func TestStartBudgetPerIPIgnoresForgedForwardedFor(t *testing.T) {
 // requests within their address's budget, so a holder of a /48 does not
 // get 256 (or, per /64, 65,536) budgets (issue 17, WB-5).
 func TestIPv6ClientsShareBudgetsPerPrefixAndSite(t *testing.T) {
-	tb := newTestbed(t, func(o *Options) { o.Limits.StartsPerIP, o.Limits.SignInsPerIP = 2, 2 })
+	tb := newTestbed(t, func(o *flow.Options) { o.Limits.StartsPerIP, o.Limits.SignInsPerIP = 2, 2 })
 	c := newClient(t, tb)
 	start := func(remote string) int {
 		c.remote = "[" + remote + "]:443"

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/latchkeyhq/latchkey/flow"
 )
 
 // metrics are Prometheus counters in the text exposition format. Labels are
@@ -24,14 +26,14 @@ type metrics struct {
 	mu       sync.Mutex
 	requests map[[3]string]uint64 // method, route, status
 	// svc counts the audit events (flow.Service.EventCounts)
-	svc     *Service
+	svc     *flow.Service
 	seconds map[string]float64 // route -> total seconds
 	started time.Time
 	// routes are the registered route patterns (setRoutes); nil until set
 	routes map[string]bool
 }
 
-func newMetrics(svc *Service) *metrics {
+func newMetrics(svc *flow.Service) *metrics {
 	return &metrics{requests: map[[3]string]uint64{}, svc: svc, seconds: map[string]float64{}, started: time.Now()}
 }
 
@@ -95,7 +97,7 @@ func asProblemStatus(err error) int {
 	if he, ok := err.(*echo.HTTPError); ok {
 		return he.Code
 	}
-	return asProblem(err).Status
+	return flow.AsProblem(err).Status
 }
 
 func (m *metrics) handler(c echo.Context) error {

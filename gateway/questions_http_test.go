@@ -22,14 +22,14 @@ import (
 // TestTierRequiringAStrongKind: a tier requiring an authenticator app (or a
 // passkey) refuses email + SMS and accepts email + the app.
 func TestTierRequiringAStrongKind(t *testing.T) {
-	tb, clk, _ := qBed(t, func(o *Options) {
+	tb, clk, _ := qBed(t, func(o *flow.Options) {
 		o.Eligibility.Tiers = []policy.Tier{{Groups: []string{"cn=admins"}, MethodsRequired: 2, RequireOneOf: []string{"totp", "webauthn"}}}
 	})
 	ctx := context.Background()
 	sess, emailID := tb.enroll(t, "alice", "alice@home.example")
 	sms := tb.addPhone(t, sess, "+447700900123")
 	qm := tb.setGoodQuestions(t, sess)
-	f, err := tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
+	f, err := tb.svc.StartFlow(ctx, "reset", "alice", flow.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,56 +43,56 @@ func TestTierRequiringAStrongKind(t *testing.T) {
 	if got := kindsSentence(f.Needs); got != "an authenticator app or a passkey" {
 		t.Fatalf("kinds named %q", got)
 	}
-	if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, sms.ID, Meta{}); err != nil {
+	if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, sms.ID, flow.Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	if f, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, sms.ID, tb.inbox.LastCode(t, "+447700900123"), Meta{}); err != nil {
+	if f, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, sms.ID, tb.inbox.LastCode(t, "+447700900123"), flow.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	if f.Remaining != 1 {
 		t.Fatalf("email and SMS leave %d to verify, want 1 (an app)", f.Remaining)
 	}
-	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "Brand-New-Pass-42", Meta{}), CodeMethodKindRequired)
+	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "Brand-New-Pass-42", flow.Meta{}), flow.CodeMethodKindRequired)
 	// questions do not stand in for the app
-	qs, _, _ := tb.svc.FlowQuestions(ctx, "reset", f.ID, qm.ID, Meta{})
-	if f, err = tb.svc.VerifyFlowAnswers(ctx, "reset", f.ID, qm.ID, reply(qs, flowtest.TypedAnswers), Meta{}); err != nil {
+	qs, _, _ := tb.svc.FlowQuestions(ctx, "reset", f.ID, qm.ID, flow.Meta{})
+	if f, err = tb.svc.VerifyFlowAnswers(ctx, "reset", f.ID, qm.ID, reply(qs, flowtest.TypedAnswers), flow.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	if f.Remaining != 1 {
 		t.Fatalf("questions count for the tier: remaining %d", f.Remaining)
 	}
-	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "Brand-New-Pass-42", Meta{}), CodeMethodKindRequired)
+	wantCode(t, tb.svc.CompleteFlow(ctx, "reset", f.ID, "Brand-New-Pass-42", flow.Meta{}), flow.CodeMethodKindRequired)
 	if tb.dir.Writes() != 0 {
 		t.Fatal("a password was written")
 	}
-	if evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "reset.completed"}); evs[0].Outcome != CodeMethodKindRequired {
+	if evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "reset.completed"}); evs[0].Outcome != flow.CodeMethodKindRequired {
 		t.Fatalf("audit %+v", evs[0])
 	}
 	// email + app: accepted
-	en, err := tb.svc.EnrolTOTP(ctx, sess, Meta{})
+	en, err := tb.svc.EnrolTOTP(ctx, sess, flow.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.svc.VerifyMethod(ctx, sess, en.Method.ID, flowtest.CodeAt(t, en.Secret, clk.Now()), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyMethod(ctx, sess, en.Method.ID, flowtest.CodeAt(t, en.Secret, clk.Now()), flow.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	clk.Add(30 * time.Second)
-	f, _ = tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
+	f, _ = tb.svc.StartFlow(ctx, "reset", "alice", flow.Meta{})
 	f = tb.proveEmail(t, f, emailID, "alice@home.example")
 	if f.Remaining != 1 {
 		t.Fatalf("after the email: %+v", f)
 	}
-	if f, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, en.Method.ID, flowtest.CodeAt(t, en.Secret, clk.Now()), Meta{}); err != nil || f.Remaining != 0 || f.Needs != nil {
+	if f, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, en.Method.ID, flowtest.CodeAt(t, en.Secret, clk.Now()), flow.Meta{}); err != nil || f.Remaining != 0 || f.Needs != nil {
 		t.Fatalf("after the app: %v %+v", err, f)
 	}
-	if err := tb.svc.CompleteFlow(ctx, "reset", f.ID, "Brand-New-Pass-42", Meta{}); err != nil {
+	if err := tb.svc.CompleteFlow(ctx, "reset", f.ID, "Brand-New-Pass-42", flow.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	// carol, outside the tier, still resets with email alone
 	_, carolEmail := tb.enroll(t, "carol", "carol@home.example")
-	g, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
+	g, _ := tb.svc.StartFlow(ctx, "reset", "carol", flow.Meta{})
 	g = tb.proveEmail(t, g, carolEmail, "carol@home.example")
-	if err := tb.svc.CompleteFlow(ctx, "reset", g.ID, "Brand-New-Pass-43", Meta{}); err != nil {
+	if err := tb.svc.CompleteFlow(ctx, "reset", g.ID, "Brand-New-Pass-43", flow.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -104,7 +104,7 @@ func TestTierRequiringAStrongKind(t *testing.T) {
 // cannot finish here), the password rules and the completion are refused;
 // an app and an email are enough.
 func TestQuestionsDoNotCountInStrongTier(t *testing.T) {
-	tb, clk, _ := qBed(t, func(o *Options) {
+	tb, clk, _ := qBed(t, func(o *flow.Options) {
 		o.Eligibility.Tiers = []policy.Tier{{Groups: []string{"cn=admins"}, MethodsRequired: 2, RequireOneOf: []string{"totp", "webauthn"}}}
 		o.Limits.CodeFailuresPerAccount = 50
 	})
@@ -119,7 +119,7 @@ func TestQuestionsDoNotCountInStrongTier(t *testing.T) {
 	var start struct {
 		Flow     string
 		Required int
-		Methods  []Offered
+		Methods  []flow.Offered
 	}
 	if json.Unmarshal(w.Body.Bytes(), &start) != nil || w.Code != 200 || start.Required != 1 || len(start.Methods) != 2 {
 		t.Fatalf("start: %d %s", w.Code, w.Body)
@@ -135,7 +135,7 @@ func TestQuestionsDoNotCountInStrongTier(t *testing.T) {
 		t.Fatalf("after the app: %d %s, want remaining 1 and needs [email sms]", w.Code, w.Body)
 	}
 	w = c.api("POST", "/api/v1/reset/questions", `{"flow":"`+v.Flow+`","method":"`+qm.ID+`"}`, nil)
-	var asked struct{ Questions []Question }
+	var asked struct{ Questions []flow.Question }
 	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &asked) != nil {
 		t.Fatalf("questions: %d %s", w.Code, w.Body)
 	}
@@ -191,19 +191,19 @@ func TestQuestionsDoNotCountInStrongTier(t *testing.T) {
 	}
 
 	// with an email: the app and the email are enough
-	mv, err := tb.svc.AddMethod(ctx, sess, "email", "alice@home.example", Meta{})
+	mv, err := tb.svc.AddMethod(ctx, sess, "email", "alice@home.example", flow.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.svc.VerifyMethod(ctx, sess, mv.ID, tb.inbox.LastCode(t, "alice@home.example"), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyMethod(ctx, sess, mv.ID, tb.inbox.LastCode(t, "alice@home.example"), flow.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	clk.Add(30 * time.Second)
-	f, err := tb.svc.StartFlow(ctx, "reset", "alice", Meta{})
+	f, err := tb.svc.StartFlow(ctx, "reset", "alice", flow.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, en.Method.ID, flowtest.CodeAt(t, en.Secret, clk.Now()), Meta{}); err != nil {
+	if f, err = tb.svc.VerifyFlowCode(ctx, "reset", f.ID, en.Method.ID, flowtest.CodeAt(t, en.Secret, clk.Now()), flow.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	if f.Remaining != 1 || !slices.Equal(f.Needs, []string{"email", "sms"}) {
@@ -216,7 +216,7 @@ func TestQuestionsDoNotCountInStrongTier(t *testing.T) {
 	if f.Remaining != 0 || f.Needs != nil {
 		t.Fatalf("after the app and the email: %+v", f)
 	}
-	if err := tb.svc.CompleteFlow(ctx, "reset", f.ID, "Brand-New-Pass-42", Meta{}); err != nil {
+	if err := tb.svc.CompleteFlow(ctx, "reset", f.ID, "Brand-New-Pass-42", flow.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -237,7 +237,7 @@ func TestAnswersNeverShown(t *testing.T) {
 	keep := func(s string) string { bodies = append(bodies, s); return s }
 
 	w = c.api("GET", "/api/v1/questions", "", auth)
-	var settings QuestionSettings
+	var settings flow.QuestionSettings
 	if json.Unmarshal(w.Body.Bytes(), &settings) != nil || w.Code != 200 || len(settings.Questions) != 4 || settings.Required != 3 || settings.Ask != 2 {
 		t.Fatalf("questions: %d %s", w.Code, w.Body)
 	}
@@ -293,13 +293,13 @@ func TestAnswersNeverShown(t *testing.T) {
 	w = c.api("POST", "/api/v1/reset/verify", `{"flow":"`+fl.Flow+`","method":"`+emailID+`","code":"`+tb.inbox.LastCode(t, "carol@home.example")+`"}`, nil)
 	json.Unmarshal(w.Body.Bytes(), &fl)
 	w = c.api("POST", "/api/v1/reset/questions", `{"flow":"`+fl.Flow+`","method":"`+qid+`"}`, nil)
-	var asked struct{ Questions []Question }
+	var asked struct{ Questions []flow.Question }
 	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &asked) != nil || len(asked.Questions) != 2 {
 		t.Fatalf("send to questions: %d %s", w.Code, w.Body)
 	}
 	keep(w.Body.String())
 	by := map[string]string{settings.Questions[0].Text: "saffron teapot", settings.Questions[1].Text: "QUARTZ MEADOW", settings.Questions[2].Text: "velvet otter"}
-	verify := func(code string, answers []Answer) *struct {
+	verify := func(code string, answers []flow.Answer) *struct {
 		status int
 		body   string
 	} {

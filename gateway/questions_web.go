@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/latchkeyhq/latchkey/flow"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
@@ -36,14 +37,17 @@ func (s *Server) apiQuestions(c echo.Context) error {
 }
 
 // apiSetQuestions: POST /api/v1/methods {type: questions, answers}.
-func (s *Server) apiSetQuestions(c echo.Context, sess store.Session, typ, address string, answers []Answer) error {
-	if typ != MethodQuestions || address != "" {
-		return problem(CodeInvalidRequest, errors.New("answers go with type questions and no address"))
+func (s *Server) apiSetQuestions(c echo.Context, sess store.Session, in addMethodIn) error {
+	if in.Label != "" {
+		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("only a passkey has a label"))
 	}
-	if len(answers) > maxAnswersInRequest {
-		return problem(CodeInvalidRequest, errors.New("too many answers"))
+	if in.Address != "" {
+		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("answers go with type questions and no address"))
 	}
-	mv, err := s.svc.SetQuestions(c.Request().Context(), sess, answers, meta(c))
+	if len(in.Answers) > maxAnswersInRequest {
+		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("too many answers"))
+	}
+	mv, err := s.svc.SetQuestions(c.Request().Context(), sess, in.Answers, meta(c))
 	if err != nil {
 		return err
 	}
@@ -62,9 +66,9 @@ func (s *Server) apiFlowQuestions(c echo.Context) error {
 		return err
 	}
 	if !ok {
-		return problem(CodeInvalidRequest, errors.New("not a security questions method of the flow"))
+		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("not a security questions method of the flow"))
 	}
-	return c.JSON(http.StatusOK, map[string]any{"questions": append([]Question{}, qs...)})
+	return c.JSON(http.StatusOK, map[string]any{"questions": append([]flow.Question{}, qs...)})
 }
 
 // ---------------------------------------------------------------- registration pages
@@ -76,7 +80,7 @@ type questionRow struct {
 }
 
 type questionsPageData struct {
-	Questions   []Question
+	Questions   []flow.Question
 	Rows        []questionRow
 	AllowCustom bool
 	Ask         int
@@ -101,7 +105,7 @@ func (s *Server) questionsData(c echo.Context, sess store.Session, chosen []ques
 		d.Rows = append(d.Rows, r)
 	}
 	if ms, err := s.svc.Methods(c.Request().Context(), sess); err == nil {
-		d.Replace = slices.ContainsFunc(ms, func(m MethodView) bool { return m.Type == MethodQuestions })
+		d.Replace = slices.ContainsFunc(ms, func(m flow.MethodView) bool { return m.Type == flow.MethodQuestions })
 	}
 	return d, nil
 }
@@ -127,7 +131,7 @@ func (s *Server) setQuestions(c echo.Context) error {
 		return s.redirect(c, "/register")
 	}
 	n := s.o.Questions.Required
-	answers := make([]Answer, 0, n)
+	answers := make([]flow.Answer, 0, n)
 	rows := make([]questionRow, 0, n)
 	for i := range n {
 		q, custom := formValue(c, "question-"+strconv.Itoa(i)), strings.TrimSpace(formValue(c, "custom-"+strconv.Itoa(i)))
@@ -135,11 +139,11 @@ func (s *Server) setQuestions(c echo.Context) error {
 		if custom != "" && s.o.Questions.AllowCustom {
 			q = custom
 		}
-		answers = append(answers, Answer{Question: q, Answer: formValue(c, "answer-"+strconv.Itoa(i))})
+		answers = append(answers, flow.Answer{Question: q, Answer: formValue(c, "answer-"+strconv.Itoa(i))})
 	}
 	if _, err := s.svc.SetQuestions(c.Request().Context(), sess, answers, meta(c)); err != nil {
-		p := asProblem(err)
-		if p.Code == CodeReauthRequired {
+		p := flow.AsProblem(err)
+		if p.Code == flow.CodeReauthRequired {
 			return s.redirect(c, "/register/methods")
 		}
 		if p.Status >= 500 {
@@ -158,12 +162,12 @@ func (s *Server) setQuestions(c echo.Context) error {
 
 type flowQuestionsPage struct {
 	Kind, ID  string
-	Questions []Question
+	Questions []flow.Question
 	// NotYet: no other method is proven yet, so nothing is asked
 	NotYet bool
 }
 
-func (s *Server) flowQuestionsPage(c echo.Context, kind string, f FlowView, d flowCodePage, p *Problem) error {
+func (s *Server) flowQuestionsPage(c echo.Context, kind string, f flow.FlowView, d flowCodePage, p *flow.Problem) error {
 	qs, _, err := s.svc.FlowQuestions(c.Request().Context(), kind, f.ID, d.ID, meta(c))
 	if err == nil && len(qs) == 0 {
 		// already answered in this flow: nothing to ask (the methods page
@@ -173,8 +177,8 @@ func (s *Server) flowQuestionsPage(c echo.Context, kind string, f FlowView, d fl
 	page := flowQuestionsPage{Kind: kind, ID: d.ID, Questions: qs}
 	status := http.StatusOK
 	if err != nil {
-		ep := asProblem(err)
-		if ep.Code != CodeNotVerified {
+		ep := flow.AsProblem(err)
+		if ep.Code != flow.CodeNotVerified {
 			return ep
 		}
 		page.NotYet = true
@@ -189,20 +193,20 @@ func (s *Server) flowQuestionsPage(c echo.Context, kind string, f FlowView, d fl
 // answers; the service refuses them unless they answer exactly the
 // questions asked (asking the questions again here would audit them as
 // asked once more).
-func (s *Server) flowVerifyAnswers(c echo.Context, kind string, f FlowView, d flowCodePage) error {
-	var answers []Answer
+func (s *Server) flowVerifyAnswers(c echo.Context, kind string, f flow.FlowView, d flowCodePage) error {
+	var answers []flow.Answer
 	for k := range c.Request().PostForm {
 		if id, ok := strings.CutPrefix(k, "answer-"); ok {
-			answers = append(answers, Answer{Question: id, Answer: formValue(c, k)})
+			answers = append(answers, flow.Answer{Question: id, Answer: formValue(c, k)})
 		}
 	}
 	if len(answers) > maxAnswersInRequest {
-		return s.flowQuestionsPage(c, kind, f, d, problem(CodeInvalidRequest, errors.New("too many answers")))
+		return s.flowQuestionsPage(c, kind, f, d, flow.NewProblem(flow.CodeInvalidRequest, errors.New("too many answers")))
 	}
 	nf, err := s.svc.VerifyFlowAnswers(c.Request().Context(), kind, f.ID, d.ID, answers, meta(c))
 	if err != nil {
-		p := asProblem(err)
-		if p.Code == CodeFlowExpired {
+		p := flow.AsProblem(err)
+		if p.Code == flow.CodeFlowExpired {
 			return s.flowExpired(c, kind)
 		}
 		if p.Status >= 500 {

@@ -25,11 +25,11 @@ import (
 
 // Server is the HTTP face of a Service.
 type Server struct {
-	svc   *Service
+	svc   *flow.Service
 	e     *echo.Echo
 	stats *metrics
 	// o are the service's options
-	o     Options
+	o     flow.Options
 	pages map[string]*template.Template
 	// cookie names: __Host- prefixed and Secure behind https
 	secure                                bool
@@ -60,7 +60,7 @@ const (
 )
 
 // New builds the HTTP server around svc.
-func New(svc *Service) (*Server, error) {
+func New(svc *flow.Service) (*Server, error) {
 	s := &Server{svc: svc, e: echo.New(), stats: newMetrics(svc)}
 	o := svc.Options()
 	s.o = o
@@ -152,7 +152,7 @@ func (s *Server) base(next echo.HandlerFunc) echo.HandlerFunc {
 		// OPTIONS (no CORS preflight answers), no TRACE (no echo of the
 		// request), no CONNECT.
 		if !knownMethod(c.Request().Method) {
-			return problem(CodeMethodNotAllowed, nil)
+			return flow.NewProblem(flow.CodeMethodNotAllowed, nil)
 		}
 		c.Set(ctxClientIP, s.clientIP(c.Request()))
 		c.Request().Body = http.MaxBytesReader(c.Response(), c.Request().Body, maxBody)
@@ -209,10 +209,10 @@ func (s *Server) trusted(a netip.Addr) bool {
 	return false
 }
 
-func meta(c echo.Context) Meta {
+func meta(c echo.Context) flow.Meta {
 	id, _ := c.Get(ctxRequestID).(string)
 	ip, _ := c.Get(ctxClientIP).(string)
-	return Meta{RequestID: id, ClientIP: ip}
+	return flow.Meta{RequestID: id, ClientIP: ip}
 }
 
 // handleError is the one error handler: fixed messages with a request id
@@ -221,33 +221,33 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	var p *Problem
+	var p *flow.Problem
 	var he *echo.HTTPError
 	switch {
 	case errors.As(err, &p):
 	case errors.As(err, &he):
 		switch he.Code {
 		case http.StatusNotFound:
-			p = problem(CodeNotFound, nil)
+			p = flow.NewProblem(flow.CodeNotFound, nil)
 		case http.StatusMethodNotAllowed:
-			p = problem(CodeMethodNotAllowed, nil)
+			p = flow.NewProblem(flow.CodeMethodNotAllowed, nil)
 		case http.StatusRequestEntityTooLarge:
-			p = problem(CodeTooLarge, nil)
+			p = flow.NewProblem(flow.CodeTooLarge, nil)
 		case http.StatusBadRequest:
-			p = problem(CodeInvalidRequest, err)
+			p = flow.NewProblem(flow.CodeInvalidRequest, err)
 		default:
-			p = problem(CodeInternal, err)
+			p = flow.NewProblem(flow.CodeInternal, err)
 		}
 	default:
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			p = problem(CodeTooLarge, nil)
+			p = flow.NewProblem(flow.CodeTooLarge, nil)
 		} else {
-			p = problem(CodeInternal, err)
+			p = flow.NewProblem(flow.CodeInternal, err)
 		}
 	}
 	m := meta(c)
-	if p.Code == CodeCSRF {
+	if p.Code == flow.CodeCSRF {
 		s.svc.Record(c.Request().Context(), m, "blocked", "", "csrf", map[string]string{"path": c.Path()})
 	}
 	if p.Status >= 500 {
@@ -280,26 +280,26 @@ type pageData struct {
 	// Demo shows the "not for production" banner and the outbox link.
 	Demo          bool
 	Notice, Error string
-	Errors        []Violation
+	Errors        []flow.Violation
 	Data          any
 }
 
-func (s *Server) render(c echo.Context, status int, page, title string, data any, p *Problem) error {
+func (s *Server) render(c echo.Context, status int, page, title string, data any, p *flow.Problem) error {
 	t, ok := s.pages[page]
 	if !ok {
-		return problem(CodeInternal, errors.New("no page "+page))
+		return flow.NewProblem(flow.CodeInternal, errors.New("no page "+page))
 	}
 	d := pageData{Title: title, Product: s.o.ProductName, Helpdesk: s.o.Helpdesk, CSRF: s.csrfToken(c),
 		Notice: notices[c.QueryParam("notice")], Data: data, Demo: s.svc.Demo() != nil}
 	if p != nil {
 		d.Error, d.Errors, d.RequestID = p.Message(), p.Violations, meta(c).RequestID
-		if len(p.Violations) > 0 && p.Code == CodePasswordRejected {
+		if len(p.Violations) > 0 && p.Code == flow.CodePasswordRejected {
 			d.Error = "The new password was not accepted:"
 		}
 	}
 	var b strings.Builder
 	if err := t.ExecuteTemplate(&b, "layout", d); err != nil {
-		return problem(CodeInternal, err)
+		return flow.NewProblem(flow.CodeInternal, err)
 	}
 	return c.HTML(status, b.String())
 }
@@ -344,18 +344,18 @@ func (s *Server) checkCSRF(c echo.Context) error {
 	r := c.Request()
 	site := r.Header.Get("Sec-Fetch-Site")
 	if site != "" && site != "same-origin" && site != "none" {
-		return problem(CodeCSRF, errors.New("cross-site request"))
+		return flow.NewProblem(flow.CodeCSRF, errors.New("cross-site request"))
 	}
 	if o := r.Header.Get("Origin"); o != "" && o != s.origin && !(o == "null" && site == "same-origin") {
-		return problem(CodeCSRF, errors.New("foreign origin"))
+		return flow.NewProblem(flow.CodeCSRF, errors.New("foreign origin"))
 	}
 	ck, err := c.Cookie(s.cookieCSRF)
 	if err != nil || len(ck.Value) < 32 {
-		return problem(CodeCSRF, errors.New("no csrf cookie"))
+		return flow.NewProblem(flow.CodeCSRF, errors.New("no csrf cookie"))
 	}
 	got, err := base64.RawURLEncoding.DecodeString(formValue(c, "_csrf"))
 	if err != nil || !hmac.Equal(got, s.svc.CSRFMAC(ck.Value)) {
-		return problem(CodeCSRF, errors.New("bad csrf token"))
+		return flow.NewProblem(flow.CodeCSRF, errors.New("bad csrf token"))
 	}
 	c.Set(ctxCSRFCookie, ck.Value)
 	return nil

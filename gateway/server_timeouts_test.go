@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey/config"
+	"github.com/latchkeyhq/latchkey/flow"
 )
 
 // The HTTP server's timeouts are the options' (server.*_timeout, set by
@@ -28,7 +29,7 @@ func TestHTTPServerTimeoutsAreTheOptions(t *testing.T) {
 			t.Errorf("zero options: %s %s, config's default %s", c.name, c.got, c.want)
 		}
 	}
-	hs = newTestbed(t, func(o *Options) {
+	hs = newTestbed(t, func(o *flow.Options) {
 		o.ReadHeaderTimeout, o.ReadTimeout, o.WriteTimeout, o.IdleTimeout = 2*time.Second, 3*time.Second, 4*time.Second, 6*time.Second
 	}).srv.HTTPServer("127.0.0.1:0")
 	if hs.ReadHeaderTimeout != 2*time.Second || hs.ReadTimeout != 3*time.Second || hs.WriteTimeout != 4*time.Second || hs.IdleTimeout != 6*time.Second {

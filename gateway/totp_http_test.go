@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchkeyhq/latchkey/flow"
 	"github.com/latchkeyhq/latchkey/internal/flowtest"
 	"github.com/latchkeyhq/latchkey/store"
 )
@@ -75,7 +76,7 @@ func TestTOTPEnrolmentOverTheAPI(t *testing.T) {
 		t.Fatalf("pending app: %s", l)
 	}
 	// not active before a code: not offered for reset
-	if f, _ := tb.svc.StartFlow(context.Background(), "reset", "carol", Meta{}); slices.ContainsFunc(f.Methods, func(o Offered) bool { return o.ID == en.ID }) {
+	if f, _ := tb.svc.StartFlow(context.Background(), "reset", "carol", flow.Meta{}); slices.ContainsFunc(f.Methods, func(o flow.Offered) bool { return o.ID == en.ID }) {
 		t.Fatalf("an unverified app is offered: %+v", f.Methods)
 	}
 	// nothing to resend to an app
@@ -94,11 +95,11 @@ func TestTOTPEnrolmentOverTheAPI(t *testing.T) {
 		t.Fatalf("verified app: %s", l)
 	}
 	f, mid := tb.appFlow(t, "carol")
-	if err := tb.svc.SendFlowCode(context.Background(), "reset", f.ID, mid, Meta{}); err != nil {
+	if err := tb.svc.SendFlowCode(context.Background(), "reset", f.ID, mid, flow.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	clk.Add(30 * time.Second)
-	if _, err := tb.svc.VerifyFlowCode(context.Background(), "reset", f.ID, mid, flowtest.CodeAt(t, en.Secret, clk.Now()), Meta{}); err != nil {
+	if _, err := tb.svc.VerifyFlowCode(context.Background(), "reset", f.ID, mid, flowtest.CodeAt(t, en.Secret, clk.Now()), flow.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	tb.svc.Close() // every message sent, every log line written

@@ -11,6 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/latchkeyhq/latchkey/flow"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
@@ -23,20 +24,20 @@ func (s *Server) form(h echo.HandlerFunc) echo.HandlerFunc {
 		r := c.Request()
 		ct := r.Header.Get("Content-Type")
 		if !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
-			return problem(CodeInvalidRequest, errors.New("not a form"))
+			return flow.NewProblem(flow.CodeInvalidRequest, errors.New("not a form"))
 		}
 		if err := r.ParseForm(); err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
-				return problem(CodeTooLarge, nil)
+				return flow.NewProblem(flow.CodeTooLarge, nil)
 			}
-			return problem(CodeInvalidRequest, err)
+			return flow.NewProblem(flow.CodeInvalidRequest, err)
 		}
 		if err := strictValues(r.PostForm); err != nil {
 			return err
 		}
 		if len(r.URL.RawQuery) > 0 && r.URL.Query().Has("_csrf") {
-			return problem(CodeInvalidRequest, errors.New("token in query"))
+			return flow.NewProblem(flow.CodeInvalidRequest, errors.New("token in query"))
 		}
 		if err := s.checkCSRF(c); err != nil {
 			return err
@@ -48,10 +49,10 @@ func (s *Server) form(h echo.HandlerFunc) echo.HandlerFunc {
 func strictValues(v url.Values) error {
 	for k, vs := range v {
 		if len(vs) > 1 {
-			return problem(CodeInvalidRequest, errors.New("repeated field "+k))
+			return flow.NewProblem(flow.CodeInvalidRequest, errors.New("repeated field "+k))
 		}
 		if len(vs[0]) > maxField {
-			return problem(CodeInvalidRequest, errors.New("field too long "+k))
+			return flow.NewProblem(flow.CodeInvalidRequest, errors.New("field too long "+k))
 		}
 	}
 	return nil
@@ -79,7 +80,7 @@ func (s *Server) home(c echo.Context) error {
 func (s *Server) sessionFromCookie(c echo.Context) (store.Session, error) {
 	ck, err := c.Cookie(s.cookieSession)
 	if err != nil {
-		return store.Session{}, problem(CodeSessionExpired, nil)
+		return store.Session{}, flow.NewProblem(flow.CodeSessionExpired, nil)
 	}
 	return s.svc.Session(c.Request().Context(), ck.Value)
 }
@@ -99,8 +100,8 @@ func (s *Server) signIn(c echo.Context) error {
 	username := formValue(c, "username")
 	sess, err := s.svc.SignIn(ctx, username, formValue(c, "password"), meta(c))
 	if err != nil {
-		p := asProblem(err)
-		if p.Code == CodeNotEligible {
+		p := flow.AsProblem(err)
+		if p.Code == flow.CodeNotEligible {
 			return s.render(c, http.StatusForbidden, "not_eligible", "Not available for your account", nil, nil)
 		}
 		return s.render(c, p.Status, "signin", "Register recovery methods", struct{ Username string }{username}, p)
@@ -110,7 +111,7 @@ func (s *Server) signIn(c echo.Context) error {
 }
 
 type methodsPage struct {
-	Methods                                            []MethodView
+	Methods                                            []flow.MethodView
 	HasVerified, CanEmail, CanSMS, CanTOTP, NeedReauth bool
 	// CanPasskey: passkeys are on (the page that adds one needs JavaScript)
 	CanPasskey bool
@@ -128,15 +129,15 @@ func (s *Server) methodsData(c echo.Context, sess store.Session) (methodsPage, e
 	d := methodsPage{Methods: ms}
 	for _, m := range ms {
 		d.HasVerified = d.HasVerified || m.Verified
-		d.HasTOTP = d.HasTOTP || (m.Type == MethodTOTP && m.Verified)
-		d.HasQuestions = d.HasQuestions || m.Type == MethodQuestions
+		d.HasTOTP = d.HasTOTP || (m.Type == flow.MethodTOTP && m.Verified)
+		d.HasQuestions = d.HasQuestions || m.Type == flow.MethodQuestions
 	}
 	for _, t := range s.svc.AvailableMethodTypes() {
 		d.CanEmail = d.CanEmail || t == store.MethodEmail
 		d.CanSMS = d.CanSMS || t == store.MethodSMS
-		d.CanTOTP = d.CanTOTP || t == MethodTOTP
-		d.CanPasskey = d.CanPasskey || t == MethodWebAuthn
-		d.CanQuestions = d.CanQuestions || t == MethodQuestions
+		d.CanTOTP = d.CanTOTP || t == flow.MethodTOTP
+		d.CanPasskey = d.CanPasskey || t == flow.MethodWebAuthn
+		d.CanQuestions = d.CanQuestions || t == flow.MethodQuestions
 	}
 	d.NeedReauth = s.svc.NeedsReauth(sess)
 	return d, nil
@@ -155,7 +156,7 @@ func (s *Server) methodsPage(c echo.Context) error {
 }
 
 func (s *Server) methodsError(c echo.Context, sess store.Session, err error) error {
-	p := asProblem(err)
+	p := flow.AsProblem(err)
 	if p.Status >= 500 {
 		return p
 	}
@@ -171,12 +172,12 @@ func (s *Server) addMethod(c echo.Context) error {
 	if err != nil {
 		return s.redirect(c, "/register")
 	}
-	if formValue(c, "type") == MethodTOTP {
-		return s.enrolTOTP(c, sess)
-	}
-	if formValue(c, "type") == MethodWebAuthn {
-		return s.beginPasskeyPage(c, sess)
-	}
+	return webKindOf(formValue(c, "type")).addPage(s, c, sess)
+}
+
+// addAddress adds a destination and leads to the page where its code is
+// typed.
+func (s *Server) addAddress(c echo.Context, sess store.Session) error {
 	mv, err := s.svc.AddMethod(c.Request().Context(), sess, formValue(c, "type"), formValue(c, "address"), meta(c))
 	if err != nil {
 		return s.methodsError(c, sess, err)
@@ -228,17 +229,17 @@ func (s *Server) reauth(c echo.Context) error {
 	return s.redirect(c, "/register/methods?notice=reauth_ok")
 }
 
-func (s *Server) findMethod(c echo.Context, sess store.Session) (MethodView, error) {
+func (s *Server) findMethod(c echo.Context, sess store.Session) (flow.MethodView, error) {
 	ms, err := s.svc.Methods(c.Request().Context(), sess)
 	if err != nil {
-		return MethodView{}, err
+		return flow.MethodView{}, err
 	}
 	for _, m := range ms {
 		if m.ID == c.Param("id") {
 			return m, nil
 		}
 	}
-	return MethodView{}, problem(CodeMethodNotFound, nil)
+	return flow.MethodView{}, flow.NewProblem(flow.CodeMethodNotFound, nil)
 }
 
 func (s *Server) verifyMethodPage(c echo.Context) error {
@@ -266,7 +267,7 @@ func (s *Server) verifyMethod(c echo.Context) error {
 		return err
 	}
 	if _, err := s.svc.VerifyMethod(c.Request().Context(), sess, m.ID, formValue(c, "code"), meta(c)); err != nil {
-		p := asProblem(err)
+		p := flow.AsProblem(err)
 		if p.Status >= 500 {
 			return p
 		}
@@ -330,7 +331,7 @@ func (s *Server) flowStart(c echo.Context) error {
 	kind := kindOf(c)
 	f, err := s.svc.StartFlow(c.Request().Context(), kind, formValue(c, "username"), meta(c))
 	if err != nil {
-		p := asProblem(err)
+		p := flow.AsProblem(err)
 		if p.Status >= 500 {
 			return p
 		}
@@ -341,14 +342,14 @@ func (s *Server) flowStart(c echo.Context) error {
 }
 
 // flowFromCookie returns the flow of this browser for the page's kind.
-func (s *Server) flowFromCookie(c echo.Context, kind string) (FlowView, error) {
+func (s *Server) flowFromCookie(c echo.Context, kind string) (flow.FlowView, error) {
 	ck, err := c.Cookie(s.cookieFlow)
 	if err != nil {
-		return FlowView{}, problem(CodeFlowExpired, nil)
+		return flow.FlowView{}, flow.NewProblem(flow.CodeFlowExpired, nil)
 	}
 	k, id, ok := strings.Cut(ck.Value, ".")
 	if !ok || k != kind {
-		return FlowView{}, problem(CodeFlowExpired, nil)
+		return flow.FlowView{}, flow.NewProblem(flow.CodeFlowExpired, nil)
 	}
 	return s.svc.Flow(c.Request().Context(), kind, id)
 }
@@ -369,20 +370,11 @@ type flowMethodsPage struct {
 	NeedsOffered bool
 }
 
-// kindNames are the method kinds as a sentence names them.
-var kindNames = map[string]string{
-	"email":         "an email address",
-	"sms":           "a mobile phone number",
-	MethodTOTP:      "an authenticator app",
-	MethodWebAuthn:  "a passkey",
-	MethodQuestions: "security questions",
-}
-
 // kindsSentence joins kinds as "a, b or c".
 func kindsSentence(kinds []string) string {
 	names := make([]string, 0, len(kinds))
 	for _, k := range kinds {
-		if n, ok := kindNames[k]; ok {
+		if n := webKinds[k].name; n != "" {
 			names = append(names, n)
 		}
 	}
@@ -392,7 +384,7 @@ func kindsSentence(kinds []string) string {
 	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
-func (s *Server) flowMethodsData(kind string, f FlowView) flowMethodsPage {
+func (s *Server) flowMethodsData(kind string, f flow.FlowView) flowMethodsPage {
 	d := flowMethodsPage{Kind: kind, Required: f.Required, Remaining: f.Remaining, Needs: kindsSentence(f.Needs)}
 	for _, m := range f.Methods {
 		verified := slices.Contains(f.Verified, m.ID)
@@ -406,7 +398,7 @@ func (s *Server) flowMethodsData(kind string, f FlowView) flowMethodsPage {
 
 func (s *Server) flowExpired(c echo.Context, kind string) error {
 	c.SetCookie(s.cookie(s.cookieFlow, "", -1))
-	return s.render(c, http.StatusGone, "flow_start", flowTitle(kind), struct{ Kind string }{kind}, problem(CodeFlowExpired, nil))
+	return s.render(c, http.StatusGone, "flow_start", flowTitle(kind), struct{ Kind string }{kind}, flow.NewProblem(flow.CodeFlowExpired, nil))
 }
 
 func (s *Server) flowMethodsPage(c echo.Context) error {
@@ -435,9 +427,12 @@ func (s *Server) flowSend(c echo.Context) error {
 		return s.flowExpired(c, kind)
 	}
 	method := formValue(c, "method")
-	if offeredType(f, method) == MethodWebAuthn {
-		return s.flowPasskeyPage(c, kind, f, method, nil)
-	}
+	return webKindOf(offeredType(f, method)).choose(s, c, kind, f, method)
+}
+
+// flowSendCode sends a code to the method chosen and leads to the page
+// where it is typed.
+func (s *Server) flowSendCode(c echo.Context, kind string, f flow.FlowView, method string) error {
 	if err := s.svc.SendFlowCode(c.Request().Context(), kind, f.ID, method, meta(c)); err != nil {
 		return err
 	}
@@ -449,7 +444,7 @@ type flowCodePage struct {
 	Minutes              int
 }
 
-func (s *Server) flowCodeData(kind string, f FlowView, method string) (flowCodePage, bool) {
+func (s *Server) flowCodeData(kind string, f flow.FlowView, method string) (flowCodePage, bool) {
 	for _, m := range f.Methods {
 		if m.ID == method {
 			return flowCodePage{Kind: kind, ID: m.ID, Type: m.Type, Hint: m.Hint, Minutes: int(s.o.CodeTTL.Minutes())}, true
@@ -468,9 +463,11 @@ func (s *Server) flowCodePage(c echo.Context) error {
 	if !ok {
 		return s.redirect(c, "/"+kind+"/methods")
 	}
-	if d.Type == MethodQuestions {
-		return s.flowQuestionsPage(c, kind, f, d, nil)
-	}
+	return webKindOf(d.Type).provePage(s, c, kind, f, d)
+}
+
+// flowCodeForm shows the page where a code sent is typed.
+func (s *Server) flowCodeForm(c echo.Context, kind string, _ flow.FlowView, d flowCodePage) error {
 	return s.render(c, http.StatusOK, "flow_code", flowTitle(kind), d, nil)
 }
 
@@ -481,13 +478,20 @@ func (s *Server) flowVerify(c echo.Context) error {
 		return s.flowExpired(c, kind)
 	}
 	method := formValue(c, "method")
-	if d, ok := s.flowCodeData(kind, f, method); ok && d.Type == MethodQuestions {
-		return s.flowVerifyAnswers(c, kind, f, d)
+	if d, ok := s.flowCodeData(kind, f, method); ok {
+		return webKindOf(d.Type).prove(s, c, kind, f, d)
 	}
+	// not a method of the flow: flow says why
+	return s.flowVerifyCode(c, kind, f, flowCodePage{ID: method})
+}
+
+// flowVerifyCode checks the code typed for method d.ID.
+func (s *Server) flowVerifyCode(c echo.Context, kind string, f flow.FlowView, d flowCodePage) error {
+	method := d.ID
 	nf, err := s.svc.VerifyFlowCode(c.Request().Context(), kind, f.ID, method, formValue(c, "code"), meta(c))
 	if err != nil {
-		p := asProblem(err)
-		if p.Code == CodeFlowExpired {
+		p := flow.AsProblem(err)
+		if p.Code == flow.CodeFlowExpired {
 			return s.flowExpired(c, kind)
 		}
 		d, ok := s.flowCodeData(kind, f, method)
@@ -504,7 +508,7 @@ func (s *Server) flowVerify(c echo.Context) error {
 }
 
 type passwordPage struct {
-	Rules PasswordRules
+	Rules flow.PasswordRules
 }
 
 func (s *Server) resetPasswordPage(c echo.Context) error {
@@ -514,7 +518,7 @@ func (s *Server) resetPasswordPage(c echo.Context) error {
 	}
 	rules, err := s.svc.FlowPasswordRules(c.Request().Context(), f.ID)
 	if err != nil {
-		if asProblem(err).Code == CodeNotVerified {
+		if flow.AsProblem(err).Code == flow.CodeNotVerified {
 			return s.redirect(c, "/reset/methods")
 		}
 		return err
@@ -531,24 +535,24 @@ func (s *Server) resetPassword(c echo.Context) error {
 	pw := formValue(c, "password")
 	var perr error
 	if pw != formValue(c, "confirm") {
-		p := problem(CodePasswordRejected, nil)
-		p.Violations = []Violation{{Code: "mismatch", Message: "The two passwords are not the same."}}
+		p := flow.NewProblem(flow.CodePasswordRejected, nil)
+		p.Violations = []flow.Violation{{Code: "mismatch", Message: "The two passwords are not the same."}}
 		perr = p
 	} else {
 		perr = s.svc.CompleteFlow(ctx, store.FlowReset, f.ID, pw, meta(c))
 	}
 	if perr != nil {
-		p := asProblem(perr)
+		p := flow.AsProblem(perr)
 		switch {
-		case p.Code == CodeFlowExpired:
+		case p.Code == flow.CodeFlowExpired:
 			return s.flowExpired(c, store.FlowReset)
-		case p.Code == CodeAlreadyCompleted:
+		case p.Code == flow.CodeAlreadyCompleted:
 			// an earlier submission, whose answer was lost, set the password
 			c.SetCookie(s.cookie(s.cookieFlow, "", -1))
 			return s.render(c, p.Status, "flow_start", flowTitle(store.FlowReset), struct{ Kind string }{store.FlowReset}, p)
-		case p.Code == CodeNotVerified, p.Code == CodeMethodKindRequired:
+		case p.Code == flow.CodeNotVerified, p.Code == flow.CodeMethodKindRequired:
 			return s.redirect(c, "/reset/methods")
-		case p.Status >= 500 && p.Code != CodeUnavailable:
+		case p.Status >= 500 && p.Code != flow.CodeUnavailable:
 			return p
 		}
 		rules, _ := s.svc.FlowPasswordRules(ctx, f.ID)
@@ -575,8 +579,8 @@ func (s *Server) unlockComplete(c echo.Context) error {
 		return s.flowExpired(c, store.FlowUnlock)
 	}
 	if err := s.svc.CompleteFlow(c.Request().Context(), store.FlowUnlock, f.ID, "", meta(c)); err != nil {
-		p := asProblem(err)
-		if p.Code == CodeNotVerified || p.Code == CodeMethodKindRequired {
+		p := flow.AsProblem(err)
+		if p.Code == flow.CodeNotVerified || p.Code == flow.CodeMethodKindRequired {
 			return s.redirect(c, "/unlock/methods")
 		}
 		return p
@@ -602,7 +606,7 @@ func (s *Server) unlockDone(c echo.Context) error {
 
 type changePage struct {
 	Username string
-	Rules    PasswordRules
+	Rules    flow.PasswordRules
 }
 
 func (s *Server) changePage(c echo.Context) error {
@@ -613,15 +617,15 @@ func (s *Server) change(c echo.Context) error {
 	username := formValue(c, "username")
 	var err error
 	if formValue(c, "new_password") != formValue(c, "confirm") {
-		p := problem(CodePasswordRejected, nil)
-		p.Violations = []Violation{{Code: "mismatch", Message: "The two new passwords are not the same."}}
+		p := flow.NewProblem(flow.CodePasswordRejected, nil)
+		p.Violations = []flow.Violation{{Code: "mismatch", Message: "The two new passwords are not the same."}}
 		err = p
 	} else {
 		err = s.svc.Change(c.Request().Context(), username, formValue(c, "old_password"), formValue(c, "new_password"), meta(c))
 	}
 	if err != nil {
-		p := asProblem(err)
-		if p.Status >= 500 && p.Code != CodeUnavailable {
+		p := flow.AsProblem(err)
+		if p.Status >= 500 && p.Code != flow.CodeUnavailable {
 			return p
 		}
 		return s.render(c, p.Status, "change", "Change your password", changePage{Username: username, Rules: s.svc.GeneralPasswordRules(c.Request().Context())}, p)

@@ -32,7 +32,7 @@ type passkeyPage struct {
 	Options string
 }
 
-func (s *Server) renderPasskey(c echo.Context, status int, title string, d passkeyPage, p *Problem) error {
+func (s *Server) renderPasskey(c echo.Context, status int, title string, d passkeyPage, p *flow.Problem) error {
 	c.Response().Header().Set("Content-Security-Policy", cspPasskey)
 	return s.render(c, status, "passkey", title, d, p)
 }
@@ -44,18 +44,18 @@ func (s *Server) passkeyForm(h echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
 		if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
-			return problem(CodeInvalidRequest, errors.New("not a form"))
+			return flow.NewProblem(flow.CodeInvalidRequest, errors.New("not a form"))
 		}
 		if err := r.ParseForm(); err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
-				return problem(CodeTooLarge, nil)
+				return flow.NewProblem(flow.CodeTooLarge, nil)
 			}
-			return problem(CodeInvalidRequest, err)
+			return flow.NewProblem(flow.CodeInvalidRequest, err)
 		}
 		cred := r.PostForm["credential"]
 		if len(cred) > 1 || (len(cred) == 1 && len(cred[0]) > flow.MaxCredentialJSON) {
-			return problem(CodeInvalidRequest, errors.New("bad credential field"))
+			return flow.NewProblem(flow.CodeInvalidRequest, errors.New("bad credential field"))
 		}
 		rest := url.Values{}
 		for k, v := range r.PostForm {
@@ -67,7 +67,7 @@ func (s *Server) passkeyForm(h echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 		if r.URL.Query().Has("_csrf") {
-			return problem(CodeInvalidRequest, errors.New("token in query"))
+			return flow.NewProblem(flow.CodeInvalidRequest, errors.New("token in query"))
 		}
 		if err := s.checkCSRF(c); err != nil {
 			return err
@@ -103,7 +103,7 @@ func (s *Server) finishPasskey(c echo.Context) error {
 // ---------------------------------------------------------------- reset and unlock pages
 
 // offeredType is the type of one method offered in a flow ("" if none).
-func offeredType(f FlowView, id string) string {
+func offeredType(f flow.FlowView, id string) string {
 	for _, m := range f.Methods {
 		if m.ID == id {
 			return m.Type
@@ -114,10 +114,10 @@ func offeredType(f FlowView, id string) string {
 
 // flowPasskeyPage asks for new assertion options and shows the page that
 // uses them.
-func (s *Server) flowPasskeyPage(c echo.Context, kind string, f FlowView, method string, p *Problem) error {
+func (s *Server) flowPasskeyPage(c echo.Context, kind string, f flow.FlowView, method string, p *flow.Problem) error {
 	pc, err := s.svc.SendFlowChallenge(c.Request().Context(), kind, f.ID, method, meta(c))
 	if err != nil {
-		if asProblem(err).Code == CodeFlowExpired {
+		if flow.AsProblem(err).Code == flow.CodeFlowExpired {
 			return s.flowExpired(c, kind)
 		}
 		return err
@@ -142,11 +142,11 @@ func (s *Server) flowPasskey(c echo.Context) error {
 	method := formValue(c, "method")
 	nf, err := s.svc.VerifyFlowPasskey(c.Request().Context(), kind, f.ID, method, []byte(formValue(c, "credential")), meta(c))
 	if err != nil {
-		p := asProblem(err)
+		p := flow.AsProblem(err)
 		switch {
-		case p.Code == CodeFlowExpired:
+		case p.Code == flow.CodeFlowExpired:
 			return s.flowExpired(c, kind)
-		case p.Status >= 500 || offeredType(f, method) != MethodWebAuthn:
+		case p.Status >= 500 || offeredType(f, method) != flow.MethodWebAuthn:
 			return p
 		}
 		// the ceremony is used up: a new one, with the error
@@ -169,19 +169,23 @@ func passkeyCredential(raw json.RawMessage) ([]byte, bool, error) {
 	}
 	body, ok := flow.CredentialJSON(raw)
 	if !ok {
-		return nil, true, problem(CodeInvalidRequest, errors.New("credential must be a JSON object"))
+		return nil, true, flow.NewProblem(flow.CodeInvalidRequest, errors.New("credential must be a JSON object"))
 	}
 	return body, true, nil
 }
 
-func (s *Server) apiAddPasskey(c echo.Context, sess store.Session, address, label string) error {
-	if address != "" {
-		return problem(CodeInvalidRequest, errors.New("a passkey has no address"))
+// apiAddPasskey: POST /api/v1/methods {type: webauthn, label}.
+func (s *Server) apiAddPasskey(c echo.Context, sess store.Session, in addMethodIn) error {
+	if in.Answers != nil {
+		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("a passkey has no answers"))
 	}
-	if err := field(label, 4*flow.PasskeyLabelMax); err != nil {
+	if in.Address != "" {
+		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("a passkey has no address"))
+	}
+	if err := field(in.Label, 4*flow.PasskeyLabelMax); err != nil {
 		return err
 	}
-	pc, err := s.svc.BeginPasskey(c.Request().Context(), sess, label, meta(c))
+	pc, err := s.svc.BeginPasskey(c.Request().Context(), sess, in.Label, meta(c))
 	if err != nil {
 		return err
 	}

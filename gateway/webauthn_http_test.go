@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/latchkeyhq/latchkey/flow"
 	"github.com/latchkeyhq/latchkey/internal/flowtest"
 )
 
@@ -44,10 +45,10 @@ func TestPasskeyAPI(t *testing.T) {
 	w = c.api("POST", "/api/v1/reset", `{"username":"carol"}`, nil)
 	var f struct {
 		Flow    string
-		Methods []Offered
+		Methods []flow.Offered
 	}
 	json.Unmarshal(w.Body.Bytes(), &f)
-	if len(f.Methods) != 1 || f.Methods[0].Type != MethodWebAuthn {
+	if len(f.Methods) != 1 || f.Methods[0].Type != flow.MethodWebAuthn {
 		t.Fatalf("reset methods: %s", w.Body)
 	}
 	w = c.api("POST", "/api/v1/reset/send", `{"flow":"`+f.Flow+`","method":"`+f.Methods[0].ID+`"}`, nil)

@@ -144,9 +144,9 @@ func aad(parts ...string) []byte {
 // NormalizeAddress returns the form of an address used for the blind index
 // (CountAccountsByAddress): for MethodEmail the address trimmed of spaces and
 // lower-cased; for MethodSMS only a leading '+' and the digits (callers
-// should pass E.164 numbers). For other types, an address that is a JSON
-// object with a non-empty string member "index" is indexed by that member
-// alone: a record of which one field names the destination (a passkey's
+// should pass E.164 numbers). For other types (whose value is their
+// Method.Secret), a value that is a JSON object with a non-empty string
+// member "index" is indexed by that member alone: a record of which one field names the destination (a passkey's
 // credential id) is found by that field, whatever else it holds or later
 // holds (a signature counter). Other addresses are unchanged. It is exported
 // so callers can compare addresses the way the store does.

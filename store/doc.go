@@ -15,11 +15,16 @@
 //     passed it in.
 //   - Code values are never seen by the store: the caller passes a hash (an
 //     HMAC of the code) and the store compares hashes in constant time.
-//   - Method addresses (email addresses, phone numbers) and Flow.Data are
+//   - Method addresses (email addresses, phone numbers: Method.Address),
+//     method secrets (authenticator app seeds, security answer hashes,
+//     passkey credential records: Method.Secret) and Flow.Data are
 //     encrypted with AES-256-GCM under a key derived from the key given to
-//     the constructor, which is never written to the database. A keyed HMAC
-//     "blind index" of the normalized address lets [Store.CountAccountsByAddress]
-//     work without decrypting (for a JSON record address with an "index"
+//     the constructor, which is never written to the database. A method's
+//     address or secret is kept in one column (address_enc; which field it
+//     reads back into follows the method type: [HasDestination]), so rows
+//     written before Method.Secret existed read back the same. A keyed HMAC
+//     "blind index" of the normalized value lets [Store.CountAccountsByAddress]
+//     work without decrypting (for a JSON record secret with an "index"
 //     member, of that member: see [NormalizeAddress]).
 //     [Store.SwapMethodAddress] replaces an address only if the stored one
 //     is still the one the caller read, decrypting it in a transaction that

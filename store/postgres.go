@@ -251,11 +251,10 @@ const (
 
 // AddMethod implements Store.
 func (s *Postgres) AddMethod(ctx context.Context, m Method) error {
-	if m.ID == "" || m.AccountID == "" || m.Type == "" || m.Address == "" {
-		return fmt.Errorf("%w: method id, account, type and address are required", ErrInvalid)
+	enc, idx, err := s.k.sealMethod(m)
+	if err != nil {
+		return err
 	}
-	enc := s.k.seal([]byte(m.Address), methodAAD(m.AccountID, m.ID, m.Type))
-	idx := s.k.addressIndex(m.Type, m.Address)
 	tag, err := s.pool.Exec(ctx, `INSERT INTO methods
 		(account_id, id, type, address_enc, address_idx, verified, created_at, verified_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
@@ -279,11 +278,9 @@ func (s *Postgres) scanMethod(row pgx.Row) (Method, error) {
 	if err := row.Scan(&m.AccountID, &m.ID, &m.Type, &enc, &m.Verified, &created, &verifiedAt); err != nil {
 		return Method{}, err
 	}
-	addr, err := s.k.open(enc, methodAAD(m.AccountID, m.ID, m.Type))
-	if err != nil {
+	if err := s.k.openMethod(&m, enc); err != nil {
 		return Method{}, err
 	}
-	m.Address = string(addr)
 	m.CreatedAt = created.UTC()
 	m.VerifiedAt = fromPGTime(verifiedAt)
 	return m, nil

@@ -19,14 +19,13 @@ const pgMethodsLockClass int32 = 0x6c6b_6d31 // "lkm1"
 // the account serializes the count and the insert across instances (a
 // row lock cannot: there is no row yet to lock).
 func (s *Postgres) AddMethodWithin(ctx context.Context, m Method, limit int) error {
-	if m.ID == "" || m.AccountID == "" || m.Type == "" || m.Address == "" {
-		return fmt.Errorf("%w: method id, account, type and address are required", ErrInvalid)
-	}
 	if err := checkLimit(limit); err != nil {
 		return err
 	}
-	enc := s.k.seal([]byte(m.Address), methodAAD(m.AccountID, m.ID, m.Type))
-	idx := s.k.addressIndex(m.Type, m.Address)
+	enc, idx, err := s.k.sealMethod(m)
+	if err != nil {
+		return err
+	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, pgMethodsLockClass, m.AccountID); err != nil {
 			return fmt.Errorf("store: add method: %w", err)

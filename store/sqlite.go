@@ -340,11 +340,10 @@ func methodAAD(accountID, methodID, typ string) []byte {
 
 // AddMethod implements Store.
 func (s *SQLite) AddMethod(ctx context.Context, m Method) error {
-	if m.ID == "" || m.AccountID == "" || m.Type == "" || m.Address == "" {
-		return fmt.Errorf("%w: method id, account, type and address are required", ErrInvalid)
+	enc, idx, err := s.k.sealMethod(m)
+	if err != nil {
+		return err
 	}
-	enc := s.k.seal([]byte(m.Address), methodAAD(m.AccountID, m.ID, m.Type))
-	idx := s.k.addressIndex(m.Type, m.Address)
 	res, err := s.w.ExecContext(ctx, `INSERT INTO methods
 		(account_id, id, type, address_enc, address_idx, verified, created_at, verified_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
@@ -372,11 +371,9 @@ func (s *SQLite) scanMethod(row rowScanner) (Method, error) {
 	if err := row.Scan(&m.AccountID, &m.ID, &m.Type, &enc, &m.Verified, &created, &verifiedAt); err != nil {
 		return Method{}, err
 	}
-	addr, err := s.k.open(enc, methodAAD(m.AccountID, m.ID, m.Type))
-	if err != nil {
+	if err := s.k.openMethod(&m, enc); err != nil {
 		return Method{}, err
 	}
-	m.Address = string(addr)
 	m.CreatedAt = time.UnixMicro(created).UTC()
 	m.VerifiedAt = fromDBTime(verifiedAt)
 	return m, nil

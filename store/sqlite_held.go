@@ -13,14 +13,13 @@ import (
 // write transaction: SQLite's single writer (and BEGIN IMMEDIATE across
 // processes) serializes them.
 func (s *SQLite) AddMethodWithin(ctx context.Context, m Method, limit int) error {
-	if m.ID == "" || m.AccountID == "" || m.Type == "" || m.Address == "" {
-		return fmt.Errorf("%w: method id, account, type and address are required", ErrInvalid)
-	}
 	if err := checkLimit(limit); err != nil {
 		return err
 	}
-	enc := s.k.seal([]byte(m.Address), methodAAD(m.AccountID, m.ID, m.Type))
-	idx := s.k.addressIndex(m.Type, m.Address)
+	enc, idx, err := s.k.sealMethod(m)
+	if err != nil {
+		return err
+	}
 	return s.writeTx(ctx, func(tx txn) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM methods WHERE account_id = ?`, m.AccountID).Scan(&n); err != nil {

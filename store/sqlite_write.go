@@ -220,17 +220,7 @@ func (s *SQLite) runBatch(connCtx context.Context, batch []*writeReq) (rest []*w
 		}
 	}()
 
-	// The transaction belongs to no caller: a context that ended during
-	// it would roll it back. BEGIN IMMEDIATE waits for the write lock for
-	// up to the busy timeout.
-	bg := context.Background()
-	conn, err := s.w.Conn(connCtx)
-	var tx *sql.Tx
-	if err == nil {
-		if tx, err = conn.BeginTx(bg, nil); err != nil {
-			conn.Close()
-		}
-	}
+	conn, tx, err := s.beginBatch(connCtx)
 	if err != nil {
 		for _, r := range batch {
 			r.err = fmt.Errorf("store: begin: %w", err)
@@ -239,16 +229,38 @@ func (s *SQLite) runBatch(connCtx context.Context, batch []*writeReq) (rest []*w
 		return nil
 	}
 	defer conn.Close() // before the missed statements are prepared
+	n, broken := s.runWrites(tx, batch, &missed)
+	return finishBatch(tx, batch, n, broken)
+}
 
+// beginBatch takes a connection and begins the batch's transaction.
+// The transaction belongs to no caller: a context that ended during it
+// would roll it back. BEGIN IMMEDIATE waits for the write lock for up to
+// the busy timeout.
+func (s *SQLite) beginBatch(connCtx context.Context) (*sql.Conn, *sql.Tx, error) {
+	conn, err := s.w.Conn(connCtx)
+	if err != nil {
+		return nil, nil, err
+	}
+	tx, err := conn.BeginTx(context.Background(), nil)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return conn, tx, nil
+}
+
+// runWrites runs the writes of batch in tx, each in a savepoint of its own
+// when there are several. It returns how many ran (or were skipped) and,
+// when the transaction can no longer commit, why (broken): the writes
+// after batch[:n] did not run.
+func (s *SQLite) runWrites(tx *sql.Tx, batch []*writeReq, missed *[]string) (n int, broken error) {
+	bg := context.Background()
 	// With savepoints, a failing write is undone alone. A write alone in
 	// its batch needs none: the whole transaction is rolled back instead.
 	savepoints := len(batch) > 1
 	// for SAVEPOINT, ROLLBACK TO and RELEASE
-	ctl := txn{tx: tx, p: s.w, missed: &missed}
-	// broken is set when the transaction can no longer commit; batch[:n]
-	// ran (or were skipped) and are answered below.
-	var broken error
-	n := 0
+	ctl := txn{tx: tx, p: s.w, missed: missed}
 	for _, r := range batch {
 		n++
 		if err := r.ctx.Err(); err != nil {
@@ -257,19 +269,17 @@ func (s *SQLite) runBatch(connCtx context.Context, batch []*writeReq) (rest []*w
 		}
 		if savepoints {
 			if _, err := ctl.ExecContext(bg, `SAVEPOINT w`); err != nil {
-				broken = err
 				r.err = fmt.Errorf("store: savepoint: %w", err)
-				break
+				return n, err
 			}
 		}
 		ctx := r.ctx
 		if ctx.Done() != nil {
 			ctx = context.WithoutCancel(ctx)
 		}
-		r.call(txn{tx: tx, p: s.w, missed: &missed, ctx: ctx})
+		r.call(txn{tx: tx, p: s.w, missed: missed, ctx: ctx})
 		if !savepoints {
-			broken = r.err
-			break
+			return n, r.err
 		}
 		// If a statement's error rolled back the whole transaction (as
 		// SQLite may do on an I/O error, a full disk or an interrupt),
@@ -278,16 +288,20 @@ func (s *SQLite) runBatch(connCtx context.Context, batch []*writeReq) (rest []*w
 		// statements would commit on its own.
 		if r.err != nil {
 			if _, err := ctl.ExecContext(bg, `ROLLBACK TO w`); err != nil {
-				broken = err
-				break
+				return n, err
 			}
 		}
 		if _, err := ctl.ExecContext(bg, `RELEASE w`); err != nil {
-			broken = err
-			break
+			return n, err
 		}
 	}
+	return n, nil
+}
 
+// finishBatch commits tx, or rolls it back when broken, and answers
+// batch[:n]: each write that succeeded gets the transaction's error, if
+// any. It returns the writes that did not run.
+func finishBatch(tx *sql.Tx, batch []*writeReq, n int, broken error) (rest []*writeReq) {
 	var failed error // the error of every write of batch[:n] that succeeded
 	if broken != nil {
 		_ = tx.Rollback()

@@ -69,9 +69,18 @@ type Method struct {
 	AccountID string
 	// Type is MethodEmail or MethodSMS (or a later method type).
 	Type string
-	// Address is the destination in plaintext. It is encrypted at rest and
-	// returned exactly as given to AddMethod (not normalized).
+	// Address is the destination of an email or SMS method (see
+	// HasDestination) in plaintext; empty for every other type. It is
+	// encrypted at rest and returned exactly as given to AddMethod (not
+	// normalized).
 	Address string
+	// Secret is what a method of any other type proves itself with: an
+	// authenticator app's seed, the hashes of security answers, a passkey's
+	// credential record. Empty for an email or SMS method. It is encrypted
+	// at rest like an address, in the same column (rows written before
+	// Secret existed, with the secret in Address, read back in Secret), and
+	// returned exactly as given.
+	Secret string
 	// Verified is set by VerifyMethod once the user proved control.
 	Verified bool
 	// CreatedAt is when the method was added; ListMethods orders by it.
@@ -189,9 +198,10 @@ type AuditQuery struct {
 // sharing the same database. Every method that takes an ID of a bearer
 // secret hashes it before use; IDs never appear in errors.
 type Store interface {
-	// AddMethod stores a new recovery method. m.ID, m.AccountID, m.Type
-	// and m.Address must be non-empty. ErrConflict if the account already
-	// has a method with m.ID.
+	// AddMethod stores a new recovery method. m.ID, m.AccountID and m.Type
+	// must be non-empty, and m.Address for an email or SMS method, m.Secret
+	// for any other (the other one empty), else ErrInvalid. ErrConflict if
+	// the account already has a method with m.ID.
 	AddMethod(ctx context.Context, m Method) error
 	// GetMethod returns one method of the account; ErrNotFound if the
 	// account has no method with that id.
@@ -199,15 +209,17 @@ type Store interface {
 	// ListMethods returns the account's methods ordered by CreatedAt (then
 	// ID); an empty slice and nil error when there are none.
 	ListMethods(ctx context.Context, accountID string) ([]Method, error)
-	// SwapMethodAddress replaces the method's address with newAddress if
-	// the stored address is still exactly oldAddress (compare-and-swap):
+	// SwapMethodAddress replaces the method's stored value (its Address,
+	// or its Secret for a type that keeps one; "address" below) with
+	// newAddress if the stored one is still exactly oldAddress
+	// (compare-and-swap):
 	// of concurrent callers that read the same address, in any number of
 	// processes, exactly one succeeds. ErrConflict if the stored address
 	// differs from oldAddress; ErrNotFound if the account has no method
 	// with that id; ErrInvalid if newAddress is empty. The new address is
 	// encrypted at rest and its blind index replaces the old one; Type,
 	// Verified, CreatedAt, VerifiedAt and the method's codes are kept. It
-	// is meant for state kept inside an address (a passkey's signature
+	// is meant for state kept inside a secret (a passkey's signature
 	// counter), not for moving a verified method to an unproven destination.
 	SwapMethodAddress(ctx context.Context, accountID, methodID, oldAddress, newAddress string) error
 	// VerifyMethod marks the method verified and sets VerifiedAt to at
@@ -217,7 +229,8 @@ type Store interface {
 	// it. ErrNotFound if missing.
 	DeleteMethod(ctx context.Context, accountID, methodID string) error
 	// CountAccountsByAddress returns how many distinct accounts have a
-	// VERIFIED method of type typ with this address (compared after
+	// VERIFIED method of type typ with this address, or this secret for a
+	// type that keeps one (compared after
 	// NormalizeAddress: emails trimmed and lower-cased, phone numbers
 	// reduced to '+' and digits, a record with an "index" member by that
 	// member alone). Unverified methods do not count, so nobody can

@@ -8,17 +8,17 @@ import (
 
 	"github.com/latchkeyhq/latchkey/config"
 	"github.com/latchkeyhq/latchkey/directory"
-	"github.com/latchkeyhq/latchkey/gateway"
+	"github.com/latchkeyhq/latchkey/flow"
 	"github.com/latchkeyhq/latchkey/policy"
 )
 
 // eligibilityChecks is check's directory.PreflightOptions.CanaryChecks:
-// the canary's eligibility, decided by gateway.Decide exactly as the
+// the canary's eligibility, decided by flow.Decide exactly as the
 // gateway decides it, with what decided it named by its configuration key.
 func eligibilityChecks(cfg *config.Config) func(context.Context, directory.Directory, *directory.User) []directory.Finding {
 	return func(ctx context.Context, d directory.Directory, u *directory.User) []directory.Finding {
 		const check = "eligibility"
-		dec, err := gateway.Decide(ctx, d, cfg.Eligibility(), u)
+		dec, err := flow.Decide(ctx, d, cfg.Eligibility(), u)
 		if err != nil {
 			return []directory.Finding{{Check: check, Status: directory.CheckFail,
 				Message: fmt.Sprintf("the eligibility of %q could not be decided: reading its groups failed: %v", u.Username, err),

@@ -16,7 +16,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/latchkeyhq/latchkey/config"
-	"github.com/latchkeyhq/latchkey/gateway"
+	"github.com/latchkeyhq/latchkey/flow"
 	"github.com/latchkeyhq/latchkey/internal/demodir"
 	"github.com/latchkeyhq/latchkey/notify"
 )
@@ -204,16 +204,16 @@ outbox), then "Forgot my password" at /reset, and sign in with the new one.
 `)
 }
 
-// demoPages is the gateway.Demo of `latchkey demo`.
+// demoPages is the flow.Demo of `latchkey demo`.
 type demoPages struct {
 	*notify.Outbox
 	dir *demodir.Server
 }
 
-func (d *demoPages) Accounts() []gateway.DemoAccount {
-	var out []gateway.DemoAccount
+func (d *demoPages) Accounts() []flow.DemoAccount {
+	var out []flow.DemoAccount
 	for _, u := range d.dir.Users() {
-		out = append(out, gateway.DemoAccount{Username: u.Username, Password: u.Password, Note: u.Note})
+		out = append(out, flow.DemoAccount{Username: u.Username, Password: u.Password, Note: u.Note})
 	}
 	return out
 }

@@ -16,7 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/latchkeyhq/latchkey/config"
-	"github.com/latchkeyhq/latchkey/gateway"
+	"github.com/latchkeyhq/latchkey/flow"
 )
 
 type k8sProbe struct {
@@ -222,7 +222,7 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 	// SIGTERM: shutdown_delay, then requests in flight finish, then the
 	// outbox drains; the pod must be given all of it
-	stop := cfg.Server.ShutdownDelay + httpShutdownTimeout + gateway.OutboxDrainTimeout
+	stop := cfg.Server.ShutdownDelay + httpShutdownTimeout + flow.OutboxDrainTimeout
 	if grace := time.Duration(pod.TerminationGracePeriodSeconds) * time.Second; grace <= stop {
 		t.Errorf("terminationGracePeriodSeconds %v is not more than a stop takes at most (%v)", grace, stop)
 	}

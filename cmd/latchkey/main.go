@@ -27,6 +27,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey/config"
 	"github.com/latchkeyhq/latchkey/directory"
+	"github.com/latchkeyhq/latchkey/flow"
 	"github.com/latchkeyhq/latchkey/gateway"
 	"github.com/latchkeyhq/latchkey/notify"
 	"github.com/latchkeyhq/latchkey/store"
@@ -214,12 +215,12 @@ func smsSender(cfg *config.Config, log *slog.Logger) (notify.SMSSender, error) {
 // options. Every value, defaults and fixed settings included, comes from
 // config (Default, its constants and its derived values): the gateway's
 // own defaults for zero fields never decide what runs.
-func gatewayOptions(cfg *config.Config) (gateway.Options, error) {
+func gatewayOptions(cfg *config.Config) (flow.Options, error) {
 	pu, err := url.Parse(cfg.Server.PublicURL)
 	if err != nil {
-		return gateway.Options{}, err
+		return flow.Options{}, err
 	}
-	return gateway.Options{
+	return flow.Options{
 		PublicURL:        pu,
 		SecretKey:        []byte(cfg.Server.SecretKey),
 		Helpdesk:         cfg.Server.Helpdesk,
@@ -238,7 +239,7 @@ func gatewayOptions(cfg *config.Config) (gateway.Options, error) {
 		PadFloor:         cfg.Policy.PadFloor,
 		AllowedCountries: cfg.SMS.AllowedCountries,
 		UnlockOnReset:    cfg.Policy.UnlockOnReset(),
-		Limits: gateway.Limits{
+		Limits: flow.Limits{
 			Window:                 cfg.Limits.Window,
 			StartsPerAccount:       cfg.Limits.StartsPerAccount,
 			StartsPerIP:            cfg.Limits.StartsPerIP,
@@ -258,7 +259,7 @@ func gatewayOptions(cfg *config.Config) (gateway.Options, error) {
 			AppFailuresNotify:      cfg.Limits.AppFailuresNotify,
 			AppFailureWindow:       cfg.Limits.AppFailureWindow,
 		},
-		Questions: gateway.QuestionOptions{List: cfg.Policy.Questions.List, AllowCustom: cfg.Policy.Questions.AllowCustom,
+		Questions: flow.QuestionOptions{List: cfg.Policy.Questions.List, AllowCustom: cfg.Policy.Questions.AllowCustom,
 			Required: cfg.Policy.Questions.Required, Ask: cfg.Policy.Questions.Ask},
 		TrustedProxies:    cfg.Server.TrustedProxyPrefixes(),
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
@@ -285,7 +286,7 @@ func auditLogger(cfg *config.Config, stdout io.Writer) (*slog.Logger, func(), er
 // serve leaves it zero.
 type wiring struct {
 	outbox   *notify.Outbox // mail and SMS go here instead of SMTP and a provider
-	demo     gateway.Demo
+	demo     flow.Demo
 	listener net.Listener
 	// ready is called once the gateway accepts requests
 	ready func()
@@ -306,53 +307,14 @@ func runGateway(ctx context.Context, cfg *config.Config, stderr io.Writer, w wir
 		return exitFail
 	}
 	defer closeAudit()
-
-	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	dir, err := directory.Open(dctx, directoryConfig(cfg), log)
-	cancel()
-	if err != nil {
-		log.Error("connecting to the directory", "error", err.Error())
+	deps, closeDeps, ok := openDeps(ctx, cfg, log, w)
+	if !ok {
 		return exitFail
 	}
-	defer dir.Close()
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		log.Error("opening the store", "error", err.Error())
-		return exitFail
-	}
-	defer st.Close()
-	deps := gateway.Deps{Directory: dir, Store: st, Log: log, Audit: audit, Demo: w.demo}
-	if w.outbox != nil {
-		if cfg.Email.Enabled {
-			deps.Mailer = w.outbox
-		}
-		if cfg.SMS.Enabled {
-			deps.SMS = w.outbox
-		}
-	} else if cfg.Email.Enabled {
-		m, err := notify.NewSMTP(smtpConfig(cfg), log)
-		if err != nil {
-			log.Error("smtp", "error", err.Error())
-			return exitFail
-		}
-		deps.Mailer = m
-	}
-	if w.outbox == nil {
-		if s, err := smsSender(cfg, log); err != nil {
-			log.Error("sms", "error", err.Error())
-			return exitFail
-		} else if s != nil {
-			deps.SMS = s
-		}
-	}
-	opts, err := gatewayOptions(cfg)
-	if err != nil {
-		log.Error("gateway options", "error", err.Error())
-		return exitFail
-	}
-	svc, err := gateway.NewService(opts, deps)
-	if err != nil {
-		log.Error("gateway", "error", err.Error())
+	defer closeDeps()
+	deps.Audit = audit
+	svc, ok := newService(cfg, deps, log)
+	if !ok {
 		return exitFail
 	}
 	defer func() {
@@ -368,10 +330,96 @@ func runGateway(ctx context.Context, cfg *config.Config, stderr io.Writer, w wir
 	}
 	hs := srv.HTTPServer(cfg.Server.Listen)
 	audit.Info("audit", "event", "configuration.loaded", "time", time.Now().UTC().Format(time.RFC3339Nano), "outcome", "success")
-	go purge(ctx, st, svc, cfg.Log.AuditRetention, log)
+	go purge(ctx, deps.Store, svc, cfg.Log.AuditRetention, log)
 	go sendHeldNotices(ctx, svc, log)
+	return serveHTTP(ctx, cfg, log, srv, hs, w)
+}
+
+// directoryOpenTimeout bounds connecting to the directory at start-up.
+const directoryOpenTimeout = 30 * time.Second
+
+// openDeps opens what the flows run on: the directory, the store and
+// where messages go (senders). A failure is logged, and what was opened
+// is closed again; otherwise closeDeps closes them.
+func openDeps(ctx context.Context, cfg *config.Config, log *slog.Logger, w wiring) (deps flow.Deps, closeDeps func(), ok bool) {
+	dctx, cancel := context.WithTimeout(ctx, directoryOpenTimeout)
+	dir, err := directory.Open(dctx, directoryConfig(cfg), log)
+	cancel()
+	if err != nil {
+		log.Error("connecting to the directory", "error", err.Error())
+		return flow.Deps{}, nil, false
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		log.Error("opening the store", "error", err.Error())
+		dir.Close()
+		return flow.Deps{}, nil, false
+	}
+	closeDeps = func() {
+		st.Close()
+		dir.Close()
+	}
+	deps = flow.Deps{Directory: dir, Store: st, Log: log, Demo: w.demo}
+	if !senders(cfg, log, w, &deps) {
+		closeDeps()
+		return flow.Deps{}, nil, false
+	}
+	return deps, closeDeps, true
+}
+
+// senders sets where mail and SMS go, each only when it is enabled: the
+// demo's outbox when there is one, else SMTP and the SMS provider. A
+// failure is logged.
+func senders(cfg *config.Config, log *slog.Logger, w wiring, deps *flow.Deps) bool {
+	if w.outbox != nil {
+		if cfg.Email.Enabled {
+			deps.Mailer = w.outbox
+		}
+		if cfg.SMS.Enabled {
+			deps.SMS = w.outbox
+		}
+		return true
+	}
+	if cfg.Email.Enabled {
+		m, err := notify.NewSMTP(smtpConfig(cfg), log)
+		if err != nil {
+			log.Error("smtp", "error", err.Error())
+			return false
+		}
+		deps.Mailer = m
+	}
+	s, err := smsSender(cfg, log)
+	if err != nil {
+		log.Error("sms", "error", err.Error())
+		return false
+	}
+	if s != nil {
+		deps.SMS = s
+	}
+	return true
+}
+
+// newService builds the flows from the configuration; a failure is logged.
+func newService(cfg *config.Config, deps flow.Deps, log *slog.Logger) (*flow.Service, bool) {
+	opts, err := gatewayOptions(cfg)
+	if err != nil {
+		log.Error("gateway options", "error", err.Error())
+		return nil, false
+	}
+	svc, err := flow.NewService(opts, deps)
+	if err != nil {
+		log.Error("gateway", "error", err.Error())
+		return nil, false
+	}
+	return svc, true
+}
+
+// serveHTTP serves on the wiring's listener, else on server.listen, until
+// the server fails or ctx ends; then it drains and shuts down.
+func serveHTTP(ctx context.Context, cfg *config.Config, log *slog.Logger, srv *gateway.Server, hs *http.Server, w wiring) int {
 	ln := w.listener
 	if ln == nil {
+		var err error
 		if ln, err = net.Listen("tcp", cfg.Server.Listen); err != nil {
 			log.Error("http server", "error", err.Error())
 			return exitFail
@@ -389,35 +437,42 @@ func runGateway(ctx context.Context, cfg *config.Config, stderr io.Writer, w wir
 			log.Error("http server", "error", err.Error())
 			return exitFail
 		}
+		return exitOK
 	case <-ctx.Done():
-		// not ready any more, still serving: the load balancer moves away
-		// before the listener closes
-		srv.Drain()
-		if d := cfg.Server.ShutdownDelay; d > 0 {
-			log.Info("draining before shutdown", "delay", d.String())
-			select {
-			case <-time.After(d):
-			case err := <-errc:
-				log.Error("http server", "error", err.Error())
-				return exitFail
-			}
-		}
-		sctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
-		defer cancel()
-		_ = hs.Shutdown(sctx)
-		log.Info("latchkey stopped")
+		return shutdown(cfg, log, srv, hs, errc)
 	}
+}
+
+// shutdown stops serving after ctx ended: the server reports itself not
+// ready (the load balancer moves away) while still serving for
+// server.shutdown_delay, then the listener closes and requests in flight
+// get httpShutdownTimeout to finish.
+func shutdown(cfg *config.Config, log *slog.Logger, srv *gateway.Server, hs *http.Server, errc <-chan error) int {
+	srv.Drain()
+	if d := cfg.Server.ShutdownDelay; d > 0 {
+		log.Info("draining before shutdown", "delay", d.String())
+		select {
+		case <-time.After(d):
+		case err := <-errc:
+			log.Error("http server", "error", err.Error())
+			return exitFail
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
+	defer cancel()
+	_ = hs.Shutdown(sctx)
+	log.Info("latchkey stopped")
 	return exitOK
 }
 
 // httpShutdownTimeout bounds how long requests in flight may take to
 // finish after the listener closes on SIGTERM; the outbox's drain
-// (gateway.OutboxDrainTimeout) follows.
+// (flow.OutboxDrainTimeout) follows.
 const httpShutdownTimeout = 10 * time.Second
 
 // sendHeldNotices tells, every minute, the notices a budget held back
-// whose window has ended (gateway.Service.SendHeldNotices).
-func sendHeldNotices(ctx context.Context, svc *gateway.Service, log *slog.Logger) {
+// whose window has ended (flow.Service.SendHeldNotices).
+func sendHeldNotices(ctx context.Context, svc *flow.Service, log *slog.Logger) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
@@ -435,7 +490,7 @@ func sendHeldNotices(ctx context.Context, svc *gateway.Service, log *slog.Logger
 // purge removes expired flows, codes and sessions every minute, stores
 // the gateway's summaries of audit events it did not store one by one, and
 // every hour deletes audit events older than log.audit_retention.
-func purge(ctx context.Context, st store.Store, svc *gateway.Service, retention time.Duration, log *slog.Logger) {
+func purge(ctx context.Context, st store.Store, svc *flow.Service, retention time.Duration, log *slog.Logger) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	var lastAudit time.Time

@@ -95,7 +95,7 @@ func TestGatewayOptionsComeFromConfig(t *testing.T) {
 		name := gl.Type().Field(i).Name
 		cf := cl.FieldByName(name)
 		if !cf.IsValid() {
-			t.Errorf("gateway.Limits.%s has no key in config.Limits", name)
+			t.Errorf("flow.Limits.%s has no key in config.Limits", name)
 			continue
 		}
 		if !reflect.DeepEqual(gl.Field(i).Interface(), cf.Interface()) {

@@ -64,6 +64,7 @@ func RunConformance(t *testing.T, open Opener, opts ...Option) {
 		fn   func(t *testing.T)
 	}{
 		{"Methods/AddGetList", s.methodsAddGetList},
+		{"Methods/Secret", s.methodsSecret},
 		{"Methods/Duplicate", s.methodsDuplicate},
 		{"Methods/Invalid", s.methodsInvalid},
 		{"Methods/Verify", s.methodsVerify},
@@ -284,6 +285,69 @@ func (s *suite) methodsAddGetList(t *testing.T) {
 	wantErr(t, "GetMethod missing", err, store.ErrNotFound)
 	_, err = st.GetMethod(ctx, "acct-c", "m1")
 	wantErr(t, "GetMethod of another account", err, store.ErrNotFound)
+}
+
+// methodsSecret: a method of a type that is no destination (an
+// authenticator app, security questions, a passkey) keeps its Secret and
+// reads back with it and an empty Address, in GetMethod, ListMethods and
+// SampleMethods; an email or SMS method keeps its Address and no Secret.
+// A method with the wrong one of the two, or both, is refused.
+func (s *suite) methodsSecret(t *testing.T) {
+	const (
+		appSeed  = "JBSWY3DPEHPK3PXP"
+		pkRecord = `{"index":"cred-s1","n":1}`
+	)
+	st, ctx, now := s.open(t), ctxT(t), base()
+	app := store.Method{ID: "app", AccountID: "acct-a", Type: "totp", Secret: appSeed, CreatedAt: now}
+	rec := store.Method{ID: "pk", AccountID: "acct-a", Type: "webauthn", Secret: pkRecord, CreatedAt: now.Add(time.Second)}
+	email := store.Method{ID: "e", AccountID: "acct-a", Type: store.MethodEmail, Address: "Secret.Test@Example.org",
+		CreatedAt: now.Add(2 * time.Second)}
+	sms := store.Method{ID: "s", AccountID: "acct-a", Type: store.MethodSMS, Address: "+447700900321",
+		CreatedAt: now.Add(3 * time.Second)}
+	wantErr(t, "AddMethod", st.AddMethod(ctx, app), nil)
+	wantErr(t, "AddMethodWithin", st.AddMethodWithin(ctx, rec, 10), nil)
+	wantErr(t, "AddMethod", st.AddMethod(ctx, email), nil)
+	wantErr(t, "AddMethodWithin", st.AddMethodWithin(ctx, sms, 10), nil)
+	for _, want := range []store.Method{app, rec, email, sms} {
+		got, err := st.GetMethod(ctx, "acct-a", want.ID)
+		wantErr(t, "GetMethod", err, nil)
+		mustEqual(t, "GetMethod "+want.Type, got, want)
+	}
+	list, err := st.ListMethods(ctx, "acct-a")
+	wantErr(t, "ListMethods", err, nil)
+	mustEqual(t, "ListMethods", list, []store.Method{app, rec, email, sms})
+	for _, m := range list {
+		wantErr(t, "VerifyMethod", st.VerifyMethod(ctx, "acct-a", m.ID, now), nil)
+	}
+	sample, err := st.SampleMethods(ctx, 10, now.Add(time.Hour))
+	wantErr(t, "SampleMethods", err, nil)
+	for _, m := range sample {
+		if store.HasDestination(m.Type) != (m.Address != "") || store.HasDestination(m.Type) == (m.Secret != "") {
+			t.Fatalf("SampleMethods: a %s method with address %q and secret %q", m.Type, m.Address, m.Secret)
+		}
+	}
+	// a secret is swapped and counted like an address
+	wantErr(t, "swap", st.SwapMethodAddress(ctx, "acct-a", "pk", rec.Secret, `{"index":"cred-s1","n":2}`), nil)
+	if got, _ := st.GetMethod(ctx, "acct-a", "pk"); got.Secret != `{"index":"cred-s1","n":2}` || got.Address != "" {
+		t.Fatalf("after a swap: address %q, secret %q", got.Address, got.Secret)
+	}
+	if n, err := st.CountAccountsByAddress(ctx, "webauthn", "cred-s1"); err != nil || n != 1 {
+		t.Fatalf("CountAccountsByAddress of a secret record = %d, %v; want 1", n, err)
+	}
+
+	for _, m := range []store.Method{
+		{ID: "x1", AccountID: "acct-b", Type: "totp", Address: appSeed, CreatedAt: now},
+		{ID: "x2", AccountID: "acct-b", Type: "totp", Address: "x@example.org", Secret: appSeed, CreatedAt: now},
+		{ID: "x3", AccountID: "acct-b", Type: "totp", CreatedAt: now},
+		{ID: "x4", AccountID: "acct-b", Type: store.MethodEmail, Secret: appSeed, CreatedAt: now},
+		{ID: "x5", AccountID: "acct-b", Type: store.MethodSMS, Address: "+447700900321", Secret: appSeed, CreatedAt: now},
+	} {
+		wantErr(t, "AddMethod "+m.ID, st.AddMethod(ctx, m), store.ErrInvalid, appSeed, "x@example.org", "+447700900321")
+		wantErr(t, "AddMethodWithin "+m.ID, st.AddMethodWithin(ctx, m, 10), store.ErrInvalid, appSeed, "x@example.org", "+447700900321")
+	}
+	if list, _ := st.ListMethods(ctx, "acct-b"); len(list) != 0 {
+		t.Fatalf("refused methods were stored: %d", len(list))
+	}
 }
 
 func (s *suite) methodsDuplicate(t *testing.T) {
@@ -509,13 +573,14 @@ func (s *suite) methodsSwapAddressConcurrent(t *testing.T) {
 				stores = append(stores, s.open(t))
 			}
 			ctx, now := ctxT(t), base()
-			m := store.Method{ID: "pk", AccountID: "acct-a", Type: "x-record", Address: `{"index":"cred-1","n":0}`, CreatedAt: now}
+			const first = `{"index":"cred-1","n":0}`
+			m := store.Method{ID: "pk", AccountID: "acct-a", Type: "x-record", Secret: first, CreatedAt: now}
 			wantErr(t, "AddMethod", stores[0].AddMethod(ctx, m), nil)
 			for round := range rounds {
 				read, err := stores[0].GetMethod(ctx, "acct-a", "pk")
 				wantErr(t, "GetMethod", err, nil)
 				errs := race(concurrency, stores, func(st store.Store, i int) error {
-					return st.SwapMethodAddress(ctx, "acct-a", "pk", read.Address,
+					return st.SwapMethodAddress(ctx, "acct-a", "pk", read.Secret,
 						fmt.Sprintf(`{"index":"cred-1","n":%d,"by":%d}`, round+1, i))
 				})
 				got := tally(t, errs, store.ErrConflict)
@@ -526,8 +591,8 @@ func (s *suite) methodsSwapAddressConcurrent(t *testing.T) {
 				final, err := stores[0].GetMethod(ctx, "acct-a", "pk")
 				wantErr(t, "GetMethod", err, nil)
 				winner := slices.Index(errs, nil)
-				if want := fmt.Sprintf(`{"index":"cred-1","n":%d,"by":%d}`, round+1, winner); final.Address != want {
-					t.Fatalf("round %d: address %q, want the winner's %q", round, final.Address, want)
+				if want := fmt.Sprintf(`{"index":"cred-1","n":%d,"by":%d}`, round+1, winner); final.Secret != want {
+					t.Fatalf("round %d: secret %q, want the winner's %q", round, final.Secret, want)
 				}
 			}
 		})
@@ -549,7 +614,7 @@ func (s *suite) methodsSwapAddressAtRest(t *testing.T) {
 		mark   = "storetest.swap-audit-marker-r3d8"
 	)
 	wantErr(t, "AddMethod", st.AddMethod(ctx, store.Method{ID: "e", AccountID: "acct-z", Type: store.MethodEmail, Address: before, CreatedAt: now}), nil)
-	wantErr(t, "AddMethod", st.AddMethod(ctx, store.Method{ID: "r", AccountID: "acct-z", Type: "x-record", Address: rec, CreatedAt: now}), nil)
+	wantErr(t, "AddMethod", st.AddMethod(ctx, store.Method{ID: "r", AccountID: "acct-z", Type: "x-record", Secret: rec, CreatedAt: now}), nil)
 	wantErr(t, "swap", st.SwapMethodAddress(ctx, "acct-z", "e", before, after), nil)
 	wantErr(t, "swap", st.SwapMethodAddress(ctx, "acct-z", "r", rec, rec2), nil)
 	wantErr(t, "AppendAudit", st.AppendAudit(ctx, store.AuditEvent{Time: now, Type: mark}), nil)
@@ -572,7 +637,7 @@ func (s *suite) methodsRecordIndex(t *testing.T) {
 	st, ctx, now := s.open(t), ctxT(t), base()
 	add := func(account, id, addr string) {
 		t.Helper()
-		wantErr(t, "AddMethod", st.AddMethod(ctx, store.Method{ID: id, AccountID: account, Type: "x-record", Address: addr, CreatedAt: now}), nil)
+		wantErr(t, "AddMethod", st.AddMethod(ctx, store.Method{ID: id, AccountID: account, Type: "x-record", Secret: addr, CreatedAt: now}), nil)
 		wantErr(t, "VerifyMethod", st.VerifyMethod(ctx, account, id, now), nil)
 	}
 	count := func(typ, addr string, want int) {
