@@ -459,7 +459,7 @@ func (g *ckGW) register(user, pw, email, phone string) (token, emailID, smsID st
 	if phone != "" {
 		a = g.want(201, g.call("POST", "/api/v1/methods", token, ckJSON(map[string]string{"type": "sms", "address": phone})), "add phone")
 		smsID = a.str("id")
-		g.want(200, g.call("POST", "/api/v1/methods/"+smsID+"/verify", token, ckJSON(map[string]string{"code": g.box.smsCode(g.t, blackbox.E164(phone))})), "verify phone")
+		g.want(200, g.call("POST", "/api/v1/methods/"+smsID+"/verify", token, ckJSON(map[string]string{"code": g.box.smsCode(g.t, notifytest.E164(phone))})), "verify phone")
 	}
 	return token, emailID, smsID
 }

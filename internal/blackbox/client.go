@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -141,15 +140,4 @@ func (c *Client) Get(path string) (int, error) {
 	_, _ = io.Copy(io.Discard, res.Body)
 	res.Body.Close()
 	return res.StatusCode, nil
-}
-
-// E164 is a phone number as typed ("+44 7700 900111") in E.164, the form
-// the SMS provider is sent.
-func E164(phone string) string {
-	return "+" + strings.Map(func(r rune) rune {
-		if r >= '0' && r <= '9' {
-			return r
-		}
-		return -1
-	}, phone)
 }
