@@ -4,10 +4,8 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
-	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -19,7 +17,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -171,11 +168,11 @@ type env struct {
 	work  string
 	log   string
 	audit string
-	cmd   *exec.Cmd
-	// cfgPath is the configuration; exited closes when the process ends
-	cfgPath string
-	exited  chan struct{}
-	logf    *os.File
+	// proc is the process (cmd its command); exited closes when it ends
+	proc    *blackbox.Process
+	cmd     *exec.Cmd
+	exited  <-chan struct{}
+	cfgPath string // the configuration
 	// secrets the run produced (codes, tokens, flow ids), for log scans
 	secrets []string
 	// peers are more instances sharing this one's store: api() sends each
@@ -318,91 +315,31 @@ func startGateway(t testing.TB, srv *dirtest.Server, mail *notifytest.Mailpit, s
 
 // launch starts latchkey serve with e's configuration (appending to its
 // log) and waits until it has logged that it listens and /readyz answers
-// 200. Waiting for its own log line first means a /readyz answer is never
-// another process's that took the port freePort found free.
+// 200 (blackbox.Launch).
 func (e *env) launch() {
-	t := e.t
-	t.Helper()
-	listening := func() int {
-		b, _ := os.ReadFile(e.log)
-		return bytes.Count(b, []byte("latchkey listening"))
+	e.t.Helper()
+	var environ []string
+	for k, v := range e.environ {
+		environ = append(environ, k+"="+v)
 	}
-	before := listening()
-	logf, err := os.OpenFile(e.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	p, err := blackbox.Launch(binary, e.cfgPath, e.log, e.base, environ, true)
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
-	e.logf = logf
-	e.cmd = exec.Command(binary, "serve", "--config", e.cfgPath)
-	e.cmd.Stdout, e.cmd.Stderr = logf, logf
-	if len(e.environ) > 0 {
-		e.cmd.Env = os.Environ()
-		for k, v := range e.environ {
-			e.cmd.Env = append(e.cmd.Env, k+"="+v)
-		}
-	}
-	e.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := e.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	e.exited = exited
-	cmd := e.cmd
-	go func() { cmd.Wait(); close(exited) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var resp *http.Response
-		err := errors.New("not listening yet")
-		if listening() > before {
-			resp, err = http.Get(e.base + "/readyz")
-		}
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		select {
-		case <-exited:
-			b, _ := os.ReadFile(e.log)
-			t.Fatalf("latchkey exited: %s", b)
-		default:
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(e.log)
-			t.Fatalf("latchkey not ready: %v\n%s", err, b)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	e.proc, e.cmd, e.exited = p, p.Cmd, p.Exited
 }
 
 // stop sends SIGTERM and waits for the process to exit (SIGKILL after
 // 30 s); it returns the exit code. Stopping a stopped gateway does nothing.
 func (e *env) stop() int {
-	if e.cmd == nil {
+	if e.proc == nil {
 		return -1
 	}
-	select {
-	case <-e.exited:
-	default:
-		e.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-e.exited:
-		case <-time.After(30 * time.Second):
-			e.cmd.Process.Kill()
-			<-e.exited
-		}
-	}
-	e.logf.Close()
-	return e.cmd.ProcessState.ExitCode()
+	return e.proc.Stop()
 }
 
 // kill ends the process with SIGKILL, as a crash or an evicted pod would.
-func (e *env) kill() {
-	e.cmd.Process.Kill()
-	<-e.exited
-	e.logf.Close()
-}
+func (e *env) kill() { e.proc.Kill() }
 
 func tail(s string, n int) string {
 	if len(s) > n {

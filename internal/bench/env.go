@@ -12,12 +12,10 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -108,15 +106,13 @@ func entryUUIDs(srv *dirtest.Server) (map[string]string, error) {
 
 // gateway is one running latchkey serve process.
 type gateway struct {
-	base    string
-	work    string
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	logPath string
-	pprof   string // base URL of net/http/pprof in a bench build, or ""
+	base  string
+	work  string
+	proc  *blackbox.Process
+	pprof string // base URL of net/http/pprof in a bench build, or ""
 }
 
-func (g *gateway) pid() int { return g.cmd.Process.Pid }
+func (g *gateway) pid() int { return g.proc.Cmd.Process.Pid }
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -220,73 +216,27 @@ func seedStore(ctx context.Context, open storeOpener, key string, accounts map[s
 	return nil
 }
 
-// startGateway runs binary serve with cfgPath and waits until /readyz
-// answers 200.
+// startGateway runs binary serve with cfgPath (blackbox.Launch; the bench
+// logs warnings only, so it waits on /readyz alone) and stops it when t
+// ends.
 func startGateway(t testing.TB, binary, work, cfgPath string, port int, withPprof bool) (*gateway, error) {
-	g := &gateway{base: "http://127.0.0.1:" + strconv.Itoa(port), work: work, logPath: filepath.Join(work, "latchkey.log")}
-	logf, err := os.OpenFile(g.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	g.cmd = exec.Command(binary, "serve", "--config", cfgPath) // #nosec G204 -- the operator's or a just-built binary
-	g.cmd.Stdout, g.cmd.Stderr = logf, logf
-	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	g.cmd.Env = os.Environ()
+	g := &gateway{base: "http://127.0.0.1:" + strconv.Itoa(port), work: work}
+	var environ []string
 	if withPprof {
 		pp, err := freePort()
 		if err != nil {
 			return nil, err
 		}
 		g.pprof = "http://127.0.0.1:" + strconv.Itoa(pp)
-		g.cmd.Env = append(g.cmd.Env, "LATCHKEY_PPROF_LISTEN=127.0.0.1:"+strconv.Itoa(pp))
+		environ = append(environ, "LATCHKEY_PPROF_LISTEN=127.0.0.1:"+strconv.Itoa(pp))
 	}
-	if err := g.cmd.Start(); err != nil {
-		logf.Close()
+	p, err := blackbox.Launch(binary, cfgPath, filepath.Join(work, "latchkey.log"), g.base, environ, false)
+	if err != nil {
 		return nil, err
 	}
-	g.exited = make(chan struct{})
-	go func() { _ = g.cmd.Wait(); logf.Close(); close(g.exited) }()
-	t.Cleanup(func() {
-		select {
-		case <-g.exited:
-		default:
-			_ = g.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-g.exited:
-			case <-time.After(30 * time.Second):
-				_ = g.cmd.Process.Kill()
-				<-g.exited
-			}
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		res, err := http.Get(g.base + "/readyz")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == 200 {
-				return g, nil
-			}
-		}
-		select {
-		case <-g.exited:
-			b, _ := os.ReadFile(g.logPath)
-			return nil, fmt.Errorf("latchkey exited: %s", tailStr(string(b), 3000))
-		default:
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(g.logPath)
-			return nil, fmt.Errorf("latchkey not ready: %v\n%s", err, tailStr(string(b), 3000))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func tailStr(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
+	g.proc = p
+	t.Cleanup(func() { p.Stop() })
+	return g, nil
 }
 
 // ---------------------------------------------------------------- /proc
