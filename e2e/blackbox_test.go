@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
+	"github.com/latchkeyhq/latchkey/internal/blackbox"
 )
 
 // TestBlackBox attacks the real binary over HTTP with a real slapd and a
@@ -37,23 +38,18 @@ func TestBlackBox(t *testing.T) {
 // raw sends one request as given and returns status, body and headers.
 func (e *env) raw(method, path, contentType, body string, hdr map[string]string) (int, []byte, http.Header) {
 	e.t.Helper()
-	req, err := http.NewRequest(method, e.base+path, strings.NewReader(body))
+	h := map[string]string{}
+	if contentType != "" {
+		h["Content-Type"] = contentType
+	}
+	for k, v := range hdr {
+		h[k] = v
+	}
+	a, err := (&blackbox.Client{Bases: []string{e.base}, HTTP: ckClient}).Request(method, path, h, strings.NewReader(body))
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	res, err := (&http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, b, res.Header
+	return a.Status, a.Body, a.Header
 }
 
 // auditEvents reads the audit log of the gateway (one JSON object a line).

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -529,22 +528,7 @@ func (x *ckBox) smsCode(t testing.TB, number string) string {
 // audit reads the gateway's audit lines.
 func (g *ckGW) audit() []map[string]any {
 	g.t.Helper()
-	f, err := os.Open(g.env.audit)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	defer f.Close()
-	var out []map[string]any
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var ev map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			g.t.Fatalf("audit line is not JSON: %q", sc.Text())
-		}
-		out = append(out, ev)
-	}
-	return out
+	return g.auditEvents()
 }
 
 // events are the audit events of a type (and outcome, unless "").
