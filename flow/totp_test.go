@@ -3,7 +3,6 @@ package flow
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -23,10 +22,9 @@ func totpBed(t *testing.T, tweak func(*Options)) (*testbed, *flowtest.Clock, *fl
 			tweak(o)
 		}
 	})
-	clk := flowtest.NewClock(time.Now().UTC().Truncate(30 * time.Second).Add(10 * time.Second))
+	clk := flowtest.StepClock()
 	tb.svc.d.Now = clk.Now
-	logs := &flowtest.SyncBuffer{}
-	l := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logs, l := flowtest.DebugLog()
 	tb.svc.log, tb.svc.audit = l, l
 	return tb, clk, logs
 }
