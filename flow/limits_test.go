@@ -162,7 +162,7 @@ func TestCodeFailureBudgetCountsWrongCodesOnly(t *testing.T) {
 	// code is refused too
 	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
 	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
-	code = tb.inbox.LastCode(t, "carol@home.example")
+	tb.inbox.LastCode(t, "carol@home.example")
 	for range 4 {
 		_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, "99999999", Meta{})
 		wantCode(t, err, CodeInvalidCode)
