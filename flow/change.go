@@ -12,6 +12,9 @@ import (
 // old password, locked or disabled are one sign_in_failed.
 func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword string, m Meta) error {
 	name := canonicalUsername(username)
+	if badUsername(name) && name != "" {
+		return problem(CodeInvalidRequest, nil)
+	}
 	if ok, p := s.spendAddress(ctx, "signin", m.ClientIP, s.o.Limits.SignInsPerIP); p != nil {
 		return p
 	} else if !ok {

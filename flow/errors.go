@@ -63,9 +63,11 @@ const (
 	CodeNotFound         = "not_found"
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeTooLarge         = "too_large"
-	CodeCSRF             = "forbidden"
-	CodeInternal         = "internal"
-	CodeTooMany          = "too_many"
+	// CodeInvalidEncoding: a JSON body that is not valid UTF-8.
+	CodeInvalidEncoding = "invalid_encoding"
+	CodeCSRF            = "forbidden"
+	CodeInternal        = "internal"
+	CodeTooMany         = "too_many"
 
 	// security questions and tiers' required kinds
 	CodeWeakAnswers        = "weak_answers"
@@ -102,6 +104,7 @@ var messages = map[string]string{
 	CodeNotFound:         "Page not found.",
 	CodeMethodNotAllowed: "Method not allowed.",
 	CodeTooLarge:         "The request is too large.",
+	CodeInvalidEncoding:  "The request is not valid UTF-8.",
 	CodeCSRF:             "The form has expired or was sent from another site. Reload the page and try again.",
 	CodeInternal:         "Something went wrong.",
 	CodeTooMany:          "Too many attempts. Please wait a while and try again.",
@@ -134,6 +137,7 @@ var statuses = map[string]int{
 	CodeNotFound:         http.StatusNotFound,
 	CodeMethodNotAllowed: http.StatusMethodNotAllowed,
 	CodeTooLarge:         http.StatusRequestEntityTooLarge,
+	CodeInvalidEncoding:  http.StatusBadRequest,
 	CodeCSRF:             http.StatusForbidden,
 	CodeInternal:         http.StatusInternalServerError,
 	CodeTooMany:          http.StatusTooManyRequests,

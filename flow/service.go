@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
 
@@ -162,6 +164,23 @@ func (s *Service) now() time.Time { return s.d.Now().UTC() }
 // canonicalUsername is the form a typed username is looked up by.
 func canonicalUsername(in string) string {
 	return strings.TrimSpace(norm.NFC.String(in))
+}
+
+// badUsername reports whether a canonical username can be no account's:
+// empty, over 256 bytes, or holding a control or format character (NUL,
+// a line break, a bidi override). Such a name is 400 invalid_request for
+// every caller alike, before any budget or lookup: it depends on the
+// input only, so it tells nothing about accounts.
+func badUsername(name string) bool {
+	if name == "" || len(name) > 256 {
+		return true
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError {
+			return true
+		}
+	}
+	return false
 }
 
 // methodsAvailable is the set of method types that are both allowed by the

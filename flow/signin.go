@@ -18,6 +18,9 @@ import (
 // not_eligible; a client address past its sign-in budget gets too_many.
 func (s *Service) SignIn(ctx context.Context, username, password string, m Meta) (store.Session, error) {
 	name := canonicalUsername(username)
+	if badUsername(name) && name != "" {
+		return store.Session{}, problem(CodeInvalidRequest, nil)
+	}
 	if ok, p := s.spendAddress(ctx, "signin", m.ClientIP, s.o.Limits.SignInsPerIP); p != nil {
 		return store.Session{}, p
 	} else if !ok {

@@ -23,7 +23,7 @@ func (s *Service) StartFlow(ctx context.Context, kind, username string, m Meta) 
 		return FlowView{}, problem(CodeInvalidRequest, nil)
 	}
 	name := canonicalUsername(username)
-	if name == "" || len(name) > 256 {
+	if badUsername(name) {
 		return FlowView{}, problem(CodeInvalidRequest, nil)
 	}
 	if err := s.takeStartBudgets(ctx, m); err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -43,7 +44,8 @@ func apiError(p *flow.Problem, requestID string) apiErrorBody {
 }
 
 // decodeJSON reads exactly one JSON object into v: application/json only,
-// unknown fields, repeated keys and trailing data refused.
+// valid UTF-8 only (400 invalid_encoding), unknown fields, repeated keys
+// and trailing data refused.
 func decodeJSON(c echo.Context, v any) error {
 	mt, _, err := mime.ParseMediaType(c.Request().Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
@@ -56,6 +58,11 @@ func decodeJSON(c echo.Context, v any) error {
 			return flow.NewProblem(flow.CodeTooLarge, nil)
 		}
 		return flow.NewProblem(flow.CodeInvalidRequest, err)
+	}
+	// encoding/json would turn each invalid byte into U+FFFD and go on:
+	// a name or an address that is not what was sent
+	if !utf8.Valid(body) || hasLoneSurrogate(body) {
+		return flow.NewProblem(flow.CodeInvalidEncoding, nil)
 	}
 	if err := checkDuplicateKeys(body); err != nil {
 		return flow.NewProblem(flow.CodeInvalidRequest, err)
@@ -72,6 +79,55 @@ func decodeJSON(c echo.Context, v any) error {
 		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("trailing data"))
 	}
 	return nil
+}
+
+// hasLoneSurrogate reports whether body has a \u escape of a UTF-16
+// surrogate that is not half of a pair: JSON allows writing one, it stands
+// for no character, and encoding/json decodes it as U+FFFD. Backslashes
+// occur only in strings in JSON, so the body is scanned whole (a malformed
+// escape is left to the decoder).
+func hasLoneSurrogate(body []byte) bool {
+	hex4 := func(i int) (rune, bool) {
+		if i+6 > len(body) || body[i] != '\\' || body[i+1] != 'u' {
+			return 0, false
+		}
+		var r rune
+		for _, c := range body[i+2 : i+6] {
+			switch {
+			case c >= '0' && c <= '9':
+				r = r<<4 | rune(c-'0')
+			case c >= 'a' && c <= 'f':
+				r = r<<4 | rune(c-'a'+10)
+			case c >= 'A' && c <= 'F':
+				r = r<<4 | rune(c-'A'+10)
+			default:
+				return 0, false
+			}
+		}
+		return r, true
+	}
+	for i := 0; i < len(body); i++ {
+		if body[i] != '\\' {
+			continue
+		}
+		r, ok := hex4(i)
+		if !ok {
+			i++ // an escaped character: \\, \", \n...
+			continue
+		}
+		switch {
+		case r >= 0xD800 && r <= 0xDBFF:
+			if lo, ok := hex4(i + 6); ok && lo >= 0xDC00 && lo <= 0xDFFF {
+				i += 11
+				continue
+			}
+			return true
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return true
+		}
+		i += 5
+	}
+	return false
 }
 
 // checkDuplicateKeys refuses a JSON document in which an object repeats a
