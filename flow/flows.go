@@ -41,7 +41,7 @@ func (s *Service) flowView(f liveFlow, offered []Offered) FlowView {
 	// one order for every list, real or fake: see kindOrder
 	methods := slices.Clone(offered)
 	sortKinds(methods, func(o Offered) string { return o.Type })
-	v := FlowView{ID: f.ID, Kind: f.Kind, Required: required, Methods: methods, Verified: append([]string{}, f.Verified...)}
+	v := FlowView{ID: f.ID, Kind: f.Kind, Required: required, Methods: methods, Verified: append([]string{}, f.Verified...), Username: f.st.Name}
 	v.Remaining = max(required-len(f.Verified), 0)
 	if len(f.Verified) > 0 {
 		v.Remaining = flowRemaining(f, offered)

@@ -77,6 +77,11 @@ type flowState struct {
 	// Label ("label"): in a registration flow of a passkey, the label the
 	// user gave it.
 	Label string
+	// Name ("name"): in a reset or unlock flow, the username it was
+	// started for (canonical, as typed), real or not: shown back to the
+	// person who typed it ("Resetting the password of …, not you?"). ""
+	// in flows from before it existed.
+	Name string
 
 	// other holds the keys this version does not know, as read
 	other map[string]string
@@ -100,6 +105,7 @@ const (
 	keyMethod      = "method"
 	keyPasskey     = "passkey"
 	keyLabel       = "label"
+	keyName        = "name"
 )
 
 // decodeFlowState reads the state of a flow of kind from its stored data.
@@ -157,6 +163,8 @@ func decodeFlowState(data map[string]string) (flowState, error) {
 			}
 		case keyLabel:
 			st.Label = v
+		case keyName:
+			st.Name = v
 		default:
 			if id, ok := strings.CutPrefix(k, keyCeremony); ok {
 				var sd webauthn.SessionData
@@ -215,7 +223,7 @@ func (st flowState) data(kind string) (map[string]string, error) {
 		}
 	}
 	for k, v := range map[string]string{keyAcct: st.Acct, keyBind: st.Bind, keyRecorded: st.Recorded,
-		keyMethod: st.Method, keyLabel: st.Label} {
+		keyMethod: st.Method, keyLabel: st.Label, keyName: st.Name} {
 		if v != "" {
 			out[k] = v
 		}

@@ -76,6 +76,10 @@ type FlowView struct {
 	// that would count (kindsMissing). Empty otherwise, and always before a
 	// first proof, which must not tell a tier member from anyone else.
 	Needs []string `json:"needs,omitempty"`
+	// Username is the name the flow was started for, as typed
+	// (canonical): the pages show it back ("not you? start again"); ""
+	// for flows started before it was kept.
+	Username string `json:"-"`
 }
 
 // offeredJSON is how offered methods are kept in the flow (encrypted at rest).

@@ -197,7 +197,7 @@ func (s *Service) startAnswer(ctx context.Context, kind, name string, a startAcc
 		offered = append(offered, s.decoys(ctx, name, offered, a.required)...)
 	}
 	lf := liveFlow{Flow: store.Flow{ID: newToken(), Kind: kind, AccountID: account, Required: a.required, CreatedAt: now, ExpiresAt: now.Add(s.o.FlowTTL)},
-		st: flowState{Offered: offered, DN: dn, Acct: accountKey(a.found, name), Bind: newToken()}}
+		st: flowState{Offered: offered, DN: dn, Acct: accountKey(a.found, name), Bind: newToken(), Name: name}}
 	s.flowExtras(ctx, &lf.st, name, account, a.kinds, a.types)
 	row, err := lf.row()
 	if err != nil {

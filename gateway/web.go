@@ -360,7 +360,10 @@ type offeredRow struct {
 }
 
 type flowMethodsPage struct {
-	Kind                string
+	Kind string
+	// Username is the name the flow was started for, shown back with a
+	// way to start again (a typo must not lead to codes that never come)
+	Username            string
 	Required, Remaining int
 	Methods             []offeredRow
 	// Needs names the kinds of which one must still be proven ("an
@@ -385,7 +388,7 @@ func kindsSentence(kinds []string) string {
 }
 
 func (s *Server) flowMethodsData(kind string, f flow.FlowView) flowMethodsPage {
-	d := flowMethodsPage{Kind: kind, Required: f.Required, Remaining: f.Remaining, Needs: kindsSentence(f.Needs)}
+	d := flowMethodsPage{Kind: kind, Username: f.Username, Required: f.Required, Remaining: f.Remaining, Needs: kindsSentence(f.Needs)}
 	for _, m := range f.Methods {
 		verified := slices.Contains(f.Verified, m.ID)
 		d.Methods = append(d.Methods, offeredRow{ID: m.ID, Type: m.Type, Hint: m.Hint, Verified: verified})
