@@ -56,7 +56,9 @@ type Server struct {
 	IdleTimeout       time.Duration `mapstructure:"idle_timeout"`
 	// ShutdownDelay: after SIGTERM, /readyz answers 503 for this long while
 	// requests are still served, so that a load balancer stops sending new
-	// ones before the listener closes (0: close at once).
+	// ones before the listener closes (0: close at once). Default:
+	// DefaultShutdownDelay with store.driver postgres (instances behind a
+	// load balancer), 0 with sqlite (one instance, nowhere else to go).
 	ShutdownDelay time.Duration `mapstructure:"shutdown_delay"`
 }
 
@@ -398,6 +400,26 @@ const (
 	ProductName = "Latchkey"
 )
 
+// The readiness probe every deployment example uses (deploy/kubernetes,
+// deploy/haproxy, docs/deploy.md): /readyz every ProbePeriod, an instance
+// out of rotation after ProbeFailureThreshold failed checks.
+const (
+	ProbePeriod           = 5 * time.Second
+	ProbeFailureThreshold = 2
+	// DrainMargin is added to the probe's time to notice a drain: one
+	// check's own answer time (/readyz answers within a second while
+	// draining) and the load balancer's timer not starting at SIGTERM.
+	DrainMargin = 5 * time.Second
+	// DefaultShutdownDelay is server.shutdown_delay's default with a
+	// shared store: longer than the probe can take to notice the drain, so
+	// the listener closes only after the load balancer has stopped sending.
+	DefaultShutdownDelay = ProbePeriod*ProbeFailureThreshold + DrainMargin
+)
+
+// shutdownDelayUnset marks server.shutdown_delay as not given, until
+// fillDerived knows the store driver.
+const shutdownDelayUnset = -1
+
 // Default returns the built-in defaults: every key Load knows, with the value
 // it has when neither the file nor the environment sets it. It does not pass
 // Validate on its own (no public URL, secret key or directory).
@@ -409,13 +431,20 @@ func Default() *Config {
 
 // fillDerived sets the defaults that depend on other keys, once the file, the
 // environment and the secret files have been read: the user filter for the
-// directory type, and the SQLite DSN when neither dsn nor dsn_file is set.
+// directory type, the SQLite DSN when neither dsn nor dsn_file is set, and
+// server.shutdown_delay by the store driver when not set.
 func (c *Config) fillDerived() {
 	if c.Directory.UserFilter == "" {
 		c.Directory.UserFilter = DefaultUserFilter(c.Directory.Type)
 	}
 	if c.Store.DSN == "" && c.Store.DSNFile == "" && c.Store.Driver == StoreSQLite {
 		c.Store.DSN = DefaultDSN
+	}
+	if c.Server.ShutdownDelay == shutdownDelayUnset {
+		c.Server.ShutdownDelay = 0
+		if c.Store.Driver == StorePostgres {
+			c.Server.ShutdownDelay = DefaultShutdownDelay
+		}
 	}
 }
 
@@ -432,6 +461,7 @@ func rawDefaults() *Config {
 			ReadTimeout:       15 * time.Second,
 			WriteTimeout:      30 * time.Second,
 			IdleTimeout:       60 * time.Second,
+			ShutdownDelay:     shutdownDelayUnset,
 		},
 		Directory: Directory{
 			Type:                 DirectoryOpenLDAP,

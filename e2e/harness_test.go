@@ -316,9 +316,13 @@ log:
 	if srv.DefaultPolicyDN != "" {
 		cfg = strings.Replace(cfg, "  timeout: 10s\n", "  timeout: 10s\n  default_policy_dn: "+q(srv.DefaultPolicyDN)+"\n", 1)
 	}
-	if p.Server != "" {
-		cfg = strings.Replace(cfg, "  helpdesk: \"mailto:helpdesk@example.org\"\n", "  helpdesk: \"mailto:helpdesk@example.org\"\n"+p.Server, 1)
+	server := p.Server
+	if !strings.Contains(server, "shutdown_delay:") {
+		// no drain unless a test asks: its default with postgres (15 s)
+		// would only slow every stop down
+		server += "  shutdown_delay: 0s\n"
 	}
+	cfg = strings.Replace(cfg, "  helpdesk: \"mailto:helpdesk@example.org\"\n", "  helpdesk: \"mailto:helpdesk@example.org\"\n"+server, 1)
 	return work, write("latchkey.yaml", cfg), port
 }
 

@@ -24,6 +24,9 @@ type k8sProbe struct {
 		Path string `yaml:"path"`
 		Port string `yaml:"port"`
 	} `yaml:"httpGet"`
+	PeriodSeconds    int `yaml:"periodSeconds"`
+	TimeoutSeconds   int `yaml:"timeoutSeconds"`
+	FailureThreshold int `yaml:"failureThreshold"`
 }
 
 type k8sDoc struct {
@@ -228,6 +231,12 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 	if cfg.Store.Driver != config.StorePostgres {
 		t.Errorf("store.driver %q: replicas must share a PostgreSQL store", cfg.Store.Driver)
+	}
+	// the drain outlasts the readiness probe's time to notice it
+	rp := ctr.ReadinessProbe
+	if !drainCovers(cfg.Server.ShutdownDelay, rp.PeriodSeconds, rp.FailureThreshold) {
+		t.Errorf("shutdown_delay %v is shorter than the readiness probe (every %ds, out after %d) takes to notice a drain, plus %v",
+			cfg.Server.ShutdownDelay, rp.PeriodSeconds, rp.FailureThreshold, config.DrainMargin)
 	}
 	if _, port, _ := strings.Cut(cfg.Server.Listen, ":"); port != "8080" || ctr.Ports[0].ContainerPort != 8080 {
 		t.Errorf("server.listen %q, containerPort %d", cfg.Server.Listen, ctr.Ports[0].ContainerPort)

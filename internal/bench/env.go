@@ -173,6 +173,7 @@ func gatewayConfig(work, key, storeYAML string, srv *dirtest.Server, mail *notif
   listen: "127.0.0.1:%d"
   public_url: "http://127.0.0.1:%d"
   secret_key_file: %q
+  shutdown_delay: 0s
 directory:
   type: openldap
   urls: [%q]
