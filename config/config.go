@@ -262,7 +262,20 @@ type Store struct {
 	// (disable, prefer, require, verify-ca) to a host that is neither
 	// loopback nor a Unix socket. Off: such a DSN is a validation problem.
 	AllowPlaintext bool `mapstructure:"allow_plaintext"`
+	// Migrate says who changes the schema: MigrateOnStart (`latchkey
+	// serve` applies pending migrations when it starts) or MigrateManual
+	// (only `latchkey migrate` does; serve refuses a schema it cannot
+	// serve on). Default: on_start with sqlite (one instance), manual with
+	// postgres (several instances: a newer one starting must not migrate
+	// the database under older ones still serving).
+	Migrate string `mapstructure:"migrate"`
 }
+
+// Values of store.migrate.
+const (
+	MigrateOnStart = "on_start"
+	MigrateManual  = "manual"
+)
 
 // Log configures logging.
 type Log struct {
@@ -432,13 +445,19 @@ func Default() *Config {
 // fillDerived sets the defaults that depend on other keys, once the file, the
 // environment and the secret files have been read: the user filter for the
 // directory type, the SQLite DSN when neither dsn nor dsn_file is set, and
-// server.shutdown_delay by the store driver when not set.
+// server.shutdown_delay and store.migrate by the store driver when not set.
 func (c *Config) fillDerived() {
 	if c.Directory.UserFilter == "" {
 		c.Directory.UserFilter = DefaultUserFilter(c.Directory.Type)
 	}
 	if c.Store.DSN == "" && c.Store.DSNFile == "" && c.Store.Driver == StoreSQLite {
 		c.Store.DSN = DefaultDSN
+	}
+	if c.Store.Migrate == "" {
+		c.Store.Migrate = MigrateOnStart
+		if c.Store.Driver == StorePostgres {
+			c.Store.Migrate = MigrateManual
+		}
 	}
 	if c.Server.ShutdownDelay == shutdownDelayUnset {
 		c.Server.ShutdownDelay = 0

@@ -342,17 +342,24 @@ const directoryOpenTimeout = 30 * time.Second
 // where messages go (senders). A failure is logged, and what was opened
 // is closed again; otherwise closeDeps closes them.
 func openDeps(ctx context.Context, cfg *config.Config, log *slog.Logger, w wiring) (deps flow.Deps, closeDeps func(), ok bool) {
+	// the store first: a schema this build cannot serve on stops here
+	st, err := openStore(ctx, cfg, cfg.Store.Migrate == config.MigrateOnStart)
+	if err != nil {
+		log.Error("opening the store", "error", err.Error(), "migrate", cfg.Store.Migrate)
+		return flow.Deps{}, nil, false
+	}
+	if m := st.(migrater).Migration(); m.Migrated() {
+		log.Info("store schema migrated", "from", m.From, "to", m.To)
+	} else if m.Behind() {
+		log.Warn("store schema behind this build: serving on it; run latchkey migrate once every instance runs this version",
+			"version", m.To, "build", store.SchemaVersion())
+	}
 	dctx, cancel := context.WithTimeout(ctx, directoryOpenTimeout)
 	dir, err := directory.Open(dctx, directoryConfig(cfg), log)
 	cancel()
 	if err != nil {
 		log.Error("connecting to the directory", "error", err.Error())
-		return flow.Deps{}, nil, false
-	}
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		log.Error("opening the store", "error", err.Error())
-		dir.Close()
+		st.Close()
 		return flow.Deps{}, nil, false
 	}
 	closeDeps = func() {

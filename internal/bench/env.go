@@ -243,7 +243,7 @@ func sqliteStore(work string) (yaml string, open storeOpener) {
 // postgresStore is the store block and opener of database dsn (loopback:
 // no TLS needed, no allow_plaintext).
 func postgresStore(dsn string) (yaml string, open storeOpener) {
-	return fmt.Sprintf("store:\n  driver: postgres\n  dsn: %q\n", dsn),
+	return fmt.Sprintf("store:\n  driver: postgres\n  dsn: %q\n  migrate: on_start\n", dsn),
 		func(ctx context.Context, key []byte) (store.Store, error) {
 			return store.OpenPostgres(ctx, dsn, key, store.PostgresOptions{})
 		}
