@@ -278,7 +278,19 @@ func auditLogger(cfg *config.Config, stdout io.Writer) (*slog.Logger, func(), er
 		}
 		w, closeFn = f, func() { f.Close() }
 	}
-	return slog.New(slog.NewJSONHandler(w, nil)).With("log", "audit"), closeFn, nil
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{ReplaceAttr: dropRecordTime})).With("log", "audit"), closeFn, nil
+}
+
+// dropRecordTime leaves out the log record's own time: every audit line
+// carries its event's time under "time" (flow.Service.logAudit), and a
+// second "time" key made the lines ambiguous JSON (parsers keep one of the
+// two or refuse the line). The record's time is the one slog adds as a
+// time.Time; the event's is a string.
+func dropRecordTime(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 && a.Key == slog.TimeKey && a.Value.Kind() == slog.KindTime {
+		return slog.Attr{}
+	}
+	return a
 }
 
 // wiring is what `latchkey demo` changes in serve: where messages go, the
