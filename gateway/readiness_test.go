@@ -2,12 +2,16 @@ package gateway
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
 
 	"github.com/latchkeyhq/latchkey/directory"
+	"github.com/latchkeyhq/latchkey/flow"
+	"github.com/latchkeyhq/latchkey/internal/flowtest"
 )
 
 // TestReadinessThroughOutages: /readyz is "this instance can serve". A
@@ -69,4 +73,37 @@ func TestReadinessThroughOutages(t *testing.T) {
 	tb.srv.Drain()
 	check("/readyz", 503, map[string]string{"directory": "ok", "store": "unavailable", "shutdown": "draining"})
 	check("/healthz/deps", 503, storeDown)
+}
+
+// TestProxyHeaderWithoutTrustedProxies: a request carrying X-Forwarded-For
+// while server.trusted_proxies is empty logs one warning (every client
+// behind that proxy would share its budgets); later ones log nothing more,
+// and with a trusted proxy set nothing is logged.
+func TestProxyHeaderWithoutTrustedProxies(t *testing.T) {
+	count := func(tb *testbed, logs *flowtest.SyncBuffer, hdr map[string]string, n int) int {
+		c := newClient(t, tb)
+		for range n {
+			if w := c.api("GET", "/healthz", "", hdr); w.Code != 200 {
+				t.Fatalf("healthz: %d", w.Code)
+			}
+		}
+		return strings.Count(logs.String(), "server.trusted_proxies is empty")
+	}
+	bed := func(tweak func(*flow.Options)) (*testbed, *flowtest.SyncBuffer) {
+		tb := newTestbed(t, tweak)
+		logs := &flowtest.SyncBuffer{}
+		tb.logs.set(slog.NewJSONHandler(logs, nil))
+		return tb, logs
+	}
+	tb, logs := bed(nil)
+	if n := count(tb, logs, nil, 3); n != 0 {
+		t.Fatalf("%d warnings without a proxy header", n)
+	}
+	if n := count(tb, logs, map[string]string{"X-Forwarded-For": "198.51.100.7"}, 5); n != 1 {
+		t.Fatalf("%d warnings for 5 requests through a proxy, want 1:\n%s", n, logs.String())
+	}
+	tb, logs = bed(func(o *flow.Options) { o.TrustedProxies = []netip.Prefix{mustPrefix("192.0.2.10/32")} })
+	if n := count(tb, logs, map[string]string{"X-Forwarded-For": "198.51.100.7"}, 3); n != 0 {
+		t.Fatalf("%d warnings with the proxy trusted", n)
+	}
 }

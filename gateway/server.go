@@ -37,6 +37,9 @@ type Server struct {
 	origin                                string
 	// draining is set by Drain: /readyz answers 503 "draining"
 	draining atomic.Bool
+	// proxyWarned: the warning about X-Forwarded-For without
+	// server.trusted_proxies was logged (once per process)
+	proxyWarned atomic.Bool
 }
 
 // cspPages is the Content-Security-Policy of every answer: no script at
@@ -177,6 +180,12 @@ func (s *Server) clientIP(r *http.Request) string {
 		return host
 	}
 	if !s.trusted(peer) {
+		if len(s.o.TrustedProxies) == 0 && (r.Header.Get("X-Forwarded-For") != "" || r.Header.Get("Forwarded") != "") &&
+			s.proxyWarned.CompareAndSwap(false, true) {
+			s.svc.Log().Warn("a request came through a proxy (X-Forwarded-For) but server.trusted_proxies is empty: every client behind it counts as the proxy's address, "+
+				"so the per-address budgets (limits.starts_per_ip, limits.sign_ins_per_ip) stop all of them at once; set server.trusted_proxies to the proxy's address (logged once)",
+				"peer", peer.String())
+		}
 		return s.limitAddr(peer)
 	}
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")

@@ -119,7 +119,7 @@ func check(ctx context.Context, cfg *config.Config, path string, opts checkOptio
 		add(f.Check, string(f.Status), f.Message, f.Fix)
 	}
 	cancel()
-	results = append(results, coolingOffCheck(cfg, time.Now()))
+	results = append(results, coolingOffCheck(cfg, time.Now()), proxiesCheck(cfg))
 
 	status, message, fix := checkStore(ctx, cfg)
 	add("store", status, message, fix)

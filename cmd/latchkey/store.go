@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/latchkeyhq/latchkey/config"
@@ -49,12 +50,14 @@ func openStore(ctx context.Context, cfg *config.Config, migrate bool) (store.Sto
 func checkStore(ctx context.Context, cfg *config.Config) (status, message, fix string) {
 	st, err := openStore(ctx, cfg, false)
 	onStart := cfg.Store.Migrate == config.MigrateOnStart
+	// the store's own words, without the sentinel's text said first
+	why := strings.TrimSuffix(strings.TrimPrefix(fmt.Sprint(err), "store: "), ": "+store.ErrSchemaBehind.Error())
 	switch {
 	case errors.Is(err, store.ErrSchemaBehind) && onStart:
-		return statusWarn, "schema behind: run latchkey migrate (" + err.Error() + ")",
+		return statusWarn, "schema behind: run latchkey migrate (" + why + ")",
 			"latchkey serve applies it when it starts (store.migrate: on_start), or run latchkey migrate"
 	case errors.Is(err, store.ErrSchemaBehind):
-		return statusFail, "schema behind: run latchkey migrate (" + err.Error() + ")",
+		return statusFail, "schema behind: run latchkey migrate (" + why + ")",
 			"run latchkey migrate --config FILE: latchkey serve does not migrate (store.migrate: manual)"
 	case errors.Is(err, store.ErrSchemaNewer):
 		return statusFail, err.Error(), "run a Latchkey version that knows this schema"
