@@ -2,8 +2,16 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -144,4 +152,60 @@ func readDeploy(t *testing.T, parts ...string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestNginxExampleParses: nginx -t accepts deploy/nginx/latchkey.conf in an
+// http {} block, with a throwaway certificate for its TLS paths.
+func TestNginxExampleParses(t *testing.T) {
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		bin = "/usr/sbin/nginx"
+		if _, err := os.Stat(bin); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatal("nginx is not installed (scripts/deps.sh: nginx-light)")
+			}
+			t.Skip("nginx is not installed")
+		}
+	}
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sspr.example.org"},
+		DNSNames: []string{"sspr.example.org"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crt, kpath := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := os.WriteFile(crt, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kpath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf := readDeploy(t, "nginx", "latchkey.conf")
+	for old, new := range map[string]string{"/etc/nginx/tls/sspr.example.org.crt": crt, "/etc/nginx/tls/sspr.example.org.key": kpath} {
+		if !bytes.Contains(conf, []byte(old)) {
+			t.Fatalf("deploy/nginx/latchkey.conf has no %s any more: update the test", old)
+		}
+		conf = bytes.ReplaceAll(conf, []byte(old), []byte(new))
+	}
+	site := filepath.Join(dir, "latchkey.conf")
+	if err := os.WriteFile(site, conf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	main := fmt.Sprintf("error_log stderr;\npid %s/nginx.pid;\nevents {}\nhttp {\n  access_log off;\n  include %s;\n}\n", dir, site)
+	mainPath := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(mainPath, []byte(main), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "-t", "-p", dir, "-c", mainPath).CombinedOutput(); err != nil {
+		t.Fatalf("nginx -t: %v\n%s", err, out)
+	}
 }
