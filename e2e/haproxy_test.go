@@ -397,6 +397,23 @@ func haproxyOutage(t *testing.T, srv *dirtest.Server, pg *pgtest.Server, down, u
 // readyzCount is an instance's count of /readyz answered 200 (/metrics).
 var readyzCount = regexp.MustCompile(`latchkey_http_requests_total\{method="GET",route="/readyz",status="200"\} (\d+)`)
 
+// readyzChecks is how many /readyz e has answered 200 since it started.
+func readyzChecks(t *testing.T, e *env) int {
+	t.Helper()
+	res, err := httpClient.Get(e.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	m := readyzCount.FindSubmatch(b)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
 // TestHAProxyDrain: SIGTERM of one of three instances during a burst
 // through HAProxy loses no request, with the example's retries turned off:
 // the instance answers /readyz 503 for the default shutdown_delay of a
@@ -432,21 +449,7 @@ func TestHAProxyDrain(t *testing.T) {
 	// SIGTERM right after one of HAProxy's checks of the victim (its
 	// /readyz counter moves): the drain then has to last the whole time
 	// the check takes to notice, period × fall, not a lucky part of it
-	checks := func() int {
-		t.Helper()
-		res, err := httpClient.Get(victim.base + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		m := readyzCount.FindSubmatch(b)
-		if m == nil {
-			return 0
-		}
-		n, _ := strconv.Atoi(string(m[1]))
-		return n
-	}
+	checks := func() int { return readyzChecks(t, victim) }
 	n0 := checks()
 	deadline := time.Now().Add(30 * time.Second)
 	for checks() == n0 {
@@ -487,4 +490,62 @@ func TestHAProxyDrain(t *testing.T) {
 		}
 	}
 	t.Logf("%d answers during a drain of %v (exit after %v), all 200", len(answers), delay, took.Round(10*time.Millisecond))
+}
+
+// TestHAProxyRollingRestart: the three instances behind HAProxy (the
+// example as it ships, retries included) are restarted one by one, as in
+// an upgrade, while a burst of reset starts runs through HAProxy: each
+// drains (the default 15 s), exits 0, starts again on its port and is back
+// in HAProxy's rotation before the next one goes. Every request of the
+// burst is answered 200.
+func TestHAProxyRollingRestart(t *testing.T) {
+	parallel(t)
+	srv := dirtest.StartOpenLDAP(t)
+	pg := pgtest.Start(t)
+	gws := haproxyGateways(t, srv, pg, fmt.Sprintf("  shutdown_delay: %s\n", config.DefaultShutdownDelay))
+	base := startHAProxy(t, gws, false)
+
+	users := []string{"carol", "bob", "frank", "nobody-at-all"}
+	stop := make(chan struct{})
+	var answers []lbAnswer
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		answers = burst(4, stop, func(w, i int) lbAnswer {
+			if i%3 == 0 {
+				return lbCall(base, "GET", "/healthz", nil)
+			}
+			return lbCall(base, "POST", "/api/v1/reset", map[string]string{"username": users[(w+i)%len(users)]})
+		})
+	}()
+	for i, g := range gws {
+		g.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-g.exited:
+		case <-time.After(config.DefaultShutdownDelay + 60*time.Second):
+			t.Fatalf("instance %d did not exit after SIGTERM", i)
+		}
+		if code := g.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Fatalf("instance %d: exit code %d after SIGTERM", i, code)
+		}
+		g.logf.Close()
+		g.launch()
+		// back in rotation: HAProxy has checked it (launch's own /readyz
+		// is the first one counted)
+		deadline := time.Now().Add(30 * time.Second)
+		for readyzChecks(t, g) < 2 {
+			if time.Now().After(deadline) {
+				t.Fatalf("HAProxy did not check instance %d within 30 s of its restart", i)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	close(stop)
+	<-done
+	for _, a := range answers {
+		if a.err != nil || a.status != 200 || !a.latchkeys() {
+			t.Fatalf("a request was lost during the rolling restart (%d answers in all): %s", len(answers), a)
+		}
+	}
+	t.Logf("%d answers during a rolling restart of three instances, all 200", len(answers))
 }
