@@ -442,6 +442,16 @@ func Default() *Config {
 	return c
 }
 
+// DefaultFor is Default with store.driver set to driver: the defaults that
+// depend on it (store.dsn, store.migrate, server.shutdown_delay) are the
+// ones Load gives a file that sets only the driver.
+func DefaultFor(driver string) *Config {
+	c := rawDefaults()
+	c.Store.Driver = driver
+	c.fillDerived()
+	return c
+}
+
 // fillDerived sets the defaults that depend on other keys, once the file, the
 // environment and the secret files have been read: the user filter for the
 // directory type, the SQLite DSN when neither dsn nor dsn_file is set, and

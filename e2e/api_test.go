@@ -55,12 +55,7 @@ func (e *env) register(user, email, phone string) (emailID, smsID string) {
 	if phone != "" {
 		r = e.must(201, e.api("POST", "/api/v1/methods", token, map[string]string{"type": "sms", "address": phone}), "add sms")
 		smsID = r.str("id")
-		e164 := "+" + strings.Map(func(r rune) rune {
-			if r >= '0' && r <= '9' {
-				return r
-			}
-			return -1
-		}, phone)
+		e164 := notifytest.E164(phone)
 		code = e.smsCode(e164)
 		e.must(200, e.api("POST", "/api/v1/methods/"+smsID+"/verify", token, map[string]string{"code": code}), "verify sms")
 	}

@@ -18,7 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchkeyhq/latchkey/config"
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
+	"github.com/latchkeyhq/latchkey/internal/blackbox"
+	"github.com/latchkeyhq/latchkey/policy"
 )
 
 // TestBlackBox attacks the real binary over HTTP with a real slapd and a
@@ -37,23 +40,18 @@ func TestBlackBox(t *testing.T) {
 // raw sends one request as given and returns status, body and headers.
 func (e *env) raw(method, path, contentType, body string, hdr map[string]string) (int, []byte, http.Header) {
 	e.t.Helper()
-	req, err := http.NewRequest(method, e.base+path, strings.NewReader(body))
+	h := map[string]string{}
+	if contentType != "" {
+		h["Content-Type"] = contentType
+	}
+	for k, v := range hdr {
+		h[k] = v
+	}
+	a, err := (&blackbox.Client{Bases: []string{e.base}, HTTP: ckClient}).Request(method, path, h, strings.NewReader(body))
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	res, err := (&http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, b, res.Header
+	return a.Status, a.Body, a.Header
 }
 
 // auditEvents reads the audit log of the gateway (one JSON object a line).
@@ -425,12 +423,26 @@ func TestRefusesToStartUnsafely(t *testing.T) {
 	good := write("good.key", base64.StdEncoding.EncodeToString(key))
 	short := write("short.key", "too-short-secret")
 	bindpw := write("bind.pw", "Bind-Secret-Value-1")
-	base := func(server, directory string) string {
-		return "server:\n" + server + "directory:\n  type: openldap\n  bind_dn: \"cn=sspr,dc=example,dc=org\"\n  bind_password_file: " + bindpw +
-			"\n  base_dn: \"dc=example,dc=org\"\n" + directory + "policy:\n  scope: all\n  methods: [email]\nemail:\n  enabled: true\n" +
-			"smtp:\n  host: 127.0.0.1\n  port: 1\n  from: \"sspr@example.org\"\nstore:\n  dsn: \"file:" + filepath.Join(dir, "x.db") + "\"\n"
+	// cfg is a sound configuration (that cannot reach its directory)
+	// changed by edit
+	cfg := func(edit func(c *config.Config)) string {
+		c := config.Default()
+		c.Server.PublicURL, c.Server.SecretKeyFile = "https://sspr.example.org", good
+		c.Directory.BindDN, c.Directory.BindPasswordFile, c.Directory.BaseDN = "cn=sspr,dc=example,dc=org", bindpw, "dc=example,dc=org"
+		c.Directory.URLs = []string{"ldaps://127.0.0.1:1"}
+		c.Policy.Scope, c.Policy.Methods = policy.ScopeAll, []string{policy.MethodEmail}
+		c.SMTP.Host, c.SMTP.Port, c.SMTP.From = "127.0.0.1", 1, "sspr@example.org"
+		c.Store.DSN = "file:" + filepath.Join(dir, "x.db")
+		if edit != nil {
+			edit(c)
+		}
+		b, err := blackbox.MarshalConfig(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
 	}
-	sound := base("  public_url: \"https://sspr.example.org\"\n  secret_key_file: "+good+"\n", "  urls: [\"ldaps://127.0.0.1:1\"]\n")
+	sound := cfg(nil)
 	run := func(name, cfg string) (int, string) {
 		cmd := exec.Command(binary, "serve", "--config", write(name+".yaml", cfg))
 		cmd.Env = append(os.Environ(), "LATCHKEY_SERVER_LISTEN=127.0.0.1:1")
@@ -449,13 +461,15 @@ func TestRefusesToStartUnsafely(t *testing.T) {
 		t.Fatalf("the sound configuration: exit %d\n%s", code, out)
 	}
 	for _, c := range []struct{ name, cfg, key, secret string }{
-		{"short secret key", base("  public_url: \"https://sspr.example.org\"\n  secret_key_file: "+short+"\n", "  urls: [\"ldaps://127.0.0.1:1\"]\n"), "server.secret_key", "too-short-secret"},
-		{"no secret key", base("  public_url: \"https://sspr.example.org\"\n", "  urls: [\"ldaps://127.0.0.1:1\"]\n"), "server.secret_key", ""},
-		{"no public url", base("  secret_key_file: "+good+"\n", "  urls: [\"ldaps://127.0.0.1:1\"]\n"), "server.public_url", ""},
-		{"plain LDAP without allow_plaintext", base("  public_url: \"https://sspr.example.org\"\n  secret_key_file: "+good+"\n", "  urls: [\"ldap://127.0.0.1:1\"]\n"), "directory.urls", ""},
-		{"certificate checks off", base("  public_url: \"https://sspr.example.org\"\n  secret_key_file: "+good+"\n", "  urls: [\"ldaps://127.0.0.1:1\"]\n  insecure_skip_verify: true\n"), "directory.insecure_skip_verify", ""},
-		{"placeholder secret key", base("  public_url: \"https://sspr.example.org\"\n  secret_key_file: "+write("placeholder.key", strings.Repeat("change-me-", 5))+"\n", "  urls: [\"ldaps://127.0.0.1:1\"]\n"), "server.secret_key", "change-me-"},
-		{"SMTP in clear to a remote host", strings.Replace(sound, "  host: 127.0.0.1\n", "  host: mail.example.org\n  tls: none\n", 1), "smtp.tls", ""},
+		{"short secret key", cfg(func(c *config.Config) { c.Server.SecretKeyFile = short }), "server.secret_key", "too-short-secret"},
+		{"no secret key", cfg(func(c *config.Config) { c.Server.SecretKeyFile = "" }), "server.secret_key", ""},
+		{"no public url", cfg(func(c *config.Config) { c.Server.PublicURL = "" }), "server.public_url", ""},
+		{"plain LDAP without allow_plaintext", cfg(func(c *config.Config) { c.Directory.URLs = []string{"ldap://127.0.0.1:1"} }), "directory.urls", ""},
+		{"certificate checks off", cfg(func(c *config.Config) { c.Directory.InsecureSkipVerify = true }), "directory.insecure_skip_verify", ""},
+		{"placeholder secret key", cfg(func(c *config.Config) {
+			c.Server.SecretKeyFile = write("placeholder.key", strings.Repeat("change-me-", 5))
+		}), "server.secret_key", "change-me-"},
+		{"SMTP in clear to a remote host", cfg(func(c *config.Config) { c.SMTP.Host, c.SMTP.TLS = "mail.example.org", config.SMTPTLSNone }), "smtp.tls", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			code, out := run(strings.ReplaceAll(c.name, " ", "-"), c.cfg)

@@ -440,6 +440,24 @@ func (l layout) problem(width int64) string {
 		width, l.ScrollWidth, l.Width, l.InnerWidth, strings.Join(l.Wide, "\n    "))
 }
 
+// waitLoaded waits (up to 30 s) until the current page has loaded with
+// everything it links to (document.readyState "complete": the load event,
+// which waits for stylesheets).
+func (b *browser) waitLoaded(where string) {
+	b.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		state, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.readyState`))
+		if err == nil && state == "complete" {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("%s: not loaded after 30 s (readyState %q, %v)", where, state, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 type pageFacts struct {
 	Scripts []string `json:"scripts"`
 	Rules   int      `json:"rules"`
@@ -454,6 +472,10 @@ func (b *browser) check(name string) {
 	b.t.Helper()
 	b.pages++
 	where := fmt.Sprintf("page %q (%s)", name, b.path())
+	// The page's text may be there before its stylesheet (a CI run under
+	// load saw the passkey page with no CSS rules yet): the facts are read
+	// once the page has loaded whole.
+	b.waitLoaded(where)
 	f, err := chromedp.Run(b.ctx, chromedp.Evaluate[pageFacts](`({
 	  scripts: Array.from(document.scripts).map(s => s.src || 'inline'),
 	  rules: Array.from(document.styleSheets).reduce((n, s) => n + s.cssRules.length, 0),

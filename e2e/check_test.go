@@ -12,7 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/latchkeyhq/latchkey/config"
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
 )
@@ -111,32 +113,6 @@ func wantNo(t *testing.T, rs []checkResult, check, status string) {
 	}
 }
 
-// variant writes a copy of the configuration with each old string (which
-// must occur) replaced by the following new one.
-func variant(t *testing.T, cfg string, pairs ...string) string {
-	t.Helper()
-	b, err := os.ReadFile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(b)
-	for i := 0; i < len(pairs); i += 2 {
-		if !strings.Contains(s, pairs[i]) {
-			t.Fatalf("configuration has no %q:\n%s", pairs[i], s)
-		}
-		s = strings.ReplaceAll(s, pairs[i], pairs[i+1])
-	}
-	f, err := os.CreateTemp(filepath.Dir(cfg), "variant-*.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteString(s); err != nil {
-		t.Fatal(err)
-	}
-	return f.Name()
-}
-
 func writeSecret(t *testing.T, content string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "secret")
@@ -202,7 +178,7 @@ var brokenCases = []brokenCase{
 			if err != nil {
 				t.Fatal(err)
 			}
-			return variant(t, e.cfg, "ca_file: "+jq(e.srv.CAFile), "ca_file: "+jq(other.CAFile))
+			return variant(t, e.cfg, func(c *config.Config) { c.Directory.CAFile = other.CAFile })
 		},
 		fails: []string{"directory.tls", "directory.bind"},
 		want: func(t *testing.T, e checkEnv, rs []checkResult) {
@@ -214,7 +190,7 @@ var brokenCases = []brokenCase{
 	{
 		name: "WrongBindPassword",
 		broken: func(t *testing.T, e checkEnv) string {
-			return variant(t, e.cfg, filepath.Join(e.work, "bind.pw"), writeSecret(t, "Not-The-Password1!"))
+			return variant(t, e.cfg, func(c *config.Config) { c.Directory.BindPasswordFile = writeSecret(t, "Not-The-Password1!") })
 		},
 		fails: []string{"directory.bind"},
 		want: func(t *testing.T, e checkEnv, rs []checkResult) {
@@ -226,7 +202,7 @@ var brokenCases = []brokenCase{
 		// an OU that does not exist inside the naming context
 		name: "WrongBaseDN",
 		broken: func(t *testing.T, e checkEnv) string {
-			return variant(t, e.cfg, "base_dn: "+jq(e.srv.BaseDN), "base_dn: "+jq("ou=nowhere,"+e.srv.BaseDN))
+			return variant(t, e.cfg, func(c *config.Config) { c.Directory.BaseDN = "ou=nowhere," + e.srv.BaseDN })
 		},
 		args:  []string{"--canary", "bob"},
 		fails: []string{"directory.base_dn", "directory.canary"},
@@ -242,7 +218,7 @@ var brokenCases = []brokenCase{
 		// with a referral, which latchkey never follows)
 		name: "BaseDNOutsideNamingContext",
 		broken: func(t *testing.T, e checkEnv) string {
-			return variant(t, e.cfg, "base_dn: "+jq(e.srv.BaseDN), `base_dn: "dc=elsewhere,dc=net"`)
+			return variant(t, e.cfg, func(c *config.Config) { c.Directory.BaseDN = "dc=elsewhere,dc=net" })
 		},
 		args:  []string{"--canary", "bob"},
 		fails: []string{"directory.base_dn", "directory.canary"},
@@ -254,7 +230,7 @@ var brokenCases = []brokenCase{
 	{
 		name: "MissingGroup",
 		broken: func(t *testing.T, e checkEnv) string {
-			return variant(t, e.cfg, "groups: ["+jq(e.srv.Group("staff"))+"]", "groups: ["+jq("cn=no-such-group,"+e.srv.BaseDN)+"]")
+			return variant(t, e.cfg, func(c *config.Config) { c.Policy.Groups = []string{"cn=no-such-group," + e.srv.BaseDN} })
 		},
 		fails: []string{"directory.group"},
 		want: func(t *testing.T, e checkEnv, rs []checkResult) {
@@ -265,7 +241,7 @@ var brokenCases = []brokenCase{
 	{
 		name: "SMTPDown",
 		broken: func(t *testing.T, e checkEnv) string {
-			return variant(t, e.cfg, "port: "+strconv.Itoa(e.mail.SMTPPort), "port: "+strconv.Itoa(freePort(t)))
+			return variant(t, e.cfg, func(c *config.Config) { c.SMTP.Port = freePort(t) })
 		},
 		fails: []string{"smtp"},
 		want: func(t *testing.T, e checkEnv, rs []checkResult) {
@@ -275,7 +251,9 @@ var brokenCases = []brokenCase{
 	{
 		name: "BadSMSCredentials",
 		broken: func(t *testing.T, e checkEnv) string {
-			return variant(t, e.cfg, filepath.Join(e.work, "twilio.token"), writeSecret(t, "wrong-twilio-auth-token-000000000"))
+			return variant(t, e.cfg, func(c *config.Config) {
+				c.SMS.Twilio.AuthTokenFile = writeSecret(t, "wrong-twilio-auth-token-000000000")
+			})
 		},
 		fails: []string{"sms"},
 		want: func(t *testing.T, e checkEnv, rs []checkResult) {
@@ -334,7 +312,6 @@ func TestCheckOpenLDAP(t *testing.T) {
 	srv := dirtest.StartOpenLDAP(t)
 	mail, sms := startMail(t)
 	work, cfg, _ := writeConfig(t, srv, mail, sms, params{})
-	q := jq
 	// a new store: check says so and changes nothing; migrate creates it
 	rs, _ := checkJSON(t, cfg)
 	wantResult(t, rs, "store", "WARN", "latchkey migrate", "schema behind: run latchkey migrate")
@@ -399,7 +376,7 @@ func TestCheckOpenLDAP(t *testing.T) {
 	})
 
 	t.Run("StartTLS", func(t *testing.T) {
-		c := variant(t, cfg, "urls: ["+q(srv.LDAPSURL)+"]", "urls: ["+q(srv.URL)+"]\n  start_tls: true")
+		c := variant(t, cfg, func(c *config.Config) { c.Directory.URLs, c.Directory.StartTLS = []string{srv.URL}, true })
 		rs, code := checkJSON(t, c)
 		if code != 0 {
 			t.Fatalf("exit %d:\n%s", code, dump(rs))
@@ -409,7 +386,7 @@ func TestCheckOpenLDAP(t *testing.T) {
 
 	t.Run("OneURLUnreachable", func(t *testing.T) {
 		dead := "ldaps://127.0.0.1:" + strconv.Itoa(freePort(t))
-		c := variant(t, cfg, "urls: ["+q(srv.LDAPSURL)+"]", "urls: ["+q(dead)+", "+q(srv.LDAPSURL)+"]")
+		c := variant(t, cfg, func(c *config.Config) { c.Directory.URLs = []string{dead, srv.LDAPSURL} })
 		rs, code := checkJSON(t, c)
 		if code != 1 {
 			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
@@ -422,7 +399,9 @@ func TestCheckOpenLDAP(t *testing.T) {
 	runBrokenCases(t, checkEnv{srv: srv, mail: mail, sms: sms, work: work, cfg: cfg})
 
 	t.Run("AmbiguousCanary", func(t *testing.T) {
-		c := variant(t, cfg, "(uid={username})", "(sn={username})")
+		c := variant(t, cfg, func(c *config.Config) {
+			c.Directory.UserFilter = strings.ReplaceAll(c.Directory.UserFilter, "(uid={username})", "(sn={username})")
+		})
 		rs, code := checkJSON(t, c, "--canary", "Twin")
 		if code != 1 {
 			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
@@ -431,8 +410,9 @@ func TestCheckOpenLDAP(t *testing.T) {
 	})
 
 	t.Run("NoResetRight", func(t *testing.T) {
-		c := variant(t, cfg, "bind_dn: "+q(srv.ServiceDN), "bind_dn: "+q(srv.ReadOnlyDN),
-			filepath.Join(work, "bind.pw"), writeSecret(t, srv.ReadOnlyPassword))
+		c := variant(t, cfg, func(c *config.Config) {
+			c.Directory.BindDN, c.Directory.BindPasswordFile = srv.ReadOnlyDN, writeSecret(t, srv.ReadOnlyPassword)
+		})
 		rs, code := checkJSON(t, c, "--canary", "bob", "--try-reset")
 		if code != 1 {
 			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
@@ -462,7 +442,7 @@ func TestCheckOpenLDAP(t *testing.T) {
 				t.Fatalf("--help lacks %q:\n%s", want, out)
 			}
 		}
-		bad := variant(t, cfg, "methods_required: 1", "methods_required: 7")
+		bad := variant(t, cfg, func(c *config.Config) { c.Policy.MethodsRequired = 7 })
 		if out, code := runCheck(t, bad); code != 2 {
 			t.Fatalf("invalid configuration: exit %d\n%s", code, out)
 		}
@@ -519,7 +499,7 @@ func TestCheckCertificateNames(t *testing.T) {
 		wantResult(t, rs, "directory.tls", "FAIL", "subjectAltName for 127.0.0.1", "certificate has no SAN", `CN="localhost"`)
 		wantResult(t, rs, "directory.bind", "FAIL", "a subjectAltName for that name", "a name problem: the CA is trusted")
 		// StartTLS is inspected the same way
-		c := variant(t, cfg, "urls: [\""+srv.LDAPSURL+"\"]", "urls: [\""+srv.URL+"\"]\n  start_tls: true")
+		c := variant(t, cfg, func(c *config.Config) { c.Directory.URLs, c.Directory.StartTLS = []string{srv.URL}, true })
 		rs, _ = checkJSON(t, c)
 		wantResult(t, rs, "directory.tls", "FAIL", "subjectAltName", srv.URL, "certificate has no SAN")
 	})
@@ -538,8 +518,9 @@ func TestCheckReferral(t *testing.T) {
 	mail, sms := startMail(t)
 	_, cfg, _ := writeConfig(t, srv, mail, sms, params{})
 	const elsewhere = "dc=elsewhere,dc=net"
-	c := variant(t, cfg, "base_dn: "+jq(srv.BaseDN), "base_dn: "+jq(elsewhere),
-		"groups: ["+jq(srv.Group("staff"))+"]", "groups: ["+jq("cn=staff,"+elsewhere)+"]")
+	c := variant(t, cfg, func(c *config.Config) {
+		c.Directory.BaseDN, c.Policy.Groups = elsewhere, []string{"cn=staff," + elsewhere}
+	})
 	rs, code := checkJSON(t, c, "--canary", "bob")
 	if code != 1 {
 		t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
@@ -566,7 +547,6 @@ func TestCheckActiveDirectory(t *testing.T) {
 	srv := dirtest.StartSamba(t)
 	mail, sms := startMail(t)
 	work, cfg, _ := writeConfig(t, srv, mail, sms, params{})
-	q := jq
 	migrateStore(t, cfg)
 
 	t.Run("OKButNoPolicyHints", func(t *testing.T) {
@@ -599,8 +579,9 @@ func TestCheckActiveDirectory(t *testing.T) {
 	})
 
 	t.Run("NoResetRight", func(t *testing.T) {
-		c := variant(t, cfg, "bind_dn: "+q(srv.ServiceDN), "bind_dn: "+q(srv.ReadOnlyDN),
-			filepath.Join(work, "bind.pw"), writeSecret(t, srv.ReadOnlyPassword))
+		c := variant(t, cfg, func(c *config.Config) {
+			c.Directory.BindDN, c.Directory.BindPasswordFile = srv.ReadOnlyDN, writeSecret(t, srv.ReadOnlyPassword)
+		})
 		rs, code := checkJSON(t, c, "--canary", "erin")
 		if code != 1 {
 			t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
@@ -654,8 +635,9 @@ func TestCheckActiveDirectory(t *testing.T) {
 		t.Cleanup(func() {
 			srv.Modify(t, "dn: "+srv.BaseDN+"\nchangetype: modify\nreplace: maxPwdAge\nmaxPwdAge: -9223372036854775808\n")
 		})
-		c := variant(t, cfg, "bind_dn: "+q(srv.ServiceDN), "bind_dn: "+q(srv.ReadOnlyDN),
-			filepath.Join(work, "bind.pw"), writeSecret(t, srv.ReadOnlyPassword))
+		c := variant(t, cfg, func(c *config.Config) {
+			c.Directory.BindDN, c.Directory.BindPasswordFile = srv.ReadOnlyDN, writeSecret(t, srv.ReadOnlyPassword)
+		})
 		rs, code := checkJSON(t, c)
 		if code != 0 {
 			t.Fatalf("exit %d (a WARN must not change it):\n%s", code, dump(rs))
@@ -676,7 +658,7 @@ func TestCheckActiveDirectory(t *testing.T) {
 	})
 
 	t.Run("CoolingOff", func(t *testing.T) {
-		c := variant(t, cfg, "cooling_off: 0s", "cooling_off: 24h")
+		c := variant(t, cfg, func(c *config.Config) { c.Policy.CoolingOff = 24 * time.Hour })
 		rs, code := checkJSON(t, c)
 		if code != 0 {
 			t.Fatalf("exit %d (a WARN must not change it):\n%s", code, dump(rs))
@@ -740,17 +722,21 @@ func TestCheckActiveDirectoryGeneratedCert(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, vc := range serial.cases {
-				for _, tc := range []struct{ name, url, tls string }{
-					{"LDAPS", srv.LDAPSURL, ""},
-					{"StartTLS", srv.URL, "\n  start_tls: true"},
+				for _, tc := range []struct {
+					name, url string
+					startTLS  bool
+				}{
+					{"LDAPS", srv.LDAPSURL, false},
+					{"StartTLS", srv.URL, true},
 				} {
 					t.Run(vc.name+"/"+tc.name, func(t *testing.T) {
 						ca := srv.CAFile
 						if vc.otherCA {
 							ca = other.CAFile
 						}
-						c := variant(t, cfg, "urls: ["+jq(srv.LDAPSURL)+"]", "urls: ["+jq(tc.url)+"]"+tc.tls,
-							"ca_file: "+jq(srv.CAFile), "ca_file: "+jq(ca))
+						c := variant(t, cfg, func(c *config.Config) {
+							c.Directory.URLs, c.Directory.StartTLS, c.Directory.CAFile = []string{tc.url}, tc.startTLS, ca
+						})
 						rs, code := checkJSON(t, c)
 						if code != 1 {
 							t.Fatalf("exit %d, want 1:\n%s", code, dump(rs))
@@ -796,9 +782,10 @@ func TestCheckSMTPStartTLSAuth(t *testing.T) {
 	sms := notifytest.StartTwilio(t, notifytest.TwilioCredentials(twilioSID, twilioToken), notifytest.TwilioSenders(twilioFrom))
 	_, cfg, _ := writeConfig(t, srv, mail, sms, params{})
 	smtp := func(password string) string {
-		return variant(t, cfg, "port: "+strconv.Itoa(mail.SMTPPort)+"\n  tls: none\n",
-			"port: "+strconv.Itoa(mail.SMTPPort)+"\n  tls: starttls\n  ca_file: "+jq(mail.Cert.CertFile)+
-				"\n  username: "+jq(user)+"\n  password_file: "+jq(writeSecret(t, password))+"\n")
+		return variant(t, cfg, func(c *config.Config) {
+			c.SMTP.TLS, c.SMTP.CAFile = config.SMTPTLSStartTLS, mail.Cert.CertFile
+			c.SMTP.Username, c.SMTP.PasswordFile = user, writeSecret(t, password)
+		})
 	}
 	t.Run("OK", func(t *testing.T) {
 		rs, code := checkJSON(t, smtp(pass))

@@ -146,10 +146,10 @@ func checklistBudgetsChecks(t *testing.T, r *ckRun) {
 		g := ckGateway(t, srv, box, params{Limits: ckLimits(map[string]int{"code_failures_per_account": 6, "starts_per_ip": 3, "sign_ins_per_ip": 3})}, nil)
 		g.t = t
 		const addr = "carol.g4@example.net"
-		_, mid, _ := g.register("carol", pw("carol"), addr, "") // sign-in 1 of 3; code try 1 of 6
+		_, mid, _ := g.register("carol", pw("carol"), addr, "") // sign-in 1 of 3; a right code: not counted
 		f := g.start("reset", "carol").str("flow")              // start 1 of 3
-		// tries 2-4 on a first code, 5-6 on a second: the budget is the
-		// account's, not the code's (each code dies only at its fifth)
+		// wrong tries 1-3 on a first code, 4-6 on a second: the budget is
+		// the account's, not the code's (each code dies only at its fifth)
 		g.want(202, g.send("reset", f, mid), "send")
 		box.code(t, addr)
 		for i := 0; i < 3; i++ {
@@ -157,7 +157,7 @@ func checklistBudgetsChecks(t *testing.T, r *ckRun) {
 		}
 		g.want(202, g.send("reset", f, mid), "resend")
 		box.code(t, addr)
-		for i := 0; i < 2; i++ {
+		for i := 0; i < 3; i++ {
 			g.want(422, g.call("POST", "/api/v1/reset/verify", "", ckJSON(map[string]string{"flow": f, "method": mid, "code": "00000000"})), "wrong code")
 		}
 		g.want(202, g.send("reset", f, mid), "resend")

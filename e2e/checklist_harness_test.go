@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -24,6 +22,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey/directory"
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
+	"github.com/latchkeyhq/latchkey/internal/blackbox"
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
 )
 
@@ -67,7 +66,8 @@ func ckSetup(t *testing.T, d ckDirectory) *ckRun {
 	t.Helper()
 	srv, stop := d.start(t)
 	mail, sms := startMail(t)
-	box := &ckBox{mail: mail, sms: sms, seen: map[string]bool{}, smsSeen: map[string]int{}}
+	box := &ckBox{mail: mail, sms: sms, seen: map[string]bool{}}
+	box.box, box.phone = blackbox.Mailbox{Mail: mail, Seen: box.seen}, blackbox.SMS{Twilio: sms, Seen: map[string]int{}}
 	for _, u := range []string{"frank", "grace", "heidi", "twin1", "twin2"} {
 		addToGroup(t, srv, u, "staff")
 	}
@@ -217,7 +217,7 @@ func (r *ckRun) auditAndSecrets(t *testing.T, c ckAudit) {
 		if strings.Contains(m.Body, "is your") {
 			continue
 		}
-		if ckCodeRE.MatchString(m.Body) {
+		if blackbox.CodeRE.MatchString(m.Body) {
 			t.Fatalf("an SMS notice holds digits: %q", m.Body)
 		}
 	}
@@ -292,11 +292,12 @@ func ckDirectories() []ckDirectory {
 // codes already read (unlike env.mailCode, it deletes nothing, so notices
 // can be counted across steps).
 type ckBox struct {
-	mail    *notifytest.Mailpit
-	sms     *notifytest.FakeTwilio
-	seen    map[string]bool
-	smsSeen map[string]int
-	codes   []string // every code read, for the log scans
+	mail  *notifytest.Mailpit
+	sms   *notifytest.FakeTwilio
+	seen  map[string]bool // the code mails read (box.Seen)
+	codes []string        // every code read, for the log scans
+	box   blackbox.Mailbox
+	phone blackbox.SMS
 }
 
 // ckGW is a running gateway with the mailbox of its directory's run.
@@ -344,15 +345,9 @@ type ckAnswer struct {
 	cook   []*http.Cookie
 }
 
-func (a ckAnswer) str(k string) string { s, _ := a.obj[k].(string); return s }
+func (a ckAnswer) str(k string) string { return blackbox.Answer{JSON: a.obj}.Str(k) }
 
-func (a ckAnswer) errCode() string {
-	if e, ok := a.obj["error"].(map[string]any); ok {
-		s, _ := e["code"].(string)
-		return s
-	}
-	return ""
-}
+func (a ckAnswer) errCode() string { return blackbox.Answer{JSON: a.obj}.ErrCode() }
 
 // methodIDs are the ids of the methods a flow answer offers.
 func (a ckAnswer) methodIDs() []string {
@@ -375,26 +370,11 @@ var ckClient = &http.Client{Timeout: 30 * time.Second,
 // do sends one request as given ("Host" in hdr sets the Host).
 func (g *ckGW) do(method, path string, hdr map[string]string, body string) ckAnswer {
 	g.t.Helper()
-	req, err := http.NewRequest(method, g.base+path, strings.NewReader(body))
+	a, err := (&blackbox.Client{Bases: []string{g.base}, HTTP: ckClient}).Request(method, path, hdr, strings.NewReader(body))
 	if err != nil {
 		g.t.Fatal(err)
 	}
-	for k, v := range hdr {
-		if k == "Host" {
-			req.Host = v
-		} else {
-			req.Header.Set(k, v)
-		}
-	}
-	res, err := ckClient.Do(req)
-	if err != nil {
-		g.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	a := ckAnswer{status: res.StatusCode, hdr: res.Header, body: b, cook: res.Cookies()}
-	_ = json.Unmarshal(b, &a.obj)
-	return a
+	return ckAnswer{status: a.Status, hdr: a.Header, body: a.Body, obj: a.JSON, cook: a.Cookies()}
 }
 
 // call sends a JSON body (already encoded) with an optional bearer token.
@@ -478,57 +458,32 @@ func (g *ckGW) register(user, pw, email, phone string) (token, emailID, smsID st
 	if phone != "" {
 		a = g.want(201, g.call("POST", "/api/v1/methods", token, ckJSON(map[string]string{"type": "sms", "address": phone})), "add phone")
 		smsID = a.str("id")
-		g.want(200, g.call("POST", "/api/v1/methods/"+smsID+"/verify", token, ckJSON(map[string]string{"code": g.box.smsCode(g.t, ckE164(phone))})), "verify phone")
+		g.want(200, g.call("POST", "/api/v1/methods/"+smsID+"/verify", token, ckJSON(map[string]string{"code": g.box.smsCode(g.t, notifytest.E164(phone))})), "verify phone")
 	}
 	return token, emailID, smsID
 }
-
-func ckE164(phone string) string {
-	return "+" + strings.Map(func(r rune) rune {
-		if r >= '0' && r <= '9' {
-			return r
-		}
-		return -1
-	}, phone)
-}
-
-var ckCodeRE = regexp.MustCompile(`\b(\d{6,8})\b`)
 
 // list returns the messages to addr whose subject contains subject (any
 // subject when ""), newest first.
 func (x *ckBox) list(t testing.TB, addr, subject string) []notifytest.MessageSummary {
 	t.Helper()
-	q := `to:"` + addr + `"`
-	if subject != "" {
-		q += ` subject:"` + subject + `"`
-	}
-	l, err := x.mail.Search(context.Background(), q)
+	l, err := x.box.List(context.Background(), addr, subject)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []notifytest.MessageSummary
-	for _, m := range l {
-		if m.HasRecipient(addr) && strings.Contains(m.Subject, subject) {
-			out = append(out, m)
-		}
-	}
-	return out
+	return l
 }
 
 // waitMail waits until at least n messages to addr with subject are there.
 func (x *ckBox) waitMail(t testing.TB, addr, subject string, n int) []notifytest.MessageSummary {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		l := x.list(t, addr, subject)
-		if len(l) >= n {
-			return l
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d message(s) to %s about %q, want %d", len(l), addr, subject, n)
-		}
-		time.Sleep(50 * time.Millisecond)
+	ctx, cancel := waitCtx()
+	defer cancel()
+	l, err := x.box.WaitList(ctx, addr, subject, n)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return l
 }
 
 func (x *ckBox) message(t testing.TB, id string) *notifytest.Message {
@@ -543,79 +498,37 @@ func (x *ckBox) message(t testing.TB, id string) *notifytest.Message {
 // code waits for a code mailed to addr that was not read before.
 func (x *ckBox) code(t testing.TB, addr string) string {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		for _, m := range x.list(t, addr, "verification code") {
-			if x.seen[m.ID] {
-				continue
-			}
-			for _, o := range x.list(t, addr, "verification code") {
-				x.seen[o.ID] = true
-			}
-			c := ckCodeRE.FindStringSubmatch(x.message(t, m.ID).Text)
-			if c == nil {
-				t.Fatalf("no code in the mail to %s", addr)
-			}
-			x.codes = append(x.codes, c[1])
-			return c[1]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no new code mailed to %s", addr)
-		}
-		time.Sleep(50 * time.Millisecond)
+	ctx, cancel := waitCtx()
+	defer cancel()
+	c, err := x.box.Code(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
 	}
+	x.codes = append(x.codes, c)
+	return c
 }
 
 // smsTo lists the SMS the Twilio server accepted for number whose body
 // contains sub.
-func (x *ckBox) smsTo(number, sub string) []notifytest.TwilioMessage {
-	var out []notifytest.TwilioMessage
-	for _, m := range x.sms.Messages() {
-		if m.To == number && strings.Contains(m.Body, sub) {
-			out = append(out, m)
-		}
-	}
-	return out
-}
+func (x *ckBox) smsTo(number, sub string) []notifytest.TwilioMessage { return x.phone.To(number, sub) }
 
 // smsCode waits for a code sent by SMS to number that was not read before.
 func (x *ckBox) smsCode(t testing.TB, number string) string {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		l := x.smsTo(number, "is your")
-		if len(l) > x.smsSeen[number] {
-			x.smsSeen[number] = len(l)
-			c := ckCodeRE.FindStringSubmatch(l[len(l)-1].Body)[1]
-			x.codes = append(x.codes, c)
-			return c
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no new code sent by SMS to %s", number)
-		}
-		time.Sleep(50 * time.Millisecond)
+	ctx, cancel := waitCtx()
+	defer cancel()
+	c, err := x.phone.Code(ctx, number)
+	if err != nil {
+		t.Fatal(err)
 	}
+	x.codes = append(x.codes, c)
+	return c
 }
 
 // audit reads the gateway's audit lines.
 func (g *ckGW) audit() []map[string]any {
 	g.t.Helper()
-	f, err := os.Open(g.env.audit)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	defer f.Close()
-	var out []map[string]any
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var ev map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			g.t.Fatalf("audit line is not JSON: %q", sc.Text())
-		}
-		out = append(out, ev)
-	}
-	return out
+	return g.auditEvents()
 }
 
 // events are the audit events of a type (and outcome, unless "").

@@ -528,7 +528,6 @@ func TestHAProxyRollingRestart(t *testing.T) {
 		if code := g.cmd.ProcessState.ExitCode(); code != 0 {
 			t.Fatalf("instance %d: exit code %d after SIGTERM", i, code)
 		}
-		g.logf.Close()
 		g.launch()
 		// back in rotation: HAProxy has checked it (launch's own /readyz
 		// is the first one counted)

@@ -4,30 +4,26 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/latchkeyhq/latchkey/config"
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
 	flowrules "github.com/latchkeyhq/latchkey/flow"
+	"github.com/latchkeyhq/latchkey/internal/blackbox"
 	"github.com/latchkeyhq/latchkey/internal/testport"
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
 	"github.com/latchkeyhq/latchkey/store/pgtest"
@@ -115,16 +111,19 @@ func alone(t *testing.T) {
 	t.Cleanup(func() { gate.sem.Release(gate.size) })
 }
 
-// params tune one gateway's configuration.
+// params tune one gateway's configuration, written from config's types
+// by blackbox (writeConfig). Extra, Limits, Tier and Server are YAML
+// fragments merged over the typed configuration (blackbox.Merge): the
+// escape hatch for what a test states as YAML.
 type params struct {
 	MethodsRequired int
 	CodeTTL         time.Duration
-	Extra           string // appended to the policy section
-	Limits          string // a whole limits: section
+	Extra           string // policy keys (indented lines, merged over policy:)
+	Limits          string // a whole limits: section (merged over the defaults)
 	Methods         string // policy.methods (default "email, sms")
-	// Store replaces the store: section (default: SQLite in the work
+	// Store replaces the store section (default: SQLite in the work
 	// directory); see postgresStore.
-	Store string
+	Store *config.Store
 	// SQLitePath puts the default SQLite database at this path.
 	SQLitePath string
 	// SecretKey is the server.secret_key (random when nil): instances
@@ -154,8 +153,9 @@ func (p params) publicHost() string {
 }
 
 // postgresStore is a params.Store for database db of a pgtest server.
-func postgresStore(pg *pgtest.Server, db string) string {
-	return fmt.Sprintf("store:\n  driver: postgres\n  dsn: %q\n  allow_plaintext: true\n", pg.DSN(db))
+func postgresStore(pg *pgtest.Server, db string) *config.Store {
+	s := blackbox.PostgresStore(pg.DSN(db), true)
+	return &s
 }
 
 // env is one running gateway with its servers.
@@ -168,11 +168,11 @@ type env struct {
 	work  string
 	log   string
 	audit string
-	cmd   *exec.Cmd
-	// cfgPath is the configuration; exited closes when the process ends
-	cfgPath string
-	exited  chan struct{}
-	logf    *os.File
+	// proc is the process (cmd its command); exited closes when it ends
+	proc    *blackbox.Process
+	cmd     *exec.Cmd
+	exited  <-chan struct{}
+	cfgPath string // the configuration
 	// secrets the run produced (codes, tokens, flow ids), for log scans
 	secrets []string
 	// peers are more instances sharing this one's store: api() sends each
@@ -195,10 +195,11 @@ func (e *env) target() string {
 	return e.peers[i-1].base
 }
 
+// The credentials of the SMS server startMail starts.
 const (
-	twilioSID   = "AC0123456789abcdef0123456789abcdef"
-	twilioToken = "e2e-twilio-auth-token-0123456789"
-	twilioFrom  = "+15005550006"
+	twilioSID   = blackbox.TwilioSID
+	twilioToken = blackbox.TwilioToken
+	twilioFrom  = blackbox.TwilioFrom
 )
 
 func freePort(t testing.TB) int {
@@ -209,121 +210,91 @@ func freePort(t testing.TB) int {
 	return p
 }
 
+// configs are the configurations writeConfig wrote, by path (variant
+// writes changed copies).
+var configs sync.Map
+
 // writeConfig writes a gateway configuration for srv, mail and sms into a
 // new work directory (secrets in files next to it) and returns the
-// directory, the configuration's path and the port it listens on.
+// directory, the configuration's path and the port it listens on. It is
+// blackbox.Config with an sspr-admins tier of two methods, a helpdesk and
+// what p changes.
 func writeConfig(t testing.TB, srv *dirtest.Server, mail *notifytest.Mailpit, sms *notifytest.FakeTwilio, p params) (work, cfgPath string, port int) {
 	t.Helper()
-	if p.MethodsRequired == 0 {
-		p.MethodsRequired = 1
-	}
-	if p.CodeTTL == 0 {
-		p.CodeTTL = 10 * time.Minute
-	}
-	if p.Methods == "" {
-		p.Methods = "email, sms"
-	}
 	work = t.TempDir()
-	write := func(name, content string) string {
-		path := filepath.Join(work, name)
-		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
 	port = freePort(t)
-	base := "http://" + p.publicHost() + ":" + strconv.Itoa(port)
-	key := p.SecretKey
-	if key == nil {
-		key = make([]byte, 48)
-		rand.Read(key)
+	key := ""
+	if p.SecretKey != nil {
+		key = base64.StdEncoding.EncodeToString(p.SecretKey)
 	}
-	secret := write("secret.key", base64.StdEncoding.EncodeToString(key))
-	bindpw := write("bind.pw", srv.ServicePassword)
-	twtoken := write("twilio.token", twilioToken)
-	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
-	cfg := fmt.Sprintf(`server:
-  listen: "127.0.0.1:%d"
-  public_url: %q
-  secret_key_file: %q
-  helpdesk: "mailto:helpdesk@example.org"
-directory:
-  type: %s
-  urls: [%q]
-  ca_file: %q
-  bind_dn: %s
-  bind_password_file: %q
-  base_dn: %s
-  user_filter: %s
-  timeout: 10s
-policy:
-  scope: selected
-  groups: [%s]
-  exclude_groups: [%s]
-  methods_required: %d
-  methods: [%s]
-  tiers:
-    - groups: [%s]
-      methods_required: 2
-%s  password:
-    min_length: 8
-  code_ttl: %s
-  cooling_off: 0s
-%s
-email:
-  enabled: true
-sms:
-  enabled: true
-  provider: twilio
-  allowed_countries: [GB, US]
-  twilio:
-    account_sid: %q
-    auth_token_file: %q
-    from: %q
-    base_url: %q
-smtp:
-  host: %q
-  port: %d
-  tls: none
-  from: "Latchkey <latchkey@example.org>"
-store:
-  driver: sqlite
-  dsn: %q
-log:
-  level: debug
-  format: json
-  audit_file: %q
-%s
-`, port, base, secret, srv.Flavor, srv.LDAPSURL, srv.CAFile, q(srv.ServiceDN), bindpw, q(srv.BaseDN), q(srv.UserFilter),
-		q(srv.Group("staff")), q(srv.Group("cycle-a")), p.MethodsRequired, p.Methods, q(srv.Group("sspr-admins")), p.Tier, p.CodeTTL, p.Extra,
-		twilioSID, twtoken, twilioFrom, sms.URL, mail.SMTPHost, mail.SMTPPort,
-		"file:"+filepath.Join(work, "latchkey.db"), filepath.Join(work, "audit.log"), p.Limits)
-	if p.Store != "" {
-		cfg = strings.Replace(cfg, fmt.Sprintf("store:\n  driver: sqlite\n  dsn: %q\n", "file:"+filepath.Join(work, "latchkey.db")), p.Store, 1)
-	} else if p.SQLitePath != "" {
-		cfg = strings.Replace(cfg, "file:"+filepath.Join(work, "latchkey.db"), "file:"+p.SQLitePath, 1)
+	c, err := blackbox.Config(work, port, key, blackbox.Servers{Dir: srv, Mail: mail, SMS: sms})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Server.PublicURL = "http://" + p.publicHost() + ":" + strconv.Itoa(port)
+	c.Server.Helpdesk = "mailto:helpdesk@example.org"
+	c.Policy.Tiers = []config.Tier{{Groups: []string{srv.Group("sspr-admins")}, MethodsRequired: 2}}
+	if p.MethodsRequired != 0 {
+		c.Policy.MethodsRequired = p.MethodsRequired
+	}
+	if p.CodeTTL != 0 {
+		c.Policy.CodeTTL = p.CodeTTL
+	}
+	if p.Methods != "" {
+		c.Policy.Methods = strings.Split(p.Methods, ", ")
+	}
+	switch {
+	case p.Store != nil:
+		c.Store = *p.Store
+	case p.SQLitePath != "":
+		c.Store = blackbox.SQLiteStore(p.SQLitePath)
 	}
 	if p.DirURLs != nil {
-		urls, _ := json.Marshal(p.DirURLs)
-		cfg = strings.Replace(cfg, fmt.Sprintf("  urls: [%q]\n", srv.LDAPSURL), "  urls: "+string(urls)+"\n", 1)
+		c.Directory.URLs = p.DirURLs
 	}
-	if p.DirPlaintext {
-		cfg = strings.Replace(cfg, "  timeout: 10s\n", "  timeout: 10s\n  allow_plaintext: true\n", 1)
-	}
+	c.Directory.AllowPlaintext = p.DirPlaintext
 	if p.DirTimeout != 0 {
-		cfg = strings.Replace(cfg, "  timeout: 10s\n", "  timeout: "+p.DirTimeout.String()+"\n", 1)
+		c.Directory.Timeout = p.DirTimeout
 	}
-	if srv.DefaultPolicyDN != "" {
-		cfg = strings.Replace(cfg, "  timeout: 10s\n", "  timeout: 10s\n  default_policy_dn: "+q(srv.DefaultPolicyDN)+"\n", 1)
+	// no drain unless a test asks (p.Server): the default with postgres
+	// (15 s) would only slow every stop down
+	c.Server.ShutdownDelay = 0
+	for _, f := range []struct {
+		dst  any
+		yaml string
+	}{{&c.Policy, p.Extra}, {&c.Policy.Tiers[0], p.Tier}, {&c.Server, p.Server}, {c, p.Limits}} {
+		if err := blackbox.Merge(f.dst, f.yaml); err != nil {
+			t.Fatal(err)
+		}
 	}
-	server := p.Server
-	if !strings.Contains(server, "shutdown_delay:") {
-		// no drain unless a test asks: its default with postgres (15 s)
-		// would only slow every stop down
-		server += "  shutdown_delay: 0s\n"
+	cfgPath = filepath.Join(work, "latchkey.yaml")
+	if err := blackbox.WriteConfig(cfgPath, c); err != nil {
+		t.Fatal(err)
 	}
-	cfg = strings.Replace(cfg, "  helpdesk: \"mailto:helpdesk@example.org\"\n", "  helpdesk: \"mailto:helpdesk@example.org\"\n"+server, 1)
-	return work, write("latchkey.yaml", cfg), port
+	configs.Store(cfgPath, c)
+	return work, cfgPath, port
+}
+
+// variant writes a copy of the configuration at cfg (one writeConfig
+// wrote) changed by edit, next to it, and returns its path. edit changes
+// a copy: it may set fields, not change the lists it shares with cfg's.
+func variant(t *testing.T, cfg string, edit func(c *config.Config)) string {
+	t.Helper()
+	orig, ok := configs.Load(cfg)
+	if !ok {
+		t.Fatalf("%s: not written by writeConfig", cfg)
+	}
+	c := *orig.(*config.Config)
+	edit(&c)
+	f, err := os.CreateTemp(filepath.Dir(cfg), "variant-*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := blackbox.WriteConfig(f.Name(), &c); err != nil {
+		t.Fatal(err)
+	}
+	return f.Name()
 }
 
 // startGateway writes a configuration for srv and starts latchkey serve.
@@ -341,7 +312,7 @@ func startGateway(t testing.TB, srv *dirtest.Server, mail *notifytest.Mailpit, s
 			t.Logf("gateway %s log:\n%s", e.base, tail(string(b), 6000))
 		}
 	})
-	if strings.Contains(p.Store, "driver: postgres") && !strings.Contains(p.Store, "migrate:") {
+	if p.Store != nil && p.Store.Driver == config.StorePostgres && p.Store.Migrate != config.MigrateOnStart {
 		// as an operator does: serve does not migrate a PostgreSQL store
 		// (store.migrate: manual)
 		e.migrate()
@@ -367,91 +338,31 @@ func (e *env) migrate() {
 
 // launch starts latchkey serve with e's configuration (appending to its
 // log) and waits until it has logged that it listens and /readyz answers
-// 200. Waiting for its own log line first means a /readyz answer is never
-// another process's that took the port freePort found free.
+// 200 (blackbox.Launch).
 func (e *env) launch() {
-	t := e.t
-	t.Helper()
-	listening := func() int {
-		b, _ := os.ReadFile(e.log)
-		return bytes.Count(b, []byte("latchkey listening"))
+	e.t.Helper()
+	var environ []string
+	for k, v := range e.environ {
+		environ = append(environ, k+"="+v)
 	}
-	before := listening()
-	logf, err := os.OpenFile(e.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	p, err := blackbox.Launch(binary, e.cfgPath, e.log, e.base, environ, true)
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
-	e.logf = logf
-	e.cmd = exec.Command(binary, "serve", "--config", e.cfgPath)
-	e.cmd.Stdout, e.cmd.Stderr = logf, logf
-	if len(e.environ) > 0 {
-		e.cmd.Env = os.Environ()
-		for k, v := range e.environ {
-			e.cmd.Env = append(e.cmd.Env, k+"="+v)
-		}
-	}
-	e.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := e.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	e.exited = exited
-	cmd := e.cmd
-	go func() { cmd.Wait(); close(exited) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var resp *http.Response
-		err := errors.New("not listening yet")
-		if listening() > before {
-			resp, err = http.Get(e.base + "/readyz")
-		}
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		select {
-		case <-exited:
-			b, _ := os.ReadFile(e.log)
-			t.Fatalf("latchkey exited: %s", b)
-		default:
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(e.log)
-			t.Fatalf("latchkey not ready: %v\n%s", err, b)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	e.proc, e.cmd, e.exited = p, p.Cmd, p.Exited
 }
 
 // stop sends SIGTERM and waits for the process to exit (SIGKILL after
 // 30 s); it returns the exit code. Stopping a stopped gateway does nothing.
 func (e *env) stop() int {
-	if e.cmd == nil {
+	if e.proc == nil {
 		return -1
 	}
-	select {
-	case <-e.exited:
-	default:
-		e.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-e.exited:
-		case <-time.After(30 * time.Second):
-			e.cmd.Process.Kill()
-			<-e.exited
-		}
-	}
-	e.logf.Close()
-	return e.cmd.ProcessState.ExitCode()
+	return e.proc.Stop()
 }
 
 // kill ends the process with SIGKILL, as a crash or an evicted pod would.
-func (e *env) kill() {
-	e.cmd.Process.Kill()
-	<-e.exited
-	e.logf.Close()
-}
+func (e *env) kill() { e.proc.Kill() }
 
 func tail(s string, n int) string {
 	if len(s) > n {
@@ -461,57 +372,24 @@ func tail(s string, n int) string {
 }
 
 func startMail(t testing.TB) (*notifytest.Mailpit, *notifytest.FakeTwilio) {
-	mail := notifytest.StartMailpit(t)
-	sms := notifytest.StartTwilio(t, notifytest.TwilioCredentials(twilioSID, twilioToken), notifytest.TwilioSenders(twilioFrom))
-	return mail, sms
+	return notifytest.StartMailpit(t), blackbox.StartTwilio(t)
 }
 
 // resp is an API answer.
-type resp struct {
-	Status int
-	Body   []byte
-	JSON   map[string]any
-}
+type resp struct{ blackbox.Answer }
 
-func (r resp) str(key string) string { s, _ := r.JSON[key].(string); return s }
+func (r resp) str(key string) string { return r.Str(key) }
 
-func (r resp) errCode() string {
-	if e, ok := r.JSON["error"].(map[string]any); ok {
-		s, _ := e["code"].(string)
-		return s
-	}
-	return ""
-}
+func (r resp) errCode() string { return r.ErrCode() }
 
+// api calls the gateway (the next instance when there are peers).
 func (e *env) api(method, path, token string, body any) resp {
 	e.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, e.target()+path, rd)
+	a, err := (&blackbox.Client{Bases: []string{e.target()}, HTTP: httpClient}).Do(method, path, token, body)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	res, err := httpClient.Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	r := resp{Status: res.StatusCode, Body: b}
-	_ = json.Unmarshal(b, &r.JSON)
-	return r
+	return resp{a}
 }
 
 func (e *env) must(want int, r resp, what string) resp {
@@ -522,37 +400,27 @@ func (e *env) must(want int, r resp, what string) resp {
 	return r
 }
 
-var codeRE = regexp.MustCompile(`\b(\d{6,8})\b`)
+// waitCtx bounds a wait for a message.
+func waitCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 15*time.Second)
+}
 
 // mailCode waits for a verification code mailed to addr and deletes the
 // mailbox contents afterwards.
 func (e *env) mailCode(addr string) string {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := waitCtx()
 	defer cancel()
-	for {
-		list, err := e.mail.Search(ctx, `to:"`+addr+`" subject:"verification code"`)
-		if err == nil && len(list) > 0 {
-			m, err := e.mail.Message(ctx, list[0].ID)
-			if err != nil {
-				e.t.Fatal(err)
-			}
-			c := codeRE.FindStringSubmatch(m.Text)
-			if c == nil {
-				e.t.Fatalf("no code in mail: %q", m.Text)
-			}
-			if err := e.mail.DeleteAll(ctx); err != nil {
-				e.t.Fatal(err)
-			}
-			e.secrets = append(e.secrets, c[1])
-			return c[1]
-		}
-		select {
-		case <-ctx.Done():
-			e.t.Fatalf("no code mailed to %s", addr)
-		case <-time.After(50 * time.Millisecond):
-		}
+	box := blackbox.Mailbox{Mail: e.mail}
+	c, err := box.Code(ctx, addr)
+	if err != nil {
+		e.t.Fatal(err)
 	}
+	if err := box.Clear(ctx); err != nil {
+		e.t.Fatal(err)
+	}
+	e.secrets = append(e.secrets, c)
+	return c
 }
 
 // noSendWait is how long a check that nothing was sent waits: longer than
@@ -570,35 +438,26 @@ func (e *env) mailCount() int {
 // clearMail deletes every message mailpit holds.
 func (e *env) clearMail() {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := waitCtx()
 	defer cancel()
-	if err := e.mail.DeleteAll(ctx); err != nil {
+	if err := (blackbox.Mailbox{Mail: e.mail}).Clear(ctx); err != nil {
 		e.t.Fatal(err)
 	}
 }
 
-// smsCode waits for a code sent by SMS to number.
+// smsCode waits for a code sent by SMS to number and forgets the SMS
+// sent so far.
 func (e *env) smsCode(number string) string {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := waitCtx()
 	defer cancel()
-	for {
-		msgs := e.sms.Messages()
-		for i := len(msgs) - 1; i >= 0; i-- {
-			if msgs[i].To == number && strings.Contains(msgs[i].Body, "is your") {
-				if c := codeRE.FindStringSubmatch(msgs[i].Body); c != nil {
-					e.sms.Reset()
-					e.secrets = append(e.secrets, c[1])
-					return c[1]
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			e.t.Fatalf("no code sent by SMS to %s", number)
-		case <-time.After(50 * time.Millisecond):
-		}
+	c, err := (blackbox.SMS{Twilio: e.sms}).Code(ctx, number)
+	if err != nil {
+		e.t.Fatal(err)
 	}
+	e.sms.Reset()
+	e.secrets = append(e.secrets, c)
+	return c
 }
 
 // addToGroup makes a seeded user a direct member of a seeded group.

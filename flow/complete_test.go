@@ -41,15 +41,7 @@ func (tb *testbed) writes() int { return tb.dir.Writes() }
 
 func (tb *testbed) auditOutcomes(t *testing.T, typ string) []string {
 	t.Helper()
-	evs, err := tb.st.ListAudit(context.Background(), storeQuery(typ))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range evs {
-		out = append(out, e.Outcome)
-	}
-	return out
+	return flowtest.AuditOutcomes(t, tb.st, typ)
 }
 
 // loseAnswer completes flow id with pw while the directory applies the

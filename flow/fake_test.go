@@ -2,14 +2,12 @@ package flow
 
 import (
 	"log/slog"
-	"net/url"
 	"testing"
 	"time"
 
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
 	"github.com/latchkeyhq/latchkey/internal/flowtest"
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
-	"github.com/latchkeyhq/latchkey/policy"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
@@ -29,25 +27,14 @@ type testbed struct {
 func newTestbed(t *testing.T, tweak func(*Options)) *testbed {
 	t.Helper()
 	st, dbPath := flowtest.OpenStore(t)
-	pu, _ := url.Parse("https://sspr.example.org")
-	o := Options{
-		PublicURL: pu,
-		SecretKey: []byte("0123456789abcdef0123456789abcdef-test"),
-		Helpdesk:  "mailto:help@example.org",
-		Eligibility: policy.Eligibility{Scope: policy.ScopeSelected, Groups: []string{"cn=staff"}, ExcludePrivileged: true,
-			MethodsRequired: 1, Methods: []string{"email", "sms"},
-			Tiers: []policy.Tier{{Groups: []string{"cn=admins"}, MethodsRequired: 2}}},
-		Password:         policy.Rules{MinLength: 8},
-		AllowedCountries: []string{"GB"},
-		// many tests start hundreds of flows from one (empty) address;
-		// tests of the per-address budget set their own
-		Limits: Limits{StartsPerIP: 100000},
-	}
+	o := Options{PublicURL: flowtest.PublicURL(), SecretKey: flowtest.SecretKey, Helpdesk: flowtest.Helpdesk,
+		Eligibility: flowtest.Eligibility(), Password: flowtest.PasswordRules(), AllowedCountries: flowtest.Countries(),
+		Limits: Limits{StartsPerIP: flowtest.StartsPerIP}}
 	if tweak != nil {
 		tweak(&o)
 	}
 	rec := &notifytest.Recorder{}
-	dir := dirtest.NewStaffMemory(dirtest.WithWriteDelay(5 * time.Millisecond)) // the delay widens race windows
+	dir := flowtest.NewDirectory()
 	svc, err := NewService(o, Deps{Directory: dir, Store: st, Mailer: rec, SMS: rec, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

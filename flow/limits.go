@@ -153,6 +153,42 @@ func (s *Service) hit(ctx context.Context, key string, limit int, window time.Du
 	return n <= limit
 }
 
+// codeTry is one try counted toward an account's budget of wrong proofs
+// (limits.code_failures_per_account): the key and the time it was counted
+// at.
+type codeTry struct {
+	key string
+	at  time.Time
+}
+
+// countCodeTry counts a try toward the account's budget of wrong proofs
+// before the proof is checked, so that concurrent guesses cannot all pass
+// the check; ok false when the budget is spent. A try that turns out
+// right is taken back (rightCodeTry): the budget counts wrong proofs only,
+// as documented, and a user who got many codes right is not refused a
+// right one.
+func (s *Service) countCodeTry(ctx context.Context, acct string) (codeTry, bool) {
+	t := codeTry{key: "codefail:" + acct, at: s.now()}
+	n, err := s.d.Store.Hit(context.WithoutCancel(ctx), t.key, s.o.Limits.Window, t.at)
+	if err != nil {
+		s.log.Error("rate limit counter failed", "error", err.Error())
+		return t, false
+	}
+	return t, n <= s.o.Limits.CodeFailuresPerAccount
+}
+
+// rightCodeTry takes back a try counted by countCodeTry that was right.
+// A store that fails here leaves the try counted (logged): the budget
+// errs on the side of refusing.
+func (s *Service) rightCodeTry(ctx context.Context, t codeTry) {
+	if t.key == "" {
+		return
+	}
+	if err := s.d.Store.Unhit(context.WithoutCancel(ctx), t.key, s.o.Limits.Window, t.at); err != nil {
+		s.log.Error("rate limit counter failed", "error", err.Error())
+	}
+}
+
 // spend is hit for the first budget a request spends. A store that does
 // not answer is a clear 503 unavailable, before anything is looked up or
 // sent: not a too_many the user would take for a limit.

@@ -115,6 +115,72 @@ func TestCodeFailureBudgetSpansResentCodes(t *testing.T) {
 	wantCode(t, err, CodeInvalidCode)
 }
 
+// TestCodeFailureBudgetCountsWrongCodesOnly: the budget of wrong codes
+// per account (limits.code_failures_per_account) counts wrong codes only,
+// as documented. Before, every try counted: after 4 wrong and 6 right
+// codes of a budget of 10, a right code was refused as wrong (the trial's
+// finding, in registration and in reset alike).
+func TestCodeFailureBudgetCountsWrongCodesOnly(t *testing.T) {
+	tb := newTestbed(t, func(o *Options) {
+		o.Limits.CodeFailuresPerAccount = 10
+		o.Limits.SendsPerAccount, o.Limits.SendsPerDestination, o.Limits.StartsPerAccount = 100, 100, 100
+	})
+	ctx := context.Background()
+	sess, mid := tb.enroll(t, "carol", "carol@home.example") // one right registration code
+	// four wrong registration codes for a second address, then its right one
+	m2, err := tb.svc.AddMethod(ctx, sess, "email", "carol@work.example", Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := tb.inbox.LastCode(t, "carol@work.example")
+	for range 4 {
+		_, err := tb.svc.VerifyMethod(ctx, sess, m2.ID, "99999999", Meta{})
+		wantCode(t, err, CodeInvalidCode)
+	}
+	if _, err := tb.svc.VerifyMethod(ctx, sess, m2.ID, code, Meta{}); err != nil {
+		t.Fatalf("a right registration code after 4 wrong and 1 right: %v", err)
+	}
+	// right reset codes: 4 wrong and 2 right so far, 10 right after this
+	prove := func(i int) {
+		t.Helper()
+		f, err := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{}); err != nil {
+			t.Fatal(err)
+		}
+		code := tb.inbox.LastCode(t, "carol@home.example")
+		if _, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, code, Meta{}); err != nil {
+			t.Fatalf("right reset code %d after 4 wrong ones: %v", i, err)
+		}
+	}
+	for i := range 8 {
+		prove(i + 1)
+	}
+	// six more wrong codes reach the budget of 10 wrong ones: now a right
+	// code is refused too
+	f, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
+	tb.svc.SendFlowCode(ctx, "reset", f.ID, mid, Meta{})
+	tb.inbox.LastCode(t, "carol@home.example")
+	for range 4 {
+		_, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, mid, "99999999", Meta{})
+		wantCode(t, err, CodeInvalidCode)
+	}
+	g, _ := tb.svc.StartFlow(ctx, "reset", "carol", Meta{})
+	tb.svc.SendFlowCode(ctx, "reset", g.ID, mid, Meta{})
+	code = tb.inbox.LastCode(t, "carol@home.example")
+	for range 2 {
+		_, err := tb.svc.VerifyFlowCode(ctx, "reset", g.ID, mid, "99999999", Meta{})
+		wantCode(t, err, CodeInvalidCode)
+	}
+	_, err = tb.svc.VerifyFlowCode(ctx, "reset", g.ID, mid, code, Meta{})
+	wantCode(t, err, CodeInvalidCode)
+	if n := tb.auditCount(t, "blocked", "code_budget"); n != 1 {
+		t.Fatalf("%d code_budget events, want 1", n)
+	}
+}
+
 func TestBindBudgetHoldsUnderConcurrencyAndAcrossWindows(t *testing.T) {
 	now := time.Date(2026, 11, 24, 10, 59, 0, 0, time.UTC)
 	var mu sync.Mutex

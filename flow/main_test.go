@@ -1,14 +1,11 @@
 package flow
 
 import (
-	"os"
 	"testing"
 
-	"github.com/latchkeyhq/latchkey/store/pgtest"
+	"github.com/latchkeyhq/latchkey/internal/flowtest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pgtest.Stop() // the throwaway PostgreSQL of flowtest.OnBothStores, if started
-	os.Exit(code)
-}
+// TestMain stops the throwaway PostgreSQL of flowtest.OnBothStores, if
+// started.
+func TestMain(m *testing.M) { flowtest.Main(m) }

@@ -176,8 +176,10 @@ type attempt struct {
 	idx     int
 	p       Proof
 	m       Meta
-	// spent is set once the try counted toward the failure budget
+	// spent is set once the try counted toward the failure budget, try
+	// is that count (taken back when the proof is right)
 	spent bool
+	try   codeTry
 }
 
 // o is the method tried.
@@ -212,14 +214,15 @@ func (a *attempt) alreadyProven(code string) *Problem {
 // open refuses a try on a flow that takes no more proofs (proofClosed).
 func (a *attempt) open() *Problem { return a.s.proofClosed(*a.f) }
 
-// spend counts the try, right or wrong, toward the account's budget of
-// wrong proofs before the proof is checked, so that concurrent guesses
-// cannot all pass the check; a user needs one or two right tries per
-// flow, far below the budget. Over the budget the try is refused as a
-// wrong one, with code.
+// spend counts the try toward the account's budget of wrong proofs
+// before the proof is checked (countCodeTry), so that concurrent guesses
+// cannot all pass the check; VerifyFlow takes a right one back. Over the
+// budget the try is refused as a wrong one, with code.
 func (a *attempt) spend(ctx context.Context, code string) *Problem {
 	a.spent = true
-	if !a.s.hit(ctx, "codefail:"+a.f.st.Acct, a.s.o.Limits.CodeFailuresPerAccount, a.s.o.Limits.Window) {
+	try, ok := a.s.countCodeTry(ctx, a.f.st.Acct)
+	a.try = try
+	if !ok {
 		a.s.record(ctx, a.m, "blocked", a.f.AccountID, "code_budget", nil)
 		return problem(code, nil)
 	}

@@ -221,8 +221,8 @@ func (s *Service) VerifyMethod(ctx context.Context, sess store.Session, methodID
 	}
 	flowID := s.regFlowID(sess.ID, meth.ID)
 	code = normalizeCode(code)
-	failKey := "codefail:acct:" + sess.AccountID
-	if !s.hit(ctx, failKey, s.o.Limits.CodeFailuresPerAccount, s.o.Limits.Window) {
+	try, ok := s.countCodeTry(ctx, "acct:"+sess.AccountID)
+	if !ok {
 		s.record(ctx, m, "blocked", sess.AccountID, "code_budget", nil)
 		return MethodView{}, problem(CodeTooMany, nil)
 	}
@@ -247,6 +247,7 @@ func (s *Service) VerifyMethod(ctx context.Context, sess store.Session, methodID
 			return MethodView{}, storeProblem(err)
 		}
 	}
+	s.rightCodeTry(ctx, try)
 	now := s.now()
 	if err := s.d.Store.VerifyMethod(ctx, sess.AccountID, meth.ID, now); err != nil {
 		return MethodView{}, storeProblem(err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
 	"github.com/latchkeyhq/latchkey/notify"
+	"github.com/latchkeyhq/latchkey/notify/notifytest"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
@@ -63,12 +64,7 @@ func (tb *testbed) addPhone(t *testing.T, sess store.Session, number string) Met
 	if err != nil {
 		t.Fatal(err)
 	}
-	e164 := "+" + strings.Map(func(r rune) rune {
-		if r >= '0' && r <= '9' {
-			return r
-		}
-		return -1
-	}, number)
+	e164 := notifytest.E164(number)
 	if _, err := tb.svc.VerifyMethod(ctx, sess, ph.ID, tb.inbox.LastCode(t, e164), Meta{}); err != nil {
 		t.Fatal(err)
 	}

@@ -108,6 +108,7 @@ func (s *Service) VerifyFlow(ctx context.Context, kind, flowID, methodID string,
 		s.partialFailure(ctx, f, m)
 		return FlowView{}, problem(v.fail, nil)
 	}
+	s.rightCodeTry(ctx, a.try)
 	return s.proveMethod(ctx, a)
 }
 

@@ -302,8 +302,8 @@ func (s *Service) FinishPasskey(ctx context.Context, sess store.Session, methodI
 	if f.st.Method != methodID {
 		return fail("no_ceremony", nil)
 	}
-	failKey := "codefail:acct:" + sess.AccountID
-	if !s.hit(ctx, failKey, s.o.Limits.CodeFailuresPerAccount, s.o.Limits.Window) {
+	try, ok := s.countCodeTry(ctx, "acct:"+sess.AccountID)
+	if !ok {
 		s.record(ctx, m, "blocked", sess.AccountID, "code_budget", nil)
 		return MethodView{}, problem(CodeTooMany, nil)
 	}
@@ -336,6 +336,7 @@ func (s *Service) FinishPasskey(ctx context.Context, sess store.Session, methodI
 	if !cred.Flags.UserPresent {
 		return fail("user_presence", nil)
 	}
+	s.rightCodeTry(ctx, try) // a passkey that checks out is not a wrong proof
 	for _, c := range user.creds {
 		if bytes.Equal(c.ID, cred.ID) {
 			return MethodView{}, problem(CodeMethodExists, nil)

@@ -249,7 +249,8 @@ func TestPasskeyRegistrationRefusals(t *testing.T) {
 // TestPasskeyAssertionRefusals: in a reset, an assertion is refused for
 // the wrong origin, the wrong RP id, another account's credential, a
 // signature counter that does not grow (a clone), no user presence and a
-// replayed challenge; every refusal counts toward the account's budget.
+// replayed challenge; every refusal counts toward the account's budget,
+// and the right answer does not.
 func TestPasskeyAssertionRefusals(t *testing.T) {
 	tb := newTestbed(t, func(o *Options) {
 		o.Eligibility.Methods = []string{"email", "webauthn"}
@@ -308,8 +309,8 @@ func TestPasskeyAssertionRefusals(t *testing.T) {
 	wantProblem(t, err, CodePasskeyFailed, "an assertion without a challenge")
 
 	n, _ := tb.st.Count(ctx, "codefail:acct:id-carol", tb.svc.o.Limits.Window, time.Now())
-	if n != 12 {
-		t.Fatalf("the account's budget counted %d tries, want every one (12)", n)
+	if n != 10 {
+		t.Fatalf("the account's budget counted %d tries, want every refused one (10; the registration and the right answer are taken back)", n)
 	}
 	evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "reset.gate", AccountID: "id-carol"})
 	reasons := map[string]int{}
@@ -333,9 +334,18 @@ func TestPasskeyBudget(t *testing.T) {
 	if raw, err := tb.st.GetFlow(ctx, f.ID, time.Now()); err != nil || raw.AccountID != "id-carol" {
 		t.Fatalf("carol's flow is not real: %+v %v", raw, err)
 	}
-	// registering the passkey spent one try of the same budget
+	// registering the passkey was a right try: it spent nothing. One wrong
+	// try in another flow spends one, so that this flow's challenges
+	// (maxFlowChallenges) last to the right passkey over budget.
 	limit, window := tb.svc.o.Limits.CodeFailuresPerAccount, tb.svc.o.Limits.Window
-	spent, _ := tb.st.Count(ctx, "codefail:acct:id-carol", window, time.Now())
+	if n, _ := tb.st.Count(ctx, "codefail:acct:id-carol", window, time.Now()); n != 0 {
+		t.Fatalf("registering the passkey left %d tries counted, want 0 (a right one is taken back)", n)
+	}
+	g, gid := tb.passkeyFlow(t, "carol")
+	tb.assertionOptions(t, g.ID, gid)
+	_, err := tb.svc.VerifyFlowPasskey(ctx, "reset", g.ID, gid, []byte(`{}`), Meta{})
+	wantProblem(t, err, CodePasskeyFailed, "a wrong assertion in another flow")
+	spent := 1
 	for i := spent; i < limit; i++ {
 		tb.assertionOptions(t, f.ID, id)
 		_, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, []byte(`{}`), Meta{})
@@ -348,14 +358,14 @@ func TestPasskeyBudget(t *testing.T) {
 		t.Fatalf("the budget counted %d tries, want %d", n, limit)
 	}
 	opts := tb.assertionOptions(t, f.ID, id)
-	_, err := tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, key.MustGet(opts), Meta{})
+	_, err = tb.svc.VerifyFlowPasskey(ctx, "reset", f.ID, id, key.MustGet(opts), Meta{})
 	wantProblem(t, err, CodePasskeyFailed, "the right passkey over budget")
 	evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "blocked"})
 	if len(evs) != 1 || evs[0].Outcome != "code_budget" || evs[0].AccountID != "id-carol" {
 		t.Fatalf("blocked events %+v, want one code_budget for carol", evs)
 	}
-	if evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "reset.gate", AccountID: "id-carol"}); len(evs) != limit-spent {
-		t.Fatalf("%d gate events, want one per wrong try (%d)", len(evs), limit-spent)
+	if evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "reset.gate", AccountID: "id-carol"}); len(evs) != limit {
+		t.Fatalf("%d gate events, want one per wrong try (%d)", len(evs), limit)
 	}
 	// a fresh budget (another window) lets the same passkey through
 	tb.svc.d.Now = func() time.Time { return time.Now().Add(window + time.Minute) }

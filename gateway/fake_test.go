@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -13,7 +12,6 @@ import (
 	"github.com/latchkeyhq/latchkey/flow"
 	"github.com/latchkeyhq/latchkey/internal/flowtest"
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
-	"github.com/latchkeyhq/latchkey/policy"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
@@ -66,25 +64,14 @@ func (s *swapHandler) WithGroup(n string) slog.Handler       { return s.target()
 func newTestbed(t *testing.T, tweak func(*flow.Options)) *testbed {
 	t.Helper()
 	st, dbPath := flowtest.OpenStore(t)
-	pu, _ := url.Parse("https://sspr.example.org")
-	o := flow.Options{
-		PublicURL: pu,
-		SecretKey: []byte("0123456789abcdef0123456789abcdef-test"),
-		Helpdesk:  "mailto:help@example.org",
-		Eligibility: policy.Eligibility{Scope: policy.ScopeSelected, Groups: []string{"cn=staff"}, ExcludePrivileged: true,
-			MethodsRequired: 1, Methods: []string{"email", "sms"},
-			Tiers: []policy.Tier{{Groups: []string{"cn=admins"}, MethodsRequired: 2}}},
-		Password:         policy.Rules{MinLength: 8},
-		AllowedCountries: []string{"GB"},
-		// many tests start hundreds of flows from one (empty) address;
-		// tests of the per-address budget set their own
-		Limits: flow.Limits{StartsPerIP: 100000},
-	}
+	o := flow.Options{PublicURL: flowtest.PublicURL(), SecretKey: flowtest.SecretKey, Helpdesk: flowtest.Helpdesk,
+		Eligibility: flowtest.Eligibility(), Password: flowtest.PasswordRules(), AllowedCountries: flowtest.Countries(),
+		Limits: flow.Limits{StartsPerIP: flowtest.StartsPerIP}}
 	if tweak != nil {
 		tweak(&o)
 	}
 	rec := &notifytest.Recorder{}
-	dir := dirtest.NewStaffMemory(dirtest.WithWriteDelay(5 * time.Millisecond)) // the delay widens race windows
+	dir := flowtest.NewDirectory()
 	tb := &testbed{dir: dir, st: st, rec: rec, inbox: flowtest.NewInbox(rec), dbPath: dbPath, logs: &swapHandler{}, audits: &swapHandler{}}
 	svc, err := flow.NewService(o, flow.Deps{Directory: dir, Store: st, Mailer: rec, SMS: rec, Log: slog.New(tb.logs), Audit: slog.New(tb.audits),
 		Now: func() time.Time {

@@ -2,13 +2,11 @@ package gateway
 
 import (
 	"context"
-	"log/slog"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/latchkeyhq/latchkey/flow"
 	"github.com/latchkeyhq/latchkey/internal/flowtest"
+	"github.com/latchkeyhq/latchkey/notify/notifytest"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
@@ -47,10 +45,9 @@ func totpBed(t *testing.T, tweak func(*flow.Options)) (*testbed, *flowtest.Clock
 			tweak(o)
 		}
 	})
-	clk := flowtest.NewClock(time.Now().UTC().Truncate(30 * time.Second).Add(10 * time.Second))
+	clk := flowtest.StepClock()
 	tb.clock = clk.Now
-	logs := &flowtest.SyncBuffer{}
-	l := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logs, l := flowtest.DebugLog()
 	tb.logs.set(l.Handler())
 	tb.audits.set(l.Handler())
 	return tb, clk, logs
@@ -65,15 +62,7 @@ func wantCode(t *testing.T, err error, code string) {
 
 func (tb *testbed) auditOutcomes(t *testing.T, typ string) []string {
 	t.Helper()
-	evs, err := tb.st.ListAudit(context.Background(), storeQuery(typ))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range evs {
-		out = append(out, e.Outcome)
-	}
-	return out
+	return flowtest.AuditOutcomes(t, tb.st, typ)
 }
 
 // addPhone registers and verifies a mobile number for the session's user.
@@ -84,12 +73,7 @@ func (tb *testbed) addPhone(t *testing.T, sess store.Session, number string) flo
 	if err != nil {
 		t.Fatal(err)
 	}
-	e164 := "+" + strings.Map(func(r rune) rune {
-		if r >= '0' && r <= '9' {
-			return r
-		}
-		return -1
-	}, number)
+	e164 := notifytest.E164(number)
 	if _, err := tb.svc.VerifyMethod(ctx, sess, ph.ID, tb.inbox.LastCode(t, e164), flow.Meta{}); err != nil {
 		t.Fatal(err)
 	}

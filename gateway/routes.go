@@ -1,19 +1,10 @@
 package gateway
 
-import (
-	"io/fs"
-	"net/http"
-
-	"github.com/labstack/echo/v4"
-
-	"github.com/latchkeyhq/latchkey/templates"
-)
-
 // routes is the one place every route is listed.
 func (s *Server) routes() {
 	e := s.e
-	static, _ := fs.Sub(templates.FS, "static")
-	e.GET("/static/*", echo.WrapHandler(http.StripPrefix("/static/", http.FileServer(http.FS(static)))))
+	e.GET("/static/*", serveStatic(s.static))
+	e.GET("/favicon.ico", favicon)
 
 	e.GET("/", s.home)
 	e.GET("/register", s.signInPage)

@@ -31,6 +31,8 @@ type Server struct {
 	// o are the service's options
 	o     flow.Options
 	pages map[string]*template.Template
+	// static are the files under /static/, read at start-up
+	static map[string]staticFile
 	// cookie names: __Host- prefixed and Secure behind https
 	secure                                bool
 	cookieSession, cookieCSRF, cookieFlow string
@@ -80,6 +82,13 @@ func New(svc *flow.Service) (*Server, error) {
 	s.cookieSession, s.cookieCSRF, s.cookieFlow = prefix+"latchkey_session", prefix+"latchkey_csrf", prefix+"latchkey_flow"
 	s.origin = o.PublicURL.Scheme + "://" + o.PublicURL.Host
 	if err := s.loadPages(); err != nil {
+		return nil, err
+	}
+	static, err := fs.Sub(templates.FS, "static")
+	if err != nil {
+		return nil, err
+	}
+	if s.static, err = staticFiles(static); err != nil {
 		return nil, err
 	}
 	e := s.e

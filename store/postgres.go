@@ -959,6 +959,21 @@ func (s *Postgres) Count(ctx context.Context, key string, w time.Duration, now t
 	return n, nil
 }
 
+// Unhit implements Store.
+func (s *Postgres) Unhit(ctx context.Context, key string, w time.Duration, at time.Time) error {
+	length, start, err := window(w, at)
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, `UPDATE counters SET count = count - 1
+		WHERE key_hash = $1 AND window_us = $2 AND window_start = $3 AND count > 0`,
+		s.k.counterKey(key), length, start)
+	if err != nil {
+		return fmt.Errorf("store: unhit: %w", err)
+	}
+	return nil
+}
+
 // Reset implements Store.
 func (s *Postgres) Reset(ctx context.Context, key string) error {
 	if _, err := s.pool.Exec(ctx, `DELETE FROM counters WHERE key_hash = $1`, s.k.counterKey(key)); err != nil {

@@ -1122,6 +1122,23 @@ func (s *SQLite) Count(ctx context.Context, key string, w time.Duration, now tim
 	return n, nil
 }
 
+// Unhit implements Store.
+func (s *SQLite) Unhit(ctx context.Context, key string, w time.Duration, at time.Time) error {
+	length, start, err := window(w, at)
+	if err != nil {
+		return err
+	}
+	return s.writeTx(ctx, func(tx txn) error {
+		_, err := tx.ExecContext(ctx, `UPDATE counters SET count = count - 1
+			WHERE key_hash = ? AND window_us = ? AND window_start = ? AND count > 0`,
+			s.k.counterKey(key), length, start)
+		if err != nil {
+			return fmt.Errorf("store: unhit: %w", err)
+		}
+		return nil
+	})
+}
+
 // ---- audit ----
 
 // AppendAudit implements Store.

@@ -317,6 +317,11 @@ type Store interface {
 	Hit(ctx context.Context, key string, window time.Duration, now time.Time) (int, error)
 	// Count returns key's count for the window containing now (0 if none).
 	Count(ctx context.Context, key string, window time.Duration, now time.Time) (int, error)
+	// Unhit takes back one Hit of key made at time at (the now given to
+	// that Hit, so that the hit's own window is the one that drops), never
+	// below zero; a window with no count is left alone. For budgets that
+	// count a try before its outcome is known and keep only the failures.
+	Unhit(ctx context.Context, key string, window time.Duration, at time.Time) error
 	// Reset forgets every window of key (e.g. failures after a success).
 	Reset(ctx context.Context, key string) error
 

@@ -29,7 +29,9 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 
+	"github.com/latchkeyhq/latchkey/config"
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
+	"github.com/latchkeyhq/latchkey/internal/blackbox"
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
 	"github.com/latchkeyhq/latchkey/store/pgtest"
 )
@@ -186,11 +188,11 @@ type run struct {
 	sms   *notifytest.FakeTwilio
 	pg    *pgtest.Server // with --store postgres
 	dbs   int            // databases made on pg
-	mb    *mailbox
-	gws   []*gateway // the instances sharing the store
-	gw    *gateway   // the first: profiled
-	api   caller     // round robin over gws
-	pw    []string   // current password per user index
+	mb    *blackbox.Collector
+	gws   []*gateway       // the instances sharing the store
+	gw    *gateway         // the first: profiled
+	api   *blackbox.Client // round robin over gws
+	pw    []string         // current password per user index
 	rep   *Report
 	codes atomic.Int64 // codes asked for (202 answers)
 	done  atomic.Int64 // resets completed
@@ -246,9 +248,9 @@ func (r *run) run() error {
 	r.rep.SeedSeconds = time.Since(t0).Seconds()
 	r.logf("slapd ready in %.1f s (pid %d)", r.rep.SeedSeconds, r.srv.PID())
 	r.mail = notifytest.StartMailpit(r.t, notifytest.MailpitArgs("--max", "0"))
-	r.sms = notifytest.StartTwilio(r.t, notifytest.TwilioCredentials(twilioSID, twilioToken), notifytest.TwilioSenders(twilioFrom))
-	r.mb = newMailbox(r.mail)
-	defer r.mb.close()
+	r.sms = blackbox.StartTwilio(r.t)
+	r.mb = blackbox.NewCollector(r.mail)
+	defer r.mb.Close()
 
 	ids, err := entryUUIDs(r.srv)
 	if err != nil {
@@ -264,13 +266,13 @@ func (r *run) run() error {
 		return err
 	}
 	r.gws, r.gw = gws, gws[0]
-	rr := &roundRobin{}
 	p := pids{slapd: r.srv.PID()}
+	var bases []string
 	for _, g := range gws {
-		rr.cs = append(rr.cs, newAPIClient(g.base))
+		bases = append(bases, g.base)
 		p.gateways = append(p.gateways, g.pid())
 	}
-	r.api = rr
+	r.api = blackbox.NewClient(bases...)
 	if r.pg != nil {
 		p.store = r.pg.PID()
 	}
@@ -289,7 +291,7 @@ func (r *run) run() error {
 			if o.runs("reset") {
 				adm := r.add(measure("raw admin reset (ceiling)", c, pd, func(rec *recorder) { r.rawAdminReset(rec, c, lim) }))
 				r.ratio(r.add(r.profiled("reset", c, func() Row {
-					return measure("full reset (flows)", c, p, func(rec *recorder) { r.fullReset(rec, c, lim, []caller{r.api}, nil) })
+					return measure("full reset (flows)", c, p, func(rec *recorder) { r.fullReset(rec, c, lim, []*blackbox.Client{r.api}, nil) })
 				})), adm)
 			}
 			if o.runs("start") {
@@ -387,16 +389,16 @@ func (r *run) profiled(name string, c int, fn func() Row) Row {
 // secret key; the first one with pprof when asked.
 func (r *run) newGateways(bin string, accounts map[string]string, outstanding, n int, pprof bool) ([]*gateway, error) {
 	work := r.t.TempDir()
-	key := newKey()
-	var storeYAML string
+	key := blackbox.NewSecretKey()
+	var st config.Store
 	var open storeOpener
 	if r.pg != nil {
 		r.dbs++
 		db := fmt.Sprintf("bench_%d", r.dbs)
 		r.pg.Exec(r.t, "postgres", "CREATE DATABASE "+db) // gone with the server
-		storeYAML, open = postgresStore(r.pg.DSN(db))
+		st, open = postgresStore(r.pg.DSN(db))
 	} else {
-		storeYAML, open = sqliteStore(work)
+		st, open = sqliteStore(work)
 	}
 	if err := seedStore(context.Background(), open, key, accounts, outstanding); err != nil {
 		return nil, fmt.Errorf("seeding the store: %w", err)
@@ -406,7 +408,7 @@ func (r *run) newGateways(bin string, accounts map[string]string, outstanding, n
 		if i > 0 {
 			work = r.t.TempDir()
 		}
-		cfg, port, err := gatewayConfig(work, key, storeYAML, r.srv, r.mail, r.sms, r.o.PadFloor, r.o.PoolSize)
+		cfg, port, err := gatewayConfig(work, key, st, r.srv, r.mail, r.sms, r.o.PadFloor, r.o.PoolSize)
 		if err != nil {
 			return nil, err
 		}
@@ -572,7 +574,7 @@ func (r *run) change(rec *recorder, c int, l limits) {
 	closedLoop(rec, c, l, func(w, _ int) error {
 		u := own.take(w)
 		next := newPassword("chg")
-		if _, err := r.api.must(200, "POST", "/api/v1/change", "", map[string]string{"username": userName(u), "old_password": r.pw[u], "new_password": next}); err != nil {
+		if _, err := r.api.Must(200, "POST", "/api/v1/change", "", map[string]string{"username": userName(u), "old_password": r.pw[u], "new_password": next}); err != nil {
 			return err
 		}
 		r.pw[u] = next
@@ -583,14 +585,14 @@ func (r *run) change(rec *recorder, c int, l limits) {
 func (r *run) resetStart(rec *recorder, c int, l limits) {
 	closedLoop(rec, c, l, func(_, i int) error {
 		u := r.rst[0] + i%(r.rst[1]-r.rst[0])
-		_, err := r.api.must(200, "POST", "/api/v1/reset", "", map[string]string{"username": userName(u)})
+		_, err := r.api.Must(200, "POST", "/api/v1/reset", "", map[string]string{"username": userName(u)})
 		return err
 	})
 }
 
 func (r *run) page(rec *recorder, c int, l limits) {
 	closedLoop(rec, c, l, func(_, _ int) error {
-		status, err := r.api.get("/reset")
+		status, err := r.api.Get("/reset")
 		if err != nil {
 			return err
 		}
@@ -613,26 +615,26 @@ func (r *run) register(rec *recorder, c int, l limits) {
 		u := r.reg[0] + i
 		var took time.Duration
 		t0 := time.Now()
-		a, err := r.api.must(200, "POST", "/api/v1/session", "", map[string]string{"username": userName(u), "password": r.pw[u]})
+		a, err := r.api.Must(200, "POST", "/api/v1/session", "", map[string]string{"username": userName(u), "password": r.pw[u]})
 		if err != nil {
 			return err
 		}
-		token := a.str("token")
+		token := a.Str("token")
 		addr := fmt.Sprintf("reg-%s@%s", userName(u), mailDomain)
 		t1 := time.Now()
-		a, err = r.api.must(201, "POST", "/api/v1/methods", token, map[string]string{"type": "email", "address": addr})
+		a, err = r.api.Must(201, "POST", "/api/v1/methods", token, map[string]string{"type": "email", "address": addr})
 		if err != nil {
 			return err
 		}
 		rec.step("add method", time.Since(t1))
 		took += time.Since(t0)
 		r.codes.Add(1)
-		code, err := r.mb.wait(addr, 20*time.Second)
+		code, err := r.mb.Wait(addr, 20*time.Second)
 		if err != nil {
 			return err
 		}
 		t2 := time.Now()
-		a, err = r.api.must(200, "POST", "/api/v1/methods/"+a.str("id")+"/verify", token, map[string]string{"code": code})
+		a, err = r.api.Must(200, "POST", "/api/v1/methods/"+a.Str("id")+"/verify", token, map[string]string{"code": code})
 		if err != nil {
 			return err
 		}
@@ -650,7 +652,7 @@ type pendingFlow struct {
 	user   int
 	id     string
 	method string
-	cl     caller
+	cl     *blackbox.Client
 	tag    string
 	t0     time.Time
 	spent  time.Duration
@@ -663,7 +665,7 @@ type pendingFlow struct {
 // latency of a flow is the time of its four requests; "wall" is from start
 // to complete. With several clients the flows alternate between them (the
 // scaling case); tags names them in the step latencies.
-func (r *run) fullReset(rec *recorder, c int, l limits, clients []caller, tags []string) {
+func (r *run) fullReset(rec *recorder, c int, l limits, clients []*blackbox.Client, tags []string) {
 	share := (r.rst[1] - r.rst[0]) / c
 	maxPending := max(1, min(64, share/2))
 	own := newOwned(r.rst[0], r.rst[1], c)
@@ -680,7 +682,7 @@ func (r *run) fullReset(rec *recorder, c int, l limits, clients []caller, tags [
 			for {
 				progressed := false
 				for k, f := range pending {
-					code, ok := r.mb.take(userAddr(f.user))
+					code, ok := r.mb.Take(userAddr(f.user))
 					if !ok {
 						continue
 					}
@@ -730,9 +732,9 @@ func (r *run) fullReset(rec *recorder, c int, l limits, clients []caller, tags [
 	wg.Wait()
 }
 
-func (r *run) startFlow(rec *recorder, cl caller, tag string, u int) (*pendingFlow, error) {
+func (r *run) startFlow(rec *recorder, cl *blackbox.Client, tag string, u int) (*pendingFlow, error) {
 	t0 := time.Now()
-	a, err := cl.must(200, "POST", "/api/v1/reset", "", map[string]string{"username": userName(u)})
+	a, err := cl.Must(200, "POST", "/api/v1/reset", "", map[string]string{"username": userName(u)})
 	if err != nil {
 		return nil, err
 	}
@@ -744,9 +746,9 @@ func (r *run) startFlow(rec *recorder, cl caller, tag string, u int) (*pendingFl
 	}
 	m, _ := ms[0].(map[string]any)
 	mid, _ := m["id"].(string)
-	f := &pendingFlow{user: u, id: a.str("flow"), method: mid, cl: cl, tag: tag, t0: t0}
+	f := &pendingFlow{user: u, id: a.Str("flow"), method: mid, cl: cl, tag: tag, t0: t0}
 	t1 := time.Now()
-	if _, err := cl.must(202, "POST", "/api/v1/reset/send", "", map[string]string{"flow": f.id, "method": mid}); err != nil {
+	if _, err := cl.Must(202, "POST", "/api/v1/reset/send", "", map[string]string{"flow": f.id, "method": mid}); err != nil {
 		return nil, err
 	}
 	d2 := time.Since(t1)
@@ -758,19 +760,19 @@ func (r *run) startFlow(rec *recorder, cl caller, tag string, u int) (*pendingFl
 
 func (r *run) finishFlow(rec *recorder, f *pendingFlow, code string) error {
 	t0 := time.Now()
-	a, err := f.cl.must(200, "POST", "/api/v1/reset/verify", "", map[string]string{"flow": f.id, "method": f.method, "code": code})
+	a, err := f.cl.Must(200, "POST", "/api/v1/reset/verify", "", map[string]string{"flow": f.id, "method": f.method, "code": code})
 	if err != nil {
 		return err
 	}
 	d1 := time.Since(t0)
 	rec.step(f.tag+"verify", d1)
-	next := a.str("flow")
+	next := a.Str("flow")
 	if next == "" {
 		return fmt.Errorf("verify: no flow: %.200s", a.Body)
 	}
 	pw := newPassword("rst")
 	t1 := time.Now()
-	if _, err := f.cl.must(200, "POST", "/api/v1/reset/complete", "", map[string]string{"flow": next, "password": pw}); err != nil {
+	if _, err := f.cl.Must(200, "POST", "/api/v1/reset/complete", "", map[string]string{"flow": next, "password": pw}); err != nil {
 		return err
 	}
 	d2 := time.Since(t1)
@@ -795,7 +797,7 @@ func (r *run) enumeration(n int) Enumeration {
 			name = userName(r.rst[0] + o%(r.rst[1]-r.rst[0]))
 		}
 		t0 := time.Now()
-		_, err := r.api.must(200, "POST", "/api/v1/reset", "", map[string]string{"username": name})
+		_, err := r.api.Must(200, "POST", "/api/v1/reset", "", map[string]string{"username": name})
 		d := time.Since(t0)
 		if err != nil {
 			r.rep.Checks.Failures = append(r.rep.Checks.Failures, "enumeration: "+err.Error())
@@ -832,7 +834,7 @@ func (r *run) scaling(bin string, accounts map[string]string, l limits) error {
 		c = 2
 	}
 	row := measure("scaling", c, pids{}, func(rec *recorder) {
-		r.fullReset(rec, c, limits{dur: 2 * l.dur, max: l.max}, []caller{newAPIClient(empty[0].base), newAPIClient(seeded[0].base)}, []string{"empty", "seeded"})
+		r.fullReset(rec, c, limits{dur: 2 * l.dur, max: l.max}, []*blackbox.Client{blackbox.NewClient(empty[0].base), blackbox.NewClient(seeded[0].base)}, []string{"empty", "seeded"})
 	})
 	if row.Errors > 0 {
 		r.rep.Checks.Failures = append(r.rep.Checks.Failures, "scaling: "+row.FirstErr)
@@ -885,7 +887,7 @@ func (r *run) checks() {
 	last, stable := -1, 0
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && stable < 10; {
 		time.Sleep(100 * time.Millisecond)
-		total, subj = r.mb.snapshot()
+		total, subj = r.mb.Snapshot()
 		if total == last {
 			stable++
 		} else {

@@ -5,41 +5,32 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/latchkeyhq/latchkey/config"
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
+	"github.com/latchkeyhq/latchkey/internal/blackbox"
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
-const (
-	twilioSID   = "AC0123456789abcdef0123456789abcdef"
-	twilioToken = "bench-twilio-auth-token-0123456789" // #nosec G101 -- the local fake Twilio's test token
-	twilioFrom  = "+15005550006"
-	mailDomain  = "bench.example.net"
-)
+// mailDomain is the bench users' mail domain.
+const mailDomain = "bench.example.net"
 
 // userName is the uid of bench user i.
 func userName(i int) string { return fmt.Sprintf("bench%05d", i) }
@@ -115,15 +106,13 @@ func entryUUIDs(srv *dirtest.Server) (map[string]string, error) {
 
 // gateway is one running latchkey serve process.
 type gateway struct {
-	base    string
-	work    string
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	logPath string
-	pprof   string // base URL of net/http/pprof in a bench build, or ""
+	base  string
+	work  string
+	proc  *blackbox.Process
+	pprof string // base URL of net/http/pprof in a bench build, or ""
 }
 
-func (g *gateway) pid() int { return g.cmd.Process.Pid }
+func (g *gateway) pid() int { return g.proc.Cmd.Process.Pid }
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -134,119 +123,56 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// newKey is a fresh server.secret_key (also the store's key).
-func newKey() string {
-	raw := make([]byte, 48)
-	_, _ = rand.Read(raw)
-	return base64.StdEncoding.EncodeToString(raw)
-}
-
-// gatewayConfig writes a bench configuration (budgets raised to the
-// directory's size, mail to mailpit, SMS to the fake Twilio, the store
-// block storeYAML) with the secret key key into work and returns its path
-// and the port.
-func gatewayConfig(work, key, storeYAML string, srv *dirtest.Server, mail *notifytest.Mailpit, sms *notifytest.FakeTwilio, padFloor time.Duration, poolSize int) (cfgPath string, port int, err error) {
+// gatewayConfig writes a bench configuration (blackbox.Config with budgets
+// raised to the directory's size, the bench users' group eligible, the
+// store st, warnings only in the log) with the secret key key into work
+// and returns its path and the port.
+func gatewayConfig(work, key string, st config.Store, srv *dirtest.Server, mail *notifytest.Mailpit, sms *notifytest.FakeTwilio, padFloor time.Duration, poolSize int) (cfgPath string, port int, err error) {
 	port, err = freePort()
 	if err != nil {
 		return "", 0, err
 	}
-	write := func(name, content string) string {
-		p := filepath.Join(work, name)
-		if werr := os.WriteFile(p, []byte(content), 0o600); werr != nil && err == nil {
-			err = werr
-		}
-		return p
+	c, err := blackbox.Config(work, port, key, blackbox.Servers{Dir: srv, Mail: mail, SMS: sms})
+	if err != nil {
+		return "", 0, err
 	}
-	secret := write("secret.key", key)
-	bindpw := write("bind.pw", srv.ServicePassword)
-	twtoken := write("twilio.token", twilioToken)
-	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
-	pad := ""
-	if padFloor > 0 {
-		pad = "  pad_floor: " + padFloor.String() + "\n"
-	}
-	pool := ""
 	if poolSize > 0 {
-		pool = "  pool_size: " + strconv.Itoa(poolSize) + "\n"
+		c.Directory.PoolSize = poolSize
 	}
-	cfg := fmt.Sprintf(`server:
-  listen: "127.0.0.1:%d"
-  public_url: "http://127.0.0.1:%d"
-  secret_key_file: %q
-  shutdown_delay: 0s
-directory:
-  type: openldap
-  urls: [%q]
-  ca_file: %q
-  bind_dn: %s
-  bind_password_file: %q
-  base_dn: %s
-  user_filter: %s
-  default_policy_dn: %s
-  timeout: 10s
-%spolicy:
-  scope: selected
-  groups: [%s]
-  exclude_groups: [%s]
-  methods_required: 1
-  methods: [email, sms]
-  password:
-    min_length: 8
-  code_ttl: 10m
-  cooling_off: 0s
-%slimits:
-  starts_per_account: 1000000
-  starts_per_ip: 10000000
-  starts_total: 10000000
-  sign_ins_per_ip: 10000000
-  sends_per_account: 1000000
-  sends_per_destination: 1000000
-  code_failures_per_account: 1000000
-  sms_per_hour: 1000000
-  sms_per_prefix_per_hour: 1000000
-  bind_failures: 1000000
-email:
-  enabled: true
-sms:
-  enabled: true
-  provider: twilio
-  allowed_countries: [GB, US]
-  twilio:
-    account_sid: %q
-    auth_token_file: %q
-    from: %q
-    base_url: %q
-smtp:
-  host: %q
-  port: %d
-  tls: none
-  from: "Latchkey <latchkey@example.org>"
-%slog:
-  level: warn
-  format: json
-  audit_file: %q
-`, port, port, secret, srv.LDAPSURL, srv.CAFile, q(srv.ServiceDN), bindpw, q(srv.BaseDN), q(srv.UserFilter), q(srv.DefaultPolicyDN), pool,
-		q("cn=bench-users,ou=groups,"+srv.BaseDN), q(srv.Group("cycle-a")), pad,
-		twilioSID, twtoken, twilioFrom, sms.URL, mail.SMTPHost, mail.SMTPPort,
-		storeYAML, filepath.Join(work, "audit.log"))
-	cfgPath = write("latchkey.yaml", cfg)
-	return cfgPath, port, err
+	c.Policy.Groups = []string{"cn=bench-users,ou=groups," + srv.BaseDN}
+	c.Policy.PadFloor = padFloor
+	c.Limits.StartsPerAccount = 1000000
+	c.Limits.StartsPerIP = 10000000
+	c.Limits.StartsTotal = 10000000
+	c.Limits.SignInsPerIP = 10000000
+	c.Limits.SendsPerAccount = 1000000
+	c.Limits.SendsPerDestination = 1000000
+	c.Limits.CodeFailuresPerAccount = 1000000
+	c.Limits.SMSPerHour = 1000000
+	c.Limits.SMSPerPrefixPerHour = 1000000
+	c.Limits.BindFailures = 1000000
+	c.Store = st
+	// the bench's PostgreSQL gateways migrate at start (several at once:
+	// serialized) and stop without a drain
+	c.Store.Migrate = config.MigrateOnStart
+	c.Server.ShutdownDelay = 0
+	c.Log.Level = "warn"
+	cfgPath = filepath.Join(work, "latchkey.yaml")
+	return cfgPath, port, blackbox.WriteConfig(cfgPath, c)
 }
 
-// sqliteStore is the store block and opener of a SQLite file in work.
-func sqliteStore(work string) (yaml string, open storeOpener) {
-	dsn := "file:" + filepath.Join(work, "latchkey.db")
-	return fmt.Sprintf("store:\n  driver: sqlite\n  dsn: %q\n", dsn),
-		func(ctx context.Context, key []byte) (store.Store, error) { return store.OpenSQLite(ctx, dsn, key) }
+// sqliteStore is the store section and opener of a SQLite file in work.
+func sqliteStore(work string) (config.Store, storeOpener) {
+	st := blackbox.SQLiteStore(filepath.Join(work, "latchkey.db"))
+	return st, func(ctx context.Context, key []byte) (store.Store, error) { return store.OpenSQLite(ctx, st.DSN, key) }
 }
 
-// postgresStore is the store block and opener of database dsn (loopback:
-// no TLS needed, no allow_plaintext).
-func postgresStore(dsn string) (yaml string, open storeOpener) {
-	return fmt.Sprintf("store:\n  driver: postgres\n  dsn: %q\n  migrate: on_start\n", dsn),
-		func(ctx context.Context, key []byte) (store.Store, error) {
-			return store.OpenPostgres(ctx, dsn, key, store.PostgresOptions{})
-		}
+// postgresStore is the store section and opener of database dsn
+// (loopback: no TLS needed, no allow_plaintext).
+func postgresStore(dsn string) (config.Store, storeOpener) {
+	return blackbox.PostgresStore(dsn, false), func(ctx context.Context, key []byte) (store.Store, error) {
+		return store.OpenPostgres(ctx, dsn, key, store.PostgresOptions{})
+	}
 }
 
 // serverVersion is a PostgreSQL server's server_version.
@@ -294,305 +220,28 @@ func seedStore(ctx context.Context, open storeOpener, key string, accounts map[s
 	return nil
 }
 
-// startGateway runs binary serve with cfgPath and waits until /readyz
-// answers 200.
+// startGateway runs binary serve with cfgPath (blackbox.Launch; the bench
+// logs warnings only, so it waits on /readyz alone) and stops it when t
+// ends.
 func startGateway(t testing.TB, binary, work, cfgPath string, port int, withPprof bool) (*gateway, error) {
-	g := &gateway{base: "http://127.0.0.1:" + strconv.Itoa(port), work: work, logPath: filepath.Join(work, "latchkey.log")}
-	logf, err := os.OpenFile(g.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	g.cmd = exec.Command(binary, "serve", "--config", cfgPath) // #nosec G204 -- the operator's or a just-built binary
-	g.cmd.Stdout, g.cmd.Stderr = logf, logf
-	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	g.cmd.Env = os.Environ()
+	g := &gateway{base: "http://127.0.0.1:" + strconv.Itoa(port), work: work}
+	var environ []string
 	if withPprof {
 		pp, err := freePort()
 		if err != nil {
 			return nil, err
 		}
 		g.pprof = "http://127.0.0.1:" + strconv.Itoa(pp)
-		g.cmd.Env = append(g.cmd.Env, "LATCHKEY_PPROF_LISTEN=127.0.0.1:"+strconv.Itoa(pp))
+		environ = append(environ, "LATCHKEY_PPROF_LISTEN=127.0.0.1:"+strconv.Itoa(pp))
 	}
-	if err := g.cmd.Start(); err != nil {
-		logf.Close()
+	p, err := blackbox.Launch(binary, cfgPath, filepath.Join(work, "latchkey.log"), g.base, environ, false)
+	if err != nil {
 		return nil, err
 	}
-	g.exited = make(chan struct{})
-	go func() { _ = g.cmd.Wait(); logf.Close(); close(g.exited) }()
-	t.Cleanup(func() {
-		select {
-		case <-g.exited:
-		default:
-			_ = g.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-g.exited:
-			case <-time.After(30 * time.Second):
-				_ = g.cmd.Process.Kill()
-				<-g.exited
-			}
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		res, err := http.Get(g.base + "/readyz")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == 200 {
-				return g, nil
-			}
-		}
-		select {
-		case <-g.exited:
-			b, _ := os.ReadFile(g.logPath)
-			return nil, fmt.Errorf("latchkey exited: %s", tailStr(string(b), 3000))
-		default:
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(g.logPath)
-			return nil, fmt.Errorf("latchkey not ready: %v\n%s", err, tailStr(string(b), 3000))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	g.proc = p
+	t.Cleanup(func() { p.Stop() })
+	return g, nil
 }
-
-func tailStr(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
-
-// ---------------------------------------------------------------- mail
-
-var codeRE = regexp.MustCompile(`\b(\d{6,8})\b`)
-
-// mailbox polls mailpit, hands out verification codes by recipient and
-// counts every message (it deletes what it has read, so that the listing
-// stays short while thousands of mails arrive).
-type mailbox struct {
-	m      *notifytest.Mailpit
-	client *http.Client
-	mu     sync.Mutex
-	codes  map[string][]string
-	seen   map[string]bool
-	counts map[string]int // by subject
-	total  int
-	stop   chan struct{}
-	done   chan struct{}
-	err    error
-}
-
-func newMailbox(m *notifytest.Mailpit) *mailbox {
-	b := &mailbox{m: m, client: &http.Client{Timeout: 10 * time.Second}, codes: map[string][]string{}, seen: map[string]bool{},
-		counts: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
-	go b.run()
-	return b
-}
-
-func (b *mailbox) close() { close(b.stop); <-b.done }
-
-func (b *mailbox) run() {
-	defer close(b.done)
-	for {
-		n, err := b.poll()
-		if err != nil {
-			b.mu.Lock()
-			b.err = err
-			b.mu.Unlock()
-		}
-		wait := 20 * time.Millisecond
-		if n > 0 {
-			wait = 2 * time.Millisecond
-		}
-		select {
-		case <-b.stop:
-			return
-		case <-time.After(wait):
-		}
-	}
-}
-
-func (b *mailbox) poll() (int, error) {
-	res, err := b.client.Get(b.m.APIURL + "/api/v1/messages?limit=500")
-	if err != nil {
-		return 0, err
-	}
-	var l struct {
-		Messages []notifytest.MessageSummary `json:"messages"`
-	}
-	err = json.NewDecoder(res.Body).Decode(&l)
-	res.Body.Close()
-	if err != nil {
-		return 0, err
-	}
-	var ids []string
-	b.mu.Lock()
-	for i := len(l.Messages) - 1; i >= 0; i-- { // oldest first
-		s := l.Messages[i]
-		ids = append(ids, s.ID)
-		if b.seen[s.ID] {
-			continue
-		}
-		b.seen[s.ID] = true
-		b.total++
-		b.counts[s.Subject]++
-		if strings.Contains(s.Subject, "verification code") && len(s.To) > 0 {
-			if c := codeRE.FindStringSubmatch(s.Snippet); c != nil {
-				to := strings.ToLower(s.To[0].Address)
-				b.codes[to] = append(b.codes[to], c[1])
-			}
-		}
-	}
-	b.mu.Unlock()
-	if len(ids) > 0 {
-		body, _ := json.Marshal(map[string][]string{"IDs": ids})
-		req, _ := http.NewRequest(http.MethodDelete, b.m.APIURL+"/api/v1/messages", strings.NewReader(string(body)))
-		req.Header.Set("Content-Type", "application/json")
-		if res, err := b.client.Do(req); err == nil {
-			_, _ = io.Copy(io.Discard, res.Body)
-			res.Body.Close()
-		}
-	}
-	return len(ids), nil
-}
-
-// take returns a code that arrived for addr, if any.
-func (b *mailbox) take(addr string) (string, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	addr = strings.ToLower(addr)
-	cs := b.codes[addr]
-	if len(cs) == 0 {
-		return "", false
-	}
-	c := cs[len(cs)-1]
-	delete(b.codes, addr)
-	return c, true
-}
-
-// wait blocks until a code for addr arrives or timeout passes.
-func (b *mailbox) wait(addr string, timeout time.Duration) (string, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		if c, ok := b.take(addr); ok {
-			return c, nil
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("no code mailed to %s within %s", addr, timeout)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
-func (b *mailbox) snapshot() (total int, bySubject map[string]int) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	out := map[string]int{}
-	for k, v := range b.counts {
-		out[k] = v
-	}
-	return b.total, out
-}
-
-// ---------------------------------------------------------------- HTTP
-
-type apiClient struct {
-	base string
-	hc   *http.Client
-}
-
-func newAPIClient(base string) *apiClient {
-	tr := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute}
-	return &apiClient{base: base, hc: &http.Client{Timeout: 30 * time.Second, Transport: tr}}
-}
-
-type answer struct {
-	Status int
-	Body   []byte
-	JSON   map[string]any
-}
-
-func (a answer) str(k string) string { s, _ := a.JSON[k].(string); return s }
-
-func (c *apiClient) call(method, path, token string, body any) (answer, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return answer{}, err
-		}
-		rd = strings.NewReader(string(b))
-	}
-	req, err := http.NewRequest(method, c.base+path, rd)
-	if err != nil {
-		return answer{}, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	res, err := c.hc.Do(req)
-	if err != nil {
-		return answer{}, err
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		return answer{}, err
-	}
-	a := answer{Status: res.StatusCode, Body: b}
-	_ = json.Unmarshal(b, &a.JSON)
-	return a, nil
-}
-
-func (c *apiClient) must(want int, method, path, token string, body any) (answer, error) {
-	a, err := c.call(method, path, token, body)
-	if err != nil {
-		return a, err
-	}
-	if a.Status != want {
-		return a, fmt.Errorf("%s %s: status %d, want %d: %.300s", method, path, a.Status, want, a.Body)
-	}
-	return a, nil
-}
-
-// get fetches path and returns its status, discarding the body.
-func (c *apiClient) get(path string) (int, error) {
-	res, err := c.hc.Get(c.base + path)
-	if err != nil {
-		return 0, err
-	}
-	_, _ = io.Copy(io.Discard, res.Body)
-	res.Body.Close()
-	return res.StatusCode, nil
-}
-
-// caller is one gateway (an apiClient) or several behind a round robin.
-type caller interface {
-	must(want int, method, path, token string, body any) (answer, error)
-	get(path string) (int, error)
-}
-
-// roundRobin sends each request to the next gateway in turn, as a load
-// balancer without sticky sessions: the requests of one flow or session
-// land on different instances.
-type roundRobin struct {
-	cs []*apiClient
-	n  atomic.Uint64
-}
-
-func (b *roundRobin) next() *apiClient {
-	return b.cs[(b.n.Add(1)-1)%uint64(len(b.cs))]
-}
-
-func (b *roundRobin) must(want int, method, path, token string, body any) (answer, error) {
-	return b.next().must(want, method, path, token, body)
-}
-
-func (b *roundRobin) get(path string) (int, error) { return b.next().get(path) }
 
 // ---------------------------------------------------------------- /proc
 

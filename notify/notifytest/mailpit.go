@@ -468,9 +468,25 @@ func (s MessageSummary) HasRecipient(to string) bool {
 }
 
 func (m *Mailpit) do(ctx context.Context, method, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, method, m.APIURL+path, nil)
+	return m.doBody(ctx, method, path, nil, v)
+}
+
+// doBody is do with a JSON request body (none when in is nil).
+func (m *Mailpit) doBody(ctx context.Context, method, path string, in, v any) error {
+	var rd io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, m.APIURL+path, rd)
 	if err != nil {
 		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := m.client.Do(req)
 	if err != nil {
@@ -510,6 +526,20 @@ func (m *Mailpit) Messages(ctx context.Context) ([]MessageSummary, error) {
 		return nil, err
 	}
 	return l.Messages, nil
+}
+
+// List lists up to limit stored messages, newest first.
+func (m *Mailpit) List(ctx context.Context, limit int) ([]MessageSummary, error) {
+	var l messageList
+	if err := m.do(ctx, http.MethodGet, "/api/v1/messages?limit="+strconv.Itoa(limit), &l); err != nil {
+		return nil, err
+	}
+	return l.Messages, nil
+}
+
+// Delete deletes the messages with these ids.
+func (m *Mailpit) Delete(ctx context.Context, ids []string) error {
+	return m.doBody(ctx, http.MethodDelete, "/api/v1/messages", map[string][]string{"IDs": ids}, nil)
 }
 
 // Search runs a mailpit search query (e.g. `to:"a@b.test" subject:reset`),

@@ -2,6 +2,7 @@ package notifytest
 
 import (
 	"context"
+	"strings"
 	"sync"
 
 	"github.com/latchkeyhq/latchkey/notify"
@@ -58,4 +59,15 @@ func (r *Recorder) SMS() []notify.SMS {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]notify.SMS(nil), r.sms...)
+}
+
+// E164 is a phone number as a user types it ("+44 7700 900111") in
+// E.164, the form the SMS provider is sent ("+447700900111"): its digits.
+func E164(phone string) string {
+	return "+" + strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, phone)
 }

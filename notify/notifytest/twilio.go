@@ -236,6 +236,26 @@ func (f *FakeTwilio) WaitFor(ctx context.Context, to string) (TwilioMessage, err
 	}
 }
 
+// Wait waits until cond holds for the accepted messages (oldest first)
+// and returns them; cond is asked again each time a message is accepted.
+// The caller's context sets the deadline.
+func (f *FakeTwilio) Wait(ctx context.Context, cond func([]TwilioMessage) bool) ([]TwilioMessage, error) {
+	for {
+		f.mu.Lock()
+		ch := f.changed
+		msgs := append([]TwilioMessage(nil), f.msgs...)
+		f.mu.Unlock()
+		if cond(msgs) {
+			return msgs, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return msgs, ctx.Err()
+		}
+	}
+}
+
 func twilioErr(status, code int, msg string) TwilioError {
 	return TwilioError{Code: code, Message: msg, MoreInfo: fmt.Sprintf("https://www.twilio.com/docs/errors/%d", code), Status: status}
 }

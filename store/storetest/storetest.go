@@ -99,6 +99,7 @@ func RunConformance(t *testing.T, open Opener, opts ...Option) {
 		{"Counters", s.counters},
 		{"Counters/Concurrent", s.countersConcurrent},
 		{"Counters/Reset", s.countersReset},
+		{"Counters/Unhit", s.countersUnhit},
 		{"Audit", s.audit},
 		{"StartRecorder/HitMany", s.startHitMany},
 		{"StartRecorder/HitManyConcurrent", s.startHitManyConcurrent},
@@ -1513,6 +1514,50 @@ func (s *suite) noPlaintextAtRest(t *testing.T) {
 		if bytes.Contains(lowerRaw, bytes.ToLower([]byte(secret))) {
 			t.Errorf("%s found in plaintext in the bytes at rest", name)
 		}
+	}
+}
+
+// countersUnhit: Unhit takes back one hit of the window the hit was made
+// in, never below zero, and leaves other keys and windows alone.
+func (s *suite) countersUnhit(t *testing.T) {
+	st, ctx := s.open(t), ctxT(t)
+	now := time.Date(2030, 1, 1, 10, 59, 0, 0, time.UTC)
+	later := now.Add(2 * time.Minute) // the next hour's window
+	for _, at := range []time.Time{now, now, now, later} {
+		if _, err := st.Hit(ctx, "codefail:x", time.Hour, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.Hit(ctx, "codefail:y", time.Hour, now); err != nil {
+		t.Fatal(err)
+	}
+	// a hit made at now, taken back after the window has moved on
+	if err := st.Unhit(ctx, "codefail:x", time.Hour, now); err != nil {
+		t.Fatal(err)
+	}
+	count := func(key string, at time.Time, want int) {
+		t.Helper()
+		if n, err := st.Count(ctx, key, time.Hour, at); err != nil || n != want {
+			t.Fatalf("Count(%s, %s) = %d, %v; want %d", key, at, n, err, want)
+		}
+	}
+	count("codefail:x", now, 2)
+	count("codefail:x", later, 1)
+	count("codefail:y", now, 1)
+	// never below zero, and a key that never counted is fine
+	for range 3 {
+		if err := st.Unhit(ctx, "codefail:x", time.Hour, later); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count("codefail:x", later, 0)
+	if err := st.Unhit(ctx, "never", time.Hour, now); err != nil {
+		t.Fatal(err)
+	}
+	count("never", now, 0)
+	// the next hit counts from zero again
+	if n, err := st.Hit(ctx, "codefail:x", time.Hour, later); err != nil || n != 1 {
+		t.Fatalf("Hit after the count was taken back to zero = %d, %v; want 1", n, err)
 	}
 }
 
