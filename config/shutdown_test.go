@@ -37,3 +37,15 @@ func TestShutdownDelayDefault(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultFor: the defaults derived from the store driver.
+func TestDefaultFor(t *testing.T) {
+	pg := config.DefaultFor(config.StorePostgres)
+	if pg.Store.Driver != config.StorePostgres || pg.Server.ShutdownDelay != config.DefaultShutdownDelay || pg.Store.Migrate != config.MigrateManual || pg.Store.DSN != "" {
+		t.Fatalf("postgres: %+v %+v", pg.Server, pg.Store)
+	}
+	sq, def := config.DefaultFor(config.StoreSQLite), config.Default()
+	if sq.Server.ShutdownDelay != def.Server.ShutdownDelay || sq.Store != def.Store || sq.Store.Migrate != config.MigrateOnStart || sq.Server.ShutdownDelay != 0 {
+		t.Fatalf("sqlite: %+v %+v, Default: %+v", sq.Server, sq.Store, def.Store)
+	}
+}
