@@ -56,7 +56,9 @@ type Server struct {
 	IdleTimeout       time.Duration `mapstructure:"idle_timeout"`
 	// ShutdownDelay: after SIGTERM, /readyz answers 503 for this long while
 	// requests are still served, so that a load balancer stops sending new
-	// ones before the listener closes (0: close at once).
+	// ones before the listener closes (0: close at once). Default:
+	// DefaultShutdownDelay with store.driver postgres (instances behind a
+	// load balancer), 0 with sqlite (one instance, nowhere else to go).
 	ShutdownDelay time.Duration `mapstructure:"shutdown_delay"`
 }
 
@@ -260,7 +262,20 @@ type Store struct {
 	// (disable, prefer, require, verify-ca) to a host that is neither
 	// loopback nor a Unix socket. Off: such a DSN is a validation problem.
 	AllowPlaintext bool `mapstructure:"allow_plaintext"`
+	// Migrate says who changes the schema: MigrateOnStart (`latchkey
+	// serve` applies pending migrations when it starts) or MigrateManual
+	// (only `latchkey migrate` does; serve refuses a schema it cannot
+	// serve on). Default: on_start with sqlite (one instance), manual with
+	// postgres (several instances: a newer one starting must not migrate
+	// the database under older ones still serving).
+	Migrate string `mapstructure:"migrate"`
 }
+
+// Values of store.migrate.
+const (
+	MigrateOnStart = "on_start"
+	MigrateManual  = "manual"
+)
 
 // Log configures logging.
 type Log struct {
@@ -398,6 +413,26 @@ const (
 	ProductName = "Latchkey"
 )
 
+// The readiness probe every deployment example uses (deploy/kubernetes,
+// deploy/haproxy, docs/deploy.md): /readyz every ProbePeriod, an instance
+// out of rotation after ProbeFailureThreshold failed checks.
+const (
+	ProbePeriod           = 5 * time.Second
+	ProbeFailureThreshold = 2
+	// DrainMargin is added to the probe's time to notice a drain: one
+	// check's own answer time (/readyz answers within a second while
+	// draining) and the load balancer's timer not starting at SIGTERM.
+	DrainMargin = 5 * time.Second
+	// DefaultShutdownDelay is server.shutdown_delay's default with a
+	// shared store: longer than the probe can take to notice the drain, so
+	// the listener closes only after the load balancer has stopped sending.
+	DefaultShutdownDelay = ProbePeriod*ProbeFailureThreshold + DrainMargin
+)
+
+// shutdownDelayUnset marks server.shutdown_delay as not given, until
+// fillDerived knows the store driver.
+const shutdownDelayUnset = -1
+
 // Default returns the built-in defaults: every key Load knows, with the value
 // it has when neither the file nor the environment sets it. It does not pass
 // Validate on its own (no public URL, secret key or directory).
@@ -407,15 +442,38 @@ func Default() *Config {
 	return c
 }
 
+// DefaultFor is Default with store.driver set to driver: the defaults that
+// depend on it (store.dsn, store.migrate, server.shutdown_delay) are the
+// ones Load gives a file that sets only the driver.
+func DefaultFor(driver string) *Config {
+	c := rawDefaults()
+	c.Store.Driver = driver
+	c.fillDerived()
+	return c
+}
+
 // fillDerived sets the defaults that depend on other keys, once the file, the
 // environment and the secret files have been read: the user filter for the
-// directory type, and the SQLite DSN when neither dsn nor dsn_file is set.
+// directory type, the SQLite DSN when neither dsn nor dsn_file is set, and
+// server.shutdown_delay and store.migrate by the store driver when not set.
 func (c *Config) fillDerived() {
 	if c.Directory.UserFilter == "" {
 		c.Directory.UserFilter = DefaultUserFilter(c.Directory.Type)
 	}
 	if c.Store.DSN == "" && c.Store.DSNFile == "" && c.Store.Driver == StoreSQLite {
 		c.Store.DSN = DefaultDSN
+	}
+	if c.Store.Migrate == "" {
+		c.Store.Migrate = MigrateOnStart
+		if c.Store.Driver == StorePostgres {
+			c.Store.Migrate = MigrateManual
+		}
+	}
+	if c.Server.ShutdownDelay == shutdownDelayUnset {
+		c.Server.ShutdownDelay = 0
+		if c.Store.Driver == StorePostgres {
+			c.Server.ShutdownDelay = DefaultShutdownDelay
+		}
 	}
 }
 
@@ -432,6 +490,7 @@ func rawDefaults() *Config {
 			ReadTimeout:       15 * time.Second,
 			WriteTimeout:      30 * time.Second,
 			IdleTimeout:       60 * time.Second,
+			ShutdownDelay:     shutdownDelayUnset,
 		},
 		Directory: Directory{
 			Type:                 DirectoryOpenLDAP,

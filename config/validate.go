@@ -643,6 +643,7 @@ func isLetter(r rune) bool { return r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z'
 func (c *Config) validateStore(ch *checker) {
 	s := c.Store
 	ch.oneOf("store.driver", s.Driver, StoreSQLite, StorePostgres)
+	ch.oneOf("store.migrate", s.Migrate, MigrateOnStart, MigrateManual)
 	key := "store.dsn"
 	if s.DSNFile != "" {
 		key = "store.dsn_file"

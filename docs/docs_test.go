@@ -445,7 +445,7 @@ func openAPIPath(p string) string { return echoParam.ReplaceAllString(p, "{$1}")
 // probes (the web pages and /static are HTML).
 func jsonSurface(route string) bool {
 	_, p, _ := strings.Cut(route, " ")
-	return strings.HasPrefix(p, "/api/") || p == "/healthz" || p == "/readyz" || p == "/metrics"
+	return strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/healthz") || p == "/readyz" || p == "/metrics"
 }
 
 func TestSpecMatchesRoutes(t *testing.T) {
@@ -1202,18 +1202,32 @@ func TestWorkedExample(t *testing.T) {
 	}
 }
 
-// TestReadiness: /readyz answers 503 with the same shape when a part is down.
+// TestReadiness: /readyz stays 200 with a dependency down and reports it in
+// its body; /healthz/deps answers 503 with the same shape; a call that needs
+// the dependency answers the error envelope with Retry-After.
 func TestReadiness(t *testing.T) {
 	l := newLive(t)
 	if a := l.do("GET", "/readyz", "", nil, ""); a.status != 200 {
 		t.Errorf("readyz: %d %s", a.status, a.raw)
 	}
+	if a := l.do("GET", "/healthz/deps", "", nil, ""); a.status != 200 {
+		t.Errorf("healthz/deps: %d %s", a.status, a.raw)
+	}
 	l.dir.SetPingError(&directory.Error{Op: "ping", Kind: directory.ErrUnavailable})
 	a := l.do("GET", "/readyz", "", nil, "")
-	if a.status != 503 || a.obj()["directory"] != "unavailable" || a.obj()["store"] != "ok" {
+	if a.status != 200 || a.obj()["directory"] != "unavailable" || a.obj()["store"] != "ok" {
 		t.Errorf("readyz with the directory down: %d %s", a.status, a.raw)
+	}
+	a = l.do("GET", "/healthz/deps", "", nil, "")
+	if a.status != 503 || a.obj()["directory"] != "unavailable" || a.obj()["store"] != "ok" {
+		t.Errorf("healthz/deps with the directory down: %d %s", a.status, a.raw)
 	}
 	if a := l.do("GET", "/healthz", "", nil, ""); a.status != 200 {
 		t.Errorf("healthz: %d %s", a.status, a.raw)
+	}
+	l.dir.SetWriteDown(true)
+	a = l.do("POST", "/api/v1/change", "", map[string]string{"username": "carol", "old_password": carolPassword, "new_password": "Never-Written-Phrase-55"}, "")
+	if a.status != 503 || a.header.Get("Retry-After") != "10" || !strings.Contains(string(a.raw), `"unavailable"`) {
+		t.Errorf("change with the directory's writes down: %d %v %s", a.status, a.header, a.raw)
 	}
 }

@@ -296,6 +296,14 @@ func runBrokenCases(t *testing.T, e checkEnv) {
 	}
 }
 
+// migrateStore runs latchkey migrate with the configuration at cfg.
+func migrateStore(t *testing.T, cfg string) {
+	t.Helper()
+	if out, err := exec.Command(binary, "migrate", "--config", cfg).CombinedOutput(); err != nil {
+		t.Fatalf("latchkey migrate: %v\n%s", err, out)
+	}
+}
+
 // jq quotes s as JSON (and YAML).
 func jq(s string) string { b, _ := json.Marshal(s); return string(b) }
 
@@ -304,6 +312,10 @@ func TestCheckOpenLDAP(t *testing.T) {
 	srv := dirtest.StartOpenLDAP(t)
 	mail, sms := startMail(t)
 	work, cfg, _ := writeConfig(t, srv, mail, sms, params{})
+	// a new store: check says so and changes nothing; migrate creates it
+	rs, _ := checkJSON(t, cfg)
+	wantResult(t, rs, "store", "WARN", "latchkey migrate", "schema behind: run latchkey migrate")
+	migrateStore(t, cfg)
 
 	t.Run("AllOKWithCanaryAndTryReset", func(t *testing.T) {
 		rs, code := checkJSON(t, cfg, "--canary", "carol", "--try-reset")
@@ -535,6 +547,7 @@ func TestCheckActiveDirectory(t *testing.T) {
 	srv := dirtest.StartSamba(t)
 	mail, sms := startMail(t)
 	work, cfg, _ := writeConfig(t, srv, mail, sms, params{})
+	migrateStore(t, cfg)
 
 	t.Run("OKButNoPolicyHints", func(t *testing.T) {
 		rs, code := checkJSON(t, cfg, "--canary", "carol", "--try-reset")

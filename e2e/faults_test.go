@@ -238,11 +238,16 @@ func TestDirectoryHangsMidWrite(t *testing.T) {
 		t.Fatalf("pwdHistory has %d entries after one reset, want 1", n)
 	}
 
-	// readiness follows the directory
+	// readiness reports the directory and stays ready (the instance
+	// serves its own 503s); /healthz/deps follows it
 	srv.Stop(t)
 	r = e.api("GET", "/readyz", "", nil)
-	if r.Status != 503 || r.str("directory") != "unavailable" || r.str("store") != "ok" {
+	if r.Status != 200 || r.str("directory") != "unavailable" || r.str("store") != "ok" {
 		t.Fatalf("readyz with slapd down: %d %s", r.Status, r.Body)
+	}
+	r = e.api("GET", "/healthz/deps", "", nil)
+	if r.Status != 503 || r.str("directory") != "unavailable" || r.str("store") != "ok" {
+		t.Fatalf("healthz/deps with slapd down: %d %s", r.Status, r.Body)
 	}
 	srv.Restart(t)
 	waitReady(t, e)
@@ -340,7 +345,7 @@ func waitReady(t testing.TB, e *env) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		r := e.api("GET", "/readyz", "", nil)
+		r := e.api("GET", "/healthz/deps", "", nil)
 		if r.Status == 200 {
 			return
 		}
@@ -408,8 +413,12 @@ func TestStoreUnavailable(t *testing.T) {
 
 	pg.StopServer(t)
 	r := e.api("GET", "/readyz", "", nil)
-	if r.Status != 503 || r.str("store") != "unavailable" || r.str("directory") != "ok" {
+	if r.Status != 200 || r.str("store") != "unavailable" || r.str("directory") != "ok" {
 		t.Fatalf("readyz with the store down: %d %s", r.Status, r.Body)
+	}
+	r = e.api("GET", "/healthz/deps", "", nil)
+	if r.Status != 503 || r.str("store") != "unavailable" || r.str("directory") != "ok" {
+		t.Fatalf("healthz/deps with the store down: %d %s", r.Status, r.Body)
 	}
 	for _, c := range []struct {
 		path string

@@ -256,6 +256,9 @@ func writeConfig(t testing.TB, srv *dirtest.Server, mail *notifytest.Mailpit, sm
 	if p.DirTimeout != 0 {
 		c.Directory.Timeout = p.DirTimeout
 	}
+	// no drain unless a test asks (p.Server): the default with postgres
+	// (15 s) would only slow every stop down
+	c.Server.ShutdownDelay = 0
 	for _, f := range []struct {
 		dst  any
 		yaml string
@@ -309,8 +312,28 @@ func startGateway(t testing.TB, srv *dirtest.Server, mail *notifytest.Mailpit, s
 			t.Logf("gateway %s log:\n%s", e.base, tail(string(b), 6000))
 		}
 	})
+	if p.Store != nil && p.Store.Driver == config.StorePostgres && p.Store.Migrate != config.MigrateOnStart {
+		// as an operator does: serve does not migrate a PostgreSQL store
+		// (store.migrate: manual)
+		e.migrate()
+	}
 	e.launch()
 	return e
+}
+
+// migrate runs latchkey migrate with e's configuration.
+func (e *env) migrate() {
+	e.t.Helper()
+	cmd := exec.Command(binary, "migrate", "--config", e.cfgPath)
+	if len(e.environ) > 0 {
+		cmd.Env = os.Environ()
+		for k, v := range e.environ {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		e.t.Fatalf("latchkey migrate: %v\n%s", err, out)
+	}
 }
 
 // launch starts latchkey serve with e's configuration (appending to its

@@ -67,5 +67,6 @@ func (s *Server) routes() {
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
+	e.GET("/healthz/deps", s.healthzDeps)
 	e.GET("/metrics", s.stats.handler)
 }

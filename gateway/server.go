@@ -37,8 +37,11 @@ type Server struct {
 	secure                                bool
 	cookieSession, cookieCSRF, cookieFlow string
 	origin                                string
-	// draining is set by Drain: /readyz answers 503
+	// draining is set by Drain: /readyz answers 503 "draining"
 	draining atomic.Bool
+	// proxyWarned: the warning about X-Forwarded-For without
+	// server.trusted_proxies was logged (once per process)
+	proxyWarned atomic.Bool
 }
 
 // cspPages is the Content-Security-Policy of every answer: no script at
@@ -53,6 +56,11 @@ const cspPages = "default-src 'none'; style-src 'self'; img-src 'self'; form-act
 // the app is unverified, from a URL that history and caches remember,
 // where the seed must leave the gateway once (security notes D3).
 const cspTOTPEnrol = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+
+// retryAfterUnavailable is the Retry-After (seconds) of every 503
+// "unavailable": a directory or store outage usually ends within seconds
+// of the dependency's return (the pools reconnect by themselves).
+const retryAfterUnavailable = "10"
 
 const (
 	maxBody       = 64 << 10
@@ -181,6 +189,12 @@ func (s *Server) clientIP(r *http.Request) string {
 		return host
 	}
 	if !s.trusted(peer) {
+		if len(s.o.TrustedProxies) == 0 && (r.Header.Get("X-Forwarded-For") != "" || r.Header.Get("Forwarded") != "") &&
+			s.proxyWarned.CompareAndSwap(false, true) {
+			s.svc.Log().Warn("a request came through a proxy (X-Forwarded-For) but server.trusted_proxies is empty: every client behind it counts as the proxy's address, "+
+				"so the per-address budgets (limits.starts_per_ip, limits.sign_ins_per_ip) stop all of them at once; set server.trusted_proxies to the proxy's address (logged once)",
+				"peer", peer.String())
+		}
 		return s.limitAddr(peer)
 	}
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
@@ -264,6 +278,10 @@ func (s *Server) handleError(err error, c echo.Context) {
 	} else if p.Err != nil {
 		s.svc.Log().Debug("request refused", "request_id", m.RequestID, "path", c.Path(), "code", p.Code, "error", errString(p.Err))
 	}
+	if p.Code == flow.CodeUnavailable {
+		// a dependency is down: tell clients (and proxies) when to try again
+		c.Response().Header().Set("Retry-After", retryAfterUnavailable)
+	}
 	if isAPI(c) {
 		_ = c.JSON(p.Status, apiError(p, m.RequestID))
 		return
@@ -280,7 +298,7 @@ func errString(err error) string {
 
 func isAPI(c echo.Context) bool {
 	p := c.Request().URL.Path
-	return strings.HasPrefix(p, "/api/") || p == "/healthz" || p == "/readyz" || p == "/metrics"
+	return strings.HasPrefix(p, "/api/") || p == "/healthz" || p == "/healthz/deps" || p == "/readyz" || p == "/metrics"
 }
 
 // pageData is what every page template receives.
@@ -388,19 +406,48 @@ func (s *Server) healthz(c echo.Context) error {
 // sending new requests before the listener closes (server.shutdown_delay).
 func (s *Server) Drain() { s.draining.Store(true) }
 
-func (s *Server) readyz(c echo.Context) error {
-	if s.draining.Load() {
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"directory": "ok", "store": "ok", "shutdown": "draining"})
-	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
+// deps pings the directory and the store within limit and names the state
+// of each: "ok" or "unavailable".
+func (s *Server) deps(c echo.Context, limit time.Duration) (map[string]string, bool) {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), limit)
 	defer cancel()
-	status, code := map[string]string{"directory": "ok", "store": "ok"}, http.StatusOK
+	status := map[string]string{"directory": "ok", "store": "ok"}
 	dirErr, storeErr := s.svc.Ready(ctx)
 	if dirErr != nil {
-		status["directory"], code = "unavailable", http.StatusServiceUnavailable
+		status["directory"] = "unavailable"
 	}
 	if storeErr != nil {
-		status["store"], code = "unavailable", http.StatusServiceUnavailable
+		status["store"] = "unavailable"
 	}
-	return c.JSON(code, status)
+	return status, dirErr == nil && storeErr == nil
+}
+
+// readyz is readiness: "this instance can serve". It is 503 only while the
+// instance drains. A directory or store outage is shared by every instance:
+// taking them all out of a load balancer would only replace Latchkey's own
+// 503 "unavailable" (with Retry-After) by the load balancer's page, so the
+// body reports the dependencies and the status does not follow them
+// (/healthz/deps does, for monitoring).
+//
+// While draining it answers within a second (a hanging dependency shows as
+// "unavailable"), so that a probe notices the drain within its period ×
+// failure threshold (config.DrainMargin).
+func (s *Server) readyz(c echo.Context) error {
+	if s.draining.Load() {
+		status, _ := s.deps(c, time.Second)
+		status["shutdown"] = "draining"
+		return c.JSON(http.StatusServiceUnavailable, status)
+	}
+	status, _ := s.deps(c, 5*time.Second)
+	return c.JSON(http.StatusOK, status)
+}
+
+// healthzDeps is the dependencies' health, for monitoring and alerts: 503
+// while the directory or the store does not answer. Not a readiness probe.
+func (s *Server) healthzDeps(c echo.Context) error {
+	status, ok := s.deps(c, 5*time.Second)
+	if !ok {
+		return c.JSON(http.StatusServiceUnavailable, status)
+	}
+	return c.JSON(http.StatusOK, status)
 }

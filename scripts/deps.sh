@@ -5,7 +5,7 @@
 # Needs root (or sudo) for apt.
 set -euo pipefail
 
-packages=(slapd ldap-utils samba samba-ad-provision samba-ad-dc ldb-tools postgresql chromium ca-certificates systemd curl iproute2)
+packages=(slapd ldap-utils samba samba-ad-provision samba-ad-dc ldb-tools postgresql chromium ca-certificates systemd curl iproute2 haproxy nginx-light)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -23,3 +23,10 @@ func OpenRawForTest(path string) (*sql.DB, error) {
 func SeedForBench(ctx context.Context, s *SQLite, n int, now time.Time) error {
 	return SeedOutstanding(ctx, s, n, now)
 }
+
+// SetMinSchemaForTest lowers or raises MinSchemaVersion until the test ends.
+func SetMinSchemaForTest(t interface{ Cleanup(func()) }, v int) {
+	old := minSchema
+	minSchema = v
+	t.Cleanup(func() { minSchema = old })
+}

@@ -45,6 +45,11 @@ type PostgresOptions struct {
 	// (any sslmode other than verify-full). Off by default: the connection
 	// carries addresses, hashes and audit events.
 	AllowPlaintext bool
+	// NoMigrate opens the store without changing its schema. A schema
+	// older than MinSchemaVersion (an empty database included) is
+	// ErrSchemaBehind, a newer one than SchemaVersion ErrSchemaNewer; one
+	// in between is served.
+	NoMigrate bool
 }
 
 // Postgres is the Store implementation on PostgreSQL (jackc/pgx), for
@@ -101,7 +106,11 @@ func OpenPostgres(ctx context.Context, dsn string, key []byte, opts PostgresOpti
 		return nil, fmt.Errorf("store: open postgres: %w", err)
 	}
 	s := &Postgres{pool: pool, k: k}
-	if err := s.migrate(ctx); err != nil {
+	open := s.migrate
+	if opts.NoMigrate {
+		open = s.inspect
+	}
+	if err := open(ctx); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -166,7 +175,7 @@ func (s *Postgres) migrate(ctx context.Context) error {
 			return err
 		}
 		if v > len(pgMigrations) {
-			return fmt.Errorf("store: database schema version %d is newer than this build supports (%d)", v, len(pgMigrations))
+			return newer(v)
 		}
 		s.migration = Migration{From: v, To: len(pgMigrations)}
 		for i := v; i < len(pgMigrations); i++ {
@@ -194,6 +203,42 @@ func (s *Postgres) migrate(ctx context.Context) error {
 	})
 	if err != nil && !strings.HasPrefix(err.Error(), "store: ") {
 		return fmt.Errorf("store: migrate: %w", err)
+	}
+	return err
+}
+
+// inspect reads the schema version and checks the key in a read-only
+// transaction (PostgresOptions.NoMigrate).
+func (s *Postgres) inspect(ctx context.Context) error {
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT to_regclass('schema_version') IS NOT NULL`).Scan(&exists); err != nil {
+			return err
+		}
+		v := 0
+		if exists {
+			if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
+				return err
+			}
+		}
+		if err := servable(v); err != nil {
+			return err
+		}
+		var check []byte
+		err := tx.QueryRow(ctx, `SELECT value FROM meta WHERE name = 'key_check'`).Scan(&check)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return behind(v)
+		case err != nil:
+			return err
+		case !hmacEqual(check, s.k.keyCheck):
+			return errors.New("store: the key does not match the one this database was created with")
+		}
+		s.migration = Migration{From: v, To: v}
+		return nil
+	})
+	if err != nil && !strings.HasPrefix(err.Error(), "store: ") {
+		return fmt.Errorf("store: open postgres: %w", err)
 	}
 	return err
 }

@@ -78,6 +78,20 @@ var _ Store = (*SQLite)(nil)
 // subkeys for encryption, blind indexes and counter keys are derived from it
 // with HKDF-SHA256. Opening an existing database with a different key fails.
 func OpenSQLite(ctx context.Context, dsn string, key []byte) (*SQLite, error) {
+	return OpenSQLiteWith(ctx, dsn, key, SQLiteOptions{})
+}
+
+// SQLiteOptions are the settings of OpenSQLiteWith beyond the DSN.
+type SQLiteOptions struct {
+	// NoMigrate opens the store without changing its schema: no file is
+	// created, nothing is migrated. A schema older than MinSchemaVersion
+	// (a missing or empty database included) is ErrSchemaBehind, a newer
+	// one than SchemaVersion ErrSchemaNewer; one in between is served.
+	NoMigrate bool
+}
+
+// OpenSQLiteWith is OpenSQLite with options.
+func OpenSQLiteWith(ctx context.Context, dsn string, key []byte, opts SQLiteOptions) (*SQLite, error) {
 	k, err := deriveKeys(key)
 	if err != nil {
 		return nil, err
@@ -86,7 +100,18 @@ func OpenSQLite(ctx context.Context, dsn string, key []byte) (*SQLite, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !memory {
+	switch {
+	case opts.NoMigrate && memory:
+		return nil, behind(0)
+	case opts.NoMigrate:
+		if path, local, err := filePath(name); err != nil {
+			return nil, err
+		} else if local {
+			if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+				return nil, behind(0)
+			}
+		}
+	case !memory:
 		if err := createPrivateFile(name); err != nil {
 			return nil, err
 		}
@@ -121,7 +146,11 @@ func OpenSQLite(ctx context.Context, dsn string, key []byte) (*SQLite, error) {
 	}
 	s.startWriter(time.Duration(busy) * time.Millisecond)
 
-	if err := s.migrate(ctx); err != nil {
+	open := s.migrate
+	if opts.NoMigrate {
+		open = s.inspect
+	}
+	if err := open(ctx); err != nil {
 		s.stopWriter()
 		s.w.Close()
 		return nil, err
@@ -172,21 +201,9 @@ func parseDSN(dsn string) (name string, query url.Values, memory bool, err error
 // not exist yet, so the store (and SQLite's -wal and -shm files, which
 // copy the main file's mode) is not readable by other users.
 func createPrivateFile(name string) error {
-	path := name
-	if p, ok := strings.CutPrefix(name, "file:"); ok {
-		if rest, ok := strings.CutPrefix(p, "//"); ok {
-			// file://host/path: only an empty or "localhost" host is local.
-			host, pth, _ := strings.Cut(rest, "/")
-			if host != "" && host != "localhost" {
-				return nil // let SQLite report it
-			}
-			p = "/" + pth
-		}
-		u, err := url.PathUnescape(p)
-		if err != nil {
-			return fmt.Errorf("%w: malformed DSN path", ErrInvalid)
-		}
-		path = u
+	path, local, err := filePath(name)
+	if err != nil || !local {
+		return err // not local: let SQLite report it
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600) // #nosec G304 -- the database path of store.dsn
 	if errors.Is(err, fs.ErrExist) {
@@ -196,6 +213,28 @@ func createPrivateFile(name string) error {
 		return fmt.Errorf("store: create database file: %w", err)
 	}
 	return f.Close()
+}
+
+// filePath is the local file a DSN name (a path or a "file:" URI) names;
+// local is false for a file://host/ URI naming another host.
+func filePath(name string) (path string, local bool, err error) {
+	path = name
+	if p, ok := strings.CutPrefix(name, "file:"); ok {
+		if rest, ok := strings.CutPrefix(p, "//"); ok {
+			// file://host/path: only an empty or "localhost" host is local.
+			host, pth, _ := strings.Cut(rest, "/")
+			if host != "" && host != "localhost" {
+				return "", false, nil
+			}
+			p = "/" + pth
+		}
+		u, err := url.PathUnescape(p)
+		if err != nil {
+			return "", false, fmt.Errorf("%w: malformed DSN path", ErrInvalid)
+		}
+		path = u
+	}
+	return path, true, nil
 }
 
 func cloneValues(v url.Values) url.Values {
@@ -222,7 +261,7 @@ func (s *SQLite) migrate(ctx context.Context) error {
 			return fmt.Errorf("store: migrate: %w", err)
 		}
 		if v > len(migrations) {
-			return fmt.Errorf("store: database schema version %d is newer than this build supports (%d)", v, len(migrations))
+			return newer(v)
 		}
 		s.migration = Migration{From: v, To: len(migrations)}
 		for i := v; i < len(migrations); i++ {
@@ -248,6 +287,41 @@ func (s *SQLite) migrate(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// inspect reads the schema version and checks the key without changing
+// anything (SQLiteOptions.NoMigrate).
+func (s *SQLite) inspect(ctx context.Context) error {
+	tx, err := s.w.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("store: open sqlite: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // read only
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'`).Scan(&n); err != nil {
+		return fmt.Errorf("store: open sqlite: %w", err)
+	}
+	v := 0
+	if n > 0 {
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
+			return fmt.Errorf("store: open sqlite: %w", err)
+		}
+	}
+	if err := servable(v); err != nil {
+		return err
+	}
+	var check []byte
+	err = tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE name = 'key_check'`).Scan(&check)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return behind(v)
+	case err != nil:
+		return fmt.Errorf("store: open sqlite: %w", err)
+	case !hmacEqual(check, s.k.keyCheck):
+		return errors.New("store: the key does not match the one this database was created with")
+	}
+	s.migration = Migration{From: v, To: v}
+	return nil
 }
 
 func hmacEqual(a, b []byte) bool { return subtle.ConstantTimeCompare(a, b) == 1 }

@@ -119,18 +119,10 @@ func check(ctx context.Context, cfg *config.Config, path string, opts checkOptio
 		add(f.Check, string(f.Status), f.Message, f.Fix)
 	}
 	cancel()
-	results = append(results, coolingOffCheck(cfg, time.Now()))
+	results = append(results, coolingOffCheck(cfg, time.Now()), proxiesCheck(cfg))
 
-	if st, err := openStore(ctx, cfg); err != nil {
-		add("store", statusFail, fmt.Sprintf("opening the %s store: %v", cfg.Store.Driver, err), "check store.dsn: the file's directory must exist and be writable by latchkey")
-	} else {
-		if err := st.Ping(ctx); err != nil {
-			add("store", statusFail, "the store does not answer: "+err.Error(), "check store.dsn")
-		} else {
-			add("store", statusOK, cfg.Store.Driver+" store opens", "")
-		}
-		st.Close()
-	}
+	status, message, fix := checkStore(ctx, cfg)
+	add("store", status, message, fix)
 
 	if cfg.Email.Enabled {
 		results = append(results, checkSMTP(ctx, cfg, log))

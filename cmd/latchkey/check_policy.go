@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
 	"strings"
 	"time"
 
@@ -107,9 +110,42 @@ func coolingOffCheck(cfg *config.Config, now time.Time) checkResult {
 	}
 	d := shortDuration(c)
 	return checkResult{Check: "policy.cooling_off", Status: statusWarn,
-		Message: fmt.Sprintf("%s: a method registered now cannot alone authorise a reset until %s; a first test that registers and then resets is refused with method_too_new until then",
-			d, now.Add(c).UTC().Format("2006-01-02 15:04 MST")),
+		Message: fmt.Sprintf("%s: a method registered now cannot alone authorise a reset until %s; a first test that registers and then resets is refused with method_too_new until then, and so is every reset of a new deployment's users for their first %s",
+			d, now.Add(c).UTC().Format("2006-01-02 15:04 MST"), d),
 		Fix: fmt.Sprintf("register the test account's methods %s before testing a reset, or set policy.cooling_off: 0s for the trial and back to %s before users register", d, d)}
+}
+
+// proxiesCheck warns when the gateway listens on loopback only for a public
+// URL elsewhere (a reverse proxy on the host is in front of it) and no
+// trusted proxy is set: every client then has the proxy's address, and the
+// per-address budgets (limits.starts_per_ip, limits.sign_ins_per_ip) stop
+// everyone at once, silently (a start answers as usual and sends nothing).
+func proxiesCheck(cfg *config.Config) checkResult {
+	const check = "server.trusted_proxies"
+	if n := len(cfg.Server.TrustedProxies); n > 0 {
+		return checkResult{Check: check, Status: statusOK,
+			Message: fmt.Sprintf("X-Forwarded-For is believed from %d proxy address range(s) only", n)}
+	}
+	host, _, err := net.SplitHostPort(cfg.Server.Listen)
+	pu, perr := url.Parse(cfg.Server.PublicURL)
+	if err != nil || perr != nil || !loopbackHost(host) || loopbackHost(pu.Hostname()) {
+		return checkResult{Check: check, Status: statusOK,
+			Message: "none: clients connect directly, each with its own address"}
+	}
+	return checkResult{Check: check, Status: statusWarn,
+		Message: fmt.Sprintf("none, and server.listen %s is loopback only while server.public_url is %s: a proxy on this host is in front, so every request comes from its address and the per-address budgets (limits.starts_per_ip, limits.sign_ins_per_ip) count all accounts as one client and stop them at once, silently",
+			cfg.Server.Listen, pu.Host),
+		Fix: "set server.trusted_proxies to the proxy's address (e.g. [\"127.0.0.1/32\"]) so that X-Forwarded-For gives each client's address"}
+}
+
+// loopbackHost: empty (every interface) is not loopback.
+func loopbackHost(host string) bool {
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && ip.IsLoopback()
 }
 
 // shortDuration is d as configured: 24h, not 24h0m0s.

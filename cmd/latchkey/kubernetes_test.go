@@ -24,6 +24,9 @@ type k8sProbe struct {
 		Path string `yaml:"path"`
 		Port string `yaml:"port"`
 	} `yaml:"httpGet"`
+	PeriodSeconds    int `yaml:"periodSeconds"`
+	TimeoutSeconds   int `yaml:"timeoutSeconds"`
+	FailureThreshold int `yaml:"failureThreshold"`
 }
 
 type k8sDoc struct {
@@ -53,6 +56,7 @@ type k8sDoc struct {
 					RunAsUser    int  `yaml:"runAsUser"`
 				} `yaml:"securityContext"`
 				Containers []struct {
+					Image string   `yaml:"image"`
 					Args  []string `yaml:"args"`
 					Ports []struct {
 						Name          string `yaml:"name"`
@@ -229,6 +233,15 @@ func TestKubernetesManifests(t *testing.T) {
 	if cfg.Store.Driver != config.StorePostgres {
 		t.Errorf("store.driver %q: replicas must share a PostgreSQL store", cfg.Store.Driver)
 	}
+	if cfg.Store.Migrate != config.MigrateManual {
+		t.Errorf("store.migrate %q: only the migrate Job (migrate-job.yaml) may change the schema", cfg.Store.Migrate)
+	}
+	// the drain outlasts the readiness probe's time to notice it
+	rp := ctr.ReadinessProbe
+	if !drainCovers(cfg.Server.ShutdownDelay, rp.PeriodSeconds, rp.FailureThreshold) {
+		t.Errorf("shutdown_delay %v is shorter than the readiness probe (every %ds, out after %d) takes to notice a drain, plus %v",
+			cfg.Server.ShutdownDelay, rp.PeriodSeconds, rp.FailureThreshold, config.DrainMargin)
+	}
 	if _, port, _ := strings.Cut(cfg.Server.Listen, ":"); port != "8080" || ctr.Ports[0].ContainerPort != 8080 {
 		t.Errorf("server.listen %q, containerPort %d", cfg.Server.Listen, ctr.Ports[0].ContainerPort)
 	}
@@ -245,4 +258,93 @@ func TestKubernetesManifests(t *testing.T) {
 			t.Errorf("the ConfigMap's key %s is not in config.example.yaml", k)
 		}
 	}
+}
+
+// TestKubernetesMigrateJob: deploy/kubernetes/migrate-job.yaml runs
+// `latchkey migrate` non-root on a read-only root with the Deployment's
+// image, ConfigMap, Secret and mount paths, and the Deployment's instances
+// do not migrate (store.migrate manual, the PostgreSQL default): the Job
+// is the one step that changes the schema.
+func TestKubernetesMigrateJob(t *testing.T) {
+	read := func(name string) map[string]k8sDoc {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "kubernetes", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs := map[string]k8sDoc{}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		for {
+			var d k8sDoc
+			if err := dec.Decode(&d); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			docs[d.Kind] = d
+		}
+		return docs
+	}
+	dep := read("latchkey.yaml")["Deployment"].Spec.Template.Spec
+	job, ok := read("migrate-job.yaml")["Job"]
+	if !ok {
+		t.Fatal("migrate-job.yaml has no Job")
+	}
+	js := job.Spec.Template.Spec
+	if len(js.Containers) != 1 || len(dep.Containers) != 1 {
+		t.Fatalf("containers: job %d, deployment %d", len(js.Containers), len(dep.Containers))
+	}
+	jc, dc := js.Containers[0], dep.Containers[0]
+	if len(jc.Args) != 3 || jc.Args[0] != "migrate" || jc.Args[1] != "--config" || jc.Args[2] != dc.Args[len(dc.Args)-1] {
+		t.Errorf("job args %v, deployment args %v", jc.Args, dc.Args)
+	}
+	if !js.SecurityContext.RunAsNonRoot || js.SecurityContext.RunAsUser == 0 || !jc.SecurityContext.ReadOnlyRootFilesystem || jc.SecurityContext.AllowPrivilegeEscalation {
+		t.Error("the job may run as root or write its root file system")
+	}
+	mounts := func(c []struct {
+		Name      string `yaml:"name"`
+		MountPath string `yaml:"mountPath"`
+	}) map[string]string {
+		m := map[string]string{}
+		for _, v := range c {
+			m[v.Name] = v.MountPath
+		}
+		return m
+	}
+	jm, dm := mounts(jc.VolumeMounts), mounts(dc.VolumeMounts)
+	for _, v := range []string{"config", "secrets"} {
+		if jm[v] == "" || jm[v] != dm[v] {
+			t.Errorf("volume %s mounted at %q in the job, %q in the deployment", v, jm[v], dm[v])
+		}
+	}
+	sources := func(s []struct {
+		Name   string `yaml:"name"`
+		Secret *struct {
+			SecretName string `yaml:"secretName"`
+		} `yaml:"secret"`
+		ConfigMap *struct {
+			Name string `yaml:"name"`
+		} `yaml:"configMap"`
+	}) map[string]string {
+		m := map[string]string{}
+		for _, v := range s {
+			switch {
+			case v.Secret != nil:
+				m[v.Name] = "secret/" + v.Secret.SecretName
+			case v.ConfigMap != nil:
+				m[v.Name] = "configmap/" + v.ConfigMap.Name
+			}
+		}
+		return m
+	}
+	js2, ds := sources(js.Volumes), sources(dep.Volumes)
+	for _, v := range []string{"config", "secrets"} {
+		if js2[v] == "" || js2[v] != ds[v] {
+			t.Errorf("volume %s is %q in the job, %q in the deployment", v, js2[v], ds[v])
+		}
+	}
+	if jc.Image == "" || jc.Image != dc.Image {
+		t.Errorf("job image %q, deployment image %q", jc.Image, dc.Image)
+	}
+	// the instances not migrating: TestKubernetesManifests
 }

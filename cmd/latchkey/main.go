@@ -278,7 +278,19 @@ func auditLogger(cfg *config.Config, stdout io.Writer) (*slog.Logger, func(), er
 		}
 		w, closeFn = f, func() { f.Close() }
 	}
-	return slog.New(slog.NewJSONHandler(w, nil)).With("log", "audit"), closeFn, nil
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{ReplaceAttr: dropRecordTime})).With("log", "audit"), closeFn, nil
+}
+
+// dropRecordTime leaves out the log record's own time: every audit line
+// carries its event's time under "time" (flow.Service.logAudit), and a
+// second "time" key made the lines ambiguous JSON (parsers keep one of the
+// two or refuse the line). The record's time is the one slog adds as a
+// time.Time; the event's is a string.
+func dropRecordTime(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 && a.Key == slog.TimeKey && a.Value.Kind() == slog.KindTime {
+		return slog.Attr{}
+	}
+	return a
 }
 
 // wiring is what `latchkey demo` changes in serve: where messages go, the
@@ -342,17 +354,24 @@ const directoryOpenTimeout = 30 * time.Second
 // where messages go (senders). A failure is logged, and what was opened
 // is closed again; otherwise closeDeps closes them.
 func openDeps(ctx context.Context, cfg *config.Config, log *slog.Logger, w wiring) (deps flow.Deps, closeDeps func(), ok bool) {
+	// the store first: a schema this build cannot serve on stops here
+	st, err := openStore(ctx, cfg, cfg.Store.Migrate == config.MigrateOnStart)
+	if err != nil {
+		log.Error("opening the store", "error", err.Error(), "migrate", cfg.Store.Migrate)
+		return flow.Deps{}, nil, false
+	}
+	if m := st.(migrater).Migration(); m.Migrated() {
+		log.Info("store schema migrated", "from", m.From, "to", m.To)
+	} else if m.Behind() {
+		log.Warn("store schema behind this build: serving on it; run latchkey migrate once every instance runs this version",
+			"version", m.To, "build", store.SchemaVersion())
+	}
 	dctx, cancel := context.WithTimeout(ctx, directoryOpenTimeout)
 	dir, err := directory.Open(dctx, directoryConfig(cfg), log)
 	cancel()
 	if err != nil {
 		log.Error("connecting to the directory", "error", err.Error())
-		return flow.Deps{}, nil, false
-	}
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		log.Error("opening the store", "error", err.Error())
-		dir.Close()
+		st.Close()
 		return flow.Deps{}, nil, false
 	}
 	closeDeps = func() {

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/latchkeyhq/latchkey/config"
@@ -20,20 +22,22 @@ type migrater interface {
 }
 
 // openStore opens the store cfg.Store names (serve, check and migrate share
-// it), applying pending schema migrations.
-func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
+// it), applying pending schema migrations when migrate is set and changing
+// nothing otherwise (then a schema older than the store's
+// MinSchemaVersion, or none, is store.ErrSchemaBehind).
+func openStore(ctx context.Context, cfg *config.Config, migrate bool) (store.Store, error) {
 	ctx, cancel := context.WithTimeout(ctx, storeOpenTimeout)
 	defer cancel()
 	key := []byte(cfg.Server.SecretKey)
 	switch cfg.Store.Driver {
 	case config.StorePostgres:
-		s, err := store.OpenPostgres(ctx, cfg.Store.DSN, key, store.PostgresOptions{AllowPlaintext: cfg.Store.AllowPlaintext})
+		s, err := store.OpenPostgres(ctx, cfg.Store.DSN, key, store.PostgresOptions{AllowPlaintext: cfg.Store.AllowPlaintext, NoMigrate: !migrate})
 		if err != nil {
 			return nil, err
 		}
 		return s, nil
 	default:
-		s, err := store.OpenSQLite(ctx, cfg.Store.DSN, key)
+		s, err := store.OpenSQLiteWith(ctx, cfg.Store.DSN, key, store.SQLiteOptions{NoMigrate: !migrate})
 		if err != nil {
 			return nil, err
 		}
@@ -41,10 +45,40 @@ func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
 	}
 }
 
+// checkStore is `latchkey check`'s store line: it opens the store without
+// changing it and says whether its schema is current.
+func checkStore(ctx context.Context, cfg *config.Config) (status, message, fix string) {
+	st, err := openStore(ctx, cfg, false)
+	onStart := cfg.Store.Migrate == config.MigrateOnStart
+	// the store's own words, without the sentinel's text said first
+	why := strings.TrimSuffix(strings.TrimPrefix(fmt.Sprint(err), "store: "), ": "+store.ErrSchemaBehind.Error())
+	switch {
+	case errors.Is(err, store.ErrSchemaBehind) && onStart:
+		return statusWarn, "schema behind: run latchkey migrate (" + why + ")",
+			"latchkey serve applies it when it starts (store.migrate: on_start), or run latchkey migrate"
+	case errors.Is(err, store.ErrSchemaBehind):
+		return statusFail, "schema behind: run latchkey migrate (" + why + ")",
+			"run latchkey migrate --config FILE: latchkey serve does not migrate (store.migrate: manual)"
+	case errors.Is(err, store.ErrSchemaNewer):
+		return statusFail, err.Error(), "run a Latchkey version that knows this schema"
+	case err != nil:
+		return statusFail, fmt.Sprintf("opening the %s store: %v", cfg.Store.Driver, err), "check store.dsn: the file's directory must exist and be writable by latchkey"
+	}
+	defer st.Close()
+	if err := st.Ping(ctx); err != nil {
+		return statusFail, "the store does not answer: " + err.Error(), "check store.dsn"
+	}
+	if m := st.(migrater).Migration(); m.Behind() {
+		return statusWarn, fmt.Sprintf("schema behind: run latchkey migrate (version %d, this build: %d; it serves on %d meanwhile)", m.To, store.SchemaVersion(), m.To),
+			"run latchkey migrate --config FILE once every instance runs this version"
+	}
+	return statusOK, fmt.Sprintf("%s store opens, schema version %d", cfg.Store.Driver, store.SchemaVersion()), ""
+}
+
 // migrate is `latchkey migrate`: open the store (which applies pending
 // migrations), print the schema version, close.
 func migrate(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) int {
-	st, err := openStore(ctx, cfg)
+	st, err := openStore(ctx, cfg, true)
 	if err != nil {
 		fmt.Fprintln(stderr, "latchkey: migrate:", err)
 		return exitFail

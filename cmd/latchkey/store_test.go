@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/latchkeyhq/latchkey/config"
+	"github.com/latchkeyhq/latchkey/store"
 	"github.com/latchkeyhq/latchkey/store/pgtest"
 )
 
@@ -95,4 +99,93 @@ func TestMigrateBadConfig(t *testing.T) {
 	if code, out := runMigrate(t, filepath.Join(t.TempDir(), "missing.yaml")); code != exitConfig {
 		t.Fatalf("migrate with a missing file: exit %d\n%s", code, out)
 	}
+}
+
+// TestCheckChangesNoSchema: `latchkey check` on an empty store reports
+// "schema behind: run latchkey migrate" and creates nothing (SQLite: no
+// file; PostgreSQL: no table); a WARN where serve migrates at start
+// (sqlite), a FAIL where only `latchkey migrate` does (postgres). After
+// migrate it is OK. Before, check created the schema.
+func TestCheckChangesNoSchema(t *testing.T) {
+	ctx := t.Context()
+	t.Run("sqlite", func(t *testing.T) {
+		db := filepath.Join(t.TempDir(), "l.db")
+		path := migrateConfig(t, "store:\n  driver: sqlite\n  dsn: \"file:"+db+"\"\n")
+		cfg := loadValid(t, path)
+		status, msg, _ := checkStore(ctx, cfg)
+		if status != statusWarn || !strings.Contains(msg, "schema behind: run latchkey migrate") {
+			t.Fatalf("check on no database: %s %s", status, msg)
+		}
+		if _, err := os.Stat(db); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("check created the database file: %v", err)
+		}
+		if code, out := runMigrate(t, path); code != exitOK {
+			t.Fatalf("migrate: %d %s", code, out)
+		}
+		if status, msg, _ := checkStore(ctx, cfg); status != statusOK {
+			t.Fatalf("check after migrate: %s %s", status, msg)
+		}
+	})
+	t.Run("postgres", func(t *testing.T) {
+		srv := pgtest.Start(t)
+		db := srv.NewDatabase(t)
+		path := migrateConfig(t, "store:\n  driver: postgres\n  dsn: \""+srv.DSN(db)+"\"\n")
+		cfg := loadValid(t, path)
+		status, msg, _ := checkStore(ctx, cfg)
+		if status != statusFail || !strings.Contains(msg, "schema behind: run latchkey migrate") {
+			t.Fatalf("check on an empty database: %s %s", status, msg)
+		}
+		srv.Exec(t, db, `DO $$ BEGIN IF (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE n.nspname = 'public') <> 0 THEN RAISE EXCEPTION 'latchkey check changed the database'; END IF; END $$`)
+		if code, out := runMigrate(t, path); code != exitOK {
+			t.Fatalf("migrate: %d %s", code, out)
+		}
+		if status, msg, _ := checkStore(ctx, cfg); status != statusOK {
+			t.Fatalf("check after migrate: %s %s", status, msg)
+		}
+	})
+}
+
+// TestServeRefusesSchema: with store.migrate manual (the postgres
+// default) serve refuses an empty database ("run latchkey migrate") and
+// changes nothing; any serve refuses a schema newer than it knows.
+func TestServeRefusesSchema(t *testing.T) {
+	srv := pgtest.Start(t)
+	db := srv.NewDatabase(t)
+	path := migrateConfig(t, "store:\n  driver: postgres\n  dsn: \""+srv.DSN(db)+"\"\n")
+	var out bytes.Buffer
+	if code := run([]string{"serve", "--config", path}, &out, &out); code == exitOK || !strings.Contains(out.String(), "schema behind: run latchkey migrate") {
+		t.Fatalf("serve on an empty database: exit %d\n%s", code, out.String())
+	}
+	srv.Exec(t, db, `DO $$ BEGIN IF to_regclass('schema_version') IS NOT NULL THEN RAISE EXCEPTION 'serve migrated'; END IF; END $$`)
+
+	sq := filepath.Join(t.TempDir(), "l.db")
+	spath := migrateConfig(t, "store:\n  driver: sqlite\n  dsn: \"file:"+sq+"\"\n")
+	if code, out := runMigrate(t, spath); code != exitOK {
+		t.Fatalf("migrate: %d %s", code, out)
+	}
+	raw, err := sql.Open("sqlite", "file:"+sq+"?_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Exec(`INSERT INTO schema_version (version, applied_at) VALUES (?, 0)`, store.SchemaVersion()+1); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if code := run([]string{"serve", "--config", spath}, &out, &out); code == exitOK || !strings.Contains(out.String(), "newer than this build") {
+		t.Fatalf("serve on a newer schema: exit %d\n%s", code, out.String())
+	}
+}
+
+func loadValid(t *testing.T, path string) *config.Config {
+	t.Helper()
+	cfg, err := config.Load(path)
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }

@@ -14,6 +14,13 @@ import (
 
 const unitFile = repoRoot + "/deploy/systemd/latchkey.service"
 
+// pgUnitFile is the template unit for PostgreSQL, one instance per port.
+const pgUnitFile = repoRoot + "/deploy/systemd/latchkey@.service"
+
+// unitVars are the Environment= lines that are not secrets: per instance
+// settings of the template unit.
+var unitVars = map[string]bool{"LATCHKEY_SERVER_LISTEN": true, "LATCHKEY_LOG_AUDIT_FILE": true}
+
 // needSystemdAnalyze skips without systemd-analyze, except under CI.
 func needSystemdAnalyze(t *testing.T) string {
 	t.Helper()
@@ -29,9 +36,12 @@ func needSystemdAnalyze(t *testing.T) string {
 
 // unitForTest is the unit with its binary path pointed at a file that
 // exists here (systemd-analyze checks that ExecStart's program exists).
-func unitForTest(t *testing.T) string {
+func unitForTest(t *testing.T) string { return unitFileForTest(t, unitFile, "latchkey.service") }
+
+// unitFileForTest is unitForTest for the unit at path, written as name.
+func unitFileForTest(t *testing.T, path, name string) string {
 	t.Helper()
-	data, err := os.ReadFile(unitFile)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +50,7 @@ func unitForTest(t *testing.T) string {
 	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(dir, "latchkey.service")
+	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, bytes.ReplaceAll(data, []byte("/usr/local/bin/latchkey"), []byte(bin)), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -68,9 +78,11 @@ func TestSystemdUnitIsValidAndHardened(t *testing.T) {
 	}
 }
 
-func readUnit(t *testing.T) string {
+func readUnit(t *testing.T) string { return readUnitFile(t, unitFile) }
+
+func readUnitFile(t *testing.T, path string) string {
 	t.Helper()
-	b, err := os.ReadFile(unitFile)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,10 +92,59 @@ func readUnit(t *testing.T) string {
 // The unit's Environment= lines name configuration keys that exist and
 // point every secret at a credential the unit loads.
 func TestSystemdUnitCredentialsReachTheConfiguration(t *testing.T) {
+	cfg := unitConfig(t, readUnit(t), nil)
+	if !strings.HasSuffix(cfg.Server.SecretKey, "secret-key") || !strings.HasSuffix(cfg.Directory.BindPassword, "ldap-bind") ||
+		!strings.HasSuffix(cfg.SMTP.Password, "smtp-password") {
+		t.Fatal("a secret did not come from its credential file")
+	}
+}
+
+// TestSystemdPostgresUnit: the template unit for PostgreSQL passes
+// systemd-analyze verify (as instance latchkey@8081) with the same
+// exposure bound as latchkey.service, hands the store DSN over as a
+// credential, and gives each instance its own listen address and audit
+// file from the instance name.
+func TestSystemdPostgresUnit(t *testing.T) {
+	unit := readUnitFile(t, pgUnitFile)
+	cfg := unitConfig(t, unit, map[string]string{"LATCHKEY_STORE_DRIVER": "postgres"})
+	if !strings.HasSuffix(cfg.Store.DSN, "store-dsn") || !strings.HasSuffix(cfg.Server.SecretKey, "secret-key") ||
+		!strings.HasSuffix(cfg.Directory.BindPassword, "ldap-bind") || !strings.HasSuffix(cfg.SMTP.Password, "smtp-password") {
+		t.Fatal("a secret (the store DSN included) did not come from its credential file")
+	}
+	if cfg.Server.Listen != "127.0.0.1:%i" || cfg.Log.AuditFile != "/var/log/latchkey/audit-%i.jsonl" || cfg.Store.Migrate != config.MigrateManual {
+		t.Fatalf("per instance: listen %q, audit file %q, migrate %q", cfg.Server.Listen, cfg.Log.AuditFile, cfg.Store.Migrate)
+	}
+	if strings.Contains(unit, "StateDirectory") {
+		t.Error("the PostgreSQL unit keeps no local state")
+	}
+	sa := needSystemdAnalyze(t)
+	dir := filepath.Dir(unitFileForTest(t, pgUnitFile, "latchkey@.service"))
+	// verify an instance of the template: link it under its instance name
+	inst := filepath.Join(dir, "latchkey@8081.service")
+	if err := os.Symlink(filepath.Join(dir, "latchkey@.service"), inst); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(sa, "verify", inst).CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	out, err = exec.Command(sa, "security", "--offline=true", "--threshold=20", inst).CombinedOutput()
+	if err != nil {
+		t.Fatalf("systemd-analyze security: exposure above 2.0 (%v)\n%s", err, out)
+	}
+}
+
+// unitConfig loads deploy/latchkey.yaml with the unit's Environment= lines
+// (and extra) as the environment, every credential the unit loads written
+// where systemd would put it; it fails unless every secret variable is
+// read from a credential the unit loads.
+func unitConfig(t *testing.T, unit string, extra map[string]string) *config.Config {
+	t.Helper()
 	creds := t.TempDir()
 	env := map[string]string{}
+	vars := map[string]string{}
 	loaded := map[string]bool{}
-	sc := bufio.NewScanner(strings.NewReader(readUnit(t)))
+	sc := bufio.NewScanner(strings.NewReader(unit))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if name, ok := strings.CutPrefix(line, "LoadCredential="); ok {
@@ -96,6 +157,10 @@ func TestSystemdUnitCredentialsReachTheConfiguration(t *testing.T) {
 		}
 		if kv, ok := strings.CutPrefix(line, "Environment="); ok {
 			k, v, _ := strings.Cut(kv, "=")
+			if unitVars[k] {
+				vars[k] = v
+				continue
+			}
 			name, isCred := strings.CutPrefix(v, "%d/")
 			if !isCred {
 				t.Fatalf("%s is not read from a credential: %s", k, v)
@@ -112,14 +177,17 @@ func TestSystemdUnitCredentialsReachTheConfiguration(t *testing.T) {
 		}
 	}
 	cfg, err := config.Load(repoRoot+"/deploy/latchkey.yaml", config.WithLookupEnv(func(k string) (string, bool) {
-		v, ok := env[k]
+		if v, ok := env[k]; ok {
+			return v, true
+		}
+		if v, ok := vars[k]; ok {
+			return v, true
+		}
+		v, ok := extra[k]
 		return v, ok
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasSuffix(cfg.Server.SecretKey, "secret-key") || !strings.HasSuffix(cfg.Directory.BindPassword, "ldap-bind") ||
-		!strings.HasSuffix(cfg.SMTP.Password, "smtp-password") {
-		t.Fatal("a secret did not come from its credential file")
-	}
+	return cfg
 }

@@ -152,6 +152,10 @@ func gatewayConfig(work, key string, st config.Store, srv *dirtest.Server, mail 
 	c.Limits.SMSPerPrefixPerHour = 1000000
 	c.Limits.BindFailures = 1000000
 	c.Store = st
+	// the bench's PostgreSQL gateways migrate at start (several at once:
+	// serialized) and stop without a drain
+	c.Store.Migrate = config.MigrateOnStart
+	c.Server.ShutdownDelay = 0
 	c.Log.Level = "warn"
 	cfgPath = filepath.Join(work, "latchkey.yaml")
 	return cfgPath, port, blackbox.WriteConfig(cfgPath, c)

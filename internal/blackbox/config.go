@@ -113,13 +113,14 @@ func NewSecretKey() string {
 
 // SQLiteStore is the store section of a SQLite database at path.
 func SQLiteStore(path string) config.Store {
-	return config.Store{Driver: config.StoreSQLite, DSN: "file:" + path}
+	return config.Store{Driver: config.StoreSQLite, DSN: "file:" + path, Migrate: config.Default().Store.Migrate}
 }
 
 // PostgresStore is the store section of the PostgreSQL database dsn;
 // allowPlaintext sets store.allow_plaintext.
 func PostgresStore(dsn string, allowPlaintext bool) config.Store {
-	return config.Store{Driver: config.StorePostgres, DSN: dsn, AllowPlaintext: allowPlaintext}
+	return config.Store{Driver: config.StorePostgres, DSN: dsn, AllowPlaintext: allowPlaintext,
+		Migrate: config.DefaultFor(config.StorePostgres).Store.Migrate}
 }
 
 // Merge decodes a YAML fragment onto dst, a pointer to a config type
@@ -151,7 +152,8 @@ func Merge(dst any, fragment string) error {
 }
 
 // WriteConfig writes c to path as the YAML file config.Load reads: every
-// key whose value differs from config.Default's, under the key names of
+// key whose value differs from config.Default's (config.DefaultFor c's
+// store driver, for the keys derived from it), under the key names of
 // config's mapstructure tags.
 func WriteConfig(path string, c *config.Config) error {
 	b, err := MarshalConfig(c)
@@ -163,7 +165,11 @@ func WriteConfig(path string, c *config.Config) error {
 
 // MarshalConfig is the YAML WriteConfig writes.
 func MarshalConfig(c *config.Config) ([]byte, error) {
-	n := encode(reflect.ValueOf(*c), reflect.ValueOf(*config.Default()), true)
+	// the defaults Load derives for c's store driver (shutdown_delay,
+	// migrate), but the driver itself against the default driver
+	def := config.DefaultFor(c.Store.Driver)
+	def.Store.Driver = config.Default().Store.Driver
+	n := encode(reflect.ValueOf(*c), reflect.ValueOf(*def), true)
 	if n == nil {
 		n = &yaml.Node{Kind: yaml.MappingNode}
 	}

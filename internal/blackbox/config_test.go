@@ -174,3 +174,25 @@ func TestMarshalOnlyChanges(t *testing.T) {
 		t.Fatalf("got %q", s)
 	}
 }
+
+// TestConfigRoundTripPostgresDerived: a PostgreSQL configuration keeps
+// what it sets of the keys Load derives from the store driver
+// (server.shutdown_delay, store.migrate), the zero drain included, and
+// gets the driver's defaults where it sets nothing else.
+func TestConfigRoundTripPostgresDerived(t *testing.T) {
+	c, err := Config(t.TempDir(), 4321, "", servers(directory.OpenLDAP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Store = PostgresStore("postgres://latchkey@127.0.0.1:5432/latchkey?sslmode=disable", false)
+	c.Server.ShutdownDelay = 0
+	got := roundTrip(t, c)
+	if got.Server.ShutdownDelay != 0 || got.Store.Migrate != config.MigrateManual || got.Store.Driver != config.StorePostgres {
+		t.Fatalf("%+v %+v", got.Server, got.Store)
+	}
+	c.Server.ShutdownDelay = config.DefaultShutdownDelay
+	c.Store.Migrate = config.MigrateOnStart
+	if got := roundTrip(t, c); got.Server.ShutdownDelay != config.DefaultShutdownDelay || got.Store.Migrate != config.MigrateOnStart {
+		t.Fatalf("%+v %+v", got.Server, got.Store)
+	}
+}

@@ -1,0 +1,550 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/latchkeyhq/latchkey/config"
+	"github.com/latchkeyhq/latchkey/directory/dirtest"
+	"github.com/latchkeyhq/latchkey/store/pgtest"
+)
+
+// haproxyBinary is the Debian package's HAProxy (scripts/deps.sh). Under
+// CI=true a missing one fails the test.
+func haproxyBinary(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("haproxy"); err == nil {
+		return p
+	}
+	if _, err := os.Stat("/usr/sbin/haproxy"); err == nil {
+		return "/usr/sbin/haproxy"
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("haproxy is not installed (scripts/deps.sh installs the Debian package)")
+	}
+	t.Skip("haproxy is not installed")
+	return ""
+}
+
+// startHAProxy runs HAProxy with deploy/haproxy/haproxy.cfg as it ships,
+// but for its ports (the frontend's and one server line per gateway), its
+// log (stderr, kept in the test's directory) and, when noRetries, without
+// its retries (retries 0, no redispatch), so that a request sent into a
+// closed listener shows. It returns the frontend's base URL once HAProxy
+// answers /readyz through a gateway.
+func startHAProxy(t *testing.T, gws []*env, noRetries bool) string {
+	t.Helper()
+	bin := haproxyBinary(t)
+	b, err := os.ReadFile(filepath.Join("..", "deploy", "haproxy", "haproxy.cfg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(b)
+	port := freePort(t)
+	replace := func(old, new string) {
+		t.Helper()
+		if !strings.Contains(cfg, old) {
+			t.Fatalf("deploy/haproxy/haproxy.cfg has no %q any more: update the test's templating", old)
+		}
+		cfg = strings.Replace(cfg, old, new, 1)
+	}
+	replace("log /dev/log local0", "log stderr format raw local0 info")
+	replace("bind 127.0.0.1:8080", "bind 127.0.0.1:"+strconv.Itoa(port))
+	servers := regexp.MustCompile(`(?m)^    server latchkey\d+ 127\.0\.0\.1:\d+ check\n`)
+	if n := len(servers.FindAllString(cfg, -1)); n != 3 {
+		t.Fatalf("deploy/haproxy/haproxy.cfg has %d server lines, the test expects 3", n)
+	}
+	var lines strings.Builder
+	for i, g := range gws {
+		u, err := url.Parse(g.base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&lines, "    server latchkey%d %s check\n", i+1, u.Host)
+	}
+	first := true
+	cfg = servers.ReplaceAllStringFunc(cfg, func(string) string {
+		if first {
+			first = false
+			return lines.String()
+		}
+		return ""
+	})
+	if noRetries {
+		replace("    retries 2\n", "    retries 0\n")
+		replace("    option redispatch 1\n", "")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(dir, "haproxy.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-db", "-f", path)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("haproxy log:\n%s", tail(string(b), 6000))
+		}
+	})
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case <-exited:
+			b, _ := os.ReadFile(logf.Name())
+			t.Fatalf("haproxy exited:\n%s", b)
+		default:
+		}
+		if r, err := httpClient.Get(base + "/readyz"); err == nil {
+			ok := r.StatusCode == 200
+			r.Body.Close()
+			if ok {
+				return base
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("haproxy did not answer /readyz through a gateway")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// lbAnswer is one answer through the load balancer, or its transport error.
+type lbAnswer struct {
+	at          time.Time
+	what        string
+	status      int
+	ctype, body string
+	retryAfter  string
+	err         error
+}
+
+// latchkeys says whether a is Latchkey's own answer: JSON, and for an
+// error the envelope with a code (never the load balancer's HTML page);
+// a 503 "unavailable" carries Retry-After.
+func (a lbAnswer) latchkeys() bool {
+	if a.err != nil {
+		return false
+	}
+	if (a.status == 202 || a.status == 204) && strings.TrimSpace(a.body) == "" {
+		return true // send, delete: no body
+	}
+	if !strings.HasPrefix(a.ctype, "application/json") {
+		return false
+	}
+	var m map[string]any
+	if json.Unmarshal([]byte(a.body), &m) != nil {
+		return false
+	}
+	if a.status < 400 || a.what == "GET /readyz" {
+		return true
+	}
+	e, _ := m["error"].(map[string]any)
+	code, _ := e["code"].(string)
+	return code != "" && (code != "unavailable" || a.retryAfter != "")
+}
+
+func (a lbAnswer) String() string {
+	if a.err != nil {
+		return fmt.Sprintf("%s at %s: %v", a.what, a.at.Format("15:04:05.000"), a.err)
+	}
+	return fmt.Sprintf("%s at %s: %d %s %q", a.what, a.at.Format("15:04:05.000"), a.status, a.ctype, tail(a.body, 200))
+}
+
+// lbCall sends one request through the load balancer at base.
+func lbCall(base, method, path string, body any) lbAnswer {
+	a := lbAnswer{what: method + " " + path}
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, base+path, rd)
+	if err != nil {
+		a.err = err
+		return a
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := httpClient.Do(req)
+	a.at = time.Now()
+	if err != nil {
+		a.err = err
+		return a
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	a.status, a.ctype, a.body, a.retryAfter = res.StatusCode, res.Header.Get("Content-Type"), string(b), res.Header.Get("Retry-After")
+	return a
+}
+
+// burst runs workers that each call next in a loop until stop is closed,
+// at most one call per 10 ms each (the machine is shared), and returns
+// every answer.
+func burst(workers int, stop <-chan struct{}, next func(worker, i int) lbAnswer) []lbAnswer {
+	var mu sync.Mutex
+	var all []lbAnswer
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				pace := time.After(10 * time.Millisecond)
+				a := next(w, i)
+				mu.Lock()
+				all = append(all, a)
+				mu.Unlock()
+				<-pace
+			}
+		}()
+	}
+	wg.Wait()
+	return all
+}
+
+// haproxyGateways starts three gateways on one PostgreSQL database
+// (migrated once, as an operator does) with budgets a burst from one
+// address does not meet, and server.trusted_proxies naming HAProxy.
+func haproxyGateways(t *testing.T, srv *dirtest.Server, pg *pgtest.Server, server string) []*env {
+	t.Helper()
+	db := pg.NewDatabase(t)
+	mail, sms := startMail(t)
+	key := make([]byte, 48)
+	rand.Read(key)
+	p := params{
+		Store: postgresStore(pg, db), SecretKey: key,
+		Server: "  trusted_proxies: [\"127.0.0.1/32\"]\n" + server,
+		Limits: "limits:\n  starts_per_account: 100000\n  starts_per_ip: 100000\n  starts_total: 1000000\n  sends_per_account: 1000\n  sends_per_destination: 1000\n  sign_ins_per_ip: 100000\n",
+	}
+	gws := make([]*env, 3)
+	for i := range gws {
+		gws[i] = startGateway(t, srv, mail, sms, p)
+	}
+	// stop them at once at the end (each drains for shutdown_delay)
+	t.Cleanup(func() {
+		var wg sync.WaitGroup
+		for _, g := range gws {
+			wg.Add(1)
+			go func() { defer wg.Done(); g.stop() }()
+		}
+		wg.Wait()
+	})
+	return gws
+}
+
+// TestHAProxyStoreOutage: three instances on PostgreSQL behind HAProxy
+// with deploy/haproxy/haproxy.cfg. PostgreSQL is stopped for 20 s during a
+// burst of reset starts, sends and readiness probes through HAProxy. Every
+// answer is Latchkey's own (JSON, 503 "unavailable" with Retry-After),
+// also after the 10 s in which HAProxy's check (inter 5s, fall 2) would
+// have taken every instance out when /readyz failed on a shared outage
+// (issue 21: 92 HTML answers of HAProxy's in one 20 s outage). Then a full
+// reset goes through, on the same gateway processes.
+func TestHAProxyStoreOutage(t *testing.T) {
+	parallel(t)
+	srv := dirtest.StartOpenLDAP(t)
+	pg := pgtest.StartPrivate(t)
+	haproxyOutage(t, srv, pg, func() { pg.StopServer(t) }, func() { pg.StartAgain(t) })
+}
+
+// TestHAProxyDirectoryOutage: the same with slapd stopped for 20 s: every
+// answer through HAProxy is Latchkey's own, and the same processes serve
+// a full reset once slapd is back.
+func TestHAProxyDirectoryOutage(t *testing.T) {
+	parallel(t)
+	srv := dirtest.StartOpenLDAP(t)
+	pg := pgtest.Start(t)
+	haproxyOutage(t, srv, pg, func() { srv.Stop(t) }, func() { srv.Restart(t) })
+}
+
+// haproxyOutage runs a 20 s outage (down, then up) of a dependency every
+// instance shares during a burst through HAProxy, and checks the answers
+// and the recovery.
+func haproxyOutage(t *testing.T, srv *dirtest.Server, pg *pgtest.Server, down, up func()) {
+	gws := haproxyGateways(t, srv, pg, "")
+	base := startHAProxy(t, gws, false)
+	lb := &env{t: t, dir: srv, mail: gws[0].mail, sms: gws[0].sms, base: base}
+	emailID, _ := lb.register("carol", "carol.home@example.net", "")
+	f, _ := lb.startReset("carol")
+	settleSends(t, lb.mail, lb.sms)
+	pids := make([]int, len(gws))
+	for i, g := range gws {
+		pids[i] = g.cmd.Process.Pid
+	}
+
+	const outage = 20 * time.Second
+	users := []string{"carol", "bob", "frank", "nobody-at-all"}
+	stop := make(chan struct{})
+	var answers []lbAnswer
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		answers = burst(4, stop, func(w, i int) lbAnswer {
+			switch i % 4 {
+			case 0:
+				return lbCall(base, "GET", "/readyz", nil)
+			case 1:
+				return lbCall(base, "POST", "/api/v1/reset/send", map[string]string{"flow": f.ID, "method": emailID})
+			default:
+				return lbCall(base, "POST", "/api/v1/reset", map[string]string{"username": users[(w+i)%len(users)]})
+			}
+		})
+	}()
+	down()
+	downAt := time.Now()
+	// the fault lasts 20 s: the burst runs on meanwhile
+	time.Sleep(outage)
+	up()
+	upAt := time.Now()
+	// back: a reset start through HAProxy succeeds again (a condition,
+	// with a generous deadline)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if a := lbCall(base, "POST", "/api/v1/reset", map[string]string{"username": "bob"}); a.status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no reset start through HAProxy within 60 s of the dependency's return")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("recovered %v after the dependency was back", time.Since(upAt).Round(10*time.Millisecond))
+	close(stop)
+	<-done
+
+	late, unavailable := 0, 0
+	for _, a := range answers {
+		if !a.latchkeys() {
+			t.Fatalf("not Latchkey's own answer (%d answers in all): %s", len(answers), a)
+		}
+		if a.status == 503 {
+			unavailable++
+			if a.at.After(downAt.Add(12 * time.Second)) {
+				late++
+			}
+		}
+		if a.what == "GET /readyz" && a.status != 200 {
+			t.Fatalf("readiness through HAProxy: %s", a)
+		}
+	}
+	// the burst reached the gateways during the outage, also after the
+	// checks would have emptied the pool
+	if unavailable == 0 || late == 0 {
+		t.Fatalf("%d answers, %d of them 503 unavailable, %d later than 12 s into the outage", len(answers), unavailable, late)
+	}
+	t.Logf("%d answers during the outage and recovery, all Latchkey's; %d were 503 unavailable (%d after 12 s)", len(answers), unavailable, late)
+
+	// a full reset through HAProxy, on the gateways that never restarted
+	// (the codes the burst's sends mailed after the recovery out of the way)
+	settleSends(t, lb.mail, lb.sms)
+	if err := lb.mail.DeleteAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	g, _ := lb.startReset("carol")
+	lb.must(200, lb.verifyByEmail(&g, emailID, "carol.home@example.net"), "verify after the outage")
+	lb.must(200, lb.complete(g, "After-The-Outage-21"), "complete after the outage")
+	if err := srv.UserBind("carol", "After-The-Outage-21"); err != nil {
+		t.Fatal(err)
+	}
+	for i, g := range gws {
+		select {
+		case <-g.exited:
+			t.Fatalf("gateway %d exited", i)
+		default:
+		}
+		if g.cmd.Process.Pid != pids[i] {
+			t.Fatalf("gateway %d restarted", i)
+		}
+	}
+}
+
+// readyzCount is an instance's count of /readyz answered 200 (/metrics).
+var readyzCount = regexp.MustCompile(`latchkey_http_requests_total\{method="GET",route="/readyz",status="200"\} (\d+)`)
+
+// readyzChecks is how many /readyz e has answered 200 since it started.
+func readyzChecks(t *testing.T, e *env) int {
+	t.Helper()
+	res, err := httpClient.Get(e.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	m := readyzCount.FindSubmatch(b)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// TestHAProxyDrain: SIGTERM of one of three instances during a burst
+// through HAProxy loses no request, with the example's retries turned off:
+// the instance answers /readyz 503 for the default shutdown_delay of a
+// PostgreSQL store (15 s), HAProxy's check (every 5 s, out after 2) takes
+// it out, and only then does its listener close. With a drain shorter
+// than the check (5 s, as the manifest had) requests met the closed
+// listener (issue 21: 12 connection errors per SIGTERM).
+func TestHAProxyDrain(t *testing.T) {
+	parallel(t)
+	srv := dirtest.StartOpenLDAP(t)
+	pg := pgtest.Start(t)
+	delay := config.DefaultShutdownDelay
+	gws := haproxyGateways(t, srv, pg, fmt.Sprintf("  shutdown_delay: %s\n", delay))
+	base := startHAProxy(t, gws, true)
+	lb := &env{t: t, dir: srv, mail: gws[0].mail, sms: gws[0].sms, base: base}
+
+	users := []string{"carol", "bob", "frank", "nobody-at-all"}
+	stop := make(chan struct{})
+	var answers []lbAnswer
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		answers = burst(4, stop, func(w, i int) lbAnswer {
+			if i%3 == 0 {
+				return lbCall(base, "GET", "/healthz", nil)
+			}
+			return lbCall(base, "POST", "/api/v1/reset", map[string]string{"username": users[(w+i)%len(users)]})
+		})
+	}()
+	// the burst is under way before the SIGTERM
+	lb.must(200, lb.api("POST", "/api/v1/reset", "", map[string]string{"username": "carol"}), "reset start")
+	victim := gws[1]
+	// SIGTERM right after one of HAProxy's checks of the victim (its
+	// /readyz counter moves): the drain then has to last the whole time
+	// the check takes to notice, period × fall, not a lucky part of it
+	checks := func() int { return readyzChecks(t, victim) }
+	n0 := checks()
+	deadline := time.Now().Add(30 * time.Second)
+	for checks() == n0 {
+		if time.Now().After(deadline) {
+			t.Fatal("HAProxy did not check the instance within 30 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	sent := time.Now()
+	victim.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-victim.exited:
+	case <-time.After(delay + 60*time.Second):
+		t.Fatal("the instance did not exit after SIGTERM")
+	}
+	took := time.Since(sent)
+	// a little more burst after the exit: the closed port must not be used
+	after := time.Now()
+	for {
+		if n := lbCall(base, "GET", "/healthz", nil); n.status != 200 {
+			t.Fatalf("after the exit: %s", n)
+		}
+		if time.Since(after) > 2*time.Second {
+			break
+		}
+	}
+	close(stop)
+	<-done
+	if code := victim.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM", code)
+	}
+	if took < delay {
+		t.Fatalf("the instance exited %v after SIGTERM, before its drain of %v", took, delay)
+	}
+	for _, a := range answers {
+		if a.err != nil || a.status != 200 || !a.latchkeys() {
+			t.Fatalf("a request was lost during the drain (%d answers in all): %s", len(answers), a)
+		}
+	}
+	t.Logf("%d answers during a drain of %v (exit after %v), all 200", len(answers), delay, took.Round(10*time.Millisecond))
+}
+
+// TestHAProxyRollingRestart: the three instances behind HAProxy (the
+// example as it ships, retries included) are restarted one by one, as in
+// an upgrade, while a burst of reset starts runs through HAProxy: each
+// drains (the default 15 s), exits 0, starts again on its port and is back
+// in HAProxy's rotation before the next one goes. Every request of the
+// burst is answered 200.
+func TestHAProxyRollingRestart(t *testing.T) {
+	parallel(t)
+	srv := dirtest.StartOpenLDAP(t)
+	pg := pgtest.Start(t)
+	gws := haproxyGateways(t, srv, pg, fmt.Sprintf("  shutdown_delay: %s\n", config.DefaultShutdownDelay))
+	base := startHAProxy(t, gws, false)
+
+	users := []string{"carol", "bob", "frank", "nobody-at-all"}
+	stop := make(chan struct{})
+	var answers []lbAnswer
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		answers = burst(4, stop, func(w, i int) lbAnswer {
+			if i%3 == 0 {
+				return lbCall(base, "GET", "/healthz", nil)
+			}
+			return lbCall(base, "POST", "/api/v1/reset", map[string]string{"username": users[(w+i)%len(users)]})
+		})
+	}()
+	for i, g := range gws {
+		g.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-g.exited:
+		case <-time.After(config.DefaultShutdownDelay + 60*time.Second):
+			t.Fatalf("instance %d did not exit after SIGTERM", i)
+		}
+		if code := g.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Fatalf("instance %d: exit code %d after SIGTERM", i, code)
+		}
+		g.launch()
+		// back in rotation: HAProxy has checked it (launch's own /readyz
+		// is the first one counted)
+		deadline := time.Now().Add(30 * time.Second)
+		for readyzChecks(t, g) < 2 {
+			if time.Now().After(deadline) {
+				t.Fatalf("HAProxy did not check instance %d within 30 s of its restart", i)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	close(stop)
+	<-done
+	for _, a := range answers {
+		if a.err != nil || a.status != 200 || !a.latchkeys() {
+			t.Fatalf("a request was lost during the rolling restart (%d answers in all): %s", len(answers), a)
+		}
+	}
+	t.Logf("%d answers during a rolling restart of three instances, all 200", len(answers))
+}

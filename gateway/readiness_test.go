@@ -1,0 +1,109 @@
+package gateway
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/latchkeyhq/latchkey/directory"
+	"github.com/latchkeyhq/latchkey/flow"
+	"github.com/latchkeyhq/latchkey/internal/flowtest"
+)
+
+// TestReadinessThroughOutages: /readyz is "this instance can serve". A
+// directory or store outage (shared by every instance) shows in its body
+// and in /healthz/deps, not in its status; users meanwhile get Latchkey's
+// own 503 "unavailable" with Retry-After, as JSON and as a page. Only a
+// drain makes /readyz 503.
+func TestReadinessThroughOutages(t *testing.T) {
+	tb := newTestbed(t, nil)
+	c := newClient(t, tb)
+	state := func(w *httptest.ResponseRecorder) map[string]string {
+		t.Helper()
+		var m map[string]string
+		if err := json.Unmarshal(w.Body.Bytes(), &m); err != nil {
+			t.Fatalf("%d %s: %v", w.Code, w.Body, err)
+		}
+		return m
+	}
+	check := func(path string, status int, want map[string]string) {
+		t.Helper()
+		w := c.get(path)
+		got := state(w)
+		if w.Code != status || len(got) != len(want) {
+			t.Fatalf("%s: %d %s, want %d %v", path, w.Code, w.Body, status, want)
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Fatalf("%s: %d %s, want %d %v", path, w.Code, w.Body, status, want)
+			}
+		}
+	}
+	ok := map[string]string{"directory": "ok", "store": "ok"}
+	check("/readyz", 200, ok)
+	check("/healthz/deps", 200, ok)
+
+	tb.dir.SetPingError(&directory.Error{Op: "ping", Kind: directory.ErrUnavailable})
+	dirDown := map[string]string{"directory": "unavailable", "store": "ok"}
+	check("/readyz", 200, dirDown)
+	check("/healthz/deps", 503, dirDown)
+	tb.dir.SetPingError(nil)
+
+	// the store goes away
+	if err := tb.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	storeDown := map[string]string{"directory": "ok", "store": "unavailable"}
+	check("/readyz", 200, storeDown)
+	check("/healthz/deps", 503, storeDown)
+	w := c.api("POST", "/api/v1/reset", `{"username":"alice"}`, nil)
+	if w.Code != 503 || !strings.Contains(w.Body.String(), `"code":"unavailable"`) || w.Header().Get("Retry-After") != "10" {
+		t.Fatalf("API with the store down: %d %v %s", w.Code, w.Header(), w.Body)
+	}
+	w = c.post("/reset", "/reset", url.Values{"username": {"alice"}}, nil)
+	if w.Code != 503 || !strings.Contains(w.Header().Get("Content-Type"), "text/html") ||
+		!strings.Contains(w.Body.String(), "temporarily unavailable") || w.Header().Get("Retry-After") != "10" {
+		t.Fatalf("page with the store down: %d %v %s", w.Code, w.Header(), w.Body)
+	}
+
+	tb.srv.Drain()
+	check("/readyz", 503, map[string]string{"directory": "ok", "store": "unavailable", "shutdown": "draining"})
+	check("/healthz/deps", 503, storeDown)
+}
+
+// TestProxyHeaderWithoutTrustedProxies: a request carrying X-Forwarded-For
+// while server.trusted_proxies is empty logs one warning (every client
+// behind that proxy would share its budgets); later ones log nothing more,
+// and with a trusted proxy set nothing is logged.
+func TestProxyHeaderWithoutTrustedProxies(t *testing.T) {
+	count := func(tb *testbed, logs *flowtest.SyncBuffer, hdr map[string]string, n int) int {
+		c := newClient(t, tb)
+		for range n {
+			if w := c.api("GET", "/healthz", "", hdr); w.Code != 200 {
+				t.Fatalf("healthz: %d", w.Code)
+			}
+		}
+		return strings.Count(logs.String(), "server.trusted_proxies is empty")
+	}
+	bed := func(tweak func(*flow.Options)) (*testbed, *flowtest.SyncBuffer) {
+		tb := newTestbed(t, tweak)
+		logs := &flowtest.SyncBuffer{}
+		tb.logs.set(slog.NewJSONHandler(logs, nil))
+		return tb, logs
+	}
+	tb, logs := bed(nil)
+	if n := count(tb, logs, nil, 3); n != 0 {
+		t.Fatalf("%d warnings without a proxy header", n)
+	}
+	if n := count(tb, logs, map[string]string{"X-Forwarded-For": "198.51.100.7"}, 5); n != 1 {
+		t.Fatalf("%d warnings for 5 requests through a proxy, want 1:\n%s", n, logs.String())
+	}
+	tb, logs = bed(func(o *flow.Options) { o.TrustedProxies = []netip.Prefix{mustPrefix("192.0.2.10/32")} })
+	if n := count(tb, logs, map[string]string{"X-Forwarded-For": "198.51.100.7"}, 3); n != 0 {
+		t.Fatalf("%d warnings with the proxy trusted", n)
+	}
+}
