@@ -68,31 +68,7 @@ func match(f *ber.Packet, get getter) (bool, error) {
 		}
 		return len(get(name)) > 0, nil
 	case filterEquality, filterApprox, filterGreater, filterLess:
-		if len(f.Children) != 2 {
-			return false, errFilter
-		}
-		name := attrType(str(f.Children[0]))
-		want := str(f.Children[1])
-		if hidden[strings.ToLower(name)] {
-			return false, nil
-		}
-		for _, v := range get(name) {
-			switch f.Tag {
-			case filterGreater:
-				if compare(v, want) >= 0 {
-					return true, nil
-				}
-			case filterLess:
-				if compare(v, want) <= 0 {
-					return true, nil
-				}
-			default:
-				if valueEqual(name, v, want) {
-					return true, nil
-				}
-			}
-		}
-		return false, nil
+		return matchValue(f, get)
 	case filterSubstrings:
 		if len(f.Children) != 2 {
 			return false, errFilter
@@ -111,6 +87,36 @@ func match(f *ber.Packet, get getter) (bool, error) {
 		return false, nil
 	}
 	return false, errFilter
+}
+
+// matchValue is match for an equality, approximate, greater-or-equal or
+// less-or-equal filter.
+func matchValue(f *ber.Packet, get getter) (bool, error) {
+	if len(f.Children) != 2 {
+		return false, errFilter
+	}
+	name := attrType(str(f.Children[0]))
+	want := str(f.Children[1])
+	if hidden[strings.ToLower(name)] {
+		return false, nil
+	}
+	for _, v := range get(name) {
+		switch f.Tag {
+		case filterGreater:
+			if compare(v, want) >= 0 {
+				return true, nil
+			}
+		case filterLess:
+			if compare(v, want) <= 0 {
+				return true, nil
+			}
+		default:
+			if valueEqual(name, v, want) {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }
 
 func substrings(v string, parts []*ber.Packet) bool {

@@ -199,18 +199,37 @@ func (c *conn) search(id int64, op *ber.Packet) {
 		c.result(id, appSearchDone, ldap.LDAPResultInvalidDNSyntax, "invalid DN")
 		return
 	}
+	out, code := c.searchTree(rdns, scope, size, filter, attrs, typesOnly)
+	if code == ldap.LDAPResultNoSuchObject {
+		c.result(id, appSearchDone, code, "")
+		return
+	}
+	for _, p := range out {
+		if c.send(id, p) != nil {
+			return
+		}
+	}
+	c.result(id, appSearchDone, code, "")
+}
+
+// getter adds the virtual attributes entryDN and memberOf (the memberof
+// overlay's view of direct groupOfNames membership). Call with s.mu held.
+// searchTree finds the entries at or below the base rdns, within scope,
+// that the connection may read and that match filter, at most size (0: no
+// limit): the entries to send and the search's result code
+// (noSuchObject for a base that is missing or, on a base search,
+// unreadable).
+func (c *conn) searchTree(rdns []string, scope, size int64, filter *ber.Packet, attrs []string, typesOnly bool) ([]*ber.Packet, int) {
 	s := c.s
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	// Like slapd, a base the caller may not read hides only itself (and
 	// its existence on a base search); readable entries below it are found.
 	b := s.entries[strings.Join(rdns, ",")]
 	if b == nil || (scope == ldap.ScopeBaseObject && !c.canRead(b)) {
-		s.mu.Unlock()
-		c.result(id, appSearchDone, ldap.LDAPResultNoSuchObject, "")
-		return
+		return nil, ldap.LDAPResultNoSuchObject
 	}
 	var out []*ber.Packet
-	code := ldap.LDAPResultSuccess
 	for _, n := range s.order {
 		e := s.entries[n]
 		if !isSuffix(e.rdns, rdns) {
@@ -229,30 +248,19 @@ func (c *conn) search(id int64, op *ber.Packet) {
 		get := s.getter(e)
 		ok, err := match(filter, get)
 		if err != nil {
-			code = ldap.LDAPResultProtocolError
-			out = nil
-			break
+			return nil, ldap.LDAPResultProtocolError
 		}
 		if !ok {
 			continue
 		}
 		if size > 0 && int64(len(out)) >= size {
-			code = ldap.LDAPResultSizeLimitExceeded
-			break
+			return out, ldap.LDAPResultSizeLimitExceeded
 		}
 		out = append(out, entryPacket(e, attrs, typesOnly, get))
 	}
-	s.mu.Unlock()
-	for _, p := range out {
-		if c.send(id, p) != nil {
-			return
-		}
-	}
-	c.result(id, appSearchDone, code, "")
+	return out, ldap.LDAPResultSuccess
 }
 
-// getter adds the virtual attributes entryDN and memberOf (the memberof
-// overlay's view of direct groupOfNames membership). Call with s.mu held.
 func (s *Server) getter(e *entry) getter {
 	return func(name string) []string {
 		switch strings.ToLower(name) {

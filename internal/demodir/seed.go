@@ -26,13 +26,10 @@ func demoUsers() []User {
 	}
 }
 
-// demoLDIF is the demo seed: the tree, the default password policy (min
-// length 10, history 5, lockout after 5 wrong passwords for 5 minutes,
-// failures counted over 5 minutes), the service account (never locked
-// out), the people and the groups.
-func demoLDIF(servicePassword string, users []User) string {
-	var b strings.Builder
-	b.WriteString(`dn: dc=example,dc=org
+// demoTree is the demo directory's fixed part: the suffix, its
+// organisational units and the password policies (default for people,
+// service for the service account: never locked).
+const demoTree = `dn: dc=example,dc=org
 objectClass: dcObject
 objectClass: organization
 dc: example
@@ -79,7 +76,15 @@ cn: service
 pwdAttribute: userPassword
 pwdLockout: FALSE
 
-`)
+`
+
+// demoLDIF is the demo seed: the tree, the default password policy (min
+// length 10, history 5, lockout after 5 wrong passwords for 5 minutes,
+// failures counted over 5 minutes), the service account (never locked
+// out), the people and the groups.
+func demoLDIF(servicePassword string, users []User) string {
+	var b strings.Builder
+	b.WriteString(demoTree)
 	fmt.Fprintf(&b, `dn: %s
 objectClass: applicationProcess
 objectClass: simpleSecurityObject
