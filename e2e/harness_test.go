@@ -108,9 +108,15 @@ func parallel(t *testing.T) {
 // cost each other little, while one after the other they kept the rest of
 // the package waiting twice; each one's noise falls on every name of the
 // other alike (see TestEnumerationTiming).
+//
+// The window is taken before t.Parallel, while the package's sequential
+// tests run and no parallel test holds a share: the alone tests then run
+// first, and the others wait for them. Taken later, it waited for every
+// running test to end while no new one could start (the semaphore is first
+// come, first served), leaving shares idle for as long as the longest of
+// them (14 s in one run).
 func alone(t *testing.T) {
 	t.Helper()
-	t.Parallel()
 	window.Lock()
 	if window.n == 0 {
 		if err := gate.sem.Acquire(context.Background(), gate.size); err != nil {
@@ -120,6 +126,8 @@ func alone(t *testing.T) {
 	}
 	window.n++
 	window.Unlock()
+	// registered before t.Parallel: it runs when the test and its subtests
+	// have ended, as any cleanup
 	t.Cleanup(func() {
 		window.Lock()
 		defer window.Unlock()
@@ -128,6 +136,7 @@ func alone(t *testing.T) {
 			gate.sem.Release(gate.size)
 		}
 	})
+	t.Parallel()
 }
 
 // window is the alone tests' shared hold on the whole gate: n of them
