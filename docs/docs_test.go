@@ -717,6 +717,7 @@ type live struct {
 	ops  map[string]map[string]any
 	h    http.Handler
 	dir  *dirtest.Memory
+	st   store.Store
 	mail *outbox
 }
 
@@ -764,7 +765,7 @@ func newLive(t *testing.T) *live {
 		t.Fatal(err)
 	}
 	s := loadSpec(t)
-	return &live{t: t, spec: s, ops: s.operations(t), h: srv.Handler(), dir: dir, mail: mail}
+	return &live{t: t, spec: s, ops: s.operations(t), h: srv.Handler(), dir: dir, st: st, mail: mail}
 }
 
 type answer struct {

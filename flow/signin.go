@@ -123,17 +123,25 @@ func (s *Service) Session(ctx context.Context, token string) (store.Session, err
 		s.forget(s.d.Store.DeleteSession(ctx, token))
 		return store.Session{}, problem(CodeSessionExpired, nil)
 	}
-	if err := s.d.Store.TouchSession(ctx, token, now); err != nil {
+	if err := s.d.Store.TouchSession(ctx, token, now); errors.Is(err, store.ErrNotFound) {
 		return store.Session{}, problem(CodeSessionExpired, nil)
+	} else if err != nil {
+		return store.Session{}, storeProblem(err)
 	}
 	return sess, nil
 }
 
-// SignOut ends a session.
-func (s *Service) SignOut(ctx context.Context, token string) {
-	if token != "" {
-		s.forget(s.d.Store.DeleteSession(ctx, token))
+// SignOut ends a session. A session the store cannot delete (the store is
+// down) is an error: the caller must not be told it is signed out while
+// its token still works.
+func (s *Service) SignOut(ctx context.Context, token string) error {
+	if token == "" {
+		return nil
 	}
+	if err := s.d.Store.DeleteSession(ctx, token); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return storeProblem(err)
+	}
+	return nil
 }
 
 // Reauth re-checks the password of a signed-in user, for changes to

@@ -217,7 +217,9 @@ func (s *Server) apiSession(c echo.Context) error {
 }
 
 func (s *Server) apiSignOut(c echo.Context) error {
-	s.svc.SignOut(c.Request().Context(), bearer(c))
+	if err := s.svc.SignOut(c.Request().Context(), bearer(c)); err != nil {
+		return err
+	}
 	return c.NoContent(http.StatusNoContent)
 }
 

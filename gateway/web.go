@@ -95,7 +95,7 @@ func (s *Server) signInPage(c echo.Context) error {
 func (s *Server) signIn(c echo.Context) error {
 	ctx := c.Request().Context()
 	if old, err := c.Cookie(s.cookieSession); err == nil {
-		s.svc.SignOut(ctx, old.Value) // a new session id at every sign-in
+		_ = s.svc.SignOut(ctx, old.Value) // a new session id at every sign-in (the old one expires on its own if the store failed)
 	}
 	username := formValue(c, "username")
 	sess, err := s.svc.SignIn(ctx, username, formValue(c, "password"), meta(c))
@@ -299,10 +299,14 @@ func (s *Server) removeMethod(c echo.Context) error {
 }
 
 func (s *Server) signOut(c echo.Context) error {
-	if ck, err := c.Cookie(s.cookieSession); err == nil {
-		s.svc.SignOut(c.Request().Context(), ck.Value)
+	var err error
+	if ck, cerr := c.Cookie(s.cookieSession); cerr == nil {
+		err = s.svc.SignOut(c.Request().Context(), ck.Value)
 	}
 	c.SetCookie(s.cookie(s.cookieSession, "", -1))
+	if err != nil {
+		return err // the store is down: say so rather than "signed out"
+	}
 	return s.redirect(c, "/")
 }
 

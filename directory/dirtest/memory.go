@@ -66,6 +66,7 @@ type Memory struct {
 	binds, writes, unlocks int
 
 	writeDown, replyLost bool
+	down                 bool
 	duringWrite          func()
 	pingErr              error
 }
@@ -217,6 +218,18 @@ func (m *Memory) Unlocks() int { m.mu.Lock(); defer m.mu.Unlock(); return m.unlo
 // is applied.
 func (m *Memory) SetWriteDown(on bool) { m.mu.Lock(); m.writeDown = on; m.mu.Unlock() }
 
+// SetDown makes every call of the directory interface (reads, binds,
+// writes, ping) fail as unreachable, as a directory server that is down.
+func (m *Memory) SetDown(on bool) { m.mu.Lock(); m.down = on; m.mu.Unlock() }
+
+// downErr is the error of every call while the directory is down (m.mu held).
+func (m *Memory) downErr(op string) error {
+	if m.down {
+		return memErr(op, directory.ErrUnavailable, "")
+	}
+	return nil
+}
+
 // SetReplyLost makes every password write apply and then fail
 // (ErrUnavailable), as when the answer never came back.
 func (m *Memory) SetReplyLost(on bool) { m.mu.Lock(); m.replyLost = on; m.mu.Unlock() }
@@ -280,6 +293,9 @@ func memErr(op string, kind error, r directory.Reason) error {
 func (m *Memory) Lookup(_ context.Context, username string) (*directory.User, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if err := m.downErr("lookup"); err != nil {
+		return nil, err
+	}
 	if u := m.byName(username); u != nil {
 		return m.view(u), nil
 	}
@@ -290,6 +306,9 @@ func (m *Memory) Lookup(_ context.Context, username string) (*directory.User, er
 func (m *Memory) Refresh(_ context.Context, u *directory.User) (*directory.User, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if err := m.downErr("refresh"); err != nil {
+		return nil, err
+	}
 	if x := m.byDN(u.DN); x != nil {
 		return m.view(x), nil
 	}
@@ -300,6 +319,9 @@ func (m *Memory) Refresh(_ context.Context, u *directory.User) (*directory.User,
 func (m *Memory) VerifyPassword(_ context.Context, u *directory.User, password string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if err := m.downErr("verify password"); err != nil {
+		return err
+	}
 	return m.bind("verify password", u, password, true)
 }
 
@@ -349,6 +371,9 @@ func (m *Memory) bind(op string, u *directory.User, password string, counted boo
 func (m *Memory) Membership(_ context.Context, u *directory.User, groupDNs []string) (directory.Membership, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if err := m.downErr("membership"); err != nil {
+		return directory.Membership{}, err
+	}
 	x := m.byDN(u.DN)
 	if x == nil {
 		return directory.Membership{}, memErr("membership", directory.ErrNotFound, "")
@@ -392,7 +417,13 @@ func containsFold(list []string, s string) bool {
 
 // SetPassword implements directory.Directory.
 func (m *Memory) SetPassword(_ context.Context, u *directory.User, newPassword string, opts directory.SetOptions) error {
-	err := m.write("set password", u, newPassword, opts)
+	m.mu.Lock()
+	err := m.downErr("set password")
+	m.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	err = m.write("set password", u, newPassword, opts)
 	m.afterWrite(err)
 	return err
 }
@@ -400,7 +431,10 @@ func (m *Memory) SetPassword(_ context.Context, u *directory.User, newPassword s
 // ChangePassword implements directory.Directory.
 func (m *Memory) ChangePassword(_ context.Context, u *directory.User, oldPassword, newPassword string, proven func() error) error {
 	m.mu.Lock()
-	err := m.bind("change password", u, oldPassword, true)
+	err := m.downErr("change password")
+	if err == nil {
+		err = m.bind("change password", u, oldPassword, true)
+	}
 	m.mu.Unlock()
 	if err != nil && !errorsIs(err, directory.ErrPasswordMustChange) {
 		return err
@@ -481,6 +515,9 @@ func containsExact(list []string, s string) bool {
 func (m *Memory) Unlock(_ context.Context, u *directory.User) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if err := m.downErr("unlock"); err != nil {
+		return err
+	}
 	m.unlocks++
 	x := m.byDN(u.DN)
 	if x == nil {
@@ -498,6 +535,9 @@ func (m *Memory) Unlock(_ context.Context, u *directory.User) error {
 func (m *Memory) EffectivePolicy(_ context.Context, u *directory.User) (directory.PasswordPolicy, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if err := m.downErr("effective policy"); err != nil {
+		return directory.PasswordPolicy{}, err
+	}
 	p := m.policy
 	if x := m.byDN(u.DN); x != nil {
 		p = m.policyOf(x)
@@ -516,6 +556,9 @@ func (m *Memory) Info() directory.ServerInfo {
 func (m *Memory) Ping(context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if err := m.downErr("ping"); err != nil {
+		return err
+	}
 	return m.pingErr
 }
 
