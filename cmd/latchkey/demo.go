@@ -74,9 +74,12 @@ func demo(args []string, stdout, stderr io.Writer) int {
 	}
 	// closed by the HTTP server; closed here when it never starts
 	defer ln.Close()
-	publicURL := "http://" + ln.Addr().String()
+	// Passkeys need a host name (their relying party id), and browsers
+	// treat http://localhost as a secure context: the demo offers them
+	// when it listens where localhost reaches.
+	publicURL, passkeys := demoPublicURL(ln.Addr().(*net.TCPAddr))
 
-	path, err := writeDemoConfig(work, dir, ln.Addr().String(), publicURL, *verbose)
+	path, err := writeDemoConfig(work, dir, ln.Addr().String(), publicURL, passkeys, *verbose)
 	if err != nil {
 		fmt.Fprintln(stderr, "latchkey demo:", err)
 		return exitFail
@@ -95,7 +98,21 @@ func demo(args []string, stdout, stderr io.Writer) int {
 	if !*verbose {
 		cfg.Log.Level = "error" // the terminal shows the demo's own lines and errors
 	}
-	return runGateway(ctx, cfg, stderr, w)
+	code = runGateway(ctx, cfg, stderr, w)
+	if ctx.Err() != nil {
+		fmt.Fprintln(stdout, "\nLatchkey demo stopped: its directory, store and outbox are removed.")
+	}
+	return code
+}
+
+// demoPublicURL is the demo's server.public_url for its listener, and
+// whether passkeys can work there: http://localhost:<port> when the
+// listener is on 127.0.0.1 or ::1, else the address itself (no passkeys).
+func demoPublicURL(addr *net.TCPAddr) (string, bool) {
+	if addr.IP.Equal(net.IPv4(127, 0, 0, 1)) || addr.IP.Equal(net.IPv6loopback) {
+		return fmt.Sprintf("http://localhost:%d", addr.Port), true
+	}
+	return "http://" + addr.String(), false
 }
 
 func loopback(host string) bool {
@@ -108,7 +125,7 @@ func loopback(host string) bool {
 
 // writeDemoConfig writes the demo's configuration file and secrets, all
 // mode 0600 in the temporary directory, and returns the file's path.
-func writeDemoConfig(work string, dir *demodir.Server, listen, publicURL string, verbose bool) (string, error) {
+func writeDemoConfig(work string, dir *demodir.Server, listen, publicURL string, passkeys, verbose bool) (string, error) {
 	key := make([]byte, 48)
 	if _, err := rand.Read(key); err != nil {
 		return "", err
@@ -147,24 +164,24 @@ func writeDemoConfig(work string, dir *demodir.Server, listen, publicURL string,
 		"  groups: [" + q(dir.GroupDN("staff")) + "]",
 		"  exclude_groups: [" + q(dir.GroupDN("domain-admins")) + "]",
 		"  methods_required: 1",
-		"  methods: [email, sms, totp]",
+		"  methods: [" + demoMethods(passkeys) + "]",
 		"  tiers:",
 		"    - groups: [" + q(dir.GroupDN("it-staff")) + "]",
 		"      methods_required: 2",
 		// a method registered a minute ago may reset in the demo; the
 		// production default waits a day (policy.cooling_off)
 		"  cooling_off: 0s",
-		// The gateway's own rules are checked before the directory's
-		// policy. Here its minimum is NIST's floor (8, the lowest the
-		// validation allows), below the demo directory's pwdMinLength
-		// (10): a password of 8 or 9 characters passes the gateway and the
-		// visitor sees the directory's own refusal (directory_too_short),
-		// as for a reused password. The other rules (maximum length, no
-		// name of the user, no control characters) keep their defaults.
-		// This is for the demo only, on loopback with throwaway accounts;
-		// the default for `latchkey serve` stays 12.
+		// The gateway's minimum is the demo directory's pwdMinLength
+		// (10): one rule, one number, on every page. (The default for
+		// `latchkey serve` stays 12.)
 		"  password:",
-		"    min_length: 8",
+		"    min_length: 10",
+		"  questions:",
+		"    list:",
+		"      - " + q("What was the name of your first pet?"),
+		"      - " + q("In what town or city was your first job?"),
+		"      - " + q("What was the name of the street you grew up on?"),
+		"      - " + q("What was the first concert you went to?"),
 		"email:",
 		"  enabled: true",
 		"sms:",
@@ -180,6 +197,14 @@ func writeDemoConfig(work string, dir *demodir.Server, listen, publicURL string,
 	}, "\n") + "\n"
 	path := filepath.Join(work, "demo.yaml")
 	return path, os.WriteFile(path, []byte(yaml), 0o600)
+}
+
+// demoMethods are every method kind: passkeys only where they can work.
+func demoMethods(passkeys bool) string {
+	if passkeys {
+		return "email, sms, totp, webauthn, questions"
+	}
+	return "email, sms, totp, questions"
 }
 
 func printDemo(w io.Writer, publicURL string, dir *demodir.Server) {
