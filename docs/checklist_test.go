@@ -9,8 +9,8 @@ import (
 	"testing"
 )
 
-// checklistSections are the items of the security research
-// (shared/notes/security.md): section letter and number of items.
+// checklistSections are the items of the security research behind
+// security-checklist.md: section letter and number of items.
 var checklistSections = []struct {
 	letter string
 	items  int
