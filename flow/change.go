@@ -46,7 +46,7 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 			// when the write is refused: not while the user's
 			// connection is held
 			proven = true
-			if p := s.passwordRejected(newPassword, u); p != nil {
+			if p := s.passwordRejected(ctx, newPassword, u); p != nil {
 				return p
 			}
 			return nil
@@ -74,7 +74,7 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 		}
 		s.record(ctx, m, "change.completed", u.ID, "refused", map[string]string{"reason": dirReason(err)})
 		if errors.Is(err, directory.ErrPolicyRejected) || errors.Is(err, directory.ErrUnavailable) {
-			return s.writeProblem(err)
+			return s.writeProblem(ctx, u, err)
 		}
 		return problem(CodeSignInFailed, err)
 	}
