@@ -291,3 +291,33 @@ func (s *Service) RemoveMethod(ctx context.Context, sess store.Session, methodID
 	s.record(ctx, m, "registration.method_removed", sess.AccountID, "success", map[string]string{"method": meth.ID, "type": meth.Type})
 	return nil
 }
+
+// MethodsNeeded is, for the signed-in user (whose tier is theirs to know:
+// the password is proven), how many different methods the account's tier
+// needs and how many of its verified methods count toward that number
+// (two addresses of one mailbox, or two apps, count once; security
+// questions not where the tier requires a kind).
+func (s *Service) MethodsNeeded(ctx context.Context, sess store.Session) (required, counted int, err error) {
+	u, err := s.sessionUser(ctx, sess)
+	if err != nil {
+		return 0, 0, err
+	}
+	dec, err := s.decide(ctx, u)
+	if err != nil {
+		return 0, 0, s.dirProblem(err)
+	}
+	ms, err := s.d.Store.ListMethods(ctx, sess.AccountID)
+	if err != nil {
+		return 0, 0, storeProblem(err)
+	}
+	seen := map[string]bool{}
+	var kinds []string
+	for _, m := range ms {
+		if !m.Verified || seen[countKey(m)] {
+			continue
+		}
+		seen[countKey(m)] = true
+		kinds = append(kinds, m.Type)
+	}
+	return max(dec.MethodsRequired, 1), dec.Counted(kinds), nil
+}

@@ -335,6 +335,7 @@ func (s *Server) render(c echo.Context, status int, page, title string, data any
 var notices = map[string]string{
 	"code_sent":      "We sent a new code.",
 	"verified":       "The method is verified. You can use it to reset your password.",
+	"verified_more":  "The method is verified. Your account needs more different methods before you can reset your password yourself: add another below.",
 	"removed":        "The method was removed.",
 	"signed_in":      "You are signed in.",
 	"method_ok":      "That method is verified.",

@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -119,6 +120,9 @@ type methodsPage struct {
 	HasTOTP bool
 	// CanQuestions, HasQuestions: security questions are on / registered
 	CanQuestions, HasQuestions bool
+	// Required is how many different methods the account's tier needs,
+	// Counted how many of its verified methods count, Missing the rest
+	Required, Counted, Missing int
 }
 
 func (s *Server) methodsData(c echo.Context, sess store.Session) (methodsPage, error) {
@@ -140,6 +144,10 @@ func (s *Server) methodsData(c echo.Context, sess store.Session) (methodsPage, e
 		d.CanQuestions = d.CanQuestions || t == flow.MethodQuestions
 	}
 	d.NeedReauth = s.svc.NeedsReauth(sess)
+	if d.Required, d.Counted, err = s.svc.MethodsNeeded(c.Request().Context(), sess); err != nil {
+		return methodsPage{}, err
+	}
+	d.Missing = max(d.Required-d.Counted, 0)
 	return d, nil
 }
 
@@ -273,6 +281,9 @@ func (s *Server) verifyMethod(c echo.Context) error {
 		}
 		return s.render(c, p.Status, "verify_method", "Confirm your method", m, p)
 	}
+	if required, counted, err := s.svc.MethodsNeeded(c.Request().Context(), sess); err == nil && counted < required {
+		return s.redirect(c, "/register/methods?notice=verified_more")
+	}
 	return s.redirect(c, "/register/methods?notice=verified")
 }
 
@@ -320,6 +331,24 @@ func flowTitle(kind string) string {
 		return "Unlock your account"
 	}
 	return "Reset your password"
+}
+
+// flowStep is the step a flow is at and how many there are: one per
+// method to prove, then the new password (or the unlock). Before a first
+// proof the number is the policy's base for every name (FlowView.Required):
+// the true number shows from the first proof on.
+func flowStep(f flow.FlowView) (step, steps int) {
+	steps = f.Required + 1
+	if f.Remaining == 0 {
+		return steps, steps
+	}
+	return min(len(f.Verified)+1, steps-1), steps
+}
+
+// stepTitle is the title (and h1) of a flow's page, with its step.
+func stepTitle(kind string, f flow.FlowView) string {
+	step, steps := flowStep(f)
+	return fmt.Sprintf("%s: step %d of %d", flowTitle(kind), step, steps)
 }
 
 func (s *Server) flowStartPage(c echo.Context) error {
@@ -371,6 +400,14 @@ type flowMethodsPage struct {
 	// says whether one of the methods offered is of such a kind.
 	Needs        string
 	NeedsOffered bool
+	// CannotFinish: after a proof, the account has not registered what
+	// its tier needs (flow.FlowView.CannotFinish); Registered is how many
+	// methods it has here
+	CannotFinish bool
+	Registered   int
+	// Proven is how many methods are proven (0: the page says nothing of
+	// the account's tier)
+	Proven int
 }
 
 // kindsSentence joins kinds as "a, b or c".
@@ -388,7 +425,8 @@ func kindsSentence(kinds []string) string {
 }
 
 func (s *Server) flowMethodsData(kind string, f flow.FlowView) flowMethodsPage {
-	d := flowMethodsPage{Kind: kind, Username: f.Username, Required: f.Required, Remaining: f.Remaining, Needs: kindsSentence(f.Needs)}
+	d := flowMethodsPage{Kind: kind, Username: f.Username, Required: f.Required, Remaining: f.Remaining, Needs: kindsSentence(f.Needs),
+		CannotFinish: f.CannotFinish, Registered: len(f.Methods), Proven: len(f.Verified)}
 	for _, m := range f.Methods {
 		verified := slices.Contains(f.Verified, m.ID)
 		d.Methods = append(d.Methods, offeredRow{ID: m.ID, Type: m.Type, Hint: m.Hint, Verified: verified})
@@ -413,7 +451,7 @@ func (s *Server) flowMethodsPage(c echo.Context) error {
 	if f.Remaining == 0 {
 		return s.redirect(c, "/"+kind+"/"+finalStep(kind))
 	}
-	return s.render(c, http.StatusOK, "flow_methods", flowTitle(kind), s.flowMethodsData(kind, f), nil)
+	return s.render(c, http.StatusOK, "flow_methods", stepTitle(kind, f), s.flowMethodsData(kind, f), nil)
 }
 
 func finalStep(kind string) string {
@@ -470,8 +508,8 @@ func (s *Server) flowCodePage(c echo.Context) error {
 }
 
 // flowCodeForm shows the page where a code sent is typed.
-func (s *Server) flowCodeForm(c echo.Context, kind string, _ flow.FlowView, d flowCodePage) error {
-	return s.render(c, http.StatusOK, "flow_code", flowTitle(kind), d, nil)
+func (s *Server) flowCodeForm(c echo.Context, kind string, f flow.FlowView, d flowCodePage) error {
+	return s.render(c, http.StatusOK, "flow_code", stepTitle(kind, f), d, nil)
 }
 
 func (s *Server) flowVerify(c echo.Context) error {
@@ -501,13 +539,19 @@ func (s *Server) flowVerifyCode(c echo.Context, kind string, f flow.FlowView, d 
 		if !ok || p.Status >= 500 {
 			return p
 		}
-		return s.render(c, p.Status, "flow_code", flowTitle(kind), d, p)
+		return s.render(c, p.Status, "flow_code", stepTitle(kind, f), d, p)
 	}
 	c.SetCookie(s.cookie(s.cookieFlow, kind+"."+nf.ID, 0)) // a new id once a method is proven
 	if nf.Remaining > 0 {
 		return s.redirect(c, "/"+kind+"/methods?notice=method_ok")
 	}
 	return s.redirect(c, "/"+kind+"/"+finalStep(kind))
+}
+
+// passwordTitle is the title of the last step of a reset.
+func passwordTitle(f flow.FlowView) string {
+	_, steps := flowStep(f)
+	return fmt.Sprintf("Choose a new password: step %d of %d", steps, steps)
 }
 
 type passwordPage struct {
@@ -526,7 +570,7 @@ func (s *Server) resetPasswordPage(c echo.Context) error {
 		}
 		return err
 	}
-	return s.render(c, http.StatusOK, "flow_password", "Choose a new password", passwordPage{Rules: rules}, nil)
+	return s.render(c, http.StatusOK, "flow_password", passwordTitle(f), passwordPage{Rules: rules}, nil)
 }
 
 func (s *Server) resetPassword(c echo.Context) error {
@@ -559,7 +603,7 @@ func (s *Server) resetPassword(c echo.Context) error {
 			return p
 		}
 		rules, _ := s.svc.FlowPasswordRules(ctx, f.ID)
-		return s.render(c, p.Status, "flow_password", "Choose a new password", passwordPage{Rules: rules}, p)
+		return s.render(c, p.Status, "flow_password", passwordTitle(f), passwordPage{Rules: rules}, p)
 	}
 	c.SetCookie(s.cookie(s.cookieFlow, "", -1))
 	return s.redirect(c, "/reset/done")
@@ -573,7 +617,7 @@ func (s *Server) unlockCompletePage(c echo.Context) error {
 	if f.Remaining > 0 {
 		return s.redirect(c, "/unlock/methods")
 	}
-	return s.render(c, http.StatusOK, "flow_unlock", "Unlock your account", nil, nil)
+	return s.render(c, http.StatusOK, "flow_unlock", stepTitle(store.FlowUnlock, f), nil, nil)
 }
 
 func (s *Server) unlockComplete(c echo.Context) error {
