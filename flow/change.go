@@ -28,18 +28,24 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 			return s.dirProblem(err)
 		}
 		s.decoyBind(ctx, name, oldPassword)
+		err = s.nameAttempt(ctx, name, oldPassword, err, m)
 		s.record(ctx, m, "change.completed", "", "failed", nil)
 		s.padChange.wait(ctx, start, true)
-		return problem(CodeSignInFailed, err)
+		return bindFailure(err)
 	}
 	// The old password is proven first, within the account's budget of
 	// wrong passwords, by the user's bind that also makes the change; the
 	// gateway's own rules are checked only then, so that nothing tells an
 	// unknown name from a known one to someone who does not know the
 	// password.
-	proven := false
+	proven, may, spent := false, false, false
 	err = errors.New("empty password")
-	if oldPassword != "" && s.bindAttempt(ctx, u, m) {
+	if oldPassword != "" {
+		if may, spent = s.bindAttempt(ctx, u, "", m); !may {
+			err = &directory.Error{Op: "change password", Kind: directory.ErrInvalidCredentials} // over the account's budget: not tried
+		}
+	}
+	if may {
 		err = s.d.Directory.ChangePassword(ctx, u, oldPassword, newPassword, func() error {
 			// the count of wrong passwords is cleared after the write
 			// (with the rest of the request's store writes), or below
@@ -66,7 +72,7 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 		}
 		s.record(ctx, m, "change.completed", u.ID, "failed", map[string]string{"reason": reasonOf(err)})
 		s.padChange.wait(ctx, start, true)
-		return problem(CodeSignInFailed, err)
+		return bindFailure(bindRefusal(spent, err))
 	default:
 		var p *Problem
 		if errors.As(err, &p) {

@@ -107,7 +107,7 @@ var messages = map[string]string{
 	CodeInvalidEncoding:  "The request is not valid UTF-8.",
 	CodeCSRF:             "The form has expired or was sent from another site. Reload the page and try again.",
 	CodeInternal:         "Something went wrong.",
-	CodeTooMany:          "Too many attempts. Please wait a while and try again.",
+	CodeTooMany:          "Too many attempts: try again later.",
 
 	CodeWeakAnswers:        "Some answers are too easy to guess:",
 	CodeWrongAnswers:       "The answers are not right. Check them and try again.",

@@ -617,7 +617,14 @@ func (s *Server) unlockCompletePage(c echo.Context) error {
 	if f.Remaining > 0 {
 		return s.redirect(c, "/unlock/methods")
 	}
-	return s.render(c, http.StatusOK, "flow_unlock", stepTitle(store.FlowUnlock, f), nil, nil)
+	locked, err := s.svc.FlowLocked(c.Request().Context(), f.ID)
+	if err != nil {
+		if flow.AsProblem(err).Code == flow.CodeNotVerified {
+			return s.redirect(c, "/unlock/methods")
+		}
+		return err
+	}
+	return s.render(c, http.StatusOK, "flow_unlock", stepTitle(store.FlowUnlock, f), struct{ Locked bool }{locked}, nil)
 }
 
 func (s *Server) unlockComplete(c echo.Context) error {
@@ -625,6 +632,9 @@ func (s *Server) unlockComplete(c echo.Context) error {
 	if err != nil {
 		return s.flowExpired(c, store.FlowUnlock)
 	}
+	// whether there was a lockout to clear, read before it is cleared
+	// (only after the proofs: FlowLocked refuses before)
+	locked, lerr := s.svc.FlowLocked(c.Request().Context(), f.ID)
 	if err := s.svc.CompleteFlow(c.Request().Context(), store.FlowUnlock, f.ID, "", meta(c)); err != nil {
 		p := flow.AsProblem(err)
 		if p.Code == flow.CodeNotVerified || p.Code == flow.CodeMethodKindRequired {
@@ -633,6 +643,9 @@ func (s *Server) unlockComplete(c echo.Context) error {
 		return p
 	}
 	c.SetCookie(s.cookie(s.cookieFlow, "", -1))
+	if lerr == nil && !locked {
+		return s.redirect(c, "/unlock/done?was=not_locked")
+	}
 	return s.redirect(c, "/unlock/done")
 }
 
@@ -646,6 +659,9 @@ func (s *Server) resetDone(c echo.Context) error {
 }
 
 func (s *Server) unlockDone(c echo.Context) error {
+	if c.QueryParam("was") == "not_locked" {
+		return s.render(c, http.StatusOK, "done", "Nothing to unlock", donePage{"Your account was not locked, so nothing changed. Your password has not changed either: if you cannot sign in with it, reset it.", false}, nil)
+	}
 	return s.render(c, http.StatusOK, "done", "Account unlocked", donePage{"Your account is unlocked. Your password has not changed.", false}, nil)
 }
 
