@@ -459,7 +459,7 @@ func demoBrowserJourney(t *testing.T, d *demoRun) {
 	b.typeInto("old", newPass) // the username is kept, the passwords are not
 	b.typeInto("new", changed)
 	b.typeInto("confirm", changed)
-	b.click(`form[action="/change"] button[type=submit]`, 200, "/change")
+	b.click(`form[action="/change"] button[type=submit]`, 200, "/change/done")
 	b.mustSee("Your password has been changed.")
 	b.check("demo: change done")
 	if err := d.bind(user, changed); err != nil {

@@ -86,6 +86,18 @@ func (s *Service) AddMethod(ctx context.Context, sess store.Session, typ, addres
 	if p != nil {
 		return MethodView{}, p
 	}
+	if typ == store.MethodEmail {
+		// the "personal email" the page asks for: the account's own
+		// address in the directory is the one mailbox of no use to someone
+		// who cannot sign in
+		u, err := s.sessionUser(ctx, sess)
+		if err != nil {
+			return MethodView{}, err
+		}
+		if u.Mail != "" && mailboxKey(u.Mail) == mailboxKey(addr) {
+			return MethodView{}, problem(CodeWorkEmail, nil)
+		}
+	}
 	existing, err := s.d.Store.ListMethods(ctx, sess.AccountID)
 	if err != nil {
 		return MethodView{}, storeProblem(err)

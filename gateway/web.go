@@ -11,8 +11,11 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+	"golang.org/x/text/language"
+	"golang.org/x/text/language/display"
 
 	"github.com/latchkeyhq/latchkey/flow"
+	"github.com/latchkeyhq/latchkey/notify"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
@@ -168,6 +171,13 @@ func (s *Server) methodsError(c echo.Context, sess store.Session, err error) err
 	if p.Status >= 500 {
 		return p
 	}
+	if p.Code == flow.CodeInvalidPhone {
+		if names := countryNames(s.svc.AllowedCountries()); names != "" {
+			q := *p
+			q.Text = "Enter a mobile number in international format, for example +44 7700 900123, from one of these countries: " + names + "."
+			p = &q
+		}
+	}
 	d, derr := s.methodsData(c, sess)
 	if derr != nil {
 		return derr
@@ -206,10 +216,39 @@ func (s *Server) enrolTOTP(c echo.Context, sess store.Session) error {
 	if err != nil {
 		return s.methodsError(c, sess, err)
 	}
+	return s.renderTOTPEnrol(c, http.StatusOK, en, nil)
+}
+
+// appCodeRefused is what a refused code from an authenticator app says:
+// nothing is sent to an app, so not "send a new code".
+const appCodeRefused = "That code is not right. Enter the code your app shows now; if it is refused again, check that your phone sets its clock automatically."
+
+// renderTOTPEnrol shows the set-up of an authenticator app: the seed as a
+// QR code (a data: image, which only this answer's CSP allows) and as text.
+func (s *Server) renderTOTPEnrol(c echo.Context, status int, en flow.TOTPEnrolment, p *flow.Problem) error {
 	c.Response().Header().Set("Content-Security-Policy", cspTOTPEnrol)
 	d := totpEnrolPage{ID: en.Method.ID, Secret: groupSecret(en.Secret),
 		QR: template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(en.QRPNG))} // #nosec G203 -- our own PNG, base64
-	return s.render(c, http.StatusOK, "totp_enrol", "Set up your authenticator app", d, nil)
+	return s.render(c, status, "totp_enrol", "Set up your authenticator app", d, p)
+}
+
+// countryNames names the countries of isos in English with their calling
+// codes, "United Kingdom (+44), United States (+1)"; "" for none.
+func countryNames(isos []string) string {
+	names := make([]string, 0, len(isos))
+	for _, iso := range isos {
+		name := iso
+		if r, err := language.ParseRegion(iso); err == nil {
+			if n := display.English.Regions().Name(r); n != "" {
+				name = n
+			}
+		}
+		if code, ok := notify.CountryCallingCode(iso); ok {
+			name += " (+" + code + ")"
+		}
+		names = append(names, name)
+	}
+	return strings.Join(names, ", ")
 }
 
 // groupSecret writes a base32 seed in groups of four, as apps show them.
@@ -278,6 +317,16 @@ func (s *Server) verifyMethod(c echo.Context) error {
 		p := flow.AsProblem(err)
 		if p.Status >= 500 {
 			return p
+		}
+		if m.Type == flow.MethodTOTP && p.Code == flow.CodeInvalidCode {
+			q := *p
+			q.Text = appCodeRefused
+			// the set-up again, QR code and key, in this answer to the
+			// session's own post: one slip does not mean starting over
+			if en, err := s.svc.TOTPEnrolmentAgain(c.Request().Context(), sess, m.ID); err == nil {
+				return s.renderTOTPEnrol(c, q.Status, en, &q)
+			}
+			return s.render(c, q.Status, "verify_method", "Confirm your method", m, &q)
 		}
 		return s.render(c, p.Status, "verify_method", "Confirm your method", m, p)
 	}
@@ -539,6 +588,11 @@ func (s *Server) flowVerifyCode(c echo.Context, kind string, f flow.FlowView, d 
 		if !ok || p.Status >= 500 {
 			return p
 		}
+		if d.Type == flow.MethodTOTP && p.Code == flow.CodeInvalidCode {
+			q := *p
+			q.Text = appCodeRefused
+			p = &q
+		}
 		return s.render(c, p.Status, "flow_code", stepTitle(kind, f), d, p)
 	}
 	c.SetCookie(s.cookie(s.cookieFlow, kind+"."+nf.ID, 0)) // a new id once a method is proven
@@ -693,5 +747,9 @@ func (s *Server) change(c echo.Context) error {
 		}
 		return s.render(c, p.Status, "change", "Change your password", changePage{Username: username, Rules: s.svc.GeneralPasswordRules(c.Request().Context())}, p)
 	}
+	return s.redirect(c, "/change/done") // a reload shows the result, it does not post again
+}
+
+func (s *Server) changeDone(c echo.Context) error {
 	return s.render(c, http.StatusOK, "done", "Password changed", donePage{"Your password has been changed.", true}, nil)
 }
