@@ -69,6 +69,7 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 		}
 		if errors.Is(err, directory.ErrPasswordExpired) {
 			s.bindProven(ctx, u) // the directory says so only to the right password
+			spent = false        // which is not "too many attempts"
 		}
 		s.record(ctx, m, "change.completed", u.ID, "failed", map[string]string{"reason": reasonOf(err)})
 		s.padChange.wait(ctx, start, true)
