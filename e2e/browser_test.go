@@ -689,7 +689,7 @@ func runBrowserSuite(t *testing.T, startDir func(testing.TB) *dirtest.Server) {
 	}
 	b.click(`ul.methods form:has(input[name=method][value="`+emailMethod+`"]) button[type=submit]`, 200, "/reset/code")
 	code = e.mailCode(email)
-	b.mustSee("a code is on its way")
+	b.mustSee("a code is on its way", "No code after 5 minutes? You may have asked too often: try again in an hour or contact the helpdesk.")
 	b.check("reset: enter the code")
 	b.typeInto("code", code)
 	b.click(`form[action="/reset/verify"] button[type=submit]`, 200, "/reset/password")
@@ -742,6 +742,29 @@ func runBrowserSuite(t *testing.T, startDir func(testing.TB) *dirtest.Server) {
 		t.Fatalf("/change lists %q, carol's reset page %q: want the same list with one length line", got, rules)
 	}
 	passwordRulesInBrowser(t, b, e)
+	// wrong passwords: "incorrect" with a way to Unlock, then, once the
+	// budget (below the directory's lockout threshold of 3) is spent,
+	// "Too many attempts", for a real name and an unknown one alike
+	for _, name := range []string{"frank", "no-such-user-b7"} {
+		b.open("/register", 200)
+		for i := range 3 {
+			status, want := 401, "The username or password is incorrect"
+			if i == 2 {
+				status, want = 429, "Too many attempts: try again later."
+			}
+			b.typeInto("username", name)
+			b.typeInto("password", "Not-The-Password-1")
+			b.click(`form[action="/register"] button[type=submit]`, status, "/register")
+			b.mustError(want)
+			if href := b.text(`main .error a`); href != "Unlock your account" {
+				t.Fatalf("%s, try %d: the error links to %q, want Unlock", name, i+1, href)
+			}
+			if _, err := chromedp.Run(b.ctx, chromedp.Clear(chromedp.ID("username"))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b.check("sign in: too many attempts")
+	}
 	b.open("/no-such-page", 404)
 	b.check("not found")
 	// a user outside the eligible groups
