@@ -469,6 +469,20 @@ func demoBrowserJourney(t *testing.T, d *demoRun) {
 		t.Fatal("the password before the change still binds")
 	}
 
+	// unlocking an account that is not locked: after the proof the page
+	// says so, offers no unlock, and points to a reset
+	b.open("/unlock", 200)
+	b.typeInto("username", user)
+	b.click(`form[action="/unlock"] button[type=submit]`, 200, "/unlock/methods")
+	b.click(`ul.methods form button[type=submit]`, 200, "/unlock/code")
+	b.typeInto("code", d.code(t, addr))
+	b.click(`form[action="/unlock/verify"] button[type=submit]`, 200, "/unlock/complete")
+	b.mustSee("Your account is not locked, so there is nothing to unlock.", "reset your password")
+	if n, _ := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll('form[action="/unlock/complete"]').length`)); n != 0 {
+		t.Fatal("an unlock is offered for an account that is not locked")
+	}
+	b.check("demo: unlock, not locked")
+
 	// dave's tier needs two methods and he registered one email (the API
 	// journey): registration says so; a reset says nothing of it before
 	// his proof ("step 1 of 2" as for everyone), then the true steps and
