@@ -91,10 +91,12 @@ func (s *Service) AddMethod(ctx context.Context, sess store.Session, typ, addres
 		// address in the directory is the one mailbox of no use to someone
 		// who cannot sign in
 		u, err := s.sessionUser(ctx, sess)
-		if err != nil {
+		if err != nil && asProblem(err).Code != CodeUnavailable {
 			return MethodView{}, err
 		}
-		if u.Mail != "" && mailboxKey(u.Mail) == mailboxKey(addr) {
+		// (a directory that does not answer does not stop a registration:
+		// the check is a kindness, not a safeguard)
+		if u != nil && u.Mail != "" && mailboxKey(u.Mail) == mailboxKey(addr) {
 			return MethodView{}, problem(CodeWorkEmail, nil)
 		}
 	}

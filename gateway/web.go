@@ -147,10 +147,13 @@ func (s *Server) methodsData(c echo.Context, sess store.Session) (methodsPage, e
 		d.CanQuestions = d.CanQuestions || t == flow.MethodQuestions
 	}
 	d.NeedReauth = s.svc.NeedsReauth(sess)
-	if d.Required, d.Counted, err = s.svc.MethodsNeeded(c.Request().Context(), sess); err != nil {
+	// the tier's number needs the directory; the page works without it
+	// (the line is left out)
+	if req, counted, err := s.svc.MethodsNeeded(c.Request().Context(), sess); err == nil {
+		d.Required, d.Counted, d.Missing = req, counted, max(req-counted, 0)
+	} else if p := flow.AsProblem(err); p.Code != flow.CodeUnavailable {
 		return methodsPage{}, err
 	}
-	d.Missing = max(d.Required-d.Counted, 0)
 	return d, nil
 }
 
