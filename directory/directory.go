@@ -47,7 +47,9 @@ type Directory interface {
 	// account (ErrAccountDisabled).
 	Unlock(ctx context.Context, u *User) error
 	// EffectivePolicy is the directory's password policy for this user, to
-	// show before the user types a new password.
+	// show before the user types a new password. A User with no DN and no
+	// PolicyDN (&User{}) gets the default policy: OpenLDAP's
+	// default_policy_dn, the Active Directory domain's policy.
 	EffectivePolicy(ctx context.Context, u *User) (PasswordPolicy, error)
 	// Info describes the server found at startup.
 	Info() ServerInfo

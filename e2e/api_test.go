@@ -287,6 +287,16 @@ func runAPISuite(t *testing.T, srv *dirtest.Server, instances int) {
 		if !strings.Contains(string(r.Body), "at least 14 characters") {
 			t.Fatalf("policy %s", r.Body)
 		}
+		// one effective list: the stricter minimum (14) in one line
+		var lengths []string
+		for _, v := range r.JSON["effective"].([]any) {
+			if m := v.(map[string]any)["message"].(string); strings.Contains(strings.ToLower(m), "at least") {
+				lengths = append(lengths, m)
+			}
+		}
+		if len(lengths) != 1 || !strings.HasPrefix(lengths[0], "At least 14 characters") || r.JSON["min_length"] != float64(14) {
+			t.Fatalf("effective rules: %s", r.Body)
+		}
 		e.must(200, e.complete(f, "Long-Enough-Meadow-Lantern-7"), "retry")
 		if err := srv.UserBind("heidi", "Long-Enough-Meadow-Lantern-7"); err != nil {
 			t.Fatal(err)

@@ -689,7 +689,7 @@ func runBrowserSuite(t *testing.T, startDir func(testing.TB) *dirtest.Server) {
 	}
 	b.click(`ul.methods form:has(input[name=method][value="`+emailMethod+`"]) button[type=submit]`, 200, "/reset/code")
 	code = e.mailCode(email)
-	b.mustSee("a code is on its way")
+	b.mustSee("a code is on its way", "No code after 5 minutes? You may have asked too often: try again in an hour or contact the helpdesk.")
 	b.check("reset: enter the code")
 	b.typeInto("code", code)
 	b.click(`form[action="/reset/verify"] button[type=submit]`, 200, "/reset/password")
@@ -736,6 +736,35 @@ func runBrowserSuite(t *testing.T, startDir func(testing.TB) *dirtest.Server) {
 	b.check("unlock: username")
 	b.open("/change", 200)
 	b.check("change")
+	// one set of rules: /change (the directory's default policy, before
+	// the user is known) lists what carol's reset page listed
+	if got := b.rulesShown(); !slices.Equal(got, rules) || len(lengthRules(got)) != 1 {
+		t.Fatalf("/change lists %q, carol's reset page %q: want the same list with one length line", got, rules)
+	}
+	passwordRulesInBrowser(t, b, e)
+	// wrong passwords: "incorrect" with a way to Unlock, then, once the
+	// budget (below the directory's lockout threshold of 3) is spent,
+	// "Too many attempts", for a real name and an unknown one alike
+	for _, name := range []string{"frank", "no-such-user-b7"} {
+		b.open("/register", 200)
+		for i := range 3 {
+			status, want := 401, "The username or password is incorrect"
+			if i == 2 {
+				status, want = 429, "Too many attempts: try again later."
+			}
+			b.typeInto("username", name)
+			b.typeInto("password", "Not-The-Password-1")
+			b.click(`form[action="/register"] button[type=submit]`, status, "/register")
+			b.mustError(want)
+			if href := b.text(`main .error a`); href != "Unlock your account" {
+				t.Fatalf("%s, try %d: the error links to %q, want Unlock", name, i+1, href)
+			}
+			if _, err := chromedp.Run(b.ctx, chromedp.Clear(chromedp.ID("username"))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b.check("sign in: too many attempts")
+	}
 	b.open("/no-such-page", 404)
 	b.check("not found")
 	// a user outside the eligible groups
@@ -748,6 +777,74 @@ func runBrowserSuite(t *testing.T, startDir func(testing.TB) *dirtest.Server) {
 
 	t.Logf("browser part: %v for %d pages (axe-core %v of it)",
 		time.Since(t1).Round(time.Millisecond), b.pages, b.axeDur.Round(time.Millisecond))
+}
+
+// rulesShown are the password rules the page lists.
+func (b *browser) rulesShown() []string {
+	b.t.Helper()
+	rs, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('#rules li')).map(li => li.innerText)`))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return rs
+}
+
+// lengthRules are the rules that speak of a minimum length.
+func lengthRules(rs []string) []string {
+	var out []string
+	for _, r := range rs {
+		if strings.Contains(strings.ToLower(r), "at least") {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// passwordRulesInBrowser: heidi's directory policy (ppolicy cn=strict on
+// slapd, the PSO "strict" on Samba AD) asks 14 characters, the gateway 8.
+// Her reset page lists one length line, 14, and every length refusal
+// names 14: the gateway's (after her proof) and the directory's, on the
+// reset page and on /change. Each page is also checked at phone width.
+func passwordRulesInBrowser(t *testing.T, b *browser, e *env) {
+	const addr = "heidi.home@example.net"
+	e.t = t
+	addToGroup(t, e.dir, "heidi", "staff")
+	e.register("heidi", addr, "")
+	b.open("/reset", 200)
+	b.typeInto("username", "heidi")
+	b.click(`form[action="/reset"] button[type=submit]`, 200, "/reset/methods")
+	b.click(`ul.methods form button[type=submit]`, 200, "/reset/code")
+	b.typeInto("code", e.mailCode(addr))
+	b.click(`form[action="/reset/verify"] button[type=submit]`, 200, "/reset/password")
+	rs := b.rulesShown()
+	if l := lengthRules(rs); len(l) != 1 || !strings.HasPrefix(l[0], "At least 14 characters") {
+		t.Fatalf("heidi's rules: %q (length lines %q): want one, of 14 characters", rs, l)
+	}
+	b.check("reset: heidi's merged rules")
+	for _, c := range []struct{ pw, want string }{
+		{"Kurz-1!", "Use at least 14 characters."},                          // the gateway's (7 < 8)
+		{"Short-Pass-1!", "The directory requires at least 14 characters."}, // the directory's (13 < 14)
+	} {
+		b.typeInto("password", c.pw)
+		b.typeInto("confirm", c.pw)
+		b.click(`form[action="/reset/password"] button[type=submit]`, 422, "/reset/password")
+		b.mustError(c.want)
+		if got := b.rulesShown(); !slices.Equal(got, rs) {
+			t.Fatalf("rules after an error: %q, before %q", got, rs)
+		}
+		b.check("reset: heidi, too short: " + c.pw)
+	}
+	b.open("/change", 200)
+	b.typeInto("username", "heidi")
+	b.typeInto("old", e.dir.Password("heidi"))
+	b.typeInto("new", "Short-Pass-1!")
+	b.typeInto("confirm", "Short-Pass-1!")
+	b.click(`form[action="/change"] button[type=submit]`, 422, "/change")
+	b.mustError("The directory requires at least 14 characters.")
+	b.check("change: heidi, too short for the directory")
+	if err := e.dir.UserBind("heidi", e.dir.Password("heidi")); err != nil {
+		t.Fatalf("a refused change changed heidi's password: %v", err)
+	}
 }
 
 // wrongCode is a code of the same length that is not code.

@@ -509,7 +509,7 @@ func demoBrowserJourney(t *testing.T, d *demoRun) {
 	b.typeInto("old", newPass) // the username is kept, the passwords are not
 	b.typeInto("new", changed)
 	b.typeInto("confirm", changed)
-	b.click(`form[action="/change"] button[type=submit]`, 200, "/change")
+	b.click(`form[action="/change"] button[type=submit]`, 200, "/change/done")
 	b.mustSee("Your password has been changed.")
 	b.check("demo: change done")
 	if err := d.bind(user, changed); err != nil {
@@ -518,5 +518,58 @@ func demoBrowserJourney(t *testing.T, d *demoRun) {
 	if err := d.bind(user, newPass); err == nil {
 		t.Fatal("the password before the change still binds")
 	}
+
+	// unlocking an account that is not locked: after the proof the page
+	// says so, offers no unlock, and points to a reset
+	b.open("/unlock", 200)
+	b.typeInto("username", user)
+	b.click(`form[action="/unlock"] button[type=submit]`, 200, "/unlock/methods")
+	b.click(`ul.methods form button[type=submit]`, 200, "/unlock/code")
+	b.typeInto("code", d.code(t, addr))
+	b.click(`form[action="/unlock/verify"] button[type=submit]`, 200, "/unlock/complete")
+	b.mustSee("Your account is not locked, so there is nothing to unlock.", "reset your password")
+	if n, _ := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll('form[action="/unlock/complete"]').length`)); n != 0 {
+		t.Fatal("an unlock is offered for an account that is not locked")
+	}
+	b.check("demo: unlock, not locked")
+
+	// dave's tier needs two methods and he registered one email (the API
+	// journey): registration says so; a reset says nothing of it before
+	// his proof ("step 1 of 2" as for everyone), then the true steps and
+	// the helpdesk instead of a method he never set up
+	const daveAddr = "dave.home@example.net"
+	b.open("/register", 200)
+	b.typeInto("username", "dave")
+	b.typeInto("password", d.accounts["dave"])
+	b.click(`form[action="/register"] button[type=submit]`, 200, "/register/methods")
+	b.mustSee("Your account needs 2 different methods (1 registered). Add 1 more")
+	b.check("demo: dave's methods, one of two")
+	b.click(`form[action="/register/signout"] button[type=submit]`, 200, "/")
+	b.open("/reset", 200)
+	b.typeInto("username", "dave")
+	b.click(`form[action="/reset"] button[type=submit]`, 200, "/reset/methods")
+	if title, _ := chromedp.Run(b.ctx, chromedp.Title()); !strings.HasPrefix(title, "Reset your password: step 1 of 2") {
+		t.Fatalf("dave's title before a proof: %q", title)
+	}
+	if txt := b.mainText(); strings.Contains(txt, "2 different methods") || strings.Contains(txt, "cannot finish") {
+		t.Fatalf("dave's tier shows before a proof:\n%s", txt)
+	}
+	e := d.env(t)
+	tok := e.must(200, e.api("POST", "/api/v1/session", "", map[string]string{"username": "dave", "password": d.accounts["dave"]}), "dave signs in").str("token")
+	var daves []map[string]any
+	if err := json.Unmarshal(e.must(200, e.api("GET", "/api/v1/methods", tok, nil), "dave's methods").Body, &daves); err != nil || len(daves) != 1 {
+		t.Fatalf("dave's methods: %v %v", daves, err)
+	}
+	b.click(`ul.methods form:has(input[name=method][value="`+daves[0]["id"].(string)+`"]) button[type=submit]`, 200, "/reset/code")
+	b.typeInto("code", d.code(t, daveAddr))
+	b.click(`form[action="/reset/verify"] button[type=submit]`, 200, "/reset/methods")
+	b.mustSee("Your account needs 2 different methods and you have registered 1, so you cannot finish here. Contact the helpdesk")
+	if title, _ := chromedp.Run(b.ctx, chromedp.Title()); !strings.HasPrefix(title, "Reset your password: step 2 of 3") {
+		t.Fatalf("dave's title after his email: %q", title)
+	}
+	if n, _ := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll('ul.methods form').length`)); n != 0 {
+		t.Fatalf("dave is offered %d method(s) he cannot use:\n%s", n, b.mainText())
+	}
+	b.check("demo: dave's reset, no second method")
 	t.Logf("demo in the browser: %d pages checked", b.pages)
 }

@@ -346,12 +346,14 @@ type timingStep struct {
 // times every name in one shuffled sequence, and compares the durations of
 // the first name (a real, eligible account) with each other name's, in the
 // two stages of timingleak.Check: a first sample, and only when it fails a
-// larger fresh one with a new seed. Every answer must have the status of
-// the first answer for the first name.
+// larger fresh one with a new seed. Every name's k-th answer must have the
+// status of every other name's k-th answer: a budget spent (429 once the
+// wrong passwords reach it) must be spent alike by every name.
 func measureTiming(t *testing.T, names []string, step timingStep) ([]timingleak.Comparison, []string) {
 	t.Helper()
 	const warmup = 30
-	status := 0
+	var statuses []int          // the status of each name's k-th answer
+	answers := map[string]int{} // how many answers each name has had
 	seed := timingSeed(t)
 	return timingleak.Check(names, func(rounds, attempt int) map[string][]float64 {
 		if attempt > 0 {
@@ -372,11 +374,13 @@ func measureTiming(t *testing.T, names []string, step timingStep) ([]timingleak.
 		shuffle(order[warmup*len(names):])
 		for i, n := range order {
 			d, st := step.do(n)
-			if status == 0 {
-				status = st
+			k := answers[n]
+			answers[n]++
+			if k == len(statuses) {
+				statuses = append(statuses, st)
 			}
-			if st != status {
-				t.Fatalf("%s: status %d, others %d", n, st, status)
+			if st != statuses[k] {
+				t.Fatalf("%s: status %d at its answer %d, another name's answer %d was %d", n, st, k+1, k+1, statuses[k])
 			}
 			if i >= warmup*len(names) {
 				samples[n] = append(samples[n], d.Seconds()*1000)

@@ -337,7 +337,7 @@ func runTOTPBrowser(t *testing.T, srv *dirtest.Server) {
 	b.check("methods: with an authenticator app")
 
 	b.click(`form:has(input[name=type][value=totp]) button[type=submit]`, 200, "/register/methods")
-	b.mustSee("Scan this QR code", "This key is shown only now.")
+	b.mustSee("Scan this QR code", "This key is shown only while you set up the app.")
 	// the QR code is drawn: the page's CSP lets its data: image load
 	loaded, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`(() => { const i = document.querySelector('.qr img'); return !!i && i.complete && i.naturalWidth >= 200; })()`))
 	if err != nil || !loaded {
@@ -353,9 +353,11 @@ func runTOTPBrowser(t *testing.T, srv *dirtest.Server) {
 	s := currentStep() // codes of s and s+1 only
 	b.typeInto("code", wrongCode(stepCode(t, secret, s)))
 	b.click(`form[action$="/verify"] button[type=submit]`, 422, "")
-	b.mustError("That code is not valid")
-	if strings.Contains(strings.ReplaceAll(b.mainText(), " ", ""), secret) {
-		t.Fatal("the page after a wrong code shows the key again")
+	b.mustError("That code is not right.")
+	// the set-up stays: the QR code and the key, and no "send a new code"
+	loaded, err = chromedp.Run(b.ctx, chromedp.Evaluate[bool](`(() => { const i = document.querySelector('.qr img'); return !!i && i.complete && i.naturalWidth >= 200; })()`))
+	if err != nil || !loaded || !strings.Contains(strings.ReplaceAll(b.mainText(), " ", ""), secret) || strings.Contains(b.mainText(), "send a new code") {
+		t.Fatalf("the page after a wrong code lost the set-up (QR loaded %v, %v):\n%s", loaded, err, b.mainText())
 	}
 	b.check("authenticator app: wrong code")
 	b.typeInto("code", stepCode(t, secret, s))

@@ -28,25 +28,31 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 			return s.dirProblem(err)
 		}
 		s.decoyBind(ctx, name, oldPassword)
+		err = s.nameAttempt(ctx, name, oldPassword, err, m)
 		s.record(ctx, m, "change.completed", "", "failed", nil)
 		s.padChange.wait(ctx, start, true)
-		return problem(CodeSignInFailed, err)
+		return bindFailure(err)
 	}
 	// The old password is proven first, within the account's budget of
 	// wrong passwords, by the user's bind that also makes the change; the
 	// gateway's own rules are checked only then, so that nothing tells an
 	// unknown name from a known one to someone who does not know the
 	// password.
-	proven := false
+	proven, may, spent := false, false, false
 	err = errors.New("empty password")
-	if oldPassword != "" && s.bindAttempt(ctx, u, m) {
+	if oldPassword != "" {
+		if may, spent = s.bindAttempt(ctx, u, "", m); !may {
+			err = &directory.Error{Op: "change password", Kind: directory.ErrInvalidCredentials} // over the account's budget: not tried
+		}
+	}
+	if may {
 		err = s.d.Directory.ChangePassword(ctx, u, oldPassword, newPassword, func() error {
 			// the count of wrong passwords is cleared after the write
 			// (with the rest of the request's store writes), or below
 			// when the write is refused: not while the user's
 			// connection is held
 			proven = true
-			if p := s.passwordRejected(newPassword, u); p != nil {
+			if p := s.passwordRejected(ctx, newPassword, u); p != nil {
 				return p
 			}
 			return nil
@@ -63,10 +69,11 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 		}
 		if errors.Is(err, directory.ErrPasswordExpired) {
 			s.bindProven(ctx, u) // the directory says so only to the right password
+			spent = false        // which is not "too many attempts"
 		}
 		s.record(ctx, m, "change.completed", u.ID, "failed", map[string]string{"reason": reasonOf(err)})
 		s.padChange.wait(ctx, start, true)
-		return problem(CodeSignInFailed, err)
+		return bindFailure(bindRefusal(spent, err))
 	default:
 		var p *Problem
 		if errors.As(err, &p) {
@@ -74,7 +81,7 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 		}
 		s.record(ctx, m, "change.completed", u.ID, "refused", map[string]string{"reason": dirReason(err)})
 		if errors.Is(err, directory.ErrPolicyRejected) || errors.Is(err, directory.ErrUnavailable) {
-			return s.writeProblem(err)
+			return s.writeProblem(ctx, u, err)
 		}
 		return problem(CodeSignInFailed, err)
 	}

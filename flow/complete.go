@@ -148,7 +148,7 @@ func (s *Service) claimAndWrite(ctx context.Context, f liveFlow, u *directory.Us
 			s.log.Error("releasing a flow failed", "request_id", m.RequestID, "error", uerr.Error())
 		}
 		s.record(ctx, m, kind+".completed", u.ID, "refused", map[string]string{"reason": dirReason(err)})
-		return s.writeProblem(err)
+		return s.writeProblem(ctx, u, err)
 	}
 	s.recordWrite(ctx, m, u, f, kind, "success")
 	return nil

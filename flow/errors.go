@@ -15,7 +15,11 @@ type Problem struct {
 	// UsableAt, with method_too_new once a method is proven, is when the
 	// proofs will be old enough (zero when no method ever will).
 	UsableAt time.Time
-	Err      error
+	// Text, when set, replaces the code's message: a page that knows
+	// better words for its case (a wrong code from an authenticator app
+	// is not "send a new code")
+	Text string
+	Err  error
 }
 
 // Violation is one reason a new password was refused.
@@ -35,6 +39,9 @@ func (p *Problem) Unwrap() error { return p.Err }
 
 // Message is the fixed, user-safe text for the problem's code.
 func (p *Problem) Message() string {
+	if p.Text != "" {
+		return p.Text
+	}
 	if p.Code == CodeMethodTooNew && !p.UsableAt.IsZero() {
 		return messageFor(p.Code) + " It can be used from " + p.UsableAt.UTC().Format("2 January 2006 15:04 UTC") + "."
 	}
@@ -54,6 +61,7 @@ const (
 	CodeMethodTooNew     = "method_too_new"
 	CodePasswordRejected = "password_rejected"
 	CodeInvalidEmail     = "invalid_email"
+	CodeWorkEmail        = "work_email"
 	CodeInvalidPhone     = "invalid_phone"
 	CodeMethodExists     = "method_exists"
 	CodeMethodLimit      = "method_limit"
@@ -95,6 +103,7 @@ var messages = map[string]string{
 	CodeMethodTooNew:     "A recovery method added very recently cannot be used on its own yet. Use another method, or contact the helpdesk.",
 	CodePasswordRejected: "The new password does not meet the password policy.",
 	CodeInvalidEmail:     "Enter a valid email address.",
+	CodeWorkEmail:        "That is your work address, which you cannot read when you cannot sign in. Enter a personal email address.",
 	CodeInvalidPhone:     "Enter a mobile number in international format, for example +44 7700 900123, from an allowed country.",
 	CodeMethodExists:     "That method is already registered.",
 	CodeMethodLimit:      "You have registered the maximum number of methods.",
@@ -107,7 +116,7 @@ var messages = map[string]string{
 	CodeInvalidEncoding:  "The request is not valid UTF-8.",
 	CodeCSRF:             "The form has expired or was sent from another site. Reload the page and try again.",
 	CodeInternal:         "Something went wrong.",
-	CodeTooMany:          "Too many attempts. Please wait a while and try again.",
+	CodeTooMany:          "Too many attempts: try again later.",
 
 	CodeWeakAnswers:        "Some answers are too easy to guess:",
 	CodeWrongAnswers:       "The answers are not right. Check them and try again.",
@@ -128,6 +137,7 @@ var statuses = map[string]int{
 	CodeMethodTooNew:     http.StatusConflict,
 	CodePasswordRejected: http.StatusUnprocessableEntity,
 	CodeInvalidEmail:     http.StatusUnprocessableEntity,
+	CodeWorkEmail:        http.StatusUnprocessableEntity,
 	CodeInvalidPhone:     http.StatusUnprocessableEntity,
 	CodeMethodExists:     http.StatusConflict,
 	CodeMethodLimit:      http.StatusConflict,

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/latchkeyhq/latchkey/directory"
+	"github.com/latchkeyhq/latchkey/policy"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
@@ -46,8 +47,28 @@ func (s *Service) flowView(f liveFlow, offered []Offered) FlowView {
 	if len(f.Verified) > 0 {
 		v.Remaining = flowRemaining(f, offered)
 		v.Needs = kindsMissing(f, offered)
+		// A method is proven: the account is real and its owner may know
+		// its tier and its methods. The fake methods that padded the list
+		// to the tier's number before the proof go; what is left is what
+		// the account registered, and whether it can ever finish.
+		v.Methods = slices.DeleteFunc(v.Methods, func(o Offered) bool { return !o.real })
+		v.CannotFinish = v.Remaining > 0 && !canFinish(f, v.Methods)
 	}
 	return v
+}
+
+// canFinish reports whether proving every real method offered would
+// complete the flow's tier (its number of different methods and the kinds
+// it requires).
+func canFinish(f liveFlow, methods []Offered) bool {
+	var kinds []string
+	for _, o := range methods {
+		if countsOnce(o.Type) && slices.Contains(kinds, o.Type) {
+			continue
+		}
+		kinds = append(kinds, o.Type)
+	}
+	return policy.Decision{MethodsRequired: f.Required, RequireKinds: flowKinds(f)}.Remaining(kinds) == 0
 }
 
 // flowRemaining is how many more methods a flow of a real account needs

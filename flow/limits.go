@@ -2,6 +2,7 @@ package flow
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -238,39 +239,88 @@ func (s *Service) bindRules(ctx context.Context, u *directory.User) (budget int,
 // requests cannot all pass the check), over the current and the previous
 // window (so a window boundary does not refill the budget), and the count
 // is cleared when the password is right, as the directory clears its own.
-// Over budget it answers as for a wrong password without asking the
-// directory.
+// Over budget it does not ask the directory; once the budget every name
+// shares is spent (bindSpent) a failure is errBindBudget: too_many.
 func (s *Service) verifyPassword(ctx context.Context, u *directory.User, password string, m Meta) error {
-	if password == "" || !s.bindAttempt(ctx, u, m) {
+	if password == "" {
 		return &directory.Error{Op: "verify password", Kind: directory.ErrInvalidCredentials}
+	}
+	may, spent := s.bindAttempt(ctx, u, "", m)
+	if !may {
+		return bindRefusal(spent, &directory.Error{Op: "verify password", Kind: directory.ErrInvalidCredentials})
 	}
 	err := s.d.Directory.VerifyPassword(ctx, u, password)
 	if err == nil || errorsIsAny(err, directory.ErrPasswordMustChange, directory.ErrPasswordExpired) {
 		s.bindProven(ctx, u)
 		s.appProven(ctx, u, m) // a suspended authenticator app works again
+		return err
+	}
+	if errors.Is(err, directory.ErrUnavailable) {
+		return err
+	}
+	return bindRefusal(spent, err)
+}
+
+// errBindBudget marks a password refusal once the budget of wrong
+// passwords every name shares is spent: the answer is too_many ("Too
+// many attempts"), for a real account and an unknown name alike, even for
+// the right password of an account whose own budget is spent (it was not
+// tried).
+var errBindBudget = errors.New("the budget of wrong passwords is spent")
+
+func bindRefusal(spent bool, err error) error {
+	if spent {
+		return fmt.Errorf("%w: %w", errBindBudget, err)
 	}
 	return err
 }
 
-// bindAttempt counts one password attempt for u and reports whether it may
-// go to the directory.
-func (s *Service) bindAttempt(ctx context.Context, u *directory.User, m Meta) bool {
-	budget, window := s.bindRules(ctx, u)
+// bindFailure is the answer to a password refusal err: too_many once the
+// shared budget is spent, else sign_in_failed.
+func bindFailure(err error) *Problem {
+	if errors.Is(err, errBindBudget) {
+		return problem(CodeTooMany, err)
+	}
+	return problem(CodeSignInFailed, err)
+}
+
+// bindAttempt counts one password attempt for u, or for name when u is
+// nil (a name that is no account: counted the same way, so that its
+// answers change when a real account's would). may reports whether the
+// attempt may go to the directory (u's own budget, kept below its
+// lockout threshold; never for a name that is no account); spent whether
+// the count is past the budget of the directory's default policy, the one
+// every name shares, so that a too_many tells nothing about the account.
+func (s *Service) bindAttempt(ctx context.Context, u *directory.User, name string, m Meta) (may, spent bool) {
+	common, commonWindow := s.bindRules(ctx, &directory.User{})
+	budget, window, key, account := common, commonWindow, "bindfail:name:"+strings.ToLower(name), ""
+	if u != nil {
+		budget, window = s.bindRules(ctx, u)
+		key, account = bindKey(u), u.ID
+	}
 	wctx := context.WithoutCancel(ctx)
-	n, err := s.d.Store.Hit(wctx, bindKey(u), window, s.now())
+	n, err := s.d.Store.Hit(wctx, key, window, s.now())
 	if err == nil {
 		var prev int
-		prev, err = s.d.Store.Count(wctx, bindKey(u), window, s.now().Add(-window))
+		prev, err = s.d.Store.Count(wctx, key, window, s.now().Add(-window))
 		n += prev
 	}
-	if err != nil || n > budget {
-		if err != nil {
-			s.log.Error("rate limit counter failed", "error", err.Error())
+	if err != nil {
+		s.log.Error("rate limit counter failed", "error", err.Error())
+		if u != nil {
+			s.record(ctx, m, "blocked", account, "bind_budget", nil)
 		}
-		s.record(ctx, m, "blocked", u.ID, "bind_budget", nil)
-		return false
+		return false, false
 	}
-	return true
+	spent = n > common
+	if u == nil {
+		return false, spent
+	}
+	if n > budget {
+		s.record(ctx, m, "blocked", account, "bind_budget", nil)
+		return false, spent
+	}
+	return true, spent
 }
 
 // bindProven clears u's count of wrong passwords, as the directory clears

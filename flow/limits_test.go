@@ -17,15 +17,20 @@ func TestBindsStopBeforeTheDirectoryLocksTheAccount(t *testing.T) {
 	ctx := context.Background()
 	for i := 0; i < 5; i++ {
 		_, err := tb.svc.SignIn(ctx, "carol", "wrong-"+string(rune('a'+i)), Meta{ClientIP: "192.0.2.1"})
-		wantCode(t, err, CodeSignInFailed)
+		if i < 2 {
+			wantCode(t, err, CodeSignInFailed)
+		} else {
+			wantCode(t, err, CodeTooMany) // the budget is spent: "Too many attempts"
+		}
 	}
 	if tb.dir.Binds() != 2 {
 		t.Fatalf("%d wrong binds forwarded, want 2 (threshold 3 - 1)", tb.dir.Binds())
 	}
-	// the budget is per account: the right password is refused too, without a bind
+	// the budget is per account: the right password is refused too, without
+	// a bind, and is not called wrong
 	_, err := tb.svc.SignIn(ctx, "CAROL", tb.dir.Password("carol"), Meta{})
-	wantCode(t, err, CodeSignInFailed)
-	wantCode(t, tb.svc.Change(ctx, " carol", tb.dir.Password("carol"), "Another-Pass-123", Meta{}), CodeSignInFailed)
+	wantCode(t, err, CodeTooMany)
+	wantCode(t, tb.svc.Change(ctx, " carol", tb.dir.Password("carol"), "Another-Pass-123", Meta{}), CodeTooMany)
 	if tb.dir.Binds() != 2 || tb.dir.Writes() != 0 {
 		t.Fatalf("binds %d writes %d", tb.dir.Binds(), tb.dir.Writes())
 	}
@@ -39,6 +44,43 @@ func TestBindsStopBeforeTheDirectoryLocksTheAccount(t *testing.T) {
 	wantCode(t, err, CodeSignInFailed)
 	if tb.dir.Binds() != before+1 {
 		t.Fatal("no decoy bind for an unknown name")
+	}
+}
+
+// TestSpentBindBudgetAnswersTooManyForEveryName: once the budget of wrong
+// passwords is spent, sign-in and change answer too_many ("Too many
+// attempts") instead of calling a password wrong, and every name spends
+// it alike: a real account, one that is not eligible and a name that is no
+// account give the same answers in the same order. Before, the right
+// password of a throttled account was answered "incorrect".
+func TestSpentBindBudgetAnswersTooManyForEveryName(t *testing.T) {
+	tb := newTestbed(t, nil)
+	tb.dir.SetPolicy(dirtest.MemoryPolicy{MinLength: 8, LockoutThreshold: 4}) // budget min(3, 4-1) = 3
+	ctx := context.Background()
+	var want []string
+	for _, name := range []string{"carol", "erin", "no-such-user"} {
+		var got []string
+		for i := range 5 {
+			var err error
+			if i%2 == 0 {
+				_, err = tb.svc.SignIn(ctx, name, fmt.Sprintf("wrong-%d", i), Meta{ClientIP: "192.0.2.1"})
+			} else {
+				err = tb.svc.Change(ctx, name, fmt.Sprintf("wrong-%d", i), "Another-Pass-123", Meta{ClientIP: "192.0.2.1"})
+			}
+			got = append(got, asProblem(err).Code)
+		}
+		if want == nil {
+			want = got
+			if fmt.Sprint(got) != "[sign_in_failed sign_in_failed sign_in_failed too_many too_many]" {
+				t.Fatalf("%s: %v", name, got)
+			}
+		} else if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%s answers %v, carol %v", name, got, want)
+		}
+	}
+	_, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{})
+	if p := asProblem(err); p.Code != CodeTooMany || p.Status != 429 || p.Message() != "Too many attempts: try again later." {
+		t.Fatalf("carol's right password over the budget: %v (%s)", err, p.Message())
 	}
 }
 

@@ -86,6 +86,20 @@ func (s *Service) AddMethod(ctx context.Context, sess store.Session, typ, addres
 	if p != nil {
 		return MethodView{}, p
 	}
+	if typ == store.MethodEmail {
+		// the "personal email" the page asks for: the account's own
+		// address in the directory is the one mailbox of no use to someone
+		// who cannot sign in
+		u, err := s.sessionUser(ctx, sess)
+		if err != nil && asProblem(err).Code != CodeUnavailable {
+			return MethodView{}, err
+		}
+		// (a directory that does not answer does not stop a registration:
+		// the check is a kindness, not a safeguard)
+		if u != nil && u.Mail != "" && mailboxKey(u.Mail) == mailboxKey(addr) {
+			return MethodView{}, problem(CodeWorkEmail, nil)
+		}
+	}
 	existing, err := s.d.Store.ListMethods(ctx, sess.AccountID)
 	if err != nil {
 		return MethodView{}, storeProblem(err)
@@ -290,4 +304,34 @@ func (s *Service) RemoveMethod(ctx context.Context, sess store.Session, methodID
 	s.forget(s.d.Store.DeleteFlowsForAccount(ctx, sess.AccountID))
 	s.record(ctx, m, "registration.method_removed", sess.AccountID, "success", map[string]string{"method": meth.ID, "type": meth.Type})
 	return nil
+}
+
+// MethodsNeeded is, for the signed-in user (whose tier is theirs to know:
+// the password is proven), how many different methods the account's tier
+// needs and how many of its verified methods count toward that number
+// (two addresses of one mailbox, or two apps, count once; security
+// questions not where the tier requires a kind).
+func (s *Service) MethodsNeeded(ctx context.Context, sess store.Session) (required, counted int, err error) {
+	u, err := s.sessionUser(ctx, sess)
+	if err != nil {
+		return 0, 0, err
+	}
+	dec, err := s.decide(ctx, u)
+	if err != nil {
+		return 0, 0, s.dirProblem(err)
+	}
+	ms, err := s.d.Store.ListMethods(ctx, sess.AccountID)
+	if err != nil {
+		return 0, 0, storeProblem(err)
+	}
+	seen := map[string]bool{}
+	var kinds []string
+	for _, m := range ms {
+		if !m.Verified || seen[countKey(m)] {
+			continue
+		}
+		seen[countKey(m)] = true
+		kinds = append(kinds, m.Type)
+	}
+	return max(dec.MethodsRequired, 1), dec.Counted(kinds), nil
 }

@@ -11,9 +11,16 @@ import (
 )
 
 // PasswordRules is what the password page shows before the user types.
+// Local and Directory are the two sources as they are; Effective is the
+// one list a page shows: the stricter length of the two in one line,
+// then the gateway's other rules, then the directory's other rules.
 type PasswordRules struct {
 	Local     []Violation `json:"local"`
 	Directory []string    `json:"directory"`
+	Effective []Violation `json:"effective"`
+	// MinLength is the effective minimum: the larger of the gateway's and
+	// the directory's (when its policy is known).
+	MinLength int `json:"min_length"`
 }
 
 // FlowPasswordRules describes the rules for the flow's account, once the
@@ -33,17 +40,52 @@ func (s *Service) FlowPasswordRules(ctx context.Context, flowID string) (Passwor
 	return s.passwordRules(ctx, u), nil
 }
 
+// passwordRules are the rules for u; for nil (a page that does not know
+// the user yet, the same for every name) the directory's default policy:
+// a user without a policy of its own (OpenLDAP directory.default_policy_dn,
+// the Active Directory domain's policy).
 func (s *Service) passwordRules(ctx context.Context, u *directory.User) PasswordRules {
 	var r PasswordRules
+	dp, known := s.directoryPolicy(ctx, u)
+	r.MinLength = s.effectiveMinLength(dp, known)
 	for _, req := range s.o.Password.Describe() {
 		r.Local = append(r.Local, Violation{Code: req.Code, Message: requirementText(req.Code, req.Params)})
-	}
-	if u != nil {
-		if p, err := s.d.Directory.EffectivePolicy(ctx, u); err == nil && p.Known {
-			r.Directory = directoryRuleTexts(p)
+		if req.Code == policy.ReqMinLength {
+			req.Params = map[string]int{"min": r.MinLength}
 		}
+		r.Effective = append(r.Effective, Violation{Code: req.Code, Message: requirementText(req.Code, req.Params)})
+	}
+	if known {
+		r.Directory = directoryRuleTexts(dp)
+		r.Effective = append(r.Effective, directoryRules(dp)...)
 	}
 	return r
+}
+
+// directoryPolicy is the directory's policy for u (nil: the default one),
+// and whether it is known.
+func (s *Service) directoryPolicy(ctx context.Context, u *directory.User) (directory.PasswordPolicy, bool) {
+	if u == nil {
+		u = &directory.User{}
+	}
+	p, err := s.d.Directory.EffectivePolicy(ctx, u)
+	if err != nil || !p.Known {
+		return directory.PasswordPolicy{}, false
+	}
+	return p, true
+}
+
+// effectiveMinLength is the stricter of the gateway's minimum and the
+// directory's.
+func (s *Service) effectiveMinLength(p directory.PasswordPolicy, known bool) int {
+	n := s.o.Password.MinLength
+	if n <= 0 {
+		n = policy.DefaultMinLength
+	}
+	if known && p.MinLength > n {
+		n = p.MinLength
+	}
+	return n
 }
 
 // passwordMoved reports whether the password of u was set after an
@@ -75,12 +117,20 @@ func dirReason(err error) string {
 	return reasonOf(err)
 }
 
-func (s *Service) writeProblem(err error) *Problem {
+// writeProblem is the answer to a write the directory refused for u. A
+// password too short for it names its minimum when the policy is known.
+func (s *Service) writeProblem(ctx context.Context, u *directory.User, err error) *Problem {
 	switch {
 	case errors.Is(err, directory.ErrPolicyRejected):
 		p := problem(CodePasswordRejected, err)
 		r := directory.ReasonOf(err)
-		p.Violations = []Violation{{Code: "directory_" + string(r), Message: directoryReasonText(r)}}
+		msg := directoryReasonText(r)
+		if r == directory.ReasonTooShort {
+			if dp, known := s.directoryPolicy(ctx, u); known && dp.MinLength > 0 {
+				msg = directoryTooShortText(s.effectiveMinLength(dp, known))
+			}
+		}
+		p.Violations = []Violation{{Code: "directory_" + string(r), Message: msg}}
 		return p
 	case errors.Is(err, directory.ErrAccountDisabled):
 		return problem(CodeNotEligible, err)
@@ -106,17 +156,23 @@ func (s *Service) resetReady(ctx context.Context, f liveFlow, u *directory.User,
 		s.recordWrite(ctx, m, u, f, f.Kind, "already_written")
 		return problem(CodeAlreadyCompleted, errors.New("an earlier completion set the password"))
 	}
-	return s.passwordRejected(password, u)
+	return s.passwordRejected(ctx, password, u)
 }
 
-// passwordRejected checks a new password against the gateway's rules.
-func (s *Service) passwordRejected(password string, u *directory.User) *Problem {
+// passwordRejected checks a new password against the gateway's rules. The
+// gateway decides by its own minimum and leaves the directory's to the
+// directory (authoritative: its refusal keeps its own code), but a length
+// message always names the effective minimum, the one the page lists.
+func (s *Service) passwordRejected(ctx context.Context, password string, u *directory.User) *Problem {
 	vs := s.o.Password.Check(password, policy.Context{Username: u.Username, DisplayName: u.DisplayName, Email: u.Mail})
 	if len(vs) == 0 {
 		return nil
 	}
 	p := problem(CodePasswordRejected, nil)
 	for _, v := range vs {
+		if v.Code == policy.CodeTooShort {
+			v.Params = map[string]int{"min": s.effectiveMinLength(s.directoryPolicy(ctx, u))}
+		}
 		p.Violations = append(p.Violations, Violation{Code: v.Code, Message: violationText(v.Code, v.Params)})
 	}
 	return p

@@ -76,6 +76,12 @@ type FlowView struct {
 	// that would count (kindsMissing). Empty otherwise, and always before a
 	// first proof, which must not tell a tier member from anyone else.
 	Needs []string `json:"needs,omitempty"`
+	// CannotFinish, once a method is proven, says that the methods the
+	// account has registered cannot complete what its tier requires (two
+	// different methods and only one registered): the pages send the user
+	// to the helpdesk instead of offering a method never set up. Always
+	// false before a first proof.
+	CannotFinish bool `json:"-"`
 	// Username is the name the flow was started for, as typed
 	// (canonical): the pages show it back ("not you? start again"); ""
 	// for flows started before it was kept.

@@ -34,6 +34,7 @@ func (s *Service) SignIn(ctx context.Context, username, password string, m Meta)
 	u, err := s.d.Directory.Lookup(ctx, name)
 	if err != nil && (errors.Is(err, directory.ErrNotFound) || errors.Is(err, directory.ErrAmbiguous)) {
 		s.decoyBind(ctx, name, password)
+		err = s.nameAttempt(ctx, name, password, err, m)
 	}
 	if err == nil {
 		err = s.verifyPassword(ctx, u, password, m)
@@ -53,7 +54,7 @@ func (s *Service) SignIn(ctx context.Context, username, password string, m Meta)
 		// a wrong password, a throttled account and an unknown name take
 		// different work: every failure leaves at the same time
 		s.padSignIn.wait(ctx, start, true)
-		return store.Session{}, problem(CodeSignInFailed, err)
+		return store.Session{}, bindFailure(err)
 	}
 	dec, err := s.decide(ctx, u)
 	if err != nil {
@@ -97,6 +98,17 @@ func reasonOf(err error) string {
 		}
 	}
 	return "error"
+}
+
+// nameAttempt counts a password tried for a name that is no account, in
+// the same budget a real account's wrong passwords spend (bindAttempt), and
+// is err, marked once that budget is spent.
+func (s *Service) nameAttempt(ctx context.Context, name, password string, err error, m Meta) error {
+	if password == "" {
+		return err
+	}
+	_, spent := s.bindAttempt(ctx, nil, name, m)
+	return bindRefusal(spent, err)
 }
 
 // decoyBind does the work of a failed bind for a name that matched no
@@ -157,7 +169,7 @@ func (s *Service) Reauth(ctx context.Context, sess store.Session, password strin
 			return s.dirProblem(err)
 		}
 		s.record(ctx, m, "reauth", sess.AccountID, "failed", nil)
-		return problem(CodeSignInFailed, err)
+		return bindFailure(err)
 	}
 	if err := s.d.Store.SetSessionAuthTime(ctx, sess.ID, s.now()); err != nil {
 		return problem(CodeSessionExpired, err)

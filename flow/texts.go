@@ -65,6 +65,28 @@ func directoryReasonText(r directory.Reason) string {
 	return "The directory refused this password because of its password policy."
 }
 
+// directoryTooShortText is the directory's too-short refusal when its
+// minimum (merged with the gateway's) is known.
+func directoryTooShortText(min int) string {
+	return fmt.Sprintf("The directory requires at least %d characters.", min)
+}
+
+// directoryRules are the directory's rules other than its minimum length
+// (merged into the gateway's length line), for the one list a page shows.
+func directoryRules(p directory.PasswordPolicy) []Violation {
+	var out []Violation
+	if p.Complexity {
+		out = append(out, Violation{Code: "directory_complexity", Message: "It must contain three of: upper case letters, lower case letters, digits, symbols; and not your account name."})
+	}
+	if p.HistoryLength > 0 {
+		out = append(out, Violation{Code: "directory_history", Message: fmt.Sprintf("It must differ from your last %d passwords.", p.HistoryLength)})
+	}
+	if p.MinAge > 0 {
+		out = append(out, Violation{Code: "directory_min_age", Message: fmt.Sprintf("It cannot be changed again for %s.", p.MinAge.Round(time.Minute))})
+	}
+	return out
+}
+
 func directoryRuleTexts(p directory.PasswordPolicy) []string {
 	var out []string
 	if p.MinLength > 0 {

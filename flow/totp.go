@@ -123,6 +123,40 @@ func (s *Service) EnrolTOTP(ctx context.Context, sess store.Session, m Meta) (TO
 	return TOTPEnrolment{Method: view(meth), Secret: key.Secret(), URL: key.URL(), QRPNG: qr.Bytes()}, nil
 }
 
+// TOTPEnrolmentAgain is the enrolment of the signed-in user's authenticator
+// app methodID again, while it is not verified and the session's password
+// is fresh (as for EnrolTOTP): the answer to a wrong first code shows the
+// QR code again, so that one typing slip does not mean starting over. It
+// goes to the session that was shown the seed, in the answer to its own
+// form post, never to a GET.
+func (s *Service) TOTPEnrolmentAgain(ctx context.Context, sess store.Session, methodID string) (TOTPEnrolment, error) {
+	if p := s.needsReauth(sess); p != nil {
+		return TOTPEnrolment{}, p
+	}
+	meth, err := s.d.Store.GetMethod(ctx, sess.AccountID, methodID)
+	if err != nil || meth.Type != MethodTOTP || meth.Verified {
+		return TOTPEnrolment{}, problem(CodeMethodNotFound, err)
+	}
+	raw, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(meth.Secret)
+	if err != nil {
+		return TOTPEnrolment{}, problem(CodeInternal, err)
+	}
+	key, err := totp.Generate(totp.GenerateOpts{Issuer: s.o.ProductName, AccountName: sess.Username, Period: totpPeriod,
+		Secret: raw, Digits: totpDigits, Algorithm: otp.AlgorithmSHA1})
+	if err != nil {
+		return TOTPEnrolment{}, problem(CodeInternal, err)
+	}
+	img, err := key.Image(totpQRSize, totpQRSize)
+	if err != nil {
+		return TOTPEnrolment{}, problem(CodeInternal, err)
+	}
+	var qr bytes.Buffer
+	if err := png.Encode(&qr, img); err != nil {
+		return TOTPEnrolment{}, problem(CodeInternal, err)
+	}
+	return TOTPEnrolment{Method: view(meth), Secret: key.Secret(), URL: key.URL(), QRPNG: qr.Bytes()}, nil
+}
+
 // totpStepKey is the counter of one used step of one method.
 func totpStepKey(accountID, methodID string, step int64) string {
 	return "totp-step:" + accountID + ":" + methodID + ":" + strconv.FormatInt(step, 10)

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/latchkeyhq/latchkey/directory"
+	"github.com/latchkeyhq/latchkey/store"
 )
 
 // An unlock is a reset that writes no password: started, offered and
@@ -13,4 +14,23 @@ import (
 // unlockWrite clears the lockout of u.
 func (s *Service) unlockWrite(ctx context.Context, u *directory.User) error {
 	return s.d.Directory.Unlock(ctx, u)
+}
+
+// FlowLocked reports, once an unlock flow's methods are all proven (the
+// person has proven it is their account), whether the account is locked
+// now: the pages say "Account unlocked" only when it was. Before that it
+// is not_verified, whatever the name.
+func (s *Service) FlowLocked(ctx context.Context, flowID string) (bool, error) {
+	f, err := s.loadFlow(ctx, store.FlowUnlock, flowID)
+	if err != nil {
+		return false, err
+	}
+	if f.AccountID == "" || len(f.Verified) == 0 || flowRemaining(f, offeredOf(f)) > 0 {
+		return false, problem(CodeNotVerified, nil)
+	}
+	u, err := s.flowUser(ctx, f)
+	if err != nil {
+		return false, err
+	}
+	return u.Status.Locked, nil
 }

@@ -186,7 +186,7 @@ func (s *Server) flowQuestionsPage(c echo.Context, kind string, f flow.FlowView,
 	if p != nil {
 		status = p.Status
 	}
-	return s.render(c, status, "flow_questions", flowTitle(kind), page, p)
+	return s.render(c, status, "flow_questions", stepTitle(kind, f), page, p)
 }
 
 // flowVerifyAnswers takes the form's answer-<question id> fields as the

@@ -39,6 +39,7 @@ func (s *Server) routes() {
 	e.GET("/unlock/done", s.unlockDone)
 	e.GET("/change", s.changePage)
 	e.POST("/change", s.form(s.change))
+	e.GET("/change/done", s.changeDone)
 
 	api := e.Group("/api/v1")
 	api.POST("/session", s.apiSession)

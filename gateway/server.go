@@ -308,7 +308,11 @@ type pageData struct {
 	Demo          bool
 	Notice, Error string
 	Errors        []flow.Violation
-	Data          any
+	// UnlockLink: a password was refused (sign_in_failed, too_many) on a
+	// page that asks for one: the error links to Unlock (a locked
+	// account's right password is refused too)
+	UnlockLink bool
+	Data       any
 }
 
 func (s *Server) render(c echo.Context, status int, page, title string, data any, p *flow.Problem) error {
@@ -319,7 +323,13 @@ func (s *Server) render(c echo.Context, status int, page, title string, data any
 	d := pageData{Title: title, Product: s.o.ProductName, Helpdesk: s.o.Helpdesk, CSRF: s.csrfToken(c),
 		Notice: notices[c.QueryParam("notice")], Data: data, Demo: s.svc.Demo() != nil}
 	if p != nil {
-		d.Error, d.Errors, d.RequestID = p.Message(), p.Violations, meta(c).RequestID
+		d.Error, d.Errors = p.Message(), p.Violations
+		d.UnlockLink = (p.Code == flow.CodeSignInFailed || p.Code == flow.CodeTooMany) && (page == "signin" || page == "change" || page == "methods")
+		if p.Status >= 500 {
+			// the reference is for the helpdesk: a failure of ours, not a
+			// mistake the page explains
+			d.RequestID = meta(c).RequestID
+		}
 		if len(p.Violations) > 0 && p.Code == flow.CodePasswordRejected {
 			d.Error = "The new password was not accepted:"
 		}
@@ -335,6 +345,7 @@ func (s *Server) render(c echo.Context, status int, page, title string, data any
 var notices = map[string]string{
 	"code_sent":      "We sent a new code.",
 	"verified":       "The method is verified. You can use it to reset your password.",
+	"verified_more":  "The method is verified. Your account needs more different methods before you can reset your password yourself: add another below.",
 	"removed":        "The method was removed.",
 	"signed_in":      "You are signed in.",
 	"method_ok":      "That method is verified.",

@@ -158,8 +158,20 @@ func TestTOTPEnrolmentPage(t *testing.T) {
 		}
 	}
 	page := "/register/methods/" + id + "/verify"
-	if w = c.post(page, page, url.Values{"code": {flowtest.WrongTOTP(t, secret, clk.Now())}}, nil); w.Code != 422 || strings.Contains(w.Body.String(), m[1]) {
-		t.Fatalf("wrong code: %d", w.Code)
+	// a wrong code: the answer to that post shows the set-up again, QR
+	// code and key (one slip does not mean starting over), and does not
+	// speak of sending a code
+	w = c.post(page, page, url.Values{"code": {flowtest.WrongTOTP(t, secret, clk.Now())}}, nil)
+	if wb := w.Body.String(); w.Code != 422 || !strings.Contains(wb, m[1]) || !strings.Contains(wb, `<img src="data:image/png;base64,`) ||
+		!strings.Contains(w.Header().Get("Content-Security-Policy"), "img-src 'self' data:;") || !strings.Contains(wb, "That code is not right.") ||
+		strings.Contains(wb, "send a new code") {
+		t.Fatalf("wrong code: %d %v\n%s", w.Code, w.Header(), wb)
+	}
+	// and no GET shows it
+	for _, p := range []string{"/register/methods", "/register/methods/" + id + "/verify"} {
+		if b := c.get(p).Body.String(); strings.Contains(b, secret) || strings.Contains(b, m[1]) {
+			t.Fatalf("%s shows the key", p)
+		}
 	}
 	if w = c.post(page, page, url.Values{"code": {flowtest.CodeAt(t, secret, clk.Now())}}, nil); w.Code != http.StatusSeeOther {
 		t.Fatalf("verify: %d %s", w.Code, w.Body)
@@ -180,6 +192,10 @@ func TestTOTPEnrolmentPage(t *testing.T) {
 		t.Fatalf("code page:\n%s", cp)
 	}
 	clk.Add(30 * time.Second)
+	if w = b.post(codePage, "/reset/verify", url.Values{"method": {id}, "code": {flowtest.WrongTOTP(t, secret, clk.Now())}}, nil); w.Code != 422 ||
+		!strings.Contains(w.Body.String(), "That code is not right.") || strings.Contains(w.Body.String(), "send a new code") {
+		t.Fatalf("a wrong code from the app in a reset: %d\n%s", w.Code, w.Body)
+	}
 	if w = b.post(codePage, "/reset/verify", url.Values{"method": {id}, "code": {flowtest.CodeAt(t, secret, clk.Now())}}, nil); w.Header().Get("Location") != "/reset/password" {
 		t.Fatalf("verify: %d %v", w.Code, w.Header())
 	}

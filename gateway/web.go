@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -10,8 +11,11 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+	"golang.org/x/text/language"
+	"golang.org/x/text/language/display"
 
 	"github.com/latchkeyhq/latchkey/flow"
+	"github.com/latchkeyhq/latchkey/notify"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
@@ -119,6 +123,9 @@ type methodsPage struct {
 	HasTOTP bool
 	// CanQuestions, HasQuestions: security questions are on / registered
 	CanQuestions, HasQuestions bool
+	// Required is how many different methods the account's tier needs,
+	// Counted how many of its verified methods count, Missing the rest
+	Required, Counted, Missing int
 }
 
 func (s *Server) methodsData(c echo.Context, sess store.Session) (methodsPage, error) {
@@ -140,6 +147,13 @@ func (s *Server) methodsData(c echo.Context, sess store.Session) (methodsPage, e
 		d.CanQuestions = d.CanQuestions || t == flow.MethodQuestions
 	}
 	d.NeedReauth = s.svc.NeedsReauth(sess)
+	// the tier's number needs the directory; the page works without it
+	// (the line is left out)
+	if req, counted, err := s.svc.MethodsNeeded(c.Request().Context(), sess); err == nil {
+		d.Required, d.Counted, d.Missing = req, counted, max(req-counted, 0)
+	} else if p := flow.AsProblem(err); p.Code != flow.CodeUnavailable {
+		return methodsPage{}, err
+	}
 	return d, nil
 }
 
@@ -159,6 +173,13 @@ func (s *Server) methodsError(c echo.Context, sess store.Session, err error) err
 	p := flow.AsProblem(err)
 	if p.Status >= 500 {
 		return p
+	}
+	if p.Code == flow.CodeInvalidPhone {
+		if names := countryNames(s.svc.AllowedCountries()); names != "" {
+			q := *p
+			q.Text = "Enter a mobile number in international format, for example +44 7700 900123, from one of these countries: " + names + "."
+			p = &q
+		}
 	}
 	d, derr := s.methodsData(c, sess)
 	if derr != nil {
@@ -198,10 +219,39 @@ func (s *Server) enrolTOTP(c echo.Context, sess store.Session) error {
 	if err != nil {
 		return s.methodsError(c, sess, err)
 	}
+	return s.renderTOTPEnrol(c, http.StatusOK, en, nil)
+}
+
+// appCodeRefused is what a refused code from an authenticator app says:
+// nothing is sent to an app, so not "send a new code".
+const appCodeRefused = "That code is not right. Enter the code your app shows now; if it is refused again, check that your phone sets its clock automatically."
+
+// renderTOTPEnrol shows the set-up of an authenticator app: the seed as a
+// QR code (a data: image, which only this answer's CSP allows) and as text.
+func (s *Server) renderTOTPEnrol(c echo.Context, status int, en flow.TOTPEnrolment, p *flow.Problem) error {
 	c.Response().Header().Set("Content-Security-Policy", cspTOTPEnrol)
 	d := totpEnrolPage{ID: en.Method.ID, Secret: groupSecret(en.Secret),
 		QR: template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(en.QRPNG))} // #nosec G203 -- our own PNG, base64
-	return s.render(c, http.StatusOK, "totp_enrol", "Set up your authenticator app", d, nil)
+	return s.render(c, status, "totp_enrol", "Set up your authenticator app", d, p)
+}
+
+// countryNames names the countries of isos in English with their calling
+// codes, "United Kingdom (+44), United States (+1)"; "" for none.
+func countryNames(isos []string) string {
+	names := make([]string, 0, len(isos))
+	for _, iso := range isos {
+		name := iso
+		if r, err := language.ParseRegion(iso); err == nil {
+			if n := display.English.Regions().Name(r); n != "" {
+				name = n
+			}
+		}
+		if code, ok := notify.CountryCallingCode(iso); ok {
+			name += " (+" + code + ")"
+		}
+		names = append(names, name)
+	}
+	return strings.Join(names, ", ")
 }
 
 // groupSecret writes a base32 seed in groups of four, as apps show them.
@@ -271,7 +321,20 @@ func (s *Server) verifyMethod(c echo.Context) error {
 		if p.Status >= 500 {
 			return p
 		}
+		if m.Type == flow.MethodTOTP && p.Code == flow.CodeInvalidCode {
+			q := *p
+			q.Text = appCodeRefused
+			// the set-up again, QR code and key, in this answer to the
+			// session's own post: one slip does not mean starting over
+			if en, err := s.svc.TOTPEnrolmentAgain(c.Request().Context(), sess, m.ID); err == nil {
+				return s.renderTOTPEnrol(c, q.Status, en, &q)
+			}
+			return s.render(c, q.Status, "verify_method", "Confirm your method", m, &q)
+		}
 		return s.render(c, p.Status, "verify_method", "Confirm your method", m, p)
+	}
+	if required, counted, err := s.svc.MethodsNeeded(c.Request().Context(), sess); err == nil && counted < required {
+		return s.redirect(c, "/register/methods?notice=verified_more")
 	}
 	return s.redirect(c, "/register/methods?notice=verified")
 }
@@ -326,6 +389,24 @@ func flowTitle(kind string) string {
 	return "Reset your password"
 }
 
+// flowStep is the step a flow is at and how many there are: one per
+// method to prove, then the new password (or the unlock). Before a first
+// proof the number is the policy's base for every name (FlowView.Required):
+// the true number shows from the first proof on.
+func flowStep(f flow.FlowView) (step, steps int) {
+	steps = f.Required + 1
+	if f.Remaining == 0 {
+		return steps, steps
+	}
+	return min(len(f.Verified)+1, steps-1), steps
+}
+
+// stepTitle is the title (and h1) of a flow's page, with its step.
+func stepTitle(kind string, f flow.FlowView) string {
+	step, steps := flowStep(f)
+	return fmt.Sprintf("%s: step %d of %d", flowTitle(kind), step, steps)
+}
+
 func (s *Server) flowStartPage(c echo.Context) error {
 	kind := kindOf(c)
 	return s.render(c, http.StatusOK, "flow_start", flowTitle(kind), struct{ Kind string }{kind}, nil)
@@ -375,6 +456,14 @@ type flowMethodsPage struct {
 	// says whether one of the methods offered is of such a kind.
 	Needs        string
 	NeedsOffered bool
+	// CannotFinish: after a proof, the account has not registered what
+	// its tier needs (flow.FlowView.CannotFinish); Registered is how many
+	// methods it has here
+	CannotFinish bool
+	Registered   int
+	// Proven is how many methods are proven (0: the page says nothing of
+	// the account's tier)
+	Proven int
 }
 
 // kindsSentence joins kinds as "a, b or c".
@@ -392,7 +481,8 @@ func kindsSentence(kinds []string) string {
 }
 
 func (s *Server) flowMethodsData(kind string, f flow.FlowView) flowMethodsPage {
-	d := flowMethodsPage{Kind: kind, Username: f.Username, Required: f.Required, Remaining: f.Remaining, Needs: kindsSentence(f.Needs)}
+	d := flowMethodsPage{Kind: kind, Username: f.Username, Required: f.Required, Remaining: f.Remaining, Needs: kindsSentence(f.Needs),
+		CannotFinish: f.CannotFinish, Registered: len(f.Methods), Proven: len(f.Verified)}
 	for _, m := range f.Methods {
 		verified := slices.Contains(f.Verified, m.ID)
 		d.Methods = append(d.Methods, offeredRow{ID: m.ID, Type: m.Type, Hint: m.Hint, Verified: verified})
@@ -417,7 +507,7 @@ func (s *Server) flowMethodsPage(c echo.Context) error {
 	if f.Remaining == 0 {
 		return s.redirect(c, "/"+kind+"/"+finalStep(kind))
 	}
-	return s.render(c, http.StatusOK, "flow_methods", flowTitle(kind), s.flowMethodsData(kind, f), nil)
+	return s.render(c, http.StatusOK, "flow_methods", stepTitle(kind, f), s.flowMethodsData(kind, f), nil)
 }
 
 func finalStep(kind string) string {
@@ -474,8 +564,8 @@ func (s *Server) flowCodePage(c echo.Context) error {
 }
 
 // flowCodeForm shows the page where a code sent is typed.
-func (s *Server) flowCodeForm(c echo.Context, kind string, _ flow.FlowView, d flowCodePage) error {
-	return s.render(c, http.StatusOK, "flow_code", flowTitle(kind), d, nil)
+func (s *Server) flowCodeForm(c echo.Context, kind string, f flow.FlowView, d flowCodePage) error {
+	return s.render(c, http.StatusOK, "flow_code", stepTitle(kind, f), d, nil)
 }
 
 func (s *Server) flowVerify(c echo.Context) error {
@@ -505,13 +595,24 @@ func (s *Server) flowVerifyCode(c echo.Context, kind string, f flow.FlowView, d 
 		if !ok || p.Status >= 500 {
 			return p
 		}
-		return s.render(c, p.Status, "flow_code", flowTitle(kind), d, p)
+		if d.Type == flow.MethodTOTP && p.Code == flow.CodeInvalidCode {
+			q := *p
+			q.Text = appCodeRefused
+			p = &q
+		}
+		return s.render(c, p.Status, "flow_code", stepTitle(kind, f), d, p)
 	}
 	c.SetCookie(s.cookie(s.cookieFlow, kind+"."+nf.ID, 0)) // a new id once a method is proven
 	if nf.Remaining > 0 {
 		return s.redirect(c, "/"+kind+"/methods?notice=method_ok")
 	}
 	return s.redirect(c, "/"+kind+"/"+finalStep(kind))
+}
+
+// passwordTitle is the title of the last step of a reset.
+func passwordTitle(f flow.FlowView) string {
+	_, steps := flowStep(f)
+	return fmt.Sprintf("Choose a new password: step %d of %d", steps, steps)
 }
 
 type passwordPage struct {
@@ -530,7 +631,7 @@ func (s *Server) resetPasswordPage(c echo.Context) error {
 		}
 		return err
 	}
-	return s.render(c, http.StatusOK, "flow_password", "Choose a new password", passwordPage{Rules: rules}, nil)
+	return s.render(c, http.StatusOK, "flow_password", passwordTitle(f), passwordPage{Rules: rules}, nil)
 }
 
 func (s *Server) resetPassword(c echo.Context) error {
@@ -563,7 +664,7 @@ func (s *Server) resetPassword(c echo.Context) error {
 			return p
 		}
 		rules, _ := s.svc.FlowPasswordRules(ctx, f.ID)
-		return s.render(c, p.Status, "flow_password", "Choose a new password", passwordPage{Rules: rules}, p)
+		return s.render(c, p.Status, "flow_password", passwordTitle(f), passwordPage{Rules: rules}, p)
 	}
 	c.SetCookie(s.cookie(s.cookieFlow, "", -1))
 	return s.redirect(c, "/reset/done")
@@ -577,7 +678,14 @@ func (s *Server) unlockCompletePage(c echo.Context) error {
 	if f.Remaining > 0 {
 		return s.redirect(c, "/unlock/methods")
 	}
-	return s.render(c, http.StatusOK, "flow_unlock", "Unlock your account", nil, nil)
+	locked, err := s.svc.FlowLocked(c.Request().Context(), f.ID)
+	if err != nil {
+		if flow.AsProblem(err).Code == flow.CodeNotVerified {
+			return s.redirect(c, "/unlock/methods")
+		}
+		return err
+	}
+	return s.render(c, http.StatusOK, "flow_unlock", stepTitle(store.FlowUnlock, f), struct{ Locked bool }{locked}, nil)
 }
 
 func (s *Server) unlockComplete(c echo.Context) error {
@@ -585,6 +693,9 @@ func (s *Server) unlockComplete(c echo.Context) error {
 	if err != nil {
 		return s.flowExpired(c, store.FlowUnlock)
 	}
+	// whether there was a lockout to clear, read before it is cleared
+	// (only after the proofs: FlowLocked refuses before)
+	locked, lerr := s.svc.FlowLocked(c.Request().Context(), f.ID)
 	if err := s.svc.CompleteFlow(c.Request().Context(), store.FlowUnlock, f.ID, "", meta(c)); err != nil {
 		p := flow.AsProblem(err)
 		if p.Code == flow.CodeNotVerified || p.Code == flow.CodeMethodKindRequired {
@@ -593,6 +704,9 @@ func (s *Server) unlockComplete(c echo.Context) error {
 		return p
 	}
 	c.SetCookie(s.cookie(s.cookieFlow, "", -1))
+	if lerr == nil && !locked {
+		return s.redirect(c, "/unlock/done?was=not_locked")
+	}
 	return s.redirect(c, "/unlock/done")
 }
 
@@ -606,6 +720,9 @@ func (s *Server) resetDone(c echo.Context) error {
 }
 
 func (s *Server) unlockDone(c echo.Context) error {
+	if c.QueryParam("was") == "not_locked" {
+		return s.render(c, http.StatusOK, "done", "Nothing to unlock", donePage{"Your account was not locked, so nothing changed. Your password has not changed either: if you cannot sign in with it, reset it.", false}, nil)
+	}
 	return s.render(c, http.StatusOK, "done", "Account unlocked", donePage{"Your account is unlocked. Your password has not changed.", false}, nil)
 }
 
@@ -637,5 +754,9 @@ func (s *Server) change(c echo.Context) error {
 		}
 		return s.render(c, p.Status, "change", "Change your password", changePage{Username: username, Rules: s.svc.GeneralPasswordRules(c.Request().Context())}, p)
 	}
+	return s.redirect(c, "/change/done") // a reload shows the result, it does not post again
+}
+
+func (s *Server) changeDone(c echo.Context) error {
 	return s.render(c, http.StatusOK, "done", "Password changed", donePage{"Your password has been changed.", true}, nil)
 }

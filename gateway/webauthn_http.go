@@ -129,7 +129,7 @@ func (s *Server) flowPasskeyPage(c echo.Context, kind string, f flow.FlowView, m
 	if p != nil {
 		status = p.Status
 	}
-	return s.renderPasskey(c, status, flowTitle(kind), passkeyPage{Mode: "get", Action: "/" + kind + "/passkey", Kind: kind,
+	return s.renderPasskey(c, status, stepTitle(kind, f), passkeyPage{Mode: "get", Action: "/" + kind + "/passkey", Kind: kind,
 		ID: method, Options: string(pc.Options)}, p)
 }
 
