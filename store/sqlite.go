@@ -100,36 +100,10 @@ func OpenSQLiteWith(ctx context.Context, dsn string, key []byte, opts SQLiteOpti
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case opts.NoMigrate && memory:
-		return nil, behind(0)
-	case opts.NoMigrate:
-		if path, local, err := filePath(name); err != nil {
-			return nil, err
-		} else if local {
-			if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-				return nil, behind(0)
-			}
-		}
-	case !memory:
-		if err := createPrivateFile(name); err != nil {
-			return nil, err
-		}
+	if err := prepareSQLiteFile(name, memory, opts.NoMigrate); err != nil {
+		return nil, err
 	}
-
-	setDefault := func(q url.Values, key, value string) {
-		if q.Get(key) == "" {
-			q.Set(key, value)
-		}
-	}
-	wq := cloneValues(query)
-	setDefault(wq, "_busy_timeout", fmt.Sprint(DefaultBusyTimeout.Milliseconds()))
-	setDefault(wq, "_synchronous", "NORMAL")
-	if !memory {
-		setDefault(wq, "_journal_mode", "WAL")
-	}
-	wq.Set("_foreign_keys", "1")
-	wq.Set("_txlock", "immediate")
+	wq, rq := sqliteQueries(query, memory)
 
 	s := &SQLite{k: k}
 	s.w, err = openPool(name + "?" + wq.Encode())
@@ -160,12 +134,6 @@ func OpenSQLiteWith(ctx context.Context, dsn string, key []byte, opts SQLiteOpti
 		s.r = s.w
 		return s, nil
 	}
-	rq := cloneValues(query)
-	setDefault(rq, "_busy_timeout", fmt.Sprint(DefaultBusyTimeout.Milliseconds()))
-	rq.Del("_journal_mode") // WAL is persistent; set by the writer
-	rq.Del("_journal")
-	rq.Set("_foreign_keys", "1")
-	rq.Set("_query_only", "1")
 	s.r, err = openPool(name + "?" + rq.Encode())
 	if err != nil {
 		s.stopWriter()
@@ -180,6 +148,57 @@ func OpenSQLiteWith(ctx context.Context, dsn string, key []byte, opts SQLiteOpti
 		return nil, fmt.Errorf("store: open sqlite: %w", err)
 	}
 	return s, nil
+}
+
+// prepareSQLiteFile checks or creates the database file before it is
+// opened: without migrations (check, serve with store.migrate: manual) a
+// missing file or an in-memory database is a schema behind (version 0);
+// otherwise a missing file is created private (0600).
+func prepareSQLiteFile(name string, memory, noMigrate bool) error {
+	switch {
+	case noMigrate && memory:
+		return behind(0)
+	case noMigrate:
+		path, local, err := filePath(name)
+		if err != nil {
+			return err
+		}
+		if local {
+			if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+				return behind(0)
+			}
+		}
+	case !memory:
+		return createPrivateFile(name)
+	}
+	return nil
+}
+
+// sqliteQueries are the connection parameters of the writer (one
+// connection: busy timeout, NORMAL synchronous, WAL for a file, immediate
+// transactions) and of the readers (query only), from the DSN's own.
+func sqliteQueries(query url.Values, memory bool) (w, r url.Values) {
+	setDefault := func(q url.Values, key, value string) {
+		if q.Get(key) == "" {
+			q.Set(key, value)
+		}
+	}
+	w = cloneValues(query)
+	setDefault(w, "_busy_timeout", fmt.Sprint(DefaultBusyTimeout.Milliseconds()))
+	setDefault(w, "_synchronous", "NORMAL")
+	if !memory {
+		setDefault(w, "_journal_mode", "WAL")
+	}
+	w.Set("_foreign_keys", "1")
+	w.Set("_txlock", "immediate")
+
+	r = cloneValues(query)
+	setDefault(r, "_busy_timeout", fmt.Sprint(DefaultBusyTimeout.Milliseconds()))
+	r.Del("_journal_mode") // WAL is persistent; set by the writer
+	r.Del("_journal")
+	r.Set("_foreign_keys", "1")
+	r.Set("_query_only", "1")
+	return w, r
 }
 
 // parseDSN splits dsn into the name passed to the driver, the query
