@@ -559,8 +559,8 @@ func rawDefaults() *Config {
 			Connections: 4,
 		},
 		Outbox: Outbox{MaxWait: time.Minute, MaxPending: 10000, DegradedAfter: 2 * time.Minute},
-		Store: Store{Driver: StoreSQLite},
-		Log:   Log{Level: "info", Format: "json", AuditRetention: DefaultAuditRetention},
+		Store:  Store{Driver: StoreSQLite},
+		Log:    Log{Level: "info", Format: "json", AuditRetention: DefaultAuditRetention},
 		Limits: Limits{
 			Window:                 time.Hour,
 			StartsPerAccount:       10,

@@ -62,7 +62,7 @@ const (
 	CodeUnavailable      = "unavailable"
 	// CodeBusy: the outbox holds more codes than leave within
 	// outbox.max_wait; the same for every username
-	CodeBusy = "busy"
+	CodeBusy             = "busy"
 	CodeNotFound         = "not_found"
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeTooLarge         = "too_large"

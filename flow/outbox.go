@@ -558,4 +558,3 @@ func (o *outbox) pendingLocal() int {
 	defer o.mu.Unlock()
 	return len(o.local)
 }
-

@@ -187,7 +187,7 @@ func TestOutboxExpiredBeforeSendIsNotSent(t *testing.T) {
 		short := o.put(t, store.OutboxCode, "short@example.org", 0, 2*time.Minute)
 		long := o.put(t, store.OutboxCode, "long@example.org", 0, 20*time.Minute)
 		waitFor(t, func() bool { m.mu.Lock(); defer m.mu.Unlock(); return m.tries >= 4 }) // both tried, twice
-		o.clock.Store(int64(5 * time.Minute)) // the short one's lifetime ends
+		o.clock.Store(int64(5 * time.Minute))                                             // the short one's lifetime ends
 		m.mu.Lock()
 		m.fails = 0 // the server is back
 		m.mu.Unlock()
@@ -449,4 +449,3 @@ func waitFor(t *testing.T, ok func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
-
