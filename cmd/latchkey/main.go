@@ -261,6 +261,8 @@ func gatewayOptions(cfg *config.Config) (flow.Options, error) {
 		},
 		Questions: flow.QuestionOptions{List: cfg.Policy.Questions.List, AllowCustom: cfg.Policy.Questions.AllowCustom,
 			Required: cfg.Policy.Questions.Required, Ask: cfg.Policy.Questions.Ask},
+		Outbox: flow.OutboxOptions{MaxWait: cfg.Outbox.MaxWait, MaxPending: cfg.Outbox.MaxPending, DegradedAfter: cfg.Outbox.DegradedAfter,
+			EmailConcurrency: cfg.SMTP.Connections, SMSConcurrency: cfg.SMS.Concurrency},
 		TrustedProxies:    cfg.Server.TrustedProxyPrefixes(),
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
 		ReadTimeout:       cfg.Server.ReadTimeout,
