@@ -53,7 +53,7 @@ func sendFlowCode(ctx context.Context, c *challenge) error {
 	// time is kept in the row), so the work of sending cannot weigh on the
 	// answer's time.
 	at, expires := sendTime(c.start.Add(s.padSend.target())), sc.ExpiresAt
-	msg := s.out.decoyRow(o.Type, m.RequestID, c.kind, at, expires)
+	msg := s.out.decoyRow(o.Type, m, c.kind, at, expires)
 	if meth != nil {
 		if j, ok := s.codeMessage(*meth, c.kind, code, m); ok {
 			msg = s.out.row(j, store.OutboxCode, at, expires)
@@ -102,7 +102,9 @@ func (s *Service) codeMessage(meth store.Method, purpose, code string, m Meta) (
 	}
 	data := codeMail{Product: s.o.ProductName, Code: code, Minutes: int(s.o.CodeTTL / time.Minute), Purpose: purpose,
 		URL: s.o.PublicURL.String(), Helpdesk: s.o.Helpdesk}
-	return ch.message(s, meth, data, m)
+	j, ok := ch.message(s, meth, data, m)
+	j.purpose = purpose // the audit says what the code was for
+	return j, ok
 }
 
 // sendAllowed spends the destination's budget and the kind's own (for

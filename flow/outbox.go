@@ -105,6 +105,7 @@ type outboxBody struct {
 // job is a message being made: its body, and what the audit says of it.
 type job struct {
 	requestID string
+	clientIP  string
 	email     *notify.Email
 	sms       *notify.SMS
 	// account and purpose are for the audit events: purpose is a flow
@@ -201,19 +202,19 @@ func sendTime(t time.Time) time.Time {
 func (o *outbox) row(j job, kind string, notBefore, expires time.Time) store.OutboxMessage {
 	body, _ := json.Marshal(outboxBody{Email: j.email, SMS: j.sms}) // plain structs of strings: never fails
 	return store.OutboxMessage{ID: newID(), Kind: kind, Channel: j.channel(), Body: body, AccountID: j.account,
-		RequestID: j.requestID, Purpose: j.purpose, CreatedAt: o.clock(), NotBefore: notBefore, ExpiresAt: expires}
+		RequestID: j.requestID, ClientIP: j.clientIP, Purpose: j.purpose, CreatedAt: o.clock(), NotBefore: notBefore, ExpiresAt: expires}
 }
 
 // decoyRow is the row written for a code that is never sent: as large as
 // a code's mail, so that the store does the same work.
-func (o *outbox) decoyRow(channel, requestID, purpose string, notBefore, expires time.Time) store.OutboxMessage {
+func (o *outbox) decoyRow(channel string, m Meta, purpose string, notBefore, expires time.Time) store.OutboxMessage {
 	if channel != store.MethodSMS {
 		channel = store.MethodEmail
 	}
 	body := make([]byte, decoyBodyLen)
 	_, _ = rand.Read(body)
 	return store.OutboxMessage{ID: newID(), Kind: store.OutboxDecoy, Channel: channel, Body: body,
-		RequestID: requestID, Purpose: purpose, CreatedAt: o.clock(), NotBefore: notBefore, ExpiresAt: expires}
+		RequestID: m.RequestID, ClientIP: m.ClientIP, Purpose: purpose, CreatedAt: o.clock(), NotBefore: notBefore, ExpiresAt: expires}
 }
 
 // decoyBodyLen is about the size of a code's mail as JSON.

@@ -96,7 +96,7 @@ func (to *testOutbox) put(t *testing.T, kind, addr string, delay, ttl time.Durat
 	}
 	m := to.row(j, kind, time.Now().Add(delay), to.svcNow().Add(ttl))
 	if kind == store.OutboxDecoy {
-		m = to.decoyRow(store.MethodEmail, "req-decoy", "reset", time.Now().Add(delay), to.svcNow().Add(ttl))
+		m = to.decoyRow(store.MethodEmail, Meta{RequestID: "req-decoy"}, "reset", time.Now().Add(delay), to.svcNow().Add(ttl))
 	}
 	if err := to.st.EnqueueMessage(t.Context(), m); err != nil {
 		t.Fatal(err)

@@ -149,7 +149,7 @@ func (s *Service) CloseWithin(timeout time.Duration) {
 // destination is not in the event, only its kind.
 func (s *Service) messageFailed(m store.OutboxMessage, reason string) {
 	event, purpose := messageEvent(m, "failed")
-	s.record(context.Background(), Meta{RequestID: m.RequestID}, event, m.AccountID, "failed",
+	s.record(context.Background(), Meta{RequestID: m.RequestID, ClientIP: m.ClientIP}, event, m.AccountID, "failed",
 		map[string]string{"type": m.Channel, "purpose": purpose, "reason": reason})
 }
 
@@ -157,7 +157,7 @@ func (s *Service) messageFailed(m store.OutboxMessage, reason string) {
 // provider accepted it (code.delivered, notice.delivered).
 func (s *Service) messageDelivered(m store.OutboxMessage) {
 	event, purpose := messageEvent(m, "delivered")
-	s.record(context.Background(), Meta{RequestID: m.RequestID}, event, m.AccountID, "success",
+	s.record(context.Background(), Meta{RequestID: m.RequestID, ClientIP: m.ClientIP}, event, m.AccountID, "success",
 		map[string]string{"type": m.Channel, "purpose": purpose})
 }
 

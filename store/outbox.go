@@ -55,9 +55,11 @@ type OutboxMessage struct {
 	// Body is the message as the sender needs it, encrypted at rest and
 	// deleted once the message is finished. Nil once finished.
 	Body []byte
-	// AccountID, RequestID and Purpose are for the audit and logs.
+	// AccountID, RequestID, ClientIP and Purpose are for the audit and
+	// logs (the request that asked for the message).
 	AccountID string
 	RequestID string
+	ClientIP  string
 	Purpose   string
 	// CreatedAt is when the message was written.
 	CreatedAt time.Time

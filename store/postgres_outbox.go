@@ -10,12 +10,12 @@ import (
 )
 
 const pgInsertOutbox = `INSERT INTO outbox
-	(id, kind, channel, priority, state, body_enc, account_id, request_id, purpose, created_at, not_before, expires_at)
-	VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING`
+	(id, kind, channel, priority, state, body_enc, account_id, request_id, client_ip, purpose, created_at, not_before, expires_at)
+	VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING`
 
 func (s *Postgres) insertOutbox(ctx context.Context, exec func(ctx context.Context, sql string, args ...any) (int64, error), m OutboxMessage) error {
 	n, err := exec(ctx, pgInsertOutbox, m.ID, m.Kind, m.Channel, outboxPriority(m.Kind), s.k.sealOutboxBody(m),
-		m.AccountID, m.RequestID, m.Purpose, m.CreatedAt, outboxNotBefore(m), m.ExpiresAt)
+		m.AccountID, m.RequestID, m.ClientIP, m.Purpose, m.CreatedAt, outboxNotBefore(m), m.ExpiresAt)
 	if err != nil {
 		return fmt.Errorf("store: enqueue message: %w", err)
 	}
@@ -96,7 +96,7 @@ func (s *Postgres) ClaimMessages(ctx context.Context, channel string, now time.T
 		FROM (SELECT id FROM outbox WHERE state = 'pending' AND channel = $2 AND not_before <= $3 AND lease_until <= $3
 			ORDER BY priority, not_before LIMIT $4 FOR UPDATE SKIP LOCKED) c
 		WHERE o.id = c.id
-		RETURNING o.id, o.kind, o.channel, o.body_enc, o.account_id, o.request_id, o.purpose, o.created_at, o.not_before, o.expires_at, o.attempts`,
+		RETURNING o.id, o.kind, o.channel, o.body_enc, o.account_id, o.request_id, o.client_ip, o.purpose, o.created_at, o.not_before, o.expires_at, o.attempts`,
 		now.Add(lease), channel, now, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: claim messages: %w", err)
@@ -108,7 +108,7 @@ func (s *Postgres) ClaimMessages(ctx context.Context, channel string, now time.T
 			m   OutboxMessage
 			enc []byte
 		)
-		if err := rows.Scan(&m.ID, &m.Kind, &m.Channel, &enc, &m.AccountID, &m.RequestID, &m.Purpose, &m.CreatedAt, &m.NotBefore, &m.ExpiresAt, &m.Attempts); err != nil {
+		if err := rows.Scan(&m.ID, &m.Kind, &m.Channel, &enc, &m.AccountID, &m.RequestID, &m.ClientIP, &m.Purpose, &m.CreatedAt, &m.NotBefore, &m.ExpiresAt, &m.Attempts); err != nil {
 			return nil, fmt.Errorf("store: claim messages: %w", err)
 		}
 		if err := s.k.openOutboxBody(&m, enc); err != nil {

@@ -9,6 +9,7 @@ CREATE TABLE outbox (
     body_enc    bytea,
     account_id  text        NOT NULL,
     request_id  text        NOT NULL,
+    client_ip   text        NOT NULL,
     purpose     text        NOT NULL,
     created_at  timestamptz NOT NULL,
     not_before  timestamptz NOT NULL,

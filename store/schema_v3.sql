@@ -13,6 +13,7 @@ CREATE TABLE outbox (
     body_enc    BLOB,
     account_id  TEXT    NOT NULL,
     request_id  TEXT    NOT NULL,
+    client_ip   TEXT    NOT NULL,
     purpose     TEXT    NOT NULL,
     created_at  INTEGER NOT NULL,
     not_before  INTEGER NOT NULL,

@@ -9,12 +9,12 @@ import (
 )
 
 const sqliteInsertOutbox = `INSERT INTO outbox
-	(id, kind, channel, priority, state, body_enc, account_id, request_id, purpose, created_at, not_before, expires_at)
-	VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
+	(id, kind, channel, priority, state, body_enc, account_id, request_id, client_ip, purpose, created_at, not_before, expires_at)
+	VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
 
 func (s *SQLite) insertOutbox(ctx context.Context, tx txn, m OutboxMessage) error {
 	res, err := tx.ExecContext(ctx, sqliteInsertOutbox, m.ID, m.Kind, m.Channel, outboxPriority(m.Kind), s.k.sealOutboxBody(m),
-		m.AccountID, m.RequestID, m.Purpose, m.CreatedAt.UnixMicro(), outboxNotBefore(m).UnixMicro(), m.ExpiresAt.UnixMicro())
+		m.AccountID, m.RequestID, m.ClientIP, m.Purpose, m.CreatedAt.UnixMicro(), outboxNotBefore(m).UnixMicro(), m.ExpiresAt.UnixMicro())
 	if err != nil {
 		return fmt.Errorf("store: enqueue message: %w", err)
 	}
@@ -88,7 +88,7 @@ func (s *SQLite) ClaimMessages(ctx context.Context, channel string, now time.Tim
 		rows, err := t.tx.QueryContext(ctx, `UPDATE outbox SET lease_until = ?1, attempts = attempts + 1
 			WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND channel = ?2 AND not_before <= ?3 AND lease_until <= ?3
 				ORDER BY priority, not_before LIMIT ?4)
-			RETURNING id, kind, channel, body_enc, account_id, request_id, purpose, created_at, not_before, expires_at, attempts`,
+			RETURNING id, kind, channel, body_enc, account_id, request_id, client_ip, purpose, created_at, not_before, expires_at, attempts`,
 			now.Add(lease).UnixMicro(), channel, now.UnixMicro(), limit)
 		if err != nil {
 			return fmt.Errorf("store: claim messages: %w", err)
@@ -100,7 +100,7 @@ func (s *SQLite) ClaimMessages(ctx context.Context, channel string, now time.Tim
 				enc                  []byte
 				created, nb, expires int64
 			)
-			if err := rows.Scan(&m.ID, &m.Kind, &m.Channel, &enc, &m.AccountID, &m.RequestID, &m.Purpose, &created, &nb, &expires, &m.Attempts); err != nil {
+			if err := rows.Scan(&m.ID, &m.Kind, &m.Channel, &enc, &m.AccountID, &m.RequestID, &m.ClientIP, &m.Purpose, &created, &nb, &expires, &m.Attempts); err != nil {
 				return fmt.Errorf("store: claim messages: %w", err)
 			}
 			if err := s.k.openOutboxBody(&m, enc); err != nil {

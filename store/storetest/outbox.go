@@ -12,7 +12,7 @@ import (
 
 func outboxMsg(kind, channel string, now time.Time, body string) store.OutboxMessage {
 	return store.OutboxMessage{ID: newID(), Kind: kind, Channel: channel, Body: []byte(body), AccountID: "acct-o",
-		RequestID: "req-" + kind, Purpose: "reset", CreatedAt: now, NotBefore: now, ExpiresAt: now.Add(10 * time.Minute)}
+		RequestID: "req-" + kind, ClientIP: "192.0.2.7", Purpose: "reset", CreatedAt: now, NotBefore: now, ExpiresAt: now.Add(10 * time.Minute)}
 }
 
 func claimIDs(ms []store.OutboxMessage) []string {
@@ -61,7 +61,7 @@ func (s *suite) outboxClaim(t *testing.T) {
 	wantErr(t, "ClaimMessages", err, nil)
 	mustEqual(t, "claimed first", claimIDs(got), []string{code.ID, decoy.ID})
 	if string(got[0].Body) != "code body 123456" || got[0].Attempts != 1 || got[0].Kind != store.OutboxCode ||
-		got[0].AccountID != "acct-o" || got[0].RequestID != "req-code" || got[0].Purpose != "reset" ||
+		got[0].AccountID != "acct-o" || got[0].RequestID != "req-code" || got[0].ClientIP != "192.0.2.7" || got[0].Purpose != "reset" ||
 		!got[0].ExpiresAt.Equal(code.ExpiresAt) || !got[0].CreatedAt.Equal(code.CreatedAt) {
 		t.Fatalf("claimed message %+v", got[0])
 	}
