@@ -25,7 +25,8 @@ import (
 // lease and hands them to its workers (OutboxOptions: how many); a worker
 // sends, then finishes the message (its body is deleted) and the service
 // audits it as delivered only then. A message that fails is tried again
-// after outboxRetryDelays until it expires; one claimed after its expiry
+// after outboxRetryDelays (or as soon as a send on its channel succeeds
+// again) until it expires; one claimed after its expiry
 // (a code's, or its flow's) is not sent and is audited
 // expired_before_send. A message whose instance died in the middle is
 // claimed again once its lease ends: it is sent twice only if the death
@@ -77,6 +78,9 @@ type channelQueue struct {
 	freed   chan struct{} // a worker finished one
 	jobs    chan store.OutboxMessage
 	busy    atomic.Int64
+	// failing is set by a failed send and cleared by the next success,
+	// which brings the retries of the channel forward
+	failing atomic.Bool
 }
 
 // QueueState is the outbox of every instance as this one last saw it
@@ -380,7 +384,7 @@ func (o *outbox) work(q *channelQueue) {
 			if !ok {
 				return
 			}
-			w.deliver(m)
+			w.deliver(q, m)
 			q.busy.Add(-1)
 			signal(q.freed)
 			if w.sess != nil {
@@ -439,7 +443,7 @@ func (w *worker) sendEmail(ctx context.Context, e notify.Email) error {
 var errNoSender = errors.New("no sender for the message's channel")
 
 // deliver sends m, then finishes it, or puts it back for a later try.
-func (w *worker) deliver(m store.OutboxMessage) {
+func (w *worker) deliver(q *channelQueue, m store.OutboxMessage) {
 	o := w.o
 	var b outboxBody
 	err := json.Unmarshal(m.Body, &b)
@@ -461,8 +465,17 @@ func (w *worker) deliver(m store.OutboxMessage) {
 		if o.delivered != nil {
 			o.delivered(m)
 		}
+		if q.failing.Swap(false) {
+			// the server is back: the messages waiting for a retry need
+			// not wait out their back-off
+			if n, err := o.st.ExpediteRetries(context.Background(), q.name, o.clock()); err == nil && n > 0 {
+				o.log.Info("outbox: the "+q.name+" server accepts messages again, retrying the waiting ones now", "messages", n)
+				signal(q.wake)
+			}
+		}
 		return
 	}
+	q.failing.Store(true)
 	if errors.Is(err, errNoSender) || m.Body == nil {
 		o.finish(m, store.OutboxFailed)
 		o.count(m.Channel, "failed")

@@ -204,6 +204,24 @@ func TestOutboxExpiredBeforeSendIsNotSent(t *testing.T) {
 	})
 }
 
+// TestOutboxExpeditesRetriesWhenTheServerIsBack: a message waiting out a
+// long back-off after a failed try is sent as soon as another message
+// gets through (the server is back), not a minute later.
+func TestOutboxExpeditesRetriesWhenTheServerIsBack(t *testing.T) {
+	flowtest.OnBothStores(t, func(t *testing.T) {
+		st, _ := flowtest.OpenStore(t)
+		m := &flakyMailer{fails: 1}
+		o := newTestOutbox(t, st, m, OutboxOptions{EmailConcurrency: 1})
+		o.retryDelays = []time.Duration{time.Hour}
+		o.start()
+		a := o.put(t, store.OutboxCode, "a@example.org", 0, 2*time.Hour)
+		waitFor(t, func() bool { m.mu.Lock(); defer m.mu.Unlock(); return m.tries == 1 }) // failed, back-off an hour
+		b := o.put(t, store.OutboxCode, "b@example.org", 0, 2*time.Hour)
+		// bounded wait (10 s), an hour short of the back-off
+		waitFor(t, func() bool { _, d := o.reports(); return d[a.ID] == 1 && d[b.ID] == 1 })
+	})
+}
+
 // TestOutboxCodesBeforeNotices: with one sender and a backlog, the codes
 // leave before the notices written before them.
 func TestOutboxCodesBeforeNotices(t *testing.T) {

@@ -114,6 +114,11 @@ type Outbox interface {
 	// RetryMessage releases the message's lease and makes it due again at
 	// notBefore. ErrNotFound if there is no pending message with the id.
 	RetryMessage(ctx context.Context, id string, notBefore time.Time) error
+	// ExpediteRetries makes the pending messages of channel that wait for
+	// a retry (tried before, not leased, due after now) due at now, and
+	// returns how many: the server is back, the backlog need not wait out
+	// its back-off.
+	ExpediteRetries(ctx context.Context, channel string, now time.Time) (int, error)
 	// OutboxStats counts the pending messages and those sent at or after
 	// since.
 	OutboxStats(ctx context.Context, since time.Time) (OutboxStats, error)

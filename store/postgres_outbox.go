@@ -173,6 +173,16 @@ func (s *Postgres) RetryMessage(ctx context.Context, id string, notBefore time.T
 	return nil
 }
 
+// ExpediteRetries implements Store.
+func (s *Postgres) ExpediteRetries(ctx context.Context, channel string, now time.Time) (int, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE outbox SET not_before = $1
+		WHERE state = 'pending' AND channel = $2 AND attempts > 0 AND lease_until <= $1 AND not_before > $1`, now, channel)
+	if err != nil {
+		return 0, fmt.Errorf("store: expedite retries: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
 // OutboxStats implements Store.
 func (s *Postgres) OutboxStats(ctx context.Context, since time.Time) (OutboxStats, error) {
 	var (

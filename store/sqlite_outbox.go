@@ -172,6 +172,21 @@ func (s *SQLite) RetryMessage(ctx context.Context, id string, notBefore time.Tim
 	})
 }
 
+// ExpediteRetries implements Store.
+func (s *SQLite) ExpediteRetries(ctx context.Context, channel string, now time.Time) (int, error) {
+	var n int64
+	err := s.writeTx(ctx, func(tx txn) error {
+		res, err := tx.ExecContext(ctx, `UPDATE outbox SET not_before = ?1
+			WHERE state = 'pending' AND channel = ?2 AND attempts > 0 AND lease_until <= ?1 AND not_before > ?1`, now.UnixMicro(), channel)
+		if err != nil {
+			return fmt.Errorf("store: expedite retries: %w", err)
+		}
+		n, _ = res.RowsAffected()
+		return nil
+	})
+	return int(n), err
+}
+
 // OutboxStats implements Store.
 func (s *SQLite) OutboxStats(ctx context.Context, since time.Time) (OutboxStats, error) {
 	var (

@@ -168,21 +168,21 @@ type Scaling struct {
 
 // Checks are the correctness results: a failure here fails the run.
 type Checks struct {
-	PasswordsChanged  int            `json:"passwords_changed"`
-	PasswordsVerified int            `json:"passwords_verified_by_bind"`
-	CodesRequested    int            `json:"codes_requested"`
-	CodesReceived     int            `json:"codes_received"`
+	PasswordsChanged  int `json:"passwords_changed"`
+	PasswordsVerified int `json:"passwords_verified_by_bind"`
+	CodesRequested    int `json:"codes_requested"`
+	CodesReceived     int `json:"codes_received"`
 	// CodesBusy counts the code sends answered 503 busy (the outbox was
 	// full): every code asked for either arrived or was answered busy.
 	CodesBusy int `json:"codes_busy"`
 	// CodeMailsPerSecond is the code mails that reached the mail server
 	// per second of the full reset scenario's runs (the outbox's rate).
-	CodeMailsPerSecond float64 `json:"code_mails_per_second,omitempty"`
-	ResetsCompleted   int            `json:"resets_completed"`
-	MessagesReceived  int            `json:"messages_received"`
-	MessagesBySubject map[string]int `json:"messages_by_subject"`
-	SMSReceived       int            `json:"sms_received"`
-	Failures          []string       `json:"failures,omitempty"`
+	CodeMailsPerSecond float64        `json:"code_mails_per_second,omitempty"`
+	ResetsCompleted    int            `json:"resets_completed"`
+	MessagesReceived   int            `json:"messages_received"`
+	MessagesBySubject  map[string]int `json:"messages_by_subject"`
+	SMSReceived        int            `json:"sms_received"`
+	Failures           []string       `json:"failures,omitempty"`
 }
 
 // ErrCorrectness is returned (wrapped) when a check failed.
@@ -207,7 +207,7 @@ type run struct {
 	busy  atomic.Int64 // code sends answered 503 busy
 	// mails taken by fullReset, and the time it ran (the outbox's rate)
 	resetMails, resetWall atomic.Int64
-	done  atomic.Int64 // resets completed
+	done                  atomic.Int64 // resets completed
 	// user ranges
 	chg, rawChg, rawAdm, rst, reg [2]int
 	regNext                       atomic.Int64

@@ -27,7 +27,8 @@ func claimIDs(ms []store.OutboxMessage) []string {
 // oldest; a message not yet due, another channel's, or one leased is not
 // claimed; the body comes back as written; a lease that ran out lets the
 // message be claimed again (attempts counted); finishing deletes the body
-// and keeps it from every later claim; retry makes it due again later.
+// and keeps it from every later claim; retry makes it due again later, and
+// ExpediteRetries due at once.
 func (s *suite) outboxClaim(t *testing.T) {
 	st, ctx, now := s.open(t), ctxT(t), base()
 	notice := outboxMsg(store.OutboxNotice, store.MethodEmail, now.Add(-2*time.Second), "notice body")
@@ -92,9 +93,17 @@ func (s *suite) outboxClaim(t *testing.T) {
 	got, err = st.ClaimMessages(ctx, store.MethodEmail, now.Add(4*time.Minute), time.Minute, 10)
 	wantErr(t, "ClaimMessages", err, nil)
 	mustEqual(t, "claimed before the retry time", len(got), 0)
-	got, err = st.ClaimMessages(ctx, store.MethodEmail, now.Add(5*time.Minute), time.Minute, 10)
+	// the server is back: the retry is brought forward (sms: untouched,
+	// never tried)
+	n, err := st.ExpediteRetries(ctx, store.MethodEmail, now.Add(4*time.Minute))
+	wantErr(t, "ExpediteRetries", err, nil)
+	mustEqual(t, "expedited", n, 1)
+	n, err = st.ExpediteRetries(ctx, store.MethodSMS, now.Add(4*time.Minute))
+	wantErr(t, "ExpediteRetries sms", err, nil)
+	mustEqual(t, "expedited sms", n, 0)
+	got, err = st.ClaimMessages(ctx, store.MethodEmail, now.Add(4*time.Minute), time.Minute, 10)
 	wantErr(t, "ClaimMessages", err, nil)
-	mustEqual(t, "claimed at the retry time", claimIDs(got), []string{later.ID})
+	mustEqual(t, "claimed once expedited", claimIDs(got), []string{later.ID})
 	got, err = st.ClaimMessages(ctx, store.MethodSMS, now, time.Minute, 10)
 	wantErr(t, "ClaimMessages sms", err, nil)
 	mustEqual(t, "sms claimed", claimIDs(got), []string{sms.ID})
@@ -108,7 +117,7 @@ func (s *suite) outboxClaim(t *testing.T) {
 
 	// Purge keeps finished rows for OutboxKeepDone, then deletes them;
 	// pending ones stay
-	n, err := st.Purge(ctx, now.Add(store.OutboxKeepDone-time.Minute))
+	n, err = st.Purge(ctx, now.Add(store.OutboxKeepDone-time.Minute))
 	wantErr(t, "Purge", err, nil)
 	if n != 0 {
 		t.Fatalf("Purge removed %d rows before OutboxKeepDone, want 0", n)
