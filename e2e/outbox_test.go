@@ -257,8 +257,8 @@ func TestOutboxSMTPOutage(t *testing.T) {
 
 	proxy.setDown(true)
 	t0 := time.Now()
-	e.askCode("carol")            // expires at t0+10s, during the outage
-	time.Sleep(5 * time.Second)   // the outage goes on (a step of the scenario, not a wait for a result)
+	e.askCode("carol")           // expires at t0+10s, during the outage
+	time.Sleep(5 * time.Second)  // the outage goes on (a step of the scenario, not a wait for a result)
 	bf, bmid := e.askCode("bob") // expires at t0+15s
 	time.Sleep(time.Until(t0.Add(11 * time.Second)))
 	proxy.setDown(false)
