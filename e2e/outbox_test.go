@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"io"
 	"net"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
 	"github.com/latchkeyhq/latchkey/internal/blackbox"
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
+	"github.com/latchkeyhq/latchkey/store/pgtest"
 )
 
 // smtpProxy forwards SMTP to mailpit and can be taken down: while down it
@@ -301,3 +303,53 @@ func countLog(t *testing.T, e *env, s string) int {
 // sqlitePath is the SQLite database of e (the default store of
 // writeConfig: latchkey.db in its work directory).
 func (e *env) sqlitePath() string { return filepath.Join(e.work, "latchkey.db") }
+
+// TestOutboxKilledInstanceOtherSends: two instances share a PostgreSQL
+// store; A's mail server is away, B's is not. Codes asked for through A
+// are sent by B (the outbox is shared); A is SIGKILLed right after the
+// last answer, holding codes still in their send delay: B sends those
+// too. Every code arrives exactly once and works.
+func TestOutboxKilledInstanceOtherSends(t *testing.T) {
+	parallel(t)
+	srv := dirtest.StartOpenLDAP(t)
+	for _, u := range []string{"frank", "grace", "heidi"} {
+		addToGroup(t, srv, u, "staff")
+	}
+	pg := pgtest.Start(t)
+	db := pg.NewDatabase(t)
+	mail, sms := startMail(t)
+	proxy := startSMTPProxy(t, mail)
+	key := make([]byte, 48)
+	rand.Read(key)
+	a := startGateway(t, srv, mail, sms, params{Store: postgresStore(pg, db), SecretKey: key, Limits: proxy.params()})
+	b := startGateway(t, srv, mail, sms, params{Store: postgresStore(pg, db), SecretKey: key})
+	for _, u := range outboxUsers {
+		b.register(u, outboxAddr(u), "")
+	}
+	settleSends(t, mail, sms)
+	b.clearMail()
+
+	proxy.setDown(true) // A cannot send
+	type asked struct {
+		f   flow
+		mid string
+	}
+	flows := map[string]asked{}
+	for _, u := range outboxUsers {
+		f, mid := a.askCode(u)
+		flows[u] = asked{f, mid}
+	}
+	a.kill()
+	for _, u := range outboxUsers {
+		_, code := codeMails(t, mail, outboxAddr(u), 1)
+		b.secrets = append(b.secrets, code)
+		f := flows[u]
+		b.must(200, b.verify(&f.f, f.mid, code), "verify the code B sent for "+u)
+	}
+	time.Sleep(noSendWait) // a check that nothing more is sent waits out the send delay
+	for _, u := range outboxUsers {
+		if n, _ := codeMails(t, mail, outboxAddr(u), 1); n != 1 {
+			t.Errorf("%s: %d code mails, want exactly 1", u, n)
+		}
+	}
+}
