@@ -1007,8 +1007,8 @@ func (rep *Report) WriteTable(w io.Writer) {
 	}
 	fmt.Fprintf(w, "gateway peak RSS (VmHWM): %.1f MiB%s\n", float64(rep.PeakRSSKiB)/1024, each)
 	c := rep.Checks
-	fmt.Fprintf(w, "checks: %d passwords changed, %d verified by bind; %d codes asked, %d received; %d resets completed; %d messages (%d SMS)\n",
-		c.PasswordsChanged, c.PasswordsVerified, c.CodesRequested, c.CodesReceived, c.ResetsCompleted, c.MessagesReceived, c.SMSReceived)
+	fmt.Fprintf(w, "checks: %d passwords changed, %d verified by bind; %d codes asked, %d received, %d answered busy; %d resets completed; %d messages (%d SMS); %.1f code mails/s in the full resets\n",
+		c.PasswordsChanged, c.PasswordsVerified, c.CodesRequested, c.CodesReceived, c.CodesBusy, c.ResetsCompleted, c.MessagesReceived, c.SMSReceived, c.CodeMailsPerSecond)
 	for _, f := range c.Failures {
 		fmt.Fprintf(w, "FAILED: %s\n", f)
 	}
