@@ -332,8 +332,10 @@ func runGateway(ctx context.Context, cfg *config.Config, stderr io.Writer, w wir
 		return exitFail
 	}
 	defer func() {
-		// after the HTTP server stopped: send what is queued (codes in
-		// their jitter time, notices, retries), within a bound
+		// after the HTTP server stopped: send what this instance wrote
+		// to the outbox (codes in their jitter time, notices, retries),
+		// within a bound; the rest stays in the store for the next start
+		// or another instance
 		svc.Close()
 		log.Info("outbox drained")
 	}()
