@@ -106,8 +106,11 @@ func (s *Service) AddMethod(ctx context.Context, sess store.Session, typ, addres
 		return MethodView{}, problem(CodeMethodLimit, nil)
 	}
 	meth := store.Method{ID: newID(), AccountID: sess.AccountID, Type: typ, Address: addr, CreatedAt: s.now()}
-	// budgets before anything is stored: a throttled request leaves no
-	// unverified method behind
+	// a full outbox, then budgets, before anything is stored: a refused
+	// request leaves no unverified method behind
+	if s.out.busy() {
+		return MethodView{}, problem(CodeBusy, nil)
+	}
 	if err := s.spendRegistrationSend(ctx, sess, meth, m); err != nil {
 		return MethodView{}, err
 	}

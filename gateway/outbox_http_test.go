@@ -130,3 +130,22 @@ func TestOutboxMetricsAndReadiness(t *testing.T) {
 		t.Errorf("oldest code age missing or under 10 s:\n%s", body)
 	}
 }
+
+// TestBusyOutboxRefusesANewMethodBeforeStoringIt: adding an address while
+// the outbox is busy answers 503 busy and stores no method (no
+// unverified leftover, no budget spent); once it is not busy the same
+// address is added and its code sent.
+func TestBusyOutboxRefusesANewMethodBeforeStoringIt(t *testing.T) {
+	tb := newTestbed(t, func(o *flow.Options) { o.Outbox.MaxPending = 1 })
+	sess, err := tb.svc.SignIn(t.Context(), "carol", tb.dir.Password("carol"), flow.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stallOutbox(t, tb, 1, true)
+	if _, err := tb.svc.AddMethod(t.Context(), sess, "email", "carol@home.example", flow.Meta{}); flow.AsProblem(err).Code != flow.CodeBusy {
+		t.Fatalf("add while busy: %v", err)
+	}
+	if ms, err := tb.st.ListMethods(t.Context(), sess.AccountID); err != nil || len(ms) != 0 {
+		t.Fatalf("methods stored while busy: %+v %v", ms, err)
+	}
+}
