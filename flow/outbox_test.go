@@ -3,6 +3,7 @@ package flow
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -280,6 +281,44 @@ func TestOutboxRestartSendsWhatWasLeft(t *testing.T) {
 		if got := m.sentTo(); len(got) != 4 {
 			t.Fatalf("sent %v, want each of the 4 once", got)
 		}
+	})
+}
+
+// TestOutboxTwoInstancesSendEachOnce: 500 messages written while no
+// instance runs (as a crashed one leaves them) are sent by two instances
+// sharing the store, each message exactly once between them.
+func TestOutboxTwoInstancesSendEachOnce(t *testing.T) {
+	flowtest.OnBothStores(t, func(t *testing.T) {
+		st, _ := flowtest.OpenStore(t)
+		crashed := newTestOutbox(t, st, &flakyMailer{}, OutboxOptions{}) // never started
+		var ids []string
+		for i := range 500 {
+			kind := store.OutboxCode
+			if i%5 == 0 {
+				kind = store.OutboxNotice
+			}
+			ids = append(ids, crashed.put(t, kind, fmt.Sprintf("u%d@example.org", i), 0, time.Hour).ID)
+		}
+		ma, mb := &flakyMailer{}, &flakyMailer{}
+		a := newTestOutbox(t, st, ma, OutboxOptions{EmailConcurrency: 4})
+		b := newTestOutbox(t, st, mb, OutboxOptions{EmailConcurrency: 4})
+		a.start()
+		b.start()
+		waitFor(t, func() bool { return len(ma.sentTo())+len(mb.sentTo()) >= 500 && pendingMessages(t, st) == 0 })
+		a.close(10 * time.Second)
+		b.close(10 * time.Second)
+		seen := map[string]int{}
+		for _, to := range append(ma.sentTo(), mb.sentTo()...) {
+			seen[to]++
+		}
+		_, da := a.reports()
+		_, db := b.reports()
+		for i, id := range ids {
+			if to := fmt.Sprintf("u%d@example.org", i); seen[to] != 1 || da[id]+db[id] != 1 {
+				t.Fatalf("%s: sent %d times, audited delivered %d times", to, seen[to], da[id]+db[id])
+			}
+		}
+		t.Logf("instance a sent %d, b %d", len(ma.sentTo()), len(mb.sentTo()))
 	})
 }
 
