@@ -486,7 +486,14 @@ func (w *worker) deliver(q *channelQueue, m store.OutboxMessage) {
 	}
 	o.count(m.Channel, "failed")
 	d := o.retryDelays[min(max(m.Attempts, 1), len(o.retryDelays))-1]
-	o.log.Warn("sending "+m.Channel+" failed, will retry", "request_id", m.RequestID, "attempt", m.Attempts, "retry_in", d.String(), "error", err.Error())
+	// a long outage retries every message for hours: the first tries are
+	// warnings, the rest debug lines (the metrics count every one)
+	level := slog.LevelWarn
+	if m.Attempts > len(o.retryDelays) {
+		level = slog.LevelDebug
+	}
+	o.log.Log(context.Background(), level, "sending "+m.Channel+" failed, will retry", "request_id", m.RequestID, "attempt", m.Attempts,
+		"retry_in", d.String(), "error", err.Error())
 	if err := o.st.RetryMessage(context.Background(), m.ID, o.clock().Add(d)); err != nil {
 		o.log.Error("outbox: putting a message back failed (its lease will end)", "request_id", m.RequestID, "error", err.Error())
 	}
