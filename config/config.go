@@ -18,6 +18,7 @@ type Config struct {
 	Store     Store     `mapstructure:"store"`
 	Log       Log       `mapstructure:"log"`
 	Limits    Limits    `mapstructure:"limits"`
+	Outbox    Outbox    `mapstructure:"outbox"`
 
 	// Demo is set by `latchkey demo` (WithDemo), never by the file or the
 	// environment. It allows directory.insecure_skip_verify and requires a
@@ -189,6 +190,8 @@ type SMS struct {
 	AllowedCountries []string `mapstructure:"allowed_countries"`
 	Twilio           Twilio   `mapstructure:"twilio"`
 	Webhook          Webhook  `mapstructure:"webhook"`
+	// Concurrency is how many SMS each instance sends at once.
+	Concurrency int `mapstructure:"concurrency"`
 }
 
 // Twilio configures the Twilio Messages API.
@@ -242,6 +245,25 @@ type SMTP struct {
 	// From is the sender: "Latchkey <no-reply@example.org>".
 	From    string        `mapstructure:"from"`
 	Timeout time.Duration `mapstructure:"timeout"`
+	// Connections is how many SMTP sessions each instance sends on at
+	// once (each kept open while mail keeps coming).
+	Connections int `mapstructure:"connections"`
+}
+
+// Outbox configures the queue of mail and SMS waiting to be sent (kept in
+// the store, shared by every instance).
+type Outbox struct {
+	// MaxWait: when the codes waiting would not all leave within it at the
+	// measured send rate, or the oldest has waited longer, a new code is
+	// refused with 503 busy ("try again in a minute") for every username
+	// alike.
+	MaxWait time.Duration `mapstructure:"max_wait"`
+	// MaxPending: with this many codes waiting, new codes are refused the
+	// same way.
+	MaxPending int `mapstructure:"max_pending"`
+	// DegradedAfter: /readyz reports "outbox": "degraded" (still 200)
+	// while the oldest pending code has waited longer than this.
+	DegradedAfter time.Duration `mapstructure:"degraded_after"`
 }
 
 // Store drivers, the values of store.driver.
@@ -529,13 +551,16 @@ func rawDefaults() *Config {
 			Provider:         SMSTwilio,
 			AllowedCountries: []string{},
 			Twilio:           Twilio{BaseURL: DefaultTwilioURL},
+			Concurrency:      4,
 		},
 		SMTP: SMTP{
-			TLS:     SMTPTLSMandatory,
-			Timeout: 10 * time.Second,
+			TLS:         SMTPTLSMandatory,
+			Timeout:     10 * time.Second,
+			Connections: 4,
 		},
-		Store: Store{Driver: StoreSQLite},
-		Log:   Log{Level: "info", Format: "json", AuditRetention: DefaultAuditRetention},
+		Outbox: Outbox{MaxWait: time.Minute, MaxPending: 10000, DegradedAfter: 2 * time.Minute},
+		Store:  Store{Driver: StoreSQLite},
+		Log:    Log{Level: "info", Format: "json", AuditRetention: DefaultAuditRetention},
 		Limits: Limits{
 			Window:                 time.Hour,
 			StartsPerAccount:       10,

@@ -72,6 +72,10 @@ const (
 	// MinIPv6SitePrefix bounds limits.ipv6_site_prefix from below (and
 	// limits.ipv6_prefix from above).
 	MinIPv6SitePrefix = 16
+	// MaxSenders bounds smtp.connections and sms.concurrency.
+	MaxSenders = 64
+	// MaxOutboxWait bounds outbox.max_wait.
+	MaxOutboxWait = time.Hour
 )
 
 type checker struct{ problems []Problem }
@@ -149,6 +153,7 @@ func (c *Config) Validate() error {
 	c.validateStore(&ch)
 	c.validateLog(&ch)
 	c.validateLimits(&ch)
+	c.validateOutbox(&ch)
 	if len(ch.problems) > 0 {
 		return &ValidationError{Problems: ch.problems}
 	}
@@ -541,6 +546,17 @@ func (c *Config) validatePolicyNumbers(ch *checker) {
 	}
 }
 
+func (c *Config) validateOutbox(ch *checker) {
+	o := c.Outbox
+	if o.MaxWait < time.Second || o.MaxWait > MaxOutboxWait {
+		ch.add("outbox.max_wait", "must be 1s to %s, got %s", MaxOutboxWait, o.MaxWait)
+	}
+	if o.MaxPending < 1 {
+		ch.add("outbox.max_pending", "must be at least 1, got %d", o.MaxPending)
+	}
+	ch.positive("outbox.degraded_after", o.DegradedAfter)
+}
+
 func (c *Config) validateEmail(ch *checker) {
 	// the demo delivers to its outbox page, never to an SMTP server
 	if !c.Email.Enabled || c.Demo {
@@ -571,6 +587,9 @@ func (c *Config) validateEmail(ch *checker) {
 		ch.add("smtp.from", "must be one address, e.g. Latchkey <no-reply@example.org>")
 	}
 	ch.positive("smtp.timeout", s.Timeout)
+	if s.Connections < 1 || s.Connections > MaxSenders {
+		ch.add("smtp.connections", "must be 1-%d, got %d", MaxSenders, s.Connections)
+	}
 }
 
 var (
@@ -584,6 +603,9 @@ func (c *Config) validateSMS(ch *checker) {
 	s := c.SMS
 	if !s.Enabled {
 		return
+	}
+	if s.Concurrency < 1 || s.Concurrency > MaxSenders {
+		ch.add("sms.concurrency", "must be 1-%d, got %d", MaxSenders, s.Concurrency)
 	}
 	if len(s.AllowedCountries) == 0 {
 		ch.add("sms.allowed_countries", "required when sms.enabled is true: the ISO 3166-1 codes (GB, DE) numbers may belong to")

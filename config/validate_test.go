@@ -154,6 +154,11 @@ func TestValidate(t *testing.T) {
 		}, "", ""},
 		{"directory timeout", func(c *config.Config) { c.Directory.Timeout = 0 }, "directory.timeout", "positive"},
 		{"pool size", func(c *config.Config) { c.Directory.PoolSize = 0 }, "directory.pool_size", "1-100"},
+		{"outbox max wait", func(c *config.Config) { c.Outbox.MaxWait = 0 }, "outbox.max_wait", "1s to 1h0m0s"},
+		{"outbox max wait long", func(c *config.Config) { c.Outbox.MaxWait = 2 * time.Hour }, "outbox.max_wait", "1s to 1h0m0s"},
+		{"outbox max pending", func(c *config.Config) { c.Outbox.MaxPending = 0 }, "outbox.max_pending", "at least 1"},
+		{"outbox degraded after", func(c *config.Config) { c.Outbox.DegradedAfter = 0 }, "outbox.degraded_after", "positive"},
+		{"smtp connections", func(c *config.Config) { c.SMTP.Connections = 65 }, "smtp.connections", "1-64"},
 		// policy
 		{"scope bad", func(c *config.Config) { c.Policy.Scope = "everyone" }, "policy.scope", "none, selected, all"},
 		{"scope all without groups", func(c *config.Config) { c.Policy.Scope = "all"; c.Policy.Groups = nil }, "", ""},

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -357,8 +358,10 @@ func waitReady(t testing.TB, e *env) {
 }
 
 // TestSMTPDown: with the mail server gone, a reset proven by SMS still
-// completes; the reset notice that cannot be mailed is retried, then
-// audited as notice.failed. The user sees no error.
+// completes; the reset notices that cannot be mailed are neither lost nor
+// audited delivered: they wait in the outbox (its metrics show them) to
+// be retried until the server is back, while the SMS notice goes out and
+// is audited delivered. The user sees no error.
 func TestSMTPDown(t *testing.T) {
 	parallel(t)
 	srv := dirtest.StartOpenLDAP(t)
@@ -375,19 +378,37 @@ func TestSMTPDown(t *testing.T) {
 	if err := srv.UserBind("carol", "No-Mail-Still-Fine-8"); err != nil {
 		t.Fatal(err)
 	}
-	// two mail notices (registered address, directory mail) fail after
-	// their retries; the SMS notice goes out
+	// two mail notices (registered address, directory mail; with the
+	// registration's notices still waiting too) are tried and wait for the
+	// server; the SMS notice goes out
 	deadline := time.Now().Add(30 * time.Second)
-	for countAudit(t, []*env{e}, `"event":"notice.failed"`, `"purpose":"password_reset"`, `"type":"email"`) < 2 {
+	for countAudit(t, []*env{e}, `"event":"notice.delivered"`, `"purpose":"password_reset"`, `"type":"sms"`) < 1 ||
+		!regexp.MustCompile(`latchkey_outbox_pending\{kind="notice"\} [2-9]`).MatchString(e.metrics()) ||
+		!regexp.MustCompile(`latchkey_outbox_messages_total\{channel="email",outcome="failed"\} [1-9]`).MatchString(e.metrics()) {
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(e.audit)
-			t.Fatalf("no notice.failed audit events:\n%s", tail(string(b), 3000))
+			t.Fatalf("the mail notices are not pending after failed tries, or the SMS notice was not delivered:\n%s\n%s", e.metrics(), tail(string(b), 3000))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if n := countAudit(t, []*env{e}, `"event":"notice.failed"`, `"type":"sms"`); n != 0 {
-		t.Fatalf("%d SMS notices failed", n)
+	if n := countAudit(t, []*env{e}, `"event":"notice.delivered"`, `"type":"email"`, `"purpose":"password_reset"`); n != 0 {
+		t.Fatalf("%d mail notices audited delivered with the mail server gone", n)
 	}
+	if n := countAudit(t, []*env{e}, `"event":"notice.failed"`); n != 0 {
+		t.Fatalf("%d notices given up on within seconds", n)
+	}
+}
+
+// metrics is the gateway's /metrics text.
+func (e *env) metrics() string {
+	e.t.Helper()
+	res, err := httpClient.Get(e.base + "/metrics")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return string(b)
 }
 
 // TestStoreUnavailable: with PostgreSQL stopped the API answers a clear 503

@@ -21,6 +21,12 @@ func sendFlowCode(ctx context.Context, c *challenge) error {
 	if slices.Contains(f.Verified, o.ID) || s.proofClosed(f) != nil {
 		return nil // nothing to send: proven already, or being completed
 	}
+	// A full outbox refuses every flow alike, before anything is spent
+	// (decided from the queue of every instance, never from the name).
+	if s.out.busy() {
+		s.record(ctx, m, "blocked", f.AccountID, "outbox_busy", nil)
+		return problem(CodeBusy, nil)
+	}
 	// Budgets first: a throttled send must not replace the live code (and
 	// reset its tries). Every flow spends the account's budget, real or not.
 	acctOK := s.hit(ctx, "send:"+f.st.Acct, s.o.Limits.SendsPerAccount, s.o.Limits.Window)
@@ -41,17 +47,24 @@ func sendFlowCode(ctx context.Context, c *challenge) error {
 	code := newCode(s.o.CodeLength)
 	sc := store.Code{FlowID: f.ID, Purpose: c.kind, MethodID: o.ID, AccountID: f.AccountID,
 		Hash: s.k.codeHash(flowBinding(f), c.kind, o.ID, code), ExpiresAt: s.now().Add(s.o.CodeTTL)}
-	if err := s.d.Store.IssueCode(ctx, sc); err != nil {
-		return storeProblem(err)
-	}
+	// The message is written with the code, in one transaction: a real
+	// one, or a decoy row (never sent) so that the store does the same
+	// work for every name. It leaves once this answer has left (the send
+	// time is kept in the row), so the work of sending cannot weigh on the
+	// answer's time.
+	at, expires := sendTime(c.start.Add(s.padSend.target())), sc.ExpiresAt
+	msg := s.out.decoyRow(o.Type, m, c.kind, at, expires)
 	if meth != nil {
 		if j, ok := s.codeMessage(*meth, c.kind, code, m); ok {
-			// sent once this answer has left, so that the work of sending
-			// cannot weigh on its time
-			s.out.enqueueAfter(j, c.start.Add(s.padSend.target()))
+			msg = s.out.row(j, store.OutboxCode, at, expires)
 		}
 	}
-	s.record(ctx, m, c.kind+".code_sent", f.AccountID, "success", map[string]string{"method": o.ID, "type": o.Type, "to": o.Hint})
+	if err := s.d.Store.IssueCodeWithMessage(ctx, sc, msg); err != nil {
+		return storeProblem(err)
+	}
+	s.out.written(msg)
+	// queued: code.delivered follows once the server accepted it
+	s.record(ctx, m, c.kind+".code_sent", f.AccountID, "queued", map[string]string{"method": o.ID, "type": o.Type, "to": o.Hint})
 	return nil
 }
 
@@ -89,7 +102,9 @@ func (s *Service) codeMessage(meth store.Method, purpose, code string, m Meta) (
 	}
 	data := codeMail{Product: s.o.ProductName, Code: code, Minutes: int(s.o.CodeTTL / time.Minute), Purpose: purpose,
 		URL: s.o.PublicURL.String(), Helpdesk: s.o.Helpdesk}
-	return ch.message(s, meth, data, m)
+	j, ok := ch.message(s, meth, data, m)
+	j.purpose = purpose // the audit says what the code was for
+	return j, ok
 }
 
 // sendAllowed spends the destination's budget and the kind's own (for

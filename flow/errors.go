@@ -68,6 +68,9 @@ const (
 	CodeMethodNotFound   = "method_not_found"
 	CodeMethodType       = "method_unavailable"
 	CodeUnavailable      = "unavailable"
+	// CodeBusy: the outbox holds more codes than leave within
+	// outbox.max_wait; the same for every username
+	CodeBusy             = "busy"
 	CodeNotFound         = "not_found"
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeTooLarge         = "too_large"
@@ -110,6 +113,7 @@ var messages = map[string]string{
 	CodeMethodNotFound:   "That method does not exist.",
 	CodeMethodType:       "That kind of method is not available.",
 	CodeUnavailable:      "The service is temporarily unavailable. Please try again in a few minutes.",
+	CodeBusy:             "We are sending many codes right now: try again in a minute.",
 	CodeNotFound:         "Page not found.",
 	CodeMethodNotAllowed: "Method not allowed.",
 	CodeTooLarge:         "The request is too large.",
@@ -144,6 +148,7 @@ var statuses = map[string]int{
 	CodeMethodNotFound:   http.StatusNotFound,
 	CodeMethodType:       http.StatusUnprocessableEntity,
 	CodeUnavailable:      http.StatusServiceUnavailable,
+	CodeBusy:             http.StatusServiceUnavailable,
 	CodeNotFound:         http.StatusNotFound,
 	CodeMethodNotAllowed: http.StatusMethodNotAllowed,
 	CodeTooLarge:         http.StatusRequestEntityTooLarge,

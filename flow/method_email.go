@@ -46,7 +46,7 @@ func (emailMethod) message(s *Service, meth store.Method, data codeMail, m Meta)
 		s.log.Error("rendering a code mail failed", "error", err.Error())
 		return job{}, false
 	}
-	return job{requestID: m.RequestID, email: &e, account: meth.AccountID, purpose: "code"}, true
+	return job{requestID: m.RequestID, clientIP: m.ClientIP, email: &e, account: meth.AccountID, purpose: "code"}, true
 }
 
 func (emailMethod) learn(h string, emails, _ *tally[string]) {

@@ -48,7 +48,7 @@ func (smsMethod) message(s *Service, meth store.Method, data codeMail, m Meta) (
 		s.log.Error("rendering a code sms failed", "error", err.Error())
 		return job{}, false
 	}
-	return job{requestID: m.RequestID, sms: &notify.SMS{To: meth.Address, Body: body}, account: meth.AccountID, purpose: "code"}, true
+	return job{requestID: m.RequestID, clientIP: m.ClientIP, sms: &notify.SMS{To: meth.Address, Body: body}, account: meth.AccountID, purpose: "code"}, true
 }
 
 // learn counts a number's hint without its last two digits, which fakes

@@ -219,12 +219,12 @@ func (s *Service) sendNotice(typ, addr, account string, data noticeMail, m Meta)
 	if typ == store.MethodSMS {
 		body, err := s.mails.sms("notice", data)
 		if err == nil {
-			s.out.enqueue(job{requestID: m.RequestID, sms: &notify.SMS{To: addr, Body: body}, account: account, purpose: purpose})
+			s.out.enqueue(context.Background(), job{requestID: m.RequestID, clientIP: m.ClientIP, sms: &notify.SMS{To: addr, Body: body}, account: account, purpose: purpose})
 		}
 		return
 	}
 	e, err := s.mails.email("notice", addr, data)
 	if err == nil {
-		s.out.enqueue(job{requestID: m.RequestID, email: &e, account: account, purpose: purpose})
+		s.out.enqueue(context.Background(), job{requestID: m.RequestID, clientIP: m.ClientIP, email: &e, account: account, purpose: purpose})
 	}
 }

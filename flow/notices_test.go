@@ -8,13 +8,13 @@ import (
 	"time"
 )
 
-// waitOutboxIdle waits until every message queued so far is sent or given
-// up on.
+// waitOutboxIdle waits until every message written so far by this
+// instance is sent or given up on.
 func (tb *testbed) waitOutboxIdle(t *testing.T) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); tb.svc.out.inflight.Load() != 0; {
+	for deadline := time.Now().Add(10 * time.Second); tb.svc.out.pendingLocal() != 0; {
 		if time.Now().After(deadline) {
-			t.Fatalf("outbox still has %d messages in flight", tb.svc.out.inflight.Load())
+			t.Fatalf("outbox still has %d messages not finished", tb.svc.out.pendingLocal())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

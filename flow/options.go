@@ -58,8 +58,29 @@ type Options struct {
 	Limits Limits
 	// Questions configure security questions (method "questions").
 	Questions QuestionOptions
+	// Outbox configures the sending of mail and SMS.
+	Outbox OutboxOptions
 	// Timeouts of the HTTP server (server.*_timeout).
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+}
+
+// OutboxOptions configure the outbox (outbox.*, smtp.connections,
+// sms.concurrency).
+type OutboxOptions struct {
+	// MaxWait: when the codes waiting would not all leave within it at the
+	// measured send rate (or the oldest has waited longer), new codes
+	// answer busy (outbox.max_wait).
+	MaxWait time.Duration
+	// MaxPending: with this many codes waiting, new codes answer busy
+	// (outbox.max_pending).
+	MaxPending int
+	// DegradedAfter: /readyz says degraded while the oldest pending code
+	// has waited longer (outbox.degraded_after).
+	DegradedAfter time.Duration
+	// EmailConcurrency and SMSConcurrency are the senders of each channel
+	// on this instance (smtp.connections, sms.concurrency).
+	EmailConcurrency int
+	SMSConcurrency   int
 }
 
 // Deps are the gateway's collaborators.
@@ -110,6 +131,11 @@ func (o *Options) setDefaults() error {
 	orDefault(&o.IdleTimeout, d.Server.IdleTimeout)
 	o.Limits.setDefaults(d.Limits)
 	o.Questions.setDefaults(d.Policy.Questions)
+	orDefault(&o.Outbox.MaxWait, d.Outbox.MaxWait)
+	orDefault(&o.Outbox.MaxPending, d.Outbox.MaxPending)
+	orDefault(&o.Outbox.DegradedAfter, d.Outbox.DegradedAfter)
+	orDefault(&o.Outbox.EmailConcurrency, d.SMTP.Connections)
+	orDefault(&o.Outbox.SMSConcurrency, d.SMS.Concurrency)
 	return o.check()
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"sync"
@@ -11,61 +12,123 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey/notify"
+	"github.com/latchkeyhq/latchkey/store"
 )
 
 // outbox sends mail and SMS in the background, so that neither the speed nor
 // the failure of SMTP or the SMS provider shows in any response.
 //
-// A message that fails is tried again after outboxRetryDelays; after the
-// last try the failed hook runs (the service audits it). On shutdown close
-// sends everything queued, waiting for messages still in their settle or
-// jitter time and for retries, within a time bound.
+// Every message waits in the store's outbox (store.Outbox), written with
+// the change that asks for it (a code: in the same transaction), so a crash
+// or a restart loses none and every instance sends any of them. Each
+// channel (email, SMS) has a dispatcher that claims due messages with a
+// lease and hands them to its workers (OutboxOptions: how many); a worker
+// sends, then finishes the message (its body is deleted) and the service
+// audits it as delivered only then. A message that fails is tried again
+// after outboxRetryDelays (or as soon as a send on its channel succeeds
+// again) until it expires; one claimed after its expiry
+// (a code's, or its flow's) is not sent and is audited
+// expired_before_send. A message whose instance died in the middle is
+// claimed again once its lease ends: it is sent twice only if the death
+// fell between the server's acceptance and the finish.
+//
+// The anti-timing delay is kept in the row: a message may not leave before
+// NotBefore (the answer's time, outboxSettle, and a random part of
+// outboxJitter), on this instance or any other, after a restart too.
 type outbox struct {
+	st     store.Store
 	mailer notify.Mailer
 	sms    notify.SMSSender
 	log    *slog.Logger
-	jobs   chan job
-	wg     sync.WaitGroup
+	opts   OutboxOptions
+	// clock schedules (NotBefore, leases: wall-clock time); svcNow is the
+	// service's clock, which codes' and flows' expiries are in
+	clock  func() time.Time
+	svcNow func() time.Time
+	// failed is called once for a message not sent: reason
+	// expired_before_send or send_failed; delivered once a server accepted
+	// one (the service audits both)
+	failed    func(m store.OutboxMessage, reason string)
+	delivered func(m store.OutboxMessage)
+	// retryDelays are the waits after the first, second... failed try
+	// (the last one repeats)
+	retryDelays []time.Duration
+	lease       time.Duration
+
+	queues []*channelQueue
 	stop   chan struct{}
 	once   sync.Once
-	// inflight counts messages accepted and not yet sent or given up,
-	// including those waiting for their time (enqueueAfter) or a retry
-	inflight atomic.Int64
-	// pending holds those messages by id, so that the ones a shutdown
-	// leaves behind can be reported (failed) rather than vanish
-	mu      sync.Mutex
-	pending map[uint64]job
-	seq     uint64
-	// failed, if set, is called once for a message whose last try failed
-	failed func(j job, err error)
-	// retryDelays are the waits before the second, third... try
-	retryDelays []time.Duration
+	wg     sync.WaitGroup
+
+	// local holds the ids of the messages this instance wrote and has not
+	// seen finished: Close waits for them (as long as its bound allows)
+	mu    sync.Mutex
+	local map[string]bool // id -> is a decoy
+
+	state   atomic.Pointer[QueueState]
+	counts  sync.Map // "channel/outcome" -> *atomic.Int64
+	started bool
 }
 
+// channelQueue is one channel's dispatcher and workers.
+type channelQueue struct {
+	name    string
+	workers int
+	wake    chan struct{} // a message was written here
+	freed   chan struct{} // a worker finished one
+	jobs    chan store.OutboxMessage
+	busy    atomic.Int64
+	// failing is set by a failed send and cleared by the next success,
+	// which brings the retries of the channel forward
+	failing atomic.Bool
+}
+
+// QueueState is the outbox of every instance as this one last saw it
+// (refreshed every outboxStatsEvery).
+type QueueState struct {
+	// PendingCodes and PendingNotices wait to be sent (decoys not counted).
+	PendingCodes   int `json:"pending_codes"`
+	PendingNotices int `json:"pending_notices"`
+	// OldestCode is how long the oldest pending code has been due.
+	OldestCode time.Duration `json:"-"`
+	// SendRate is the messages sent per second over the last
+	// outboxRateWindow, by every instance.
+	SendRate float64 `json:"send_rate"`
+	// Busy: new codes would not leave within OutboxOptions.MaxWait (or the
+	// queue holds MaxPending codes): sends answer busy.
+	Busy bool `json:"busy"`
+	// Known is false until the state was read once.
+	Known bool `json:"-"`
+}
+
+type outboxBody struct {
+	Email *notify.Email `json:"e,omitempty"`
+	SMS   *notify.SMS   `json:"s,omitempty"`
+}
+
+// job is a message being made: its body, and what the audit says of it.
 type job struct {
 	requestID string
+	clientIP  string
 	email     *notify.Email
 	sms       *notify.SMS
-	// account and purpose are for the audit event of a failure:
-	// "code" or "notice:<event>"
+	// account and purpose are for the audit events: purpose is a flow
+	// kind, "register", or "notice:<event>"
 	account string
 	purpose string
-	attempt int
-	id      uint64 // in outbox.pending
 }
 
-// Why a message was given up on without its last try failing.
-var (
-	errOutboxFull     = errors.New("outbox full: message dropped")
-	errOutboxShutdown = errors.New("shutdown: message not sent within the drain time")
-)
+func (j job) channel() string {
+	if j.sms != nil {
+		return store.MethodSMS
+	}
+	return store.MethodEmail
+}
 
 const (
-	outboxWorkers  = 4
-	outboxCapacity = 1024
-	// outboxSettle is how long a message waits after it was queued, so
-	// that the answer of the request that queued it leaves first: the work
-	// of sending must not slow that answer down (a timing tell).
+	// outboxSettle is how long a message waits after the answer of the
+	// request that wrote it, so that the answer leaves first: the work of
+	// sending must not slow that answer down (a timing tell).
 	outboxSettle = 3 * time.Millisecond
 	// outboxJitter spreads the sending of codes asked for without any
 	// proof over a random half second: the CPU a send takes must not land
@@ -73,82 +136,223 @@ const (
 	// name has no real method.
 	outboxJitter = 500 * time.Millisecond
 	// MaxSendDelay is the longest a message waits in the outbox before its
-	// first try (the settle and the jitter). A check that nothing was sent
-	// must wait longer than this.
+	// first try (the settle and the jitter) when a worker is free. A check
+	// that nothing was sent must wait longer than this.
 	MaxSendDelay = outboxSettle + outboxJitter
 	sendTimeout  = 30 * time.Second
-	// OutboxDrainTimeout bounds how long Close waits for queued messages.
+	// OutboxDrainTimeout bounds how long Close waits for the messages this
+	// instance wrote; what is left stays in the store for the next start
+	// or another instance.
 	OutboxDrainTimeout = 20 * time.Second
+	// outboxLease is how long a claim holds a message: longer than a send
+	// may take, so that only a dead worker's messages are claimed again.
+	outboxLease = sendTimeout + 15*time.Second
+	// outboxPoll is the longest a dispatcher sleeps without being woken
+	// (messages written by other instances, leases that ran out).
+	outboxPoll = time.Second
+	// outboxNoticeLifetime: a notice not sent within it is given up on.
+	outboxNoticeLifetime = 24 * time.Hour
+	// outboxStatsEvery is how often the queue state is read.
+	outboxStatsEvery = 250 * time.Millisecond
+	// outboxRateWindow is the window of the measured send rate.
+	outboxRateWindow = time.Minute
+	// outboxMinRate is the send rate assumed while less was measured (an
+	// idle queue measures nothing).
+	outboxMinRate = 1.0
 )
 
-// outboxRetryDelays: three tries in all, over about three seconds. A code
-// is only useful for minutes and a user can ask for another one; a notice
-// that still fails is audited (notice.failed).
-var outboxRetryDelays = []time.Duration{time.Second, 2 * time.Second}
+// outboxRetryDelays: a failed message waits 1, 2, 5, 10, then 30 s
+// between tries, until it expires.
+var outboxRetryDelays = []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second}
 
-func newOutbox(m notify.Mailer, s notify.SMSSender, log *slog.Logger) *outbox {
-	o := &outbox{mailer: m, sms: s, log: log, jobs: make(chan job, outboxCapacity), stop: make(chan struct{}),
-		retryDelays: outboxRetryDelays, pending: map[uint64]job{}}
-	for i := 0; i < outboxWorkers; i++ {
-		o.wg.Add(1)
-		go o.work()
+func newOutbox(st store.Store, m notify.Mailer, s notify.SMSSender, log *slog.Logger, opts OutboxOptions, svcNow func() time.Time) *outbox {
+	o := &outbox{st: st, mailer: m, sms: s, log: log, opts: opts, clock: time.Now, svcNow: svcNow,
+		retryDelays: outboxRetryDelays, lease: outboxLease, stop: make(chan struct{}), local: map[string]bool{}}
+	for _, c := range []struct {
+		name string
+		n    int
+	}{{store.MethodEmail, opts.EmailConcurrency}, {store.MethodSMS, opts.SMSConcurrency}} {
+		o.queues = append(o.queues, &channelQueue{name: c.name, workers: c.n, wake: make(chan struct{}, 1),
+			freed: make(chan struct{}, 1), jobs: make(chan store.OutboxMessage, c.n)})
 	}
+	o.state.Store(&QueueState{})
 	return o
 }
 
-// enqueue queues j now. It never blocks: when the queue is full the
-// message is dropped and logged (the user can ask for another code).
-func (o *outbox) enqueue(j job) {
-	o.put(o.accept(j))
-}
-
-// accept counts j in flight and keeps it in pending until done.
-func (o *outbox) accept(j job) job {
-	o.inflight.Add(1)
-	o.mu.Lock()
-	o.seq++
-	j.id = o.seq
-	o.pending[j.id] = j
-	o.mu.Unlock()
-	return j
-}
-
-// done ends j: sent, or given up on. It reports whether j was still
-// pending: false once a shutdown has reported it as not sent.
-func (o *outbox) done(j job) bool {
-	o.mu.Lock()
-	_, ok := o.pending[j.id]
-	delete(o.pending, j.id)
-	o.mu.Unlock()
-	if ok {
-		o.inflight.Add(-1)
+// start runs the dispatchers, workers and the state reader.
+func (o *outbox) start() {
+	o.started = true
+	for _, q := range o.queues {
+		o.wg.Add(1 + q.workers)
+		go o.dispatch(q)
+		for range q.workers {
+			go o.work(q)
+		}
 	}
-	return ok
+	o.wg.Add(1)
+	go o.watch()
 }
 
-func (o *outbox) put(j job) {
-	select {
-	case o.jobs <- j:
-	default:
-		o.log.Error("outbox full, message dropped", "request_id", j.requestID)
-		if o.done(j) && o.failed != nil {
-			o.failed(j, errOutboxFull)
+// sendTime is when a message asked for at t may leave: outboxSettle after
+// t plus a random part of outboxJitter.
+func sendTime(t time.Time) time.Time {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	jitter := time.Duration(binary.BigEndian.Uint64(b[:]) % uint64(outboxJitter))
+	return t.Add(outboxSettle + jitter)
+}
+
+// row is j as an outbox message of kind, due at notBefore.
+func (o *outbox) row(j job, kind string, notBefore, expires time.Time) store.OutboxMessage {
+	body, _ := json.Marshal(outboxBody{Email: j.email, SMS: j.sms}) // plain structs of strings: never fails
+	return store.OutboxMessage{ID: newID(), Kind: kind, Channel: j.channel(), Body: body, AccountID: j.account,
+		RequestID: j.requestID, ClientIP: j.clientIP, Purpose: j.purpose, CreatedAt: o.clock(), NotBefore: notBefore, ExpiresAt: expires}
+}
+
+// decoyRow is the row written for a code that is never sent: as large as
+// a code's mail, so that the store does the same work.
+func (o *outbox) decoyRow(channel string, m Meta, purpose string, notBefore, expires time.Time) store.OutboxMessage {
+	if channel != store.MethodSMS {
+		channel = store.MethodEmail
+	}
+	body := make([]byte, decoyBodyLen)
+	_, _ = rand.Read(body)
+	return store.OutboxMessage{ID: newID(), Kind: store.OutboxDecoy, Channel: channel, Body: body,
+		RequestID: m.RequestID, ClientIP: m.ClientIP, Purpose: purpose, CreatedAt: o.clock(), NotBefore: notBefore, ExpiresAt: expires}
+}
+
+// decoyBodyLen is about the size of a code's mail as JSON.
+const decoyBodyLen = 2048
+
+// enqueue writes a notice (or another message not tied to a code) due
+// after outboxSettle. It is written right after the change it tells of,
+// not in its transaction.
+func (o *outbox) enqueue(ctx context.Context, j job) {
+	m := o.row(j, store.OutboxNotice, o.clock().Add(outboxSettle), o.svcNow().Add(outboxNoticeLifetime))
+	if err := o.st.EnqueueMessage(context.WithoutCancel(ctx), m); err != nil {
+		// the store is down: the message cannot be kept (audited)
+		o.log.Error("outbox: message not stored", "request_id", j.requestID, "error", err.Error())
+		if o.failed != nil {
+			o.failed(m, "not_stored")
+		}
+		return
+	}
+	o.written(m)
+}
+
+// written tells the dispatcher of m's channel that m was stored.
+func (o *outbox) written(m store.OutboxMessage) {
+	o.mu.Lock()
+	o.local[m.ID] = m.Kind == store.OutboxDecoy
+	o.mu.Unlock()
+	for _, q := range o.queues {
+		if q.name == m.Channel {
+			signal(q.wake)
 		}
 	}
 }
 
-// enqueueAfter queues j outboxSettle after t (when the answer of the
-// request has left) plus a random part of outboxJitter. No worker waits
-// meanwhile: a timer queues it.
-func (o *outbox) enqueueAfter(j job, t time.Time) {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	jitter := time.Duration(binary.BigEndian.Uint64(b[:]) % uint64(outboxJitter))
-	o.later(o.accept(j), time.Until(t.Add(outboxSettle))+jitter)
+func (o *outbox) forget(id string) {
+	o.mu.Lock()
+	delete(o.local, id)
+	o.mu.Unlock()
 }
 
-func (o *outbox) later(j job, d time.Duration) {
-	time.AfterFunc(d, func() { o.put(j) })
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// dispatch claims due messages of q's channel for its free workers.
+func (o *outbox) dispatch(q *channelQueue) {
+	defer o.wg.Done()
+	defer close(q.jobs)
+	ctx := context.Background()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		select {
+		case <-o.stop:
+			return
+		default:
+		}
+		wait := outboxPoll
+		free := q.workers - int(q.busy.Load())
+		next, err := o.st.NextDue(ctx, q.name)
+		switch {
+		case err != nil:
+			o.log.Warn("outbox: reading the queue failed", "channel", q.name, "error", err.Error())
+		case next.IsZero():
+		case !next.After(o.clock()) && free > 0:
+			ms, err := o.st.ClaimMessages(ctx, q.name, o.clock(), o.lease, free)
+			if err != nil {
+				o.log.Warn("outbox: claiming messages failed", "channel", q.name, "error", err.Error())
+				break
+			}
+			for _, m := range ms {
+				if o.settle(m) {
+					continue
+				}
+				q.busy.Add(1)
+				q.jobs <- m // room: at most workers are busy
+			}
+			if len(ms) > 0 {
+				continue // perhaps more are due
+			}
+		case next.After(o.clock()):
+			wait = min(wait, next.Sub(o.clock()))
+		}
+		timer.Reset(wait)
+		select {
+		case <-o.stop:
+			return
+		case <-q.wake:
+		case <-q.freed:
+		case <-timer.C:
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// settle finishes a claimed message that is not to be sent: a decoy (at
+// its time, never sent), or one expired (audited). It reports whether m
+// was finished.
+func (o *outbox) settle(m store.OutboxMessage) bool {
+	switch {
+	case m.Kind == store.OutboxDecoy:
+		o.finish(m, store.OutboxDiscarded)
+		return true
+	case !o.svcNow().Before(m.ExpiresAt):
+		o.finish(m, store.OutboxExpired)
+		o.count(m.Channel, "expired")
+		o.log.Info("outbox: message expired before it could be sent", "request_id", m.RequestID, "channel", m.Channel, "attempts", m.Attempts)
+		if o.failed != nil {
+			o.failed(m, "expired_before_send")
+		}
+		return true
+	}
+	return false
+}
+
+func (o *outbox) finish(m store.OutboxMessage, state string) {
+	if err := o.st.FinishMessage(context.Background(), m.ID, state, o.clock()); err != nil {
+		// the lease ends and another try follows: the message may leave twice
+		o.log.Error("outbox: finishing a message failed", "request_id", m.RequestID, "state", state, "error", err.Error())
+		return
+	}
+	o.forget(m.ID)
+}
+
+func (o *outbox) count(channel, outcome string) {
+	c, _ := o.counts.LoadOrStore(channel+"/"+outcome, new(atomic.Int64))
+	c.(*atomic.Int64).Add(1)
 }
 
 // worker is one sending goroutine. With a mailer that keeps sessions
@@ -168,7 +372,7 @@ const (
 	outboxSessionAge      = 30 * time.Second
 )
 
-func (o *outbox) work() {
+func (o *outbox) work(q *channelQueue) {
 	defer o.wg.Done()
 	w := &worker{o: o}
 	defer w.closeSession()
@@ -176,23 +380,18 @@ func (o *outbox) work() {
 	idle.Stop()
 	for {
 		select {
-		case j := <-o.jobs:
-			w.send(j)
+		case m, ok := <-q.jobs:
+			if !ok {
+				return
+			}
+			w.deliver(q, m)
+			q.busy.Add(-1)
+			signal(q.freed)
 			if w.sess != nil {
 				idle.Reset(outboxSessionIdle)
 			}
 		case <-idle.C:
 			w.closeSession()
-		case <-o.stop:
-			// drain what is queued, then exit
-			for {
-				select {
-				case j := <-o.jobs:
-					w.send(j)
-				default:
-					return
-				}
-			}
 		}
 	}
 }
@@ -241,69 +440,142 @@ func (w *worker) sendEmail(ctx context.Context, e notify.Email) error {
 	}
 }
 
-func (w *worker) send(j job) {
+var errNoSender = errors.New("no sender for the message's channel")
+
+// deliver sends m, then finishes it, or puts it back for a later try.
+func (w *worker) deliver(q *channelQueue, m store.OutboxMessage) {
 	o := w.o
-	ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
-	defer cancel()
-	var err error
-	kind := "email"
-	switch {
-	case j.email != nil && o.mailer != nil:
-		err = w.sendEmail(ctx, *j.email)
-	case j.sms != nil && o.sms != nil:
-		kind = "sms"
-		err = o.sms.SendSMS(ctx, *j.sms)
+	var b outboxBody
+	err := json.Unmarshal(m.Body, &b)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
+		switch {
+		case b.Email != nil && o.mailer != nil:
+			err = w.sendEmail(ctx, *b.Email)
+		case b.SMS != nil && o.sms != nil:
+			err = o.sms.SendSMS(ctx, *b.SMS)
+		default:
+			err = errNoSender
+		}
+		cancel()
 	}
 	if err == nil {
-		o.done(j)
+		o.finish(m, store.OutboxSent)
+		o.count(m.Channel, "sent")
+		if o.delivered != nil {
+			o.delivered(m)
+		}
+		if q.failing.Swap(false) {
+			// the server is back: the messages waiting for a retry need
+			// not wait out their back-off
+			if n, err := o.st.ExpediteRetries(context.Background(), q.name, o.clock()); err == nil && n > 0 {
+				o.log.Info("outbox: the "+q.name+" server accepts messages again, retrying the waiting ones now", "messages", n)
+				signal(q.wake)
+			}
+		}
 		return
 	}
-	if j.attempt < len(o.retryDelays) {
-		o.log.Warn("sending "+kind+" failed, will retry", "request_id", j.requestID, "attempt", j.attempt+1, "error", err.Error())
-		d := o.retryDelays[j.attempt]
-		j.attempt++
-		o.later(j, d)
+	q.failing.Store(true)
+	if errors.Is(err, errNoSender) || m.Body == nil {
+		o.finish(m, store.OutboxFailed)
+		o.count(m.Channel, "failed")
+		if o.failed != nil {
+			o.failed(m, "send_failed")
+		}
 		return
 	}
-	o.log.Error("sending "+kind+" failed, giving up", "request_id", j.requestID, "attempts", j.attempt+1, "error", err.Error())
-	if o.done(j) && o.failed != nil {
-		o.failed(j, err)
+	o.count(m.Channel, "failed")
+	d := o.retryDelays[min(max(m.Attempts, 1), len(o.retryDelays))-1]
+	// a long outage retries every message for hours: the first tries are
+	// warnings, the rest debug lines (the metrics count every one)
+	level := slog.LevelWarn
+	if m.Attempts > len(o.retryDelays) {
+		level = slog.LevelDebug
+	}
+	o.log.Log(context.Background(), level, "sending "+m.Channel+" failed, will retry", "request_id", m.RequestID, "attempt", m.Attempts,
+		"retry_in", d.String(), "error", err.Error())
+	if err := o.st.RetryMessage(context.Background(), m.ID, o.clock().Add(d)); err != nil {
+		o.log.Error("outbox: putting a message back failed (its lease will end)", "request_id", m.RequestID, "error", err.Error())
 	}
 }
 
-// close stops the workers after the waiting messages are queued and the
-// queue is drained, or when timeout has passed: then the messages not sent
-// are logged and each goes to the failed hook (audited), and are lost.
-func (o *outbox) close(timeout time.Duration) {
-	done := make(chan struct{})
-	go func() {
-		// wait until nothing waits for its time or a retry and nothing
-		// is queued or being sent (requests have stopped: no new ones)
-		for o.inflight.Load() > 0 {
-			time.Sleep(10 * time.Millisecond)
-		}
-		o.once.Do(func() { close(o.stop) })
-		o.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(timeout):
-		// taken out of pending: a worker or timer still running finds
-		// them gone (done reports false) and reports nothing twice
-		o.mu.Lock()
-		left := make([]job, 0, len(o.pending))
-		for _, j := range o.pending {
-			left = append(left, j)
-		}
-		o.pending = map[uint64]job{}
-		o.inflight.Store(0)
-		o.mu.Unlock()
-		o.log.Error("outbox: shutdown timeout, messages not sent", "messages", len(left), "timeout", timeout.String())
-		if o.failed != nil {
-			for _, j := range left {
-				o.failed(j, errOutboxShutdown)
-			}
+// watch reads the queue state every outboxStatsEvery.
+func (o *outbox) watch() {
+	defer o.wg.Done()
+	t := time.NewTicker(outboxStatsEvery)
+	defer t.Stop()
+	for {
+		o.refresh(context.Background())
+		select {
+		case <-o.stop:
+			return
+		case <-t.C:
 		}
 	}
+}
+
+func (o *outbox) refresh(ctx context.Context) {
+	now := o.clock()
+	st, err := o.st.OutboxStats(ctx, now.Add(-outboxRateWindow))
+	if err != nil {
+		o.log.Warn("outbox: reading the queue state failed", "error", err.Error())
+		return
+	}
+	q := QueueState{PendingCodes: st.PendingCodes, PendingNotices: st.PendingNotices, Known: true,
+		SendRate: float64(st.Sent) / outboxRateWindow.Seconds()}
+	if !st.OldestCode.IsZero() && now.After(st.OldestCode) {
+		q.OldestCode = now.Sub(st.OldestCode)
+	}
+	q.Busy = o.opts.busy(q)
+	o.state.Store(&q)
+}
+
+// busy reports whether new codes are refused (QueueState.Busy).
+func (o *outbox) busy() bool { return o.state.Load().Busy }
+
+// busy decides back-pressure from the queue of every instance alone: the
+// same answer for every username.
+func (opts OutboxOptions) busy(q QueueState) bool {
+	if q.PendingCodes == 0 {
+		return false
+	}
+	if opts.MaxPending > 0 && q.PendingCodes >= opts.MaxPending {
+		return true
+	}
+	rate := max(q.SendRate, outboxMinRate)
+	return float64(q.PendingCodes)/rate > opts.MaxWait.Seconds() || q.OldestCode > opts.MaxWait
+}
+
+// close stops the outbox once the messages this instance wrote are
+// finished, or when timeout has passed: what is left stays in the store,
+// for the next start or another instance, and is logged.
+func (o *outbox) close(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for i := 0; o.pendingLocal() > 0 && time.Now().Before(deadline); i++ {
+		// another instance may have sent some of them: once a fresh read
+		// finds nothing pending at all, only decoys can be left
+		if i%10 == 9 {
+			o.refresh(context.Background())
+			if st := o.state.Load(); st.Known && st.PendingCodes+st.PendingNotices == 0 {
+				break
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	o.once.Do(func() { close(o.stop) })
+	done := make(chan struct{})
+	go func() { o.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(max(time.Until(deadline), time.Second)):
+	}
+	if n := o.pendingLocal(); n > 0 {
+		o.log.Warn("outbox: messages left in the store for the next start or another instance", "messages", n, "timeout", timeout.String())
+	}
+}
+
+func (o *outbox) pendingLocal() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.local)
 }

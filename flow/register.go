@@ -120,8 +120,11 @@ func (s *Service) AddMethod(ctx context.Context, sess store.Session, typ, addres
 		return MethodView{}, problem(CodeMethodLimit, nil)
 	}
 	meth := store.Method{ID: newID(), AccountID: sess.AccountID, Type: typ, Address: addr, CreatedAt: s.now()}
-	// budgets before anything is stored: a throttled request leaves no
-	// unverified method behind
+	// a full outbox, then budgets, before anything is stored: a refused
+	// request leaves no unverified method behind
+	if s.out.busy() {
+		return MethodView{}, problem(CodeBusy, nil)
+	}
 	if err := s.spendRegistrationSend(ctx, sess, meth, m); err != nil {
 		return MethodView{}, err
 	}
@@ -195,6 +198,9 @@ func (s *Service) spendRegistrationSend(ctx context.Context, sess store.Session,
 }
 
 func (s *Service) issueRegistrationCode(ctx context.Context, sess store.Session, meth store.Method, m Meta) error {
+	if s.out.busy() {
+		return problem(CodeBusy, nil)
+	}
 	now := s.now()
 	flowID := s.regFlowID(sess.ID, meth.ID)
 	if _, err := s.d.Store.GetFlow(ctx, flowID, now); err != nil {
@@ -210,17 +216,24 @@ func (s *Service) issueRegistrationCode(ctx context.Context, sess store.Session,
 	code := newCode(s.o.CodeLength)
 	c := store.Code{FlowID: flowID, Purpose: regPurpose(meth.Type), MethodID: meth.ID, AccountID: sess.AccountID,
 		Hash: s.k.codeHash(flowID, regPurpose(meth.Type), meth.ID, code), ExpiresAt: now.Add(s.o.CodeTTL)}
-	if err := s.d.Store.IssueCode(ctx, c); err != nil {
-		return storeProblem(err)
-	}
 	// the destination is read from the store, never from the request
 	stored, err := s.d.Store.GetMethod(ctx, sess.AccountID, meth.ID)
 	if err != nil {
 		return storeProblem(err)
 	}
-	if j, ok := s.codeMessage(stored, "register", code, m); ok {
-		s.out.enqueue(j)
+	j, ok := s.codeMessage(stored, "register", code, m)
+	if !ok {
+		if err := s.d.Store.IssueCode(ctx, c); err != nil {
+			return storeProblem(err)
+		}
+		return nil
 	}
+	// the code and its message in one transaction
+	msg := s.out.row(j, store.OutboxCode, s.out.clock().Add(outboxSettle), c.ExpiresAt)
+	if err := s.d.Store.IssueCodeWithMessage(ctx, c, msg); err != nil {
+		return storeProblem(err)
+	}
+	s.out.written(msg)
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -126,9 +127,11 @@ func NewService(o Options, d Deps) (*Service, error) {
 	}
 	s := &Service{o: o, d: d, k: k, log: d.Log, audit: d.Audit, mails: mt, stats: newEventCounts(), sampler: newAuditSampler(o.Limits.Window),
 		padStart: newPadder(o.PadFloor), padSend: newPadder(o.PadFloor), padVerify: newPadder(o.PadFloor),
-		padSignIn: newPadder(o.PadFloor), padChange: newPadder(o.PadFloor),
-		out: newOutbox(d.Mailer, d.SMS, d.Log)}
+		padSignIn: newPadder(o.PadFloor), padChange: newPadder(o.PadFloor)}
+	s.out = newOutbox(d.Store, d.Mailer, d.SMS, d.Log, o.Outbox, s.now)
 	s.out.failed = s.messageFailed
+	s.out.delivered = s.messageDelivered
+	s.out.start()
 	return s, nil
 }
 
@@ -144,29 +147,49 @@ func (s *Service) CloseWithin(timeout time.Duration) {
 	s.storeSummaries(context.Background(), s.sampler.flush(s.now()))
 }
 
-// messageFailed audits a message the outbox gave up on: a notice the user
-// never got (notice.failed) or a code (code.failed; the user can ask for
-// another), with why: every try failed (send_failed), the queue was full
-// (outbox_full), or a shutdown's drain time ran out (shutdown). The
+// messageFailed audits a message the outbox did not send: a notice the
+// user never got (notice.failed) or a code (code.failed; the user can ask
+// for another), with why: its code, flow or lifetime ended before it could
+// be sent (expired_before_send), it could not be sent at all
+// (send_failed), or the store refused to keep it (not_stored). The
 // destination is not in the event, only its kind.
-func (s *Service) messageFailed(j job, err error) {
-	typ := store.MethodEmail
-	if j.sms != nil {
-		typ = store.MethodSMS
+func (s *Service) messageFailed(m store.OutboxMessage, reason string) {
+	event, purpose := messageEvent(m, "failed")
+	s.record(context.Background(), Meta{RequestID: m.RequestID, ClientIP: m.ClientIP}, event, m.AccountID, "failed",
+		map[string]string{"type": m.Channel, "purpose": purpose, "reason": reason})
+}
+
+// messageDelivered audits a message once the mail server or the SMS
+// provider accepted it (code.delivered, notice.delivered).
+func (s *Service) messageDelivered(m store.OutboxMessage) {
+	event, purpose := messageEvent(m, "delivered")
+	s.record(context.Background(), Meta{RequestID: m.RequestID, ClientIP: m.ClientIP}, event, m.AccountID, "success",
+		map[string]string{"type": m.Channel, "purpose": purpose})
+}
+
+func messageEvent(m store.OutboxMessage, what string) (event, purpose string) {
+	if p, ok := strings.CutPrefix(m.Purpose, "notice:"); ok {
+		return "notice." + what, p
 	}
-	event, purpose := "code.failed", j.purpose
-	if strings.HasPrefix(j.purpose, "notice:") {
-		event, purpose = "notice.failed", strings.TrimPrefix(j.purpose, "notice:")
-	}
-	reason := "send_failed"
-	switch {
-	case errors.Is(err, errOutboxFull):
-		reason = "outbox_full"
-	case errors.Is(err, errOutboxShutdown):
-		reason = "shutdown"
-	}
-	s.record(context.Background(), Meta{RequestID: j.requestID}, event, j.account, "failed",
-		map[string]string{"type": typ, "purpose": purpose, "reason": reason})
+	return "code." + what, m.Purpose
+}
+
+// Queue is the outbox of every instance as this one last read it.
+func (s *Service) Queue() QueueState { return *s.out.state.Load() }
+
+// QueueDegraded reports whether the oldest pending code has waited longer
+// than outbox.degraded_after (for /readyz).
+func (s *Service) QueueDegraded() bool { return s.Queue().OldestCode > s.o.Outbox.DegradedAfter }
+
+// OutboxCounts are the messages this instance sent, failed to send (each
+// failed try) and found expired, by channel ("email/sent": n).
+func (s *Service) OutboxCounts() map[string]int64 {
+	out := map[string]int64{}
+	s.out.counts.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*atomic.Int64).Load()
+		return true
+	})
+	return out
 }
 
 func (s *Service) now() time.Time { return s.d.Now().UTC() }

@@ -125,7 +125,33 @@ func (m *metrics) handler(c echo.Context) error {
 	for _, e := range m.svc.EventCounts() {
 		fmt.Fprintf(&b, "latchkey_events_total{event=%q,outcome=%q} %d\n", e.Type, e.Outcome, e.N)
 	}
+	m.outboxMetrics(&b)
 	fmt.Fprintf(&b, "# HELP latchkey_uptime_seconds Seconds since start.\n# TYPE latchkey_uptime_seconds gauge\nlatchkey_uptime_seconds %g\n", time.Since(m.started).Seconds())
 	m.mu.Unlock()
 	return c.Blob(http.StatusOK, "text/plain; version=0.0.4; charset=utf-8", []byte(b.String()))
+}
+
+// outboxMetrics: the queue of every instance (as this one last read it)
+// and what this instance's senders did, by channel.
+func (m *metrics) outboxMetrics(b *strings.Builder) {
+	q := m.svc.Queue()
+	b.WriteString("# HELP latchkey_outbox_pending Messages waiting to be sent, all instances, by kind.\n# TYPE latchkey_outbox_pending gauge\n")
+	fmt.Fprintf(b, "latchkey_outbox_pending{kind=\"code\"} %d\nlatchkey_outbox_pending{kind=\"notice\"} %d\n", q.PendingCodes, q.PendingNotices)
+	b.WriteString("# HELP latchkey_outbox_oldest_code_seconds How long the oldest pending code has been due.\n# TYPE latchkey_outbox_oldest_code_seconds gauge\n")
+	fmt.Fprintf(b, "latchkey_outbox_oldest_code_seconds %g\n", q.OldestCode.Seconds())
+	b.WriteString("# HELP latchkey_outbox_send_rate Messages sent per second over the last minute, all instances.\n# TYPE latchkey_outbox_send_rate gauge\n")
+	fmt.Fprintf(b, "latchkey_outbox_send_rate %g\n", q.SendRate)
+	busy := 0
+	if q.Busy {
+		busy = 1
+	}
+	b.WriteString("# HELP latchkey_outbox_busy 1 while new codes are refused (outbox.max_wait, outbox.max_pending).\n# TYPE latchkey_outbox_busy gauge\n")
+	fmt.Fprintf(b, "latchkey_outbox_busy %d\n", busy)
+	b.WriteString("# HELP latchkey_outbox_messages_total Messages this instance sent, tries that failed, and messages expired before they could be sent, by channel.\n# TYPE latchkey_outbox_messages_total counter\n")
+	counts := m.svc.OutboxCounts()
+	for _, ch := range []string{"email", "sms"} {
+		for _, outcome := range []string{"sent", "failed", "expired"} {
+			fmt.Fprintf(b, "latchkey_outbox_messages_total{channel=%q,outcome=%q} %d\n", ch, outcome, counts[ch+"/"+outcome])
+		}
+	}
 }

@@ -44,12 +44,12 @@ func TestReadinessThroughOutages(t *testing.T) {
 		}
 	}
 	ok := map[string]string{"directory": "ok", "store": "ok"}
-	check("/readyz", 200, ok)
+	check("/readyz", 200, map[string]string{"directory": "ok", "store": "ok", "outbox": "ok"})
 	check("/healthz/deps", 200, ok)
 
 	tb.dir.SetPingError(&directory.Error{Op: "ping", Kind: directory.ErrUnavailable})
 	dirDown := map[string]string{"directory": "unavailable", "store": "ok"}
-	check("/readyz", 200, dirDown)
+	check("/readyz", 200, map[string]string{"directory": "unavailable", "store": "ok", "outbox": "ok"})
 	check("/healthz/deps", 503, dirDown)
 	tb.dir.SetPingError(nil)
 
@@ -58,7 +58,7 @@ func TestReadinessThroughOutages(t *testing.T) {
 		t.Fatal(err)
 	}
 	storeDown := map[string]string{"directory": "ok", "store": "unavailable"}
-	check("/readyz", 200, storeDown)
+	check("/readyz", 200, map[string]string{"directory": "ok", "store": "unavailable", "outbox": "ok"})
 	check("/healthz/deps", 503, storeDown)
 	w := c.api("POST", "/api/v1/reset", `{"username":"alice"}`, nil)
 	if w.Code != 503 || !strings.Contains(w.Body.String(), `"code":"unavailable"`) || w.Header().Get("Retry-After") != "10" {

@@ -57,6 +57,10 @@ const cspPages = "default-src 'none'; style-src 'self'; img-src 'self'; form-act
 // where the seed must leave the gateway once (security notes D3).
 const cspTOTPEnrol = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 
+// retryAfterBusy is the Retry-After (seconds) of a 503 "busy": the
+// outbox holds more codes than leave within outbox.max_wait.
+const retryAfterBusy = "60"
+
 // retryAfterUnavailable is the Retry-After (seconds) of every 503
 // "unavailable": a directory or store outage usually ends within seconds
 // of the dependency's return (the pools reconnect by themselves).
@@ -278,9 +282,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 	} else if p.Err != nil {
 		s.svc.Log().Debug("request refused", "request_id", m.RequestID, "path", c.Path(), "code", p.Code, "error", errString(p.Err))
 	}
-	if p.Code == flow.CodeUnavailable {
+	switch p.Code {
+	case flow.CodeUnavailable:
 		// a dependency is down: tell clients (and proxies) when to try again
 		c.Response().Header().Set("Retry-After", retryAfterUnavailable)
+	case flow.CodeBusy:
+		// the outbox is full: "try again in a minute"
+		c.Response().Header().Set("Retry-After", retryAfterBusy)
 	}
 	if isAPI(c) {
 		_ = c.JSON(p.Status, apiError(p, m.RequestID))
@@ -450,6 +458,13 @@ func (s *Server) readyz(c echo.Context) error {
 		return c.JSON(http.StatusServiceUnavailable, status)
 	}
 	status, _ := s.deps(c, 5*time.Second)
+	// the outbox: "degraded" (still ready: the instance serves, and new
+	// codes answer busy if need be) while the oldest pending code has
+	// waited longer than outbox.degraded_after
+	status["outbox"] = "ok"
+	if s.svc.QueueDegraded() {
+		status["outbox"] = "degraded"
+	}
 	return c.JSON(http.StatusOK, status)
 }
 

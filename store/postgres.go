@@ -27,10 +27,13 @@ var pgSchemaV1 string
 //go:embed postgres_schema_v2.sql
 var pgSchemaV2 string
 
+//go:embed postgres_schema_v3.sql
+var pgSchemaV3 string
+
 // pgMigrations[i] brings the PostgreSQL schema from version i to version
 // i+1. Append new migrations; never edit a released one. Keep the version
 // numbers in step with the SQLite migrations where the change is the same.
-var pgMigrations = []string{pgSchemaV1, pgSchemaV2}
+var pgMigrations = []string{pgSchemaV1, pgSchemaV2, pgSchemaV3}
 
 // pgMigrationLock is the key of the transaction-scoped advisory lock that
 // serializes migrations: instances starting at once wait for the first one
@@ -1108,6 +1111,10 @@ var pgPurgeSteps = []struct {
 	{`WITH doomed AS (SELECT ctid FROM counters WHERE window_end <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED),
 		gone AS (DELETE FROM counters WHERE ctid = ANY(ARRAY(SELECT ctid FROM doomed)) AND window_end <= $1 RETURNING 1)
 	SELECT count(*), 0 FROM gone`, func(now time.Time) []any { return []any{now.UnixMicro(), PostgresPurgeBatch} }},
+	// finished outbox rows (no body left) once OutboxKeepDone has passed
+	{`WITH doomed AS (SELECT ctid FROM outbox WHERE state <> 'pending' AND done_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED),
+		gone AS (DELETE FROM outbox WHERE ctid = ANY(ARRAY(SELECT ctid FROM doomed)) RETURNING 1)
+	SELECT count(*), 0 FROM gone`, func(now time.Time) []any { return []any{now.Add(-OutboxKeepDone), PostgresPurgeBatch} }},
 }
 
 func pgPurgeByTime(now time.Time) []any { return []any{now, PostgresPurgeBatch} }

@@ -26,9 +26,12 @@ var schemaV1 string
 //go:embed schema_v2.sql
 var schemaV2 string
 
+//go:embed schema_v3.sql
+var schemaV3 string
+
 // migrations[i] brings the schema from version i to version i+1. Append
 // new migrations; never edit a released one.
-var migrations = []string{schemaV1, schemaV2}
+var migrations = []string{schemaV1, schemaV2, schemaV3}
 
 // DefaultBusyTimeout is how long a SQLite connection waits for another
 // connection's (or process's) write lock before failing.
@@ -1269,6 +1272,9 @@ func (s *SQLite) Purge(ctx context.Context, now time.Time) (int, error) {
 			`DELETE FROM flows WHERE key IN
 			(SELECT key FROM flows WHERE expires_at <= ?1 ORDER BY expires_at, key LIMIT ?2)`},
 		{`DELETE FROM sessions WHERE key IN (SELECT key FROM sessions WHERE expires_at <= ?1 LIMIT ?2)`},
+		// finished outbox rows (no body left) once OutboxKeepDone has passed
+		{`DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state <> 'pending' AND done_at <= ?1 - ` +
+			strconv.FormatInt(OutboxKeepDone.Microseconds(), 10) + ` LIMIT ?2)`},
 		{`DELETE FROM counters WHERE (key_hash, window_us, window_start) IN
 			(SELECT key_hash, window_us, window_start FROM counters WHERE window_end <= ?1 LIMIT ?2)`},
 	}

@@ -358,6 +358,9 @@ type Store interface {
 
 	// The writes of the start of a reset or unlock, in two transactions.
 	StartRecorder
+
+	// Mail and SMS waiting to be sent (outbox.go).
+	Outbox
 }
 
 // PasswordWriteRecorder is implemented by stores that record what follows a

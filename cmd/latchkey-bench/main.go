@@ -45,6 +45,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.Outstanding, "outstanding", 0, "flows and codes in the scaling case's store (default 100000; -1: no scaling case)")
 	fs.DurationVar(&o.PadFloor, "pad-floor", 0, "policy.pad_floor of the bench gateway (default: the gateway's, 0)")
 	fs.IntVar(&o.PoolSize, "pool-size", 0, "directory.pool_size of the bench gateway (default: the gateway's, 4)")
+	fs.IntVar(&o.OutboxMaxPending, "outbox-max-pending", 0, "outbox.max_pending of the bench gateways (default: the gateway's, 10000): a small one makes code sends answer busy under load")
 	fs.StringVar(&o.Store, "store", "sqlite", "store.driver of the bench gateways: sqlite (a file each) or postgres (a throwaway PostgreSQL server, as the tests start it)")
 	fs.IntVar(&o.Instances, "instances", 1, "gateways sharing one store, each request sent to the next in turn (more than 1 needs --store postgres)")
 	fs.StringVar(&o.Binary, "latchkey", "", "latchkey binary (default: go build one)")

@@ -123,6 +123,10 @@ func check(ctx context.Context, cfg *config.Config, path string, opts checkOptio
 
 	status, message, fix := checkStore(ctx, cfg)
 	add("store", status, message, fix)
+	if status != statusFail {
+		status, message, fix = checkOutbox(ctx, cfg)
+		add("outbox", status, message, fix)
+	}
 
 	if cfg.Email.Enabled {
 		results = append(results, checkSMTP(ctx, cfg, log))

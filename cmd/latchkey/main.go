@@ -261,6 +261,8 @@ func gatewayOptions(cfg *config.Config) (flow.Options, error) {
 		},
 		Questions: flow.QuestionOptions{List: cfg.Policy.Questions.List, AllowCustom: cfg.Policy.Questions.AllowCustom,
 			Required: cfg.Policy.Questions.Required, Ask: cfg.Policy.Questions.Ask},
+		Outbox: flow.OutboxOptions{MaxWait: cfg.Outbox.MaxWait, MaxPending: cfg.Outbox.MaxPending, DegradedAfter: cfg.Outbox.DegradedAfter,
+			EmailConcurrency: cfg.SMTP.Connections, SMSConcurrency: cfg.SMS.Concurrency},
 		TrustedProxies:    cfg.Server.TrustedProxyPrefixes(),
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
 		ReadTimeout:       cfg.Server.ReadTimeout,
@@ -330,8 +332,10 @@ func runGateway(ctx context.Context, cfg *config.Config, stderr io.Writer, w wir
 		return exitFail
 	}
 	defer func() {
-		// after the HTTP server stopped: send what is queued (codes in
-		// their jitter time, notices, retries), within a bound
+		// after the HTTP server stopped: send what this instance wrote
+		// to the outbox (codes in their jitter time, notices, retries),
+		// within a bound; the rest stays in the store for the next start
+		// or another instance
 		svc.Close()
 		log.Info("outbox drained")
 	}()

@@ -75,6 +75,33 @@ func checkStore(ctx context.Context, cfg *config.Config) (status, message, fix s
 	return statusOK, fmt.Sprintf("%s store opens, schema version %d", cfg.Store.Driver, store.SchemaVersion()), ""
 }
 
+// checkOutbox is `latchkey check`'s outbox line: the messages waiting in
+// the store (every instance's), how long the oldest code has been due, and
+// how many were sent in the last minute. WARN while the oldest code has
+// waited longer than outbox.degraded_after.
+func checkOutbox(ctx context.Context, cfg *config.Config) (status, message, fix string) {
+	st, err := openStore(ctx, cfg, false)
+	if err != nil {
+		return statusWarn, "the outbox cannot be read: " + err.Error(), "see the store line"
+	}
+	defer st.Close()
+	now := time.Now()
+	q, err := st.OutboxStats(ctx, now.Add(-time.Minute))
+	if err != nil {
+		return statusWarn, "the outbox cannot be read (schema behind?): " + err.Error(), "run latchkey migrate"
+	}
+	var oldest time.Duration
+	if !q.OldestCode.IsZero() && now.After(q.OldestCode) {
+		oldest = now.Sub(q.OldestCode).Round(time.Second)
+	}
+	message = fmt.Sprintf("%d codes and %d notices waiting to be sent, the oldest code due for %s; %d sent in the last minute",
+		q.PendingCodes, q.PendingNotices, oldest, q.Sent)
+	if oldest > cfg.Outbox.DegradedAfter {
+		return statusWarn, message, "codes are not leaving: check the SMTP server and the SMS provider (the smtp and sms lines), and that an instance runs"
+	}
+	return statusOK, message, ""
+}
+
 // migrate is `latchkey migrate`: open the store (which applies pending
 // migrations), print the schema version, close.
 func migrate(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) int {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/latchkeyhq/latchkey/config"
 	"github.com/latchkeyhq/latchkey/store"
@@ -65,10 +66,10 @@ func runMigrate(t *testing.T, path string) (int, string) {
 func TestMigrateSQLite(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "l.db")
 	path := migrateConfig(t, "store:\n  driver: sqlite\n  dsn: \"file:"+db+"\"\n")
-	if code, out := runMigrate(t, path); code != exitOK || !strings.Contains(out, "store sqlite: schema migrated from version 0 to 2") {
+	if code, out := runMigrate(t, path); code != exitOK || !strings.Contains(out, "store sqlite: schema migrated from version 0 to 3") {
 		t.Fatalf("first migrate: exit %d\n%s", code, out)
 	}
-	if code, out := runMigrate(t, path); code != exitOK || !strings.Contains(out, "store sqlite: schema version 2, up to date") {
+	if code, out := runMigrate(t, path); code != exitOK || !strings.Contains(out, "store sqlite: schema version 3, up to date") {
 		t.Fatalf("second migrate: exit %d\n%s", code, out)
 	}
 }
@@ -77,10 +78,10 @@ func TestMigratePostgres(t *testing.T) {
 	srv := pgtest.Start(t)
 	db := srv.NewDatabase(t)
 	path := migrateConfig(t, "store:\n  driver: postgres\n  dsn: \""+srv.DSN(db)+"\"\n")
-	if code, out := runMigrate(t, path); code != exitOK || !strings.Contains(out, "store postgres: schema migrated from version 0 to 2") {
+	if code, out := runMigrate(t, path); code != exitOK || !strings.Contains(out, "store postgres: schema migrated from version 0 to 3") {
 		t.Fatalf("first migrate: exit %d\n%s", code, out)
 	}
-	if code, out := runMigrate(t, path); code != exitOK || !strings.Contains(out, "store postgres: schema version 2, up to date") {
+	if code, out := runMigrate(t, path); code != exitOK || !strings.Contains(out, "store postgres: schema version 3, up to date") {
 		t.Fatalf("second migrate: exit %d\n%s", code, out)
 	}
 	// A database nobody listens for: exit 1, no password in the output.
@@ -188,4 +189,50 @@ func loadValid(t *testing.T, path string) *config.Config {
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// TestCheckShowsTheOutbox: `latchkey check` prints the messages waiting
+// in the store (every instance's), OK while the oldest code is younger
+// than outbox.degraded_after, WARN once it is older; on both stores.
+func TestCheckShowsTheOutbox(t *testing.T) {
+	for _, driver := range []string{"sqlite", "postgres"} {
+		t.Run(driver, func(t *testing.T) {
+			ctx := t.Context()
+			var path string
+			if driver == "sqlite" {
+				path = migrateConfig(t, "store:\n  driver: sqlite\n  dsn: \"file:"+filepath.Join(t.TempDir(), "l.db")+"\"\n")
+			} else {
+				srv := pgtest.Start(t)
+				path = migrateConfig(t, "store:\n  driver: postgres\n  dsn: \""+srv.DSN(srv.NewDatabase(t))+"\"\n")
+			}
+			if code, out := runMigrate(t, path); code != exitOK {
+				t.Fatalf("migrate: %d %s", code, out)
+			}
+			cfg := loadValid(t, path)
+			if status, msg, _ := checkOutbox(ctx, cfg); status != statusOK || !strings.Contains(msg, "0 codes and 0 notices waiting") {
+				t.Fatalf("empty outbox: %s %s", status, msg)
+			}
+			st, err := openStore(ctx, cfg, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			now := time.Now()
+			for i, kind := range []string{store.OutboxCode, store.OutboxCode, store.OutboxNotice} {
+				if err := st.EnqueueMessage(ctx, store.OutboxMessage{ID: fmt.Sprint("m", i), Kind: kind, Channel: store.MethodEmail,
+					Body: []byte("b"), CreatedAt: now, NotBefore: now.Add(-time.Duration(i+1) * 10 * time.Minute), ExpiresAt: now.Add(time.Hour)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			st.Close()
+			cfg.Outbox.DegradedAfter = time.Hour
+			status, msg, _ := checkOutbox(ctx, cfg)
+			if status != statusOK || !strings.Contains(msg, "2 codes and 1 notices waiting to be sent, the oldest code due for 20m0s") {
+				t.Fatalf("outbox with 3 messages: %s %s", status, msg)
+			}
+			cfg.Outbox.DegradedAfter = 5 * time.Minute
+			if status, msg, _ := checkOutbox(ctx, cfg); status != statusWarn {
+				t.Fatalf("outbox with a code due for 20 minutes, degraded_after 5m: %s %s", status, msg)
+			}
+		})
+	}
 }

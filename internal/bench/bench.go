@@ -50,6 +50,9 @@ type Options struct {
 	CPUProfile  string        // prefix of gateway CPU profiles ("" for none)
 	PadFloor    time.Duration // policy.pad_floor of the bench gateway (0: default)
 	PoolSize    int           // directory.pool_size of the bench gateway (0: default)
+	// OutboxMaxPending is outbox.max_pending of the gateways (0: the
+	// default): a small one makes code sends answer busy under load.
+	OutboxMaxPending int
 	// Store is the gateways' store.driver: "sqlite" (the default, a file
 	// per gateway) or "postgres" (a throwaway server of store/pgtest, a
 	// database per store).
@@ -165,15 +168,21 @@ type Scaling struct {
 
 // Checks are the correctness results: a failure here fails the run.
 type Checks struct {
-	PasswordsChanged  int            `json:"passwords_changed"`
-	PasswordsVerified int            `json:"passwords_verified_by_bind"`
-	CodesRequested    int            `json:"codes_requested"`
-	CodesReceived     int            `json:"codes_received"`
-	ResetsCompleted   int            `json:"resets_completed"`
-	MessagesReceived  int            `json:"messages_received"`
-	MessagesBySubject map[string]int `json:"messages_by_subject"`
-	SMSReceived       int            `json:"sms_received"`
-	Failures          []string       `json:"failures,omitempty"`
+	PasswordsChanged  int `json:"passwords_changed"`
+	PasswordsVerified int `json:"passwords_verified_by_bind"`
+	CodesRequested    int `json:"codes_requested"`
+	CodesReceived     int `json:"codes_received"`
+	// CodesBusy counts the code sends answered 503 busy (the outbox was
+	// full): every code asked for either arrived or was answered busy.
+	CodesBusy int `json:"codes_busy"`
+	// CodeMailsPerSecond is the code mails that reached the mail server
+	// per second of the full reset scenario's runs (the outbox's rate).
+	CodeMailsPerSecond float64        `json:"code_mails_per_second,omitempty"`
+	ResetsCompleted    int            `json:"resets_completed"`
+	MessagesReceived   int            `json:"messages_received"`
+	MessagesBySubject  map[string]int `json:"messages_by_subject"`
+	SMSReceived        int            `json:"sms_received"`
+	Failures           []string       `json:"failures,omitempty"`
 }
 
 // ErrCorrectness is returned (wrapped) when a check failed.
@@ -195,7 +204,10 @@ type run struct {
 	pw    []string         // current password per user index
 	rep   *Report
 	codes atomic.Int64 // codes asked for (202 answers)
-	done  atomic.Int64 // resets completed
+	busy  atomic.Int64 // code sends answered 503 busy
+	// mails taken by fullReset, and the time it ran (the outbox's rate)
+	resetMails, resetWall atomic.Int64
+	done                  atomic.Int64 // resets completed
 	// user ranges
 	chg, rawChg, rawAdm, rst, reg [2]int
 	regNext                       atomic.Int64
@@ -408,7 +420,7 @@ func (r *run) newGateways(bin string, accounts map[string]string, outstanding, n
 		if i > 0 {
 			work = r.t.TempDir()
 		}
-		cfg, port, err := gatewayConfig(work, key, st, r.srv, r.mail, r.sms, r.o.PadFloor, r.o.PoolSize)
+		cfg, port, err := gatewayConfig(work, key, st, r.srv, r.mail, r.sms, r.o.PadFloor, r.o.PoolSize, r.o.OutboxMaxPending)
 		if err != nil {
 			return nil, err
 		}
@@ -622,9 +634,15 @@ func (r *run) register(rec *recorder, c int, l limits) {
 		token := a.Str("token")
 		addr := fmt.Sprintf("reg-%s@%s", userName(u), mailDomain)
 		t1 := time.Now()
-		a, err = r.api.Must(201, "POST", "/api/v1/methods", token, map[string]string{"type": "email", "address": addr})
-		if err != nil {
+		a, err = r.api.Do("POST", "/api/v1/methods", token, map[string]string{"type": "email", "address": addr})
+		switch {
+		case err != nil:
 			return err
+		case a.Status == 503 && a.ErrCode() == "busy":
+			r.busy.Add(1) // the outbox is full: no code
+			return nil
+		case a.Status != 201:
+			return fmt.Errorf("add method: %s", a)
 		}
 		rec.step("add method", time.Since(t1))
 		took += time.Since(t0)
@@ -666,6 +684,8 @@ type pendingFlow struct {
 // to complete. With several clients the flows alternate between them (the
 // scaling case); tags names them in the step latencies.
 func (r *run) fullReset(rec *recorder, c int, l limits, clients []*blackbox.Client, tags []string) {
+	t0 := time.Now()
+	defer func() { r.resetWall.Add(int64(time.Since(t0))) }()
 	share := (r.rst[1] - r.rst[0]) / c
 	maxPending := max(1, min(64, share/2))
 	own := newOwned(r.rst[0], r.rst[1], c)
@@ -688,6 +708,7 @@ func (r *run) fullReset(rec *recorder, c int, l limits, clients []*blackbox.Clie
 					}
 					pending = append(pending[:k], pending[k+1:]...)
 					delete(busy, f.user)
+					r.resetMails.Add(1)
 					if err := r.finishFlow(rec, f, code); err != nil {
 						rec.fail(err)
 					}
@@ -708,6 +729,10 @@ func (r *run) fullReset(rec *recorder, c int, l limits, clients []*blackbox.Clie
 					}
 					seq++
 					f, err := r.startFlow(rec, cl, tag, u)
+					if errors.Is(err, errBusy) {
+						time.Sleep(20 * time.Millisecond) // as a user told to wait would
+						continue
+					}
 					if err != nil {
 						rec.fail(err)
 						continue
@@ -732,6 +757,9 @@ func (r *run) fullReset(rec *recorder, c int, l limits, clients []*blackbox.Clie
 	wg.Wait()
 }
 
+// errBusy: a code send was answered 503 busy (counted in Checks.CodesBusy).
+var errBusy = errors.New("bench: the outbox is busy")
+
 func (r *run) startFlow(rec *recorder, cl *blackbox.Client, tag string, u int) (*pendingFlow, error) {
 	t0 := time.Now()
 	a, err := cl.Must(200, "POST", "/api/v1/reset", "", map[string]string{"username": userName(u)})
@@ -748,8 +776,19 @@ func (r *run) startFlow(rec *recorder, cl *blackbox.Client, tag string, u int) (
 	mid, _ := m["id"].(string)
 	f := &pendingFlow{user: u, id: a.Str("flow"), method: mid, cl: cl, tag: tag, t0: t0}
 	t1 := time.Now()
-	if _, err := cl.Must(202, "POST", "/api/v1/reset/send", "", map[string]string{"flow": f.id, "method": mid}); err != nil {
+	sa, err := cl.Do("POST", "/api/v1/reset/send", "", map[string]string{"flow": f.id, "method": mid})
+	switch {
+	case err != nil:
 		return nil, err
+	case sa.Status == 503 && sa.ErrCode() == "busy":
+		// the outbox is full: told to try again in a minute, no code
+		if sa.Header.Get("Retry-After") == "" {
+			return nil, fmt.Errorf("busy answer without Retry-After: %s", sa)
+		}
+		r.busy.Add(1)
+		return nil, errBusy
+	case sa.Status != 202:
+		return nil, fmt.Errorf("reset send: %s", sa)
 	}
 	d2 := time.Since(t1)
 	rec.step(tag+"send", d2)
@@ -879,6 +918,10 @@ func (r *run) checks() {
 		ch.Failures = append(ch.Failures, "no password changed")
 	}
 	ch.CodesRequested = int(r.codes.Load())
+	ch.CodesBusy = int(r.busy.Load())
+	if w := time.Duration(r.resetWall.Load()); w > 0 {
+		ch.CodeMailsPerSecond = float64(r.resetMails.Load()) / w.Seconds()
+	}
 	ch.ResetsCompleted = int(r.done.Load())
 	// notices of completed resets are sent in the background: wait until
 	// the count stops growing
@@ -964,8 +1007,8 @@ func (rep *Report) WriteTable(w io.Writer) {
 	}
 	fmt.Fprintf(w, "gateway peak RSS (VmHWM): %.1f MiB%s\n", float64(rep.PeakRSSKiB)/1024, each)
 	c := rep.Checks
-	fmt.Fprintf(w, "checks: %d passwords changed, %d verified by bind; %d codes asked, %d received; %d resets completed; %d messages (%d SMS)\n",
-		c.PasswordsChanged, c.PasswordsVerified, c.CodesRequested, c.CodesReceived, c.ResetsCompleted, c.MessagesReceived, c.SMSReceived)
+	fmt.Fprintf(w, "checks: %d passwords changed, %d verified by bind; %d codes asked, %d received, %d answered busy; %d resets completed; %d messages (%d SMS); %.1f code mails/s in the full resets\n",
+		c.PasswordsChanged, c.PasswordsVerified, c.CodesRequested, c.CodesReceived, c.CodesBusy, c.ResetsCompleted, c.MessagesReceived, c.SMSReceived, c.CodeMailsPerSecond)
 	for _, f := range c.Failures {
 		fmt.Fprintf(w, "FAILED: %s\n", f)
 	}

@@ -127,7 +127,7 @@ func freePort() (int, error) {
 // raised to the directory's size, the bench users' group eligible, the
 // store st, warnings only in the log) with the secret key key into work
 // and returns its path and the port.
-func gatewayConfig(work, key string, st config.Store, srv *dirtest.Server, mail *notifytest.Mailpit, sms *notifytest.FakeTwilio, padFloor time.Duration, poolSize int) (cfgPath string, port int, err error) {
+func gatewayConfig(work, key string, st config.Store, srv *dirtest.Server, mail *notifytest.Mailpit, sms *notifytest.FakeTwilio, padFloor time.Duration, poolSize, outboxMaxPending int) (cfgPath string, port int, err error) {
 	port, err = freePort()
 	if err != nil {
 		return "", 0, err
@@ -151,6 +151,9 @@ func gatewayConfig(work, key string, st config.Store, srv *dirtest.Server, mail 
 	c.Limits.SMSPerHour = 1000000
 	c.Limits.SMSPerPrefixPerHour = 1000000
 	c.Limits.BindFailures = 1000000
+	if outboxMaxPending > 0 {
+		c.Outbox.MaxPending = outboxMaxPending
+	}
 	c.Store = st
 	// the bench's PostgreSQL gateways migrate at start (several at once:
 	// serialized) and stop without a drain

@@ -67,3 +67,26 @@ func smoke(t *testing.T, o Options) *Report {
 type testLog struct{ t *testing.T }
 
 func (l testLog) Write(p []byte) (int, error) { l.t.Log(string(p)); return len(p), nil }
+
+// TestSmokeBusy is the reset scenario's smoke run with a tiny outbox
+// (outbox.max_pending 2) at c=8: some code sends are answered 503 busy,
+// and the correctness check still holds: every code asked for (202)
+// arrived, none was lost.
+func TestSmokeBusy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts slapd, mailpit and the gateway")
+	}
+	rep, err := Run(t, Options{Smoke: true, Log: testLog{t}, Only: []string{"reset"}, Concurrency: []int{8}, MaxOps: 60,
+		Outstanding: -1, EnumSamples: -1, OutboxMaxPending: 2})
+	if rep != nil {
+		rep.WriteTable(testLog{t})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := rep.Checks
+	t.Logf("codes asked %d, received %d, answered busy %d, %.1f code mails/s", ch.CodesRequested, ch.CodesReceived, ch.CodesBusy, ch.CodeMailsPerSecond)
+	if ch.CodesBusy == 0 || ch.CodesRequested == 0 || ch.CodesReceived != ch.CodesRequested {
+		t.Fatalf("checks: %+v: want some busy answers and every code asked for received", ch)
+	}
+}

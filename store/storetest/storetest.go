@@ -111,6 +111,10 @@ func RunConformance(t *testing.T, open Opener, opts ...Option) {
 		{"PurgeAudit", s.purgeAudit},
 		{"Ping", s.ping},
 		{"NoPlaintextAtRest", s.noPlaintextAtRest},
+		{"Outbox/Claim", s.outboxClaim},
+		{"Outbox/IssueCode", s.outboxIssueCode},
+		{"Outbox/ConcurrentClaims", s.outboxConcurrentClaims},
+		{"Outbox/AtRest", s.outboxAtRest},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, tc.fn)

@@ -1,0 +1,233 @@
+package storetest
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latchkeyhq/latchkey/store"
+)
+
+func outboxMsg(kind, channel string, now time.Time, body string) store.OutboxMessage {
+	return store.OutboxMessage{ID: newID(), Kind: kind, Channel: channel, Body: []byte(body), AccountID: "acct-o",
+		RequestID: "req-" + kind, ClientIP: "192.0.2.7", Purpose: "reset", CreatedAt: now, NotBefore: now, ExpiresAt: now.Add(10 * time.Minute)}
+}
+
+func claimIDs(ms []store.OutboxMessage) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.ID
+	}
+	return out
+}
+
+// outboxClaim: due messages are claimed codes (and decoys) first, then the
+// oldest; a message not yet due, another channel's, or one leased is not
+// claimed; the body comes back as written; a lease that ran out lets the
+// message be claimed again (attempts counted); finishing deletes the body
+// and keeps it from every later claim; retry makes it due again later, and
+// ExpediteRetries due at once.
+func (s *suite) outboxClaim(t *testing.T) {
+	st, ctx, now := s.open(t), ctxT(t), base()
+	notice := outboxMsg(store.OutboxNotice, store.MethodEmail, now.Add(-2*time.Second), "notice body")
+	code := outboxMsg(store.OutboxCode, store.MethodEmail, now.Add(-time.Second), "code body 123456")
+	decoy := outboxMsg(store.OutboxDecoy, store.MethodEmail, now, "")
+	later := outboxMsg(store.OutboxCode, store.MethodEmail, now, "later")
+	later.NotBefore = now.Add(time.Minute)
+	sms := outboxMsg(store.OutboxCode, store.MethodSMS, now, "sms body")
+	for _, m := range []store.OutboxMessage{notice, code, decoy, later, sms} {
+		wantErr(t, "EnqueueMessage", st.EnqueueMessage(ctx, m), nil)
+	}
+	wantErr(t, "EnqueueMessage twice", st.EnqueueMessage(ctx, code), store.ErrConflict)
+	bad := outboxMsg("other", store.MethodEmail, now, "")
+	wantErr(t, "EnqueueMessage unknown kind", st.EnqueueMessage(ctx, bad), store.ErrInvalid)
+	bad = outboxMsg(store.OutboxCode, store.MethodEmail, now, "")
+	bad.ExpiresAt = time.Time{}
+	wantErr(t, "EnqueueMessage without expiry", st.EnqueueMessage(ctx, bad), store.ErrInvalid)
+	_, err := st.ClaimMessages(ctx, store.MethodEmail, now, time.Minute, 0)
+	wantErr(t, "ClaimMessages limit 0", err, store.ErrInvalid)
+
+	next, err := st.NextDue(ctx, store.MethodEmail)
+	wantErr(t, "NextDue", err, nil)
+	if !next.Equal(notice.NotBefore) {
+		t.Fatalf("NextDue %v, want %v", next, notice.NotBefore)
+	}
+	stats, err := st.OutboxStats(ctx, now.Add(-time.Hour))
+	wantErr(t, "OutboxStats", err, nil)
+	mustEqual(t, "stats before", stats, store.OutboxStats{PendingCodes: 3, PendingNotices: 1, OldestCode: code.NotBefore})
+
+	got, err := st.ClaimMessages(ctx, store.MethodEmail, now, time.Minute, 2)
+	wantErr(t, "ClaimMessages", err, nil)
+	mustEqual(t, "claimed first", claimIDs(got), []string{code.ID, decoy.ID})
+	if string(got[0].Body) != "code body 123456" || got[0].Attempts != 1 || got[0].Kind != store.OutboxCode ||
+		got[0].AccountID != "acct-o" || got[0].RequestID != "req-code" || got[0].ClientIP != "192.0.2.7" || got[0].Purpose != "reset" ||
+		!got[0].ExpiresAt.Equal(code.ExpiresAt) || !got[0].CreatedAt.Equal(code.CreatedAt) {
+		t.Fatalf("claimed message %+v", got[0])
+	}
+	got, err = st.ClaimMessages(ctx, store.MethodEmail, now, time.Minute, 10)
+	wantErr(t, "ClaimMessages", err, nil)
+	mustEqual(t, "claimed next (the later one is not due)", claimIDs(got), []string{notice.ID})
+	got, err = st.ClaimMessages(ctx, store.MethodEmail, now.Add(30*time.Second), time.Minute, 10)
+	wantErr(t, "ClaimMessages", err, nil)
+	mustEqual(t, "claimed while leased", len(got), 0)
+
+	// the code's worker "died": its lease ends, another claims it
+	wantErr(t, "FinishMessage", st.FinishMessage(ctx, notice.ID, store.OutboxSent, now), nil)
+	wantErr(t, "FinishMessage decoy", st.FinishMessage(ctx, decoy.ID, store.OutboxDiscarded, now), nil)
+	got, err = st.ClaimMessages(ctx, store.MethodEmail, now.Add(61*time.Second), time.Minute, 10)
+	wantErr(t, "ClaimMessages after the lease", err, nil)
+	mustEqual(t, "claimed after the lease", claimIDs(got), []string{code.ID, later.ID})
+	if got[0].Attempts != 2 || string(got[0].Body) != "code body 123456" {
+		t.Fatalf("reclaimed message %+v", got[0])
+	}
+	wantErr(t, "RetryMessage", st.RetryMessage(ctx, later.ID, now.Add(5*time.Minute)), nil)
+	wantErr(t, "RetryMessage missing", st.RetryMessage(ctx, newID(), now), store.ErrNotFound)
+	wantErr(t, "FinishMessage", st.FinishMessage(ctx, code.ID, store.OutboxSent, now.Add(61*time.Second)), nil)
+	wantErr(t, "FinishMessage again", st.FinishMessage(ctx, code.ID, store.OutboxFailed, now.Add(62*time.Second)), nil)
+	wantErr(t, "FinishMessage missing", st.FinishMessage(ctx, newID(), store.OutboxSent, now), store.ErrNotFound)
+	wantErr(t, "FinishMessage bad state", st.FinishMessage(ctx, later.ID, store.OutboxPending, now), store.ErrInvalid)
+	wantErr(t, "RetryMessage finished", st.RetryMessage(ctx, code.ID, now), store.ErrNotFound)
+
+	got, err = st.ClaimMessages(ctx, store.MethodEmail, now.Add(4*time.Minute), time.Minute, 10)
+	wantErr(t, "ClaimMessages", err, nil)
+	mustEqual(t, "claimed before the retry time", len(got), 0)
+	// the server is back: the retry is brought forward (sms: untouched,
+	// never tried)
+	n, err := st.ExpediteRetries(ctx, store.MethodEmail, now.Add(4*time.Minute))
+	wantErr(t, "ExpediteRetries", err, nil)
+	mustEqual(t, "expedited", n, 1)
+	n, err = st.ExpediteRetries(ctx, store.MethodSMS, now.Add(4*time.Minute))
+	wantErr(t, "ExpediteRetries sms", err, nil)
+	mustEqual(t, "expedited sms", n, 0)
+	got, err = st.ClaimMessages(ctx, store.MethodEmail, now.Add(4*time.Minute), time.Minute, 10)
+	wantErr(t, "ClaimMessages", err, nil)
+	mustEqual(t, "claimed once expedited", claimIDs(got), []string{later.ID})
+	got, err = st.ClaimMessages(ctx, store.MethodSMS, now, time.Minute, 10)
+	wantErr(t, "ClaimMessages sms", err, nil)
+	mustEqual(t, "sms claimed", claimIDs(got), []string{sms.ID})
+
+	stats, err = st.OutboxStats(ctx, now.Add(-time.Hour))
+	wantErr(t, "OutboxStats", err, nil)
+	mustEqual(t, "stats after", stats, store.OutboxStats{PendingCodes: 2, Sent: 2, OldestCode: sms.NotBefore})
+	stats, err = st.OutboxStats(ctx, now.Add(time.Second))
+	wantErr(t, "OutboxStats", err, nil)
+	mustEqual(t, "sent since", stats.Sent, 1)
+
+	// Purge keeps finished rows for OutboxKeepDone, then deletes them;
+	// pending ones stay
+	n, err = st.Purge(ctx, now.Add(store.OutboxKeepDone-time.Minute))
+	wantErr(t, "Purge", err, nil)
+	if n != 0 {
+		t.Fatalf("Purge removed %d rows before OutboxKeepDone, want 0", n)
+	}
+	n, err = st.Purge(ctx, now.Add(store.OutboxKeepDone+2*time.Minute))
+	wantErr(t, "Purge", err, nil)
+	if n < 3 {
+		t.Fatalf("Purge removed %d rows, want at least the 3 finished messages", n)
+	}
+	stats, err = st.OutboxStats(ctx, now.Add(-time.Hour))
+	wantErr(t, "OutboxStats", err, nil)
+	mustEqual(t, "stats after purge", stats, store.OutboxStats{PendingCodes: 2, OldestCode: sms.NotBefore})
+}
+
+// outboxIssueCode: IssueCodeWithMessage writes the code and the message
+// together, or neither (no flow: ErrNotFound, no message); the message's
+// expiry is lowered to the flow's; messages survive a restart.
+func (s *suite) outboxIssueCode(t *testing.T) {
+	st, ctx, now := s.open(t), ctxT(t), base()
+	f := mustCreateFlow(t, st, newFlow("acct-o", now)) // expires in 15 minutes
+	m := outboxMsg(store.OutboxCode, store.MethodEmail, now, "your code is 424242")
+	m.ExpiresAt = now.Add(time.Hour)
+	wantErr(t, "IssueCodeWithMessage", st.IssueCodeWithMessage(ctx, code(f, "m1", "h", now), m), nil)
+	wantErr(t, "RedeemCode", st.RedeemCode(ctx, f.ID, "reset", "m1", []byte("h"), 5, now), nil)
+
+	gone := newFlow("acct-o", now)
+	m2 := outboxMsg(store.OutboxCode, store.MethodEmail, now, "never")
+	wantErr(t, "IssueCodeWithMessage without a flow", st.IssueCodeWithMessage(ctx, code(gone, "m1", "h", now), m2), store.ErrNotFound)
+	other := code(f, "m1", "h", now)
+	other.AccountID = "someone-else"
+	wantErr(t, "IssueCodeWithMessage other account", st.IssueCodeWithMessage(ctx, other, m2), store.ErrInvalid)
+	wantErr(t, "Close", st.Close(), nil)
+
+	st = s.open(t) // a restart
+	got, err := st.ClaimMessages(ctx, store.MethodEmail, now, time.Minute, 10)
+	wantErr(t, "ClaimMessages", err, nil)
+	mustEqual(t, "claimed", claimIDs(got), []string{m.ID})
+	if !got[0].ExpiresAt.Equal(f.ExpiresAt) || string(got[0].Body) != "your code is 424242" {
+		t.Fatalf("message %+v: want the flow's expiry %v and the body", got[0], f.ExpiresAt)
+	}
+}
+
+// outboxConcurrentClaims: claimers racing on one instance or two take
+// every message exactly once.
+func (s *suite) outboxConcurrentClaims(t *testing.T) {
+	for _, instances := range []int{1, 2} {
+		t.Run(fmt.Sprintf("instances=%d", instances), func(t *testing.T) {
+			stores := []store.Store{s.open(t)}
+			if instances == 2 {
+				stores = append(stores, s.open(t))
+			}
+			ctx, now := ctxT(t), base()
+			const msgs = 60
+			want := map[string]bool{}
+			for range msgs {
+				m := outboxMsg(store.OutboxCode, store.MethodEmail, now, "b")
+				want[m.ID] = true
+				wantErr(t, "EnqueueMessage", stores[0].EnqueueMessage(ctx, m), nil)
+			}
+			var (
+				mu  sync.Mutex
+				got = map[string]int{}
+			)
+			errs := race(concurrency, stores, func(st store.Store, i int) error {
+				for {
+					ms, err := st.ClaimMessages(ctx, store.MethodEmail, now, time.Minute, 3)
+					if err != nil || len(ms) == 0 {
+						return err
+					}
+					mu.Lock()
+					for _, m := range ms {
+						got[m.ID]++
+					}
+					mu.Unlock()
+				}
+			})
+			tally(t, errs)
+			if len(got) != msgs {
+				t.Fatalf("%d of %d messages claimed", len(got), msgs)
+			}
+			for id, n := range got {
+				if n != 1 || !want[id] {
+					t.Fatalf("message claimed %d times (known: %v)", n, want[id])
+				}
+			}
+		})
+	}
+}
+
+// outboxAtRest: a message body is not in plaintext at rest, and is gone
+// once the message is finished.
+func (s *suite) outboxAtRest(t *testing.T) {
+	if s.cfg.rawBytes == nil {
+		t.Skip("no WithRawBytes option: cannot inspect the bytes at rest")
+	}
+	st, ctx, now := s.open(t), ctxT(t), base()
+	const secret = "outbox-code-marker-731946"
+	m := outboxMsg(store.OutboxCode, store.MethodEmail, now, "Your code: "+secret)
+	wantErr(t, "EnqueueMessage", st.EnqueueMessage(ctx, m), nil)
+	raw := s.cfg.rawBytes(t, st)
+	if !bytes.Contains(raw, []byte("req-code")) {
+		t.Fatalf("raw bytes do not hold the message row: the WithRawBytes function does not return the stored data")
+	}
+	if bytes.Contains(raw, []byte(secret)) {
+		t.Fatal("the body of a pending message is in plaintext at rest")
+	}
+	got, err := st.ClaimMessages(ctx, store.MethodEmail, now, time.Minute, 1)
+	wantErr(t, "ClaimMessages", err, nil)
+	if len(got) != 1 || !bytes.Contains(got[0].Body, []byte(secret)) {
+		t.Fatalf("claimed %+v", got)
+	}
+	wantErr(t, "FinishMessage", st.FinishMessage(ctx, m.ID, store.OutboxSent, now), nil)
+}
