@@ -1108,8 +1108,12 @@ var pgPurgeSteps = []struct {
 	{`WITH doomed AS (SELECT ctid FROM sessions WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED),
 		gone AS (DELETE FROM sessions WHERE ctid = ANY(ARRAY(SELECT ctid FROM doomed)) AND expires_at <= $1 RETURNING 1)
 	SELECT count(*), 0 FROM gone`, pgPurgeByTime},
-	{`WITH doomed AS (SELECT ctid FROM counters WHERE window_end <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED),
-		gone AS (DELETE FROM counters WHERE ctid = ANY(ARRAY(SELECT ctid FROM doomed)) AND window_end <= $1 RETURNING 1)
+	// a counter's window is kept until the next one ends too (the bind
+	// budget counts the previous window with the current one)
+	{`WITH doomed AS (SELECT ctid FROM counters WHERE window_end <= $1 AND window_end + window_us <= $1
+			LIMIT $2 FOR UPDATE SKIP LOCKED),
+		gone AS (DELETE FROM counters WHERE ctid = ANY(ARRAY(SELECT ctid FROM doomed))
+			AND window_end + window_us <= $1 RETURNING 1)
 	SELECT count(*), 0 FROM gone`, func(now time.Time) []any { return []any{now.UnixMicro(), PostgresPurgeBatch} }},
 	// finished outbox rows (no body left) once OutboxKeepDone has passed
 	{`WITH doomed AS (SELECT ctid FROM outbox WHERE state <> 'pending' AND done_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED),

@@ -1275,8 +1275,12 @@ func (s *SQLite) Purge(ctx context.Context, now time.Time) (int, error) {
 		// finished outbox rows (no body left) once OutboxKeepDone has passed
 		{`DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state <> 'pending' AND done_at <= ?1 - ` +
 			strconv.FormatInt(OutboxKeepDone.Microseconds(), 10) + ` LIMIT ?2)`},
+		// a counter's window is kept until the next one ends too: the
+		// budgets that count the previous window with the current one
+		// (the bind budget) must not be refilled by the purge
 		{`DELETE FROM counters WHERE (key_hash, window_us, window_start) IN
-			(SELECT key_hash, window_us, window_start FROM counters WHERE window_end <= ?1 LIMIT ?2)`},
+			(SELECT key_hash, window_us, window_start FROM counters
+			WHERE window_end <= ?1 AND window_end + window_us <= ?1 LIMIT ?2)`},
 	}
 	total := 0
 	for _, step := range steps {

@@ -1427,6 +1427,11 @@ func (s *suite) purge(t *testing.T) {
 	if _, err := st.Hit(ctx, "k", time.Hour, now); err != nil { // current window
 		t.Fatal(err)
 	}
+	// the window before the current one has ended but is kept until the
+	// current one ends too: budgets count it with the current one
+	if _, err := st.Hit(ctx, "k", time.Hour, now.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
 	wantErr(t, "AppendAudit", st.AppendAudit(ctx, store.AuditEvent{Time: now.Add(-365 * 24 * time.Hour), Type: "old"}), nil)
 
 	n, err := st.Purge(ctx, now)
@@ -1448,6 +1453,9 @@ func (s *suite) purge(t *testing.T) {
 	}
 	if c, _ := st.Count(ctx, "k", time.Minute, now.Add(-2*time.Minute)); c != 0 {
 		t.Fatalf("ended counter after purge = %d, want 0", c)
+	}
+	if c, _ := st.Count(ctx, "k", time.Hour, now.Add(-time.Hour)); c != 1 {
+		t.Fatalf("the previous window's counter after purge = %d, want 1 (kept until the current window ends)", c)
 	}
 	wantErr(t, "live code after purge", st.RedeemCode(ctx, live.ID, "reset", "m1", []byte("h1"), 5, now), nil)
 	if ev, _ := st.ListAudit(ctx, store.AuditQuery{Type: "old"}); len(ev) != 1 {
