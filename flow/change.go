@@ -38,10 +38,10 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 	// gateway's own rules are checked only then, so that nothing tells an
 	// unknown name from a known one to someone who does not know the
 	// password.
-	proven, may, spent := false, false, false
+	proven, may := false, false
 	err = errors.New("empty password")
 	if oldPassword != "" {
-		if may, spent = s.bindAttempt(ctx, u, "", m); !may {
+		if may = s.bindAttempt(ctx, u, name, m); !may {
 			err = &directory.Error{Op: "change password", Kind: directory.ErrInvalidCredentials} // over the account's budget: not tried
 		}
 	}
@@ -67,9 +67,11 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 		if errors.Is(err, directory.ErrUnavailable) {
 			return s.dirProblem(err)
 		}
+		spent := false
 		if errors.Is(err, directory.ErrPasswordExpired) {
-			s.bindProven(ctx, u) // the directory says so only to the right password
-			spent = false        // which is not "too many attempts"
+			s.bindProven(ctx, u) // the directory says so only to the right password, which is not "too many attempts"
+		} else if oldPassword != "" {
+			spent = s.bindSeen(ctx, name) // a refusal counts toward the typed name's budget
 		}
 		s.record(ctx, m, "change.completed", u.ID, "failed", map[string]string{"reason": reasonOf(err)})
 		s.padChange.wait(ctx, start, true)

@@ -234,20 +234,20 @@ func (s *Service) bindRules(ctx context.Context, u *directory.User) (budget int,
 	return max(budget, 0), window
 }
 
-// verifyPassword binds as u within the account's budget of wrong
-// passwords. The attempt is counted before the bind (so concurrent
-// requests cannot all pass the check), over the current and the previous
-// window (so a window boundary does not refill the budget), and the count
-// is cleared when the password is right, as the directory clears its own.
-// Over budget it does not ask the directory; once the budget every name
-// shares is spent (bindSpent) a failure is errBindBudget: too_many.
-func (s *Service) verifyPassword(ctx context.Context, u *directory.User, password string, m Meta) error {
+// verifyPassword binds as u, the account typed as name, within the
+// account's budget of wrong passwords. The attempt is counted before the
+// bind (so concurrent requests cannot all pass the check), over the current
+// and the previous window (so a window boundary does not refill the
+// budget), and the account's count is cleared when the password is right,
+// as the directory clears its own. Over budget it does not ask the
+// directory. A refusal counts toward the typed name's shared budget
+// (bindSeen); once that is spent it is errBindBudget: too_many.
+func (s *Service) verifyPassword(ctx context.Context, u *directory.User, name, password string, m Meta) error {
 	if password == "" {
 		return &directory.Error{Op: "verify password", Kind: directory.ErrInvalidCredentials}
 	}
-	may, spent := s.bindAttempt(ctx, u, "", m)
-	if !may {
-		return bindRefusal(spent, &directory.Error{Op: "verify password", Kind: directory.ErrInvalidCredentials})
+	if !s.bindAttempt(ctx, u, name, m) {
+		return bindRefusal(s.bindSeen(ctx, name), &directory.Error{Op: "verify password", Kind: directory.ErrInvalidCredentials})
 	}
 	err := s.d.Directory.VerifyPassword(ctx, u, password)
 	if err == nil || errorsIsAny(err, directory.ErrPasswordMustChange, directory.ErrPasswordExpired) {
@@ -258,7 +258,7 @@ func (s *Service) verifyPassword(ctx context.Context, u *directory.User, passwor
 	if errors.Is(err, directory.ErrUnavailable) {
 		return err
 	}
-	return bindRefusal(spent, err)
+	return bindRefusal(s.bindSeen(ctx, name), err)
 }
 
 // errBindBudget marks a password refusal once the budget of wrong
@@ -284,43 +284,67 @@ func bindFailure(err error) *Problem {
 	return problem(CodeSignInFailed, err)
 }
 
-// bindAttempt counts one password attempt for u, or for name when u is
-// nil (a name that is no account: counted the same way, so that its
-// answers change when a real account's would). may reports whether the
-// attempt may go to the directory (u's own budget, kept below its
-// lockout threshold; never for a name that is no account); spent whether
-// the count is past the budget of the directory's default policy, the one
-// every name shares, so that a too_many tells nothing about the account.
-func (s *Service) bindAttempt(ctx context.Context, u *directory.User, name string, m Meta) (may, spent bool) {
-	common, commonWindow := s.bindRules(ctx, &directory.User{})
-	budget, window, key, account := common, commonWindow, "bindfail:name:"+strings.ToLower(name), ""
+// bindAttempt counts one password attempt for the account u, typed as
+// name, and reports whether it may go to the directory: within the
+// account's own budget, kept below its lockout threshold, over at least
+// the window the directory remembers failures. For a name that is no
+// account (u nil) it keeps a count of the same shape over the shared
+// window (the same store work) and reports false. This count never shows
+// in an answer: what shows is bindSeen's, so an account whose budget was
+// spent under other spellings answers sign_in_failed, as a name that is no
+// account does, until the typed name's own count is spent.
+func (s *Service) bindAttempt(ctx context.Context, u *directory.User, name string, m Meta) (may bool) {
+	budget, window := s.bindRules(ctx, &directory.User{})
+	window = s.o.Limits.BindFailureWindow
+	key, account := "bindfail:name:"+strings.ToLower(name), ""
 	if u != nil {
 		budget, window = s.bindRules(ctx, u)
 		key, account = bindKey(u), u.ID
 	}
-	wctx := context.WithoutCancel(ctx)
-	n, err := s.d.Store.Hit(wctx, key, window, s.now())
-	if err == nil {
-		var prev int
-		prev, err = s.d.Store.Count(wctx, key, window, s.now().Add(-window))
-		n += prev
-	}
+	n, err := s.hitTwoWindows(context.WithoutCancel(ctx), key, window)
 	if err != nil {
 		s.log.Error("rate limit counter failed", "error", err.Error())
 		if u != nil {
 			s.record(ctx, m, "blocked", account, "bind_budget", nil)
 		}
-		return false, false
+		return false
 	}
-	spent = n > common
 	if u == nil {
-		return false, spent
+		return false
 	}
 	if n > budget {
 		s.record(ctx, m, "blocked", account, "bind_budget", nil)
-		return false, spent
+		return false
 	}
-	return true, spent
+	return true
+}
+
+// bindSeen counts one refused password typed as name and reports whether
+// the typed name's budget is spent: the budget of the directory's default
+// policy, over limits' bind_failure_window, the same for every name, real
+// or not, counted by the typed spelling, and not cleared by a right
+// password. A too_many therefore tells nothing about the account: not
+// that another spelling reaches an account, not that the account has a
+// policy of its own, not that its owner signed in since.
+func (s *Service) bindSeen(ctx context.Context, name string) (spent bool) {
+	common, _ := s.bindRules(ctx, &directory.User{})
+	n, err := s.hitTwoWindows(context.WithoutCancel(ctx), "bindseen:"+strings.ToLower(name), s.o.Limits.BindFailureWindow)
+	if err != nil {
+		s.log.Error("rate limit counter failed", "error", err.Error())
+		return false
+	}
+	return n > common
+}
+
+// hitTwoWindows counts one more for key and returns the count of the
+// current window and the previous one together.
+func (s *Service) hitTwoWindows(ctx context.Context, key string, window time.Duration) (int, error) {
+	n, err := s.d.Store.Hit(ctx, key, window, s.now())
+	if err != nil {
+		return 0, err
+	}
+	prev, err := s.d.Store.Count(ctx, key, window, s.now().Add(-window))
+	return n + prev, err
 }
 
 // bindProven clears u's count of wrong passwords, as the directory clears

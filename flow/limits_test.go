@@ -2,11 +2,14 @@ package flow
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/latchkeyhq/latchkey/directory"
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
 	"github.com/latchkeyhq/latchkey/store"
 )
@@ -453,5 +456,61 @@ func testOneAddressCannotSpendEveryonesStarts(t *testing.T) {
 	wantCode(t, err, CodeTooMany)
 	if evs, _ := tb.st.ListAudit(ctx, store.AuditQuery{Type: "blocked", Limit: 1000}); len(evs) == 0 || evs[len(evs)-1].Outcome != "start_ip_budget" {
 		t.Fatalf("no start_ip_budget event: %+v", evs)
+	}
+}
+
+// TestTooManyTellsNothingAboutTheAccount: the too_many that answers a spent
+// budget of wrong passwords depends on the typed name and the shared
+// policy only (review of issue 22's change). Before, a real account's
+// count was kept per account (every spelling the directory matches) and
+// over its own policy's window, an unknown name's per typed spelling:
+// "roſs" (a long s, which the directory matches to ross) answered
+// too_many after three wrong "ross", while "noſs" after three "noss"
+// answered sign_in_failed; and an account with a policy of its own (a
+// day's failure window) stayed too_many for hours after an unknown name
+// was back to sign_in_failed.
+func TestTooManyTellsNothingAboutTheAccount(t *testing.T) {
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	tb := newTestbed(t, nil)
+	tb.svc.d.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	tb.dir.SetPolicy(dirtest.MemoryPolicy{MinLength: 8, LockoutThreshold: 4, FailureWindow: 30 * time.Minute}) // budget 3
+	tb.dir.AddUser(directory.User{DN: "uid=ross,ou=people,dc=example,dc=org", ID: "ross-0001", Username: "ross", DisplayName: "Ross"}, "Ross-Password-1234")
+	tb.dir.SetUserPolicy("ross", dirtest.MemoryPolicy{MinLength: 8, LockoutThreshold: 4, FailureWindow: 24 * time.Hour})
+	ctx := context.Background()
+	ip := 0
+	answer := func(name string) string {
+		ip++
+		_, err := tb.svc.SignIn(ctx, name, "Wrong-Password-1", Meta{ClientIP: fmt.Sprintf("192.0.2.%d", ip)})
+		var p *Problem
+		if !errors.As(err, &p) {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return p.Code
+	}
+	seq := func(names ...string) []string {
+		var out []string
+		for _, n := range names {
+			out = append(out, answer(n))
+		}
+		return out
+	}
+	real := seq("ross", "ross", "ross", "roſs")
+	unknown := seq("noss", "noss", "noss", "noſs")
+	if !slices.Equal(real, unknown) {
+		t.Fatalf("another spelling tells a real account: ross %v, unknown %v", real, unknown)
+	}
+	// both spellings' own counts spent alike
+	if a, b := answer("ross"), answer("noss"); a != CodeTooMany || b != CodeTooMany {
+		t.Fatalf("the fourth wrong password: ross %s, noss %s, want too_many", a, b)
+	}
+	// three hours later both are back, though ross's own policy remembers
+	// failures for a day (the directory is still not asked: its budget is
+	// the account's)
+	mu.Lock()
+	now = now.Add(3 * time.Hour)
+	mu.Unlock()
+	if a, b := answer("ross"), answer("noss"); a != b {
+		t.Fatalf("three hours later: ross %s, noss %s", a, b)
 	}
 }

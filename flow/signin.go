@@ -37,7 +37,7 @@ func (s *Service) SignIn(ctx context.Context, username, password string, m Meta)
 		err = s.nameAttempt(ctx, name, password, err, m)
 	}
 	if err == nil {
-		err = s.verifyPassword(ctx, u, password, m)
+		err = s.verifyPassword(ctx, u, name, password, m)
 		if errors.Is(err, directory.ErrPasswordMustChange) || errors.Is(err, directory.ErrPasswordExpired) {
 			err = nil // the password is proven; registering is still allowed
 		}
@@ -107,8 +107,8 @@ func (s *Service) nameAttempt(ctx context.Context, name, password string, err er
 	if password == "" {
 		return err
 	}
-	_, spent := s.bindAttempt(ctx, nil, name, m)
-	return bindRefusal(spent, err)
+	s.bindAttempt(ctx, nil, name, m)
+	return bindRefusal(s.bindSeen(ctx, name), err)
 }
 
 // decoyBind does the work of a failed bind for a name that matched no
@@ -163,7 +163,7 @@ func (s *Service) Reauth(ctx context.Context, sess store.Session, password strin
 	if err != nil {
 		return err
 	}
-	if err := s.verifyPassword(ctx, u, password, m); err != nil &&
+	if err := s.verifyPassword(ctx, u, sess.Username, password, m); err != nil &&
 		!errors.Is(err, directory.ErrPasswordMustChange) && !errors.Is(err, directory.ErrPasswordExpired) {
 		if errors.Is(err, directory.ErrUnavailable) {
 			return s.dirProblem(err)

@@ -119,8 +119,34 @@ func (s *Service) EnrolTOTP(ctx context.Context, sess store.Session, m Meta) (TO
 	if err := s.addMethodWithin(ctx, meth, s.o.MaxMethods+apps); err != nil {
 		return TOTPEnrolment{}, err
 	}
+	// which session was shown the seed: only it may be shown it again
+	if _, err := s.d.Store.Hit(context.WithoutCancel(ctx), totpEnrolKey(sess.ID, meth.ID), totpEnrolWindow, s.now()); err != nil {
+		s.log.Error("rate limit counter failed", "error", err.Error())
+	}
 	s.record(ctx, m, "registration.method_added", sess.AccountID, "pending", map[string]string{"method": meth.ID, "type": MethodTOTP})
 	return TOTPEnrolment{Method: view(meth), Secret: key.Secret(), URL: key.URL(), QRPNG: qr.Bytes()}, nil
+}
+
+// totpEnrolKey marks that session sessionID enrolled the app methodID:
+// the seed is shown again (TOTPEnrolmentAgain) to that session only, not
+// to another session of the account (one signed in by someone else who
+// knows the password would otherwise copy the pending app).
+func totpEnrolKey(sessionID, methodID string) string {
+	return "totp-enrol:" + sessionID + ":" + methodID
+}
+
+// totpEnrolWindow is how long the mark is counted (twice: the current and
+// the previous window), beyond any session's life.
+const totpEnrolWindow = time.Hour
+
+// enrolledHere reports whether session sessionID enrolled the app methodID.
+func (s *Service) enrolledHere(ctx context.Context, sessionID, methodID string) bool {
+	key, now := totpEnrolKey(sessionID, methodID), s.now()
+	n, err := s.d.Store.Count(ctx, key, totpEnrolWindow, now)
+	if err == nil && n == 0 {
+		n, err = s.d.Store.Count(ctx, key, totpEnrolWindow, now.Add(-totpEnrolWindow))
+	}
+	return err == nil && n > 0
 }
 
 // TOTPEnrolmentAgain is the enrolment of the signed-in user's authenticator
@@ -136,6 +162,9 @@ func (s *Service) TOTPEnrolmentAgain(ctx context.Context, sess store.Session, me
 	meth, err := s.d.Store.GetMethod(ctx, sess.AccountID, methodID)
 	if err != nil || meth.Type != MethodTOTP || meth.Verified {
 		return TOTPEnrolment{}, problem(CodeMethodNotFound, err)
+	}
+	if !s.enrolledHere(ctx, sess.ID, methodID) {
+		return TOTPEnrolment{}, problem(CodeMethodNotFound, errors.New("the app was set up by another session"))
 	}
 	raw, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(meth.Secret)
 	if err != nil {

@@ -442,3 +442,30 @@ func TestTOTPDecoys(t *testing.T) {
 		}
 	}
 }
+
+// TestTOTPSeedShownAgainOnlyToTheEnrollingSession: after a wrong first
+// code the set-up page shows the pending app's QR code again, to the
+// session that set it up only (review of issue 22's change: any session of
+// the account with a fresh password got the seed, so a second sign-in by
+// someone who knows the password copied the user's new app without a
+// "method added" notice).
+func TestTOTPSeedShownAgainOnlyToTheEnrollingSession(t *testing.T) {
+	tb, _, _ := totpBed(t, nil)
+	ctx := context.Background()
+	mine, _ := tb.enroll(t, "carol", "carol@home.example")
+	other, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	en, err := tb.svc.EnrolTOTP(ctx, mine, Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := tb.svc.TOTPEnrolmentAgain(ctx, mine, en.Method.ID)
+	if err != nil || again.Secret != en.Secret {
+		t.Fatalf("the enrolling session: %v (same seed %v)", err, again.Secret == en.Secret)
+	}
+	if got, err := tb.svc.TOTPEnrolmentAgain(ctx, other, en.Method.ID); err == nil || got.Secret != "" {
+		t.Fatalf("another session of the account was shown the pending seed (err %v)", err)
+	}
+}
