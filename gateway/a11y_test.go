@@ -195,14 +195,14 @@ func TestFlowTimeLimitStated(t *testing.T) {
 // readers and said in words that tell no more than the mask shows.
 func TestMasksReadAloud(t *testing.T) {
 	for mask, want := range map[string]string{
-		"c•••@e•••.net":  "an address starting with c, at a domain starting with e, ending in .net",
-		"j•••@m•••":      "an address starting with j, at a domain starting with m",
-		"+44 •••• ••56":  "a number with country code +44, ending in 56",
-		"•••• ••56":      "a number ending in 56",
-		"•••":            "hidden",
-		"Work laptop":    "Work laptop",
-		"a•••b":          "a (hidden) b",
-		"+1 •••• ••":     "+1 (hidden) (hidden)",
+		"c•••@e•••.net": "an address starting with c, at a domain starting with e, ending in .net",
+		"j•••@m•••":     "an address starting with j, at a domain starting with m",
+		"+44 •••• ••56": "a number with country code +44, ending in 56",
+		"•••• ••56":     "a number ending in 56",
+		"•••":           "hidden",
+		"Work laptop":   "Work laptop",
+		"a•••b":         "a (hidden) b",
+		"+1 •••• ••":    "+1 (hidden) (hidden)",
 	} {
 		if got := spoken(mask); got != want {
 			t.Errorf("spoken(%q) = %q, want %q", mask, got, want)
