@@ -132,7 +132,7 @@ func (b *browser) keys(text string) {
 func (b *browser) tabTo(sel string) {
 	b.t.Helper()
 	for range 40 {
-		on, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`(() => { const a = document.activeElement; return !!a && a.matches(` + jsString(sel) + `); })()`))
+		on, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`(() => { const a = document.activeElement; return !!a && a.matches(`+jsString(sel)+`); })()`))
 		if err != nil {
 			b.t.Fatal(err)
 		}
@@ -248,7 +248,7 @@ func (b *browser) focusOn(id, name, described, title string) string {
 // invalid says whether the field with the given id is aria-invalid.
 func (b *browser) invalid(id string) bool {
 	b.t.Helper()
-	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`document.getElementById(` + jsString(id) + `).getAttribute('aria-invalid') === 'true'`))
+	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`document.getElementById(`+jsString(id)+`).getAttribute('aria-invalid') === 'true'`))
 	if err != nil {
 		b.t.Fatal(err)
 	}
