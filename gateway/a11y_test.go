@@ -1,12 +1,15 @@
 package gateway
 
 import (
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/labstack/echo/v4"
 
 	"github.com/latchkeyhq/latchkey/flow"
 )
@@ -219,5 +222,25 @@ func TestMasksReadAloud(t *testing.T) {
 	}
 	if strings.Contains(page, "carol.home") || strings.Contains(page, "example.net") {
 		t.Fatalf("the page tells more than the mask:\n%s", page)
+	}
+}
+
+// TestReferenceOutsideTheAlert (a11y m5): on a failure of the gateway
+// (5xx) the Reference line for the helpdesk follows the alert instead of
+// being read out as part of it. Before, it was the alert's last line.
+func TestReferenceOutsideTheAlert(t *testing.T) {
+	tb := newTestbed(t, nil)
+	req := httptest.NewRequest("GET", "/change", nil)
+	rec := httptest.NewRecorder()
+	c := echo.New().NewContext(req, rec)
+	c.Set(ctxRequestID, "3c9125a10904feef")
+	if err := tb.srv.render(c, 503, "change", "Change your password", changePage{}, flow.NewProblem(flow.CodeUnavailable, nil)); err != nil {
+		t.Fatal(err)
+	}
+	page := rec.Body.String()
+	alert := regexp.MustCompile(`(?s)<div class="error" id="error" role="alert"[^>]*>.*?</div>`).FindString(page)
+	if alert == "" || strings.Contains(alert, "3c9125a10904feef") || !strings.Contains(page, `</div>
+<p class="request-id">Reference: 3c9125a10904feef</p>`) {
+		t.Fatalf("the reference is not right after the alert, outside it:\n%s", page)
 	}
 }
