@@ -115,6 +115,28 @@ func TestBrowserOpenLDAPKeyboard(t *testing.T) {
 	if err := srv.UserBind("carol", newPass); err != nil {
 		t.Fatalf("the new password does not bind: %v", err)
 	}
+
+	// m1: a select, a summary and a textarea reached by Tab get the ring
+	// of every other control, not the browser's own
+	if err := chromedp.Do(b.ctx, chromedp.Evaluate[chromedp.Void](`(() => {
+	  const m = document.querySelector('main');
+	  m.insertAdjacentHTML('beforeend', '<label for="ring-select">S</label><select id="ring-select"><option>a</option></select>' +
+	    '<details><summary id="ring-summary">More</summary><p>x</p></details>' +
+	    '<label for="ring-textarea">T</label><textarea id="ring-textarea"></textarea>');
+	})()`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"ring-select", "ring-summary", "ring-textarea"} {
+		b.tabTo("#" + id)
+		ring, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`(() => { const s = getComputedStyle(document.activeElement);
+		  return s.outlineStyle + ' ' + s.outlineWidth + ' ' + s.outlineColor + ' ' + s.outlineOffset; })()`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ring != "solid 3px rgb(11, 87, 208) 2px" {
+			t.Errorf("#%s focused by Tab has the outline %q, want the product's 3px ring", id, ring)
+		}
+	}
 }
 
 // keys types text into the focused element, as key events.
