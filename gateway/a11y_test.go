@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
@@ -243,4 +244,71 @@ func TestReferenceOutsideTheAlert(t *testing.T) {
 <p class="request-id">Reference: 3c9125a10904feef</p>`) {
 		t.Fatalf("the reference is not right after the alert, outside it:\n%s", page)
 	}
+}
+
+// TestErrorsTiedToTheirFieldsElsewhere: the methods page (the address
+// refused, the password to remove a method refused) and the security
+// questions (weak answers at registration, wrong ones at a reset) mark
+// their fields too.
+func TestErrorsTiedToTheirFieldsElsewhere(t *testing.T) {
+	tb, _, _ := qBed(t, nil)
+	sess, emailID := tb.enroll(t, "carol", "carol@home.example")
+	qm := tb.setGoodQuestions(t, sess)
+
+	r := newClient(t, tb)
+	r.post("/register", "/register", url.Values{"username": {"carol"}, "password": {tb.dir.Password("carol")}}, nil)
+	page := r.post("/register/methods", "/register/methods", url.Values{"type": {"sms"}, "address": {"+44 12"}}, nil).Body.String()
+	wantField(t, "invalid phone", page, "phone", "error-message phone-hint", true)
+	wantValid(t, "invalid phone", page, "email")
+	page = r.post("/register/methods", "/register/methods", url.Values{"type": {"email"}, "address": {"carol@corp.example"}}, nil).Body.String()
+	wantField(t, "work email", page, "email", "error-message email-hint", true)
+	wantValid(t, "work email", page, "phone")
+	page = r.post("/register/methods", "/register/methods/"+emailID+"/remove", url.Values{"password": {"Not-The-Password-1"}}, nil).Body.String()
+	wantField(t, "remove, wrong password", page, "rm-"+emailID, "error-message", true)
+	wantValid(t, "remove, wrong password", page, "rm-"+qm.ID)
+
+	// registration: weak answers mark every answer, the first takes focus
+	form := url.Values{}
+	for i, a := range []string{"Juniper Anvil", "1234", "Mossy Harbour"} {
+		form.Set(fmt.Sprintf("question-%d", i), tb.svc.AdminQuestions()[i].ID)
+		form.Set(fmt.Sprintf("answer-%d", i), a)
+	}
+	w := r.post("/register/questions", "/register/questions", form, nil)
+	if w.Code != 422 {
+		t.Fatalf("weak answers: %d\n%s", w.Code, w.Body)
+	}
+	page = w.Body.String()
+	wantField(t, "weak answers", page, "answer-0", "error-message error-list answers-hint", true)
+	wantField(t, "weak answers", page, "answer-2", "error-message error-list answers-hint", false)
+
+	// reset: wrong answers, after the email
+	b := newClient(t, tb)
+	b.post("/reset", "/reset", url.Values{"username": {"carol"}}, nil)
+	w = b.post("/reset/methods", "/reset/send", url.Values{"method": {qm.ID}}, nil)
+	qpath := w.Header().Get("Location")
+	w = b.post("/reset/methods", "/reset/send", url.Values{"method": {emailID}}, nil)
+	b.post(w.Header().Get("Location"), "/reset/verify", url.Values{"method": {emailID}, "code": {tb.inbox.LastCode(t, "carol@home.example")}}, nil)
+	qpage := b.get(qpath).Body.String()
+	wrong := url.Values{"method": {qm.ID}}
+	for _, id := range regexp.MustCompile(`name="answer-([0-9a-z]+)"`).FindAllStringSubmatch(qpage, -1) {
+		wrong.Set("answer-"+id[1], "Not It At All")
+	}
+	w = b.post("", "/reset/verify", withCSRF(t, qpage, wrong), nil)
+	if w.Code != 422 {
+		t.Fatalf("wrong answers: %d\n%s", w.Code, w.Body)
+	}
+	page = w.Body.String()
+	wantField(t, "wrong answers", page, "answer-0", "error-message", true)
+	wantField(t, "wrong answers", page, "answer-1", "error-message", false)
+}
+
+// withCSRF sets the form token of page in form.
+func withCSRF(t *testing.T, page string, form url.Values) url.Values {
+	t.Helper()
+	m := csrfRE.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no csrf token:\n%s", page)
+	}
+	form.Set("_csrf", m[1])
+	return form
 }
