@@ -34,6 +34,16 @@ func TestBrowserOpenLDAPKeyboard(t *testing.T) {
 		newPass = "Amber-Harbor-Lantern-61"
 	)
 
+	// a name that is no account: focus and the tree as for carol below
+	// (a page before a proof is the same for every name)
+	b.open("/register", 200)
+	b.tabTo("#username")
+	b.keys("no-such-user-k9")
+	b.tabTo("#password")
+	b.keys("Not-Carols-Password-1")
+	b.enter(401, "/register")
+	b.focusOn("password", "Password", "The username or password is incorrect", "Error: Register recovery methods - Latchkey")
+
 	// registration: a wrong password, then the right one
 	b.open("/register", 200)
 	b.tabTo("#username")
