@@ -12,16 +12,19 @@ import (
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
 )
 
-// TestBrowserOpenLDAPKeyboard (issue #22, a11y M1, m2): a keyboard-only
+// TestBrowserOpenLDAPKeyboard (issue #22, a11y M1, m1, m2): a keyboard-only
 // journey in Chromium (key events only: Tab, typed characters and Enter;
-// no click) through registration and a reset on OpenLDAP, with failed
-// submits on purpose (a wrong password, a wrong code twice, a password too
-// short, two that differ). After each submit it asserts where focus lands
+// no click) through registration, a reset and an unlock on OpenLDAP, with
+// failed submits on purpose (a wrong password for carol and for a name
+// that is no account, wrong codes, a password too short, two that
+// differ). After each submit it asserts where focus lands
 // (document.activeElement) and, from Chromium's accessibility tree, that
 // the focused field is invalid and described by the error's text, and the
-// page's title. axe-core and the layout checks run on every state.
-// Before the fix focus stayed on the document after every submit and no
-// field was ever invalid.
+// page's title; a notice after a redirect takes focus; a select, a summary
+// and a textarea reached by Tab carry the product's focus ring. axe-core
+// and the layout checks run on every error state. Before the fix focus
+// stayed on the document after every submit and no field was ever
+// invalid.
 func TestBrowserOpenLDAPKeyboard(t *testing.T) {
 	parallel(t)
 	exe := chromiumPath(t)
@@ -125,6 +128,25 @@ func TestBrowserOpenLDAPKeyboard(t *testing.T) {
 	if err := srv.UserBind("carol", newPass); err != nil {
 		t.Fatalf("the new password does not bind: %v", err)
 	}
+
+	// unlock: each step's title, a wrong code
+	b.open("/unlock", 200)
+	b.title("Unlock your account - Latchkey")
+	b.tabTo("#username")
+	b.keys("carol")
+	b.enter(200, "/unlock/methods")
+	b.title("Unlock your account: step 1 of 2 - Latchkey")
+	b.tabTo(`ul.methods button[type=submit]`)
+	b.enter(200, "/unlock/code")
+	code = e.mailCode(email)
+	b.tabTo("#code")
+	b.keys(wrongCode(code))
+	b.enter(422, "/unlock/verify")
+	b.focusOn("code", "Code", "That code is not valid", "Error: Unlock your account: step 1 of 2 - Latchkey")
+	b.check("keyboard: unlock, wrong code")
+	b.keys(code)
+	b.enter(200, "/unlock/complete")
+	b.title("Unlock your account: step 2 of 2 - Latchkey")
 
 	// m1: a select, a summary and a textarea reached by Tab get the ring
 	// of every other control, not the browser's own
