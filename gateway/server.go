@@ -136,7 +136,7 @@ func (s *Server) loadPages() error {
 func parsePages(fsys fs.FS) (map[string]*template.Template, error) {
 	pages := map[string]*template.Template{}
 	for _, n := range pageNames {
-		t, err := template.ParseFS(fsys, "pages/layout.html", "pages/"+n+".html")
+		t, err := template.New("layout.html").Funcs(pageFuncs).ParseFS(fsys, "pages/layout.html", "pages/"+n+".html")
 		if err != nil {
 			return nil, fmt.Errorf("page %s: %w", n, err)
 		}
@@ -320,7 +320,17 @@ type pageData struct {
 	// page that asks for one: the error links to Unlock (a locked
 	// account's right password is refused too)
 	UnlockLink bool
-	Data       any
+	// Invalid are the ids of the fields the error is about, Focus the one
+	// that takes focus ("" with an error: the summary) (fieldsInError)
+	Invalid []string
+	Focus   string
+	// NoticeFocus: a notice after a redirect takes focus, so that it is
+	// read out (a live region present at load is not announced)
+	NoticeFocus bool
+	// FlowLimit is how long a reset or unlock lives ("15 minutes"), said on
+	// the flow's pages (WCAG 2.2.1)
+	FlowLimit string
+	Data      any
 }
 
 func (s *Server) render(c echo.Context, status int, page, title string, data any, p *flow.Problem) error {
@@ -341,6 +351,11 @@ func (s *Server) render(c echo.Context, status int, page, title string, data any
 		if len(p.Violations) > 0 && p.Code == flow.CodePasswordRejected {
 			d.Error = "The new password was not accepted:"
 		}
+		d.Invalid, d.Focus = fieldsInError(c, page, p)
+	}
+	d.NoticeFocus = d.Notice != "" && d.Error == ""
+	if strings.HasPrefix(page, "flow_") {
+		d.FlowLimit = minutes(s.o.FlowTTL)
 	}
 	var b strings.Builder
 	if err := t.ExecuteTemplate(&b, "layout", d); err != nil {
