@@ -31,7 +31,7 @@ stop() { kill -INT -- "-$pid" 2>/dev/null || true; }
 # the first `go run` compiles; allow 5 minutes for that on a cold cache
 url=""
 for _ in $(seq 1 600); do
-  url=$(sed -n 's#^ *Open *\(http://127\.0\.0\.1:[0-9]*\)/ *$#\1#p' "$out" | head -1)
+  url=$(sed -n 's#^ *Open *\(http://localhost:[0-9]*\)/ *$#\1#p' "$out" | head -1)
   [ -n "$url" ] && break
   if ! kill -0 "$pid" 2>/dev/null; then
     echo "demo-smoke: the demo exited before printing its URL:" >&2; cat "$out" >&2; exit 1
