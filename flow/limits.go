@@ -294,8 +294,8 @@ func bindFailure(err error) *Problem {
 // spent under other spellings answers sign_in_failed, as a name that is no
 // account does, until the typed name's own count is spent.
 func (s *Service) bindAttempt(ctx context.Context, u *directory.User, name string, m Meta) (may bool) {
-	budget, window := s.bindRules(ctx, &directory.User{})
-	window = s.o.Limits.BindFailureWindow
+	budget, _ := s.bindRules(ctx, &directory.User{})
+	window := s.o.Limits.BindFailureWindow
 	key, account := "bindfail:name:"+strings.ToLower(name), ""
 	if u != nil {
 		budget, window = s.bindRules(ctx, u)

@@ -73,7 +73,7 @@ func newTestOutbox(t *testing.T, st store.Store, m notify.Mailer, opts OutboxOpt
 	}
 	to := &testOutbox{failed: map[string]string{}, delivered: map[string]int{}}
 	to.outbox = newOutbox(st, m, nil, quietLog(), opts, func() time.Time { return time.Now().Add(time.Duration(to.clock.Load())) })
-	to.outbox.retryDelays = []time.Duration{20 * time.Millisecond}
+	to.retryDelays = []time.Duration{20 * time.Millisecond}
 	to.outbox.failed = func(m store.OutboxMessage, reason string) {
 		to.mu.Lock()
 		to.failed[m.ID] = reason
