@@ -312,6 +312,9 @@ func isAPI(c echo.Context) bool {
 // pageData is what every page template receives.
 type pageData struct {
 	Title, Product, Helpdesk, CSRF, RequestID string
+	// FooterID is the request id of a 4xx error page, shown small in the
+	// footer (a 5xx shows RequestID as a Reference line instead).
+	FooterID string
 	// Demo shows the "not for production" banner and the outbox link.
 	Demo          bool
 	Notice, Error string
@@ -347,6 +350,11 @@ func (s *Server) render(c echo.Context, status int, page, title string, data any
 			// the reference is for the helpdesk: a failure of ours, not a
 			// mistake the page explains
 			d.RequestID = meta(c).RequestID
+		} else {
+			// every error still carries its request id, quietly, in the
+			// footer: not a "Reference" line beside a mistake the page
+			// explains, but there for whoever asks the helpdesk
+			d.FooterID = meta(c).RequestID
 		}
 		if len(p.Violations) > 0 && p.Code == flow.CodePasswordRejected {
 			d.Error = "The new password was not accepted:"

@@ -123,7 +123,10 @@ func check(ctx context.Context, cfg *config.Config, path string, opts checkOptio
 
 	status, message, fix := checkStore(ctx, cfg)
 	add("store", status, message, fix)
-	if status != statusFail {
+	// the outbox lives in the store: with the store behind or failing
+	// there is nothing to read, and the store line says why (one cause,
+	// one line)
+	if status == statusOK {
 		status, message, fix = checkOutbox(ctx, cfg)
 		add("outbox", status, message, fix)
 	}
