@@ -100,17 +100,8 @@ func (s *Service) EnrolTOTP(ctx context.Context, sess store.Session, m Meta) (TO
 	if others >= s.o.MaxMethods {
 		return TOTPEnrolment{}, problem(CodeMethodLimit, nil)
 	}
-	key, err := totp.Generate(totp.GenerateOpts{Issuer: s.o.ProductName, AccountName: sess.Username, Period: totpPeriod,
-		SecretSize: totpSeedSize, Digits: totpDigits, Algorithm: otp.AlgorithmSHA1})
+	key, qr, err := s.totpKey(sess.Username, totp.GenerateOpts{SecretSize: totpSeedSize})
 	if err != nil {
-		return TOTPEnrolment{}, problem(CodeInternal, err)
-	}
-	img, err := key.Image(totpQRSize, totpQRSize)
-	if err != nil {
-		return TOTPEnrolment{}, problem(CodeInternal, err)
-	}
-	var qr bytes.Buffer
-	if err := png.Encode(&qr, img); err != nil {
 		return TOTPEnrolment{}, problem(CodeInternal, err)
 	}
 	meth := store.Method{ID: newID(), AccountID: sess.AccountID, Type: MethodTOTP, Secret: key.Secret(), CreatedAt: s.now()}
@@ -124,7 +115,26 @@ func (s *Service) EnrolTOTP(ctx context.Context, sess store.Session, m Meta) (TO
 		s.log.Error("rate limit counter failed", "error", err.Error())
 	}
 	s.record(ctx, m, "registration.method_added", sess.AccountID, "pending", map[string]string{"method": meth.ID, "type": MethodTOTP})
-	return TOTPEnrolment{Method: view(meth), Secret: key.Secret(), URL: key.URL(), QRPNG: qr.Bytes()}, nil
+	return TOTPEnrolment{Method: view(meth), Secret: key.Secret(), URL: key.URL(), QRPNG: qr}, nil
+}
+
+// totpKey makes the app's key for the account named username (a new seed
+// of o.SecretSize, or o.Secret) and its QR code as a PNG image.
+func (s *Service) totpKey(username string, o totp.GenerateOpts) (*otp.Key, []byte, error) {
+	o.Issuer, o.AccountName, o.Period, o.Digits, o.Algorithm = s.o.ProductName, username, totpPeriod, totpDigits, otp.AlgorithmSHA1
+	key, err := totp.Generate(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	img, err := key.Image(totpQRSize, totpQRSize)
+	if err != nil {
+		return nil, nil, err
+	}
+	var qr bytes.Buffer
+	if err := png.Encode(&qr, img); err != nil {
+		return nil, nil, err
+	}
+	return key, qr.Bytes(), nil
 }
 
 // totpEnrolKey marks that session sessionID enrolled the app methodID:
@@ -170,20 +180,11 @@ func (s *Service) TOTPEnrolmentAgain(ctx context.Context, sess store.Session, me
 	if err != nil {
 		return TOTPEnrolment{}, problem(CodeInternal, err)
 	}
-	key, err := totp.Generate(totp.GenerateOpts{Issuer: s.o.ProductName, AccountName: sess.Username, Period: totpPeriod,
-		Secret: raw, Digits: totpDigits, Algorithm: otp.AlgorithmSHA1})
+	key, qr, err := s.totpKey(sess.Username, totp.GenerateOpts{Secret: raw})
 	if err != nil {
 		return TOTPEnrolment{}, problem(CodeInternal, err)
 	}
-	img, err := key.Image(totpQRSize, totpQRSize)
-	if err != nil {
-		return TOTPEnrolment{}, problem(CodeInternal, err)
-	}
-	var qr bytes.Buffer
-	if err := png.Encode(&qr, img); err != nil {
-		return TOTPEnrolment{}, problem(CodeInternal, err)
-	}
-	return TOTPEnrolment{Method: view(meth), Secret: key.Secret(), URL: key.URL(), QRPNG: qr.Bytes()}, nil
+	return TOTPEnrolment{Method: view(meth), Secret: key.Secret(), URL: key.URL(), QRPNG: qr}, nil
 }
 
 // totpStepKey is the counter of one used step of one method.
