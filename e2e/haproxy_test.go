@@ -29,16 +29,24 @@ import (
 // CI=true a missing one fails the test.
 func haproxyBinary(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("haproxy"); err == nil {
+	return sbinBinary(t, "haproxy", "haproxy")
+}
+
+// sbinBinary is the program name of the Debian package pkg, on PATH or in
+// /usr/sbin. Under CI=true a missing one fails the test (scripts/deps.sh
+// installs it), else the test is skipped.
+func sbinBinary(t *testing.T, name, pkg string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
-	if _, err := os.Stat("/usr/sbin/haproxy"); err == nil {
-		return "/usr/sbin/haproxy"
+	if _, err := os.Stat("/usr/sbin/" + name); err == nil {
+		return "/usr/sbin/" + name
 	}
 	if os.Getenv("CI") == "true" {
-		t.Fatal("haproxy is not installed (scripts/deps.sh installs the Debian package)")
+		t.Fatalf("%s is not installed (scripts/deps.sh installs the Debian package %s)", name, pkg)
 	}
-	t.Skip("haproxy is not installed")
+	t.Skipf("%s is not installed", name)
 	return ""
 }
 

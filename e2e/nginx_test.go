@@ -26,23 +26,6 @@ import (
 	"github.com/latchkeyhq/latchkey/store/pgtest"
 )
 
-// nginxBinary is the Debian package's nginx (nginx-light, scripts/deps.sh).
-// Under CI=true a missing one fails the test.
-func nginxBinary(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("nginx"); err == nil {
-		return p
-	}
-	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
-		return "/usr/sbin/nginx"
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("nginx is not installed (scripts/deps.sh installs the Debian package nginx-light)")
-	}
-	t.Skip("nginx is not installed")
-	return ""
-}
-
 // startNginx runs nginx with deploy/nginx/latchkey.conf as it ships, but for
 // its listener (plain HTTP on a free loopback port instead of 443 with the
 // site's certificate) and one server line per gateway, in a main
@@ -51,7 +34,7 @@ func nginxBinary(t *testing.T) string {
 // /readyz through a gateway.
 func startNginx(t *testing.T, gws []*env) string {
 	t.Helper()
-	bin := nginxBinary(t)
+	bin := sbinBinary(t, "nginx", "nginx-light")
 	b, err := os.ReadFile(filepath.Join("..", "deploy", "nginx", "latchkey.conf"))
 	if err != nil {
 		t.Fatal(err)
