@@ -64,18 +64,7 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 	switch {
 	case err == nil:
 	case !proven:
-		if errors.Is(err, directory.ErrUnavailable) {
-			return s.dirProblem(err)
-		}
-		spent := false
-		if errors.Is(err, directory.ErrPasswordExpired) {
-			s.bindProven(ctx, u) // the directory says so only to the right password, which is not "too many attempts"
-		} else if oldPassword != "" {
-			spent = s.bindSeen(ctx, name) // a refusal counts toward the typed name's budget
-		}
-		s.record(ctx, m, "change.completed", u.ID, "failed", map[string]string{"reason": reasonOf(err)})
-		s.padChange.wait(ctx, start, true)
-		return bindFailure(bindRefusal(spent, err))
+		return s.changeNotProven(ctx, u, name, oldPassword != "", err, start, m)
 	default:
 		var p *Problem
 		if errors.As(err, &p) {
@@ -91,4 +80,22 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 	s.passwordWritten(ctx, m, u, []string{bindKey(u)}, true, "change.completed")
 	s.noticeUser(ctx, u, "password_changed", "", m)
 	return nil
+}
+
+// changeNotProven answers a change whose old password the directory did not
+// accept (or that was not tried: empty, or over the account's budget),
+// after the same hold as an unknown name's.
+func (s *Service) changeNotProven(ctx context.Context, u *directory.User, name string, tried bool, err error, start time.Time, m Meta) error {
+	if errors.Is(err, directory.ErrUnavailable) {
+		return s.dirProblem(err)
+	}
+	spent := false
+	if errors.Is(err, directory.ErrPasswordExpired) {
+		s.bindProven(ctx, u) // the directory says so only to the right password, which is not "too many attempts"
+	} else if tried {
+		spent = s.bindSeen(ctx, name) // a refusal counts toward the typed name's budget
+	}
+	s.record(ctx, m, "change.completed", u.ID, "failed", map[string]string{"reason": reasonOf(err)})
+	s.padChange.wait(ctx, start, true)
+	return bindFailure(bindRefusal(spent, err))
 }

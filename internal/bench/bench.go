@@ -229,6 +229,48 @@ func (r *run) logf(format string, args ...any) { fmt.Fprintf(r.o.Log, format+"\n
 
 func (r *run) run() error {
 	o := r.o
+	bin, resetAccounts, err := r.startServers()
+	if err != nil {
+		return err
+	}
+	p, pd, err := r.startGateways(bin, resetAccounts)
+	if err != nil {
+		return err
+	}
+	lim := limits{dur: o.Duration, max: o.MaxOps}
+	r.scenarios(p, pd, lim)
+	if o.EnumSamples > 0 {
+		r.logf("enumeration check (%d samples per kind)...", o.EnumSamples)
+		r.rep.Enumeration = r.enumeration(o.EnumSamples)
+	}
+	for _, g := range r.gws {
+		kib := peakRSS(g.pid())
+		r.rep.PeakRSSKiB = max(r.rep.PeakRSSKiB, kib)
+		if len(r.gws) > 1 {
+			r.rep.InstancesRSSKiB = append(r.rep.InstancesRSSKiB, kib)
+		}
+	}
+
+	if o.Outstanding > 0 && o.runs("reset") {
+		r.logf("scaling case: %d outstanding flows and codes...", o.Outstanding)
+		if err := r.scaling(bin, resetAccounts, lim); err != nil {
+			return err
+		}
+	}
+	r.checks()
+	r.rep.LoadAfter = loadAvg()
+	if len(r.rep.Checks.Failures) > 0 {
+		return fmt.Errorf("%w: %s", ErrCorrectness, strings.Join(r.rep.Checks.Failures, "; "))
+	}
+	return nil
+}
+
+// startServers splits the users among the scenarios, starts PostgreSQL
+// (when asked), slapd seeded with the users, mailpit and the SMS server,
+// and builds the gateway binary unless one was given. It returns the
+// binary and the reset scenario's accounts (name to entryUUID).
+func (r *run) startServers() (bin string, resetAccounts map[string]string, err error) {
+	o := r.o
 	n := o.Users
 	fifth := n / 5
 	r.chg, r.rawChg, r.rawAdm, r.rst, r.reg = [2]int{0, fifth}, [2]int{fifth, 2 * fifth}, [2]int{2 * fifth, 3 * fifth}, [2]int{3 * fifth, 4 * fifth}, [2]int{4 * fifth, n}
@@ -242,16 +284,15 @@ func (r *run) run() error {
 		r.pg = pgtest.StartPrivate(r.t)
 		v, err := serverVersion(r.pg.DSN("postgres"))
 		if err != nil {
-			return fmt.Errorf("PostgreSQL: %w", err)
+			return "", nil, fmt.Errorf("PostgreSQL: %w", err)
 		}
 		r.rep.PostgresVersion = v
 		r.logf("PostgreSQL %s ready (pid %d)", v, r.pg.PID())
 	}
-	bin := o.Binary
+	bin = o.Binary
 	if bin == "" {
-		var err error
 		if bin, err = buildBinary(r.t.TempDir(), o.CPUProfile != ""); err != nil {
-			return err
+			return "", nil, err
 		}
 	}
 	r.logf("seeding slapd with %d users in nested groups...", n)
@@ -262,23 +303,29 @@ func (r *run) run() error {
 	r.mail = notifytest.StartMailpit(r.t, notifytest.MailpitArgs("--max", "0"))
 	r.sms = blackbox.StartTwilio(r.t)
 	r.mb = blackbox.NewCollector(r.mail)
-	defer r.mb.Close()
+	r.t.Cleanup(r.mb.Close)
 
 	ids, err := entryUUIDs(r.srv)
 	if err != nil {
-		return fmt.Errorf("reading entryUUIDs: %w", err)
+		return "", nil, fmt.Errorf("reading entryUUIDs: %w", err)
 	}
-	resetAccounts := map[string]string{}
+	resetAccounts = map[string]string{}
 	for i := r.rst[0]; i < r.rst[1]; i++ {
 		resetAccounts[userName(i)] = ids[userName(i)]
 	}
+	return bin, resetAccounts, nil
+}
 
-	gws, err := r.newGateways(bin, resetAccounts, 0, o.Instances, o.CPUProfile != "")
+// startGateways starts o.Instances gateways and the API client that sends
+// each request to the next in turn. It returns the processes whose CPU
+// the gateway scenarios count (p) and the raw directory scenarios (pd).
+func (r *run) startGateways(bin string, resetAccounts map[string]string) (p, pd pids, err error) {
+	gws, err := r.newGateways(bin, resetAccounts, 0, r.o.Instances, r.o.CPUProfile != "")
 	if err != nil {
-		return err
+		return p, pd, err
 	}
 	r.gws, r.gw = gws, gws[0]
-	p := pids{slapd: r.srv.PID()}
+	p = pids{slapd: r.srv.PID()}
 	var bases []string
 	for _, g := range gws {
 		bases = append(bases, g.base)
@@ -288,9 +335,13 @@ func (r *run) run() error {
 	if r.pg != nil {
 		p.store = r.pg.PID()
 	}
-	pd := pids{slapd: r.srv.PID()}
-	lim := limits{dur: o.Duration, max: o.MaxOps}
+	return p, pids{slapd: r.srv.PID()}, nil
+}
 
+// scenarios measures each scenario asked for at each concurrency, o.Reps
+// times over.
+func (r *run) scenarios(p, pd pids, lim limits) {
+	o := r.o
 	for rep := 0; rep < o.Reps; rep++ {
 		for _, c := range o.Concurrency {
 			r.logf("rep %d, c=%d", rep+1, c)
@@ -321,30 +372,6 @@ func (r *run) run() error {
 			}
 		}
 	}
-	if o.EnumSamples > 0 {
-		r.logf("enumeration check (%d samples per kind)...", o.EnumSamples)
-		r.rep.Enumeration = r.enumeration(o.EnumSamples)
-	}
-	for _, g := range gws {
-		kib := peakRSS(g.pid())
-		r.rep.PeakRSSKiB = max(r.rep.PeakRSSKiB, kib)
-		if len(gws) > 1 {
-			r.rep.InstancesRSSKiB = append(r.rep.InstancesRSSKiB, kib)
-		}
-	}
-
-	if o.Outstanding > 0 && o.runs("reset") {
-		r.logf("scaling case: %d outstanding flows and codes...", o.Outstanding)
-		if err := r.scaling(bin, resetAccounts, lim); err != nil {
-			return err
-		}
-	}
-	r.checks()
-	r.rep.LoadAfter = loadAvg()
-	if len(r.rep.Checks.Failures) > 0 {
-		return fmt.Errorf("%w: %s", ErrCorrectness, strings.Join(r.rep.Checks.Failures, "; "))
-	}
-	return nil
 }
 
 func (r *run) add(row Row) *Row {
