@@ -1,12 +1,17 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/latchkeyhq/latchkey/directory"
@@ -105,5 +110,53 @@ func TestProxyHeaderWithoutTrustedProxies(t *testing.T) {
 	tb, logs = bed(func(o *flow.Options) { o.TrustedProxies = []netip.Prefix{mustPrefix("192.0.2.10/32")} })
 	if n := count(tb, logs, map[string]string{"X-Forwarded-For": "198.51.100.7"}, 3); n != 0 {
 		t.Fatalf("%d warnings with the proxy trusted", n)
+	}
+}
+
+// TestDrainClosesEachConnection: before the drain a client's connection is
+// kept for its next request; during it every answer says "Connection:
+// close" and the server closes the connection after it, so that a proxy
+// (deploy/nginx) never sends a request on a kept connection the listener's
+// closing would cut.
+func TestDrainClosesEachConnection(t *testing.T) {
+	tb := newTestbed(t, nil)
+	ts := httptest.NewServer(tb.srv.Handler())
+	t.Cleanup(ts.Close)
+	var conns atomic.Int32
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conns.Add(1)
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}}
+	t.Cleanup(client.CloseIdleConnections)
+	get := func() *http.Response {
+		t.Helper()
+		r, err := client.Get(ts.URL + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+		return r
+	}
+	for range 3 {
+		if r := get(); r.Close || r.StatusCode != 200 {
+			t.Fatalf("before the drain: status %d, close %v", r.StatusCode, r.Close)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("before the drain: %d connections for 3 requests, want 1 kept", n)
+	}
+	tb.srv.Drain()
+	for range 3 {
+		if r := get(); !r.Close || r.StatusCode != 200 { // Close: the answer said "Connection: close"
+			t.Fatalf("while draining: status %d, close %v", r.StatusCode, r.Close)
+		}
+	}
+	// the first answer of the drain came on the kept connection and
+	// closed it; each later one had its own
+	if n := conns.Load(); n != 3 {
+		t.Fatalf("while draining: %d connections in all, want 3 (1 kept, then 1 per request after the first)", n)
 	}
 }

@@ -167,6 +167,16 @@ func (s *Server) base(next echo.HandlerFunc) echo.HandlerFunc {
 		if s.secure {
 			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
 		}
+		if s.draining.Load() {
+			// Every answer of the drain closes its connection (HTTP/2:
+			// a GOAWAY), so that a proxy sends its next request on a new
+			// one. The connections a proxy keeps idle it closes itself
+			// after its keep-alive timeout, shorter than the drain
+			// (deploy/nginx): when the listener closes no kept
+			// connection is left on which a request could be sent as it
+			// closes (a POST that nginx would answer 502, not retry).
+			h.Set("Connection", "close")
+		}
 		// A method outside the fixed set is refused before anything else
 		// runs: no client address, no route, no metrics (which would
 		// otherwise keep every method string anyone sends), no audit. No
