@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/latchkeyhq/latchkey/directory"
 	"github.com/latchkeyhq/latchkey/flow"
@@ -113,14 +114,17 @@ func TestProxyHeaderWithoutTrustedProxies(t *testing.T) {
 	}
 }
 
-// TestDrainClosesEachConnection: before the drain a client's connection is
-// kept for its next request; during it every answer says "Connection:
-// close" and the server closes the connection after it, so that a proxy
-// (deploy/nginx) never sends a request on a kept connection the listener's
-// closing would cut.
+// TestDrainClosesEachConnection: before and during the drain a client's
+// connection is kept for its next request; once the listener has closed
+// (CloseConnections) every answer says "Connection: close" and the server
+// closes the connection after it, so that a proxy (deploy/nginx) never
+// sends a request on a kept connection the server is closing.
+// OpenConnections follows the connections.
 func TestDrainClosesEachConnection(t *testing.T) {
 	tb := newTestbed(t, nil)
-	ts := httptest.NewServer(tb.srv.Handler())
+	ts := httptest.NewUnstartedServer(nil)
+	ts.Config = tb.srv.HTTPServer("")
+	ts.Start()
 	t.Cleanup(ts.Close)
 	var conns atomic.Int32
 	client := &http.Client{Transport: &http.Transport{
@@ -140,23 +144,37 @@ func TestDrainClosesEachConnection(t *testing.T) {
 		r.Body.Close()
 		return r
 	}
-	for range 3 {
+	for range 2 {
 		if r := get(); r.Close || r.StatusCode != 200 {
 			t.Fatalf("before the drain: status %d, close %v", r.StatusCode, r.Close)
 		}
 	}
-	if n := conns.Load(); n != 1 {
-		t.Fatalf("before the drain: %d connections for 3 requests, want 1 kept", n)
-	}
 	tb.srv.Drain()
+	if r := get(); r.Close || r.StatusCode != 200 {
+		t.Fatalf("while draining: status %d, close %v", r.StatusCode, r.Close)
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("before the listener closed: %d connections for 3 requests, want 1 kept", n)
+	}
+	if n := tb.srv.OpenConnections(); n != 1 {
+		t.Fatalf("OpenConnections %d with one kept connection", n)
+	}
+	tb.srv.CloseConnections()
 	for range 3 {
 		if r := get(); !r.Close || r.StatusCode != 200 { // Close: the answer said "Connection: close"
-			t.Fatalf("while draining: status %d, close %v", r.StatusCode, r.Close)
+			t.Fatalf("closing: status %d, close %v", r.StatusCode, r.Close)
 		}
 	}
-	// the first answer of the drain came on the kept connection and
-	// closed it; each later one had its own
+	// the first answer came on the kept connection and closed it; each
+	// later one had its own
 	if n := conns.Load(); n != 3 {
-		t.Fatalf("while draining: %d connections in all, want 3 (1 kept, then 1 per request after the first)", n)
+		t.Fatalf("closing: %d connections in all, want 3 (1 kept, then 1 per request after the first)", n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for tb.srv.OpenConnections() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("OpenConnections %d after every connection was closed", tb.srv.OpenConnections())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

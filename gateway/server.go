@@ -39,6 +39,11 @@ type Server struct {
 	origin                                string
 	// draining is set by Drain: /readyz answers 503 "draining"
 	draining atomic.Bool
+	// closing is set by CloseConnections: every answer closes its
+	// connection
+	closing atomic.Bool
+	// conns counts the open client connections (HTTPServer's ConnState)
+	conns atomic.Int64
 	// proxyWarned: the warning about X-Forwarded-For without
 	// server.trusted_proxies was logged (once per process)
 	proxyWarned atomic.Bool
@@ -115,7 +120,15 @@ func (s *Server) Handler() http.Handler { return s.e }
 func (s *Server) HTTPServer(addr string) *http.Server {
 	o := s.o
 	return &http.Server{Addr: addr, Handler: s.e, ReadTimeout: o.ReadTimeout, ReadHeaderTimeout: o.ReadHeaderTimeout,
-		WriteTimeout: o.WriteTimeout, IdleTimeout: o.IdleTimeout, MaxHeaderBytes: 16 << 10}
+		WriteTimeout: o.WriteTimeout, IdleTimeout: o.IdleTimeout, MaxHeaderBytes: 16 << 10,
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				s.conns.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				s.conns.Add(-1)
+			}
+		}}
 }
 
 // pageNames are the pages the server renders (templates/pages/NAME.html):
@@ -167,14 +180,12 @@ func (s *Server) base(next echo.HandlerFunc) echo.HandlerFunc {
 		if s.secure {
 			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
 		}
-		if s.draining.Load() {
-			// Every answer of the drain closes its connection (HTTP/2:
-			// a GOAWAY), so that a proxy sends its next request on a new
-			// one. The connections a proxy keeps idle it closes itself
-			// after its keep-alive timeout, shorter than the drain
-			// (deploy/nginx): when the listener closes no kept
-			// connection is left on which a request could be sent as it
-			// closes (a POST that nginx would answer 502, not retry).
+		if s.closing.Load() {
+			// The listener has closed (CloseConnections): this answer
+			// closes its connection (HTTP/2: a GOAWAY), so that the
+			// client's next request finds the listener closed and a
+			// load balancer sends it to another instance, instead of
+			// the connection being closed under it.
 			h.Set("Connection", "close")
 		}
 		// A method outside the fixed set is refused before anything else
@@ -457,6 +468,19 @@ func (s *Server) healthz(c echo.Context) error {
 // while every other route is served as before: a load balancer stops
 // sending new requests before the listener closes (server.shutdown_delay).
 func (s *Server) Drain() { s.draining.Store(true) }
+
+// CloseConnections makes every answer from now on close its connection
+// ("Connection: close"). The last step of a drain, once the listener has
+// closed: a kept connection is closed by the server only right after an
+// answer that said so, never while the client may be sending a request on
+// it (a POST nginx would answer with its own 502, not retried); the
+// connections a client leaves idle it closes itself after its keep-alive
+// timeout.
+func (s *Server) CloseConnections() { s.closing.Store(true) }
+
+// OpenConnections is how many client connections of HTTPServer's server
+// are open.
+func (s *Server) OpenConnections() int64 { return s.conns.Load() }
 
 // deps pings the directory and the store within limit and names the state
 // of each: "ok" or "unavailable".

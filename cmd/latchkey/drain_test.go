@@ -111,12 +111,13 @@ func TestDrainCoversProbes(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^\s*proxy_next_upstream error timeout;`).Match(nx) {
 		t.Error("nginx: connection errors are not retried on the next instance")
 	}
-	// nginx must close its idle connections to a draining instance before
-	// the instance's listener closes them (its default is 60s)
+	// nginx must close its idle connections to a draining instance
+	// itself, once its listener has closed, before the instance closes
+	// them (nginx's default is 60s)
 	if m := regexp.MustCompile(`(?m)^\s*keepalive_timeout (\d+)s;`).FindSubmatch(nx); m == nil {
 		t.Error("nginx: the upstream's keepalive_timeout is not set (nginx's default, 60s, outlasts the drain)")
-	} else if n, _ := strconv.Atoi(string(m[1])); time.Duration(n)*time.Second >= config.DefaultShutdownDelay {
-		t.Errorf("nginx: keepalive_timeout %ds does not end within the default shutdown_delay %v", n, config.DefaultShutdownDelay)
+	} else if n, _ := strconv.Atoi(string(m[1])); time.Duration(n)*time.Second >= connCloseWait {
+		t.Errorf("nginx: keepalive_timeout %ds does not end within the drain's wait for kept connections (%v)", n, connCloseWait)
 	}
 
 	for _, c := range checks {

@@ -226,7 +226,7 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 	// SIGTERM: shutdown_delay, then requests in flight finish, then the
 	// outbox drains; the pod must be given all of it
-	stop := cfg.Server.ShutdownDelay + httpShutdownTimeout + flow.OutboxDrainTimeout
+	stop := cfg.Server.ShutdownDelay + connCloseWait + httpShutdownTimeout + flow.OutboxDrainTimeout
 	if grace := time.Duration(pod.TerminationGracePeriodSeconds) * time.Second; grace <= stop {
 		t.Errorf("terminationGracePeriodSeconds %v is not more than a stop takes at most (%v)", grace, stop)
 	}

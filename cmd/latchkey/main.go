@@ -462,15 +462,22 @@ func serveHTTP(ctx context.Context, cfg *config.Config, log *slog.Logger, srv *g
 		}
 		return exitOK
 	case <-ctx.Done():
-		return shutdown(cfg, log, srv, hs, errc)
+		return shutdown(cfg, log, srv, hs, ln, errc)
 	}
 }
 
 // shutdown stops serving after ctx ended: the server reports itself not
 // ready (the load balancer moves away) while still serving for
-// server.shutdown_delay, then the listener closes and requests in flight
-// get httpShutdownTimeout to finish.
-func shutdown(cfg *config.Config, log *slog.Logger, srv *gateway.Server, hs *http.Server, errc <-chan error) int {
+// server.shutdown_delay. Then the listener closes: a new connection is
+// refused, which a load balancer without a health check (nginx) sends to
+// the next instance; each kept connection is closed right after its next
+// answer (CloseConnections), and the idle ones are left for up to
+// connCloseWait to the client, whose keep-alive timeout closes them (a
+// connection closed by the server while idle may be one the client is
+// sending a POST on). Then requests in flight get httpShutdownTimeout to
+// finish. Without a delay (one instance, no load balancer) the listener
+// and the idle connections close at once.
+func shutdown(cfg *config.Config, log *slog.Logger, srv *gateway.Server, hs *http.Server, ln net.Listener, errc <-chan error) int {
 	srv.Drain()
 	if d := cfg.Server.ShutdownDelay; d > 0 {
 		log.Info("draining before shutdown", "delay", d.String())
@@ -480,12 +487,29 @@ func shutdown(cfg *config.Config, log *slog.Logger, srv *gateway.Server, hs *htt
 			log.Error("http server", "error", err.Error())
 			return exitFail
 		}
+		srv.CloseConnections()
+		_ = ln.Close() // Serve returns; the connections it started go on
+		waitConnsClosed(srv, connCloseWait)
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
 	defer cancel()
 	_ = hs.Shutdown(sctx)
 	log.Info("latchkey stopped")
 	return exitOK
+}
+
+// connCloseWait bounds how long a drain waits, after the listener closed,
+// for clients to close their kept connections (each is closed after its
+// next answer; an idle one by the client's keep-alive timeout, shorter in
+// deploy/nginx).
+const connCloseWait = 5 * time.Second
+
+// waitConnsClosed returns once srv has no open connection, or after limit.
+func waitConnsClosed(srv *gateway.Server, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for srv.OpenConnections() > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // httpShutdownTimeout bounds how long requests in flight may take to
