@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,7 +28,6 @@ import (
 	"github.com/latchkeyhq/latchkey/internal/testport"
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
 	"github.com/latchkeyhq/latchkey/store/pgtest"
-	"golang.org/x/sync/semaphore"
 )
 
 var binary string
@@ -52,7 +52,7 @@ func TestMain(m *testing.M) {
 			}
 		}
 	})
-	gate.sem = semaphore.NewWeighted(gate.size)
+	gate.sem = &prioSem{size: gate.size}
 	flag.Set("test.parallel", "1000")
 	dir, err := os.MkdirTemp("", "latchkey-e2e-bin-")
 	if err != nil {
@@ -81,22 +81,95 @@ func TestMain(m *testing.M) {
 // beside them, as before). The testing package's own limit (-parallel) is
 // set far above it: a test waiting for its share must not hold one of
 // those slots, or the parallel subtests of a running test could wait for
-// a slot forever. golang.org/x/sync's semaphore is first come, first
-// served, so a timing test waiting for the whole gate is not overtaken.
+// a slot forever. The gate (prioSem) is first come, first served among
+// tests of one priority (longTests), so a timing test waiting for the
+// whole gate is not overtaken.
 var gate = struct {
-	sem  *semaphore.Weighted
+	sem  *prioSem
 	size int64
 }{}
+
+// longTests are the package's longest tests, with the seconds each took in
+// one run (on tmpfs, 2 cores, beside the rest of the package): when shares
+// free up, a waiting test of this list goes first, the longest first, so
+// that the run does not end with one long test still going on an
+// otherwise idle machine (the two browser tests, started last by chance,
+// ran alone for the last minute of one run). Tests not listed go in the
+// order they asked.
+var longTests = map[string]int{
+	"TestBrowserActiveDirectory":            63,
+	"TestActiveDirectoryDayOne":             62,
+	"TestQuestionsBrowser":                  58,
+	"TestBrowserOpenLDAP":                   58,
+	"TestChecklistOutages":                  37,
+	"TestDemo":                              37,
+	"TestTOTPBrowserActiveDirectory":        36,
+	"TestCheckActiveDirectoryGeneratedCert": 36,
+	"TestAttacks":                           35,
+	"TestBrowserPasskeyActiveDirectory":     34,
+	"TestAPIActiveDirectory":                32,
+	"TestPrivilegedActiveDirectory":         31,
+	"TestBrowserPasskeyOpenLDAP":            26,
+	"TestQuestionsActiveDirectory":          26,
+	"TestTOTPOpenLDAP":                      24,
+	"TestBlackBox":                          20,
+	"TestTOTPActiveDirectory":               20,
+}
+
+// prioSem is a weighted semaphore that admits waiters by priority (higher
+// first), then in the order they came; a waiter that does not fit yet
+// holds back every one behind it, as golang.org/x/sync's semaphore does.
+type prioSem struct {
+	mu         sync.Mutex
+	size, used int64
+	waiters    []*semWaiter
+}
+
+type semWaiter struct {
+	n     int64
+	prio  int
+	ready chan struct{}
+}
+
+// acquire takes n shares, waiting behind every waiter of the same or a
+// higher priority.
+func (s *prioSem) acquire(n int64, prio int) {
+	s.mu.Lock()
+	if len(s.waiters) == 0 && s.used+n <= s.size {
+		s.used += n
+		s.mu.Unlock()
+		return
+	}
+	w := &semWaiter{n: n, prio: prio, ready: make(chan struct{})}
+	i := 0
+	for i < len(s.waiters) && s.waiters[i].prio >= prio {
+		i++
+	}
+	s.waiters = slices.Insert(s.waiters, i, w)
+	s.mu.Unlock()
+	<-w.ready
+}
+
+// release gives back n shares and admits the waiters at the head that fit.
+func (s *prioSem) release(n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.used -= n
+	for len(s.waiters) > 0 && s.used+s.waiters[0].n <= s.size {
+		w := s.waiters[0]
+		s.waiters = s.waiters[1:]
+		s.used += w.n
+		close(w.ready)
+	}
+}
 
 // parallel marks a test parallel and waits for its share of the gate,
 // held until the test and its subtests end.
 func parallel(t *testing.T) {
 	t.Helper()
 	t.Parallel()
-	if err := gate.sem.Acquire(context.Background(), 1); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gate.sem.Release(1) })
+	gate.sem.acquire(1, longTests[t.Name()])
+	t.Cleanup(func() { gate.sem.release(1) })
 }
 
 // alone marks a test parallel and waits until no other test of the
@@ -119,10 +192,7 @@ func alone(t *testing.T) {
 	t.Helper()
 	window.Lock()
 	if window.n == 0 {
-		if err := gate.sem.Acquire(context.Background(), gate.size); err != nil {
-			window.Unlock()
-			t.Fatal(err)
-		}
+		gate.sem.acquire(gate.size, 0)
 	}
 	window.n++
 	window.Unlock()
@@ -133,7 +203,7 @@ func alone(t *testing.T) {
 		defer window.Unlock()
 		window.n--
 		if window.n == 0 {
-			gate.sem.Release(gate.size)
+			gate.sem.release(gate.size)
 		}
 	})
 	t.Parallel()

@@ -134,7 +134,9 @@ func TestDrainClosesEachConnection(t *testing.T) {
 		},
 	}}
 	t.Cleanup(client.CloseIdleConnections)
-	get := func() *http.Response {
+	// get answers the status and whether the answer closed its connection
+	// (it said "Connection: close")
+	get := func() (int, bool) {
 		t.Helper()
 		r, err := client.Get(ts.URL + "/healthz")
 		if err != nil {
@@ -142,16 +144,16 @@ func TestDrainClosesEachConnection(t *testing.T) {
 		}
 		io.Copy(io.Discard, r.Body)
 		r.Body.Close()
-		return r
+		return r.StatusCode, r.Close
 	}
 	for range 2 {
-		if r := get(); r.Close || r.StatusCode != 200 {
-			t.Fatalf("before the drain: status %d, close %v", r.StatusCode, r.Close)
+		if status, closed := get(); closed || status != 200 {
+			t.Fatalf("before the drain: status %d, closed %v", status, closed)
 		}
 	}
 	tb.srv.Drain()
-	if r := get(); r.Close || r.StatusCode != 200 {
-		t.Fatalf("while draining: status %d, close %v", r.StatusCode, r.Close)
+	if status, closed := get(); closed || status != 200 {
+		t.Fatalf("while draining: status %d, closed %v", status, closed)
 	}
 	if n := conns.Load(); n != 1 {
 		t.Fatalf("before the listener closed: %d connections for 3 requests, want 1 kept", n)
@@ -161,8 +163,8 @@ func TestDrainClosesEachConnection(t *testing.T) {
 	}
 	tb.srv.CloseConnections()
 	for range 3 {
-		if r := get(); !r.Close || r.StatusCode != 200 { // Close: the answer said "Connection: close"
-			t.Fatalf("closing: status %d, close %v", r.StatusCode, r.Close)
+		if status, closed := get(); !closed || status != 200 {
+			t.Fatalf("closing: status %d, closed %v", status, closed)
 		}
 	}
 	// the first answer came on the kept connection and closed it; each

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the test suites need, idempotently and without prompts:
-# Debian packages for the real directories (slapd, Samba AD DC), Chromium for
-# the browser tests, and mailpit (the SMTP server the mail tests talk to).
+# Debian packages for the real directories (slapd, Samba AD DC), Chromium's
+# headless shell for the browser tests, and mailpit (the SMTP server the mail tests talk to).
 # Needs root (or sudo) for apt.
 set -euo pipefail
 
-packages=(slapd ldap-utils samba samba-ad-provision samba-ad-dc ldb-tools postgresql chromium ca-certificates systemd curl iproute2 haproxy nginx-light)
+packages=(slapd ldap-utils samba samba-ad-provision samba-ad-dc ldb-tools postgresql chromium-headless-shell ca-certificates systemd curl iproute2 haproxy nginx-light)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
