@@ -38,8 +38,13 @@ func sendFlowCode(ctx context.Context, c *challenge) error {
 			s.log.Info("method of a flow no longer exists", "request_id", m.RequestID)
 			return nil
 		}
-		if !acctOK || !s.sendAllowed(ctx, mt) {
+		limit := "limits.sends_per_account"
+		if acctOK {
+			limit = s.sendBudget(ctx, mt)
+		}
+		if limit != "" {
 			s.record(ctx, m, "blocked", f.AccountID, "send_budget", map[string]string{"method": o.ID})
+			s.demoNotSent(mt.Type, mt.Address, c.kind, limit)
 			return nil // the same 202: a throttled send looks like any other
 		}
 		meth = &mt
@@ -107,12 +112,15 @@ func (s *Service) codeMessage(meth store.Method, purpose, code string, m Meta) (
 	return j, ok
 }
 
-// sendAllowed spends the destination's budget and the kind's own (for
-// SMS, the global hourly SMS budget).
-func (s *Service) sendAllowed(ctx context.Context, meth store.Method) bool {
+// sendBudget spends the destination's budget and the kind's own (for SMS,
+// the hourly SMS budgets): "" when the message may go, else the limits key
+// of the spent budget.
+func (s *Service) sendBudget(ctx context.Context, meth store.Method) string {
 	if !s.hit(ctx, "dest:"+meth.Type+":"+store.NormalizeAddress(meth.Type, meth.Address), s.o.Limits.SendsPerDestination, s.o.Limits.Window) {
-		return false
+		return "limits.sends_per_destination"
 	}
-	ch, ok := channelOf(meth.Type)
-	return !ok || ch.allowed(ctx, s, meth.Address)
+	if ch, ok := channelOf(meth.Type); ok {
+		return ch.spendBudget(ctx, s, meth.Address)
+	}
+	return ""
 }

@@ -19,6 +19,14 @@ type Demo interface {
 	// Lock locks the named demo account in the demo directory, as too
 	// many wrong passwords would.
 	Lock(ctx context.Context, username string) error
+	// NotSent keeps a message the gateway chose not to send, or could
+	// not: its kind ("email", "sms"), its address when known, what it was
+	// for (a flow's kind, "register", a notice's name) and why (the limits
+	// key of a spent budget, or expired_before_send, send_failed,
+	// not_stored), so that the outbox page shows it and the demo never
+	// looks broken. In `latchkey serve` the user sees the same answer
+	// either way and only the audit says so.
+	NotSent(kind, to, purpose, reason string)
 }
 
 // DemoAccount is one seeded demo person, shown on the outbox page.
@@ -37,3 +45,11 @@ func IsLoopbackHost(host string) bool {
 
 // Demo is the demo's outbox and accounts, nil outside the demo.
 func (s *Service) Demo() Demo { return s.d.Demo }
+
+// demoNotSent tells the demo's outbox (only in the demo) about a message
+// not sent.
+func (s *Service) demoNotSent(kind, to, purpose, reason string) {
+	if s.d.Demo != nil {
+		s.d.Demo.NotSent(kind, to, purpose, reason)
+	}
+}

@@ -125,9 +125,10 @@ type codeChannel interface {
 	recoveryMethod
 	// normalize checks a typed address and returns it as stored.
 	normalize(s *Service, in string) (string, *Problem)
-	// allowed spends the budgets of the kind for one message to addr
-	// beyond the destination's own (sendAllowed).
-	allowed(ctx context.Context, s *Service, addr string) bool
+	// spendBudget spends the budgets of the kind for one message to addr
+	// beyond the destination's own (sendBudget). It answers "" when the
+	// message may go, else the limits key of the budget that is spent.
+	spendBudget(ctx context.Context, s *Service, addr string) string
 	// countKey is what two proven methods of the kind share when they
 	// count as one toward methods_required.
 	countKey(meth store.Method) string

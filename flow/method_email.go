@@ -17,7 +17,7 @@ func (emailMethod) Hint(m store.Method) string                     { return noti
 func (emailMethod) Strong() bool                                   { return true }
 func (emailMethod) ProofShape() proofShape                         { return proofCode }
 func (emailMethod) CountsOnce() bool                               { return false }
-func (emailMethod) allowed(context.Context, *Service, string) bool { return true }
+func (emailMethod) spendBudget(context.Context, *Service, string) string { return "" }
 
 func (emailMethod) Challenge(ctx context.Context, c *challenge) (*PasskeyCeremony, error) {
 	return nil, sendFlowCode(ctx, c)

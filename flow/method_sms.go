@@ -10,7 +10,7 @@ import (
 )
 
 // smsMethod is a mobile number: proven with a code sent in a text
-// message, within the global and per-block hourly budgets (smsAllowed).
+// message, within the global and per-block hourly budgets (smsBudget).
 type smsMethod struct{}
 
 func (smsMethod) Name() string               { return store.MethodSMS }
@@ -28,8 +28,8 @@ func (smsMethod) Verify(ctx context.Context, a *attempt) (verdict, error) {
 	return verifyFlowCode(ctx, a)
 }
 
-func (smsMethod) allowed(ctx context.Context, s *Service, addr string) bool {
-	return s.smsAllowed(ctx, addr)
+func (smsMethod) spendBudget(ctx context.Context, s *Service, addr string) string {
+	return s.smsBudget(ctx, addr)
 }
 
 func (smsMethod) normalize(s *Service, in string) (string, *Problem) {
@@ -64,18 +64,19 @@ func (smsMethod) decoyHint(s *Service, dm *decoyModel, u func(...string) float64
 	return dm.phones.draw(u("phone", key, n)) + string(rune('0'+d[0]%10)) + string(rune('0'+d[1]%10))
 }
 
-// smsAllowed spends the global hourly SMS budget and that of the number's
-// block, for one text message to number (a code or a notice).
-func (s *Service) smsAllowed(ctx context.Context, number string) bool {
+// smsBudget spends the global hourly SMS budget and that of the number's
+// block, for one text message to number (a code or a notice): "" when it
+// may go, else the limits key of the spent budget.
+func (s *Service) smsBudget(ctx context.Context, number string) string {
 	if !s.hit(ctx, "sms:global", s.o.Limits.SMSPerHour, time.Hour) {
 		s.log.Warn("the hourly SMS budget is spent")
-		return false
+		return "limits.sms_per_hour"
 	}
 	if p := smsPrefix(number); !s.hit(ctx, "sms:prefix:"+p, s.o.Limits.SMSPerPrefixPerHour, time.Hour) {
 		s.log.Warn("the hourly SMS budget of a number block is spent", "prefix", p)
-		return false
+		return "limits.sms_per_prefix_per_hour"
 	}
-	return true
+	return ""
 }
 
 // smsPrefix is the block a number belongs to for the velocity budget: the

@@ -92,7 +92,7 @@ func (s *Service) noticeUser(ctx context.Context, u *directory.User, event, skip
 	smsHeld := false
 	for _, c := range s.noticeChannels(ctx, u, skip) {
 		// the SMS budgets are spent by every SMS copy, the reset's too
-		if c.typ == store.MethodSMS && !s.smsAllowed(ctx, c.addr) && !always {
+		if c.typ == store.MethodSMS && s.smsBudget(ctx, c.addr) != "" && !always {
 			smsHeld = true
 			continue
 		}
@@ -181,7 +181,7 @@ func (s *Service) sendHeld(ctx context.Context, n store.HeldNotice) bool {
 		if n.SMSOnly && c.typ != store.MethodSMS {
 			continue // told already
 		}
-		if c.typ == store.MethodSMS && !s.smsAllowed(ctx, c.addr) {
+		if c.typ == store.MethodSMS && s.smsBudget(ctx, c.addr) != "" {
 			smsHeld = true
 			continue
 		}

@@ -190,8 +190,13 @@ func (s *Service) sendRegistrationCode(ctx context.Context, sess store.Session, 
 // spendRegistrationSend counts one send to meth against the account's and
 // the destination's budgets (and the global SMS budget).
 func (s *Service) spendRegistrationSend(ctx context.Context, sess store.Session, meth store.Method, m Meta) error {
-	if !s.hit(ctx, "send:acct:"+sess.AccountID, s.o.Limits.SendsPerAccount, s.o.Limits.Window) || !s.sendAllowed(ctx, meth) {
+	limit := "limits.sends_per_account"
+	if s.hit(ctx, "send:acct:"+sess.AccountID, s.o.Limits.SendsPerAccount, s.o.Limits.Window) {
+		limit = s.sendBudget(ctx, meth)
+	}
+	if limit != "" {
 		s.record(ctx, m, "blocked", sess.AccountID, "send_budget", map[string]string{"type": meth.Type})
+		s.demoNotSent(meth.Type, meth.Address, "register", limit)
 		return problem(CodeTooMany, nil)
 	}
 	return nil

@@ -157,6 +157,7 @@ func (s *Service) messageFailed(m store.OutboxMessage, reason string) {
 	event, purpose := messageEvent(m, "failed")
 	s.record(context.Background(), Meta{RequestID: m.RequestID, ClientIP: m.ClientIP}, event, m.AccountID, "failed",
 		map[string]string{"type": m.Channel, "purpose": purpose, "reason": reason})
+	s.demoNotSent(m.Channel, "", purpose, reason)
 }
 
 // messageDelivered audits a message once the mail server or the SMS

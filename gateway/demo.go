@@ -19,6 +19,19 @@ type outboxView struct {
 	notify.OutboxMessage
 	Code string
 	Ago  string
+	Why  string // why it was not sent, in words
+}
+
+// notSentWhy says why a message was not sent, by the reason flow gives
+// (flow.Demo's NotSent).
+var notSentWhy = map[string]string{
+	"limits.sends_per_account":       "this account has had as many codes as it may for now (limits.sends_per_account). The page said a code is on its way all the same: it says so to everyone, so that it tells nobody whether an account exists.",
+	"limits.sends_per_destination":   "this address has had as many codes as it may for now (limits.sends_per_destination). The page said a code is on its way all the same: it says so to everyone, so that it tells nobody whether an account exists.",
+	"limits.sms_per_hour":            "the gateway has sent as many text messages as it may this hour (limits.sms_per_hour).",
+	"limits.sms_per_prefix_per_hour": "numbers that start like this one have had as many text messages as they may this hour (limits.sms_per_prefix_per_hour).",
+	"expired_before_send":            "its code or its flow expired before it could leave.",
+	"send_failed":                    "the mail server or the SMS provider did not take it.",
+	"not_stored":                     "the store could not keep it.",
 }
 
 var codeRE = regexp.MustCompile(`\b[0-9]{6,8}\b`)
@@ -40,8 +53,14 @@ func (s *Server) demoOutboxPage(c echo.Context) error {
 	now := s.svc.Now()
 	var msgs []outboxView
 	for _, m := range s.svc.Demo().Messages() {
-		msgs = append(msgs, outboxView{OutboxMessage: m, Code: codeRE.FindString(m.Text),
-			Ago: now.Sub(m.At).Truncate(time.Second).String()})
+		v := outboxView{OutboxMessage: m, Code: codeRE.FindString(m.Text), Ago: now.Sub(m.At).Truncate(time.Second).String()}
+		if m.NotSent != "" {
+			v.Why = notSentWhy[m.NotSent]
+			if v.Why == "" {
+				v.Why = m.NotSent
+			}
+		}
+		msgs = append(msgs, v)
 	}
 	data := struct {
 		Messages []outboxView

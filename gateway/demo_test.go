@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"html"
 	"log/slog"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
 	"github.com/latchkeyhq/latchkey/flow"
@@ -35,7 +38,7 @@ func (d *fakeDemo) Lock(ctx context.Context, username string) error {
 	return nil
 }
 
-func demoTestbed(t *testing.T, publicURL string) (*Server, *fakeDemo, error) {
+func demoTestbed(t *testing.T, publicURL string, tweak ...func(*flow.Options, flow.Deps)) (*Server, *fakeDemo, error) {
 	t.Helper()
 	st, err := store.OpenSQLite(context.Background(), "file:"+filepath.Join(t.TempDir(), "t.db"), []byte(strings.Repeat("k", 32)))
 	if err != nil {
@@ -47,7 +50,11 @@ func demoTestbed(t *testing.T, publicURL string) (*Server, *fakeDemo, error) {
 	o := flow.Options{PublicURL: pu, SecretKey: []byte("0123456789abcdef0123456789abcdef-test"),
 		Eligibility: policy.Eligibility{Scope: policy.ScopeAll, MethodsRequired: 1, Methods: []string{"email", "sms"}},
 		Password:    policy.Rules{MinLength: 8}, AllowedCountries: []string{"GB"}}
-	svc, err := flow.NewService(o, flow.Deps{Directory: dirtest.NewStaffMemory(), Store: st, Mailer: demo, SMS: demo, Demo: demo, Log: slog.New(slog.DiscardHandler)})
+	deps := flow.Deps{Directory: dirtest.NewStaffMemory(), Store: st, Mailer: demo, SMS: demo, Demo: demo, Log: slog.New(slog.DiscardHandler)}
+	for _, f := range tweak {
+		f(&o, deps)
+	}
+	svc, err := flow.NewService(o, deps)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -105,6 +112,71 @@ func TestDemoOutboxOnlyInTheDemoAndOnlyOnLoopback(t *testing.T) {
 	}
 	if page := local.get(w.Header().Get("Location")).Body.String(); !strings.Contains(page, "carol is locked now") {
 		t.Fatal("no notice after locking")
+	}
+}
+
+// TestDemoOutboxListsWhatWasNotSent: a code the gateway does not send
+// because the address has had its codes (limits.sends_per_destination: 1,
+// spent by the registration's code) is listed on the demo's outbox page,
+// with the address and why, while the reset's own answer stays the usual
+// 202.
+func TestDemoOutboxListsWhatWasNotSent(t *testing.T) {
+	var dir *dirtest.Memory
+	srv, demo, err := demoTestbed(t, "http://127.0.0.1:8080", func(o *flow.Options, d flow.Deps) {
+		o.Limits.SendsPerDestination = 1
+		dir = d.Directory.(*dirtest.Memory)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	sess, err := srv.svc.SignIn(ctx, "carol", dir.Password("carol"), flow.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mv, err := srv.svc.AddMethod(ctx, sess, "email", "carol.home@example.net", flow.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the registration code leaves through the outbox, 3-503 ms later
+	var code string
+	for deadline := time.Now().Add(10 * time.Second); code == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, m := range demo.Messages() {
+			if m.To == "carol.home@example.net" && m.NotSent == "" {
+				code = codeRE.FindString(m.Text)
+			}
+		}
+	}
+	if code == "" {
+		t.Fatal("no registration code in the demo outbox")
+	}
+	if _, err := srv.svc.VerifyMethod(ctx, sess, mv.ID, code, flow.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+
+	local := &client{t: t, h: srv.Handler(), cookies: map[string]*http.Cookie{}, remote: "127.0.0.1:40000"}
+	w := local.api("POST", "/api/v1/reset", `{"username":"carol"}`, nil)
+	var start struct {
+		Flow    string `json:"flow"`
+		Methods []struct {
+			ID string `json:"id"`
+		} `json:"methods"`
+	}
+	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &start) != nil || len(start.Methods) == 0 {
+		t.Fatalf("reset start: %d %s", w.Code, w.Body)
+	}
+	w = local.api("POST", "/api/v1/reset/send", fmt.Sprintf(`{"flow":%q,"method":%q}`, start.Flow, start.Methods[0].ID), nil)
+	if w.Code != 202 {
+		t.Fatalf("send past the destination's budget: %d %s, want the usual 202", w.Code, w.Body)
+	}
+	body := html.UnescapeString(local.get("/demo/outbox").Body.String())
+	for _, want := range []string{"<strong>carol.home@example.net</strong> (reset)", "<strong>not sent</strong>", "limits.sends_per_destination"} {
+		if !strings.Contains(body, want) {
+			t.Fatalf("the outbox page does not list the code not sent (%q):\n%s", want, body)
+		}
+	}
+	if n := strings.Count(body, "<strong>not sent</strong>"); n != 1 {
+		t.Fatalf("%d messages listed as not sent, want 1:\n%s", n, body)
 	}
 }
 

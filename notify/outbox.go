@@ -18,16 +18,22 @@ type Outbox struct {
 	now  func() time.Time
 }
 
-// OutboxMessage is one delivered message.
+// OutboxMessage is one delivered message, or one the gateway did not send
+// (NotSent).
 type OutboxMessage struct {
 	// ID counts up from 1 in delivery order.
 	ID int
 	// Kind is "email" or "sms".
 	Kind    string
-	To      string
+	To      string // empty when a message not sent had no address at hand
 	Subject string // empty for SMS
 	Text    string // the text body, or the SMS body
 	At      time.Time
+	// NotSent is why the message was not sent ("" for a delivered one):
+	// the limits key of a spent budget, or the outbox's reason
+	// (expired_before_send, send_failed, not_stored); Purpose what it was
+	// for (a flow's kind, "register", a notice).
+	NotSent, Purpose string
 }
 
 var (
@@ -59,6 +65,11 @@ func (o *Outbox) SendSMS(ctx context.Context, m SMS) error {
 	}
 	o.keep(OutboxMessage{Kind: "sms", To: m.To, Text: m.Body})
 	return nil
+}
+
+// NotSent keeps a message the gateway did not send, with why (flow.Demo).
+func (o *Outbox) NotSent(kind, to, purpose, reason string) {
+	o.keep(OutboxMessage{Kind: kind, To: to, Purpose: purpose, NotSent: reason})
 }
 
 func (o *Outbox) keep(m OutboxMessage) {
