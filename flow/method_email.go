@@ -11,12 +11,12 @@ import (
 // emailMethod is an email address: proven with a code mailed to it.
 type emailMethod struct{}
 
-func (emailMethod) Name() string                                   { return store.MethodEmail }
-func (emailMethod) Available(s *Service) bool                      { return s.d.Mailer != nil }
-func (emailMethod) Hint(m store.Method) string                     { return notify.MaskEmail(m.Address) }
-func (emailMethod) Strong() bool                                   { return true }
-func (emailMethod) ProofShape() proofShape                         { return proofCode }
-func (emailMethod) CountsOnce() bool                               { return false }
+func (emailMethod) Name() string                                         { return store.MethodEmail }
+func (emailMethod) Available(s *Service) bool                            { return s.d.Mailer != nil }
+func (emailMethod) Hint(m store.Method) string                           { return notify.MaskEmail(m.Address) }
+func (emailMethod) Strong() bool                                         { return true }
+func (emailMethod) ProofShape() proofShape                               { return proofCode }
+func (emailMethod) CountsOnce() bool                                     { return false }
 func (emailMethod) spendBudget(context.Context, *Service, string) string { return "" }
 
 func (emailMethod) Challenge(ctx context.Context, c *challenge) (*PasskeyCeremony, error) {
