@@ -134,3 +134,40 @@ func TestTiersShownHonestly(t *testing.T) {
 		t.Fatalf("password page: %q", titleOf(page))
 	}
 }
+
+// TestMethodsPageWithTheDirectoryDown: the registration's methods page
+// needs the directory only for the tier's line ("needs N different
+// methods"): with the directory down it still lists the methods and offers
+// to add one, without that line, and the line is back with the directory.
+func TestMethodsPageWithTheDirectoryDown(t *testing.T) {
+	tb := newTestbed(t, nil)
+	r := newClient(t, tb)
+	r.post("/register", "/register", url.Values{"username": {"alice"}, "password": {tb.dir.Password("alice")}}, nil)
+	w := r.post("/register/methods", "/register/methods", url.Values{"type": {"email"}, "address": {"alice@home.example"}}, nil)
+	verify := w.Header().Get("Location")
+	r.post(verify, verify, url.Values{"code": {tb.inbox.LastCode(t, "alice@home.example")}}, nil)
+	up := r.get("/register/methods")
+	if up.Code != 200 || !strings.Contains(up.Body.String(), "Your account needs 2 different methods (1 registered).") {
+		t.Fatalf("methods page with the directory up: %d\n%s", up.Code, up.Body)
+	}
+
+	tb.dir.SetDown(true)
+	down := r.get("/register/methods")
+	page := down.Body.String()
+	if down.Code != 200 {
+		t.Fatalf("methods page with the directory down: %d\n%s", down.Code, page)
+	}
+	for _, want := range []string{titleOf(up.Body.String()), `action="/register/methods"`, "a•••@h•••.example"} {
+		if !strings.Contains(page, want) {
+			t.Fatalf("methods page with the directory down lacks %q:\n%s", want, page)
+		}
+	}
+	if strings.Contains(page, "different methods") {
+		t.Fatalf("the tier's line without the directory that tells it:\n%s", page)
+	}
+
+	tb.dir.SetDown(false)
+	if page := r.get("/register/methods").Body.String(); !strings.Contains(page, "Your account needs 2 different methods (1 registered).") {
+		t.Fatalf("the tier's line did not come back with the directory:\n%s", page)
+	}
+}
