@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -144,23 +145,34 @@ func codeMails(t *testing.T, mail *notifytest.Mailpit, addr string, n int) (int,
 	return len(l), code
 }
 
-// TestOutboxKilledGatewayLosesNoCode: codes asked for while the mail
-// server is away wait in the store; the gateway is SIGKILLed holding them
-// (and decoy rows for unknown names); after the restart every code
-// arrives exactly once and works, each audited delivered once, and the
-// store file never held a code, an address or a message body in
-// plaintext.
+// TestOutboxKilledGatewayLosesNoCode: 505 codes asked for while the mail
+// server is away wait in the store (5 to follow one by one, and 500 asked
+// in bulk by one more user); the gateway is SIGKILLed holding them (and
+// decoy rows for unknown names); after the restart every code arrives
+// exactly once (the 5 work), each audited delivered once, and the store
+// file never held a code, an address or a message body in plaintext.
 func TestOutboxKilledGatewayLosesNoCode(t *testing.T) {
 	parallel(t)
 	srv := dirtest.StartOpenLDAP(t)
 	mail, sms := startMail(t)
 	proxy := startSMTPProxy(t, mail)
-	for _, u := range []string{"frank", "grace", "heidi"} {
+	bulkUsers := []string{"josé"}
+	const bulkEach = 500
+	for _, u := range append([]string{"frank", "grace", "heidi"}, bulkUsers...) {
 		addToGroup(t, srv, u, "staff")
 	}
-	e := startGateway(t, srv, mail, sms, params{Limits: proxy.params()})
+	// 505 codes held while the mail server is away: back-pressure would
+	// refuse new sends past a minute's worth (at least 1 a second)
+	e := startGateway(t, srv, mail, sms, params{Limits: proxy.params() + highLimits + "outbox:\n  max_wait: 15m\n"})
 	for _, u := range outboxUsers {
 		e.register(u, outboxAddr(u), "")
+	}
+	bulkMethod := map[string]string{}
+	bulkAddr := func(u string) string {
+		return "bulk" + strconv.Itoa(slices.Index(bulkUsers, u)) + ".outbox@example.net"
+	}
+	for _, u := range bulkUsers {
+		bulkMethod[u], _ = e.register(u, bulkAddr(u), "")
 	}
 	settleSends(t, mail, sms)
 	e.clearMail()
@@ -176,6 +188,7 @@ func TestOutboxKilledGatewayLosesNoCode(t *testing.T) {
 		flows[u] = asked{f, mid}
 		e.askCode("no-such-" + u) // a decoy row
 	}
+	askBulk(t, e, bulkMethod, bulkEach)
 	// the gateway tried and failed: the codes are pending, not lost
 	deadline := time.Now().Add(30 * time.Second)
 	for countLog(t, e, "will retry") < len(outboxUsers) {
@@ -196,6 +209,9 @@ func TestOutboxKilledGatewayLosesNoCode(t *testing.T) {
 		_, codes[u] = codeMails(t, mail, outboxAddr(u), 1)
 		e.secrets = append(e.secrets, codes[u])
 	}
+	for _, u := range bulkUsers {
+		codeMails(t, mail, bulkAddr(u), bulkEach)
+	}
 	// nothing more comes: each code exactly once (a check that nothing
 	// more is sent waits out the send delay)
 	time.Sleep(noSendWait)
@@ -206,8 +222,14 @@ func TestOutboxKilledGatewayLosesNoCode(t *testing.T) {
 		a := flows[u]
 		e.must(200, e.verify(&a.f, a.mid, codes[u]), "verify the code sent after the restart for "+u)
 	}
-	if n := countAudit(t, []*env{e}, `"event":"code.delivered"`, `"purpose":"reset"`); n != len(outboxUsers) {
-		t.Errorf("%d code.delivered events, want %d", n, len(outboxUsers))
+	for _, u := range bulkUsers {
+		if n, _ := codeMails(t, mail, bulkAddr(u), bulkEach); n != bulkEach {
+			t.Errorf("%s: %d code mails, want exactly %d", u, n, bulkEach)
+		}
+	}
+	want := len(outboxUsers) + bulkEach*len(bulkUsers)
+	if n := countAudit(t, []*env{e}, `"event":"code.delivered"`, `"purpose":"reset"`); n != want {
+		t.Errorf("%d code.delivered events, want %d", n, want)
 	}
 
 	// the store file and its WAL: no code, no address, no body in
@@ -229,6 +251,11 @@ func TestOutboxKilledGatewayLosesNoCode(t *testing.T) {
 			t.Errorf("the code sent to %s is in the store file in plaintext", u)
 		}
 		if bytes.Contains(raw, []byte(outboxAddr(u))) {
+			t.Errorf("%s's address is in the store file in plaintext", u)
+		}
+	}
+	for _, u := range bulkUsers {
+		if bytes.Contains(raw, []byte(bulkAddr(u))) {
 			t.Errorf("%s's address is in the store file in plaintext", u)
 		}
 	}
@@ -287,6 +314,44 @@ func TestOutboxSMTPOutage(t *testing.T) {
 	}
 	if n := countAudit(t, []*env{e}, `"event":"code.failed"`, `"reason":"expired_before_send"`); n != 1 {
 		t.Errorf("%d expired_before_send events, want 1 (carol's)", n)
+	}
+}
+
+// askBulk asks, four at a time, n codes for each user of methods (a reset
+// started and a code sent to the method given), each answered as for any
+// name.
+func askBulk(t *testing.T, e *env, methods map[string]string, n int) {
+	t.Helper()
+	type job struct{ user, method string }
+	jobs := make(chan job)
+	errs := make(chan error, 4)
+	var wg sync.WaitGroup
+	c := &blackbox.Client{Bases: []string{e.base}, HTTP: httpClient}
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				if _, err := startTimingFlow(c, j.user, j.method, true); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	for range n {
+		for u, m := range methods {
+			jobs <- job{u, m}
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
 	}
 }
 

@@ -543,10 +543,10 @@ func (m *Mailpit) Delete(ctx context.Context, ids []string) error {
 }
 
 // Search runs a mailpit search query (e.g. `to:"a@b.test" subject:reset`),
-// newest first.
+// newest first, up to 1,000 messages (mailpit's own default is 50).
 func (m *Mailpit) Search(ctx context.Context, query string) ([]MessageSummary, error) {
 	var l messageList
-	if err := m.do(ctx, http.MethodGet, "/api/v1/search?query="+url.QueryEscape(query), &l); err != nil {
+	if err := m.do(ctx, http.MethodGet, "/api/v1/search?limit=1000&query="+url.QueryEscape(query), &l); err != nil {
 		return nil, err
 	}
 	return l.Messages, nil
