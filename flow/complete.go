@@ -189,8 +189,13 @@ func (s *Service) recordWrite(ctx context.Context, m Meta, u *directory.User, f 
 		return // another completion recorded it
 	}
 	event := "unlocked"
-	if kind == store.FlowReset {
+	switch {
+	case kind == store.FlowReset:
 		event = "password_reset"
+	case !u.Status.Locked:
+		// told all the same (someone proved the methods), in words
+		// that do not say "unlocked": u was read before the write
+		event = "unlock_not_locked"
 	}
 	s.passwordWrittenAs(ctx, m, u, nil, kind == store.FlowReset, kind+".completed", outcome)
 	s.noticeUser(ctx, u, event, "", m)

@@ -208,6 +208,8 @@ func changeText(event string) string {
 		return "Your password was reset."
 	case "unlocked":
 		return "Your account was unlocked."
+	case "unlock_not_locked":
+		return "Someone proved your recovery methods to unlock your account; it was not locked, so nothing changed."
 	case "partial_failure":
 		return "Someone proved one of your recovery methods to reset your password, then failed to prove a second one."
 	}

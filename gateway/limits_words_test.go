@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/latchkeyhq/latchkey/directory"
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
@@ -101,6 +102,23 @@ func TestUnlockSaysWhetherTheAccountWasLocked(t *testing.T) {
 	if page := c.get("/unlock/done?was=not_locked").Body.String(); strings.Contains(page, "Account unlocked") || !strings.Contains(page, "was not locked") {
 		t.Fatalf("done page, not locked:\n%s", page)
 	}
+	// the notice says so too (someone proved the methods: told all the same)
+	notice := func(subject string) string {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			for _, e := range tb.rec.Emails() {
+				if e.To == "carol@corp.example" && strings.Contains(e.Subject, subject) {
+					return e.Text
+				}
+			}
+		}
+		t.Fatalf("no notice %q to carol's directory address", subject)
+		return ""
+	}
+	if txt := notice("an unlock of your account was asked for (it was not locked)"); !strings.Contains(txt, "It was not locked, so nothing changed.") ||
+		strings.Contains(txt, "was unlocked") {
+		t.Fatalf("notice, not locked:\n%s", txt)
+	}
 	// locked
 	tb.dir.Edit("carol", func(u *directory.User, _ *string) { u.Status.Locked = true })
 	c = unlock()
@@ -116,5 +134,8 @@ func TestUnlockSaysWhetherTheAccountWasLocked(t *testing.T) {
 	}
 	if err := tb.dir.UserBind("carol", tb.dir.Password("carol")); err != nil {
 		t.Fatalf("still locked: %v", err)
+	}
+	if txt := notice("your account was unlocked"); !strings.Contains(txt, "Your account was unlocked through") {
+		t.Fatalf("notice, locked:\n%s", txt)
 	}
 }
