@@ -128,7 +128,9 @@ func (e *env) askCode(user string) (flow, string) {
 // there are and the newest code.
 func codeMails(t *testing.T, mail *notifytest.Mailpit, addr string, n int) (int, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	// a minute, and more for many messages (500 after a restart on a
+	// loaded machine)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second+time.Duration(n)*200*time.Millisecond)
 	defer cancel()
 	box := blackbox.Mailbox{Mail: mail}
 	l, err := box.WaitList(ctx, addr, blackbox.CodeSubject, n)

@@ -43,7 +43,7 @@ func sendFlowCode(ctx context.Context, c *challenge) error {
 			limit = s.sendBudget(ctx, mt)
 		}
 		if limit != "" {
-			s.record(ctx, m, "blocked", f.AccountID, "send_budget", map[string]string{"method": o.ID})
+			s.record(ctx, m, "blocked", f.AccountID, "send_budget", map[string]string{"method": o.ID, "limit": limit})
 			s.demoNotSent(mt.Type, mt.Address, c.kind, limit)
 			return nil // the same 202: a throttled send looks like any other
 		}

@@ -195,7 +195,7 @@ func (s *Service) spendRegistrationSend(ctx context.Context, sess store.Session,
 		limit = s.sendBudget(ctx, meth)
 	}
 	if limit != "" {
-		s.record(ctx, m, "blocked", sess.AccountID, "send_budget", map[string]string{"type": meth.Type})
+		s.record(ctx, m, "blocked", sess.AccountID, "send_budget", map[string]string{"type": meth.Type, "limit": limit})
 		s.demoNotSent(meth.Type, meth.Address, "register", limit)
 		return problem(CodeTooMany, nil)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -25,8 +26,8 @@ type outboxView struct {
 // notSentWhy says why a message was not sent, by the reason flow gives
 // (flow.Demo's NotSent).
 var notSentWhy = map[string]string{
-	"limits.sends_per_account":       "this account has had as many codes as it may for now (limits.sends_per_account). The page said a code is on its way all the same: it says so to everyone, so that it tells nobody whether an account exists.",
-	"limits.sends_per_destination":   "this address has had as many codes as it may for now (limits.sends_per_destination). The page said a code is on its way all the same: it says so to everyone, so that it tells nobody whether an account exists.",
+	"limits.sends_per_account":       "this account has had as many codes as it may for now (limits.sends_per_account).",
+	"limits.sends_per_destination":   "this address has had as many codes as it may for now (limits.sends_per_destination).",
 	"limits.sms_per_hour":            "the gateway has sent as many text messages as it may this hour (limits.sms_per_hour).",
 	"limits.sms_per_prefix_per_hour": "numbers that start like this one have had as many text messages as they may this hour (limits.sms_per_prefix_per_hour).",
 	"expired_before_send":            "its code or its flow expired before it could leave.",
@@ -58,6 +59,11 @@ func (s *Server) demoOutboxPage(c echo.Context) error {
 			v.Why = notSentWhy[m.NotSent]
 			if v.Why == "" {
 				v.Why = m.NotSent
+			}
+			if strings.HasPrefix(m.NotSent, "limits.") && m.Purpose != "register" {
+				// a registration's page says "too many"; a reset's or
+				// unlock's says what it says to every name
+				v.Why += " The page said a code is on its way all the same: it says so to everyone, so that it tells nobody whether an account exists."
 			}
 		}
 		msgs = append(msgs, v)

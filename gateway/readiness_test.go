@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -178,5 +180,54 @@ func TestDrainClosesEachConnection(t *testing.T) {
 			t.Fatalf("OpenConnections %d after every connection was closed", tb.srv.OpenConnections())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestAnswerAfterCloseConnectionsClosesItsConnection: a request begun
+// before CloseConnections and answered after it (a password change held in
+// the directory's write) closes its connection too; deciding when the
+// request came would leave that connection kept, idle, for the server to
+// close under the client's next request.
+func TestAnswerAfterCloseConnectionsClosesItsConnection(t *testing.T) {
+	tb := newTestbed(t, nil)
+	ts := httptest.NewUnstartedServer(nil)
+	ts.Config = tb.srv.HTTPServer("")
+	ts.Start()
+	t.Cleanup(ts.Close)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	tb.dir.SetDuringWrite(func() {
+		once.Do(func() { close(entered) })
+		<-release
+	})
+	type answer struct {
+		status int
+		closed bool
+		err    error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		body := fmt.Sprintf(`{"username":"carol","old_password":%q,"new_password":"A-New-Long-Password-42"}`, tb.dir.Password("carol"))
+		r, err := http.Post(ts.URL+"/api/v1/change", "application/json", strings.NewReader(body))
+		if err != nil {
+			done <- answer{err: err}
+			return
+		}
+		io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+		done <- answer{status: r.StatusCode, closed: r.Close}
+	}()
+	select {
+	case <-entered:
+	case a := <-done:
+		t.Fatalf("the change answered before its write was held: %+v", a)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the change never reached the directory's write")
+	}
+	tb.srv.CloseConnections()
+	close(release)
+	a := <-done
+	if a.err != nil || a.status >= 300 || !a.closed {
+		t.Fatalf("change answered after CloseConnections: status %d, closed %v, %v", a.status, a.closed, a.err)
 	}
 }

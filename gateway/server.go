@@ -180,14 +180,18 @@ func (s *Server) base(next echo.HandlerFunc) echo.HandlerFunc {
 		if s.secure {
 			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
 		}
-		if s.closing.Load() {
-			// The listener has closed (CloseConnections): this answer
-			// closes its connection (HTTP/2: a GOAWAY), so that the
-			// client's next request finds the listener closed and a
-			// load balancer sends it to another instance, instead of
-			// the connection being closed under it.
-			h.Set("Connection", "close")
-		}
+		// Once the listener has closed (CloseConnections), an answer
+		// closes its connection, so that the client's next request finds
+		// the listener closed and a load balancer sends it to another
+		// instance, instead of the connection being closed under it.
+		// Decided when the answer is written, not when the request came:
+		// a request begun before CloseConnections and answered after it
+		// must close its connection too.
+		c.Response().Before(func() {
+			if s.closing.Load() {
+				h.Set("Connection", "close")
+			}
+		})
 		// A method outside the fixed set is refused before anything else
 		// runs: no client address, no route, no metrics (which would
 		// otherwise keep every method string anyone sends), no audit. No

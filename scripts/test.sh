@@ -25,20 +25,40 @@ export PATH="$(go env GOPATH)/bin:$PATH"
 # instead of 386 s on the 2-core CI machine, Samba AD's reset start in the
 # timing test 24 s instead of 83 s. No test is about the disk's own
 # durability (TestSQLiteDiskFull mounts a tmpfs of its own). Used when
-# /dev/shm is a tmpfs with 2 GiB free that may run programs (the e2e
-# package runs the binary it builds there), and TMPDIR is not set already;
-# the directory is kept between runs, as /tmp would be (the Samba DC
-# template is provisioned once).
-if [ -z "${TMPDIR:-}" ] && [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] &&
-  [ "$(df --output=avail -k /dev/shm | tail -1)" -gt $((2 * 1024 * 1024)) ]; then
-  tmp=/dev/shm/latchkey-test-tmp
-  mkdir -p "$tmp" && chmod 1777 "$tmp"
-  printf '#!/bin/sh\nexit 0\n' >"$tmp/exec-check" && chmod +x "$tmp/exec-check"
-  if "$tmp/exec-check" 2>/dev/null; then
-    export TMPDIR=$tmp
-    echo "test.sh: temp dir on tmpfs ($TMPDIR)"
+# TMPDIR is not set already and /dev/shm is a tmpfs with 2 GiB free that
+# may run programs (the e2e package runs the binary it builds there). The
+# directory is made by this user and is, like /tmp, open to all with the
+# sticky bit (PostgreSQL and the demo run as other users under it); one
+# made by someone else, or a link, is not used (anyone may write to
+# /dev/shm). It is kept between runs as /tmp would be (the Samba DC
+# template is provisioned once); what killed runs left there over a day
+# ago is removed. Any step that fails leaves TMPDIR as it was.
+tmpfs_dir() {
+  local tmp chk
+  tmp=/dev/shm/latchkey-test-$(id -u)
+  [ -z "${TMPDIR:-}" ] || return 1
+  [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] || return 1
+  [ "$(df --output=avail -k /dev/shm 2>/dev/null | tail -1)" -gt $((2 * 1024 * 1024)) ] 2>/dev/null || return 1
+  if [ ! -e "$tmp" ] && [ ! -L "$tmp" ]; then
+    mkdir "$tmp" || return 1
   fi
-  rm -f "$tmp/exec-check"
+  [ -d "$tmp" ] && [ ! -L "$tmp" ] && [ "$(stat -c %u "$tmp")" = "$(id -u)" ] || return 1
+  chmod 1777 "$tmp" || return 1
+  find "$tmp" -mindepth 1 -maxdepth 1 -mmin +1440 ! -name 'latchkey-samba-template-*' \
+    ! -name 'latchkey-samba-cert-*' ! -name '*.lock' -exec rm -rf {} + 2>/dev/null || true
+  # a file of our own (mktemp: a new name, mode 600) that runs
+  chk=$(mktemp "$tmp/exec-check.XXXXXX") || return 1
+  if printf '#!/bin/sh\nexit 0\n' >"$chk" && chmod 700 "$chk" && "$chk" 2>/dev/null; then
+    rm -f "$chk"
+    echo "$tmp"
+    return 0
+  fi
+  rm -f "$chk"
+  return 1
+}
+if tmp=$(tmpfs_dir); then
+  export TMPDIR=$tmp
+  echo "test.sh: temp dir on tmpfs ($TMPDIR)"
 fi
 # The checks need no server and the suites spend much of their time
 # waiting on the servers they start, so the checks run beside them, at the
