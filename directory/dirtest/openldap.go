@@ -421,6 +421,37 @@ func (s *Server) Freeze(t testing.TB) {
 	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// SIGSTOP stops each thread when it is next scheduled: on a busy
+	// machine slapd could still take and answer a request sent after
+	// Signal returned (a CI run saw a write "in flight" succeed). Wait,
+	// bounded, until every thread shows as stopped.
+	for deadline := time.Now().Add(5 * time.Second); !threadsStopped(cmd.Process.Pid) && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// threadsStopped reports whether every thread of process pid is stopped
+// (or gone), from /proc; true where /proc cannot be read.
+func threadsStopped(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return true
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			continue // the thread ended
+		}
+		// the state follows the command name, which is in parentheses
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 || i+2 >= len(b) {
+			continue
+		}
+		if !strings.ContainsRune("TtZX", rune(b[i+2])) {
+			return false
+		}
+	}
+	return true
 }
 
 // Thaw resumes a server stopped by Freeze (SIGCONT).
