@@ -124,10 +124,7 @@ func TestProxyHeaderWithoutTrustedProxies(t *testing.T) {
 // OpenConnections follows the connections.
 func TestDrainClosesEachConnection(t *testing.T) {
 	tb := newTestbed(t, nil)
-	ts := httptest.NewUnstartedServer(nil)
-	ts.Config = tb.srv.HTTPServer("")
-	ts.Start()
-	t.Cleanup(ts.Close)
+	ts := serveHTTP(t, tb)
 	var conns atomic.Int32
 	client := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -190,10 +187,7 @@ func TestDrainClosesEachConnection(t *testing.T) {
 // close under the client's next request.
 func TestAnswerAfterCloseConnectionsClosesItsConnection(t *testing.T) {
 	tb := newTestbed(t, nil)
-	ts := httptest.NewUnstartedServer(nil)
-	ts.Config = tb.srv.HTTPServer("")
-	ts.Start()
-	t.Cleanup(ts.Close)
+	ts := serveHTTP(t, tb)
 	entered, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	tb.dir.SetDuringWrite(func() {
@@ -230,4 +224,15 @@ func TestAnswerAfterCloseConnectionsClosesItsConnection(t *testing.T) {
 	if a.err != nil || a.status >= 300 || !a.closed {
 		t.Fatalf("change answered after CloseConnections: status %d, closed %v, %v", a.status, a.closed, a.err)
 	}
+}
+
+// serveHTTP serves tb's gateway on a loopback port with the http.Server
+// `latchkey serve` uses (HTTPServer: its timeouts and connection count).
+func serveHTTP(t *testing.T, tb *testbed) *httptest.Server {
+	t.Helper()
+	ts := httptest.NewUnstartedServer(nil)
+	ts.Config = tb.srv.HTTPServer("")
+	ts.Start()
+	t.Cleanup(ts.Close)
+	return ts
 }
