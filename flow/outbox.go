@@ -49,7 +49,7 @@ type outbox struct {
 	// expired_before_send or send_failed; delivered once a server accepted
 	// one (the service audits both)
 	failed    func(m store.OutboxMessage, reason string)
-	delivered func(m store.OutboxMessage)
+	delivered func(m store.OutboxMessage) []store.AuditEvent
 	// retryDelays are the waits after the first, second... failed try
 	// (the last one repeats)
 	retryDelays []time.Duration
@@ -74,10 +74,15 @@ type outbox struct {
 type channelQueue struct {
 	name    string
 	workers int
-	wake    chan struct{} // a message was written here
+	wake    chan struct{} // a message was written here, or reread is set
 	freed   chan struct{} // a worker finished one
-	jobs    chan store.OutboxMessage
-	busy    atomic.Int64
+	// hint is the earliest NotBefore (Unix µs) of the messages written
+	// here since the dispatcher last looked, or 0; reread: what is due
+	// changed in a way only a read of the store tells (ExpediteRetries)
+	hint   atomic.Int64
+	reread atomic.Bool
+	jobs   chan store.OutboxMessage
+	busy   atomic.Int64
 	// failing is set by a failed send and cleared by the next success,
 	// which brings the retries of the channel forward
 	failing atomic.Bool
@@ -245,9 +250,24 @@ func (o *outbox) written(m store.OutboxMessage) {
 	o.mu.Lock()
 	o.local[m.ID] = m.Kind == store.OutboxDecoy
 	o.mu.Unlock()
+	due := m.NotBefore
+	if due.IsZero() {
+		due = m.CreatedAt
+	}
 	for _, q := range o.queues {
 		if q.name == m.Channel {
+			lowerHint(&q.hint, due.UnixMicro())
 			signal(q.wake)
+		}
+	}
+}
+
+// lowerHint sets h to t if h is 0 or later than t.
+func lowerHint(h *atomic.Int64, t int64) {
+	for {
+		cur := h.Load()
+		if cur != 0 && cur <= t || h.CompareAndSwap(cur, t) {
+			return
 		}
 	}
 }
@@ -266,30 +286,44 @@ func signal(c chan struct{}) {
 }
 
 // dispatch claims due messages of q's channel for its free workers.
+//
+// It reads when the next message is due (NextDue) at most once per claim
+// and once per outboxPoll, not on every wake: this instance's own writes
+// lower the time it knows by their hint (written), a worker that is done
+// changes nothing it must read, and what other instances write or leave
+// behind is found by the poll. Reading on every wake cost a read per
+// message written and per message sent, most of the gateway's CPU under a
+// burst.
 func (o *outbox) dispatch(q *channelQueue) {
 	defer o.wg.Done()
 	defer close(q.jobs)
 	ctx := context.Background()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	var (
+		next   time.Time // the next message due, as known; zero: none known
+		readAt time.Time // when next was read from the store; zero: read it now
+	)
 	for {
 		select {
 		case <-o.stop:
 			return
 		default:
 		}
-		wait := outboxPoll
-		free := q.workers - int(q.busy.Load())
-		next, err := o.st.NextDue(ctx, q.name)
-		switch {
-		case err != nil:
-			o.log.Warn("outbox: reading the queue failed", "channel", q.name, "error", err.Error())
+		if readAt.IsZero() || o.clock().Sub(readAt) >= outboxPoll {
+			n, err := o.st.NextDue(ctx, q.name)
+			if err != nil {
+				o.log.Warn("outbox: reading the queue failed", "channel", q.name, "error", err.Error())
+			}
+			next, readAt = n, o.clock()
+		}
+		wait := outboxPoll - o.clock().Sub(readAt)
+		switch now := o.clock(); {
 		case next.IsZero():
-		case !next.After(o.clock()) && free > 0:
-			ms, err := o.st.ClaimMessages(ctx, q.name, o.clock(), o.lease, free)
+		case !next.After(now) && q.workers-int(q.busy.Load()) > 0:
+			ms, err := o.st.ClaimMessages(ctx, q.name, now, o.lease, q.workers-int(q.busy.Load()))
 			if err != nil {
 				o.log.Warn("outbox: claiming messages failed", "channel", q.name, "error", err.Error())
-				break
 			}
 			for _, m := range ms {
 				if o.settle(m) {
@@ -299,16 +333,26 @@ func (o *outbox) dispatch(q *channelQueue) {
 				q.jobs <- m // room: at most workers are busy
 			}
 			if len(ms) > 0 {
-				continue // perhaps more are due
+				readAt = time.Time{} // perhaps more are due
+				continue
 			}
-		case next.After(o.clock()):
-			wait = min(wait, next.Sub(o.clock()))
+			// nothing claimable after all (another instance took it, or
+			// the store failed): read again after a poll's wait, or a wake
+			next, readAt, wait = time.Time{}, now, outboxPoll
+		case next.After(now):
+			wait = min(wait, next.Sub(now))
 		}
-		timer.Reset(wait)
+		timer.Reset(max(wait, 0))
 		select {
 		case <-o.stop:
 			return
 		case <-q.wake:
+			if q.reread.Swap(false) {
+				readAt = time.Time{}
+			}
+			if h := q.hint.Swap(0); h != 0 && (next.IsZero() || time.UnixMicro(h).Before(next)) {
+				next = time.UnixMicro(h)
+			}
 		case <-q.freed:
 		case <-timer.C:
 		}
@@ -341,10 +385,18 @@ func (o *outbox) settle(m store.OutboxMessage) bool {
 	return false
 }
 
-func (o *outbox) finish(m store.OutboxMessage, state string) {
-	if err := o.st.FinishMessage(context.Background(), m.ID, state, o.clock()); err != nil {
+// finish sets m's final state, storing audit (the events of its delivery)
+// in the same transaction: one write per message sent, not two.
+func (o *outbox) finish(m store.OutboxMessage, state string, audit ...store.AuditEvent) {
+	ctx := context.Background()
+	if err := o.st.FinishMessage(ctx, m.ID, state, o.clock(), audit...); err != nil {
 		// the lease ends and another try follows: the message may leave twice
 		o.log.Error("outbox: finishing a message failed", "request_id", m.RequestID, "state", state, "error", err.Error())
+		for _, ev := range audit { // the audit line was written; keep the row if the store takes it
+			if err := o.st.AppendAudit(ctx, ev); err != nil {
+				o.log.Error("audit event not stored", "request_id", ev.RequestID, "event", ev.Type, "error", err.Error())
+			}
+		}
 		return
 	}
 	o.forget(m.ID)
@@ -460,16 +512,18 @@ func (w *worker) deliver(q *channelQueue, m store.OutboxMessage) {
 		cancel()
 	}
 	if err == nil {
-		o.finish(m, store.OutboxSent)
-		o.count(m.Channel, "sent")
+		var audit []store.AuditEvent
 		if o.delivered != nil {
-			o.delivered(m)
+			audit = o.delivered(m)
 		}
+		o.finish(m, store.OutboxSent, audit...)
+		o.count(m.Channel, "sent")
 		if q.failing.Swap(false) {
 			// the server is back: the messages waiting for a retry need
 			// not wait out their back-off
 			if n, err := o.st.ExpediteRetries(context.Background(), q.name, o.clock()); err == nil && n > 0 {
 				o.log.Info("outbox: the "+q.name+" server accepts messages again, retrying the waiting ones now", "messages", n)
+				q.reread.Store(true)
 				signal(q.wake)
 			}
 		}

@@ -79,10 +79,11 @@ func newTestOutbox(t *testing.T, st store.Store, m notify.Mailer, opts OutboxOpt
 		to.failed[m.ID] = reason
 		to.mu.Unlock()
 	}
-	to.outbox.delivered = func(m store.OutboxMessage) {
+	to.outbox.delivered = func(m store.OutboxMessage) []store.AuditEvent {
 		to.mu.Lock()
 		to.delivered[m.ID]++
 		to.mu.Unlock()
+		return nil
 	}
 	t.Cleanup(func() { to.close(time.Second) })
 	return to

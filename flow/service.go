@@ -162,10 +162,16 @@ func (s *Service) messageFailed(m store.OutboxMessage, reason string) {
 
 // messageDelivered audits a message once the mail server or the SMS
 // provider accepted it (code.delivered, notice.delivered).
-func (s *Service) messageDelivered(m store.OutboxMessage) {
+// messageDelivered audits a message a server accepted: it returns the
+// event to store with the message's finish (none when sampled out).
+func (s *Service) messageDelivered(m store.OutboxMessage) []store.AuditEvent {
 	event, purpose := messageEvent(m, "delivered")
-	s.record(context.Background(), Meta{RequestID: m.RequestID, ClientIP: m.ClientIP}, event, m.AccountID, "success",
+	ev, keep := s.admitAudit(context.Background(), Meta{RequestID: m.RequestID, ClientIP: m.ClientIP}, event, m.AccountID, "success",
 		map[string]string{"type": m.Channel, "purpose": purpose})
+	if !keep {
+		return nil
+	}
+	return []store.AuditEvent{ev}
 }
 
 func messageEvent(m store.OutboxMessage, what string) (event, purpose string) {
@@ -247,15 +253,23 @@ func (s *Service) dirProblem(err error) *Problem {
 // without a proof, counts it toward its window's summary once its kind and
 // client address have their rows for the window (auditsample.go).
 func (s *Service) record(ctx context.Context, m Meta, typ, account, outcome string, details map[string]string) {
-	ev := s.auditEvent(m, typ, account, outcome, details)
-	keep, ended := s.sampler.admit(ev)
-	s.storeSummaries(ctx, ended)
+	ev, keep := s.admitAudit(ctx, m, typ, account, outcome, details)
 	if !keep {
 		return
 	}
 	if err := s.d.Store.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
 		s.log.Error("audit event not stored", "request_id", m.RequestID, "event", typ, "error", err.Error())
 	}
+}
+
+// admitAudit writes the audit line of the event and reports whether it is
+// to be stored as a row of its own (the sampler's choice; the summaries
+// of a window that ended are stored here).
+func (s *Service) admitAudit(ctx context.Context, m Meta, typ, account, outcome string, details map[string]string) (store.AuditEvent, bool) {
+	ev := s.auditEvent(m, typ, account, outcome, details)
+	keep, ended := s.sampler.admit(ev)
+	s.storeSummaries(ctx, ended)
+	return ev, keep
 }
 
 // auditEvent writes the audit line and counts the event; the caller stores

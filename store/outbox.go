@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -107,10 +109,12 @@ type Outbox interface {
 	// claimable (its NotBefore or the end of its lease); zero if none.
 	NextDue(ctx context.Context, channel string) (time.Time, error)
 	// FinishMessage sets the message's state (OutboxSent, OutboxExpired,
-	// OutboxFailed, OutboxDiscarded) at now and deletes its body.
-	// ErrNotFound if there is no such message; finishing a finished one
-	// again is not an error (and changes nothing).
-	FinishMessage(ctx context.Context, id, state string, now time.Time) error
+	// OutboxFailed, OutboxDiscarded) at now and deletes its body, and
+	// appends audit (what the finish tells of, e.g. the delivery) in the
+	// same transaction. ErrNotFound if there is no such message (nothing
+	// appended); finishing a finished one again changes nothing in it, and
+	// still appends audit (a second send is still a send).
+	FinishMessage(ctx context.Context, id, state string, now time.Time, audit ...AuditEvent) error
 	// RetryMessage releases the message's lease and makes it due again at
 	// notBefore. ErrNotFound if there is no pending message with the id.
 	RetryMessage(ctx context.Context, id string, notBefore time.Time) error
@@ -126,6 +130,42 @@ type Outbox interface {
 
 // outboxAAD binds a sealed body to its message.
 func outboxAAD(id string) []byte { return aad("outbox", id) }
+
+// outboxPriorities are the values outboxPriority gives; outboxPriorityList
+// is them as an SQL list.
+var outboxPriorities = []int{0, 1}
+
+var outboxPriorityList = func() string {
+	parts := make([]string, len(outboxPriorities))
+	for i, p := range outboxPriorities {
+		parts[i] = strconv.Itoa(p)
+	}
+	return "(" + strings.Join(parts, ", ") + ")"
+}()
+
+// outboxNextFree is NextDue's first read, with channel as param: the
+// earliest NotBefore of a pending message that is not leased past it.
+// NextDue is the least of MAX(not_before, lease_until) over the pending
+// messages; read in one pass, that visits every pending message, and the
+// dispatcher asks on every wake. So it is read in two parts, each walking
+// the outbox_due index (state, channel, priority, not_before) only as far
+// as it must:
+//
+//   - here, per priority, in not_before order, the first message whose
+//     lease does not outlast its NotBefore (never leased, or released):
+//     the walk passes only the leased messages before it;
+//   - then (the caller's second read) the earliest lease end among leased
+//     messages whose NotBefore is before that first answer: a message with
+//     a later NotBefore cannot be due sooner. Leases are few (one per
+//     message being sent, plus a crashed worker's).
+func outboxNextFree(param string) string {
+	parts := make([]string, len(outboxPriorities))
+	for i, p := range outboxPriorities {
+		parts[i] = `SELECT (SELECT not_before FROM outbox WHERE state = 'pending' AND channel = ` + param +
+			` AND priority = ` + strconv.Itoa(p) + ` AND lease_until <= not_before ORDER BY not_before LIMIT 1) AS x`
+	}
+	return `SELECT MIN(x) FROM (` + strings.Join(parts, " UNION ALL ") + `) AS t`
+}
 
 func outboxPriority(kind string) int {
 	if kind == OutboxNotice {

@@ -124,33 +124,65 @@ func (s *Postgres) ClaimMessages(ctx context.Context, channel string, now time.T
 	return out, nil
 }
 
-// NextDue implements Store.
+// NextDue implements Store, in two index-bounded reads (see outboxNextFree).
 func (s *Postgres) NextDue(ctx context.Context, channel string) (time.Time, error) {
-	var next *time.Time
-	err := s.pool.QueryRow(ctx, `SELECT MIN(GREATEST(not_before, lease_until)) FROM outbox WHERE state = 'pending' AND channel = $1`,
-		channel).Scan(&next)
-	if err != nil {
+	var free, leased *time.Time
+	if err := s.pool.QueryRow(ctx, postgresNextFree, channel).Scan(&free); err != nil {
 		return time.Time{}, fmt.Errorf("store: next due: %w", err)
 	}
-	if next == nil {
-		return time.Time{}, nil
+	bound := time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+	if free != nil {
+		bound = *free
 	}
-	return next.UTC(), nil
+	if err := s.pool.QueryRow(ctx, postgresNextLeaseEnd, channel, bound).Scan(&leased); err != nil {
+		return time.Time{}, fmt.Errorf("store: next due: %w", err)
+	}
+	switch {
+	case leased != nil && (free == nil || leased.Before(*free)):
+		return leased.UTC(), nil
+	case free != nil:
+		return free.UTC(), nil
+	}
+	return time.Time{}, nil
 }
 
+// The two reads of NextDue.
+var (
+	postgresNextFree     = outboxNextFree("$1")
+	postgresNextLeaseEnd = `SELECT MIN(lease_until) FROM outbox WHERE state = 'pending' AND channel = $1 AND priority IN ` +
+		outboxPriorityList + ` AND not_before < $2 AND lease_until > not_before`
+)
+
 // FinishMessage implements Store.
-func (s *Postgres) FinishMessage(ctx context.Context, id, state string, now time.Time) error {
+func (s *Postgres) FinishMessage(ctx context.Context, id, state string, now time.Time, audit ...AuditEvent) error {
 	if err := checkFinishState(state); err != nil {
 		return err
 	}
-	tag, err := s.pool.Exec(ctx, `UPDATE outbox SET state = $1, body_enc = NULL, done_at = $2, lease_until = '-infinity'
+	if len(audit) == 0 {
+		return finishMessagePg(ctx, s.pool, id, state, now)
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := finishMessagePg(ctx, tx, id, state, now); err != nil {
+			return err
+		}
+		for _, e := range audit {
+			if err := appendAuditPg(ctx, tx, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func finishMessagePg(ctx context.Context, q pgQuerier, id, state string, now time.Time) error {
+	tag, err := q.Exec(ctx, `UPDATE outbox SET state = $1, body_enc = NULL, done_at = $2, lease_until = '-infinity'
 		WHERE id = $3 AND state = 'pending'`, state, now, id)
 	if err != nil {
 		return fmt.Errorf("store: finish message: %w", err)
 	}
 	if tag.RowsAffected() == 0 {
 		var n int
-		if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE id = $1`, id).Scan(&n); err != nil {
+		if err := q.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE id = $1`, id).Scan(&n); err != nil {
 			return fmt.Errorf("store: finish message: %w", err)
 		}
 		if n == 0 {

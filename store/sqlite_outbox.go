@@ -5,12 +5,20 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
 const sqliteInsertOutbox = `INSERT INTO outbox
 	(id, kind, channel, priority, state, body_enc, account_id, request_id, client_ip, purpose, created_at, not_before, expires_at)
 	VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
+
+// The two reads of NextDue (see outboxNextFree in outbox.go).
+var (
+	sqliteNextFree     = outboxNextFree("?1")
+	sqliteNextLeaseEnd = `SELECT MIN(lease_until) FROM outbox WHERE state = 'pending' AND channel = ?1 AND priority IN ` +
+		outboxPriorityList + ` AND not_before < ?2 AND lease_until > not_before`
+)
 
 func (s *SQLite) insertOutbox(ctx context.Context, tx txn, m OutboxMessage) error {
 	res, err := tx.ExecContext(ctx, sqliteInsertOutbox, m.ID, m.Kind, m.Channel, outboxPriority(m.Kind), s.k.sealOutboxBody(m),
@@ -118,22 +126,33 @@ func (s *SQLite) ClaimMessages(ctx context.Context, channel string, now time.Tim
 	return out, nil
 }
 
-// NextDue implements Store.
+// NextDue implements Store, in two index-bounded reads (outboxNextFree)
+// rather than one pass over every pending message: the dispatcher asks on
+// every wake, and a backlog of thousands made that pass most of the
+// gateway's CPU.
 func (s *SQLite) NextDue(ctx context.Context, channel string) (time.Time, error) {
-	var next sql.NullInt64
-	err := s.r.QueryRowContext(ctx, `SELECT MIN(MAX(not_before, lease_until)) FROM outbox WHERE state = 'pending' AND channel = ?`,
-		channel).Scan(&next)
-	if err != nil {
+	var free, leased sql.NullInt64
+	if err := s.r.QueryRowContext(ctx, sqliteNextFree, channel).Scan(&free); err != nil {
 		return time.Time{}, fmt.Errorf("store: next due: %w", err)
 	}
-	if !next.Valid {
-		return time.Time{}, nil
+	bound := int64(math.MaxInt64)
+	if free.Valid {
+		bound = free.Int64
 	}
-	return time.UnixMicro(next.Int64).UTC(), nil
+	if err := s.r.QueryRowContext(ctx, sqliteNextLeaseEnd, channel, bound).Scan(&leased); err != nil {
+		return time.Time{}, fmt.Errorf("store: next due: %w", err)
+	}
+	switch {
+	case leased.Valid && (!free.Valid || leased.Int64 < free.Int64):
+		return time.UnixMicro(leased.Int64).UTC(), nil
+	case free.Valid:
+		return time.UnixMicro(free.Int64).UTC(), nil
+	}
+	return time.Time{}, nil
 }
 
 // FinishMessage implements Store.
-func (s *SQLite) FinishMessage(ctx context.Context, id, state string, now time.Time) error {
+func (s *SQLite) FinishMessage(ctx context.Context, id, state string, now time.Time, audit ...AuditEvent) error {
 	if err := checkFinishState(state); err != nil {
 		return err
 	}
@@ -146,12 +165,16 @@ func (s *SQLite) FinishMessage(ctx context.Context, id, state string, now time.T
 		if err != nil {
 			return fmt.Errorf("store: finish message: %w", err)
 		}
-		if cur != OutboxPending {
-			return nil
+		if cur == OutboxPending {
+			if _, err := tx.ExecContext(ctx, `UPDATE outbox SET state = ?, body_enc = NULL, done_at = ?, lease_until = 0 WHERE id = ?`,
+				state, now.UnixMicro(), id); err != nil {
+				return fmt.Errorf("store: finish message: %w", err)
+			}
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET state = ?, body_enc = NULL, done_at = ?, lease_until = 0 WHERE id = ?`,
-			state, now.UnixMicro(), id); err != nil {
-			return fmt.Errorf("store: finish message: %w", err)
+		for _, e := range audit {
+			if err := appendAuditTx(ctx, tx, e); err != nil {
+				return err
+			}
 		}
 		return nil
 	})

@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +22,99 @@ func claimIDs(ms []store.OutboxMessage) []string {
 		out[i] = m.ID
 	}
 	return out
+}
+
+// outboxNextDue: the earliest NotBefore of a message not leased, or the
+// end of a lease if that comes first (a lease that ended is due at its
+// end, in the past); another channel's messages and finished ones do not
+// count.
+func (s *suite) outboxNextDue(t *testing.T) {
+	st, ctx, now := s.open(t), ctxT(t), base()
+	wantNext := func(what string, want time.Time) {
+		t.Helper()
+		next, err := st.NextDue(ctx, store.MethodEmail)
+		wantErr(t, "NextDue "+what, err, nil)
+		if !next.Equal(want) {
+			t.Fatalf("NextDue %s: %v, want %v", what, next, want)
+		}
+	}
+	enqueue := func(kind string, notBefore time.Time) store.OutboxMessage {
+		t.Helper()
+		m := outboxMsg(kind, store.MethodEmail, notBefore, "body")
+		wantErr(t, "EnqueueMessage", st.EnqueueMessage(ctx, m), nil)
+		return m
+	}
+	claim := func(at time.Time, lease time.Duration, want store.OutboxMessage) {
+		t.Helper()
+		got, err := st.ClaimMessages(ctx, store.MethodEmail, at, lease, 1)
+		wantErr(t, "ClaimMessages", err, nil)
+		mustEqual(t, "claimed", claimIDs(got), []string{want.ID})
+	}
+	wantNext("of an empty outbox", time.Time{})
+	sms := outboxMsg(store.OutboxCode, store.MethodSMS, now.Add(-time.Hour), "sms")
+	wantErr(t, "EnqueueMessage", st.EnqueueMessage(ctx, sms), nil)
+	wantNext("with only another channel's message", time.Time{})
+
+	notice := enqueue(store.OutboxNotice, now.Add(10*time.Second))
+	code := enqueue(store.OutboxCode, now.Add(20*time.Second))
+	wantNext("of two later messages", notice.NotBefore)
+	held := enqueue(store.OutboxCode, now.Add(-5*time.Second))
+	wantNext("with one due", held.NotBefore)
+	claim(now, time.Minute, held) // leased past the notice
+	wantNext("with the due one leased", notice.NotBefore)
+	short := enqueue(store.OutboxCode, now.Add(-4*time.Second))
+	claim(now, 5*time.Second, short) // leased until before the notice
+	wantNext("with a lease that ends first", now.Add(5*time.Second))
+	wantErr(t, "FinishMessage", st.FinishMessage(ctx, short.ID, store.OutboxSent, now), nil)
+	wantNext("once that one is sent", notice.NotBefore)
+	wantErr(t, "FinishMessage", st.FinishMessage(ctx, notice.ID, store.OutboxSent, now), nil)
+	wantNext("once the notice is sent", code.NotBefore)
+	old := enqueue(store.OutboxNotice, now.Add(-3*time.Minute))
+	claim(now.Add(-3*time.Minute), time.Minute, old) // its worker died
+	wantNext("with a lease that ended", now.Add(-2*time.Minute))
+	wantErr(t, "RetryMessage", st.RetryMessage(ctx, old.ID, now.Add(15*time.Second)), nil)
+	wantNext("once it is put back", now.Add(15*time.Second))
+	wantErr(t, "FinishMessage", st.FinishMessage(ctx, old.ID, store.OutboxSent, now), nil)
+	wantNext("once the retry is sent", code.NotBefore)
+	wantErr(t, "FinishMessage", st.FinishMessage(ctx, code.ID, store.OutboxSent, now), nil)
+	wantNext("with only a lease left", now.Add(time.Minute))
+	wantErr(t, "FinishMessage", st.FinishMessage(ctx, held.ID, store.OutboxSent, now), nil)
+	wantNext("with all sent", time.Time{})
+}
+
+// outboxFinishAudits: the events given to FinishMessage are stored with
+// the finish; none for a message that does not exist; finishing a finished
+// message stores them and leaves its state.
+func (s *suite) outboxFinishAudits(t *testing.T) {
+	st, ctx, now := s.open(t), ctxT(t), base()
+	m := outboxMsg(store.OutboxCode, store.MethodEmail, now, "code body 123456")
+	wantErr(t, "EnqueueMessage", st.EnqueueMessage(ctx, m), nil)
+	ev := func(outcome string) store.AuditEvent {
+		return store.AuditEvent{Time: now, Type: "code.delivered", RequestID: m.RequestID, AccountID: "acct-fin", Outcome: outcome,
+			Details: map[string]string{"type": "email"}}
+	}
+	events := func() []string {
+		t.Helper()
+		evs, err := st.ListAudit(ctx, store.AuditQuery{AccountID: "acct-fin"})
+		wantErr(t, "ListAudit", err, nil)
+		var out []string
+		for _, e := range evs {
+			out = append(out, e.Type+"/"+e.Outcome+"/"+e.Details["type"])
+		}
+		slices.Sort(out)
+		return out
+	}
+	wantErr(t, "FinishMessage missing", st.FinishMessage(ctx, newID(), store.OutboxSent, now, ev("lost")), store.ErrNotFound)
+	mustEqual(t, "events after finishing a missing message", len(events()), 0)
+	wantErr(t, "FinishMessage", st.FinishMessage(ctx, m.ID, store.OutboxSent, now, ev("first")), nil)
+	mustEqual(t, "events after the finish", events(), []string{"code.delivered/first/email"})
+	wantErr(t, "FinishMessage again", st.FinishMessage(ctx, m.ID, store.OutboxFailed, now, ev("second")), nil)
+	mustEqual(t, "events after the second finish", events(), []string{"code.delivered/first/email", "code.delivered/second/email"})
+	stats, err := st.OutboxStats(ctx, now.Add(-time.Hour))
+	wantErr(t, "OutboxStats", err, nil)
+	mustEqual(t, "sent (the second finish left the state)", stats.Sent, 1)
+	wantErr(t, "FinishMessage without events", st.FinishMessage(ctx, m.ID, store.OutboxSent, now), nil)
+	mustEqual(t, "events after a finish without events", len(events()), 2)
 }
 
 // outboxClaim: due messages are claimed codes (and decoys) first, then the

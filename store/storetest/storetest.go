@@ -112,6 +112,8 @@ func RunConformance(t *testing.T, open Opener, opts ...Option) {
 		{"Ping", s.ping},
 		{"NoPlaintextAtRest", s.noPlaintextAtRest},
 		{"Outbox/Claim", s.outboxClaim},
+		{"Outbox/NextDue", s.outboxNextDue},
+		{"Outbox/FinishAudits", s.outboxFinishAudits},
 		{"Outbox/IssueCode", s.outboxIssueCode},
 		{"Outbox/ConcurrentClaims", s.outboxConcurrentClaims},
 		{"Outbox/AtRest", s.outboxAtRest},
