@@ -115,7 +115,8 @@ var longTests = map[string]int{
 	"TestTOTPOpenLDAP":                      24,
 	"TestBlackBox":                          20,
 	"TestTOTPActiveDirectory":               20,
-	"TestOutboxKilledGatewayLosesNoCode":    58, // measured alone, beside a CI run
+	"TestOutboxKilledGatewayLosesNoCode":    58,  // measured alone, beside a CI run
+	"TestOutboxSMTPOutage":                  135, // mostly the two-minute outage
 }
 
 // prioSem is a weighted semaphore that admits waiters by priority (higher

@@ -71,6 +71,25 @@ func run(listen string) error {
 
 	smsURL, smsSecret := smsReceiver(ctx)
 
+	cfgPath := writeConfig(work, listen, srv, smsURL, smsSecret, smtpPort)
+
+	bin := filepath.Join(work, "latchkey")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/latchkey").CombinedOutput(); err != nil {
+		return fmt.Errorf("building latchkey: %v\n%s", err, out)
+	}
+	fmt.Printf("\nLatchkey: http://%s  (alice and carol are eligible; alice needs two methods)\nconfig:   %s\n\n", listen, cfgPath)
+	cmd := exec.CommandContext(ctx, bin, "serve", "--config", cfgPath)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	if err := cmd.Run(); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
+
+// writeConfig writes the gateway's configuration and the secrets it names
+// into work, and returns the configuration's path.
+func writeConfig(work, listen string, srv *dirtest.Server, smsURL, smsSecret string, smtpPort int) string {
 	key := make([]byte, 48)
 	rand.Read(key)
 	write := func(name, content string) string {
@@ -112,20 +131,7 @@ log: { level: info, format: text, audit_file: %q }
 `, listen, listen, write("secret.key", base64.StdEncoding.EncodeToString(key)), srv.LDAPSURL, srv.CAFile, srv.ServiceDN,
 		write("bind.pw", srv.ServicePassword), srv.BaseDN, srv.DefaultPolicyDN, smsURL, write("sms.secret", smsSecret), smtpPort,
 		filepath.Join(work, "latchkey.db"), filepath.Join(work, "audit.log"))
-	cfgPath := write("latchkey.yaml", cfg)
-
-	bin := filepath.Join(work, "latchkey")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/latchkey").CombinedOutput(); err != nil {
-		return fmt.Errorf("building latchkey: %v\n%s", err, out)
-	}
-	fmt.Printf("\nLatchkey: http://%s  (alice and carol are eligible; alice needs two methods)\nconfig:   %s\n\n", listen, cfgPath)
-	cmd := exec.CommandContext(ctx, bin, "serve", "--config", cfgPath)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	if err := cmd.Run(); err != nil && ctx.Err() == nil {
-		return err
-	}
-	return nil
+	return write("latchkey.yaml", cfg)
 }
 
 func port() int {
