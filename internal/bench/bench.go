@@ -68,7 +68,7 @@ type Options struct {
 }
 
 // Scenarios are the names Options.Only accepts.
-var Scenarios = []string{"change", "reset", "start", "register", "page"}
+var Scenarios = []string{"change", "reset", "start", "register", "page", "sends"}
 
 func (o *Options) runs(name string) bool { return len(o.Only) == 0 || slices.Contains(o.Only, name) }
 
@@ -154,6 +154,8 @@ type Report struct {
 	InstancesRSSKiB []int    `json:"instances_peak_rss_kib,omitempty"`
 	Checks          Checks   `json:"checks"`
 	Profiles        []string `json:"profiles,omitempty"`
+	// Sends is the outbox's delivery rate per channel ("sends").
+	Sends []SendRate `json:"sends,omitempty"`
 }
 
 // Scaling compares an empty store with one holding Outstanding flows and
@@ -209,8 +211,9 @@ type run struct {
 	resetMails, resetWall atomic.Int64
 	done                  atomic.Int64 // resets completed
 	// user ranges
-	chg, rawChg, rawAdm, rst, reg [2]int
-	regNext                       atomic.Int64
+	chg, rawChg, rawAdm, rst, reg, snd [2]int
+	regNext                            atomic.Int64
+	phones                             map[string]string // snd users' SMS numbers
 }
 
 // Run performs the bench. t provides the servers' lifetimes (a test's T,
@@ -239,6 +242,9 @@ func (r *run) run() error {
 	}
 	lim := limits{dur: o.Duration, max: o.MaxOps}
 	r.scenarios(p, pd, lim)
+	if o.runs("sends") && r.snd[1] > r.snd[0] {
+		r.sendBursts()
+	}
 	if o.EnumSamples > 0 {
 		r.logf("enumeration check (%d samples per kind)...", o.EnumSamples)
 		r.rep.Enumeration = r.enumeration(o.EnumSamples)
@@ -274,6 +280,15 @@ func (r *run) startServers() (bin string, resetAccounts map[string]string, err e
 	n := o.Users
 	fifth := n / 5
 	r.chg, r.rawChg, r.rawAdm, r.rst, r.reg = [2]int{0, fifth}, [2]int{fifth, 2 * fifth}, [2]int{2 * fifth, 3 * fifth}, [2]int{3 * fifth, 4 * fifth}, [2]int{4 * fifth, n}
+	// the outbox burst's users: the end of the reset range, with an SMS
+	// number as well as their email
+	k := min(sendBurstMax, fifth/4)
+	r.snd = [2]int{r.rst[1] - k, r.rst[1]}
+	r.rst[1] -= k
+	r.phones = map[string]string{}
+	for i := r.snd[0]; i < r.snd[1]; i++ {
+		r.phones[userName(i)] = userPhone(i - r.snd[0])
+	}
 	r.pw = make([]string, n)
 	for i := range n {
 		r.pw[i] = seedPassword(i)
@@ -310,7 +325,7 @@ func (r *run) startServers() (bin string, resetAccounts map[string]string, err e
 		return "", nil, fmt.Errorf("reading entryUUIDs: %w", err)
 	}
 	resetAccounts = map[string]string{}
-	for i := r.rst[0]; i < r.rst[1]; i++ {
+	for i := r.rst[0]; i < r.snd[1]; i++ { // the burst's users too
 		resetAccounts[userName(i)] = ids[userName(i)]
 	}
 	return bin, resetAccounts, nil
@@ -439,7 +454,7 @@ func (r *run) newGateways(bin string, accounts map[string]string, outstanding, n
 	} else {
 		st, open = sqliteStore(work)
 	}
-	if err := seedStore(context.Background(), open, key, accounts, outstanding); err != nil {
+	if err := seedStore(context.Background(), open, key, accounts, r.phones, outstanding); err != nil {
 		return nil, fmt.Errorf("seeding the store: %w", err)
 	}
 	var gws []*gateway
@@ -970,9 +985,15 @@ func (r *run) checks() {
 			ch.CodesReceived += n
 		}
 	}
-	ch.SMSReceived = len(r.sms.Messages())
+	sms := r.sms.Messages()
+	ch.SMSReceived = len(sms)
+	for _, m := range sms {
+		if strings.Contains(m.Body, blackbox.CodeSMS) {
+			ch.CodesReceived++
+		}
+	}
 	if ch.CodesReceived != ch.CodesRequested {
-		ch.Failures = append(ch.Failures, fmt.Sprintf("%d codes asked for, %d code mails received", ch.CodesRequested, ch.CodesReceived))
+		ch.Failures = append(ch.Failures, fmt.Sprintf("%d codes asked for, %d code mails and SMS received", ch.CodesRequested, ch.CodesReceived))
 	}
 	if total < ch.CodesReceived+ch.ResetsCompleted {
 		ch.Failures = append(ch.Failures, fmt.Sprintf("%d messages received, fewer than %d codes + %d reset notices", total, ch.CodesReceived, ch.ResetsCompleted))
@@ -1033,6 +1054,10 @@ func (rep *Report) WriteTable(w io.Writer) {
 		each += ")"
 	}
 	fmt.Fprintf(w, "gateway peak RSS (VmHWM): %.1f MiB%s\n", float64(rep.PeakRSSKiB)/1024, each)
+	for _, s := range rep.Sends {
+		fmt.Fprintf(w, "outbox burst by %s: %d codes asked at once (%d answered busy), %d delivered in %.2f s: %.1f messages/s\n",
+			s.Channel, s.Asked, s.Busy, s.Received, s.Seconds, s.PerSecond)
+	}
 	c := rep.Checks
 	fmt.Fprintf(w, "checks: %d passwords changed, %d verified by bind; %d codes asked, %d received, %d answered busy; %d resets completed; %d messages (%d SMS); %.1f code mails/s in the full resets\n",
 		c.PasswordsChanged, c.PasswordsVerified, c.CodesRequested, c.CodesReceived, c.CodesBusy, c.ResetsCompleted, c.MessagesReceived, c.SMSReceived, c.CodeMailsPerSecond)

@@ -40,6 +40,10 @@ func seedPassword(i int) string { return fmt.Sprintf("Bench-Seed-%05d-x", i) }
 
 func userAddr(i int) string { return userName(i) + "@" + mailDomain }
 
+// userPhone is the i-th SMS number of the outbox burst: UK numbers set
+// aside for drama (07700 900000 to 900999), which reach nobody.
+func userPhone(i int) string { return fmt.Sprintf("+447700900%03d", i) }
+
 // usersLDIF is n users in nested groups: 100 users per team group
 // (cn=bench-team-NNN), ten teams per department (cn=bench-dept-NN), every
 // department in cn=bench-users, the group the bench policy makes eligible.
@@ -197,9 +201,9 @@ type storeOpener func(ctx context.Context, key []byte) (store.Store, error)
 
 // seedStore opens the gateways' store before they start (creating its
 // schema) and registers a verified email method for each of accounts (uid
-// -> entryUUID) and, when outstanding > 0, that many live flows with
-// codes.
-func seedStore(ctx context.Context, open storeOpener, key string, accounts map[string]string, outstanding int) error {
+// -> entryUUID), a verified SMS method for those in phones (uid -> number)
+// and, when outstanding > 0, that many live flows with codes.
+func seedStore(ctx context.Context, open storeOpener, key string, accounts, phones map[string]string, outstanding int) error {
 	st, err := open(ctx, []byte(key))
 	if err != nil {
 		return err
@@ -209,12 +213,18 @@ func seedStore(ctx context.Context, open storeOpener, key string, accounts map[s
 	for uid, id := range accounts {
 		b := make([]byte, 11)
 		_, _ = rand.Read(b)
-		m := store.Method{ID: hex.EncodeToString(b), AccountID: id, Type: store.MethodEmail, Address: uid + "@" + mailDomain, CreatedAt: at}
-		if err := st.AddMethod(ctx, m); err != nil {
-			return err
+		ms := []store.Method{{ID: hex.EncodeToString(b), AccountID: id, Type: store.MethodEmail, Address: uid + "@" + mailDomain, CreatedAt: at}}
+		if phone, ok := phones[uid]; ok {
+			_, _ = rand.Read(b)
+			ms = append(ms, store.Method{ID: hex.EncodeToString(b), AccountID: id, Type: store.MethodSMS, Address: phone, CreatedAt: at})
 		}
-		if err := st.VerifyMethod(ctx, id, m.ID, at); err != nil {
-			return err
+		for _, m := range ms {
+			if err := st.AddMethod(ctx, m); err != nil {
+				return err
+			}
+			if err := st.VerifyMethod(ctx, id, m.ID, at); err != nil {
+				return err
+			}
 		}
 	}
 	if outstanding > 0 {
