@@ -979,7 +979,7 @@ func (r *run) checks() {
 			stable, last = 0, total
 		}
 	}
-	ch.MessagesReceived, ch.MessagesBySubject = total, subj
+	ch.MessagesReceived, ch.MessagesBySubject = total, subj // mail only
 	for s, n := range subj {
 		if strings.Contains(s, "verification code") {
 			ch.CodesReceived += n
@@ -995,8 +995,8 @@ func (r *run) checks() {
 	if ch.CodesReceived != ch.CodesRequested {
 		ch.Failures = append(ch.Failures, fmt.Sprintf("%d codes asked for, %d code mails and SMS received", ch.CodesRequested, ch.CodesReceived))
 	}
-	if total < ch.CodesReceived+ch.ResetsCompleted {
-		ch.Failures = append(ch.Failures, fmt.Sprintf("%d messages received, fewer than %d codes + %d reset notices", total, ch.CodesReceived, ch.ResetsCompleted))
+	if total+ch.SMSReceived < ch.CodesReceived+ch.ResetsCompleted {
+		ch.Failures = append(ch.Failures, fmt.Sprintf("%d messages received (%d SMS), fewer than %d codes + %d reset notices", total+ch.SMSReceived, ch.SMSReceived, ch.CodesReceived, ch.ResetsCompleted))
 	}
 	if ch.ResetsCompleted == 0 && r.o.runs("reset") {
 		ch.Failures = append(ch.Failures, "no reset completed")
