@@ -155,6 +155,9 @@ const (
 	// outboxPoll is the longest a dispatcher sleeps without being woken
 	// (messages written by other instances, leases that ran out).
 	outboxPoll = time.Second
+	// outboxRecheck is the pause before reading the queue again after a
+	// claim found nothing it expected.
+	outboxRecheck = 10 * time.Millisecond
 	// outboxNoticeLifetime: a notice not sent within it is given up on.
 	outboxNoticeLifetime = 24 * time.Hour
 	// outboxStatsEvery is how often the queue state is read.
@@ -323,7 +326,10 @@ func (o *outbox) dispatch(q *channelQueue) {
 		case !next.After(now) && q.workers-int(q.busy.Load()) > 0:
 			ms, err := o.st.ClaimMessages(ctx, q.name, now, o.lease, q.workers-int(q.busy.Load()))
 			if err != nil {
+				// the store failed: read again after a poll's wait
 				o.log.Warn("outbox: claiming messages failed", "channel", q.name, "error", err.Error())
+				next, readAt, wait = time.Time{}, now, outboxPoll
+				break
 			}
 			for _, m := range ms {
 				if o.settle(m) {
@@ -336,9 +342,11 @@ func (o *outbox) dispatch(q *channelQueue) {
 				readAt = time.Time{} // perhaps more are due
 				continue
 			}
-			// nothing claimable after all (another instance took it, or
-			// the store failed): read again after a poll's wait, or a wake
-			next, readAt, wait = time.Time{}, now, outboxPoll
+			// nothing claimable after all: a hint of a message already
+			// claimed, or another instance took it (on PostgreSQL, perhaps
+			// still in its claim's transaction). Read again shortly, so
+			// that what else is due is not forgotten for a poll's wait.
+			next, readAt, wait = time.Time{}, time.Time{}, outboxRecheck
 		case next.After(now):
 			wait = min(wait, next.Sub(now))
 		}

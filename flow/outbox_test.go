@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -155,6 +156,43 @@ func TestOutboxSendsFromTheStore(t *testing.T) {
 		}
 		if n := pendingMessages(t, st); n != 0 {
 			t.Fatalf("%d messages still pending", n)
+		}
+	})
+}
+
+// TestOutboxStaleHintForgetsNothing: a wake whose hint names a message
+// already claimed (its claim then finds nothing) must not make the
+// dispatcher forget the next message it knew of until its next poll of the
+// store (a second later): that message still leaves at its time.
+//
+// The lateness allowed (400 ms) is far above the dispatcher's own latency
+// and well below the poll's second; a miss is measured once more with a
+// fresh message, and the test fails only if both are late, so a scheduling
+// stall of a loaded CI machine does not fail it by chance.
+func TestOutboxStaleHintForgetsNothing(t *testing.T) {
+	flowtest.OnBothStores(t, func(t *testing.T) {
+		st, _ := flowtest.OpenStore(t)
+		m := &flakyMailer{}
+		o := newTestOutbox(t, st, m, OutboxOptions{})
+		o.start()
+		q := o.queues[0]
+		if q.name != store.MethodEmail {
+			t.Fatalf("first queue %q, want email", q.name)
+		}
+		late := func(round int) time.Duration {
+			addr := fmt.Sprintf("next%d@example.org", round)
+			c := o.put(t, store.OutboxCode, addr, 150*time.Millisecond, time.Minute)
+			time.Sleep(20 * time.Millisecond) // the dispatcher took c's hint and waits for its time
+			lowerHint(&q.hint, time.Now().Add(-time.Second).UnixMicro())
+			signal(q.wake) // a stale hint: due, but nothing to claim
+			waitFor(t, func() bool { return slices.Contains(m.sentTo(), addr) })
+			return time.Since(c.NotBefore)
+		}
+		if d := late(1); d > 400*time.Millisecond {
+			t.Logf("the next message left %s after its time: measuring once more", d)
+			if d := late(2); d > 400*time.Millisecond {
+				t.Fatalf("the next message left %s after its time, twice: the stale hint made the dispatcher forget it", d)
+			}
 		}
 	})
 }
