@@ -292,9 +292,9 @@ func signal(c chan struct{}) {
 //
 // It reads when the next message is due (NextDue) at most once per claim
 // and once per outboxPoll, not on every wake: this instance's own writes
-// lower the time it knows by their hint (written), a worker that is done
-// changes nothing it must read, and what other instances write or leave
-// behind is found by the poll. Reading on every wake cost a read per
+// and retries lower the time it knows by their hint (written, deliver), a
+// message sent or finished changes nothing it must read, and what other
+// instances write or leave behind is found by the poll. Reading on every wake cost a read per
 // message written and per message sent, most of the gateway's CPU under a
 // burst.
 func (o *outbox) dispatch(q *channelQueue) {
@@ -556,9 +556,13 @@ func (w *worker) deliver(q *channelQueue, m store.OutboxMessage) {
 	}
 	o.log.Log(context.Background(), level, "sending "+m.Channel+" failed, will retry", "request_id", m.RequestID, "attempt", m.Attempts,
 		"retry_in", d.String(), "error", err.Error())
-	if err := o.st.RetryMessage(context.Background(), m.ID, o.clock().Add(d)); err != nil {
+	at := o.clock().Add(d)
+	if err := o.st.RetryMessage(context.Background(), m.ID, at); err != nil {
 		o.log.Error("outbox: putting a message back failed (its lease will end)", "request_id", m.RequestID, "error", err.Error())
+		return
 	}
+	lowerHint(&q.hint, at.UnixMicro()) // the dispatcher learns the retry's time as a write's
+	signal(q.wake)
 }
 
 // watch reads the queue state every outboxStatsEvery.

@@ -161,8 +161,7 @@ func (s *Service) messageFailed(m store.OutboxMessage, reason string) {
 }
 
 // messageDelivered audits a message once the mail server or the SMS
-// provider accepted it (code.delivered, notice.delivered).
-// messageDelivered audits a message a server accepted: it returns the
+// provider accepted it (code.delivered, notice.delivered): it returns the
 // event to store with the message's finish (none when sampled out).
 func (s *Service) messageDelivered(m store.OutboxMessage) []store.AuditEvent {
 	event, purpose := messageEvent(m, "delivered")

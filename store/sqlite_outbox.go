@@ -127,9 +127,9 @@ func (s *SQLite) ClaimMessages(ctx context.Context, channel string, now time.Tim
 }
 
 // NextDue implements Store, in two index-bounded reads (outboxNextFree)
-// rather than one pass over every pending message: the dispatcher asks on
-// every wake, and a backlog of thousands made that pass most of the
-// gateway's CPU.
+// rather than one pass over every pending message: under a backlog of
+// thousands that pass, read on every wake of the dispatcher as it then
+// was, had become most of the gateway's CPU.
 func (s *SQLite) NextDue(ctx context.Context, channel string) (time.Time, error) {
 	var free, leased sql.NullInt64
 	if err := s.r.QueryRowContext(ctx, sqliteNextFree, channel).Scan(&free); err != nil {

@@ -27,8 +27,9 @@ type SendRate struct {
 }
 
 // sendBursts measures the outbox's delivery rate by email (to mailpit) and
-// by SMS (to the fake Twilio): the burst's users each ask one reset code
-// at once (8 clients), and the rate is the codes that reached the server
+// by SMS (to the fake Twilio): the burst's users (up to sendBurstMax, a
+// twentieth of the users) each ask one reset code, 8 clients asking one
+// after another as fast as answered, and the rate is the codes that reached the server
 // over the time from the first ask to the last arrival. It includes the
 // send delay every code waits (3-503 ms) and is bounded by the senders'
 // concurrency (smtp.connections, sms.concurrency). A code that does not
@@ -135,7 +136,11 @@ func (r *run) askCodeBy(u int, channel string) error {
 	case sa.Status != 202:
 		return fmt.Errorf("reset send: %s", sa)
 	}
-	r.codes.Add(1)
+	if channel == "sms" {
+		r.smsCodes.Add(1)
+	} else {
+		r.codes.Add(1)
+	}
 	return nil
 }
 
