@@ -819,25 +819,34 @@ func (r *run) startFlow(rec *recorder, cl *blackbox.Client, tag string, u int) (
 	mid, _ := m["id"].(string)
 	f := &pendingFlow{user: u, id: a.Str("flow"), method: mid, cl: cl, tag: tag, t0: t0}
 	t1 := time.Now()
-	sa, err := cl.Do("POST", "/api/v1/reset/send", "", map[string]string{"flow": f.id, "method": mid})
-	switch {
-	case err != nil:
+	if err := r.sendCode(cl, f.id, mid); err != nil {
 		return nil, err
-	case sa.Status == 503 && sa.ErrCode() == "busy":
-		// the outbox is full: told to try again in a minute, no code
-		if sa.Header.Get("Retry-After") == "" {
-			return nil, fmt.Errorf("busy answer without Retry-After: %s", sa)
-		}
-		r.busy.Add(1)
-		return nil, errBusy
-	case sa.Status != 202:
-		return nil, fmt.Errorf("reset send: %s", sa)
 	}
 	d2 := time.Since(t1)
 	rec.step(tag+"send", d2)
 	r.codes.Add(1)
 	f.spent = d1 + d2
 	return f, nil
+}
+
+// sendCode asks flow's code by method: nil on 202, errBusy (counted) when
+// the outbox is full and the answer says to try again later.
+func (r *run) sendCode(cl *blackbox.Client, flow, method string) error {
+	sa, err := cl.Do("POST", "/api/v1/reset/send", "", map[string]string{"flow": flow, "method": method})
+	switch {
+	case err != nil:
+		return err
+	case sa.Status == 503 && sa.ErrCode() == "busy":
+		// the outbox is full: told to try again in a minute, no code
+		if sa.Header.Get("Retry-After") == "" {
+			return fmt.Errorf("busy answer without Retry-After: %s", sa)
+		}
+		r.busy.Add(1)
+		return errBusy
+	case sa.Status != 202:
+		return fmt.Errorf("reset send: %s", sa)
+	}
+	return nil
 }
 
 func (r *run) finishFlow(rec *recorder, f *pendingFlow, code string) error {

@@ -67,9 +67,8 @@ func (r *run) sendBurst(channel string) (SendRate, error) {
 				switch {
 				case err == nil:
 					asked.Add(1)
-				case errors.Is(err, errBusy):
+				case errors.Is(err, errBusy): // counted in r.busy by sendCode
 					busy.Add(1)
-					r.busy.Add(1)
 				default:
 					mu.Lock()
 					if first == nil {
@@ -84,11 +83,7 @@ func (r *run) sendBurst(channel string) (SendRate, error) {
 	sr.Asked, sr.Busy = int(asked.Load()), int(busy.Load())
 	deadline := time.Now().Add(time.Minute)
 	for {
-		n, err := r.arrived(channel)
-		if err != nil {
-			return sr, err
-		}
-		sr.Received = n - before
+		sr.Received = r.arrived(channel) - before
 		if sr.Received >= sr.Asked || time.Now().After(deadline) {
 			break
 		}
@@ -124,17 +119,8 @@ func (r *run) askCodeBy(u int, channel string) error {
 	if mid == "" {
 		return fmt.Errorf("reset start %s: no %s method among %.200s", userName(u), channel, a.Body)
 	}
-	sa, err := r.api.Do("POST", "/api/v1/reset/send", "", map[string]string{"flow": a.Str("flow"), "method": mid})
-	switch {
-	case err != nil:
+	if err := r.sendCode(r.api, a.Str("flow"), mid); err != nil {
 		return err
-	case sa.Status == 503 && sa.ErrCode() == "busy":
-		if sa.Header.Get("Retry-After") == "" {
-			return fmt.Errorf("busy answer without Retry-After: %s", sa)
-		}
-		return errBusy
-	case sa.Status != 202:
-		return fmt.Errorf("reset send: %s", sa)
 	}
 	if channel == "sms" {
 		r.smsCodes.Add(1)
@@ -145,12 +131,12 @@ func (r *run) askCodeBy(u int, channel string) error {
 }
 
 // arrived is the count of messages the channel's server has received.
-func (r *run) arrived(channel string) (int, error) {
+func (r *run) arrived(channel string) int {
 	if channel == "sms" {
-		return len(r.sms.Messages()), nil
+		return len(r.sms.Messages())
 	}
 	n, _ := r.mb.Snapshot()
-	return n, nil
+	return n
 }
 
 // quiet waits until the channel's server has received nothing new for a
@@ -158,21 +144,13 @@ func (r *run) arrived(channel string) (int, error) {
 // minute, and returns its count.
 func (r *run) quiet(channel string) (int, error) {
 	deadline := time.Now().Add(time.Minute)
-	last, err := r.arrived(channel)
-	if err != nil {
-		return 0, err
-	}
-	since := time.Now()
+	last, since := r.arrived(channel), time.Now()
 	for time.Since(since) < time.Second {
 		if time.Now().After(deadline) {
 			return 0, fmt.Errorf("the %s server still receives the earlier messages after a minute", channel)
 		}
 		time.Sleep(100 * time.Millisecond)
-		n, err := r.arrived(channel)
-		if err != nil {
-			return 0, err
-		}
-		if n != last {
+		if n := r.arrived(channel); n != last {
 			last, since = n, time.Now()
 		}
 	}
