@@ -19,6 +19,7 @@ type Config struct {
 	Log       Log       `mapstructure:"log"`
 	Limits    Limits    `mapstructure:"limits"`
 	Outbox    Outbox    `mapstructure:"outbox"`
+	Admin     Admin     `mapstructure:"admin"`
 
 	// Demo is set by `latchkey demo` (WithDemo), never by the file or the
 	// environment. It allows directory.insecure_skip_verify and requires a
@@ -50,7 +51,10 @@ type Server struct {
 	SecretKey     string `mapstructure:"secret_key"`
 	SecretKeyFile string `mapstructure:"secret_key_file"`
 	// Helpdesk is an http(s) URL or a mailto: link shown on every page.
-	Helpdesk          string        `mapstructure:"helpdesk"`
+	Helpdesk string `mapstructure:"helpdesk"`
+	// Organisation is the organisation's name, shown on every page beside
+	// the product's ("Example Ltd password reset"); empty shows none.
+	Organisation      string        `mapstructure:"organisation"`
 	ReadHeaderTimeout time.Duration `mapstructure:"read_header_timeout"`
 	ReadTimeout       time.Duration `mapstructure:"read_timeout"`
 	WriteTimeout      time.Duration `mapstructure:"write_timeout"`
@@ -153,14 +157,14 @@ type Policy struct {
 
 // Tier is a stricter rule for members of some groups.
 type Tier struct {
-	Groups []string `mapstructure:"groups"`
+	Groups []string `mapstructure:"groups" json:"groups"`
 	// MethodsRequired; 0 keeps policy.methods_required.
-	MethodsRequired int `mapstructure:"methods_required"`
+	MethodsRequired int `mapstructure:"methods_required" json:"methods_required"`
 	// Methods restricts policy.methods; empty keeps them all.
-	Methods []string `mapstructure:"methods"`
+	Methods []string `mapstructure:"methods" json:"methods"`
 	// RequireOneOf: members must verify at least one method of these kinds
 	// (email, sms, totp, webauthn); security questions never count.
-	RequireOneOf []string `mapstructure:"require_one_of"`
+	RequireOneOf []string `mapstructure:"require_one_of" json:"require_one_of"`
 }
 
 // Password is the gateway's own password rules (policy.Rules).
@@ -558,6 +562,7 @@ func rawDefaults() *Config {
 			Timeout:     10 * time.Second,
 			Connections: 4,
 		},
+		Admin:  Admin{Groups: []string{}, Settings: AdminSettingsStore, SessionIdle: DefaultAdminSessionIdle, SessionTTL: DefaultAdminSessionTTL},
 		Outbox: Outbox{MaxWait: time.Minute, MaxPending: 10000, DegradedAfter: 2 * time.Minute},
 		Store:  Store{Driver: StoreSQLite},
 		Log:    Log{Level: "info", Format: "json", AuditRetention: DefaultAuditRetention},

@@ -154,6 +154,7 @@ func (c *Config) Validate() error {
 	c.validateLog(&ch)
 	c.validateLimits(&ch)
 	c.validateOutbox(&ch)
+	c.validateAdmin(&ch)
 	if len(ch.problems) > 0 {
 		return &ValidationError{Problems: ch.problems}
 	}

@@ -106,7 +106,7 @@ func (s *Service) codeMessage(meth store.Method, purpose, code string, m Meta) (
 		return job{}, false
 	}
 	data := codeMail{Product: s.o.ProductName, Code: code, Minutes: int(s.o.CodeTTL / time.Minute), Purpose: purpose,
-		URL: s.o.PublicURL.String(), Helpdesk: s.o.Helpdesk}
+		URL: s.o.PublicURL.String(), Helpdesk: s.live().Helpdesk}
 	j, ok := ch.message(s, meth, data, m)
 	j.purpose = purpose // the audit says what the code was for
 	return j, ok

@@ -122,7 +122,7 @@ func (s *Service) decoyModel(ctx context.Context) *decoyModel {
 }
 
 func (s *Service) learnDecoys(ctx context.Context, before time.Time) *decoyModel {
-	types := s.methodsAvailable(s.o.Eligibility.Methods)
+	types := s.methodsAvailable(s.eligibility().Methods)
 	ms, err := s.d.Store.SampleMethods(context.WithoutCancel(ctx), decoySample, before)
 	if err != nil {
 		s.log.Error("counting registered methods for decoys failed", "error", err.Error())
@@ -287,7 +287,7 @@ func (s *Service) decoys(ctx context.Context, name string, prior []Offered, atLe
 // decoyAddressType is the type a fake takes where a second authenticator
 // app would give it away: the first available type with an address.
 func (s *Service) decoyAddressType() string {
-	for _, t := range s.methodsAvailable(s.o.Eligibility.Methods) {
+	for _, t := range s.methodsAvailable(s.eligibility().Methods) {
 		if _, ok := channelOf(t); ok {
 			return t
 		}

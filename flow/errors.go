@@ -91,6 +91,15 @@ const (
 
 	// a passkey's registration or assertion did not verify
 	CodePasskeyFailed = "passkey_failed"
+
+	// the admin console: a save based on an old version of the settings
+	// (CodeConflict), settings a configuration file could not hold
+	// (CodeInvalidSettings), a save with admin.settings file
+	// (CodeReadOnly), a request without an admin session (CodeAdminAuth)
+	CodeConflict        = "conflict"
+	CodeInvalidSettings = "invalid_settings"
+	CodeReadOnly        = "read_only"
+	CodeAdminAuth       = "admin_session_required"
 )
 
 // #nosec G101 -- fixed messages for users ("passkey" is not a credential)
@@ -127,6 +136,11 @@ var messages = map[string]string{
 	CodeMethodKindRequired: "Your account must also verify a stronger method, such as an authenticator app. Choose one of those too.",
 	CodeAlreadyCompleted:   "Your password was already changed by your earlier attempt. Sign in with the password you chose then; if it does not work, start again.",
 	CodePasskeyFailed:      "The passkey could not be verified. Try again, or choose another method.",
+
+	CodeConflict:        "The settings were changed by someone else since you opened them. Review the current settings and save again.",
+	CodeInvalidSettings: "The settings were not saved:",
+	CodeReadOnly:        "The settings are kept in the configuration file (admin.settings: file): change them there.",
+	CodeAdminAuth:       "Sign in to the admin console.",
 }
 
 var statuses = map[string]int{
@@ -162,6 +176,11 @@ var statuses = map[string]int{
 	CodeMethodKindRequired: http.StatusConflict,
 	CodeAlreadyCompleted:   http.StatusConflict,
 	CodePasskeyFailed:      http.StatusUnprocessableEntity,
+
+	CodeConflict:        http.StatusConflict,
+	CodeInvalidSettings: http.StatusUnprocessableEntity,
+	CodeReadOnly:        http.StatusForbidden,
+	CodeAdminAuth:       http.StatusUnauthorized,
 }
 
 func messageFor(code string) string {

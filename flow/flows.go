@@ -80,7 +80,7 @@ func flowRemaining(f liveFlow, offered []Offered) int {
 
 // baseRequired is the policy's base number of methods (at least 1:
 // Options.check).
-func (s *Service) baseRequired() int { return s.o.Eligibility.MethodsRequired }
+func (s *Service) baseRequired() int { return s.eligibility().MethodsRequired }
 
 // offeredOf is the methods flow f offers, a copy the caller may change.
 func offeredOf(f liveFlow) []Offered { return slices.Clone(f.st.Offered) }

@@ -76,7 +76,7 @@ func (s *Service) noticeChannels(ctx context.Context, u *directory.User, skip st
 
 func (s *Service) noticeData(u *directory.User, event string, at time.Time, from string) noticeMail {
 	return noticeMail{Product: s.o.ProductName, Event: event, Time: at.UTC().Format("2 January 2006 15:04 MST"), From: from,
-		URL: s.o.PublicURL.String(), Helpdesk: s.o.Helpdesk, Name: u.DisplayName}
+		URL: s.o.PublicURL.String(), Helpdesk: s.live().Helpdesk, Name: u.DisplayName}
 }
 
 // noticeUser tells u about event on every channel, within the budgets

@@ -27,6 +27,11 @@ type Options struct {
 	Helpdesk string
 	// ProductName is shown in pages and messages.
 	ProductName string
+	// Organisation is the organisation's name shown on every page (the
+	// admin console can change it and Helpdesk).
+	Organisation string
+	// Admin configures the admin console.
+	Admin AdminOptions
 
 	Eligibility policy.Eligibility
 	Password    policy.Rules
@@ -62,6 +67,20 @@ type Options struct {
 	Outbox OutboxOptions
 	// Timeouts of the HTTP server (server.*_timeout).
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+}
+
+// AdminOptions configure the admin console (admin.*).
+type AdminOptions struct {
+	// Groups: members may sign in to the console; empty turns it off.
+	Groups []string
+	// Settings is config.AdminSettingsStore or AdminSettingsFile.
+	Settings string
+	// SessionIdle and SessionTTL bound an admin session.
+	SessionIdle, SessionTTL time.Duration
+	// Config is the configuration the gateway started with: the first
+	// version of the console's settings, and what a save is checked
+	// against (a method needs its sender). Nil: the console cannot save.
+	Config *config.Config
 }
 
 // OutboxOptions configure the outbox (outbox.*, smtp.connections,
@@ -131,6 +150,8 @@ func (o *Options) setDefaults() error {
 	orDefault(&o.IdleTimeout, d.Server.IdleTimeout)
 	o.Limits.setDefaults(d.Limits)
 	o.Questions.setDefaults(d.Policy.Questions)
+	orDefault(&o.Admin.SessionIdle, d.Admin.SessionIdle)
+	orDefault(&o.Admin.SessionTTL, d.Admin.SessionTTL)
 	orDefault(&o.Outbox.MaxWait, d.Outbox.MaxWait)
 	orDefault(&o.Outbox.MaxPending, d.Outbox.MaxPending)
 	orDefault(&o.Outbox.DegradedAfter, d.Outbox.DegradedAfter)

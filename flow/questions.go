@@ -179,7 +179,7 @@ type QuestionSettings struct {
 // QuestionSettings returns the list and numbers, or method_unavailable
 // when security questions are off.
 func (s *Service) QuestionSettings() (QuestionSettings, error) {
-	if !slices.Contains(s.AvailableMethodTypes(), MethodQuestions) {
+	if !slices.Contains(s.AvailableMethodTypes(store.Session{}), MethodQuestions) {
 		return QuestionSettings{}, problem(CodeMethodType, nil)
 	}
 	return QuestionSettings{Questions: s.AdminQuestions(), Required: s.o.Questions.Required, Ask: s.o.Questions.Ask,
@@ -278,7 +278,7 @@ func (s *Service) SetQuestions(ctx context.Context, sess store.Session, answers 
 	if p := s.needsReauth(sess); p != nil {
 		return MethodView{}, p
 	}
-	if !slices.Contains(s.AvailableMethodTypes(), MethodQuestions) {
+	if !slices.Contains(s.AvailableMethodTypes(sess), MethodQuestions) {
 		return MethodView{}, problem(CodeMethodType, nil)
 	}
 	if len(answers) != s.o.Questions.Required {

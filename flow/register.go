@@ -50,7 +50,12 @@ func (s *Service) Methods(ctx context.Context, sess store.Session) ([]MethodView
 }
 
 // AvailableMethodTypes are the method types a signed-in user may add.
-func (s *Service) AvailableMethodTypes() []string { return s.methodsAvailable(s.o.Eligibility.Methods) }
+func (s *Service) AvailableMethodTypes(sess store.Session) []string {
+	if sess.Kind == SessionAdminEnrol {
+		return s.methodsAvailable(adminMethods)
+	}
+	return s.methodsAvailable(s.eligibility().Methods)
+}
 
 func normalizeEmail(in string) (string, bool) {
 	in = strings.TrimSpace(in)
@@ -73,7 +78,7 @@ func (s *Service) AddMethod(ctx context.Context, sess store.Session, typ, addres
 	if p := s.needsReauth(sess); p != nil {
 		return MethodView{}, p
 	}
-	if !slices.Contains(s.AvailableMethodTypes(), typ) {
+	if !slices.Contains(s.AvailableMethodTypes(sess), typ) {
 		return MethodView{}, problem(CodeMethodType, nil)
 	}
 	ch, ok := channelOf(typ)

@@ -38,6 +38,10 @@ type Service struct {
 	padSignIn, padChange *padder
 	// bg is work a request leaves behind (notices it must not wait for)
 	bg sync.WaitGroup
+	// settings are the admin console's settings in force (settings.go)
+	settings     atomic.Pointer[live]
+	stopSettings  chan struct{}
+	closeSettings sync.Once
 }
 
 // Meta is what a flow step knows about the request, for audit and logs.
@@ -131,6 +135,13 @@ func NewService(o Options, d Deps) (*Service, error) {
 	s.out = newOutbox(d.Store, d.Mailer, d.SMS, d.Log, o.Outbox, s.now)
 	s.out.failed = s.messageFailed
 	s.out.delivered = s.messageDelivered
+	if err := s.initLive(context.Background()); err != nil {
+		return nil, err
+	}
+	s.stopSettings = make(chan struct{})
+	if s.settingsFromStore() {
+		go s.watchSettings(s.stopSettings)
+	}
 	s.out.start()
 	return s, nil
 }
@@ -142,6 +153,7 @@ func (s *Service) Close() { s.CloseWithin(OutboxDrainTimeout) }
 
 // CloseWithin is Close with another bound.
 func (s *Service) CloseWithin(timeout time.Duration) {
+	s.closeSettings.Do(func() { close(s.stopSettings) })
 	s.bg.Wait()
 	s.out.close(timeout)
 	s.storeSummaries(context.Background(), s.sampler.flush(s.now()))
@@ -236,7 +248,7 @@ func (s *Service) methodsAvailable(allowed []string) []string {
 }
 
 func (s *Service) decide(ctx context.Context, u *directory.User) (policy.Decision, error) {
-	return Decide(ctx, s.d.Directory, s.o.Eligibility, u)
+	return Decide(ctx, s.d.Directory, s.eligibility(), u)
 }
 
 func (s *Service) dirProblem(err error) *Problem {

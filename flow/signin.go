@@ -60,12 +60,20 @@ func (s *Service) SignIn(ctx context.Context, username, password string, m Meta)
 	if err != nil {
 		return store.Session{}, s.dirProblem(err)
 	}
+	kind := ""
 	if !dec.Eligible {
-		s.record(ctx, m, "sign_in", u.ID, "not_eligible", map[string]string{"reason": dec.Reason})
-		return store.Session{}, problem(CodeNotEligible, errors.New(dec.Reason))
+		// an admin whom self-service excludes (a privileged account) may
+		// still set up what the console's sign-in asks for
+		if admin, err := s.isAdmin(ctx, u); err != nil {
+			return store.Session{}, s.dirProblem(err)
+		} else if !admin || len(s.methodsAvailable(adminMethods)) == 0 {
+			s.record(ctx, m, "sign_in", u.ID, "not_eligible", map[string]string{"reason": dec.Reason})
+			return store.Session{}, problem(CodeNotEligible, errors.New(dec.Reason))
+		}
+		kind = SessionAdminEnrol
 	}
 	now := s.now()
-	sess := store.Session{ID: newToken(), AccountID: u.ID, Username: u.Username, CreatedAt: now, AuthAt: now, LastSeen: now,
+	sess := store.Session{ID: newToken(), Kind: kind, AccountID: u.ID, Username: u.Username, CreatedAt: now, AuthAt: now, LastSeen: now,
 		ExpiresAt: now.Add(s.o.SessionTTL)}
 	if err := s.d.Store.CreateSession(ctx, sess); err != nil {
 		return store.Session{}, storeProblem(err)
@@ -118,7 +126,8 @@ func (s *Service) decoyBind(ctx context.Context, name, password string) {
 	_ = s.d.Directory.VerifyPassword(ctx, &directory.User{DN: dn}, password)
 }
 
-// Session returns the live session for token, enforcing the idle timeout.
+// Session returns the live registration session for token, enforcing the
+// idle timeout. An admin console session is not one.
 func (s *Service) Session(ctx context.Context, token string) (store.Session, error) {
 	if token == "" {
 		return store.Session{}, problem(CodeSessionExpired, nil)
@@ -128,7 +137,7 @@ func (s *Service) Session(ctx context.Context, token string) (store.Session, err
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return store.Session{}, storeProblem(err)
 	}
-	if err != nil {
+	if err != nil || sess.Kind == SessionAdmin {
 		return store.Session{}, problem(CodeSessionExpired, nil)
 	}
 	if now.Sub(sess.LastSeen) > s.o.SessionIdle {

@@ -131,7 +131,7 @@ func (s *Service) resolveStart(ctx context.Context, name string) (startAccount, 
 		}
 	case errors.Is(err, directory.ErrNotFound), errors.Is(err, directory.ErrAmbiguous):
 		// the same work as for a real account: a group check and a store read
-		_, _ = s.d.Directory.Membership(ctx, &directory.User{DN: "cn=latchkey-decoy-" + hex.EncodeToString(mac(s.k.decoy, name)[:6])}, s.o.Eligibility.AllGroups())
+		_, _ = s.d.Directory.Membership(ctx, &directory.User{DN: "cn=latchkey-decoy-" + hex.EncodeToString(mac(s.k.decoy, name)[:6])}, s.eligibility().AllGroups())
 		_, _ = s.d.Store.ListMethods(ctx, "decoy-"+hex.EncodeToString(mac(s.k.decoy, name)[:8]))
 	default:
 		return a, s.dirProblem(err)

@@ -74,7 +74,7 @@ func (s *Service) EnrolTOTP(ctx context.Context, sess store.Session, m Meta) (TO
 	if p := s.needsReauth(sess); p != nil {
 		return TOTPEnrolment{}, p
 	}
-	if !slices.Contains(s.AvailableMethodTypes(), MethodTOTP) {
+	if !slices.Contains(s.AvailableMethodTypes(sess), MethodTOTP) {
 		return TOTPEnrolment{}, problem(CodeMethodType, nil)
 	}
 	existing, err := s.d.Store.ListMethods(ctx, sess.AccountID)

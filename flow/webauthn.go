@@ -189,7 +189,7 @@ func (s *Service) BeginPasskey(ctx context.Context, sess store.Session, label st
 	if p := s.needsReauth(sess); p != nil {
 		return PasskeyCeremony{}, p
 	}
-	if !slices.Contains(s.AvailableMethodTypes(), MethodWebAuthn) {
+	if !slices.Contains(s.AvailableMethodTypes(sess), MethodWebAuthn) {
 		return PasskeyCeremony{}, problem(CodeMethodType, nil)
 	}
 	label, ok := cleanLabel(label)

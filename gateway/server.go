@@ -337,6 +337,11 @@ func isAPI(c echo.Context) bool {
 // pageData is what every page template receives.
 type pageData struct {
 	Title, Product, Helpdesk, CSRF, RequestID string
+	// Organisation is the organisation's name (server.organisation, or
+	// the admin console's), shown beside the product's; "" shows none.
+	Organisation string
+	// AdminNav is the admin console's menu (admin pages only)
+	AdminNav []navItem
 	// FooterID is the request id of a 4xx error page, shown small in the
 	// footer (a 5xx shows RequestID as a Reference line instead).
 	FooterID string
@@ -366,7 +371,8 @@ func (s *Server) render(c echo.Context, status int, page, title string, data any
 	if !ok {
 		return flow.NewProblem(flow.CodeInternal, errors.New("no page "+page))
 	}
-	d := pageData{Title: title, Product: s.o.ProductName, Helpdesk: s.o.Helpdesk, CSRF: s.csrfToken(c),
+	helpdesk, org := s.svc.Customization()
+	d := pageData{Title: title, Product: s.o.ProductName, Organisation: org, Helpdesk: helpdesk, CSRF: s.csrfToken(c),
 		Notice: notices[c.QueryParam("notice")], Data: data, Demo: s.svc.Demo() != nil}
 	if p != nil {
 		d.Error, d.Errors = p.Message(), p.Violations

@@ -77,7 +77,7 @@ func (s *Server) methodsData(c echo.Context, sess store.Session) (methodsPage, e
 		d.HasTOTP = d.HasTOTP || (m.Type == flow.MethodTOTP && m.Verified)
 		d.HasQuestions = d.HasQuestions || m.Type == flow.MethodQuestions
 	}
-	for _, t := range s.svc.AvailableMethodTypes() {
+	for _, t := range s.svc.AvailableMethodTypes(sess) {
 		d.CanEmail = d.CanEmail || t == store.MethodEmail
 		d.CanSMS = d.CanSMS || t == store.MethodSMS
 		d.CanTOTP = d.CanTOTP || t == flow.MethodTOTP
