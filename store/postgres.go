@@ -30,10 +30,13 @@ var pgSchemaV2 string
 //go:embed postgres_schema_v3.sql
 var pgSchemaV3 string
 
+//go:embed postgres_schema_v4.sql
+var pgSchemaV4 string
+
 // pgMigrations[i] brings the PostgreSQL schema from version i to version
 // i+1. Append new migrations; never edit a released one. Keep the version
 // numbers in step with the SQLite migrations where the change is the same.
-var pgMigrations = []string{pgSchemaV1, pgSchemaV2, pgSchemaV3}
+var pgMigrations = []string{pgSchemaV1, pgSchemaV2, pgSchemaV3, pgSchemaV4}
 
 // pgMigrationLock is the key of the transaction-scoped advisory lock that
 // serializes migrations: instances starting at once wait for the first one
@@ -758,9 +761,9 @@ func (s *Postgres) CreateSession(ctx context.Context, sess Session) error {
 		return err
 	}
 	tag, err := s.pool.Exec(ctx, `INSERT INTO sessions
-		(id_hash, account_id, username, created_at, auth_at, last_seen, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
-		hashID(sess.ID), sess.AccountID, sess.Username, sess.CreatedAt,
+		(id_hash, kind, account_id, username, created_at, auth_at, last_seen, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
+		hashID(sess.ID), sess.Kind, sess.AccountID, sess.Username, sess.CreatedAt,
 		pgTime(sess.AuthAt), pgTime(sess.LastSeen), sess.ExpiresAt)
 	if err != nil {
 		return fmt.Errorf("store: create session: %w", err)
@@ -781,9 +784,9 @@ func (s *Postgres) GetSession(ctx context.Context, id string, now time.Time) (Se
 		created, expiresAt time.Time
 		authAt, lastSeen   pgtype.Timestamptz
 	)
-	err := s.pool.QueryRow(ctx, `SELECT account_id, username, created_at, auth_at, last_seen, expires_at
+	err := s.pool.QueryRow(ctx, `SELECT kind, account_id, username, created_at, auth_at, last_seen, expires_at
 		FROM sessions WHERE id_hash = $1 AND expires_at > $2`, hashID(id), now).
-		Scan(&sess.AccountID, &sess.Username, &created, &authAt, &lastSeen, &expiresAt)
+		Scan(&sess.Kind, &sess.AccountID, &sess.Username, &created, &authAt, &lastSeen, &expiresAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Session{}, fmt.Errorf("store: get session: %w", ErrNotFound)
 	}
@@ -1026,8 +1029,23 @@ func (s *Postgres) ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, e
 	if q.AccountID != "" {
 		arg("account_id = ?", q.AccountID)
 	}
+	// type compares in byte order (COLLATE "C"), as audit_by_type is
+	// built since version 4: a range on it is a prefix in any collation.
 	if q.Type != "" {
-		arg("type = ?", q.Type)
+		arg(`type COLLATE "C" = ?`, q.Type)
+	}
+	if q.TypePrefix != "" {
+		end, ok, err := prefixEnd(q.TypePrefix)
+		if err != nil {
+			return nil, err
+		}
+		arg(`type COLLATE "C" >= ?`, q.TypePrefix)
+		if ok {
+			arg(`type COLLATE "C" < ?`, end)
+		}
+	}
+	if q.Outcome != "" {
+		arg("outcome = ?", q.Outcome)
 	}
 	if !q.Since.IsZero() {
 		arg("time >= ?", q.Since)
@@ -1035,12 +1053,16 @@ func (s *Postgres) ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, e
 	if !q.Until.IsZero() {
 		arg("time < ?", q.Until)
 	}
+	if q.BeforeSeq > 0 {
+		// after the event BeforeSeq in the order below (none if it is gone)
+		arg("(time, seq) < (SELECT time, seq FROM audit WHERE seq = ?)", q.BeforeSeq)
+	}
 	limit := q.Limit
 	if limit <= 0 {
 		limit = DefaultAuditLimit
 	}
 	limit = min(limit, MaxAuditLimit)
-	query := `SELECT time, type, request_id, client_ip, account_id, outcome, details::text FROM audit`
+	query := `SELECT seq, time, type, request_id, client_ip, account_id, outcome, details::text FROM audit`
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -1059,7 +1081,7 @@ func (s *Postgres) ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, e
 			t       time.Time
 			details *string
 		)
-		if err := rows.Scan(&t, &e.Type, &e.RequestID, &e.ClientIP, &e.AccountID, &e.Outcome, &details); err != nil {
+		if err := rows.Scan(&e.Seq, &t, &e.Type, &e.RequestID, &e.ClientIP, &e.AccountID, &e.Outcome, &details); err != nil {
 			return nil, fmt.Errorf("store: list audit: %w", err)
 		}
 		e.Time = t.UTC()

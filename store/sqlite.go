@@ -29,9 +29,12 @@ var schemaV2 string
 //go:embed schema_v3.sql
 var schemaV3 string
 
+//go:embed schema_v4.sql
+var schemaV4 string
+
 // migrations[i] brings the schema from version i to version i+1. Append
 // new migrations; never edit a released one.
-var migrations = []string{schemaV1, schemaV2, schemaV3}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4}
 
 // DefaultBusyTimeout is how long a SQLite connection waits for another
 // connection's (or process's) write lock before failing.
@@ -928,9 +931,9 @@ func (s *SQLite) CreateSession(ctx context.Context, sess Session) error {
 	}
 	h := hashID(sess.ID)
 	res, err := s.w.ExecContext(ctx, `INSERT INTO sessions
-		(key, id_hash, account_id, username, created_at, auth_at, last_seen, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-		idKey(h), h, sess.AccountID, sess.Username, sess.CreatedAt.UnixMicro(),
+		(key, id_hash, kind, account_id, username, created_at, auth_at, last_seen, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		idKey(h), h, sess.Kind, sess.AccountID, sess.Username, sess.CreatedAt.UnixMicro(),
 		dbTime(sess.AuthAt), dbTime(sess.LastSeen), sess.ExpiresAt.UnixMicro())
 	if err != nil {
 		return fmt.Errorf("store: create session: %w", err)
@@ -952,9 +955,9 @@ func (s *SQLite) GetSession(ctx context.Context, id string, now time.Time) (Sess
 		created, expiresAt int64
 		authAt, lastSeen   sql.NullInt64
 	)
-	err := s.r.QueryRowContext(ctx, `SELECT account_id, username, created_at, auth_at, last_seen, expires_at
+	err := s.r.QueryRowContext(ctx, `SELECT kind, account_id, username, created_at, auth_at, last_seen, expires_at
 		FROM sessions WHERE key = ? AND id_hash = ? AND expires_at > ?`, idKey(h), h, now.UnixMicro()).
-		Scan(&sess.AccountID, &sess.Username, &created, &authAt, &lastSeen, &expiresAt)
+		Scan(&sess.Kind, &sess.AccountID, &sess.Username, &created, &authAt, &lastSeen, &expiresAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Session{}, fmt.Errorf("store: get session: %w", ErrNotFound)
 	}
@@ -1203,6 +1206,23 @@ func (s *SQLite) ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, err
 		where = append(where, "type = ?")
 		args = append(args, q.Type)
 	}
+	if q.TypePrefix != "" {
+		// a range on audit_by_type (BINARY collation: byte order)
+		end, ok, err := prefixEnd(q.TypePrefix)
+		if err != nil {
+			return nil, err
+		}
+		where = append(where, "type >= ?")
+		args = append(args, q.TypePrefix)
+		if ok {
+			where = append(where, "type < ?")
+			args = append(args, end)
+		}
+	}
+	if q.Outcome != "" {
+		where = append(where, "outcome = ?")
+		args = append(args, q.Outcome)
+	}
 	if !q.Since.IsZero() {
 		where = append(where, "time >= ?")
 		args = append(args, q.Since.UnixMicro())
@@ -1211,12 +1231,17 @@ func (s *SQLite) ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, err
 		where = append(where, "time < ?")
 		args = append(args, q.Until.UnixMicro())
 	}
+	if q.BeforeSeq > 0 {
+		// after the event BeforeSeq in the order below (none if it is gone)
+		where = append(where, "(time, seq) < (SELECT time, seq FROM audit WHERE seq = ?)")
+		args = append(args, q.BeforeSeq)
+	}
 	limit := q.Limit
 	if limit <= 0 {
 		limit = DefaultAuditLimit
 	}
 	limit = min(limit, MaxAuditLimit)
-	query := `SELECT time, type, request_id, client_ip, account_id, outcome, details FROM audit`
+	query := `SELECT seq, time, type, request_id, client_ip, account_id, outcome, details FROM audit`
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -1235,7 +1260,7 @@ func (s *SQLite) ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, err
 			t       int64
 			details sql.NullString
 		)
-		if err := rows.Scan(&t, &e.Type, &e.RequestID, &e.ClientIP, &e.AccountID, &e.Outcome, &details); err != nil {
+		if err := rows.Scan(&e.Seq, &t, &e.Type, &e.RequestID, &e.ClientIP, &e.AccountID, &e.Outcome, &details); err != nil {
 			return nil, fmt.Errorf("store: list audit: %w", err)
 		}
 		e.Time = time.UnixMicro(t).UTC()

@@ -55,6 +55,13 @@ const (
 	FlowRegister = "register"
 )
 
+// Session kinds (Session.Kind).
+const (
+	// SessionAdmin is an admin console session. A registration session's
+	// kind is "".
+	SessionAdmin = "admin"
+)
+
 // Audit limits for ListAudit.
 const (
 	DefaultAuditLimit = 100  // used when AuditQuery.Limit <= 0
@@ -132,10 +139,15 @@ type Code struct {
 	Tries int
 }
 
-// Session is a signed-in registration session (web or API).
+// Session is a signed-in session (web or API): a registration session or
+// an admin console session.
 type Session struct {
 	// ID is a bearer secret like Flow.ID; only SHA-256(ID) is stored.
 	ID string
+	// Kind is "" for a registration session, SessionAdmin for an admin
+	// console session. Fixed at creation; sessions made before schema
+	// version 4 read back as "".
+	Kind string
 	// AccountID is the directory's immutable id of the user.
 	AccountID string
 	// Username is the name the user signed in with (for display).
@@ -154,6 +166,10 @@ type Session struct {
 // of Store changes them, Purge keeps them, and only PurgeAudit deletes
 // them, once they are older than the retention.
 type AuditEvent struct {
+	// Seq is the event's own sequence number in the store, set by
+	// ListAudit (AppendAudit ignores it): unique, larger for an event
+	// appended later. See AuditQuery.BeforeSeq.
+	Seq       int64
 	Time      time.Time
 	Type      string // e.g. "reset.started", Entra vocabulary
 	RequestID string
@@ -182,12 +198,38 @@ type HeldNotice struct {
 	DueAt time.Time
 }
 
+// StoredSettings is the admin console's settings document (one per store).
+// It is kept in plaintext: settings never hold secrets.
+type StoredSettings struct {
+	// Version is 1 for the first save, then one more per save.
+	Version int
+	// Body is JSON, kept exactly as given; the store does not read it.
+	Body []byte
+	// UpdatedAt is when it was saved (stored to the microsecond).
+	UpdatedAt time.Time
+	// UpdatedBy is the account id of the admin who saved it.
+	UpdatedBy string
+}
+
 // AuditQuery selects audit events for ListAudit. Zero fields do not filter.
 type AuditQuery struct {
 	AccountID string    // only this account's events
 	Type      string    // only events of this type
 	Since     time.Time // only events with Time >= Since
-	Until     time.Time // only events with Time < Until (use for paging)
+	Until     time.Time // only events with Time < Until
+	Outcome   string    // only events with this outcome
+	// TypePrefix: only events whose type starts with it (e.g. "reset."),
+	// compared byte by byte; ErrInvalid if it is not valid UTF-8.
+	TypePrefix string
+	// BeforeSeq > 0: only the events ListAudit's order puts after the
+	// event whose Seq it is (older, or as old and appended earlier; where
+	// times follow the order of appends, as they do from one clock, these
+	// are the events with Seq < BeforeSeq). For paging newest first: pass
+	// the last Seq of a page to get the next one; pages cover every event
+	// exactly once, also when events are appended meanwhile. No events
+	// when no event has that Seq (PurgeAudit deleted it, and with it every
+	// older one).
+	BeforeSeq int64
 	// Limit is the maximum number of events: <= 0 means DefaultAuditLimit,
 	// larger than MaxAuditLimit means MaxAuditLimit.
 	Limit int
@@ -340,8 +382,25 @@ type Store interface {
 	// AppendAudit stores one audit event. e.Type must not be empty.
 	AppendAudit(ctx context.Context, e AuditEvent) error
 	// ListAudit returns matching events newest first (ties: the later
-	// appended first).
+	// appended first), each with its Seq.
 	ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, error)
+
+	// GetSettings returns the stored settings; ErrNotFound when none was
+	// ever saved.
+	GetSettings(ctx context.Context) (StoredSettings, error)
+	// SaveSettings stores s.Body, s.UpdatedAt and s.UpdatedBy as version
+	// prev+1 if the stored version is still prev (prev 0: none stored
+	// yet), atomically across any number of processes: of concurrent saves
+	// from one prev, exactly one succeeds. ErrConflict otherwise, and
+	// nothing is written. events are appended (as AppendAudit) in the same
+	// transaction: on any error none is. Returns the settings as stored
+	// (Version set, UpdatedAt as GetSettings returns it). ErrInvalid for an
+	// empty body, a body that is not valid UTF-8, or prev < 0.
+	SaveSettings(ctx context.Context, prev int, s StoredSettings, events []AuditEvent) (StoredSettings, error)
+	// SettingsVersion returns the stored settings' version (0 when none
+	// was ever saved) with one cheap read: every instance polls it every
+	// second or two.
+	SettingsVersion(ctx context.Context) (int, error)
 
 	// Purge deletes expired flows, codes and sessions and counter windows
 	// that ended at or before now, and returns how many rows it deleted.
