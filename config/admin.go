@@ -214,3 +214,6 @@ func (c *Config) AvailableSenders() []string {
 	}
 	return out
 }
+
+// KnownMethods are the methods policy.methods may name.
+func KnownMethods() []string { return slices.Clone(knownMethods) }

@@ -174,4 +174,23 @@ func minutes(d time.Duration) string {
 	return fmt.Sprintf("%d minutes", max(n, 1))
 }
 
-var pageFuncs = template.FuncMap{"masked": masked, "spoken": spoken}
+var pageFuncs = template.FuncMap{"masked": masked, "spoken": spoken, "reason": reasonText}
+
+// reasonText says a policy reason (policy.Reason*) in words, for the
+// admin console.
+func reasonText(r string) string {
+	if t, ok := reasonTexts[r]; ok {
+		return t
+	}
+	return r
+}
+
+var reasonTexts = map[string]string{
+	"scope_none":            "self-service reset is off (None)",
+	"not_in_group":          "not a member of any selected group",
+	"excluded":              "member of an excluded group",
+	"privileged":            "a privileged account, and privileged accounts are excluded",
+	"disabled":              "the account is disabled",
+	"membership_unresolved": "a group membership could not be read, so the account is refused",
+	"no_methods":            "its tier requires more methods than are available",
+}

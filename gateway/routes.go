@@ -60,6 +60,8 @@ func (s *Server) routes() {
 	api.POST("/reset/complete", s.apiResetComplete)
 	api.POST("/unlock/complete", s.apiUnlockComplete)
 	api.POST("/change", s.apiChange)
+	s.adminAPIRoutes(api)
+	s.adminRoutes()
 
 	if s.svc.Demo() != nil {
 		e.GET("/demo/outbox", s.demoOutboxPage)

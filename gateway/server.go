@@ -36,6 +36,8 @@ type Server struct {
 	// cookie names: __Host- prefixed and Secure behind https
 	secure                                bool
 	cookieSession, cookieCSRF, cookieFlow string
+	// cookieAdmin holds the admin console's session
+	cookieAdmin string
 	origin                                string
 	// draining is set by Drain: /readyz answers 503 "draining"
 	draining atomic.Bool
@@ -89,6 +91,7 @@ func New(svc *flow.Service) (*Server, error) {
 		prefix = "__Host-"
 	}
 	s.cookieSession, s.cookieCSRF, s.cookieFlow = prefix+"latchkey_session", prefix+"latchkey_csrf", prefix+"latchkey_flow"
+	s.cookieAdmin = prefix + "latchkey_admin"
 	s.origin = o.PublicURL.Scheme + "://" + o.PublicURL.Host
 	if err := s.loadPages(); err != nil {
 		return nil, err
@@ -136,7 +139,8 @@ func (s *Server) HTTPServer(addr string) *http.Server {
 // request.
 var pageNames = []string{"change", "demo_outbox", "done", "error", "flow_code", "flow_methods", "flow_password",
 	"flow_questions", "flow_start", "flow_unlock", "home", "methods", "not_eligible", "passkey", "questions", "signin",
-	"totp_enrol", "verify_method"}
+	"totp_enrol", "verify_method",
+	"admin_signin", "admin_properties", "admin_methods", "admin_customization", "admin_activity", "admin_explain"}
 
 func (s *Server) loadPages() error {
 	pages, err := parsePages(templates.FS)
@@ -149,7 +153,11 @@ func (s *Server) loadPages() error {
 func parsePages(fsys fs.FS) (map[string]*template.Template, error) {
 	pages := map[string]*template.Template{}
 	for _, n := range pageNames {
-		t, err := template.New("layout.html").Funcs(pageFuncs).ParseFS(fsys, "pages/layout.html", "pages/"+n+".html")
+		files := []string{"pages/layout.html", "pages/" + n + ".html"}
+		if strings.HasPrefix(n, "admin_") {
+			files = append(files, "pages/admin_common.html")
+		}
+		t, err := template.New("layout.html").Funcs(pageFuncs).ParseFS(fsys, files...)
 		if err != nil {
 			return nil, fmt.Errorf("page %s: %w", n, err)
 		}
@@ -393,6 +401,7 @@ func (s *Server) render(c echo.Context, status int, page, title string, data any
 		d.Invalid, d.Focus = fieldsInError(c, page, p)
 	}
 	d.NoticeFocus = d.Notice != "" && d.Error == ""
+	d.AdminNav, _ = c.Get(ctxAdminNav).([]navItem)
 	if strings.HasPrefix(page, "flow_") {
 		d.FlowLimit = minutes(s.o.FlowTTL)
 	}
@@ -414,6 +423,7 @@ var notices = map[string]string{
 	"reauth_ok":      "Thank you. You can now add a method.",
 	"passkey_added":  "The passkey is added. You can use it to reset your password.",
 	"already_signed": "",
+	"settings_saved": "The settings are saved. Every instance applies them within a few seconds.",
 }
 
 // ---------------------------------------------------------------- CSRF

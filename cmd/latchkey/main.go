@@ -221,10 +221,13 @@ func gatewayOptions(cfg *config.Config) (flow.Options, error) {
 		return flow.Options{}, err
 	}
 	return flow.Options{
-		PublicURL:        pu,
-		SecretKey:        []byte(cfg.Server.SecretKey),
-		Helpdesk:         cfg.Server.Helpdesk,
-		ProductName:      config.ProductName,
+		PublicURL:    pu,
+		SecretKey:    []byte(cfg.Server.SecretKey),
+		Helpdesk:     cfg.Server.Helpdesk,
+		ProductName:  config.ProductName,
+		Organisation: cfg.Server.Organisation,
+		Admin: flow.AdminOptions{Groups: cfg.Admin.Groups, Settings: cfg.Admin.Settings, SessionIdle: cfg.Admin.SessionIdle,
+			SessionTTL: cfg.Admin.SessionTTL, Config: cfg},
 		Eligibility:      cfg.Eligibility(),
 		Password:         cfg.Policy.PasswordRules(),
 		CodeLength:       cfg.Policy.CodeLength,

@@ -1,0 +1,220 @@
+package gateway
+
+import (
+	"encoding/csv"
+	"errors"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/latchkeyhq/latchkey/config"
+	"github.com/latchkeyhq/latchkey/flow"
+	"github.com/latchkeyhq/latchkey/store"
+)
+
+// The admin console's JSON API (/api/v1/admin): a bearer token from POST
+// /api/v1/admin/session; every other call answers 401
+// admin_session_required without one.
+
+func (s *Server) adminAPIRoutes(api *echo.Group) {
+	a := api.Group("/admin")
+	a.POST("/session", s.apiAdminSession)
+	a.DELETE("/session", s.adminAPI(s.apiAdminSignOut))
+	a.GET("/settings", s.adminAPI(s.apiAdminSettings))
+	a.PUT("/settings", s.adminAPI(s.apiAdminSaveSettings))
+	a.GET("/audit", s.adminAPI(s.apiAdminAudit))
+	a.GET("/explain", s.adminAPI(s.apiAdminExplain))
+}
+
+// adminAPI wraps a handler that needs an admin session from the bearer
+// token.
+func (s *Server) adminAPI(h func(echo.Context, store.Session) error) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		sess, err := s.svc.AdminSession(c.Request().Context(), bearer(c))
+		if err != nil {
+			return err
+		}
+		return h(c, sess)
+	}
+}
+
+func (s *Server) apiAdminSession(c echo.Context) error {
+	var in struct{ Username, Password, Code string }
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		v string
+		n int
+	}{{in.Username, 256}, {in.Password, maxField}, {in.Code, 16}} {
+		if err := field(f.v, f.n); err != nil {
+			return err
+		}
+	}
+	sess, err := s.svc.AdminSignIn(c.Request().Context(), in.Username, in.Password, in.Code, meta(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"token": sess.ID, "expires_at": sess.ExpiresAt.UTC().Format(time.RFC3339)})
+}
+
+func (s *Server) apiAdminSignOut(c echo.Context, sess store.Session) error {
+	if err := s.svc.AdminSignOut(c.Request().Context(), sess, meta(c)); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) apiAdminSettings(c echo.Context, _ store.Session) error {
+	return c.JSON(http.StatusOK, s.svc.Settings())
+}
+
+// settingsIn is the body of PUT /api/v1/admin/settings: the version the
+// change is based on and the whole settings.
+type settingsIn struct {
+	Version  *int             `json:"version"`
+	Settings *config.Settings `json:"settings"`
+}
+
+func (s *Server) apiAdminSaveSettings(c echo.Context, sess store.Session) error {
+	var in settingsIn
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if in.Version == nil || in.Settings == nil {
+		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("version and settings are required"))
+	}
+	view, err := s.svc.SaveSettings(c.Request().Context(), sess, *in.Version, *in.Settings, meta(c))
+	var conflict *flow.SettingsConflict
+	if errors.As(err, &conflict) {
+		p := flow.AsProblem(err)
+		return c.JSON(p.Status, struct {
+			apiErrorBody
+			*flow.SettingsConflict
+		}{apiError(p, meta(c).RequestID), conflict})
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, view)
+}
+
+// auditFilter reads the activity filters from the query: account, event,
+// outcome, since and until (RFC 3339), before (a seq) and limit.
+func auditFilter(c echo.Context) (flow.AuditFilter, error) {
+	q := c.QueryParams()
+	for k, v := range q {
+		if len(v) > 1 {
+			return flow.AuditFilter{}, flow.NewProblem(flow.CodeInvalidRequest, errors.New("repeated parameter "+k))
+		}
+		if len(v[0]) > 256 {
+			return flow.AuditFilter{}, flow.NewProblem(flow.CodeInvalidRequest, errors.New("parameter too long "+k))
+		}
+	}
+	f := flow.AuditFilter{Account: strings.TrimSpace(q.Get("account")), Event: strings.TrimSpace(q.Get("event")),
+		Outcome: strings.TrimSpace(q.Get("outcome"))}
+	var err error
+	parseTime := func(name string) time.Time {
+		v := q.Get(name)
+		if v == "" || err != nil {
+			return time.Time{}
+		}
+		t, e := time.Parse(time.RFC3339, v)
+		if e != nil {
+			// a date alone (the page's date fields) is midnight UTC
+			t, e = time.Parse("2006-01-02", v)
+		}
+		if e != nil {
+			err = flow.NewProblem(flow.CodeInvalidRequest, errors.New(name+": not a time"))
+		}
+		return t
+	}
+	f.Since, f.Until = parseTime("since"), parseTime("until")
+	if v := q.Get("before"); v != "" && err == nil {
+		if f.Before, err = strconv.ParseInt(v, 10, 64); err != nil || f.Before < 0 {
+			err = flow.NewProblem(flow.CodeInvalidRequest, errors.New("before: not a sequence number"))
+		}
+	}
+	if v := q.Get("limit"); v != "" && err == nil {
+		if f.Limit, err = strconv.Atoi(v); err != nil || f.Limit < 1 || f.Limit > store.MaxAuditLimit {
+			err = flow.NewProblem(flow.CodeInvalidRequest, errors.New("limit: 1 to "+strconv.Itoa(store.MaxAuditLimit)))
+		}
+	}
+	return f, err
+}
+
+func (s *Server) apiAdminAudit(c echo.Context, sess store.Session) error {
+	f, err := auditFilter(c)
+	if err != nil {
+		return err
+	}
+	page, err := s.svc.Audit(c.Request().Context(), sess, f, meta(c))
+	if err != nil {
+		return err
+	}
+	if c.QueryParam("format") == "csv" {
+		return writeAuditCSV(c, page)
+	}
+	return c.JSON(http.StatusOK, page)
+}
+
+// writeAuditCSV answers a page of events as CSV (one row per event, the
+// details as key=value pairs sorted by key). Cells that a spreadsheet
+// would run as a formula are prefixed with an apostrophe.
+func writeAuditCSV(c echo.Context, page flow.AuditPage) error {
+	h := c.Response().Header()
+	h.Set(echo.HeaderContentType, "text/csv; charset=utf-8")
+	h.Set("Content-Disposition", `attachment; filename="latchkey-audit.csv"`)
+	if page.Next != 0 {
+		h.Set("X-Next-Before", strconv.FormatInt(page.Next, 10))
+	}
+	c.Response().WriteHeader(http.StatusOK)
+	w := csv.NewWriter(c.Response())
+	_ = w.Write([]string{"seq", "time", "event", "outcome", "account_id", "request_id", "client_ip", "details"})
+	for _, e := range page.Events {
+		keys := make([]string, 0, len(e.Details))
+		for k := range e.Details {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var d []string
+		for _, k := range keys {
+			d = append(d, k+"="+e.Details[k])
+		}
+		row := []string{strconv.FormatInt(e.Seq, 10), e.Time.UTC().Format(time.RFC3339Nano), e.Event, e.Outcome, e.AccountID,
+			e.RequestID, e.ClientIP, strings.Join(d, " ")}
+		for i := range row {
+			row[i] = csvSafe(row[i])
+		}
+		if err := w.Write(row); err != nil {
+			return err
+		}
+	}
+	w.Flush()
+	return w.Error()
+}
+
+// csvSafe keeps a cell from being read as a formula by a spreadsheet
+// (OWASP "CSV injection").
+func csvSafe(v string) string {
+	if v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) {
+		return "'" + v
+	}
+	return v
+}
+
+func (s *Server) apiAdminExplain(c echo.Context, sess store.Session) error {
+	name := c.QueryParam("username")
+	if err := field(name, 256); err != nil {
+		return err
+	}
+	ex, err := s.svc.Explain(c.Request().Context(), sess, name, meta(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, ex)
+}

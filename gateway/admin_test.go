@@ -1,0 +1,354 @@
+package gateway
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/latchkeyhq/latchkey/config"
+	"github.com/latchkeyhq/latchkey/flow"
+	"github.com/latchkeyhq/latchkey/internal/flowtest"
+	"github.com/latchkeyhq/latchkey/policy"
+)
+
+// The admin console over the in-memory directory: who may sign in, the
+// settings API and pages, and that nothing of the console answers
+// without an admin session. The real-server suites are in e2e/admin_test.go.
+
+// adminConfig is a configuration whose policy is the testbed's
+// (flowtest.Eligibility with authenticator apps) and whose console is on
+// for cn=admins (alice).
+func adminConfig() *config.Config {
+	cfg := config.Default()
+	cfg.Server.PublicURL = flowtest.PublicURL().String()
+	cfg.Server.Helpdesk = flowtest.Helpdesk
+	cfg.SMS.Enabled = true
+	cfg.Policy.Scope, cfg.Policy.Groups = policy.ScopeSelected, []string{"cn=staff"}
+	cfg.Policy.Methods = []string{"email", "sms", "totp"}
+	cfg.Policy.Tiers = []config.Tier{{Groups: []string{"cn=admins"}, MethodsRequired: 2}}
+	cfg.Admin.Groups = []string{"cn=admins"}
+	return cfg
+}
+
+// adminBed is a testbed with the console on; alice (cn=admins) has an
+// authenticator app, and the clock is on a step her set-up did not use.
+func adminBed(t *testing.T, tweak func(*flow.Options)) (*testbed, *flowtest.Clock, string) {
+	t.Helper()
+	cfg := adminConfig()
+	tb, clk, _ := totpBed(t, func(o *flow.Options) {
+		o.Eligibility = cfg.Eligibility()
+		o.Admin = flow.AdminOptions{Groups: cfg.Admin.Groups, Settings: cfg.Admin.Settings, Config: cfg}
+		if tweak != nil {
+			tweak(o)
+		}
+	})
+	_, en := tb.enrolApp(t, clk, "alice")
+	clk.Add(30 * time.Second)
+	return tb, clk, en.Secret
+}
+
+// adminToken signs alice in over the API.
+func adminToken(t *testing.T, tb *testbed, clk *flowtest.Clock, secret string) string {
+	t.Helper()
+	c := newClient(t, tb)
+	body, _ := json.Marshal(map[string]string{"username": "alice", "password": tb.dir.Password("alice"), "code": flowtest.CodeAt(t, secret, clk.Now())})
+	w := c.api("POST", "/api/v1/admin/session", string(body), nil)
+	if w.Code != http.StatusOK {
+		t.Fatalf("admin sign-in: %d %s", w.Code, w.Body)
+	}
+	var out struct{ Token string }
+	if err := json.Unmarshal(w.Body.Bytes(), &out); err != nil || out.Token == "" {
+		t.Fatalf("admin sign-in answer %s: %v", w.Body, err)
+	}
+	clk.Add(30 * time.Second) // the next sign-in needs a fresh step
+	return out.Token
+}
+
+func TestAdminSignInAnswersAlikeForEveryFailure(t *testing.T) {
+	tb, clk, secret := adminBed(t, nil)
+	// carol has an app too, but is no admin
+	_, carolApp := tb.enrolApp(t, clk, "carol")
+	clk.Add(30 * time.Second)
+	good := func() string { return flowtest.CodeAt(t, secret, clk.Now()) }
+	cases := []struct{ name, user, password, code string }{
+		{"unknown name", "nobody", "Whatever-Pass1!", good()},
+		{"wrong password", "alice", "Wrong-Pass1!", good()},
+		{"wrong code", "alice", tb.dir.Password("alice"), flowtest.WrongTOTP(t, secret, clk.Now())},
+		{"not an admin", "carol", tb.dir.Password("carol"), flowtest.CodeAt(t, carolApp.Secret, clk.Now())},
+		{"admin without an app", "alice", tb.dir.Password("alice"), ""},
+	}
+	var first string
+	for _, tc := range cases {
+		c := newClient(t, tb)
+		body, _ := json.Marshal(map[string]string{"username": tc.user, "password": tc.password, "code": tc.code})
+		w := c.api("POST", "/api/v1/admin/session", string(body), nil)
+		var e apiErrorBody
+		_ = json.Unmarshal(w.Body.Bytes(), &e)
+		if w.Code != http.StatusUnauthorized || e.Error.Code != flow.CodeSignInFailed {
+			t.Fatalf("%s: %d %s, want 401 sign_in_failed", tc.name, w.Code, w.Body)
+		}
+		if first == "" {
+			first = e.Error.Message
+		} else if e.Error.Message != first {
+			t.Errorf("%s: message %q differs from %q", tc.name, e.Error.Message, first)
+		}
+		// the page answers the same, with the same words
+		pc := newClient(t, tb)
+		pw := pc.post("/admin", "/admin", url.Values{"username": {tc.user}, "password": {tc.password}, "code": {tc.code}}, nil)
+		if pw.Code != http.StatusUnauthorized || !strings.Contains(pw.Body.String(), "The username or password is incorrect") {
+			t.Errorf("%s: page %d", tc.name, pw.Code)
+		}
+		if _, ok := pc.cookies["__Host-latchkey_admin"]; ok {
+			t.Errorf("%s: an admin cookie was set", tc.name)
+		}
+	}
+	// the right password, membership and code open a session; the code
+	// is then spent
+	code := good()
+	c := newClient(t, tb)
+	if w := c.post("/admin", "/admin", url.Values{"username": {"alice"}, "password": {tb.dir.Password("alice")}, "code": {code}}, nil); w.Code != http.StatusSeeOther {
+		t.Fatalf("admin sign-in page: %d %s", w.Code, w.Body)
+	}
+	ck := c.cookies["__Host-latchkey_admin"]
+	if ck == nil || !ck.HttpOnly || !ck.Secure || ck.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("admin cookie %+v", ck)
+	}
+	if w := c.get("/admin/properties"); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "Self-service password reset enabled") {
+		t.Fatalf("properties page: %d", w.Code)
+	}
+	again := newClient(t, tb)
+	if w := again.post("/admin", "/admin", url.Values{"username": {"alice"}, "password": {tb.dir.Password("alice")}, "code": {code}}, nil); w.Code != http.StatusUnauthorized {
+		t.Fatalf("a replayed code: %d, want 401", w.Code)
+	}
+	if got := tb.auditOutcomes(t, "admin.sign_in"); strings.Count(strings.Join(got, ","), "success") != 1 {
+		t.Errorf("admin.sign_in outcomes %v, want one success", got)
+	}
+}
+
+func TestAdminRoutesRefuseWithoutAnAdminSession(t *testing.T) {
+	tb, clk, secret := adminBed(t, nil)
+	// a registration session of the same admin is not an admin session
+	reg, _ := tb.enrolApp(t, clk, "carol")
+	admin := adminToken(t, tb, clk, secret)
+	apiCalls := []struct{ method, path, body string }{
+		{"GET", "/api/v1/admin/settings", ""},
+		{"PUT", "/api/v1/admin/settings", `{"version":0,"settings":{}}`},
+		{"GET", "/api/v1/admin/audit", ""},
+		{"GET", "/api/v1/admin/explain?username=carol", ""},
+		{"DELETE", "/api/v1/admin/session", ""},
+	}
+	for _, tok := range []string{"", "not-a-token-at-all-0123456789", reg.ID} {
+		c := newClient(t, tb)
+		for _, a := range apiCalls {
+			w := c.api(a.method, a.path, a.body, map[string]string{"Authorization": "Bearer " + tok})
+			if w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), flow.CodeAdminAuth) {
+				t.Errorf("%s %s with token %.6q: %d %s", a.method, a.path, tok, w.Code, w.Body)
+			}
+		}
+	}
+	// the admin's token is not a registration session either
+	c := newClient(t, tb)
+	if w := c.api("GET", "/api/v1/methods", "", map[string]string{"Authorization": "Bearer " + admin}); w.Code != http.StatusUnauthorized {
+		t.Errorf("an admin token on /api/v1/methods: %d", w.Code)
+	}
+	// pages: 401 with the sign-in form, for anonymous and registration cookies
+	for _, ck := range []string{"", reg.ID} {
+		c := newClient(t, tb)
+		if ck != "" {
+			c.cookies["__Host-latchkey_admin"] = &http.Cookie{Name: "__Host-latchkey_admin", Value: ck}
+		}
+		for _, p := range []string{"/admin/properties", "/admin/methods", "/admin/customization", "/admin/activity", "/admin/activity.csv", "/admin/explain?username=carol"} {
+			w := c.get(p)
+			if w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), `action="/admin"`) {
+				t.Errorf("GET %s (cookie %.6q): %d", p, ck, w.Code)
+			}
+		}
+		for _, p := range []string{"/admin/properties", "/admin/methods", "/admin/customization", "/admin/signout"} {
+			w := c.post("/admin", p, url.Values{"version": {"0"}, "scope": {"all"}}, nil)
+			if w.Code != http.StatusUnauthorized {
+				t.Errorf("POST %s (cookie %.6q): %d", p, ck, w.Code)
+			}
+		}
+	}
+	if v := tb.svc.Settings(); v.Version != 0 || v.Settings.Policy.Scope != policy.ScopeSelected {
+		t.Errorf("settings changed by refused requests: %+v", v)
+	}
+}
+
+func TestAdminFormsNeedCSRF(t *testing.T) {
+	tb, clk, secret := adminBed(t, nil)
+	c := newClient(t, tb)
+	if w := c.post("/admin", "/admin", url.Values{"username": {"alice"}, "password": {tb.dir.Password("alice")}, "code": {flowtest.CodeAt(t, secret, clk.Now())}}, nil); w.Code != http.StatusSeeOther {
+		t.Fatalf("sign-in: %d", w.Code)
+	}
+	for _, p := range []string{"/admin/properties", "/admin/methods", "/admin/customization", "/admin/signout"} {
+		// no token
+		if w := c.post("", p, url.Values{"version": {"0"}, "scope": {"all"}, "methods_required": {"1"}}, nil); w.Code != http.StatusForbidden {
+			t.Errorf("POST %s without a token: %d", p, w.Code)
+		}
+		// a token, from another site
+		if w := c.post("/admin/properties", p, url.Values{"version": {"0"}, "scope": {"all"}, "methods_required": {"1"}},
+			map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}); w.Code != http.StatusForbidden {
+			t.Errorf("POST %s cross-site: %d", p, w.Code)
+		}
+	}
+	if v := tb.svc.Settings(); v.Version != 0 {
+		t.Errorf("settings saved without CSRF: version %d", v.Version)
+	}
+}
+
+func TestAdminSettingsAPI(t *testing.T) {
+	tb, clk, secret := adminBed(t, nil)
+	tok := adminToken(t, tb, clk, secret)
+	auth := map[string]string{"Authorization": "Bearer " + tok}
+	c := newClient(t, tb)
+	var view flow.SettingsView
+	w := c.api("GET", "/api/v1/admin/settings", "", auth)
+	if w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &view) != nil {
+		t.Fatalf("GET settings: %d %s", w.Code, w.Body)
+	}
+	if view.Version != 0 || view.Source != "store" || view.ReadOnly || view.Settings.Policy.Scope != "selected" {
+		t.Fatalf("first settings %+v", view)
+	}
+	// erin is in no group: not eligible with scope selected
+	if _, err := tb.svc.SignIn(t.Context(), "erin", tb.dir.Password("erin"), flow.Meta{}); flow.AsProblem(err).Code != flow.CodeNotEligible {
+		t.Fatalf("erin before: %v, want not_eligible", err)
+	}
+	put := func(version int, set config.Settings) *httptest.ResponseRecorder {
+		b, _ := json.Marshal(map[string]any{"version": version, "settings": set})
+		return c.api("PUT", "/api/v1/admin/settings", string(b), auth)
+	}
+	set := view.Settings
+	set.Policy.Scope = policy.ScopeAll
+	set.Server.Organisation = "Example Ltd"
+	w = put(0, set)
+	if w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &view) != nil || view.Version != 1 {
+		t.Fatalf("PUT scope all: %d %s", w.Code, w.Body)
+	}
+	// in force at once on this instance: erin may register now
+	if _, err := tb.svc.SignIn(t.Context(), "erin", tb.dir.Password("erin"), flow.Meta{}); err != nil {
+		t.Fatalf("erin after scope all: %v", err)
+	}
+	if b := newClient(t, tb).get("/reset").Body.String(); !strings.Contains(b, "Example Ltd") {
+		t.Error("the organisation's name is not on the pages")
+	}
+	// a save based on version 0 is stale: 409 with what differs
+	stale := view.Settings
+	stale.Policy.Scope = policy.ScopeNone
+	w = put(0, stale)
+	var conflict struct {
+		Error   struct{ Code string }
+		Current flow.SettingsView
+		Changed []string
+	}
+	if w.Code != http.StatusConflict || json.Unmarshal(w.Body.Bytes(), &conflict) != nil || conflict.Error.Code != flow.CodeConflict ||
+		conflict.Current.Version != 1 || strings.Join(conflict.Changed, ",") != "policy.scope" {
+		t.Fatalf("stale PUT: %d %s", w.Code, w.Body)
+	}
+	// settings a configuration file could not hold: 422 at their keys
+	bad := view.Settings
+	bad.Policy.Methods = []string{"questions"}
+	bad.Policy.MethodsRequired = 3
+	w = put(1, bad)
+	if w.Code != http.StatusUnprocessableEntity || !strings.Contains(w.Body.String(), "policy.methods_required") || !strings.Contains(w.Body.String(), "policy.methods") {
+		t.Fatalf("invalid PUT: %d %s", w.Code, w.Body)
+	}
+	// unknown keys are refused, as everywhere in the API
+	if w := c.api("PUT", "/api/v1/admin/settings", `{"version":1,"settings":{"policy":{"scope":"all","bind_password":"x"}}}`, auth); w.Code != http.StatusBadRequest {
+		t.Fatalf("PUT with an unknown key: %d %s", w.Code, w.Body)
+	}
+	// the save is audited with who, and the before and after
+	evs, err := tb.st.ListAudit(t.Context(), storeQuery("admin.settings_changed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var saved int
+	for _, e := range evs {
+		if e.Outcome == "success" {
+			saved++
+			if e.AccountID != "id-alice" || !strings.Contains(e.Details["before"], `"policy.scope":"selected"`) || !strings.Contains(e.Details["after"], `"policy.scope":"all"`) {
+				t.Errorf("audit event %+v", e)
+			}
+		}
+	}
+	if saved != 1 {
+		t.Errorf("%d settings_changed successes, want 1", saved)
+	}
+	// None turns self-service off for everyone
+	none := view.Settings
+	none.Policy.Scope = policy.ScopeNone
+	if w := put(1, none); w.Code != http.StatusOK {
+		t.Fatalf("PUT none: %d %s", w.Code, w.Body)
+	}
+	if _, err := tb.svc.SignIn(t.Context(), "carol", tb.dir.Password("carol"), flow.Meta{}); flow.AsProblem(err).Code != flow.CodeNotEligible {
+		t.Fatalf("carol with scope none: %v, want not_eligible", err)
+	}
+}
+
+func TestAdminSettingsFileIsReadOnly(t *testing.T) {
+	tb, clk, secret := adminBed(t, func(o *flow.Options) { o.Admin.Settings = config.AdminSettingsFile })
+	tok := adminToken(t, tb, clk, secret)
+	c := newClient(t, tb)
+	w := c.api("PUT", "/api/v1/admin/settings", `{"version":0,"settings":{"policy":{"scope":"all"},"server":{}}}`, map[string]string{"Authorization": "Bearer " + tok})
+	if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), flow.CodeReadOnly) {
+		t.Fatalf("PUT with admin.settings file: %d %s", w.Code, w.Body)
+	}
+	var view flow.SettingsView
+	w = c.api("GET", "/api/v1/admin/settings", "", map[string]string{"Authorization": "Bearer " + tok})
+	if json.Unmarshal(w.Body.Bytes(), &view) != nil || !view.ReadOnly || view.Source != "file" {
+		t.Fatalf("GET with admin.settings file: %s", w.Body)
+	}
+}
+
+func TestAdminPagesSaveAndShowTheActivity(t *testing.T) {
+	tb, clk, secret := adminBed(t, nil)
+	c := newClient(t, tb)
+	if w := c.post("/admin", "/admin", url.Values{"username": {"alice"}, "password": {tb.dir.Password("alice")}, "code": {flowtest.CodeAt(t, secret, clk.Now())}}, nil); w.Code != http.StatusSeeOther {
+		t.Fatalf("sign-in: %d", w.Code)
+	}
+	w := c.post("/admin/methods", "/admin/methods", url.Values{"version": {"0"}, "methods_required": {"2"}, "method_email": {"on"}, "method_totp": {"on"}, "reconfirm_days": {"90"}}, nil)
+	if w.Code != http.StatusSeeOther {
+		t.Fatalf("methods save: %d %s", w.Code, w.Body)
+	}
+	v := tb.svc.Settings()
+	if v.Version != 1 || v.Settings.Policy.MethodsRequired != 2 || strings.Join(v.Settings.Policy.Methods, ",") != "email,totp" || v.Settings.Policy.ReconfirmDays != 90 {
+		t.Fatalf("after the methods page: %+v", v.Settings.Policy)
+	}
+	// a second tab still holds version 0: the save is refused and the page
+	// shows what is in force
+	w = c.post("/admin/properties", "/admin/properties", url.Values{"version": {"0"}, "scope": {"all"}}, nil)
+	if w.Code != http.StatusConflict || !strings.Contains(w.Body.String(), "<code>policy.scope</code>") ||
+		!strings.Contains(w.Body.String(), `id="scope-selected" name="scope" value="selected" checked`) {
+		t.Fatalf("stale properties save: %d", w.Code)
+	}
+	w = c.get("/admin/activity?event=admin.")
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "admin.settings_changed") || !strings.Contains(w.Body.String(), "admin.sign_in") {
+		t.Fatalf("activity: %d %s", w.Code, w.Body)
+	}
+	w = c.get("/admin/activity.csv?event=admin.settings_changed")
+	if w.Code != http.StatusOK || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/csv") || !strings.Contains(w.Body.String(), "admin.settings_changed") {
+		t.Fatalf("csv: %d %s", w.Code, w.Body)
+	}
+	w = c.get("/admin/explain?username=carol")
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "id-carol") {
+		t.Fatalf("explain: %d %s", w.Code, w.Body)
+	}
+	if w := c.post("/admin/properties", "/admin/signout", url.Values{}, nil); w.Code != http.StatusSeeOther {
+		t.Fatalf("sign-out: %d", w.Code)
+	}
+	if w := c.get("/admin/properties"); w.Code != http.StatusUnauthorized {
+		t.Fatalf("after sign-out: %d", w.Code)
+	}
+}
+
+func TestCSVCellsAreNotFormulas(t *testing.T) {
+	for in, want := range map[string]string{"=1+1": "'=1+1", "+x": "'+x", "-2": "'-2", "@SUM": "'@SUM", "alice": "alice", "": ""} {
+		if got := csvSafe(in); got != want {
+			t.Errorf("csvSafe(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,335 @@
+package gateway
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/latchkeyhq/latchkey/config"
+	"github.com/latchkeyhq/latchkey/flow"
+	"github.com/latchkeyhq/latchkey/store"
+)
+
+// The admin console's pages (/admin). /admin is the sign-in; every other
+// page answers 401 with the sign-in form without an admin session (its own
+// cookie), and every form is POST with CSRF.
+
+// navItem is one entry of the console's menu.
+type navItem struct {
+	Path, Label string
+	Current     bool
+}
+
+// adminPages are the console's pages, in the menu's order, with their
+// titles (Entra's: Properties, Authentication methods, Registration,
+// Customization; then Activity and Explain a user).
+var adminPages = []navItem{
+	{Path: "/admin/properties", Label: "Properties"},
+	{Path: "/admin/methods", Label: "Authentication methods"},
+	{Path: "/admin/customization", Label: "Customization"},
+	{Path: "/admin/activity", Label: "Activity"},
+	{Path: "/admin/explain", Label: "Explain a user"},
+}
+
+const ctxAdminNav = "latchkey.admin_nav"
+
+func (s *Server) adminRoutes() {
+	e := s.e
+	e.GET("/admin", s.adminSignInPage)
+	e.POST("/admin", s.form(s.adminSignIn))
+	e.POST("/admin/signout", s.adminForm(s.adminSignOut))
+	e.GET("/admin/properties", s.adminPage(s.adminSettingsPage("admin_properties")))
+	e.POST("/admin/properties", s.adminForm(s.adminSaveSettings("admin_properties", propertiesFromForm)))
+	e.GET("/admin/methods", s.adminPage(s.adminSettingsPage("admin_methods")))
+	e.POST("/admin/methods", s.adminForm(s.adminSaveSettings("admin_methods", methodsFromForm)))
+	e.GET("/admin/customization", s.adminPage(s.adminSettingsPage("admin_customization")))
+	e.POST("/admin/customization", s.adminForm(s.adminSaveSettings("admin_customization", customizationFromForm)))
+	e.GET("/admin/activity", s.adminPage(s.adminActivityPage))
+	e.GET("/admin/activity.csv", s.adminPage(s.adminActivityCSV))
+	e.GET("/admin/explain", s.adminPage(s.adminExplainPage))
+}
+
+// adminSessionFromCookie is the admin session of the browser's cookie.
+func (s *Server) adminSessionFromCookie(c echo.Context) (store.Session, error) {
+	ck, err := c.Cookie(s.cookieAdmin)
+	if err != nil {
+		return store.Session{}, flow.NewProblem(flow.CodeAdminAuth, nil)
+	}
+	return s.svc.AdminSession(c.Request().Context(), ck.Value)
+}
+
+// adminPage wraps a GET page that needs an admin session: without one it
+// answers 401 with the sign-in form.
+func (s *Server) adminPage(h func(echo.Context, store.Session) error) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		sess, err := s.adminSessionFromCookie(c)
+		if err != nil {
+			return s.adminSignInRefusal(c, err)
+		}
+		s.setAdminNav(c)
+		return h(c, sess)
+	}
+}
+
+// adminForm is adminPage for a POST form: CSRF first, then the session.
+func (s *Server) adminForm(h func(echo.Context, store.Session) error) echo.HandlerFunc {
+	return s.form(s.adminPage(h))
+}
+
+func (s *Server) adminSignInRefusal(c echo.Context, err error) error {
+	p := flow.AsProblem(err)
+	if p.Code != flow.CodeAdminAuth {
+		return err
+	}
+	if !s.svc.AdminEnabled() {
+		return flow.NewProblem(flow.CodeNotFound, nil)
+	}
+	return s.render(c, http.StatusUnauthorized, "admin_signin", "Admin sign-in", struct{ Username string }{}, nil)
+}
+
+func (s *Server) setAdminNav(c echo.Context) {
+	nav := slices.Clone(adminPages)
+	for i := range nav {
+		nav[i].Current = c.Request().URL.Path == nav[i].Path
+	}
+	c.Set(ctxAdminNav, nav)
+}
+
+func (s *Server) adminSignInPage(c echo.Context) error {
+	if !s.svc.AdminEnabled() {
+		return flow.NewProblem(flow.CodeNotFound, nil)
+	}
+	if _, err := s.adminSessionFromCookie(c); err == nil {
+		return s.redirect(c, adminPages[0].Path)
+	}
+	return s.render(c, http.StatusOK, "admin_signin", "Admin sign-in", struct{ Username string }{}, nil)
+}
+
+func (s *Server) adminSignIn(c echo.Context) error {
+	ctx := c.Request().Context()
+	if old, err := c.Cookie(s.cookieAdmin); err == nil {
+		_ = s.svc.SignOut(ctx, old.Value)
+	}
+	username := formValue(c, "username")
+	sess, err := s.svc.AdminSignIn(ctx, username, formValue(c, "password"), formValue(c, "code"), meta(c))
+	if err != nil {
+		p := flow.AsProblem(err)
+		if p.Status >= 500 || p.Code == flow.CodeNotFound {
+			return err
+		}
+		return s.render(c, p.Status, "admin_signin", "Admin sign-in", struct{ Username string }{username}, p)
+	}
+	c.SetCookie(s.cookie(s.cookieAdmin, sess.ID, 0))
+	return s.redirect(c, adminPages[0].Path)
+}
+
+func (s *Server) adminSignOut(c echo.Context, sess store.Session) error {
+	if err := s.svc.AdminSignOut(c.Request().Context(), sess, meta(c)); err != nil {
+		return err
+	}
+	c.SetCookie(s.cookie(s.cookieAdmin, "", -1))
+	return s.redirect(c, "/admin")
+}
+
+// settingsPage is what the settings pages show.
+type settingsPage struct {
+	View flow.SettingsView
+	// Set is what the form shows: the settings in force, or what a
+	// refused save sent.
+	Set config.Settings
+	// Methods are the methods a save may list, with whether each is on.
+	Methods []methodChoice
+	// Changed: after a conflict, the keys someone else changed.
+	Changed []string
+}
+
+type methodChoice struct {
+	Type, Label string
+	On          bool
+}
+
+var methodLabels = map[string]string{"email": "Email code", "sms": "Text message (SMS) code", "totp": "Authenticator app",
+	"webauthn": "Passkey", "questions": "Security questions"}
+
+func newSettingsPage(v flow.SettingsView, set config.Settings) settingsPage {
+	d := settingsPage{View: v, Set: set}
+	for _, m := range v.Methods {
+		d.Methods = append(d.Methods, methodChoice{Type: m, Label: methodLabels[m], On: slices.Contains(set.Policy.Methods, m)})
+	}
+	return d
+}
+
+var adminTitles = map[string]string{"admin_properties": "Properties", "admin_methods": "Authentication methods",
+	"admin_customization": "Customization"}
+
+func (s *Server) adminSettingsPage(page string) func(echo.Context, store.Session) error {
+	return func(c echo.Context, _ store.Session) error {
+		v := s.svc.Settings()
+		return s.render(c, http.StatusOK, page, adminTitles[page], newSettingsPage(v, v.Settings), nil)
+	}
+}
+
+// adminSaveSettings saves what one settings page's form changes: the
+// settings the form was shown with (its version) with the page's keys
+// replaced.
+func (s *Server) adminSaveSettings(page string, read func(echo.Context, *config.Settings) error) func(echo.Context, store.Session) error {
+	return func(c echo.Context, sess store.Session) error {
+		version, err := strconv.Atoi(formValue(c, "version"))
+		if err != nil || version < 0 {
+			return flow.NewProblem(flow.CodeInvalidRequest, errors.New("version"))
+		}
+		cur := s.svc.Settings()
+		set := cur.Settings
+		if err := read(c, &set); err != nil {
+			return err
+		}
+		_, err = s.svc.SaveSettings(c.Request().Context(), sess, version, set, meta(c))
+		if err == nil {
+			return s.redirect(c, c.Request().URL.Path+"?notice=settings_saved")
+		}
+		p := flow.AsProblem(err)
+		if p.Status >= 500 {
+			return err
+		}
+		d := newSettingsPage(s.svc.Settings(), set)
+		var conflict *flow.SettingsConflict
+		if errors.As(err, &conflict) {
+			// show what is in force now: the admin reviews it and saves again
+			d = newSettingsPage(conflict.Current, conflict.Current.Settings)
+			d.Changed = conflict.Changed
+		}
+		return s.render(c, p.Status, page, adminTitles[page], d, p)
+	}
+}
+
+// lines splits a textarea into its non-empty lines.
+func lines(v string) []string {
+	out := []string{}
+	for _, l := range strings.Split(v, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func propertiesFromForm(c echo.Context, set *config.Settings) error {
+	p := &set.Policy
+	p.Scope = formValue(c, "scope")
+	p.Groups, p.ExcludeGroups = lines(formValue(c, "groups")), lines(formValue(c, "exclude_groups"))
+	p.IncludePrivileged = formValue(c, "include_privileged") == "on"
+	return nil
+}
+
+func methodsFromForm(c echo.Context, set *config.Settings) error {
+	p := &set.Policy
+	n, err := strconv.Atoi(formValue(c, "methods_required"))
+	if err != nil {
+		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("methods_required"))
+	}
+	p.MethodsRequired = n
+	p.Methods = []string{}
+	for _, m := range config.KnownMethods() {
+		if formValue(c, "method_"+m) == "on" {
+			p.Methods = append(p.Methods, m)
+		}
+	}
+	if v := formValue(c, "reconfirm_days"); v != "" {
+		if p.ReconfirmDays, err = strconv.Atoi(v); err != nil {
+			return flow.NewProblem(flow.CodeInvalidRequest, errors.New("reconfirm_days"))
+		}
+	}
+	return nil
+}
+
+func customizationFromForm(c echo.Context, set *config.Settings) error {
+	set.Server.Helpdesk = formValue(c, "helpdesk")
+	set.Server.Organisation = formValue(c, "organisation")
+	return nil
+}
+
+// activityPage is what the activity page shows.
+type activityPage struct {
+	Filter              flow.AuditFilter
+	Page                flow.AuditPage
+	Query, NextQuery    string
+	Since, Until        string
+	Account, Event, Out string
+}
+
+func (s *Server) adminActivity(c echo.Context, sess store.Session) (activityPage, error) {
+	f, err := auditFilter(c)
+	if err != nil {
+		return activityPage{}, err
+	}
+	if f.Limit == 0 {
+		f.Limit = 50
+	}
+	page, err := s.svc.Audit(c.Request().Context(), sess, f, meta(c))
+	if err != nil {
+		return activityPage{}, err
+	}
+	q := c.QueryParams()
+	d := activityPage{Filter: f, Page: page, Account: q.Get("account"), Event: q.Get("event"), Out: q.Get("outcome"),
+		Since: q.Get("since"), Until: q.Get("until")}
+	keep := url.Values{}
+	for _, k := range []string{"account", "event", "outcome", "since", "until"} {
+		if v := q.Get(k); v != "" {
+			keep.Set(k, v)
+		}
+	}
+	d.Query = keep.Encode()
+	if page.Next != 0 {
+		keep.Set("before", strconv.FormatInt(page.Next, 10))
+		d.NextQuery = keep.Encode()
+	}
+	return d, nil
+}
+
+func (s *Server) adminActivityPage(c echo.Context, sess store.Session) error {
+	d, err := s.adminActivity(c, sess)
+	if err != nil {
+		p := flow.AsProblem(err)
+		if p.Status >= 500 {
+			return err
+		}
+		return s.render(c, p.Status, "admin_activity", "Activity", activityPage{}, p)
+	}
+	return s.render(c, http.StatusOK, "admin_activity", "Activity", d, nil)
+}
+
+func (s *Server) adminActivityCSV(c echo.Context, sess store.Session) error {
+	d, err := s.adminActivity(c, sess)
+	if err != nil {
+		return err
+	}
+	return writeAuditCSV(c, d.Page)
+}
+
+// explainPage is what the explain page shows.
+type explainPage struct {
+	Username string
+	Result   *flow.Explanation
+}
+
+func (s *Server) adminExplainPage(c echo.Context, sess store.Session) error {
+	name := strings.TrimSpace(c.QueryParam("username"))
+	d := explainPage{Username: name}
+	if name != "" {
+		ex, err := s.svc.Explain(c.Request().Context(), sess, name, meta(c))
+		if err != nil {
+			p := flow.AsProblem(err)
+			if p.Status >= 500 {
+				return err
+			}
+			return s.render(c, p.Status, "admin_explain", "Explain a user", d, p)
+		}
+		d.Result = &ex
+	}
+	return s.render(c, http.StatusOK, "admin_explain", "Explain a user", d, nil)
+}
