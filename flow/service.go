@@ -39,7 +39,7 @@ type Service struct {
 	// bg is work a request leaves behind (notices it must not wait for)
 	bg sync.WaitGroup
 	// settings are the admin console's settings in force (settings.go)
-	settings     atomic.Pointer[live]
+	settings      atomic.Pointer[live]
 	stopSettings  chan struct{}
 	closeSettings sync.Once
 }

@@ -38,7 +38,7 @@ type Server struct {
 	cookieSession, cookieCSRF, cookieFlow string
 	// cookieAdmin holds the admin console's session
 	cookieAdmin string
-	origin                                string
+	origin      string
 	// draining is set by Drain: /readyz answers 503 "draining"
 	draining atomic.Bool
 	// closing is set by CloseConnections: every answer closes its
