@@ -2,9 +2,13 @@ package flow
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 
+	"github.com/pquerna/otp/totp"
+
 	"github.com/latchkeyhq/latchkey/notify"
+	"github.com/latchkeyhq/latchkey/store"
 )
 
 // Demo is what `latchkey demo` adds to the gateway: an outbox page showing
@@ -32,6 +36,9 @@ type Demo interface {
 // DemoAccount is one seeded demo person, shown on the outbox page.
 type DemoAccount struct {
 	Username, Password, Note string
+	// AppSecret is the authenticator app's secret the demo set up for
+	// the account (its admin), "" for the others.
+	AppSecret string
 }
 
 // IsLoopbackHost reports whether host names this machine.
@@ -52,4 +59,45 @@ func (s *Service) demoNotSent(kind, to, purpose, reason string) {
 	if s.d.Demo != nil {
 		s.d.Demo.NotSent(kind, to, purpose, reason)
 	}
+}
+
+// NewAppSecret is a new authenticator app secret (base32, as apps take it).
+func NewAppSecret() (string, error) {
+	key, err := totp.Generate(totp.GenerateOpts{Issuer: "Latchkey", AccountName: "demo", SecretSize: totpSeedSize})
+	if err != nil {
+		return "", err
+	}
+	return key.Secret(), nil
+}
+
+// DemoSeedApp gives the demo account username a verified authenticator
+// app with secret (the demo's admin: the console asks for one). Only in
+// `latchkey demo`.
+func (s *Service) DemoSeedApp(ctx context.Context, username, secret string) error {
+	if s.d.Demo == nil {
+		return errors.New("flow: DemoSeedApp outside the demo")
+	}
+	u, err := s.d.Directory.Lookup(ctx, username)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	m := store.Method{ID: newID(), AccountID: u.ID, Type: MethodTOTP, Secret: secret, CreatedAt: now}
+	if err := s.d.Store.AddMethod(ctx, m); err != nil {
+		return err
+	}
+	return s.d.Store.VerifyMethod(ctx, u.ID, m.ID, now)
+}
+
+// DemoAppCode is the current code of the demo's authenticator app secret
+// (shown on the demo's outbox page).
+func (s *Service) DemoAppCode(secret string) string {
+	if s.d.Demo == nil || secret == "" {
+		return ""
+	}
+	code, err := totp.GenerateCodeCustom(secret, s.now(), totpOpts())
+	if err != nil {
+		return ""
+	}
+	return code
 }

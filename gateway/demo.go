@@ -68,11 +68,19 @@ func (s *Server) demoOutboxPage(c echo.Context) error {
 		}
 		msgs = append(msgs, v)
 	}
+	type account struct {
+		flow.DemoAccount
+		// AppCode is the current code of the account's demo app
+		AppCode string
+	}
 	data := struct {
 		Messages []outboxView
-		Accounts []flow.DemoAccount
+		Accounts []account
 		Locked   string
-	}{Messages: msgs, Accounts: s.svc.Demo().Accounts()}
+	}{Messages: msgs}
+	for _, a := range s.svc.Demo().Accounts() {
+		data.Accounts = append(data.Accounts, account{DemoAccount: a, AppCode: s.svc.DemoAppCode(a.AppSecret)})
+	}
 	for _, a := range data.Accounts {
 		if c.QueryParam("locked") == a.Username {
 			data.Locked = a.Username

@@ -89,11 +89,20 @@ func demo(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	outbox := notify.NewOutbox(200)
+	app, err := flow.NewAppSecret()
+	if err != nil {
+		fmt.Fprintln(stderr, "latchkey demo:", err)
+		return exitFail
+	}
 	w := wiring{
 		outbox:   outbox,
-		demo:     &demoPages{Outbox: outbox, dir: dir},
+		demo:     &demoPages{Outbox: outbox, dir: dir, adminApp: app},
 		listener: ln,
-		ready:    func() { printDemo(stdout, publicURL, dir) },
+		// the demo's admin has an authenticator app from the start: the
+		// console can be tried within a minute (its codes are on the
+		// outbox page)
+		seed:  func(ctx context.Context, svc *flow.Service) error { return svc.DemoSeedApp(ctx, demoAdmin, app) },
+		ready: func() { printDemo(stdout, publicURL, dir, app) },
 	}
 	if !*verbose {
 		cfg.Log.Level = "error" // the terminal shows the demo's own lines and errors
@@ -182,6 +191,8 @@ func writeDemoConfig(work string, dir *demodir.Server, listen, publicURL string,
 		"      - " + q("In what town or city was your first job?"),
 		"      - " + q("What was the name of the street you grew up on?"),
 		"      - " + q("What was the first concert you went to?"),
+		"admin:",
+		"  groups: [" + q(dir.GroupDN("sspr-admins")) + "]",
 		"email:",
 		"  enabled: true",
 		"sms:",
@@ -207,7 +218,11 @@ func demoMethods(passkeys bool) string {
 	return "email, sms, totp, questions"
 }
 
-func printDemo(w io.Writer, publicURL string, dir *demodir.Server) {
+// demoAdmin is the demo's admin (member of admin.groups), whose
+// authenticator app the demo sets up.
+const demoAdmin = "ada"
+
+func printDemo(w io.Writer, publicURL string, dir *demodir.Server, adminApp string) {
 	fmt.Fprintf(w, `
 Latchkey demo: NOT FOR PRODUCTION. An embedded directory, a temporary store,
 and an outbox page instead of mail and SMS, on this machine only. Everything
@@ -226,19 +241,29 @@ Accounts (directory %s):
 	fmt.Fprintf(w, `
 Try: sign in at /register as carol, add an email address (the code is in the
 outbox), then "Forgot my password" at /reset, and sign in with the new one.
-`)
+
+Admin console: %s/admin as %s. Her authenticator app's secret is
+  %s
+(add it to an app, or read the current code on the outbox page).
+`, publicURL, demoAdmin, adminApp)
 }
 
 // demoPages is the flow.Demo of `latchkey demo`.
 type demoPages struct {
 	*notify.Outbox
 	dir *demodir.Server
+	// adminApp is the demo admin's authenticator secret
+	adminApp string
 }
 
 func (d *demoPages) Accounts() []flow.DemoAccount {
 	var out []flow.DemoAccount
 	for _, u := range d.dir.Users() {
-		out = append(out, flow.DemoAccount{Username: u.Username, Password: u.Password, Note: u.Note})
+		a := flow.DemoAccount{Username: u.Username, Password: u.Password, Note: u.Note}
+		if u.Username == demoAdmin {
+			a.AppSecret = d.adminApp
+		}
+		out = append(out, a)
 	}
 	return out
 }

@@ -307,6 +307,9 @@ type wiring struct {
 	listener net.Listener
 	// ready is called once the gateway accepts requests
 	ready func()
+	// seed, when set, is called once the service is built (the demo's
+	// admin app)
+	seed func(context.Context, *flow.Service) error
 }
 
 func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) int {
@@ -333,6 +336,13 @@ func runGateway(ctx context.Context, cfg *config.Config, stderr io.Writer, w wir
 	svc, ok := newService(cfg, deps, log)
 	if !ok {
 		return exitFail
+	}
+	if w.seed != nil {
+		if err := w.seed(ctx, svc); err != nil {
+			svc.Close()
+			log.Error("seeding the demo", "error", err.Error())
+			return exitFail
+		}
 	}
 	defer func() {
 		// after the HTTP server stopped: send what this instance wrote

@@ -23,6 +23,8 @@ func demoUsers() []User {
 			Note: "not in an eligible group"},
 		{Username: "root", Password: "Rocky-Demo-1!", DisplayName: "Rita Root", Groups: []string{"staff", "domain-admins"},
 			Note: "privileged: excluded (domain-admins)"},
+		{Username: "ada", Password: "Amber-Demo-1!", DisplayName: "Ada Admin", Groups: []string{"sspr-admins", "domain-admins"},
+			Note: "admin console (/admin): member of sspr-admins; privileged, so self-service excludes her"},
 	}
 }
 
@@ -113,7 +115,7 @@ userPassword: %s
 	}
 	members["staff"] = append(members["staff"], "cn=engineering,ou=groups,dc=example,dc=org", "cn=it-staff,ou=groups,dc=example,dc=org")
 	// Children before parents is not needed: member values are just DNs.
-	for _, g := range []string{"staff", "engineering", "it-staff", "domain-admins"} {
+	for _, g := range []string{"staff", "engineering", "it-staff", "domain-admins", "sspr-admins"} {
 		fmt.Fprintf(&b, "dn: cn=%s,ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: %s\n", g, g)
 		for _, m := range members[g] {
 			fmt.Fprintf(&b, "member: %s\n", m)
