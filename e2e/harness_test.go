@@ -258,6 +258,8 @@ type params struct {
 	// Environ is set in the gateway process's environment (LATCHKEY_*
 	// variables override the configuration file), at every launch.
 	Environ map[string]string
+	// Admin is admin.groups (the console is off when empty).
+	Admin []string
 }
 
 func (p params) publicHost() string {
@@ -368,6 +370,9 @@ func writeConfig(t testing.TB, srv *dirtest.Server, mail *notifytest.Mailpit, sm
 		c.Directory.URLs = p.DirURLs
 	}
 	c.Directory.AllowPlaintext = p.DirPlaintext
+	if p.Admin != nil {
+		c.Admin.Groups = p.Admin
+	}
 	if p.DirTimeout != 0 {
 		c.Directory.Timeout = p.DirTimeout
 	}
