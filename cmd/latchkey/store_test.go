@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -66,10 +67,10 @@ func runMigrate(t *testing.T, path string) (int, string) {
 func TestMigrateSQLite(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "l.db")
 	path := migrateConfig(t, "store:\n  driver: sqlite\n  dsn: \"file:"+db+"\"\n")
-	if code, out := runMigrate(t, path); code != exitOK || !strings.Contains(out, "store sqlite: schema migrated from version 0 to 4") {
+	if code, out := runMigrate(t, path); code != exitOK || !strings.Contains(out, "store sqlite: schema migrated from version 0 to "+strconv.Itoa(store.SchemaVersion())) {
 		t.Fatalf("first migrate: exit %d\n%s", code, out)
 	}
-	if code, out := runMigrate(t, path); code != exitOK || !strings.Contains(out, "store sqlite: schema version 4, up to date") {
+	if code, out := runMigrate(t, path); code != exitOK || !strings.Contains(out, "store sqlite: schema version "+strconv.Itoa(store.SchemaVersion())+", up to date") {
 		t.Fatalf("second migrate: exit %d\n%s", code, out)
 	}
 }
@@ -78,10 +79,10 @@ func TestMigratePostgres(t *testing.T) {
 	srv := pgtest.Start(t)
 	db := srv.NewDatabase(t)
 	path := migrateConfig(t, "store:\n  driver: postgres\n  dsn: \""+srv.DSN(db)+"\"\n")
-	if code, out := runMigrate(t, path); code != exitOK || !strings.Contains(out, "store postgres: schema migrated from version 0 to 4") {
+	if code, out := runMigrate(t, path); code != exitOK || !strings.Contains(out, "store postgres: schema migrated from version 0 to "+strconv.Itoa(store.SchemaVersion())) {
 		t.Fatalf("first migrate: exit %d\n%s", code, out)
 	}
-	if code, out := runMigrate(t, path); code != exitOK || !strings.Contains(out, "store postgres: schema version 4, up to date") {
+	if code, out := runMigrate(t, path); code != exitOK || !strings.Contains(out, "store postgres: schema version "+strconv.Itoa(store.SchemaVersion())+", up to date") {
 		t.Fatalf("second migrate: exit %d\n%s", code, out)
 	}
 	// A database nobody listens for: exit 1, no password in the output.
