@@ -11,8 +11,8 @@ import (
 
 // TestNoMigrateSQLite: opened without migrating, a missing database is
 // "schema behind" and is not created; a current one opens unchanged; an
-// older compatible one (MinSchemaVersion lowered, the tables of versions 2
-// and 3 dropped) is served as it is and reported behind; below
+// older compatible one (MinSchemaVersion lowered, what versions 2 to 4
+// added undone) is served as it is and reported behind; below
 // MinSchemaVersion it is refused; a newer one is refused; a migrating open
 // then brings it up.
 func TestNoMigrateSQLite(t *testing.T) {
@@ -59,7 +59,7 @@ func TestNoMigrateSQLite(t *testing.T) {
 	s.Close()
 
 	// back to version 1
-	if _, err := raw.Exec(`DROP TABLE outbox; DROP TABLE held_notices; DELETE FROM schema_version WHERE version >= 2`); err != nil {
+	if _, err := raw.Exec(sqliteUndo4 + undo3 + undo2); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := noMigrate(); !errors.Is(err, store.ErrSchemaBehind) {
@@ -123,7 +123,7 @@ func TestNoMigratePostgres(t *testing.T) {
 	}
 	s.Close()
 
-	srv.Exec(t, db, `DROP TABLE outbox; DROP TABLE held_notices; DELETE FROM schema_version WHERE version >= 2`)
+	srv.Exec(t, db, postgresUndo4+undo3+undo2)
 	if _, err := noMigrate(); !errors.Is(err, store.ErrSchemaBehind) {
 		t.Fatalf("version 1 below MinSchemaVersion %d: %v", store.MinSchemaVersion(), err)
 	}

@@ -51,7 +51,11 @@ func (s *SQLite) SaveSettings(ctx context.Context, prev int, st StoredSettings, 
 		if err != nil {
 			return fmt.Errorf("store: save settings: %w", err)
 		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("store: save settings: %w", err)
+		}
+		if n == 0 {
 			return fmt.Errorf("store: save settings: %w", ErrConflict)
 		}
 		for _, e := range events {

@@ -166,9 +166,11 @@ type Session struct {
 // of Store changes them, Purge keeps them, and only PurgeAudit deletes
 // them, once they are older than the retention.
 type AuditEvent struct {
-	// Seq is the event's own sequence number in the store, set by
-	// ListAudit (AppendAudit ignores it): unique, larger for an event
-	// appended later. See AuditQuery.BeforeSeq.
+	// Seq is the event's own sequence number in the store (the audit
+	// row's id), set by ListAudit (AppendAudit ignores it): unique, larger
+	// for an event appended later (on PostgreSQL: inserted later; of
+	// concurrent transactions the later may commit first). See
+	// AuditQuery.BeforeSeq.
 	Seq       int64
 	Time      time.Time
 	Type      string // e.g. "reset.started", Entra vocabulary
@@ -216,19 +218,20 @@ type AuditQuery struct {
 	AccountID string    // only this account's events
 	Type      string    // only events of this type
 	Since     time.Time // only events with Time >= Since
-	Until     time.Time // only events with Time < Until
+	Until     time.Time // only events with Time < Until (to page, use BeforeSeq)
 	Outcome   string    // only events with this outcome
 	// TypePrefix: only events whose type starts with it (e.g. "reset."),
 	// compared byte by byte; ErrInvalid if it is not valid UTF-8.
 	TypePrefix string
 	// BeforeSeq > 0: only the events ListAudit's order puts after the
 	// event whose Seq it is (older, or as old and appended earlier; where
-	// times follow the order of appends, as they do from one clock, these
-	// are the events with Seq < BeforeSeq). For paging newest first: pass
-	// the last Seq of a page to get the next one; pages cover every event
-	// exactly once, also when events are appended meanwhile. No events
-	// when no event has that Seq (PurgeAudit deleted it, and with it every
-	// older one).
+	// times follow the order of appends, these are exactly the events with
+	// Seq < BeforeSeq). For paging newest first: pass
+	// the last Seq of a page to get the next one; the pages cover every
+	// event stored when the first was read exactly once, also while
+	// events are appended (those come in later pages only if older than
+	// the last event read). No events when no event has that Seq
+	// (PurgeAudit deleted it, and with it every older one).
 	BeforeSeq int64
 	// Limit is the maximum number of events: <= 0 means DefaultAuditLimit,
 	// larger than MaxAuditLimit means MaxAuditLimit.
