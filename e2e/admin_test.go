@@ -158,19 +158,23 @@ func runAdminSuite(t *testing.T, srv *dirtest.Server) {
 	t.Run("no admin call answers without an admin session", func(t *testing.T) {
 		e.t = t
 		calls := [][2]string{{"GET", "/api/v1/admin/settings"}, {"PUT", "/api/v1/admin/settings"}, {"GET", "/api/v1/admin/audit"},
-			{"GET", "/api/v1/admin/audit?format=csv"}, {"GET", "/api/v1/admin/explain?username=carol"}, {"DELETE", "/api/v1/admin/session"}}
+			{"GET", "/api/v1/admin/audit?format=csv"}, {"GET", "/api/v1/admin/explain?username=carol"}, {"GET", "/api/v1/admin/blocked"}, {"POST", "/api/v1/admin/unblock"},
+			{"DELETE", "/api/v1/admin/session"}}
 		for _, tok := range []string{"", "x-not-a-token-0123456789abcdef", carolReg} {
 			for _, c := range calls {
 				var body any
-				if c[0] == "PUT" {
+				switch c[0] {
+				case "PUT":
 					body = map[string]any{"version": 0, "settings": map[string]any{"policy": map[string]any{"scope": "all"}}}
+				case "POST":
+					body = map[string]any{"account": "carol"}
 				}
 				if r := e.api(c[0], c[1], tok, body); r.Status != 401 || r.errCode() != "admin_session_required" {
 					t.Errorf("%s %s with token %.8q: %d %s", c[0], c[1], tok, r.Status, r.Body)
 				}
 			}
 		}
-		for _, p := range []string{"/admin/properties", "/admin/methods", "/admin/customization", "/admin/activity", "/admin/activity.csv", "/admin/explain"} {
+		for _, p := range []string{"/admin/properties", "/admin/methods", "/admin/customization", "/admin/activity", "/admin/activity.csv", "/admin/explain", "/admin/blocked"} {
 			if st, _, _ := e.raw("GET", p, "", "", nil); st != 401 {
 				t.Errorf("GET %s anonymous: %d", p, st)
 			}
@@ -214,6 +218,7 @@ func runAdminSuite(t *testing.T, srv *dirtest.Server) {
 			{"/admin/methods", "/admin/methods", "admin methods", "Number of methods required to reset"},
 			{"/admin/customization", "/admin/customization", "admin customization", "Helpdesk link"},
 			{"/admin/activity", "/admin/activity", "admin activity", "admin.settings_changed"},
+			{"/admin/blocked", "/admin/blocked", "admin blocked", "Unblock forgets"},
 			{"/admin/explain", "/admin/explain", "admin explain", "Username"},
 		} {
 			b.click(fmt.Sprintf(`nav a[href=%q]`, p.link), 200, p.path)
