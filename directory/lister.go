@@ -103,6 +103,10 @@ func (c *Client) pagedSearch(ctx context.Context, op string, req *ldap.SearchReq
 				return newErr(op, ErrUnavailable)
 			}
 			res, err := conn.Search(&r)
+			if ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) {
+				c.log.Error("the directory's size limit for the service account cuts a paged search short: every user cannot be listed",
+					"fix", "OpenLDAP: limits dn.exact=\"<bind_dn>\" size.prtotal=unlimited; Active Directory: keep MaxPageSize at 500 or more")
+			}
 			if err != nil {
 				return err
 			}
