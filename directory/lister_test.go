@@ -234,3 +234,88 @@ func checkGroups(t *testing.T, l directory.Lister, query string, limit int, want
 		t.Errorf("SearchGroups(%q, %d) = %+v, want %+v", query, limit, got, want)
 	}
 }
+
+// TestListerManyUsersOpenLDAP: 1,200 users more than the seed, so that
+// Users at its default page size goes over several pages and past slapd's
+// default size limit for a paged search's total (500, which the test
+// slapd lifts for the service account, as a production slapd needs too);
+// the bench's nested groups are walked three levels down.
+func TestListerManyUsersOpenLDAP(t *testing.T) {
+	const n = 1200
+	srv := dirtest.StartOpenLDAP(t, dirtest.WithLDIF(listerLDIF(n)))
+	c := open(t, srv.Config())
+	ctx := context.Background()
+	all := listUsers(t, c)
+	bench, disabled := 0, 0
+	for _, u := range all {
+		if strings.HasPrefix(u.Username, "bench") {
+			bench++
+			if u.Status.Disabled {
+				disabled++
+			}
+		}
+	}
+	if bench != n || disabled != n/100 {
+		t.Fatalf("Users listed %d bench users, %d disabled; want %d, %d", bench, disabled, n, n/100)
+	}
+	members, err := c.NestedMembers(ctx, srv.Group("bench-users"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(members) != n {
+		t.Fatalf("NestedMembers(bench-users) = %d users, want %d", len(members), n)
+	}
+	for dn := range members {
+		if all[dn] == nil {
+			t.Fatalf("NestedMembers gave %s, which Users did not", dn)
+		}
+	}
+	gs, err := c.SearchGroups(ctx, "bench-dept", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gs) != 2 || gs[0].Name != "bench-dept-00" || gs[0].Members != 1000 || gs[1].Members != 200 {
+		t.Fatalf("SearchGroups(bench-dept) = %+v", gs)
+	}
+}
+
+// TestUsersNotRepeatedAfterFailover: the server dies in the middle of a
+// listing, after some users were handed out. Reads are retried on the
+// next server, but a listing is not started over there (fn would see
+// the first users twice): it is ErrUnavailable, and fn saw each user once.
+func TestUsersNotRepeatedAfterFailover(t *testing.T) {
+	prov := dirtest.StartOpenLDAP(t, dirtest.AsProvider())
+	repl := dirtest.StartReplica(t, prov)
+	cfg := prov.Config()
+	cfg.URLs = []string{prov.LDAPSURL, repl.LDAPSURL}
+	c := open(t, cfg)
+	directory.SetPageSize(c, 2)
+	ctx := context.Background()
+	if err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := dirtest.Connected(portOf(t, prov.LDAPSURL)); err != nil || !ok {
+		t.Fatalf("the client is not connected to the provider (%v)", err)
+	}
+	seen := map[string]int{}
+	err := c.Users(ctx, func(u *directory.User) error {
+		seen[u.DN]++
+		if len(seen) == 3 && seen[u.DN] == 1 {
+			prov.Stop(t) // between the second page and the third
+		}
+		return nil
+	})
+	wantErr(t, err, directory.ErrUnavailable)
+	for dn, k := range seen {
+		if k != 1 {
+			t.Errorf("fn saw %s %d times", dn, k)
+		}
+	}
+	if len(seen) < 3 {
+		t.Fatalf("fn saw %d users", len(seen))
+	}
+	// the next listing runs on the replica, whole
+	if got := listUsers(t, c); len(got) <= 3 {
+		t.Fatalf("Users on the replica: %d users", len(got))
+	}
+}
