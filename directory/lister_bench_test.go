@@ -93,6 +93,20 @@ func BenchmarkListerOpenLDAP(b *testing.B) {
 			}
 		}
 	})
+	b.Run("Users", func(b *testing.B) {
+		for b.Loop() {
+			if err := c.Users(ctx, func(*directory.User) error { return nil }); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("NestedMembers", func(b *testing.B) {
+		for b.Loop() {
+			if m, err := c.NestedMembers(ctx, all); err != nil || len(m) != n {
+				b.Fatalf("NestedMembers = %d, %v", len(m), err)
+			}
+		}
+	})
 	b.Run("SearchGroups", func(b *testing.B) {
 		for b.Loop() {
 			gs, err := c.SearchGroups(ctx, "bench-dept", 20)
