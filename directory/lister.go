@@ -34,16 +34,20 @@ type Lister interface {
 	// it as is.
 	Users(ctx context.Context, fn func(*User) error) error
 	// NestedMembers returns the members of groupDN at any depth that are
-	// not themselves groups (the users), as policy.NormalizeDN forms. On
-	// Active Directory it is one paged search of the user filter with the
-	// in-chain rule on memberOf (LDAP_MATCHING_RULE_IN_CHAIN), which does
-	// NOT count accounts whose primary group (primaryGroupID, such as
-	// Domain Users) is groupDN or nested in it: AD keeps that link out of
-	// member. On OpenLDAP it walks the member attributes
-	// (Config.MemberAttributes) down through nested groups, each group
-	// once (cycles), at most Config.MaxGroupDepth levels (deeper members
-	// are left out, with a warning logged). A groupDN that names no group
-	// is ErrNotFound.
+	// not themselves groups (the users), as policy.NormalizeDN forms.
+	//
+	// On Active Directory they are the accounts of the user filter, found
+	// with one paged search: the in-chain rule on memberOf
+	// (LDAP_MATCHING_RULE_IN_CHAIN), or a primaryGroupID naming groupDN or
+	// a group nested in it (found under the group base DN) — AD keeps the
+	// primary group (Domain Users for most accounts) out of member, and a
+	// plain in-chain search would miss it. On OpenLDAP it walks the member
+	// attributes (Config.MemberAttributes) down through nested groups,
+	// each group once (cycles), at most Config.MaxGroupDepth levels
+	// (deeper members are left out, with a warning logged); a member that
+	// is not a group entry under the group base DN counts as a user,
+	// whether the user filter matches it or not. A groupDN that names no
+	// group is ErrNotFound.
 	NestedMembers(ctx context.Context, groupDN string) (map[string]bool, error)
 	// SearchGroups returns up to limit groups under the group base DN
 	// whose name (cn) contains query, case-insensitively, sorted by name,
@@ -252,10 +256,12 @@ func (c *Client) NestedMembers(ctx context.Context, groupDN string) (map[string]
 	return c.walkMembers(ctx, groupDN, groups)
 }
 
-// adNestedMembers is one paged search: the user filter and the in-chain
-// rule on memberOf.
+// adNestedMembers is one paged search of the user filter: the accounts
+// the in-chain rule puts in the group (member links at any depth), and
+// those whose primary group (primaryGroupID, which is no member link) is
+// the group or a group nested in it, as their token has it.
 func (c *Client) adNestedMembers(ctx context.Context, groupDN string) (map[string]bool, error) {
-	g, err := c.readGroup(ctx, groupDN, []string{"1.1"})
+	g, err := c.readGroup(ctx, groupDN, []string{"objectSid"})
 	if err != nil {
 		return nil, err
 	}
@@ -266,10 +272,20 @@ func (c *Client) adNestedMembers(ctx context.Context, groupDN string) (map[strin
 	if err != nil {
 		return nil, err
 	}
-	filter := "(&" + users + "(memberOf:" + oidMatchingRuleInChain + ":=" + ldap.EscapeFilter(g.DN) + "))"
+	inChain := "(memberOf:" + oidMatchingRuleInChain + ":=" + ldap.EscapeFilter(g.DN) + ")"
+	rids, err := c.adPrimaryRIDs(ctx, g, inChain)
+	if err != nil {
+		return nil, err
+	}
+	var f strings.Builder
+	f.WriteString("(&" + users + "(|" + inChain)
+	for _, rid := range rids {
+		f.WriteString("(primaryGroupID=" + rid + ")")
+	}
+	f.WriteString("))")
 	out := map[string]bool{}
 	req := ldap.NewSearchRequest(c.cfg.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0,
-		int(c.cfg.Timeout/time.Second), false, filter, []string{"1.1"}, nil)
+		int(c.cfg.Timeout/time.Second), false, f.String(), []string{"1.1"}, nil)
 	err = c.pagedSearch(ctx, "groups", req, func(entries []*ldap.Entry) error {
 		for _, e := range entries {
 			out[policy.NormalizeDN(e.DN)] = true
@@ -280,6 +296,34 @@ func (c *Client) adNestedMembers(ctx context.Context, groupDN string) (map[strin
 		return nil, err
 	}
 	return out, nil
+}
+
+// adPrimaryRIDs returns the RIDs of g and of the groups nested in it
+// (under the group base DN) that can be an account's primary group: the
+// domain's own groups (S-1-5-21-…), not the built-in ones.
+func (c *Client) adPrimaryRIDs(ctx context.Context, g *ldap.Entry, inChain string) ([]string, error) {
+	var rids []string
+	seen := map[string]bool{}
+	add := func(e *ldap.Entry) {
+		sid := sidString(e.GetEqualFoldRawAttributeValue("objectSid"))
+		if !strings.HasPrefix(sid, "S-1-5-21-") {
+			return
+		}
+		if rid := sid[strings.LastIndexByte(sid, '-')+1:]; !seen[rid] {
+			seen[rid] = true
+			rids = append(rids, rid)
+		}
+	}
+	add(g)
+	req := ldap.NewSearchRequest(c.cfg.GroupBaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0,
+		int(c.cfg.Timeout/time.Second), false, "(&(objectClass=group)"+inChain+")", []string{"objectSid"}, nil)
+	err := c.pagedSearch(ctx, "groups", req, func(entries []*ldap.Entry) error {
+		for _, e := range entries {
+			add(e)
+		}
+		return nil
+	})
+	return rids, err
 }
 
 // groupSet is every group entry under the group base DN (normDN forms), so

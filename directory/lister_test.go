@@ -319,3 +319,45 @@ func TestUsersNotRepeatedAfterFailover(t *testing.T) {
 		t.Fatalf("Users on the replica: %d users", len(got))
 	}
 }
+
+// TestADNestedMembersPrimaryGroup, on a real Samba AD DC: an account whose
+// primary group is Engineering (primaryGroupID, no member link) is one of
+// Engineering's and Staff's users (Engineering is nested in Staff), and
+// Domain Users, which no member link names, holds every account. For every
+// account Users lists, NestedMembers agrees with Membership (the token).
+func TestADNestedMembersPrimaryGroup(t *testing.T) {
+	srv := dirtest.StartSamba(t)
+	ctx := context.Background()
+	d := open(t, srv.Config())
+	eng, staff := srv.Group("engineering"), srv.Group("staff")
+	domainUsers := "CN=Domain Users,CN=Users," + srv.BaseDN
+	pg := srv.AddADUser(t, "ls-pgeng")
+	srv.SetPrimaryGroup(t, pg, eng)
+
+	all := listUsers(t, d)
+	for _, g := range []string{eng, staff, srv.Group("sspr-admins"), srv.Group("cycle-b"), domainUsers} {
+		members, err := d.NestedMembers(ctx, g)
+		if err != nil {
+			t.Fatalf("NestedMembers(%s): %v", g, err)
+		}
+		for dn, u := range all {
+			m, err := d.Membership(ctx, u, []string{g})
+			if err != nil {
+				t.Fatalf("Membership(%s): %v", u.DN, err)
+			}
+			if in, ok := m.MemberOf[g]; !ok || in != members[dn] {
+				t.Errorf("%s in %s: NestedMembers says %v, Membership %v (known %v)", u.DN, g, members[dn], in, ok)
+			}
+		}
+		if g != domainUsers && !members[policy.NormalizeDN(pg)] && g != srv.Group("sspr-admins") && g != srv.Group("cycle-b") {
+			t.Errorf("NestedMembers(%s) leaves out ls-pgeng, whose primary group is Engineering", g)
+		}
+	}
+	gs, err := d.SearchGroups(ctx, "domain users", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gs) != 1 || gs[0].Members < len(dirtest.People) {
+		t.Fatalf("SearchGroups(domain users) = %+v, want Domain Users with every account", gs)
+	}
+}
