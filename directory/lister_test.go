@@ -162,6 +162,29 @@ func testLister(t *testing.T, srv *dirtest.Server, d directory.Directory) {
 		}
 	})
 
+	t.Run("agrees with Membership", func(t *testing.T) {
+		groups := []string{srv.Group("staff"), srv.Group("engineering"), srv.Group("sspr-admins"), srv.Group("cycle-a"), srv.Group("cycle-b")}
+		if !isAD {
+			groups = append(groups, srv.Group("unique-staff"))
+		}
+		all := listUsers(t, l)
+		for _, g := range groups {
+			members, err := l.NestedMembers(ctx, g)
+			if err != nil {
+				t.Fatalf("NestedMembers(%s): %v", g, err)
+			}
+			for dn, u := range all {
+				m, err := d.Membership(ctx, u, []string{g})
+				if err != nil {
+					t.Fatalf("Membership(%s): %v", u.DN, err)
+				}
+				if in, ok := m.MemberOf[g]; !ok || in != members[dn] {
+					t.Errorf("%s in %s: NestedMembers says %v, Membership %v (known %v)", u.DN, g, members[dn], in, ok)
+				}
+			}
+		}
+	})
+
 	t.Run("nesting bound", func(t *testing.T) {
 		if client == nil || isAD {
 			t.Skip("the walk's bound is OpenLDAP's (AD resolves nesting itself)")
