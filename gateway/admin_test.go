@@ -315,13 +315,32 @@ func TestAdminPagesSaveAndShowTheActivity(t *testing.T) {
 	if w := c.post("/admin", "/admin", url.Values{"username": {"alice"}, "password": {tb.dir.Password("alice")}, "code": {flowtest.CodeAt(t, secret, clk.Now())}}, nil); w.Code != http.StatusSeeOther {
 		t.Fatalf("sign-in: %d", w.Code)
 	}
-	w := c.post("/admin/methods", "/admin/methods", url.Values{"version": {"0"}, "methods_required": {"2"}, "method_email": {"on"}, "method_totp": {"on"}}, nil)
+	// the page shows the tier (cn=admins, two methods) and an empty one to
+	// add; the form keeps the first, and adds a second
+	if b := c.get("/admin/methods").Body.String(); !strings.Contains(b, `name="tiers" value="1"`) || !strings.Contains(b, "cn=admins\n</textarea>") {
+		t.Fatalf("methods page:\n%s", b)
+	}
+	w := c.post("/admin/methods", "/admin/methods", url.Values{"version": {"0"}, "methods_required": {"2"}, "method_email": {"on"}, "method_totp": {"on"},
+		"tiers": {"1"}, "tier0_groups": {"cn=admins"}, "tier0_required": {"2"},
+		"tier1_groups": {"cn=staff"}, "tier1_required": {"0"}, "tier1_require_totp": {"on"}}, nil)
 	if w.Code != http.StatusSeeOther {
 		t.Fatalf("methods save: %d %s", w.Code, w.Body)
 	}
 	v := tb.svc.Settings()
-	if v.Version != 1 || v.Settings.Policy.MethodsRequired != 2 || strings.Join(v.Settings.Policy.Methods, ",") != "email,totp" {
+	if v.Version != 1 || v.Settings.Policy.MethodsRequired != 2 || strings.Join(v.Settings.Policy.Methods, ",") != "email,totp" ||
+		len(v.Settings.Policy.Tiers) != 2 || v.Settings.Policy.Tiers[1].Groups[0] != "cn=staff" || strings.Join(v.Settings.Policy.Tiers[1].RequireOneOf, ",") != "totp" {
 		t.Fatalf("after the methods page: %+v", v.Settings.Policy)
+	}
+	// a form without its tiers is refused, not read as "no tiers"
+	if w := c.post("/admin/methods", "/admin/methods", url.Values{"version": {"1"}, "methods_required": {"1"}, "method_email": {"on"}}, nil); w.Code != http.StatusBadRequest {
+		t.Fatalf("methods form without tiers: %d", w.Code)
+	}
+	// a tier removed
+	w = c.post("/admin/methods", "/admin/methods", url.Values{"version": {"1"}, "methods_required": {"2"}, "method_email": {"on"}, "method_totp": {"on"},
+		"tiers": {"2"}, "tier0_groups": {"cn=admins"}, "tier0_required": {"2"}, "tier1_groups": {"cn=staff"}, "tier1_required": {"0"}, "tier1_remove": {"on"},
+		"tier2_groups": {""}, "tier2_required": {"0"}}, nil)
+	if v := tb.svc.Settings(); w.Code != http.StatusSeeOther || v.Version != 2 || len(v.Settings.Policy.Tiers) != 1 {
+		t.Fatalf("tier removed: %d, %+v", w.Code, v.Settings.Policy.Tiers)
 	}
 	// a second tab still holds version 0: the save is refused and the page
 	// shows what is in force

@@ -165,6 +165,8 @@ type settingsPage struct {
 	Set config.Settings
 	// Methods are the methods a save may list, with whether each is on.
 	Methods []methodChoice
+	// Tiers are the tiers with their choices, and one empty to add.
+	Tiers []tierForm
 	// Changed: after a conflict, the keys someone else changed.
 	Changed []string
 	// Preview is the impact of the form's settings (the Preview button).
@@ -180,6 +182,16 @@ type methodChoice struct {
 	On          bool
 }
 
+// tierForm is one tier as the methods page shows it, with its choices.
+type tierForm struct {
+	Index    int
+	Groups   []string
+	Required int
+	Methods  []methodChoice
+	Require  []methodChoice
+	New      bool
+}
+
 var methodLabels = map[string]string{"email": "Email code", "sms": "Text message (SMS) code", "totp": "Authenticator app",
 	"webauthn": "Passkey", "questions": "Security questions"}
 
@@ -187,6 +199,16 @@ func newSettingsPage(v flow.SettingsView, set config.Settings) settingsPage {
 	d := settingsPage{View: v, Set: set}
 	for _, m := range v.Methods {
 		d.Methods = append(d.Methods, methodChoice{Type: m, Label: methodLabels[m], On: slices.Contains(set.Policy.Methods, m)})
+	}
+	for i, t := range append(slices.Clone(set.Policy.Tiers), config.Tier{}) {
+		tf := tierForm{Index: i, Groups: t.Groups, Required: t.MethodsRequired, New: i == len(set.Policy.Tiers)}
+		for _, m := range v.Methods {
+			tf.Methods = append(tf.Methods, methodChoice{Type: m, Label: methodLabels[m], On: slices.Contains(t.Methods, m)})
+			if m != "questions" {
+				tf.Require = append(tf.Require, methodChoice{Type: m, Label: methodLabels[m], On: slices.Contains(t.RequireOneOf, m)})
+			}
+		}
+		d.Tiers = append(d.Tiers, tf)
 	}
 	return d
 }
@@ -286,13 +308,41 @@ func methodsFromForm(c echo.Context, set *config.Settings) error {
 		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("methods_required"))
 	}
 	p.MethodsRequired = n
-	p.Methods = []string{}
-	for _, m := range config.KnownMethods() {
-		if formValue(c, "method_"+m) == "on" {
-			p.Methods = append(p.Methods, m)
+	p.Methods = checked(c, "method_")
+	// the tiers shown, and one empty tier to add
+	n, err = strconv.Atoi(formValue(c, "tiers"))
+	if err != nil || n < 0 || n > maxTiers {
+		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("tiers"))
+	}
+	p.Tiers = []config.Tier{}
+	for i := 0; i <= n; i++ {
+		pre := "tier" + strconv.Itoa(i) + "_"
+		groups := lines(formValue(c, pre+"groups"))
+		if formValue(c, pre+"remove") == "on" || (i == n && len(groups) == 0) {
+			continue
 		}
+		req, err := strconv.Atoi(formValue(c, pre+"required"))
+		if err != nil {
+			return flow.NewProblem(flow.CodeInvalidRequest, errors.New(pre+"required"))
+		}
+		p.Tiers = append(p.Tiers, config.Tier{Groups: groups, MethodsRequired: req, Methods: checked(c, pre+"method_"),
+			RequireOneOf: checked(c, pre+"require_")})
 	}
 	return nil
+}
+
+// maxTiers bounds the tiers a form may hold.
+const maxTiers = 50
+
+// checked lists the methods whose checkbox prefix+method is on.
+func checked(c echo.Context, prefix string) []string {
+	out := []string{}
+	for _, m := range config.KnownMethods() {
+		if formValue(c, prefix+m) == "on" {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 func notificationsFromForm(c echo.Context, set *config.Settings) error {
