@@ -80,6 +80,9 @@ type SettingsPolicy struct {
 	MethodsRequired   int      `json:"methods_required"`
 	Methods           []string `json:"methods"`
 	Tiers             []Tier   `json:"tiers"`
+	// Questions: security questions (the list, how many to register and
+	// to ask, custom questions).
+	Questions Questions `json:"questions"`
 }
 
 // SettingsServer is the part of the server section the console edits (the
@@ -100,7 +103,8 @@ func (c *Config) Settings() Settings {
 	return Settings{
 		Policy: SettingsPolicy{Scope: p.Scope, Groups: nonNil(p.Groups), ExcludeGroups: nonNil(p.ExcludeGroups),
 			IncludePrivileged: p.IncludePrivileged, PrivilegedGroups: nonNil(p.PrivilegedGroups),
-			MethodsRequired: p.MethodsRequired, Methods: nonNil(p.Methods), Tiers: tiers},
+			MethodsRequired: p.MethodsRequired, Methods: nonNil(p.Methods), Tiers: tiers,
+			Questions: Questions{List: nonNil(p.Questions.List), AllowCustom: p.Questions.AllowCustom, Required: p.Questions.Required, Ask: p.Questions.Ask}},
 		Notifications: c.Notifications,
 		Server:        SettingsServer{Helpdesk: c.Server.Helpdesk, Organisation: c.Server.Organisation},
 	}
@@ -114,6 +118,8 @@ func (c *Config) WithSettings(s Settings) *Config {
 	p.Scope, p.Groups, p.ExcludeGroups = s.Policy.Scope, clone(s.Policy.Groups), clone(s.Policy.ExcludeGroups)
 	p.IncludePrivileged, p.PrivilegedGroups = s.Policy.IncludePrivileged, clone(s.Policy.PrivilegedGroups)
 	p.MethodsRequired, p.Methods = s.Policy.MethodsRequired, clone(s.Policy.Methods)
+	q := s.Policy.Questions
+	p.Questions = Questions{List: clone(q.List), AllowCustom: q.AllowCustom, Required: q.Required, Ask: q.Ask}
 	p.Tiers = make([]Tier, len(s.Policy.Tiers))
 	for i, t := range s.Policy.Tiers {
 		p.Tiers[i] = Tier{Groups: clone(t.Groups), MethodsRequired: t.MethodsRequired, Methods: clone(t.Methods), RequireOneOf: clone(t.RequireOneOf)}
@@ -126,7 +132,7 @@ func (c *Config) WithSettings(s Settings) *Config {
 // settingsKeys are the key paths Settings holds: a problem at one of them
 // (or under it) is the settings' own.
 var settingsKeys = []string{"policy.scope", "policy.groups", "policy.exclude_groups", "policy.include_privileged",
-	"policy.privileged_groups", "policy.methods_required", "policy.methods", "policy.tiers",
+	"policy.privileged_groups", "policy.methods_required", "policy.methods", "policy.tiers", "policy.questions",
 	"notifications.users", "notifications.admins", "server.helpdesk", "server.organisation"}
 
 // ValidateSettings checks s as Validate would check a configuration file
@@ -195,7 +201,9 @@ func SettingsKeys() []string { return slices.Clone(settingsKeys) }
 func (s Settings) Flat() map[string]string {
 	p := s.Policy
 	vals := []any{p.Scope, nonNil(p.Groups), nonNil(p.ExcludeGroups), p.IncludePrivileged, nonNil(p.PrivilegedGroups),
-		p.MethodsRequired, nonNil(p.Methods), tiersOrEmpty(p.Tiers), s.Notifications.Users, s.Notifications.Admins,
+		p.MethodsRequired, nonNil(p.Methods), tiersOrEmpty(p.Tiers),
+		Questions{List: nonNil(p.Questions.List), AllowCustom: p.Questions.AllowCustom, Required: p.Questions.Required, Ask: p.Questions.Ask},
+		s.Notifications.Users, s.Notifications.Admins,
 		s.Server.Helpdesk, s.Server.Organisation}
 	out := make(map[string]string, len(settingsKeys))
 	for i, k := range settingsKeys {

@@ -17,13 +17,13 @@ import (
 // alone.
 type Questions struct {
 	// List is the admin's questions users choose from.
-	List []string `mapstructure:"list"`
+	List []string `mapstructure:"list" json:"list"`
 	// AllowCustom lets users write questions of their own too.
-	AllowCustom bool `mapstructure:"allow_custom"`
+	AllowCustom bool `mapstructure:"allow_custom" json:"allow_custom"`
 	// Required is how many questions a user answers to register.
-	Required int `mapstructure:"required"`
+	Required int `mapstructure:"required" json:"required"`
 	// Ask is how many of them a reset asks.
-	Ask int `mapstructure:"ask"`
+	Ask int `mapstructure:"ask" json:"ask"`
 }
 
 // Limits of policy.questions.

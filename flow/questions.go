@@ -160,7 +160,7 @@ func questionID(prefix, text string) string {
 // AdminQuestions are the questions users choose from.
 func (s *Service) AdminQuestions() []Question {
 	var out []Question
-	for _, t := range s.o.Questions.List {
+	for _, t := range s.live().Questions.List {
 		if t = strings.TrimSpace(t); t != "" {
 			out = append(out, Question{ID: questionID("q", t), Text: t})
 		}
@@ -182,8 +182,8 @@ func (s *Service) QuestionSettings() (QuestionSettings, error) {
 	if !slices.Contains(s.AvailableMethodTypes(store.Session{}), MethodQuestions) {
 		return QuestionSettings{}, problem(CodeMethodType, nil)
 	}
-	return QuestionSettings{Questions: s.AdminQuestions(), Required: s.o.Questions.Required, Ask: s.o.Questions.Ask,
-		AllowCustom: s.o.Questions.AllowCustom}, nil
+	return QuestionSettings{Questions: s.AdminQuestions(), Required: s.live().Questions.Required, Ask: s.live().Questions.Ask,
+		AllowCustom: s.live().Questions.AllowCustom}, nil
 }
 
 // questionsEnabled: security questions need a list to choose from.
@@ -281,8 +281,8 @@ func (s *Service) SetQuestions(ctx context.Context, sess store.Session, answers 
 	if !slices.Contains(s.AvailableMethodTypes(sess), MethodQuestions) {
 		return MethodView{}, problem(CodeMethodType, nil)
 	}
-	if len(answers) != s.o.Questions.Required {
-		return MethodView{}, problem(CodeInvalidRequest, fmt.Errorf("%d answers, want %d", len(answers), s.o.Questions.Required))
+	if len(answers) != s.live().Questions.Required {
+		return MethodView{}, problem(CodeInvalidRequest, fmt.Errorf("%d answers, want %d", len(answers), s.live().Questions.Required))
 	}
 	items, normalized, p := s.questionsAnswered(answers)
 	if p != nil {
@@ -341,7 +341,7 @@ func (s *Service) questionsAnswered(answers []Answer) ([]storedAnswer, []string,
 		var q Question
 		if i := slices.IndexFunc(admin, func(x Question) bool { return x.ID == a.Question }); i >= 0 {
 			q = admin[i]
-		} else if text := strings.Join(strings.Fields(a.Question), " "); s.o.Questions.AllowCustom &&
+		} else if text := strings.Join(strings.Fields(a.Question), " "); s.live().Questions.AllowCustom &&
 			utf8.RuneCountInString(text) >= minCustomQuestionLength && utf8.RuneCountInString(text) <= MaxQuestionLength {
 			q = Question{ID: questionID("c", text), Text: text}
 		} else {
@@ -506,7 +506,7 @@ func (s *Service) choose(qs []Question, parts ...string) []Question {
 		return hex.EncodeToString(mac(s.k.decoy, append(slices.Clone(parts), q.ID)...))
 	}
 	sort.SliceStable(out, func(i, j int) bool { return rank(out[i]) < rank(out[j]) })
-	return out[:min(len(out), s.o.Questions.Ask)]
+	return out[:min(len(out), s.live().Questions.Ask)]
 }
 
 // questionsOf returns the flow's questions for methodID, and whether the
@@ -628,3 +628,6 @@ func kindsProblem(dec policy.Decision, kinds []string) *Problem {
 	}
 	return nil
 }
+
+// QuestionOptions are the security questions' settings in force.
+func (s *Service) QuestionOptions() QuestionOptions { return s.live().Questions }

@@ -31,6 +31,7 @@ type live struct {
 	// Eligibility is Settings' policy as the flows apply it.
 	Eligibility   policy.Eligibility
 	Notifications config.Notifications
+	Questions     QuestionOptions
 	Helpdesk      string
 	Organisation  string
 }
@@ -75,7 +76,7 @@ func (s *Service) initLive(ctx context.Context) error {
 	// Options built by hand (tests) tell users, as the configuration's
 	// default does
 	first := &live{Eligibility: s.o.Eligibility, Helpdesk: s.o.Helpdesk, Organisation: s.o.Organisation,
-		Notifications: config.Notifications{Users: true}}
+		Notifications: config.Notifications{Users: true}, Questions: s.o.Questions}
 	if base != nil {
 		first.Settings, first.Notifications = base.Settings(), base.Notifications
 	}
@@ -120,8 +121,10 @@ func (s *Service) applyStored(st store.StoredSettings) error {
 
 func (s *Service) liveFrom(set config.Settings, version int, at time.Time, by string) *live {
 	cfg := s.o.Admin.Config.WithSettings(set)
+	q := cfg.Policy.Questions
 	return &live{Version: version, UpdatedAt: at, UpdatedBy: by, Settings: set, Eligibility: cfg.Eligibility(),
-		Notifications: set.Notifications, Helpdesk: set.Server.Helpdesk, Organisation: set.Server.Organisation}
+		Notifications: set.Notifications, Helpdesk: set.Server.Helpdesk, Organisation: set.Server.Organisation,
+		Questions: QuestionOptions{List: q.List, AllowCustom: q.AllowCustom, Required: q.Required, Ask: q.Ask}}
 }
 
 // live is the settings in force.
@@ -245,6 +248,7 @@ func normalizeSettings(set *config.Settings) {
 	if p.Tiers == nil {
 		p.Tiers = []config.Tier{}
 	}
+	p.Questions.List = trimList(p.Questions.List)
 	for i := range p.Tiers {
 		t := &p.Tiers[i]
 		t.Groups, t.Methods, t.RequireOneOf = trimList(t.Groups), trimList(t.Methods), trimList(t.RequireOneOf)

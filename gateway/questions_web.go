@@ -130,13 +130,13 @@ func (s *Server) setQuestions(c echo.Context) error {
 	if err != nil {
 		return s.redirect(c, "/register")
 	}
-	n := s.o.Questions.Required
+	n := s.svc.QuestionOptions().Required
 	answers := make([]flow.Answer, 0, n)
 	rows := make([]questionRow, 0, n)
 	for i := range n {
 		q, custom := formValue(c, "question-"+strconv.Itoa(i)), strings.TrimSpace(formValue(c, "custom-"+strconv.Itoa(i)))
 		rows = append(rows, questionRow{N: i + 1, Selected: q, Custom: custom})
-		if custom != "" && s.o.Questions.AllowCustom {
+		if custom != "" && s.svc.QuestionOptions().AllowCustom {
 			q = custom
 		}
 		answers = append(answers, flow.Answer{Question: q, Answer: formValue(c, "answer-"+strconv.Itoa(i))})
