@@ -242,44 +242,76 @@ func asStrings(v any) []string {
 
 // registeredRoutes reads gateway/routes.go and evaluates the route
 // registrations: string constants, concatenation, `for _, v := range
-// []string{...}` loops, local string variables and Echo groups. Anything
-// else that registers a route makes the test fail, so that a new construct
-// cannot slip past it.
+// []string{...}` loops, local string variables, Echo groups, and calls of
+// the gateway's own methods (`s.adminAPIRoutes(api)`), whose bodies are
+// evaluated in turn with their parameters bound to the groups passed.
+// Anything else that registers a route makes the test fail, so that a new
+// construct cannot slip past it.
 func registeredRoutes(t *testing.T) []string {
 	t.Helper()
 	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, "../gateway/routes.go", nil, 0)
+	pkgs, err := parser.ParseDir(fset, "../gateway", func(fi os.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var fn *ast.FuncDecl
-	for _, d := range f.Decls {
-		if fd, ok := d.(*ast.FuncDecl); ok && fd.Name.Name == "routes" {
-			fn = fd
+	methods := map[string]*ast.FuncDecl{}
+	for _, pkg := range pkgs {
+		for _, f := range pkg.Files {
+			for _, d := range f.Decls {
+				if fd, ok := d.(*ast.FuncDecl); ok && fd.Recv != nil && fd.Body != nil {
+					methods[fd.Name.Name] = fd
+				}
+			}
 		}
 	}
-	if fn == nil {
+	fn := methods["routes"]
+	if fn == nil || fset.Position(fn.Pos()).Filename != "../gateway/routes.go" {
 		t.Fatal("gateway/routes.go: no func routes")
 	}
-	ev := &routeEval{t: t, fset: fset, strs: map[string]string{}, groups: map[string]string{}}
+	ev := &routeEval{t: t, fset: fset, strs: map[string]string{}, groups: map[string]string{}, methods: methods, routes: new([]string)}
 	ev.block(fn.Body.List)
-	sort.Strings(ev.routes)
-	return ev.routes
+	sort.Strings(*ev.routes)
+	return *ev.routes
 }
 
 type routeEval struct {
-	t      *testing.T
-	fset   *token.FileSet
-	strs   map[string]string // local string variables
-	groups map[string]string // local route receivers and their prefixes
-	routes []string
+	t       *testing.T
+	fset    *token.FileSet
+	strs    map[string]string // local string variables
+	groups  map[string]string // local route receivers and their prefixes
+	methods map[string]*ast.FuncDecl
+	depth   int
+	routes  *[]string
+}
+
+// call evaluates the body of the gateway's method fd, called with args:
+// its parameters that receive a route receiver are bound to its prefix.
+func (ev *routeEval) call(fd *ast.FuncDecl, args []ast.Expr) {
+	if ev.depth > 5 {
+		ev.fail(fd, "route methods nested too deep")
+	}
+	sub := &routeEval{t: ev.t, fset: ev.fset, strs: map[string]string{}, groups: map[string]string{}, methods: ev.methods,
+		depth: ev.depth + 1, routes: ev.routes}
+	i := 0
+	for _, field := range fd.Type.Params.List {
+		for _, name := range field.Names {
+			if i < len(args) {
+				if p, ok := ev.receiver(args[i]); ok {
+					sub.groups[name.Name] = p
+				}
+			}
+			i++
+		}
+	}
+	sub.block(fd.Body.List)
 }
 
 var echoVerbs = map[string]bool{"GET": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "HEAD": true, "OPTIONS": true, "CONNECT": true, "TRACE": true}
 
 func (ev *routeEval) fail(n ast.Node, format string, a ...any) {
 	ev.t.Helper()
-	ev.t.Fatalf("gateway/routes.go:%d: %s (extend docs/docs_test.go)", ev.fset.Position(n.Pos()).Line, fmt.Sprintf(format, a...))
+	pos := ev.fset.Position(n.Pos())
+	ev.t.Fatalf("%s:%d: %s (extend docs/docs_test.go)", strings.TrimPrefix(pos.Filename, "../"), pos.Line, fmt.Sprintf(format, a...))
 }
 
 func (ev *routeEval) str(e ast.Expr) (string, bool) {
@@ -400,6 +432,12 @@ func (ev *routeEval) stmt(st ast.Stmt) {
 		}
 		prefix, ok := ev.receiver(sel.X)
 		if !ok {
+			// s.someRoutes(api): a method of the gateway that registers
+			// routes of its own
+			if id, isS := sel.X.(*ast.Ident); isS && id.Name == "s" && ev.methods[sel.Sel.Name] != nil {
+				ev.call(ev.methods[sel.Sel.Name], call.Args)
+				return
+			}
 			ev.scan(x)
 			return
 		}
@@ -410,7 +448,7 @@ func (ev *routeEval) stmt(st ast.Stmt) {
 			if !ok {
 				ev.fail(call, "route path is not a constant string")
 			}
-			ev.routes = append(ev.routes, verb+" "+openAPIPath(prefix+p))
+			*ev.routes = append(*ev.routes, verb+" "+openAPIPath(prefix+p))
 		case verb == "Use" || verb == "Pre":
 		default:
 			ev.fail(call, "route registration %s is not understood", verb)
