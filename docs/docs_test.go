@@ -28,6 +28,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/latchkeyhq/latchkey/config"
 	"github.com/latchkeyhq/latchkey/directory"
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
 	"github.com/latchkeyhq/latchkey/flow"
@@ -762,6 +763,8 @@ type live struct {
 const (
 	carolPassword = "Carol-Pass1!"
 	newPassword   = "Golden-Harbor-Kite-5"
+	adaPassword   = "Ada-Admin-Pass1!"
+	liveAdmins    = "cn=admins,ou=groups,dc=example,dc=org"
 )
 
 func newLive(t *testing.T) *live {
@@ -779,8 +782,19 @@ func newLive(t *testing.T) *live {
 		dirtest.WithPolicy(dirtest.MemoryPolicy{Source: "ppolicy:cn=default,ou=policies,dc=example,dc=org", MinLength: 8, HistoryLength: 5}))
 	dir.AddUser(directory.User{DN: "uid=carol,ou=people,dc=example,dc=org", ID: "11111111-2222-3333-4444-555555555555",
 		Username: "carol", DisplayName: "Carol Example"}, carolPassword)
+	// ada is the admin console's admin (cn=admins); the console keeps its
+	// settings in the store, so that every admin call can be checked
+	dir.AddUser(directory.User{DN: "uid=ada,ou=people,dc=example,dc=org", ID: "66666666-7777-8888-9999-000000000000",
+		Username: "ada", DisplayName: "Ada Admin"}, adaPassword, liveAdmins)
 	mail := &outbox{}
 	pu, _ := url.Parse("https://sspr.example.org")
+	cfg := config.Default()
+	cfg.Server.PublicURL = pu.String()
+	cfg.Email.Enabled, cfg.SMS.Enabled = true, true
+	cfg.Policy.Scope, cfg.Policy.MethodsRequired = policy.ScopeAll, 1
+	cfg.Policy.Methods = []string{store.MethodEmail, store.MethodSMS, policy.MethodTOTP, policy.MethodWebAuthn, policy.MethodQuestions}
+	cfg.Policy.Questions.List = liveQuestions
+	cfg.Admin.Groups = []string{liveAdmins}
 	// every method kind is on, so that every kind's answers are checked
 	// against the spec (TestMethodKindsLive)
 	svc, err := flow.NewService(flow.Options{
@@ -793,6 +807,7 @@ func newLive(t *testing.T) *live {
 		AllowedCountries: []string{"GB"},
 		Questions:        flow.QuestionOptions{List: liveQuestions, Required: 3, Ask: 2},
 		Limits:           flow.Limits{CodeFailuresPerAccount: 20},
+		Admin:            flow.AdminOptions{Groups: cfg.Admin.Groups, Settings: cfg.Admin.Settings, Config: cfg},
 	}, flow.Deps{Directory: dir, Store: st, Mailer: mail, SMS: mail})
 	if err != nil {
 		t.Fatal(err)
@@ -868,6 +883,7 @@ func (l *live) do(method, path, token string, body any, ctype string) answer {
 
 // opFor finds the spec operation a request path belongs to.
 func (l *live) opFor(method, path string) (string, map[string]any) {
+	path, _, _ = strings.Cut(path, "?")
 	segs := strings.Split(path, "/")
 	for name, op := range l.ops {
 		m, p, _ := strings.Cut(name, " ")
