@@ -39,6 +39,8 @@ type Client struct {
 	groupInfos groupInfoCache
 	// capFindings are info.Warnings with their fixes, for Preflight
 	capFindings []Finding
+	// pageSize is the Lister's page size (0: DefaultPageSize); tests lower it
+	pageSize int
 }
 
 var _ Directory = (*Client)(nil)

@@ -328,6 +328,8 @@ func runConformance(t *testing.T, srv *dirtest.Server) {
 		}
 	})
 
+	t.Run("lister", func(t *testing.T) { testLister(t, srv, d) })
+
 	t.Run("verify password", func(t *testing.T) {
 		alice := lookup(t, d, "alice")
 		if err := d.VerifyPassword(ctx, alice, srv.Password("alice")); err != nil {

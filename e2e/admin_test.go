@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -13,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
+	"github.com/latchkeyhq/latchkey/store/pgtest"
 )
 
 // The admin console against the built binary, on slapd and on Samba AD:
@@ -156,19 +158,23 @@ func runAdminSuite(t *testing.T, srv *dirtest.Server) {
 	t.Run("no admin call answers without an admin session", func(t *testing.T) {
 		e.t = t
 		calls := [][2]string{{"GET", "/api/v1/admin/settings"}, {"PUT", "/api/v1/admin/settings"}, {"GET", "/api/v1/admin/audit"},
-			{"GET", "/api/v1/admin/audit?format=csv"}, {"GET", "/api/v1/admin/explain?username=carol"}, {"DELETE", "/api/v1/admin/session"}}
+			{"GET", "/api/v1/admin/audit?format=csv"}, {"GET", "/api/v1/admin/explain?username=carol"}, {"GET", "/api/v1/admin/blocked"}, {"POST", "/api/v1/admin/unblock"},
+			{"DELETE", "/api/v1/admin/session"}}
 		for _, tok := range []string{"", "x-not-a-token-0123456789abcdef", carolReg} {
 			for _, c := range calls {
 				var body any
-				if c[0] == "PUT" {
+				switch c[0] {
+				case "PUT":
 					body = map[string]any{"version": 0, "settings": map[string]any{"policy": map[string]any{"scope": "all"}}}
+				case "POST":
+					body = map[string]any{"account": "carol"}
 				}
 				if r := e.api(c[0], c[1], tok, body); r.Status != 401 || r.errCode() != "admin_session_required" {
 					t.Errorf("%s %s with token %.8q: %d %s", c[0], c[1], tok, r.Status, r.Body)
 				}
 			}
 		}
-		for _, p := range []string{"/admin/properties", "/admin/methods", "/admin/customization", "/admin/activity", "/admin/activity.csv", "/admin/explain"} {
+		for _, p := range []string{"/admin/properties", "/admin/methods", "/admin/customization", "/admin/activity", "/admin/activity.csv", "/admin/explain", "/admin/blocked"} {
 			if st, _, _ := e.raw("GET", p, "", "", nil); st != 401 {
 				t.Errorf("GET %s anonymous: %d", p, st)
 			}
@@ -212,6 +218,7 @@ func runAdminSuite(t *testing.T, srv *dirtest.Server) {
 			{"/admin/methods", "/admin/methods", "admin methods", "Number of methods required to reset"},
 			{"/admin/customization", "/admin/customization", "admin customization", "Helpdesk link"},
 			{"/admin/activity", "/admin/activity", "admin activity", "admin.settings_changed"},
+			{"/admin/blocked", "/admin/blocked", "admin blocked", "Unblock forgets"},
 			{"/admin/explain", "/admin/explain", "admin explain", "Username"},
 		} {
 			b.click(fmt.Sprintf(`nav a[href=%q]`, p.link), 200, p.path)
@@ -310,5 +317,55 @@ func (b *browser) tick(id string) {
 	defer cancel()
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID(id), chromedp.NodeVisible)); err != nil {
 		b.t.Fatalf("click #%s: %v", id, err)
+	}
+}
+
+// TestAdminSettingsAcrossInstances: two instances on one PostgreSQL
+// store. A save on one is in force on the other without a restart (each
+// instance reads the stored version every 2 s: the test logs the delay it
+// saw, and waits up to 30 s, not a deadline of its own); a save based on
+// the old version, on the other instance, answers 409.
+func TestAdminSettingsAcrossInstances(t *testing.T) {
+	parallel(t)
+	srv := dirtest.StartOpenLDAP(t)
+	pg := pgtest.Start(t)
+	mail, sms := startMail(t)
+	key := make([]byte, 48)
+	rand.Read(key)
+	p := params{Store: postgresStore(pg, pg.NewDatabase(t)), SecretKey: key, Methods: totpMethods, Admin: []string{srv.Group("sspr-admins")}}
+	a := startGateway(t, srv, mail, sms, p)
+	b := startGateway(t, srv, mail, sms, p)
+
+	alice := a.enrolApp("alice")
+	token := a.adminSignIn("alice", alice)
+	erinSignIn := func(e *env) int {
+		return e.api("POST", "/api/v1/session", "", map[string]string{"username": "erin", "password": srv.Password("erin")}).Status
+	}
+	if st := erinSignIn(b); st != 403 {
+		t.Fatalf("erin on B before: %d", st)
+	}
+	// the admin session is the store's: B knows it
+	v, set := b.settings(token)
+	set["policy"].(map[string]any)["scope"] = "all"
+	saved := time.Now()
+	a.must(200, a.api("PUT", "/api/v1/admin/settings", token, map[string]any{"version": v, "settings": set}), "PUT on A")
+	for erinSignIn(b) != 200 {
+		if time.Since(saved) > 30*time.Second {
+			t.Fatal("B did not apply A's save within 30 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("B applied A's save %v after it", time.Since(saved).Round(10*time.Millisecond))
+	set["policy"].(map[string]any)["scope"] = "none"
+	r := b.api("PUT", "/api/v1/admin/settings", token, map[string]any{"version": v, "settings": set})
+	if r.Status != 409 || r.errCode() != "conflict" {
+		t.Fatalf("a stale save on B: %d %s", r.Status, r.Body)
+	}
+	cur := r.JSON["current"].(map[string]any)
+	if cur["version"].(float64) != float64(v+1) || cur["settings"].(map[string]any)["policy"].(map[string]any)["scope"] != "all" {
+		t.Fatalf("409's current: %v", cur)
+	}
+	if st := erinSignIn(a); st != 200 {
+		t.Fatalf("erin on A after the refused save: %d", st)
 	}
 }

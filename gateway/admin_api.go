@@ -28,6 +28,36 @@ func (s *Server) adminAPIRoutes(api *echo.Group) {
 	a.PUT("/settings", s.adminAPI(s.apiAdminSaveSettings))
 	a.GET("/audit", s.adminAPI(s.apiAdminAudit))
 	a.GET("/explain", s.adminAPI(s.apiAdminExplain))
+	a.GET("/blocked", s.adminAPI(s.apiAdminBlocked))
+	a.POST("/unblock", s.adminAPI(s.apiAdminUnblock))
+}
+
+func (s *Server) apiAdminBlocked(c echo.Context, sess store.Session) error {
+	held, err := s.svc.Blocked(c.Request().Context(), sess)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"held": held})
+}
+
+func (s *Server) apiAdminUnblock(c echo.Context, sess store.Session) error {
+	var in struct {
+		Account string `json:"account"`
+		Address string `json:"address"`
+	}
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if err := field(in.Account, 256); err != nil {
+		return err
+	}
+	if err := field(in.Address, 64); err != nil {
+		return err
+	}
+	if err := s.svc.Unblock(c.Request().Context(), sess, in.Account, in.Address, meta(c)); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
 }
 
 // adminAPI wraps a handler that needs an admin session from the bearer

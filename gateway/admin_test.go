@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -139,6 +140,8 @@ func TestAdminRoutesRefuseWithoutAnAdminSession(t *testing.T) {
 		{"PUT", "/api/v1/admin/settings", `{"version":0,"settings":{}}`},
 		{"GET", "/api/v1/admin/audit", ""},
 		{"GET", "/api/v1/admin/explain?username=carol", ""},
+		{"GET", "/api/v1/admin/blocked", ""},
+		{"POST", "/api/v1/admin/unblock", `{"account":"carol"}`},
 		{"DELETE", "/api/v1/admin/session", ""},
 	}
 	for _, tok := range []string{"", "not-a-token-at-all-0123456789", reg.ID} {
@@ -161,14 +164,14 @@ func TestAdminRoutesRefuseWithoutAnAdminSession(t *testing.T) {
 		if ck != "" {
 			c.cookies["__Host-latchkey_admin"] = &http.Cookie{Name: "__Host-latchkey_admin", Value: ck}
 		}
-		for _, p := range []string{"/admin/properties", "/admin/methods", "/admin/customization", "/admin/activity", "/admin/activity.csv", "/admin/explain?username=carol"} {
+		for _, p := range []string{"/admin/properties", "/admin/methods", "/admin/customization", "/admin/activity", "/admin/activity.csv", "/admin/explain?username=carol", "/admin/blocked"} {
 			w := c.get(p)
 			if w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), `action="/admin"`) {
 				t.Errorf("GET %s (cookie %.6q): %d", p, ck, w.Code)
 			}
 		}
-		for _, p := range []string{"/admin/properties", "/admin/methods", "/admin/customization", "/admin/signout"} {
-			w := c.post("/admin", p, url.Values{"version": {"0"}, "scope": {"all"}}, nil)
+		for _, p := range []string{"/admin/properties", "/admin/methods", "/admin/customization", "/admin/unblock", "/admin/signout"} {
+			w := c.post("/admin", p, url.Values{"version": {"0"}, "scope": {"all"}, "account": {"carol"}}, nil)
 			if w.Code != http.StatusUnauthorized {
 				t.Errorf("POST %s (cookie %.6q): %d", p, ck, w.Code)
 			}
@@ -185,7 +188,7 @@ func TestAdminFormsNeedCSRF(t *testing.T) {
 	if w := c.post("/admin", "/admin", url.Values{"username": {"alice"}, "password": {tb.dir.Password("alice")}, "code": {flowtest.CodeAt(t, secret, clk.Now())}}, nil); w.Code != http.StatusSeeOther {
 		t.Fatalf("sign-in: %d", w.Code)
 	}
-	for _, p := range []string{"/admin/properties", "/admin/methods", "/admin/customization", "/admin/signout"} {
+	for _, p := range []string{"/admin/properties", "/admin/methods", "/admin/customization", "/admin/unblock", "/admin/signout"} {
 		// no token
 		if w := c.post("", p, url.Values{"version": {"0"}, "scope": {"all"}, "methods_required": {"1"}}, nil); w.Code != http.StatusForbidden {
 			t.Errorf("POST %s without a token: %d", p, w.Code)
@@ -349,6 +352,57 @@ func TestCSVCellsAreNotFormulas(t *testing.T) {
 	for in, want := range map[string]string{"=1+1": "'=1+1", "+x": "'+x", "-2": "'-2", "@SUM": "'@SUM", "alice": "alice", "": ""} {
 		if got := csvSafe(in); got != want {
 			t.Errorf("csvSafe(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestAdminBlockedAndUnblock(t *testing.T) {
+	tb, clk, secret := adminBed(t, nil)
+	tok := adminToken(t, tb, clk, secret)
+	auth := map[string]string{"Authorization": "Bearer " + tok}
+	ctx := t.Context()
+	// wrong passwords until the gateway holds carol's back
+	for i := 0; i < 5; i++ {
+		_, _ = tb.svc.SignIn(ctx, "carol", "Wrong-Pass1!", flow.Meta{ClientIP: "198.51.100.7"})
+	}
+	if _, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), flow.Meta{}); err == nil {
+		t.Fatal("the right password passed with the bind budget spent")
+	}
+	c := newClient(t, tb)
+	w := c.api("GET", "/api/v1/admin/blocked", "", auth)
+	var out struct{ Held []flow.Held }
+	if w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &out) != nil {
+		t.Fatalf("blocked: %d %s", w.Code, w.Body)
+	}
+	i := slices.IndexFunc(out.Held, func(h flow.Held) bool { return h.AccountID == "id-carol" })
+	if i < 0 || !slices.Contains(out.Held[i].Reasons, "bind_budget") {
+		t.Fatalf("carol not listed as held back: %s", w.Body)
+	}
+	// the page lists her too, with an unblock form
+	pc := newClient(t, tb)
+	if w := pc.post("/admin", "/admin", url.Values{"username": {"alice"}, "password": {tb.dir.Password("alice")}, "code": {flowtest.CodeAt(t, secret, clk.Now())}}, nil); w.Code != http.StatusSeeOther {
+		t.Fatalf("sign-in: %d", w.Code)
+	}
+	if b := pc.get("/admin/blocked").Body.String(); !strings.Contains(b, `name="account" value="id-carol"`) {
+		t.Fatalf("blocked page:\n%s", b)
+	}
+	if w := pc.post("/admin/blocked", "/admin/unblock", url.Values{"account": {"carol"}}, nil); w.Code != http.StatusSeeOther {
+		t.Fatalf("unblock: %d %s", w.Code, w.Body)
+	}
+	if _, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), flow.Meta{}); err != nil {
+		t.Fatalf("carol after the unblock: %v", err)
+	}
+	evs, _ := tb.st.ListAudit(ctx, storeQuery("admin.unblocked"))
+	if len(evs) != 1 || evs[0].AccountID != "id-alice" || evs[0].Details["account"] != "id-carol" {
+		t.Fatalf("unblock audit: %+v", evs)
+	}
+	// an address, over the API; a bad one is refused
+	if w := c.api("POST", "/api/v1/admin/unblock", `{"address":"198.51.100.7"}`, auth); w.Code != http.StatusNoContent {
+		t.Fatalf("unblock an address: %d %s", w.Code, w.Body)
+	}
+	for _, body := range []string{`{"address":"not-an-ip"}`, `{}`, `{"account":"carol","address":"198.51.100.7"}`} {
+		if w := c.api("POST", "/api/v1/admin/unblock", body, auth); w.Code != http.StatusBadRequest {
+			t.Errorf("unblock %s: %d", body, w.Code)
 		}
 	}
 }

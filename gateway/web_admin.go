@@ -33,6 +33,7 @@ var adminPages = []navItem{
 	{Path: "/admin/methods", Label: "Authentication methods"},
 	{Path: "/admin/customization", Label: "Customization"},
 	{Path: "/admin/activity", Label: "Activity"},
+	{Path: "/admin/blocked", Label: "Blocked"},
 	{Path: "/admin/explain", Label: "Explain a user"},
 }
 
@@ -52,6 +53,23 @@ func (s *Server) adminRoutes() {
 	e.GET("/admin/activity", s.adminPage(s.adminActivityPage))
 	e.GET("/admin/activity.csv", s.adminPage(s.adminActivityCSV))
 	e.GET("/admin/explain", s.adminPage(s.adminExplainPage))
+	e.GET("/admin/blocked", s.adminPage(s.adminBlockedPage))
+	e.POST("/admin/unblock", s.adminForm(s.adminUnblock))
+}
+
+func (s *Server) adminBlockedPage(c echo.Context, sess store.Session) error {
+	held, err := s.svc.Blocked(c.Request().Context(), sess)
+	if err != nil {
+		return err
+	}
+	return s.render(c, http.StatusOK, "admin_blocked", "Blocked", struct{ Held []flow.Held }{held}, nil)
+}
+
+func (s *Server) adminUnblock(c echo.Context, sess store.Session) error {
+	if err := s.svc.Unblock(c.Request().Context(), sess, formValue(c, "account"), formValue(c, "address"), meta(c)); err != nil {
+		return err
+	}
+	return s.redirect(c, "/admin/blocked?notice=unblocked")
 }
 
 // adminSessionFromCookie is the admin session of the browser's cookie.

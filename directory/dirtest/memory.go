@@ -43,6 +43,9 @@ import (
 //   - Unlock clears the lockout and never enables a disabled account.
 //   - EffectivePolicy per user (SetUserPolicy) or the default (SetPolicy);
 //     a policy with MaxAge gives the user a PasswordExpires.
+//   - directory.Lister: Users (every account), NestedMembers (down the
+//     groups, cycles resolved; a missing group is ErrNotFound) and
+//     SearchGroups (by the name in the DN's first RDN).
 //
 // It does not model: LDAP itself (connections, TLS, failover, pools,
 // RootDSE discovery: Info is fixed, of the flavor of WithFlavor), search
@@ -57,6 +60,7 @@ type Memory struct {
 	mu       sync.Mutex
 	users    map[string]*memUser // by lower-case DN
 	groups   map[string][]string // lower-case group DN -> member DNs
+	groupDNs map[string]string   // lower-case group DN -> the DN as first given
 	policy   MemoryPolicy
 	policies map[string]MemoryPolicy // by lower-case user DN
 	now      func() time.Time
@@ -119,7 +123,7 @@ var DefaultMemoryPolicy = MemoryPolicy{Source: "ppolicy:cn=default", MinLength: 
 
 // NewMemory returns an empty in-memory directory with DefaultMemoryPolicy.
 func NewMemory(opts ...MemoryOption) *Memory {
-	m := &Memory{users: map[string]*memUser{}, groups: map[string][]string{}, policies: map[string]MemoryPolicy{},
+	m := &Memory{users: map[string]*memUser{}, groups: map[string][]string{}, groupDNs: map[string]string{}, policies: map[string]MemoryPolicy{},
 		policy: DefaultMemoryPolicy, now: time.Now, flavor: directory.OpenLDAP}
 	for _, o := range opts {
 		o(m)
@@ -148,6 +152,7 @@ func (m *Memory) AddGroup(dn string, members ...string) {
 	defer m.mu.Unlock()
 	if _, ok := m.groups[strings.ToLower(dn)]; !ok {
 		m.groups[strings.ToLower(dn)] = nil
+		m.groupDNs[strings.ToLower(dn)] = dn
 	}
 	for _, x := range members {
 		m.addMember(dn, x)
@@ -156,6 +161,9 @@ func (m *Memory) AddGroup(dn string, members ...string) {
 
 func (m *Memory) addMember(group, member string) {
 	k := strings.ToLower(group)
+	if _, ok := m.groupDNs[k]; !ok {
+		m.groupDNs[k] = group
+	}
 	m.groups[k] = append(m.groups[k], member)
 }
 
