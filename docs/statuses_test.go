@@ -192,6 +192,10 @@ func (h held) calls() []call {
 	add("GET", "/api/v1/admin/audit?since=yesterday", adm, nil)
 	add("GET", "/api/v1/admin/explain?username=carol", adm, nil)
 	add("GET", "/api/v1/admin/explain?username=nobody", adm, nil)
+	add("GET", "/api/v1/admin/blocked", adm, nil)
+	add("POST", "/api/v1/admin/unblock", adm, map[string]string{"account": "carol"})
+	add("POST", "/api/v1/admin/unblock", adm, map[string]string{"address": "192.0.2.10"})
+	add("POST", "/api/v1/admin/unblock", adm, map[string]string{"address": "not an address"})
 	add("POST", "/api/v1/admin/session", "", map[string]string{"username": "ada", "password": adaPassword, "code": h.adminCode})
 	add("DELETE", "/api/v1/admin/session", adm, nil)
 	return cs
