@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -159,6 +160,7 @@ func runAdminSuite(t *testing.T, srv *dirtest.Server) {
 		e.t = t
 		calls := [][2]string{{"GET", "/api/v1/admin/settings"}, {"PUT", "/api/v1/admin/settings"}, {"GET", "/api/v1/admin/audit"},
 			{"GET", "/api/v1/admin/audit?format=csv"}, {"GET", "/api/v1/admin/explain?username=carol"}, {"GET", "/api/v1/admin/blocked"}, {"POST", "/api/v1/admin/unblock"},
+			{"POST", "/api/v1/admin/preview"}, {"GET", "/api/v1/admin/groups?q=staff"},
 			{"DELETE", "/api/v1/admin/session"}}
 		for _, tok := range []string{"", "x-not-a-token-0123456789abcdef", carolReg} {
 			for _, c := range calls {
@@ -167,7 +169,7 @@ func runAdminSuite(t *testing.T, srv *dirtest.Server) {
 				case "PUT":
 					body = map[string]any{"version": 0, "settings": map[string]any{"policy": map[string]any{"scope": "all"}}}
 				case "POST":
-					body = map[string]any{"account": "carol"}
+					body = map[string]any{"account": "carol", "settings": map[string]any{"policy": map[string]any{"scope": "all"}}}
 				}
 				if r := e.api(c[0], c[1], tok, body); r.Status != 401 || r.errCode() != "admin_session_required" {
 					t.Errorf("%s %s with token %.8q: %d %s", c[0], c[1], tok, r.Status, r.Body)
@@ -185,6 +187,54 @@ func runAdminSuite(t *testing.T, srv *dirtest.Server) {
 		}
 		if v, _ := e.settings(token); v != 0 {
 			t.Fatalf("settings version %d after refused calls", v)
+		}
+	})
+
+	t.Run("the preview of Selected to All agrees with explain", func(t *testing.T) {
+		e.t = t
+		_, set := e.settings(token)
+		set["policy"].(map[string]any)["scope"] = "all"
+		r := e.must(200, e.api("POST", "/api/v1/admin/preview", token, map[string]any{"settings": set}), "preview")
+		type change struct {
+			Count  int
+			Sample []string
+		}
+		var p struct {
+			Users         int
+			Before, After struct{ Eligible, Ready int }
+			GainEligible  change `json:"gain_eligible"`
+			LoseEligible  change `json:"lose_eligible"`
+		}
+		if err := json.Unmarshal(r.Body, &p); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("preview: %s", r.Body)
+		gain := map[string]bool{}
+		for _, n := range p.GainEligible.Sample {
+			gain[strings.ToLower(n)] = true
+		}
+		// seeded: erin, frank, grace, heidi and the twins are in no group;
+		// ivan is disabled, judy excluded (cycle-a), the rest in staff
+		for _, n := range []string{"erin", "frank", "grace", "heidi", "twin1", "twin2"} {
+			if !gain[n] && p.GainEligible.Count <= len(p.GainEligible.Sample) {
+				t.Errorf("%s does not gain self-service with scope all", n)
+			}
+		}
+		for _, n := range []string{"ivan", "judy", "administrator", "alice", "bob", "carol"} {
+			if gain[n] {
+				t.Errorf("%s gains self-service with scope all", n)
+			}
+		}
+		if p.LoseEligible.Count != 0 || p.After.Eligible != p.Before.Eligible+p.GainEligible.Count || p.Users < len(dirtest.People) {
+			t.Errorf("preview numbers: %+v", p)
+		}
+		// explain, which reads each account (on AD its token), says the
+		// same of every name the preview lists
+		for n := range gain {
+			r := e.must(200, e.api("GET", "/api/v1/admin/explain?username="+url.QueryEscape(n), token, nil), "explain "+n)
+			if r.JSON["eligible"] != false || r.JSON["reason"] != "not_in_group" {
+				t.Errorf("preview says %s gains, explain says %s", n, r.Body)
+			}
 		}
 	})
 
@@ -208,8 +258,15 @@ func runAdminSuite(t *testing.T, srv *dirtest.Server) {
 		b.click(`form[action="/admin"] button[type=submit]`, 200, "/admin/properties")
 		b.mustSee("Self-service password reset enabled", "Selected: members of the groups below")
 		b.check("admin properties")
+		b.typeInto("q", "staff")
+		b.click(`form[action="/admin/properties"][method="get"] button[type=submit]`, 200, "/admin/properties")
+		b.mustSee(srv.Group("staff"), "members (nested groups counted)")
+		b.check("admin properties: group search")
 		b.tick("scope-all")
-		b.click(`form[action="/admin/properties"] button[type=submit]`, 200, "/admin/properties")
+		b.click(`button[name=action][value=preview]`, 200, "/admin/properties")
+		b.mustSee("Impact of these settings (not saved yet)", "Gain self-service: ")
+		b.check("admin properties: preview")
+		b.click(`button[name=action][value=save]`, 200, "/admin/properties")
 		b.mustSee("The settings are saved", "Version 1")
 		b.check("admin properties: saved")
 		// in force on the instance at once

@@ -28,8 +28,42 @@ func (s *Server) adminAPIRoutes(api *echo.Group) {
 	a.PUT("/settings", s.adminAPI(s.apiAdminSaveSettings))
 	a.GET("/audit", s.adminAPI(s.apiAdminAudit))
 	a.GET("/explain", s.adminAPI(s.apiAdminExplain))
+	a.POST("/preview", s.adminAPI(s.apiAdminPreview))
+	a.GET("/groups", s.adminAPI(s.apiAdminGroups))
 	a.GET("/blocked", s.adminAPI(s.apiAdminBlocked))
 	a.POST("/unblock", s.adminAPI(s.apiAdminUnblock))
+}
+
+// apiAdminPreview: POST /api/v1/admin/preview {settings}: what saving
+// them would change.
+func (s *Server) apiAdminPreview(c echo.Context, sess store.Session) error {
+	var in struct {
+		Settings *config.Settings `json:"settings"`
+	}
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if in.Settings == nil {
+		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("settings are required"))
+	}
+	p, err := s.svc.PreviewSettings(c.Request().Context(), sess, *in.Settings, meta(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, p)
+}
+
+// apiAdminGroups: GET /api/v1/admin/groups?q=: the group picker.
+func (s *Server) apiAdminGroups(c echo.Context, sess store.Session) error {
+	q := c.QueryParam("q")
+	if err := field(q, 256); err != nil {
+		return err
+	}
+	gs, err := s.svc.SearchGroups(c.Request().Context(), sess, q)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"groups": gs})
 }
 
 func (s *Server) apiAdminBlocked(c echo.Context, sess store.Session) error {

@@ -141,6 +141,8 @@ func TestAdminRoutesRefuseWithoutAnAdminSession(t *testing.T) {
 		{"GET", "/api/v1/admin/audit", ""},
 		{"GET", "/api/v1/admin/explain?username=carol", ""},
 		{"GET", "/api/v1/admin/blocked", ""},
+		{"POST", "/api/v1/admin/preview", `{"settings":{"policy":{"scope":"all"},"server":{}}}`},
+		{"GET", "/api/v1/admin/groups?q=staff", ""},
 		{"POST", "/api/v1/admin/unblock", `{"account":"carol"}`},
 		{"DELETE", "/api/v1/admin/session", ""},
 	}
@@ -404,5 +406,71 @@ func TestAdminBlockedAndUnblock(t *testing.T) {
 		if w := c.api("POST", "/api/v1/admin/unblock", body, auth); w.Code != http.StatusBadRequest {
 			t.Errorf("unblock %s: %d", body, w.Code)
 		}
+	}
+}
+
+func TestAdminPreview(t *testing.T) {
+	tb, clk, secret := adminBed(t, nil)
+	tb.enroll(t, "carol", "carol.home@example.net") // carol can reset with one method
+	tok := adminToken(t, tb, clk, secret)
+	auth := map[string]string{"Authorization": "Bearer " + tok}
+	c := newClient(t, tb)
+	preview := func(edit func(*config.Settings)) flow.Preview {
+		t.Helper()
+		set := tb.svc.Settings().Settings
+		edit(&set)
+		b, _ := json.Marshal(map[string]any{"settings": set})
+		w := c.api("POST", "/api/v1/admin/preview", string(b), auth)
+		var p flow.Preview
+		if w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &p) != nil {
+			t.Fatalf("preview: %d %s", w.Code, w.Body)
+		}
+		return p
+	}
+	// the staff directory: carol and alice (staff), erin (no group), ivan
+	// (staff, disabled); alice's tier needs two methods and she has one
+	p := preview(func(s *config.Settings) { s.Policy.Scope = policy.ScopeAll })
+	if p.Users != 4 || p.Before != (flow.Coverage{Eligible: 2, Ready: 1}) || p.After != (flow.Coverage{Eligible: 3, Ready: 1}) ||
+		p.GainEligible.Count != 1 || p.GainEligible.Sample[0] != "erin" || p.LoseEligible.Count != 0 || p.LoseReady.Count != 0 {
+		t.Fatalf("scope all: %+v", p)
+	}
+	p = preview(func(s *config.Settings) { s.Policy.MethodsRequired = 2 })
+	if p.After != (flow.Coverage{Eligible: 2, Ready: 0}) || p.LoseReady.Count != 1 || p.LoseReady.Sample[0] != "carol" || p.GainEligible.Count != 0 {
+		t.Fatalf("two methods: %+v", p)
+	}
+	p = preview(func(s *config.Settings) { s.Policy.Scope = policy.ScopeNone })
+	if p.After != (flow.Coverage{}) || p.LoseEligible.Count != 2 || p.LoseReady.Count != 1 {
+		t.Fatalf("scope none: %+v", p)
+	}
+	// a preview saves nothing
+	if v := tb.svc.Settings(); v.Version != 0 {
+		t.Fatalf("a preview saved version %d", v.Version)
+	}
+	// invalid settings are refused as a save refuses them
+	b, _ := json.Marshal(map[string]any{"settings": map[string]any{"policy": map[string]any{"scope": "sometimes"}, "server": map[string]any{}}})
+	if w := c.api("POST", "/api/v1/admin/preview", string(b), auth); w.Code != http.StatusUnprocessableEntity {
+		t.Fatalf("invalid preview: %d %s", w.Code, w.Body)
+	}
+	// the page's Preview button shows the numbers without saving
+	pc := newClient(t, tb)
+	if w := pc.post("/admin", "/admin", url.Values{"username": {"alice"}, "password": {tb.dir.Password("alice")}, "code": {flowtest.CodeAt(t, secret, clk.Now())}}, nil); w.Code != http.StatusSeeOther {
+		t.Fatalf("sign-in: %d", w.Code)
+	}
+	w := pc.post("/admin/properties", "/admin/properties", url.Values{"version": {"0"}, "scope": {"all"}, "groups": {"cn=staff"}, "action": {"preview"}}, nil)
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "Gain self-service: 1 (erin)") || !strings.Contains(w.Body.String(), `value="all" checked`) {
+		t.Fatalf("preview page: %d\n%s", w.Code, w.Body)
+	}
+	if v := tb.svc.Settings(); v.Version != 0 {
+		t.Fatalf("the preview button saved version %d", v.Version)
+	}
+	// the group picker
+	w = pc.get("/admin/properties?q=STA")
+	if !strings.Contains(w.Body.String(), "<code>cn=staff</code>") {
+		t.Fatalf("group search:\n%s", w.Body)
+	}
+	var gs struct{ Groups []flow.GroupView }
+	if w := c.api("GET", "/api/v1/admin/groups?q=staff", "", auth); w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &gs) != nil ||
+		len(gs.Groups) != 1 || gs.Groups[0].Members != 3 {
+		t.Fatalf("groups API: %d %s", w.Code, w.Body)
 	}
 }

@@ -164,6 +164,12 @@ type settingsPage struct {
 	Methods []methodChoice
 	// Changed: after a conflict, the keys someone else changed.
 	Changed []string
+	// Preview is the impact of the form's settings (the Preview button).
+	Preview *flow.Preview
+	// GroupQuery and Groups are the group picker's search and results.
+	GroupQuery string
+	Groups     []flow.GroupView
+	Searched   bool
 }
 
 type methodChoice struct {
@@ -186,9 +192,21 @@ var adminTitles = map[string]string{"admin_properties": "Properties", "admin_met
 	"admin_customization": "Customization"}
 
 func (s *Server) adminSettingsPage(page string) func(echo.Context, store.Session) error {
-	return func(c echo.Context, _ store.Session) error {
+	return func(c echo.Context, sess store.Session) error {
 		v := s.svc.Settings()
-		return s.render(c, http.StatusOK, page, adminTitles[page], newSettingsPage(v, v.Settings), nil)
+		d := newSettingsPage(v, v.Settings)
+		if q, ok := c.QueryParams()["q"]; ok && page == "admin_properties" {
+			if len(q) != 1 || len(q[0]) > 256 {
+				return flow.NewProblem(flow.CodeInvalidRequest, errors.New("q"))
+			}
+			d.GroupQuery, d.Searched = strings.TrimSpace(q[0]), true
+			gs, err := s.svc.SearchGroups(c.Request().Context(), sess, d.GroupQuery)
+			if err != nil {
+				return err
+			}
+			d.Groups = gs
+		}
+		return s.render(c, http.StatusOK, page, adminTitles[page], d, nil)
 	}
 }
 
@@ -205,6 +223,20 @@ func (s *Server) adminSaveSettings(page string, read func(echo.Context, *config.
 		set := cur.Settings
 		if err := read(c, &set); err != nil {
 			return err
+		}
+		if formValue(c, "action") == "preview" {
+			p, err := s.svc.PreviewSettings(c.Request().Context(), sess, set, meta(c))
+			if err != nil {
+				pr := flow.AsProblem(err)
+				if pr.Status >= 500 {
+					return err
+				}
+				return s.render(c, pr.Status, page, adminTitles[page], newSettingsPage(cur, set), pr)
+			}
+			d := newSettingsPage(cur, set)
+			d.View.Version = version // the form still saves what it was opened with
+			d.Preview = &p
+			return s.render(c, http.StatusOK, page, adminTitles[page], d, nil)
 		}
 		_, err = s.svc.SaveSettings(c.Request().Context(), sess, version, set, meta(c))
 		if err == nil {

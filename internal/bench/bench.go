@@ -33,6 +33,7 @@ import (
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
 	"github.com/latchkeyhq/latchkey/internal/blackbox"
 	"github.com/latchkeyhq/latchkey/notify/notifytest"
+	"github.com/latchkeyhq/latchkey/store"
 	"github.com/latchkeyhq/latchkey/store/pgtest"
 )
 
@@ -68,7 +69,7 @@ type Options struct {
 }
 
 // Scenarios are the names Options.Only accepts.
-var Scenarios = []string{"change", "reset", "start", "register", "page", "sends"}
+var Scenarios = []string{"change", "reset", "start", "register", "page", "sends", "preview"}
 
 func (o *Options) runs(name string) bool { return len(o.Only) == 0 || slices.Contains(o.Only, name) }
 
@@ -215,6 +216,8 @@ type run struct {
 	chg, rawChg, rawAdm, rst, reg, snd [2]int
 	regNext                            atomic.Int64
 	phones                             map[string]string // snd users' SMS numbers
+	// admin is the admin console's bench admin (preview.go)
+	admin *adminApp
 }
 
 // Run performs the bench. t provides the servers' lifetimes (a test's T,
@@ -245,6 +248,9 @@ func (r *run) run() error {
 	r.scenarios(p, pd, lim)
 	if o.runs("sends") && r.snd[1] > r.snd[0] {
 		r.sendBursts()
+	}
+	if o.runs("preview") {
+		r.preview(p)
 	}
 	if o.EnumSamples > 0 {
 		r.logf("enumeration check (%d samples per kind)...", o.EnumSamples)
@@ -455,7 +461,18 @@ func (r *run) newGateways(bin string, accounts map[string]string, outstanding, n
 	} else {
 		st, open = sqliteStore(work)
 	}
-	if err := seedStore(context.Background(), open, key, accounts, r.phones, outstanding); err != nil {
+	var extra []store.Method
+	if r.o.runs("preview") {
+		if r.admin == nil {
+			a, err := r.newAdminApp(accounts)
+			if err != nil {
+				return nil, err
+			}
+			r.admin = a
+		}
+		extra = append(extra, r.admin.method(time.Now().Add(-24*time.Hour)))
+	}
+	if err := seedStore(context.Background(), open, key, accounts, r.phones, outstanding, extra...); err != nil {
 		return nil, fmt.Errorf("seeding the store: %w", err)
 	}
 	var gws []*gateway

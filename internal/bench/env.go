@@ -144,6 +144,9 @@ func gatewayConfig(work, key string, st config.Store, srv *dirtest.Server, mail 
 		c.Directory.PoolSize = poolSize
 	}
 	c.Policy.Groups = []string{"cn=bench-users,ou=groups," + srv.BaseDN}
+	// every bench user may sign in to the admin console (with an
+	// authenticator app, which only the bench's admin has: preview.go)
+	c.Admin.Groups = c.Policy.Groups
 	c.Policy.PadFloor = padFloor
 	c.Limits.StartsPerAccount = 1000000
 	c.Limits.StartsPerIP = 10000000
@@ -203,7 +206,7 @@ type storeOpener func(ctx context.Context, key []byte) (store.Store, error)
 // schema) and registers a verified email method for each of accounts (uid
 // -> entryUUID), a verified SMS method for those in phones (uid -> number)
 // and, when outstanding > 0, that many live flows with codes.
-func seedStore(ctx context.Context, open storeOpener, key string, accounts, phones map[string]string, outstanding int) error {
+func seedStore(ctx context.Context, open storeOpener, key string, accounts, phones map[string]string, outstanding int, extra ...store.Method) error {
 	st, err := open(ctx, []byte(key))
 	if err != nil {
 		return err
@@ -225,6 +228,14 @@ func seedStore(ctx context.Context, open storeOpener, key string, accounts, phon
 			if err := st.VerifyMethod(ctx, id, m.ID, at); err != nil {
 				return err
 			}
+		}
+	}
+	for _, m := range extra {
+		if err := st.AddMethod(ctx, m); err != nil {
+			return err
+		}
+		if err := st.VerifyMethod(ctx, m.AccountID, m.ID, at); err != nil {
+			return err
 		}
 	}
 	if outstanding > 0 {
