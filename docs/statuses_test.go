@@ -192,6 +192,12 @@ func (h held) calls() []call {
 	add("GET", "/api/v1/admin/audit?since=yesterday", adm, nil)
 	add("GET", "/api/v1/admin/explain?username=carol", adm, nil)
 	add("GET", "/api/v1/admin/explain?username=nobody", adm, nil)
+	add("POST", "/api/v1/admin/preview", adm, map[string]any{"settings": map[string]any{
+		"policy": map[string]any{"scope": "selected", "groups": []string{liveAdmins}, "methods_required": 1, "methods": []string{"email"}}, "server": map[string]any{}}})
+	add("POST", "/api/v1/admin/preview", adm, map[string]any{"settings": map[string]any{
+		"policy": map[string]any{"scope": "all", "methods_required": 3, "methods": []string{"email"}}, "server": map[string]any{}}})
+	add("GET", "/api/v1/admin/groups?q=admin", adm, nil)
+	add("GET", "/api/v1/admin/groups?q=nothing-is-called-this", adm, nil)
 	add("GET", "/api/v1/admin/blocked", adm, nil)
 	add("POST", "/api/v1/admin/unblock", adm, map[string]string{"account": "carol"})
 	add("POST", "/api/v1/admin/unblock", adm, map[string]string{"address": "192.0.2.10"})
