@@ -48,12 +48,26 @@ type Admin struct {
 // Enabled reports whether the console is on (admin.groups is not empty).
 func (a Admin) Enabled() bool { return len(a.Groups) > 0 }
 
+// Notifications chooses who is told (Entra's Notifications page).
+type Notifications struct {
+	// Users: users are told of a reset or unlock of their account and of
+	// a recovery method added or removed (on every verified channel and
+	// the directory mail). Warnings of an attack (a reset left after one
+	// method, wrong authenticator codes) and of a password change are
+	// sent either way.
+	Users bool `mapstructure:"users" json:"users"`
+	// Admins: every admin (member of admin.groups) is told by mail when
+	// another admin's password is reset through self-service.
+	Admins bool `mapstructure:"admins" json:"admins"`
+}
+
 // Settings is what the admin console edits, with the configuration's own
 // key names (its JSON is the body of GET and PUT /api/v1/admin/settings).
 // It holds no secret: secrets stay in the configuration file.
 type Settings struct {
-	Policy SettingsPolicy `json:"policy"`
-	Server SettingsServer `json:"server"`
+	Policy        SettingsPolicy `json:"policy"`
+	Notifications Notifications  `json:"notifications"`
+	Server        SettingsServer `json:"server"`
 }
 
 // SettingsPolicy is the part of the policy section the console edits.
@@ -66,7 +80,6 @@ type SettingsPolicy struct {
 	MethodsRequired   int      `json:"methods_required"`
 	Methods           []string `json:"methods"`
 	Tiers             []Tier   `json:"tiers"`
-	ReconfirmDays     int      `json:"reconfirm_days"`
 }
 
 // SettingsServer is the part of the server section the console edits (the
@@ -87,8 +100,9 @@ func (c *Config) Settings() Settings {
 	return Settings{
 		Policy: SettingsPolicy{Scope: p.Scope, Groups: nonNil(p.Groups), ExcludeGroups: nonNil(p.ExcludeGroups),
 			IncludePrivileged: p.IncludePrivileged, PrivilegedGroups: nonNil(p.PrivilegedGroups),
-			MethodsRequired: p.MethodsRequired, Methods: nonNil(p.Methods), Tiers: tiers, ReconfirmDays: p.ReconfirmDays},
-		Server: SettingsServer{Helpdesk: c.Server.Helpdesk, Organisation: c.Server.Organisation},
+			MethodsRequired: p.MethodsRequired, Methods: nonNil(p.Methods), Tiers: tiers},
+		Notifications: c.Notifications,
+		Server:        SettingsServer{Helpdesk: c.Server.Helpdesk, Organisation: c.Server.Organisation},
 	}
 }
 
@@ -99,11 +113,12 @@ func (c *Config) WithSettings(s Settings) *Config {
 	p := &out.Policy
 	p.Scope, p.Groups, p.ExcludeGroups = s.Policy.Scope, clone(s.Policy.Groups), clone(s.Policy.ExcludeGroups)
 	p.IncludePrivileged, p.PrivilegedGroups = s.Policy.IncludePrivileged, clone(s.Policy.PrivilegedGroups)
-	p.MethodsRequired, p.Methods, p.ReconfirmDays = s.Policy.MethodsRequired, clone(s.Policy.Methods), s.Policy.ReconfirmDays
+	p.MethodsRequired, p.Methods = s.Policy.MethodsRequired, clone(s.Policy.Methods)
 	p.Tiers = make([]Tier, len(s.Policy.Tiers))
 	for i, t := range s.Policy.Tiers {
 		p.Tiers[i] = Tier{Groups: clone(t.Groups), MethodsRequired: t.MethodsRequired, Methods: clone(t.Methods), RequireOneOf: clone(t.RequireOneOf)}
 	}
+	out.Notifications = s.Notifications
 	out.Server.Helpdesk, out.Server.Organisation = s.Server.Helpdesk, s.Server.Organisation
 	return &out
 }
@@ -111,8 +126,8 @@ func (c *Config) WithSettings(s Settings) *Config {
 // settingsKeys are the key paths Settings holds: a problem at one of them
 // (or under it) is the settings' own.
 var settingsKeys = []string{"policy.scope", "policy.groups", "policy.exclude_groups", "policy.include_privileged",
-	"policy.privileged_groups", "policy.methods_required", "policy.methods", "policy.tiers", "policy.reconfirm_days",
-	"server.helpdesk", "server.organisation"}
+	"policy.privileged_groups", "policy.methods_required", "policy.methods", "policy.tiers",
+	"notifications.users", "notifications.admins", "server.helpdesk", "server.organisation"}
 
 // ValidateSettings checks s as Validate would check a configuration file
 // holding it in place of c's values: the same rules and messages, with the
@@ -180,7 +195,8 @@ func SettingsKeys() []string { return slices.Clone(settingsKeys) }
 func (s Settings) Flat() map[string]string {
 	p := s.Policy
 	vals := []any{p.Scope, nonNil(p.Groups), nonNil(p.ExcludeGroups), p.IncludePrivileged, nonNil(p.PrivilegedGroups),
-		p.MethodsRequired, nonNil(p.Methods), tiersOrEmpty(p.Tiers), p.ReconfirmDays, s.Server.Helpdesk, s.Server.Organisation}
+		p.MethodsRequired, nonNil(p.Methods), tiersOrEmpty(p.Tiers), s.Notifications.Users, s.Notifications.Admins,
+		s.Server.Helpdesk, s.Server.Organisation}
 	out := make(map[string]string, len(settingsKeys))
 	for i, k := range settingsKeys {
 		b, _ := json.Marshal(vals[i])

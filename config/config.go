@@ -20,6 +20,8 @@ type Config struct {
 	Limits    Limits    `mapstructure:"limits"`
 	Outbox    Outbox    `mapstructure:"outbox"`
 	Admin     Admin     `mapstructure:"admin"`
+	// Notifications chooses who is told of resets and method changes.
+	Notifications Notifications `mapstructure:"notifications"`
 
 	// Demo is set by `latchkey demo` (WithDemo), never by the file or the
 	// environment. It allows directory.insecure_skip_verify and requires a
@@ -562,10 +564,11 @@ func rawDefaults() *Config {
 			Timeout:     10 * time.Second,
 			Connections: 4,
 		},
-		Admin:  Admin{Groups: []string{}, Settings: AdminSettingsStore, SessionIdle: DefaultAdminSessionIdle, SessionTTL: DefaultAdminSessionTTL},
-		Outbox: Outbox{MaxWait: time.Minute, MaxPending: 10000, DegradedAfter: 2 * time.Minute},
-		Store:  Store{Driver: StoreSQLite},
-		Log:    Log{Level: "info", Format: "json", AuditRetention: DefaultAuditRetention},
+		Notifications: Notifications{Users: true},
+		Admin:         Admin{Groups: []string{}, Settings: AdminSettingsStore, SessionIdle: DefaultAdminSessionIdle, SessionTTL: DefaultAdminSessionTTL},
+		Outbox:        Outbox{MaxWait: time.Minute, MaxPending: 10000, DegradedAfter: 2 * time.Minute},
+		Store:         Store{Driver: StoreSQLite},
+		Log:           Log{Level: "info", Format: "json", AuditRetention: DefaultAuditRetention},
 		Limits: Limits{
 			Window:                 time.Hour,
 			StartsPerAccount:       10,

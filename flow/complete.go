@@ -199,6 +199,13 @@ func (s *Service) recordWrite(ctx context.Context, m Meta, u *directory.User, f 
 	}
 	s.passwordWrittenAs(ctx, m, u, nil, kind == store.FlowReset, kind+".completed", outcome)
 	s.noticeUser(ctx, u, event, "", m)
+	if kind == store.FlowReset {
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			s.noticeAdmins(ctx, u, m)
+		}()
+	}
 }
 
 // recordedWindow is the counter window of the "recorded" claim: every

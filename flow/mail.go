@@ -24,6 +24,9 @@ type noticeMail struct {
 	From string
 	// Changes are the sentences of a coalesced notice (Event "changes").
 	Changes []string
+	// Subject and SubjectName are the display name and username of the
+	// admin whose password was reset (Event "admin_password_reset").
+	Subject, SubjectName string
 }
 
 // mailTemplates holds one template set per file: every .txt defines its

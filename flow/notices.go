@@ -8,6 +8,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey/directory"
 	"github.com/latchkeyhq/latchkey/notify"
+	"github.com/latchkeyhq/latchkey/policy"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
@@ -36,6 +37,12 @@ import (
 
 // noticeEventReset is the notice that is never held.
 const noticeEventReset = "password_reset"
+
+// userNotice are the notices notifications.users turns off: a reset or
+// unlock of the account, a method added or removed. Warnings of an attack
+// and password changes are sent whatever it says.
+var userNotice = map[string]bool{noticeEventReset: true, "unlocked": true, "unlock_not_locked": true,
+	"method_added": true, "method_removed": true}
 
 // noticeEventChanges is the coalesced notice.
 const noticeEventChanges = "changes"
@@ -83,6 +90,11 @@ func (s *Service) noticeData(u *directory.User, event string, at time.Time, from
 // (see above); skip excludes one method id.
 func (s *Service) noticeUser(ctx context.Context, u *directory.User, event, skip string, m Meta) {
 	ctx = context.WithoutCancel(ctx)
+	if userNotice[event] && !s.live().Notifications.Users {
+		// the admin turned these notices off (notifications.users)
+		s.record(ctx, m, "notice.not_sent", u.ID, "notifications_off", map[string]string{"event": event})
+		return
+	}
 	always := event == noticeEventReset
 	if !s.hit(ctx, "notice:acct:"+u.ID, s.o.Limits.NoticesPerAccount, s.o.Limits.Window) && !always {
 		s.holdNotice(ctx, u, []string{event}, false, s.windowEnd(s.o.Limits.Window), "notice_budget", m)
@@ -228,5 +240,53 @@ func (s *Service) sendNotice(typ, addr, account string, data noticeMail, m Meta)
 	e, err := s.mails.email("notice", addr, data)
 	if err == nil {
 		s.out.enqueue(context.Background(), job{requestID: m.RequestID, clientIP: m.ClientIP, email: &e, account: account, purpose: purpose})
+	}
+}
+
+// noticeEventAdminReset tells the other admins that an admin's password
+// was reset (notifications.admins).
+const noticeEventAdminReset = "admin_password_reset"
+
+// noticeAdmins tells every other admin, at the directory mail, that u (an
+// admin) had the password reset through self-service, when
+// notifications.admins asks for it. The admins are the nested members of
+// admin.groups; a directory that cannot list them is logged.
+func (s *Service) noticeAdmins(ctx context.Context, u *directory.User, m Meta) {
+	ctx = context.WithoutCancel(ctx)
+	if !s.live().Notifications.Admins || !s.AdminEnabled() {
+		return
+	}
+	if admin, err := s.isAdmin(ctx, u); err != nil || !admin {
+		return
+	}
+	lister, ok := s.d.Directory.(directory.Lister)
+	if !ok {
+		s.log.Error("admins not told of an admin's reset: the directory cannot list group members")
+		return
+	}
+	told := map[string]bool{policy.NormalizeDN(u.DN): true}
+	for _, g := range s.o.Admin.Groups {
+		members, err := lister.NestedMembers(ctx, g)
+		if err != nil {
+			s.log.Error("admins not told of an admin's reset: reading an admin group failed", "group", g, "error", err.Error())
+			continue
+		}
+		for dn := range members {
+			if told[dn] {
+				continue
+			}
+			told[dn] = true
+			a, err := s.d.Directory.Refresh(ctx, &directory.User{DN: dn})
+			if err != nil || a.Mail == "" {
+				continue
+			}
+			data := s.noticeData(a, noticeEventAdminReset, s.now(), m.ClientIP)
+			data.Subject = u.DisplayName
+			if data.Subject == "" {
+				data.Subject = u.Username
+			}
+			data.SubjectName = u.Username
+			s.sendNotice(store.MethodEmail, a.Mail, a.ID, data, m)
+		}
 	}
 }

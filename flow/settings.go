@@ -29,9 +29,10 @@ type live struct {
 	UpdatedBy string
 	Settings  config.Settings
 	// Eligibility is Settings' policy as the flows apply it.
-	Eligibility  policy.Eligibility
-	Helpdesk     string
-	Organisation string
+	Eligibility   policy.Eligibility
+	Notifications config.Notifications
+	Helpdesk      string
+	Organisation  string
 }
 
 // SettingsView is the settings in force with where they come from, as GET
@@ -71,9 +72,12 @@ func (c *SettingsConflict) Error() string {
 // configuration's.
 func (s *Service) initLive(ctx context.Context) error {
 	base := s.o.Admin.Config
-	first := &live{Eligibility: s.o.Eligibility, Helpdesk: s.o.Helpdesk, Organisation: s.o.Organisation}
+	// Options built by hand (tests) tell users, as the configuration's
+	// default does
+	first := &live{Eligibility: s.o.Eligibility, Helpdesk: s.o.Helpdesk, Organisation: s.o.Organisation,
+		Notifications: config.Notifications{Users: true}}
 	if base != nil {
-		first.Settings = base.Settings()
+		first.Settings, first.Notifications = base.Settings(), base.Notifications
 	}
 	s.settings.Store(first)
 	if !s.settingsFromStore() {
@@ -117,7 +121,7 @@ func (s *Service) applyStored(st store.StoredSettings) error {
 func (s *Service) liveFrom(set config.Settings, version int, at time.Time, by string) *live {
 	cfg := s.o.Admin.Config.WithSettings(set)
 	return &live{Version: version, UpdatedAt: at, UpdatedBy: by, Settings: set, Eligibility: cfg.Eligibility(),
-		Helpdesk: set.Server.Helpdesk, Organisation: set.Server.Organisation}
+		Notifications: set.Notifications, Helpdesk: set.Server.Helpdesk, Organisation: set.Server.Organisation}
 }
 
 // live is the settings in force.

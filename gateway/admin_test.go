@@ -315,12 +315,12 @@ func TestAdminPagesSaveAndShowTheActivity(t *testing.T) {
 	if w := c.post("/admin", "/admin", url.Values{"username": {"alice"}, "password": {tb.dir.Password("alice")}, "code": {flowtest.CodeAt(t, secret, clk.Now())}}, nil); w.Code != http.StatusSeeOther {
 		t.Fatalf("sign-in: %d", w.Code)
 	}
-	w := c.post("/admin/methods", "/admin/methods", url.Values{"version": {"0"}, "methods_required": {"2"}, "method_email": {"on"}, "method_totp": {"on"}, "reconfirm_days": {"90"}}, nil)
+	w := c.post("/admin/methods", "/admin/methods", url.Values{"version": {"0"}, "methods_required": {"2"}, "method_email": {"on"}, "method_totp": {"on"}}, nil)
 	if w.Code != http.StatusSeeOther {
 		t.Fatalf("methods save: %d %s", w.Code, w.Body)
 	}
 	v := tb.svc.Settings()
-	if v.Version != 1 || v.Settings.Policy.MethodsRequired != 2 || strings.Join(v.Settings.Policy.Methods, ",") != "email,totp" || v.Settings.Policy.ReconfirmDays != 90 {
+	if v.Version != 1 || v.Settings.Policy.MethodsRequired != 2 || strings.Join(v.Settings.Policy.Methods, ",") != "email,totp" {
 		t.Fatalf("after the methods page: %+v", v.Settings.Policy)
 	}
 	// a second tab still holds version 0: the save is refused and the page
@@ -472,5 +472,94 @@ func TestAdminPreview(t *testing.T) {
 	if w := c.api("GET", "/api/v1/admin/groups?q=staff", "", auth); w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &gs) != nil ||
 		len(gs.Groups) != 1 || gs.Groups[0].Members != 3 {
 		t.Fatalf("groups API: %d %s", w.Code, w.Body)
+	}
+}
+
+func TestAdminNotifications(t *testing.T) {
+	// staff are admins too here: carol's reset is an admin's
+	tb, clk, secret := adminBed(t, func(o *flow.Options) { o.Admin.Groups = []string{"cn=admins", "cn=staff"} })
+	_, carolEmail := tb.enroll(t, "carol", "carol.home@example.net")
+	tok := adminToken(t, tb, clk, secret)
+	auth := map[string]string{"Authorization": "Bearer " + tok}
+	c := newClient(t, tb)
+	save := func(users, admins bool) {
+		t.Helper()
+		v := tb.svc.Settings()
+		set := v.Settings
+		set.Notifications = config.Notifications{Users: users, Admins: admins}
+		b, _ := json.Marshal(map[string]any{"version": v.Version, "settings": set})
+		if w := c.api("PUT", "/api/v1/admin/settings", string(b), auth); w.Code != http.StatusOK {
+			t.Fatalf("PUT notifications: %d %s", w.Code, w.Body)
+		}
+	}
+	reset := func(pw string) {
+		t.Helper()
+		f, err := tb.svc.StartFlow(t.Context(), "reset", "carol", flow.Meta{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f = tb.proveEmail(t, f, carolEmail, "carol.home@example.net")
+		if err := tb.svc.CompleteFlow(t.Context(), "reset", f.ID, pw, flow.Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	subjects := func(to string) []string {
+		var out []string
+		for _, e := range tb.rec.Emails() {
+			if e.To == to {
+				out = append(out, e.Subject)
+			}
+		}
+		return out
+	}
+	adminNotices := func() int {
+		n := 0
+		for _, s := range subjects("alice@corp.example") {
+			if strings.Contains(s, "an admin's password was reset") {
+				n++
+			}
+		}
+		return n
+	}
+	// every admin is told of carol's reset; carol is told as before
+	save(true, true)
+	reset("Fresh-Harbor-Lantern-41")
+	for deadline := time.Now().Add(30 * time.Second); adminNotices() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("alice was not told of carol's reset: %q", subjects("alice@corp.example"))
+		}
+	}
+	for _, e := range tb.rec.Emails() {
+		if e.To == "alice@corp.example" && strings.Contains(e.Subject, "an admin's") && (!strings.Contains(e.Text, "Carol Test (carol)") || strings.Contains(e.Text, "Fresh-Harbor")) {
+			t.Fatalf("admin notice:\n%s", e.Text)
+		}
+	}
+	if got := subjects("carol@corp.example"); !slices.ContainsFunc(got, func(s string) bool { return strings.Contains(s, "your password was reset") }) {
+		t.Fatalf("carol's directory mail: %q", got)
+	}
+	// users off: carol's next reset tells carol nothing, and it is audited
+	save(false, false)
+	resetNotices := func() int {
+		n := 0
+		for _, to := range []string{"carol@corp.example", "carol.home@example.net"} {
+			for _, s := range subjects(to) {
+				if strings.Contains(s, "your password was reset") {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	before := resetNotices()
+	reset("Fresh-Harbor-Lantern-42")
+	tb.svc.CloseWithin(5 * time.Second) // the outbox has sent what it had
+	if after := resetNotices(); after != before {
+		t.Fatalf("carol was told with notifications.users off: %d mails, then %d", before, after)
+	}
+	if got := tb.auditOutcomes(t, "notice.not_sent"); len(got) != 1 || got[0] != "notifications_off" {
+		t.Fatalf("notice.not_sent: %v", got)
+	}
+	if n := adminNotices(); n != 1 {
+		t.Fatalf("alice told %d times, once with notifications.admins off", n)
 	}
 }

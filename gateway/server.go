@@ -140,7 +140,7 @@ func (s *Server) HTTPServer(addr string) *http.Server {
 var pageNames = []string{"change", "demo_outbox", "done", "error", "flow_code", "flow_methods", "flow_password",
 	"flow_questions", "flow_start", "flow_unlock", "home", "methods", "not_eligible", "passkey", "questions", "signin",
 	"totp_enrol", "verify_method",
-	"admin_signin", "admin_properties", "admin_methods", "admin_customization", "admin_activity", "admin_explain", "admin_blocked"}
+	"admin_signin", "admin_properties", "admin_methods", "admin_customization", "admin_activity", "admin_explain", "admin_blocked", "admin_notifications"}
 
 func (s *Server) loadPages() error {
 	pages, err := parsePages(templates.FS)

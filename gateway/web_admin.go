@@ -31,6 +31,7 @@ type navItem struct {
 var adminPages = []navItem{
 	{Path: "/admin/properties", Label: "Properties"},
 	{Path: "/admin/methods", Label: "Authentication methods"},
+	{Path: "/admin/notifications", Label: "Notifications"},
 	{Path: "/admin/customization", Label: "Customization"},
 	{Path: "/admin/activity", Label: "Activity"},
 	{Path: "/admin/blocked", Label: "Blocked"},
@@ -48,6 +49,8 @@ func (s *Server) adminRoutes() {
 	e.POST("/admin/properties", s.adminForm(s.adminSaveSettings("admin_properties", propertiesFromForm)))
 	e.GET("/admin/methods", s.adminPage(s.adminSettingsPage("admin_methods")))
 	e.POST("/admin/methods", s.adminForm(s.adminSaveSettings("admin_methods", methodsFromForm)))
+	e.GET("/admin/notifications", s.adminPage(s.adminSettingsPage("admin_notifications")))
+	e.POST("/admin/notifications", s.adminForm(s.adminSaveSettings("admin_notifications", notificationsFromForm)))
 	e.GET("/admin/customization", s.adminPage(s.adminSettingsPage("admin_customization")))
 	e.POST("/admin/customization", s.adminForm(s.adminSaveSettings("admin_customization", customizationFromForm)))
 	e.GET("/admin/activity", s.adminPage(s.adminActivityPage))
@@ -189,7 +192,7 @@ func newSettingsPage(v flow.SettingsView, set config.Settings) settingsPage {
 }
 
 var adminTitles = map[string]string{"admin_properties": "Properties", "admin_methods": "Authentication methods",
-	"admin_customization": "Customization"}
+	"admin_notifications": "Notifications", "admin_customization": "Customization"}
 
 func (s *Server) adminSettingsPage(page string) func(echo.Context, store.Session) error {
 	return func(c echo.Context, sess store.Session) error {
@@ -289,11 +292,12 @@ func methodsFromForm(c echo.Context, set *config.Settings) error {
 			p.Methods = append(p.Methods, m)
 		}
 	}
-	if v := formValue(c, "reconfirm_days"); v != "" {
-		if p.ReconfirmDays, err = strconv.Atoi(v); err != nil {
-			return flow.NewProblem(flow.CodeInvalidRequest, errors.New("reconfirm_days"))
-		}
-	}
+	return nil
+}
+
+func notificationsFromForm(c echo.Context, set *config.Settings) error {
+	set.Notifications.Users = formValue(c, "users") == "on"
+	set.Notifications.Admins = formValue(c, "admins") == "on"
 	return nil
 }
 
