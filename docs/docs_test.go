@@ -28,6 +28,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/latchkeyhq/latchkey/config"
 	"github.com/latchkeyhq/latchkey/directory"
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
 	"github.com/latchkeyhq/latchkey/flow"
@@ -242,44 +243,76 @@ func asStrings(v any) []string {
 
 // registeredRoutes reads gateway/routes.go and evaluates the route
 // registrations: string constants, concatenation, `for _, v := range
-// []string{...}` loops, local string variables and Echo groups. Anything
-// else that registers a route makes the test fail, so that a new construct
-// cannot slip past it.
+// []string{...}` loops, local string variables, Echo groups, and calls of
+// the gateway's own methods (`s.adminAPIRoutes(api)`), whose bodies are
+// evaluated in turn with their parameters bound to the groups passed.
+// Anything else that registers a route makes the test fail, so that a new
+// construct cannot slip past it.
 func registeredRoutes(t *testing.T) []string {
 	t.Helper()
 	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, "../gateway/routes.go", nil, 0)
+	pkgs, err := parser.ParseDir(fset, "../gateway", func(fi os.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var fn *ast.FuncDecl
-	for _, d := range f.Decls {
-		if fd, ok := d.(*ast.FuncDecl); ok && fd.Name.Name == "routes" {
-			fn = fd
+	methods := map[string]*ast.FuncDecl{}
+	for _, pkg := range pkgs {
+		for _, f := range pkg.Files {
+			for _, d := range f.Decls {
+				if fd, ok := d.(*ast.FuncDecl); ok && fd.Recv != nil && fd.Body != nil {
+					methods[fd.Name.Name] = fd
+				}
+			}
 		}
 	}
-	if fn == nil {
+	fn := methods["routes"]
+	if fn == nil || fset.Position(fn.Pos()).Filename != "../gateway/routes.go" {
 		t.Fatal("gateway/routes.go: no func routes")
 	}
-	ev := &routeEval{t: t, fset: fset, strs: map[string]string{}, groups: map[string]string{}}
+	ev := &routeEval{t: t, fset: fset, strs: map[string]string{}, groups: map[string]string{}, methods: methods, routes: new([]string)}
 	ev.block(fn.Body.List)
-	sort.Strings(ev.routes)
-	return ev.routes
+	sort.Strings(*ev.routes)
+	return *ev.routes
 }
 
 type routeEval struct {
-	t      *testing.T
-	fset   *token.FileSet
-	strs   map[string]string // local string variables
-	groups map[string]string // local route receivers and their prefixes
-	routes []string
+	t       *testing.T
+	fset    *token.FileSet
+	strs    map[string]string // local string variables
+	groups  map[string]string // local route receivers and their prefixes
+	methods map[string]*ast.FuncDecl
+	depth   int
+	routes  *[]string
+}
+
+// call evaluates the body of the gateway's method fd, called with args:
+// its parameters that receive a route receiver are bound to its prefix.
+func (ev *routeEval) call(fd *ast.FuncDecl, args []ast.Expr) {
+	if ev.depth > 5 {
+		ev.fail(fd, "route methods nested too deep")
+	}
+	sub := &routeEval{t: ev.t, fset: ev.fset, strs: map[string]string{}, groups: map[string]string{}, methods: ev.methods,
+		depth: ev.depth + 1, routes: ev.routes}
+	i := 0
+	for _, field := range fd.Type.Params.List {
+		for _, name := range field.Names {
+			if i < len(args) {
+				if p, ok := ev.receiver(args[i]); ok {
+					sub.groups[name.Name] = p
+				}
+			}
+			i++
+		}
+	}
+	sub.block(fd.Body.List)
 }
 
 var echoVerbs = map[string]bool{"GET": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "HEAD": true, "OPTIONS": true, "CONNECT": true, "TRACE": true}
 
 func (ev *routeEval) fail(n ast.Node, format string, a ...any) {
 	ev.t.Helper()
-	ev.t.Fatalf("gateway/routes.go:%d: %s (extend docs/docs_test.go)", ev.fset.Position(n.Pos()).Line, fmt.Sprintf(format, a...))
+	pos := ev.fset.Position(n.Pos())
+	ev.t.Fatalf("%s:%d: %s (extend docs/docs_test.go)", strings.TrimPrefix(pos.Filename, "../"), pos.Line, fmt.Sprintf(format, a...))
 }
 
 func (ev *routeEval) str(e ast.Expr) (string, bool) {
@@ -400,6 +433,12 @@ func (ev *routeEval) stmt(st ast.Stmt) {
 		}
 		prefix, ok := ev.receiver(sel.X)
 		if !ok {
+			// s.someRoutes(api): a method of the gateway that registers
+			// routes of its own
+			if id, isS := sel.X.(*ast.Ident); isS && id.Name == "s" && ev.methods[sel.Sel.Name] != nil {
+				ev.call(ev.methods[sel.Sel.Name], call.Args)
+				return
+			}
 			ev.scan(x)
 			return
 		}
@@ -410,7 +449,7 @@ func (ev *routeEval) stmt(st ast.Stmt) {
 			if !ok {
 				ev.fail(call, "route path is not a constant string")
 			}
-			ev.routes = append(ev.routes, verb+" "+openAPIPath(prefix+p))
+			*ev.routes = append(*ev.routes, verb+" "+openAPIPath(prefix+p))
 		case verb == "Use" || verb == "Pre":
 		default:
 			ev.fail(call, "route registration %s is not understood", verb)
@@ -724,6 +763,8 @@ type live struct {
 const (
 	carolPassword = "Carol-Pass1!"
 	newPassword   = "Golden-Harbor-Kite-5"
+	adaPassword   = "Ada-Admin-Pass1!"
+	liveAdmins    = "cn=admins,ou=groups,dc=example,dc=org"
 )
 
 func newLive(t *testing.T) *live {
@@ -741,8 +782,19 @@ func newLive(t *testing.T) *live {
 		dirtest.WithPolicy(dirtest.MemoryPolicy{Source: "ppolicy:cn=default,ou=policies,dc=example,dc=org", MinLength: 8, HistoryLength: 5}))
 	dir.AddUser(directory.User{DN: "uid=carol,ou=people,dc=example,dc=org", ID: "11111111-2222-3333-4444-555555555555",
 		Username: "carol", DisplayName: "Carol Example"}, carolPassword)
+	// ada is the admin console's admin (cn=admins); the console keeps its
+	// settings in the store, so that every admin call can be checked
+	dir.AddUser(directory.User{DN: "uid=ada,ou=people,dc=example,dc=org", ID: "66666666-7777-8888-9999-000000000000",
+		Username: "ada", DisplayName: "Ada Admin"}, adaPassword, liveAdmins)
 	mail := &outbox{}
 	pu, _ := url.Parse("https://sspr.example.org")
+	cfg := config.Default()
+	cfg.Server.PublicURL = pu.String()
+	cfg.Email.Enabled, cfg.SMS.Enabled = true, true
+	cfg.Policy.Scope, cfg.Policy.MethodsRequired = policy.ScopeAll, 1
+	cfg.Policy.Methods = []string{store.MethodEmail, store.MethodSMS, policy.MethodTOTP, policy.MethodWebAuthn, policy.MethodQuestions}
+	cfg.Policy.Questions.List = liveQuestions
+	cfg.Admin.Groups = []string{liveAdmins}
 	// every method kind is on, so that every kind's answers are checked
 	// against the spec (TestMethodKindsLive)
 	svc, err := flow.NewService(flow.Options{
@@ -755,6 +807,7 @@ func newLive(t *testing.T) *live {
 		AllowedCountries: []string{"GB"},
 		Questions:        flow.QuestionOptions{List: liveQuestions, Required: 3, Ask: 2},
 		Limits:           flow.Limits{CodeFailuresPerAccount: 20},
+		Admin:            flow.AdminOptions{Groups: cfg.Admin.Groups, Settings: cfg.Admin.Settings, Config: cfg},
 	}, flow.Deps{Directory: dir, Store: st, Mailer: mail, SMS: mail})
 	if err != nil {
 		t.Fatal(err)
@@ -830,6 +883,7 @@ func (l *live) do(method, path, token string, body any, ctype string) answer {
 
 // opFor finds the spec operation a request path belongs to.
 func (l *live) opFor(method, path string) (string, map[string]any) {
+	path, _, _ = strings.Cut(path, "?")
 	segs := strings.Split(path, "/")
 	for name, op := range l.ops {
 		m, p, _ := strings.Cut(name, " ")

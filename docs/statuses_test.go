@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestEveryStatusIsDocumented calls every operation of the spec in the
@@ -98,6 +99,9 @@ func TestEveryStatusIsDocumented(t *testing.T) {
 // that offer the verified method.
 type held struct {
 	token, verified, unverified, totp, reset, unlock string
+	// admin is an admin console token (ada's); adminCode a code of her
+	// authenticator app, already spent
+	admin, adminCode string
 }
 
 func holdings(t *testing.T, l *live) held {
@@ -117,7 +121,8 @@ func holdings(t *testing.T, l *live) held {
 	h.totp, _ = a.obj()["id"].(string)
 	h.reset, _ = l.do("POST", "/api/v1/reset", "", map[string]string{"username": "carol"}, "").obj()["flow"].(string)
 	h.unlock, _ = l.do("POST", "/api/v1/unlock", "", map[string]string{"username": "carol"}, "").obj()["flow"].(string)
-	if h.token == "" || h.verified == "" || h.unverified == "" || h.totp == "" || h.reset == "" || h.unlock == "" {
+	h.admin, h.adminCode = adminSignIn(t, l)
+	if h.token == "" || h.verified == "" || h.unverified == "" || h.totp == "" || h.reset == "" || h.unlock == "" || h.admin == "" {
 		t.Fatalf("holdings incomplete: %+v", h)
 	}
 	return h
@@ -134,7 +139,7 @@ func (h held) calls() []call {
 	tok := h.token
 	var cs []call
 	add := func(method, path, token string, body any) {
-		op := method + " " + path
+		op, _, _ := strings.Cut(method+" "+path, "?")
 		op = strings.ReplaceAll(op, h.verified, "{id}")
 		op = strings.ReplaceAll(op, h.unverified, "{id}")
 		op = strings.ReplaceAll(op, h.totp, "{id}")
@@ -170,5 +175,58 @@ func (h held) calls() []call {
 	}
 	add("POST", "/api/v1/session", "", map[string]string{"username": "carol", "password": carolPassword})
 	add("DELETE", "/api/v1/session", tok, nil)
+	// the admin API: with ada's admin token, and once with a
+	// registration token
+	adm := h.admin
+	add("GET", "/api/v1/admin/settings", adm, nil)
+	add("GET", "/api/v1/admin/settings", tok, nil)
+	add("PUT", "/api/v1/admin/settings", adm, map[string]any{"version": 0, "settings": map[string]any{
+		"policy": map[string]any{"scope": "all", "methods_required": 1, "methods": []string{"email"}}, "server": map[string]any{}}})
+	add("PUT", "/api/v1/admin/settings", adm, map[string]any{"version": 0, "settings": map[string]any{
+		"policy": map[string]any{"scope": "none", "methods_required": 1, "methods": []string{"email"}}, "server": map[string]any{}}})
+	add("PUT", "/api/v1/admin/settings", adm, map[string]any{"version": 1, "settings": map[string]any{
+		"policy": map[string]any{"scope": "all", "methods_required": 3, "methods": []string{"email"}}, "server": map[string]any{}}})
+	add("GET", "/api/v1/admin/audit", adm, nil)
+	add("GET", "/api/v1/admin/audit?account=carol&event=registration.&limit=1", adm, nil)
+	add("GET", "/api/v1/admin/audit?format=csv", adm, nil)
+	add("GET", "/api/v1/admin/audit?since=yesterday", adm, nil)
+	add("GET", "/api/v1/admin/explain?username=carol", adm, nil)
+	add("GET", "/api/v1/admin/explain?username=nobody", adm, nil)
+	add("POST", "/api/v1/admin/preview", adm, map[string]any{"settings": map[string]any{
+		"policy": map[string]any{"scope": "selected", "groups": []string{liveAdmins}, "methods_required": 1, "methods": []string{"email"}}, "server": map[string]any{}}})
+	add("POST", "/api/v1/admin/preview", adm, map[string]any{"settings": map[string]any{
+		"policy": map[string]any{"scope": "all", "methods_required": 3, "methods": []string{"email"}}, "server": map[string]any{}}})
+	add("GET", "/api/v1/admin/groups?q=admin", adm, nil)
+	add("GET", "/api/v1/admin/groups?q=nothing-is-called-this", adm, nil)
+	add("GET", "/api/v1/admin/blocked", adm, nil)
+	add("POST", "/api/v1/admin/unblock", adm, map[string]string{"account": "carol"})
+	add("POST", "/api/v1/admin/unblock", adm, map[string]string{"address": "192.0.2.10"})
+	add("POST", "/api/v1/admin/unblock", adm, map[string]string{"address": "not an address"})
+	add("POST", "/api/v1/admin/session", "", map[string]string{"username": "ada", "password": adaPassword, "code": h.adminCode})
+	add("DELETE", "/api/v1/admin/session", adm, nil)
 	return cs
+}
+
+// adminSignIn registers an authenticator app for ada and signs her in to
+// the admin console: her token, and the code it spent.
+func adminSignIn(t *testing.T, l *live) (string, string) {
+	t.Helper()
+	a := l.do("POST", "/api/v1/session", "", map[string]string{"username": "ada", "password": adaPassword}, "")
+	tok, _ := a.obj()["token"].(string)
+	a = l.do("POST", "/api/v1/methods", tok, map[string]string{"type": "totp"}, "")
+	id, _ := a.obj()["id"].(string)
+	secret, _ := a.obj()["secret"].(string)
+	step := time.Now().Unix() / 30
+	a = l.do("POST", "/api/v1/methods/"+id+"/verify", tok, map[string]string{"code": totpCode(t, secret, time.Unix(step*30, 0))}, "")
+	if a.status != 200 {
+		t.Fatalf("verifying ada's app: %d %s", a.status, a.raw)
+	}
+	// the next step's code: the one the verification spent signs in no more
+	code := totpCode(t, secret, time.Unix((step+1)*30, 0))
+	a = l.do("POST", "/api/v1/admin/session", "", map[string]string{"username": "ada", "password": adaPassword, "code": code}, "")
+	if a.status != 200 {
+		t.Fatalf("ada's admin sign-in: %d %s", a.status, a.raw)
+	}
+	admin, _ := a.obj()["token"].(string)
+	return admin, code
 }
