@@ -18,6 +18,9 @@ import (
 const (
 	SessionAdmin      = store.SessionAdmin
 	SessionAdminEnrol = "admin_enrol"
+	// SessionAdminUser is the registration session of an admin whom
+	// self-service covers: the policy's methods and the console's.
+	SessionAdminUser = "admin_user"
 )
 
 // adminMethods are the methods an admin proves at the console's sign-in
@@ -214,7 +217,8 @@ type AuditPage struct {
 	Next   int64        `json:"next,omitempty"`
 }
 
-// Audit reads the audit for the console; the read itself is audited.
+// Audit reads the audit for the console (a read changes nothing and is
+// not audited itself).
 func (s *Service) Audit(ctx context.Context, sess store.Session, f AuditFilter, m Meta) (AuditPage, error) {
 	q := store.AuditQuery{Outcome: f.Outcome, Since: f.Since, Until: f.Until, BeforeSeq: f.Before, Limit: f.Limit}
 	if q.Limit <= 0 || q.Limit > store.MaxAuditLimit {

@@ -80,6 +80,7 @@ func (s *Service) PreviewSettings(ctx context.Context, sess store.Session, set c
 	if !ok {
 		return Preview{}, problem(CodeInternal, errors.New("the directory cannot list its users"))
 	}
+	set = cloneSettings(set)
 	normalizeSettings(&set)
 	if err := base.ValidateSettings(set); err != nil {
 		return Preview{}, settingsProblem(err)
@@ -94,6 +95,9 @@ func (s *Service) PreviewSettings(ctx context.Context, sess store.Session, set c
 		return Preview{}, err
 	}
 	var p Preview
+	for _, c := range []*Change{&p.GainEligible, &p.LoseEligible, &p.GainReady, &p.LoseReady} {
+		c.Sample = []string{}
+	}
 	err = lister.Users(ctx, func(u *directory.User) error {
 		p.Users++
 		subj := policy.Subject{MemberOf: map[string]bool{}, Privileged: u.Status.Privileged || privileged[policy.NormalizeDN(u.DN)],

@@ -51,8 +51,19 @@ func (s *Service) Methods(ctx context.Context, sess store.Session) ([]MethodView
 
 // AvailableMethodTypes are the method types a signed-in user may add.
 func (s *Service) AvailableMethodTypes(sess store.Session) []string {
-	if sess.Kind == SessionAdminEnrol {
+	switch sess.Kind {
+	case SessionAdminEnrol:
 		return s.methodsAvailable(adminMethods)
+	case SessionAdminUser:
+		// an admin needs an app (or passkey) for the console even where
+		// the policy does not offer it for resets
+		all := slices.Clone(s.eligibility().Methods)
+		for _, m := range adminMethods {
+			if !slices.Contains(all, m) {
+				all = append(all, m)
+			}
+		}
+		return s.methodsAvailable(all)
 	}
 	return s.methodsAvailable(s.eligibility().Methods)
 }

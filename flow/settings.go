@@ -204,6 +204,7 @@ func (s *Service) SaveSettings(ctx context.Context, sess store.Session, prev int
 	if !s.settingsFromStore() {
 		return SettingsView{}, problem(CodeReadOnly, nil)
 	}
+	set = cloneSettings(set)
 	normalizeSettings(&set)
 	if err := s.o.Admin.Config.ValidateSettings(set); err != nil {
 		return SettingsView{}, settingsProblem(err)
@@ -236,6 +237,22 @@ func (s *Service) SaveSettings(ctx context.Context, sess store.Session, prev int
 	s.logAudit(ev)
 	s.settings.Store(s.liveFrom(set, saved.Version, saved.UpdatedAt, saved.UpdatedBy))
 	return s.Settings(), nil
+}
+
+// cloneSettings is a deep copy of set: callers build settings from the
+// ones in force, whose lists the flows keep reading.
+func cloneSettings(set config.Settings) config.Settings {
+	out := set
+	p := &out.Policy
+	p.Groups, p.ExcludeGroups, p.PrivilegedGroups, p.Methods = slices.Clone(p.Groups), slices.Clone(p.ExcludeGroups),
+		slices.Clone(p.PrivilegedGroups), slices.Clone(p.Methods)
+	p.Questions.List = slices.Clone(p.Questions.List)
+	p.Tiers = slices.Clone(p.Tiers)
+	for i := range p.Tiers {
+		t := &p.Tiers[i]
+		t.Groups, t.Methods, t.RequireOneOf = slices.Clone(t.Groups), slices.Clone(t.Methods), slices.Clone(t.RequireOneOf)
+	}
+	return out
 }
 
 // normalizeSettings gives nil lists their empty value and trims the

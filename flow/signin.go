@@ -71,6 +71,12 @@ func (s *Service) SignIn(ctx context.Context, username, password string, m Meta)
 			return store.Session{}, problem(CodeNotEligible, errors.New(dec.Reason))
 		}
 		kind = SessionAdminEnrol
+	} else if s.AdminEnabled() {
+		// an admin may add the console's methods too; a membership that
+		// cannot be read only leaves them out
+		if admin, err := s.isAdmin(ctx, u); err == nil && admin {
+			kind = SessionAdminUser
+		}
 	}
 	now := s.now()
 	sess := store.Session{ID: newToken(), Kind: kind, AccountID: u.ID, Username: u.Username, CreatedAt: now, AuthAt: now, LastSeen: now,

@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"sort"
@@ -38,15 +40,16 @@ func (s *Server) adminAPIRoutes(api *echo.Group) {
 // them would change.
 func (s *Server) apiAdminPreview(c echo.Context, sess store.Session) error {
 	var in struct {
-		Settings *config.Settings `json:"settings"`
+		Settings json.RawMessage `json:"settings"`
 	}
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
-	if in.Settings == nil {
-		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("settings are required"))
+	set, err := s.overCurrent(in.Settings)
+	if err != nil {
+		return err
 	}
-	p, err := s.svc.PreviewSettings(c.Request().Context(), sess, *in.Settings, meta(c))
+	p, err := s.svc.PreviewSettings(c.Request().Context(), sess, set, meta(c))
 	if err != nil {
 		return err
 	}
@@ -138,10 +141,35 @@ func (s *Server) apiAdminSettings(c echo.Context, _ store.Session) error {
 }
 
 // settingsIn is the body of PUT /api/v1/admin/settings: the version the
-// change is based on and the whole settings.
+// change is based on and the settings (keys left out keep their value).
 type settingsIn struct {
-	Version  *int             `json:"version"`
-	Settings *config.Settings `json:"settings"`
+	Version  *int            `json:"version"`
+	Settings json.RawMessage `json:"settings"`
+}
+
+// overCurrent is the settings in force with the keys of patch (a JSON
+// object with the settings' key names; unknown keys refused) replacing
+// theirs: a key left out keeps its value, a list given replaces the list.
+func (s *Server) overCurrent(patch json.RawMessage) (config.Settings, error) {
+	var set config.Settings
+	if len(patch) == 0 || string(patch) == "null" {
+		return set, flow.NewProblem(flow.CodeInvalidRequest, errors.New("settings are required"))
+	}
+	// a copy of the settings in force: decoding over them must not write
+	// into the lists they share with the settings the flows read
+	cur, err := json.Marshal(s.svc.Settings().Settings)
+	if err != nil {
+		return set, err
+	}
+	if err := json.Unmarshal(cur, &set); err != nil {
+		return set, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(patch))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&set); err != nil {
+		return set, flow.NewProblem(flow.CodeInvalidRequest, err)
+	}
+	return set, nil
 }
 
 func (s *Server) apiAdminSaveSettings(c echo.Context, sess store.Session) error {
@@ -149,10 +177,14 @@ func (s *Server) apiAdminSaveSettings(c echo.Context, sess store.Session) error 
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
-	if in.Version == nil || in.Settings == nil {
-		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("version and settings are required"))
+	if in.Version == nil {
+		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("version is required"))
 	}
-	view, err := s.svc.SaveSettings(c.Request().Context(), sess, *in.Version, *in.Settings, meta(c))
+	set, err := s.overCurrent(in.Settings)
+	if err != nil {
+		return err
+	}
+	view, err := s.svc.SaveSettings(c.Request().Context(), sess, *in.Version, set, meta(c))
 	var conflict *flow.SettingsConflict
 	if errors.As(err, &conflict) {
 		p := flow.AsProblem(err)

@@ -461,9 +461,12 @@ func TestAdminPreview(t *testing.T) {
 	if p.After != (flow.Coverage{}) || p.LoseEligible.Count != 2 || p.LoseReady.Count != 1 {
 		t.Fatalf("scope none: %+v", p)
 	}
-	// a preview saves nothing
+	// a preview saves nothing, and is audited
 	if v := tb.svc.Settings(); v.Version != 0 {
 		t.Fatalf("a preview saved version %d", v.Version)
+	}
+	if got := tb.auditOutcomes(t, "admin.preview"); len(got) != 3 {
+		t.Fatalf("admin.preview audited %v, want 3", got)
 	}
 	// invalid settings are refused as a save refuses them
 	b, _ := json.Marshal(map[string]any{"settings": map[string]any{"policy": map[string]any{"scope": "sometimes"}, "server": map[string]any{}}})
@@ -580,5 +583,82 @@ func TestAdminNotifications(t *testing.T) {
 	}
 	if n := adminNotices(); n != 1 {
 		t.Fatalf("alice told %d times, once with notifications.admins off", n)
+	}
+}
+
+func TestAdminSessionEnds(t *testing.T) {
+	tb, clk, secret := adminBed(t, func(o *flow.Options) { o.Admin.SessionIdle, o.Admin.SessionTTL = 15*time.Minute, 30*time.Minute })
+	c := newClient(t, tb)
+	get := func(tok string) int {
+		return c.api("GET", "/api/v1/admin/settings", "", map[string]string{"Authorization": "Bearer " + tok}).Code
+	}
+	// idle: 15 minutes without a request end it
+	tok := adminToken(t, tb, clk, secret)
+	clk.Add(14 * time.Minute)
+	if st := get(tok); st != http.StatusOK {
+		t.Fatalf("after 14 idle minutes: %d", st)
+	}
+	clk.Add(15*time.Minute + time.Second)
+	if st := get(tok); st != http.StatusUnauthorized {
+		t.Fatalf("after 15 idle minutes: %d, want 401", st)
+	}
+	// lifetime: 30 minutes after the sign-in, however busy
+	tok = adminToken(t, tb, clk, secret) // signed in, then 30 s pass
+	for _, d := range []time.Duration{10 * time.Minute, 10 * time.Minute, 9 * time.Minute} {
+		clk.Add(d)
+		if st := get(tok); st != http.StatusOK {
+			t.Fatalf("a busy session at %v: %d", clk.Now(), st)
+		}
+	}
+	clk.Add(time.Minute) // 30.5 minutes after the sign-in
+	if st := get(tok); st != http.StatusUnauthorized {
+		t.Fatalf("30.5 minutes after the sign-in: %d, want 401", st)
+	}
+}
+
+func TestAdminExplainShowsMaskedHints(t *testing.T) {
+	tb, clk, secret := adminBed(t, nil)
+	tb.enroll(t, "carol", "carol.home@example.net")
+	tok := adminToken(t, tb, clk, secret)
+	c := newClient(t, tb)
+	w := c.api("GET", "/api/v1/admin/explain?username=carol", "", map[string]string{"Authorization": "Bearer " + tok})
+	var ex flow.Explanation
+	if w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &ex) != nil {
+		t.Fatalf("explain: %d %s", w.Code, w.Body)
+	}
+	if !ex.Eligible || !ex.Ready || len(ex.Registered) != 1 || !strings.Contains(ex.Registered[0].Hint, "•") {
+		t.Fatalf("explain carol: %+v", ex)
+	}
+	if strings.Contains(w.Body.String(), "carol.home") || strings.Contains(w.Body.String(), "example.net") {
+		t.Fatalf("explain shows the address: %s", w.Body)
+	}
+	if got := tb.auditOutcomes(t, "admin.explain"); len(got) != 1 || got[0] != "success" {
+		t.Fatalf("admin.explain audited %v", got)
+	}
+}
+
+func TestAdminCoveredBySelfServiceMayAddAnApp(t *testing.T) {
+	// the policy offers email and SMS only; alice (an admin) still needs
+	// an app for the console
+	cfg := adminConfig()
+	cfg.Policy.Methods = []string{"email", "sms"}
+	tb, _, _ := totpBed(t, func(o *flow.Options) {
+		o.Eligibility = cfg.Eligibility()
+		o.Admin = flow.AdminOptions{Groups: cfg.Admin.Groups, Settings: cfg.Admin.Settings, Config: cfg}
+	})
+	ctx := t.Context()
+	alice, err := tb.svc.SignIn(ctx, "alice", tb.dir.Password("alice"), flow.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.svc.EnrolTOTP(ctx, alice, flow.Meta{}); err != nil {
+		t.Fatalf("alice's app: %v", err)
+	}
+	carol, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), flow.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.svc.EnrolTOTP(ctx, carol, flow.Meta{}); flow.AsProblem(err).Code != flow.CodeMethodType {
+		t.Fatalf("carol (no admin) adding an app the policy does not offer: %v", err)
 	}
 }
