@@ -31,10 +31,10 @@ func prefixEnd(prefix string) (end string, ok bool, err error) {
 	for prefix != "" {
 		r, n := utf8.DecodeLastRuneInString(prefix)
 		prefix = prefix[:len(prefix)-n]
-		switch {
-		case r == utf8.MaxRune:
+		switch r {
+		case utf8.MaxRune:
 			continue
-		case r == 0xD7FF: // the surrogates are not runes
+		case 0xD7FF: // the surrogates are not runes
 			r = 0xE000
 		default:
 			r++
