@@ -136,6 +136,16 @@ func (s *Service) adminProof(ctx context.Context, name, password, code string, m
 		s.decoyTOTP("admin:"+name, code)
 		return u, "no_strong_method", nil
 	}
+	// wrong codes are bounded per account (limits.code_failures_per_account
+	// in limits.window), apart from the resets' count: only someone who
+	// has the password gets this far, and a reset's wrong codes must not
+	// lock an admin out of the console
+	try, ok := s.countCodeTry(ctx, adminCodeAccount(u.ID))
+	if !ok {
+		s.decoyTOTP("admin:"+name, code)
+		s.record(ctx, m, "blocked", u.ID, "admin_code_budget", nil)
+		return u, "admin_code_budget", nil
+	}
 	res, err := s.checkTOTP(ctx, ms[i], code)
 	switch {
 	case err != nil:
@@ -143,8 +153,13 @@ func (s *Service) adminProof(ctx context.Context, name, password, code string, m
 	case res != totpOK:
 		return u, res.reason(), nil
 	}
+	s.rightCodeTry(ctx, try)
 	return u, "", nil
 }
+
+// adminCodeAccount is the account part of the counter of an admin's wrong
+// console codes ("codefail:" + it).
+func adminCodeAccount(id string) string { return "admin:" + id }
 
 // AdminSession returns the live admin session for token, enforcing the
 // console's idle timeout. Anything else (no token, a registration

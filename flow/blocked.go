@@ -35,7 +35,7 @@ type Held struct {
 // them all.
 func accountBudgetKeys(id string) []string {
 	acct := "acct:" + id
-	return []string{"start:" + acct, "send:" + acct, "codefail:" + acct, bindKey(&directory.User{ID: id}),
+	return []string{"start:" + acct, "send:" + acct, "codefail:" + acct, "codefail:" + adminCodeAccount(id), bindKey(&directory.User{ID: id}),
 		appFailKey(id), appNoticeKey(id), appBlockKey(id)}
 }
 

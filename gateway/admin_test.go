@@ -14,6 +14,7 @@ import (
 	"github.com/latchkeyhq/latchkey/flow"
 	"github.com/latchkeyhq/latchkey/internal/flowtest"
 	"github.com/latchkeyhq/latchkey/policy"
+	"github.com/latchkeyhq/latchkey/store"
 )
 
 // The admin console over the in-memory directory: who may sign in, the
@@ -660,5 +661,33 @@ func TestAdminCoveredBySelfServiceMayAddAnApp(t *testing.T) {
 	}
 	if _, err := tb.svc.EnrolTOTP(ctx, carol, flow.Meta{}); flow.AsProblem(err).Code != flow.CodeMethodType {
 		t.Fatalf("carol (no admin) adding an app the policy does not offer: %v", err)
+	}
+}
+
+func TestAdminWrongCodesAreBounded(t *testing.T) {
+	tb, clk, secret := adminBed(t, func(o *flow.Options) { o.Limits.CodeFailuresPerAccount = 3 })
+	try := func(code string) int {
+		body, _ := json.Marshal(map[string]string{"username": "alice", "password": tb.dir.Password("alice"), "code": code})
+		return newClient(t, tb).api("POST", "/api/v1/admin/session", string(body), nil).Code
+	}
+	for i := range 3 {
+		if st := try(flowtest.WrongTOTP(t, secret, clk.Now())); st != http.StatusUnauthorized {
+			t.Fatalf("wrong code %d: %d", i+1, st)
+		}
+	}
+	// the budget is spent: even the right code is refused, in the same words
+	if st := try(flowtest.CodeAt(t, secret, clk.Now())); st != http.StatusUnauthorized {
+		t.Fatalf("the right code past the budget: %d, want 401", st)
+	}
+	if got := tb.auditOutcomes(t, "blocked"); !slices.Contains(got, "admin_code_budget") {
+		t.Fatalf("blocked outcomes %v", got)
+	}
+	// an unblock (by another admin, here through the service) lets alice in
+	if err := tb.svc.Unblock(t.Context(), store.Session{AccountID: "id-alice"}, "alice", "", flow.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(30 * time.Second)
+	if st := try(flowtest.CodeAt(t, secret, clk.Now())); st != http.StatusOK {
+		t.Fatalf("after the unblock: %d", st)
 	}
 }
