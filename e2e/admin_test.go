@@ -30,7 +30,7 @@ import (
 // admin.groups is sspr-admins and cycle-b: alice (staff, sspr-admins) is
 // an admin self-service covers; judy (cycle-a, which excludes her from
 // self-service, in a cycle with cycle-b) an admin it excludes. The
-// directory itself is not changed (the Samba DC is shared).
+// directory's groups are not changed.
 
 func TestAdminOpenLDAP(t *testing.T) {
 	parallel(t)
@@ -176,7 +176,7 @@ func runAdminSuite(t *testing.T, srv *dirtest.Server) {
 				}
 			}
 		}
-		for _, p := range []string{"/admin/properties", "/admin/methods", "/admin/customization", "/admin/activity", "/admin/activity.csv", "/admin/explain", "/admin/blocked"} {
+		for _, p := range []string{"/admin/properties", "/admin/methods", "/admin/customization", "/admin/activity", "/admin/activity.csv", "/admin/explain", "/admin/blocked", "/admin/notifications"} {
 			if st, _, _ := e.raw("GET", p, "", "", nil); st != 401 {
 				t.Errorf("GET %s anonymous: %d", p, st)
 			}
@@ -269,12 +269,17 @@ func runAdminSuite(t *testing.T, srv *dirtest.Server) {
 		b.click(`button[name=action][value=save]`, 200, "/admin/properties")
 		b.mustSee("The settings are saved", "Version 1")
 		b.check("admin properties: saved")
-		// in force on the instance at once
-		e.register("erin", "erin.home@example.net", "")
+		// in force on the instance at once: erin registers, and resets
+		// her password as a test user would
+		erinEmail := registeredEmail(t, e, "erin", "erin.home@example.net")
+		f, _ := e.startReset("erin")
+		e.must(200, e.verifyByEmail(&f, erinEmail, "erin.home@example.net"), "erin's code")
+		e.must(200, e.complete(f, "Admin-Found-This-Reset-7"), "erin's reset")
 		for _, p := range []struct{ link, path, name, see string }{
 			{"/admin/methods", "/admin/methods", "admin methods", "Number of methods required to reset"},
+			{"/admin/notifications", "/admin/notifications", "admin notifications", "Notify all admins"},
 			{"/admin/customization", "/admin/customization", "admin customization", "Helpdesk link"},
-			{"/admin/activity", "/admin/activity", "admin activity", "admin.settings_changed"},
+			{"/admin/activity", "/admin/activity", "admin activity", "reset.completed"},
 			{"/admin/blocked", "/admin/blocked", "admin blocked", "Unblock forgets"},
 			{"/admin/explain", "/admin/explain", "admin explain", "Username"},
 		} {
@@ -323,9 +328,13 @@ func runAdminSuite(t *testing.T, srv *dirtest.Server) {
 		e.setScope(token, "selected")
 	})
 
-	t.Run("the activity log finds the test user's registration", func(t *testing.T) {
+	t.Run("the activity log finds the test user's reset", func(t *testing.T) {
 		e.t = t
-		r := e.must(200, e.api("GET", "/api/v1/admin/audit?account=erin&event=registration.", token, nil), "audit erin")
+		r := e.must(200, e.api("GET", "/api/v1/admin/audit?account=erin&event=reset.completed", token, nil), "audit erin's reset")
+		if !strings.Contains(string(r.Body), `"event":"reset.completed","outcome":"success"`) {
+			t.Fatalf("erin's reset is not in the activity log: %s", r.Body)
+		}
+		r = e.must(200, e.api("GET", "/api/v1/admin/audit?account=erin&event=registration.", token, nil), "audit erin")
 		var page struct {
 			Events []struct {
 				Event, Outcome string
