@@ -45,6 +45,11 @@ type Admin struct {
 	SessionTTL time.Duration `mapstructure:"session_ttl"`
 }
 
+// defaultAdmin is the admin section's defaults (rawDefaults).
+func defaultAdmin() Admin {
+	return Admin{Groups: []string{}, Settings: AdminSettingsStore, SessionIdle: DefaultAdminSessionIdle, SessionTTL: DefaultAdminSessionTTL}
+}
+
 // Enabled reports whether the console is on (admin.groups is not empty).
 func (a Admin) Enabled() bool { return len(a.Groups) > 0 }
 

@@ -565,30 +565,11 @@ func rawDefaults() *Config {
 			Connections: 4,
 		},
 		Notifications: Notifications{Users: true},
-		Admin:         Admin{Groups: []string{}, Settings: AdminSettingsStore, SessionIdle: DefaultAdminSessionIdle, SessionTTL: DefaultAdminSessionTTL},
+		Admin:         defaultAdmin(),
 		Outbox:        Outbox{MaxWait: time.Minute, MaxPending: 10000, DegradedAfter: 2 * time.Minute},
 		Store:         Store{Driver: StoreSQLite},
 		Log:           Log{Level: "info", Format: "json", AuditRetention: DefaultAuditRetention},
-		Limits: Limits{
-			Window:                 time.Hour,
-			StartsPerAccount:       10,
-			StartsPerIP:            60,
-			StartsTotal:            20000,
-			SendsPerAccount:        10,
-			SendsPerDestination:    5,
-			SMSPerHour:             200,
-			SMSPerPrefixPerHour:    50,
-			CodeFailuresPerAccount: 10,
-			SignInsPerIP:           60,
-			BindFailures:           3,
-			BindFailureWindow:      time.Hour,
-			NoticesPerAccount:      5,
-			IPv6Prefix:             DefaultIPv6Prefix,
-			IPv6SitePrefix:         DefaultIPv6SitePrefix,
-			AppFailures:            30,
-			AppFailuresNotify:      5,
-			AppFailureWindow:       24 * time.Hour,
-		},
+		Limits:        defaultLimits(),
 	}
 }
 
@@ -640,4 +621,28 @@ func clone(s []string) []string {
 		return nil
 	}
 	return append([]string(nil), s...)
+}
+
+// defaultLimits is the limits section's defaults (rawDefaults).
+func defaultLimits() Limits {
+	return Limits{
+		Window:                 time.Hour,
+		StartsPerAccount:       10,
+		StartsPerIP:            60,
+		StartsTotal:            20000,
+		SendsPerAccount:        10,
+		SendsPerDestination:    5,
+		SMSPerHour:             200,
+		SMSPerPrefixPerHour:    50,
+		CodeFailuresPerAccount: 10,
+		SignInsPerIP:           60,
+		BindFailures:           3,
+		BindFailureWindow:      time.Hour,
+		NoticesPerAccount:      5,
+		IPv6Prefix:             DefaultIPv6Prefix,
+		IPv6SitePrefix:         DefaultIPv6SitePrefix,
+		AppFailures:            30,
+		AppFailuresNotify:      5,
+		AppFailureWindow:       24 * time.Hour,
+	}
 }

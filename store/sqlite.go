@@ -1194,47 +1194,9 @@ func appendAuditTx(ctx context.Context, ex execer, e AuditEvent) error {
 
 // ListAudit implements Store.
 func (s *SQLite) ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, error) {
-	var (
-		where []string
-		args  []any
-	)
-	if q.AccountID != "" {
-		where = append(where, "account_id = ?")
-		args = append(args, q.AccountID)
-	}
-	if q.Type != "" {
-		where = append(where, "type = ?")
-		args = append(args, q.Type)
-	}
-	if q.TypePrefix != "" {
-		// a range on audit_by_type (BINARY collation: byte order)
-		end, ok, err := prefixEnd(q.TypePrefix)
-		if err != nil {
-			return nil, err
-		}
-		where = append(where, "type >= ?")
-		args = append(args, q.TypePrefix)
-		if ok {
-			where = append(where, "type < ?")
-			args = append(args, end)
-		}
-	}
-	if q.Outcome != "" {
-		where = append(where, "outcome = ?")
-		args = append(args, q.Outcome)
-	}
-	if !q.Since.IsZero() {
-		where = append(where, "time >= ?")
-		args = append(args, q.Since.UnixMicro())
-	}
-	if !q.Until.IsZero() {
-		where = append(where, "time < ?")
-		args = append(args, q.Until.UnixMicro())
-	}
-	if q.BeforeSeq > 0 {
-		// after the event BeforeSeq in the order below (none if it is gone)
-		where = append(where, "(time, seq) < (SELECT time, seq FROM audit WHERE seq = ?)")
-		args = append(args, q.BeforeSeq)
+	where, args, err := sqliteAuditWhere(q)
+	if err != nil {
+		return nil, err
 	}
 	limit := q.Limit
 	if limit <= 0 {
@@ -1275,6 +1237,50 @@ func (s *SQLite) ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, err
 		return nil, fmt.Errorf("store: list audit: %w", err)
 	}
 	return out, nil
+}
+
+// sqliteAuditWhere is the WHERE terms of q's filters, with their
+// arguments.
+func sqliteAuditWhere(q AuditQuery) (where []string, args []any, err error) {
+	if q.AccountID != "" {
+		where = append(where, "account_id = ?")
+		args = append(args, q.AccountID)
+	}
+	if q.Type != "" {
+		where = append(where, "type = ?")
+		args = append(args, q.Type)
+	}
+	if q.TypePrefix != "" {
+		// a range on audit_by_type (BINARY collation: byte order)
+		end, ok, err := prefixEnd(q.TypePrefix)
+		if err != nil {
+			return nil, nil, err
+		}
+		where = append(where, "type >= ?")
+		args = append(args, q.TypePrefix)
+		if ok {
+			where = append(where, "type < ?")
+			args = append(args, end)
+		}
+	}
+	if q.Outcome != "" {
+		where = append(where, "outcome = ?")
+		args = append(args, q.Outcome)
+	}
+	if !q.Since.IsZero() {
+		where = append(where, "time >= ?")
+		args = append(args, q.Since.UnixMicro())
+	}
+	if !q.Until.IsZero() {
+		where = append(where, "time < ?")
+		args = append(args, q.Until.UnixMicro())
+	}
+	if q.BeforeSeq > 0 {
+		// after the event BeforeSeq in the order below (none if it is gone)
+		where = append(where, "(time, seq) < (SELECT time, seq FROM audit WHERE seq = ?)")
+		args = append(args, q.BeforeSeq)
+	}
+	return where, args, nil
 }
 
 // ---- maintenance ----
