@@ -202,6 +202,7 @@ func (h held) calls() []call {
 	add("POST", "/api/v1/admin/unblock", adm, map[string]string{"account": "carol"})
 	add("POST", "/api/v1/admin/unblock", adm, map[string]string{"address": "192.0.2.10"})
 	add("POST", "/api/v1/admin/unblock", adm, map[string]string{"address": "not an address"})
+	add("POST", "/api/v1/admin/remove-app", adm, map[string]string{"username": "nobody-at-all"})
 	add("POST", "/api/v1/admin/session", "", map[string]string{"username": "ada", "password": adaPassword, "code": h.adminCode})
 	add("DELETE", "/api/v1/admin/session", adm, nil)
 	return cs

@@ -64,7 +64,9 @@ func (s *Service) AdminSignIn(ctx context.Context, username, password, code stri
 	if badUsername(name) {
 		return store.Session{}, problem(CodeInvalidRequest, nil)
 	}
-	if ok, p := s.spendAddress(ctx, "adminsignin", m.ClientIP, s.o.Limits.SignInsPerIP); p != nil {
+	// the registration sign-in's budget: one address gets
+	// limits.sign_ins_per_ip password tries in all, not twice that
+	if ok, p := s.spendAddress(ctx, "signin", m.ClientIP, s.o.Limits.SignInsPerIP); p != nil {
 		return store.Session{}, p
 	} else if !ok {
 		s.record(ctx, m, "blocked", "", "admin_sign_in_ip_budget", nil)
@@ -180,12 +182,49 @@ func (s *Service) AdminSession(ctx context.Context, token string) (store.Session
 		s.forget(s.d.Store.DeleteSession(ctx, token))
 		return store.Session{}, problem(CodeAdminAuth, nil)
 	}
+	// still an admin, with an app: a member taken out of admin.groups, or
+	// whose app was removed, is out at the next request
+	if err := s.stillAdmin(ctx, sess); err != nil {
+		if p := asProblem(err); p.Code == CodeAdminAuth {
+			s.forget(s.d.Store.DeleteSession(ctx, token))
+		}
+		return store.Session{}, err
+	}
 	if err := s.d.Store.TouchSession(ctx, token, now); errors.Is(err, store.ErrNotFound) {
 		return store.Session{}, problem(CodeAdminAuth, nil)
 	} else if err != nil {
 		return store.Session{}, storeProblem(err)
 	}
 	return sess, nil
+}
+
+// stillAdmin checks, for every request of an admin session, that its
+// account is the same, still a member of admin.groups and still has a
+// verified authenticator app (admin_session_required otherwise; a
+// directory or store that does not answer is unavailable).
+func (s *Service) stillAdmin(ctx context.Context, sess store.Session) error {
+	u, err := s.d.Directory.Lookup(ctx, sess.Username)
+	switch {
+	case errors.Is(err, directory.ErrUnavailable):
+		return s.dirProblem(err)
+	case err != nil || u.ID != sess.AccountID:
+		return problem(CodeAdminAuth, errors.New("the account is gone or changed"))
+	}
+	admin, err := s.isAdmin(ctx, u)
+	if err != nil {
+		return s.dirProblem(err)
+	}
+	if !admin {
+		return problem(CodeAdminAuth, errors.New("no longer an admin"))
+	}
+	ms, err := s.d.Store.ListMethods(ctx, u.ID)
+	if err != nil {
+		return storeProblem(err)
+	}
+	if !slices.ContainsFunc(ms, func(x store.Method) bool { return x.Type == MethodTOTP && x.Verified }) {
+		return problem(CodeAdminAuth, errors.New("no authenticator app any more"))
+	}
+	return nil
 }
 
 // AdminSignOut ends an admin session (as SignOut) and audits it.
@@ -331,7 +370,7 @@ func (s *Service) Explain(ctx context.Context, sess store.Session, username stri
 	}
 	if dec.Eligible {
 		out.Counted = dec.Counted(kinds)
-		out.Ready = out.Counted >= dec.MethodsRequired
+		out.Ready = s.ready(dec, kinds)
 	}
 	page, err := s.Audit(ctx, sess, AuditFilter{Account: u.ID, Limit: 20}, m)
 	if err != nil {
@@ -340,4 +379,66 @@ func (s *Service) Explain(ctx context.Context, sess store.Session, username stri
 	out.Events = page.Events
 	s.record(ctx, m, "admin.explain", sess.AccountID, "success", map[string]string{"account": u.ID})
 	return out, nil
+}
+
+// adminAppKept refuses to replace the verified authenticator app of an
+// admin: the app is the console's second proof, and a new one made with
+// the password alone would make the password the only proof. Another
+// admin removes the old app in the console (RemoveAdminApp); then the
+// admin sets up a new one. A membership that cannot be read refuses too.
+func (s *Service) adminAppKept(ctx context.Context, sess store.Session) *Problem {
+	if !s.AdminEnabled() {
+		return nil
+	}
+	u, err := s.sessionUser(ctx, sess)
+	if err != nil {
+		return asProblem(err)
+	}
+	admin, err := s.isAdmin(ctx, u)
+	if err != nil {
+		return s.dirProblem(err)
+	}
+	if admin {
+		return problem(CodeAdminAppKept, nil)
+	}
+	return nil
+}
+
+// RemoveAdminApp deletes the authenticator apps of the account named
+// username, for an admin who lost theirs: they set up a new one at
+// /register, with their password. The account is told on every channel
+// and its sessions end; the removal is audited with who did it.
+func (s *Service) RemoveAdminApp(ctx context.Context, sess store.Session, username string, m Meta) error {
+	name := canonicalUsername(username)
+	if badUsername(name) {
+		return problem(CodeInvalidRequest, nil)
+	}
+	u, err := s.d.Directory.Lookup(ctx, name)
+	switch {
+	case errors.Is(err, directory.ErrNotFound), errors.Is(err, directory.ErrAmbiguous):
+		return problem(CodeMethodNotFound, err)
+	case err != nil:
+		return s.dirProblem(err)
+	}
+	ms, err := s.d.Store.ListMethods(ctx, u.ID)
+	if err != nil {
+		return storeProblem(err)
+	}
+	removed := 0
+	for _, meth := range ms {
+		if meth.Type != MethodTOTP {
+			continue
+		}
+		if err := s.d.Store.DeleteMethod(ctx, u.ID, meth.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return storeProblem(err)
+		}
+		removed++
+	}
+	if removed == 0 {
+		return problem(CodeMethodNotFound, errors.New("no authenticator app"))
+	}
+	s.forget(s.d.Store.DeleteSessionsForAccount(ctx, u.ID))
+	s.record(ctx, m, "admin.app_removed", sess.AccountID, "success", map[string]string{"account": u.ID})
+	s.noticeUser(ctx, u, "method_removed", "", m)
+	return nil
 }

@@ -32,16 +32,19 @@ type Held struct {
 
 // accountBudgetKeys are the counter keys of the budgets one account
 // spends (limits.go, codes.go, start.go, appguess.go): an unblock forgets
-// them all.
+// them. Not the count of wrong passwords (bindKey): it keeps the
+// directory's own lockout from being reached by passwords the gateway
+// forwards, and forgetting it would let more through than the directory
+// allows; it ends with limits.bind_failure_window.
 func accountBudgetKeys(id string) []string {
 	acct := "acct:" + id
-	return []string{"start:" + acct, "send:" + acct, "codefail:" + acct, "codefail:" + adminCodeAccount(id), bindKey(&directory.User{ID: id}),
-		appFailKey(id), appNoticeKey(id), appBlockKey(id)}
+	return []string{"start:" + acct, "send:" + acct, "codefail:" + acct, "codefail:" + adminCodeAccount(id),
+		appFailKey(acct), appNoticeKey(acct), appBlockKey(acct)}
 }
 
 // addressBudgetPrefixes are the prefixes of the per-address budgets
 // (addressHits): "<prefix>-ip:<address>".
-var addressBudgetPrefixes = []string{"start", "signin", "adminsignin"}
+var addressBudgetPrefixes = []string{"start", "signin"}
 
 // Blocked lists what the gateway held back within the budgets' window,
 // the latest first: accounts, then addresses.
@@ -84,8 +87,16 @@ func (s *Service) Blocked(ctx context.Context, sess store.Session) ([]Held, erro
 		}
 		before = evs[len(evs)-1].Seq
 	}
+	unblocked, err := s.unblockedSince(ctx, since)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]Held, 0, len(order))
 	for _, k := range order {
+		// held back before an admin's unblock: not held any more
+		if at, ok := unblocked[k]; ok && !byKey[k].Last.After(at) {
+			continue
+		}
 		out = append(out, *byKey[k])
 	}
 	slices.SortStableFunc(out, func(a, b Held) int {
@@ -97,6 +108,26 @@ func (s *Service) Blocked(ctx context.Context, sess store.Session) ([]Held, erro
 		}
 		return 0
 	})
+	return out, nil
+}
+
+// unblockedSince is the time of the latest unblock of each account ("a:"
+// + id) and address ("i:" + address) since since.
+func (s *Service) unblockedSince(ctx context.Context, since time.Time) (map[string]time.Time, error) {
+	evs, err := s.d.Store.ListAudit(ctx, store.AuditQuery{Type: "admin.unblocked", Since: since, Limit: store.MaxAuditLimit})
+	if err != nil {
+		return nil, storeProblem(err)
+	}
+	out := map[string]time.Time{}
+	for _, e := range evs {
+		k := "a:" + e.Details["account"]
+		if e.Details["address"] != "" {
+			k = "i:" + e.Details["address"]
+		}
+		if e.Time.After(out[k]) {
+			out[k] = e.Time
+		}
+	}
 	return out, nil
 }
 
@@ -122,8 +153,12 @@ func (s *Service) Unblock(ctx context.Context, sess store.Session, account, addr
 		if !ok {
 			return problem(CodeInvalidRequest, errors.New("not an address"))
 		}
+		site, hasSite := s.siteOf(a)
 		for _, p := range addressBudgetPrefixes {
 			keys = append(keys, p+"-ip:"+a)
+			if hasSite {
+				keys = append(keys, p+"-site:"+site)
+			}
 		}
 		details["address"] = a
 	default:

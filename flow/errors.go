@@ -100,6 +100,9 @@ const (
 	CodeInvalidSettings = "invalid_settings"
 	CodeReadOnly        = "read_only"
 	CodeAdminAuth       = "admin_session_required"
+	// CodeAdminAppKept: an admin's verified authenticator app is not
+	// replaced from a registration session (RemoveAdminApp first)
+	CodeAdminAppKept = "admin_app_kept"
 )
 
 // #nosec G101 -- fixed messages for users ("passkey" is not a credential)
@@ -141,6 +144,7 @@ var messages = map[string]string{
 	CodeInvalidSettings: "The settings were not saved:",
 	CodeReadOnly:        "The settings are kept in the configuration file (admin.settings: file): change them there.",
 	CodeAdminAuth:       "Sign in to the admin console.",
+	CodeAdminAppKept:    "Your account is an admin's: its authenticator app also signs you in to the admin console, so it cannot be replaced here. Ask another admin to remove it (admin console, Explain a user), then set up the new one.",
 }
 
 var statuses = map[string]int{
@@ -181,6 +185,7 @@ var statuses = map[string]int{
 	CodeInvalidSettings: http.StatusUnprocessableEntity,
 	CodeReadOnly:        http.StatusForbidden,
 	CodeAdminAuth:       http.StatusUnauthorized,
+	CodeAdminAppKept:    http.StatusConflict,
 }
 
 func messageFor(code string) string {

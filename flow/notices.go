@@ -91,9 +91,13 @@ func (s *Service) noticeData(u *directory.User, event string, at time.Time, from
 func (s *Service) noticeUser(ctx context.Context, u *directory.User, event, skip string, m Meta) {
 	ctx = context.WithoutCancel(ctx)
 	if userNotice[event] && !s.live().Notifications.Users {
-		// the admin turned these notices off (notifications.users)
-		s.record(ctx, m, "notice.not_sent", u.ID, "notifications_off", map[string]string{"event": event})
-		return
+		// the admin turned these notices off (notifications.users); an
+		// admin's own account is told all the same (its methods sign in
+		// to the console), and so is one whose membership cannot be read
+		if admin, err := s.isAdmin(ctx, u); err == nil && !admin {
+			s.record(ctx, m, "notice.not_sent", u.ID, "notifications_off", map[string]string{"event": event})
+			return
+		}
 	}
 	always := event == noticeEventReset
 	if !s.hit(ctx, "notice:acct:"+u.ID, s.o.Limits.NoticesPerAccount, s.o.Limits.Window) && !always {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 
@@ -108,8 +109,7 @@ func (s *Service) PreviewSettings(ctx context.Context, sess store.Session, set c
 		}
 		db, da := before.Decide(subj), after.Decide(subj)
 		kinds := verified[u.ID]
-		rb := db.Eligible && db.Counted(kinds) >= db.MethodsRequired
-		ra := da.Eligible && da.Counted(kinds) >= da.MethodsRequired
+		rb, ra := s.ready(db, kinds), s.ready(da, kinds)
 		p.tally(u.Username, db.Eligible, da.Eligible, rb, ra)
 		if da.Reason == policy.ReasonUnresolved {
 			p.Unresolved++
@@ -150,6 +150,19 @@ func (p *Preview) tally(name string, eb, ea, rb, ra bool) {
 	add(&p.LoseEligible, eb && !ea)
 	add(&p.GainReady, ra && !rb)
 	add(&p.LoseReady, rb && !ra)
+}
+
+// ready reports whether an account with verified methods of these kinds
+// could reset under decision d: eligible, and with what d offers (the
+// methods available that have a sender) enough to leave nothing
+// remaining, as a reset's completion requires.
+func (s *Service) ready(d policy.Decision, kinds []string) bool {
+	if !d.Eligible {
+		return false
+	}
+	offered := s.methodsAvailable(d.Methods)
+	usable := slices.DeleteFunc(slices.Clone(kinds), func(k string) bool { return !slices.Contains(offered, k) })
+	return d.Remaining(usable) == 0
 }
 
 // previewGroups reads the nested members of every group either version

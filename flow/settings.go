@@ -115,8 +115,22 @@ func (s *Service) applyStored(st store.StoredSettings) error {
 	if err := s.o.Admin.Config.ValidateSettings(set); err != nil {
 		return fmt.Errorf("stored settings version %d: %w", st.Version, err)
 	}
-	s.settings.Store(s.liveFrom(set, st.Version, st.UpdatedAt, st.UpdatedBy))
+	s.setLive(s.liveFrom(set, st.Version, st.UpdatedAt, st.UpdatedBy))
 	return nil
+}
+
+// setLive puts l in force unless a newer version already is (a poll that
+// read version N must not undo a save of N+1 made here meanwhile).
+func (s *Service) setLive(l *live) {
+	for {
+		cur := s.settings.Load()
+		if cur != nil && cur.Version >= l.Version {
+			return
+		}
+		if s.settings.CompareAndSwap(cur, l) {
+			return
+		}
+	}
 }
 
 func (s *Service) liveFrom(set config.Settings, version int, at time.Time, by string) *live {
@@ -235,7 +249,7 @@ func (s *Service) SaveSettings(ctx context.Context, sess store.Session, prev int
 		return SettingsView{}, storeProblem(err)
 	}
 	s.logAudit(ev)
-	s.settings.Store(s.liveFrom(set, saved.Version, saved.UpdatedAt, saved.UpdatedBy))
+	s.setLive(s.liveFrom(set, saved.Version, saved.UpdatedAt, saved.UpdatedBy))
 	return s.Settings(), nil
 }
 

@@ -34,6 +34,26 @@ func (s *Server) adminAPIRoutes(api *echo.Group) {
 	a.GET("/groups", s.adminAPI(s.apiAdminGroups))
 	a.GET("/blocked", s.adminAPI(s.apiAdminBlocked))
 	a.POST("/unblock", s.adminAPI(s.apiAdminUnblock))
+	a.POST("/remove-app", s.adminAPI(s.apiAdminRemoveApp))
+}
+
+// apiAdminRemoveApp: POST /api/v1/admin/remove-app {username}: the
+// account's authenticator apps are removed (an admin who lost theirs sets
+// up a new one).
+func (s *Server) apiAdminRemoveApp(c echo.Context, sess store.Session) error {
+	var in struct {
+		Username string `json:"username"`
+	}
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if err := field(in.Username, 256); err != nil {
+		return err
+	}
+	if err := s.svc.RemoveAdminApp(c.Request().Context(), sess, in.Username, meta(c)); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
 }
 
 // apiAdminPreview: POST /api/v1/admin/preview {settings}: what saving

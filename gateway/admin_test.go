@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey/config"
+	"github.com/latchkeyhq/latchkey/directory"
 	"github.com/latchkeyhq/latchkey/flow"
 	"github.com/latchkeyhq/latchkey/internal/flowtest"
 	"github.com/latchkeyhq/latchkey/policy"
@@ -72,8 +73,10 @@ func adminToken(t *testing.T, tb *testbed, clk *flowtest.Clock, secret string) s
 
 func TestAdminSignInAnswersAlikeForEveryFailure(t *testing.T) {
 	tb, clk, secret := adminBed(t, nil)
-	// carol has an app too, but is no admin
+	// carol has an app too, but is no admin; dana is an admin with none
 	_, carolApp := tb.enrolApp(t, clk, "carol")
+	tb.dir.AddUser(directory.User{DN: "uid=dana,ou=people,dc=x", ID: "id-dana", Username: "dana", DisplayName: "Dana Test", Mail: "dana@corp.example"},
+		"Dana-Pass1!", "cn=staff", "cn=admins")
 	clk.Add(30 * time.Second)
 	good := func() string { return flowtest.CodeAt(t, secret, clk.Now()) }
 	cases := []struct{ name, user, password, code string }{
@@ -81,7 +84,7 @@ func TestAdminSignInAnswersAlikeForEveryFailure(t *testing.T) {
 		{"wrong password", "alice", "Wrong-Pass1!", good()},
 		{"wrong code", "alice", tb.dir.Password("alice"), flowtest.WrongTOTP(t, secret, clk.Now())},
 		{"not an admin", "carol", tb.dir.Password("carol"), flowtest.CodeAt(t, carolApp.Secret, clk.Now())},
-		{"admin without an app", "alice", tb.dir.Password("alice"), ""},
+		{"an admin without an app", "dana", "Dana-Pass1!", "123456"},
 	}
 	var first string
 	for _, tc := range cases {
@@ -128,6 +131,17 @@ func TestAdminSignInAnswersAlikeForEveryFailure(t *testing.T) {
 	}
 	if got := tb.auditOutcomes(t, "admin.sign_in"); strings.Count(strings.Join(got, ","), "success") != 1 {
 		t.Errorf("admin.sign_in outcomes %v, want one success", got)
+	}
+	// each failure was audited with its reason (dana's: no strong method)
+	evs, _ := tb.st.ListAudit(t.Context(), storeQuery("admin.sign_in"))
+	reasons := map[string]bool{}
+	for _, e := range evs {
+		reasons[e.Details["reason"]] = true
+	}
+	for _, r := range []string{"no_strong_method", "not_admin", "wrong_code"} {
+		if !reasons[r] {
+			t.Errorf("no admin.sign_in failure with reason %s: %v", r, reasons)
+		}
 	}
 }
 
@@ -379,16 +393,36 @@ func TestCSVCellsAreNotFormulas(t *testing.T) {
 }
 
 func TestAdminBlockedAndUnblock(t *testing.T) {
-	tb, clk, secret := adminBed(t, nil)
+	tb, clk, secret := adminBed(t, func(o *flow.Options) { o.Limits.SendsPerAccount = 2 })
+	_, carolEmail := tb.enroll(t, "carol", "carol.home@example.net")
 	tok := adminToken(t, tb, clk, secret)
 	auth := map[string]string{"Authorization": "Bearer " + tok}
 	ctx := t.Context()
-	// wrong passwords until the gateway holds carol's back
-	for i := 0; i < 5; i++ {
+	window := time.Hour
+	count := func(key string) int {
+		n, err := tb.st.Count(ctx, key, window, clk.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// codes asked for carol until her send budget is spent
+	f, err := tb.svc.StartFlow(ctx, "reset", "carol", flow.Meta{ClientIP: "198.51.100.7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		_ = tb.svc.SendFlowCode(ctx, "reset", f.ID, carolEmail, flow.Meta{ClientIP: "198.51.100.7"})
+	}
+	// and wrong passwords, an app suspension, an address's starts
+	for range 5 {
 		_, _ = tb.svc.SignIn(ctx, "carol", "Wrong-Pass1!", flow.Meta{ClientIP: "198.51.100.7"})
 	}
-	if _, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), flow.Meta{}); err == nil {
-		t.Fatal("the right password passed with the bind budget spent")
+	if _, err := tb.st.Hit(ctx, "appblock:acct:id-carol", window, clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if count("send:acct:id-carol") < 3 || count("bindfail:id-carol") == 0 || count("start-ip:198.51.100.7") == 0 {
+		t.Fatalf("counters before: send %d, bind %d, start-ip %d", count("send:acct:id-carol"), count("bindfail:id-carol"), count("start-ip:198.51.100.7"))
 	}
 	c := newClient(t, tb)
 	w := c.api("GET", "/api/v1/admin/blocked", "", auth)
@@ -397,7 +431,7 @@ func TestAdminBlockedAndUnblock(t *testing.T) {
 		t.Fatalf("blocked: %d %s", w.Code, w.Body)
 	}
 	i := slices.IndexFunc(out.Held, func(h flow.Held) bool { return h.AccountID == "id-carol" })
-	if i < 0 || !slices.Contains(out.Held[i].Reasons, "bind_budget") {
+	if i < 0 || !slices.Contains(out.Held[i].Reasons, "send_budget") {
 		t.Fatalf("carol not listed as held back: %s", w.Body)
 	}
 	// the page lists her too, with an unblock form
@@ -411,16 +445,25 @@ func TestAdminBlockedAndUnblock(t *testing.T) {
 	if w := pc.post("/admin/blocked", "/admin/unblock", url.Values{"account": {"carol"}}, nil); w.Code != http.StatusSeeOther {
 		t.Fatalf("unblock: %d %s", w.Code, w.Body)
 	}
-	if _, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), flow.Meta{}); err != nil {
-		t.Fatalf("carol after the unblock: %v", err)
+	// her budgets start again, the app suspension is lifted; the count of
+	// wrong passwords stays (it keeps the directory from locking her)
+	if count("send:acct:id-carol") != 0 || count("appblock:acct:id-carol") != 0 || count("bindfail:id-carol") == 0 {
+		t.Fatalf("counters after: send %d, appblock %d, bind %d", count("send:acct:id-carol"), count("appblock:acct:id-carol"), count("bindfail:id-carol"))
 	}
 	evs, _ := tb.st.ListAudit(ctx, storeQuery("admin.unblocked"))
 	if len(evs) != 1 || evs[0].AccountID != "id-alice" || evs[0].Details["account"] != "id-carol" {
 		t.Fatalf("unblock audit: %+v", evs)
 	}
+	// and she is no longer listed
+	if b := pc.get("/admin/blocked").Body.String(); strings.Contains(b, `value="id-carol"`) {
+		t.Fatal("carol still listed after the unblock")
+	}
 	// an address, over the API; a bad one is refused
 	if w := c.api("POST", "/api/v1/admin/unblock", `{"address":"198.51.100.7"}`, auth); w.Code != http.StatusNoContent {
 		t.Fatalf("unblock an address: %d %s", w.Code, w.Body)
+	}
+	if count("start-ip:198.51.100.7") != 0 || count("signin-ip:198.51.100.7") != 0 {
+		t.Fatal("the address's counters were not forgotten")
 	}
 	for _, body := range []string{`{"address":"not-an-ip"}`, `{}`, `{"account":"carol","address":"198.51.100.7"}`} {
 		if w := c.api("POST", "/api/v1/admin/unblock", body, auth); w.Code != http.StatusBadRequest {
@@ -458,6 +501,12 @@ func TestAdminPreview(t *testing.T) {
 	if p.After != (flow.Coverage{Eligible: 2, Ready: 0}) || p.LoseReady.Count != 1 || p.LoseReady.Sample[0] != "carol" || p.GainEligible.Count != 0 {
 		t.Fatalf("two methods: %+v", p)
 	}
+	// a method no longer offered: carol, who has only an email, could not
+	// reset
+	p = preview(func(s *config.Settings) { s.Policy.Methods = []string{"sms", "totp"} })
+	if p.LoseReady.Count != 1 || p.LoseReady.Sample[0] != "carol" || p.After.Ready != 0 {
+		t.Fatalf("email no longer offered: %+v", p)
+	}
 	p = preview(func(s *config.Settings) { s.Policy.Scope = policy.ScopeNone })
 	if p.After != (flow.Coverage{}) || p.LoseEligible.Count != 2 || p.LoseReady.Count != 1 {
 		t.Fatalf("scope none: %+v", p)
@@ -466,8 +515,8 @@ func TestAdminPreview(t *testing.T) {
 	if v := tb.svc.Settings(); v.Version != 0 {
 		t.Fatalf("a preview saved version %d", v.Version)
 	}
-	if got := tb.auditOutcomes(t, "admin.preview"); len(got) != 3 {
-		t.Fatalf("admin.preview audited %v, want 3", got)
+	if got := tb.auditOutcomes(t, "admin.preview"); len(got) != 4 {
+		t.Fatalf("admin.preview audited %v, want 4", got)
 	}
 	// invalid settings are refused as a save refuses them
 	b, _ := json.Marshal(map[string]any{"settings": map[string]any{"policy": map[string]any{"scope": "sometimes"}, "server": map[string]any{}}})
@@ -560,7 +609,8 @@ func TestAdminNotifications(t *testing.T) {
 	if got := subjects("carol@corp.example"); !slices.ContainsFunc(got, func(s string) bool { return strings.Contains(s, "your password was reset") }) {
 		t.Fatalf("carol's directory mail: %q", got)
 	}
-	// users off: carol's next reset tells carol nothing, and it is audited
+	// users off: carol is an admin here, so she is still told (her
+	// account signs in to the console); alice is no longer told
 	save(false, false)
 	resetNotices := func() int {
 		n := 0
@@ -576,14 +626,44 @@ func TestAdminNotifications(t *testing.T) {
 	before := resetNotices()
 	reset("Fresh-Harbor-Lantern-42")
 	tb.svc.CloseWithin(5 * time.Second) // the outbox has sent what it had
-	if after := resetNotices(); after != before {
-		t.Fatalf("carol was told with notifications.users off: %d mails, then %d", before, after)
+	if after := resetNotices(); after <= before {
+		t.Fatalf("an admin was not told of her reset with notifications.users off: %d mails, then %d", before, after)
 	}
-	if got := tb.auditOutcomes(t, "notice.not_sent"); len(got) != 1 || got[0] != "notifications_off" {
-		t.Fatalf("notice.not_sent: %v", got)
+	if got := tb.auditOutcomes(t, "notice.not_sent"); len(got) != 0 {
+		t.Fatalf("notice.not_sent for an admin: %v", got)
 	}
 	if n := adminNotices(); n != 1 {
 		t.Fatalf("alice told %d times, once with notifications.admins off", n)
+	}
+}
+
+func TestNotificationsUsersOff(t *testing.T) {
+	tb, clk, secret := adminBed(t, nil) // carol is no admin here
+	_, carolEmail := tb.enroll(t, "carol", "carol.home@example.net")
+	tok := adminToken(t, tb, clk, secret)
+	v := tb.svc.Settings()
+	set := v.Settings
+	set.Notifications.Users = false
+	b, _ := json.Marshal(map[string]any{"version": v.Version, "settings": set})
+	if w := newClient(t, tb).api("PUT", "/api/v1/admin/settings", string(b), map[string]string{"Authorization": "Bearer " + tok}); w.Code != http.StatusOK {
+		t.Fatalf("PUT: %d %s", w.Code, w.Body)
+	}
+	f, err := tb.svc.StartFlow(t.Context(), "reset", "carol", flow.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f = tb.proveEmail(t, f, carolEmail, "carol.home@example.net")
+	if err := tb.svc.CompleteFlow(t.Context(), "reset", f.ID, "Fresh-Harbor-Lantern-43", flow.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	tb.svc.CloseWithin(5 * time.Second) // the outbox has sent what it had
+	for _, e := range tb.rec.Emails() {
+		if strings.Contains(e.Subject, "your password was reset") {
+			t.Fatalf("carol was told with notifications.users off: %s to %s", e.Subject, e.To)
+		}
+	}
+	if got := tb.auditOutcomes(t, "notice.not_sent"); len(got) != 1 || got[0] != "notifications_off" {
+		t.Fatalf("notice.not_sent: %v", got)
 	}
 }
 
@@ -699,6 +779,12 @@ func TestAdminWrongCodesAreBounded(t *testing.T) {
 func TestEveryAdminRouteNeedsAnAdminSession(t *testing.T) {
 	tb, clk, _ := adminBed(t, nil)
 	reg, _ := tb.enrolApp(t, clk, "carol")
+	// alice's registration session is an admin's (kind admin_user): still
+	// no admin session
+	adminReg, err := tb.svc.SignIn(t.Context(), "alice", tb.dir.Password("alice"), flow.Meta{})
+	if err != nil || adminReg.Kind != flow.SessionAdminUser {
+		t.Fatalf("alice's registration session: %+v %v", adminReg, err)
+	}
 	n := 0
 	for _, r := range tb.srv.e.Routes() {
 		path := strings.ReplaceAll(r.Path, ":id", "x")
@@ -707,7 +793,7 @@ func TestEveryAdminRouteNeedsAnAdminSession(t *testing.T) {
 			continue
 		}
 		n++
-		for _, tok := range []string{"", reg.ID} {
+		for _, tok := range []string{"", reg.ID, adminReg.ID} {
 			c := newClient(t, tb)
 			var w *httptest.ResponseRecorder
 			switch {
@@ -761,5 +847,50 @@ func TestAdminPagesHoldNoSecret(t *testing.T) {
 				t.Errorf("%s holds %.8q…", p, s)
 			}
 		}
+	}
+}
+
+func TestAdminAppIsNotReplacedWithThePasswordAlone(t *testing.T) {
+	tb, clk, secret := adminBed(t, nil)
+	ctx := t.Context()
+	tok := adminToken(t, tb, clk, secret)
+	// with alice's password only, a new app is refused
+	sess, err := tb.svc.SignIn(ctx, "alice", tb.dir.Password("alice"), flow.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.svc.EnrolTOTP(ctx, sess, flow.Meta{}); flow.AsProblem(err).Code != flow.CodeAdminAppKept {
+		t.Fatalf("a new app for an admin with one: %v, want admin_app_kept", err)
+	}
+	// a non-admin replaces theirs as before
+	carol, _ := tb.enrolApp(t, clk, "carol")
+	if _, err := tb.svc.EnrolTOTP(ctx, carol, flow.Meta{}); err != nil {
+		t.Fatalf("carol replacing her app: %v", err)
+	}
+	// an admin removes the app in the console (here alice, her own): her
+	// admin session ends, and she sets up a new one
+	c := newClient(t, tb)
+	auth := map[string]string{"Authorization": "Bearer " + tok}
+	if w := c.api("POST", "/api/v1/admin/remove-app", `{"username":"alice"}`, auth); w.Code != http.StatusNoContent {
+		t.Fatalf("remove-app: %d %s", w.Code, w.Body)
+	}
+	if w := c.api("GET", "/api/v1/admin/settings", "", auth); w.Code != http.StatusUnauthorized {
+		t.Fatalf("the admin session after the app's removal: %d", w.Code)
+	}
+	if got := tb.auditOutcomes(t, "admin.app_removed"); len(got) != 1 {
+		t.Fatalf("admin.app_removed: %v", got)
+	}
+	sess, err = tb.svc.SignIn(ctx, "alice", tb.dir.Password("alice"), flow.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.svc.EnrolTOTP(ctx, sess, flow.Meta{}); err != nil {
+		t.Fatalf("a new app after the removal: %v", err)
+	}
+	// until the new app is verified, alice cannot sign in to the console
+	clk.Add(30 * time.Second)
+	body, _ := json.Marshal(map[string]string{"username": "alice", "password": tb.dir.Password("alice"), "code": flowtest.CodeAt(t, secret, clk.Now())})
+	if w := c.api("POST", "/api/v1/admin/session", string(body), nil); w.Code != http.StatusUnauthorized {
+		t.Fatalf("the removed app's code at the console: %d", w.Code)
 	}
 }

@@ -425,6 +425,7 @@ var notices = map[string]string{
 	"already_signed": "",
 	"settings_saved": "The settings are saved. Every instance applies them within a few seconds.",
 	"unblocked":      "Unblocked: its budgets start again from zero.",
+	"app_removed":    "The authenticator app is removed. The account signs in at /register with its password to set up a new one.",
 }
 
 // ---------------------------------------------------------------- CSRF

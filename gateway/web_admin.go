@@ -58,6 +58,15 @@ func (s *Server) adminRoutes() {
 	e.GET("/admin/explain", s.adminPage(s.adminExplainPage))
 	e.GET("/admin/blocked", s.adminPage(s.adminBlockedPage))
 	e.POST("/admin/unblock", s.adminForm(s.adminUnblock))
+	e.POST("/admin/remove-app", s.adminForm(s.adminRemoveApp))
+}
+
+func (s *Server) adminRemoveApp(c echo.Context, sess store.Session) error {
+	name := formValue(c, "username")
+	if err := s.svc.RemoveAdminApp(c.Request().Context(), sess, name, meta(c)); err != nil {
+		return err
+	}
+	return s.redirect(c, "/admin/explain?"+url.Values{"username": {name}, "notice": {"app_removed"}}.Encode())
 }
 
 func (s *Server) adminBlockedPage(c echo.Context, sess store.Session) error {
@@ -256,7 +265,9 @@ func (s *Server) adminSaveSettings(page string, read func(echo.Context, *config.
 				if pr.Status >= 500 {
 					return err
 				}
-				return s.render(c, pr.Status, page, adminTitles[page], newSettingsPage(cur, set), pr)
+				d := newSettingsPage(cur, set)
+				d.View.Version = version // the form still saves what it was opened with
+				return s.render(c, pr.Status, page, adminTitles[page], d, pr)
 			}
 			d := newSettingsPage(cur, set)
 			d.View.Version = version // the form still saves what it was opened with
@@ -272,6 +283,9 @@ func (s *Server) adminSaveSettings(page string, read func(echo.Context, *config.
 			return err
 		}
 		d := newSettingsPage(s.svc.Settings(), set)
+		// refused (invalid settings): the form keeps the version it was
+		// opened with, so that a second try is checked against it
+		d.View.Version = version
 		var conflict *flow.SettingsConflict
 		if errors.As(err, &conflict) {
 			// show what is in force now: the admin reviews it and saves again

@@ -23,7 +23,7 @@ func demoUsers() []User {
 			Note: "not in an eligible group"},
 		{Username: "root", Password: "Rocky-Demo-1!", DisplayName: "Rita Root", Groups: []string{"staff", "domain-admins"},
 			Note: "privileged: excluded (domain-admins)"},
-		{Username: "ada", Password: "Amber-Demo-1!", DisplayName: "Ada Admin", Groups: []string{"sspr-admins", "domain-admins"},
+		{Username: "ada", Password: "Amber-Demo-1!", DisplayName: "Ada Admin", Groups: []string{"domain-admins", "sspr-admins"},
 			Note: "admin console (/admin): member of sspr-admins; privileged, so self-service excludes her"},
 	}
 }
