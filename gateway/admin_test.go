@@ -336,6 +336,7 @@ func TestAdminPagesSaveAndShowTheActivity(t *testing.T) {
 		t.Fatalf("methods page:\n%s", b)
 	}
 	w := c.post("/admin/methods", "/admin/methods", url.Values{"version": {"0"}, "methods_required": {"2"}, "method_email": {"on"}, "method_totp": {"on"},
+		"questions_required": {"4"}, "questions_ask": {"2"}, "questions_list": {"First pet?\n\nFirst school?\nFirst car?\nFirst job?\n"},
 		"tiers": {"1"}, "tier0_groups": {"cn=admins"}, "tier0_required": {"2"},
 		"tier1_groups": {"cn=staff"}, "tier1_required": {"0"}, "tier1_require_totp": {"on"}}, nil)
 	if w.Code != http.StatusSeeOther {
@@ -343,16 +344,18 @@ func TestAdminPagesSaveAndShowTheActivity(t *testing.T) {
 	}
 	v := tb.svc.Settings()
 	if v.Version != 1 || v.Settings.Policy.MethodsRequired != 2 || strings.Join(v.Settings.Policy.Methods, ",") != "email,totp" ||
-		len(v.Settings.Policy.Tiers) != 2 || v.Settings.Policy.Tiers[1].Groups[0] != "cn=staff" || strings.Join(v.Settings.Policy.Tiers[1].RequireOneOf, ",") != "totp" {
+		len(v.Settings.Policy.Tiers) != 2 || v.Settings.Policy.Tiers[1].Groups[0] != "cn=staff" || strings.Join(v.Settings.Policy.Tiers[1].RequireOneOf, ",") != "totp" ||
+		v.Settings.Policy.Questions.Required != 4 || len(v.Settings.Policy.Questions.List) != 4 {
 		t.Fatalf("after the methods page: %+v", v.Settings.Policy)
 	}
 	// a form without its tiers is refused, not read as "no tiers"
-	if w := c.post("/admin/methods", "/admin/methods", url.Values{"version": {"1"}, "methods_required": {"1"}, "method_email": {"on"}}, nil); w.Code != http.StatusBadRequest {
+	if w := c.post("/admin/methods", "/admin/methods", url.Values{"version": {"1"}, "methods_required": {"1"}, "method_email": {"on"},
+		"questions_required": {"3"}, "questions_ask": {"2"}}, nil); w.Code != http.StatusBadRequest {
 		t.Fatalf("methods form without tiers: %d", w.Code)
 	}
 	// a tier removed
 	w = c.post("/admin/methods", "/admin/methods", url.Values{"version": {"1"}, "methods_required": {"2"}, "method_email": {"on"}, "method_totp": {"on"},
-		"tiers": {"2"}, "tier0_groups": {"cn=admins"}, "tier0_required": {"2"}, "tier1_groups": {"cn=staff"}, "tier1_required": {"0"}, "tier1_remove": {"on"},
+		"questions_required": {"3"}, "questions_ask": {"2"}, "tiers": {"2"}, "tier0_groups": {"cn=admins"}, "tier0_required": {"2"}, "tier1_groups": {"cn=staff"}, "tier1_required": {"0"}, "tier1_remove": {"on"},
 		"tier2_groups": {""}, "tier2_required": {"0"}}, nil)
 	if v := tb.svc.Settings(); w.Code != http.StatusSeeOther || v.Version != 2 || len(v.Settings.Policy.Tiers) != 1 {
 		t.Fatalf("tier removed: %d, %+v", w.Code, v.Settings.Policy.Tiers)

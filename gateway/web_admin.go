@@ -323,6 +323,15 @@ func methodsFromForm(c echo.Context, set *config.Settings) error {
 	}
 	p.MethodsRequired = n
 	p.Methods = checked(c, "method_")
+	// security questions: how many to register and to ask, the list
+	q := &p.Questions
+	if q.Required, err = strconv.Atoi(formValue(c, "questions_required")); err != nil {
+		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("questions_required"))
+	}
+	if q.Ask, err = strconv.Atoi(formValue(c, "questions_ask")); err != nil {
+		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("questions_ask"))
+	}
+	q.List, q.AllowCustom = lines(formValue(c, "questions_list")), formValue(c, "questions_custom") == "on"
 	// the tiers shown, and one empty tier to add
 	n, err = strconv.Atoi(formValue(c, "tiers"))
 	if err != nil || n < 0 || n > maxTiers {
