@@ -88,6 +88,9 @@ type SettingsPolicy struct {
 	// Questions: security questions (the list, how many to register and
 	// to ask, custom questions).
 	Questions Questions `json:"questions"`
+	// ReconfirmDays: users are asked to re-confirm their methods after
+	// this many days (0 never).
+	ReconfirmDays int `json:"reconfirm_days"`
 }
 
 // SettingsServer is the part of the server section the console edits (the
@@ -109,7 +112,8 @@ func (c *Config) Settings() Settings {
 		Policy: SettingsPolicy{Scope: p.Scope, Groups: nonNil(p.Groups), ExcludeGroups: nonNil(p.ExcludeGroups),
 			IncludePrivileged: p.IncludePrivileged, PrivilegedGroups: nonNil(p.PrivilegedGroups),
 			MethodsRequired: p.MethodsRequired, Methods: nonNil(p.Methods), Tiers: tiers,
-			Questions: Questions{List: nonNil(p.Questions.List), AllowCustom: p.Questions.AllowCustom, Required: p.Questions.Required, Ask: p.Questions.Ask}},
+			Questions:     Questions{List: nonNil(p.Questions.List), AllowCustom: p.Questions.AllowCustom, Required: p.Questions.Required, Ask: p.Questions.Ask},
+			ReconfirmDays: p.ReconfirmDays},
 		Notifications: c.Notifications,
 		Server:        SettingsServer{Helpdesk: c.Server.Helpdesk, Organisation: c.Server.Organisation},
 	}
@@ -125,6 +129,7 @@ func (c *Config) WithSettings(s Settings) *Config {
 	p.MethodsRequired, p.Methods = s.Policy.MethodsRequired, clone(s.Policy.Methods)
 	q := s.Policy.Questions
 	p.Questions = Questions{List: clone(q.List), AllowCustom: q.AllowCustom, Required: q.Required, Ask: q.Ask}
+	p.ReconfirmDays = s.Policy.ReconfirmDays
 	p.Tiers = make([]Tier, len(s.Policy.Tiers))
 	for i, t := range s.Policy.Tiers {
 		p.Tiers[i] = Tier{Groups: clone(t.Groups), MethodsRequired: t.MethodsRequired, Methods: clone(t.Methods), RequireOneOf: clone(t.RequireOneOf)}
@@ -137,7 +142,7 @@ func (c *Config) WithSettings(s Settings) *Config {
 // settingsKeys are the key paths Settings holds: a problem at one of them
 // (or under it) is the settings' own.
 var settingsKeys = []string{"policy.scope", "policy.groups", "policy.exclude_groups", "policy.include_privileged",
-	"policy.privileged_groups", "policy.methods_required", "policy.methods", "policy.tiers", "policy.questions",
+	"policy.privileged_groups", "policy.methods_required", "policy.methods", "policy.tiers", "policy.questions", "policy.reconfirm_days",
 	"notifications.users", "notifications.admins", "server.helpdesk", "server.organisation"}
 
 // ValidateSettings checks s as Validate would check a configuration file
@@ -208,7 +213,7 @@ func (s Settings) Flat() map[string]string {
 	vals := []any{p.Scope, nonNil(p.Groups), nonNil(p.ExcludeGroups), p.IncludePrivileged, nonNil(p.PrivilegedGroups),
 		p.MethodsRequired, nonNil(p.Methods), tiersOrEmpty(p.Tiers),
 		Questions{List: nonNil(p.Questions.List), AllowCustom: p.Questions.AllowCustom, Required: p.Questions.Required, Ask: p.Questions.Ask},
-		s.Notifications.Users, s.Notifications.Admins,
+		p.ReconfirmDays, s.Notifications.Users, s.Notifications.Admins,
 		s.Server.Helpdesk, s.Server.Organisation}
 	out := make(map[string]string, len(settingsKeys))
 	for i, k := range settingsKeys {

@@ -176,7 +176,7 @@ func runAdminSuite(t *testing.T, srv *dirtest.Server) {
 				}
 			}
 		}
-		for _, p := range []string{"/admin/properties", "/admin/methods", "/admin/customization", "/admin/activity", "/admin/activity.csv", "/admin/explain", "/admin/blocked", "/admin/notifications"} {
+		for _, p := range []string{"/admin/properties", "/admin/methods", "/admin/customization", "/admin/activity", "/admin/activity.csv", "/admin/explain", "/admin/blocked", "/admin/notifications", "/admin/registration"} {
 			if st, _, _ := e.raw("GET", p, "", "", nil); st != 401 {
 				t.Errorf("GET %s anonymous: %d", p, st)
 			}
@@ -277,6 +277,7 @@ func runAdminSuite(t *testing.T, srv *dirtest.Server) {
 		e.must(200, e.complete(f, "Admin-Found-This-Reset-7"), "erin's reset")
 		for _, p := range []struct{ link, path, name, see string }{
 			{"/admin/methods", "/admin/methods", "admin methods", "Number of methods required to reset"},
+			{"/admin/registration", "/admin/registration", "admin registration", "re-confirm their recovery methods"},
 			{"/admin/notifications", "/admin/notifications", "admin notifications", "Notify all admins"},
 			{"/admin/customization", "/admin/customization", "admin customization", "Helpdesk link"},
 			{"/admin/activity", "/admin/activity", "admin activity", "reset.completed"},

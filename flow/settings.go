@@ -32,6 +32,8 @@ type live struct {
 	Eligibility   policy.Eligibility
 	Notifications config.Notifications
 	Questions     QuestionOptions
+	// ReconfirmDays: policy.reconfirm_days (reconfirm.go); 0 never asks
+	ReconfirmDays int
 	Helpdesk      string
 	Organisation  string
 }
@@ -78,7 +80,7 @@ func (s *Service) initLive(ctx context.Context) error {
 	first := &live{Eligibility: s.o.Eligibility, Helpdesk: s.o.Helpdesk, Organisation: s.o.Organisation,
 		Notifications: config.Notifications{Users: true}, Questions: s.o.Questions}
 	if base != nil {
-		first.Settings, first.Notifications = base.Settings(), base.Notifications
+		first.Settings, first.Notifications, first.ReconfirmDays = base.Settings(), base.Notifications, base.Policy.ReconfirmDays
 	}
 	s.settings.Store(first)
 	if !s.settingsFromStore() {
@@ -138,7 +140,8 @@ func (s *Service) liveFrom(set config.Settings, version int, at time.Time, by st
 	q := cfg.Policy.Questions
 	return &live{Version: version, UpdatedAt: at, UpdatedBy: by, Settings: set, Eligibility: cfg.Eligibility(),
 		Notifications: set.Notifications, Helpdesk: set.Server.Helpdesk, Organisation: set.Server.Organisation,
-		Questions: QuestionOptions{List: q.List, AllowCustom: q.AllowCustom, Required: q.Required, Ask: q.Ask}}
+		Questions:     QuestionOptions{List: q.List, AllowCustom: q.AllowCustom, Required: q.Required, Ask: q.Ask},
+		ReconfirmDays: set.Policy.ReconfirmDays}
 }
 
 // live is the settings in force.

@@ -897,3 +897,47 @@ func TestAdminAppIsNotReplacedWithThePasswordAlone(t *testing.T) {
 		t.Fatalf("the removed app's code at the console: %d", w.Code)
 	}
 }
+
+func TestReconfirmAfterTheConfiguredDays(t *testing.T) {
+	tb, clk, secret := adminBed(t, nil)
+	tb.enroll(t, "carol", "carol.home@example.net")
+	// the admin asks every 30 days, on the Registration page
+	ac := newClient(t, tb)
+	if w := ac.post("/admin", "/admin", url.Values{"username": {"alice"}, "password": {tb.dir.Password("alice")}, "code": {flowtest.CodeAt(t, secret, clk.Now())}}, nil); w.Code != http.StatusSeeOther {
+		t.Fatalf("admin sign-in: %d", w.Code)
+	}
+	if w := ac.post("/admin/registration", "/admin/registration", url.Values{"version": {"0"}, "reconfirm_days": {"30"}}, nil); w.Code != http.StatusSeeOther {
+		t.Fatalf("registration save: %d %s", w.Code, w.Body)
+	}
+	methods := func() string {
+		c := newClient(t, tb)
+		if w := c.post("/register", "/register", url.Values{"username": {"carol"}, "password": {tb.dir.Password("carol")}}, nil); w.Code != http.StatusSeeOther {
+			t.Fatalf("carol's sign-in: %d", w.Code)
+		}
+		b := c.get("/register/methods").Body.String()
+		if strings.Contains(b, `id="reconfirm"`) {
+			if w := c.post("/register/methods", "/register/reconfirm", url.Values{}, nil); w.Code != http.StatusSeeOther {
+				t.Fatalf("reconfirm: %d", w.Code)
+			}
+			if strings.Contains(c.get("/register/methods").Body.String(), `id="reconfirm"`) {
+				t.Fatal("still asked after confirming")
+			}
+		}
+		return b
+	}
+	if strings.Contains(methods(), `id="reconfirm"`) {
+		t.Fatal("asked to re-confirm a method verified today")
+	}
+	clk.Add(31 * 24 * time.Hour)
+	if !strings.Contains(methods(), "They are still right") {
+		t.Fatal("not asked after 31 days")
+	}
+	if got := tb.auditOutcomes(t, "registration.reconfirmed"); len(got) != 1 {
+		t.Fatalf("registration.reconfirmed: %v", got)
+	}
+	// confirmed today: not asked again for 30 days
+	clk.Add(29 * 24 * time.Hour)
+	if strings.Contains(methods(), `id="reconfirm"`) {
+		t.Fatal("asked again 29 days after confirming")
+	}
+}

@@ -18,6 +18,7 @@ func (s *Server) routes() {
 	e.POST("/register/methods/:id/remove", s.form(s.removeMethod))
 	e.POST("/register/methods/:id/passkey", s.passkeyForm(s.finishPasskey))
 	e.POST("/register/signout", s.form(s.signOut))
+	e.POST("/register/reconfirm", s.form(s.reconfirm))
 	e.GET("/register/questions", s.questionsPage)
 	e.POST("/register/questions", s.form(s.setQuestions))
 

@@ -140,7 +140,7 @@ func (s *Server) HTTPServer(addr string) *http.Server {
 var pageNames = []string{"change", "demo_outbox", "done", "error", "flow_code", "flow_methods", "flow_password",
 	"flow_questions", "flow_start", "flow_unlock", "home", "methods", "not_eligible", "passkey", "questions", "signin",
 	"totp_enrol", "verify_method",
-	"admin_signin", "admin_properties", "admin_methods", "admin_customization", "admin_activity", "admin_explain", "admin_blocked", "admin_notifications"}
+	"admin_signin", "admin_properties", "admin_methods", "admin_customization", "admin_activity", "admin_explain", "admin_blocked", "admin_notifications", "admin_registration"}
 
 func (s *Server) loadPages() error {
 	pages, err := parsePages(templates.FS)
@@ -425,6 +425,7 @@ var notices = map[string]string{
 	"already_signed": "",
 	"settings_saved": "The settings are saved. Every instance applies them within a few seconds.",
 	"unblocked":      "Unblocked: its budgets start again from zero.",
+	"reconfirmed":    "Thank you: your recovery methods are confirmed.",
 	"app_removed":    "The authenticator app is removed. The account signs in at /register with its password to set up a new one.",
 }
 

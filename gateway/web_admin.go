@@ -31,6 +31,7 @@ type navItem struct {
 var adminPages = []navItem{
 	{Path: "/admin/properties", Label: "Properties"},
 	{Path: "/admin/methods", Label: "Authentication methods"},
+	{Path: "/admin/registration", Label: "Registration"},
 	{Path: "/admin/notifications", Label: "Notifications"},
 	{Path: "/admin/customization", Label: "Customization"},
 	{Path: "/admin/activity", Label: "Activity"},
@@ -49,6 +50,8 @@ func (s *Server) adminRoutes() {
 	e.POST("/admin/properties", s.adminForm(s.adminSaveSettings("admin_properties", propertiesFromForm)))
 	e.GET("/admin/methods", s.adminPage(s.adminSettingsPage("admin_methods")))
 	e.POST("/admin/methods", s.adminForm(s.adminSaveSettings("admin_methods", methodsFromForm)))
+	e.GET("/admin/registration", s.adminPage(s.adminSettingsPage("admin_registration")))
+	e.POST("/admin/registration", s.adminForm(s.adminSaveSettings("admin_registration", registrationFromForm)))
 	e.GET("/admin/notifications", s.adminPage(s.adminSettingsPage("admin_notifications")))
 	e.POST("/admin/notifications", s.adminForm(s.adminSaveSettings("admin_notifications", notificationsFromForm)))
 	e.GET("/admin/customization", s.adminPage(s.adminSettingsPage("admin_customization")))
@@ -223,7 +226,7 @@ func newSettingsPage(v flow.SettingsView, set config.Settings) settingsPage {
 }
 
 var adminTitles = map[string]string{"admin_properties": "Properties", "admin_methods": "Authentication methods",
-	"admin_notifications": "Notifications", "admin_customization": "Customization"}
+	"admin_registration": "Registration", "admin_notifications": "Notifications", "admin_customization": "Customization"}
 
 func (s *Server) adminSettingsPage(page string) func(echo.Context, store.Session) error {
 	return func(c echo.Context, sess store.Session) error {
@@ -366,6 +369,15 @@ func checked(c echo.Context, prefix string) []string {
 		}
 	}
 	return out
+}
+
+func registrationFromForm(c echo.Context, set *config.Settings) error {
+	n, err := strconv.Atoi(formValue(c, "reconfirm_days"))
+	if err != nil {
+		return flow.NewProblem(flow.CodeInvalidRequest, errors.New("reconfirm_days"))
+	}
+	set.Policy.ReconfirmDays = n
+	return nil
 }
 
 func notificationsFromForm(c echo.Context, set *config.Settings) error {

@@ -64,6 +64,10 @@ type methodsPage struct {
 	// Required is how many different methods the account's tier needs,
 	// Counted how many of its verified methods count, Missing the rest
 	Required, Counted, Missing int
+	// Reconfirm: the user is asked to check the methods are still right
+	// (policy.reconfirm_days), last confirmed at ConfirmedAt
+	Reconfirm   bool
+	ConfirmedAt string
 }
 
 func (s *Server) methodsData(c echo.Context, sess store.Session) (methodsPage, error) {
@@ -87,6 +91,11 @@ func (s *Server) methodsData(c echo.Context, sess store.Session) (methodsPage, e
 	d.NeedReauth = s.svc.NeedsReauth(sess)
 	// the tier's number needs the directory; the page works without it
 	// (the line is left out)
+	if due, at, err := s.svc.ReconfirmDue(c.Request().Context(), sess); err != nil {
+		return methodsPage{}, err
+	} else if due {
+		d.Reconfirm, d.ConfirmedAt = true, at.UTC().Format("2 January 2006")
+	}
 	if req, counted, err := s.svc.MethodsNeeded(c.Request().Context(), sess); err == nil {
 		d.Required, d.Counted, d.Missing = req, counted, max(req-counted, 0)
 	} else if p := flow.AsProblem(err); p.Code != flow.CodeUnavailable {
@@ -215,6 +224,18 @@ func (s *Server) reauth(c echo.Context) error {
 	}
 	c.SetCookie(s.cookie(s.cookieSession, next.ID, 0))
 	return s.redirect(c, "/register/methods?notice=reauth_ok")
+}
+
+// reconfirm: POST /register/reconfirm, "my methods are still right".
+func (s *Server) reconfirm(c echo.Context) error {
+	sess, err := s.sessionFromCookie(c)
+	if err != nil {
+		return s.redirect(c, "/register")
+	}
+	if err := s.svc.Reconfirm(c.Request().Context(), sess, meta(c)); err != nil {
+		return s.methodsError(c, sess, err)
+	}
+	return s.redirect(c, "/register/methods?notice=reconfirmed")
 }
 
 func (s *Server) findMethod(c echo.Context, sess store.Session) (flow.MethodView, error) {
