@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	cdpwebauthn "github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
@@ -434,5 +435,54 @@ func TestAdminSettingsAcrossInstances(t *testing.T) {
 	}
 	if st := erinSignIn(a); st != 200 {
 		t.Fatalf("erin on A after the refused save: %d", st)
+	}
+}
+
+// TestAdminPasskeyBrowser: an admin whom self-service excludes (judy) adds
+// a passkey at /register (the only strong methods offered to her) and
+// signs in to the console with her password and the passkey, in Chromium
+// with its virtual authenticator (see webauthn_test.go), on slapd.
+func TestAdminPasskeyBrowser(t *testing.T) {
+	parallel(t)
+	exe := chromiumPath(t)
+	srv := dirtest.StartOpenLDAP(t)
+	mail, sms := startMail(t)
+	e := startGateway(t, srv, mail, sms, params{PublicHost: "localhost", Admin: []string{srv.Group("sspr-admins"), srv.Group("cycle-b")}})
+	b := newBrowser(t, exe, e.base)
+	if _, err := chromedp.Call(b.ctx, cdpwebauthn.Enable, cdpwebauthn.EnableParams{}); err != nil {
+		t.Fatalf("WebAuthn.enable: %v", err)
+	}
+	if _, err := chromedp.Call(b.ctx, cdpwebauthn.AddVirtualAuthenticator, cdpwebauthn.AddVirtualAuthenticatorParams{
+		Options: &cdpwebauthn.VirtualAuthenticatorOptions{Protocol: cdpwebauthn.AuthenticatorProtocolCtap2,
+			Transport: cdpwebauthn.AuthenticatorTransportInternal, HasResidentKey: true, HasUserVerification: true,
+			IsUserVerified: true, AutomaticPresenceSimulation: true}}); err != nil {
+		t.Fatalf("WebAuthn.addVirtualAuthenticator: %v", err)
+	}
+	b.open("/register", 200)
+	b.typeInto("username", "judy")
+	b.typeInto("password", srv.Password("judy"))
+	b.click(`form[action="/register"] button[type=submit]`, 200, "/register/methods")
+	b.mustSee("Add a passkey")
+	if strings.Contains(b.mainText(), "Add an email") {
+		t.Fatal("an admin self-service excludes is offered email")
+	}
+	b.typeInto("passkey-label", "Admin key")
+	b.click(`form:has(input[name=type][value=webauthn]) button[type=submit]`, 200, "/register/methods")
+	b.clickAndWait("#passkey-start", "/register/methods?notice=passkey_added")
+	b.click(`form[action="/register/signout"] button[type=submit]`, 200, "/")
+
+	b.open("/admin", 200)
+	b.mustSee("Or sign in with a passkey")
+	b.check("admin sign-in with passkeys")
+	b.typeInto("pk-username", "judy")
+	b.typeInto("pk-password", srv.Password("judy"))
+	b.click(`form[action="/admin/passkey-start"] button[type=submit]`, 200, "/admin/passkey-start")
+	b.mustSee("Use passkey")
+	b.checkPasskey("admin sign-in: passkey")
+	b.clickAndWait("#passkey-start", "/admin/properties")
+	b.mustSee("Self-service password reset enabled")
+	audit, err := readFile(e.audit)
+	if err != nil || !strings.Contains(audit, `"event":"admin.sign_in"`) || !strings.Contains(audit, `"method":"webauthn"`) {
+		t.Fatalf("no passkey sign-in in the audit: %v", err)
 	}
 }

@@ -221,10 +221,16 @@ func (s *Service) stillAdmin(ctx context.Context, sess store.Session) error {
 	if err != nil {
 		return storeProblem(err)
 	}
-	if !slices.ContainsFunc(ms, func(x store.Method) bool { return x.Type == MethodTOTP && x.Verified }) {
-		return problem(CodeAdminAuth, errors.New("no authenticator app any more"))
+	if !slices.ContainsFunc(ms, strongConsole) {
+		return problem(CodeAdminAuth, errors.New("no authenticator app or passkey any more"))
 	}
 	return nil
+}
+
+// strongConsole reports whether m signs in to the console: a verified
+// authenticator app or passkey.
+func strongConsole(m store.Method) bool {
+	return m.Verified && (m.Type == MethodTOTP || m.Type == MethodWebAuthn)
 }
 
 // AdminSignOut ends an admin session (as SignOut) and audits it.
@@ -381,13 +387,14 @@ func (s *Service) Explain(ctx context.Context, sess store.Session, username stri
 	return out, nil
 }
 
-// adminAppKept refuses to replace the verified authenticator app of an
-// admin: the app is the console's second proof, and a new one made with
-// the password alone would make the password the only proof. Another
-// admin removes the old app in the console (RemoveAdminApp); then the
-// admin sets up a new one. A membership that cannot be read refuses too.
-func (s *Service) adminAppKept(ctx context.Context, sess store.Session) *Problem {
-	if !s.AdminEnabled() {
+// adminAppKept refuses a new authenticator app or passkey to an admin who
+// has a verified one (existing are the account's methods): it is the
+// console's second proof, and one added with the password alone would
+// make the password the only proof. Another admin removes the old ones in
+// the console (RemoveAdminApp); then the admin sets up a new one. A
+// membership that cannot be read refuses too.
+func (s *Service) adminAppKept(ctx context.Context, sess store.Session, existing []store.Method) *Problem {
+	if !s.AdminEnabled() || !slices.ContainsFunc(existing, strongConsole) {
 		return nil
 	}
 	u, err := s.sessionUser(ctx, sess)
@@ -404,9 +411,9 @@ func (s *Service) adminAppKept(ctx context.Context, sess store.Session) *Problem
 	return nil
 }
 
-// RemoveAdminApp deletes the authenticator apps of the account named
-// username, for an admin who lost theirs: they set up a new one at
-// /register, with their password. The account is told on every channel
+// RemoveAdminApp deletes the authenticator apps and passkeys of the
+// account named username, for an admin who lost them: they set up a new
+// one at /register, with their password. The account is told on every channel
 // and its sessions end; the removal is audited with who did it.
 func (s *Service) RemoveAdminApp(ctx context.Context, sess store.Session, username string, m Meta) error {
 	name := canonicalUsername(username)
@@ -426,7 +433,7 @@ func (s *Service) RemoveAdminApp(ctx context.Context, sess store.Session, userna
 	}
 	removed := 0
 	for _, meth := range ms {
-		if meth.Type != MethodTOTP {
+		if meth.Type != MethodTOTP && meth.Type != MethodWebAuthn {
 			continue
 		}
 		if err := s.d.Store.DeleteMethod(ctx, u.ID, meth.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -435,7 +442,7 @@ func (s *Service) RemoveAdminApp(ctx context.Context, sess store.Session, userna
 		removed++
 	}
 	if removed == 0 {
-		return problem(CodeMethodNotFound, errors.New("no authenticator app"))
+		return problem(CodeMethodNotFound, errors.New("no authenticator app or passkey"))
 	}
 	s.forget(s.d.Store.DeleteSessionsForAccount(ctx, u.ID))
 	s.record(ctx, m, "admin.app_removed", sess.AccountID, "success", map[string]string{"account": u.ID})

@@ -144,7 +144,7 @@ var messages = map[string]string{
 	CodeInvalidSettings: "The settings were not saved:",
 	CodeReadOnly:        "The settings are kept in the configuration file (admin.settings: file): change them there.",
 	CodeAdminAuth:       "Sign in to the admin console.",
-	CodeAdminAppKept:    "Your account is an admin's: its authenticator app also signs you in to the admin console, so it cannot be replaced here. Ask another admin to remove it (admin console, Explain a user), then set up the new one.",
+	CodeAdminAppKept:    "Your account is an admin's: its authenticator app or passkey also signs you in to the admin console, so another cannot be added here. Ask another admin to remove it (admin console, Explain a user), then set up the new one.",
 }
 
 var statuses = map[string]int{

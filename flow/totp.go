@@ -96,10 +96,8 @@ func (s *Service) EnrolTOTP(ctx context.Context, sess store.Session, m Meta) (TO
 			}
 		}
 	}
-	if apps > 0 {
-		if p := s.adminAppKept(ctx, sess); p != nil {
-			return TOTPEnrolment{}, p
-		}
+	if p := s.adminAppKept(ctx, sess, existing); p != nil {
+		return TOTPEnrolment{}, p
 	}
 	// the new app replaces the old one: it does not count against the limit
 	if others >= s.o.MaxMethods {

@@ -207,6 +207,9 @@ func (s *Service) BeginPasskey(ctx context.Context, sess store.Session, label st
 	if len(existing) >= s.o.MaxMethods {
 		return PasskeyCeremony{}, problem(CodeMethodLimit, nil)
 	}
+	if p := s.adminAppKept(ctx, sess, existing); p != nil {
+		return PasskeyCeremony{}, p
+	}
 	user := s.passkeyOwner(sess, existing)
 	var exclude []protocol.CredentialDescriptor
 	for _, c := range user.creds {

@@ -2,9 +2,11 @@ package gateway
 
 import (
 	"encoding/json"
+	"html"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -792,7 +794,8 @@ func TestEveryAdminRouteNeedsAnAdminSession(t *testing.T) {
 	for _, r := range tb.srv.e.Routes() {
 		path := strings.ReplaceAll(r.Path, ":id", "x")
 		isAPI := strings.HasPrefix(path, "/api/v1/admin/")
-		if (!isAPI && !strings.HasPrefix(path, "/admin/")) || (isAPI && path == "/api/v1/admin/session" && r.Method == "POST") {
+		signIn := (isAPI && path == "/api/v1/admin/session" && r.Method == "POST") || path == "/admin/passkey-start" || path == "/admin/passkey"
+		if (!isAPI && !strings.HasPrefix(path, "/admin/")) || signIn {
 			continue
 		}
 		n++
@@ -939,5 +942,85 @@ func TestReconfirmAfterTheConfiguredDays(t *testing.T) {
 	clk.Add(29 * 24 * time.Hour)
 	if strings.Contains(methods(), `id="reconfirm"`) {
 		t.Fatal("asked again 29 days after confirming")
+	}
+}
+
+var (
+	optionsRE = regexp.MustCompile(`data-options="([^"]+)"`)
+	tokenRE   = regexp.MustCompile(`name="token" value="([^"]+)"`)
+)
+
+// passkeyStart posts the passkey sign-in's first form and returns the
+// ceremony's token and options from the page.
+func passkeyStart(t *testing.T, c *client, user, password string) (string, json.RawMessage) {
+	t.Helper()
+	w := c.post("/admin", "/admin/passkey-start", url.Values{"username": {user}, "password": {password}}, nil)
+	body := w.Body.String()
+	om, tm := optionsRE.FindStringSubmatch(body), tokenRE.FindStringSubmatch(body)
+	if w.Code != http.StatusOK || om == nil || tm == nil || !strings.Contains(w.Header().Get("Content-Security-Policy"), "script-src 'self'") {
+		t.Fatalf("passkey start for %s: %d\n%s", user, w.Code, body)
+	}
+	return tm[1], json.RawMessage(html.UnescapeString(om[1]))
+}
+
+func TestAdminSignInWithAPasskey(t *testing.T) {
+	tb, clk, _ := adminBed(t, nil)
+	// dana: an admin whose only strong method is a passkey
+	tb.dir.AddUser(directory.User{DN: "uid=dana,ou=people,dc=x", ID: "id-dana", Username: "dana", DisplayName: "Dana Test", Mail: "dana@corp.example"},
+		"Dana-Pass1!", "cn=staff", "cn=admins")
+	key := flowtest.NewSoftKey(t)
+	tb.addPasskey(t, "dana", key)
+	_, _ = tb.enrolApp(t, clk, "carol") // no admin
+	finish := func(c *client, tok string, cred []byte) *httptest.ResponseRecorder {
+		return c.post("/admin", "/admin/passkey", url.Values{"token": {tok}, "credential": {string(cred)}}, nil)
+	}
+	// every failure of the first step answers a ceremony all the same;
+	// the second then fails as a wrong passkey does
+	for _, tc := range []struct{ name, user, password string }{
+		{"unknown name", "nobody", "Whatever-Pass1!"},
+		{"wrong password", "dana", "Wrong-Pass1!"},
+		{"not an admin", "carol", tb.dir.Password("carol")},
+		{"an admin without a passkey", "alice", tb.dir.Password("alice")},
+	} {
+		c := newClient(t, tb)
+		tok, opts := passkeyStart(t, c, tc.user, tc.password)
+		cred, err := key.Get(opts)
+		if err != nil {
+			// no credential of the key is allowed (a fake ceremony):
+			// answer with dana's passkey, signed for another ceremony
+			_, other := passkeyStart(t, newClient(t, tb), "dana", "Dana-Pass1!")
+			cred = key.MustGet(other)
+		}
+		if w := finish(c, tok, cred); w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), "The username or password is incorrect") {
+			t.Fatalf("%s: finish %d", tc.name, w.Code)
+		}
+		if _, ok := c.cookies["__Host-latchkey_admin"]; ok {
+			t.Fatalf("%s: an admin cookie", tc.name)
+		}
+	}
+	// the right password and passkey open a session
+	c := newClient(t, tb)
+	tok, opts := passkeyStart(t, c, "dana", "Dana-Pass1!")
+	cred := key.MustGet(opts)
+	if w := finish(c, tok, cred); w.Code != http.StatusSeeOther {
+		t.Fatalf("dana's passkey sign-in: %d %s", w.Code, w.Body)
+	}
+	if w := c.get("/admin/properties"); w.Code != http.StatusOK {
+		t.Fatalf("properties after a passkey sign-in: %d", w.Code)
+	}
+	// the ceremony is used once
+	if w := finish(newClient(t, tb), tok, cred); w.Code != http.StatusUnauthorized {
+		t.Fatalf("the ceremony again: %d", w.Code)
+	}
+	// dana cannot add another passkey or an app with her password alone
+	sess, err := tb.svc.SignIn(t.Context(), "dana", "Dana-Pass1!", flow.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.svc.BeginPasskey(t.Context(), sess, "", flow.Meta{}); flow.AsProblem(err).Code != flow.CodeAdminAppKept {
+		t.Fatalf("a second passkey for an admin: %v", err)
+	}
+	if _, err := tb.svc.EnrolTOTP(t.Context(), sess, flow.Meta{}); flow.AsProblem(err).Code != flow.CodeAdminAppKept {
+		t.Fatalf("an app for an admin with a passkey: %v", err)
 	}
 }

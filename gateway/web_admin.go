@@ -45,6 +45,8 @@ func (s *Server) adminRoutes() {
 	e := s.e
 	e.GET("/admin", s.adminSignInPage)
 	e.POST("/admin", s.form(s.adminSignIn))
+	e.POST("/admin/passkey-start", s.form(s.adminPasskeyStart))
+	e.POST("/admin/passkey", s.passkeyForm(s.adminPasskey))
 	e.POST("/admin/signout", s.adminForm(s.adminSignOut))
 	e.GET("/admin/properties", s.adminPage(s.adminSettingsPage("admin_properties")))
 	e.POST("/admin/properties", s.adminForm(s.adminSaveSettings("admin_properties", propertiesFromForm)))
@@ -122,7 +124,53 @@ func (s *Server) adminSignInRefusal(c echo.Context, err error) error {
 	if !s.svc.AdminEnabled() {
 		return flow.NewProblem(flow.CodeNotFound, nil)
 	}
-	return s.render(c, http.StatusUnauthorized, "admin_signin", "Admin sign-in", struct{ Username string }{}, nil)
+	return s.render(c, http.StatusUnauthorized, "admin_signin", "Admin sign-in", s.signInData(""), nil)
+}
+
+// adminSignInData is what the console's sign-in page shows.
+type adminSignInData struct {
+	Username string
+	// Passkeys: a passkey can sign in (the public URL has a host name)
+	Passkeys bool
+}
+
+func (s *Server) signInData(username string) adminSignInData {
+	return adminSignInData{Username: username, Passkeys: s.svc.PasskeysPossible()}
+}
+
+// adminPasskeyStart: the password of a passkey sign-in; the answer is the
+// page that asks the browser for the passkey (a ceremony for a passkey
+// nobody has when anything was wrong: the next step fails alike).
+func (s *Server) adminPasskeyStart(c echo.Context) error {
+	username := formValue(c, "username")
+	ac, err := s.svc.AdminPasskeyBegin(c.Request().Context(), username, formValue(c, "password"), meta(c))
+	if err != nil {
+		p := flow.AsProblem(err)
+		if p.Status >= 500 || p.Code == flow.CodeNotFound {
+			return err
+		}
+		return s.render(c, p.Status, "admin_signin", "Admin sign-in", s.signInData(username), p)
+	}
+	return s.renderPasskey(c, http.StatusOK, "Admin sign-in", passkeyPage{Mode: "get", Action: "/admin/passkey", Kind: "admin",
+		Token: ac.Token, Options: string(ac.Options)}, nil)
+}
+
+// adminPasskey: the browser's answer; an admin session when it is right.
+func (s *Server) adminPasskey(c echo.Context) error {
+	ctx := c.Request().Context()
+	sess, err := s.svc.AdminPasskeyFinish(ctx, formValue(c, "token"), []byte(formValue(c, "credential")), meta(c))
+	if err != nil {
+		p := flow.AsProblem(err)
+		if p.Status >= 500 || p.Code == flow.CodeNotFound {
+			return err
+		}
+		return s.render(c, p.Status, "admin_signin", "Admin sign-in", s.signInData(""), p)
+	}
+	if old, err := c.Cookie(s.cookieAdmin); err == nil {
+		_ = s.svc.SignOut(ctx, old.Value)
+	}
+	c.SetCookie(s.cookie(s.cookieAdmin, sess.ID, 0))
+	return s.redirect(c, adminPages[0].Path)
 }
 
 func (s *Server) setAdminNav(c echo.Context) {
@@ -140,7 +188,7 @@ func (s *Server) adminSignInPage(c echo.Context) error {
 	if _, err := s.adminSessionFromCookie(c); err == nil {
 		return s.redirect(c, adminPages[0].Path)
 	}
-	return s.render(c, http.StatusOK, "admin_signin", "Admin sign-in", struct{ Username string }{}, nil)
+	return s.render(c, http.StatusOK, "admin_signin", "Admin sign-in", s.signInData(""), nil)
 }
 
 func (s *Server) adminSignIn(c echo.Context) error {
@@ -155,7 +203,7 @@ func (s *Server) adminSignIn(c echo.Context) error {
 		if p.Status >= 500 || p.Code == flow.CodeNotFound {
 			return err
 		}
-		return s.render(c, p.Status, "admin_signin", "Admin sign-in", struct{ Username string }{username}, p)
+		return s.render(c, p.Status, "admin_signin", "Admin sign-in", s.signInData(username), p)
 	}
 	c.SetCookie(s.cookie(s.cookieAdmin, sess.ID, 0))
 	return s.redirect(c, adminPages[0].Path)

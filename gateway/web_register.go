@@ -64,6 +64,9 @@ type methodsPage struct {
 	// Required is how many different methods the account's tier needs,
 	// Counted how many of its verified methods count, Missing the rest
 	Required, Counted, Missing int
+	// AdminKept: an admin's app or passkey, which another admin removes
+	// before a new one is set up
+	AdminKept bool
 	// Reconfirm: the user is asked to check the methods are still right
 	// (policy.reconfirm_days), last confirmed at ConfirmedAt
 	Reconfirm   bool
@@ -87,6 +90,15 @@ func (s *Server) methodsData(c echo.Context, sess store.Session) (methodsPage, e
 		d.CanTOTP = d.CanTOTP || t == flow.MethodTOTP
 		d.CanPasskey = d.CanPasskey || t == flow.MethodWebAuthn
 		d.CanQuestions = d.CanQuestions || t == flow.MethodQuestions
+	}
+	if sess.Kind == flow.SessionAdminEnrol || sess.Kind == flow.SessionAdminUser {
+		// an admin's verified app or passkey is not replaced here (the
+		// console's second proof): say so instead of offering it
+		for _, m := range ms {
+			if m.Verified && (m.Type == flow.MethodTOTP || m.Type == flow.MethodWebAuthn) {
+				d.AdminKept, d.CanTOTP, d.CanPasskey = true, false, false
+			}
+		}
 	}
 	d.NeedReauth = s.svc.NeedsReauth(sess)
 	// the tier's number needs the directory; the page works without it

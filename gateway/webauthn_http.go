@@ -30,6 +30,8 @@ type passkeyPage struct {
 	Kind    string
 	ID      string
 	Options string
+	// Token names the ceremony of a console sign-in
+	Token string
 }
 
 func (s *Server) renderPasskey(c echo.Context, status int, title string, d passkeyPage, p *flow.Problem) error {
