@@ -1024,3 +1024,42 @@ func TestAdminSignInWithAPasskey(t *testing.T) {
 		t.Fatalf("an app for an admin with a passkey: %v", err)
 	}
 }
+
+// With admin.settings: file, a copy saved in the store earlier is ignored:
+// the configuration file's values are in force, and the console is
+// read-only.
+func TestAdminSettingsFileIgnoresTheStoredCopy(t *testing.T) {
+	tb, clk, secret := adminBed(t, nil)
+	tok := adminToken(t, tb, clk, secret)
+	v := tb.svc.Settings()
+	set := v.Settings
+	set.Policy.Scope = policy.ScopeAll
+	b, _ := json.Marshal(map[string]any{"version": v.Version, "settings": set})
+	if w := newClient(t, tb).api("PUT", "/api/v1/admin/settings", string(b), map[string]string{"Authorization": "Bearer " + tok}); w.Code != http.StatusOK {
+		t.Fatalf("PUT: %d %s", w.Code, w.Body)
+	}
+	// another instance on the same store: the stored copy, then the file
+	open := func(mode string) *flow.Service {
+		cfg := adminConfig()
+		cfg.Admin.Settings = mode
+		o := flow.Options{PublicURL: flowtest.PublicURL(), SecretKey: flowtest.SecretKey, Eligibility: cfg.Eligibility(),
+			Password: flowtest.PasswordRules(), AllowedCountries: flowtest.Countries(),
+			Admin: flow.AdminOptions{Groups: cfg.Admin.Groups, Settings: mode, Config: cfg}}
+		svc, err := flow.NewService(o, flow.Deps{Directory: tb.dir, Store: tb.st})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(svc.Close)
+		return svc
+	}
+	if got := open(config.AdminSettingsStore).Settings(); got.Version != 1 || got.Settings.Policy.Scope != policy.ScopeAll {
+		t.Fatalf("store mode: %+v", got)
+	}
+	svc := open(config.AdminSettingsFile)
+	if got := svc.Settings(); got.Version != 0 || got.Settings.Policy.Scope != policy.ScopeSelected || !got.ReadOnly {
+		t.Fatalf("file mode: %+v", got)
+	}
+	if _, err := svc.SignIn(t.Context(), "erin", tb.dir.Password("erin"), flow.Meta{}); flow.AsProblem(err).Code != flow.CodeNotEligible {
+		t.Fatalf("erin under the file's scope selected: %v", err)
+	}
+}
