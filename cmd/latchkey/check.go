@@ -200,11 +200,16 @@ func printResults(w io.Writer, results []checkResult) {
 	fmt.Fprintf(w, "%d checks: %d OK, %d WARN, %d FAIL\n", len(results), n[statusOK], n[statusWarn], n[statusFail])
 }
 
-// configuredGroups lists every group DN of the policy with its key.
+// configuredGroups lists every group DN of the policy and of admin.groups
+// with its key.
 func configuredGroups(cfg *config.Config) []directory.GroupRef {
 	var gs []directory.GroupRef
 	for _, g := range cfg.Policy.GroupDNs() {
 		gs = append(gs, directory.GroupRef{Key: g.Key, DN: g.DN})
+	}
+	// the admin console's groups: a mistyped one locks every admin out
+	for i, dn := range cfg.Admin.Groups {
+		gs = append(gs, directory.GroupRef{Key: fmt.Sprintf("admin.groups[%d]", i), DN: dn})
 	}
 	return gs
 }

@@ -14,6 +14,7 @@ func TestCheckNamesGroupsByKey(t *testing.T) {
 	cfg.Policy.Groups = []string{"cn=staff,dc=example,dc=org"}
 	cfg.Policy.ExcludeGroups = []string{"CN=No SSPR,DC=example,DC=org"}
 	cfg.Policy.Tiers = []config.Tier{{Groups: []string{"cn=it,dc=example,dc=org"}}}
+	cfg.Admin.Groups = []string{"cn=sspr-admins,dc=example,dc=org"}
 	if got, want := groupKey(cfg, "cn=no sspr,dc=example,dc=org"), `policy.exclude_groups[0] "cn=no sspr,dc=example,dc=org"`; got != want {
 		t.Errorf("groupKey = %s, want %s", got, want)
 	}
@@ -21,7 +22,8 @@ func TestCheckNamesGroupsByKey(t *testing.T) {
 		t.Errorf("groupKey = %s, want %s", got, want)
 	}
 	want := []directory.GroupRef{{Key: "policy.groups[0]", DN: "cn=staff,dc=example,dc=org"},
-		{Key: "policy.exclude_groups[0]", DN: "CN=No SSPR,DC=example,DC=org"}, {Key: "policy.tiers[0].groups[0]", DN: "cn=it,dc=example,dc=org"}}
+		{Key: "policy.exclude_groups[0]", DN: "CN=No SSPR,DC=example,DC=org"}, {Key: "policy.tiers[0].groups[0]", DN: "cn=it,dc=example,dc=org"},
+		{Key: "admin.groups[0]", DN: "cn=sspr-admins,dc=example,dc=org"}}
 	if got := configuredGroups(cfg); !slices.Equal(got, want) {
 		t.Errorf("configuredGroups = %v, want %v", got, want)
 	}
