@@ -15,6 +15,7 @@ import (
 	cdpwebauthn "github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 
+	"github.com/latchkeyhq/latchkey/directory"
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
 	"github.com/latchkeyhq/latchkey/store/pgtest"
 )
@@ -228,6 +229,18 @@ func runAdminSuite(t *testing.T, srv *dirtest.Server) {
 		}
 		if p.LoseEligible.Count != 0 || p.After.Eligible != p.Before.Eligible+p.GainEligible.Count || p.Users < len(dirtest.People) {
 			t.Errorf("preview numbers: %+v", p)
+		}
+		// the seeded directory: alice, bob and carol are in staff (bob and
+		// carol through engineering); with scope all everyone is but ivan
+		// (disabled) and judy (cycle-a, excluded), and on AD the built-in
+		// Administrator (Domain Admins), Guest and krbtgt (disabled)
+		left := 2
+		if srv.Flavor == directory.ActiveDirectory {
+			left = 5
+		}
+		if p.Before.Eligible != 3 || p.After.Eligible != p.Users-left {
+			t.Errorf("preview of the seeded directory: %d users, %d eligible before (want 3), %d after (want %d)",
+				p.Users, p.Before.Eligible, p.After.Eligible, p.Users-left)
 		}
 		// explain, which reads each account (on AD its token), says the
 		// same of every name the preview lists
