@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/latchkeyhq/latchkey/directory"
@@ -69,7 +70,7 @@ func (s *Service) AdminSignIn(ctx context.Context, username, password, code stri
 	if ok, p := s.spendAddress(ctx, "signin", m.ClientIP, s.o.Limits.SignInsPerIP); p != nil {
 		return store.Session{}, p
 	} else if !ok {
-		s.record(ctx, m, "blocked", "", "admin_sign_in_ip_budget", nil)
+		s.record(ctx, m, "blocked", "", "sign_in_ip_budget", nil)
 		return store.Session{}, problem(CodeTooMany, errors.New("admin sign-in budget of the client address spent"))
 	}
 	start := time.Now()
@@ -334,9 +335,12 @@ type Explanation struct {
 	Registered []MethodView `json:"registered"`
 	// Counted is how many of the verified methods count toward
 	// MethodsRequired; Ready: enough to reset now.
-	Counted int          `json:"counted"`
-	Ready   bool         `json:"ready"`
-	Events  []AuditEntry `json:"events"`
+	Counted int  `json:"counted"`
+	Ready   bool `json:"ready"`
+	// Admin: a member of admin.groups (another admin may remove its app
+	// or passkey)
+	Admin  bool         `json:"admin"`
+	Events []AuditEntry `json:"events"`
 }
 
 // Explain tells an admin why a user may or may not reset.
@@ -377,6 +381,9 @@ func (s *Service) Explain(ctx context.Context, sess store.Session, username stri
 	if dec.Eligible {
 		out.Counted = dec.Counted(kinds)
 		out.Ready = s.ready(dec, kinds)
+	}
+	if out.Admin, err = s.isAdmin(ctx, u); err != nil {
+		return Explanation{}, s.dirProblem(err)
 	}
 	page, err := s.Audit(ctx, sess, AuditFilter{Account: u.ID, Limit: 20}, m)
 	if err != nil {
@@ -427,11 +434,24 @@ func (s *Service) RemoveAdminApp(ctx context.Context, sess store.Session, userna
 	case err != nil:
 		return s.dirProblem(err)
 	}
+	// another admin's only: a user's own app is theirs to replace, and an
+	// admin who removed their own could set up a new one with the password
+	// alone
+	if u.ID == sess.AccountID {
+		p := problem(CodeInvalidRequest, errors.New("an admin's app is removed by another admin"))
+		p.Text = "An admin's authenticator app or passkey is removed by another admin, not by the admin whose it is."
+		return p
+	}
+	if admin, err := s.isAdmin(ctx, u); err != nil {
+		return s.dirProblem(err)
+	} else if !admin {
+		return problem(CodeMethodNotFound, errors.New("not an admin"))
+	}
 	ms, err := s.d.Store.ListMethods(ctx, u.ID)
 	if err != nil {
 		return storeProblem(err)
 	}
-	removed := 0
+	var removed []string
 	for _, meth := range ms {
 		if meth.Type != MethodTOTP && meth.Type != MethodWebAuthn {
 			continue
@@ -439,13 +459,18 @@ func (s *Service) RemoveAdminApp(ctx context.Context, sess store.Session, userna
 		if err := s.d.Store.DeleteMethod(ctx, u.ID, meth.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return storeProblem(err)
 		}
-		removed++
+		removed = append(removed, meth.Type+":"+meth.ID)
 	}
-	if removed == 0 {
+	if len(removed) == 0 {
 		return problem(CodeMethodNotFound, errors.New("no authenticator app or passkey"))
 	}
+	// open flows may have proven a removed method; sessions end too
+	s.forget(s.d.Store.DeleteFlowsForAccount(ctx, u.ID))
 	s.forget(s.d.Store.DeleteSessionsForAccount(ctx, u.ID))
-	s.record(ctx, m, "admin.app_removed", sess.AccountID, "success", map[string]string{"account": u.ID})
+	details := map[string]string{"account": u.ID, "removed": strings.Join(removed, ",")}
+	s.record(ctx, m, "admin.app_removed", sess.AccountID, "success", details)
+	// and on the account's own record, for its Explain
+	s.record(ctx, m, "registration.method_removed", u.ID, "by_admin", map[string]string{"by": sess.AccountID, "removed": strings.Join(removed, ",")})
 	s.noticeUser(ctx, u, "method_removed", "", m)
 	return nil
 }

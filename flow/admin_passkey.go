@@ -199,13 +199,23 @@ func (s *Service) adminAssertion(ctx context.Context, token string, credential [
 		return nil, "no_ceremony", nil
 	}
 	f, err := s.d.Store.GetFlow(ctx, token, s.now())
-	if err != nil || f.Kind != flowAdminPasskey {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, "no_ceremony", nil
+	case err != nil:
+		return nil, "", storeProblem(err)
+	case f.Kind != flowAdminPasskey || f.Data["taken"] != "":
 		return nil, "no_ceremony", nil
 	}
-	// single use, whatever the outcome
-	if err := s.d.Store.DeleteFlow(context.WithoutCancel(ctx), token); err != nil {
+	// single use, whatever the outcome, of concurrent answers exactly one:
+	// the ceremony is marked taken with the store's version check first
+	f.Data["taken"] = "1"
+	if err := s.d.Store.UpdateFlow(context.WithoutCancel(ctx), f); errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+		return nil, "no_ceremony", nil
+	} else if err != nil {
 		return nil, "", storeProblem(err)
 	}
+	s.forget(s.d.Store.DeleteFlow(context.WithoutCancel(ctx), token))
 	var sd webauthn.SessionData
 	if err := json.Unmarshal([]byte(f.Data["ceremony"]), &sd); err != nil {
 		return nil, "no_ceremony", nil
@@ -234,6 +244,11 @@ func (s *Service) adminAssertion(ctx context.Context, token string, credential [
 	}
 	if u.ID != f.AccountID {
 		return u, "account_changed", nil
+	}
+	if admin, err := s.isAdmin(ctx, u); err != nil {
+		return u, "", err
+	} else if !admin {
+		return u, "not_admin", nil
 	}
 	return s.adminPasskeyCheck(ctx, u, rp, sd, parsed)
 }

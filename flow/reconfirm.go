@@ -51,6 +51,11 @@ func (s *Service) Reconfirm(ctx context.Context, sess store.Session, m Meta) err
 	if p := s.needsReauth(sess); p != nil {
 		return p
 	}
+	// only when asked: nothing to record otherwise (and no audit rows at
+	// will)
+	if due, _, err := s.ReconfirmDue(ctx, sess); err != nil || !due {
+		return err
+	}
 	ev := s.auditEvent(m, "registration.reconfirmed", sess.AccountID, "success", nil)
 	if err := s.d.Store.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
 		return storeProblem(err)

@@ -330,6 +330,14 @@ func (s *Service) RemoveMethod(ctx context.Context, sess store.Session, methodID
 	if err != nil {
 		return problem(CodeMethodNotFound, err)
 	}
+	// an admin's app or passkey is not removed with the password alone:
+	// a new one would follow, and the password would be the console's
+	// only proof (another admin removes it: RemoveAdminApp)
+	if strongConsole(meth) {
+		if p := s.adminAppKept(ctx, sess, []store.Method{meth}); p != nil {
+			return p
+		}
+	}
 	s.noticeAll(ctx, sess.AccountID, sess.Username, "method_removed", "", m)
 	if err := s.d.Store.DeleteMethod(ctx, sess.AccountID, methodID); err != nil {
 		return storeProblem(err)

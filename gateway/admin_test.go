@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -859,43 +861,78 @@ func TestAdminPagesHoldNoSecret(t *testing.T) {
 func TestAdminAppIsNotReplacedWithThePasswordAlone(t *testing.T) {
 	tb, clk, secret := adminBed(t, nil)
 	ctx := t.Context()
-	tok := adminToken(t, tb, clk, secret)
-	// with alice's password only, a new app is refused
-	sess, err := tb.svc.SignIn(ctx, "alice", tb.dir.Password("alice"), flow.Meta{})
+	// dana: a second admin, with an app of her own
+	tb.dir.AddUser(directory.User{DN: "uid=dana,ou=people,dc=x", ID: "id-dana", Username: "dana", DisplayName: "Dana Test", Mail: "dana@corp.example"},
+		"Dana-Pass1!", "cn=staff", "cn=admins")
+	sess, err := tb.svc.SignIn(ctx, "dana", "Dana-Pass1!", flow.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.svc.EnrolTOTP(ctx, sess, flow.Meta{}); flow.AsProblem(err).Code != flow.CodeAdminAppKept {
+	en, err := tb.svc.EnrolTOTP(ctx, sess, flow.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.svc.VerifyMethod(ctx, sess, en.Method.ID, flowtest.CodeAt(t, en.Secret, clk.Now()), flow.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(30 * time.Second)
+	// with alice's password only, a new app is refused, and so is removing
+	// hers
+	alice, err := tb.svc.SignIn(ctx, "alice", tb.dir.Password("alice"), flow.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.svc.EnrolTOTP(ctx, alice, flow.Meta{}); flow.AsProblem(err).Code != flow.CodeAdminAppKept {
 		t.Fatalf("a new app for an admin with one: %v, want admin_app_kept", err)
 	}
-	// a non-admin replaces theirs as before
+	ms, _ := tb.svc.Methods(ctx, alice)
+	i := slices.IndexFunc(ms, func(m flow.MethodView) bool { return m.Type == flow.MethodTOTP })
+	if err := tb.svc.RemoveMethod(ctx, alice, ms[i].ID, tb.dir.Password("alice"), flow.Meta{}); flow.AsProblem(err).Code != flow.CodeAdminAppKept {
+		t.Fatalf("an admin removing her app with the password: %v, want admin_app_kept", err)
+	}
+	// a non-admin replaces and removes theirs as before
 	carol, _ := tb.enrolApp(t, clk, "carol")
 	if _, err := tb.svc.EnrolTOTP(ctx, carol, flow.Meta{}); err != nil {
 		t.Fatalf("carol replacing her app: %v", err)
 	}
-	// an admin removes the app in the console (here alice, her own): her
-	// admin session ends, and she sets up a new one
+	alicesToken := adminToken(t, tb, clk, secret)
+	// dana signs in to the console; she cannot remove her own app, nor
+	// carol's (no admin); she removes alice's
+	clk.Add(30 * time.Second)
+	body, _ := json.Marshal(map[string]string{"username": "dana", "password": "Dana-Pass1!", "code": flowtest.CodeAt(t, en.Secret, clk.Now())})
+	w := newClient(t, tb).api("POST", "/api/v1/admin/session", string(body), nil)
+	var out struct{ Token string }
+	if w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &out) != nil {
+		t.Fatalf("dana's sign-in: %d %s", w.Code, w.Body)
+	}
 	c := newClient(t, tb)
-	auth := map[string]string{"Authorization": "Bearer " + tok}
+	auth := map[string]string{"Authorization": "Bearer " + out.Token}
+	for _, who := range []string{"dana", "carol"} {
+		if w := c.api("POST", "/api/v1/admin/remove-app", `{"username":"`+who+`"}`, auth); w.Code == http.StatusNoContent {
+			t.Fatalf("remove-app of %s: %d", who, w.Code)
+		}
+	}
 	if w := c.api("POST", "/api/v1/admin/remove-app", `{"username":"alice"}`, auth); w.Code != http.StatusNoContent {
-		t.Fatalf("remove-app: %d %s", w.Code, w.Body)
+		t.Fatalf("remove-app of alice: %d %s", w.Code, w.Body)
 	}
-	if w := c.api("GET", "/api/v1/admin/settings", "", auth); w.Code != http.StatusUnauthorized {
-		t.Fatalf("the admin session after the app's removal: %d", w.Code)
+	// alice's console session ends with her app
+	if w := c.api("GET", "/api/v1/admin/settings", "", map[string]string{"Authorization": "Bearer " + alicesToken}); w.Code != http.StatusUnauthorized {
+		t.Fatalf("alice's admin session after the app's removal: %d", w.Code)
 	}
-	if got := tb.auditOutcomes(t, "admin.app_removed"); len(got) != 1 {
-		t.Fatalf("admin.app_removed: %v", got)
+	evs, _ := tb.st.ListAudit(ctx, storeQuery("admin.app_removed"))
+	if len(evs) != 1 || evs[0].AccountID != "id-dana" || evs[0].Details["account"] != "id-alice" || !strings.HasPrefix(evs[0].Details["removed"], "totp:") {
+		t.Fatalf("admin.app_removed: %+v", evs)
 	}
-	sess, err = tb.svc.SignIn(ctx, "alice", tb.dir.Password("alice"), flow.Meta{})
+	alice, err = tb.svc.SignIn(ctx, "alice", tb.dir.Password("alice"), flow.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.svc.EnrolTOTP(ctx, sess, flow.Meta{}); err != nil {
+	if _, err := tb.svc.EnrolTOTP(ctx, alice, flow.Meta{}); err != nil {
 		t.Fatalf("a new app after the removal: %v", err)
 	}
-	// until the new app is verified, alice cannot sign in to the console
+	// until the new app is verified, the old one's codes open nothing
 	clk.Add(30 * time.Second)
-	body, _ := json.Marshal(map[string]string{"username": "alice", "password": tb.dir.Password("alice"), "code": flowtest.CodeAt(t, secret, clk.Now())})
+	body, _ = json.Marshal(map[string]string{"username": "alice", "password": tb.dir.Password("alice"), "code": flowtest.CodeAt(t, secret, clk.Now())})
 	if w := c.api("POST", "/api/v1/admin/session", string(body), nil); w.Code != http.StatusUnauthorized {
 		t.Fatalf("the removed app's code at the console: %d", w.Code)
 	}
@@ -930,6 +967,25 @@ func TestReconfirmAfterTheConfiguredDays(t *testing.T) {
 	}
 	if strings.Contains(methods(), `id="reconfirm"`) {
 		t.Fatal("asked to re-confirm a method verified today")
+	}
+	// the form needs a session and its CSRF token, and records nothing
+	// when nothing is due
+	anon := newClient(t, tb)
+	if w := anon.post("/register", "/register/reconfirm", url.Values{}, nil); w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/register" {
+		t.Fatalf("reconfirm without a session: %d %s", w.Code, w.Header().Get("Location"))
+	}
+	if w := anon.post("", "/register/reconfirm", url.Values{}, nil); w.Code != http.StatusForbidden {
+		t.Fatalf("reconfirm without a CSRF token: %d", w.Code)
+	}
+	early := newClient(t, tb)
+	if w := early.post("/register", "/register", url.Values{"username": {"carol"}, "password": {tb.dir.Password("carol")}}, nil); w.Code != http.StatusSeeOther {
+		t.Fatalf("carol's sign-in: %d", w.Code)
+	}
+	if w := early.post("/register/methods", "/register/reconfirm", url.Values{}, nil); w.Code != http.StatusSeeOther {
+		t.Fatalf("reconfirm when not due: %d", w.Code)
+	}
+	if got := tb.auditOutcomes(t, "registration.reconfirmed"); len(got) != 0 {
+		t.Fatalf("a confirmation recorded when none was due: %v", got)
 	}
 	clk.Add(31 * 24 * time.Hour)
 	if !strings.Contains(methods(), "They are still right") {
@@ -1011,6 +1067,41 @@ func TestAdminSignInWithAPasskey(t *testing.T) {
 	// the ceremony is used once
 	if w := finish(newClient(t, tb), tok, cred); w.Code != http.StatusUnauthorized {
 		t.Fatalf("the ceremony again: %d", w.Code)
+	}
+	// another admin's passkey, signed for dana's very ceremony, is refused
+	tb.dir.AddUser(directory.User{DN: "uid=eve,ou=people,dc=x", ID: "id-eve", Username: "eve", DisplayName: "Eve Test", Mail: "eve@corp.example"},
+		"Eve-Pass1!", "cn=staff", "cn=admins")
+	eveKey := flowtest.NewSoftKey(t)
+	tb.addPasskey(t, "eve", eveKey)
+	_, eveOpts := passkeyStart(t, newClient(t, tb), "eve", "Eve-Pass1!")
+	c2 := newClient(t, tb)
+	danaTok, danaOpts := passkeyStart(t, c2, "dana", "Dana-Pass1!")
+	var do, eo map[string]any
+	if json.Unmarshal(danaOpts, &do) != nil || json.Unmarshal(eveOpts, &eo) != nil {
+		t.Fatal("options are not JSON")
+	}
+	do["allowCredentials"] = eo["allowCredentials"] // dana's challenge, eve's credential
+	forged, _ := json.Marshal(do)
+	if w := finish(c2, danaTok, eveKey.MustGet(forged)); w.Code != http.StatusUnauthorized {
+		t.Fatalf("eve's passkey on dana's ceremony: %d", w.Code)
+	}
+	// one answer, sent many times at once, opens one session at most
+	tok, opts = passkeyStart(t, newClient(t, tb), "dana", "Dana-Pass1!")
+	cred = key.MustGet(opts)
+	var wg sync.WaitGroup
+	var opened atomic.Int32
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := tb.svc.AdminPasskeyFinish(t.Context(), tok, cred, flow.Meta{}); err == nil {
+				opened.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if opened.Load() != 1 {
+		t.Fatalf("%d sessions from one ceremony", opened.Load())
 	}
 	// dana cannot add another passkey or an app with her password alone
 	sess, err := tb.svc.SignIn(t.Context(), "dana", "Dana-Pass1!", flow.Meta{})
