@@ -2,7 +2,6 @@ package config
 
 import (
 	"encoding/json"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -49,9 +48,6 @@ type Admin struct {
 func defaultAdmin() Admin {
 	return Admin{Groups: []string{}, Settings: AdminSettingsStore, SessionIdle: DefaultAdminSessionIdle, SessionTTL: DefaultAdminSessionTTL}
 }
-
-// Enabled reports whether the console is on (admin.groups is not empty).
-func (a Admin) Enabled() bool { return len(a.Groups) > 0 }
 
 // Notifications chooses who is told (Entra's Notifications page).
 type Notifications struct {
@@ -196,11 +192,6 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
-}
-
-// String names the settings' source for logs.
-func (a Admin) String() string {
-	return fmt.Sprintf("admin console (settings: %s, %d groups)", a.Settings, len(a.Groups))
 }
 
 // SettingsKeys are the key paths of Settings, in the order pages show them.

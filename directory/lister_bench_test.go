@@ -26,27 +26,7 @@ func listerLDIF(n int) string {
 		}
 		b.WriteString("\n")
 	}
-	teams := (n + 99) / 100
-	depts := (teams + 9) / 10
-	for t := range teams {
-		fmt.Fprintf(&b, "dn: cn=bench-team-%03d,ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: bench-team-%03d\n", t, t)
-		for i := t * 100; i < min(n, (t+1)*100); i++ {
-			fmt.Fprintf(&b, "member: uid=bench%05d,ou=people,dc=example,dc=org\n", i)
-		}
-		b.WriteString("\n")
-	}
-	for d := range depts {
-		fmt.Fprintf(&b, "dn: cn=bench-dept-%02d,ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: bench-dept-%02d\n", d, d)
-		for t := d * 10; t < min(teams, (d+1)*10); t++ {
-			fmt.Fprintf(&b, "member: cn=bench-team-%03d,ou=groups,dc=example,dc=org\n", t)
-		}
-		b.WriteString("\n")
-	}
-	b.WriteString("dn: cn=bench-users,ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: bench-users\n")
-	for d := range depts {
-		fmt.Fprintf(&b, "member: cn=bench-dept-%02d,ou=groups,dc=example,dc=org\n", d)
-	}
-	b.WriteString("\n")
+	b.WriteString(dirtest.BenchGroupsLDIF(n, func(i int) string { return fmt.Sprintf("uid=bench%05d,ou=people,dc=example,dc=org", i) }))
 	return b.String()
 }
 

@@ -15,6 +15,27 @@ import (
 
 // listUsers collects what Users hands out, by normalized DN, failing on a
 // DN handed out twice.
+// membersAgree checks that NestedMembers of g names exactly the accounts
+// of all that Membership (on AD the token) says are in g, and returns it.
+func membersAgree(t *testing.T, l directory.Lister, d directory.Directory, all map[string]*directory.User, g string) map[string]bool {
+	t.Helper()
+	ctx := context.Background()
+	members, err := l.NestedMembers(ctx, g)
+	if err != nil {
+		t.Fatalf("NestedMembers(%s): %v", g, err)
+	}
+	for dn, u := range all {
+		m, err := d.Membership(ctx, u, []string{g})
+		if err != nil {
+			t.Fatalf("Membership(%s): %v", u.DN, err)
+		}
+		if in, ok := m.MemberOf[g]; !ok || in != members[dn] {
+			t.Errorf("%s in %s: NestedMembers says %v, Membership %v (known %v)", u.DN, g, members[dn], in, ok)
+		}
+	}
+	return members
+}
+
 func listUsers(t *testing.T, l directory.Lister) map[string]*directory.User {
 	t.Helper()
 	out := map[string]*directory.User{}
@@ -169,19 +190,7 @@ func testLister(t *testing.T, srv *dirtest.Server, d directory.Directory) {
 		}
 		all := listUsers(t, l)
 		for _, g := range groups {
-			members, err := l.NestedMembers(ctx, g)
-			if err != nil {
-				t.Fatalf("NestedMembers(%s): %v", g, err)
-			}
-			for dn, u := range all {
-				m, err := d.Membership(ctx, u, []string{g})
-				if err != nil {
-					t.Fatalf("Membership(%s): %v", u.DN, err)
-				}
-				if in, ok := m.MemberOf[g]; !ok || in != members[dn] {
-					t.Errorf("%s in %s: NestedMembers says %v, Membership %v (known %v)", u.DN, g, members[dn], in, ok)
-				}
-			}
+			membersAgree(t, l, d, all, g)
 		}
 	})
 
@@ -359,19 +368,7 @@ func TestADNestedMembersPrimaryGroup(t *testing.T) {
 
 	all := listUsers(t, d)
 	for _, g := range []string{eng, staff, srv.Group("sspr-admins"), srv.Group("cycle-b"), domainUsers} {
-		members, err := d.NestedMembers(ctx, g)
-		if err != nil {
-			t.Fatalf("NestedMembers(%s): %v", g, err)
-		}
-		for dn, u := range all {
-			m, err := d.Membership(ctx, u, []string{g})
-			if err != nil {
-				t.Fatalf("Membership(%s): %v", u.DN, err)
-			}
-			if in, ok := m.MemberOf[g]; !ok || in != members[dn] {
-				t.Errorf("%s in %s: NestedMembers says %v, Membership %v (known %v)", u.DN, g, members[dn], in, ok)
-			}
-		}
+		members := membersAgree(t, d, d, all, g)
 		if g != domainUsers && !members[policy.NormalizeDN(pg)] && g != srv.Group("sspr-admins") && g != srv.Group("cycle-b") {
 			t.Errorf("NestedMembers(%s) leaves out ls-pgeng, whose primary group is Engineering", g)
 		}

@@ -289,16 +289,16 @@ func runAdminSuite(t *testing.T, srv *dirtest.Server) {
 		f, _ := e.startReset("erin")
 		e.must(200, e.verifyByEmail(&f, erinEmail, "erin.home@example.net"), "erin's code")
 		e.must(200, e.complete(f, "Admin-Found-This-Reset-7"), "erin's reset")
-		for _, p := range []struct{ link, path, name, see string }{
-			{"/admin/methods", "/admin/methods", "admin methods", "Number of methods required to reset"},
-			{"/admin/registration", "/admin/registration", "admin registration", "re-confirm their recovery methods"},
-			{"/admin/notifications", "/admin/notifications", "admin notifications", "Notify all admins"},
-			{"/admin/customization", "/admin/customization", "admin customization", "Helpdesk link"},
-			{"/admin/activity", "/admin/activity", "admin activity", "reset.completed"},
-			{"/admin/blocked", "/admin/blocked", "admin blocked", "Unblock forgets"},
-			{"/admin/explain", "/admin/explain", "admin explain", "Username"},
+		for _, p := range []struct{ path, name, see string }{
+			{"/admin/methods", "admin methods", "Number of methods required to reset"},
+			{"/admin/registration", "admin registration", "re-confirm their recovery methods"},
+			{"/admin/notifications", "admin notifications", "Notify all admins"},
+			{"/admin/customization", "admin customization", "Helpdesk link"},
+			{"/admin/activity", "admin activity", "reset.completed"},
+			{"/admin/blocked", "admin blocked", "Unblock forgets"},
+			{"/admin/explain", "admin explain", "Username"},
 		} {
-			b.click(fmt.Sprintf(`nav a[href=%q]`, p.link), 200, p.path)
+			b.click(fmt.Sprintf(`nav a[href=%q]`, p.path), 200, p.path)
 			b.mustSee(p.see)
 			b.check(p.name)
 			if p.path == "/admin/methods" {

@@ -58,20 +58,12 @@ func (s *Service) isAdmin(ctx context.Context, u *directory.User) (bool, error) 
 // the same sign_in_failed, held to the same time; a client address past
 // its sign-in budget gets too_many.
 func (s *Service) AdminSignIn(ctx context.Context, username, password, code string, m Meta) (store.Session, error) {
-	name := canonicalUsername(username)
-	if !s.AdminEnabled() {
-		return store.Session{}, problem(CodeNotFound, nil)
+	name, err := s.adminName(username)
+	if err != nil {
+		return store.Session{}, err
 	}
-	if badUsername(name) {
-		return store.Session{}, problem(CodeInvalidRequest, nil)
-	}
-	// the registration sign-in's budget: one address gets
-	// limits.sign_ins_per_ip password tries in all, not twice that
-	if ok, p := s.spendAddress(ctx, "signin", m.ClientIP, s.o.Limits.SignInsPerIP); p != nil {
-		return store.Session{}, p
-	} else if !ok {
-		s.record(ctx, m, "blocked", "", "sign_in_ip_budget", nil)
-		return store.Session{}, problem(CodeTooMany, errors.New("admin sign-in budget of the client address spent"))
+	if err := s.spendSignIn(ctx, m); err != nil {
+		return store.Session{}, err
 	}
 	start := time.Now()
 	u, reason, err := s.adminProof(ctx, name, password, code, m)
@@ -93,14 +85,34 @@ func (s *Service) AdminSignIn(ctx context.Context, username, password, code stri
 		}
 		return store.Session{}, problem(CodeSignInFailed, errors.New(reason))
 	}
+	return s.openAdminSession(ctx, u, MethodTOTP, m)
+}
+
+// openAdminSession opens the console session of u, proven with method,
+// and audits the sign-in.
+func (s *Service) openAdminSession(ctx context.Context, u *directory.User, method string, m Meta) (store.Session, error) {
 	now := s.now()
 	sess := store.Session{ID: newToken(), Kind: SessionAdmin, AccountID: u.ID, Username: u.Username, CreatedAt: now, AuthAt: now,
 		LastSeen: now, ExpiresAt: now.Add(s.o.Admin.SessionTTL)}
 	if err := s.d.Store.CreateSession(ctx, sess); err != nil {
 		return store.Session{}, storeProblem(err)
 	}
-	s.record(ctx, m, "admin.sign_in", u.ID, "success", nil)
+	s.record(ctx, m, "admin.sign_in", u.ID, "success", map[string]string{"method": method})
 	return sess, nil
+}
+
+// adminName is the canonical form of a name typed at the console's
+// sign-in: not_found while the console is off, invalid_request for a name
+// that can be no account's.
+func (s *Service) adminName(username string) (string, error) {
+	name := canonicalUsername(username)
+	if !s.AdminEnabled() {
+		return "", problem(CodeNotFound, nil)
+	}
+	if badUsername(name) {
+		return "", problem(CodeInvalidRequest, nil)
+	}
+	return name, nil
 }
 
 // adminProof checks the three proofs in turn: the password, membership of
@@ -161,7 +173,7 @@ func (s *Service) adminProof(ctx context.Context, name, password, code string, m
 }
 
 // adminCodeAccount is the account part of the counter of an admin's wrong
-// console codes ("codefail:" + it).
+// console codes (codeFailKey of it).
 func adminCodeAccount(id string) string { return "admin:" + id }
 
 // AdminSession returns the live admin session for token, enforcing the

@@ -40,21 +40,15 @@ type AdminCeremony struct {
 // AdminPasskeyBegin checks the password and answers a ceremony for the
 // account's passkeys (or, on any failure, for a passkey nobody has).
 func (s *Service) AdminPasskeyBegin(ctx context.Context, username, password string, m Meta) (AdminCeremony, error) {
-	name := canonicalUsername(username)
-	if !s.AdminEnabled() {
-		return AdminCeremony{}, problem(CodeNotFound, nil)
-	}
-	if badUsername(name) {
-		return AdminCeremony{}, problem(CodeInvalidRequest, nil)
+	name, err := s.adminName(username)
+	if err != nil {
+		return AdminCeremony{}, err
 	}
 	if !s.passkeysPossible() {
 		return AdminCeremony{}, problem(CodeMethodType, errors.New("passkeys need a host name in the public URL"))
 	}
-	if ok, p := s.spendAddress(ctx, "signin", m.ClientIP, s.o.Limits.SignInsPerIP); p != nil {
-		return AdminCeremony{}, p
-	} else if !ok {
-		s.record(ctx, m, "blocked", "", "sign_in_ip_budget", nil)
-		return AdminCeremony{}, problem(CodeTooMany, errors.New("sign-in budget of the client address spent"))
+	if err := s.spendSignIn(ctx, m); err != nil {
+		return AdminCeremony{}, err
 	}
 	start := time.Now()
 	u, creds, reason, err := s.adminPasskeyProof(ctx, name, password, m)
@@ -182,14 +176,7 @@ func (s *Service) AdminPasskeyFinish(ctx context.Context, token string, credenti
 		s.padSignIn.wait(ctx, start, true)
 		return store.Session{}, problem(CodeSignInFailed, errors.New(reason))
 	}
-	now := s.now()
-	sess := store.Session{ID: newToken(), Kind: SessionAdmin, AccountID: u.ID, Username: u.Username, CreatedAt: now, AuthAt: now,
-		LastSeen: now, ExpiresAt: now.Add(s.o.Admin.SessionTTL)}
-	if err := s.d.Store.CreateSession(ctx, sess); err != nil {
-		return store.Session{}, storeProblem(err)
-	}
-	s.record(ctx, m, "admin.sign_in", u.ID, "success", map[string]string{"method": MethodWebAuthn})
-	return sess, nil
+	return s.openAdminSession(ctx, u, MethodWebAuthn, m)
 }
 
 // adminAssertion takes the ceremony and checks the assertion with the

@@ -38,7 +38,7 @@ type Held struct {
 // allows; it ends with limits.bind_failure_window.
 func accountBudgetKeys(id string) []string {
 	acct := "acct:" + id
-	return []string{"start:" + acct, "send:" + acct, "codefail:" + acct, "codefail:" + adminCodeAccount(id),
+	return []string{startKey(acct), sendKey(acct), codeFailKey(acct), codeFailKey(adminCodeAccount(id)),
 		appFailKey(acct), appNoticeKey(acct), appBlockKey(acct)}
 }
 

@@ -15,11 +15,8 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 	if badUsername(name) && name != "" {
 		return problem(CodeInvalidRequest, nil)
 	}
-	if ok, p := s.spendAddress(ctx, "signin", m.ClientIP, s.o.Limits.SignInsPerIP); p != nil {
-		return p
-	} else if !ok {
-		s.record(ctx, m, "blocked", "", "sign_in_ip_budget", nil)
-		return problem(CodeTooMany, errors.New("sign-in budget of the client address spent")) // as in SignIn
+	if err := s.spendSignIn(ctx, m); err != nil {
+		return err
 	}
 	start := time.Now()
 	u, err := s.d.Directory.Lookup(ctx, name)

@@ -29,7 +29,7 @@ func sendFlowCode(ctx context.Context, c *challenge) error {
 	}
 	// Budgets first: a throttled send must not replace the live code (and
 	// reset its tries). Every flow spends the account's budget, real or not.
-	acctOK := s.hit(ctx, "send:"+f.st.Acct, s.o.Limits.SendsPerAccount, s.o.Limits.Window)
+	acctOK := s.hit(ctx, sendKey(f.st.Acct), s.o.Limits.SendsPerAccount, s.o.Limits.Window)
 	var meth *store.Method
 	if o.real && f.AccountID != "" {
 		mt, err := s.d.Store.GetMethod(ctx, f.AccountID, o.ID)

@@ -169,7 +169,7 @@ type codeTry struct {
 // as documented, and a user who got many codes right is not refused a
 // right one.
 func (s *Service) countCodeTry(ctx context.Context, acct string) (codeTry, bool) {
-	t := codeTry{key: "codefail:" + acct, at: s.now()}
+	t := codeTry{key: codeFailKey(acct), at: s.now()}
 	n, err := s.d.Store.Hit(context.WithoutCancel(ctx), t.key, s.o.Limits.Window, t.at)
 	if err != nil {
 		s.log.Error("rate limit counter failed", "error", err.Error())
@@ -206,6 +206,13 @@ func (s *Service) spend(ctx context.Context, key string, limit int, window time.
 func storeProblem(err error) *Problem {
 	return problem(CodeUnavailable, fmt.Errorf("store: %w", err))
 }
+
+// The per-account budget counters, by the account's counter key
+// (accountKey): starts, code sends, wrong proofs. Unblock forgets them
+// (blocked.go).
+func startKey(acct string) string    { return "start:" + acct }
+func sendKey(acct string) string     { return "send:" + acct }
+func codeFailKey(acct string) string { return "codefail:" + acct }
 
 // accountKey is the counter key of an account: its directory id when
 // known, else the canonical name (so unknown names are throttled alike).

@@ -21,14 +21,8 @@ func (s *Service) SignIn(ctx context.Context, username, password string, m Meta)
 	if badUsername(name) && name != "" {
 		return store.Session{}, problem(CodeInvalidRequest, nil)
 	}
-	if ok, p := s.spendAddress(ctx, "signin", m.ClientIP, s.o.Limits.SignInsPerIP); p != nil {
-		return store.Session{}, p
-	} else if !ok {
-		s.record(ctx, m, "blocked", "", "sign_in_ip_budget", nil)
-		// too_many, not sign_in_failed: the budget is the address's, it
-		// names no account, and a real user behind a busy NAT must not be
-		// told that their password is wrong
-		return store.Session{}, problem(CodeTooMany, errors.New("sign-in budget of the client address spent"))
+	if err := s.spendSignIn(ctx, m); err != nil {
+		return store.Session{}, err
 	}
 	start := time.Now()
 	u, err := s.d.Directory.Lookup(ctx, name)
@@ -86,6 +80,22 @@ func (s *Service) SignIn(ctx context.Context, username, password string, m Meta)
 	}
 	s.record(ctx, m, "sign_in", u.ID, "success", nil)
 	return sess, nil
+}
+
+// spendSignIn spends the client address's budget of password tries
+// (limits.sign_ins_per_ip), which every sign-in shares: registration,
+// change, and both of the console's. Over it the answer is too_many, not
+// sign_in_failed: the budget is the address's, it names no account, and a
+// real user behind a busy NAT must not be told that their password is
+// wrong.
+func (s *Service) spendSignIn(ctx context.Context, m Meta) error {
+	if ok, p := s.spendAddress(ctx, "signin", m.ClientIP, s.o.Limits.SignInsPerIP); p != nil {
+		return p
+	} else if !ok {
+		s.record(ctx, m, "blocked", "", "sign_in_ip_budget", nil)
+		return problem(CodeTooMany, errors.New("sign-in budget of the client address spent"))
+	}
+	return nil
 }
 
 // forget logs a failed clean-up that the user's answer does not depend on.

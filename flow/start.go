@@ -162,7 +162,7 @@ func (s *Service) storeStart(ctx context.Context, kind, name string, a startAcco
 		return liveFlow{}, nil, err
 	}
 	var res startAnswer
-	_, err = s.d.Store.HitCreateFlow(context.WithoutCancel(ctx), store.CounterHit{Key: "start:" + accountKey(a.found, name), Window: s.o.Limits.Window}, now,
+	_, err = s.d.Store.HitCreateFlow(context.WithoutCancel(ctx), store.CounterHit{Key: startKey(accountKey(a.found, name)), Window: s.o.Limits.Window}, now,
 		func(n int) (store.Flow, []store.AuditEvent) {
 			res = blocked
 			if n <= s.o.Limits.StartsPerAccount {

@@ -864,17 +864,7 @@ func TestAdminAppIsNotReplacedWithThePasswordAlone(t *testing.T) {
 	// dana: a second admin, with an app of her own
 	tb.dir.AddUser(directory.User{DN: "uid=dana,ou=people,dc=x", ID: "id-dana", Username: "dana", DisplayName: "Dana Test", Mail: "dana@corp.example"},
 		"Dana-Pass1!", "cn=staff", "cn=admins")
-	sess, err := tb.svc.SignIn(ctx, "dana", "Dana-Pass1!", flow.Meta{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	en, err := tb.svc.EnrolTOTP(ctx, sess, flow.Meta{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tb.svc.VerifyMethod(ctx, sess, en.Method.ID, flowtest.CodeAt(t, en.Secret, clk.Now()), flow.Meta{}); err != nil {
-		t.Fatal(err)
-	}
+	_, en := tb.enrolApp(t, clk, "dana")
 	clk.Add(30 * time.Second)
 	// with alice's password only, a new app is refused, and so is removing
 	// hers

@@ -54,27 +54,7 @@ func usersLDIF(n int) string {
 		fmt.Fprintf(&b, "dn: uid=%s,ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\nuid: %s\ncn: Bench User %d\nsn: User%d\nmail: %s\nuserPassword: %s\n\n",
 			u, u, i, i, userAddr(i), seedPassword(i))
 	}
-	teams := (n + 99) / 100
-	depts := (teams + 9) / 10
-	for t := range teams {
-		fmt.Fprintf(&b, "dn: cn=bench-team-%03d,ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: bench-team-%03d\n", t, t)
-		for i := t * 100; i < min(n, (t+1)*100); i++ {
-			fmt.Fprintf(&b, "member: uid=%s,ou=people,dc=example,dc=org\n", userName(i))
-		}
-		b.WriteString("\n")
-	}
-	for d := range depts {
-		fmt.Fprintf(&b, "dn: cn=bench-dept-%02d,ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: bench-dept-%02d\n", d, d)
-		for t := d * 10; t < min(teams, (d+1)*10); t++ {
-			fmt.Fprintf(&b, "member: cn=bench-team-%03d,ou=groups,dc=example,dc=org\n", t)
-		}
-		b.WriteString("\n")
-	}
-	b.WriteString("dn: cn=bench-users,ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: bench-users\n")
-	for d := range depts {
-		fmt.Fprintf(&b, "member: cn=bench-dept-%02d,ou=groups,dc=example,dc=org\n", d)
-	}
-	b.WriteString("\n")
+	b.WriteString(dirtest.BenchGroupsLDIF(n, func(i int) string { return "uid=" + userName(i) + ",ou=people,dc=example,dc=org" }))
 	return b.String()
 }
 
