@@ -22,6 +22,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey/config"
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
+	"github.com/latchkeyhq/latchkey/store"
 	"github.com/latchkeyhq/latchkey/store/pgtest"
 )
 
@@ -500,18 +501,29 @@ func TestHAProxyDrain(t *testing.T) {
 	t.Logf("%d answers during a drain of %v (exit after %v), all 200", len(answers), delay, took.Round(10*time.Millisecond))
 }
 
-// TestHAProxyRollingRestart: the three instances behind HAProxy (the
-// example as it ships, retries included) are restarted one by one, as in
-// an upgrade, while a burst of reset starts runs through HAProxy: each
-// drains (the default 15 s), exits 0, starts again on its port and is back
-// in HAProxy's rotation before the next one goes. Every request of the
-// burst is answered 200.
-func TestHAProxyRollingRestart(t *testing.T) {
+// TestHAProxyRollingUpgrade: the upgrade of docs/store.md ("Upgrading
+// several instances"), run on three instances behind HAProxy (the example
+// as it ships, retries included) while a burst of reset starts runs
+// through it. The next release is this build with one more, additive,
+// schema version (nextRelease: the build tag upgradeprobe). The instances
+// are replaced one by one (each drains for the default 15 s, exits 0 and
+// is back in HAProxy's rotation before the next one goes); between the
+// first and the second, the next release migrates the store while two
+// instances of this build still serve on it, and an instance of this build
+// that restarts then refuses the newer schema. A full reset of carol is
+// started before each step and finished after it, through HAProxy, on
+// whichever build answers. Nothing is lost: every answer of the burst is
+// 200, every reset's password binds, each reset is audited once.
+func TestHAProxyRollingUpgrade(t *testing.T) {
 	parallel(t)
 	srv := dirtest.StartOpenLDAP(t)
 	pg := pgtest.Start(t)
+	next := nextRelease(t)
 	gws := haproxyGateways(t, srv, pg, fmt.Sprintf("  shutdown_delay: %s\n", config.DefaultShutdownDelay))
 	base := startHAProxy(t, gws, false)
+	lb := &env{t: t, dir: srv, mail: gws[0].mail, sms: gws[0].sms, base: base}
+	const addr = "carol.home@example.net"
+	emailID, _ := lb.register("carol", addr, "")
 
 	users := []string{"carol", "bob", "frank", "nobody-at-all"}
 	stop := make(chan struct{})
@@ -526,7 +538,25 @@ func TestHAProxyRollingRestart(t *testing.T) {
 			return lbCall(base, "POST", "/api/v1/reset", map[string]string{"username": users[(w+i)%len(users)]})
 		})
 	}()
-	for i, g := range gws {
+
+	// across each step: a reset started before it is finished after it
+	resets := 0
+	across := func(what string, step func()) {
+		t.Helper()
+		f, _ := lb.startReset("carol")
+		step()
+		lb.must(200, lb.verifyByEmail(&f, emailID, addr), "verify after "+what)
+		resets++
+		pw := fmt.Sprintf("Rolling-Upgrade-%d-21", resets)
+		lb.must(200, lb.complete(f, pw), "complete after "+what)
+		if err := srv.UserBind("carol", pw); err != nil {
+			t.Fatalf("after %s: %v", what, err)
+		}
+	}
+	// stopped drains g and checks it exits 0
+	stopped := func(i int) {
+		t.Helper()
+		g := gws[i]
 		g.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-g.exited:
@@ -536,9 +566,15 @@ func TestHAProxyRollingRestart(t *testing.T) {
 		if code := g.cmd.ProcessState.ExitCode(); code != 0 {
 			t.Fatalf("instance %d: exit code %d after SIGTERM", i, code)
 		}
+	}
+	// upgraded starts the next release as instance i, on its port, and
+	// waits until HAProxy has checked it (launch's own /readyz is the
+	// first one counted)
+	upgraded := func(i int) {
+		t.Helper()
+		g := gws[i]
+		g.bin = next
 		g.launch()
-		// back in rotation: HAProxy has checked it (launch's own /readyz
-		// is the first one counted)
 		deadline := time.Now().Add(30 * time.Second)
 		for readyzChecks(t, g) < 2 {
 			if time.Now().After(deadline) {
@@ -547,12 +583,58 @@ func TestHAProxyRollingRestart(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+
+	// 1. check, with the next release: it serves on this schema
+	if out, err := gws[0].run(next, "check"); !strings.Contains(out, "schema behind: run latchkey migrate") || strings.Contains(out, "FAIL store") {
+		t.Fatalf("the next release's check on this build's schema (%v): want a WARN schema behind:\n%s", err, out)
+	}
+	across("instance 0 upgraded", func() { stopped(0); upgraded(0) })
+	if n := countLog(t, gws[0], "store schema behind this build: serving on it"); n != 1 {
+		t.Fatalf("the next release logged %d times that it serves on the older schema, want 1", n)
+	}
+	// 2. migrate while two instances of this build still serve
+	across("the migration", func() {
+		out, err := gws[0].run(next, "migrate")
+		if err != nil || !strings.Contains(out, fmt.Sprintf("schema migrated from version %d to %d", store.SchemaVersion(), store.SchemaVersion()+1)) {
+			t.Fatalf("the next release's migrate: %v\n%s", err, out)
+		}
+	})
+	// 3. an instance of this build that restarts refuses the newer schema;
+	// the next release takes its place
+	across("instance 1 upgraded", func() {
+		stopped(1)
+		out, err := gws[1].run(binary, "serve")
+		if err == nil || !strings.Contains(out, "newer than this build supports") {
+			t.Fatalf("this build's serve on the newer schema: %v, want a refusal:\n%s", err, tail(out, 3000))
+		}
+		upgraded(1)
+	})
+	across("instance 2 upgraded", func() { stopped(2); upgraded(2) })
+	if out, err := gws[2].run(next, "migrate"); err != nil || !strings.Contains(out, fmt.Sprintf("schema version %d, up to date", store.SchemaVersion()+1)) {
+		t.Fatalf("after the upgrade, migrate: %v\n%s", err, out)
+	}
+
 	close(stop)
 	<-done
 	for _, a := range answers {
 		if a.err != nil || a.status != 200 || !a.latchkeys() {
-			t.Fatalf("a request was lost during the rolling restart (%d answers in all): %s", len(answers), a)
+			t.Fatalf("a request was lost during the rolling upgrade (%d answers in all): %s", len(answers), a)
 		}
 	}
-	t.Logf("%d answers during a rolling restart of three instances, all 200", len(answers))
+	if n := countAudit(t, gws, `"event":"reset.completed"`, `"outcome":"success"`); n != resets {
+		t.Fatalf("%d completed resets audited, want %d (only carol's complete)", n, resets)
+	}
+	t.Logf("%d answers during a rolling upgrade of three instances, all 200; %d resets across its steps", len(answers), resets)
+}
+
+// nextRelease builds the latchkey binary with the build tag upgradeprobe
+// (store/migration_upgradeprobe.go): this build with one more schema
+// version, as the next release would have.
+func nextRelease(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "latchkey-next")
+	if out, err := exec.Command("go", "build", "-tags", "upgradeprobe", "-o", bin, "../cmd/latchkey").CombinedOutput(); err != nil {
+		t.Fatalf("building the next release: %v\n%s", err, out)
+	}
+	return bin
 }

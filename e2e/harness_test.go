@@ -117,6 +117,7 @@ var longTests = map[string]int{
 	"TestTOTPActiveDirectory":               20,
 	"TestOutboxKilledGatewayLosesNoCode":    58,  // measured alone, beside a CI run
 	"TestOutboxSMTPOutage":                  135, // mostly the two-minute outage
+	"TestHAProxyRollingUpgrade":             94,  // measured alone: three drains of 15 s and a build
 }
 
 // prioSem is a weighted semaphore that admits waiters by priority (higher
@@ -298,6 +299,9 @@ type env struct {
 	calls atomic.Int64
 	// environ is params.Environ
 	environ map[string]string
+	// bin is the latchkey binary launch starts: the one TestMain built
+	// when empty
+	bin string
 }
 
 // target is the base URL of the instance the next API call goes to.
@@ -444,16 +448,25 @@ func startGateway(t testing.TB, srv *dirtest.Server, mail *notifytest.Mailpit, s
 // migrate runs latchkey migrate with e's configuration.
 func (e *env) migrate() {
 	e.t.Helper()
-	cmd := exec.Command(binary, "migrate", "--config", e.cfgPath)
+	if out, err := e.run(binary, "migrate"); err != nil {
+		e.t.Fatalf("latchkey migrate: %v\n%s", err, out)
+	}
+}
+
+// run runs the latchkey binary bin's command with e's configuration and
+// environment, for at most a minute, and returns what it printed.
+func (e *env) run(bin, command string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, command, "--config", e.cfgPath)
 	if len(e.environ) > 0 {
 		cmd.Env = os.Environ()
 		for k, v := range e.environ {
 			cmd.Env = append(cmd.Env, k+"="+v)
 		}
 	}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		e.t.Fatalf("latchkey migrate: %v\n%s", err, out)
-	}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // launch starts latchkey serve with e's configuration (appending to its
@@ -465,7 +478,11 @@ func (e *env) launch() {
 	for k, v := range e.environ {
 		environ = append(environ, k+"="+v)
 	}
-	p, err := blackbox.Launch(binary, e.cfgPath, e.log, e.base, environ, true)
+	bin := e.bin
+	if bin == "" {
+		bin = binary
+	}
+	p, err := blackbox.Launch(bin, e.cfgPath, e.log, e.base, environ, true)
 	if err != nil {
 		e.t.Fatal(err)
 	}

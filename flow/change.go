@@ -74,8 +74,8 @@ func (s *Service) Change(ctx context.Context, username, oldPassword, newPassword
 		return problem(CodeSignInFailed, err)
 	}
 	ctx = context.WithoutCancel(ctx)
-	s.passwordWritten(ctx, m, u, []string{bindKey(u)}, true, "change.completed")
-	s.noticeUser(ctx, u, "password_changed", "", m)
+	s.passwordWritten(ctx, m, u, passwordWrite{resetKeys: []string{bindKey(u)}, sessions: true,
+		event: "change.completed", outcome: "success", notice: "password_changed"})
 	return nil
 }
 

@@ -197,8 +197,11 @@ func (s *Service) recordWrite(ctx context.Context, m Meta, u *directory.User, f 
 		// that do not say "unlocked": u was read before the write
 		event = "unlock_not_locked"
 	}
-	s.passwordWrittenAs(ctx, m, u, nil, kind == store.FlowReset, kind+".completed", outcome)
-	s.noticeUser(ctx, u, event, "", m)
+	// the directory's count of wrong passwords is cleared by a reset and
+	// by an unlock: so is the gateway's own, or the new password would
+	// meet the spent budget at the next sign-in
+	s.passwordWritten(ctx, m, u, passwordWrite{resetKeys: []string{bindKey(u)}, sessions: kind == store.FlowReset,
+		event: kind + ".completed", outcome: outcome, notice: event})
 	if kind == store.FlowReset {
 		s.bg.Add(1)
 		go func() {

@@ -514,3 +514,28 @@ func TestTooManyTellsNothingAboutTheAccount(t *testing.T) {
 		t.Fatalf("three hours later: ross %s, noss %s", a, b)
 	}
 }
+
+// TestResetClearsTheCountOfWrongPasswords: a reset proven with a method
+// clears the gateway's count of wrong passwords of the account, as a right
+// password does, so that the new password signs in at once. Before, carol,
+// who had spent the budget (threshold 3: 2 wrong passwords), reset her
+// password and was answered too_many with the new one for the window.
+func TestResetClearsTheCountOfWrongPasswords(t *testing.T) {
+	tb := newTestbed(t, nil)
+	tb.dir.SetPolicy(dirtest.MemoryPolicy{MinLength: 8, LockoutThreshold: 3}) // budget min(3, 3-1) = 2
+	ctx := context.Background()
+	_, f := tb.verifiedReset(t)
+	for i := range 2 {
+		_, err := tb.svc.SignIn(ctx, "carol", fmt.Sprintf("wrong-%d", i), Meta{ClientIP: "192.0.2.1"})
+		wantCode(t, err, CodeSignInFailed)
+	}
+	// the budget is spent: the right password is not tried
+	_, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{ClientIP: "192.0.2.1"})
+	wantCode(t, err, CodeTooMany)
+	if err := tb.svc.CompleteFlow(ctx, "reset", f.ID, "Forgot-And-Reset-42", Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.svc.SignIn(ctx, "carol", "Forgot-And-Reset-42", Meta{ClientIP: "192.0.2.1"}); err != nil {
+		t.Fatalf("the new password after the reset: %v", err)
+	}
+}

@@ -87,8 +87,19 @@ func (s *Service) noticeData(u *directory.User, event string, at time.Time, from
 }
 
 // noticeUser tells u about event on every channel, within the budgets
-// (see above); skip excludes one method id.
+// (see above); skip excludes one method id. The messages are written to
+// the outbox on their own, after the change they tell of; a password
+// write's notice is written in the write's own record (passwordWrittenAs).
 func (s *Service) noticeUser(ctx context.Context, u *directory.User, event, skip string, m Meta) {
+	for _, msg := range s.notices(ctx, u, event, skip, m) {
+		s.out.put(ctx, msg)
+	}
+}
+
+// notices are the outbox messages that tell u about event on every
+// channel, within the budgets (see above): what the budgets hold is held
+// (and audited) here, the rest is returned to be written.
+func (s *Service) notices(ctx context.Context, u *directory.User, event, skip string, m Meta) []store.OutboxMessage {
 	ctx = context.WithoutCancel(ctx)
 	if userNotice[event] && !s.live().Notifications.Users {
 		// the admin turned these notices off (notifications.users); an
@@ -96,27 +107,31 @@ func (s *Service) noticeUser(ctx context.Context, u *directory.User, event, skip
 		// to the console), and so is one whose membership cannot be read
 		if admin, err := s.isAdmin(ctx, u); err == nil && !admin {
 			s.record(ctx, m, "notice.not_sent", u.ID, "notifications_off", map[string]string{"event": event})
-			return
+			return nil
 		}
 	}
 	always := event == noticeEventReset
 	if !s.hit(ctx, "notice:acct:"+u.ID, s.o.Limits.NoticesPerAccount, s.o.Limits.Window) && !always {
 		s.holdNotice(ctx, u, []string{event}, false, s.windowEnd(s.o.Limits.Window), "notice_budget", m)
-		return
+		return nil
 	}
 	data := s.noticeData(u, event, s.now(), m.ClientIP)
 	smsHeld := false
+	var msgs []store.OutboxMessage
 	for _, c := range s.noticeChannels(ctx, u, skip) {
 		// the SMS budgets are spent by every SMS copy, the reset's too
 		if c.typ == store.MethodSMS && s.smsBudget(ctx, c.addr) != "" && !always {
 			smsHeld = true
 			continue
 		}
-		s.sendNotice(c.typ, c.addr, u.ID, data, m)
+		if msg, ok := s.noticeMessage(c.typ, c.addr, u.ID, data, m); ok {
+			msgs = append(msgs, msg)
+		}
 	}
 	if smsHeld {
 		s.holdNotice(ctx, u, []string{event}, true, s.windowEnd(time.Hour), "sms_budget", m)
 	}
+	return msgs
 }
 
 // windowEnd is the end of the budget window of length w that holds now
@@ -201,7 +216,9 @@ func (s *Service) sendHeld(ctx context.Context, n store.HeldNotice) bool {
 			smsHeld = true
 			continue
 		}
-		s.sendNotice(c.typ, c.addr, u.ID, data, m)
+		if msg, ok := s.noticeMessage(c.typ, c.addr, u.ID, data, m); ok {
+			s.out.put(ctx, msg)
+		}
 	}
 	if smsHeld {
 		s.holdNotice(ctx, u, n.Events, true, s.windowEnd(time.Hour), "sms_budget", m)
@@ -232,19 +249,24 @@ func changeText(event string) string {
 	return "Something changed in the recovery settings of your account."
 }
 
-func (s *Service) sendNotice(typ, addr, account string, data noticeMail, m Meta) {
-	purpose := "notice:" + data.Event
+// noticeMessage is the outbox message of a notice on channel typ to addr;
+// false if its text could not be made (logged by the templates).
+func (s *Service) noticeMessage(typ, addr, account string, data noticeMail, m Meta) (store.OutboxMessage, bool) {
+	j := job{requestID: m.RequestID, clientIP: m.ClientIP, account: account, purpose: "notice:" + data.Event}
 	if typ == store.MethodSMS {
 		body, err := s.mails.sms("notice", data)
-		if err == nil {
-			s.out.enqueue(context.Background(), job{requestID: m.RequestID, clientIP: m.ClientIP, sms: &notify.SMS{To: addr, Body: body}, account: account, purpose: purpose})
+		if err != nil {
+			return store.OutboxMessage{}, false
 		}
-		return
+		j.sms = &notify.SMS{To: addr, Body: body}
+	} else {
+		e, err := s.mails.email("notice", addr, data)
+		if err != nil {
+			return store.OutboxMessage{}, false
+		}
+		j.email = &e
 	}
-	e, err := s.mails.email("notice", addr, data)
-	if err == nil {
-		s.out.enqueue(context.Background(), job{requestID: m.RequestID, clientIP: m.ClientIP, email: &e, account: account, purpose: purpose})
-	}
+	return s.out.notice(j), true
 }
 
 // noticeEventAdminReset tells the other admins that an admin's password
@@ -290,7 +312,9 @@ func (s *Service) noticeAdmins(ctx context.Context, u *directory.User, m Meta) {
 				data.Subject = u.Username
 			}
 			data.SubjectName = u.Username
-			s.sendNotice(store.MethodEmail, a.Mail, a.ID, data, m)
+			if msg, ok := s.noticeMessage(store.MethodEmail, a.Mail, a.ID, data, m); ok {
+				s.out.put(ctx, msg)
+			}
 		}
 	}
 }

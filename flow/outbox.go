@@ -232,14 +232,19 @@ func (o *outbox) decoyRow(channel string, m Meta, purpose string, notBefore, exp
 // decoyBodyLen is about the size of a code's mail as JSON.
 const decoyBodyLen = 2048
 
-// enqueue writes a notice (or another message not tied to a code) due
-// after outboxSettle. It is written right after the change it tells of,
-// not in its transaction.
-func (o *outbox) enqueue(ctx context.Context, j job) {
-	m := o.row(j, store.OutboxNotice, o.clock().Add(outboxSettle), o.svcNow().Add(outboxNoticeLifetime))
+// notice is j as a notice's row, due after outboxSettle: put writes it on
+// its own, or a store transaction writes it with the change it tells of
+// (written then tells the dispatcher).
+func (o *outbox) notice(j job) store.OutboxMessage {
+	return o.row(j, store.OutboxNotice, o.clock().Add(outboxSettle), o.svcNow().Add(outboxNoticeLifetime))
+}
+
+// put writes m in a transaction of its own and tells the dispatcher; a
+// store that refuses it is logged and audited (not_stored).
+func (o *outbox) put(ctx context.Context, m store.OutboxMessage) {
 	if err := o.st.EnqueueMessage(context.WithoutCancel(ctx), m); err != nil {
 		// the store is down: the message cannot be kept (audited)
-		o.log.Error("outbox: message not stored", "request_id", j.requestID, "error", err.Error())
+		o.log.Error("outbox: message not stored", "request_id", m.RequestID, "error", err.Error())
 		if o.failed != nil {
 			o.failed(m, "not_stored")
 		}

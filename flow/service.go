@@ -307,39 +307,65 @@ func (s *Service) logAudit(ev store.AuditEvent) {
 	s.stats.event(ev.Type, ev.Outcome)
 }
 
-// passwordWritten records a successful password write (or unlock) of u:
-// the counters in resetKeys forgotten, every flow (and, with sessions,
-// every session) of the account ended, and the audit event stored; in one
-// store transaction where the store can (store.PasswordWriteRecorder).
-func (s *Service) passwordWritten(ctx context.Context, m Meta, u *directory.User, resetKeys []string, sessions bool, typ string) {
-	s.passwordWrittenAs(ctx, m, u, resetKeys, sessions, typ, "success")
+// passwordWrite is what follows a successful password write (or unlock)
+// of an account, recorded by passwordWritten.
+type passwordWrite struct {
+	// resetKeys are the counters forgotten (the count of wrong passwords)
+	resetKeys []string
+	// sessions: every session of the account ends too (its flows always do)
+	sessions bool
+	// event and outcome are the audit event's: outcome "already_written"
+	// when a completion finds that an earlier one, whose outcome was
+	// unknown, had set the password
+	event, outcome string
+	// notice is the notice told to the account ("" for none)
+	notice string
 }
 
-// passwordWrittenAs is passwordWritten with the audit event's outcome:
-// "already_written" when a completion finds that an earlier one, whose
-// outcome was unknown, had set the password.
-func (s *Service) passwordWrittenAs(ctx context.Context, m Meta, u *directory.User, resetKeys []string, sessions bool, typ, outcome string) {
+// passwordWritten records w for u: the counters forgotten, every flow (and
+// with w.sessions every session) of the account ended, the audit event
+// stored and the notices that tell the account written to the outbox; in
+// one store transaction where the store can (store.PasswordWriteRecorder),
+// so that the record and its notices are kept or lost together.
+func (s *Service) passwordWritten(ctx context.Context, m Meta, u *directory.User, w passwordWrite) {
 	ctx = context.WithoutCancel(ctx)
-	ev := s.auditEvent(m, typ, u.ID, outcome, nil)
+	ev := s.auditEvent(m, w.event, u.ID, w.outcome, nil)
+	var notices []store.OutboxMessage
+	if w.notice != "" {
+		notices = s.notices(ctx, u, w.notice, "", m)
+	}
 	if rec, ok := s.d.Store.(store.PasswordWriteRecorder); ok {
-		if err := rec.AfterPasswordWrite(ctx, u.ID, resetKeys, sessions, ev); err != nil {
-			s.log.Error("recording a password write failed", "request_id", m.RequestID, "event", typ, "error", err.Error())
+		err := rec.AfterPasswordWrite(ctx, u.ID, w.resetKeys, w.sessions, ev, notices...)
+		if err == nil {
+			for _, msg := range notices {
+				s.out.written(msg)
+			}
+			return
+		}
+		// the password is written all the same: the notices are tried
+		// again on their own (the record's parts are not)
+		s.log.Error("recording a password write failed", "request_id", m.RequestID, "event", w.event, "error", err.Error())
+		for _, msg := range notices {
+			s.out.put(ctx, msg)
 		}
 		return
 	}
-	for _, k := range resetKeys {
+	for _, k := range w.resetKeys {
 		s.forget(s.d.Store.Reset(ctx, k))
 	}
 	if err := s.d.Store.DeleteFlowsForAccount(ctx, u.ID); err != nil {
 		s.log.Error("deleting flows after a password write failed", "request_id", m.RequestID, "error", err.Error())
 	}
-	if sessions {
+	if w.sessions {
 		if err := s.d.Store.DeleteSessionsForAccount(ctx, u.ID); err != nil {
 			s.log.Error("deleting sessions after a password write failed", "request_id", m.RequestID, "error", err.Error())
 		}
 	}
 	if err := s.d.Store.AppendAudit(ctx, ev); err != nil {
-		s.log.Error("audit event not stored", "request_id", m.RequestID, "event", typ, "error", err.Error())
+		s.log.Error("audit event not stored", "request_id", m.RequestID, "event", w.event, "error", err.Error())
+	}
+	for _, msg := range notices {
+		s.out.put(ctx, msg)
 	}
 }
 

@@ -235,3 +235,43 @@ func (s *Postgres) OutboxStats(ctx context.Context, since time.Time) (OutboxStat
 	}
 	return st, nil
 }
+
+// AfterPasswordWrite implements PasswordWriteRecorder: one transaction.
+func (s *Postgres) AfterPasswordWrite(ctx context.Context, accountID string, resetKeys []string, sessions bool, e AuditEvent, msgs ...OutboxMessage) error {
+	if err := notEmpty("account id", accountID); err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		if err := checkOutboxMessage(m); err != nil {
+			return err
+		}
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		for _, k := range resetKeys {
+			if _, err := tx.Exec(ctx, `DELETE FROM counters WHERE key_hash = $1`, s.k.counterKey(k)); err != nil {
+				return fmt.Errorf("store: reset: %w", err)
+			}
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM flows WHERE account_id = $1`, accountID); err != nil {
+			return fmt.Errorf("store: delete flows for account: %w", err)
+		}
+		if sessions {
+			if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE account_id = $1`, accountID); err != nil {
+				return fmt.Errorf("store: delete sessions for account: %w", err)
+			}
+		}
+		if err := appendAuditPg(ctx, tx, e); err != nil {
+			return err
+		}
+		exec := func(ctx context.Context, q string, args ...any) (int64, error) {
+			tag, err := tx.Exec(ctx, q, args...)
+			return tag.RowsAffected(), err
+		}
+		for _, m := range msgs {
+			if err := s.insertOutbox(ctx, exec, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -1369,12 +1369,17 @@ func (s *SQLite) PurgeAudit(ctx context.Context, before time.Time) (int, error) 
 }
 
 // AfterPasswordWrite implements PasswordWriteRecorder.
-func (s *SQLite) AfterPasswordWrite(ctx context.Context, accountID string, resetKeys []string, sessions bool, e AuditEvent) error {
+func (s *SQLite) AfterPasswordWrite(ctx context.Context, accountID string, resetKeys []string, sessions bool, e AuditEvent, msgs ...OutboxMessage) error {
 	if err := notEmpty("account id", accountID); err != nil {
 		return err
 	}
 	if err := notEmpty("audit event type", e.Type); err != nil {
 		return err
+	}
+	for _, m := range msgs {
+		if err := checkOutboxMessage(m); err != nil {
+			return err
+		}
 	}
 	var details any
 	if len(e.Details) > 0 {
@@ -1402,6 +1407,11 @@ func (s *SQLite) AfterPasswordWrite(ctx context.Context, accountID string, reset
 			(time, type, request_id, client_ip, account_id, outcome, details) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 			e.Time.UnixMicro(), e.Type, e.RequestID, e.ClientIP, e.AccountID, e.Outcome, details); err != nil {
 			return fmt.Errorf("store: append audit: %w", err)
+		}
+		for _, m := range msgs {
+			if err := s.insertOutbox(ctx, tx, m); err != nil {
+				return err
+			}
 		}
 		return nil
 	})

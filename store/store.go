@@ -426,14 +426,17 @@ type Store interface {
 }
 
 // PasswordWriteRecorder is implemented by stores that record what follows a
-// successful password write in one transaction instead of four (one commit
-// on the single SQLite writer instead of four queued ones): the account's
-// counters named by resetKeys forgotten (as Reset), its flows and, when
-// sessions is true, its sessions deleted (as DeleteFlowsForAccount and
-// DeleteSessionsForAccount), and e appended (as AppendAudit). Callers fall
-// back to the single calls when a store does not implement it.
+// successful password write in one transaction instead of several (one
+// commit on the single SQLite writer instead of several queued ones): the
+// account's counters named by resetKeys forgotten (as Reset), its flows
+// and, when sessions is true, its sessions deleted (as
+// DeleteFlowsForAccount and DeleteSessionsForAccount), e appended (as
+// AppendAudit) and the notices msgs written to the outbox (as
+// EnqueueMessage): the record of the write and the messages that tell of
+// it are kept or lost together. Callers fall back to the single calls
+// when a store does not implement it.
 type PasswordWriteRecorder interface {
-	AfterPasswordWrite(ctx context.Context, accountID string, resetKeys []string, sessions bool, e AuditEvent) error
+	AfterPasswordWrite(ctx context.Context, accountID string, resetKeys []string, sessions bool, e AuditEvent, msgs ...OutboxMessage) error
 }
 
 // CounterHit is one counter of a batch (see StartRecorder): Hit(Key, Window).

@@ -325,3 +325,61 @@ func (s *suite) outboxAtRest(t *testing.T) {
 	}
 	wantErr(t, "FinishMessage", st.FinishMessage(ctx, m.ID, store.OutboxSent, now), nil)
 }
+
+// outboxAfterPasswordWrite: the record of a password write (counters
+// forgotten, flows and sessions ended, the audit event) and the notices
+// that tell of it are one transaction: all of them, or, when one part
+// fails (here a notice whose id is taken), none.
+func (s *suite) outboxAfterPasswordWrite(t *testing.T) {
+	st, ctx, now := s.open(t), ctxT(t), base()
+	rec, ok := st.(store.PasswordWriteRecorder)
+	if !ok {
+		t.Fatal("the store does not implement store.PasswordWriteRecorder")
+	}
+	const acct = "acct-pw"
+	f := mustCreateFlow(t, st, newFlow(acct, now))
+	sess := store.Session{ID: newID(), AccountID: acct, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	wantErr(t, "CreateSession", st.CreateSession(ctx, sess), nil)
+	if _, err := st.Hit(ctx, "bindfail:"+acct, time.Hour, now); err != nil {
+		t.Fatal(err)
+	}
+	ev := store.AuditEvent{Time: now, Type: "reset.completed", RequestID: "req-pw", AccountID: acct, Outcome: "success"}
+	mail := outboxMsg(store.OutboxNotice, store.MethodEmail, now, "your password was reset")
+	mail.AccountID = acct
+	sms := outboxMsg(store.OutboxNotice, store.MethodSMS, now, "password reset")
+	sms.AccountID = acct
+	state := func() string {
+		t.Helper()
+		_, ferr := st.GetFlow(ctx, f.ID, now)
+		_, serr := st.GetSession(ctx, sess.ID, now)
+		n, err := st.Count(ctx, "bindfail:"+acct, time.Hour, now)
+		wantErr(t, "Count", err, nil)
+		evs, err := st.ListAudit(ctx, store.AuditQuery{AccountID: acct})
+		wantErr(t, "ListAudit", err, nil)
+		return fmt.Sprintf("flow %v, session %v, count %d, events %d", ferr == nil, serr == nil, n, len(evs))
+	}
+
+	// a notice whose id is taken: the whole record fails
+	wantErr(t, "EnqueueMessage", st.EnqueueMessage(ctx, sms), nil)
+	taken := mail
+	taken.ID = sms.ID
+	if err := rec.AfterPasswordWrite(ctx, acct, []string{"bindfail:" + acct}, true, ev, taken); err == nil {
+		t.Fatal("AfterPasswordWrite with a notice whose id is taken: no error")
+	}
+	mustEqual(t, "after the failed record", state(), "flow true, session true, count 1, events 0")
+	got, err := st.ClaimMessages(ctx, store.MethodEmail, now, time.Minute, 10)
+	wantErr(t, "ClaimMessages", err, nil)
+	mustEqual(t, "mail notices after the failed record", len(got), 0)
+	wantErr(t, "FinishMessage", st.FinishMessage(ctx, sms.ID, store.OutboxSent, now), nil)
+
+	sms.ID = newID()
+	wantErr(t, "AfterPasswordWrite", rec.AfterPasswordWrite(ctx, acct, []string{"bindfail:" + acct}, true, ev, mail, sms), nil)
+	mustEqual(t, "after the record", state(), "flow false, session false, count 0, events 1")
+	for _, want := range []store.OutboxMessage{mail, sms} {
+		got, err := st.ClaimMessages(ctx, want.Channel, now, time.Minute, 10)
+		wantErr(t, "ClaimMessages", err, nil)
+		if len(got) != 1 || got[0].ID != want.ID || string(got[0].Body) != string(want.Body) || got[0].Kind != store.OutboxNotice {
+			t.Fatalf("%s notices claimed: %+v, want %s", want.Channel, got, want.ID)
+		}
+	}
+}

@@ -119,6 +119,7 @@ func RunConformance(t *testing.T, open Opener, opts ...Option) {
 		{"Outbox/NextDue", s.outboxNextDue},
 		{"Outbox/FinishAudits", s.outboxFinishAudits},
 		{"Outbox/IssueCode", s.outboxIssueCode},
+		{"Outbox/AfterPasswordWrite", s.outboxAfterPasswordWrite},
 		{"Outbox/ConcurrentClaims", s.outboxConcurrentClaims},
 		{"Outbox/AtRest", s.outboxAtRest},
 	}
