@@ -117,7 +117,7 @@ var longTests = map[string]int{
 	"TestTOTPActiveDirectory":               20,
 	"TestOutboxKilledGatewayLosesNoCode":    58,  // measured alone, beside a CI run
 	"TestOutboxSMTPOutage":                  135, // mostly the two-minute outage
-	"TestHAProxyRollingUpgrade":             94,  // measured alone: three drains of 15 s and a build
+	"TestHAProxyRollingUpgrade":             109, // beside a CI run: three drains of 15 s, a build, a crash
 }
 
 // prioSem is a weighted semaphore that admits waiters by priority (higher
