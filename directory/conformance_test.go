@@ -471,6 +471,40 @@ func runConformance(t *testing.T, srv *dirtest.Server) {
 		}
 	})
 
+	// The directory forgets the wrong passwords it counted when the
+	// account is reset (with the unlock, as flow's resets do) or a locked
+	// account is unlocked: two wrong ones after it do not reach the
+	// threshold of 3. The gateway clears its own count of the account then
+	// too (flow's passwordWritten), which is safe only because of this. An
+	// unlock of an account that is not locked changes nothing on OpenLDAP
+	// (its count stays), and the gateway keeps its count then.
+	t.Run("failures forgotten after a reset and an unlock", func(t *testing.T) {
+		frank := lookup(t, d, "frank")
+		twin := lookup(t, d, "twin2")
+		wrong := func(u *directory.User, what string, n int, want error) {
+			t.Helper()
+			for i := range n {
+				wantErr(t, d.VerifyPassword(ctx, u, what+"-Bad-"+strconv.Itoa(i)), want)
+			}
+		}
+		wrong(twin, "before-reset", 2, directory.ErrInvalidCredentials)
+		if err := d.SetPassword(ctx, twin, "Twin2-Reset-2!", directory.SetOptions{Unlock: true}); err != nil {
+			t.Fatal(err)
+		}
+		wrong(twin, "after-reset", 2, directory.ErrInvalidCredentials)
+		if err := d.VerifyPassword(ctx, twin, "Twin2-Reset-2!"); err != nil {
+			t.Fatalf("twin2 after 2 wrong passwords, a reset and 2 more: %v", err)
+		}
+		wrong(frank, "lock", 3, directory.ErrInvalidCredentials)
+		if err := d.Unlock(ctx, frank); err != nil {
+			t.Fatal(err)
+		}
+		wrong(frank, "after-unlock", 2, directory.ErrInvalidCredentials)
+		if err := d.VerifyPassword(ctx, frank, srv.Password("frank")); err != nil {
+			t.Fatalf("frank after a lockout, an unlock and 2 wrong passwords: %v", err)
+		}
+	})
+
 	t.Run("must change", func(t *testing.T) {
 		grace := lookup(t, d, "grace")
 		if err := d.SetPassword(ctx, grace, "Grace-Temp-1!", directory.SetOptions{MustChange: true}); err != nil {

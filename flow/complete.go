@@ -197,10 +197,18 @@ func (s *Service) recordWrite(ctx context.Context, m Meta, u *directory.User, f 
 		// that do not say "unlocked": u was read before the write
 		event = "unlock_not_locked"
 	}
-	// the directory's count of wrong passwords is cleared by a reset and
-	// by an unlock: so is the gateway's own, or the new password would
-	// meet the spent budget at the next sign-in
-	s.passwordWritten(ctx, m, u, passwordWrite{resetKeys: []string{bindKey(u)}, sessions: kind == store.FlowReset,
+	// the directory forgets its count of wrong passwords at a reset (with
+	// its unlock) and at an unlock of a locked account, on OpenLDAP and AD
+	// alike (directory's conformance test "failures forgotten after a
+	// reset and an unlock"): the gateway forgets its own then too, or the
+	// new password would meet the spent budget at the next sign-in. An
+	// unlock of an account that is not locked changes nothing on OpenLDAP,
+	// so the count stays, kept below the directory's threshold.
+	var forget []string
+	if kind == store.FlowReset && s.o.UnlockOnReset || event == "unlocked" {
+		forget = []string{bindKey(u)}
+	}
+	s.passwordWritten(ctx, m, u, passwordWrite{resetKeys: forget, sessions: kind == store.FlowReset,
 		event: kind + ".completed", outcome: outcome, notice: event})
 	if kind == store.FlowReset {
 		s.bg.Add(1)

@@ -516,26 +516,85 @@ func TestTooManyTellsNothingAboutTheAccount(t *testing.T) {
 }
 
 // TestResetClearsTheCountOfWrongPasswords: a reset proven with a method
-// clears the gateway's count of wrong passwords of the account, as a right
-// password does, so that the new password signs in at once. Before, carol,
-// who had spent the budget (threshold 3: 2 wrong passwords), reset her
-// password and was answered too_many with the new one for the window.
+// (with its unlock, as serve makes every reset) and the unlock of a locked
+// account clear the gateway's count of wrong passwords of the account, as
+// the directory clears its own then (directory's conformance test "failures
+// forgotten after a reset and an unlock"), so that the right password
+// signs in at once. Before, carol, who had spent the budget (threshold 3:
+// 2 wrong passwords), reset her password and was answered too_many with
+// the new one for the window. An unlock of an account that was not locked
+// leaves both counts as they were (OpenLDAP's), so the gateway's stays.
 func TestResetClearsTheCountOfWrongPasswords(t *testing.T) {
-	tb := newTestbed(t, nil)
-	tb.dir.SetPolicy(dirtest.MemoryPolicy{MinLength: 8, LockoutThreshold: 3}) // budget min(3, 3-1) = 2
 	ctx := context.Background()
-	_, f := tb.verifiedReset(t)
-	for i := range 2 {
-		_, err := tb.svc.SignIn(ctx, "carol", fmt.Sprintf("wrong-%d", i), Meta{ClientIP: "192.0.2.1"})
-		wantCode(t, err, CodeSignInFailed)
+	bed := func(t *testing.T) *testbed {
+		tb := newTestbed(t, func(o *Options) { o.UnlockOnReset = true })
+		tb.dir.SetPolicy(dirtest.MemoryPolicy{MinLength: 8, LockoutThreshold: 3}) // budget min(3, 3-1) = 2
+		return tb
 	}
-	// the budget is spent: the right password is not tried
-	_, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{ClientIP: "192.0.2.1"})
-	wantCode(t, err, CodeTooMany)
-	if err := tb.svc.CompleteFlow(ctx, "reset", f.ID, "Forgot-And-Reset-42", Meta{}); err != nil {
-		t.Fatal(err)
+	// spend carol's budget: 2 wrong passwords, then the right one is not tried
+	spend := func(t *testing.T, tb *testbed) {
+		t.Helper()
+		for i := range 2 {
+			_, err := tb.svc.SignIn(ctx, "carol", fmt.Sprintf("wrong-%d", i), Meta{ClientIP: "192.0.2.1"})
+			wantCode(t, err, CodeSignInFailed)
+		}
+		_, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{ClientIP: "192.0.2.1"})
+		wantCode(t, err, CodeTooMany)
 	}
-	if _, err := tb.svc.SignIn(ctx, "carol", "Forgot-And-Reset-42", Meta{ClientIP: "192.0.2.1"}); err != nil {
-		t.Fatalf("the new password after the reset: %v", err)
+	unlock := func(t *testing.T, tb *testbed, mid string) {
+		t.Helper()
+		f, err := tb.svc.StartFlow(ctx, "unlock", "carol", Meta{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tb.svc.SendFlowCode(ctx, "unlock", f.ID, mid, Meta{}); err != nil {
+			t.Fatal(err)
+		}
+		v, err := tb.svc.VerifyFlowCode(ctx, "unlock", f.ID, mid, tb.inbox.LastCode(t, "carol@home.example"), Meta{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tb.svc.CompleteFlow(ctx, "unlock", v.ID, "", Meta{}); err != nil {
+			t.Fatal(err)
+		}
 	}
+	t.Run("reset", func(t *testing.T) {
+		tb := bed(t)
+		_, f := tb.verifiedReset(t)
+		spend(t, tb)
+		if err := tb.svc.CompleteFlow(ctx, "reset", f.ID, "Forgot-And-Reset-42", Meta{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tb.svc.SignIn(ctx, "carol", "Forgot-And-Reset-42", Meta{ClientIP: "192.0.2.1"}); err != nil {
+			t.Fatalf("the new password after the reset: %v", err)
+		}
+	})
+	t.Run("unlock of a locked account", func(t *testing.T) {
+		tb := bed(t)
+		_, mid := tb.enroll(t, "carol", "carol@home.example")
+		spend(t, tb)
+		// a third wrong password elsewhere (a workstation) locks the account
+		u, err := tb.dir.Lookup(ctx, "carol")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tb.dir.VerifyPassword(ctx, u, "wrong-at-a-workstation"); err == nil {
+			t.Fatal("a wrong password was accepted")
+		}
+		if u, _ := tb.dir.Lookup(ctx, "carol"); !u.Status.Locked {
+			t.Fatal("carol is not locked after 3 wrong passwords")
+		}
+		unlock(t, tb, mid)
+		if _, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{ClientIP: "192.0.2.1"}); err != nil {
+			t.Fatalf("the right password after the unlock: %v", err)
+		}
+	})
+	t.Run("unlock of an account that was not locked", func(t *testing.T) {
+		tb := bed(t)
+		_, mid := tb.enroll(t, "carol", "carol@home.example")
+		spend(t, tb)
+		unlock(t, tb, mid)
+		_, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{ClientIP: "192.0.2.1"})
+		wantCode(t, err, CodeTooMany)
+	})
 }
