@@ -655,11 +655,14 @@ func crash(t *testing.T, lb *env, victim *env, across func(string, func())) {
 			return lbCall(lb.base, "POST", "/api/v1/reset", map[string]string{"username": users[(w+i)%len(users)]})
 		})
 	}()
-	var killed time.Time
+	// the crash is the time from the SIGKILL to the process's end (kill
+	// waits for it): a request sent in it may have reached the victim
+	var killed, dead time.Time
 	across("a crash", func() {
 		time.Sleep(time.Second) // the burst is under way
 		killed = time.Now()
 		victim.kill()
+		dead = time.Now()
 		time.Sleep(12 * time.Second)
 	})
 	close(stop)
@@ -667,16 +670,17 @@ func crash(t *testing.T, lb *env, victim *env, across func(string, func())) {
 	inFlight, after := 0, 0
 	for _, a := range answers {
 		if a.err == nil && a.status == 200 && a.latchkeys() {
-			if a.sent.After(killed) {
+			if a.sent.After(dead) {
 				after++
 			}
 			continue
 		}
-		if a.sent.Before(killed) && a.at.After(killed) {
+		if a.sent.Before(dead) && a.at.After(killed) {
 			inFlight++ // being answered by the victim, maybe
 			continue
 		}
-		t.Fatalf("a request not in flight at the crash (%v) was lost (%d answers in all): %s", killed.Format("15:04:05.000"), len(answers), a)
+		t.Fatalf("a request not in flight at the crash (%s to %s) was lost (%d answers in all): %s",
+			killed.Format("15:04:05.000"), dead.Format("15:04:05.000"), len(answers), a)
 	}
 	if inFlight > 4 || after == 0 {
 		t.Fatalf("%d requests lost in flight (at most the burst's 4), %d answered 200 after the crash", inFlight, after)
