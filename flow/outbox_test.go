@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -404,6 +405,34 @@ func TestOutboxBusy(t *testing.T) {
 		if got := opts.busy(c.q); got != c.busy {
 			t.Errorf("%+v: busy %v, want %v", c.q, got, c.busy)
 		}
+	}
+}
+
+// TestSendRateFromTheFirstSent: the rate is measured from the first
+// message sent in the window, not over the whole window: 100 codes sent in
+// the 5 s since a burst began are 20 a second (over the minute, 1.7 a
+// second, would make 100 pending codes a minute's wait: busy).
+func TestSendRateFromTheFirstSent(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		st   store.OutboxStats
+		want float64
+	}{
+		{store.OutboxStats{}, 0},
+		{store.OutboxStats{Sent: 100, FirstSent: now.Add(-5 * time.Second)}, 20},
+		{store.OutboxStats{Sent: 3, FirstSent: now.Add(-time.Second)}, 0.6}, // over 5 s at least
+		{store.OutboxStats{Sent: 120, FirstSent: now.Add(-30 * time.Second)}, 4},
+		{store.OutboxStats{Sent: 600, FirstSent: now.Add(-time.Minute)}, 10},
+		{store.OutboxStats{Sent: 600, FirstSent: now.Add(-2 * time.Minute)}, 10}, // never over more than the window
+	} {
+		if got := sendRate(c.st, now); math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("%+v: rate %v, want %v", c.st, got, c.want)
+		}
+	}
+	opts := OutboxOptions{MaxWait: time.Minute, MaxPending: 10000}
+	q := QueueState{PendingCodes: 100, SendRate: sendRate(store.OutboxStats{Sent: 100, FirstSent: now.Add(-5 * time.Second)}, now)}
+	if opts.busy(q) {
+		t.Fatal("100 codes pending at 20 a second (5 s) are busy")
 	}
 }
 

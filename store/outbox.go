@@ -84,8 +84,10 @@ type OutboxStats struct {
 	// OldestCode is the NotBefore of the oldest pending code: zero when
 	// there is none.
 	OldestCode time.Time
-	// Sent counts the messages sent at or after the since given.
-	Sent int
+	// Sent counts the messages sent at or after the since given, and
+	// FirstSent is when the first of them was sent (zero when none was).
+	Sent      int
+	FirstSent time.Time
 }
 
 // Outbox is the store's outbox. Part of Store.

@@ -218,20 +218,24 @@ func (s *Postgres) ExpediteRetries(ctx context.Context, channel string, now time
 // OutboxStats implements Store.
 func (s *Postgres) OutboxStats(ctx context.Context, since time.Time) (OutboxStats, error) {
 	var (
-		st     OutboxStats
-		oldest *time.Time
+		st            OutboxStats
+		oldest, first *time.Time
 	)
 	err := s.pool.QueryRow(ctx, `SELECT
 		(SELECT count(*) FROM outbox WHERE state = 'pending' AND kind = 'code'),
 		(SELECT count(*) FROM outbox WHERE state = 'pending' AND kind = 'notice'),
 		(SELECT MIN(not_before) FROM outbox WHERE state = 'pending' AND kind = 'code'),
-		(SELECT count(*) FROM outbox WHERE state = 'sent' AND done_at >= $1)`, since).
-		Scan(&st.PendingCodes, &st.PendingNotices, &oldest, &st.Sent)
+		(SELECT count(*) FROM outbox WHERE state = 'sent' AND done_at >= $1),
+		(SELECT MIN(done_at) FROM outbox WHERE state = 'sent' AND done_at >= $1)`, since).
+		Scan(&st.PendingCodes, &st.PendingNotices, &oldest, &st.Sent, &first)
 	if err != nil {
 		return OutboxStats{}, fmt.Errorf("store: outbox stats: %w", err)
 	}
 	if oldest != nil {
 		st.OldestCode = oldest.UTC()
+	}
+	if first != nil {
+		st.FirstSent = first.UTC()
 	}
 	return st, nil
 }

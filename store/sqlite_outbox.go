@@ -213,20 +213,24 @@ func (s *SQLite) ExpediteRetries(ctx context.Context, channel string, now time.T
 // OutboxStats implements Store.
 func (s *SQLite) OutboxStats(ctx context.Context, since time.Time) (OutboxStats, error) {
 	var (
-		st     OutboxStats
-		oldest sql.NullInt64
+		st            OutboxStats
+		oldest, first sql.NullInt64
 	)
 	err := s.r.QueryRowContext(ctx, `SELECT
 		(SELECT count(*) FROM outbox WHERE state = 'pending' AND kind = 'code'),
 		(SELECT count(*) FROM outbox WHERE state = 'pending' AND kind = 'notice'),
 		(SELECT MIN(not_before) FROM outbox WHERE state = 'pending' AND kind = 'code'),
-		(SELECT count(*) FROM outbox WHERE state = 'sent' AND done_at >= ?)`, since.UnixMicro()).
-		Scan(&st.PendingCodes, &st.PendingNotices, &oldest, &st.Sent)
+		(SELECT count(*) FROM outbox WHERE state = 'sent' AND done_at >= ?1),
+		(SELECT MIN(done_at) FROM outbox WHERE state = 'sent' AND done_at >= ?1)`, since.UnixMicro()).
+		Scan(&st.PendingCodes, &st.PendingNotices, &oldest, &st.Sent, &first)
 	if err != nil {
 		return OutboxStats{}, fmt.Errorf("store: outbox stats: %w", err)
 	}
 	if oldest.Valid {
 		st.OldestCode = time.UnixMicro(oldest.Int64).UTC()
+	}
+	if first.Valid {
+		st.FirstSent = time.UnixMicro(first.Int64).UTC()
 	}
 	return st, nil
 }

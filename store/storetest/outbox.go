@@ -204,10 +204,11 @@ func (s *suite) outboxClaim(t *testing.T) {
 
 	stats, err = st.OutboxStats(ctx, now.Add(-time.Hour))
 	wantErr(t, "OutboxStats", err, nil)
-	mustEqual(t, "stats after", stats, store.OutboxStats{PendingCodes: 2, Sent: 2, OldestCode: sms.NotBefore})
+	mustEqual(t, "stats after", stats, store.OutboxStats{PendingCodes: 2, Sent: 2, OldestCode: sms.NotBefore, FirstSent: now})
 	stats, err = st.OutboxStats(ctx, now.Add(time.Second))
 	wantErr(t, "OutboxStats", err, nil)
 	mustEqual(t, "sent since", stats.Sent, 1)
+	mustEqual(t, "first sent since", stats.FirstSent, now.Add(61*time.Second))
 
 	// Purge keeps finished rows for OutboxKeepDone, then deletes them;
 	// pending ones stay
