@@ -235,7 +235,7 @@ type params struct {
 	MethodsRequired int
 	CodeTTL         time.Duration
 	Extra           string // policy keys (indented lines, merged over policy:)
-	Limits          string // a whole limits: section (merged over the defaults)
+	Limits          string // whole top-level sections, limits: and others (merged over the defaults)
 	Methods         string // policy.methods (default "email, sms")
 	// Store replaces the store section (default: SQLite in the work
 	// directory); see postgresStore.

@@ -89,7 +89,7 @@ func (s *Service) noticeData(u *directory.User, event string, at time.Time, from
 // noticeUser tells u about event on every channel, within the budgets
 // (see above); skip excludes one method id. The messages are written to
 // the outbox on their own, after the change they tell of; a password
-// write's notice is written in the write's own record (passwordWrittenAs).
+// write's notice is written in the write's own record (passwordWritten).
 func (s *Service) noticeUser(ctx context.Context, u *directory.User, event, skip string, m Meta) {
 	for _, msg := range s.notices(ctx, u, event, skip, m) {
 		s.out.put(ctx, msg)

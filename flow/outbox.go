@@ -240,9 +240,15 @@ func (o *outbox) notice(j job) store.OutboxMessage {
 }
 
 // put writes m in a transaction of its own and tells the dispatcher; a
-// store that refuses it is logged and audited (not_stored).
+// store that refuses it is logged and audited (not_stored). A message whose
+// id is stored already (a transaction that wrote it, whose commit answer
+// was lost) is there to be sent: it is not written twice.
 func (o *outbox) put(ctx context.Context, m store.OutboxMessage) {
-	if err := o.st.EnqueueMessage(context.WithoutCancel(ctx), m); err != nil {
+	err := o.st.EnqueueMessage(context.WithoutCancel(ctx), m)
+	if errors.Is(err, store.ErrConflict) {
+		err = nil
+	}
+	if err != nil {
 		// the store is down: the message cannot be kept (audited)
 		o.log.Error("outbox: message not stored", "request_id", m.RequestID, "error", err.Error())
 		if o.failed != nil {

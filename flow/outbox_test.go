@@ -411,7 +411,7 @@ func TestOutboxBusy(t *testing.T) {
 // TestSendRateFromTheFirstSent: the rate is measured from the first
 // message sent in the window, not over the whole window: 100 codes sent in
 // the 5 s since a burst began are 20 a second (over the minute, 1.7 a
-// second, would make 100 pending codes a minute's wait: busy).
+// second, would make 150 pending codes a 90 s wait: busy).
 func TestSendRateFromTheFirstSent(t *testing.T) {
 	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	for _, c := range []struct {
@@ -430,9 +430,9 @@ func TestSendRateFromTheFirstSent(t *testing.T) {
 		}
 	}
 	opts := OutboxOptions{MaxWait: time.Minute, MaxPending: 10000}
-	q := QueueState{PendingCodes: 100, SendRate: sendRate(store.OutboxStats{Sent: 100, FirstSent: now.Add(-5 * time.Second)}, now)}
+	q := QueueState{PendingCodes: 150, SendRate: sendRate(store.OutboxStats{Sent: 100, FirstSent: now.Add(-5 * time.Second)}, now)}
 	if opts.busy(q) {
-		t.Fatal("100 codes pending at 20 a second (5 s) are busy")
+		t.Fatal("150 codes pending at 20 a second (7.5 s) are busy")
 	}
 }
 

@@ -195,3 +195,66 @@ func TestWriteOutlastingTheFlowIsRecorded(t *testing.T) {
 		tb.wantRecordedOnce(t, v.ID, []store.Session{sess}, "carol@home.example", "carol@corp.example")
 	})
 }
+
+// recordFails is a store whose AfterPasswordWrite fails: after committing
+// when committed (its answer lost), else before.
+type recordFails struct {
+	store.Store
+	committed bool
+}
+
+func (r recordFails) AfterPasswordWrite(ctx context.Context, accountID string, resetKeys []string, sessions bool, e store.AuditEvent, msgs ...store.OutboxMessage) error {
+	if r.committed {
+		if err := r.Store.(store.PasswordWriteRecorder).AfterPasswordWrite(ctx, accountID, resetKeys, sessions, e, msgs...); err != nil {
+			return err
+		}
+		return errors.New("the commit's answer was lost")
+	}
+	return errors.New("the store refused the transaction")
+}
+
+// TestFailedRecordTriesEachPartAlone: when the record of a reset fails as
+// one transaction, each part is tried again on its own: the sessions and
+// the flow end, the event is audited (twice when the lost answer hid a
+// commit: better than none) and the reset notice is sent once (a notice
+// the transaction did write is not written again).
+func TestFailedRecordTriesEachPartAlone(t *testing.T) {
+	for _, committed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "refused", true: "answer lost"}[committed], func(t *testing.T) {
+			tb := newTestbed(t, nil)
+			svc, err := NewService(tb.svc.o, Deps{Directory: tb.dir, Store: recordFails{tb.st, committed}, Mailer: tb.rec, SMS: tb.rec})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(svc.Close)
+			failing := *tb
+			failing.svc = svc
+			sess, f := failing.verifiedReset(t)
+			if err := svc.CompleteFlow(context.Background(), "reset", f.ID, "Recorded-Alone-42", Meta{}); err != nil {
+				t.Fatal(err)
+			}
+			_, err = svc.Session(context.Background(), sess.ID)
+			wantCode(t, err, CodeSessionExpired)
+			if _, err := svc.Flow(context.Background(), "reset", f.ID); err == nil {
+				t.Fatal("the completed flow is still there")
+			}
+			want := map[bool]int{false: 1, true: 2}[committed]
+			if got := tb.auditOutcomes(t, "reset.completed"); len(got) != want {
+				t.Fatalf("reset.completed outcomes %v, want %d", got, want)
+			}
+			for deadline := time.Now().Add(5 * time.Second); tb.resetNotices("carol@home.example") == 0; {
+				if time.Now().After(deadline) {
+					t.Fatal("no reset notice")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			time.Sleep(codeSendDelay) // a second copy would have left by now
+			if n := tb.resetNotices("carol@home.example"); n != 1 {
+				t.Fatalf("%d reset notices, want 1", n)
+			}
+			if n := tb.auditCount(t, "notice.failed", "failed"); n != 0 {
+				t.Fatalf("%d notices audited failed (not stored)", n)
+			}
+		})
+	}
+}

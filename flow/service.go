@@ -324,9 +324,12 @@ type passwordWrite struct {
 
 // passwordWritten records w for u: the counters forgotten, every flow (and
 // with w.sessions every session) of the account ended, the audit event
-// stored and the notices that tell the account written to the outbox; in
-// one store transaction where the store can (store.PasswordWriteRecorder),
-// so that the record and its notices are kept or lost together.
+// stored and the notices that tell the account now written to the outbox;
+// in one store transaction where the store can
+// (store.PasswordWriteRecorder), so that the record and those notices are
+// kept or lost together. When that transaction fails, each part is tried
+// again on its own: the password is written, and a session left alive is
+// worse than an audit line written twice.
 func (s *Service) passwordWritten(ctx context.Context, m Meta, u *directory.User, w passwordWrite) {
 	ctx = context.WithoutCancel(ctx)
 	ev := s.auditEvent(m, w.event, u.ID, w.outcome, nil)
@@ -342,13 +345,7 @@ func (s *Service) passwordWritten(ctx context.Context, m Meta, u *directory.User
 			}
 			return
 		}
-		// the password is written all the same: the notices are tried
-		// again on their own (the record's parts are not)
-		s.log.Error("recording a password write failed", "request_id", m.RequestID, "event", w.event, "error", err.Error())
-		for _, msg := range notices {
-			s.out.put(ctx, msg)
-		}
-		return
+		s.log.Error("recording a password write failed: trying each part alone", "request_id", m.RequestID, "event", w.event, "error", err.Error())
 	}
 	for _, k := range w.resetKeys {
 		s.forget(s.d.Store.Reset(ctx, k))

@@ -1187,4 +1187,7 @@ func (s *Postgres) PurgeAudit(ctx context.Context, before time.Time) (int, error
 	}
 }
 
-var _ StartRecorder = (*Postgres)(nil)
+var (
+	_ StartRecorder         = (*Postgres)(nil)
+	_ PasswordWriteRecorder = (*Postgres)(nil)
+)
