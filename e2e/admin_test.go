@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	cdpwebauthn "github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 
 	"github.com/latchkeyhq/latchkey/directory"
@@ -474,15 +473,7 @@ func TestAdminPasskeyBrowser(t *testing.T) {
 	mail, sms := startMail(t)
 	e := startGateway(t, srv, mail, sms, params{PublicHost: "localhost", Admin: []string{srv.Group("sspr-admins"), srv.Group("cycle-b")}})
 	b := newBrowser(t, exe, e.base)
-	if _, err := chromedp.Call(b.ctx, cdpwebauthn.Enable, cdpwebauthn.EnableParams{}); err != nil {
-		t.Fatalf("WebAuthn.enable: %v", err)
-	}
-	if _, err := chromedp.Call(b.ctx, cdpwebauthn.AddVirtualAuthenticator, cdpwebauthn.AddVirtualAuthenticatorParams{
-		Options: &cdpwebauthn.VirtualAuthenticatorOptions{Protocol: cdpwebauthn.AuthenticatorProtocolCtap2,
-			Transport: cdpwebauthn.AuthenticatorTransportInternal, HasResidentKey: true, HasUserVerification: true,
-			IsUserVerified: true, AutomaticPresenceSimulation: true}}); err != nil {
-		t.Fatalf("WebAuthn.addVirtualAuthenticator: %v", err)
-	}
+	b.virtualAuthenticator(t)
 	b.open("/register", 200)
 	b.typeInto("username", "judy")
 	b.typeInto("password", srv.Password("judy"))

@@ -217,10 +217,32 @@ func lbCall(base, method, path string, body any) lbAnswer {
 	return a
 }
 
-// burst runs workers that each call next in a loop until stop is closed,
-// at most one call per 10 ms each (the machine is shared), and returns
-// every answer.
-func burst(workers int, stop <-chan struct{}, next func(worker, i int) lbAnswer) []lbAnswer {
+// burstUsers are the names a burst's reset starts go through: three
+// accounts and a name that is none.
+var burstUsers = []string{"carol", "bob", "frank", "nobody-at-all"}
+
+// resetStart is worker w's reset start of turn i, through the load
+// balancer at base.
+func resetStart(base string, w, i int) lbAnswer {
+	return lbCall(base, "POST", "/api/v1/reset", map[string]string{"username": burstUsers[(w+i)%len(burstUsers)]})
+}
+
+// startsAndHealth is a burst's call: a reset start, and every third call
+// GET /healthz.
+func startsAndHealth(base string) func(w, i int) lbAnswer {
+	return func(w, i int) lbAnswer {
+		if i%3 == 0 {
+			return lbCall(base, "GET", "/healthz", nil)
+		}
+		return resetStart(base, w, i)
+	}
+}
+
+// startBurst runs workers in the background that each call next in a
+// loop, at most one call per 10 ms each (the machine is shared); the
+// function it returns stops them and returns every answer.
+func startBurst(workers int, next func(worker, i int) lbAnswer) (finish func() []lbAnswer) {
+	stop := make(chan struct{})
 	var mu sync.Mutex
 	var all []lbAnswer
 	var wg sync.WaitGroup
@@ -243,8 +265,11 @@ func burst(workers int, stop <-chan struct{}, next func(worker, i int) lbAnswer)
 			}
 		}()
 	}
-	wg.Wait()
-	return all
+	return func() []lbAnswer {
+		close(stop)
+		wg.Wait()
+		return all
+	}
 }
 
 // haproxyGateways starts three gateways on one PostgreSQL database
@@ -322,23 +347,16 @@ func haproxyOutage(t *testing.T, srv *dirtest.Server, pg *pgtest.Server, down, u
 	}
 
 	const outage = 20 * time.Second
-	users := []string{"carol", "bob", "frank", "nobody-at-all"}
-	stop := make(chan struct{})
-	var answers []lbAnswer
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		answers = burst(4, stop, func(w, i int) lbAnswer {
-			switch i % 4 {
-			case 0:
-				return lbCall(base, "GET", "/readyz", nil)
-			case 1:
-				return lbCall(base, "POST", "/api/v1/reset/send", map[string]string{"flow": f.ID, "method": emailID})
-			default:
-				return lbCall(base, "POST", "/api/v1/reset", map[string]string{"username": users[(w+i)%len(users)]})
-			}
-		})
-	}()
+	finish := startBurst(4, func(w, i int) lbAnswer {
+		switch i % 4 {
+		case 0:
+			return lbCall(base, "GET", "/readyz", nil)
+		case 1:
+			return lbCall(base, "POST", "/api/v1/reset/send", map[string]string{"flow": f.ID, "method": emailID})
+		default:
+			return resetStart(base, w, i)
+		}
+	})
 	down()
 	downAt := time.Now()
 	// the fault lasts 20 s: the burst runs on meanwhile
@@ -358,8 +376,7 @@ func haproxyOutage(t *testing.T, srv *dirtest.Server, pg *pgtest.Server, down, u
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("recovered %v after the dependency was back", time.Since(upAt).Round(10*time.Millisecond))
-	close(stop)
-	<-done
+	answers := finish()
 
 	late, unavailable := 0, 0
 	for _, a := range answers {
@@ -443,19 +460,7 @@ func TestHAProxyDrain(t *testing.T) {
 	base := startHAProxy(t, gws, true)
 	lb := &env{t: t, dir: srv, mail: gws[0].mail, sms: gws[0].sms, base: base}
 
-	users := []string{"carol", "bob", "frank", "nobody-at-all"}
-	stop := make(chan struct{})
-	var answers []lbAnswer
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		answers = burst(4, stop, func(w, i int) lbAnswer {
-			if i%3 == 0 {
-				return lbCall(base, "GET", "/healthz", nil)
-			}
-			return lbCall(base, "POST", "/api/v1/reset", map[string]string{"username": users[(w+i)%len(users)]})
-		})
-	}()
+	finish := startBurst(4, startsAndHealth(base))
 	// the burst is under way before the SIGTERM
 	lb.must(200, lb.api("POST", "/api/v1/reset", "", map[string]string{"username": "carol"}), "reset start")
 	victim := gws[1]
@@ -489,8 +494,7 @@ func TestHAProxyDrain(t *testing.T) {
 			break
 		}
 	}
-	close(stop)
-	<-done
+	answers := finish()
 	if code := victim.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM", code)
 	}
@@ -530,19 +534,7 @@ func TestHAProxyRollingUpgrade(t *testing.T) {
 	const addr = "carol.home@example.net"
 	emailID, _ := lb.register("carol", addr, "")
 
-	users := []string{"carol", "bob", "frank", "nobody-at-all"}
-	stop := make(chan struct{})
-	var answers []lbAnswer
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		answers = burst(4, stop, func(w, i int) lbAnswer {
-			if i%3 == 0 {
-				return lbCall(base, "GET", "/healthz", nil)
-			}
-			return lbCall(base, "POST", "/api/v1/reset", map[string]string{"username": users[(w+i)%len(users)]})
-		})
-	}()
+	finish := startBurst(4, startsAndHealth(base))
 
 	// across each step: a reset started before it is finished after it
 	resets := 0
@@ -619,8 +611,7 @@ func TestHAProxyRollingUpgrade(t *testing.T) {
 		t.Fatalf("after the upgrade, migrate: %v\n%s", err, out)
 	}
 
-	close(stop)
-	<-done
+	answers := finish()
 	for _, a := range answers {
 		if a.err != nil || a.status != 200 || !a.latchkeys() {
 			t.Fatalf("a request was lost during the rolling upgrade (%d answers in all): %s", len(answers), a)
@@ -647,16 +638,7 @@ func TestHAProxyRollingUpgrade(t *testing.T) {
 // instance.
 func crash(t *testing.T, lb *env, victim *env, across func(string, func())) {
 	t.Helper()
-	users := []string{"carol", "bob", "frank", "nobody-at-all"}
-	stop := make(chan struct{})
-	var answers []lbAnswer
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		answers = burst(4, stop, func(w, i int) lbAnswer {
-			return lbCall(lb.base, "POST", "/api/v1/reset", map[string]string{"username": users[(w+i)%len(users)]})
-		})
-	}()
+	finish := startBurst(4, func(w, i int) lbAnswer { return resetStart(lb.base, w, i) })
 	// the crash is the time from the SIGKILL to the process's end (kill
 	// waits for it): a request sent in it may have reached the victim
 	var killed, dead time.Time
@@ -667,8 +649,7 @@ func crash(t *testing.T, lb *env, victim *env, across func(string, func())) {
 		dead = time.Now()
 		time.Sleep(12 * time.Second)
 	})
-	close(stop)
-	<-done
+	answers := finish()
 	// lost at the crash: a transport error or HAProxy's own answer (never
 	// Latchkey's own error) to a request sent before the process ended, or
 	// within a second after it (a connection HAProxy kept to the victim,

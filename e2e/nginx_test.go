@@ -168,19 +168,7 @@ func TestNginxRollingRestart(t *testing.T) {
 	gws := haproxyGateways(t, srv, pg, fmt.Sprintf("  shutdown_delay: %s\n", delay))
 	base := startNginx(t, gws)
 
-	users := []string{"carol", "bob", "frank", "nobody-at-all"}
-	stop := make(chan struct{})
-	var answers []lbAnswer
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		answers = burst(4, stop, func(w, i int) lbAnswer {
-			if i%3 == 0 {
-				return lbCall(base, "GET", "/healthz", nil)
-			}
-			return lbCall(base, "POST", "/api/v1/reset", map[string]string{"username": users[(w+i)%len(users)]})
-		})
-	}()
+	finish := startBurst(4, startsAndHealth(base))
 	for i, g := range gws {
 		g.cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -204,8 +192,7 @@ func TestNginxRollingRestart(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	close(stop)
-	<-done
+	answers := finish()
 	for _, a := range answers {
 		if a.err != nil || a.status != 200 || !a.latchkeys() {
 			t.Fatalf("a request was lost during the rolling restart (%d answers in all): %s", len(answers), a)

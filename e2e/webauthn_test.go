@@ -74,16 +74,7 @@ func runPasskeySuite(t *testing.T, startDir func(testing.TB) *dirtest.Server) {
 	b := newBrowser(t, exe, e.base)
 	const newPass = "Copper-Meadow-Falcon-83"
 
-	if _, err := chromedp.Call(b.ctx, webauthn.Enable, webauthn.EnableParams{}); err != nil {
-		t.Fatalf("WebAuthn.enable: %v", err)
-	}
-	va, err := chromedp.Call(b.ctx, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{
-		Options: &webauthn.VirtualAuthenticatorOptions{Protocol: webauthn.AuthenticatorProtocolCtap2,
-			Transport: webauthn.AuthenticatorTransportInternal, HasResidentKey: true, HasUserVerification: true,
-			IsUserVerified: true, AutomaticPresenceSimulation: true}})
-	if err != nil {
-		t.Fatalf("WebAuthn.addVirtualAuthenticator: %v", err)
-	}
+	va := b.virtualAuthenticator(t)
 
 	// ------------------------------------------------ registration
 	b.open("/register", 200)
@@ -313,4 +304,22 @@ func runPasskeyAPI(t *testing.T, srv *dirtest.Server) {
 			t.Errorf("the audit log has no %s", want)
 		}
 	}
+}
+
+// virtualAuthenticator turns on the browser's WebAuthn domain and adds a
+// virtual platform authenticator (CTAP2) that keeps resident keys,
+// verifies the user and answers at once.
+func (b *browser) virtualAuthenticator(t *testing.T) webauthn.AddVirtualAuthenticatorResult {
+	t.Helper()
+	if _, err := chromedp.Call(b.ctx, webauthn.Enable, webauthn.EnableParams{}); err != nil {
+		t.Fatalf("WebAuthn.enable: %v", err)
+	}
+	va, err := chromedp.Call(b.ctx, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{
+		Options: &webauthn.VirtualAuthenticatorOptions{Protocol: webauthn.AuthenticatorProtocolCtap2,
+			Transport: webauthn.AuthenticatorTransportInternal, HasResidentKey: true, HasUserVerification: true,
+			IsUserVerified: true, AutomaticPresenceSimulation: true}})
+	if err != nil {
+		t.Fatalf("WebAuthn.addVirtualAuthenticator: %v", err)
+	}
+	return va
 }

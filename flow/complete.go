@@ -204,11 +204,11 @@ func (s *Service) recordWrite(ctx context.Context, m Meta, u *directory.User, f 
 	// new password would meet the spent budget at the next sign-in. An
 	// unlock of an account that is not locked changes nothing on OpenLDAP,
 	// so the count stays, kept below the directory's threshold.
-	var forget []string
+	var resetKeys []string
 	if kind == store.FlowReset && s.o.UnlockOnReset || event == "unlocked" {
-		forget = []string{bindKey(u)}
+		resetKeys = []string{bindKey(u)}
 	}
-	s.passwordWritten(ctx, m, u, passwordWrite{resetKeys: forget, sessions: kind == store.FlowReset,
+	s.passwordWritten(ctx, m, u, passwordWrite{resetKeys: resetKeys, sessions: kind == store.FlowReset,
 		event: kind + ".completed", outcome: outcome, notice: event})
 	if kind == store.FlowReset {
 		s.bg.Add(1)

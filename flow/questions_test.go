@@ -67,14 +67,19 @@ func methodOf(t *testing.T, f FlowView, typ string) string {
 	return ""
 }
 
-// proveEmail sends and verifies the flow's emailed code.
+// proveEmail sends and verifies the flow's emailed code (a reset's, or
+// the flow's own kind).
 func (tb *testbed) proveEmail(t *testing.T, f FlowView, emailID, addr string) FlowView {
 	t.Helper()
 	ctx := context.Background()
-	if err := tb.svc.SendFlowCode(ctx, "reset", f.ID, emailID, Meta{}); err != nil {
+	kind := f.Kind
+	if kind == "" {
+		kind = "reset"
+	}
+	if err := tb.svc.SendFlowCode(ctx, kind, f.ID, emailID, Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	nf, err := tb.svc.VerifyFlowCode(ctx, "reset", f.ID, emailID, tb.inbox.LastCode(t, addr), Meta{})
+	nf, err := tb.svc.VerifyFlowCode(ctx, kind, f.ID, emailID, tb.inbox.LastCode(t, addr), Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
