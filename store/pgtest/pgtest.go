@@ -32,7 +32,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -45,6 +44,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/latchkeyhq/latchkey/internal/testport"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -282,17 +283,8 @@ func serverEnv() []string {
 	return env
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func launch(bin, dir, data, superuser string, cred *syscall.Credential) (*Server, error) {
-	port, err := freePort()
+	port, err := testport.Free()
 	if err != nil {
 		return nil, err
 	}
