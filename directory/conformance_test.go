@@ -438,8 +438,8 @@ func runConformance(t *testing.T, srv *dirtest.Server) {
 		if f := lookup(t, d, "frank"); !f.Status.Locked || f.Status.Disabled {
 			t.Fatalf("frank status after lockout: %+v", f.Status)
 		}
-		if err := d.Unlock(ctx, frank); err != nil {
-			t.Fatal(err)
+		if unlocked, err := d.Unlock(ctx, frank); err != nil || !unlocked {
+			t.Fatalf("unlock of a locked account: unlocked %v, %v", unlocked, err)
 		}
 		if f := lookup(t, d, "frank"); f.Status.Locked {
 			t.Fatalf("frank still locked: %+v", f.Status)
@@ -447,13 +447,17 @@ func runConformance(t *testing.T, srv *dirtest.Server) {
 		if err := d.VerifyPassword(ctx, frank, srv.Password("frank")); err != nil {
 			t.Fatalf("frank after unlock: %v", err)
 		}
-		// unlocking an unlocked account is fine
-		if err := d.Unlock(ctx, frank); err != nil {
-			t.Fatal(err)
+		// unlocking an unlocked account is fine, and ends no lock
+		if unlocked, err := d.Unlock(ctx, frank); err != nil || unlocked {
+			t.Fatalf("unlock of an account not locked: unlocked %v, %v", unlocked, err)
 		}
 		// a disabled account stays disabled
 		ivan := lookup(t, d, "ivan")
-		wantErr(t, d.Unlock(ctx, ivan), directory.ErrAccountDisabled)
+		unlocked, err := d.Unlock(ctx, ivan)
+		wantErr(t, err, directory.ErrAccountDisabled)
+		if unlocked {
+			t.Fatal("unlock of a disabled account reported a lock ended")
+		}
 		if i := lookup(t, d, "ivan"); !i.Status.Disabled {
 			t.Fatal("ivan got enabled")
 		}
@@ -496,8 +500,8 @@ func runConformance(t *testing.T, srv *dirtest.Server) {
 			t.Fatalf("twin2 after 2 wrong passwords, a reset and 2 more: %v", err)
 		}
 		wrong(frank, "lock", 3, directory.ErrInvalidCredentials)
-		if err := d.Unlock(ctx, frank); err != nil {
-			t.Fatal(err)
+		if unlocked, err := d.Unlock(ctx, lookup(t, d, "frank")); err != nil || !unlocked {
+			t.Fatalf("unlock after 3 wrong passwords: unlocked %v, %v", unlocked, err)
 		}
 		wrong(frank, "after-unlock", 2, directory.ErrInvalidCredentials)
 		if err := d.VerifyPassword(ctx, frank, srv.Password("frank")); err != nil {

@@ -180,17 +180,23 @@ func (c *Client) adChange(ctx context.Context, u *User, oldPassword, newPassword
 
 // Unlock clears the lockout state of u and nothing else. A disabled account
 // (AD userAccountControl, or OpenLDAP's administrative lock 000001010000Z)
-// stays as it is and ErrAccountDisabled is returned.
-func (c *Client) Unlock(ctx context.Context, u *User) error {
+// stays as it is and ErrAccountDisabled is returned. unlocked is whether
+// u was locked when read right before the write and the write removed a
+// lock: on OpenLDAP the delete of pwdAccountLockedTime says so itself
+// (noSuchAttribute: nothing to remove); AD's lockoutTime of 0 is written
+// whatever it was, so the fresh read alone tells (and AD forgets its
+// badPwdCount at that write either way).
+func (c *Client) Unlock(ctx context.Context, u *User) (unlocked bool, err error) {
 	const op = "unlock"
 	fresh, err := c.Refresh(ctx, u)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if fresh.Status.Disabled {
-		return newErr(op, ErrAccountDisabled)
+		return false, newErr(op, ErrAccountDisabled)
 	}
-	return c.withService(ctx, op, false, func(conn *ldap.Conn) error {
+	removed := true
+	err = c.withService(ctx, op, false, func(conn *ldap.Conn) error {
 		m := ldap.NewModifyRequest(fresh.DN, nil)
 		if c.cfg.Flavor == ActiveDirectory {
 			m.Replace("lockoutTime", []string{"0"})
@@ -199,10 +205,15 @@ func (c *Client) Unlock(ctx context.Context, u *User) error {
 		}
 		err := conn.Modify(m)
 		if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchAttribute) {
-			return nil // not locked
+			removed = false // not locked
+			return nil
 		}
 		return err
 	})
+	if err != nil {
+		return false, err
+	}
+	return fresh.Status.Locked && removed, nil
 }
 
 // encodeUnicodePwd is the AD unicodePwd value: UTF-16LE of the password in

@@ -79,11 +79,12 @@ func (s *Service) AdminSignIn(ctx context.Context, username, password, code stri
 			reason = reasonOf(err)
 		}
 		s.record(ctx, m, "admin.sign_in", account, "failed", map[string]string{"reason": reason})
-		s.padSignIn.wait(ctx, start, true)
+		p := problem(CodeSignInFailed, errors.New(reason))
 		if errors.Is(err, errBindBudget) {
-			return store.Session{}, problem(CodeTooMany, err)
+			p = problem(CodeTooMany, err)
 		}
-		return store.Session{}, problem(CodeSignInFailed, errors.New(reason))
+		s.padSignIn.wait(ctx, start, true) // after the answer is made, as in changeNotProven
+		return store.Session{}, p
 	}
 	return s.openAdminSession(ctx, u, MethodTOTP, m)
 }

@@ -56,8 +56,9 @@ func (s *Service) AdminPasskeyBegin(ctx context.Context, username, password stri
 	case err != nil && errors.Is(err, directory.ErrUnavailable):
 		return AdminCeremony{}, s.dirProblem(err)
 	case err != nil && errors.Is(err, errBindBudget):
+		p := problem(CodeTooMany, err)
 		s.padSignIn.wait(ctx, start, true)
-		return AdminCeremony{}, problem(CodeTooMany, err)
+		return AdminCeremony{}, p
 	}
 	account, userID := "", s.passkeyUserID("decoy:admin:"+name)
 	if reason != "" || err != nil {
@@ -173,8 +174,9 @@ func (s *Service) AdminPasskeyFinish(ctx context.Context, token string, credenti
 			acct = u.ID
 		}
 		s.record(ctx, m, "admin.sign_in", acct, "failed", map[string]string{"reason": reason, "method": MethodWebAuthn})
+		p := problem(CodeSignInFailed, errors.New(reason))
 		s.padSignIn.wait(ctx, start, true)
-		return store.Session{}, problem(CodeSignInFailed, errors.New(reason))
+		return store.Session{}, p
 	}
 	return s.openAdminSession(ctx, u, MethodWebAuthn, m)
 }

@@ -133,10 +133,11 @@ func (s *Service) claimAndWrite(ctx context.Context, f liveFlow, u *directory.Us
 	}
 	f.Version++
 	var err error
+	unlocked := false // an unlock ended a lock (directory.Directory.Unlock)
 	if kind == store.FlowReset {
 		err = s.resetWrite(ctx, u, password)
 	} else {
-		err = s.unlockWrite(ctx, u)
+		unlocked, err = s.unlockWrite(ctx, u)
 	}
 	if err != nil {
 		f.st.Writing = time.Time{}
@@ -150,7 +151,7 @@ func (s *Service) claimAndWrite(ctx context.Context, f liveFlow, u *directory.Us
 		s.record(ctx, m, kind+".completed", u.ID, "refused", map[string]string{"reason": dirReason(err)})
 		return s.writeProblem(ctx, u, err)
 	}
-	s.recordWrite(ctx, m, u, f, kind, "success")
+	s.recordWrite(ctx, m, u, f, kind, "success", unlocked)
 	return nil
 }
 
@@ -176,8 +177,8 @@ func (s *Service) staleMethod(meth store.Method, u *directory.User) bool {
 // and tells the user. The claim is a counter of its own, keyed by the
 // flow's binding secret, not the flow row: whatever happened to the flow
 // during the write (updated, rotated, expired, deleted), the write is
-// recorded.
-func (s *Service) recordWrite(ctx context.Context, m Meta, u *directory.User, f liveFlow, kind, outcome string) {
+// recorded. unlocked is an unlock's report that it ended a lock.
+func (s *Service) recordWrite(ctx context.Context, m Meta, u *directory.User, f liveFlow, kind, outcome string, unlocked bool) {
 	if f.st.Recorded != "" {
 		return // recorded by a version that marked the flow
 	}
@@ -192,9 +193,10 @@ func (s *Service) recordWrite(ctx context.Context, m Meta, u *directory.User, f 
 	switch {
 	case kind == store.FlowReset:
 		event = "password_reset"
-	case !u.Status.Locked:
+	case !unlocked:
 		// told all the same (someone proved the methods), in words
-		// that do not say "unlocked": u was read before the write
+		// that do not say "unlocked": the directory said, at the
+		// write, that there was no lock to end
 		event = "unlock_not_locked"
 	}
 	// the directory forgets its count of wrong passwords at a reset (with
@@ -203,7 +205,10 @@ func (s *Service) recordWrite(ctx context.Context, m Meta, u *directory.User, f 
 	// reset and an unlock"): the gateway forgets its own then too, or the
 	// new password would meet the spent budget at the next sign-in. An
 	// unlock of an account that is not locked changes nothing on OpenLDAP,
-	// so the count stays, kept below the directory's threshold.
+	// so the count stays, kept below the directory's threshold. Whether the
+	// unlock ended a lock is the directory's answer at the write, not the
+	// status read when the completion began: an unlock elsewhere in between
+	// followed by new wrong passwords leaves a count the directory keeps.
 	var resetKeys []string
 	if kind == store.FlowReset && s.o.UnlockOnReset || event == "unlocked" {
 		resetKeys = []string{bindKey(u)}

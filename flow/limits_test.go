@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -590,5 +591,48 @@ func TestResetClearsTheCountOfWrongPasswords(t *testing.T) {
 		unlock(t, tb, mid)
 		_, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{ClientIP: "192.0.2.1"})
 		wantCode(t, err, CodeTooMany)
+	})
+	// carol is locked when her unlock's completion reads her account, but
+	// the helpdesk unlocks her before the gateway's write, and a wrong
+	// password at a workstation is counted again: the directory keeps
+	// that count, so the gateway keeps its own, and her notice says that
+	// nothing was locked. What decides is the directory's answer at the
+	// write, not the status read before it.
+	t.Run("unlocked elsewhere before the write", func(t *testing.T) {
+		tb := bed(t)
+		_, mid := tb.enroll(t, "carol", "carol@home.example")
+		spend(t, tb)
+		u, err := tb.dir.Lookup(ctx, "carol")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tb.dir.VerifyPassword(ctx, u, "wrong-at-a-workstation"); err == nil {
+			t.Fatal("a wrong password was accepted")
+		}
+		if u, _ := tb.dir.Lookup(ctx, "carol"); !u.Status.Locked {
+			t.Fatal("carol is not locked after 3 wrong passwords")
+		}
+		tb.dir.SetBeforeUnlock(func() {
+			if unlocked, err := tb.dir.Unlock(ctx, u); err != nil || !unlocked {
+				t.Errorf("the helpdesk's unlock: unlocked %v, %v", unlocked, err)
+			}
+			if err := tb.dir.VerifyPassword(ctx, u, "wrong-again"); err == nil {
+				t.Error("a wrong password was accepted")
+			}
+		})
+		unlock(t, tb, mid)
+		_, err = tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{ClientIP: "192.0.2.1"})
+		wantCode(t, err, CodeTooMany)
+		waitOutboxEmpty(t, tb)
+		said := map[string]bool{}
+		for _, e := range tb.rec.Emails() {
+			if e.To == "carol@home.example" {
+				said["not locked"] = said["not locked"] || strings.Contains(e.Text, "It was not locked")
+				said["unlocked"] = said["unlocked"] || strings.Contains(e.Text, "Your account was unlocked")
+			}
+		}
+		if !said["not locked"] || said["unlocked"] {
+			t.Fatalf("carol's notices: %v, want only that her account was not locked", said)
+		}
 	})
 }

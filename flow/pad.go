@@ -93,6 +93,11 @@ func (p *padder) targetAt(now time.Time) time.Duration {
 // OS thread, no store transaction or directory connection is held: callers
 // wait after their work, in a defer) and, for the last preciseWindow, a
 // nanosleep on an OS thread that the runtime hands its P away from.
+//
+// The hold is the last work of a padded answer: the caller makes its
+// answer (the error, the view) before it and returns right after, so that
+// nothing that differs between names runs after the hold
+// (TestHoldIsTheLastWork).
 func (p *padder) wait(ctx context.Context, start time.Time, real bool) {
 	took := time.Since(start)
 	if real {

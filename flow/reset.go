@@ -153,7 +153,7 @@ func (s *Service) resetReady(ctx context.Context, f liveFlow, u *directory.User,
 	if passwordMoved(f, u) {
 		// the earlier completion may never record it (it is gone, or its
 		// answer was lost): whichever gets there first does
-		s.recordWrite(ctx, m, u, f, f.Kind, "already_written")
+		s.recordWrite(ctx, m, u, f, f.Kind, "already_written", false)
 		return problem(CodeAlreadyCompleted, errors.New("an earlier completion set the password"))
 	}
 	return s.passwordRejected(ctx, password, u)

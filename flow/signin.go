@@ -47,8 +47,9 @@ func (s *Service) SignIn(ctx context.Context, username, password string, m Meta)
 		s.record(ctx, m, "sign_in", account, "failed", map[string]string{"reason": reasonOf(err)})
 		// a wrong password, a throttled account and an unknown name take
 		// different work: every failure leaves at the same time
+		p := bindFailure(err) // made before the hold, as in changeNotProven
 		s.padSignIn.wait(ctx, start, true)
-		return store.Session{}, bindFailure(err)
+		return store.Session{}, p
 	}
 	dec, err := s.decide(ctx, u)
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 // (complete.go), whose directory write is unlockWrite.
 
 // unlockWrite clears the lockout of u.
-func (s *Service) unlockWrite(ctx context.Context, u *directory.User) error {
+func (s *Service) unlockWrite(ctx context.Context, u *directory.User) (bool, error) {
 	return s.d.Directory.Unlock(ctx, u)
 }
 

@@ -72,6 +72,7 @@ type Memory struct {
 	writeDown, replyLost bool
 	down                 bool
 	duringWrite          func()
+	beforeUnlock         func()
 	pingErr              error
 }
 
@@ -246,6 +247,11 @@ func (m *Memory) SetReplyLost(on bool) { m.mu.Lock(); m.replyLost = on; m.mu.Unl
 // SetPassword or ChangePassword returns: what happens while a slow write
 // is under way. Nil removes it.
 func (m *Memory) SetDuringWrite(f func()) { m.mu.Lock(); m.duringWrite = f; m.mu.Unlock() }
+
+// SetBeforeUnlock runs f once, at the next Unlock, before it reads the
+// account: what happens elsewhere between the gateway's read of the
+// account and its unlock. f may call the Memory's own methods.
+func (m *Memory) SetBeforeUnlock(f func()) { m.mu.Lock(); m.beforeUnlock = f; m.mu.Unlock() }
 
 // SetPingError makes Ping fail with err (nil: healthy).
 func (m *Memory) SetPingError(err error) { m.mu.Lock(); m.pingErr = err; m.mu.Unlock() }
@@ -519,24 +525,35 @@ func containsExact(list []string, s string) bool {
 	return false
 }
 
-// Unlock implements directory.Directory.
-func (m *Memory) Unlock(_ context.Context, u *directory.User) error {
+// Unlock implements directory.Directory. Like OpenLDAP, it forgets the
+// count of wrong passwords only when it ends a lock.
+func (m *Memory) Unlock(_ context.Context, u *directory.User) (bool, error) {
+	m.mu.Lock()
+	hook := m.beforeUnlock
+	m.beforeUnlock = nil
+	m.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.downErr("unlock"); err != nil {
-		return err
+		return false, err
 	}
 	m.unlocks++
 	x := m.byDN(u.DN)
 	if x == nil {
-		return memErr("unlock", directory.ErrNotFound, "")
+		return false, memErr("unlock", directory.ErrNotFound, "")
 	}
 	if x.user.Status.Disabled {
-		return memErr("unlock", directory.ErrAccountDisabled, "")
+		return false, memErr("unlock", directory.ErrAccountDisabled, "")
+	}
+	locked := x.user.Status.Locked
+	if locked {
+		x.failures = nil
 	}
 	x.user.Status.Locked = false
-	x.failures = nil
-	return nil
+	return locked, nil
 }
 
 // EffectivePolicy implements directory.Directory.

@@ -106,7 +106,7 @@ func TestMemoryCountsAndFaults(t *testing.T) {
 	if err := m.ChangePassword(ctx, carol, "Carol-Lost-1!", "Carol-Changed-1!", nil); err != nil || during != 1 {
 		t.Fatalf("change: %v, hook ran %d times (a refused write runs it never)", err, during)
 	}
-	if err := m.Unlock(ctx, lookupMem(t, m, "ivan")); !errors.Is(err, directory.ErrAccountDisabled) || m.Unlocks() != 1 {
+	if _, err := m.Unlock(ctx, lookupMem(t, m, "ivan")); !errors.Is(err, directory.ErrAccountDisabled) || m.Unlocks() != 1 {
 		t.Fatalf("unlock ivan: %v, %d unlocks", err, m.Unlocks())
 	}
 	m.SetPingError(&directory.Error{Op: "ping", Kind: directory.ErrUnavailable})
