@@ -100,8 +100,9 @@ func TestEveryStatusIsDocumented(t *testing.T) {
 type held struct {
 	token, verified, unverified, totp, reset, unlock string
 	// admin is an admin console token (ada's); adminCode a code of her
-	// authenticator app, already spent
-	admin, adminCode string
+	// authenticator app, already spent; adaToken her registration
+	// session, adaApp the id of her app
+	admin, adminCode, adaToken, adaApp string
 }
 
 func holdings(t *testing.T, l *live) held {
@@ -121,8 +122,8 @@ func holdings(t *testing.T, l *live) held {
 	h.totp, _ = a.obj()["id"].(string)
 	h.reset, _ = l.do("POST", "/api/v1/reset", "", map[string]string{"username": "carol"}, "").obj()["flow"].(string)
 	h.unlock, _ = l.do("POST", "/api/v1/unlock", "", map[string]string{"username": "carol"}, "").obj()["flow"].(string)
-	h.admin, h.adminCode = adminSignIn(t, l)
-	if h.token == "" || h.verified == "" || h.unverified == "" || h.totp == "" || h.reset == "" || h.unlock == "" || h.admin == "" {
+	h.admin, h.adminCode, h.adaToken, h.adaApp = adminSignIn(t, l)
+	if h.token == "" || h.verified == "" || h.unverified == "" || h.totp == "" || h.reset == "" || h.unlock == "" || h.admin == "" || h.adaApp == "" {
 		t.Fatalf("holdings incomplete: %+v", h)
 	}
 	return h
@@ -143,6 +144,7 @@ func (h held) calls() []call {
 		op = strings.ReplaceAll(op, h.verified, "{id}")
 		op = strings.ReplaceAll(op, h.unverified, "{id}")
 		op = strings.ReplaceAll(op, h.totp, "{id}")
+		op = strings.ReplaceAll(op, h.adaApp, "{id}")
 		cs = append(cs, call{op, method, path, token, body})
 	}
 	for _, kind := range []string{"reset", "unlock"} {
@@ -162,7 +164,6 @@ func (h held) calls() []call {
 			add("POST", p+"/complete", "", map[string]string{"flow": f})
 		}
 	}
-	add("POST", "/api/v1/change", "", map[string]string{"username": "carol", "old_password": carolPassword, "new_password": newPassword})
 	add("GET", "/api/v1/methods", tok, nil)
 	add("GET", "/api/v1/questions", tok, nil)
 	add("POST", "/api/v1/methods", tok, map[string]string{"type": "email", "address": "carol.three@example.net"})
@@ -170,6 +171,9 @@ func (h held) calls() []call {
 	add("POST", "/api/v1/methods/"+h.unverified+"/resend", tok, nil)
 	add("POST", "/api/v1/methods/"+h.totp+"/resend", tok, nil) // 400: an app has no code to send
 	add("DELETE", "/api/v1/methods/"+h.unverified, tok, map[string]string{"password": carolPassword})
+	// after the calls that need carol's password: the change ends her
+	// sessions
+	add("POST", "/api/v1/change", "", map[string]string{"username": "carol", "old_password": carolPassword, "new_password": newPassword})
 	for _, p := range []string{"/healthz", "/readyz", "/healthz/deps", "/metrics"} {
 		add("GET", p, "", nil)
 	}
@@ -205,12 +209,22 @@ func (h held) calls() []call {
 	add("POST", "/api/v1/admin/remove-app", adm, map[string]string{"username": "nobody-at-all"})
 	add("POST", "/api/v1/admin/session", "", map[string]string{"username": "ada", "password": adaPassword, "code": h.adminCode})
 	add("DELETE", "/api/v1/admin/session", adm, nil)
+	// an admin's app is not removed with her password alone (409
+	// admin_app_kept)
+	add("DELETE", "/api/v1/methods/"+h.adaApp, h.adaToken, map[string]string{"password": adaPassword})
+	add("POST", "/api/v1/methods", h.adaToken, map[string]string{"type": "totp"})
+	// last, as it spends ada's budget of wrong passwords: removing a
+	// method with wrong passwords until the budget is spent (429)
+	for range 5 {
+		add("DELETE", "/api/v1/methods/"+h.adaApp, h.adaToken, map[string]string{"password": "Not-Her-Password-1"})
+	}
 	return cs
 }
 
 // adminSignIn registers an authenticator app for ada and signs her in to
-// the admin console: her token, and the code it spent.
-func adminSignIn(t *testing.T, l *live) (string, string) {
+// the admin console: her token, the code it spent, her registration
+// session's token and her app's id.
+func adminSignIn(t *testing.T, l *live) (admin, code, reg, app string) {
 	t.Helper()
 	a := l.do("POST", "/api/v1/session", "", map[string]string{"username": "ada", "password": adaPassword}, "")
 	tok, _ := a.obj()["token"].(string)
@@ -223,11 +237,11 @@ func adminSignIn(t *testing.T, l *live) (string, string) {
 		t.Fatalf("verifying ada's app: %d %s", a.status, a.raw)
 	}
 	// the next step's code: the one the verification spent signs in no more
-	code := totpCode(t, secret, time.Unix((step+1)*30, 0))
+	code = totpCode(t, secret, time.Unix((step+1)*30, 0))
 	a = l.do("POST", "/api/v1/admin/session", "", map[string]string{"username": "ada", "password": adaPassword, "code": code}, "")
 	if a.status != 200 {
 		t.Fatalf("ada's admin sign-in: %d %s", a.status, a.raw)
 	}
-	admin, _ := a.obj()["token"].(string)
-	return admin, code
+	admin, _ = a.obj()["token"].(string)
+	return admin, code, tok, id
 }

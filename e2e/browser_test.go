@@ -671,8 +671,18 @@ func runBrowserSuite(t *testing.T, startDir func(testing.TB) *dirtest.Server) {
 	}
 	b.click(`main a[href="/reset"]`, 200, "/reset")
 	b.check("reset: username")
+	// a mistyped name: the page names it, and "Start again" goes back
+	b.typeInto("username", "carlo")
+	b.click(`form[action="/reset"] button[type=submit]`, 200, "/reset/methods")
+	b.mustSee("Resetting the password of carlo. Not you? Start again")
+	b.check("reset: a mistyped name")
+	b.click(`main p.who a[href="/reset"]`, 200, "/reset")
+	if v, _ := chromedp.Run(b.ctx, chromedp.Value(chromedp.ID("username"))); v != "" {
+		t.Fatalf("start again keeps the mistyped name: %q", v)
+	}
 	b.typeInto("username", "carol")
 	b.click(`form[action="/reset"] button[type=submit]`, 200, "/reset/methods")
+	b.mustSee("Resetting the password of carol. Not you? Start again")
 	rows, err = chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('ul.methods > li')).map(li => li.innerText)`))
 	if err != nil {
 		t.Fatal(err)
@@ -747,6 +757,7 @@ func runBrowserSuite(t *testing.T, startDir func(testing.TB) *dirtest.Server) {
 		t.Fatalf("/change lists %q, carol's reset page %q: want the same list with one length line", got, rules)
 	}
 	passwordRulesInBrowser(t, b, e)
+	unlockInBrowser(t, b, e)
 	// wrong passwords: "incorrect" with a way to Unlock, then, once the
 	// budget (below the directory's lockout threshold of 3) is spent,
 	// "Too many attempts", for a real name and an unknown one alike
@@ -850,6 +861,51 @@ func passwordRulesInBrowser(t *testing.T, b *browser, e *env) {
 	if err := e.dir.UserBind("heidi", e.dir.Password("heidi")); err != nil {
 		t.Fatalf("a refused change changed heidi's password: %v", err)
 	}
+}
+
+// unlockInBrowser: grace is locked by three wrong passwords at the
+// directory itself (a workstation), proves her email at /unlock, is told
+// her account is locked and unlocks it: "Account unlocked", and her
+// password binds again. A second unlock, now that she is not locked, says
+// there is nothing to unlock and offers no button.
+func unlockInBrowser(t *testing.T, b *browser, e *env) {
+	const addr = "grace.home@example.net"
+	e.t = t
+	addToGroup(t, e.dir, "grace", "staff")
+	e.register("grace", addr, "")
+	for i := range 3 {
+		if err := e.dir.UserBind("grace", fmt.Sprintf("Not-Graces-%d", i)); err == nil {
+			t.Fatal("a wrong password of grace's bound")
+		}
+	}
+	if err := e.dir.UserBind("grace", e.dir.Password("grace")); err == nil {
+		t.Fatal("grace is not locked after 3 wrong passwords")
+	}
+	prove := func() {
+		t.Helper()
+		b.open("/unlock", 200)
+		b.typeInto("username", "grace")
+		b.click(`form[action="/unlock"] button[type=submit]`, 200, "/unlock/methods")
+		b.mustSee("Unlocking the account of grace. Not you? Start again")
+		b.click(`ul.methods form button[type=submit]`, 200, "/unlock/code")
+		b.typeInto("code", e.mailCode(addr))
+		b.click(`form[action="/unlock/verify"] button[type=submit]`, 200, "/unlock/complete")
+	}
+	prove()
+	b.mustSee("Your account is locked.")
+	b.check("unlock: locked")
+	b.click(`form[action="/unlock/complete"] button[type=submit]`, 200, "/unlock/done")
+	b.mustSee("Account unlocked", "Your account is unlocked. Your password has not changed.")
+	b.check("unlock: done")
+	if err := e.dir.UserBind("grace", e.dir.Password("grace")); err != nil {
+		t.Fatalf("grace's password after the unlock: %v", err)
+	}
+	prove()
+	b.mustSee("Your account is not locked, so there is nothing to unlock.")
+	if n, _ := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll('form[action="/unlock/complete"]').length`)); n != 0 {
+		t.Fatal("an unlock button for an account that is not locked")
+	}
+	b.check("unlock: not locked")
 }
 
 // wrongCode is a code of the same length that is not code.

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
@@ -13,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/latchkeyhq/latchkey/flow"
+	"github.com/latchkeyhq/latchkey/internal/flowtest"
 )
 
 // tagOf is the start tag of the element with the given id, "" if none.
@@ -186,6 +188,27 @@ func TestFlowTimeLimitStated(t *testing.T) {
 	}
 	if page := newClient(t, tb).get("/change").Body.String(); strings.Contains(page, "from the first step") {
 		t.Fatalf("/change states a flow's limit:\n%s", page)
+	}
+	// the steps that prove a method: a code's page, and a passkey's
+	pb := newTestbed(t, func(o *flow.Options) {
+		o.FlowTTL = 7 * time.Minute
+		o.Eligibility.Methods = []string{"email", "sms", "webauthn"}
+	})
+	_, emailID := pb.enroll(t, "carol", "carol.home@example.net")
+	pb.addPasskey(t, "carol", flowtest.NewSoftKey(t))
+	_, passkeyID := pb.passkeyFlow(t, "carol")
+	for _, kind := range []string{"reset", "unlock"} {
+		for what, id := range map[string]string{"code": emailID, "passkey": passkeyID} {
+			c := newClient(t, pb)
+			c.post("/"+kind, "/"+kind, url.Values{"username": {"carol"}}, nil)
+			w := c.post("/"+kind+"/methods", "/"+kind+"/send", url.Values{"method": {id}}, nil)
+			if w.Code == http.StatusSeeOther {
+				w = c.get(w.Header().Get("Location"))
+			}
+			if !strings.Contains(w.Body.String(), say) {
+				t.Fatalf("the %s step of %s (%d) does not state the limit:\n%s", what, kind, w.Code, w.Body.String())
+			}
+		}
 	}
 	if got := minutes(15 * time.Minute); got != "15 minutes" {
 		t.Fatalf("minutes(15m) = %q", got)

@@ -402,7 +402,7 @@ func (s *Server) render(c echo.Context, status int, page, title string, data any
 	}
 	d.NoticeFocus = d.Notice != "" && d.Error == ""
 	d.AdminNav, _ = c.Get(ctxAdminNav).([]navItem)
-	if strings.HasPrefix(page, "flow_") {
+	if inFlow(page, data) {
 		d.FlowLimit = minutes(s.o.FlowTTL)
 	}
 	var b strings.Builder
@@ -410,6 +410,17 @@ func (s *Server) render(c echo.Context, status int, page, title string, data any
 		return flow.NewProblem(flow.CodeInternal, err)
 	}
 	return c.HTML(status, b.String())
+}
+
+// inFlow reports whether page is a step of a reset or an unlock, whose
+// time limit (FlowTTL) the page states: the flow_ pages, and the passkey
+// page when it asks for a passkey in a flow (not when one is added at
+// registration, nor at the console's sign-in).
+func inFlow(page string, data any) bool {
+	if pk, ok := data.(passkeyPage); ok {
+		return pk.Kind == "reset" || pk.Kind == "unlock"
+	}
+	return strings.HasPrefix(page, "flow_")
 }
 
 // notices are the fixed status messages a redirect may ask a page to show.
