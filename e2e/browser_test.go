@@ -758,6 +758,8 @@ func runBrowserSuite(t *testing.T, startDir func(testing.TB) *dirtest.Server) {
 	}
 	passwordRulesInBrowser(t, b, e)
 	unlockInBrowser(t, b, e)
+	tierInBrowser(t, b, e)
+	codeBudgetsInBrowser(t, b, e)
 	// wrong passwords: "incorrect" with a way to Unlock, then, once the
 	// budget (below the directory's lockout threshold of 3) is spent,
 	// "Too many attempts", for a real name and an unknown one alike
@@ -906,6 +908,104 @@ func unlockInBrowser(t *testing.T, b *browser, e *env) {
 		t.Fatal("an unlock button for an account that is not locked")
 	}
 	b.check("unlock: not locked")
+}
+
+// tierInBrowser: alice is in sspr-admins, whose tier needs two methods,
+// and registered one email. Registration says so; a reset says nothing of
+// it before her proof ("step 1 of 2", as for every name), then the true
+// steps and the helpdesk instead of a method she never set up.
+func tierInBrowser(t *testing.T, b *browser, e *env) {
+	const addr = "alice.home@example.net"
+	e.t = t
+	e.register("alice", addr, "")
+	b.open("/register", 200)
+	b.typeInto("username", "alice")
+	b.typeInto("password", e.dir.Password("alice"))
+	b.click(`form[action="/register"] button[type=submit]`, 200, "/register/methods")
+	b.mustSee("Your account needs 2 different methods (1 registered). Add 1 more")
+	b.check("methods: alice, one of two")
+	b.click(`form[action="/register/signout"] button[type=submit]`, 200, "/")
+	b.open("/reset", 200)
+	b.typeInto("username", "alice")
+	b.click(`form[action="/reset"] button[type=submit]`, 200, "/reset/methods")
+	if title, _ := chromedp.Run(b.ctx, chromedp.Title()); !strings.HasPrefix(title, "Reset your password: step 1 of 2") {
+		t.Fatalf("alice's title before a proof: %q", title)
+	}
+	if txt := b.mainText(); strings.Contains(txt, "2 different methods") || strings.Contains(txt, "cannot finish") {
+		t.Fatalf("alice's tier shows before a proof:\n%s", txt)
+	}
+	// her one real method among the listed ones: the one whose code comes
+	ids, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('ul.methods form input[name=method]')).map(i => i.value)`))
+	if err != nil || len(ids) == 0 {
+		t.Fatalf("alice's reset offers %v (%v)", ids, err)
+	}
+	code := ""
+	for _, id := range ids {
+		b.open("/reset/methods", 200)
+		b.click(`ul.methods form:has(input[name=method][value="`+id+`"]) button[type=submit]`, 200, "")
+		if strings.Contains(b.mainText(), "a code is on its way") && e.codesTo(addr) > 0 {
+			code = e.mailCode(addr)
+			break
+		}
+	}
+	if code == "" {
+		t.Fatal("no method of alice's reset sent her a code")
+	}
+	b.typeInto("code", code)
+	b.click(`form[action="/reset/verify"] button[type=submit]`, 200, "/reset/methods")
+	b.mustSee("Your account needs 2 different methods and you have registered 1, so you cannot finish here. Contact the helpdesk")
+	if title, _ := chromedp.Run(b.ctx, chromedp.Title()); !strings.HasPrefix(title, "Reset your password: step 2 of 3") {
+		t.Fatalf("alice's title after her email: %q", title)
+	}
+	if n, _ := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll('ul.methods form').length`)); n != 0 {
+		t.Fatalf("alice is offered %d method(s) she cannot use:\n%s", n, b.mainText())
+	}
+	b.check("reset: alice, no second method")
+}
+
+// codeBudgetsInBrowser spends twin1's code budgets on purpose. Ten wrong
+// codes (limits.code_failures_per_account) and her right code is refused
+// in words that say it may be the budget, as for every name. Codes to her
+// address past limits.sends_per_destination (5 an hour, her registration's
+// among them) are not sent, and the code page says what it always says,
+// which covers it: "No code after 5 minutes? You may have asked too often".
+func codeBudgetsInBrowser(t *testing.T, b *browser, e *env) {
+	const addr = "twin1.home@example.net"
+	e.t = t
+	addToGroup(t, e.dir, "twin1", "staff")
+	e.register("twin1", addr, "") // her address's first code
+	send := func() {
+		t.Helper()
+		b.open("/reset/methods", 200)
+		b.click(`ul.methods form button[type=submit]`, 200, "/reset/code")
+		b.mustSee("a code is on its way", "No code after 5 minutes? You may have asked too often: try again in an hour or contact the helpdesk.")
+	}
+	b.open("/reset", 200)
+	b.typeInto("username", "twin1")
+	b.click(`form[action="/reset"] button[type=submit]`, 200, "/reset/methods")
+	send() // the second
+	code := e.mailCode(addr)
+	for range 10 {
+		b.typeInto("code", wrongCode(code))
+		b.click(`form[action="/reset/verify"] button[type=submit]`, 422, "/reset/verify")
+		b.mustError("That code is not valid or has expired.")
+	}
+	send() // the third
+	code = e.mailCode(addr)
+	b.typeInto("code", code)
+	b.click(`form[action="/reset/verify"] button[type=submit]`, 422, "/reset/verify")
+	b.mustError("After too many wrong codes no code is accepted for a while: then try again later, or contact the helpdesk.")
+	b.check("reset: too many wrong codes")
+	send() // the fourth
+	send() // the fifth
+	if n := e.codesTo(addr); n != 2 {
+		t.Fatalf("%d codes mailed after the fourth and fifth, want 2", n)
+	}
+	send() // the sixth: not sent
+	b.check("reset: a code past the address's budget")
+	if n := e.codesTo(addr); n != 2 {
+		t.Fatalf("%d codes mailed after the sixth to one address in an hour, want still 2", n)
+	}
 }
 
 // wrongCode is a code of the same length that is not code.

@@ -565,6 +565,21 @@ func (e *env) mailCode(addr string) string {
 // with a second for mailpit to take it in on a busy machine.
 const noSendWait = flowrules.MaxSendDelay + time.Second
 
+// codesTo is how many mails with a code to addr mailpit holds once the
+// outbox is quiet (settleMail): other mail (notices, other addresses) is
+// not counted.
+func (e *env) codesTo(addr string) int {
+	e.t.Helper()
+	settleMail(e.t, e.mail)
+	ctx, cancel := waitCtx()
+	defer cancel()
+	l, err := blackbox.Mailbox{Mail: e.mail}.List(ctx, addr, blackbox.CodeSubject)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return len(l)
+}
+
 // mailCount is how many messages mailpit holds once the outbox is quiet
 // (settleMail).
 func (e *env) mailCount() int {

@@ -46,6 +46,20 @@ func TestBrowserOpenLDAPKeyboard(t *testing.T) {
 	b.keys("Not-Carols-Password-1")
 	b.enter(401, "/register")
 	b.focusOn("password", "Password", "The username or password is incorrect", "Error: Register recovery methods - Latchkey")
+	// its budget spent (the third try): no field is wrong, so the error
+	// summary takes focus, and it says what happened
+	b.keys("Not-Carols-Password-2")
+	b.enter(401, "/register")
+	b.focusOn("password", "Password", "The username or password is incorrect", "Error: Register recovery methods - Latchkey")
+	b.keys("Not-Carols-Password-3")
+	b.enter(429, "/register")
+	b.focusOn("error", "", "", "Error: Register recovery methods - Latchkey")
+	if f := b.focusedAX(); f.role != "alert" || b.invalid("password") || b.invalid("username") {
+		t.Fatalf("too many attempts: the focused node is %+v (want the alert), fields marked invalid: password %v, username %v",
+			f, b.invalid("password"), b.invalid("username"))
+	}
+	b.mustError("Too many attempts: try again later.")
+	b.check("keyboard: too many attempts")
 
 	// registration: a wrong password, then the right one
 	b.open("/register", 200)

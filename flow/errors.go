@@ -113,7 +113,7 @@ var messages = map[string]string{
 	CodeSessionExpired:   "Your session has ended. Please sign in again.",
 	CodeReauthRequired:   "Enter your current password again to change your recovery methods.",
 	CodeFlowExpired:      "This request has expired or is no longer valid. Please start again.",
-	CodeInvalidCode:      "That code is not valid or has expired. Check it, or send a new code.",
+	CodeInvalidCode:      "That code is not valid or has expired. Check it, or send a new code. After too many wrong codes no code is accepted for a while: then try again later, or contact the helpdesk.",
 	CodeNotVerified:      "Verify the required number of methods first.",
 	CodeMethodTooNew:     "A recovery method added very recently cannot be used on its own yet. Use another method, or contact the helpdesk.",
 	CodePasswordRejected: "The new password does not meet the password policy.",
