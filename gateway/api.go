@@ -247,7 +247,14 @@ func (s *Server) apiAddMethod(c echo.Context) error {
 	if err := field(in.Address, 254); err != nil {
 		return err
 	}
-	return webKindOf(in.Type).addAPI(s, c, sess, in)
+	if err := webKindOf(in.Type).addAPI(s, c, sess, in); err != nil {
+		var p *flow.Problem
+		if errors.As(err, &p) {
+			return s.phoneProblem(p)
+		}
+		return err
+	}
+	return nil
 }
 
 // apiEnrolTOTP: POST /api/v1/methods {type: totp}.

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -36,6 +37,17 @@ func TestFormResultsAndSmallerWords(t *testing.T) {
 	w = r.post("/register/methods", "/register/methods", url.Values{"type": {"sms"}, "address": {"+81 90 1234 5678"}}, nil)
 	if b := w.Body.String(); w.Code != 422 || !strings.Contains(b, "from one of these countries: ") || !strings.Contains(b, "United Kingdom (&#43;44)") {
 		t.Fatalf("phone from a country not allowed: %d\n%s", w.Code, b)
+	}
+	// the API names them too
+	a := newClient(t, tb)
+	w = a.api("POST", "/api/v1/session", `{"username":"carol","password":"Brand-New-Pass-43"}`, nil)
+	tok := regexp.MustCompile(`"token":"([^"]+)"`).FindStringSubmatch(w.Body.String())
+	if tok == nil {
+		t.Fatalf("API sign-in: %d %s", w.Code, w.Body)
+	}
+	w = a.api("POST", "/api/v1/methods", `{"type":"sms","address":"+81 90 1234 5678"}`, map[string]string{"Authorization": "Bearer " + tok[1]})
+	if b := w.Body.String(); w.Code != 422 || !strings.Contains(b, `"code":"invalid_phone"`) || !strings.Contains(b, "from one of these countries: United Kingdom (+44)") {
+		t.Fatalf("API, phone from a country not allowed: %d\n%s", w.Code, b)
 	}
 	for _, work := range []string{"carol@corp.example", "Carol+sspr@CORP.example"} {
 		w = r.post("/register/methods", "/register/methods", url.Values{"type": {"email"}, "address": {work}}, nil)

@@ -133,13 +133,7 @@ func (s *Server) methodsError(c echo.Context, sess store.Session, err error) err
 	if p.Status >= 500 {
 		return p
 	}
-	if p.Code == flow.CodeInvalidPhone {
-		if names := countryNames(s.svc.AllowedCountries()); names != "" {
-			q := *p
-			q.Text = "Enter a mobile number in international format, for example +44 7700 900123, from one of these countries: " + names + "."
-			p = &q
-		}
-	}
+	p = s.phoneProblem(p)
 	d, derr := s.methodsData(c, sess)
 	if derr != nil {
 		return derr
@@ -196,6 +190,22 @@ func (s *Server) renderTOTPEnrol(c echo.Context, status int, en flow.TOTPEnrolme
 
 // countryNames names the countries of isos in English with their calling
 // codes, "United Kingdom (+44), United States (+1)"; "" for none.
+// phoneProblem is p, and for a refused phone number p in words that name
+// the allowed countries (pages and API alike).
+func (s *Server) phoneProblem(p *flow.Problem) *flow.Problem {
+	if p.Code != flow.CodeInvalidPhone {
+		return p
+	}
+	names := countryNames(s.svc.AllowedCountries())
+	if names == "" {
+		return p
+	}
+	q := *p
+	q.Text = "Enter a mobile number in international format, for example +44 7700 900123, from one of these countries: " + names + "."
+	return &q
+}
+
+// countryNames are the countries isos in words, with their calling codes.
 func countryNames(isos []string) string {
 	names := make([]string, 0, len(isos))
 	for _, iso := range isos {
