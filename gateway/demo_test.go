@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"html"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -189,5 +191,34 @@ func TestNoDemoPagesOutsideTheDemo(t *testing.T) {
 	}
 	if body := c.get("/").Body.String(); strings.Contains(body, "not for production") || strings.Contains(body, "/demo/") {
 		t.Fatal("the demo banner outside the demo")
+	}
+}
+
+// TestDemoOutboxSaysWhyForEveryReason: every reason flow gives for a
+// message not sent (a spent budget, a code expired before it left, a
+// sender that did not take it, a store that did not keep it) is listed on
+// the demo's outbox page in words, and a reason the page has no words for
+// is still listed, by its key.
+func TestDemoOutboxSaysWhyForEveryReason(t *testing.T) {
+	srv, demo, err := demoTestbed(t, "http://127.0.0.1:8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := &client{t: t, h: srv.Handler(), cookies: map[string]*http.Cookie{}, remote: "127.0.0.1:40000"}
+	reasons := append(slices.Sorted(maps.Keys(notSentWhy)), "a_reason_with_no_words")
+	for _, r := range reasons {
+		demo.NotSent("email", "", "reset", r)
+		body := html.UnescapeString(local.get("/demo/outbox").Body.String())
+		want := notSentWhy[r]
+		if want == "" {
+			want = r
+		}
+		if !strings.Contains(body, want) {
+			t.Fatalf("reason %s: the outbox page does not say %q:\n%s", r, want, body)
+		}
+	}
+	body := local.get("/demo/outbox").Body.String()
+	if n := strings.Count(body, "<strong>not sent</strong>"); n != len(reasons) {
+		t.Fatalf("%d messages listed as not sent, want %d", n, len(reasons))
 	}
 }
