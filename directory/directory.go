@@ -44,11 +44,11 @@ type Directory interface {
 	// and the change.
 	ChangePassword(ctx context.Context, u *User, oldPassword, newPassword string, proven func() error) error
 	// Unlock clears the lockout state only; it never enables a disabled
-	// account (ErrAccountDisabled). It reports whether it ended a lock:
-	// the account was locked when read just before the write, and the
-	// write removed the lock (on OpenLDAP, another unlock in between
-	// leaves nothing to remove). Only then is the directory's count of
-	// wrong passwords known to be forgotten on both kinds of directory.
+	// account (ErrAccountDisabled). It reports whether it ended a lock
+	// (on OpenLDAP the write removed one: another unlock in between leaves
+	// nothing to remove; on AD the account was locked when read just
+	// before the write). Only then is the directory's count of wrong
+	// passwords known to be forgotten on both kinds of directory.
 	Unlock(ctx context.Context, u *User) (unlocked bool, err error)
 	// EffectivePolicy is the directory's password policy for this user, to
 	// show before the user types a new password. A User with no DN and no

@@ -181,11 +181,12 @@ func (c *Client) adChange(ctx context.Context, u *User, oldPassword, newPassword
 // Unlock clears the lockout state of u and nothing else. A disabled account
 // (AD userAccountControl, or OpenLDAP's administrative lock 000001010000Z)
 // stays as it is and ErrAccountDisabled is returned. unlocked is whether
-// u was locked when read right before the write and the write removed a
-// lock: on OpenLDAP the delete of pwdAccountLockedTime says so itself
-// (noSuchAttribute: nothing to remove); AD's lockoutTime of 0 is written
-// whatever it was, so the fresh read alone tells (and AD forgets its
-// badPwdCount at that write either way).
+// the write ended a lock. On OpenLDAP the delete of pwdAccountLockedTime
+// says so itself (noSuchAttribute: nothing to remove), also for a lock
+// whose duration has run out or that a lagging replica's read missed, and
+// ppolicy forgets the failures (pwdFailureTime) with it. AD's lockoutTime
+// of 0 is written whatever it was, so the read right before it tells (and
+// AD forgets its badPwdCount at that write either way).
 func (c *Client) Unlock(ctx context.Context, u *User) (unlocked bool, err error) {
 	const op = "unlock"
 	fresh, err := c.Refresh(ctx, u)
@@ -213,7 +214,10 @@ func (c *Client) Unlock(ctx context.Context, u *User) (unlocked bool, err error)
 	if err != nil {
 		return false, err
 	}
-	return fresh.Status.Locked && removed, nil
+	if c.cfg.Flavor == ActiveDirectory {
+		return fresh.Status.Locked, nil
+	}
+	return removed, nil
 }
 
 // encodeUnicodePwd is the AD unicodePwd value: UTF-16LE of the password in

@@ -16,42 +16,54 @@ import (
 // unlock clears the lockout (unlock.go). Eligibility and the proofs are
 // checked again first.
 func (s *Service) CompleteFlow(ctx context.Context, kind, flowID, password string, m Meta) error {
+	_, err := s.completeFlow(ctx, kind, flowID, password, m)
+	return err
+}
+
+// CompleteUnlock is CompleteFlow for an unlock flow, and reports whether
+// the unlock ended a lock (directory.Directory.Unlock's answer at the
+// write): the page and the API say "unlocked" only then.
+func (s *Service) CompleteUnlock(ctx context.Context, flowID string, m Meta) (unlocked bool, err error) {
+	return s.completeFlow(ctx, store.FlowUnlock, flowID, "", m)
+}
+
+func (s *Service) completeFlow(ctx context.Context, kind, flowID, password string, m Meta) (unlocked bool, err error) {
 	f, err := s.loadFlow(ctx, kind, flowID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if f.AccountID == "" || len(f.Verified) < f.Required {
 		s.record(ctx, m, kind+".completed", f.AccountID, "not_verified", nil)
-		return problem(CodeNotVerified, nil)
+		return false, problem(CodeNotVerified, nil)
 	}
 	if p := s.anyProofOldEnough(ctx, f, m); p != nil {
-		return p
+		return false, p
 	}
 	u, err := s.flowUser(ctx, f)
 	if err != nil {
-		return err
+		return false, err
 	}
 	dec, err := s.decide(ctx, u)
 	if err != nil {
-		return s.dirProblem(err)
+		return false, s.dirProblem(err)
 	}
 	if !dec.Eligible {
 		s.record(ctx, m, kind+".completed", u.ID, "not_eligible", map[string]string{"reason": dec.Reason})
-		return problem(CodeNotEligible, errors.New(dec.Reason))
+		return false, problem(CodeNotEligible, errors.New(dec.Reason))
 	}
 	if p := s.proofsCount(ctx, f, u, dec, m); p != nil {
-		return p
+		return false, p
 	}
 	writing := s.writing(f)
 	if kind == store.FlowReset {
 		if p := s.resetReady(ctx, f, u, password, m); p != nil {
-			return p
+			return false, p
 		}
 	}
 	// Claim the flow: of concurrent completions exactly one proceeds to
 	// the directory write.
 	if writing {
-		return problem(CodeFlowExpired, errors.New("flow is being completed"))
+		return false, problem(CodeFlowExpired, errors.New("flow is being completed"))
 	}
 	return s.claimAndWrite(ctx, f, u, password, m)
 }
@@ -116,7 +128,8 @@ func (s *Service) proofsCount(ctx context.Context, f liveFlow, u *directory.User
 
 // claimAndWrite claims flow f, makes its directory write (resetWrite,
 // unlockWrite) and records it; a refused write releases the claim.
-func (s *Service) claimAndWrite(ctx context.Context, f liveFlow, u *directory.User, password string, m Meta) error {
+// unlocked is an unlock's report that it ended a lock.
+func (s *Service) claimAndWrite(ctx context.Context, f liveFlow, u *directory.User, password string, m Meta) (unlocked bool, err error) {
 	kind := f.Kind
 	f.st.Writing = s.now()
 	// what the directory says of the password before the write, in the
@@ -127,13 +140,11 @@ func (s *Service) claimAndWrite(ctx context.Context, f liveFlow, u *directory.Us
 	}
 	if err := s.updateFlow(ctx, f); err != nil {
 		if !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
-			return storeProblem(err)
+			return false, storeProblem(err)
 		}
-		return problem(CodeFlowExpired, err)
+		return false, problem(CodeFlowExpired, err)
 	}
 	f.Version++
-	var err error
-	unlocked := false // an unlock ended a lock (directory.Directory.Unlock)
 	if kind == store.FlowReset {
 		err = s.resetWrite(ctx, u, password)
 	} else {
@@ -149,10 +160,10 @@ func (s *Service) claimAndWrite(ctx context.Context, f liveFlow, u *directory.Us
 			s.log.Error("releasing a flow failed", "request_id", m.RequestID, "error", uerr.Error())
 		}
 		s.record(ctx, m, kind+".completed", u.ID, "refused", map[string]string{"reason": dirReason(err)})
-		return s.writeProblem(ctx, u, err)
+		return false, s.writeProblem(ctx, u, err)
 	}
 	s.recordWrite(ctx, m, u, f, kind, "success", unlocked)
-	return nil
+	return unlocked, nil
 }
 
 // staleMethod reports whether meth was verified within the cooling-off

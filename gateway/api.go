@@ -452,10 +452,11 @@ func (s *Server) apiUnlockComplete(c echo.Context) error {
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
-	if err := s.svc.CompleteFlow(c.Request().Context(), "unlock", in.Flow, "", meta(c)); err != nil {
+	unlocked, err := s.svc.CompleteUnlock(c.Request().Context(), in.Flow, meta(c))
+	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "unlocked"})
+	return c.JSON(http.StatusOK, map[string]any{"status": "unlocked", "was_locked": unlocked})
 }
 
 func (s *Server) apiChange(c echo.Context) error {

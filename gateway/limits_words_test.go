@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/url"
 	"regexp"
 	"strings"
@@ -137,5 +139,47 @@ func TestUnlockSaysWhetherTheAccountWasLocked(t *testing.T) {
 	}
 	if txt := notice("your account was unlocked"); !strings.Contains(txt, "Your account was unlocked through") {
 		t.Fatalf("notice, locked:\n%s", txt)
+	}
+	// locked when the page was shown, unlocked by the helpdesk before the
+	// gateway's write: the done page says what the write found, as the
+	// notice does
+	tb.dir.Edit("carol", func(u *directory.User, _ *string) { u.Status.Locked = true })
+	c = unlock()
+	if page := c.get("/unlock/complete").Body.String(); !strings.Contains(page, "Your account is locked.") {
+		t.Fatalf("complete page, locked:\n%s", page)
+	}
+	tb.dir.SetBeforeUnlock(func() { tb.dir.Edit("carol", func(u *directory.User, _ *string) { u.Status.Locked = false }) })
+	w = c.post("/unlock/complete", "/unlock/complete", url.Values{}, nil)
+	if loc := w.Header().Get("Location"); loc != "/unlock/done?was=not_locked" {
+		t.Fatalf("an account unlocked elsewhere before the write: %d %s, want the not-locked page", w.Code, loc)
+	}
+}
+
+// TestUnlockAPISaysWhetherItWasLocked: the API's unlock answer carries
+// was_locked, the directory's answer at the write.
+func TestUnlockAPISaysWhetherItWasLocked(t *testing.T) {
+	tb := newTestbed(t, nil)
+	_, mid := tb.enroll(t, "carol", "carol@home.example")
+	for _, locked := range []bool{false, true} {
+		tb.dir.Edit("carol", func(u *directory.User, _ *string) { u.Status.Locked = locked })
+		c := newClient(t, tb)
+		var f struct {
+			Flow string `json:"flow"`
+		}
+		w := c.api("POST", "/api/v1/unlock", `{"username":"carol"}`, nil)
+		if err := json.Unmarshal(w.Body.Bytes(), &f); err != nil || f.Flow == "" {
+			t.Fatalf("unlock start: %d %s", w.Code, w.Body)
+		}
+		c.api("POST", "/api/v1/unlock/send", fmt.Sprintf(`{"flow":%q,"method":%q}`, f.Flow, mid), nil)
+		w = c.api("POST", "/api/v1/unlock/verify", fmt.Sprintf(`{"flow":%q,"method":%q,"code":%q}`, f.Flow, mid, tb.inbox.LastCode(t, "carol@home.example")), nil)
+		// a proof gives the flow a new id
+		if err := json.Unmarshal(w.Body.Bytes(), &f); w.Code != 200 || err != nil || f.Flow == "" {
+			t.Fatalf("unlock verify: %d %s", w.Code, w.Body)
+		}
+		w = c.api("POST", "/api/v1/unlock/complete", fmt.Sprintf(`{"flow":%q}`, f.Flow), nil)
+		want := fmt.Sprintf(`{"status":"unlocked","was_locked":%v}`, locked)
+		if got := strings.TrimSpace(w.Body.String()); w.Code != 200 || got != want {
+			t.Fatalf("unlock complete, locked %v: %d %s, want %s", locked, w.Code, got, want)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -312,7 +313,10 @@ func (s *Server) handleError(err error, c echo.Context) {
 	}
 	if p.Status >= 500 {
 		s.svc.Log().Error("request failed", "request_id", m.RequestID, "path", c.Path(), "code", p.Code, "error", errString(p.Err))
-	} else if p.Err != nil {
+	} else if p.Err != nil && s.svc.Log().Enabled(c.Request().Context(), slog.LevelDebug) {
+		// only when debug lines are kept: p.Err differs by name (a real
+		// account's directory error, an unknown name's lookup error), and
+		// this runs after the hold of a padded answer (flow.padder.wait)
 		s.svc.Log().Debug("request refused", "request_id", m.RequestID, "path", c.Path(), "code", p.Code, "error", errString(p.Err))
 	}
 	switch p.Code {

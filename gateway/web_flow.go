@@ -334,10 +334,10 @@ func (s *Server) unlockComplete(c echo.Context) error {
 	if err != nil {
 		return s.flowExpired(c, store.FlowUnlock)
 	}
-	// whether there was a lockout to clear, read before it is cleared
-	// (only after the proofs: FlowLocked refuses before)
-	locked, lerr := s.svc.FlowLocked(c.Request().Context(), f.ID)
-	if err := s.svc.CompleteFlow(c.Request().Context(), store.FlowUnlock, f.ID, "", meta(c)); err != nil {
+	// whether the write ended a lock: the directory's answer at the write,
+	// as the notice says
+	unlocked, err := s.svc.CompleteUnlock(c.Request().Context(), f.ID, meta(c))
+	if err != nil {
 		p := flow.AsProblem(err)
 		if p.Code == flow.CodeNotVerified || p.Code == flow.CodeMethodKindRequired {
 			return s.redirect(c, "/unlock/methods")
@@ -345,7 +345,7 @@ func (s *Server) unlockComplete(c echo.Context) error {
 		return p
 	}
 	c.SetCookie(s.cookie(s.cookieFlow, "", -1))
-	if lerr == nil && !locked {
+	if !unlocked {
 		return s.redirect(c, "/unlock/done?was=not_locked")
 	}
 	return s.redirect(c, "/unlock/done")

@@ -188,8 +188,6 @@ func (s *Server) renderTOTPEnrol(c echo.Context, status int, en flow.TOTPEnrolme
 	return s.render(c, status, "totp_enrol", "Set up your authenticator app", d, p)
 }
 
-// countryNames names the countries of isos in English with their calling
-// codes, "United Kingdom (+44), United States (+1)"; "" for none.
 // phoneProblem is p, and for a refused phone number p in words that name
 // the allowed countries (pages and API alike).
 func (s *Server) phoneProblem(p *flow.Problem) *flow.Problem {
@@ -205,7 +203,8 @@ func (s *Server) phoneProblem(p *flow.Problem) *flow.Problem {
 	return &q
 }
 
-// countryNames are the countries isos in words, with their calling codes.
+// countryNames names the countries of isos in English with their calling
+// codes, "United Kingdom (+44), United States (+1)"; "" for none.
 func countryNames(isos []string) string {
 	names := make([]string, 0, len(isos))
 	for _, iso := range isos {
