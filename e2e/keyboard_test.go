@@ -12,9 +12,10 @@ import (
 	"github.com/latchkeyhq/latchkey/directory/dirtest"
 )
 
-// TestBrowserOpenLDAPKeyboard (issue #22, a11y M1, m1, m2): a keyboard-only
-// journey in Chromium (key events only: Tab, typed characters and Enter;
-// no click) through registration, a reset and an unlock on OpenLDAP, with
+// TestBrowserOpenLDAPKeyboard and TestBrowserActiveDirectoryKeyboard
+// (issue #22, a11y M1, m1, m2): a keyboard-only journey in Chromium (key
+// events only: Tab, typed characters and Enter; no click) through
+// registration, a reset and an unlock on OpenLDAP and on Samba AD, with
 // failed submits on purpose (a wrong password for carol and for a name
 // that is no account, wrong codes, a password too short, two that
 // differ). After each submit it asserts where focus lands
@@ -27,8 +28,17 @@ import (
 // invalid.
 func TestBrowserOpenLDAPKeyboard(t *testing.T) {
 	parallel(t)
+	runKeyboardSuite(t, func(t testing.TB) *dirtest.Server { return dirtest.StartOpenLDAP(t) })
+}
+
+func TestBrowserActiveDirectoryKeyboard(t *testing.T) {
+	parallel(t)
+	runKeyboardSuite(t, dirtest.StartSamba)
+}
+
+func runKeyboardSuite(t *testing.T, startDir func(testing.TB) *dirtest.Server) {
 	exe := chromiumPath(t)
-	srv := dirtest.StartOpenLDAP(t)
+	srv := startDir(t)
 	mail, sms := startMail(t)
 	e := startGateway(t, srv, mail, sms, params{})
 	b := newBrowser(t, exe, e.base)
