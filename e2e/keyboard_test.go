@@ -28,15 +28,17 @@ import (
 // invalid.
 func TestBrowserOpenLDAPKeyboard(t *testing.T) {
 	parallel(t)
-	runKeyboardSuite(t, func(t testing.TB) *dirtest.Server { return dirtest.StartOpenLDAP(t) })
+	runKeyboardSuite(t, func(t testing.TB) *dirtest.Server { return dirtest.StartOpenLDAP(t) }, "carol@example.org")
 }
 
 func TestBrowserActiveDirectoryKeyboard(t *testing.T) {
 	parallel(t)
-	runKeyboardSuite(t, dirtest.StartSamba)
+	runKeyboardSuite(t, dirtest.StartSamba, "carol@example.test")
 }
 
-func runKeyboardSuite(t *testing.T, startDir func(testing.TB) *dirtest.Server) {
+// runKeyboardSuite walks the journey on the directory startDir starts, in
+// which carol's own (work) address is workMail.
+func runKeyboardSuite(t *testing.T, startDir func(testing.TB) *dirtest.Server, workMail string) {
 	exe := chromiumPath(t)
 	srv := startDir(t)
 	mail, sms := startMail(t)
@@ -98,6 +100,18 @@ func runKeyboardSuite(t *testing.T, startDir func(testing.TB) *dirtest.Server) {
 	if role := b.focusedAX().role; role != "status" {
 		t.Fatalf("the focused notice has role %q, want status", role)
 	}
+	// a number the gateway refuses, and her work address as a personal
+	// email: the field takes focus, invalid, described by the refusal
+	b.tabTo("#phone")
+	b.keys("+44 12")
+	b.enter(422, "/register/methods")
+	b.focusOn("phone", "Mobile number with country code", "Enter a mobile number in international format", "Error: Your recovery methods - Latchkey")
+	b.check("keyboard: methods, a number refused")
+	b.tabTo("#email")
+	b.keys(workMail)
+	b.enter(422, "/register/methods")
+	b.focusOn("email", "Personal email address (not your work address)", "That is your work address", "Error: Your recovery methods - Latchkey")
+	b.check("keyboard: methods, the work address")
 
 	// reset: a wrong code, a password too short, two that differ
 	b.open("/reset", 200)
@@ -152,6 +166,32 @@ func runKeyboardSuite(t *testing.T, startDir func(testing.TB) *dirtest.Server) {
 	if err := srv.UserBind("carol", newPass); err != nil {
 		t.Fatalf("the new password does not bind: %v", err)
 	}
+
+	// /change: a wrong current password (carol's second wrong one, within
+	// the budget of two), then a new one too short
+	b.open("/change", 200)
+	b.tabTo("#username")
+	b.keys("carol")
+	b.tabTo("#old")
+	b.keys("Not-Carols-Password-9")
+	b.tabTo("#new")
+	b.keys(newPass + "-2")
+	b.tabTo("#confirm")
+	b.keys(newPass + "-2")
+	b.enter(401, "/change")
+	b.focusOn("old", "Current password", "The username or password is incorrect", "Error: Change your password - Latchkey")
+	b.check("keyboard: change, wrong current password")
+	b.keys(newPass)
+	b.tabTo("#new")
+	b.keys("short")
+	b.tabTo("#confirm")
+	b.keys("short")
+	b.enter(422, "/change")
+	desc = b.focusOn("new", "New password", "The new password was not accepted:", "Error: Change your password - Latchkey")
+	if !strings.Contains(desc, "Use at least") {
+		t.Fatalf("the refused new password is described by %q: want the reason with its number", desc)
+	}
+	b.check("keyboard: change, too short")
 
 	// unlock: each step's title, a wrong code
 	b.open("/unlock", 200)
