@@ -912,41 +912,50 @@ func unlockInBrowser(t *testing.T, b *browser, e *env) {
 }
 
 // tierInBrowser: alice is in sspr-admins, whose tier needs two methods,
-// and registered one email. Registration says so; a reset says nothing of
-// it before her proof ("step 1 of 2", as for every name), then the true
-// steps and the helpdesk instead of a method she never set up.
+// and registered one email (b.tierJourney).
 func tierInBrowser(t *testing.T, b *browser, e *env) {
 	const addr = "alice.home@example.net"
 	e.t = t
 	emailID, _ := e.register("alice", addr, "")
+	b.tierJourney("alice", e.dir.Password("alice"), emailID, func() string { return e.mailCode(addr) }, "alice's")
+}
+
+// tierJourney: user's tier needs two methods and they registered one,
+// methodID, whose code code reads. Registration says so; a reset says
+// nothing of it before the proof ("step 1 of 2", as for every name), then
+// the true steps and the helpdesk instead of a method never set up. The
+// pages are checked as who's.
+func (b *browser) tierJourney(user, password, methodID string, code func() string, who string) {
+	t := b.t
+	t.Helper()
 	b.open("/register", 200)
-	b.typeInto("username", "alice")
-	b.typeInto("password", e.dir.Password("alice"))
+	b.typeInto("username", user)
+	b.typeInto("password", password)
 	b.click(`form[action="/register"] button[type=submit]`, 200, "/register/methods")
 	b.mustSee("Your account needs 2 different methods (1 registered). Add 1 more")
-	b.check("methods: alice, one of two")
+	b.check(who + " methods, one of two")
 	b.click(`form[action="/register/signout"] button[type=submit]`, 200, "/")
 	b.open("/reset", 200)
-	b.typeInto("username", "alice")
+	b.typeInto("username", user)
 	b.click(`form[action="/reset"] button[type=submit]`, 200, "/reset/methods")
 	if title, _ := chromedp.Run(b.ctx, chromedp.Title()); !strings.HasPrefix(title, "Reset your password: step 1 of 2") {
-		t.Fatalf("alice's title before a proof: %q", title)
+		t.Fatalf("%s title before a proof: %q", who, title)
 	}
 	if txt := b.mainText(); strings.Contains(txt, "2 different methods") || strings.Contains(txt, "cannot finish") {
-		t.Fatalf("alice's tier shows before a proof:\n%s", txt)
+		t.Fatalf("%s tier shows before a proof:\n%s", who, txt)
 	}
-	// her one real method (a flow offers a method by its id), among fakes
-	b.click(`ul.methods form:has(input[name=method][value="`+emailID+`"]) button[type=submit]`, 200, "/reset/code")
-	b.typeInto("code", e.mailCode(addr))
+	// the one real method (a flow offers a method by its id), among fakes
+	b.click(`ul.methods form:has(input[name=method][value="`+methodID+`"]) button[type=submit]`, 200, "/reset/code")
+	b.typeInto("code", code())
 	b.click(`form[action="/reset/verify"] button[type=submit]`, 200, "/reset/methods")
 	b.mustSee("Your account needs 2 different methods and you have registered 1, so you cannot finish here. Contact the helpdesk")
 	if title, _ := chromedp.Run(b.ctx, chromedp.Title()); !strings.HasPrefix(title, "Reset your password: step 2 of 3") {
-		t.Fatalf("alice's title after her email: %q", title)
+		t.Fatalf("%s title after the proof: %q", who, title)
 	}
 	if n, _ := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll('ul.methods form').length`)); n != 0 {
-		t.Fatalf("alice is offered %d method(s) she cannot use:\n%s", n, b.mainText())
+		t.Fatalf("%s reset offers %d method(s) that cannot be used:\n%s", who, n, b.mainText())
 	}
-	b.check("reset: alice, no second method")
+	b.check(who + " reset, no second method")
 }
 
 // codeBudgetsInBrowser spends twin1's code budgets on purpose. Ten wrong

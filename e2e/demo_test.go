@@ -534,42 +534,14 @@ func demoBrowserJourney(t *testing.T, d *demoRun) {
 	b.check("demo: unlock, not locked")
 
 	// dave's tier needs two methods and he registered one email (the API
-	// journey): registration says so; a reset says nothing of it before
-	// his proof ("step 1 of 2" as for everyone), then the true steps and
-	// the helpdesk instead of a method he never set up
+	// journey): b.tierJourney
 	const daveAddr = "dave.home@example.net"
-	b.open("/register", 200)
-	b.typeInto("username", "dave")
-	b.typeInto("password", d.accounts["dave"])
-	b.click(`form[action="/register"] button[type=submit]`, 200, "/register/methods")
-	b.mustSee("Your account needs 2 different methods (1 registered). Add 1 more")
-	b.check("demo: dave's methods, one of two")
-	b.click(`form[action="/register/signout"] button[type=submit]`, 200, "/")
-	b.open("/reset", 200)
-	b.typeInto("username", "dave")
-	b.click(`form[action="/reset"] button[type=submit]`, 200, "/reset/methods")
-	if title, _ := chromedp.Run(b.ctx, chromedp.Title()); !strings.HasPrefix(title, "Reset your password: step 1 of 2") {
-		t.Fatalf("dave's title before a proof: %q", title)
-	}
-	if txt := b.mainText(); strings.Contains(txt, "2 different methods") || strings.Contains(txt, "cannot finish") {
-		t.Fatalf("dave's tier shows before a proof:\n%s", txt)
-	}
 	e := d.env(t)
 	tok := e.must(200, e.api("POST", "/api/v1/session", "", map[string]string{"username": "dave", "password": d.accounts["dave"]}), "dave signs in").str("token")
 	var daves []map[string]any
 	if err := json.Unmarshal(e.must(200, e.api("GET", "/api/v1/methods", tok, nil), "dave's methods").Body, &daves); err != nil || len(daves) != 1 {
 		t.Fatalf("dave's methods: %v %v", daves, err)
 	}
-	b.click(`ul.methods form:has(input[name=method][value="`+daves[0]["id"].(string)+`"]) button[type=submit]`, 200, "/reset/code")
-	b.typeInto("code", d.code(t, daveAddr))
-	b.click(`form[action="/reset/verify"] button[type=submit]`, 200, "/reset/methods")
-	b.mustSee("Your account needs 2 different methods and you have registered 1, so you cannot finish here. Contact the helpdesk")
-	if title, _ := chromedp.Run(b.ctx, chromedp.Title()); !strings.HasPrefix(title, "Reset your password: step 2 of 3") {
-		t.Fatalf("dave's title after his email: %q", title)
-	}
-	if n, _ := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll('ul.methods form').length`)); n != 0 {
-		t.Fatalf("dave is offered %d method(s) he cannot use:\n%s", n, b.mainText())
-	}
-	b.check("demo: dave's reset, no second method")
+	b.tierJourney("dave", d.accounts["dave"], daves[0]["id"].(string), func() string { return d.code(t, daveAddr) }, "demo: dave's")
 	t.Logf("demo in the browser: %d pages checked", b.pages)
 }

@@ -542,6 +542,22 @@ func TestResetClearsTheCountOfWrongPasswords(t *testing.T) {
 		_, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{ClientIP: "192.0.2.1"})
 		wantCode(t, err, CodeTooMany)
 	}
+	// a third wrong password elsewhere (a workstation) locks carol's
+	// account, after the two the gateway forwarded
+	lockAtWorkstation := func(t *testing.T, tb *testbed) *directory.User {
+		t.Helper()
+		u, err := tb.dir.Lookup(ctx, "carol")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tb.dir.VerifyPassword(ctx, u, "wrong-at-a-workstation"); err == nil {
+			t.Fatal("a wrong password was accepted")
+		}
+		if u, _ := tb.dir.Lookup(ctx, "carol"); !u.Status.Locked {
+			t.Fatal("carol is not locked after 3 wrong passwords")
+		}
+		return u
+	}
 	unlock := func(t *testing.T, tb *testbed, mid string) {
 		t.Helper()
 		f, err := tb.svc.StartFlow(ctx, "unlock", "carol", Meta{})
@@ -568,17 +584,7 @@ func TestResetClearsTheCountOfWrongPasswords(t *testing.T) {
 		tb := bed(t)
 		_, mid := tb.enroll(t, "carol", "carol@home.example")
 		spend(t, tb)
-		// a third wrong password elsewhere (a workstation) locks the account
-		u, err := tb.dir.Lookup(ctx, "carol")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tb.dir.VerifyPassword(ctx, u, "wrong-at-a-workstation"); err == nil {
-			t.Fatal("a wrong password was accepted")
-		}
-		if u, _ := tb.dir.Lookup(ctx, "carol"); !u.Status.Locked {
-			t.Fatal("carol is not locked after 3 wrong passwords")
-		}
+		lockAtWorkstation(t, tb)
 		unlock(t, tb, mid)
 		if _, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{ClientIP: "192.0.2.1"}); err != nil {
 			t.Fatalf("the right password after the unlock: %v", err)
@@ -602,16 +608,7 @@ func TestResetClearsTheCountOfWrongPasswords(t *testing.T) {
 		tb := bed(t)
 		_, mid := tb.enroll(t, "carol", "carol@home.example")
 		spend(t, tb)
-		u, err := tb.dir.Lookup(ctx, "carol")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tb.dir.VerifyPassword(ctx, u, "wrong-at-a-workstation"); err == nil {
-			t.Fatal("a wrong password was accepted")
-		}
-		if u, _ := tb.dir.Lookup(ctx, "carol"); !u.Status.Locked {
-			t.Fatal("carol is not locked after 3 wrong passwords")
-		}
+		u := lockAtWorkstation(t, tb)
 		tb.dir.SetBeforeUnlock(func() {
 			if unlocked, err := tb.dir.Unlock(ctx, u); err != nil || !unlocked {
 				t.Errorf("the helpdesk's unlock: unlocked %v, %v", unlocked, err)
@@ -621,7 +618,7 @@ func TestResetClearsTheCountOfWrongPasswords(t *testing.T) {
 			}
 		})
 		unlock(t, tb, mid)
-		_, err = tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{ClientIP: "192.0.2.1"})
+		_, err := tb.svc.SignIn(ctx, "carol", tb.dir.Password("carol"), Meta{ClientIP: "192.0.2.1"})
 		wantCode(t, err, CodeTooMany)
 		waitOutboxEmpty(t, tb)
 		said := map[string]bool{}
