@@ -5,6 +5,9 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/text/language"
+	"golang.org/x/text/language/display"
+
 	"github.com/latchkeyhq/latchkey/notify"
 	"github.com/latchkeyhq/latchkey/store"
 )
@@ -35,7 +38,12 @@ func (smsMethod) spendBudget(ctx context.Context, s *Service, addr string) strin
 func (smsMethod) normalize(s *Service, in string) (string, *Problem) {
 	e164, _, err := notify.ParsePhone(in, s.o.AllowedCountries)
 	if err != nil {
-		return "", problem(CodeInvalidPhone, err)
+		p := problem(CodeInvalidPhone, err)
+		if names := countryNames(s.o.AllowedCountries); names != "" {
+			// the pages and the API alike name the countries allowed
+			p.Text = "Enter a mobile number in international format, for example +44 7700 900123, from one of these countries: " + names + "."
+		}
+		return "", p
 	}
 	return e164, nil
 }
@@ -84,4 +92,23 @@ func (s *Service) smsBudget(ctx context.Context, number string) string {
 func smsPrefix(e164 string) string {
 	d := strings.TrimPrefix(store.NormalizeAddress(store.MethodSMS, e164), "+")
 	return "+" + d[:min(len(d), 6)]
+}
+
+// countryNames names the countries of isos in English with their calling
+// codes, "United Kingdom (+44), United States (+1)"; "" for none.
+func countryNames(isos []string) string {
+	names := make([]string, 0, len(isos))
+	for _, iso := range isos {
+		name := iso
+		if r, err := language.ParseRegion(iso); err == nil {
+			if n := display.English.Regions().Name(r); n != "" {
+				name = n
+			}
+		}
+		if code, ok := notify.CountryCallingCode(iso); ok {
+			name += " (+" + code + ")"
+		}
+		names = append(names, name)
+	}
+	return strings.Join(names, ", ")
 }

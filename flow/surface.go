@@ -3,7 +3,6 @@ package flow
 import (
 	"context"
 	"log/slog"
-	"slices"
 	"time"
 )
 
@@ -69,7 +68,3 @@ const (
 	AuditSampleTotal  = auditSampleTotal
 	AnswerUsername    = answerUsername
 )
-
-// AllowedCountries are the countries mobile numbers may be registered in
-// (ISO 3166 alpha-2; empty: every country the gateway knows).
-func (s *Service) AllowedCountries() []string { return slices.Clone(s.o.AllowedCountries) }

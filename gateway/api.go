@@ -247,14 +247,7 @@ func (s *Server) apiAddMethod(c echo.Context) error {
 	if err := field(in.Address, 254); err != nil {
 		return err
 	}
-	if err := webKindOf(in.Type).addAPI(s, c, sess, in); err != nil {
-		var p *flow.Problem
-		if errors.As(err, &p) {
-			return s.phoneProblem(p)
-		}
-		return err
-	}
-	return nil
+	return webKindOf(in.Type).addAPI(s, c, sess, in)
 }
 
 // apiEnrolTOTP: POST /api/v1/methods {type: totp}.

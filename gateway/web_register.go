@@ -8,11 +8,8 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
-	"golang.org/x/text/language"
-	"golang.org/x/text/language/display"
 
 	"github.com/latchkeyhq/latchkey/flow"
-	"github.com/latchkeyhq/latchkey/notify"
 	"github.com/latchkeyhq/latchkey/store"
 )
 
@@ -133,7 +130,6 @@ func (s *Server) methodsError(c echo.Context, sess store.Session, err error) err
 	if p.Status >= 500 {
 		return p
 	}
-	p = s.phoneProblem(p)
 	d, derr := s.methodsData(c, sess)
 	if derr != nil {
 		return derr
@@ -186,40 +182,6 @@ func (s *Server) renderTOTPEnrol(c echo.Context, status int, en flow.TOTPEnrolme
 	d := totpEnrolPage{ID: en.Method.ID, Secret: groupSecret(en.Secret),
 		QR: template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(en.QRPNG))} // #nosec G203 -- our own PNG, base64
 	return s.render(c, status, "totp_enrol", "Set up your authenticator app", d, p)
-}
-
-// phoneProblem is p, and for a refused phone number p in words that name
-// the allowed countries (pages and API alike).
-func (s *Server) phoneProblem(p *flow.Problem) *flow.Problem {
-	if p.Code != flow.CodeInvalidPhone {
-		return p
-	}
-	names := countryNames(s.svc.AllowedCountries())
-	if names == "" {
-		return p
-	}
-	q := *p
-	q.Text = "Enter a mobile number in international format, for example +44 7700 900123, from one of these countries: " + names + "."
-	return &q
-}
-
-// countryNames names the countries of isos in English with their calling
-// codes, "United Kingdom (+44), United States (+1)"; "" for none.
-func countryNames(isos []string) string {
-	names := make([]string, 0, len(isos))
-	for _, iso := range isos {
-		name := iso
-		if r, err := language.ParseRegion(iso); err == nil {
-			if n := display.English.Regions().Name(r); n != "" {
-				name = n
-			}
-		}
-		if code, ok := notify.CountryCallingCode(iso); ok {
-			name += " (+" + code + ")"
-		}
-		names = append(names, name)
-	}
-	return strings.Join(names, ", ")
 }
 
 // groupSecret writes a base32 seed in groups of four, as apps show them.
